@@ -1,0 +1,1003 @@
+//! Configuration: loads `syslog2ban.toml` and `conf.d/*.toml` (merged in name order, later
+//! files overriding single keys), applies `SYSLOG2BAN_` environment overrides, and compiles the
+//! raw values into runtime types.
+//!
+//! Owns the raw → compiled conversion and its error reporting (file, key and, where it can be
+//! found, line). It must not open sockets or run anything: it only reads files.
+
+mod duration;
+mod raw;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::{Figment, Source};
+use ipnet::IpNet;
+
+pub use duration::{ParsedDuration, RawDuration};
+use raw::{RawConfig, RawJail, RawJailSettings, RawListener};
+
+use crate::jail::filter::Filter;
+
+/// Default largest frame: 64 KiB, as rsyslog's maxMessageSize tops out in common setups.
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_MAXRETRY: u32 = 5;
+const DEFAULT_FINDTIME: Duration = Duration::from_secs(600);
+const DEFAULT_BANTIME: Duration = Duration::from_secs(3600);
+const DEFAULT_IGNOREIP: &[&str] = &["127.0.0.0/8", "::1"];
+const ENV_PREFIX: &str = "SYSLOG2BAN_";
+
+/// The validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The sockets to listen on.
+    pub listeners: Vec<ListenerConfig>,
+    /// Enabled jails, in name order.
+    pub jails: Vec<JailConfig>,
+    /// Names of jails present but not enabled (for `status` and diagnostics).
+    pub disabled_jails: Vec<JailName>,
+    /// Ban enforcement.
+    pub ban: BanConfig,
+    /// Control socket path.
+    pub control_socket: PathBuf,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Files that were read, in merge order.
+    pub files: Vec<PathBuf>,
+}
+
+/// One listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    /// `udp:0.0.0.0:514`-style label used in logs and metrics.
+    pub label: String,
+    /// The transport and its address.
+    pub kind: ListenerKind,
+    /// Largest frame (bytes).
+    pub max_frame: usize,
+}
+
+/// Transport of a listener.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListenerKind {
+    /// One message per datagram.
+    Udp {
+        /// Bind address.
+        address: SocketAddr,
+    },
+    /// RFC 6587 framing, detected per frame.
+    Tcp {
+        /// Bind address.
+        address: SocketAddr,
+        /// Most simultaneous connections.
+        max_connections: usize,
+        /// Silence after which a connection is closed.
+        idle_timeout: Duration,
+    },
+    /// Unix datagram socket (`/dev/log` style).
+    Unix {
+        /// Socket path.
+        path: PathBuf,
+        /// File mode of the socket.
+        mode: u32,
+    },
+}
+
+/// A jail's name: `[A-Za-z0-9_-]{1,32}`, because it appears in logs, metrics and nft comments.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JailName(String);
+
+impl JailName {
+    /// Validates a jail name.
+    pub fn new(name: &str) -> Result<Self, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(JailName(name.to_string()))
+        } else {
+            Err(format!(
+                "jail name '{name}' must be 1-32 characters of A-Z a-z 0-9 _ -"
+            ))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JailName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How long a ban lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BanTime {
+    /// Until unbanned by hand (`bantime = -1`).
+    Permanent,
+    /// A fixed length.
+    For(Duration),
+}
+
+/// A compiled, enabled jail.
+#[derive(Debug, Clone)]
+pub struct JailConfig {
+    /// The jail's name.
+    pub name: JailName,
+    /// Program names routed to this jail.
+    pub programs: Vec<String>,
+    /// Compiled failregex / ignoreregex.
+    pub filter: Filter,
+    /// Failures within `findtime` that trigger a ban (>= 1).
+    pub maxretry: u32,
+    /// The counting window.
+    pub findtime: Duration,
+    /// Ban length.
+    pub bantime: BanTime,
+    /// Addresses never counted or banned.
+    pub ignoreip: Vec<IpNet>,
+}
+
+/// Where bans go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Local nftables.
+    Nftables,
+    /// Only log decisions.
+    Log,
+}
+
+/// `[ban]`, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BanConfig {
+    /// Enforcement backend.
+    pub backend: Backend,
+    /// nft table (family inet).
+    pub table: String,
+    /// Keep the table when stopping.
+    pub keep_table: bool,
+    /// The nft binary.
+    pub nft: PathBuf,
+}
+
+/// One configuration error, with where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// The file that holds the key, when known.
+    pub file: Option<PathBuf>,
+    /// The 1-based line of the key in that file, when it can be found.
+    pub line: Option<usize>,
+    /// Dotted key, e.g. `jail.sshd.maxretry`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            (None, _) => {}
+        }
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every error found while loading, so a user can fix them all in one go.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Finds the main file and the jail directory for `--config PATH` (file or directory).
+pub fn locate(path: &Path) -> (PathBuf, PathBuf) {
+    if path.is_dir() {
+        (path.join("syslog2ban.toml"), path.join("conf.d"))
+    } else {
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        (path.to_path_buf(), dir.join("conf.d"))
+    }
+}
+
+/// Loads and compiles the configuration at `path` with environment overrides.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_env(path, Env::prefixed(ENV_PREFIX).split("__"))
+}
+
+fn load_with_env(path: &Path, env: Env) -> Result<Config, ConfigErrors> {
+    let (main, _) = locate(path);
+    if !main.is_file() {
+        return Err(ConfigErrors(vec![ConfigError {
+            file: Some(main),
+            line: None,
+            key: "-".into(),
+            message: "configuration file not found".into(),
+        }]));
+    }
+    let files = config_files(path);
+    let mut figment = Figment::new();
+    for file in &files {
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    let figment = figment.merge(env);
+    let mut config = Compiler::new(&figment).compile()?;
+    config.files = files;
+    Ok(config)
+}
+
+/// Compiles only the `[jail.*]` tables of `files` (enabled or not), for `syslog2ban regex`
+/// and filter tests, which need no listeners.
+pub fn load_jails(files: &[PathBuf]) -> Result<Vec<JailConfig>, ConfigErrors> {
+    let mut figment = Figment::new();
+    for file in files {
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    let mut compiler = Compiler::new(&figment);
+    let names = match figment
+        .extract_inner::<std::collections::BTreeMap<String, figment::value::Value>>("jail")
+    {
+        Ok(jails) => jails.into_keys().collect::<Vec<_>>(),
+        Err(_) => Vec::new(),
+    };
+    let defaults = compiler.defaults(&RawJailSettings::default());
+    let jails: Vec<JailConfig> = names
+        .iter()
+        .filter_map(|name| compiler.jail(name, &defaults).map(|(j, _)| j))
+        .collect();
+    if compiler.errors.is_empty() {
+        Ok(jails)
+    } else {
+        Err(ConfigErrors(compiler.errors))
+    }
+}
+
+/// The main file and the `conf.d/*.toml` files of `--config PATH`, in merge order.
+pub fn config_files(path: &Path) -> Vec<PathBuf> {
+    let (main, conf_dir) = locate(path);
+    let conf_dir = match Figment::from(Toml::file(&main)).extract_inner::<PathBuf>("conf_dir") {
+        Ok(dir) => main.parent().unwrap_or(Path::new(".")).join(dir),
+        Err(_) => conf_dir,
+    };
+    let mut files = Vec::new();
+    if main.is_file() {
+        files.push(main);
+    }
+    if let Ok(entries) = std::fs::read_dir(&conf_dir) {
+        let mut jail_files: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
+            .collect();
+        jail_files.sort();
+        files.extend(jail_files);
+    }
+    files
+}
+
+/// Walks the merged figment, collecting every error instead of stopping at the first.
+struct Compiler<'a> {
+    figment: &'a Figment,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(figment: &'a Figment) -> Self {
+        Compiler {
+            figment,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records an error at `key`, finding the file that provided it.
+    fn error(&mut self, key: &str, message: impl Into<String>) {
+        let file = self.file_of(key);
+        let line = file.as_deref().and_then(|f| find_line(f, key));
+        self.errors.push(ConfigError {
+            file,
+            line,
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn file_of(&self, key: &str) -> Option<PathBuf> {
+        // Walk up the key until some provider is known for it (unknown keys have no metadata).
+        let mut probe = key.to_string();
+        loop {
+            if let Some(meta) = self.figment.find_metadata(&probe) {
+                if let Some(Source::File(path)) = &meta.source {
+                    return Some(path.clone());
+                }
+                return None;
+            }
+            match probe.rfind('.') {
+                Some(i) => probe.truncate(i),
+                None => return None,
+            }
+        }
+    }
+
+    fn figment_error(&mut self, prefix: &str, err: figment::Error) {
+        for e in err {
+            // extract_inner already reports full paths; plain extract reports them relative.
+            let joined = e.path.join(".");
+            let key = if prefix.is_empty() || joined.starts_with(prefix) {
+                joined
+            } else if joined.is_empty() {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{joined}")
+            };
+            if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+                // figment puts the unknown field first in the path; the rest is its table.
+                let mut table: Vec<&str> = e.path.iter().map(String::as_str).collect();
+                if let Some(i) = table.iter().position(|p| p == field) {
+                    table.remove(i);
+                }
+                let table = if prefix.is_empty() {
+                    table.join(".")
+                } else {
+                    prefix.to_string()
+                };
+                let key = if table.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{table}.{field}")
+                };
+                self.error(&key, "unknown key".to_string());
+                continue;
+            }
+            let file = match &e.metadata {
+                Some(meta) => match &meta.source {
+                    Some(Source::File(p)) => Some(p.clone()),
+                    _ => None,
+                },
+                None => self.file_of(&key),
+            };
+            let line = file.as_deref().and_then(|f| find_line(f, &key));
+            self.errors.push(ConfigError {
+                file,
+                line,
+                key: if key.is_empty() { "-".into() } else { key },
+                message: e.kind.to_string(),
+            });
+        }
+    }
+
+    fn compile(mut self) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = match self.figment.extract() {
+            Ok(raw) => raw,
+            Err(err) => {
+                self.figment_error("", err);
+                // Still report what can be found jail by jail.
+                if let Ok(jails) = self
+                    .figment
+                    .extract_inner::<std::collections::BTreeMap<String, figment::value::Value>>(
+                        "jail",
+                    )
+                {
+                    let defaults = self.defaults(&RawJailSettings::default());
+                    for name in jails.keys() {
+                        self.jail(name, &defaults);
+                    }
+                }
+                return Err(ConfigErrors(self.errors));
+            }
+        };
+
+        let listeners: Vec<ListenerConfig> = raw
+            .listen
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| self.listener(i, l))
+            .collect();
+        if raw.listen.is_empty() {
+            self.error(
+                "listen",
+                "no [[listen]] entry: the daemon would receive nothing",
+            );
+        }
+        let defaults = self.defaults(&raw.defaults);
+        let mut jails = Vec::new();
+        let mut disabled_jails = Vec::new();
+        for name in raw.jail.keys() {
+            match self.jail(name, &defaults) {
+                Some((jail, true)) => jails.push(jail),
+                Some((jail, false)) => disabled_jails.push(jail.name),
+                None => {}
+            }
+        }
+        let ban = self.ban(&raw.ban);
+        let control_socket = raw
+            .control
+            .socket
+            .unwrap_or_else(|| PathBuf::from("/run/syslog2ban.sock"));
+        let state_dir = raw
+            .state
+            .dir
+            .unwrap_or_else(|| PathBuf::from("/var/lib/syslog2ban"));
+
+        if !self.errors.is_empty() {
+            return Err(ConfigErrors(self.errors));
+        }
+        Ok(Config {
+            listeners,
+            jails,
+            disabled_jails,
+            ban: ban.expect("no errors means ban compiled"),
+            control_socket,
+            state_dir,
+            files: Vec::new(),
+        })
+    }
+
+    fn listener(&mut self, index: usize, raw: &RawListener) -> Option<ListenerConfig> {
+        let key = |field: &str| format!("listen[{index}].{field}");
+        let max_frame = match raw.max_frame {
+            None => DEFAULT_MAX_FRAME,
+            Some(n) if (512..=16 * 1024 * 1024).contains(&n) => n as usize,
+            Some(n) => {
+                self.error(
+                    &key("max_frame"),
+                    format!("{n} is outside 512..=16777216 bytes"),
+                );
+                return None;
+            }
+        };
+        let tcp_only = [
+            ("max_connections", raw.max_connections.is_some()),
+            ("idle_timeout", raw.idle_timeout.is_some()),
+        ];
+        let address = |this: &mut Self| -> Option<SocketAddr> {
+            match &raw.address {
+                None => {
+                    this.error(
+                        &key("address"),
+                        format!("required for type \"{}\"", raw.kind),
+                    );
+                    None
+                }
+                Some(text) => {
+                    match text.parse::<SocketAddr>() {
+                        Ok(addr) => Some(addr),
+                        Err(_) => {
+                            this.error(
+                            &key("address"),
+                            format!("\"{text}\" is not IP:PORT (e.g. \"0.0.0.0:514\" or \"[::]:514\")"),
+                        );
+                            None
+                        }
+                    }
+                }
+            }
+        };
+        let kind = match raw.kind.as_str() {
+            "udp" | "tcp" => {
+                if raw.path.is_some() {
+                    self.error(&key("path"), "only for type \"unix\"; use address");
+                }
+                if raw.mode.is_some() {
+                    self.error(&key("mode"), "only for type \"unix\"");
+                }
+                let address = address(self)?;
+                if raw.kind == "udp" {
+                    for (field, set) in tcp_only {
+                        if set {
+                            self.error(&key(field), "only for type \"tcp\"");
+                        }
+                    }
+                    ListenerKind::Udp { address }
+                } else {
+                    let max_connections = match raw.max_connections {
+                        None => DEFAULT_MAX_CONNECTIONS,
+                        Some(n) if n >= 1 => n as usize,
+                        Some(_) => {
+                            self.error(&key("max_connections"), "must be at least 1");
+                            return None;
+                        }
+                    };
+                    let idle_timeout = match &raw.idle_timeout {
+                        None => DEFAULT_IDLE_TIMEOUT,
+                        Some(d) => match d.parse() {
+                            Ok(ParsedDuration::Finite(d)) if !d.is_zero() => d,
+                            Ok(_) => {
+                                self.error(&key("idle_timeout"), "must be a positive duration");
+                                return None;
+                            }
+                            Err(e) => {
+                                self.error(&key("idle_timeout"), e);
+                                return None;
+                            }
+                        },
+                    };
+                    ListenerKind::Tcp {
+                        address,
+                        max_connections,
+                        idle_timeout,
+                    }
+                }
+            }
+            "unix" => {
+                if raw.address.is_some() {
+                    self.error(&key("address"), "not for type \"unix\"; use path");
+                }
+                for (field, set) in tcp_only {
+                    if set {
+                        self.error(&key(field), "only for type \"tcp\"");
+                    }
+                }
+                let Some(path) = raw.path.clone() else {
+                    self.error(
+                        &key("path"),
+                        "required for type \"unix\" (e.g. \"/dev/log\")",
+                    );
+                    return None;
+                };
+                let mode = match raw.mode.as_deref() {
+                    None => 0o666,
+                    Some(text) => match u32::from_str_radix(text, 8) {
+                        Ok(m) if m <= 0o777 => m,
+                        _ => {
+                            self.error(
+                                &key("mode"),
+                                format!("\"{text}\" is not an octal file mode like \"0660\""),
+                            );
+                            return None;
+                        }
+                    },
+                };
+                ListenerKind::Unix { path, mode }
+            }
+            "tls" | "journal-upload" | "journal-stream" => {
+                self.error(
+                    &key("type"),
+                    format!(
+                        "\"{}\" listeners are not implemented yet (see README, Status)",
+                        raw.kind
+                    ),
+                );
+                return None;
+            }
+            other => {
+                self.error(
+                    &key("type"),
+                    format!("\"{other}\" is not a listener type; use \"udp\", \"tcp\" or \"unix\""),
+                );
+                return None;
+            }
+        };
+        let label = match &kind {
+            ListenerKind::Udp { address } => format!("udp:{address}"),
+            ListenerKind::Tcp { address, .. } => format!("tcp:{address}"),
+            ListenerKind::Unix { path, .. } => format!("unix:{}", path.display()),
+        };
+        Some(ListenerConfig {
+            label,
+            kind,
+            max_frame,
+        })
+    }
+
+    fn defaults(&mut self, raw: &RawJailSettings) -> Settings {
+        let base = Settings {
+            maxretry: DEFAULT_MAXRETRY,
+            findtime: DEFAULT_FINDTIME,
+            bantime: BanTime::For(DEFAULT_BANTIME),
+            ignoreip: DEFAULT_IGNOREIP
+                .iter()
+                .map(|s| s.parse::<IpAddr>().map(IpNet::from).or_else(|_| s.parse()))
+                .collect::<Result<_, _>>()
+                .expect("built-in ignoreip parses"),
+        };
+        self.settings(
+            "defaults",
+            &base,
+            raw.maxretry,
+            &raw.findtime,
+            &raw.bantime,
+            &raw.ignoreip,
+        )
+    }
+
+    fn settings(
+        &mut self,
+        prefix: &str,
+        base: &Settings,
+        maxretry: Option<i64>,
+        findtime: &Option<RawDuration>,
+        bantime: &Option<RawDuration>,
+        ignoreip: &Option<Vec<String>>,
+    ) -> Settings {
+        let mut out = base.clone();
+        if let Some(n) = maxretry {
+            match u32::try_from(n) {
+                Ok(n) if n >= 1 => out.maxretry = n,
+                _ => self.error(
+                    &format!("{prefix}.maxretry"),
+                    format!("{n} must be at least 1"),
+                ),
+            }
+        }
+        if let Some(raw) = findtime {
+            match raw.parse() {
+                Ok(ParsedDuration::Finite(d)) if !d.is_zero() => out.findtime = d,
+                Ok(_) => self.error(&format!("{prefix}.findtime"), "must be a positive duration"),
+                Err(e) => self.error(&format!("{prefix}.findtime"), e),
+            }
+        }
+        if let Some(raw) = bantime {
+            match raw.parse() {
+                Ok(ParsedDuration::Finite(d)) if !d.is_zero() => out.bantime = BanTime::For(d),
+                Ok(ParsedDuration::Forever) => out.bantime = BanTime::Permanent,
+                Ok(_) => self.error(
+                    &format!("{prefix}.bantime"),
+                    "must be a positive duration or -1 (permanent)",
+                ),
+                Err(e) => self.error(&format!("{prefix}.bantime"), e),
+            }
+        }
+        if let Some(list) = ignoreip {
+            let mut nets = Vec::new();
+            for (i, text) in list.iter().enumerate() {
+                match parse_net(text) {
+                    Some(net) => nets.push(net),
+                    None => self.error(
+                        &format!("{prefix}.ignoreip[{i}]"),
+                        format!("\"{text}\" is not an IP address or CIDR range"),
+                    ),
+                }
+            }
+            out.ignoreip = nets;
+        }
+        out
+    }
+
+    /// Compiles one jail; returns it with its `enabled` flag.
+    fn jail(&mut self, name: &str, defaults: &Settings) -> Option<(JailConfig, bool)> {
+        let prefix = format!("jail.{name}");
+        let jail_name = match JailName::new(name) {
+            Ok(n) => n,
+            Err(e) => {
+                self.error(&prefix, e);
+                return None;
+            }
+        };
+        let raw: RawJail = match self.figment.extract_inner(&prefix) {
+            Ok(raw) => raw,
+            Err(err) => {
+                self.figment_error(&prefix, err);
+                return None;
+            }
+        };
+        let enabled = raw.enabled.unwrap_or(false);
+        let settings = self.settings(
+            &prefix,
+            defaults,
+            raw.maxretry,
+            &raw.findtime,
+            &raw.bantime,
+            &raw.ignoreip,
+        );
+        let programs = raw.programs.clone().unwrap_or_default();
+        if enabled && programs.is_empty() {
+            self.error(
+                &format!("{prefix}.programs"),
+                "an enabled jail needs at least one program name to hear",
+            );
+        }
+        for (i, program) in programs.iter().enumerate() {
+            if program.is_empty() || program.contains(char::is_whitespace) {
+                self.error(
+                    &format!("{prefix}.programs[{i}]"),
+                    format!("\"{program}\" is not a program name"),
+                );
+            }
+        }
+        let failregex = raw.failregex.clone().unwrap_or_default();
+        let ignoreregex = raw.ignoreregex.clone().unwrap_or_default();
+        let filter = match Filter::compile(&failregex, &ignoreregex) {
+            Ok(f) => f,
+            Err(e) => {
+                let msg = e.to_string();
+                let (field, rest) = msg.split_once(": ").unwrap_or(("failregex", &msg));
+                self.error(&format!("{prefix}.{field}"), rest.to_string());
+                return None;
+            }
+        };
+        Some((
+            JailConfig {
+                name: jail_name,
+                programs,
+                filter,
+                maxretry: settings.maxretry,
+                findtime: settings.findtime,
+                bantime: settings.bantime,
+                ignoreip: settings.ignoreip,
+            },
+            enabled,
+        ))
+    }
+
+    fn ban(&mut self, raw: &raw::RawBan) -> Option<BanConfig> {
+        let backend = match raw.backend.as_deref() {
+            None | Some("nftables") => Backend::Nftables,
+            Some("log") => Backend::Log,
+            Some(other) => {
+                self.error(
+                    "ban.backend",
+                    format!("\"{other}\" is not a backend; use \"nftables\" or \"log\""),
+                );
+                return None;
+            }
+        };
+        let table = raw.table.clone().unwrap_or_else(|| "syslog2ban".into());
+        let table_ok = !table.is_empty()
+            && table.len() <= 64
+            && table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && table.as_bytes()[0].is_ascii_alphabetic();
+        if !table_ok {
+            self.error(
+                "ban.table",
+                format!("\"{table}\" must start with a letter and use only A-Z a-z 0-9 _"),
+            );
+            return None;
+        }
+        Some(BanConfig {
+            backend,
+            table,
+            keep_table: raw.keep_table.unwrap_or(false),
+            nft: raw.nft.clone().unwrap_or_else(|| PathBuf::from("nft")),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    maxretry: u32,
+    findtime: Duration,
+    bantime: BanTime,
+    ignoreip: Vec<IpNet>,
+}
+
+/// An address (`203.0.113.9`) or a range (`203.0.113.0/24`).
+pub fn parse_net(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .ok()
+        .map(|n| n.trunc())
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// Best-effort line of `key` in `file`: tracks `[table]` headers and matches `name =`.
+fn find_line(file: &Path, key: &str) -> Option<usize> {
+    let text = std::fs::read_to_string(file).ok()?;
+    // `jail.sshd.ignoreip[2]` → table `jail.sshd`, field `ignoreip`.
+    let key = key.split('[').next().unwrap_or(key);
+    let (table, field) = match key.rsplit_once('.') {
+        Some((t, f)) => (t, f),
+        None => ("", key),
+    };
+    let table = table.split('[').next().unwrap_or(table);
+    let mut current = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            if field.is_empty() || (current == table && key == table) {
+                return Some(n + 1);
+            }
+            continue;
+        }
+        let Some((name, _)) = line.split_once('=') else {
+            continue;
+        };
+        if current == table && name.trim().trim_matches('"') == field {
+            return Some(n + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    const MAIN: &str = r#"
+[[listen]]
+type = "udp"
+address = "127.0.0.1:5514"
+
+[[listen]]
+type = "tcp"
+address = "127.0.0.1:5514"
+
+[defaults]
+maxretry = 5
+findtime = "10m"
+bantime = "1h"
+
+[ban]
+backend = "log"
+"#;
+
+    const SSHD: &str = r#"
+[jail.sshd]
+enabled = true
+programs = ["sshd", "sshd-session"]
+failregex = ['^Failed password for \S+ from <HOST> port \d+ ssh2$']
+"#;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("conf.d")).expect("mkdir");
+        for (name, text) in files {
+            fs::write(dir.path().join(name), text).expect("write");
+        }
+        dir
+    }
+
+    fn load_no_env(path: &Path) -> Result<Config, ConfigErrors> {
+        load_with_env(
+            path,
+            Env::prefixed("SYSLOG2BAN_TEST_NEVER_SET_").split("__"),
+        )
+    }
+
+    #[test]
+    fn loads_main_and_conf_d_with_defaults() {
+        let dir = dir_with(&[("syslog2ban.toml", MAIN), ("conf.d/sshd.toml", SSHD)]);
+        let config = load_no_env(dir.path()).expect("valid");
+        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(config.jails.len(), 1);
+        let sshd = &config.jails[0];
+        assert_eq!(sshd.name.as_str(), "sshd");
+        assert_eq!(sshd.maxretry, 5);
+        assert_eq!(sshd.findtime, Duration::from_secs(600));
+        assert_eq!(sshd.bantime, BanTime::For(Duration::from_secs(3600)));
+        assert_eq!(sshd.ignoreip.len(), 2);
+        assert_eq!(config.ban.backend, Backend::Log);
+    }
+
+    #[test]
+    fn later_conf_d_file_overrides_one_key() {
+        let dir = dir_with(&[
+            ("syslog2ban.toml", MAIN),
+            ("conf.d/sshd.toml", SSHD),
+            (
+                "conf.d/zz-local.toml",
+                "[jail.sshd]\nmaxretry = 3\nbantime = -1\n",
+            ),
+        ]);
+        let config = load_no_env(dir.path()).expect("valid");
+        let sshd = &config.jails[0];
+        assert_eq!(sshd.maxretry, 3);
+        assert_eq!(sshd.bantime, BanTime::Permanent);
+        assert_eq!(sshd.programs, vec!["sshd", "sshd-session"]);
+        assert_eq!(sshd.findtime, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn environment_overrides_a_key() {
+        let dir = dir_with(&[("syslog2ban.toml", MAIN), ("conf.d/sshd.toml", SSHD)]);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SYSLOG2BAN_JAIL__SSHD__MAXRETRY", "2");
+            let config = load(dir.path()).expect("valid");
+            assert_eq!(config.jails[0].maxretry, 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_file_key_and_line() {
+        let dir = dir_with(&[
+            ("syslog2ban.toml", MAIN),
+            ("conf.d/sshd.toml", SSHD),
+            (
+                "conf.d/zz-local.toml",
+                "[jail.sshd]\nmaxretry = 0\nfindtime = \"soon\"\nignoreip = [\"10.0.0.0/8\", \"nope\"]\n",
+            ),
+        ]);
+        let errors = load_no_env(dir.path()).unwrap_err().0;
+        let local = dir.path().join("conf.d/zz-local.toml");
+        let find = |key: &str| {
+            errors
+                .iter()
+                .find(|e| e.key == key)
+                .unwrap_or_else(|| panic!("no error for {key}: {errors:?}"))
+        };
+        assert_eq!(find("jail.sshd.maxretry").file.as_ref(), Some(&local));
+        assert_eq!(find("jail.sshd.maxretry").line, Some(2));
+        assert!(find("jail.sshd.findtime").message.contains("soon"));
+        assert_eq!(find("jail.sshd.ignoreip[1]").line, Some(4));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_file() {
+        let dir = dir_with(&[
+            ("syslog2ban.toml", MAIN),
+            ("conf.d/sshd.toml", &format!("{SSHD}maxretyr = 3\n")),
+        ]);
+        let errors = load_no_env(dir.path()).unwrap_err().0;
+        let e = errors
+            .iter()
+            .find(|e| e.key == "jail.sshd.maxretyr")
+            .unwrap_or_else(|| panic!("{errors:?}"));
+        assert_eq!(e.message, "unknown key");
+        assert_eq!(e.file.as_ref(), Some(&dir.path().join("conf.d/sshd.toml")));
+
+        let dir = dir_with(&[(
+            "syslog2ban.toml",
+            &format!("{MAIN}\n[bogus]\nx = 1\n")
+                .replace("backend = \"log\"", "backend = \"log\"\nfoo = 1"),
+        )]);
+        let errors = load_no_env(dir.path()).unwrap_err().0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.key == "bogus" || e.key == "ban.foo"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn bad_listener_and_regex_are_reported() {
+        let main = MAIN.replace(
+            "127.0.0.1:5514\"\n\n[[listen]]",
+            "localhost\"\n\n[[listen]]",
+        );
+        let dir = dir_with(&[
+            ("syslog2ban.toml", &main),
+            (
+                "conf.d/sshd.toml",
+                "[jail.sshd]\nenabled = true\nprograms = [\"sshd\"]\nfailregex = ['from <HOST>']\n",
+            ),
+        ]);
+        let errors = load_no_env(dir.path()).unwrap_err().0;
+        assert!(
+            errors.iter().any(|e| e.key == "listen[0].address"),
+            "{errors:?}"
+        );
+        let regex = errors
+            .iter()
+            .find(|e| e.key == "jail.sshd.failregex[0]")
+            .unwrap_or_else(|| panic!("{errors:?}"));
+        assert!(regex.message.contains("must start with '^'"));
+    }
+
+    #[test]
+    fn jail_names_are_restricted() {
+        assert!(JailName::new("sshd-2_a").is_ok());
+        assert!(JailName::new("ssh d").is_err());
+        assert!(JailName::new("").is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! Enforcement: applies the ban manager's decisions to the firewall, in batches, beside the
+//! message flow.
+//!
+//! Owns firewall I/O (nft processes), batching and retry. It holds no policy: it never decides
+//! who is banned or for how long, only makes the firewall match the commands it receives. It
+//! always drains its channel, even while nft runs, so the manager never waits on the firewall.
+
+pub mod nft;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use crate::ban::BanCommand;
+use crate::metrics::Metrics;
+use nft::{ElementChange, NftError};
+
+/// Failed batches are retried this many times before their bans are reported lost.
+const MAX_ATTEMPTS: u32 = 3;
+const RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// Where bans go.
+#[derive(Debug, Clone)]
+pub enum Firewall {
+    /// A local nftables table.
+    Nftables {
+        /// nft binary.
+        nft: PathBuf,
+        /// Table name (family inet).
+        table: String,
+        /// Keep the table on stop.
+        keep_table: bool,
+    },
+    /// Only log what would be done (`--dry-run`, backend "log").
+    Log,
+}
+
+impl Firewall {
+    /// Creates the table and sets (nftables) before any ban can arrive.
+    pub async fn setup(&self) -> Result<(), NftError> {
+        match self {
+            Firewall::Nftables { nft, table, .. } => {
+                nft::apply(nft, &nft::setup_script(table)).await?;
+                info!(%table, "nftables table ready");
+                Ok(())
+            }
+            Firewall::Log => {
+                info!("Dry run: bans are logged, not applied");
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the table on a clean stop unless configured to keep it.
+    pub async fn teardown(&self) {
+        if let Firewall::Nftables {
+            nft,
+            table,
+            keep_table: false,
+        } = self
+        {
+            match nft::apply(nft, &nft::teardown_script(table)).await {
+                Ok(()) => info!(%table, "nftables table removed"),
+                Err(e) => warn!(%table, error = %e, "Could not remove nftables table"),
+            }
+        }
+    }
+
+    async fn apply(&self, changes: Vec<ElementChange>) -> Result<(), NftError> {
+        match self {
+            Firewall::Nftables { nft, table, .. } => {
+                nft::apply(nft, &nft::batch_script(table, &changes)).await
+            }
+            Firewall::Log => {
+                for change in changes {
+                    info!(?change, "Dry run: firewall change not applied");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A pending change with its deadline, rendered into a timeout when the batch starts.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    command: Desired,
+    attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Desired {
+    Ban(Option<Instant>),
+    Unban,
+}
+
+/// Applies commands until the channel closes, then finishes the last batch.
+pub async fn run(
+    firewall: Firewall,
+    mut commands: mpsc::Receiver<BanCommand>,
+    metrics: Arc<Metrics>,
+) {
+    // Latest desired state per address: a newer command replaces an older pending one.
+    let mut pending: HashMap<IpAddr, Pending> = HashMap::new();
+    let mut inflight: JoinSet<(Result<(), NftError>, HashMap<IpAddr, Pending>, Duration)> =
+        JoinSet::new();
+    let mut open = true;
+    loop {
+        if inflight.is_empty() && !pending.is_empty() {
+            let batch = std::mem::take(&mut pending);
+            let now = Instant::now();
+            let changes: Vec<ElementChange> = batch
+                .iter()
+                .filter_map(|(address, p)| match p.command {
+                    Desired::Ban(None) => Some(ElementChange::Add(*address, None)),
+                    Desired::Ban(Some(expires)) => nft::remaining(expires, now)
+                        .map(|left| ElementChange::Add(*address, Some(left))),
+                    Desired::Unban => Some(ElementChange::Remove(*address)),
+                })
+                .collect();
+            let firewall = firewall.clone();
+            inflight.spawn(async move {
+                let started = Instant::now();
+                let result = if changes.is_empty() {
+                    Ok(())
+                } else {
+                    firewall.apply(changes).await
+                };
+                (result, batch, started.elapsed())
+            });
+        }
+        if !open && inflight.is_empty() && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            command = commands.recv(), if open => match command {
+                Some(BanCommand::Ban { address, expires }) => {
+                    pending.insert(address, Pending { command: Desired::Ban(expires), attempts: 0 });
+                }
+                Some(BanCommand::Unban { address }) => {
+                    pending.insert(address, Pending { command: Desired::Unban, attempts: 0 });
+                }
+                None => open = false,
+            },
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                let Ok((result, batch, took)) = done else { continue };
+                match result {
+                    Ok(()) => {
+                        Metrics::inc(&metrics.enforce_batches);
+                        debug!(elements = batch.len(), took_us = took.as_micros() as u64, "Firewall batch applied");
+                    }
+                    Err(e) => {
+                        Metrics::inc(&metrics.enforce_errors);
+                        error!(elements = batch.len(), error = %e, "Firewall batch failed");
+                        requeue(&mut pending, batch);
+                        if !pending.is_empty() {
+                            tokio::time::sleep(RETRY_DELAY).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    firewall.teardown().await;
+}
+
+/// Puts a failed batch back, unless a newer command for the same address arrived meanwhile
+/// or it has been tried enough.
+fn requeue(pending: &mut HashMap<IpAddr, Pending>, batch: HashMap<IpAddr, Pending>) {
+    for (address, mut p) in batch {
+        p.attempts += 1;
+        if p.attempts >= MAX_ATTEMPTS {
+            error!(%address, "Giving up on firewall change after {MAX_ATTEMPTS} attempts");
+            continue;
+        }
+        pending.entry(address).or_insert(p);
+    }
+}

@@ -1,0 +1,215 @@
+//! nftables scripts: the table syslog2ban owns, and batches of element changes, rendered as
+//! text for one `nft -f -` run. Rendering is pure; `apply` runs nft with the script on stdin
+//! (never through a shell, and addresses are typed `IpAddr`s, so no log text reaches nft).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// Set names inside the table.
+pub const SET_V4: &str = "banned4";
+/// IPv6 set name.
+pub const SET_V6: &str = "banned6";
+
+/// Running nft failed.
+#[derive(Debug, Error)]
+pub enum NftError {
+    /// The binary could not be started.
+    #[error("cannot run {nft}: {source}")]
+    Spawn {
+        /// nft path.
+        nft: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// nft rejected the script.
+    #[error("nft failed ({status}): {stderr}")]
+    Rejected {
+        /// Exit status.
+        status: String,
+        /// What nft printed.
+        stderr: String,
+    },
+}
+
+/// One element change in a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementChange {
+    /// Put `address` in its set with this timeout (None: no timeout).
+    Add(IpAddr, Option<Duration>),
+    /// Take `address` out.
+    Remove(IpAddr),
+}
+
+/// The table, its two sets and the drop rules. Re-running it keeps existing elements (the
+/// sets are only created when missing), so a restarted daemon keeps the kernel's bans.
+pub fn setup_script(table: &str) -> String {
+    format!(
+        "add table inet {table}\n\
+         add set inet {table} {SET_V4} {{ type ipv4_addr; flags timeout; }}\n\
+         add set inet {table} {SET_V6} {{ type ipv6_addr; flags timeout; }}\n\
+         add chain inet {table} input {{ type filter hook input priority filter - 10; policy accept; }}\n\
+         flush chain inet {table} input\n\
+         add rule inet {table} input ip saddr @{SET_V4} drop\n\
+         add rule inet {table} input ip6 saddr @{SET_V6} drop\n"
+    )
+}
+
+/// Removes the table and everything in it.
+pub fn teardown_script(table: &str) -> String {
+    format!("delete table inet {table}\n")
+}
+
+/// Renders a batch. Every touched element is first added (so the delete cannot fail on a
+/// missing element, which would abort the whole atomic batch), then deleted, then — for
+/// additions — added again with its exact timeout. This is idempotent and does not rely on
+/// re-adding refreshing a timeout, which older kernels do not do.
+pub fn batch_script(table: &str, changes: &[ElementChange]) -> String {
+    let mut out = String::new();
+    for (set, v6) in [(SET_V4, false), (SET_V6, true)] {
+        let mine: Vec<&ElementChange> = changes
+            .iter()
+            .filter(|c| match c {
+                ElementChange::Add(a, _) | ElementChange::Remove(a) => a.is_ipv6() == v6,
+            })
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let mut touch = String::new();
+        let mut all = String::new();
+        let mut adds = String::new();
+        for change in &mine {
+            let sep = |s: &String| if s.is_empty() { "" } else { ", " };
+            match change {
+                ElementChange::Add(address, timeout) => {
+                    let element = element(*address, *timeout);
+                    let _ = write!(adds, "{}{element}", sep(&adds));
+                    let _ = write!(touch, "{}{element}", sep(&touch));
+                    let _ = write!(all, "{}{address}", sep(&all));
+                }
+                ElementChange::Remove(address) => {
+                    let _ = write!(touch, "{}{address} timeout 1s", sep(&touch));
+                    let _ = write!(all, "{}{address}", sep(&all));
+                }
+            }
+        }
+        let _ = writeln!(out, "add element inet {table} {set} {{ {touch} }}");
+        let _ = writeln!(out, "delete element inet {table} {set} {{ {all} }}");
+        if !adds.is_empty() {
+            let _ = writeln!(out, "add element inet {table} {set} {{ {adds} }}");
+        }
+    }
+    out
+}
+
+fn element(address: IpAddr, timeout: Option<Duration>) -> String {
+    match timeout {
+        // nft takes milliseconds; round up so the kernel never frees an address early.
+        Some(t) => format!("{address} timeout {}ms", t.as_millis().max(1)),
+        None => address.to_string(),
+    }
+}
+
+/// Time left until `expires`, or None when it already passed.
+pub fn remaining(expires: Instant, now: Instant) -> Option<Duration> {
+    let left = expires.checked_duration_since(now)?;
+    (!left.is_zero()).then_some(left)
+}
+
+/// Runs `nft -f -` with `script` on stdin.
+pub async fn apply(nft: &Path, script: &str) -> Result<(), NftError> {
+    let spawn_err = |source| NftError::Spawn {
+        nft: nft.to_path_buf(),
+        source,
+    };
+    let mut child = Command::new(nft)
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(spawn_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(spawn_err)?;
+    }
+    let output = child.wait_with_output().await.map_err(spawn_err)?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(NftError::Rejected {
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_groups_by_family_and_is_idempotent_shape() {
+        let script = batch_script(
+            "s2b",
+            &[
+                ElementChange::Add(
+                    "198.51.100.66".parse().unwrap(),
+                    Some(Duration::from_millis(600_000)),
+                ),
+                ElementChange::Add("2001:db8::66".parse().unwrap(), None),
+                ElementChange::Remove("198.51.100.67".parse().unwrap()),
+            ],
+        );
+        assert_eq!(
+            script,
+            "add element inet s2b banned4 { 198.51.100.66 timeout 600000ms, 198.51.100.67 timeout 1s }\n\
+             delete element inet s2b banned4 { 198.51.100.66, 198.51.100.67 }\n\
+             add element inet s2b banned4 { 198.51.100.66 timeout 600000ms }\n\
+             add element inet s2b banned6 { 2001:db8::66 }\n\
+             delete element inet s2b banned6 { 2001:db8::66 }\n\
+             add element inet s2b banned6 { 2001:db8::66 }\n"
+        );
+    }
+
+    #[test]
+    fn removal_only_batch_has_no_final_add() {
+        let script = batch_script(
+            "t",
+            &[ElementChange::Remove("2001:db8::1".parse().unwrap())],
+        );
+        assert_eq!(
+            script,
+            "add element inet t banned6 { 2001:db8::1 timeout 1s }\ndelete element inet t banned6 { 2001:db8::1 }\n"
+        );
+    }
+
+    #[test]
+    fn setup_creates_sets_with_timeouts_and_drop_rules() {
+        let s = setup_script("syslog2ban");
+        assert!(s.contains("add set inet syslog2ban banned4 { type ipv4_addr; flags timeout; }"));
+        assert!(s.contains("add rule inet syslog2ban input ip6 saddr @banned6 drop"));
+        assert_eq!(teardown_script("x"), "delete table inet x\n");
+    }
+
+    #[test]
+    fn remaining_rounds_and_expires() {
+        let t = Instant::now();
+        assert_eq!(remaining(t, t), None);
+        assert_eq!(
+            remaining(t + Duration::from_secs(5), t),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(remaining(t, t + Duration::from_secs(1)), None);
+    }
+}

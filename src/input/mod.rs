@@ -1,0 +1,357 @@
+//! Input: sockets and framing. Turns bytes from UDP, TCP and unix datagram sockets into
+//! `RawMessage`s on a bounded channel.
+//!
+//! Owns binding, accepting, connection limits, idle timeouts and frame boundaries. It never
+//! reads message content (no parsing, no routing) and never decides anything about bans.
+
+pub mod framing;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use thiserror::Error;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::{ListenerConfig, ListenerKind};
+use crate::metrics::{ListenerMetrics, Metrics};
+use framing::{FrameError, Framer};
+
+/// Where a message came from, as the transport says (not as the message claims).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A network peer.
+    Peer(SocketAddr),
+    /// A local unix socket sender.
+    Local,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Peer(addr) => write!(f, "{}", addr.ip()),
+            Origin::Local => f.write_str("local"),
+        }
+    }
+}
+
+/// One frame, as received.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    /// Index of the listener in the config.
+    pub listener: usize,
+    /// Transport origin.
+    pub origin: Origin,
+    /// The frame's bytes, trailer removed.
+    pub frame: Bytes,
+    /// When it arrived (monotonic: jail windows).
+    pub received: Instant,
+    /// When it arrived (wall clock: year inference, logs).
+    pub received_at: SystemTime,
+}
+
+/// A listener that could not start.
+#[derive(Debug, Error)]
+pub enum InputError {
+    /// bind() failed.
+    #[error("listener {label}: cannot bind: {source}")]
+    Bind {
+        /// Listener label.
+        label: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A path exists and is not a socket we may replace.
+    #[error("listener {label}: {path} exists and is not a socket")]
+    NotASocket {
+        /// Listener label.
+        label: String,
+        /// The path.
+        path: PathBuf,
+    },
+}
+
+/// Everything a listener task needs besides its socket.
+#[derive(Clone)]
+pub struct InputContext {
+    /// Where frames go.
+    pub tx: mpsc::Sender<RawMessage>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Stops the listener.
+    pub shutdown: CancellationToken,
+    /// Tracks spawned tasks for a clean drain.
+    pub tracker: TaskTracker,
+}
+
+/// Binds the listener now (so errors surface at start-up) and spawns its receive loop.
+pub async fn start(
+    index: usize,
+    config: &ListenerConfig,
+    ctx: &InputContext,
+) -> Result<(), InputError> {
+    let label = config.label.clone();
+    let bind_err = |source| InputError::Bind {
+        label: label.clone(),
+        source,
+    };
+    match &config.kind {
+        ListenerKind::Udp { address } => {
+            let socket = UdpSocket::bind(address).await.map_err(bind_err)?;
+            info!(listener = %label, "Listening");
+            ctx.tracker
+                .spawn(udp_loop(index, socket, config.max_frame, ctx.clone()));
+        }
+        ListenerKind::Tcp {
+            address,
+            max_connections,
+            idle_timeout,
+        } => {
+            let listener = TcpListener::bind(address).await.map_err(bind_err)?;
+            info!(listener = %label, "Listening");
+            let limits = TcpLimits {
+                max_frame: config.max_frame,
+                idle_timeout: *idle_timeout,
+                connections: Arc::new(Semaphore::new(*max_connections)),
+            };
+            ctx.tracker
+                .spawn(tcp_accept_loop(index, listener, limits, ctx.clone()));
+        }
+        ListenerKind::Unix { path, mode } => {
+            remove_stale_socket(path).map_err(|_| InputError::NotASocket {
+                label: label.clone(),
+                path: path.clone(),
+            })?;
+            let socket = UnixDatagram::bind(path).map_err(bind_err)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+                .map_err(bind_err)?;
+            info!(listener = %label, "Listening");
+            ctx.tracker.spawn(unix_loop(
+                index,
+                socket,
+                path.clone(),
+                config.max_frame,
+                ctx.clone(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Removes a socket left by a previous run; refuses to delete anything else.
+fn remove_stale_socket(path: &Path) -> Result<(), ()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(|_| ()),
+        Ok(_) => Err(()),
+    }
+}
+
+fn message(index: usize, origin: Origin, frame: Bytes) -> RawMessage {
+    RawMessage {
+        listener: index,
+        origin,
+        frame,
+        received: Instant::now(),
+        received_at: SystemTime::now(),
+    }
+}
+
+/// Trailing CR/LF/NUL are transport noise in datagrams (RFC 5426 senders differ).
+fn trim_datagram(mut data: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r' | b'\0'] = data {
+        data = rest;
+    }
+    data
+}
+
+async fn udp_loop(index: usize, socket: UdpSocket, max_frame: usize, ctx: InputContext) {
+    let counters = &ctx.metrics.listeners[index];
+    // One byte more than allowed tells an oversize datagram from one that just fits.
+    let mut buf = vec![0u8; max_frame + 1];
+    loop {
+        let received = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let (len, peer) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(listener = %counters.label, error = %e, "Receive failed");
+                continue;
+            }
+        };
+        if !deliver(
+            &ctx,
+            counters,
+            index,
+            Origin::Peer(peer),
+            &buf[..len],
+            max_frame,
+        )
+        .await
+        {
+            return;
+        }
+    }
+}
+
+async fn unix_loop(
+    index: usize,
+    socket: UnixDatagram,
+    path: PathBuf,
+    max_frame: usize,
+    ctx: InputContext,
+) {
+    let counters = &ctx.metrics.listeners[index];
+    let mut buf = vec![0u8; max_frame + 1];
+    loop {
+        let received = tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            r = socket.recv(&mut buf) => r,
+        };
+        match received {
+            Ok(len) => {
+                if !deliver(&ctx, counters, index, Origin::Local, &buf[..len], max_frame).await {
+                    break;
+                }
+            }
+            Err(e) => warn!(listener = %counters.label, error = %e, "Receive failed"),
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Sends one datagram on; false when the pipeline is gone.
+async fn deliver(
+    ctx: &InputContext,
+    counters: &ListenerMetrics,
+    index: usize,
+    origin: Origin,
+    data: &[u8],
+    max_frame: usize,
+) -> bool {
+    if data.len() > max_frame {
+        Metrics::inc(&counters.oversize);
+        debug!(listener = %counters.label, %origin, "Oversize datagram skipped");
+        return true;
+    }
+    let data = trim_datagram(data);
+    if data.is_empty() {
+        return true;
+    }
+    Metrics::inc(&counters.messages);
+    ctx.tx
+        .send(message(index, origin, Bytes::copy_from_slice(data)))
+        .await
+        .is_ok()
+}
+
+#[derive(Clone)]
+struct TcpLimits {
+    max_frame: usize,
+    idle_timeout: Duration,
+    connections: Arc<Semaphore>,
+}
+
+async fn tcp_accept_loop(
+    index: usize,
+    listener: TcpListener,
+    limits: TcpLimits,
+    ctx: InputContext,
+) {
+    let counters = &ctx.metrics.listeners[index];
+    loop {
+        let accepted = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                warn!(listener = %counters.label, error = %e, "Accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Accept then close beyond the limit, so the kernel backlog never fills with
+        // connections that would starve well-behaved senders.
+        let Ok(permit) = limits.connections.clone().try_acquire_owned() else {
+            Metrics::inc(&counters.refused_connections);
+            debug!(listener = %counters.label, %peer, "Connection refused: max_connections reached");
+            drop(stream);
+            continue;
+        };
+        let ctx = ctx.clone();
+        let limits = limits.clone();
+        ctx.tracker.clone().spawn(async move {
+            tcp_connection(index, stream, peer, &limits, &ctx).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn tcp_connection(
+    index: usize,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    limits: &TcpLimits,
+    ctx: &InputContext,
+) {
+    let counters = &ctx.metrics.listeners[index];
+    let origin = Origin::Peer(peer);
+    let mut framer = Framer::new(limits.max_frame);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    debug!(listener = %counters.label, %peer, "Connection opened");
+    loop {
+        while let Some(frame) = framer.next_frame(&mut buf) {
+            match frame {
+                Ok(frame) => {
+                    Metrics::inc(&counters.messages);
+                    if ctx.tx.send(message(index, origin, frame)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(FrameError::Oversize) => {
+                    Metrics::inc(&counters.oversize);
+                    debug!(listener = %counters.label, %peer, "Oversize frame skipped");
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        let read = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            r = tokio::time::timeout(limits.idle_timeout, stream.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Ok(Ok(0)) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                debug!(listener = %counters.label, %peer, error = %e, "Connection error");
+                break;
+            }
+            Err(_) => {
+                debug!(listener = %counters.label, %peer, "Idle timeout");
+                break;
+            }
+        }
+    }
+    if let Some(frame) = framer.finish(&mut buf) {
+        Metrics::inc(&counters.messages);
+        let _ = ctx.tx.send(message(index, origin, frame)).await;
+    }
+    debug!(listener = %counters.label, %peer, "Connection closed");
+}

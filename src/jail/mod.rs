@@ -1,0 +1,212 @@
+//! Jails: filter a routed message, count failures per address, and emit an `Offence` when an
+//! address reaches maxretry within findtime.
+//!
+//! Owns failure matching, ignoreip and the failure windows. A jail never bans: it reports
+//! offences forward to the ban manager and holds no ban state.
+
+pub mod filter;
+pub mod window;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+
+use crate::config::{JailConfig, JailName};
+use crate::input::Origin;
+use crate::parse::LogRecord;
+use crate::route::JailIndex;
+use filter::{Filter, FilterMatch};
+use window::{Count, FailureWindow};
+
+/// An address that reached maxretry in a jail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offence {
+    /// Which jail.
+    pub jail: JailIndex,
+    /// The attacker.
+    pub address: IpAddr,
+    /// Transport origin of the message that crossed the threshold.
+    pub origin: Origin,
+    /// Failures counted in the window.
+    pub failures: u32,
+    /// When the threshold message arrived.
+    pub at: Instant,
+    /// The message text that crossed the threshold (for logs and records).
+    pub sample: String,
+}
+
+/// What one message did in one jail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// No failregex matched.
+    NoMatch,
+    /// A failure matched but ignoreregex or ignoreip excluded it.
+    Ignored,
+    /// A failure was counted; the address is still below maxretry.
+    Counted {
+        /// The address.
+        address: IpAddr,
+        /// Failures in the window now.
+        failures: u32,
+    },
+    /// The failure reached maxretry.
+    Offence(Offence),
+}
+
+/// One running jail.
+#[derive(Debug)]
+pub struct Jail {
+    index: JailIndex,
+    name: JailName,
+    filter: Filter,
+    ignoreip: Vec<IpNet>,
+    window: FailureWindow,
+    findtime: Duration,
+}
+
+impl Jail {
+    /// A jail at position `index` of the daemon's list.
+    pub fn new(index: JailIndex, config: &JailConfig) -> Self {
+        Jail {
+            index,
+            name: config.name.clone(),
+            filter: config.filter.clone(),
+            ignoreip: config.ignoreip.clone(),
+            window: FailureWindow::new(config.maxretry, config.findtime),
+            findtime: config.findtime,
+        }
+    }
+
+    /// The jail's name.
+    pub fn name(&self) -> &JailName {
+        &self.name
+    }
+
+    /// Runs the filter and counts a failure, as of `now`.
+    pub fn process(&mut self, record: &LogRecord, origin: Origin, now: Instant) -> Verdict {
+        let address = match self.filter.check(&record.message) {
+            FilterMatch::None => return Verdict::NoMatch,
+            FilterMatch::Ignored { .. } => return Verdict::Ignored,
+            FilterMatch::Failure { host, .. } => host,
+        };
+        if self.ignoreip.iter().any(|net| net.contains(&address)) {
+            return Verdict::Ignored;
+        }
+        match self.window.record(address, now) {
+            Count::Below(failures) => Verdict::Counted { address, failures },
+            Count::Reached(failures) => Verdict::Offence(Offence {
+                jail: self.index,
+                address,
+                origin,
+                failures,
+                at: now,
+                sample: record.message.clone(),
+            }),
+        }
+    }
+
+    /// Failures of `address` currently in the window.
+    pub fn current_failures(&self, address: IpAddr, now: Instant) -> u32 {
+        self.window.current(address, now)
+    }
+
+    /// Addresses with failures in the window.
+    pub fn tracked_addresses(&self) -> usize {
+        self.window.tracked()
+    }
+
+    /// Drops stale windows; call periodically (every findtime is plenty).
+    pub fn sweep(&mut self, now: Instant) {
+        self.window.sweep(now);
+    }
+
+    /// The counting window length.
+    pub fn findtime(&self) -> Duration {
+        self.findtime
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BanTime;
+
+    fn jail(maxretry: u32) -> Jail {
+        let config = JailConfig {
+            name: JailName::new("sshd").unwrap(),
+            programs: vec!["sshd".into()],
+            filter: Filter::compile(
+                &[r"^Failed password for (?P<user>.*?) from <HOST> port \d+ ssh2$".into()],
+                &[],
+            )
+            .unwrap(),
+            maxretry,
+            findtime: Duration::from_secs(600),
+            bantime: BanTime::For(Duration::from_secs(60)),
+            ignoreip: vec![
+                "127.0.0.0/8".parse().unwrap(),
+                "198.51.100.0/28".parse().unwrap(),
+            ],
+        };
+        Jail::new(0, &config)
+    }
+
+    fn record(msg: &str) -> LogRecord {
+        LogRecord {
+            priority: Some(38),
+            timestamp: None,
+            host: None,
+            program: "sshd".into(),
+            pid: None,
+            message: msg.into(),
+        }
+    }
+
+    #[test]
+    fn third_failure_is_the_offence() {
+        let mut j = jail(3);
+        let t = Instant::now();
+        let msg = record("Failed password for root from 203.0.113.9 port 22 ssh2");
+        assert!(matches!(
+            j.process(&msg, Origin::Local, t),
+            Verdict::Counted { failures: 1, .. }
+        ));
+        assert!(matches!(
+            j.process(&msg, Origin::Local, t),
+            Verdict::Counted { failures: 2, .. }
+        ));
+        match j.process(&msg, Origin::Local, t) {
+            Verdict::Offence(o) => {
+                assert_eq!(o.address, "203.0.113.9".parse::<IpAddr>().unwrap());
+                assert_eq!(o.failures, 3);
+                assert_eq!(o.jail, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ignoreip_addresses_never_count() {
+        let mut j = jail(1);
+        let t = Instant::now();
+        let msg = record("Failed password for root from 198.51.100.5 port 22 ssh2");
+        assert_eq!(j.process(&msg, Origin::Local, t), Verdict::Ignored);
+        assert_eq!(j.current_failures("198.51.100.5".parse().unwrap(), t), 0);
+        let msg = record("Failed password for root from 198.51.100.16 port 22 ssh2");
+        assert!(matches!(
+            j.process(&msg, Origin::Local, t),
+            Verdict::Offence(_)
+        ));
+    }
+
+    #[test]
+    fn unrelated_messages_do_not_match() {
+        let mut j = jail(1);
+        let msg = record("Accepted password for root from 203.0.113.9 port 22 ssh2");
+        assert_eq!(
+            j.process(&msg, Origin::Local, Instant::now()),
+            Verdict::NoMatch
+        );
+    }
+}

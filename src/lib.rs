@@ -1,0 +1,19 @@
+//! syslog2ban: a central syslog sink that bans attackers.
+//!
+//! The pipeline runs forward only: `input` (sockets, framing) → `parse` (syslog headers) →
+//! `route` (program name → jails) → `jail` (filters, failure windows) → `ban` (the manager that
+//! owns ban state) → `enforce` (nftables). `config` and `metrics` sit at the side; `daemon`
+//! wires the stages together.
+
+#![deny(missing_docs)]
+
+pub mod ban;
+pub mod config;
+pub mod daemon;
+pub mod enforce;
+pub mod input;
+pub mod jail;
+pub mod metrics;
+pub mod parse;
+pub mod regex_check;
+pub mod route;

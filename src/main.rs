@@ -1,0 +1,300 @@
+//! The `syslog2ban` command line: a thin layer over the library. Exit codes: 0 success,
+//! 1 runtime failure, 2 invalid configuration or usage.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use syslog2ban::config::{self, JailConfig};
+use syslog2ban::daemon::{self, RunOptions};
+use syslog2ban::regex_check::{self, Summary};
+
+const DEFAULT_CONFIG: &str = "/etc/syslog2ban";
+
+#[derive(Parser)]
+#[command(
+    name = "syslog2ban",
+    version,
+    about = "A central syslog sink that bans attackers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// Config file, or a directory holding syslog2ban.toml and conf.d/.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Decide bans but apply none (log them instead).
+        #[arg(long)]
+        dry_run: bool,
+        /// Log line format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate the configuration; print every error with file, key and line.
+    Check {
+        /// Config file, or a directory holding syslog2ban.toml and conf.d/.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Test a filter against log lines, like fail2ban-regex.
+    Regex {
+        /// File of log lines (syslog file format or raw messages), or - for stdin.
+        log: PathBuf,
+        /// A jail name from the config's conf.d, or a path to a jail .toml file.
+        filter: String,
+        /// Config used to find jails by name (default: /etc/syslog2ban, else ./conf.d).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One JSON object per input line.
+        #[arg(long)]
+        json: bool,
+        /// Also print the matched lines.
+        #[arg(long)]
+        show_matched: bool,
+        /// Also print the lines that did not match.
+        #[arg(long)]
+        show_missed: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("syslog2ban: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            config,
+            dry_run,
+            log_format,
+        } => {
+            init_logging(log_format);
+            let config = match config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(daemon::run(
+                config,
+                RunOptions { dry_run },
+                shutdown_signal(),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => match config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "OK: {} file(s), {} listener(s), {} enabled jail(s): {}",
+                    c.files.len(),
+                    c.listeners.len(),
+                    c.jails.len(),
+                    c.jails
+                        .iter()
+                        .map(|j| j.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Regex {
+            log,
+            filter,
+            config,
+            json,
+            show_matched,
+            show_missed,
+        } => {
+            let jail = resolve_filter(&filter, config.as_deref())?;
+            regex_command(&log, &jail, json, show_matched, show_missed)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        // Without a SIGTERM handler, Ctrl-C still works.
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// FILTER is a path to a jail file, or a jail name in the config's conf.d.
+fn resolve_filter(filter: &str, config: Option<&Path>) -> Result<JailConfig> {
+    let (name, options) = match filter.split_once('[') {
+        Some((n, o)) => (n, Some(o)),
+        None => (filter, None),
+    };
+    if name.ends_with(".conf") {
+        bail!(
+            "{name}: fail2ban filter files are not supported yet; \
+             use a syslog2ban jail name or .toml file (fail2ban compatibility is planned)"
+        );
+    }
+    if options.is_some() {
+        bail!("{filter}: filter options in [...] apply to fail2ban filters, which are not supported yet");
+    }
+    let path = Path::new(name);
+    let (files, wanted) = if path.extension().is_some_and(|e| e == "toml") || path.is_file() {
+        if !path.is_file() {
+            bail!("{name}: no such file");
+        }
+        (vec![path.to_path_buf()], None)
+    } else {
+        let base = match config {
+            Some(c) => c.to_path_buf(),
+            None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+            None => PathBuf::from("."),
+        };
+        let mut files = config::config_files(&base);
+        if files.is_empty() {
+            // `./conf.d` of a checkout, without a main file.
+            files = config::config_files(&base.join("conf.d").join("none.toml"));
+        }
+        (files, Some(name.to_string()))
+    };
+    let jails = config::load_jails(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match wanted {
+        Some(name) => jails
+            .into_iter()
+            .find(|j| j.name.as_str() == name)
+            .with_context(|| {
+                format!(
+                    "no jail '{name}' in {}",
+                    files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
+        None => {
+            let mut jails = jails;
+            match jails.len() {
+                1 => Ok(jails.remove(0)),
+                0 => bail!("{name}: holds no [jail.*] table"),
+                n => bail!("{name}: holds {n} jails; name one instead of the file"),
+            }
+        }
+    }
+}
+
+fn regex_command(
+    log: &Path,
+    jail: &JailConfig,
+    json: bool,
+    show_matched: bool,
+    show_missed: bool,
+) -> Result<()> {
+    let reader: Box<dyn BufRead> = if log == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file =
+            std::fs::File::open(log).with_context(|| format!("{}: cannot open", log.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let now = chrono::Utc::now();
+    let mut summary = Summary::default();
+    let mut matched_lines = Vec::new();
+    let mut missed_lines = Vec::new();
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let bytes = line.with_context(|| format!("{}: read error", log.display()))?;
+        let line = String::from_utf8_lossy(&bytes);
+        let result = regex_check::check_line(&jail.filter, i + 1, &line, now);
+        regex_check::tally(&mut summary, &result, &line, jail.filter.failregex_count());
+        if json {
+            serde_json::to_writer(&mut out, &result)?;
+            out.write_all(b"\n")?;
+        } else if result.matched && show_matched {
+            matched_lines.push(format!("{:>6} | {}", result.line, line.trim_end()));
+        } else if !result.matched
+            && !result.ignored
+            && show_missed
+            && !line.trim().is_empty()
+            && !line.starts_with('#')
+        {
+            missed_lines.push(format!("{:>6} | {}", result.line, line.trim_end()));
+        }
+    }
+    if !json {
+        writeln!(out, "Jail: {}", jail.name)?;
+        writeln!(
+            out,
+            "Lines: {} lines, {} matched, {} ignored, {} missed",
+            summary.lines, summary.matched, summary.ignored, summary.missed
+        )?;
+        writeln!(out, "Failregex hits:")?;
+        for (i, hits) in summary.per_regex.iter().enumerate() {
+            writeln!(
+                out,
+                "  {i:>2}) {hits:>6}  {}",
+                jail.filter.failregex_source(i).unwrap_or("")
+            )?;
+        }
+        if show_matched {
+            writeln!(out, "Matched lines:")?;
+            matched_lines
+                .iter()
+                .try_for_each(|l| writeln!(out, "{l}"))?;
+        }
+        if show_missed {
+            writeln!(out, "Missed lines:")?;
+            missed_lines.iter().try_for_each(|l| writeln!(out, "{l}"))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,160 @@
+use super::*;
+use chrono::TimeZone;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+}
+
+fn parse(s: &str) -> LogRecord {
+    parse_syslog(s.as_bytes(), now()).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+}
+
+#[test]
+fn rfc5424_from_rsyslog_keeps_fields_and_drops_leading_space() {
+    let r = parse("<38>1 2026-11-25T08:32:44.640342+00:00 nl-server sshd 16313 - -  Failed password for nltest from 198.51.100.66 port 54290 ssh2\n");
+    assert_eq!(r.priority, Some(38));
+    assert_eq!(r.host.as_deref(), Some("nl-server"));
+    assert_eq!(r.program, "sshd");
+    assert_eq!(r.pid, Some(16313));
+    assert_eq!(
+        r.message,
+        "Failed password for nltest from 198.51.100.66 port 54290 ssh2"
+    );
+    assert!(r.timestamp.is_some());
+}
+
+#[test]
+fn rfc5424_with_structured_data_and_nil_fields() {
+    let r = parse(
+        r#"<13>1 2026-11-25T08:36:06.735228+00:00 vm sshd - AUTHFAIL [timeQuality tzKnown="1" isSynced="0"][ex@32473 ip="198.51.100.66"] udp rfc5424 with SD"#,
+    );
+    assert_eq!(r.program, "sshd");
+    assert_eq!(r.pid, None);
+    assert_eq!(r.message, "udp rfc5424 with SD");
+    let r = parse("<38>1 - vm sshd - - - rfc5424 notq notime");
+    assert_eq!(r.program, "sshd");
+    assert_eq!(r.timestamp, None);
+    assert_eq!(r.message, "rfc5424 notq notime");
+}
+
+#[test]
+fn rfc5424_fallback_for_what_syslog_loose_rejects() {
+    // Host ending in "::" and a timestamp without offset.
+    let r = parse("<38>1 2026-11-25T08:32:44 fe80:: sshd 7 - - Failed password for x from 198.51.100.9 port 1 ssh2");
+    assert_eq!(r.host.as_deref(), Some("fe80::"));
+    assert_eq!(r.program, "sshd");
+    assert_eq!(r.pid, Some(7));
+    assert_eq!(
+        r.message,
+        "Failed password for x from 198.51.100.9 port 1 ssh2"
+    );
+    assert!(r.timestamp.is_some());
+    let r = parse(r#"<38>1 2026-11-25T08:32:44Z h app - - [a b="x\]y"] msg"#);
+    assert_eq!(r.message, "msg");
+    assert_eq!(r.program, "app");
+}
+
+#[test]
+fn rfc5424_bom_is_stripped() {
+    let r = parse("<38>1 2026-11-25T08:32:44Z h sshd 1 - - \u{feff}Failed password");
+    assert_eq!(r.message, "Failed password");
+}
+
+#[test]
+fn rfc3164_with_host_and_pid() {
+    let r = parse("<38>Nov 25 08:32:44 nl-server sshd[16313]: Failed password for nltest from 198.51.100.66 port 54290 ssh2");
+    assert_eq!(r.host.as_deref(), Some("nl-server"));
+    assert_eq!(r.program, "sshd");
+    assert_eq!(r.pid, Some(16313));
+    assert_eq!(
+        r.message,
+        "Failed password for nltest from 198.51.100.66 port 54290 ssh2"
+    );
+    let ts = r.timestamp.expect("timestamp");
+    assert_eq!(ts.to_rfc3339(), "2026-11-25T08:32:44+00:00");
+}
+
+#[test]
+fn rfc3164_hostless_local_socket_forms() {
+    let r = parse("<38>Nov 25 08:33:27 sshd[18458]: Failed password for nltest from 198.51.100.66 port 53290 ssh2");
+    assert_eq!(r.host, None);
+    assert_eq!(r.program, "sshd");
+    assert_eq!(r.pid, Some(18458));
+    // syslog_loose's trap: no host and no pid must still route to "su".
+    let r = parse("<38>Nov 25 08:30:01 su: msg");
+    assert_eq!(r.host, None);
+    assert_eq!(r.program, "su");
+    assert_eq!(r.message, "msg");
+}
+
+#[test]
+fn rfc3164_variants_real_senders_use() {
+    // Fractional seconds.
+    let r = parse("<38>Nov 25 08:35:56.497297 vm sshd[1]: x");
+    assert_eq!(r.program, "sshd");
+    assert_eq!(r.host.as_deref(), Some("vm"));
+    // rsyslog high-precision RFC 3339 timestamp in a 3164 frame.
+    let r = parse("<85>2026-11-25T08:35:56.497297+00:00 vm sudo multi line#012second line");
+    assert_eq!(r.program, "sudo");
+    assert_eq!(r.message, "multi line#012second line");
+    // Space-padded day.
+    let r = parse("<38>Nov  5 08:35:56 vm sshd: y");
+    assert_eq!(r.program, "sshd");
+    assert_eq!(
+        r.timestamp.expect("ts").to_rfc3339(),
+        "2026-11-05T08:35:56+00:00"
+    );
+    // Message starting with '[' is not structured data in 3164.
+    let r = parse("<38>Nov 25 08:35:56 vm kernel: [12345.678] nft drop");
+    assert_eq!(r.program, "kernel");
+    assert_eq!(r.message, "[12345.678] nft drop");
+    // Slash in program names (postfix).
+    let r = parse("<22>Nov 25 08:35:56 mx postfix/submission/smtpd[42]: warning: x");
+    assert_eq!(r.program, "postfix/submission/smtpd");
+}
+
+#[test]
+fn december_message_in_january_is_last_year() {
+    let jan = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 5).unwrap();
+    let r = parse_syslog(b"<38>Dec 31 23:59:59 h sshd: x", jan).expect("parses");
+    assert_eq!(
+        r.timestamp.expect("ts").to_rfc3339(),
+        "2026-12-31T23:59:59+00:00"
+    );
+}
+
+#[test]
+fn garbage_never_panics_and_bad_priority_is_an_error() {
+    assert_eq!(parse_syslog(b"", now()), Err(ParseError::Empty));
+    assert_eq!(parse_syslog(b"\n\r\0", now()), Err(ParseError::Empty));
+    assert_eq!(parse_syslog(b"<999>x", now()), Err(ParseError::BadPriority));
+    assert_eq!(parse_syslog(b"no pri", now()), Err(ParseError::BadPriority));
+    assert_eq!(parse_syslog(b"<>x", now()), Err(ParseError::BadPriority));
+    for junk in [
+        &b"<38>1"[..],
+        b"<38>1 ",
+        b"<38>1 2026",
+        b"<38>1 - - - - - [unterminated",
+        b"<38>Nov",
+        b"<38>Nov 99 99:99:99 h p: m",
+        b"<38>\xff\xfe sshd: x",
+        b"<0>",
+    ] {
+        let _ = parse_syslog(junk, now());
+    }
+    let r = parse_syslog(b"<38>\xff sshd[1]: caf\xe9", now()).expect("lossy utf-8 parses");
+    assert_eq!(r.message, "caf\u{fffd}");
+}
+
+#[test]
+fn file_lines_parse_like_3164() {
+    let r = parse_line(
+        "Nov 25 08:32:44 web1 sshd-session[16313]: Failed password for root from 2001:db8::66 port 22 ssh2\n",
+        now(),
+    )
+    .expect("parses");
+    assert_eq!(r.program, "sshd-session");
+    assert_eq!(r.host.as_deref(), Some("web1"));
+    assert_eq!(r.priority, None);
+    assert_eq!(parse_line("   ", now()), Err(ParseError::Empty));
+}
