@@ -907,6 +907,7 @@ failregex = ['^Failed password for \S+ from <HOST> port \d+ ssh2$']
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's test jail API, not ours
     fn environment_overrides_a_key() {
         let dir = dir_with(&[("syslog2ban.toml", MAIN), ("conf.d/sshd.toml", SSHD)]);
         figment::Jail::expect_with(|jail| {

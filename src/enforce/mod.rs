@@ -100,6 +100,9 @@ enum Desired {
     Unban,
 }
 
+/// A finished batch: its result, its changes (for a retry) and how long it took.
+type BatchOutcome = (Result<(), NftError>, HashMap<IpAddr, Pending>, Duration);
+
 /// Applies commands until the channel closes, then finishes the last batch.
 pub async fn run(
     firewall: Firewall,
@@ -108,8 +111,7 @@ pub async fn run(
 ) {
     // Latest desired state per address: a newer command replaces an older pending one.
     let mut pending: HashMap<IpAddr, Pending> = HashMap::new();
-    let mut inflight: JoinSet<(Result<(), NftError>, HashMap<IpAddr, Pending>, Duration)> =
-        JoinSet::new();
+    let mut inflight: JoinSet<BatchOutcome> = JoinSet::new();
     let mut open = true;
     loop {
         if inflight.is_empty() && !pending.is_empty() {

@@ -46,75 +46,73 @@ impl Framer {
 
     /// Takes the next complete frame out of `buf`. `None` means more bytes are needed.
     pub fn next_frame(&mut self, buf: &mut BytesMut) -> Option<Result<Bytes, FrameError>> {
-        loop {
-            match self.skip {
-                Skip::Bytes(n) => {
-                    let take = n.min(buf.len());
-                    buf.advance(take);
-                    if take < n {
-                        self.skip = Skip::Bytes(n - take);
-                        return None;
-                    }
+        match self.skip {
+            Skip::Bytes(n) => {
+                let take = n.min(buf.len());
+                buf.advance(take);
+                if take < n {
+                    self.skip = Skip::Bytes(n - take);
+                    return None;
+                }
+                self.skip = Skip::None;
+            }
+            Skip::ToTrailer => match find_trailer(buf) {
+                Some(i) => {
+                    buf.advance(i + 1);
                     self.skip = Skip::None;
                 }
-                Skip::ToTrailer => match find_trailer(buf) {
-                    Some(i) => {
-                        buf.advance(i + 1);
-                        self.skip = Skip::None;
-                    }
-                    None => {
-                        buf.clear();
-                        return None;
-                    }
-                },
-                Skip::None => {}
-            }
-            // Stray trailers between frames (rsyslog puts an LF inside octet-counted frames,
-            // others after them) are not frames.
-            let leading = buf
-                .iter()
-                .take_while(|b| matches!(b, b'\n' | b'\r' | b'\0'))
-                .count();
-            buf.advance(leading);
-            if buf.is_empty() {
-                return None;
-            }
-            match octet_count(buf) {
-                Prefix::Count { digits, length } => {
-                    if length > self.max_frame {
-                        buf.advance(digits + 1);
-                        self.skip = Skip::Bytes(length);
-                        return Some(Err(FrameError::Oversize));
-                    }
-                    if buf.len() < digits + 1 + length {
-                        return None;
-                    }
-                    buf.advance(digits + 1);
-                    return Some(Ok(buf.split_to(length).freeze()));
-                }
-                Prefix::Incomplete => return None,
-                Prefix::NotCounted => {}
-            }
-            return match find_trailer(buf) {
-                Some(i) if i > self.max_frame => {
-                    buf.advance(i + 1);
-                    Some(Err(FrameError::Oversize))
-                }
-                Some(i) => {
-                    let mut frame = buf.split_to(i + 1);
-                    frame.truncate(i);
-                    if frame.last() == Some(&b'\r') {
-                        frame.truncate(i - 1);
-                    }
-                    Some(Ok(frame.freeze()))
-                }
-                None if buf.len() > self.max_frame => {
+                None => {
                     buf.clear();
-                    self.skip = Skip::ToTrailer;
-                    Some(Err(FrameError::Oversize))
+                    return None;
                 }
-                None => None,
-            };
+            },
+            Skip::None => {}
+        }
+        // Stray trailers between frames (rsyslog puts an LF inside octet-counted frames,
+        // others after them) are not frames.
+        let leading = buf
+            .iter()
+            .take_while(|b| matches!(b, b'\n' | b'\r' | b'\0'))
+            .count();
+        buf.advance(leading);
+        if buf.is_empty() {
+            return None;
+        }
+        match octet_count(buf) {
+            Prefix::Count { digits, length } => {
+                if length > self.max_frame {
+                    buf.advance(digits + 1);
+                    self.skip = Skip::Bytes(length);
+                    return Some(Err(FrameError::Oversize));
+                }
+                if buf.len() < digits + 1 + length {
+                    return None;
+                }
+                buf.advance(digits + 1);
+                return Some(Ok(buf.split_to(length).freeze()));
+            }
+            Prefix::Incomplete => return None,
+            Prefix::NotCounted => {}
+        }
+        match find_trailer(buf) {
+            Some(i) if i > self.max_frame => {
+                buf.advance(i + 1);
+                Some(Err(FrameError::Oversize))
+            }
+            Some(i) => {
+                let mut frame = buf.split_to(i + 1);
+                frame.truncate(i);
+                if frame.last() == Some(&b'\r') {
+                    frame.truncate(i - 1);
+                }
+                Some(Ok(frame.freeze()))
+            }
+            None if buf.len() > self.max_frame => {
+                buf.clear();
+                self.skip = Skip::ToTrailer;
+                Some(Err(FrameError::Oversize))
+            }
+            None => None,
         }
     }
 
