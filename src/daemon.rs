@@ -1,29 +1,32 @@
-//! Wiring: builds the pipeline from a compiled config — listeners → parse/route/jails → ban
-//! manager → enforcement — connects the stages with bounded channels, and shuts them down in
-//! order (inputs first, so everything received is counted and every decided ban applied).
+//! Wiring: builds the pipeline from a compiled config — listeners → pipeline (parse, route,
+//! jails) → ban manager → enforcement — connects the stages with bounded channels, serves
+//! control requests and reloads, and shuts the stages down in order (inputs first, so
+//! everything received is counted and every decided ban applied).
 //!
-//! Owns task lifetimes and channel sizes. Holds no logic of its own beyond the per-message
-//! loop that calls parse, route and the jails in turn.
+//! Owns task lifetimes, channel sizes and the reload diff. It answers control requests by
+//! asking the stage that owns the answer; it holds no ban or failure state itself.
 
 use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{error, info, warn};
 
-use crate::ban::{self, BanState, JailPolicy};
-use crate::config::{Backend, Config};
+use crate::ban::{self, BanInfo, BanState, JailPolicy};
+use crate::config::{self, Backend, Config, JailName, ListenerConfig};
+use crate::control::protocol::{JailReport, ListenerReport, Request, Response, StatusReport, TargetReport};
+use crate::control::{self, ControlError, Envelope};
 use crate::enforce::{self, nft::NftError, Firewall};
-use crate::input::{self, InputContext, InputError, RawMessage};
-use crate::jail::{Jail, Offence, Verdict};
+use crate::input::{self, InputContext, InputError, ListenerHandle};
 use crate::metrics::Metrics;
-use crate::parse;
-use crate::route::Router;
+use crate::pipeline::{self, Update};
+use crate::systemd;
 
 /// Frames in flight between the sockets and the jails.
 const INPUT_QUEUE: usize = 16 * 1024;
@@ -31,14 +34,16 @@ const INPUT_QUEUE: usize = 16 * 1024;
 const OFFENCE_QUEUE: usize = 4 * 1024;
 /// Commands waiting for enforcement (drained continuously, so rarely more than a batch).
 const FIREWALL_QUEUE: usize = 16 * 1024;
-/// How often stale failure windows are dropped.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Control requests waiting for the daemon, and requests waiting for the ban manager.
+const CONTROL_QUEUE: usize = 64;
 
 /// Options from the command line.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Decide bans but only log them.
     pub dry_run: bool,
+    /// Where the config came from, re-read on reload.
+    pub config_path: PathBuf,
 }
 
 /// The daemon could not start.
@@ -50,18 +55,36 @@ pub enum DaemonError {
     /// A listener could not start.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// The control socket could not start.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The metrics endpoint could not start.
+    #[error("metrics endpoint {address}: {source}")]
+    Metrics {
+        /// Configured address.
+        address: std::net::SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// What the running daemon holds between requests.
+struct Running {
+    options: RunOptions,
+    config: Config,
+    metrics: Arc<Metrics>,
+    listeners: Vec<(ListenerConfig, ListenerHandle)>,
+    input: InputContext,
+    pipeline: mpsc::Sender<Update>,
+    manager: mpsc::Sender<ban::Request>,
 }
 
 /// Runs until `shutdown` completes, then drains and stops.
-pub async fn run(
-    config: Config,
-    options: RunOptions,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), DaemonError> {
-    let metrics = Arc::new(Metrics::new(
-        config.listeners.iter().map(|l| l.label.as_str()),
-        config.jails.iter().map(|j| j.name.as_str()),
-    ));
+pub async fn run(config: Config, options: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let metrics = Arc::new(Metrics::default());
     let firewall = if options.dry_run || config.ban.backend == Backend::Log {
         Firewall::Log
     } else {
@@ -71,135 +94,376 @@ pub async fn run(
             keep_table: config.ban.keep_table,
         }
     };
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     // The table exists before the first message can be received.
     firewall.setup().await?;
 
     let (raw_tx, raw_rx) = mpsc::channel(INPUT_QUEUE);
+    let (update_tx, update_rx) = mpsc::channel(CONTROL_QUEUE);
     let (offence_tx, offence_rx) = mpsc::channel(OFFENCE_QUEUE);
+    let (request_tx, request_rx) = mpsc::channel(CONTROL_QUEUE);
     let (firewall_tx, firewall_rx) = mpsc::channel(FIREWALL_QUEUE);
+    register_queues(&metrics, &raw_tx, &offence_tx, &firewall_tx);
 
     let enforcer = tokio::spawn(enforce::run(firewall, firewall_rx, metrics.clone()));
-    let policies = config
+    let manager = tokio::spawn(ban::run(
+        BanState::new(policies(&config), metrics.clone()),
+        ban::Inputs {
+            offences: offence_rx,
+            requests: request_rx,
+            firewall: firewall_tx,
+        },
+    ));
+    let pipeline = tokio::spawn(pipeline::run(raw_rx, update_rx, config.jails.clone(), offence_tx, metrics.clone()));
+
+    let stop_side = CancellationToken::new();
+    let inputs = TaskTracker::new();
+    let mut running = Running {
+        options,
+        metrics: metrics.clone(),
+        listeners: Vec::new(),
+        input: InputContext {
+            tx: raw_tx,
+            metrics: metrics.clone(),
+            shutdown: CancellationToken::new(),
+            tracker: inputs.clone(),
+        },
+        pipeline: update_tx,
+        manager: request_tx,
+        config,
+    };
+    let (control_tx, mut control_rx) = mpsc::channel::<Envelope>(CONTROL_QUEUE);
+    let started = start_side(&mut running, control_tx, &stop_side).await;
+
+    if started.is_ok() {
+        info!(
+            listeners = running.listeners.len(),
+            jails = running.config.jails.len(),
+            "Ready"
+        );
+        systemd::notify("READY=1\nSTATUS=Ready");
+        let watchdog_every = systemd::watchdog_interval();
+        let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(std::time::Duration::from_secs(3600)));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = hangup.recv() => match running.reload().await {
+                    Ok(message) => info!("{message}"),
+                    Err(message) => error!("Reload refused, running config kept: {message}"),
+                },
+                Some((request, reply)) = control_rx.recv() => {
+                    let response = running.answer(request).await;
+                    // The CLI may have gone away; its answer is then not needed.
+                    let _ = reply.send(response);
+                }
+                _ = watchdog.tick(), if watchdog_every.is_some() => systemd::notify("WATCHDOG=1"),
+            }
+        }
+        info!("Stopping");
+    }
+    systemd::notify("STOPPING=1");
+
+    stop_side.cancel();
+    running.input.shutdown.cancel();
+    let Running {
+        input,
+        pipeline: update_tx,
+        manager: request_tx,
+        ..
+    } = running;
+    drop((input, update_tx, request_tx));
+    inputs.close();
+    inputs.wait().await;
+    // With the inputs gone the pipeline drains and ends, which ends the manager's offences,
+    // which ends enforcement after its last batch.
+    let _ = pipeline.await;
+    let _ = manager.await;
+    let _ = enforcer.await;
+    started
+}
+
+/// Listeners, control socket and metrics endpoint.
+async fn start_side(running: &mut Running, control_tx: mpsc::Sender<Envelope>, stop_side: &CancellationToken) -> Result<(), DaemonError> {
+    for listener in running.config.listeners.clone() {
+        let handle = input::start(&listener, &running.input).await?;
+        running.listeners.push((listener, handle));
+    }
+    control::serve(&running.config.control_socket, control_tx, stop_side.clone())?;
+    if let Some(address) = running.config.metrics_listen {
+        control::http::serve(address, running.metrics.clone(), stop_side.clone())
+            .await
+            .map_err(|source| DaemonError::Metrics { address, source })?;
+    }
+    Ok(())
+}
+
+fn policies(config: &Config) -> Vec<JailPolicy> {
+    config
         .jails
         .iter()
         .map(|j| JailPolicy {
             name: j.name.clone(),
             bantime: j.bantime,
         })
-        .collect();
-    let stop_timers = CancellationToken::new();
-    let manager = tokio::spawn(ban::run(
-        BanState::new(policies, metrics.clone()),
-        offence_rx,
-        firewall_tx,
-        stop_timers.clone(),
-    ));
-    let router = Router::new(
-        config
-            .jails
-            .iter()
-            .map(|j| j.programs.iter().map(String::as_str)),
-    );
-    let jails = config
-        .jails
-        .iter()
-        .enumerate()
-        .map(|(i, j)| Jail::new(i, j))
-        .collect();
-    let pipeline = tokio::spawn(pipeline(raw_rx, router, jails, offence_tx, metrics.clone()));
-
-    let stop_inputs = CancellationToken::new();
-    let inputs = TaskTracker::new();
-    let ctx = InputContext {
-        tx: raw_tx,
-        metrics: metrics.clone(),
-        shutdown: stop_inputs.clone(),
-        tracker: inputs.clone(),
-    };
-    let mut started = Ok(());
-    for (index, listener) in config.listeners.iter().enumerate() {
-        if let Err(e) = input::start(index, listener, &ctx).await {
-            started = Err(e);
-            break;
-        }
-    }
-    // Listener tasks hold their own senders; ours must go so the pipeline can end.
-    drop(ctx);
-    if started.is_ok() {
-        info!(
-            listeners = config.listeners.len(),
-            jails = config.jails.len(),
-            "Ready"
-        );
-        shutdown.await;
-        info!("Stopping");
-    }
-
-    stop_inputs.cancel();
-    inputs.close();
-    inputs.wait().await;
-    // With the inputs gone the pipeline drains and ends, which ends the manager's offences,
-    // which ends enforcement after its last batch.
-    let _ = pipeline.await;
-    stop_timers.cancel();
-    let _ = manager.await;
-    let _ = enforcer.await;
-    started.map_err(DaemonError::from)
+        .collect()
 }
 
-/// The per-message loop: parse → route → jails; offences go to the ban manager.
-async fn pipeline(
-    mut messages: mpsc::Receiver<RawMessage>,
-    router: Router,
-    mut jails: Vec<Jail>,
-    offences: mpsc::Sender<Offence>,
-    metrics: Arc<Metrics>,
+fn register_queues<A: Send + 'static, B: Send + 'static, C: Send + 'static>(
+    metrics: &Metrics,
+    input: &mpsc::Sender<A>,
+    offences: &mpsc::Sender<B>,
+    firewall: &mpsc::Sender<C>,
 ) {
-    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
-    loop {
-        let message = tokio::select! {
-            m = messages.recv() => match m {
-                Some(m) => m,
-                None => break,
+    metrics.register_queue("input", depth(input.downgrade()));
+    metrics.register_queue("offences", depth(offences.downgrade()));
+    metrics.register_queue("firewall", depth(firewall.downgrade()));
+}
+
+/// A queue-depth gauge. Weak: the gauge must not keep a channel open at shutdown.
+fn depth<T: Send + 'static>(tx: mpsc::WeakSender<T>) -> crate::metrics::GaugeFn {
+    Box::new(move || tx.upgrade().map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64))
+}
+
+impl Running {
+    /// Asks the ban manager; None when it is gone (stopping).
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> ban::Request) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.manager.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    async fn answer(&mut self, request: Request) -> Response {
+        let stopping = || Response::Error {
+            message: "the daemon is stopping".into(),
+        };
+        match request {
+            Request::Status => match self.ask(|reply| ban::Request::List { reply }).await {
+                Some(bans) => Response::Status(self.status(&bans)),
+                None => stopping(),
             },
-            _ = sweep.tick() => {
-                let now = Instant::now();
-                jails.iter_mut().for_each(|j| j.sweep(now));
-                continue;
-            }
-        };
-        let now: DateTime<Utc> = message.received_at.into();
-        let record = match parse::parse_syslog(&message.frame, now) {
-            Ok(r) => r,
-            Err(e) => {
-                Metrics::inc(&metrics.unparsed);
-                debug!(origin = %message.origin, error = %e, "Unparsed frame");
-                continue;
-            }
-        };
-        let targets = router.jails_for(&record.program);
-        if targets.is_empty() {
-            Metrics::inc(&metrics.unrouted);
-            continue;
-        }
-        for &index in targets {
-            let jail = &mut jails[index];
-            let counters = &metrics.jails[index];
-            match jail.process(&record, message.origin, message.received) {
-                Verdict::NoMatch => {}
-                Verdict::Ignored => Metrics::inc(&counters.ignored),
-                Verdict::Counted { address, failures } => {
-                    Metrics::inc(&counters.failures);
-                    debug!(jail = %jail.name(), %address, failures, "Failure");
+            Request::JailStatus { jail } => {
+                if !self.config.jails.iter().any(|j| j.name.as_str() == jail) {
+                    return Response::Error {
+                        message: self.unknown_jail(&jail),
+                    };
                 }
-                Verdict::Offence(offence) => {
-                    Metrics::inc(&counters.failures);
-                    if offences.send(offence).await.is_err() {
-                        warn!("Ban manager stopped; offences are dropped");
-                        return;
+                match self.ask(|reply| ban::Request::List { reply }).await {
+                    Some(bans) => Response::Jail(self.jail_report(&jail, &bans)),
+                    None => stopping(),
+                }
+            }
+            Request::Banned => match self.ask(|reply| ban::Request::List { reply }).await {
+                Some(bans) => Response::Banned { bans },
+                None => stopping(),
+            },
+            Request::Ban { jail, address } => {
+                let address = match parse_address(&address) {
+                    Ok(a) => a,
+                    Err(message) => return Response::Error { message },
+                };
+                let Ok(name) = JailName::new(&jail) else {
+                    return Response::Error {
+                        message: self.unknown_jail(&jail),
+                    };
+                };
+                match self
+                    .ask(|reply| ban::Request::Ban {
+                        jail: name,
+                        address,
+                        reply,
+                    })
+                    .await
+                {
+                    Some(Ok(true)) => Response::Done {
+                        message: format!("{address} banned in jail {jail}"),
+                    },
+                    Some(Ok(false)) => Response::Done {
+                        message: format!("{address} was already banned in jail {jail}"),
+                    },
+                    Some(Err(_)) => Response::Error {
+                        message: self.unknown_jail(&jail),
+                    },
+                    None => stopping(),
+                }
+            }
+            Request::Unban { address } => {
+                let address = match parse_address(&address) {
+                    Ok(a) => a,
+                    Err(message) => return Response::Error { message },
+                };
+                match self.ask(|reply| ban::Request::Unban { address, reply }).await {
+                    Some(jails) if jails.is_empty() => Response::Error {
+                        message: format!("{address} is not banned"),
+                    },
+                    Some(jails) => Response::Done {
+                        message: format!(
+                            "{address} unbanned (was banned in {})",
+                            jails.iter().map(|j| j.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    },
+                    None => stopping(),
+                }
+            }
+            Request::UnbanAll => match self.ask(|reply| ban::Request::UnbanAll { reply }).await {
+                Some(n) => Response::Done {
+                    message: format!("{n} address(es) unbanned"),
+                },
+                None => stopping(),
+            },
+            Request::Reload => match self.reload().await {
+                Ok(message) => {
+                    info!("{message}");
+                    Response::Done { message }
+                }
+                Err(message) => {
+                    error!("Reload refused, running config kept: {message}");
+                    Response::Error {
+                        message: format!("reload refused, running config kept:\n{message}"),
                     }
                 }
-            }
+            },
         }
     }
+
+    fn unknown_jail(&self, jail: &str) -> String {
+        let known: Vec<&str> = self.config.jails.iter().map(|j| j.name.as_str()).collect();
+        format!("unknown jail '{jail}' (enabled jails: {})", known.join(", "))
+    }
+
+    fn jail_report(&self, jail: &str, bans: &[BanInfo]) -> JailReport {
+        let counters = self.metrics.jail(jail);
+        let banned: Vec<String> = bans.iter().filter(|b| b.jail == jail).map(|b| b.address.to_string()).collect();
+        JailReport {
+            jail: jail.to_string(),
+            programs: self
+                .config
+                .jails
+                .iter()
+                .find(|j| j.name.as_str() == jail)
+                .map(|j| j.programs.clone())
+                .unwrap_or_default(),
+            currently_failed: Metrics::get(&counters.tracked),
+            total_failed: Metrics::get(&counters.failures),
+            currently_banned: banned.len() as u64,
+            total_banned: Metrics::get(&counters.bans),
+            banned,
+        }
+    }
+
+    fn status(&self, bans: &[BanInfo]) -> StatusReport {
+        let listeners = self
+            .listeners
+            .iter()
+            .map(|(config, _)| {
+                let m = self.metrics.listener(&config.label);
+                ListenerReport {
+                    listener: config.label.clone(),
+                    messages: Metrics::get(&m.messages),
+                    oversize: Metrics::get(&m.oversize),
+                    refused_connections: Metrics::get(&m.refused_connections),
+                }
+            })
+            .collect();
+        let jails = self
+            .config
+            .jails
+            .iter()
+            .map(|j| self.jail_report(j.name.as_str(), bans))
+            .collect();
+        let dry = self.options.dry_run || self.config.ban.backend == Backend::Log;
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            listeners,
+            jails,
+            targets: vec![TargetReport {
+                target: "local".into(),
+                backend: if dry { "log".into() } else { "nftables".into() },
+                table: (!dry).then(|| self.config.ban.table.clone()),
+                batches: Metrics::get(&self.metrics.enforce_batches),
+                errors: Metrics::get(&self.metrics.enforce_errors),
+            }],
+        }
+    }
+
+    /// Re-reads the config and applies what changed. On error nothing changes.
+    async fn reload(&mut self) -> Result<String, String> {
+        systemd::notify("RELOADING=1\nSTATUS=Reloading");
+        let result = self.reload_inner().await;
+        systemd::notify("READY=1\nSTATUS=Ready");
+        result
+    }
+
+    async fn reload_inner(&mut self) -> Result<String, String> {
+        let new = config::load(&self.options.config_path).map_err(|e| e.to_string())?;
+        let mut needs_restart = Vec::new();
+        if new.ban != self.config.ban {
+            needs_restart.push("[ban]");
+        }
+        if new.control_socket != self.config.control_socket {
+            needs_restart.push("control.socket");
+        }
+        if new.metrics_listen != self.config.metrics_listen {
+            needs_restart.push("metrics.listen");
+        }
+        if !needs_restart.is_empty() {
+            return Err(format!("{} changed; these take effect only on restart", needs_restart.join(", ")));
+        }
+        // Listeners: stop the removed or changed ones, keep the rest, start the new ones.
+        let (kept, stopped): (Vec<_>, Vec<_>) = std::mem::take(&mut self.listeners)
+            .into_iter()
+            .partition(|(config, _)| new.listeners.contains(config));
+        for (config, handle) in &stopped {
+            handle.stop();
+            info!(listener = %config.label, "Listener stopped by reload");
+        }
+        self.listeners = kept;
+        let mut started = 0;
+        let mut failed = Vec::new();
+        for config in &new.listeners {
+            if self.listeners.iter().any(|(c, _)| c == config) {
+                continue;
+            }
+            // A changed listener on the same address needs the old socket closed first.
+            tokio::task::yield_now().await;
+            match input::start(config, &self.input).await {
+                Ok(handle) => {
+                    self.listeners.push((config.clone(), handle));
+                    started += 1;
+                }
+                Err(e) => {
+                    warn!(error = %e, "Listener did not start on reload");
+                    failed.push(e.to_string());
+                }
+            }
+        }
+        // Jails: the pipeline keeps the windows of jails that still exist; the manager
+        // keeps every ban (bans of removed jails run out as decided).
+        let policies = policies(&new);
+        if self.pipeline.send(Update::Jails(new.jails.clone())).await.is_err()
+            || self.manager.send(ban::Request::Reconfigure { policies }).await.is_err()
+        {
+            return Err("the daemon is stopping".into());
+        }
+        let summary = format!(
+            "Reloaded: {} listener(s) ({} stopped, {} started), {} jail(s): {}",
+            self.listeners.len(),
+            stopped.len(),
+            started,
+            new.jails.len(),
+            new.jails.iter().map(|j| j.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        self.config = new;
+        if failed.is_empty() {
+            Ok(summary)
+        } else {
+            Err(format!("{summary}; but: {}", failed.join("; ")))
+        }
+    }
+}
+
+fn parse_address(text: &str) -> Result<IpAddr, String> {
+    text.trim()
+        .parse::<IpAddr>()
+        .map_err(|_| format!("'{text}' is not an IPv4 or IPv6 address"))
 }

@@ -9,11 +9,14 @@
 
 pub mod ban;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod enforce;
 pub mod input;
 pub mod jail;
 pub mod metrics;
 pub mod parse;
+pub mod pipeline;
 pub mod regex_check;
 pub mod route;
+pub mod systemd;

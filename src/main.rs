@@ -1,19 +1,22 @@
 //! The `syslog2ban` command line: a thin layer over the library. Exit codes: 0 success,
-//! 1 runtime failure, 2 invalid configuration or usage.
+//! 1 runtime failure (or the daemon refused a control command), 2 invalid configuration or
+//! usage.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use syslog2ban::config::{self, JailConfig};
+use syslog2ban::control::{self, protocol::{Request, Response}};
 use syslog2ban::daemon::{self, RunOptions};
 use syslog2ban::regex_check::{self, Summary};
 
 const DEFAULT_CONFIG: &str = "/etc/syslog2ban";
+const DEFAULT_SOCKET: &str = "/run/syslog2ban.sock";
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +68,61 @@ enum Command {
         #[arg(long)]
         show_missed: bool,
     },
+    /// Show listeners, jails and targets, or one jail in detail.
+    Status {
+        /// A jail name: show its counts and banned addresses.
+        jail: Option<String>,
+        #[command(flatten)]
+        client: ClientOptions,
+    },
+    /// List every active ban.
+    Banned {
+        #[command(flatten)]
+        client: ClientOptions,
+    },
+    /// Ban an address by hand in a jail (its bantime applies).
+    Ban {
+        /// Jail name.
+        jail: String,
+        /// IPv4 or IPv6 address.
+        address: String,
+        #[command(flatten)]
+        client: ClientOptions,
+    },
+    /// Lift every ban of an address, or all bans.
+    Unban {
+        /// IPv4 or IPv6 address.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        address: Option<String>,
+        /// Lift every ban.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        client: ClientOptions,
+    },
+    /// Re-read the configuration (like SIGHUP); a broken config is refused and the running one kept.
+    Reload {
+        #[command(flatten)]
+        client: ClientOptions,
+    },
+    /// Print shell completions.
+    Completions {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Manpage,
+}
+
+/// Options shared by the commands that talk to a running daemon.
+#[derive(clap::Args)]
+struct ClientOptions {
+    /// Control socket of the daemon.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print the daemon's answer as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -92,7 +150,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             log_format,
         } => {
             init_logging(log_format);
-            let config = match config::load(&config) {
+            let config_path = config;
+            let config = match config::load(&config_path) {
                 Ok(c) => c,
                 Err(errors) => {
                     eprintln!("{errors}");
@@ -103,11 +162,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(daemon::run(
-                config,
-                RunOptions { dry_run },
-                shutdown_signal(),
-            ))?;
+            let options = RunOptions {
+                dry_run,
+                config_path,
+            };
+            runtime.block_on(daemon::run(config, options, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => match config::load(&config) {
@@ -142,6 +201,112 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             regex_command(&log, &jail, json, show_matched, show_missed)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status { jail, client } => {
+            let request = match jail {
+                Some(jail) => Request::JailStatus { jail },
+                None => Request::Status,
+            };
+            client_command(&client, &request)
+        }
+        Command::Banned { client } => client_command(&client, &Request::Banned),
+        Command::Ban {
+            jail,
+            address,
+            client,
+        } => client_command(&client, &Request::Ban { jail, address }),
+        Command::Unban {
+            address,
+            all,
+            client,
+        } => {
+            let request = match (all, address) {
+                (true, _) => Request::UnbanAll,
+                (false, Some(address)) => Request::Unban { address },
+                (false, None) => bail!("give an address or --all"),
+            };
+            client_command(&client, &request)
+        }
+        Command::Reload { client } => client_command(&client, &Request::Reload),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "syslog2ban", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpage => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Sends one request and prints the answer; exit 1 when the daemon reports an error.
+fn client_command(client: &ClientOptions, request: &Request) -> Result<ExitCode> {
+    let response = control::call(&client.socket, request)?;
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        print_response(&response);
+    }
+    Ok(match response {
+        Response::Error { .. } => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+fn print_response(response: &Response) {
+    match response {
+        Response::Status(status) => {
+            println!("syslog2ban {}", status.version);
+            println!("Listeners:");
+            for l in &status.listeners {
+                println!(
+                    "  {:<28} {:>10} messages  {:>6} oversize  {:>6} refused connections",
+                    l.listener, l.messages, l.oversize, l.refused_connections
+                );
+            }
+            println!("Jails:");
+            for j in &status.jails {
+                println!(
+                    "  {:<16} failing now {:>6}  failures {:>8}  banned now {:>6}  bans {:>6}",
+                    j.jail, j.currently_failed, j.total_failed, j.currently_banned, j.total_banned
+                );
+            }
+            println!("Targets:");
+            for t in &status.targets {
+                println!(
+                    "  {:<8} {} {}  batches {}  errors {}",
+                    t.target,
+                    t.backend,
+                    t.table.as_deref().unwrap_or(""),
+                    t.batches,
+                    t.errors
+                );
+            }
+        }
+        Response::Jail(j) => {
+            println!("Status for the jail: {}", j.jail);
+            println!("|- Filter");
+            println!("|  |- Programs:\t{}", j.programs.join(" "));
+            println!("|  |- Currently failed:\t{}", j.currently_failed);
+            println!("|  `- Total failed:\t{}", j.total_failed);
+            println!("`- Actions");
+            println!("   |- Currently banned:\t{}", j.currently_banned);
+            println!("   |- Total banned:\t{}", j.total_banned);
+            println!("   `- Banned IP list:\t{}", j.banned.join(" "));
+        }
+        Response::Banned { bans } => {
+            if bans.is_empty() {
+                println!("No active bans");
+            }
+            for b in bans {
+                let left = b
+                    .remaining_secs
+                    .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string())
+                    .unwrap_or_else(|| "permanent".into());
+                println!("{:<40} {:<16} {:<16} {}", b.address, b.jail, left, b.origin);
+            }
+        }
+        Response::Done { message } => println!("{message}"),
+        Response::Error { message } => eprintln!("syslog2ban: {message}"),
     }
 }
 

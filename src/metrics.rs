@@ -1,10 +1,13 @@
 //! Counters every stage increments and the Prometheus text they render to.
 //!
-//! Owns the metric names and labels (never an address as a label). Stages hold an
-//! `Arc<Metrics>` and bump atomics; nothing here blocks or allocates on the hot path.
+//! Owns the metric names and labels (never an address as a label). Stages hold `Arc`s to
+//! their own counters and bump atomics; nothing here blocks the hot path. Counters are kept
+//! by listener label and jail name, so a reload keeps the counts of what still exists.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 /// Per-listener counters.
 #[derive(Debug, Default)]
@@ -32,151 +35,185 @@ pub struct JailMetrics {
     pub bans: AtomicU64,
     /// Bans ended (expired or unbanned).
     pub unbans: AtomicU64,
+    /// Addresses with failures in the window now (gauge).
+    pub tracked: AtomicU64,
+    /// Addresses banned by this jail now (gauge).
+    pub banned: AtomicU64,
 }
 
-/// All counters of one daemon.
+/// Upper bounds of the enforcement latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// A fixed-bucket latency histogram.
 #[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, value: Duration) {
+        let secs = value.as_secs_f64();
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(value.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A gauge read at scrape time (queue depths).
+pub type GaugeFn = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// All counters of one daemon.
+#[derive(Default)]
 pub struct Metrics {
-    /// One per listener, in config order.
-    pub listeners: Vec<ListenerMetrics>,
-    /// One per enabled jail, in config order.
-    pub jails: Vec<JailMetrics>,
+    listeners: Mutex<Vec<Arc<ListenerMetrics>>>,
+    jails: Mutex<Vec<Arc<JailMetrics>>>,
+    queues: Mutex<Vec<(String, GaugeFn)>>,
     /// Frames no parser could read.
     pub unparsed: AtomicU64,
     /// Messages for programs no jail hears.
     pub unrouted: AtomicU64,
-    /// Bans currently active.
+    /// Addresses currently banned.
     pub active_bans: AtomicU64,
-    /// nft batches applied.
+    /// Firewall batches applied.
     pub enforce_batches: AtomicU64,
-    /// nft batches that failed.
+    /// Firewall batches that failed.
     pub enforce_errors: AtomicU64,
+    /// Time from a ban decision to its batch being applied.
+    pub enforce_latency: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn get_or_add<T>(list: &Mutex<Vec<Arc<T>>>, key: &str, key_of: fn(&T) -> &str, make: impl FnOnce() -> T) -> Arc<T> {
+    // Only counters live behind the lock; a panic elsewhere cannot leave them inconsistent.
+    let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = list.iter().find(|m| key_of(m) == key) {
+        return found.clone();
+    }
+    let made = Arc::new(make());
+    list.push(made.clone());
+    made
 }
 
 impl Metrics {
-    /// Counters for these listeners and jails.
-    pub fn new<'a>(
-        listeners: impl IntoIterator<Item = &'a str>,
-        jails: impl IntoIterator<Item = &'a str>,
-    ) -> Self {
-        Metrics {
-            listeners: listeners
-                .into_iter()
-                .map(|label| ListenerMetrics {
-                    label: label.to_string(),
-                    ..Default::default()
-                })
-                .collect(),
-            jails: jails
-                .into_iter()
-                .map(|name| JailMetrics {
-                    name: name.to_string(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }
-    }
-
     /// Increments a counter by one.
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Sets a gauge.
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
+    }
+
+    /// The counters of the listener with this label (created on first use).
+    pub fn listener(&self, label: &str) -> Arc<ListenerMetrics> {
+        get_or_add(&self.listeners, label, |m| &m.label, || ListenerMetrics {
+            label: label.to_string(),
+            ..Default::default()
+        })
+    }
+
+    /// The counters of the jail with this name (created on first use).
+    pub fn jail(&self, name: &str) -> Arc<JailMetrics> {
+        get_or_add(&self.jails, name, |m| &m.name, || JailMetrics {
+            name: name.to_string(),
+            ..Default::default()
+        })
+    }
+
+    /// All listener counters seen so far.
+    pub fn listeners(&self) -> Vec<Arc<ListenerMetrics>> {
+        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// All jail counters seen so far.
+    pub fn jails(&self) -> Vec<Arc<JailMetrics>> {
+        self.jails.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Registers a queue whose depth is read at scrape time.
+    pub fn register_queue(&self, name: &str, depth: GaugeFn) {
+        self.queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name.to_string(), depth));
+    }
+
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut family = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, value) in rows {
                 let _ = writeln!(out, "{name}{labels} {value}");
             }
         };
+        let listeners = self.listeners();
         let by_listener = |f: fn(&ListenerMetrics) -> &AtomicU64| {
-            self.listeners
+            listeners
                 .iter()
-                .map(|l| (format!("{{listener=\"{}\"}}", l.label), get(f(l))))
+                .map(|l| (format!("{{listener=\"{}\"}}", l.label), Self::get(f(l))))
                 .collect()
         };
-        family(
-            "syslog2ban_messages_received_total",
-            "Frames received per listener.",
-            "counter",
-            by_listener(|l| &l.messages),
-        );
-        family(
-            "syslog2ban_frames_oversize_total",
-            "Frames skipped for exceeding max_frame.",
-            "counter",
-            by_listener(|l| &l.oversize),
-        );
-        family(
-            "syslog2ban_connections_refused_total",
-            "TCP connections refused at max_connections.",
-            "counter",
-            by_listener(|l| &l.refused_connections),
-        );
-        family(
-            "syslog2ban_frames_unparsed_total",
-            "Frames no parser could read.",
-            "counter",
-            vec![(String::new(), get(&self.unparsed))],
-        );
-        family(
-            "syslog2ban_messages_unrouted_total",
-            "Messages for programs no jail hears.",
-            "counter",
-            vec![(String::new(), get(&self.unrouted))],
-        );
+        family("syslog2ban_messages_received_total", "Frames received per listener.", "counter", by_listener(|l| &l.messages));
+        family("syslog2ban_frames_oversize_total", "Frames skipped for exceeding max_frame.", "counter", by_listener(|l| &l.oversize));
+        family("syslog2ban_connections_refused_total", "TCP connections refused at max_connections.", "counter", by_listener(|l| &l.refused_connections));
+        family("syslog2ban_frames_unparsed_total", "Frames no parser could read.", "counter", vec![(String::new(), Self::get(&self.unparsed))]);
+        family("syslog2ban_messages_unrouted_total", "Messages for programs no jail hears.", "counter", vec![(String::new(), Self::get(&self.unrouted))]);
+        let jails = self.jails();
         let by_jail = |f: fn(&JailMetrics) -> &AtomicU64| {
-            self.jails
+            jails
                 .iter()
-                .map(|j| (format!("{{jail=\"{}\"}}", j.name), get(f(j))))
+                .map(|j| (format!("{{jail=\"{}\"}}", j.name), Self::get(f(j))))
                 .collect()
         };
+        family("syslog2ban_failures_total", "Failures counted per jail.", "counter", by_jail(|j| &j.failures));
+        family("syslog2ban_failures_ignored_total", "Matches ignored (ignoreip, ignoreregex) per jail.", "counter", by_jail(|j| &j.ignored));
+        family("syslog2ban_bans_total", "Bans decided per jail.", "counter", by_jail(|j| &j.bans));
+        family("syslog2ban_unbans_total", "Bans ended (expired or unbanned) per jail.", "counter", by_jail(|j| &j.unbans));
+        family("syslog2ban_jail_failing_addresses", "Addresses with failures in the window per jail.", "gauge", by_jail(|j| &j.tracked));
+        family("syslog2ban_jail_banned_addresses", "Addresses banned per jail.", "gauge", by_jail(|j| &j.banned));
+        family("syslog2ban_active_bans", "Addresses currently banned.", "gauge", vec![(String::new(), Self::get(&self.active_bans))]);
+        family("syslog2ban_enforce_batches_total", "Firewall batches applied per target.", "counter", vec![("{target=\"local\"}".into(), Self::get(&self.enforce_batches))]);
+        family("syslog2ban_enforce_errors_total", "Firewall batches that failed per target.", "counter", vec![("{target=\"local\"}".into(), Self::get(&self.enforce_errors))]);
+        let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         family(
-            "syslog2ban_failures_total",
-            "Failures counted per jail.",
-            "counter",
-            by_jail(|j| &j.failures),
-        );
-        family(
-            "syslog2ban_failures_ignored_total",
-            "Matches ignored (ignoreip, ignoreregex) per jail.",
-            "counter",
-            by_jail(|j| &j.ignored),
-        );
-        family(
-            "syslog2ban_bans_total",
-            "Bans decided per jail.",
-            "counter",
-            by_jail(|j| &j.bans),
-        );
-        family(
-            "syslog2ban_unbans_total",
-            "Bans ended per jail.",
-            "counter",
-            by_jail(|j| &j.unbans),
-        );
-        family(
-            "syslog2ban_active_bans",
-            "Bans currently active.",
+            "syslog2ban_queue_depth",
+            "Items waiting in each internal queue.",
             "gauge",
-            vec![(String::new(), get(&self.active_bans))],
+            queues.iter().map(|(name, depth)| (format!("{{queue=\"{name}\"}}"), depth())).collect(),
         );
-        family(
-            "syslog2ban_enforce_batches_total",
-            "Firewall batches applied.",
-            "counter",
-            vec![(String::new(), get(&self.enforce_batches))],
-        );
-        family(
-            "syslog2ban_enforce_errors_total",
-            "Firewall batches that failed.",
-            "counter",
-            vec![(String::new(), get(&self.enforce_errors))],
-        );
+        drop(queues);
+        let h = &self.enforce_latency;
+        let name = "syslog2ban_enforce_latency_seconds";
+        let _ = writeln!(out, "# HELP {name} From ban decision to the firewall holding it, per target.\n# TYPE {name} histogram");
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&h.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{target=\"local\",le=\"{bound}\"}} {}", Self::get(bucket));
+        }
+        let count = Self::get(&h.count);
+        let _ = writeln!(out, "{name}_bucket{{target=\"local\",le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{target=\"local\"}} {}", Self::get(&h.sum_micros) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{{target=\"local\"}} {count}");
         out
     }
 }
@@ -187,14 +224,27 @@ mod tests {
 
     #[test]
     fn renders_labelled_counters() {
-        let m = Metrics::new(["udp:127.0.0.1:514"], ["sshd"]);
-        Metrics::inc(&m.listeners[0].messages);
-        Metrics::inc(&m.jails[0].bans);
+        let m = Metrics::default();
+        Metrics::inc(&m.listener("udp:127.0.0.1:514").messages);
+        Metrics::inc(&m.jail("sshd").bans);
+        m.enforce_latency.observe(Duration::from_micros(1500));
+        m.register_queue("input", Box::new(|| 7));
         let text = m.render();
-        assert!(
-            text.contains("syslog2ban_messages_received_total{listener=\"udp:127.0.0.1:514\"} 1\n")
-        );
+        assert!(text.contains("syslog2ban_messages_received_total{listener=\"udp:127.0.0.1:514\"} 1\n"));
         assert!(text.contains("syslog2ban_bans_total{jail=\"sshd\"} 1\n"));
         assert!(text.contains("syslog2ban_active_bans 0\n"));
+        assert!(text.contains("syslog2ban_queue_depth{queue=\"input\"} 7\n"));
+        assert!(text.contains("syslog2ban_enforce_latency_seconds_bucket{target=\"local\",le=\"0.001\"} 0\n"));
+        assert!(text.contains("syslog2ban_enforce_latency_seconds_bucket{target=\"local\",le=\"0.002\"} 1\n"));
+        assert!(text.contains("syslog2ban_enforce_latency_seconds_count{target=\"local\"} 1\n"));
+    }
+
+    #[test]
+    fn the_same_name_gives_the_same_counters() {
+        let m = Metrics::default();
+        Metrics::inc(&m.jail("sshd").failures);
+        Metrics::inc(&m.jail("sshd").failures);
+        assert_eq!(Metrics::get(&m.jail("sshd").failures), 2);
+        assert_eq!(m.jails().len(), 1);
     }
 }

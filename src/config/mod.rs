@@ -11,6 +11,7 @@ mod raw;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
@@ -47,6 +48,8 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// State directory.
     pub state_dir: PathBuf,
+    /// Address of the Prometheus endpoint, when enabled.
+    pub metrics_listen: Option<SocketAddr>,
     /// Files that were read, in merge order.
     pub files: Vec<PathBuf>,
 }
@@ -90,7 +93,7 @@ pub enum ListenerKind {
 
 /// A jail's name: `[A-Za-z0-9_-]{1,32}`, because it appears in logs, metrics and nft comments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JailName(String);
+pub struct JailName(Arc<str>);
 
 impl JailName {
     /// Validates a jail name.
@@ -101,7 +104,7 @@ impl JailName {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if ok {
-            Ok(JailName(name.to_string()))
+            Ok(JailName(Arc::from(name)))
         } else {
             Err(format!(
                 "jail name '{name}' must be 1-32 characters of A-Z a-z 0-9 _ -"
@@ -437,6 +440,18 @@ impl<'a> Compiler<'a> {
             .state
             .dir
             .unwrap_or_else(|| PathBuf::from("/var/lib/syslog2ban"));
+        let metrics_listen = raw.metrics.listen.as_deref().and_then(|text| {
+            match text.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.error(
+                        "metrics.listen",
+                        format!("\"{text}\" is not IP:PORT (e.g. \"127.0.0.1:9617\")"),
+                    );
+                    None
+                }
+            }
+        });
 
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
@@ -448,6 +463,7 @@ impl<'a> Compiler<'a> {
             ban: ban.expect("no errors means ban compiled"),
             control_socket,
             state_dir,
+            metrics_listen,
             files: Vec::new(),
         })
     }

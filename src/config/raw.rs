@@ -34,6 +34,9 @@ pub struct RawConfig {
     /// `[state]`: where state lives.
     #[serde(default)]
     pub state: RawState,
+    /// `[metrics]`: the Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: RawMetrics,
     /// `[jail.NAME]` tables; kept as raw figment values so each jail is extracted (and its
     /// errors reported) on its own.
     #[serde(default)]
@@ -125,4 +128,12 @@ pub struct RawControl {
 pub struct RawState {
     /// Directory for persistent state.
     pub dir: Option<PathBuf>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `IP:PORT` to serve `GET /metrics` on; unset = no endpoint.
+    pub listen: Option<String>,
 }

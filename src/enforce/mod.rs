@@ -92,6 +92,8 @@ impl Firewall {
 struct Pending {
     command: Desired,
     attempts: u32,
+    /// When the manager decided it (latency is measured from here).
+    decided: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,11 +144,11 @@ pub async fn run(
         }
         tokio::select! {
             command = commands.recv(), if open => match command {
-                Some(BanCommand::Ban { address, expires }) => {
-                    pending.insert(address, Pending { command: Desired::Ban(expires), attempts: 0 });
+                Some(BanCommand::Ban { address, expires, decided }) => {
+                    pending.insert(address, Pending { command: Desired::Ban(expires), attempts: 0, decided });
                 }
                 Some(BanCommand::Unban { address }) => {
-                    pending.insert(address, Pending { command: Desired::Unban, attempts: 0 });
+                    pending.insert(address, Pending { command: Desired::Unban, attempts: 0, decided: Instant::now() });
                 }
                 None => open = false,
             },
@@ -155,6 +157,10 @@ pub async fn run(
                 match result {
                     Ok(()) => {
                         Metrics::inc(&metrics.enforce_batches);
+                        let applied = Instant::now();
+                        for p in batch.values() {
+                            metrics.enforce_latency.observe(applied.saturating_duration_since(p.decided));
+                        }
                         debug!(elements = batch.len(), took_us = took.as_micros() as u64, "Firewall batch applied");
                     }
                     Err(e) => {

@@ -46,8 +46,7 @@ impl std::fmt::Display for Origin {
 /// One frame, as received.
 #[derive(Debug, Clone)]
 pub struct RawMessage {
-    /// Index of the listener in the config.
-    pub listener: usize,
+    
     /// Transport origin.
     pub origin: Origin,
     /// The frame's bytes, trailer removed.
@@ -92,13 +91,28 @@ pub struct InputContext {
     pub tracker: TaskTracker,
 }
 
+/// A running listener.
+#[derive(Debug)]
+pub struct ListenerHandle {
+    stop: CancellationToken,
+}
+
+impl ListenerHandle {
+    /// Stops this listener (its open connections close; queued frames are still processed).
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
 /// Binds the listener now (so errors surface at start-up) and spawns its receive loop.
-pub async fn start(
-    index: usize,
-    config: &ListenerConfig,
-    ctx: &InputContext,
-) -> Result<(), InputError> {
+pub async fn start(config: &ListenerConfig, ctx: &InputContext) -> Result<ListenerHandle, InputError> {
     let label = config.label.clone();
+    let stop = ctx.shutdown.child_token();
+    let ctx = &InputContext {
+        shutdown: stop.clone(),
+        ..ctx.clone()
+    };
+    let counters = ctx.metrics.listener(&label);
     let bind_err = |source| InputError::Bind {
         label: label.clone(),
         source,
@@ -107,8 +121,7 @@ pub async fn start(
         ListenerKind::Udp { address } => {
             let socket = UdpSocket::bind(address).await.map_err(bind_err)?;
             info!(listener = %label, "Listening");
-            ctx.tracker
-                .spawn(udp_loop(index, socket, config.max_frame, ctx.clone()));
+            ctx.tracker.spawn(udp_loop(socket, config.max_frame, counters, ctx.clone()));
         }
         ListenerKind::Tcp {
             address,
@@ -122,8 +135,7 @@ pub async fn start(
                 idle_timeout: *idle_timeout,
                 connections: Arc::new(Semaphore::new(*max_connections)),
             };
-            ctx.tracker
-                .spawn(tcp_accept_loop(index, listener, limits, ctx.clone()));
+            ctx.tracker.spawn(tcp_accept_loop(listener, limits, counters, ctx.clone()));
         }
         ListenerKind::Unix { path, mode } => {
             remove_stale_socket(path).map_err(|_| InputError::NotASocket {
@@ -135,16 +147,10 @@ pub async fn start(
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
                 .map_err(bind_err)?;
             info!(listener = %label, "Listening");
-            ctx.tracker.spawn(unix_loop(
-                index,
-                socket,
-                path.clone(),
-                config.max_frame,
-                ctx.clone(),
-            ));
+            ctx.tracker.spawn(unix_loop(socket, path.clone(), config.max_frame, counters, ctx.clone()));
         }
     }
-    Ok(())
+    Ok(ListenerHandle { stop })
 }
 
 /// Removes a socket left by a previous run; refuses to delete anything else.
@@ -157,9 +163,8 @@ fn remove_stale_socket(path: &Path) -> Result<(), ()> {
     }
 }
 
-fn message(index: usize, origin: Origin, frame: Bytes) -> RawMessage {
+fn message(origin: Origin, frame: Bytes) -> RawMessage {
     RawMessage {
-        listener: index,
         origin,
         frame,
         received: Instant::now(),
@@ -175,8 +180,7 @@ fn trim_datagram(mut data: &[u8]) -> &[u8] {
     data
 }
 
-async fn udp_loop(index: usize, socket: UdpSocket, max_frame: usize, ctx: InputContext) {
-    let counters = &ctx.metrics.listeners[index];
+async fn udp_loop(socket: UdpSocket, max_frame: usize, counters: Arc<ListenerMetrics>, ctx: InputContext) {
     // One byte more than allowed tells an oversize datagram from one that just fits.
     let mut buf = vec![0u8; max_frame + 1];
     loop {
@@ -191,29 +195,14 @@ async fn udp_loop(index: usize, socket: UdpSocket, max_frame: usize, ctx: InputC
                 continue;
             }
         };
-        if !deliver(
-            &ctx,
-            counters,
-            index,
-            Origin::Peer(peer),
-            &buf[..len],
-            max_frame,
-        )
-        .await
+        if !deliver(&ctx, &counters, Origin::Peer(peer), &buf[..len], max_frame).await
         {
             return;
         }
     }
 }
 
-async fn unix_loop(
-    index: usize,
-    socket: UnixDatagram,
-    path: PathBuf,
-    max_frame: usize,
-    ctx: InputContext,
-) {
-    let counters = &ctx.metrics.listeners[index];
+async fn unix_loop(socket: UnixDatagram, path: PathBuf, max_frame: usize, counters: Arc<ListenerMetrics>, ctx: InputContext) {
     let mut buf = vec![0u8; max_frame + 1];
     loop {
         let received = tokio::select! {
@@ -222,7 +211,7 @@ async fn unix_loop(
         };
         match received {
             Ok(len) => {
-                if !deliver(&ctx, counters, index, Origin::Local, &buf[..len], max_frame).await {
+                if !deliver(&ctx, &counters, Origin::Local, &buf[..len], max_frame).await {
                     break;
                 }
             }
@@ -236,7 +225,6 @@ async fn unix_loop(
 async fn deliver(
     ctx: &InputContext,
     counters: &ListenerMetrics,
-    index: usize,
     origin: Origin,
     data: &[u8],
     max_frame: usize,
@@ -252,7 +240,7 @@ async fn deliver(
     }
     Metrics::inc(&counters.messages);
     ctx.tx
-        .send(message(index, origin, Bytes::copy_from_slice(data)))
+        .send(message(origin, Bytes::copy_from_slice(data)))
         .await
         .is_ok()
 }
@@ -264,13 +252,7 @@ struct TcpLimits {
     connections: Arc<Semaphore>,
 }
 
-async fn tcp_accept_loop(
-    index: usize,
-    listener: TcpListener,
-    limits: TcpLimits,
-    ctx: InputContext,
-) {
-    let counters = &ctx.metrics.listeners[index];
+async fn tcp_accept_loop(listener: TcpListener, limits: TcpLimits, counters: Arc<ListenerMetrics>, ctx: InputContext) {
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
@@ -295,21 +277,15 @@ async fn tcp_accept_loop(
         };
         let ctx = ctx.clone();
         let limits = limits.clone();
+        let counters = counters.clone();
         ctx.tracker.clone().spawn(async move {
-            tcp_connection(index, stream, peer, &limits, &ctx).await;
+            tcp_connection(stream, peer, &limits, &counters, &ctx).await;
             drop(permit);
         });
     }
 }
 
-async fn tcp_connection(
-    index: usize,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    limits: &TcpLimits,
-    ctx: &InputContext,
-) {
-    let counters = &ctx.metrics.listeners[index];
+async fn tcp_connection(mut stream: TcpStream, peer: SocketAddr, limits: &TcpLimits, counters: &ListenerMetrics, ctx: &InputContext) {
     let origin = Origin::Peer(peer);
     let mut framer = Framer::new(limits.max_frame);
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -319,7 +295,7 @@ async fn tcp_connection(
             match frame {
                 Ok(frame) => {
                     Metrics::inc(&counters.messages);
-                    if ctx.tx.send(message(index, origin, frame)).await.is_err() {
+                    if ctx.tx.send(message(origin, frame)).await.is_err() {
                         return;
                     }
                 }
@@ -351,7 +327,7 @@ async fn tcp_connection(
     }
     if let Some(frame) = framer.finish(&mut buf) {
         Metrics::inc(&counters.messages);
-        let _ = ctx.tx.send(message(index, origin, frame)).await;
+        let _ = ctx.tx.send(message(origin, frame)).await;
     }
     debug!(listener = %counters.label, %peer, "Connection closed");
 }

@@ -15,7 +15,6 @@ use ipnet::IpNet;
 use crate::config::{JailConfig, JailName};
 use crate::input::Origin;
 use crate::parse::LogRecord;
-use crate::route::JailIndex;
 use filter::{Filter, FilterMatch};
 use window::{Count, FailureWindow};
 
@@ -23,7 +22,7 @@ use window::{Count, FailureWindow};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offence {
     /// Which jail.
-    pub jail: JailIndex,
+    pub jail: JailName,
     /// The attacker.
     pub address: IpAddr,
     /// Transport origin of the message that crossed the threshold.
@@ -57,7 +56,6 @@ pub enum Verdict {
 /// One running jail.
 #[derive(Debug)]
 pub struct Jail {
-    index: JailIndex,
     name: JailName,
     filter: Filter,
     ignoreip: Vec<IpNet>,
@@ -66,16 +64,28 @@ pub struct Jail {
 }
 
 impl Jail {
-    /// A jail at position `index` of the daemon's list.
-    pub fn new(index: JailIndex, config: &JailConfig) -> Self {
+    /// A jail with empty failure windows.
+    pub fn new(config: &JailConfig) -> Self {
         Jail {
-            index,
             name: config.name.clone(),
             filter: config.filter.clone(),
             ignoreip: config.ignoreip.clone(),
             window: FailureWindow::new(config.maxretry, config.findtime),
             findtime: config.findtime,
         }
+    }
+
+    /// Takes a reloaded config for the same jail, keeping the failures counted so far.
+    pub fn reconfigure(&mut self, config: &JailConfig) {
+        self.filter = config.filter.clone();
+        self.ignoreip = config.ignoreip.clone();
+        self.findtime = config.findtime;
+        self.window.set_limits(config.maxretry, config.findtime);
+    }
+
+    /// Forgets the failures of `address` (it was unbanned by hand).
+    pub fn forget(&mut self, address: IpAddr) {
+        self.window.forget(address);
     }
 
     /// The jail's name.
@@ -96,7 +106,7 @@ impl Jail {
         match self.window.record(address, now) {
             Count::Below(failures) => Verdict::Counted { address, failures },
             Count::Reached(failures) => Verdict::Offence(Offence {
-                jail: self.index,
+                jail: self.name.clone(),
                 address,
                 origin,
                 failures,
@@ -149,7 +159,7 @@ mod tests {
                 "198.51.100.0/28".parse().unwrap(),
             ],
         };
-        Jail::new(0, &config)
+        Jail::new(&config)
     }
 
     fn record(msg: &str) -> LogRecord {
@@ -180,7 +190,7 @@ mod tests {
             Verdict::Offence(o) => {
                 assert_eq!(o.address, "203.0.113.9".parse::<IpAddr>().unwrap());
                 assert_eq!(o.failures, 3);
-                assert_eq!(o.jail, 0);
+                assert_eq!(o.jail.as_str(), "sshd");
             }
             other => panic!("{other:?}"),
         }

@@ -38,6 +38,12 @@ impl FailureWindow {
         }
     }
 
+    /// Changes maxretry and findtime (on reload); failures already counted stay.
+    pub fn set_limits(&mut self, maxretry: u32, findtime: Duration) {
+        self.maxretry = maxretry.max(1);
+        self.findtime = findtime;
+    }
+
     /// Records a failure of `address` at `now`.
     pub fn record(&mut self, address: IpAddr, now: Instant) -> Count {
         let times = self.failures.entry(address).or_default();

@@ -1,0 +1,143 @@
+//! The control protocol: one JSON `Request` line in, one JSON `Response` line out. These are
+//! also the `--json` outputs of the CLI, so their field names are a contract.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ban::BanInfo;
+
+/// What the CLI asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    /// Listeners, jails, targets.
+    Status,
+    /// One jail in detail.
+    JailStatus {
+        /// Jail name.
+        jail: String,
+    },
+    /// Every active ban.
+    Banned,
+    /// Ban by hand in a jail.
+    Ban {
+        /// Jail name.
+        jail: String,
+        /// Address as typed.
+        address: String,
+    },
+    /// Lift every ban of an address.
+    Unban {
+        /// Address as typed.
+        address: String,
+    },
+    /// Lift every ban.
+    UnbanAll,
+    /// Re-read the configuration.
+    Reload,
+}
+
+/// What the daemon answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to `Status`.
+    Status(StatusReport),
+    /// Answer to `JailStatus`.
+    Jail(JailReport),
+    /// Answer to `Banned`.
+    Banned {
+        /// Active bans.
+        bans: Vec<BanInfo>,
+    },
+    /// A command succeeded.
+    Done {
+        /// What was done.
+        message: String,
+    },
+    /// A command failed; nothing changed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The daemon at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Daemon version.
+    pub version: String,
+    /// Listeners and their traffic.
+    pub listeners: Vec<ListenerReport>,
+    /// Enabled jails.
+    pub jails: Vec<JailReport>,
+    /// Where bans go.
+    pub targets: Vec<TargetReport>,
+}
+
+/// One listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerReport {
+    /// `tcp:0.0.0.0:514` style label.
+    pub listener: String,
+    /// Frames received.
+    pub messages: u64,
+    /// Oversize frames skipped.
+    pub oversize: u64,
+    /// Connections refused at max_connections.
+    pub refused_connections: u64,
+}
+
+/// One jail's counts (fail2ban-client status JAIL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailReport {
+    /// Jail name.
+    pub jail: String,
+    /// Program names it hears.
+    pub programs: Vec<String>,
+    /// Addresses with failures in the window now.
+    pub currently_failed: u64,
+    /// Failures counted since start.
+    pub total_failed: u64,
+    /// Addresses banned by this jail now.
+    pub currently_banned: u64,
+    /// Bans since start.
+    pub total_banned: u64,
+    /// The banned addresses.
+    pub banned: Vec<String>,
+}
+
+/// One enforcement target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetReport {
+    /// `local`.
+    pub target: String,
+    /// `nftables` or `log`.
+    pub backend: String,
+    /// nft table, when nftables.
+    pub table: Option<String>,
+    /// Batches applied.
+    pub batches: u64,
+    /// Batches failed.
+    pub errors: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape_is_stable() {
+        let r = Request::Ban {
+            jail: "sshd".into(),
+            address: "203.0.113.9".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"command":"ban","jail":"sshd","address":"203.0.113.9"}"#
+        );
+        let done = Response::Done { message: "ok".into() };
+        assert_eq!(serde_json::to_string(&done).unwrap(), r#"{"result":"done","message":"ok"}"#);
+        let back: Response = serde_json::from_str(r#"{"result":"error","message":"x"}"#).unwrap();
+        assert_eq!(back, Response::Error { message: "x".into() });
+    }
+}
