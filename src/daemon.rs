@@ -20,7 +20,9 @@ use tracing::{error, info, warn};
 
 use crate::ban::{self, BanInfo, BanState, JailPolicy};
 use crate::config::{self, Backend, Config, JailName, ListenerConfig};
-use crate::control::protocol::{JailReport, ListenerReport, Request, Response, StatusReport, TargetReport};
+use crate::control::protocol::{
+    JailReport, ListenerReport, Request, Response, StatusReport, TargetReport,
+};
 use crate::control::{self, ControlError, Envelope};
 use crate::enforce::{self, nft::NftError, Firewall};
 use crate::input::{self, InputContext, InputError, ListenerHandle};
@@ -83,7 +85,11 @@ struct Running {
 }
 
 /// Runs until `shutdown` completes, then drains and stops.
-pub async fn run(config: Config, options: RunOptions, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Config,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::default());
     let firewall = if options.dry_run || config.ban.backend == Backend::Log {
         Firewall::Log
@@ -114,7 +120,13 @@ pub async fn run(config: Config, options: RunOptions, shutdown: impl Future<Outp
             firewall: firewall_tx,
         },
     ));
-    let pipeline = tokio::spawn(pipeline::run(raw_rx, update_rx, config.jails.clone(), offence_tx, metrics.clone()));
+    let pipeline = tokio::spawn(pipeline::run(
+        raw_rx,
+        update_rx,
+        config.jails.clone(),
+        offence_tx,
+        metrics.clone(),
+    ));
 
     let stop_side = CancellationToken::new();
     let inputs = TaskTracker::new();
@@ -143,7 +155,8 @@ pub async fn run(config: Config, options: RunOptions, shutdown: impl Future<Outp
         );
         systemd::notify("READY=1\nSTATUS=Ready");
         let watchdog_every = systemd::watchdog_interval();
-        let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(std::time::Duration::from_secs(3600)));
+        let mut watchdog =
+            tokio::time::interval(watchdog_every.unwrap_or(std::time::Duration::from_secs(3600)));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -184,12 +197,20 @@ pub async fn run(config: Config, options: RunOptions, shutdown: impl Future<Outp
 }
 
 /// Listeners, control socket and metrics endpoint.
-async fn start_side(running: &mut Running, control_tx: mpsc::Sender<Envelope>, stop_side: &CancellationToken) -> Result<(), DaemonError> {
+async fn start_side(
+    running: &mut Running,
+    control_tx: mpsc::Sender<Envelope>,
+    stop_side: &CancellationToken,
+) -> Result<(), DaemonError> {
     for listener in running.config.listeners.clone() {
         let handle = input::start(&listener, &running.input).await?;
         running.listeners.push((listener, handle));
     }
-    control::serve(&running.config.control_socket, control_tx, stop_side.clone())?;
+    control::serve(
+        &running.config.control_socket,
+        control_tx,
+        stop_side.clone(),
+    )?;
     if let Some(address) = running.config.metrics_listen {
         control::http::serve(address, running.metrics.clone(), stop_side.clone())
             .await
@@ -222,7 +243,10 @@ fn register_queues<A: Send + 'static, B: Send + 'static, C: Send + 'static>(
 
 /// A queue-depth gauge. Weak: the gauge must not keep a channel open at shutdown.
 fn depth<T: Send + 'static>(tx: mpsc::WeakSender<T>) -> crate::metrics::GaugeFn {
-    Box::new(move || tx.upgrade().map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64))
+    Box::new(move || {
+        tx.upgrade()
+            .map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64)
+    })
 }
 
 impl Running {
@@ -292,14 +316,21 @@ impl Running {
                     Ok(a) => a,
                     Err(message) => return Response::Error { message },
                 };
-                match self.ask(|reply| ban::Request::Unban { address, reply }).await {
+                match self
+                    .ask(|reply| ban::Request::Unban { address, reply })
+                    .await
+                {
                     Some(jails) if jails.is_empty() => Response::Error {
                         message: format!("{address} is not banned"),
                     },
                     Some(jails) => Response::Done {
                         message: format!(
                             "{address} unbanned (was banned in {})",
-                            jails.iter().map(|j| j.as_str()).collect::<Vec<_>>().join(", ")
+                            jails
+                                .iter()
+                                .map(|j| j.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     },
                     None => stopping(),
@@ -328,12 +359,19 @@ impl Running {
 
     fn unknown_jail(&self, jail: &str) -> String {
         let known: Vec<&str> = self.config.jails.iter().map(|j| j.name.as_str()).collect();
-        format!("unknown jail '{jail}' (enabled jails: {})", known.join(", "))
+        format!(
+            "unknown jail '{jail}' (enabled jails: {})",
+            known.join(", ")
+        )
     }
 
     fn jail_report(&self, jail: &str, bans: &[BanInfo]) -> JailReport {
         let counters = self.metrics.jail(jail);
-        let banned: Vec<String> = bans.iter().filter(|b| b.jail == jail).map(|b| b.address.to_string()).collect();
+        let banned: Vec<String> = bans
+            .iter()
+            .filter(|b| b.jail == jail)
+            .map(|b| b.address.to_string())
+            .collect();
         JailReport {
             jail: jail.to_string(),
             programs: self
@@ -407,7 +445,10 @@ impl Running {
             needs_restart.push("metrics.listen");
         }
         if !needs_restart.is_empty() {
-            return Err(format!("{} changed; these take effect only on restart", needs_restart.join(", ")));
+            return Err(format!(
+                "{} changed; these take effect only on restart",
+                needs_restart.join(", ")
+            ));
         }
         // Listeners: stop the removed or changed ones, keep the rest, start the new ones.
         let (kept, stopped): (Vec<_>, Vec<_>) = std::mem::take(&mut self.listeners)
@@ -440,8 +481,16 @@ impl Running {
         // Jails: the pipeline keeps the windows of jails that still exist; the manager
         // keeps every ban (bans of removed jails run out as decided).
         let policies = policies(&new);
-        if self.pipeline.send(Update::Jails(new.jails.clone())).await.is_err()
-            || self.manager.send(ban::Request::Reconfigure { policies }).await.is_err()
+        if self
+            .pipeline
+            .send(Update::Jails(new.jails.clone()))
+            .await
+            .is_err()
+            || self
+                .manager
+                .send(ban::Request::Reconfigure { policies })
+                .await
+                .is_err()
         {
             return Err("the daemon is stopping".into());
         }
@@ -451,7 +500,11 @@ impl Running {
             stopped.len(),
             started,
             new.jails.len(),
-            new.jails.iter().map(|j| j.name.as_str()).collect::<Vec<_>>().join(", ")
+            new.jails
+                .iter()
+                .map(|j| j.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         self.config = new;
         if failed.is_empty() {

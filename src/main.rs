@@ -11,7 +11,10 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use syslog2ban::config::{self, JailConfig};
-use syslog2ban::control::{self, protocol::{Request, Response}};
+use syslog2ban::control::{
+    self,
+    protocol::{Request, Response},
+};
 use syslog2ban::daemon::{self, RunOptions};
 use syslog2ban::regex_check::{self, Summary};
 
@@ -228,7 +231,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Reload { client } => client_command(&client, &Request::Reload),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "syslog2ban", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "syslog2ban",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Manpage => {
@@ -300,7 +308,9 @@ fn print_response(response: &Response) {
             for b in bans {
                 let left = b
                     .remaining_secs
-                    .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string())
+                    .map(|s| {
+                        humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+                    })
                     .unwrap_or_else(|| "permanent".into());
                 println!("{:<40} {:<16} {:<16} {}", b.address, b.jail, left, b.origin);
             }

@@ -98,7 +98,12 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn get_or_add<T>(list: &Mutex<Vec<Arc<T>>>, key: &str, key_of: fn(&T) -> &str, make: impl FnOnce() -> T) -> Arc<T> {
+fn get_or_add<T>(
+    list: &Mutex<Vec<Arc<T>>>,
+    key: &str,
+    key_of: fn(&T) -> &str,
+    make: impl FnOnce() -> T,
+) -> Arc<T> {
     // Only counters live behind the lock; a panic elsewhere cannot leave them inconsistent.
     let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(found) = list.iter().find(|m| key_of(m) == key) {
@@ -127,28 +132,44 @@ impl Metrics {
 
     /// The counters of the listener with this label (created on first use).
     pub fn listener(&self, label: &str) -> Arc<ListenerMetrics> {
-        get_or_add(&self.listeners, label, |m| &m.label, || ListenerMetrics {
-            label: label.to_string(),
-            ..Default::default()
-        })
+        get_or_add(
+            &self.listeners,
+            label,
+            |m| &m.label,
+            || ListenerMetrics {
+                label: label.to_string(),
+                ..Default::default()
+            },
+        )
     }
 
     /// The counters of the jail with this name (created on first use).
     pub fn jail(&self, name: &str) -> Arc<JailMetrics> {
-        get_or_add(&self.jails, name, |m| &m.name, || JailMetrics {
-            name: name.to_string(),
-            ..Default::default()
-        })
+        get_or_add(
+            &self.jails,
+            name,
+            |m| &m.name,
+            || JailMetrics {
+                name: name.to_string(),
+                ..Default::default()
+            },
+        )
     }
 
     /// All listener counters seen so far.
     pub fn listeners(&self) -> Vec<Arc<ListenerMetrics>> {
-        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// All jail counters seen so far.
     pub fn jails(&self) -> Vec<Arc<JailMetrics>> {
-        self.jails.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.jails
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Registers a queue whose depth is read at scrape time.
@@ -175,11 +196,36 @@ impl Metrics {
                 .map(|l| (format!("{{listener=\"{}\"}}", l.label), Self::get(f(l))))
                 .collect()
         };
-        family("syslog2ban_messages_received_total", "Frames received per listener.", "counter", by_listener(|l| &l.messages));
-        family("syslog2ban_frames_oversize_total", "Frames skipped for exceeding max_frame.", "counter", by_listener(|l| &l.oversize));
-        family("syslog2ban_connections_refused_total", "TCP connections refused at max_connections.", "counter", by_listener(|l| &l.refused_connections));
-        family("syslog2ban_frames_unparsed_total", "Frames no parser could read.", "counter", vec![(String::new(), Self::get(&self.unparsed))]);
-        family("syslog2ban_messages_unrouted_total", "Messages for programs no jail hears.", "counter", vec![(String::new(), Self::get(&self.unrouted))]);
+        family(
+            "syslog2ban_messages_received_total",
+            "Frames received per listener.",
+            "counter",
+            by_listener(|l| &l.messages),
+        );
+        family(
+            "syslog2ban_frames_oversize_total",
+            "Frames skipped for exceeding max_frame.",
+            "counter",
+            by_listener(|l| &l.oversize),
+        );
+        family(
+            "syslog2ban_connections_refused_total",
+            "TCP connections refused at max_connections.",
+            "counter",
+            by_listener(|l| &l.refused_connections),
+        );
+        family(
+            "syslog2ban_frames_unparsed_total",
+            "Frames no parser could read.",
+            "counter",
+            vec![(String::new(), Self::get(&self.unparsed))],
+        );
+        family(
+            "syslog2ban_messages_unrouted_total",
+            "Messages for programs no jail hears.",
+            "counter",
+            vec![(String::new(), Self::get(&self.unrouted))],
+        );
         let jails = self.jails();
         let by_jail = |f: fn(&JailMetrics) -> &AtomicU64| {
             jails
@@ -187,32 +233,91 @@ impl Metrics {
                 .map(|j| (format!("{{jail=\"{}\"}}", j.name), Self::get(f(j))))
                 .collect()
         };
-        family("syslog2ban_failures_total", "Failures counted per jail.", "counter", by_jail(|j| &j.failures));
-        family("syslog2ban_failures_ignored_total", "Matches ignored (ignoreip, ignoreregex) per jail.", "counter", by_jail(|j| &j.ignored));
-        family("syslog2ban_bans_total", "Bans decided per jail.", "counter", by_jail(|j| &j.bans));
-        family("syslog2ban_unbans_total", "Bans ended (expired or unbanned) per jail.", "counter", by_jail(|j| &j.unbans));
-        family("syslog2ban_jail_failing_addresses", "Addresses with failures in the window per jail.", "gauge", by_jail(|j| &j.tracked));
-        family("syslog2ban_jail_banned_addresses", "Addresses banned per jail.", "gauge", by_jail(|j| &j.banned));
-        family("syslog2ban_active_bans", "Addresses currently banned.", "gauge", vec![(String::new(), Self::get(&self.active_bans))]);
-        family("syslog2ban_enforce_batches_total", "Firewall batches applied per target.", "counter", vec![("{target=\"local\"}".into(), Self::get(&self.enforce_batches))]);
-        family("syslog2ban_enforce_errors_total", "Firewall batches that failed per target.", "counter", vec![("{target=\"local\"}".into(), Self::get(&self.enforce_errors))]);
+        family(
+            "syslog2ban_failures_total",
+            "Failures counted per jail.",
+            "counter",
+            by_jail(|j| &j.failures),
+        );
+        family(
+            "syslog2ban_failures_ignored_total",
+            "Matches ignored (ignoreip, ignoreregex) per jail.",
+            "counter",
+            by_jail(|j| &j.ignored),
+        );
+        family(
+            "syslog2ban_bans_total",
+            "Bans decided per jail.",
+            "counter",
+            by_jail(|j| &j.bans),
+        );
+        family(
+            "syslog2ban_unbans_total",
+            "Bans ended (expired or unbanned) per jail.",
+            "counter",
+            by_jail(|j| &j.unbans),
+        );
+        family(
+            "syslog2ban_jail_failing_addresses",
+            "Addresses with failures in the window per jail.",
+            "gauge",
+            by_jail(|j| &j.tracked),
+        );
+        family(
+            "syslog2ban_jail_banned_addresses",
+            "Addresses banned per jail.",
+            "gauge",
+            by_jail(|j| &j.banned),
+        );
+        family(
+            "syslog2ban_active_bans",
+            "Addresses currently banned.",
+            "gauge",
+            vec![(String::new(), Self::get(&self.active_bans))],
+        );
+        family(
+            "syslog2ban_enforce_batches_total",
+            "Firewall batches applied per target.",
+            "counter",
+            vec![(
+                "{target=\"local\"}".into(),
+                Self::get(&self.enforce_batches),
+            )],
+        );
+        family(
+            "syslog2ban_enforce_errors_total",
+            "Firewall batches that failed per target.",
+            "counter",
+            vec![("{target=\"local\"}".into(), Self::get(&self.enforce_errors))],
+        );
         let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         family(
             "syslog2ban_queue_depth",
             "Items waiting in each internal queue.",
             "gauge",
-            queues.iter().map(|(name, depth)| (format!("{{queue=\"{name}\"}}"), depth())).collect(),
+            queues
+                .iter()
+                .map(|(name, depth)| (format!("{{queue=\"{name}\"}}"), depth()))
+                .collect(),
         );
         drop(queues);
         let h = &self.enforce_latency;
         let name = "syslog2ban_enforce_latency_seconds";
         let _ = writeln!(out, "# HELP {name} From ban decision to the firewall holding it, per target.\n# TYPE {name} histogram");
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&h.buckets) {
-            let _ = writeln!(out, "{name}_bucket{{target=\"local\",le=\"{bound}\"}} {}", Self::get(bucket));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{target=\"local\",le=\"{bound}\"}} {}",
+                Self::get(bucket)
+            );
         }
         let count = Self::get(&h.count);
         let _ = writeln!(out, "{name}_bucket{{target=\"local\",le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum{{target=\"local\"}} {}", Self::get(&h.sum_micros) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum{{target=\"local\"}} {}",
+            Self::get(&h.sum_micros) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count{{target=\"local\"}} {count}");
         out
     }
@@ -230,12 +335,18 @@ mod tests {
         m.enforce_latency.observe(Duration::from_micros(1500));
         m.register_queue("input", Box::new(|| 7));
         let text = m.render();
-        assert!(text.contains("syslog2ban_messages_received_total{listener=\"udp:127.0.0.1:514\"} 1\n"));
+        assert!(
+            text.contains("syslog2ban_messages_received_total{listener=\"udp:127.0.0.1:514\"} 1\n")
+        );
         assert!(text.contains("syslog2ban_bans_total{jail=\"sshd\"} 1\n"));
         assert!(text.contains("syslog2ban_active_bans 0\n"));
         assert!(text.contains("syslog2ban_queue_depth{queue=\"input\"} 7\n"));
-        assert!(text.contains("syslog2ban_enforce_latency_seconds_bucket{target=\"local\",le=\"0.001\"} 0\n"));
-        assert!(text.contains("syslog2ban_enforce_latency_seconds_bucket{target=\"local\",le=\"0.002\"} 1\n"));
+        assert!(text.contains(
+            "syslog2ban_enforce_latency_seconds_bucket{target=\"local\",le=\"0.001\"} 0\n"
+        ));
+        assert!(text.contains(
+            "syslog2ban_enforce_latency_seconds_bucket{target=\"local\",le=\"0.002\"} 1\n"
+        ));
         assert!(text.contains("syslog2ban_enforce_latency_seconds_count{target=\"local\"} 1\n"));
     }
 

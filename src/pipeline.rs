@@ -37,8 +37,16 @@ struct Jails {
 }
 
 impl Jails {
-    fn build(configs: &[JailConfig], mut previous: HashMap<String, Jail>, metrics: &Metrics) -> Self {
-        let router = Router::new(configs.iter().map(|j| j.programs.iter().map(String::as_str)));
+    fn build(
+        configs: &[JailConfig],
+        mut previous: HashMap<String, Jail>,
+        metrics: &Metrics,
+    ) -> Self {
+        let router = Router::new(
+            configs
+                .iter()
+                .map(|j| j.programs.iter().map(String::as_str)),
+        );
         let jails = configs
             .iter()
             .map(|config| match previous.remove(config.name.as_str()) {
@@ -49,7 +57,10 @@ impl Jails {
                 None => Jail::new(config),
             })
             .collect();
-        let counters = configs.iter().map(|c| metrics.jail(c.name.as_str())).collect();
+        let counters = configs
+            .iter()
+            .map(|c| metrics.jail(c.name.as_str()))
+            .collect();
         Jails {
             router,
             jails,
@@ -109,7 +120,12 @@ pub async fn run(
 }
 
 /// One message through parse, route and its jails; false when the ban manager is gone.
-async fn process(state: &mut Jails, message: RawMessage, offences: &mpsc::Sender<Offence>, metrics: &Metrics) -> bool {
+async fn process(
+    state: &mut Jails,
+    message: RawMessage,
+    offences: &mpsc::Sender<Offence>,
+    metrics: &Metrics,
+) -> bool {
     let now: DateTime<Utc> = message.received_at.into();
     let record = match parse::parse_syslog(&message.frame, now) {
         Ok(r) => r,

@@ -174,7 +174,13 @@ impl BanState {
     /// Bans `address` in `jail` from `now`. None when the jail is unknown or already holds
     /// it; Some(command) otherwise, where the command is None if the firewall already holds
     /// the address at least as long.
-    fn ban(&mut self, jail: &JailName, address: IpAddr, now: Instant, origin: String) -> Option<Option<BanCommand>> {
+    fn ban(
+        &mut self,
+        jail: &JailName,
+        address: IpAddr,
+        now: Instant,
+        origin: String,
+    ) -> Option<Option<BanCommand>> {
         let bantime = *self.policies.get(jail)?;
         let holds = self.holds.entry(address).or_default();
         if holds.iter().any(|h| &h.jail == jail) {
@@ -215,7 +221,12 @@ impl BanState {
     }
 
     /// A manual ban (`syslog2ban ban JAIL IP`).
-    pub fn manual_ban(&mut self, jail: &JailName, address: IpAddr, now: Instant) -> Result<(bool, Option<BanCommand>), BanError> {
+    pub fn manual_ban(
+        &mut self,
+        jail: &JailName,
+        address: IpAddr,
+        now: Instant,
+    ) -> Result<(bool, Option<BanCommand>), BanError> {
         if !self.policies.contains_key(jail) {
             return Err(BanError::UnknownJail(jail.to_string()));
         }
@@ -236,7 +247,8 @@ impl BanState {
         let mut jails = Vec::new();
         for hold in holds {
             if let Some(deadline) = hold.expires {
-                self.deadlines.remove(&(deadline, address, hold.jail.clone()));
+                self.deadlines
+                    .remove(&(deadline, address, hold.jail.clone()));
             }
             self.released(&hold.jail);
             info!(jail = %hold.jail, %address, reason = "unban", target = "local", "Unbanned");
@@ -258,9 +270,11 @@ impl BanState {
     fn released(&self, jail: &JailName) {
         let m = self.jail_metrics(jail);
         Metrics::inc(&m.unbans);
-        let _ = m
-            .banned
-            .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+        let _ = m.banned.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |v| Some(v.saturating_sub(1)),
+        );
     }
 
     fn update_gauge(&self) {
@@ -354,7 +368,9 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
     let idle = Duration::from_secs(86400 * 365);
     let mut requests_open = true;
     loop {
-        let next = state.next_deadline().unwrap_or_else(|| Instant::now() + idle);
+        let next = state
+            .next_deadline()
+            .unwrap_or_else(|| Instant::now() + idle);
         let commands: Vec<BanCommand> = tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {
                 state.expire(Instant::now());
@@ -389,7 +405,11 @@ fn answer(state: &mut BanState, request: Request) -> Vec<BanCommand> {
             let _ = reply.send(state.list(now));
             Vec::new()
         }
-        Request::Ban { jail, address, reply } => match state.manual_ban(&jail, address, now) {
+        Request::Ban {
+            jail,
+            address,
+            reply,
+        } => match state.manual_ban(&jail, address, now) {
             Ok((new, command)) => {
                 let _ = reply.send(Ok(new));
                 command.into_iter().collect()
@@ -408,7 +428,10 @@ fn answer(state: &mut BanState, request: Request) -> Vec<BanCommand> {
         Request::UnbanAll { reply } => {
             let freed = state.unban_all();
             let _ = reply.send(freed.len());
-            freed.into_iter().map(|address| BanCommand::Unban { address }).collect()
+            freed
+                .into_iter()
+                .map(|address| BanCommand::Unban { address })
+                .collect()
         }
         Request::Reconfigure { policies } => {
             state.reconfigure(policies);
@@ -473,7 +496,11 @@ mod tests {
             })
         );
         assert!(s.is_banned(addr()));
-        assert_eq!(s.offence(&offence("sshd", t)), None, "same jail twice is one ban");
+        assert_eq!(
+            s.offence(&offence("sshd", t)),
+            None,
+            "same jail twice is one ban"
+        );
         assert_eq!(s.list(t)[0].remaining_secs, Some(60));
         s.expire(t + Duration::from_secs(59));
         assert!(s.is_banned(addr()));
@@ -526,7 +553,11 @@ mod tests {
         jails.sort();
         assert_eq!(jails, vec![name("long"), name("sshd")]);
         assert!(!s.is_banned(addr()));
-        assert_eq!(s.next_deadline(), None, "deadlines of unbanned holds are gone");
+        assert_eq!(
+            s.next_deadline(),
+            None,
+            "deadlines of unbanned holds are gone"
+        );
         assert!(s.unban(addr()).is_empty());
     }
 
@@ -535,7 +566,8 @@ mod tests {
         let mut s = state();
         let t = Instant::now();
         for i in 1..=3u8 {
-            s.manual_ban(&name("forever"), IpAddr::from([198, 51, 100, i]), t).unwrap();
+            s.manual_ban(&name("forever"), IpAddr::from([198, 51, 100, i]), t)
+                .unwrap();
         }
         assert_eq!(s.unban_all().len(), 3);
         assert_eq!(s.banned_count(), 0);
@@ -552,7 +584,11 @@ mod tests {
             bantime: BanTime::For(Duration::from_secs(600)),
         }]);
         assert!(s.is_banned(addr()));
-        assert_eq!(s.offence(&offence("sshd", t)), None, "sshd no longer exists");
+        assert_eq!(
+            s.offence(&offence("sshd", t)),
+            None,
+            "sshd no longer exists"
+        );
         s.expire(t + Duration::from_secs(60));
         assert!(!s.is_banned(addr()));
     }

@@ -440,18 +440,20 @@ impl<'a> Compiler<'a> {
             .state
             .dir
             .unwrap_or_else(|| PathBuf::from("/var/lib/syslog2ban"));
-        let metrics_listen = raw.metrics.listen.as_deref().and_then(|text| {
-            match text.parse::<SocketAddr>() {
-                Ok(addr) => Some(addr),
-                Err(_) => {
-                    self.error(
-                        "metrics.listen",
-                        format!("\"{text}\" is not IP:PORT (e.g. \"127.0.0.1:9617\")"),
-                    );
-                    None
-                }
-            }
-        });
+        let metrics_listen =
+            raw.metrics
+                .listen
+                .as_deref()
+                .and_then(|text| match text.parse::<SocketAddr>() {
+                    Ok(addr) => Some(addr),
+                    Err(_) => {
+                        self.error(
+                            "metrics.listen",
+                            format!("\"{text}\" is not IP:PORT (e.g. \"127.0.0.1:9617\")"),
+                        );
+                        None
+                    }
+                });
 
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));

@@ -15,7 +15,11 @@ use crate::metrics::Metrics;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds `address` and serves metrics until `shutdown`.
-pub async fn serve(address: SocketAddr, metrics: Arc<Metrics>, shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub async fn serve(
+    address: SocketAddr,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(address).await?;
     info!(%address, "Metrics endpoint ready at /metrics");
     Ok(tokio::spawn(async move {
@@ -44,9 +48,19 @@ pub async fn serve(address: SocketAddr, metrics: Arc<Metrics>, shutdown: Cancell
                 let mut parts = request_line.split(' ');
                 let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
                 let (status, content_type, body) = match (method, path) {
-                    ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-                    ("GET", _) => ("404 Not Found", "text/plain", "not found; try /metrics\n".to_string()),
-                    _ => ("405 Method Not Allowed", "text/plain", "only GET\n".to_string()),
+                    ("GET", "/metrics") => {
+                        ("200 OK", "text/plain; version=0.0.4", metrics.render())
+                    }
+                    ("GET", _) => (
+                        "404 Not Found",
+                        "text/plain",
+                        "not found; try /metrics\n".to_string(),
+                    ),
+                    _ => (
+                        "405 Method Not Allowed",
+                        "text/plain",
+                        "only GET\n".to_string(),
+                    ),
                 };
                 let response = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

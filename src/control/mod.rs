@@ -62,7 +62,11 @@ fn own_uid() -> Option<u32> {
 }
 
 /// Binds the control socket (mode 0600) and serves it until `shutdown`.
-pub fn serve(path: &Path, requests: mpsc::Sender<Envelope>, shutdown: CancellationToken) -> Result<tokio::task::JoinHandle<()>, ControlError> {
+pub fn serve(
+    path: &Path,
+    requests: mpsc::Sender<Envelope>,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, ControlError> {
     let bind_err = |source| ControlError::Bind {
         path: path.to_path_buf(),
         source,
@@ -112,14 +116,19 @@ pub fn serve(path: &Path, requests: mpsc::Sender<Envelope>, shutdown: Cancellati
     }))
 }
 
-async fn handle(stream: UnixStream, permitted: bool, requests: mpsc::Sender<Envelope>) -> io::Result<()> {
+async fn handle(
+    stream: UnixStream,
+    permitted: bool,
+    requests: mpsc::Sender<Envelope>,
+) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
     reader.read_until(b'\n', &mut line).await?;
     let response = if !permitted {
         Response::Error {
-            message: "permission denied: only root or the daemon's user may use the control socket".into(),
+            message: "permission denied: only root or the daemon's user may use the control socket"
+                .into(),
         }
     } else {
         match serde_json::from_slice::<Request>(&line) {
@@ -153,13 +162,16 @@ pub fn call(path: &Path, request: &Request) -> Result<Response, ControlError> {
         path: path.to_path_buf(),
         message,
     };
-    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|source| ControlError::Connect {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(path).map_err(|source| ControlError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let mut line = serde_json::to_vec(request).map_err(|e| protocol(e.to_string()))?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(|e| protocol(e.to_string()))?;
+    stream
+        .write_all(&line)
+        .map_err(|e| protocol(e.to_string()))?;
     let mut answer = String::new();
     std::io::BufReader::new(stream)
         .read_line(&mut answer)

@@ -135,9 +135,19 @@ mod tests {
             serde_json::to_string(&r).unwrap(),
             r#"{"command":"ban","jail":"sshd","address":"203.0.113.9"}"#
         );
-        let done = Response::Done { message: "ok".into() };
-        assert_eq!(serde_json::to_string(&done).unwrap(), r#"{"result":"done","message":"ok"}"#);
+        let done = Response::Done {
+            message: "ok".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&done).unwrap(),
+            r#"{"result":"done","message":"ok"}"#
+        );
         let back: Response = serde_json::from_str(r#"{"result":"error","message":"x"}"#).unwrap();
-        assert_eq!(back, Response::Error { message: "x".into() });
+        assert_eq!(
+            back,
+            Response::Error {
+                message: "x".into()
+            }
+        );
     }
 }

@@ -46,7 +46,6 @@ impl std::fmt::Display for Origin {
 /// One frame, as received.
 #[derive(Debug, Clone)]
 pub struct RawMessage {
-    
     /// Transport origin.
     pub origin: Origin,
     /// The frame's bytes, trailer removed.
@@ -105,7 +104,10 @@ impl ListenerHandle {
 }
 
 /// Binds the listener now (so errors surface at start-up) and spawns its receive loop.
-pub async fn start(config: &ListenerConfig, ctx: &InputContext) -> Result<ListenerHandle, InputError> {
+pub async fn start(
+    config: &ListenerConfig,
+    ctx: &InputContext,
+) -> Result<ListenerHandle, InputError> {
     let label = config.label.clone();
     let stop = ctx.shutdown.child_token();
     let ctx = &InputContext {
@@ -121,7 +123,8 @@ pub async fn start(config: &ListenerConfig, ctx: &InputContext) -> Result<Listen
         ListenerKind::Udp { address } => {
             let socket = UdpSocket::bind(address).await.map_err(bind_err)?;
             info!(listener = %label, "Listening");
-            ctx.tracker.spawn(udp_loop(socket, config.max_frame, counters, ctx.clone()));
+            ctx.tracker
+                .spawn(udp_loop(socket, config.max_frame, counters, ctx.clone()));
         }
         ListenerKind::Tcp {
             address,
@@ -135,7 +138,8 @@ pub async fn start(config: &ListenerConfig, ctx: &InputContext) -> Result<Listen
                 idle_timeout: *idle_timeout,
                 connections: Arc::new(Semaphore::new(*max_connections)),
             };
-            ctx.tracker.spawn(tcp_accept_loop(listener, limits, counters, ctx.clone()));
+            ctx.tracker
+                .spawn(tcp_accept_loop(listener, limits, counters, ctx.clone()));
         }
         ListenerKind::Unix { path, mode } => {
             remove_stale_socket(path).map_err(|_| InputError::NotASocket {
@@ -147,7 +151,13 @@ pub async fn start(config: &ListenerConfig, ctx: &InputContext) -> Result<Listen
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
                 .map_err(bind_err)?;
             info!(listener = %label, "Listening");
-            ctx.tracker.spawn(unix_loop(socket, path.clone(), config.max_frame, counters, ctx.clone()));
+            ctx.tracker.spawn(unix_loop(
+                socket,
+                path.clone(),
+                config.max_frame,
+                counters,
+                ctx.clone(),
+            ));
         }
     }
     Ok(ListenerHandle { stop })
@@ -180,7 +190,12 @@ fn trim_datagram(mut data: &[u8]) -> &[u8] {
     data
 }
 
-async fn udp_loop(socket: UdpSocket, max_frame: usize, counters: Arc<ListenerMetrics>, ctx: InputContext) {
+async fn udp_loop(
+    socket: UdpSocket,
+    max_frame: usize,
+    counters: Arc<ListenerMetrics>,
+    ctx: InputContext,
+) {
     // One byte more than allowed tells an oversize datagram from one that just fits.
     let mut buf = vec![0u8; max_frame + 1];
     loop {
@@ -195,14 +210,19 @@ async fn udp_loop(socket: UdpSocket, max_frame: usize, counters: Arc<ListenerMet
                 continue;
             }
         };
-        if !deliver(&ctx, &counters, Origin::Peer(peer), &buf[..len], max_frame).await
-        {
+        if !deliver(&ctx, &counters, Origin::Peer(peer), &buf[..len], max_frame).await {
             return;
         }
     }
 }
 
-async fn unix_loop(socket: UnixDatagram, path: PathBuf, max_frame: usize, counters: Arc<ListenerMetrics>, ctx: InputContext) {
+async fn unix_loop(
+    socket: UnixDatagram,
+    path: PathBuf,
+    max_frame: usize,
+    counters: Arc<ListenerMetrics>,
+    ctx: InputContext,
+) {
     let mut buf = vec![0u8; max_frame + 1];
     loop {
         let received = tokio::select! {
@@ -252,7 +272,12 @@ struct TcpLimits {
     connections: Arc<Semaphore>,
 }
 
-async fn tcp_accept_loop(listener: TcpListener, limits: TcpLimits, counters: Arc<ListenerMetrics>, ctx: InputContext) {
+async fn tcp_accept_loop(
+    listener: TcpListener,
+    limits: TcpLimits,
+    counters: Arc<ListenerMetrics>,
+    ctx: InputContext,
+) {
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
@@ -285,7 +310,13 @@ async fn tcp_accept_loop(listener: TcpListener, limits: TcpLimits, counters: Arc
     }
 }
 
-async fn tcp_connection(mut stream: TcpStream, peer: SocketAddr, limits: &TcpLimits, counters: &ListenerMetrics, ctx: &InputContext) {
+async fn tcp_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    limits: &TcpLimits,
+    counters: &ListenerMetrics,
+    ctx: &InputContext,
+) {
     let origin = Origin::Peer(peer);
     let mut framer = Framer::new(limits.max_frame);
     let mut buf = BytesMut::with_capacity(16 * 1024);
