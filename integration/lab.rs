@@ -368,6 +368,16 @@ fn indent(s: &str) -> String {
 // the lab
 // ---------------------------------------------------------------------------------------------
 
+/// Extra daemon settings for [`Lab::start_daemon_with`]; the default is what
+/// [`Lab::start_daemon`] writes.
+#[derive(Clone, Debug, Default)]
+pub struct DaemonOptions {
+    /// `[metrics] listen`, e.g. `"127.0.0.1:9617"` (inside SERVER).
+    pub metrics_listen: Option<String>,
+    /// `max_frame` of the listener.
+    pub max_frame: Option<usize>,
+}
+
 /// How syslog reaches the daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listener {
@@ -634,17 +644,40 @@ impl Lab {
         self.dir.join("s2b.sock")
     }
 
+    /// The daemon's config directory (`--config`): DIR/s2b.
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.join("s2b")
+    }
+
+    /// The daemon's jail directory: DIR/s2b/conf.d.
+    pub fn conf_d(&self) -> PathBuf {
+        self.config_dir().join("conf.d")
+    }
+
+    /// Replaces conf.d/zz-test.toml (the test's jail override) with `toml`; the running daemon
+    /// sees it on its next reload.
+    pub fn write_jail_override(&self, toml: &str) {
+        let path = self.conf_d().join("zz-test.toml");
+        fs::write(&path, toml).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
     /// Writes DIR/s2b/{syslog2ban.toml,conf.d/} and starts the daemon in SERVER; returns when
     /// the nft table exists and the listener is bound.
     pub fn start_daemon(&mut self, listener: Listener) -> u32 {
-        let cfg = self.dir.join("s2b");
-        let confd = cfg.join("conf.d");
+        self.start_daemon_with(listener, &DaemonOptions::default())
+    }
+
+    /// [`Lab::start_daemon`] with extra settings. With `metrics_listen` it also waits until the
+    /// metrics endpoint is bound.
+    pub fn start_daemon_with(&mut self, listener: Listener, options: &DaemonOptions) -> u32 {
+        let cfg = self.config_dir();
+        let confd = self.conf_d();
         fs::create_dir_all(&confd).expect("mkdir conf.d");
         fs::create_dir_all(self.dir.join("state")).expect("mkdir state");
         fs::copy(SHIPPED_SSHD_JAIL, confd.join("sshd.toml"))
             .unwrap_or_else(|e| panic!("copy {SHIPPED_SSHD_JAIL}: {e}"));
         fs::write(confd.join("zz-test.toml"), TEST_JAIL_OVERRIDE).expect("write zz-test.toml");
-        let listen = match listener {
+        let mut listen = match listener {
             Listener::Tcp => format!("type = \"tcp\"\naddress = \"127.0.0.1:{SYSLOG_TCP_PORT}\"\n"),
             Listener::Udp => format!("type = \"udp\"\naddress = \"127.0.0.1:{SYSLOG_UDP_PORT}\"\n"),
             Listener::Unix => format!(
@@ -652,12 +685,18 @@ impl Lab {
                 self.daemon_devlog().display()
             ),
         };
-        let toml = format!(
+        if let Some(max_frame) = options.max_frame {
+            listen.push_str(&format!("max_frame = {max_frame}\n"));
+        }
+        let mut toml = format!(
             "[[listen]]\n{listen}\n[ban]\nbackend = \"nftables\"\ntable = \"{NFT_TABLE}\"\n\n\
              [control]\nsocket = \"{}\"\n\n[state]\ndir = \"{}\"\n",
             self.control_socket().display(),
             self.dir.join("state").display()
         );
+        if let Some(address) = &options.metrics_listen {
+            toml.push_str(&format!("\n[metrics]\nlisten = \"{address}\"\n"));
+        }
         fs::write(cfg.join("syslog2ban.toml"), &toml).expect("write syslog2ban.toml");
         self.extra_logs
             .push(("syslog2ban.toml".into(), cfg.join("syslog2ban.toml")));
@@ -691,7 +730,45 @@ impl Lab {
             };
             bound && lab.table_exists()
         });
+        if let Some(address) = options.metrics_listen.clone() {
+            self.wait_ready(
+                "syslog2ban",
+                &format!("metrics endpoint tcp {address}"),
+                Duration::from_secs(10),
+                move |lab| lab.listening(false, &address),
+            );
+        }
         pid
+    }
+
+    /// PID of a process started with [`Lab::spawn`] (e.g. "syslog2ban"), if it is still running.
+    pub fn pid_of(&mut self, label: &str) -> Option<u32> {
+        if self.exited(label).is_some() {
+            return None;
+        }
+        self.procs.iter().find(|p| p.label == label).map(|p| p.pid)
+    }
+
+    /// What a process started with [`Lab::spawn`] has written so far (stdout and stderr).
+    pub fn log_of(&self, label: &str) -> String {
+        self.procs
+            .iter()
+            .find(|p| p.label == label)
+            .and_then(|p| fs::read(&p.log).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Runs the CLI against the daemon's control socket: `syslog2ban ARGS... --socket SOCK`
+    /// (from the root namespace: the socket is a path).
+    pub fn ctl(&self, args: &[&str]) -> Out {
+        run(
+            command(DAEMON_BIN)
+                .args(args)
+                .arg("--socket")
+                .arg(self.control_socket()),
+            Duration::from_secs(10),
+        )
     }
 
     // ---- rsyslog ---------------------------------------------------------------------------

@@ -326,7 +326,8 @@ impl<'a> Compiler<'a> {
 
     fn file_of(&self, key: &str) -> Option<PathBuf> {
         // Walk up the key until some provider is known for it (unknown keys have no metadata).
-        let mut probe = key.to_string();
+        // figment paths have no `[n]` indices: an array element is found through its array.
+        let mut probe: String = key.split('[').next().unwrap_or(key).to_string();
         loop {
             if let Some(meta) = self.figment.find_metadata(&probe) {
                 if let Some(Source::File(path)) = &meta.source {
@@ -344,7 +345,8 @@ impl<'a> Compiler<'a> {
     fn figment_error(&mut self, prefix: &str, err: figment::Error) {
         for e in err {
             // extract_inner already reports full paths; plain extract reports them relative.
-            let joined = e.path.join(".");
+            let parts: Vec<&str> = e.path.iter().map(String::as_str).collect();
+            let joined = dotted(&parts);
             let key = if prefix.is_empty() || joined.starts_with(prefix) {
                 joined
             } else if joined.is_empty() {
@@ -359,7 +361,7 @@ impl<'a> Compiler<'a> {
                     table.remove(i);
                 }
                 let table = if prefix.is_empty() {
-                    table.join(".")
+                    dotted(&table)
                 } else {
                     prefix.to_string()
                 };
@@ -800,6 +802,22 @@ struct Settings {
     ignoreip: Vec<IpNet>,
 }
 
+/// `["listen", "0", "address"]` → `listen[0].address`, the form every error uses.
+fn dotted(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        if part.bytes().all(|b| b.is_ascii_digit()) && !out.is_empty() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 /// An address (`203.0.113.9`) or a range (`203.0.113.0/24`).
 pub fn parse_net(text: &str) -> Option<IpNet> {
     let text = text.trim();
@@ -809,30 +827,30 @@ pub fn parse_net(text: &str) -> Option<IpNet> {
         .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-/// Best-effort line of `key` in `file`: tracks `[table]` headers and matches `name =`.
+/// Best-effort line of `key` in `file`: tracks `[table]` and `[[array]]` headers (counting
+/// array entries, so `listen[1].type` finds the second `[[listen]]`) and matches `name =`.
 fn find_line(file: &Path, key: &str) -> Option<usize> {
     let text = std::fs::read_to_string(file).ok()?;
     // `jail.sshd.ignoreip[2]` → table `jail.sshd`, field `ignoreip`.
-    let key = key.split('[').next().unwrap_or(key);
     let (table, field) = match key.rsplit_once('.') {
         Some((t, f)) => (t, f),
         None => ("", key),
     };
-    let table = table.split('[').next().unwrap_or(table);
+    let field = field.split('[').next().unwrap_or(field);
     let mut current = String::new();
+    let mut array_counts: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
+        if let Some(header) = line.strip_prefix("[[") {
+            let name = header.split("]]").next().unwrap_or("").trim().to_string();
+            let count = array_counts.entry(name.clone()).or_insert(0);
+            current = format!("{name}[{count}]");
+            *count += 1;
+            continue;
+        }
         if let Some(header) = line.strip_prefix('[') {
-            current = header
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            if field.is_empty() || (current == table && key == table) {
-                return Some(n + 1);
-            }
+            current = header.split(']').next().unwrap_or("").trim().to_string();
             continue;
         }
         let Some((name, _)) = line.split_once('=') else {

@@ -178,3 +178,64 @@ pub fn call(path: &Path, request: &Request) -> Result<Response, ControlError> {
         .map_err(|e| protocol(e.to_string()))?;
     serde_json::from_str(&answer).map_err(|e| protocol(format!("bad answer from the daemon: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn request_and_answer_over_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl.sock");
+        let (tx, mut rx) = mpsc::channel::<Envelope>(4);
+        let stop = CancellationToken::new();
+        let server = serve(&path, tx, stop.clone()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        tokio::spawn(async move {
+            while let Some((request, reply)) = rx.recv().await {
+                let message = format!("{request:?}");
+                let _ = reply.send(Response::Done { message });
+            }
+        });
+        let client_path = path.clone();
+        let answer = tokio::task::spawn_blocking(move || call(&client_path, &Request::UnbanAll))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            answer,
+            Response::Done {
+                message: "UnbanAll".into()
+            }
+        );
+
+        // Garbage gets an error answer, not a hang or a crash.
+        let raw_path = path.clone();
+        let raw = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::os::unix::net::UnixStream::connect(raw_path).unwrap();
+            s.write_all(b"{not json\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .await
+        .unwrap();
+        assert!(
+            raw.contains("\"result\":\"error\"") && raw.contains("bad request"),
+            "{raw}"
+        );
+
+        stop.cancel();
+        server.await.unwrap();
+        assert!(!path.exists(), "socket removed on stop");
+    }
+
+    #[test]
+    fn a_missing_daemon_is_a_clear_error() {
+        let err = call(Path::new("/nonexistent/syslog2ban.sock"), &Request::Status).unwrap_err();
+        assert!(err.to_string().contains("cannot reach the daemon"), "{err}");
+    }
+}
