@@ -19,7 +19,7 @@ use figment::{Figment, Source};
 use ipnet::IpNet;
 
 pub use duration::{ParsedDuration, RawDuration};
-use raw::{RawConfig, RawJail, RawJailSettings, RawListener};
+use raw::{RawConfig, RawIncrement, RawJail, RawJailSettings, RawListener};
 
 use crate::jail::filter::Filter;
 
@@ -32,6 +32,10 @@ const DEFAULT_FINDTIME: Duration = Duration::from_secs(600);
 const DEFAULT_BANTIME: Duration = Duration::from_secs(3600);
 const DEFAULT_IGNOREIP: &[&str] = &["127.0.0.0/8", "::1"];
 const ENV_PREFIX: &str = "SYSLOG2BAN_";
+const DEFAULT_DBPURGEAGE: Duration = Duration::from_secs(7 * 86400);
+const DEFAULT_MAXTIME: Duration = Duration::from_secs(7 * 86400);
+/// The name recidive bans carry; a user jail may not take it.
+pub const RECIDIVE_JAIL: &str = "recidive";
 
 /// The validated runtime configuration.
 #[derive(Debug, Clone)]
@@ -46,8 +50,12 @@ pub struct Config {
     pub ban: BanConfig,
     /// Control socket path.
     pub control_socket: PathBuf,
-    /// State directory.
+        /// State directory.
     pub state_dir: PathBuf,
+    /// How long ban history is kept (at least recidive's findtime).
+    pub dbpurgeage: Duration,
+    /// The recidive jail, when enabled.
+    pub recidive: Option<RecidiveConfig>,
     /// Address of the Prometheus endpoint, when enabled.
     pub metrics_listen: Option<SocketAddr>,
     /// Files that were read, in merge order.
@@ -148,8 +156,36 @@ pub struct JailConfig {
     pub findtime: Duration,
     /// Ban length.
     pub bantime: BanTime,
-    /// Addresses never counted or banned.
+        /// Addresses never counted or banned.
     pub ignoreip: Vec<IpNet>,
+    /// Growing bantimes, when enabled.
+    pub increment: Option<Increment>,
+}
+
+/// fail2ban's `bantime.increment`: see `ban::grown_bantime` for the formula.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Increment {
+    /// Multiplier of the doubling formula.
+    pub factor: f64,
+    /// Explicit multipliers by number of earlier bans (replaces doubling when not empty).
+    pub multipliers: Vec<f64>,
+    /// Upper bound.
+    pub maxtime: Duration,
+    /// Random extra time up to this.
+    pub rndtime: Duration,
+    /// Count earlier bans in every jail.
+    pub overalljails: bool,
+}
+
+/// `[recidive]`, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecidiveConfig {
+    /// Bans within findtime that trigger it.
+    pub maxretry: u32,
+    /// The window.
+    pub findtime: Duration,
+    /// The long ban.
+    pub bantime: BanTime,
 }
 
 /// Where bans go.
@@ -442,8 +478,26 @@ impl<'a> Compiler<'a> {
             .state
             .dir
             .unwrap_or_else(|| PathBuf::from("/var/lib/syslog2ban"));
-        let metrics_listen =
-            raw.metrics
+                let recidive = self.recidive(&raw.recidive);
+        let mut dbpurgeage = match &raw.state.dbpurgeage {
+            None => DEFAULT_DBPURGEAGE,
+            Some(d) => match d.parse() {
+                Ok(ParsedDuration::Finite(d)) if !d.is_zero() => d,
+                Ok(_) => {
+                    self.error("state.dbpurgeage", "must be a positive duration");
+                    DEFAULT_DBPURGEAGE
+                }
+                Err(e) => {
+                    self.error("state.dbpurgeage", e);
+                    DEFAULT_DBPURGEAGE
+                }
+            },
+        };
+        // Recidive reads the history: keep at least its window.
+        if let Some(r) = &recidive {
+            dbpurgeage = dbpurgeage.max(r.findtime);
+        }
+        let metrics_listen = raw.metrics
                 .listen
                 .as_deref()
                 .and_then(|text| match text.parse::<SocketAddr>() {
@@ -466,7 +520,9 @@ impl<'a> Compiler<'a> {
             disabled_jails,
             ban: ban.expect("no errors means ban compiled"),
             control_socket,
-            state_dir,
+                        state_dir,
+            dbpurgeage,
+            recidive,
             metrics_listen,
             files: Vec::new(),
         })
@@ -629,55 +685,30 @@ impl<'a> Compiler<'a> {
                 .map(|s| s.parse::<IpAddr>().map(IpNet::from).or_else(|_| s.parse()))
                 .collect::<Result<_, _>>()
                 .expect("built-in ignoreip parses"),
+            increment: RawIncrement::default(),
         };
-        self.settings(
-            "defaults",
-            &base,
-            raw.maxretry,
-            &raw.findtime,
-            &raw.bantime,
-            &raw.ignoreip,
-        )
+        self.settings("defaults", &base, raw)
     }
 
-    fn settings(
-        &mut self,
-        prefix: &str,
-        base: &Settings,
-        maxretry: Option<i64>,
-        findtime: &Option<RawDuration>,
-        bantime: &Option<RawDuration>,
-        ignoreip: &Option<Vec<String>>,
-    ) -> Settings {
+    fn settings(&mut self, prefix: &str, base: &Settings, raw: &RawJailSettings) -> Settings {
         let mut out = base.clone();
-        if let Some(n) = maxretry {
+        if let Some(n) = raw.maxretry {
             match u32::try_from(n) {
                 Ok(n) if n >= 1 => out.maxretry = n,
-                _ => self.error(
-                    &format!("{prefix}.maxretry"),
-                    format!("{n} must be at least 1"),
-                ),
+                _ => self.error(&format!("{prefix}.maxretry"), format!("{n} must be at least 1")),
             }
         }
-        if let Some(raw) = findtime {
-            match raw.parse() {
-                Ok(ParsedDuration::Finite(d)) if !d.is_zero() => out.findtime = d,
-                Ok(_) => self.error(&format!("{prefix}.findtime"), "must be a positive duration"),
-                Err(e) => self.error(&format!("{prefix}.findtime"), e),
+        if let Some(d) = &raw.findtime {
+            if let Some(d) = self.positive(&format!("{prefix}.findtime"), d) {
+                out.findtime = d;
             }
         }
-        if let Some(raw) = bantime {
-            match raw.parse() {
-                Ok(ParsedDuration::Finite(d)) if !d.is_zero() => out.bantime = BanTime::For(d),
-                Ok(ParsedDuration::Forever) => out.bantime = BanTime::Permanent,
-                Ok(_) => self.error(
-                    &format!("{prefix}.bantime"),
-                    "must be a positive duration or -1 (permanent)",
-                ),
-                Err(e) => self.error(&format!("{prefix}.bantime"), e),
+        if let Some(raw) = &raw.bantime {
+            if let Some(b) = self.bantime(&format!("{prefix}.bantime"), raw) {
+                out.bantime = b;
             }
         }
-        if let Some(list) = ignoreip {
+        if let Some(list) = &raw.ignoreip {
             let mut nets = Vec::new();
             for (i, text) in list.iter().enumerate() {
                 match parse_net(text) {
@@ -690,7 +721,109 @@ impl<'a> Compiler<'a> {
             }
             out.ignoreip = nets;
         }
+        if let Some(inc) = &raw.increment {
+            out.increment = inc.over(&base.increment);
+        }
         out
+    }
+
+    fn positive(&mut self, key: &str, raw: &RawDuration) -> Option<Duration> {
+        match raw.parse() {
+            Ok(ParsedDuration::Finite(d)) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.error(key, "must be a positive duration");
+                None
+            }
+            Err(e) => {
+                self.error(key, e);
+                None
+            }
+        }
+    }
+
+    fn bantime(&mut self, key: &str, raw: &RawDuration) -> Option<BanTime> {
+        match raw.parse() {
+            Ok(ParsedDuration::Finite(d)) if !d.is_zero() => Some(BanTime::For(d)),
+            Ok(ParsedDuration::Forever) => Some(BanTime::Permanent),
+            Ok(_) => {
+                self.error(key, "must be a positive duration or -1 (permanent)");
+                None
+            }
+            Err(e) => {
+                self.error(key, e);
+                None
+            }
+        }
+    }
+
+    /// The merged increment settings of `prefix`, compiled; None when not enabled.
+    fn increment(&mut self, prefix: &str, raw: &RawIncrement) -> Option<Increment> {
+        if raw.enabled != Some(true) {
+            return None;
+        }
+        let key = |k: &str| format!("{prefix}.increment.{k}");
+        let factor = raw.factor.unwrap_or(1.0);
+        if !(factor > 0.0 && factor.is_finite()) {
+            self.error(&key("factor"), format!("{factor} must be a positive number"));
+        }
+        let multipliers = raw.multipliers.clone().unwrap_or_default();
+        if let Some(bad) = multipliers.iter().position(|m| !(*m > 0.0 && m.is_finite())) {
+            self.error(&format!("{}[{bad}]", key("multipliers")), "must be a positive number");
+        }
+        let maxtime = match &raw.maxtime {
+            None => DEFAULT_MAXTIME,
+            Some(d) => self.positive(&key("maxtime"), d).unwrap_or(DEFAULT_MAXTIME),
+        };
+        let rndtime = match raw.rndtime.as_ref().map(RawDuration::parse) {
+            None => Duration::ZERO,
+            Some(Ok(ParsedDuration::Finite(d))) => d,
+            Some(Ok(ParsedDuration::Forever)) => {
+                self.error(&key("rndtime"), "must be a duration");
+                Duration::ZERO
+            }
+            Some(Err(e)) => {
+                self.error(&key("rndtime"), e);
+                Duration::ZERO
+            }
+        };
+        Some(Increment {
+            factor,
+            multipliers,
+            maxtime,
+            rndtime,
+            overalljails: raw.overalljails.unwrap_or(false),
+        })
+    }
+
+    fn recidive(&mut self, raw: &raw::RawRecidive) -> Option<RecidiveConfig> {
+        if raw.enabled != Some(true) {
+            return None;
+        }
+        let maxretry = match raw.maxretry {
+            None => 5,
+            Some(n) => match u32::try_from(n) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.error("recidive.maxretry", format!("{n} must be at least 1"));
+                    5
+                }
+            },
+        };
+        let findtime = match &raw.findtime {
+            None => Duration::from_secs(86400),
+            Some(d) => self.positive("recidive.findtime", d).unwrap_or(Duration::from_secs(86400)),
+        };
+        let bantime = match &raw.bantime {
+            None => BanTime::For(Duration::from_secs(7 * 86400)),
+            Some(b) => self
+                .bantime("recidive.bantime", b)
+                .unwrap_or(BanTime::For(Duration::from_secs(7 * 86400))),
+        };
+        Some(RecidiveConfig {
+            maxretry,
+            findtime,
+            bantime,
+        })
     }
 
     /// Compiles one jail; returns it with its `enabled` flag.

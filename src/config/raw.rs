@@ -34,6 +34,9 @@ pub struct RawConfig {
     /// `[state]`: where state lives.
     #[serde(default)]
     pub state: RawState,
+    /// `[recidive]`: repeat offenders.
+    #[serde(default)]
+    pub recidive: RawRecidive,
     /// `[metrics]`: the Prometheus endpoint.
     #[serde(default)]
     pub metrics: RawMetrics,
@@ -76,6 +79,54 @@ pub struct RawJailSettings {
     pub bantime: Option<RawDuration>,
     /// Addresses and CIDR ranges never banned.
     pub ignoreip: Option<Vec<String>>,
+    /// Growing bantimes (fail2ban's bantime.increment).
+    pub increment: Option<RawIncrement>,
+}
+
+/// `[defaults.increment]` / `[jail.NAME.increment]`: fail2ban's `bantime.*` settings.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIncrement {
+    /// Turn growing bantimes on.
+    pub enabled: Option<bool>,
+    /// Multiplier of the doubling formula (default 1).
+    pub factor: Option<f64>,
+    /// Explicit multipliers by number of earlier bans; replaces the doubling formula.
+    pub multipliers: Option<Vec<f64>>,
+    /// Upper bound of a grown bantime.
+    pub maxtime: Option<RawDuration>,
+    /// Random extra time, up to this much.
+    pub rndtime: Option<RawDuration>,
+    /// Count earlier bans in every jail, not just this one.
+    pub overalljails: Option<bool>,
+}
+
+impl RawIncrement {
+    /// Each key of `self`, else of `base`.
+    pub fn over(&self, base: &RawIncrement) -> RawIncrement {
+        RawIncrement {
+            enabled: self.enabled.or(base.enabled),
+            factor: self.factor.or(base.factor),
+            multipliers: self.multipliers.clone().or_else(|| base.multipliers.clone()),
+            maxtime: self.maxtime.clone().or_else(|| base.maxtime.clone()),
+            rndtime: self.rndtime.clone().or_else(|| base.rndtime.clone()),
+            overalljails: self.overalljails.or(base.overalljails),
+        }
+    }
+}
+
+/// `[recidive]`: the built-in jail over the ban history.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecidive {
+    /// Off unless enabled.
+    pub enabled: Option<bool>,
+    /// Bans (in any jail) within findtime that trigger the long ban.
+    pub maxretry: Option<i64>,
+    /// The window bans are counted in.
+    pub findtime: Option<RawDuration>,
+    /// The long ban; -1 = permanent.
+    pub bantime: Option<RawDuration>,
 }
 
 /// One `[jail.NAME]` table.
@@ -98,6 +149,22 @@ pub struct RawJail {
     pub bantime: Option<RawDuration>,
     /// Overrides `[defaults] ignoreip`.
     pub ignoreip: Option<Vec<String>>,
+    /// Overrides keys of `[defaults.increment]`.
+    pub increment: Option<RawIncrement>,
+}
+
+impl RawJail {
+    /// The jail's own settings (None where it sets none).
+    // serde's `flatten` cannot be combined with `deny_unknown_fields`, hence the copy.
+    pub fn settings(&self) -> RawJailSettings {
+        RawJailSettings {
+            maxretry: self.maxretry,
+            findtime: self.findtime.clone(),
+            bantime: self.bantime.clone(),
+            ignoreip: self.ignoreip.clone(),
+            increment: self.increment.clone(),
+        }
+    }
 }
 
 /// `[ban]`.
@@ -128,6 +195,8 @@ pub struct RawControl {
 pub struct RawState {
     /// Directory for persistent state.
     pub dir: Option<PathBuf>,
+    /// How long ban history is kept.
+    pub dbpurgeage: Option<RawDuration>,
 }
 
 /// `[metrics]`.

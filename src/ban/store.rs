@@ -1,0 +1,355 @@
+//! The ban store: active bans and ban history in SQLite (WAL), written by one dedicated
+//! thread, never from async workers.
+//!
+//! Owns the schema and every SQL statement. It stores what the ban manager decided and reads
+//! it back at start-up; it decides nothing and never touches a firewall. Writes are grouped:
+//! whatever arrives while one transaction commits goes into the next (group commit), and
+//! commands are passed on to enforcement only after their transaction committed, so a ban is
+//! durable before it can be reported applied.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use super::BanCommand;
+
+/// The database file inside `[state] dir`.
+pub const DB_FILE: &str = "syslog2ban.sqlite3";
+
+/// Store failures.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The state directory could not be created.
+    #[error("state dir {path}: {source}")]
+    Dir {
+        /// Directory.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// SQLite said no.
+    #[error("ban store {path}: {source}")]
+    Sql {
+        /// Database file.
+        path: PathBuf,
+        /// SQLite error.
+        source: rusqlite::Error,
+    },
+}
+
+/// One ban as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    /// The banned address.
+    pub address: IpAddr,
+    /// The jail that banned it.
+    pub jail: String,
+    /// Where the failures came from.
+    pub origin: String,
+    /// When the ban started.
+    pub started: SystemTime,
+    /// When it ends; None = permanent.
+    pub expires: Option<SystemTime>,
+    /// Failures that led to it (0 for manual bans).
+    pub failures: u32,
+    /// The message that crossed the threshold.
+    pub sample: String,
+}
+
+/// A write for the store thread.
+#[derive(Debug)]
+pub enum StoreOp {
+    /// Record a new ban (active + history), then pass `command` on.
+    Ban(BanRecord, Option<BanCommand>),
+    /// A ban ended (expired, unbanned): remove it from the active table, then pass `command` on.
+    End {
+        /// Address.
+        address: IpAddr,
+        /// Jail.
+        jail: String,
+        /// Firewall command to pass on once committed.
+        command: Option<BanCommand>,
+    },
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// An open database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sql)?;
+        // WAL + NORMAL: a commit survives a killed process (the acceptance's kill -9); only
+        // a power loss can take back the last commits.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA busy_timeout = 5000;
+             CREATE TABLE IF NOT EXISTS bans (
+                 address  TEXT    NOT NULL,
+                 jail     TEXT    NOT NULL,
+                 origin   TEXT    NOT NULL,
+                 started  INTEGER NOT NULL,
+                 expires  INTEGER,
+                 failures INTEGER NOT NULL,
+                 sample   TEXT    NOT NULL,
+                 PRIMARY KEY (address, jail)
+             );
+             CREATE TABLE IF NOT EXISTS history (
+                 id       INTEGER PRIMARY KEY,
+                 address  TEXT    NOT NULL,
+                 jail     TEXT    NOT NULL,
+                 origin   TEXT    NOT NULL,
+                 started  INTEGER NOT NULL,
+                 expires  INTEGER
+             );
+             CREATE INDEX IF NOT EXISTS history_started ON history (started);",
+        )
+        .map_err(sql)?;
+        Ok(Store { conn, path })
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Applies a group of writes in one transaction.
+    pub fn write(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO bans (address, jail, origin, started, expires, failures, sample)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(sql)?;
+            let mut history = tx
+                .prepare_cached(
+                    "INSERT INTO history (address, jail, origin, started, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sql)?;
+            let mut end = tx
+                .prepare_cached("DELETE FROM bans WHERE address = ?1 AND jail = ?2")
+                .map_err(sql)?;
+            for op in ops {
+                match op {
+                    StoreOp::Ban(r, _) => {
+                        let address = r.address.to_string();
+                        let expires = r.expires.map(millis);
+                        insert
+                            .execute(params![address, r.jail, r.origin, millis(r.started), expires, r.failures, r.sample])
+                            .map_err(sql)?;
+                        history
+                            .execute(params![address, r.jail, r.origin, millis(r.started), expires])
+                            .map_err(sql)?;
+                    }
+                    StoreOp::End { address, jail, .. } => {
+                        end.execute(params![address.to_string(), jail]).map_err(sql)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Active bans at `now`; expired ones are deleted on the way.
+    pub fn active(&mut self, now: SystemTime) -> Result<Vec<BanRecord>, StoreError> {
+        let now_ms = millis(now);
+        self.conn
+            .execute("DELETE FROM bans WHERE expires IS NOT NULL AND expires <= ?1", params![now_ms])
+            .map_err(|e| self.sql(e))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT address, jail, origin, started, expires, failures, sample FROM bans")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, u32>(5)?,
+                    row.get::<_, String>(6)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (address, jail, origin, started, expires, failures, sample) = row.map_err(|e| self.sql(e))?;
+            // A row that does not parse was not written by us; skip it rather than fail start-up.
+            let Ok(address) = address.parse() else { continue };
+            out.push(BanRecord {
+                address,
+                jail,
+                origin,
+                started: from_millis(started),
+                expires: expires.map(from_millis),
+                failures,
+                sample,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ban history since `since`: (address, jail, started), oldest first.
+    pub fn history_since(&self, since: SystemTime) -> Result<Vec<(IpAddr, String, SystemTime)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT address, jail, started FROM history WHERE started >= ?1 ORDER BY started")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![millis(since)], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (address, jail, started) = row.map_err(|e| self.sql(e))?;
+            if let Ok(address) = address.parse() {
+                out.push((address, jail, from_millis(started)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes history older than `before`; returns how many rows went.
+    pub fn purge_history(&mut self, before: SystemTime) -> Result<usize, StoreError> {
+        self.conn
+            .execute("DELETE FROM history WHERE started < ?1", params![millis(before)])
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Number of active bans stored (for tests and status).
+    pub fn active_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM bans", [], |r| r.get(0))
+            .optional()
+            .map(|n| n.unwrap_or(0))
+            .map_err(|e| self.sql(e))
+    }
+}
+
+/// Runs the store thread: group-commits writes, then forwards their firewall commands.
+/// Ends when `ops` closes; `firewall` closes with it.
+pub fn spawn(mut store: Store, mut ops: mpsc::Receiver<StoreOp>, firewall: mpsc::Sender<BanCommand>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("ban-store".into())
+        .spawn(move || {
+            info!(db = %store.path.display(), "Ban store open");
+            while let Some(first) = ops.blocking_recv() {
+                let mut batch = vec![first];
+                while let Ok(op) = ops.try_recv() {
+                    batch.push(op);
+                }
+                if let Err(e) = store.write(&batch) {
+                    // Enforcement still proceeds: a ban that is not durable is better than
+                    // an attacker that is not banned. The error is loud.
+                    error!(error = %e, writes = batch.len(), "Ban store write failed");
+                }
+                for op in batch {
+                    let command = match op {
+                        StoreOp::Ban(_, command) => command,
+                        StoreOp::End { command, .. } => command,
+                    };
+                    if let Some(command) = command {
+                        if firewall.blocking_send(command).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+        .expect("spawning a thread only fails when the OS is out of resources")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(address: &str, jail: &str, started: SystemTime, expires: Option<SystemTime>) -> BanRecord {
+        BanRecord {
+            address: address.parse().unwrap(),
+            jail: jail.into(),
+            origin: "198.51.100.10".into(),
+            started,
+            expires,
+            failures: 3,
+            sample: "Failed password".into(),
+        }
+    }
+
+    #[test]
+    fn bans_survive_reopen_and_expired_ones_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store
+                .write(&[
+                    StoreOp::Ban(record("203.0.113.1", "sshd", t0, Some(t0 + Duration::from_secs(60))), None),
+                    StoreOp::Ban(record("203.0.113.2", "sshd", t0, Some(t0 + Duration::from_secs(600))), None),
+                    StoreOp::Ban(record("2001:db8::3", "postfix", t0, None), None),
+                    StoreOp::Ban(record("203.0.113.4", "sshd", t0, Some(t0 + Duration::from_secs(600))), None),
+                    StoreOp::End {
+                        address: "203.0.113.4".parse().unwrap(),
+                        jail: "sshd".into(),
+                        command: None,
+                    },
+                ])
+                .unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut active = store.active(t0 + Duration::from_secs(120)).unwrap();
+        active.sort_by_key(|r| r.address);
+        let addresses: Vec<String> = active.iter().map(|r| r.address.to_string()).collect();
+        assert_eq!(addresses, vec!["203.0.113.2", "2001:db8::3"]);
+        assert_eq!(active[0].expires, Some(t0 + Duration::from_secs(600)));
+        assert_eq!(active[1].expires, None);
+        assert_eq!(store.active_count().unwrap(), 2, "the expired row was deleted");
+        // History keeps all four bans, including the expired and the ended one.
+        assert_eq!(store.history_since(t0).unwrap().len(), 4);
+        assert_eq!(store.purge_history(t0 + Duration::from_secs(1)).unwrap(), 4);
+        assert!(store.history_since(t0).unwrap().is_empty());
+    }
+}
