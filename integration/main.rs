@@ -5,10 +5,13 @@
 //! unshare, python3. Without them a test prints `SKIP: ...` and passes, unless `CI=true`, where
 //! it fails naming what is missing. See `lab.rs` for the topology and the teardown guarantees.
 //!
+//! `operator.rs`: the control CLI, reload (and SIGHUP) and /metrics against a real daemon.
+//!
 //! Run: `cargo test --test netns -- --test-threads=2` (each sshd test takes ~20 s, most of it
 //! the 2 s PAM delay per failed login and the 8 s bantime).
 
 mod lab;
+mod operator;
 
 use std::time::{Duration, Instant};
 

@@ -480,20 +480,18 @@ impl Running {
         }
         // Jails: the pipeline keeps the windows of jails that still exist; the manager
         // keeps every ban (bans of removed jails run out as decided).
+        // Both acknowledge, so a reload reported done is in effect for every later message.
         let policies = policies(&new);
-        if self
-            .pipeline
-            .send(Update::Jails(new.jails.clone()))
+        let (jails_applied, jails_done) = oneshot::channel();
+        let stopping = || "the daemon is stopping".to_string();
+        self.pipeline
+            .send(Update::Jails(new.jails.clone(), jails_applied))
             .await
-            .is_err()
-            || self
-                .manager
-                .send(ban::Request::Reconfigure { policies })
-                .await
-                .is_err()
-        {
-            return Err("the daemon is stopping".into());
-        }
+            .map_err(|_| stopping())?;
+        jails_done.await.map_err(|_| stopping())?;
+        self.ask(|reply| ban::Request::Reconfigure { policies, reply })
+            .await
+            .ok_or_else(stopping)?;
         let summary = format!(
             "Reloaded: {} listener(s) ({} stopped, {} started), {} jail(s): {}",
             self.listeners.len(),

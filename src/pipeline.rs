@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::config::JailConfig;
@@ -25,8 +25,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// A change pushed into the running pipeline.
 #[derive(Debug)]
 pub enum Update {
-    /// The enabled jails after a reload.
-    Jails(Vec<JailConfig>),
+    /// The enabled jails after a reload; acknowledged once in effect.
+    Jails(Vec<JailConfig>, oneshot::Sender<()>),
 }
 
 /// The jails with their routing index and counters.
@@ -95,9 +95,11 @@ pub async fn run(
             },
             update = updates.recv(), if updates_open => {
                 match update {
-                    Some(Update::Jails(configs)) => {
+                    Some(Update::Jails(configs, applied)) => {
                         let previous = std::mem::replace(&mut state, Jails::build(&[], HashMap::new(), &metrics)).into_previous();
                         state = Jails::build(&configs, previous, &metrics);
+                        // The reloader may have gone; the update is in effect either way.
+                        let _ = applied.send(());
                     }
                     None => updates_open = false,
                 }

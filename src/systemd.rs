@@ -42,6 +42,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's test jail API, not ours
     fn notify_reaches_a_path_socket() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify");

@@ -81,6 +81,8 @@ pub enum Request {
     Reconfigure {
         /// The jails now configured.
         policies: Vec<JailPolicy>,
+        /// Answered once in effect.
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -433,8 +435,9 @@ fn answer(state: &mut BanState, request: Request) -> Vec<BanCommand> {
                 .map(|address| BanCommand::Unban { address })
                 .collect()
         }
-        Request::Reconfigure { policies } => {
+        Request::Reconfigure { policies, reply } => {
             state.reconfigure(policies);
+            let _ = reply.send(());
             Vec::new()
         }
     }

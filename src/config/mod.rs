@@ -380,8 +380,16 @@ impl<'a> Compiler<'a> {
 
     fn figment_error(&mut self, prefix: &str, err: figment::Error) {
         for e in err {
-            // extract_inner already reports full paths; plain extract reports them relative.
-            let parts: Vec<&str> = e.path.iter().map(String::as_str).collect();
+            // figment's extract_inner puts the prefix *after* the field
+            // (["maxretry", "jail", "sshd"]); move it back to the front.
+            let mut parts: Vec<&str> = e.path.iter().map(String::as_str).collect();
+            let prefix_parts: Vec<&str> = prefix.split('.').filter(|p| !p.is_empty()).collect();
+            if !prefix_parts.is_empty() && parts.ends_with(&prefix_parts) {
+                parts.truncate(parts.len() - prefix_parts.len());
+                let mut full = prefix_parts.clone();
+                full.extend(parts);
+                parts = full;
+            }
             let joined = dotted(&parts);
             let key = if prefix.is_empty() || joined.starts_with(prefix) {
                 joined
@@ -1137,6 +1145,25 @@ failregex = ['^Failed password for \S+ from <HOST> port \d+ ssh2$']
                 .any(|e| e.key == "bogus" || e.key == "ban.foo"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn type_errors_inside_a_jail_name_the_key_and_line() {
+        let dir = dir_with(&[
+            ("syslog2ban.toml", MAIN),
+            ("conf.d/sshd.toml", SSHD),
+            ("conf.d/zz-local.toml", "[jail.sshd]\nmaxretry = \"lots\"\n"),
+        ]);
+        let errors = load_no_env(dir.path()).unwrap_err().0;
+        let e = errors
+            .iter()
+            .find(|e| e.key == "jail.sshd.maxretry")
+            .unwrap_or_else(|| panic!("{errors:?}"));
+        assert_eq!(
+            e.file.as_ref(),
+            Some(&dir.path().join("conf.d/zz-local.toml"))
+        );
+        assert_eq!(e.line, Some(2));
     }
 
     #[test]
