@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::ban::{self, BanInfo, BanState, JailPolicy};
+use crate::ban::store::{self, Store, StoreError};
+use crate::ban::{self, BanInfo, BanState, JailPolicy, Moment};
 use crate::config::{self, Backend, Config, JailName, ListenerConfig};
 use crate::control::protocol::{
     JailReport, ListenerReport, Request, Response, StatusReport, TargetReport,
@@ -68,6 +69,9 @@ pub enum DaemonError {
         /// OS error.
         source: std::io::Error,
     },
+    /// The ban store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -101,6 +105,32 @@ pub async fn run(
         }
     };
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    // The store is read before anything runs: it may hold bans to restore.
+    let mut store = Store::open(&config.state_dir)?;
+    let now = Moment::now();
+    let purged = store.purge_history(
+        now.wall
+            .checked_sub(config.dbpurgeage)
+            .unwrap_or(std::time::UNIX_EPOCH),
+    )?;
+    let active = store.active(now.wall)?;
+    let history = store.history_since(
+        now.wall
+            .checked_sub(config.dbpurgeage)
+            .unwrap_or(std::time::UNIX_EPOCH),
+    )?;
+    let mut state = BanState::new(
+        policies(&config),
+        config.recidive.clone(),
+        config.dbpurgeage,
+        metrics.clone(),
+    );
+    let restore = state.restore(active, history, now);
+    info!(
+        restored = restore.len(),
+        purged_history = purged,
+        "Ban store read"
+    );
     // The table exists before the first message can be received.
     firewall.setup().await?;
 
@@ -108,16 +138,29 @@ pub async fn run(
     let (update_tx, update_rx) = mpsc::channel(CONTROL_QUEUE);
     let (offence_tx, offence_rx) = mpsc::channel(OFFENCE_QUEUE);
     let (request_tx, request_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (store_tx, store_rx) = mpsc::channel(FIREWALL_QUEUE);
     let (firewall_tx, firewall_rx) = mpsc::channel(FIREWALL_QUEUE);
-    register_queues(&metrics, &raw_tx, &offence_tx, &firewall_tx);
+    register_queues(&metrics, &raw_tx, &offence_tx, &store_tx, &firewall_tx);
 
     let enforcer = tokio::spawn(enforce::run(firewall, firewall_rx, metrics.clone()));
+    // Restored bans go straight to enforcement (they are already stored) and are drained
+    // into as few nft batches as the enforcer can make of them.
+    let restored = restore.len();
+    for command in restore {
+        if firewall_tx.send(command).await.is_err() {
+            break;
+        }
+    }
+    if restored > 0 {
+        info!(bans = restored, "Restored bans sent to the firewall");
+    }
+    let store_thread = store::spawn(store, store_rx, firewall_tx);
     let manager = tokio::spawn(ban::run(
-        BanState::new(policies(&config), metrics.clone()),
+        state,
         ban::Inputs {
             offences: offence_rx,
             requests: request_rx,
-            firewall: firewall_tx,
+            store: store_tx,
         },
     ));
     let pipeline = tokio::spawn(pipeline::run(
@@ -192,6 +235,9 @@ pub async fn run(
     // which ends enforcement after its last batch.
     let _ = pipeline.await;
     let _ = manager.await;
+    // The store thread ends when the manager's sender is gone; it may block briefly on its
+    // last commit, so it is joined off the async workers.
+    let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
     let _ = enforcer.await;
     started
 }
@@ -226,18 +272,21 @@ fn policies(config: &Config) -> Vec<JailPolicy> {
         .map(|j| JailPolicy {
             name: j.name.clone(),
             bantime: j.bantime,
+            increment: j.increment.clone(),
         })
         .collect()
 }
 
-fn register_queues<A: Send + 'static, B: Send + 'static, C: Send + 'static>(
+fn register_queues<A: Send + 'static, B: Send + 'static, C: Send + 'static, D: Send + 'static>(
     metrics: &Metrics,
     input: &mpsc::Sender<A>,
     offences: &mpsc::Sender<B>,
-    firewall: &mpsc::Sender<C>,
+    store: &mpsc::Sender<C>,
+    firewall: &mpsc::Sender<D>,
 ) {
     metrics.register_queue("input", depth(input.downgrade()));
     metrics.register_queue("offences", depth(offences.downgrade()));
+    metrics.register_queue("store", depth(store.downgrade()));
     metrics.register_queue("firewall", depth(firewall.downgrade()));
 }
 
@@ -489,9 +538,13 @@ impl Running {
             .await
             .map_err(|_| stopping())?;
         jails_done.await.map_err(|_| stopping())?;
-        self.ask(|reply| ban::Request::Reconfigure { policies, reply })
-            .await
-            .ok_or_else(stopping)?;
+        self.ask(|reply| ban::Request::Reconfigure {
+            policies,
+            recidive: new.recidive.clone(),
+            reply,
+        })
+        .await
+        .ok_or_else(stopping)?;
         let summary = format!(
             "Reloaded: {} listener(s) ({} stopped, {} started), {} jail(s): {}",
             self.listeners.len(),

@@ -78,7 +78,8 @@ pub enum StoreOp {
 }
 
 fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn from_millis(ms: i64) -> SystemTime {
@@ -176,14 +177,29 @@ impl Store {
                         let address = r.address.to_string();
                         let expires = r.expires.map(millis);
                         insert
-                            .execute(params![address, r.jail, r.origin, millis(r.started), expires, r.failures, r.sample])
+                            .execute(params![
+                                address,
+                                r.jail,
+                                r.origin,
+                                millis(r.started),
+                                expires,
+                                r.failures,
+                                r.sample
+                            ])
                             .map_err(sql)?;
                         history
-                            .execute(params![address, r.jail, r.origin, millis(r.started), expires])
+                            .execute(params![
+                                address,
+                                r.jail,
+                                r.origin,
+                                millis(r.started),
+                                expires
+                            ])
                             .map_err(sql)?;
                     }
                     StoreOp::End { address, jail, .. } => {
-                        end.execute(params![address.to_string(), jail]).map_err(sql)?;
+                        end.execute(params![address.to_string(), jail])
+                            .map_err(sql)?;
                     }
                 }
             }
@@ -195,7 +211,10 @@ impl Store {
     pub fn active(&mut self, now: SystemTime) -> Result<Vec<BanRecord>, StoreError> {
         let now_ms = millis(now);
         self.conn
-            .execute("DELETE FROM bans WHERE expires IS NOT NULL AND expires <= ?1", params![now_ms])
+            .execute(
+                "DELETE FROM bans WHERE expires IS NOT NULL AND expires <= ?1",
+                params![now_ms],
+            )
             .map_err(|e| self.sql(e))?;
         let mut stmt = self
             .conn
@@ -216,9 +235,12 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (address, jail, origin, started, expires, failures, sample) = row.map_err(|e| self.sql(e))?;
+            let (address, jail, origin, started, expires, failures, sample) =
+                row.map_err(|e| self.sql(e))?;
             // A row that does not parse was not written by us; skip it rather than fail start-up.
-            let Ok(address) = address.parse() else { continue };
+            let Ok(address) = address.parse() else {
+                continue;
+            };
             out.push(BanRecord {
                 address,
                 jail,
@@ -233,14 +255,23 @@ impl Store {
     }
 
     /// Ban history since `since`: (address, jail, started), oldest first.
-    pub fn history_since(&self, since: SystemTime) -> Result<Vec<(IpAddr, String, SystemTime)>, StoreError> {
+    pub fn history_since(
+        &self,
+        since: SystemTime,
+    ) -> Result<Vec<(IpAddr, String, SystemTime)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT address, jail, started FROM history WHERE started >= ?1 ORDER BY started")
+            .prepare(
+                "SELECT address, jail, started FROM history WHERE started >= ?1 ORDER BY started",
+            )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(params![millis(since)], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
@@ -256,7 +287,10 @@ impl Store {
     /// Deletes history older than `before`; returns how many rows went.
     pub fn purge_history(&mut self, before: SystemTime) -> Result<usize, StoreError> {
         self.conn
-            .execute("DELETE FROM history WHERE started < ?1", params![millis(before)])
+            .execute(
+                "DELETE FROM history WHERE started < ?1",
+                params![millis(before)],
+            )
             .map_err(|e| self.sql(e))
     }
 
@@ -270,9 +304,32 @@ impl Store {
     }
 }
 
+/// The one log line per ban and unban, written once the change is durable.
+fn report(op: &StoreOp) {
+    match op {
+        StoreOp::Ban(r, _) => {
+            let bantime = match r.expires.and_then(|e| e.duration_since(r.started).ok()) {
+                Some(d) => super::state::describe(crate::config::BanTime::For(d)),
+                None => "permanent".into(),
+            };
+            info!(jail = %r.jail, address = %r.address, origin = %r.origin, failures = r.failures, %bantime, target = %"local", "Banned");
+        }
+        StoreOp::End {
+            address,
+            jail,
+            command: Some(_),
+        } => info!(%jail, %address, reason = "unban", target = %"local", "Unbanned"),
+        StoreOp::End { .. } => {}
+    }
+}
+
 /// Runs the store thread: group-commits writes, then forwards their firewall commands.
 /// Ends when `ops` closes; `firewall` closes with it.
-pub fn spawn(mut store: Store, mut ops: mpsc::Receiver<StoreOp>, firewall: mpsc::Sender<BanCommand>) -> std::thread::JoinHandle<()> {
+pub fn spawn(
+    mut store: Store,
+    mut ops: mpsc::Receiver<StoreOp>,
+    firewall: mpsc::Sender<BanCommand>,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("ban-store".into())
         .spawn(move || {
@@ -282,10 +339,11 @@ pub fn spawn(mut store: Store, mut ops: mpsc::Receiver<StoreOp>, firewall: mpsc:
                 while let Ok(op) = ops.try_recv() {
                     batch.push(op);
                 }
-                if let Err(e) = store.write(&batch) {
+                match store.write(&batch) {
+                    Ok(()) => batch.iter().for_each(report),
                     // Enforcement still proceeds: a ban that is not durable is better than
                     // an attacker that is not banned. The error is loud.
-                    error!(error = %e, writes = batch.len(), "Ban store write failed");
+                    Err(e) => error!(error = %e, writes = batch.len(), "Ban store write failed"),
                 }
                 for op in batch {
                     let command = match op {
@@ -307,7 +365,12 @@ pub fn spawn(mut store: Store, mut ops: mpsc::Receiver<StoreOp>, firewall: mpsc:
 mod tests {
     use super::*;
 
-    fn record(address: &str, jail: &str, started: SystemTime, expires: Option<SystemTime>) -> BanRecord {
+    fn record(
+        address: &str,
+        jail: &str,
+        started: SystemTime,
+        expires: Option<SystemTime>,
+    ) -> BanRecord {
         BanRecord {
             address: address.parse().unwrap(),
             jail: jail.into(),
@@ -327,10 +390,34 @@ mod tests {
             let mut store = Store::open(dir.path()).unwrap();
             store
                 .write(&[
-                    StoreOp::Ban(record("203.0.113.1", "sshd", t0, Some(t0 + Duration::from_secs(60))), None),
-                    StoreOp::Ban(record("203.0.113.2", "sshd", t0, Some(t0 + Duration::from_secs(600))), None),
+                    StoreOp::Ban(
+                        record(
+                            "203.0.113.1",
+                            "sshd",
+                            t0,
+                            Some(t0 + Duration::from_secs(60)),
+                        ),
+                        None,
+                    ),
+                    StoreOp::Ban(
+                        record(
+                            "203.0.113.2",
+                            "sshd",
+                            t0,
+                            Some(t0 + Duration::from_secs(600)),
+                        ),
+                        None,
+                    ),
                     StoreOp::Ban(record("2001:db8::3", "postfix", t0, None), None),
-                    StoreOp::Ban(record("203.0.113.4", "sshd", t0, Some(t0 + Duration::from_secs(600))), None),
+                    StoreOp::Ban(
+                        record(
+                            "203.0.113.4",
+                            "sshd",
+                            t0,
+                            Some(t0 + Duration::from_secs(600)),
+                        ),
+                        None,
+                    ),
                     StoreOp::End {
                         address: "203.0.113.4".parse().unwrap(),
                         jail: "sshd".into(),
@@ -346,7 +433,11 @@ mod tests {
         assert_eq!(addresses, vec!["203.0.113.2", "2001:db8::3"]);
         assert_eq!(active[0].expires, Some(t0 + Duration::from_secs(600)));
         assert_eq!(active[1].expires, None);
-        assert_eq!(store.active_count().unwrap(), 2, "the expired row was deleted");
+        assert_eq!(
+            store.active_count().unwrap(),
+            2,
+            "the expired row was deleted"
+        );
         // History keeps all four bans, including the expired and the ended one.
         assert_eq!(store.history_since(t0).unwrap().len(), 4);
         assert_eq!(store.purge_history(t0 + Duration::from_secs(1)).unwrap(), 4);

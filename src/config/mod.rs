@@ -50,7 +50,7 @@ pub struct Config {
     pub ban: BanConfig,
     /// Control socket path.
     pub control_socket: PathBuf,
-        /// State directory.
+    /// State directory.
     pub state_dir: PathBuf,
     /// How long ban history is kept (at least recidive's findtime).
     pub dbpurgeage: Duration,
@@ -156,7 +156,7 @@ pub struct JailConfig {
     pub findtime: Duration,
     /// Ban length.
     pub bantime: BanTime,
-        /// Addresses never counted or banned.
+    /// Addresses never counted or banned.
     pub ignoreip: Vec<IpNet>,
     /// Growing bantimes, when enabled.
     pub increment: Option<Increment>,
@@ -486,7 +486,7 @@ impl<'a> Compiler<'a> {
             .state
             .dir
             .unwrap_or_else(|| PathBuf::from("/var/lib/syslog2ban"));
-                let recidive = self.recidive(&raw.recidive);
+        let recidive = self.recidive(&raw.recidive);
         let mut dbpurgeage = match &raw.state.dbpurgeage {
             None => DEFAULT_DBPURGEAGE,
             Some(d) => match d.parse() {
@@ -505,7 +505,8 @@ impl<'a> Compiler<'a> {
         if let Some(r) = &recidive {
             dbpurgeage = dbpurgeage.max(r.findtime);
         }
-        let metrics_listen = raw.metrics
+        let metrics_listen =
+            raw.metrics
                 .listen
                 .as_deref()
                 .and_then(|text| match text.parse::<SocketAddr>() {
@@ -528,7 +529,7 @@ impl<'a> Compiler<'a> {
             disabled_jails,
             ban: ban.expect("no errors means ban compiled"),
             control_socket,
-                        state_dir,
+            state_dir,
             dbpurgeage,
             recidive,
             metrics_listen,
@@ -703,7 +704,10 @@ impl<'a> Compiler<'a> {
         if let Some(n) = raw.maxretry {
             match u32::try_from(n) {
                 Ok(n) if n >= 1 => out.maxretry = n,
-                _ => self.error(&format!("{prefix}.maxretry"), format!("{n} must be at least 1")),
+                _ => self.error(
+                    &format!("{prefix}.maxretry"),
+                    format!("{n} must be at least 1"),
+                ),
             }
         }
         if let Some(d) = &raw.findtime {
@@ -772,11 +776,20 @@ impl<'a> Compiler<'a> {
         let key = |k: &str| format!("{prefix}.increment.{k}");
         let factor = raw.factor.unwrap_or(1.0);
         if !(factor > 0.0 && factor.is_finite()) {
-            self.error(&key("factor"), format!("{factor} must be a positive number"));
+            self.error(
+                &key("factor"),
+                format!("{factor} must be a positive number"),
+            );
         }
         let multipliers = raw.multipliers.clone().unwrap_or_default();
-        if let Some(bad) = multipliers.iter().position(|m| !(*m > 0.0 && m.is_finite())) {
-            self.error(&format!("{}[{bad}]", key("multipliers")), "must be a positive number");
+        if let Some(bad) = multipliers
+            .iter()
+            .position(|m| !(*m > 0.0 && m.is_finite()))
+        {
+            self.error(
+                &format!("{}[{bad}]", key("multipliers")),
+                "must be a positive number",
+            );
         }
         let maxtime = match &raw.maxtime {
             None => DEFAULT_MAXTIME,
@@ -819,7 +832,9 @@ impl<'a> Compiler<'a> {
         };
         let findtime = match &raw.findtime {
             None => Duration::from_secs(86400),
-            Some(d) => self.positive("recidive.findtime", d).unwrap_or(Duration::from_secs(86400)),
+            Some(d) => self
+                .positive("recidive.findtime", d)
+                .unwrap_or(Duration::from_secs(86400)),
         };
         let bantime = match &raw.bantime {
             None => BanTime::For(Duration::from_secs(7 * 86400)),
@@ -852,14 +867,14 @@ impl<'a> Compiler<'a> {
             }
         };
         let enabled = raw.enabled.unwrap_or(false);
-        let settings = self.settings(
-            &prefix,
-            defaults,
-            raw.maxretry,
-            &raw.findtime,
-            &raw.bantime,
-            &raw.ignoreip,
-        );
+        let settings = self.settings(&prefix, defaults, &raw.settings());
+        let increment = self.increment(&prefix, &settings.increment);
+        if name == RECIDIVE_JAIL {
+            self.error(
+                &prefix,
+                "'recidive' is the built-in jail over the ban history; configure it in [recidive]",
+            );
+        }
         let programs = raw.programs.clone().unwrap_or_default();
         if enabled && programs.is_empty() {
             self.error(
@@ -895,6 +910,7 @@ impl<'a> Compiler<'a> {
                 findtime: settings.findtime,
                 bantime: settings.bantime,
                 ignoreip: settings.ignoreip,
+                increment,
             },
             enabled,
         ))
@@ -941,6 +957,8 @@ struct Settings {
     findtime: Duration,
     bantime: BanTime,
     ignoreip: Vec<IpNet>,
+    /// Merged raw keys; compiled per jail, since only jails use them.
+    increment: RawIncrement,
 }
 
 /// `["listen", "0", "address"]` → `listen[0].address`, the form every error uses.

@@ -107,7 +107,10 @@ impl RawIncrement {
         RawIncrement {
             enabled: self.enabled.or(base.enabled),
             factor: self.factor.or(base.factor),
-            multipliers: self.multipliers.clone().or_else(|| base.multipliers.clone()),
+            multipliers: self
+                .multipliers
+                .clone()
+                .or_else(|| base.multipliers.clone()),
             maxtime: self.maxtime.clone().or_else(|| base.maxtime.clone()),
             rndtime: self.rndtime.clone().or_else(|| base.rndtime.clone()),
             overalljails: self.overalljails.or(base.overalljails),

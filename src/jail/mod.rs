@@ -158,6 +158,7 @@ mod tests {
                 "127.0.0.0/8".parse().unwrap(),
                 "198.51.100.0/28".parse().unwrap(),
             ],
+            increment: None,
         };
         Jail::new(&config)
     }

@@ -1,0 +1,512 @@
+//! Ban state: which jail holds which address until when, the recent ban history (for growing
+//! bantimes and recidive), and the store writes every change needs.
+//!
+//! Pure: every method takes the time (`Moment`) and returns the writes (`StoreOp`) that carry
+//! firewall commands forward; the manager task feeds it and sends the results on.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{debug, info};
+
+use super::policy::grown_bantime;
+use super::store::{BanRecord, StoreOp};
+use super::{BanCommand, BanError, BanInfo, JailPolicy};
+use crate::config::{BanTime, JailName, RecidiveConfig, RECIDIVE_JAIL};
+use crate::jail::Offence;
+use crate::metrics::Metrics;
+
+/// The time, both monotonic (timers) and wall clock (what is stored).
+#[derive(Debug, Clone, Copy)]
+pub struct Moment {
+    /// Monotonic.
+    pub instant: Instant,
+    /// Wall clock.
+    pub wall: SystemTime,
+}
+
+impl Moment {
+    /// The current time.
+    pub fn now() -> Self {
+        Moment {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// `at` (an earlier or later instant) with its wall-clock equivalent.
+    pub fn at(&self, at: Instant) -> Moment {
+        let wall = if at >= self.instant {
+            self.wall + (at - self.instant)
+        } else {
+            self.wall - (self.instant - at)
+        };
+        Moment { instant: at, wall }
+    }
+}
+
+/// One jail's hold on an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hold {
+    jail: JailName,
+    expires: Option<Instant>,
+    origin: String,
+}
+
+/// What a new ban is made of.
+struct NewBan<'a> {
+    jail: &'a JailName,
+    address: IpAddr,
+    origin: String,
+    failures: u32,
+    sample: String,
+}
+
+/// All ban state.
+#[derive(Debug)]
+pub struct BanState {
+    policies: HashMap<JailName, JailPolicy>,
+    recidive: Option<(JailName, RecidiveConfig)>,
+    holds: HashMap<IpAddr, Vec<Hold>>,
+    deadlines: BTreeSet<(Instant, IpAddr, JailName)>,
+    /// Earlier bans per address (jail, start), kept for `retention`.
+    history: HashMap<IpAddr, Vec<(JailName, SystemTime)>>,
+    retention: Duration,
+    metrics: Arc<Metrics>,
+    /// Random draws for rndtime; a function so tests can fix it.
+    jitter: fn() -> f64,
+}
+
+/// The latest deadline of a set of holds; None if any is permanent.
+fn overall(holds: &[Hold]) -> Option<Instant> {
+    holds
+        .iter()
+        .map(|h| h.expires)
+        .try_fold(None::<Instant>, |acc, e| {
+            e.map(|e| Some(acc.map_or(e, |a| a.max(e))))
+        })
+        .flatten()
+}
+
+fn random_jitter() -> f64 {
+    rand::random::<f64>()
+}
+
+impl BanState {
+    /// Empty state for these jails; `retention` is how long history counts (dbpurgeage).
+    pub fn new(
+        policies: Vec<JailPolicy>,
+        recidive: Option<RecidiveConfig>,
+        retention: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let mut state = BanState {
+            policies: HashMap::new(),
+            recidive: None,
+            holds: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            history: HashMap::new(),
+            retention,
+            metrics,
+            jitter: random_jitter,
+        };
+        state.reconfigure(policies, recidive);
+        state
+    }
+
+    /// Fixes the random draw (tests).
+    pub fn with_jitter(mut self, jitter: fn() -> f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Replaces the jail policies; existing bans keep their deadlines.
+    pub fn reconfigure(&mut self, policies: Vec<JailPolicy>, recidive: Option<RecidiveConfig>) {
+        self.policies = policies.into_iter().map(|p| (p.name.clone(), p)).collect();
+        self.recidive = recidive.map(|r| (JailName::new(RECIDIVE_JAIL).expect("valid name"), r));
+    }
+
+    /// Rebuilds state from the store at start-up; returns the firewall commands that put
+    /// every active ban back (with its remaining time), one per address.
+    pub fn restore(
+        &mut self,
+        active: Vec<BanRecord>,
+        history: Vec<(IpAddr, String, SystemTime)>,
+        now: Moment,
+    ) -> Vec<BanCommand> {
+        for (address, jail, started) in history {
+            if let Ok(jail) = JailName::new(&jail) {
+                self.history
+                    .entry(address)
+                    .or_default()
+                    .push((jail, started));
+            }
+        }
+        for record in active {
+            let Ok(jail) = JailName::new(&record.jail) else {
+                continue;
+            };
+            let expires = match record.expires {
+                None => None,
+                Some(wall) => match wall.duration_since(now.wall) {
+                    Ok(left) if !left.is_zero() => Some(now.instant + left),
+                    _ => continue,
+                },
+            };
+            let holds = self.holds.entry(record.address).or_default();
+            if holds.iter().any(|h| h.jail == jail) {
+                continue;
+            }
+            holds.push(Hold {
+                jail: jail.clone(),
+                expires,
+                origin: record.origin,
+            });
+            if let Some(deadline) = expires {
+                self.deadlines
+                    .insert((deadline, record.address, jail.clone()));
+            }
+            self.metrics
+                .jail(jail.as_str())
+                .banned
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.update_gauge();
+        self.holds
+            .iter()
+            .map(|(address, holds)| BanCommand::Ban {
+                address: *address,
+                expires: overall(holds),
+                decided: now.instant,
+            })
+            .collect()
+    }
+
+    /// Applies an offence; returns the writes (and firewall commands) it leads to.
+    pub fn offence(&mut self, offence: &Offence, now: Moment) -> Vec<StoreOp> {
+        let now = now.at(offence.at);
+        let mut ops = Vec::new();
+        let new = NewBan {
+            jail: &offence.jail,
+            address: offence.address,
+            origin: offence.origin.to_string(),
+            failures: offence.failures,
+            sample: offence.sample.clone(),
+        };
+        if let Some(op) = self.ban(new, now) {
+            ops.push(op);
+            ops.extend(self.recidive_check(offence.address, offence.origin.to_string(), now));
+        }
+        ops
+    }
+
+    /// A manual ban (`syslog2ban ban JAIL IP`): whether it is new, and its writes.
+    pub fn manual_ban(
+        &mut self,
+        jail: &JailName,
+        address: IpAddr,
+        now: Moment,
+    ) -> Result<(bool, Vec<StoreOp>), BanError> {
+        if self.policy(jail).is_none() {
+            return Err(BanError::UnknownJail(jail.to_string()));
+        }
+        let new = NewBan {
+            jail,
+            address,
+            origin: "manual".into(),
+            failures: 0,
+            sample: String::new(),
+        };
+        Ok(match self.ban(new, now) {
+            None => (false, Vec::new()),
+            Some(op) => (true, vec![op]),
+        })
+    }
+
+    /// (bantime, increment) of a jail, recidive included.
+    fn policy(&self, jail: &JailName) -> Option<JailPolicy> {
+        if let Some(p) = self.policies.get(jail) {
+            return Some(p.clone());
+        }
+        match &self.recidive {
+            Some((name, r)) if name == jail => Some(JailPolicy {
+                name: name.clone(),
+                bantime: r.bantime,
+                increment: None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Earlier bans of `address` within the retention window, optionally only in `jail`.
+    fn earlier_bans(
+        &mut self,
+        address: IpAddr,
+        jail: Option<&JailName>,
+        since: SystemTime,
+    ) -> usize {
+        let Some(list) = self.history.get_mut(&address) else {
+            return 0;
+        };
+        list.retain(|(_, t)| *t >= since);
+        list.iter()
+            .filter(|(j, _)| jail.is_none_or(|jail| j == jail))
+            .count()
+    }
+
+    fn ban(&mut self, new: NewBan<'_>, now: Moment) -> Option<StoreOp> {
+        let policy = self.policy(new.jail)?;
+        if self
+            .holds
+            .get(&new.address)
+            .is_some_and(|h| h.iter().any(|h| &h.jail == new.jail))
+        {
+            // Messages already in flight when the ban was decided; nothing new to do.
+            debug!(jail = %new.jail, address = %new.address, "Already banned");
+            return None;
+        }
+        let since = now
+            .wall
+            .checked_sub(self.retention)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let earlier = match &policy.increment {
+            Some(inc) => {
+                let scope = (!inc.overalljails).then_some(new.jail);
+                self.earlier_bans(new.address, scope, since)
+            }
+            None => 0,
+        };
+        let bantime = grown_bantime(
+            policy.bantime,
+            policy.increment.as_ref(),
+            earlier,
+            (self.jitter)(),
+        );
+        let (expires, expires_wall) = match bantime {
+            BanTime::Permanent => (None, None),
+            BanTime::For(d) => (Some(now.instant + d), Some(now.wall + d)),
+        };
+        let holds = self.holds.entry(new.address).or_default();
+        let before = (!holds.is_empty()).then(|| overall(holds));
+        holds.push(Hold {
+            jail: new.jail.clone(),
+            expires,
+            origin: new.origin.clone(),
+        });
+        let after = overall(holds);
+        if let Some(deadline) = expires {
+            self.deadlines
+                .insert((deadline, new.address, new.jail.clone()));
+        }
+        self.history
+            .entry(new.address)
+            .or_default()
+            .push((new.jail.clone(), now.wall));
+        let m = self.metrics.jail(new.jail.as_str());
+        Metrics::inc(&m.bans);
+        m.banned.fetch_add(1, Ordering::Relaxed);
+        self.update_gauge();
+        debug!(jail = %new.jail, address = %new.address, bantime = %describe(bantime), earlier_bans = earlier, "Ban decided");
+        // Only tell the firewall when the address's overall deadline moves later.
+        let extends = match (before, after) {
+            (None, _) => true,
+            (Some(None), _) => false,
+            (Some(Some(_)), None) => true,
+            (Some(Some(b)), Some(a)) => a > b,
+        };
+        let command = extends.then_some(BanCommand::Ban {
+            address: new.address,
+            expires: after,
+            decided: now.instant,
+        });
+        Some(StoreOp::Ban(
+            BanRecord {
+                address: new.address,
+                jail: new.jail.to_string(),
+                origin: new.origin,
+                started: now.wall,
+                expires: expires_wall,
+                failures: new.failures,
+                sample: new.sample,
+            },
+            command,
+        ))
+    }
+
+    /// After a ban in another jail: enough bans within recidive's window earn the long ban.
+    fn recidive_check(&mut self, address: IpAddr, origin: String, now: Moment) -> Option<StoreOp> {
+        let (name, config) = self.recidive.clone()?;
+        let since = now
+            .wall
+            .checked_sub(config.findtime)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let bans = self.history.get(&address).map_or(0, |list| {
+            list.iter()
+                .filter(|(j, t)| *j != name && *t >= since)
+                .count()
+        });
+        if bans < config.maxretry as usize {
+            return None;
+        }
+        let new = NewBan {
+            jail: &name,
+            address,
+            origin,
+            failures: bans as u32,
+            sample: format!(
+                "{bans} bans within {}",
+                humantime::format_duration(config.findtime)
+            ),
+        };
+        self.ban(new, now)
+    }
+
+    /// Lifts every ban of `address`: the jails that held it, and the writes.
+    pub fn unban(&mut self, address: IpAddr) -> (Vec<JailName>, Vec<StoreOp>) {
+        let Some(holds) = self.holds.remove(&address) else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut jails = Vec::new();
+        let mut ops = Vec::new();
+        let last = holds.len() - 1;
+        for (i, hold) in holds.into_iter().enumerate() {
+            if let Some(deadline) = hold.expires {
+                self.deadlines
+                    .remove(&(deadline, address, hold.jail.clone()));
+            }
+            self.released(&hold.jail);
+            debug!(jail = %hold.jail, %address, "Unban decided");
+            ops.push(StoreOp::End {
+                address,
+                jail: hold.jail.to_string(),
+                // One firewall removal per address, after its last row is gone.
+                command: (i == last).then_some(BanCommand::Unban { address }),
+            });
+            jails.push(hold.jail);
+        }
+        self.update_gauge();
+        (jails, ops)
+    }
+
+    /// Lifts every ban: the number of addresses freed, and the writes.
+    pub fn unban_all(&mut self) -> (usize, Vec<StoreOp>) {
+        let addresses: Vec<IpAddr> = self.holds.keys().copied().collect();
+        let mut ops = Vec::new();
+        for address in &addresses {
+            ops.extend(self.unban(*address).1);
+        }
+        (addresses.len(), ops)
+    }
+
+    fn released(&self, jail: &JailName) {
+        let m = self.metrics.jail(jail.as_str());
+        Metrics::inc(&m.unbans);
+        let _ = m
+            .banned
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+    }
+
+    fn update_gauge(&self) {
+        Metrics::set(&self.metrics.active_bans, self.holds.len() as u64);
+    }
+
+    /// Ends every hold whose deadline has passed. The kernel expires the set element on its
+    /// own (it was given the same timeout), so only the store is told.
+    pub fn expire(&mut self, now: Instant) -> Vec<StoreOp> {
+        let mut ops = Vec::new();
+        while let Some((deadline, address, jail)) = self.deadlines.first().cloned() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(holds) = self.holds.get_mut(&address) else {
+                continue;
+            };
+            holds.retain(|h| h.jail != jail);
+            let empty = holds.is_empty();
+            self.released(&jail);
+            info!(%jail, %address, reason = "expired", target = %"local", "Unbanned");
+            if empty {
+                self.holds.remove(&address);
+            }
+            ops.push(StoreOp::End {
+                address,
+                jail: jail.to_string(),
+                command: None,
+            });
+        }
+        self.update_gauge();
+        ops
+    }
+
+    /// Every active ban, sorted by jail then address.
+    pub fn list(&self, now: Instant) -> Vec<BanInfo> {
+        let mut out: Vec<BanInfo> = self
+            .holds
+            .iter()
+            .flat_map(|(address, holds)| {
+                holds.iter().map(move |h| BanInfo {
+                    address: *address,
+                    jail: h.jail.to_string(),
+                    remaining_secs: h
+                        .expires
+                        .map(|e| e.saturating_duration_since(now).as_secs_f64().ceil() as u64),
+                    origin: h.origin.clone(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.jail, a.address).cmp(&(&b.jail, b.address)));
+        out
+    }
+
+    /// The next deadline, for the manager's timer.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(d, _, _)| *d)
+    }
+
+    /// Whether `address` is banned by any jail.
+    pub fn is_banned(&self, address: IpAddr) -> bool {
+        self.holds.contains_key(&address)
+    }
+
+    /// Whether `jail` holds `address`.
+    pub fn holds(&self, jail: &str, address: IpAddr) -> bool {
+        self.holds
+            .get(&address)
+            .is_some_and(|h| h.iter().any(|h| h.jail.as_str() == jail))
+    }
+
+    /// Number of banned addresses.
+    pub fn banned_count(&self) -> usize {
+        self.holds.len()
+    }
+
+    /// Drops history older than the retention window (the store purges its copy too).
+    pub fn prune_history(&mut self, now: SystemTime) {
+        let since = now
+            .checked_sub(self.retention)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        self.history.retain(|_, list| {
+            list.retain(|(_, t)| *t >= since);
+            !list.is_empty()
+        });
+    }
+}
+
+/// A bantime for logs, to the second.
+pub fn describe(bantime: BanTime) -> String {
+    match bantime {
+        BanTime::Permanent => "permanent".into(),
+        BanTime::For(d) => {
+            humantime::format_duration(Duration::from_secs(d.as_secs().max(1))).to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

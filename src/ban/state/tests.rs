@@ -1,0 +1,334 @@
+use super::*;
+use crate::config::Increment;
+use crate::input::Origin;
+
+fn name(s: &str) -> JailName {
+    JailName::new(s).unwrap()
+}
+
+fn policy(jail: &str, bantime: BanTime) -> JailPolicy {
+    JailPolicy {
+        name: name(jail),
+        bantime,
+        increment: None,
+    }
+}
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn state() -> BanState {
+    let policies = vec![
+        policy("sshd", BanTime::For(MIN)),
+        policy("forever", BanTime::Permanent),
+        policy("long", BanTime::For(10 * MIN)),
+    ];
+    BanState::new(
+        policies,
+        None,
+        Duration::from_secs(86400),
+        Arc::new(Metrics::default()),
+    )
+    .with_jitter(|| 0.0)
+}
+
+fn offence(jail: &str, at: Instant) -> Offence {
+    Offence {
+        jail: name(jail),
+        address: addr(),
+        origin: Origin::Local,
+        failures: 3,
+        at,
+        sample: "Failed password".into(),
+    }
+}
+
+fn addr() -> IpAddr {
+    "203.0.113.9".parse().unwrap()
+}
+
+fn commands(ops: &[StoreOp]) -> Vec<BanCommand> {
+    ops.iter()
+        .filter_map(|op| match op {
+            StoreOp::Ban(_, c) => c.clone(),
+            StoreOp::End { command, .. } => command.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn offence_bans_until_bantime_then_expires() {
+    let mut s = state();
+    let now = Moment::now();
+    let t = now.instant;
+    let ops = s.offence(&offence("sshd", t), now);
+    assert_eq!(
+        commands(&ops),
+        vec![BanCommand::Ban {
+            address: addr(),
+            expires: Some(t + MIN),
+            decided: t,
+        }]
+    );
+    match &ops[0] {
+        StoreOp::Ban(record, _) => {
+            assert_eq!(record.expires, Some(now.wall + MIN));
+            assert_eq!(record.jail, "sshd");
+            assert_eq!(record.failures, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(s.is_banned(addr()));
+    assert!(
+        s.offence(&offence("sshd", t), now).is_empty(),
+        "same jail twice is one ban"
+    );
+    assert_eq!(s.list(t)[0].remaining_secs, Some(60));
+    assert!(s.expire(t + Duration::from_secs(59)).is_empty());
+    let ended = s.expire(t + MIN);
+    assert!(matches!(&ended[..], [StoreOp::End { command: None, .. }]));
+    assert!(!s.is_banned(addr()));
+    assert_eq!(s.next_deadline(), None);
+    assert_eq!(Metrics::get(&s.metrics.jail("sshd").banned), 0);
+    assert_eq!(Metrics::get(&s.metrics.jail("sshd").unbans), 1);
+}
+
+#[test]
+fn a_second_jail_only_extends_never_shortens() {
+    let mut s = state();
+    let now = Moment::now();
+    let t = now.instant;
+    assert_eq!(commands(&s.offence(&offence("long", t), now)).len(), 1);
+    // sshd's 60 s ban ends before long's 600 s one: stored, but the firewall keeps the longer.
+    let ops = s.offence(&offence("sshd", t), now);
+    assert_eq!(ops.len(), 1);
+    assert!(commands(&ops).is_empty());
+    s.expire(t + Duration::from_secs(61));
+    assert!(s.is_banned(addr()));
+    assert_eq!(
+        commands(&s.offence(&offence("forever", t), now)),
+        vec![BanCommand::Ban {
+            address: addr(),
+            expires: None,
+            decided: t,
+        }]
+    );
+    s.expire(t + Duration::from_secs(10_000));
+    assert!(s.is_banned(addr()));
+    assert_eq!(s.list(t)[0].remaining_secs, None);
+}
+
+#[test]
+fn manual_ban_and_unban() {
+    let mut s = state();
+    let now = Moment::now();
+    assert_eq!(
+        s.manual_ban(&name("nope"), addr(), now).unwrap_err(),
+        BanError::UnknownJail("nope".into())
+    );
+    let (new, ops) = s.manual_ban(&name("sshd"), addr(), now).unwrap();
+    assert!(new && ops.len() == 1);
+    assert_eq!(s.list(now.instant)[0].origin, "manual");
+    let (new, ops) = s.manual_ban(&name("sshd"), addr(), now).unwrap();
+    assert!(!new && ops.is_empty());
+    s.manual_ban(&name("long"), addr(), now).unwrap();
+    let (mut jails, ops) = s.unban(addr());
+    jails.sort();
+    assert_eq!(jails, vec![name("long"), name("sshd")]);
+    assert_eq!(ops.len(), 2, "both rows end");
+    assert_eq!(
+        commands(&ops),
+        vec![BanCommand::Unban { address: addr() }],
+        "one firewall removal"
+    );
+    assert!(!s.is_banned(addr()));
+    assert_eq!(
+        s.next_deadline(),
+        None,
+        "deadlines of unbanned holds are gone"
+    );
+    assert!(s.unban(addr()).0.is_empty());
+}
+
+#[test]
+fn unban_all_frees_everything() {
+    let mut s = state();
+    let now = Moment::now();
+    for i in 1..=3u8 {
+        s.manual_ban(&name("forever"), IpAddr::from([198, 51, 100, i]), now)
+            .unwrap();
+    }
+    let (freed, ops) = s.unban_all();
+    assert_eq!(freed, 3);
+    assert_eq!(commands(&ops).len(), 3);
+    assert_eq!(s.banned_count(), 0);
+    assert_eq!(Metrics::get(&s.metrics.active_bans), 0);
+}
+
+#[test]
+fn reconfigure_keeps_bans_of_removed_jails_until_they_expire() {
+    let mut s = state();
+    let now = Moment::now();
+    s.offence(&offence("sshd", now.instant), now);
+    s.reconfigure(vec![policy("long", BanTime::For(10 * MIN))], None);
+    assert!(s.is_banned(addr()));
+    assert!(
+        s.offence(&offence("sshd", now.instant), now).is_empty(),
+        "sshd no longer exists"
+    );
+    s.expire(now.instant + MIN);
+    assert!(!s.is_banned(addr()));
+}
+
+#[test]
+fn increment_grows_with_earlier_bans_in_the_same_jail_or_all_jails() {
+    let inc = |overalljails| Increment {
+        factor: 1.0,
+        multipliers: vec![],
+        maxtime: Duration::from_secs(3 * 3600),
+        rndtime: Duration::ZERO,
+        overalljails,
+    };
+    for overall in [false, true] {
+        let policies = vec![
+            JailPolicy {
+                name: name("sshd"),
+                bantime: BanTime::For(Duration::from_secs(3600)),
+                increment: Some(inc(overall)),
+            },
+            policy("postfix", BanTime::For(MIN)),
+        ];
+        let mut s = BanState::new(
+            policies,
+            None,
+            Duration::from_secs(7 * 86400),
+            Arc::new(Metrics::default()),
+        )
+        .with_jitter(|| 0.0);
+        let start = Moment::now();
+        let mut lengths = Vec::new();
+        // A postfix ban first: it counts only with overalljails.
+        s.offence(&offence("postfix", start.instant), start);
+        for round in 0..4u64 {
+            let now = start.at(start.instant + Duration::from_secs(round * 20_000));
+            s.expire(now.instant);
+            let ops = s.offence(&offence("sshd", now.instant), now);
+            match &ops[0] {
+                StoreOp::Ban(r, _) => lengths.push(
+                    r.expires
+                        .unwrap()
+                        .duration_since(r.started)
+                        .unwrap()
+                        .as_secs(),
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        if overall {
+            // 1 earlier ban (postfix) before the first sshd one: 2h, 3h (cap), 3h, 3h.
+            assert_eq!(lengths, vec![7200, 10800, 10800, 10800]);
+        } else {
+            assert_eq!(lengths, vec![3600, 7200, 10800, 10800]);
+        }
+    }
+}
+
+#[test]
+fn recidive_bans_after_n_bans_in_any_jail_and_survives_restore() {
+    let recidive = RecidiveConfig {
+        maxretry: 3,
+        findtime: Duration::from_secs(86400),
+        bantime: BanTime::For(Duration::from_secs(7 * 86400)),
+    };
+    let policies = vec![
+        policy("sshd", BanTime::For(MIN)),
+        policy("postfix", BanTime::For(MIN)),
+        policy("dovecot", BanTime::For(MIN)),
+    ];
+    let mut s = BanState::new(
+        policies.clone(),
+        Some(recidive.clone()),
+        Duration::from_secs(86400),
+        Arc::new(Metrics::default()),
+    );
+    let start = Moment::now();
+    let mut stored = Vec::new();
+    for (i, jail) in ["sshd", "postfix"].iter().enumerate() {
+        let now = start.at(start.instant + Duration::from_secs(i as u64 * 120));
+        stored.extend(s.offence(&offence(jail, now.instant), now));
+    }
+    assert!(!s.holds("recidive", addr()));
+    // A restart in between: history comes back from the store.
+    let history: Vec<(IpAddr, String, SystemTime)> = stored
+        .iter()
+        .filter_map(|op| match op {
+            StoreOp::Ban(r, _) => Some((r.address, r.jail.clone(), r.started)),
+            _ => None,
+        })
+        .collect();
+    let mut s = BanState::new(
+        policies,
+        Some(recidive),
+        Duration::from_secs(86400),
+        Arc::new(Metrics::default()),
+    );
+    let later = start.at(start.instant + Duration::from_secs(600));
+    s.restore(Vec::new(), history, later);
+    let ops = s.offence(&offence("dovecot", later.instant), later);
+    assert!(
+        s.holds("recidive", addr()),
+        "third ban in a third jail earns recidive"
+    );
+    match &ops[1] {
+        StoreOp::Ban(r, Some(BanCommand::Ban { expires, .. })) => {
+            assert_eq!(r.jail, "recidive");
+            assert_eq!(
+                *expires,
+                Some(later.instant + Duration::from_secs(7 * 86400))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn restore_puts_back_active_bans_with_remaining_time() {
+    let mut s = state();
+    let now = Moment::now();
+    let record = |address: &str, jail: &str, left: Option<u64>| BanRecord {
+        address: address.parse().unwrap(),
+        jail: jail.into(),
+        origin: "198.51.100.10".into(),
+        started: now.wall - Duration::from_secs(10),
+        expires: left.map(|l| now.wall + Duration::from_secs(l)),
+        failures: 3,
+        sample: String::new(),
+    };
+    let mut commands = s.restore(
+        vec![
+            record("203.0.113.1", "sshd", Some(50)),
+            record("203.0.113.1", "long", Some(500)),
+            record("2001:db8::2", "forever", None),
+            record("203.0.113.3", "gone-jail", Some(5)),
+        ],
+        Vec::new(),
+        now,
+    );
+    commands.sort_by_key(|c| match c {
+        BanCommand::Ban { address, .. } | BanCommand::Unban { address } => *address,
+    });
+    assert_eq!(commands.len(), 3, "one command per address");
+    assert_eq!(
+        commands[0],
+        BanCommand::Ban {
+            address: "203.0.113.1".parse().unwrap(),
+            expires: Some(now.instant + Duration::from_secs(500)),
+            decided: now.instant
+        }
+    );
+    assert!(matches!(commands[2], BanCommand::Ban { expires: None, .. }));
+    assert_eq!(s.banned_count(), 3);
+    s.expire(now.instant + Duration::from_secs(60));
+    assert!(s.holds("long", "203.0.113.1".parse().unwrap()));
+    assert!(!s.holds("sshd", "203.0.113.1".parse().unwrap()));
+    assert!(!s.is_banned("203.0.113.3".parse().unwrap()));
+}
