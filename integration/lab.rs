@@ -670,6 +670,13 @@ impl Lab {
     /// [`Lab::start_daemon`] with extra settings. With `metrics_listen` it also waits until the
     /// metrics endpoint is bound.
     pub fn start_daemon_with(&mut self, listener: Listener, options: &DaemonOptions) -> u32 {
+        self.write_daemon_config(listener, options);
+        self.launch_daemon("syslog2ban", listener, options)
+    }
+
+    /// Writes DIR/s2b/{syslog2ban.toml,conf.d/{sshd,zz-test}.toml} (what [`Lab::start_daemon_with`]
+    /// runs on) without starting anything, so a test can add to them first.
+    pub fn write_daemon_config(&mut self, listener: Listener, options: &DaemonOptions) {
         let cfg = self.config_dir();
         let confd = self.conf_d();
         fs::create_dir_all(&confd).expect("mkdir conf.d");
@@ -700,11 +707,23 @@ impl Lab {
         fs::write(cfg.join("syslog2ban.toml"), &toml).expect("write syslog2ban.toml");
         self.extra_logs
             .push(("syslog2ban.toml".into(), cfg.join("syslog2ban.toml")));
+    }
 
+    /// Starts the daemon in SERVER on the config already in DIR/s2b, as process `label` (its
+    /// output goes to DIR/<label>.log; a restarted daemon takes a new label so the first log is
+    /// kept). Returns when the nft table exists and the listener is bound. (After a `kill -9`,
+    /// a unix listener's stale socket file would look bound at once: restart tests use TCP.)
+    pub fn launch_daemon(
+        &mut self,
+        label: &str,
+        listener: Listener,
+        options: &DaemonOptions,
+    ) -> u32 {
+        let cfg = self.config_dir();
         let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,syslog2ban=debug".into());
         let srv = self.srv.clone();
         let pid = self.spawn(
-            "syslog2ban",
+            label,
             &srv,
             &[
                 OsStr::new(DAEMON_BIN),
@@ -720,7 +739,7 @@ impl Lab {
             Listener::Udp => format!("table inet {NFT_TABLE} and udp 127.0.0.1:{SYSLOG_UDP_PORT}"),
             Listener::Unix => format!("table inet {NFT_TABLE} and socket {}", devlog.display()),
         };
-        self.wait_ready("syslog2ban", &what, Duration::from_secs(15), |lab| {
+        self.wait_ready(label, &what, Duration::from_secs(15), |lab| {
             let bound = match listener {
                 Listener::Tcp => lab.listening(false, &format!("127.0.0.1:{SYSLOG_TCP_PORT}")),
                 Listener::Udp => lab.listening(true, &format!("127.0.0.1:{SYSLOG_UDP_PORT}")),
@@ -732,7 +751,7 @@ impl Lab {
         });
         if let Some(address) = options.metrics_listen.clone() {
             self.wait_ready(
-                "syslog2ban",
+                label,
                 &format!("metrics endpoint tcp {address}"),
                 Duration::from_secs(10),
                 move |lab| lab.listening(false, &address),
@@ -1126,6 +1145,11 @@ impl Lab {
                 thread::sleep(Duration::from_millis(10));
             }
         }
+    }
+
+    /// PIDs of every process inside a namespace (`ip netns pids`).
+    pub fn pids_in(&self, ns: &str) -> Vec<u32> {
+        self.ns_pids(ns)
     }
 
     fn ns_pids(&self, ns: &str) -> Vec<u32> {

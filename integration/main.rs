@@ -6,12 +6,15 @@
 //! it fails naming what is missing. See `lab.rs` for the topology and the teardown guarantees.
 //!
 //! `operator.rs`: the control CLI, reload (and SIGHUP) and /metrics against a real daemon.
+//! `state.rs`: durable ban state across restarts and `kill -9` (SQLite store, restore into nft,
+//! permanent bans, recidive, growing bantimes).
 //!
 //! Run: `cargo test --test netns -- --test-threads=2` (each sshd test takes ~20 s, most of it
 //! the 2 s PAM delay per failed login and the 8 s bantime).
 
 mod lab;
 mod operator;
+mod state;
 
 use std::time::{Duration, Instant};
 

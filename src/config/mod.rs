@@ -32,6 +32,8 @@ const DEFAULT_FINDTIME: Duration = Duration::from_secs(600);
 const DEFAULT_BANTIME: Duration = Duration::from_secs(3600);
 const DEFAULT_IGNOREIP: &[&str] = &["127.0.0.0/8", "::1"];
 const ENV_PREFIX: &str = "SYSLOG2BAN_";
+/// 100,000 tracked addresses per jail: about 10 MB at the measured ~100 bytes each.
+const DEFAULT_MAX_TRACKED: usize = 100_000;
 const DEFAULT_DBPURGEAGE: Duration = Duration::from_secs(7 * 86400);
 const DEFAULT_MAXTIME: Duration = Duration::from_secs(7 * 86400);
 /// The name recidive bans carry; a user jail may not take it.
@@ -158,8 +160,10 @@ pub struct JailConfig {
     pub bantime: BanTime,
     /// Addresses never counted or banned.
     pub ignoreip: Vec<IpNet>,
-    /// Growing bantimes, when enabled.
+        /// Growing bantimes, when enabled.
     pub increment: Option<Increment>,
+    /// Most addresses its failure tracker holds.
+    pub max_tracked: usize,
 }
 
 /// fail2ban's `bantime.increment`: see `ban::grown_bantime` for the formula.
@@ -694,7 +698,8 @@ impl<'a> Compiler<'a> {
                 .map(|s| s.parse::<IpAddr>().map(IpNet::from).or_else(|_| s.parse()))
                 .collect::<Result<_, _>>()
                 .expect("built-in ignoreip parses"),
-            increment: RawIncrement::default(),
+                        increment: RawIncrement::default(),
+            max_tracked: DEFAULT_MAX_TRACKED,
         };
         self.settings("defaults", &base, raw)
     }
@@ -732,6 +737,12 @@ impl<'a> Compiler<'a> {
                 }
             }
             out.ignoreip = nets;
+        }
+                if let Some(n) = raw.max_tracked {
+            match usize::try_from(n) {
+                Ok(n) if n >= 1 => out.max_tracked = n,
+                _ => self.error(&format!("{prefix}.max_tracked"), format!("{n} must be at least 1")),
+            }
         }
         if let Some(inc) = &raw.increment {
             out.increment = inc.over(&base.increment);
@@ -909,8 +920,9 @@ impl<'a> Compiler<'a> {
                 maxretry: settings.maxretry,
                 findtime: settings.findtime,
                 bantime: settings.bantime,
-                ignoreip: settings.ignoreip,
+                                ignoreip: settings.ignoreip,
                 increment,
+                max_tracked: settings.max_tracked,
             },
             enabled,
         ))
@@ -957,8 +969,9 @@ struct Settings {
     findtime: Duration,
     bantime: BanTime,
     ignoreip: Vec<IpNet>,
-    /// Merged raw keys; compiled per jail, since only jails use them.
+        /// Merged raw keys; compiled per jail, since only jails use them.
     increment: RawIncrement,
+    max_tracked: usize,
 }
 
 /// `["listen", "0", "address"]` → `listen[0].address`, the form every error uses.

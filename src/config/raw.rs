@@ -81,6 +81,8 @@ pub struct RawJailSettings {
     pub ignoreip: Option<Vec<String>>,
     /// Growing bantimes (fail2ban's bantime.increment).
     pub increment: Option<RawIncrement>,
+    /// Most addresses the failure tracker holds per jail.
+    pub max_tracked: Option<i64>,
 }
 
 /// `[defaults.increment]` / `[jail.NAME.increment]`: fail2ban's `bantime.*` settings.
@@ -154,6 +156,8 @@ pub struct RawJail {
     pub ignoreip: Option<Vec<String>>,
     /// Overrides keys of `[defaults.increment]`.
     pub increment: Option<RawIncrement>,
+    /// Overrides `[defaults] max_tracked`.
+    pub max_tracked: Option<i64>,
 }
 
 impl RawJail {
@@ -166,6 +170,7 @@ impl RawJail {
             bantime: self.bantime.clone(),
             ignoreip: self.ignoreip.clone(),
             increment: self.increment.clone(),
+            max_tracked: self.max_tracked,
         }
     }
 }

@@ -70,7 +70,7 @@ impl Jail {
             name: config.name.clone(),
             filter: config.filter.clone(),
             ignoreip: config.ignoreip.clone(),
-            window: FailureWindow::new(config.maxretry, config.findtime),
+            window: FailureWindow::new(config.maxretry, config.findtime, config.max_tracked),
             findtime: config.findtime,
         }
     }
@@ -80,7 +80,7 @@ impl Jail {
         self.filter = config.filter.clone();
         self.ignoreip = config.ignoreip.clone();
         self.findtime = config.findtime;
-        self.window.set_limits(config.maxretry, config.findtime);
+        self.window.set_limits(config.maxretry, config.findtime, config.max_tracked);
     }
 
     /// Forgets the failures of `address` (it was unbanned by hand).
@@ -159,6 +159,7 @@ mod tests {
                 "198.51.100.0/28".parse().unwrap(),
             ],
             increment: None,
+            max_tracked: 1000,
         };
         Jail::new(&config)
     }
