@@ -379,7 +379,8 @@ fn resolve_filter(filter: &str, config: Option<&Path>) -> Result<JailConfig> {
         }
         (files, Some(name.to_string()))
     };
-    let jails = config::load_jails(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let jails =
+        config::load_jails(&files, wanted.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     match wanted {
         Some(name) => jails
             .into_iter()

@@ -20,7 +20,7 @@ fn shipped_jails() -> Vec<JailConfig> {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    config::load_jails(&files).unwrap_or_else(|e| panic!("conf.d does not load:\n{e}"))
+    config::load_jails(&files, None).unwrap_or_else(|e| panic!("conf.d does not load:\n{e}"))
 }
 
 /// (line number, content) of the non-comment, non-blank lines of a fixture file.

@@ -146,3 +146,62 @@ fn shipped_jail_by_name_and_clear_errors() {
     assert!(String::from_utf8_lossy(&f2b.stderr)
         .contains("fail2ban filter files are not supported yet"));
 }
+
+#[test]
+fn every_shipped_jail_works_by_name() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut jails = 0;
+    for entry in std::fs::read_dir(repo.join("tests/fixtures")).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        let matches = path.join("match.log");
+        if !matches.is_file() {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 name")
+            .to_string();
+        // Fixture lines are `EXPECTED_IP LINE`; the CLI reads plain log lines.
+        let text = std::fs::read_to_string(&matches).expect("read");
+        let expected: Vec<(&str, &str)> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| l.split_once(' ').expect("IP LINE"))
+            .collect();
+        let log = dir.path().join(format!("{name}.log"));
+        std::fs::write(
+            &log,
+            expected
+                .iter()
+                .map(|(_, l)| format!("{l}\n"))
+                .collect::<String>(),
+        )
+        .expect("write");
+        let out = bin()
+            .arg("regex")
+            .arg(&log)
+            .arg(&name)
+            .arg("--config")
+            .arg(repo.join("examples/quickstart.toml"))
+            .arg("--json")
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let results: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(results.len(), expected.len(), "{name}");
+        for (got, (ip, line)) in results.iter().zip(&expected) {
+            assert_eq!(got["host"].as_str(), Some(*ip), "{name}: {line}");
+        }
+        jails += 1;
+    }
+    assert!(jails >= 40, "only {jails} jails have fixtures");
+}

@@ -234,11 +234,13 @@ impl Store {
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
+        let mut skipped = 0usize;
         for row in rows {
             let (address, jail, origin, started, expires, failures, sample) =
                 row.map_err(|e| self.sql(e))?;
             // A row that does not parse was not written by us; skip it rather than fail start-up.
             let Ok(address) = address.parse() else {
+                skipped += 1;
                 continue;
             };
             out.push(BanRecord {
@@ -250,6 +252,9 @@ impl Store {
                 failures,
                 sample,
             });
+        }
+        if skipped > 0 {
+            tracing::warn!(skipped, db = %self.path.display(), "Skipped stored bans whose address does not parse");
         }
         Ok(out)
     }

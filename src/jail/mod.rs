@@ -80,7 +80,8 @@ impl Jail {
         self.filter = config.filter.clone();
         self.ignoreip = config.ignoreip.clone();
         self.findtime = config.findtime;
-        self.window.set_limits(config.maxretry, config.findtime, config.max_tracked);
+        self.window
+            .set_limits(config.maxretry, config.findtime, config.max_tracked);
     }
 
     /// Forgets the failures of `address` (it was unbanned by hand).

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 /// Failure times are kept as ticks of 100 ms since the window was created: 4 bytes each
 /// instead of 16, and 13 years before they overflow.
 const TICK: Duration = Duration::from_millis(100);
+/// At the cap, stale entries are swept out at most this often (10 ticks = 1 s).
+const SWEEP_AT_CAP_TICKS: u32 = 10;
 
 /// Failure times per address for one jail.
 #[derive(Debug)]
@@ -33,6 +35,8 @@ pub struct FailureWindow {
     /// Entries present at the last sweep; a sweep runs when the map doubles past it.
     swept_len: usize,
     evicted: u64,
+    /// Tick of the last sweep.
+    last_sweep: u32,
 }
 
 /// What recording one failure led to.
@@ -61,6 +65,7 @@ impl FailureWindow {
             order: VecDeque::new(),
             swept_len: 0,
             evicted: 0,
+            last_sweep: 0,
         }
     }
 
@@ -104,9 +109,15 @@ impl FailureWindow {
         if self.failures.len() < self.max_tracked {
             return;
         }
-        self.sweep_ticks(now);
+        // A sweep is O(tracked): at most one per second at the cap, or a flood would sweep
+        // on every new address.
+        if now.saturating_sub(self.last_sweep) >= SWEEP_AT_CAP_TICKS {
+            self.sweep_ticks(now);
+        }
         while self.failures.len() >= self.max_tracked {
-            let Some(oldest) = self.order.pop_front() else { break };
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
             if self.failures.remove(&oldest).is_some() {
                 self.evicted += 1;
             }
@@ -117,7 +128,10 @@ impl FailureWindow {
     pub fn current(&self, address: IpAddr, now: Instant) -> u32 {
         let now = self.tick(now);
         self.failures.get(&address).map_or(0, |times| {
-            times.iter().filter(|&&t| now.saturating_sub(t) < self.findtime_ticks).count() as u32
+            times
+                .iter()
+                .filter(|&&t| now.saturating_sub(t) < self.findtime_ticks)
+                .count() as u32
         })
     }
 
@@ -144,13 +158,17 @@ impl FailureWindow {
 
     fn sweep_ticks(&mut self, now: u32) {
         let findtime = self.findtime_ticks;
-        self.failures
-            .retain(|_, times| times.last().is_some_and(|&t| now.saturating_sub(t) < findtime));
+        self.failures.retain(|_, times| {
+            times
+                .last()
+                .is_some_and(|&t| now.saturating_sub(t) < findtime)
+        });
         let failures = &self.failures;
         self.order.retain(|a| failures.contains_key(a));
         self.failures.shrink_to(self.failures.len() * 2);
         self.order.shrink_to(self.order.len() * 2);
         self.swept_len = self.failures.len();
+        self.last_sweep = now;
     }
 }
 
@@ -202,7 +220,10 @@ mod tests {
     #[test]
     fn maxretry_one_bans_on_first_failure() {
         let mut w = FailureWindow::new(1, Duration::from_secs(60), BIG);
-        assert_eq!(w.record(ip("198.51.100.1"), Instant::now()), Count::Reached(1));
+        assert_eq!(
+            w.record(ip("198.51.100.1"), Instant::now()),
+            Count::Reached(1)
+        );
     }
 
     #[test]
@@ -225,12 +246,17 @@ mod tests {
         let first = ip("203.0.113.1");
         w.record(first, t0);
         for i in 0..1000u32 {
-            let address = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16);
+            let address =
+                std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16);
             w.record(IpAddr::V6(address), t0 + Duration::from_secs(1));
             assert!(w.tracked() <= 100);
         }
         assert_eq!(w.tracked(), 100);
-        assert_eq!(w.current(first, t0 + Duration::from_secs(1)), 0, "the oldest was evicted");
+        assert_eq!(
+            w.current(first, t0 + Duration::from_secs(1)),
+            0,
+            "the oldest was evicted"
+        );
         assert_eq!(w.evicted(), 901);
         // Stale entries go before live ones are evicted.
         let later = t0 + Duration::from_secs(700);
