@@ -263,10 +263,27 @@ struct Element {
 }
 
 fn set_of(addr: &str) -> &'static str {
-    if addr.contains(':') {
-        "banned6"
-    } else {
-        "banned4"
+    match (addr.contains(':'), addr.contains('/')) {
+        (true, false) => "banned6",
+        (false, false) => "banned4",
+        (true, true) => "banned6net",
+        (false, true) => "banned4net",
+    }
+}
+
+/// An element value as text: `203.0.113.9`, or `2001:db8::/64` for a prefix
+/// (`{"prefix": {"addr": ..., "len": ...}}` in nft's JSON).
+fn element_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(o) if o.contains_key("prefix") => {
+            format!(
+                "{}/{}",
+                o["prefix"]["addr"].as_str().unwrap_or("?"),
+                o["prefix"]["len"]
+            )
+        }
+        other => other.to_string(),
     }
 }
 
@@ -282,18 +299,15 @@ fn elements(lab: &Lab, set: &str) -> Vec<Element> {
     for item in v["nftables"].as_array().into_iter().flatten() {
         for e in item["set"]["elem"].as_array().into_iter().flatten() {
             let elem = match e {
-                Value::String(s) => Element {
-                    address: s.clone(),
+                Value::String(_) | Value::Object(_) if e.get("elem").is_none() => Element {
+                    address: element_value(e),
                     timeout: None,
                     expires: None,
                 },
                 Value::Object(o) if o.contains_key("elem") => {
                     let inner = &o["elem"];
                     Element {
-                        address: match &inner["val"] {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        },
+                        address: element_value(&inner["val"]),
                         timeout: inner["timeout"].as_u64(),
                         expires: inner["expires"].as_u64(),
                     }
@@ -1041,4 +1055,92 @@ fn bantime_increment_grows_across_restarts() {
     ));
     lab.assert_running("syslog2ban-3");
     lab.note(&format!("done in {:.2?}", t0.elapsed()));
+}
+
+/// IPv6 prefix counting (`prefix6 = 64`): failures from five addresses of one /64 ban the
+/// /64 (in the interval set `banned6net`), the attacker's other address in that /64 is dropped,
+/// and an address of another /64 still connects.
+#[test]
+fn ipv6_failures_counted_per_64_ban_the_prefix_only() {
+    let test = "ipv6_failures_counted_per_64_ban_the_prefix_only";
+    if !lab::preflight(test, &["ip", "nft", "ss", "python3", "kill", "nc"]) {
+        return;
+    }
+    let mut lab = Lab::new(test);
+    // A second /64 on the link, so "another /64" is reachable without routing.
+    for (ns, address) in [
+        (lab.srv.clone(), "2001:db8:5101::10/64"),
+        (lab.atk.clone(), "2001:db8:5101::66/64"),
+    ] {
+        let out = lab.exec(
+            &ns,
+            &["ip", "addr", "add", address, "dev", "eth0", "nodad"],
+            SETTLE,
+        );
+        assert!(out.success(), "{}", out.describe());
+    }
+    configure(
+        &mut lab,
+        &sshd_override(5, "\"10m\"", "prefix6 = 64\n"),
+        &[],
+        "",
+    );
+    launch(&mut lab, "syslog2ban");
+    let srv = lab.srv.clone();
+    lab.spawn("listener", &srv, &["nc", "-6", "-lk", "8080"], &[]);
+    let connects = |lab: &Lab, src: &str, dst: &str| {
+        lab.exec(
+            &lab.atk,
+            &["nc", "-z", "-w2", "-s", src, dst, "8080"],
+            Duration::from_secs(10),
+        )
+        .success()
+    };
+    assert!(
+        lab::wait_until(SETTLE, POLL, || connects(
+            &lab,
+            "2001:db8:5100::66",
+            "2001:db8:5100::10"
+        ))
+        .is_some(),
+        "listener not reachable before any ban"
+    );
+
+    // Four addresses of 2001:db8:5100::/64 fail once each: below maxretry 5.
+    let failures: Vec<String> = (1..=4)
+        .map(|i| sshd_failure(&format!("2001:db8:5100::a{i}")))
+        .collect();
+    send(&lab, &failures);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        element(&lab, "2001:db8:5100::/64").is_none(),
+        "banned before the fifth failure"
+    );
+    // Another /64 fails too, but only twice.
+    send(
+        &lab,
+        &[
+            sshd_failure("2001:db8:5101::b1"),
+            sshd_failure("2001:db8:5101::b2"),
+        ],
+    );
+    // The fifth address of the first /64 crosses maxretry for the whole prefix.
+    send(&lab, &[sshd_failure("2001:db8:5100::a5")]);
+    let e = wait_element(&lab, "2001:db8:5100::/64", "5 failures within one /64");
+    assert!(e.timeout.is_some_and(|t| t > 0 && t <= 600), "{e:?}");
+    wait_listed(&lab, "2001:db8:5100::/64", "sshd", "prefix ban");
+    assert!(
+        element(&lab, "2001:db8:5101::/64").is_none(),
+        "the other /64 must not be banned"
+    );
+
+    assert!(
+        !connects(&lab, "2001:db8:5100::66", "2001:db8:5100::10"),
+        "an address of the banned /64 still connects"
+    );
+    assert!(
+        connects(&lab, "2001:db8:5101::66", "2001:db8:5101::10"),
+        "an address of another /64 is dropped"
+    );
+    lab.note("the /64 is dropped, the other /64 connects");
 }

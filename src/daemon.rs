@@ -7,7 +7,6 @@
 //! asking the stage that owns the answer; it holds no ban or failure state itself.
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -27,6 +26,7 @@ use crate::control::protocol::{
 use crate::control::{self, ControlError, Envelope};
 use crate::enforce::{self, nft::NftError, Firewall};
 use crate::input::{self, InputContext, InputError, ListenerHandle};
+use crate::jail::Target;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Update};
 use crate::systemd;
@@ -566,8 +566,6 @@ impl Running {
     }
 }
 
-fn parse_address(text: &str) -> Result<IpAddr, String> {
-    text.trim()
-        .parse::<IpAddr>()
-        .map_err(|_| format!("'{text}' is not an IPv4 or IPv6 address"))
+fn parse_address(text: &str) -> Result<Target, String> {
+    text.parse::<Target>()
 }

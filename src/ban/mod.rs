@@ -11,7 +11,7 @@ pub mod policy;
 pub mod state;
 pub mod store;
 
-use std::net::IpAddr;
+use crate::jail::Target;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ pub enum BanCommand {
     /// Hold `address` until `expires` (None: until removed).
     Ban {
         /// The address.
-        address: IpAddr,
+        address: Target,
         /// Deadline; the element's kernel timeout is the time left until it.
         expires: Option<Instant>,
         /// When the ban was decided (for the latency histogram).
@@ -39,7 +39,7 @@ pub enum BanCommand {
     /// Remove `address` now.
     Unban {
         /// The address.
-        address: IpAddr,
+        address: Target,
     },
 }
 
@@ -67,14 +67,14 @@ pub enum Request {
         /// Jail whose bantime applies.
         jail: JailName,
         /// The address.
-        address: IpAddr,
+        address: Target,
         /// Answer: whether the address was newly banned in that jail.
         reply: oneshot::Sender<Result<bool, BanError>>,
     },
     /// Lift every ban of an address; answers the jails it was banned in.
     Unban {
         /// The address.
-        address: IpAddr,
+        address: Target,
         /// Answer.
         reply: oneshot::Sender<Vec<JailName>>,
     },
@@ -106,7 +106,7 @@ pub enum BanError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BanInfo {
     /// The address.
-    pub address: IpAddr,
+    pub address: Target,
     /// The jail holding it.
     pub jail: String,
     /// Seconds left; None for permanent bans.

@@ -4,8 +4,8 @@
 //! Pure: every method takes the time (`Moment`) and returns the writes (`StoreOp`) that carry
 //! firewall commands forward; the manager task feeds it and sends the results on.
 
+use crate::jail::Target;
 use std::collections::{BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -59,7 +59,7 @@ struct Hold {
 /// What a new ban is made of.
 struct NewBan<'a> {
     jail: &'a JailName,
-    address: IpAddr,
+    address: Target,
     origin: String,
     failures: u32,
     sample: String,
@@ -70,10 +70,10 @@ struct NewBan<'a> {
 pub struct BanState {
     policies: HashMap<JailName, JailPolicy>,
     recidive: Option<(JailName, RecidiveConfig)>,
-    holds: HashMap<IpAddr, Vec<Hold>>,
-    deadlines: BTreeSet<(Instant, IpAddr, JailName)>,
+    holds: HashMap<Target, Vec<Hold>>,
+    deadlines: BTreeSet<(Instant, Target, JailName)>,
     /// Earlier bans per address (jail, start), kept for `retention`.
-    history: HashMap<IpAddr, Vec<(JailName, SystemTime)>>,
+    history: HashMap<Target, Vec<(JailName, SystemTime)>>,
     retention: Duration,
     metrics: Arc<Metrics>,
     /// Random draws for rndtime; a function so tests can fix it.
@@ -134,7 +134,7 @@ impl BanState {
     pub fn restore(
         &mut self,
         active: Vec<BanRecord>,
-        history: Vec<(IpAddr, String, SystemTime)>,
+        history: Vec<(Target, String, SystemTime)>,
         now: Moment,
     ) -> Vec<BanCommand> {
         for (address, jail, started) in history {
@@ -191,14 +191,14 @@ impl BanState {
         let mut ops = Vec::new();
         let new = NewBan {
             jail: &offence.jail,
-            address: offence.address,
+            address: offence.target,
             origin: offence.origin.to_string(),
             failures: offence.failures,
             sample: offence.sample.clone(),
         };
         if let Some(op) = self.ban(new, now) {
             ops.push(op);
-            ops.extend(self.recidive_check(offence.address, offence.origin.to_string(), now));
+            ops.extend(self.recidive_check(offence.target, offence.origin.to_string(), now));
         }
         ops
     }
@@ -207,7 +207,7 @@ impl BanState {
     pub fn manual_ban(
         &mut self,
         jail: &JailName,
-        address: IpAddr,
+        address: Target,
         now: Moment,
     ) -> Result<(bool, Vec<StoreOp>), BanError> {
         if self.policy(jail).is_none() {
@@ -244,7 +244,7 @@ impl BanState {
     /// Earlier bans of `address` within the retention window, optionally only in `jail`.
     fn earlier_bans(
         &mut self,
-        address: IpAddr,
+        address: Target,
         jail: Option<&JailName>,
         since: SystemTime,
     ) -> usize {
@@ -337,7 +337,7 @@ impl BanState {
     }
 
     /// After a ban in another jail: enough bans within recidive's window earn the long ban.
-    fn recidive_check(&mut self, address: IpAddr, origin: String, now: Moment) -> Option<StoreOp> {
+    fn recidive_check(&mut self, address: Target, origin: String, now: Moment) -> Option<StoreOp> {
         let (name, config) = self.recidive.clone()?;
         let since = now
             .wall
@@ -365,7 +365,7 @@ impl BanState {
     }
 
     /// Lifts every ban of `address`: the jails that held it, and the writes.
-    pub fn unban(&mut self, address: IpAddr) -> (Vec<JailName>, Vec<StoreOp>) {
+    pub fn unban(&mut self, address: Target) -> (Vec<JailName>, Vec<StoreOp>) {
         let Some(holds) = self.holds.remove(&address) else {
             return (Vec::new(), Vec::new());
         };
@@ -393,7 +393,7 @@ impl BanState {
 
     /// Lifts every ban: the number of addresses freed, and the writes.
     pub fn unban_all(&mut self) -> (usize, Vec<StoreOp>) {
-        let addresses: Vec<IpAddr> = self.holds.keys().copied().collect();
+        let addresses: Vec<Target> = self.holds.keys().copied().collect();
         let mut ops = Vec::new();
         for address in &addresses {
             ops.extend(self.unban(*address).1);
@@ -470,12 +470,12 @@ impl BanState {
     }
 
     /// Whether `address` is banned by any jail.
-    pub fn is_banned(&self, address: IpAddr) -> bool {
+    pub fn is_banned(&self, address: Target) -> bool {
         self.holds.contains_key(&address)
     }
 
     /// Whether `jail` holds `address`.
-    pub fn holds(&self, jail: &str, address: IpAddr) -> bool {
+    pub fn holds(&self, jail: &str, address: Target) -> bool {
         self.holds
             .get(&address)
             .is_some_and(|h| h.iter().any(|h| h.jail.as_str() == jail))

@@ -7,7 +7,7 @@
 //! commands are passed on to enforcement only after their transaction committed, so a ban is
 //! durable before it can be reported applied.
 
-use std::net::IpAddr;
+use crate::jail::Target;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,7 +46,7 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BanRecord {
     /// The banned address.
-    pub address: IpAddr,
+    pub address: Target,
     /// The jail that banned it.
     pub jail: String,
     /// Where the failures came from.
@@ -69,7 +69,7 @@ pub enum StoreOp {
     /// A ban ended (expired, unbanned): remove it from the active table, then pass `command` on.
     End {
         /// Address.
-        address: IpAddr,
+        address: Target,
         /// Jail.
         jail: String,
         /// Firewall command to pass on once committed.
@@ -263,7 +263,7 @@ impl Store {
     pub fn history_since(
         &self,
         since: SystemTime,
-    ) -> Result<Vec<(IpAddr, String, SystemTime)>, StoreError> {
+    ) -> Result<Vec<(Target, String, SystemTime)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(

@@ -164,6 +164,10 @@ pub struct JailConfig {
     pub increment: Option<Increment>,
     /// Most addresses its failure tracker holds.
     pub max_tracked: usize,
+    /// IPv4 failures are counted and banned per this prefix (32: per address).
+    pub prefix4: u8,
+    /// IPv6 failures are counted and banned per this prefix (128: per address).
+    pub prefix6: u8,
 }
 
 /// fail2ban's `bantime.increment`: see `ban::grown_bantime` for the formula.
@@ -704,6 +708,8 @@ impl<'a> Compiler<'a> {
                 .expect("built-in ignoreip parses"),
             increment: RawIncrement::default(),
             max_tracked: DEFAULT_MAX_TRACKED,
+            prefix4: 32,
+            prefix6: 128,
         };
         self.settings("defaults", &base, raw)
     }
@@ -749,6 +755,20 @@ impl<'a> Compiler<'a> {
                     &format!("{prefix}.max_tracked"),
                     format!("{n} must be at least 1"),
                 ),
+            }
+        }
+        for (key, value, width, slot) in [
+            ("prefix4", raw.prefix4, 32u8, &mut out.prefix4),
+            ("prefix6", raw.prefix6, 128u8, &mut out.prefix6),
+        ] {
+            if let Some(n) = value {
+                match u8::try_from(n) {
+                    Ok(n) if (8..=width).contains(&n) => *slot = n,
+                    _ => self.error(
+                        &format!("{prefix}.{key}"),
+                        format!("{n} must be a prefix length between 8 and {width}"),
+                    ),
+                }
             }
         }
         if let Some(inc) = &raw.increment {
@@ -930,6 +950,8 @@ impl<'a> Compiler<'a> {
                 ignoreip: settings.ignoreip,
                 increment,
                 max_tracked: settings.max_tracked,
+                prefix4: settings.prefix4,
+                prefix6: settings.prefix6,
             },
             enabled,
         ))
@@ -979,6 +1001,8 @@ struct Settings {
     /// Merged raw keys; compiled per jail, since only jails use them.
     increment: RawIncrement,
     max_tracked: usize,
+    prefix4: u8,
+    prefix6: u8,
 }
 
 /// `["listen", "0", "address"]` → `listen[0].address`, the form every error uses.

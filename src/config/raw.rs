@@ -83,6 +83,10 @@ pub struct RawJailSettings {
     pub increment: Option<RawIncrement>,
     /// Most addresses the failure tracker holds per jail.
     pub max_tracked: Option<i64>,
+    /// Count and ban IPv4 failures by this prefix length (32 = single addresses).
+    pub prefix4: Option<i64>,
+    /// Count and ban IPv6 failures by this prefix length (128 = single addresses).
+    pub prefix6: Option<i64>,
 }
 
 /// `[defaults.increment]` / `[jail.NAME.increment]`: fail2ban's `bantime.*` settings.
@@ -158,6 +162,10 @@ pub struct RawJail {
     pub increment: Option<RawIncrement>,
     /// Overrides `[defaults] max_tracked`.
     pub max_tracked: Option<i64>,
+    /// Overrides `[defaults] prefix4`.
+    pub prefix4: Option<i64>,
+    /// Overrides `[defaults] prefix6`.
+    pub prefix6: Option<i64>,
 }
 
 impl RawJail {
@@ -171,6 +179,8 @@ impl RawJail {
             ignoreip: self.ignoreip.clone(),
             increment: self.increment.clone(),
             max_tracked: self.max_tracked,
+            prefix4: self.prefix4,
+            prefix6: self.prefix6,
         }
     }
 }

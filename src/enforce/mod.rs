@@ -7,8 +7,8 @@
 
 pub mod nft;
 
+use crate::jail::Target;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,7 +103,7 @@ enum Desired {
 }
 
 /// A finished batch: its result, its changes (for a retry) and how long it took.
-type BatchOutcome = (Result<(), NftError>, HashMap<IpAddr, Pending>, Duration);
+type BatchOutcome = (Result<(), NftError>, HashMap<Target, Pending>, Duration);
 
 /// Applies commands until the channel closes, then finishes the last batch.
 pub async fn run(
@@ -112,7 +112,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
 ) {
     // Latest desired state per address: a newer command replaces an older pending one.
-    let mut pending: HashMap<IpAddr, Pending> = HashMap::new();
+    let mut pending: HashMap<Target, Pending> = HashMap::new();
     let mut inflight: JoinSet<BatchOutcome> = JoinSet::new();
     let mut open = true;
     loop {
@@ -180,7 +180,7 @@ pub async fn run(
 
 /// Puts a failed batch back, unless a newer command for the same address arrived meanwhile
 /// or it has been tried enough.
-fn requeue(pending: &mut HashMap<IpAddr, Pending>, batch: HashMap<IpAddr, Pending>) {
+fn requeue(pending: &mut HashMap<Target, Pending>, batch: HashMap<Target, Pending>) {
     for (address, mut p) in batch {
         p.attempts += 1;
         if p.attempts >= MAX_ATTEMPTS {

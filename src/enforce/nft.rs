@@ -1,9 +1,9 @@
 //! nftables scripts: the table syslog2ban owns, and batches of element changes, rendered as
 //! text for one `nft -f -` run. Rendering is pure; `apply` runs nft with the script on stdin
-//! (never through a shell, and addresses are typed `IpAddr`s, so no log text reaches nft).
+//! (never through a shell, and addresses are typed `Target`s, so no log text reaches nft).
 
+use crate::jail::Target;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -16,6 +16,11 @@ use tokio::process::Command;
 pub const SET_V4: &str = "banned4";
 /// IPv6 set name.
 pub const SET_V6: &str = "banned6";
+/// IPv4 prefixes (interval set: a separate set, so prefixes never clash with single
+/// addresses of the same network, which an interval set would reject as overlapping).
+pub const SET_NET4: &str = "banned4net";
+/// IPv6 prefixes.
+pub const SET_NET6: &str = "banned6net";
 
 /// Running nft failed.
 #[derive(Debug, Error)]
@@ -42,9 +47,9 @@ pub enum NftError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElementChange {
     /// Put `address` in its set with this timeout (None: no timeout).
-    Add(IpAddr, Option<Duration>),
+    Add(Target, Option<Duration>),
     /// Take `address` out.
-    Remove(IpAddr),
+    Remove(Target),
 }
 
 /// The table, its two sets and the drop rules. Re-running it keeps existing elements (the
@@ -54,10 +59,14 @@ pub fn setup_script(table: &str) -> String {
         "add table inet {table}\n\
          add set inet {table} {SET_V4} {{ type ipv4_addr; flags timeout; }}\n\
          add set inet {table} {SET_V6} {{ type ipv6_addr; flags timeout; }}\n\
+         add set inet {table} {SET_NET4} {{ type ipv4_addr; flags interval, timeout; }}\n\
+         add set inet {table} {SET_NET6} {{ type ipv6_addr; flags interval, timeout; }}\n\
          add chain inet {table} input {{ type filter hook input priority filter - 10; policy accept; }}\n\
          flush chain inet {table} input\n\
          add rule inet {table} input ip saddr @{SET_V4} drop\n\
-         add rule inet {table} input ip6 saddr @{SET_V6} drop\n"
+         add rule inet {table} input ip6 saddr @{SET_V6} drop\n\
+         add rule inet {table} input ip saddr @{SET_NET4} drop\n\
+         add rule inet {table} input ip6 saddr @{SET_NET6} drop\n"
     )
 }
 
@@ -72,11 +81,18 @@ pub fn teardown_script(table: &str) -> String {
 /// re-adding refreshing a timeout, which older kernels do not do.
 pub fn batch_script(table: &str, changes: &[ElementChange]) -> String {
     let mut out = String::new();
-    for (set, v6) in [(SET_V4, false), (SET_V6, true)] {
+    for (set, v6, host) in [
+        (SET_V4, false, true),
+        (SET_V6, true, true),
+        (SET_NET4, false, false),
+        (SET_NET6, true, false),
+    ] {
         let mine: Vec<&ElementChange> = changes
             .iter()
             .filter(|c| match c {
-                ElementChange::Add(a, _) | ElementChange::Remove(a) => a.is_ipv6() == v6,
+                ElementChange::Add(a, _) | ElementChange::Remove(a) => {
+                    a.is_ipv6() == v6 && a.is_host() == host
+                }
             })
             .collect();
         if mine.is_empty() {
@@ -109,7 +125,7 @@ pub fn batch_script(table: &str, changes: &[ElementChange]) -> String {
     out
 }
 
-fn element(address: IpAddr, timeout: Option<Duration>) -> String {
+fn element(address: Target, timeout: Option<Duration>) -> String {
     match timeout {
         // nft takes milliseconds; round up so the kernel never frees an address early.
         Some(t) => format!("{address} timeout {}ms", t.as_millis().max(1)),
@@ -179,6 +195,23 @@ mod tests {
              add element inet s2b banned6 { 2001:db8::66 }\n\
              delete element inet s2b banned6 { 2001:db8::66 }\n\
              add element inet s2b banned6 { 2001:db8::66 }\n"
+        );
+    }
+
+    #[test]
+    fn prefixes_go_to_the_interval_sets() {
+        let script = batch_script(
+            "t",
+            &[ElementChange::Add(
+                "2001:db8:1:2::/64".parse().unwrap(),
+                Some(Duration::from_secs(60)),
+            )],
+        );
+        assert_eq!(
+            script,
+            "add element inet t banned6net { 2001:db8:1:2::/64 timeout 60000ms }\n\
+             delete element inet t banned6net { 2001:db8:1:2::/64 }\n\
+             add element inet t banned6net { 2001:db8:1:2::/64 timeout 60000ms }\n"
         );
     }
 

@@ -5,6 +5,7 @@
 //! offences forward to the ban manager and holds no ban state.
 
 pub mod filter;
+pub mod target;
 pub mod window;
 
 use std::net::IpAddr;
@@ -16,6 +17,7 @@ use crate::config::{JailConfig, JailName};
 use crate::input::Origin;
 use crate::parse::LogRecord;
 use filter::{Filter, FilterMatch};
+pub use target::Target;
 use window::{Count, FailureWindow};
 
 /// An address that reached maxretry in a jail.
@@ -23,8 +25,8 @@ use window::{Count, FailureWindow};
 pub struct Offence {
     /// Which jail.
     pub jail: JailName,
-    /// The attacker.
-    pub address: IpAddr,
+    /// The attacker: an address, or its prefix when the jail counts by prefix.
+    pub target: Target,
     /// Transport origin of the message that crossed the threshold.
     pub origin: Origin,
     /// Failures counted in the window.
@@ -59,6 +61,8 @@ pub struct Jail {
     name: JailName,
     filter: Filter,
     ignoreip: Vec<IpNet>,
+    prefix4: u8,
+    prefix6: u8,
     window: FailureWindow,
     findtime: Duration,
 }
@@ -70,6 +74,8 @@ impl Jail {
             name: config.name.clone(),
             filter: config.filter.clone(),
             ignoreip: config.ignoreip.clone(),
+            prefix4: config.prefix4,
+            prefix6: config.prefix6,
             window: FailureWindow::new(config.maxretry, config.findtime, config.max_tracked),
             findtime: config.findtime,
         }
@@ -79,6 +85,8 @@ impl Jail {
     pub fn reconfigure(&mut self, config: &JailConfig) {
         self.filter = config.filter.clone();
         self.ignoreip = config.ignoreip.clone();
+        self.prefix4 = config.prefix4;
+        self.prefix6 = config.prefix6;
         self.findtime = config.findtime;
         self.window
             .set_limits(config.maxretry, config.findtime, config.max_tracked);
@@ -104,11 +112,17 @@ impl Jail {
         if self.ignoreip.iter().any(|net| net.contains(&address)) {
             return Verdict::Ignored;
         }
+        // Counting by prefix: every address of the prefix adds to one count.
+        let target = match address {
+            IpAddr::V4(_) => Target::new(address, self.prefix4),
+            IpAddr::V6(_) => Target::new(address, self.prefix6),
+        };
+        let address = target.addr();
         match self.window.record(address, now) {
             Count::Below(failures) => Verdict::Counted { address, failures },
             Count::Reached(failures) => Verdict::Offence(Offence {
+                target,
                 jail: self.name.clone(),
-                address,
                 origin,
                 failures,
                 at: now,
@@ -161,6 +175,8 @@ mod tests {
             ],
             increment: None,
             max_tracked: 1000,
+            prefix4: 32,
+            prefix6: 128,
         };
         Jail::new(&config)
     }
@@ -191,7 +207,7 @@ mod tests {
         ));
         match j.process(&msg, Origin::Local, t) {
             Verdict::Offence(o) => {
-                assert_eq!(o.address, "203.0.113.9".parse::<IpAddr>().unwrap());
+                assert_eq!(o.target.to_string(), "203.0.113.9");
                 assert_eq!(o.failures, 3);
                 assert_eq!(o.jail.as_str(), "sshd");
             }

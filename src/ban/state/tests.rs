@@ -34,7 +34,7 @@ fn state() -> BanState {
 fn offence(jail: &str, at: Instant) -> Offence {
     Offence {
         jail: name(jail),
-        address: addr(),
+        target: addr(),
         origin: Origin::Local,
         failures: 3,
         at,
@@ -42,7 +42,7 @@ fn offence(jail: &str, at: Instant) -> Offence {
     }
 }
 
-fn addr() -> IpAddr {
+fn addr() -> Target {
     "203.0.113.9".parse().unwrap()
 }
 
@@ -154,8 +154,12 @@ fn unban_all_frees_everything() {
     let mut s = state();
     let now = Moment::now();
     for i in 1..=3u8 {
-        s.manual_ban(&name("forever"), IpAddr::from([198, 51, 100, i]), now)
-            .unwrap();
+        s.manual_ban(
+            &name("forever"),
+            Target::from(std::net::IpAddr::from([198, 51, 100, i])),
+            now,
+        )
+        .unwrap();
     }
     let (freed, ops) = s.unban_all();
     assert_eq!(freed, 3);
@@ -258,7 +262,7 @@ fn recidive_bans_after_n_bans_in_any_jail_and_survives_restore() {
     }
     assert!(!s.holds("recidive", addr()));
     // A restart in between: history comes back from the store.
-    let history: Vec<(IpAddr, String, SystemTime)> = stored
+    let history: Vec<(Target, String, SystemTime)> = stored
         .iter()
         .filter_map(|op| match op {
             StoreOp::Ban(r, _) => Some((r.address, r.jail.clone(), r.started)),

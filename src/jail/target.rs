@@ -1,0 +1,123 @@
+//! What a ban applies to: one address, or a network prefix when a jail counts IPv6 (or IPv4)
+//! attackers by prefix. Shown and stored as the bare address for a single host
+//! (`203.0.113.9`) and in CIDR form for a prefix (`2001:db8:1:2::/64`).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An address or a prefix, always truncated to its network address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target(IpNet);
+
+impl Target {
+    /// `address` truncated to `prefix` bits (clamped to the family's width).
+    pub fn new(address: IpAddr, prefix: u8) -> Self {
+        let width = if address.is_ipv4() { 32 } else { 128 };
+        let net = IpNet::new(address, prefix.min(width)).unwrap_or_else(|_| IpNet::from(address));
+        Target(net.trunc())
+    }
+
+    /// A single address.
+    pub fn host(address: IpAddr) -> Self {
+        Target(IpNet::from(address))
+    }
+
+    /// The network.
+    pub fn net(&self) -> IpNet {
+        self.0
+    }
+
+    /// The (network) address.
+    pub fn addr(&self) -> IpAddr {
+        self.0.addr()
+    }
+
+    /// Whether this is one address (a /32 or /128).
+    pub fn is_host(&self) -> bool {
+        self.0.prefix_len() == self.0.max_prefix_len()
+    }
+
+    /// Whether it is IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        self.0.addr().is_ipv6()
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_host() {
+            write!(f, "{}", self.0.addr())
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    /// `203.0.113.9`, `2001:db8::/64` (host bits are dropped).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if let Ok(address) = text.parse::<IpAddr>() {
+            return Ok(Target::host(address));
+        }
+        text.parse::<IpNet>()
+            .map(|net| Target(net.trunc()))
+            .map_err(|_| format!("'{text}' is not an IPv4 or IPv6 address (or CIDR prefix)"))
+    }
+}
+
+impl From<IpAddr> for Target {
+    fn from(address: IpAddr) -> Self {
+        Target::host(address)
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_prefixes_display_and_parse() {
+        let host = Target::new("203.0.113.9".parse().unwrap(), 32);
+        assert!(host.is_host());
+        assert_eq!(host.to_string(), "203.0.113.9");
+        let net = Target::new("2001:db8:1:2:aaaa::5".parse().unwrap(), 64);
+        assert!(!net.is_host());
+        assert_eq!(net.to_string(), "2001:db8:1:2::/64");
+        assert_eq!("2001:db8:1:2::/64".parse::<Target>().unwrap(), net);
+        assert_eq!(
+            "2001:db8:1:2::77/64".parse::<Target>().unwrap(),
+            net,
+            "host bits dropped"
+        );
+        assert_eq!("203.0.113.9".parse::<Target>().unwrap(), host);
+        assert!("not-an-ip".parse::<Target>().is_err());
+        assert_eq!(
+            Target::new("198.51.100.7".parse().unwrap(), 200).to_string(),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            serde_json::to_string(&net).unwrap(),
+            "\"2001:db8:1:2::/64\""
+        );
+    }
+}
