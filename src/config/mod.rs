@@ -168,6 +168,8 @@ pub struct JailConfig {
     pub prefix4: u8,
     /// IPv6 failures are counted and banned per this prefix (128: per address).
     pub prefix6: u8,
+    /// Count per origin host instead of across origins.
+    pub count_per_origin: bool,
 }
 
 /// fail2ban's `bantime.increment`: see `ban::grown_bantime` for the formula.
@@ -710,6 +712,7 @@ impl<'a> Compiler<'a> {
             max_tracked: DEFAULT_MAX_TRACKED,
             prefix4: 32,
             prefix6: 128,
+            count_per_origin: false,
         };
         self.settings("defaults", &base, raw)
     }
@@ -770,6 +773,9 @@ impl<'a> Compiler<'a> {
                     ),
                 }
             }
+        }
+        if let Some(per_origin) = raw.count_per_origin {
+            out.count_per_origin = per_origin;
         }
         if let Some(inc) = &raw.increment {
             out.increment = inc.over(&base.increment);
@@ -952,6 +958,7 @@ impl<'a> Compiler<'a> {
                 max_tracked: settings.max_tracked,
                 prefix4: settings.prefix4,
                 prefix6: settings.prefix6,
+                count_per_origin: settings.count_per_origin,
             },
             enabled,
         ))
@@ -1003,6 +1010,7 @@ struct Settings {
     max_tracked: usize,
     prefix4: u8,
     prefix6: u8,
+    count_per_origin: bool,
 }
 
 /// `["listen", "0", "address"]` → `listen[0].address`, the form every error uses.

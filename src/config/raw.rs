@@ -87,6 +87,8 @@ pub struct RawJailSettings {
     pub prefix4: Option<i64>,
     /// Count and ban IPv6 failures by this prefix length (128 = single addresses).
     pub prefix6: Option<i64>,
+    /// Count failures per origin host instead of across all origins.
+    pub count_per_origin: Option<bool>,
 }
 
 /// `[defaults.increment]` / `[jail.NAME.increment]`: fail2ban's `bantime.*` settings.
@@ -166,6 +168,8 @@ pub struct RawJail {
     pub prefix4: Option<i64>,
     /// Overrides `[defaults] prefix6`.
     pub prefix6: Option<i64>,
+    /// Overrides `[defaults] count_per_origin`.
+    pub count_per_origin: Option<bool>,
 }
 
 impl RawJail {
@@ -181,6 +185,7 @@ impl RawJail {
             max_tracked: self.max_tracked,
             prefix4: self.prefix4,
             prefix6: self.prefix6,
+            count_per_origin: self.count_per_origin,
         }
     }
 }

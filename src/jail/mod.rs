@@ -63,8 +63,73 @@ pub struct Jail {
     ignoreip: Vec<IpNet>,
     prefix4: u8,
     prefix6: u8,
-    window: FailureWindow,
+    window: Windows,
     findtime: Duration,
+}
+
+/// Failures counted across origins (the default: an attacker spraying many servers adds up),
+/// or per origin host (`count_per_origin = true`).
+#[derive(Debug)]
+enum Windows {
+    Shared(FailureWindow<IpAddr>),
+    PerOrigin(FailureWindow<(IpAddr, IpAddr)>),
+}
+
+/// The origin's host, the key of per-origin counting (local sockets share one key).
+fn origin_host(origin: Origin) -> IpAddr {
+    match origin {
+        Origin::Peer(peer) => peer.ip(),
+        Origin::Local => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    }
+}
+
+impl Windows {
+    fn new(config: &JailConfig) -> Self {
+        let (maxretry, findtime, cap) = (config.maxretry, config.findtime, config.max_tracked);
+        if config.count_per_origin {
+            Windows::PerOrigin(FailureWindow::new(maxretry, findtime, cap))
+        } else {
+            Windows::Shared(FailureWindow::new(maxretry, findtime, cap))
+        }
+    }
+
+    fn record(&mut self, origin: Origin, address: IpAddr, now: Instant) -> Count {
+        match self {
+            Windows::Shared(w) => w.record(address, now),
+            Windows::PerOrigin(w) => w.record((origin_host(origin), address), now),
+        }
+    }
+
+    fn current(&self, origin: Origin, address: IpAddr, now: Instant) -> u32 {
+        match self {
+            Windows::Shared(w) => w.current(address, now),
+            Windows::PerOrigin(w) => w.current((origin_host(origin), address), now),
+        }
+    }
+
+    fn tracked(&self) -> usize {
+        match self {
+            Windows::Shared(w) => w.tracked(),
+            Windows::PerOrigin(w) => w.tracked(),
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        match self {
+            Windows::Shared(w) => w.sweep(now),
+            Windows::PerOrigin(w) => w.sweep(now),
+        }
+    }
+
+    /// New limits, keeping the counts; a switch between shared and per-origin starts afresh.
+    fn reconfigure(&mut self, config: &JailConfig) {
+        let (maxretry, findtime, cap) = (config.maxretry, config.findtime, config.max_tracked);
+        match (self, config.count_per_origin) {
+            (Windows::Shared(w), false) => w.set_limits(maxretry, findtime, cap),
+            (Windows::PerOrigin(w), true) => w.set_limits(maxretry, findtime, cap),
+            (this, _) => *this = Windows::new(config),
+        }
+    }
 }
 
 impl Jail {
@@ -76,7 +141,7 @@ impl Jail {
             ignoreip: config.ignoreip.clone(),
             prefix4: config.prefix4,
             prefix6: config.prefix6,
-            window: FailureWindow::new(config.maxretry, config.findtime, config.max_tracked),
+            window: Windows::new(config),
             findtime: config.findtime,
         }
     }
@@ -88,13 +153,7 @@ impl Jail {
         self.prefix4 = config.prefix4;
         self.prefix6 = config.prefix6;
         self.findtime = config.findtime;
-        self.window
-            .set_limits(config.maxretry, config.findtime, config.max_tracked);
-    }
-
-    /// Forgets the failures of `address` (it was unbanned by hand).
-    pub fn forget(&mut self, address: IpAddr) {
-        self.window.forget(address);
+        self.window.reconfigure(config);
     }
 
     /// The jail's name.
@@ -118,7 +177,7 @@ impl Jail {
             IpAddr::V6(_) => Target::new(address, self.prefix6),
         };
         let address = target.addr();
-        match self.window.record(address, now) {
+        match self.window.record(origin, address, now) {
             Count::Below(failures) => Verdict::Counted { address, failures },
             Count::Reached(failures) => Verdict::Offence(Offence {
                 target,
@@ -131,9 +190,9 @@ impl Jail {
         }
     }
 
-    /// Failures of `address` currently in the window.
-    pub fn current_failures(&self, address: IpAddr, now: Instant) -> u32 {
-        self.window.current(address, now)
+    /// Failures of `address` (as seen from `origin`, when counting per origin) in the window.
+    pub fn current_failures(&self, origin: Origin, address: IpAddr, now: Instant) -> u32 {
+        self.window.current(origin, address, now)
     }
 
     /// Addresses with failures in the window.
@@ -158,6 +217,10 @@ mod tests {
     use crate::config::BanTime;
 
     fn jail(maxretry: u32) -> Jail {
+        jail_counting(maxretry, false)
+    }
+
+    fn jail_counting(maxretry: u32, count_per_origin: bool) -> Jail {
         let config = JailConfig {
             name: JailName::new("sshd").unwrap(),
             programs: vec!["sshd".into()],
@@ -177,6 +240,7 @@ mod tests {
             max_tracked: 1000,
             prefix4: 32,
             prefix6: 128,
+            count_per_origin,
         };
         Jail::new(&config)
     }
@@ -216,12 +280,52 @@ mod tests {
     }
 
     #[test]
+    fn failures_from_many_origins_add_up_unless_counted_per_origin() {
+        let t = Instant::now();
+        let msg = record("Failed password for root from 203.0.113.9 port 22 ssh2");
+        let web = |n: u8| Origin::Peer(std::net::SocketAddr::from(([198, 51, 100, n], 514)));
+        // An attacker spraying three servers once each: caught across origins.
+        let mut shared = jail(3);
+        assert!(matches!(
+            shared.process(&msg, web(1), t),
+            Verdict::Counted { .. }
+        ));
+        assert!(matches!(
+            shared.process(&msg, web(2), t),
+            Verdict::Counted { .. }
+        ));
+        assert!(matches!(
+            shared.process(&msg, web(3), t),
+            Verdict::Offence(_)
+        ));
+        // Counted per origin, each server has seen one failure only.
+        let mut per_origin = jail_counting(3, true);
+        for n in 1..=3 {
+            assert!(matches!(
+                per_origin.process(&msg, web(n), t),
+                Verdict::Counted { failures: 1, .. }
+            ));
+        }
+        assert!(matches!(
+            per_origin.process(&msg, web(1), t),
+            Verdict::Counted { failures: 2, .. }
+        ));
+        assert!(matches!(
+            per_origin.process(&msg, web(1), t),
+            Verdict::Offence(_)
+        ));
+    }
+
+    #[test]
     fn ignoreip_addresses_never_count() {
         let mut j = jail(1);
         let t = Instant::now();
         let msg = record("Failed password for root from 198.51.100.5 port 22 ssh2");
         assert_eq!(j.process(&msg, Origin::Local, t), Verdict::Ignored);
-        assert_eq!(j.current_failures("198.51.100.5".parse().unwrap(), t), 0);
+        assert_eq!(
+            j.current_failures(Origin::Local, "198.51.100.5".parse().unwrap(), t),
+            0
+        );
         let msg = record("Failed password for root from 198.51.100.16 port 22 ssh2");
         assert!(matches!(
             j.process(&msg, Origin::Local, t),

@@ -11,6 +11,7 @@
 //! flood, a slow attacker's count may restart.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -20,18 +21,18 @@ const TICK: Duration = Duration::from_millis(100);
 /// At the cap, stale entries are swept out at most this often (10 ticks = 1 s).
 const SWEEP_AT_CAP_TICKS: u32 = 10;
 
-/// Failure times per address for one jail.
+/// Failure times per key (an address, or origin and address) for one jail.
 #[derive(Debug)]
-pub struct FailureWindow {
+pub struct FailureWindow<K = IpAddr> {
     maxretry: u32,
     findtime_ticks: u32,
     max_tracked: usize,
     /// Set by the first failure: later times are ticks after it.
     epoch: Option<Instant>,
-    failures: HashMap<IpAddr, Vec<u32>>,
+    failures: HashMap<K, Vec<u32>>,
     /// Addresses in the order they started being tracked (may hold addresses no longer
     /// tracked; those are skipped and compacted away).
-    order: VecDeque<IpAddr>,
+    order: VecDeque<K>,
     /// Entries present at the last sweep; a sweep runs when the map doubles past it.
     swept_len: usize,
     evicted: u64,
@@ -52,7 +53,7 @@ fn ticks(d: Duration) -> u32 {
     u32::try_from(d.as_millis() / TICK.as_millis()).unwrap_or(u32::MAX)
 }
 
-impl FailureWindow {
+impl<K: Hash + Eq + Copy> FailureWindow<K> {
     /// A window for `maxretry` failures within `findtime`, tracking at most `max_tracked`
     /// addresses.
     pub fn new(maxretry: u32, findtime: Duration, max_tracked: usize) -> Self {
@@ -82,7 +83,7 @@ impl FailureWindow {
     }
 
     /// Records a failure of `address` at `now`.
-    pub fn record(&mut self, address: IpAddr, now: Instant) -> Count {
+    pub fn record(&mut self, address: K, now: Instant) -> Count {
         self.epoch.get_or_insert(now);
         let now = self.tick(now);
         if !self.failures.contains_key(&address) {
@@ -125,7 +126,7 @@ impl FailureWindow {
     }
 
     /// Failures of `address` still inside the window at `now`.
-    pub fn current(&self, address: IpAddr, now: Instant) -> u32 {
+    pub fn current(&self, address: K, now: Instant) -> u32 {
         let now = self.tick(now);
         self.failures.get(&address).map_or(0, |times| {
             times
@@ -146,7 +147,7 @@ impl FailureWindow {
     }
 
     /// Forgets `address` (it was banned or unbanned by hand).
-    pub fn forget(&mut self, address: IpAddr) {
+    pub fn forget(&mut self, address: K) {
         self.failures.remove(&address);
     }
 
@@ -185,7 +186,7 @@ mod tests {
     #[test]
     fn the_maxretry_th_failure_within_findtime_is_reached_at_once() {
         let t0 = Instant::now();
-        let mut w = FailureWindow::new(3, Duration::from_secs(600), BIG);
+        let mut w: FailureWindow = FailureWindow::new(3, Duration::from_secs(600), BIG);
         let a = ip("198.51.100.66");
         assert_eq!(w.record(a, t0), Count::Below(1));
         assert_eq!(w.record(a, t0 + Duration::from_secs(1)), Count::Below(2));
@@ -198,7 +199,7 @@ mod tests {
     #[test]
     fn failures_older_than_findtime_do_not_count() {
         let t0 = Instant::now();
-        let mut w = FailureWindow::new(3, Duration::from_secs(60), BIG);
+        let mut w: FailureWindow = FailureWindow::new(3, Duration::from_secs(60), BIG);
         let a = ip("2001:db8::1");
         w.record(a, t0);
         w.record(a, t0 + Duration::from_secs(30));
@@ -210,7 +211,7 @@ mod tests {
     #[test]
     fn addresses_are_counted_separately() {
         let t0 = Instant::now();
-        let mut w = FailureWindow::new(2, Duration::from_secs(60), BIG);
+        let mut w: FailureWindow = FailureWindow::new(2, Duration::from_secs(60), BIG);
         assert_eq!(w.record(ip("198.51.100.1"), t0), Count::Below(1));
         assert_eq!(w.record(ip("198.51.100.2"), t0), Count::Below(1));
         assert_eq!(w.record(ip("198.51.100.1"), t0), Count::Reached(2));
@@ -219,7 +220,7 @@ mod tests {
 
     #[test]
     fn maxretry_one_bans_on_first_failure() {
-        let mut w = FailureWindow::new(1, Duration::from_secs(60), BIG);
+        let mut w: FailureWindow = FailureWindow::new(1, Duration::from_secs(60), BIG);
         assert_eq!(
             w.record(ip("198.51.100.1"), Instant::now()),
             Count::Reached(1)
@@ -229,7 +230,7 @@ mod tests {
     #[test]
     fn sweep_forgets_stale_addresses() {
         let t0 = Instant::now();
-        let mut w = FailureWindow::new(5, Duration::from_secs(10), BIG);
+        let mut w: FailureWindow = FailureWindow::new(5, Duration::from_secs(10), BIG);
         for i in 0..=255u8 {
             w.record(IpAddr::from([198, 51, 100, i]), t0);
         }
@@ -242,7 +243,7 @@ mod tests {
     #[test]
     fn the_cap_holds_and_evicts_the_longest_tracked() {
         let t0 = Instant::now();
-        let mut w = FailureWindow::new(5, Duration::from_secs(600), 100);
+        let mut w: FailureWindow = FailureWindow::new(5, Duration::from_secs(600), 100);
         let first = ip("203.0.113.1");
         w.record(first, t0);
         for i in 0..1000u32 {
