@@ -5,10 +5,12 @@
 //! no logic of its own besides counting.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use regex::RegexSet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
@@ -34,6 +36,33 @@ struct Jails {
     router: Router,
     jails: Vec<Jail>,
     counters: Vec<Arc<JailMetrics>>,
+    /// For programs heard by several jails: all their failregex in one multi-pattern set, so
+    /// a message costs one pass however many jails hear it.
+    shared: HashMap<String, SharedMatcher>,
+}
+
+/// One `RegexSet` over the failregex of every jail of a program; `ranges[i]` are the set
+/// indexes of jail `i` (a jail index) in that set.
+struct SharedMatcher {
+    set: RegexSet,
+    ranges: Vec<(usize, Range<usize>)>,
+}
+
+impl SharedMatcher {
+    /// None when the combined set would exceed the regex size limit: jails then match one
+    /// by one, which is correct, only slower.
+    fn build(jail_indexes: &[usize], jails: &[Jail]) -> Option<Self> {
+        let mut patterns = Vec::new();
+        let mut ranges = Vec::new();
+        for &index in jail_indexes {
+            let start = patterns.len();
+            patterns.extend(jails[index].filter().expanded_failregex());
+            ranges.push((index, start..patterns.len()));
+        }
+        RegexSet::new(patterns)
+            .ok()
+            .map(|set| SharedMatcher { set, ranges })
+    }
 }
 
 impl Jails {
@@ -47,7 +76,7 @@ impl Jails {
                 .iter()
                 .map(|j| j.programs.iter().map(String::as_str)),
         );
-        let jails = configs
+        let jails: Vec<Jail> = configs
             .iter()
             .map(|config| match previous.remove(config.name.as_str()) {
                 Some(mut jail) => {
@@ -61,10 +90,27 @@ impl Jails {
             .iter()
             .map(|c| metrics.jail(c.name.as_str()))
             .collect();
+        let mut by_program: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (index, config) in configs.iter().enumerate() {
+            for program in &config.programs {
+                let list = by_program.entry(program.as_str()).or_default();
+                if !list.contains(&index) {
+                    list.push(index);
+                }
+            }
+        }
+        let shared = by_program
+            .into_iter()
+            .filter(|(_, indexes)| indexes.len() > 1)
+            .filter_map(|(program, indexes)| {
+                SharedMatcher::build(&indexes, &jails).map(|m| (program.to_string(), m))
+            })
+            .collect();
         Jails {
             router,
             jails,
             counters,
+            shared,
         }
     }
 
@@ -142,10 +188,30 @@ async fn process(
         Metrics::inc(&metrics.unrouted);
         return true;
     }
+    let shared = state
+        .shared
+        .get(&record.program)
+        .map(|m| (m, m.set.matches(&record.message)));
     for &index in targets {
         let jail = &mut state.jails[index];
         let counters = &state.counters[index];
-        match jail.process(&record, message.origin, message.received) {
+        let verdict = match &shared {
+            Some((matcher, hits)) => {
+                let range = matcher
+                    .ranges
+                    .iter()
+                    .find(|(i, _)| *i == index)
+                    .map(|(_, r)| r.clone())
+                    .unwrap_or(0..0);
+                let local = range
+                    .clone()
+                    .filter(|&i| hits.matched(i))
+                    .map(|i| i - range.start);
+                jail.process_hits(&record, message.origin, message.received, local)
+            }
+            None => jail.process(&record, message.origin, message.received),
+        };
+        match verdict {
             Verdict::NoMatch => {}
             Verdict::Ignored => Metrics::inc(&counters.ignored),
             Verdict::Counted { address, failures } => {
@@ -162,4 +228,83 @@ async fn process(
         Metrics::set(&counters.tracked, jail.tracked_addresses() as u64);
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BanTime, JailName};
+    use crate::input::Origin;
+    use crate::jail::filter::Filter;
+    use bytes::Bytes;
+    use std::time::SystemTime;
+
+    fn jail(name: &str, failregex: &str, maxretry: u32) -> JailConfig {
+        JailConfig {
+            name: JailName::new(name).unwrap(),
+            programs: vec!["sshd".into()],
+            filter: Filter::compile(&[failregex.into()], &[]).unwrap(),
+            maxretry,
+            findtime: Duration::from_secs(600),
+            bantime: BanTime::For(Duration::from_secs(60)),
+            ignoreip: vec![],
+            increment: None,
+            max_tracked: 1000,
+            prefix4: 32,
+            prefix6: 128,
+            count_per_origin: false,
+        }
+    }
+
+    fn message(text: &str) -> RawMessage {
+        RawMessage {
+            origin: Origin::Local,
+            frame: Bytes::from(format!("<38>Nov 25 08:32:44 web1 sshd[1]: {text}")),
+            received: Instant::now(),
+            received_at: SystemTime::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn jails_sharing_a_program_match_in_one_pass_and_each_counts_its_own() {
+        let metrics = Metrics::default();
+        let configs = vec![
+            jail(
+                "passwords",
+                r"^Failed password for \S+ from <HOST> port \d+ ssh2$",
+                2,
+            ),
+            jail("users", r"^Invalid user \S+ from <HOST> port \d+$", 1),
+        ];
+        let mut state = Jails::build(&configs, HashMap::new(), &metrics);
+        assert!(state.shared.contains_key("sshd"), "one set for both jails");
+        let (tx, mut rx) = mpsc::channel(8);
+        let password = "Failed password for root from 203.0.113.9 port 22 ssh2";
+        assert!(process(&mut state, message(password), &tx, &metrics).await);
+        assert!(
+            rx.try_recv().is_err(),
+            "1 of 2 password failures: no offence"
+        );
+        assert_eq!(Metrics::get(&metrics.jail("passwords").failures), 1);
+        assert_eq!(Metrics::get(&metrics.jail("users").failures), 0);
+        assert!(
+            process(
+                &mut state,
+                message("Invalid user bob from 203.0.113.7 port 22"),
+                &tx,
+                &metrics
+            )
+            .await
+        );
+        let offence = rx.try_recv().expect("users bans at once");
+        assert_eq!(offence.jail.as_str(), "users");
+        assert!(process(&mut state, message(password), &tx, &metrics).await);
+        assert_eq!(
+            rx.try_recv()
+                .expect("second password failure")
+                .jail
+                .as_str(),
+            "passwords"
+        );
+    }
 }

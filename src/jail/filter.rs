@@ -138,8 +138,19 @@ impl Filter {
     /// Runs the filter over one message text (the MSG part, without syslog header).
     pub fn check(&self, message: &str) -> FilterMatch {
         // One pass over the set tells which patterns match; only those run with captures.
-        let hits = self.fail_set.matches(message);
-        let Some(failregex) = hits.iter().find_map(|index| {
+        self.check_hits(message, self.fail_set.matches(message).iter())
+    }
+
+    /// The failregex after expansion, for a matcher shared by several jails.
+    pub fn expanded_failregex(&self) -> impl Iterator<Item = &str> {
+        self.fail.iter().map(Regex::as_str)
+    }
+
+    /// Like `check`, with the failregex hits already known (from a shared multi-pattern pass
+    /// over the message); `hits` are indexes into this filter's failregex, ascending.
+    pub fn check_hits(&self, message: &str, hits: impl Iterator<Item = usize>) -> FilterMatch {
+        let mut hits = hits;
+        let Some(failregex) = hits.find_map(|index| {
             let caps = self.fail[index].captures(message)?;
             let host = caps.name("host")?.as_str().parse::<IpAddr>().ok()?;
             let user = caps.name("user").map(|m| m.as_str().to_string());

@@ -156,6 +156,11 @@ impl Jail {
         self.window.reconfigure(config);
     }
 
+    /// The compiled filter.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
     /// The jail's name.
     pub fn name(&self) -> &JailName {
         &self.name
@@ -163,7 +168,32 @@ impl Jail {
 
     /// Runs the filter and counts a failure, as of `now`.
     pub fn process(&mut self, record: &LogRecord, origin: Origin, now: Instant) -> Verdict {
-        let address = match self.filter.check(&record.message) {
+        let matched = self.filter.check(&record.message);
+        self.count(matched, record, origin, now)
+    }
+
+    /// Like `process`, with this jail's failregex hits already found by a matcher shared with
+    /// the other jails of the same program.
+    pub fn process_hits(
+        &mut self,
+        record: &LogRecord,
+        origin: Origin,
+        now: Instant,
+        hits: impl Iterator<Item = usize>,
+    ) -> Verdict {
+        let matched = self.filter.check_hits(&record.message, hits);
+        self.count(matched, record, origin, now)
+    }
+
+    /// The filter's answer's effect: ignoreip, prefix, and the failure window.
+    fn count(
+        &mut self,
+        matched: FilterMatch,
+        record: &LogRecord,
+        origin: Origin,
+        now: Instant,
+    ) -> Verdict {
+        let address = match matched {
             FilterMatch::None => return Verdict::NoMatch,
             FilterMatch::Ignored { .. } => return Verdict::Ignored,
             FilterMatch::Failure { host, .. } => host,
