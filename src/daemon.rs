@@ -449,6 +449,7 @@ impl Running {
                     messages: Metrics::get(&m.messages),
                     oversize: Metrics::get(&m.oversize),
                     refused_connections: Metrics::get(&m.refused_connections),
+                    refused_senders: Metrics::get(&m.refused_senders),
                 }
             })
             .collect();

@@ -152,7 +152,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             dry_run,
             log_format,
         } => {
+            // Before any thread exists: take the sockets systemd passed (LISTEN_FDS).
+            let inherited = syslog2ban::input::activation::init();
             init_logging(log_format);
+            if inherited > 0 {
+                tracing::info!(sockets = inherited, "Sockets passed by the service manager");
+            }
             let config_path = config;
             let config = match config::load(&config_path) {
                 Ok(c) => c,

@@ -18,8 +18,27 @@ pub struct ListenerMetrics {
     pub messages: AtomicU64,
     /// Frames larger than max_frame, skipped.
     pub oversize: AtomicU64,
-    /// Connections refused because max_connections was reached.
+    /// Connections refused because max_connections (or the per-peer limit) was reached.
     pub refused_connections: AtomicU64,
+    /// Datagrams and connections from senders outside the listener's allow-list.
+    pub refused_senders: AtomicU64,
+    /// UDP only: the socket's inode, to read the kernel's drop counter (0: none).
+    pub udp_inode: AtomicU64,
+}
+
+/// The kernel's receive-queue drops of the UDP socket with this inode (/proc/net/udp{,6}).
+fn udp_drops(inode: u64) -> Option<u64> {
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(table).ok()?;
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // ... uid timeout inode ref pointer drops
+            if fields.len() >= 13 && fields[9].parse::<u64>().ok() == Some(inode) {
+                return fields[12].parse().ok();
+            }
+        }
+    }
+    None
 }
 
 /// Per-jail counters.
@@ -213,6 +232,29 @@ impl Metrics {
             "TCP connections refused at max_connections.",
             "counter",
             by_listener(|l| &l.refused_connections),
+        );
+        family(
+            "syslog2ban_senders_refused_total",
+            "Datagrams and connections from senders outside allow.",
+            "counter",
+            by_listener(|l| &l.refused_senders),
+        );
+        family(
+            "syslog2ban_udp_kernel_drops_total",
+            "Datagrams the kernel dropped because the receive buffer was full (UDP listeners).",
+            "counter",
+            listeners
+                .iter()
+                .filter_map(|l| {
+                    let inode = Self::get(&l.udp_inode);
+                    (inode != 0).then(|| {
+                        (
+                            format!("{{listener=\"{}\"}}", l.label),
+                            udp_drops(inode).unwrap_or(0),
+                        )
+                    })
+                })
+                .collect(),
         );
         family(
             "syslog2ban_frames_unparsed_total",

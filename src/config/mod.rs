@@ -69,6 +69,8 @@ pub struct Config {
 pub struct ListenerConfig {
     /// `udp:0.0.0.0:514`-style label used in logs and metrics.
     pub label: String,
+    /// Senders allowed (empty: everyone); others are dropped before parsing.
+    pub allow: Vec<IpNet>,
     /// The transport and its address.
     pub kind: ListenerKind,
     /// Largest frame (bytes).
@@ -82,6 +84,8 @@ pub enum ListenerKind {
     Udp {
         /// Bind address.
         address: SocketAddr,
+        /// SO_RCVBUF, when set.
+        recv_buffer: Option<usize>,
     },
     /// RFC 6587 framing, detected per frame.
     Tcp {
@@ -91,6 +95,8 @@ pub enum ListenerKind {
         max_connections: usize,
         /// Silence after which a connection is closed.
         idle_timeout: Duration,
+        /// Most simultaneous connections from one peer address.
+        max_connections_per_peer: usize,
     },
     /// Unix datagram socket (`/dev/log` style).
     Unix {
@@ -567,7 +573,30 @@ impl<'a> Compiler<'a> {
         let tcp_only = [
             ("max_connections", raw.max_connections.is_some()),
             ("idle_timeout", raw.idle_timeout.is_some()),
+            (
+                "max_connections_per_peer",
+                raw.max_connections_per_peer.is_some(),
+            ),
         ];
+        let mut allow = Vec::new();
+        for (i, text) in raw.allow.iter().flatten().enumerate() {
+            match parse_net(text) {
+                Some(net) => allow.push(net),
+                None => self.error(
+                    &format!("listen[{index}].allow[{i}]"),
+                    format!("\"{text}\" is not an IP address or CIDR range"),
+                ),
+            }
+        }
+        if raw.allow.as_ref().is_some_and(|a| a.is_empty()) {
+            self.error(
+                &key("allow"),
+                "an empty allow-list would refuse every sender; remove the key to allow all",
+            );
+        }
+        if raw.recv_buffer.is_some() && raw.kind != "udp" {
+            self.error(&key("recv_buffer"), "only for type \"udp\"");
+        }
         let address = |this: &mut Self| -> Option<SocketAddr> {
             match &raw.address {
                 None => {
@@ -606,7 +635,21 @@ impl<'a> Compiler<'a> {
                             self.error(&key(field), "only for type \"tcp\"");
                         }
                     }
-                    ListenerKind::Udp { address }
+                    let recv_buffer = match raw.recv_buffer {
+                        None => None,
+                        Some(n) if (4096..=1 << 30).contains(&n) => Some(n as usize),
+                        Some(n) => {
+                            self.error(
+                                &key("recv_buffer"),
+                                format!("{n} is outside 4096..=1073741824 bytes"),
+                            );
+                            return None;
+                        }
+                    };
+                    ListenerKind::Udp {
+                        address,
+                        recv_buffer,
+                    }
                 } else {
                     let max_connections = match raw.max_connections {
                         None => DEFAULT_MAX_CONNECTIONS,
@@ -630,10 +673,19 @@ impl<'a> Compiler<'a> {
                             }
                         },
                     };
+                    let max_connections_per_peer = match raw.max_connections_per_peer {
+                        None => max_connections,
+                        Some(n) if n >= 1 => n as usize,
+                        Some(_) => {
+                            self.error(&key("max_connections_per_peer"), "must be at least 1");
+                            return None;
+                        }
+                    };
                     ListenerKind::Tcp {
                         address,
                         max_connections,
                         idle_timeout,
+                        max_connections_per_peer,
                     }
                 }
             }
@@ -687,12 +739,19 @@ impl<'a> Compiler<'a> {
             }
         };
         let label = match &kind {
-            ListenerKind::Udp { address } => format!("udp:{address}"),
+            ListenerKind::Udp { address, .. } => format!("udp:{address}"),
             ListenerKind::Tcp { address, .. } => format!("tcp:{address}"),
             ListenerKind::Unix { path, .. } => format!("unix:{}", path.display()),
         };
+        if matches!(kind, ListenerKind::Unix { .. }) && !allow.is_empty() {
+            self.error(
+                &key("allow"),
+                "only for udp and tcp (a unix socket has no sender address)",
+            );
+        }
         Some(ListenerConfig {
             label,
+            allow,
             kind,
             max_frame,
         })

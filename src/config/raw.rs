@@ -65,6 +65,12 @@ pub struct RawListener {
     pub idle_timeout: Option<RawDuration>,
     /// unix only: file mode of the socket, as an octal string (default "0666", like /dev/log).
     pub mode: Option<String>,
+    /// udp/tcp: only these senders (addresses or CIDR); others are dropped and counted.
+    pub allow: Option<Vec<String>>,
+    /// TCP only: most simultaneous connections from one peer address.
+    pub max_connections_per_peer: Option<u64>,
+    /// UDP only: kernel receive buffer (SO_RCVBUF) in bytes.
+    pub recv_buffer: Option<u64>,
 }
 
 /// Settings a jail may set and `[defaults]` may provide.

@@ -83,8 +83,11 @@ pub struct ListenerReport {
     pub messages: u64,
     /// Oversize frames skipped.
     pub oversize: u64,
-    /// Connections refused at max_connections.
+    /// Connections refused at max_connections or max_connections_per_peer.
     pub refused_connections: u64,
+    /// Datagrams and connections from senders outside the allow-list.
+    #[serde(default)]
+    pub refused_senders: u64,
 }
 
 /// One jail's counts (fail2ban-client status JAIL).

@@ -4,15 +4,20 @@
 //! Owns binding, accepting, connection limits, idle timeouts and frame boundaries. It never
 //! reads message content (no parsing, no routing) and never decides anything about bans.
 
+pub mod activation;
 pub mod framing;
 
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use ipnet::IpNet;
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram};
@@ -119,41 +124,78 @@ pub async fn start(
         label: label.clone(),
         source,
     };
+    let allow = Arc::new(config.allow.clone());
     match &config.kind {
-        ListenerKind::Udp { address } => {
-            let socket = UdpSocket::bind(address).await.map_err(bind_err)?;
+        ListenerKind::Udp {
+            address,
+            recv_buffer,
+        } => {
+            let socket = udp_socket(*address, *recv_buffer).map_err(bind_err)?;
+            if let Ok(meta) = std::fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd())) {
+                use std::os::unix::fs::MetadataExt;
+                Metrics::set(&counters.udp_inode, meta.ino());
+            }
             info!(listener = %label, "Listening");
-            ctx.tracker
-                .spawn(udp_loop(socket, config.max_frame, counters, ctx.clone()));
+            ctx.tracker.spawn(udp_loop(
+                socket,
+                config.max_frame,
+                allow,
+                counters,
+                ctx.clone(),
+            ));
         }
         ListenerKind::Tcp {
             address,
             max_connections,
             idle_timeout,
+            max_connections_per_peer,
         } => {
-            let listener = TcpListener::bind(address).await.map_err(bind_err)?;
+            let listener = match activation::take_inet(socket2::Type::STREAM, *address) {
+                Some(inherited) => {
+                    let std: std::net::TcpListener = inherited.into();
+                    std.set_nonblocking(true).map_err(bind_err)?;
+                    info!(listener = %label, "Using the socket passed by systemd");
+                    TcpListener::from_std(std).map_err(bind_err)?
+                }
+                None => TcpListener::bind(address).await.map_err(bind_err)?,
+            };
             info!(listener = %label, "Listening");
             let limits = TcpLimits {
                 max_frame: config.max_frame,
                 idle_timeout: *idle_timeout,
                 connections: Arc::new(Semaphore::new(*max_connections)),
+                per_peer: *max_connections_per_peer,
+                peers: Arc::new(Mutex::new(HashMap::new())),
+                allow,
             };
             ctx.tracker
                 .spawn(tcp_accept_loop(listener, limits, counters, ctx.clone()));
         }
         ListenerKind::Unix { path, mode } => {
-            remove_stale_socket(path).map_err(|_| InputError::NotASocket {
-                label: label.clone(),
-                path: path.clone(),
-            })?;
-            let socket = UnixDatagram::bind(path).map_err(bind_err)?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                .map_err(bind_err)?;
+            let (socket, owned_path) = match activation::take_unix(path) {
+                // The service manager owns the path: it is neither replaced nor removed.
+                Some(inherited) => {
+                    let std: std::os::unix::net::UnixDatagram = inherited.into();
+                    std.set_nonblocking(true).map_err(bind_err)?;
+                    info!(listener = %label, "Using the socket passed by systemd");
+                    (UnixDatagram::from_std(std).map_err(bind_err)?, None)
+                }
+                None => {
+                    remove_stale_socket(path).map_err(|_| InputError::NotASocket {
+                        label: label.clone(),
+                        path: path.clone(),
+                    })?;
+                    let socket = UnixDatagram::bind(path).map_err(bind_err)?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+                        .map_err(bind_err)?;
+                    (socket, Some(path.clone()))
+                }
+            };
             info!(listener = %label, "Listening");
             ctx.tracker.spawn(unix_loop(
                 socket,
-                path.clone(),
+                owned_path,
                 config.max_frame,
                 counters,
                 ctx.clone(),
@@ -161,6 +203,37 @@ pub async fn start(
         }
     }
     Ok(ListenerHandle { stop })
+}
+
+/// A UDP socket: inherited from systemd, or bound here with the configured SO_RCVBUF.
+fn udp_socket(address: SocketAddr, recv_buffer: Option<usize>) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = match activation::take_inet(Type::DGRAM, address) {
+        Some(inherited) => inherited,
+        None => {
+            let socket = Socket::new(
+                Domain::for_address(address),
+                Type::DGRAM,
+                Some(Protocol::UDP),
+            )?;
+            if address.is_ipv6() {
+                // "[::]:514" should not also grab IPv4 unless asked; matches std's bind.
+                let _ = socket.set_only_v6(true);
+            }
+            socket.bind(&address.into())?;
+            socket
+        }
+    };
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Whether `peer` may send to a listener with this allow-list (empty: everyone).
+fn allowed(allow: &[IpNet], peer: IpAddr) -> bool {
+    allow.is_empty() || allow.iter().any(|net| net.contains(&peer))
 }
 
 /// Removes a socket left by a previous run; refuses to delete anything else.
@@ -193,6 +266,7 @@ fn trim_datagram(mut data: &[u8]) -> &[u8] {
 async fn udp_loop(
     socket: UdpSocket,
     max_frame: usize,
+    allow: Arc<Vec<IpNet>>,
     counters: Arc<ListenerMetrics>,
     ctx: InputContext,
 ) {
@@ -210,6 +284,11 @@ async fn udp_loop(
                 continue;
             }
         };
+        if !allowed(&allow, peer.ip()) {
+            Metrics::inc(&counters.refused_senders);
+            debug!(listener = %counters.label, %peer, "Datagram from a sender outside allow dropped");
+            continue;
+        }
         if !deliver(&ctx, &counters, Origin::Peer(peer), &buf[..len], max_frame).await {
             return;
         }
@@ -218,7 +297,7 @@ async fn udp_loop(
 
 async fn unix_loop(
     socket: UnixDatagram,
-    path: PathBuf,
+    path: Option<PathBuf>,
     max_frame: usize,
     counters: Arc<ListenerMetrics>,
     ctx: InputContext,
@@ -238,7 +317,9 @@ async fn unix_loop(
             Err(e) => warn!(listener = %counters.label, error = %e, "Receive failed"),
         }
     }
-    let _ = std::fs::remove_file(&path);
+    if let Some(path) = path {
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
 /// Sends one datagram on; false when the pipeline is gone.
@@ -270,6 +351,44 @@ struct TcpLimits {
     max_frame: usize,
     idle_timeout: Duration,
     connections: Arc<Semaphore>,
+    per_peer: usize,
+    /// Open connections per peer address (entries removed at zero).
+    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    allow: Arc<Vec<IpNet>>,
+}
+
+/// Holds one of a peer's connection slots; frees it when dropped.
+struct PeerSlot {
+    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    peer: IpAddr,
+}
+
+impl PeerSlot {
+    fn take(limits: &TcpLimits, peer: IpAddr) -> Option<PeerSlot> {
+        // Only a counter update happens under the lock; nothing awaits while it is held.
+        let mut peers = limits.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = peers.entry(peer).or_insert(0);
+        if *open >= limits.per_peer {
+            return None;
+        }
+        *open += 1;
+        Some(PeerSlot {
+            peers: limits.peers.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = peers.get_mut(&self.peer) {
+            *open -= 1;
+            if *open == 0 {
+                peers.remove(&self.peer);
+            }
+        }
+    }
 }
 
 async fn tcp_accept_loop(
@@ -292,6 +411,18 @@ async fn tcp_accept_loop(
                 continue;
             }
         };
+        if !allowed(&limits.allow, peer.ip()) {
+            Metrics::inc(&counters.refused_senders);
+            debug!(listener = %counters.label, %peer, "Connection from a sender outside allow closed");
+            continue;
+        }
+        // One peer cannot take every slot: idle or hostile connections from one address
+        // never lock out the others.
+        let Some(slot) = PeerSlot::take(&limits, peer.ip()) else {
+            Metrics::inc(&counters.refused_connections);
+            debug!(listener = %counters.label, %peer, "Connection refused: max_connections_per_peer reached");
+            continue;
+        };
         // Accept then close beyond the limit, so the kernel backlog never fills with
         // connections that would starve well-behaved senders.
         let Ok(permit) = limits.connections.clone().try_acquire_owned() else {
@@ -305,7 +436,7 @@ async fn tcp_accept_loop(
         let counters = counters.clone();
         ctx.tracker.clone().spawn(async move {
             tcp_connection(stream, peer, &limits, &counters, &ctx).await;
-            drop(permit);
+            drop((permit, slot));
         });
     }
 }
