@@ -16,6 +16,7 @@ mod inputs;
 mod lab;
 mod operator;
 mod state;
+mod tls;
 
 use std::time::{Duration, Instant};
 

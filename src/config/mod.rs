@@ -21,6 +21,7 @@ use ipnet::IpNet;
 pub use duration::{ParsedDuration, RawDuration};
 use raw::{RawConfig, RawIncrement, RawJail, RawJailSettings, RawListener};
 
+use crate::input::tls::TlsSettings;
 use crate::jail::filter::Filter;
 
 /// Default largest frame: 64 KiB, as rsyslog's maxMessageSize tops out in common setups.
@@ -97,6 +98,8 @@ pub enum ListenerKind {
         idle_timeout: Duration,
         /// Most simultaneous connections from one peer address.
         max_connections_per_peer: usize,
+        /// TLS (RFC 5425) on this listener, when `type = "tls"`.
+        tls: Option<TlsSettings>,
     },
     /// Unix datagram socket (`/dev/log` style).
     Unix {
@@ -594,6 +597,19 @@ impl<'a> Compiler<'a> {
                 "an empty allow-list would refuse every sender; remove the key to allow all",
             );
         }
+        if raw.kind != "tls" {
+            for (field, set) in [
+                ("cert", raw.cert.is_some()),
+                ("key", raw.key.is_some()),
+                ("client_ca", raw.client_ca.is_some()),
+                ("allowed_fingerprints", raw.allowed_fingerprints.is_some()),
+                ("allowed_names", raw.allowed_names.is_some()),
+            ] {
+                if set {
+                    self.error(&key(field), "only for type \"tls\"");
+                }
+            }
+        }
         if raw.recv_buffer.is_some() && raw.kind != "udp" {
             self.error(&key("recv_buffer"), "only for type \"udp\"");
         }
@@ -621,7 +637,7 @@ impl<'a> Compiler<'a> {
             }
         };
         let kind = match raw.kind.as_str() {
-            "udp" | "tcp" => {
+            "udp" | "tcp" | "tls" => {
                 if raw.path.is_some() {
                     self.error(&key("path"), "only for type \"unix\"; use address");
                 }
@@ -681,11 +697,17 @@ impl<'a> Compiler<'a> {
                             return None;
                         }
                     };
+                    let tls = if raw.kind == "tls" {
+                        Some(self.tls(index, raw)?)
+                    } else {
+                        None
+                    };
                     ListenerKind::Tcp {
                         address,
                         max_connections,
                         idle_timeout,
                         max_connections_per_peer,
+                        tls,
                     }
                 }
             }
@@ -720,7 +742,7 @@ impl<'a> Compiler<'a> {
                 };
                 ListenerKind::Unix { path, mode }
             }
-            "tls" | "journal-upload" | "journal-stream" => {
+            "journal-upload" | "journal-stream" => {
                 self.error(
                     &key("type"),
                     format!(
@@ -740,6 +762,11 @@ impl<'a> Compiler<'a> {
         };
         let label = match &kind {
             ListenerKind::Udp { address, .. } => format!("udp:{address}"),
+            ListenerKind::Tcp {
+                address,
+                tls: Some(_),
+                ..
+            } => format!("tls:{address}"),
             ListenerKind::Tcp { address, .. } => format!("tcp:{address}"),
             ListenerKind::Unix { path, .. } => format!("unix:{}", path.display()),
         };
@@ -754,6 +781,57 @@ impl<'a> Compiler<'a> {
             allow,
             kind,
             max_frame,
+        })
+    }
+
+    /// The TLS keys of a `type = "tls"` listener; the files must exist and be readable.
+    fn tls(&mut self, index: usize, raw: &RawListener) -> Option<TlsSettings> {
+        let key = |field: &str| format!("listen[{index}].{field}");
+        let file = |this: &mut Self,
+                    field: &str,
+                    path: &Option<PathBuf>,
+                    required: bool|
+         -> Option<Option<PathBuf>> {
+            match path {
+                None if required => {
+                    this.error(&key(field), "required for type \"tls\" (a PEM file)");
+                    None
+                }
+                None => Some(None),
+                Some(p) if std::fs::File::open(p).is_err() => {
+                    this.error(&key(field), format!("cannot read {}", p.display()));
+                    None
+                }
+                Some(p) => Some(Some(p.clone())),
+            }
+        };
+        let cert = file(self, "cert", &raw.cert, true);
+        let tls_key = file(self, "key", &raw.key, true);
+        let client_ca = file(self, "client_ca", &raw.client_ca, false);
+        let mut allowed_fingerprints = Vec::new();
+        for (i, text) in raw.allowed_fingerprints.iter().flatten().enumerate() {
+            match crate::input::tls::normalize_fingerprint(text) {
+                Some(f) => allowed_fingerprints.push(f),
+                None => self.error(
+                    &format!("listen[{index}].allowed_fingerprints[{i}]"),
+                    format!(
+                        "\"{text}\" is not a SHA-256 fingerprint (SHA256:AB:CD:... with 32 bytes)"
+                    ),
+                ),
+            }
+        }
+        let allowed_names = raw
+            .allowed_names
+            .iter()
+            .flatten()
+            .map(|n| n.to_lowercase())
+            .collect();
+        Some(TlsSettings {
+            cert: cert??,
+            key: tls_key??,
+            client_ca: client_ca?,
+            allowed_fingerprints,
+            allowed_names,
         })
     }
 

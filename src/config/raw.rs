@@ -71,6 +71,16 @@ pub struct RawListener {
     pub max_connections_per_peer: Option<u64>,
     /// UDP only: kernel receive buffer (SO_RCVBUF) in bytes.
     pub recv_buffer: Option<u64>,
+    /// TLS only: server certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// TLS only: server private key (PEM).
+    pub key: Option<PathBuf>,
+    /// TLS only: CA bundle client certificates must chain to (requires a client certificate).
+    pub client_ca: Option<PathBuf>,
+    /// TLS only: allowed client certificate fingerprints (`SHA256:..`).
+    pub allowed_fingerprints: Option<Vec<String>>,
+    /// TLS only: allowed client names (subject CN or SAN DNS names).
+    pub allowed_names: Option<Vec<String>>,
 }
 
 /// Settings a jail may set and `[defaults]` may provide.

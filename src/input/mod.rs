@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod framing;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io;
@@ -20,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use ipnet::IpNet;
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram};
+use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -71,6 +72,14 @@ pub enum InputError {
         label: String,
         /// The OS error.
         source: io::Error,
+    },
+    /// The TLS certificates or keys could not be loaded.
+    #[error("listener {label}: {message}")]
+    Tls {
+        /// Listener label.
+        label: String,
+        /// What was wrong.
+        message: String,
     },
     /// A path exists and is not a socket we may replace.
     #[error("listener {label}: {path} exists and is not a socket")]
@@ -149,7 +158,21 @@ pub async fn start(
             max_connections,
             idle_timeout,
             max_connections_per_peer,
+            tls,
         } => {
+            let tls = match tls {
+                Some(settings) => {
+                    let config = tls::server_config(settings).map_err(|e| InputError::Tls {
+                        label: label.clone(),
+                        message: e.to_string(),
+                    })?;
+                    Some((
+                        tokio_rustls::TlsAcceptor::from(config),
+                        Arc::new(settings.clone()),
+                    ))
+                }
+                None => None,
+            };
             let listener = match activation::take_inet(socket2::Type::STREAM, *address) {
                 Some(inherited) => {
                     let std: std::net::TcpListener = inherited.into();
@@ -167,6 +190,7 @@ pub async fn start(
                 per_peer: *max_connections_per_peer,
                 peers: Arc::new(Mutex::new(HashMap::new())),
                 allow,
+                tls,
             };
             ctx.tracker
                 .spawn(tcp_accept_loop(listener, limits, counters, ctx.clone()));
@@ -204,6 +228,9 @@ pub async fn start(
     }
     Ok(ListenerHandle { stop })
 }
+
+/// How long a TLS client may take to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A UDP socket: inherited from systemd, or bound here with the configured SO_RCVBUF.
 fn udp_socket(address: SocketAddr, recv_buffer: Option<usize>) -> io::Result<UdpSocket> {
@@ -355,6 +382,8 @@ struct TcpLimits {
     /// Open connections per peer address (entries removed at zero).
     peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
     allow: Arc<Vec<IpNet>>,
+    /// The acceptor and the client checks of a TLS listener.
+    tls: Option<(tokio_rustls::TlsAcceptor, Arc<tls::TlsSettings>)>,
 }
 
 /// Holds one of a peer's connection slots; frees it when dropped.
@@ -435,14 +464,43 @@ async fn tcp_accept_loop(
         let limits = limits.clone();
         let counters = counters.clone();
         ctx.tracker.clone().spawn(async move {
-            tcp_connection(stream, peer, &limits, &counters, &ctx).await;
+                        match &limits.tls {
+                None => tcp_connection(stream, peer, &limits, &counters, &ctx).await,
+                Some((acceptor, settings)) => {
+                    // A client that never finishes the handshake holds its slot only this long.
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            let chain = stream.get_ref().1.peer_certificates();
+                            match tls::check_peer(settings, chain) {
+                                Ok(identity) => {
+                                    debug!(listener = %counters.label, %peer, identity = identity.as_deref().unwrap_or("-"), "TLS client accepted");
+                                    tcp_connection(stream, peer, &limits, &counters, &ctx).await;
+                                }
+                                Err(why) => {
+                                    Metrics::inc(&counters.refused_senders);
+                                    warn!(listener = %counters.label, %peer, reason = %why, "TLS client refused");
+                                }
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            Metrics::inc(&counters.refused_senders);
+                            warn!(listener = %counters.label, %peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            Metrics::inc(&counters.refused_senders);
+                            warn!(listener = %counters.label, %peer, "TLS handshake timed out");
+                        }
+                    }
+                }
+            }
             drop((permit, slot));
         });
     }
 }
 
-async fn tcp_connection(
-    mut stream: TcpStream,
+async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     limits: &TcpLimits,
     counters: &ListenerMetrics,
