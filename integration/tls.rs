@@ -261,6 +261,14 @@ for i in range(3):
         lab.log_of("syslog2ban"),
         lab.log_of("rsyslogd")
     );
+    // The origin of the ban is the verified certificate name, not the peer address.
+    let banned: Value =
+        serde_json::from_str(&lab.ctl(&["banned", "--json"]).stdout).expect("banned");
+    let ban = banned["bans"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["address"] == "203.0.113.60").cloned())
+        .expect("203.0.113.60 listed");
+    assert_eq!(ban["origin"], "web1", "{ban}");
     for refused in ["203.0.113.61", "203.0.113.62", "203.0.113.63"] {
         assert!(
             !lab.set_contains("banned4", refused),

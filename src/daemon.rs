@@ -182,6 +182,7 @@ pub async fn run(
             metrics: metrics.clone(),
             shutdown: CancellationToken::new(),
             tracker: inputs.clone(),
+            trust_hostname: false,
         },
         pipeline: update_tx,
         manager: request_tx,

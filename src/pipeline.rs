@@ -218,8 +218,13 @@ async fn process(
                 Metrics::inc(&counters.failures);
                 debug!(jail = %jail.name(), %address, failures, "Failure");
             }
-            Verdict::Offence(offence) => {
+            Verdict::Offence(mut offence) => {
                 Metrics::inc(&counters.failures);
+                offence.origin_name = match (&message.identity, message.trust_hostname) {
+                    (Some(identity), _) => Some(identity.clone()),
+                    (None, true) => record.host.as_deref().map(Arc::from),
+                    (None, false) => None,
+                };
                 if offences.send(offence).await.is_err() {
                     return false;
                 }
@@ -259,6 +264,8 @@ mod tests {
     fn message(text: &str) -> RawMessage {
         RawMessage {
             origin: Origin::Local,
+            identity: None,
+            trust_hostname: false,
             frame: Bytes::from(format!("<38>Nov 25 08:32:44 web1 sshd[1]: {text}")),
             received: Instant::now(),
             received_at: SystemTime::now(),

@@ -192,13 +192,20 @@ impl BanState {
         let new = NewBan {
             jail: &offence.jail,
             address: offence.target,
-            origin: offence.origin.to_string(),
+            origin: offence
+                .origin_name
+                .as_deref()
+                .map_or_else(|| offence.origin.to_string(), str::to_string),
             failures: offence.failures,
             sample: offence.sample.clone(),
         };
         if let Some(op) = self.ban(new, now) {
             ops.push(op);
-            ops.extend(self.recidive_check(offence.target, offence.origin.to_string(), now));
+            let origin = offence
+                .origin_name
+                .as_deref()
+                .map_or_else(|| offence.origin.to_string(), str::to_string);
+            ops.extend(self.recidive_check(offence.target, origin, now));
         }
         ops
     }

@@ -72,6 +72,8 @@ pub struct ListenerConfig {
     pub label: String,
     /// Senders allowed (empty: everyone); others are dropped before parsing.
     pub allow: Vec<IpNet>,
+    /// Use the HOSTNAME messages claim as their origin (only behind a trusted relay).
+    pub trust_hostname: bool,
     /// The transport and its address.
     pub kind: ListenerKind,
     /// Largest frame (bytes).
@@ -779,6 +781,7 @@ impl<'a> Compiler<'a> {
         Some(ListenerConfig {
             label,
             allow,
+            trust_hostname: raw.trust_hostname.unwrap_or(false),
             kind,
             max_frame,
         })

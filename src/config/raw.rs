@@ -71,6 +71,8 @@ pub struct RawListener {
     pub max_connections_per_peer: Option<u64>,
     /// UDP only: kernel receive buffer (SO_RCVBUF) in bytes.
     pub recv_buffer: Option<u64>,
+    /// Use the HOSTNAME messages claim as their origin (a relay in front of this listener).
+    pub trust_hostname: Option<bool>,
     /// TLS only: server certificate chain (PEM).
     pub cert: Option<PathBuf>,
     /// TLS only: server private key (PEM).

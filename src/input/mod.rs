@@ -54,6 +54,11 @@ impl std::fmt::Display for Origin {
 pub struct RawMessage {
     /// Transport origin.
     pub origin: Origin,
+    /// Who the transport proved the sender to be: the verified TLS client certificate name.
+    pub identity: Option<Arc<str>>,
+    /// The listener trusts the HOSTNAME messages claim (a relay in front of it): the claimed
+    /// host then stands for the origin.
+    pub trust_hostname: bool,
     /// The frame's bytes, trailer removed.
     pub frame: Bytes,
     /// When it arrived (monotonic: jail windows).
@@ -102,6 +107,8 @@ pub struct InputContext {
     pub shutdown: CancellationToken,
     /// Tracks spawned tasks for a clean drain.
     pub tracker: TaskTracker,
+    /// Set per listener from its `trust_hostname` key.
+    pub trust_hostname: bool,
 }
 
 /// A running listener.
@@ -126,6 +133,7 @@ pub async fn start(
     let stop = ctx.shutdown.child_token();
     let ctx = &InputContext {
         shutdown: stop.clone(),
+        trust_hostname: config.trust_hostname,
         ..ctx.clone()
     };
     let counters = ctx.metrics.listener(&label);
@@ -273,9 +281,16 @@ fn remove_stale_socket(path: &Path) -> Result<(), ()> {
     }
 }
 
-fn message(origin: Origin, frame: Bytes) -> RawMessage {
+fn message(
+    ctx: &InputContext,
+    origin: Origin,
+    identity: Option<Arc<str>>,
+    frame: Bytes,
+) -> RawMessage {
     RawMessage {
         origin,
+        identity,
+        trust_hostname: ctx.trust_hostname,
         frame,
         received: Instant::now(),
         received_at: SystemTime::now(),
@@ -368,7 +383,7 @@ async fn deliver(
     }
     Metrics::inc(&counters.messages);
     ctx.tx
-        .send(message(origin, Bytes::copy_from_slice(data)))
+        .send(message(ctx, origin, None, Bytes::copy_from_slice(data)))
         .await
         .is_ok()
 }
@@ -465,7 +480,7 @@ async fn tcp_accept_loop(
         let counters = counters.clone();
         ctx.tracker.clone().spawn(async move {
                         match &limits.tls {
-                None => tcp_connection(stream, peer, &limits, &counters, &ctx).await,
+                None => tcp_connection(stream, peer, None, &limits, &counters, &ctx).await,
                 Some((acceptor, settings)) => {
                     // A client that never finishes the handshake holds its slot only this long.
                     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
@@ -475,7 +490,7 @@ async fn tcp_accept_loop(
                             match tls::check_peer(settings, chain) {
                                 Ok(identity) => {
                                     debug!(listener = %counters.label, %peer, identity = identity.as_deref().unwrap_or("-"), "TLS client accepted");
-                                    tcp_connection(stream, peer, &limits, &counters, &ctx).await;
+                                    tcp_connection(stream, peer, identity.map(Arc::from), &limits, &counters, &ctx).await;
                                 }
                                 Err(why) => {
                                     Metrics::inc(&counters.refused_senders);
@@ -502,6 +517,7 @@ async fn tcp_accept_loop(
 async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
     mut stream: S,
     peer: SocketAddr,
+    identity: Option<Arc<str>>,
     limits: &TcpLimits,
     counters: &ListenerMetrics,
     ctx: &InputContext,
@@ -515,7 +531,12 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
             match frame {
                 Ok(frame) => {
                     Metrics::inc(&counters.messages);
-                    if ctx.tx.send(message(origin, frame)).await.is_err() {
+                    if ctx
+                        .tx
+                        .send(message(ctx, origin, identity.clone(), frame))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -547,7 +568,7 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
     }
     if let Some(frame) = framer.finish(&mut buf) {
         Metrics::inc(&counters.messages);
-        let _ = ctx.tx.send(message(origin, frame)).await;
+        let _ = ctx.tx.send(message(ctx, origin, identity, frame)).await;
     }
     debug!(listener = %counters.label, %peer, "Connection closed");
 }

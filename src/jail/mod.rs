@@ -9,6 +9,7 @@ pub mod target;
 pub mod window;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -29,6 +30,9 @@ pub struct Offence {
     pub target: Target,
     /// Transport origin of the message that crossed the threshold.
     pub origin: Origin,
+    /// The origin's proven (TLS) or trusted (relay) name, which replaces the address in logs
+    /// and records; set by the pipeline.
+    pub origin_name: Option<Arc<str>>,
     /// Failures counted in the window.
     pub failures: u32,
     /// When the threshold message arrived.
@@ -213,6 +217,7 @@ impl Jail {
                 target,
                 jail: self.name.clone(),
                 origin,
+                origin_name: None,
                 failures,
                 at: now,
                 sample: record.message.clone(),

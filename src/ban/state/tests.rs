@@ -36,6 +36,7 @@ fn offence(jail: &str, at: Instant) -> Offence {
         jail: name(jail),
         target: addr(),
         origin: Origin::Local,
+        origin_name: None,
         failures: 3,
         at,
         sample: "Failed password".into(),
