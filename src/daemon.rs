@@ -512,6 +512,19 @@ impl Running {
         self.listeners = kept;
         let mut started = 0;
         let mut failed = Vec::new();
+        // Unchanged TLS listeners keep their sockets and connections but re-read their
+        // certificates (renewed files take effect for new connections).
+        let mut tls_reloaded = 0;
+        for (config, handle) in &self.listeners {
+            match handle.reload_tls() {
+                Ok(true) => tls_reloaded += 1,
+                Ok(false) => {}
+                Err(e) => failed.push(format!(
+                    "{}: certificates not reloaded, old ones kept: {e}",
+                    config.label
+                )),
+            }
+        }
         for config in &new.listeners {
             if self.listeners.iter().any(|(c, _)| c == config) {
                 continue;
@@ -548,10 +561,11 @@ impl Running {
         .await
         .ok_or_else(stopping)?;
         let summary = format!(
-            "Reloaded: {} listener(s) ({} stopped, {} started), {} jail(s): {}",
+            "Reloaded: {} listener(s) ({} stopped, {} started, {} TLS re-read), {} jail(s): {}",
             self.listeners.len(),
             stopped.len(),
             started,
+            tls_reloaded,
             new.jails.len(),
             new.jails
                 .iter()

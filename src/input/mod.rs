@@ -112,15 +112,45 @@ pub struct InputContext {
 }
 
 /// A running listener.
-#[derive(Debug)]
 pub struct ListenerHandle {
     stop: CancellationToken,
+    /// A TLS listener's acceptor, swapped on reload.
+    tls: Option<SharedTls>,
+}
+
+/// The acceptor and client checks of a TLS listener; replaced whole on reload, so each new
+/// connection uses the latest certificates and established ones are untouched.
+type SharedTls = Arc<std::sync::RwLock<(tokio_rustls::TlsAcceptor, Arc<tls::TlsSettings>)>>;
+
+impl std::fmt::Debug for ListenerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerHandle")
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl ListenerHandle {
     /// Stops this listener (its open connections close; queued frames are still processed).
     pub fn stop(&self) {
         self.stop.cancel();
+    }
+
+    /// Re-reads a TLS listener's certificate, key and client CA (on reload). On error the
+    /// running configuration stays. Returns whether this is a TLS listener.
+    pub fn reload_tls(&self) -> Result<bool, tls::TlsError> {
+        let Some(shared) = &self.tls else {
+            return Ok(false);
+        };
+        let settings = shared
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone();
+        let config = tls::server_config(&settings)?;
+        *shared.write().unwrap_or_else(PoisonError::into_inner) =
+            (tokio_rustls::TlsAcceptor::from(config), settings);
+        Ok(true)
     }
 }
 
@@ -142,6 +172,7 @@ pub async fn start(
         source,
     };
     let allow = Arc::new(config.allow.clone());
+    let mut handle_tls = None;
     match &config.kind {
         ListenerKind::Udp {
             address,
@@ -174,10 +205,10 @@ pub async fn start(
                         label: label.clone(),
                         message: e.to_string(),
                     })?;
-                    Some((
+                    Some(Arc::new(std::sync::RwLock::new((
                         tokio_rustls::TlsAcceptor::from(config),
                         Arc::new(settings.clone()),
-                    ))
+                    ))))
                 }
                 None => None,
             };
@@ -191,6 +222,7 @@ pub async fn start(
                 None => TcpListener::bind(address).await.map_err(bind_err)?,
             };
             info!(listener = %label, "Listening");
+            handle_tls = tls.clone();
             let limits = TcpLimits {
                 max_frame: config.max_frame,
                 idle_timeout: *idle_timeout,
@@ -234,7 +266,10 @@ pub async fn start(
             ));
         }
     }
-    Ok(ListenerHandle { stop })
+    Ok(ListenerHandle {
+        stop,
+        tls: handle_tls,
+    })
 }
 
 /// How long a TLS client may take to finish its handshake.
@@ -398,7 +433,7 @@ struct TcpLimits {
     peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
     allow: Arc<Vec<IpNet>>,
     /// The acceptor and the client checks of a TLS listener.
-    tls: Option<(tokio_rustls::TlsAcceptor, Arc<tls::TlsSettings>)>,
+    tls: Option<SharedTls>,
 }
 
 /// Holds one of a peer's connection slots; frees it when dropped.
@@ -479,7 +514,12 @@ async fn tcp_accept_loop(
         let limits = limits.clone();
         let counters = counters.clone();
         ctx.tracker.clone().spawn(async move {
-                        match &limits.tls {
+                                    // Taken once per connection: a reload affects only later connections.
+            let tls = limits
+                .tls
+                .as_ref()
+                .map(|shared| shared.read().unwrap_or_else(PoisonError::into_inner).clone());
+            match &tls {
                 None => tcp_connection(stream, peer, None, &limits, &counters, &ctx).await,
                 Some((acceptor, settings)) => {
                     // A client that never finishes the handshake holds its slot only this long.
