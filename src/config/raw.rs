@@ -50,7 +50,7 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
-    /// `"udp"`, `"tcp"` or `"unix"`.
+    /// `"udp"`, `"tcp"`, `"unix"`, `"journal-upload"` or `"journal-stream"`.
     #[serde(rename = "type")]
     pub kind: String,
     /// `IP:PORT` for udp and tcp.
@@ -65,6 +65,8 @@ pub struct RawListener {
     pub idle_timeout: Option<RawDuration>,
     /// unix only: file mode of the socket, as an octal string (default "0666", like /dev/log).
     pub mode: Option<String>,
+    /// journal-upload and journal-stream only: largest entry in bytes (default 1 MiB).
+    pub max_entry: Option<u64>,
 }
 
 /// Settings a jail may set and `[defaults]` may provide.

@@ -2,9 +2,14 @@
 //! `RawMessage`s on a bounded channel.
 //!
 //! Owns binding, accepting, connection limits, idle timeouts and frame boundaries. It never
-//! reads message content (no parsing, no routing) and never decides anything about bans.
+//! reads syslog message content (no parsing, no routing) and never decides anything about
+//! bans. The exception is `journal`: the Journal Export Format cannot be split into entries
+//! without parsing it, so the journal listeners drive `parse::journal` and hand on records
+//! (its module doc says why).
 
 pub mod framing;
+pub mod http;
+pub mod journal;
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,9 +26,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::{ListenerConfig, ListenerKind};
+use crate::config::{JournalListener, ListenerConfig, ListenerKind};
 use crate::metrics::{ListenerMetrics, Metrics};
+use crate::parse::LogRecord;
 use framing::{FrameError, Framer};
+use journal::{JournalShared, Protocol};
 
 /// Where a message came from, as the transport says (not as the message claims).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,13 +50,23 @@ impl std::fmt::Display for Origin {
     }
 }
 
-/// One frame, as received.
+/// What a listener hands on.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// A syslog frame's bytes, trailer removed: parsed by the pipeline.
+    Frame(Bytes),
+    /// A journal entry, already parsed by a journal listener (see `journal`): the export
+    /// format cannot be split into entries without parsing it.
+    Record(Box<LogRecord>),
+}
+
+/// One message, as received.
 #[derive(Debug, Clone)]
 pub struct RawMessage {
     /// Transport origin.
     pub origin: Origin,
-    /// The frame's bytes, trailer removed.
-    pub frame: Bytes,
+    /// The frame, or the parsed journal entry.
+    pub payload: Payload,
     /// When it arrived (monotonic: jail windows).
     pub received: Instant,
     /// When it arrived (wall clock: year inference, logs).
@@ -137,6 +154,34 @@ pub async fn start(
                 max_frame: config.max_frame,
                 idle_timeout: *idle_timeout,
                 connections: Arc::new(Semaphore::new(*max_connections)),
+                journal: None,
+            };
+            ctx.tracker
+                .spawn(tcp_accept_loop(listener, limits, counters, ctx.clone()));
+        }
+        ListenerKind::JournalUpload(j) | ListenerKind::JournalStream(j) => {
+            let protocol = match &config.kind {
+                ListenerKind::JournalUpload(_) => Protocol::Upload,
+                _ => Protocol::Stream,
+            };
+            let JournalListener {
+                address,
+                max_connections,
+                idle_timeout,
+                max_entry,
+            } = j;
+            let listener = TcpListener::bind(address).await.map_err(bind_err)?;
+            info!(listener = %label, "Listening");
+            let limits = TcpLimits {
+                max_frame: config.max_frame,
+                idle_timeout: *idle_timeout,
+                connections: Arc::new(Semaphore::new(*max_connections)),
+                journal: Some(Arc::new(JournalShared::new(
+                    protocol,
+                    config.max_frame,
+                    *max_entry,
+                    *idle_timeout,
+                ))),
             };
             ctx.tracker
                 .spawn(tcp_accept_loop(listener, limits, counters, ctx.clone()));
@@ -173,10 +218,10 @@ fn remove_stale_socket(path: &Path) -> Result<(), ()> {
     }
 }
 
-fn message(origin: Origin, frame: Bytes) -> RawMessage {
+fn message(origin: Origin, payload: Payload) -> RawMessage {
     RawMessage {
         origin,
-        frame,
+        payload,
         received: Instant::now(),
         received_at: SystemTime::now(),
     }
@@ -260,7 +305,10 @@ async fn deliver(
     }
     Metrics::inc(&counters.messages);
     ctx.tx
-        .send(message(origin, Bytes::copy_from_slice(data)))
+        .send(message(
+            origin,
+            Payload::Frame(Bytes::copy_from_slice(data)),
+        ))
         .await
         .is_ok()
 }
@@ -270,6 +318,8 @@ struct TcpLimits {
     max_frame: usize,
     idle_timeout: Duration,
     connections: Arc<Semaphore>,
+    /// Set for journal listeners: connections speak the export format, not syslog.
+    journal: Option<Arc<JournalShared>>,
 }
 
 async fn tcp_accept_loop(
@@ -304,7 +354,13 @@ async fn tcp_accept_loop(
         let limits = limits.clone();
         let counters = counters.clone();
         ctx.tracker.clone().spawn(async move {
-            tcp_connection(stream, peer, &limits, &counters, &ctx).await;
+            match &limits.journal {
+                None => tcp_connection(stream, peer, &limits, &counters, &ctx).await,
+                Some(j) if j.protocol == Protocol::Upload => {
+                    journal::serve_upload(stream, Origin::Peer(peer), j, &counters, &ctx).await
+                }
+                Some(j) => journal::serve_stream(stream, peer, j, &counters, &ctx).await,
+            }
             drop(permit);
         });
     }
@@ -326,7 +382,12 @@ async fn tcp_connection(
             match frame {
                 Ok(frame) => {
                     Metrics::inc(&counters.messages);
-                    if ctx.tx.send(message(origin, frame)).await.is_err() {
+                    if ctx
+                        .tx
+                        .send(message(origin, Payload::Frame(frame)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -358,7 +419,7 @@ async fn tcp_connection(
     }
     if let Some(frame) = framer.finish(&mut buf) {
         Metrics::inc(&counters.messages);
-        let _ = ctx.tx.send(message(origin, frame)).await;
+        let _ = ctx.tx.send(message(origin, Payload::Frame(frame))).await;
     }
     debug!(listener = %counters.label, %peer, "Connection closed");
 }
