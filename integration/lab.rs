@@ -50,6 +50,8 @@ pub const SSH_PORT: u16 = 2222;
 pub const SYSLOG_TCP_PORT: u16 = 5514;
 /// The daemon's UDP syslog port (127.0.0.1 in SERVER).
 pub const SYSLOG_UDP_PORT: u16 = 5515;
+/// The journal-upload listener's port inside SERVER (systemd-journal-remote's default).
+pub const JOURNAL_UPLOAD_PORT: u16 = 19532;
 /// nft table the daemon manages (family inet).
 pub const NFT_TABLE: &str = "syslog2ban";
 /// `maxretry` of the test jail override.
@@ -129,6 +131,13 @@ pub fn child_path() -> String {
 pub fn which(tool: &str) -> Option<PathBuf> {
     if tool == "python3" && is_executable(Path::new("/usr/bin/python3")) {
         return Some(PathBuf::from("/usr/bin/python3"));
+    }
+    // systemd's helpers (systemd-journal-upload, ...) live outside PATH.
+    if tool.starts_with("systemd-") {
+        let helper = Path::new("/usr/lib/systemd").join(tool);
+        if is_executable(&helper) {
+            return Some(helper);
+        }
     }
     child_path()
         .split(':')
@@ -387,6 +396,8 @@ pub enum Listener {
     Udp,
     /// `type = "unix"` at DIR/devlog (sshd's /dev/log, no rsyslog in between).
     Unix,
+    /// `type = "journal-upload"` on 127.0.0.1:19532 (systemd-journal-upload, plain HTTP).
+    JournalUpload,
 }
 
 struct Proc {
@@ -691,6 +702,9 @@ impl Lab {
                 "type = \"unix\"\npath = \"{}\"\n",
                 self.daemon_devlog().display()
             ),
+            Listener::JournalUpload => format!(
+                "type = \"journal-upload\"\naddress = \"127.0.0.1:{JOURNAL_UPLOAD_PORT}\"\n"
+            ),
         };
         if let Some(max_frame) = options.max_frame {
             listen.push_str(&format!("max_frame = {max_frame}\n"));
@@ -738,11 +752,17 @@ impl Lab {
             Listener::Tcp => format!("table inet {NFT_TABLE} and tcp 127.0.0.1:{SYSLOG_TCP_PORT}"),
             Listener::Udp => format!("table inet {NFT_TABLE} and udp 127.0.0.1:{SYSLOG_UDP_PORT}"),
             Listener::Unix => format!("table inet {NFT_TABLE} and socket {}", devlog.display()),
+            Listener::JournalUpload => {
+                format!("table inet {NFT_TABLE} and tcp 127.0.0.1:{JOURNAL_UPLOAD_PORT}")
+            }
         };
         self.wait_ready(label, &what, Duration::from_secs(15), |lab| {
             let bound = match listener {
                 Listener::Tcp => lab.listening(false, &format!("127.0.0.1:{SYSLOG_TCP_PORT}")),
                 Listener::Udp => lab.listening(true, &format!("127.0.0.1:{SYSLOG_UDP_PORT}")),
+                Listener::JournalUpload => {
+                    lab.listening(false, &format!("127.0.0.1:{JOURNAL_UPLOAD_PORT}"))
+                }
                 Listener::Unix => fs::metadata(&devlog)
                     .map(|m| m.file_type().is_socket())
                     .unwrap_or(false),
@@ -806,7 +826,9 @@ impl Lab {
                  TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\""
             ),
             Listener::Udp => format!("action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{SYSLOG_UDP_PORT}\" protocol=\"udp\""),
-            Listener::Unix => panic!("rsyslog forwards over tcp or udp only"),
+            Listener::Unix | Listener::JournalUpload => {
+                panic!("rsyslog forwards over tcp or udp only")
+            }
         };
         let conf = format!(
             "global(workDirectory=\"{work}\" localHostName=\"s2b-server\" maxMessageSize=\"64k\" inputs.timeout.shutdown=\"100\")\n\

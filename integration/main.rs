@@ -6,6 +6,8 @@
 //! it fails naming what is missing. See `lab.rs` for the topology and the teardown guarantees.
 //!
 //! `operator.rs`: the control CLI, reload (and SIGHUP) and /metrics against a real daemon.
+//! `journal.rs`: the real systemd-journal-upload against the journal-upload listener (bans,
+//! resends counted once, malformed uploads refused with the right status).
 //! `state.rs`: durable ban state across restarts and `kill -9` (SQLite store, restore into nft,
 //! permanent bans, recidive, growing bantimes).
 //!
@@ -13,6 +15,7 @@
 //! the 2 s PAM delay per failed login and the 8 s bantime).
 
 mod inputs;
+mod journal;
 mod lab;
 mod operator;
 mod state;
@@ -52,7 +55,7 @@ fn sshd_bans_after_maxretry(test: &str, listener: Listener) {
     lab.start_daemon(listener);
     let devlog = match listener {
         Listener::Unix => lab.daemon_devlog(),
-        Listener::Tcp | Listener::Udp => lab.start_rsyslog(listener),
+        Listener::Tcp | Listener::Udp | Listener::JournalUpload => lab.start_rsyslog(listener),
     };
     lab.start_sshd(&devlog);
 

@@ -20,6 +20,11 @@ pub struct ListenerMetrics {
     pub oversize: AtomicU64,
     /// Connections refused because max_connections (or the per-peer limit) was reached.
     pub refused_connections: AtomicU64,
+    /// Journal listeners: entries skipped because the same entry (same `__CURSOR`, or boot id
+    /// and sequence number) came from the same origin recently (an uploader's resend).
+    pub duplicates: AtomicU64,
+    /// Journal listeners: requests or streams refused as malformed or over a limit.
+    pub rejected: AtomicU64,
     /// Datagrams and connections from senders outside the listener's allow-list.
     pub refused_senders: AtomicU64,
     /// UDP only: the socket's inode, to read the kernel's drop counter (0: none).
@@ -255,6 +260,18 @@ impl Metrics {
                     })
                 })
                 .collect(),
+        );
+        family(
+            "syslog2ban_journal_duplicates_total",
+            "Journal entries skipped as resends of entries already received.",
+            "counter",
+            by_listener(|l| &l.duplicates),
+        );
+        family(
+            "syslog2ban_journal_rejected_total",
+            "Journal uploads or streams refused as malformed or too large.",
+            "counter",
+            by_listener(|l| &l.rejected),
         );
         family(
             "syslog2ban_frames_unparsed_total",

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::config::JailConfig;
-use crate::input::RawMessage;
+use crate::input::{Payload, RawMessage};
 use crate::jail::{Jail, Offence, Verdict};
 use crate::metrics::{JailMetrics, Metrics};
 use crate::parse;
@@ -175,13 +175,16 @@ async fn process(
     metrics: &Metrics,
 ) -> bool {
     let now: DateTime<Utc> = message.received_at.into();
-    let record = match parse::parse_syslog(&message.frame, now) {
-        Ok(r) => r,
-        Err(e) => {
-            Metrics::inc(&metrics.unparsed);
-            debug!(origin = %message.origin, error = %e, "Unparsed frame");
-            return true;
-        }
+    let record = match message.payload {
+        Payload::Frame(frame) => match parse::parse_syslog(&frame, now) {
+            Ok(r) => r,
+            Err(e) => {
+                Metrics::inc(&metrics.unparsed);
+                debug!(origin = %message.origin, error = %e, "Unparsed frame");
+                return true;
+            }
+        },
+        Payload::Record(record) => *record,
     };
     let targets = state.router.jails_for(&record.program);
     if targets.is_empty() {
@@ -266,7 +269,9 @@ mod tests {
             origin: Origin::Local,
             identity: None,
             trust_hostname: false,
-            frame: Bytes::from(format!("<38>Nov 25 08:32:44 web1 sshd[1]: {text}")),
+            payload: Payload::Frame(Bytes::from(format!(
+                "<38>Nov 25 08:32:44 web1 sshd[1]: {text}"
+            ))),
             received: Instant::now(),
             received_at: SystemTime::now(),
         }
@@ -313,5 +318,32 @@ mod tests {
                 .as_str(),
             "passwords"
         );
+    }
+
+    #[tokio::test]
+    async fn parsed_records_from_journal_input_skip_parsing() {
+        let metrics = Metrics::default();
+        let configs = vec![jail(
+            "passwords",
+            r"^Failed password for \S+ from <HOST> port \d+ ssh2$",
+            1,
+        )];
+        let mut state = Jails::build(&configs, HashMap::new(), &metrics);
+        let (tx, mut rx) = mpsc::channel(8);
+        let record = crate::parse::LogRecord {
+            priority: None,
+            timestamp: None,
+            host: Some("web1".into()),
+            program: "sshd".into(),
+            pid: None,
+            message: "Failed password for root from 203.0.113.9 port 22 ssh2".into(),
+        };
+        let message = RawMessage {
+            payload: Payload::Record(Box::new(record)),
+            ..message("unused")
+        };
+        assert!(process(&mut state, message, &tx, &metrics).await);
+        assert_eq!(rx.try_recv().expect("offence").jail.as_str(), "passwords");
+        assert_eq!(Metrics::get(&metrics.unparsed), 0);
     }
 }

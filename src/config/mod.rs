@@ -28,6 +28,10 @@ use crate::jail::filter::Filter;
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Journal listeners: largest entry by default (a typical entry is 1-4 KiB).
+const DEFAULT_MAX_ENTRY: usize = 1024 * 1024;
+/// Journal listeners: the largest `max_entry` allowed.
+const MAX_MAX_ENTRY: usize = 256 * 1024 * 1024;
 const DEFAULT_MAXRETRY: u32 = 5;
 const DEFAULT_FINDTIME: Duration = Duration::from_secs(600);
 const DEFAULT_BANTIME: Duration = Duration::from_secs(3600);
@@ -110,6 +114,25 @@ pub enum ListenerKind {
         /// File mode of the socket.
         mode: u32,
     },
+    /// systemd-journal-upload's HTTP protocol: `POST /upload` with a Journal Export Format
+    /// body. `max_frame` is the largest field value.
+    JournalUpload(JournalListener),
+    /// The Journal Export Format over plain TCP (journald's `ForwardToSocket=`). `max_frame`
+    /// is the largest field value.
+    JournalStream(JournalListener),
+}
+
+/// Settings of the two journal listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalListener {
+    /// Bind address.
+    pub address: SocketAddr,
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// Silence after which a connection is closed.
+    pub idle_timeout: Duration,
+    /// Largest journal entry (sum of field names and values), bytes.
+    pub max_entry: usize,
 }
 
 /// A jail's name: `[A-Za-z0-9_-]{1,32}`, because it appears in logs, metrics and nft comments.
@@ -615,6 +638,14 @@ impl<'a> Compiler<'a> {
         if raw.recv_buffer.is_some() && raw.kind != "udp" {
             self.error(&key("recv_buffer"), "only for type \"udp\"");
         }
+        let stream_types =
+            "only for types \"tcp\", \"tls\", \"journal-upload\", \"journal-stream\"";
+        if raw.max_entry.is_some() && !raw.kind.starts_with("journal-") {
+            self.error(
+                &key("max_entry"),
+                "only for types \"journal-upload\", \"journal-stream\"",
+            );
+        }
         let address = |this: &mut Self| -> Option<SocketAddr> {
             match &raw.address {
                 None => {
@@ -639,7 +670,7 @@ impl<'a> Compiler<'a> {
             }
         };
         let kind = match raw.kind.as_str() {
-            "udp" | "tcp" | "tls" => {
+            "udp" | "tcp" | "tls" | "journal-upload" | "journal-stream" => {
                 if raw.path.is_some() {
                     self.error(&key("path"), "only for type \"unix\"; use address");
                 }
@@ -650,7 +681,7 @@ impl<'a> Compiler<'a> {
                 if raw.kind == "udp" {
                     for (field, set) in tcp_only {
                         if set {
-                            self.error(&key(field), "only for type \"tcp\"");
+                            self.error(&key(field), stream_types);
                         }
                     }
                     let recv_buffer = match raw.recv_buffer {
@@ -691,25 +722,54 @@ impl<'a> Compiler<'a> {
                             }
                         },
                     };
-                    let max_connections_per_peer = match raw.max_connections_per_peer {
-                        None => max_connections,
-                        Some(n) if n >= 1 => n as usize,
-                        Some(_) => {
-                            self.error(&key("max_connections_per_peer"), "must be at least 1");
-                            return None;
+                    if raw.kind == "tcp" || raw.kind == "tls" {
+                        let max_connections_per_peer = match raw.max_connections_per_peer {
+                            None => max_connections,
+                            Some(n) if n >= 1 => n as usize,
+                            Some(_) => {
+                                self.error(&key("max_connections_per_peer"), "must be at least 1");
+                                return None;
+                            }
+                        };
+                        let tls = if raw.kind == "tls" {
+                            Some(self.tls(index, raw)?)
+                        } else {
+                            None
+                        };
+                        ListenerKind::Tcp {
+                            address,
+                            max_connections,
+                            idle_timeout,
+                            max_connections_per_peer,
+                            tls,
                         }
-                    };
-                    let tls = if raw.kind == "tls" {
-                        Some(self.tls(index, raw)?)
                     } else {
-                        None
-                    };
-                    ListenerKind::Tcp {
-                        address,
-                        max_connections,
-                        idle_timeout,
-                        max_connections_per_peer,
-                        tls,
+                        let max_entry = match raw.max_entry {
+                            None => DEFAULT_MAX_ENTRY.max(max_frame),
+                            Some(n) if n >= max_frame as u64 && n <= MAX_MAX_ENTRY as u64 => {
+                                n as usize
+                            }
+                            Some(n) => {
+                                self.error(
+                                    &key("max_entry"),
+                                    format!(
+                                        "{n} is outside max_frame ({max_frame})..={MAX_MAX_ENTRY} bytes"
+                                    ),
+                                );
+                                return None;
+                            }
+                        };
+                        let journal = JournalListener {
+                            address,
+                            max_connections,
+                            idle_timeout,
+                            max_entry,
+                        };
+                        if raw.kind == "journal-upload" {
+                            ListenerKind::JournalUpload(journal)
+                        } else {
+                            ListenerKind::JournalStream(journal)
+                        }
                     }
                 }
             }
@@ -719,7 +779,7 @@ impl<'a> Compiler<'a> {
                 }
                 for (field, set) in tcp_only {
                     if set {
-                        self.error(&key(field), "only for type \"tcp\"");
+                        self.error(&key(field), stream_types);
                     }
                 }
                 let Some(path) = raw.path.clone() else {
@@ -744,20 +804,10 @@ impl<'a> Compiler<'a> {
                 };
                 ListenerKind::Unix { path, mode }
             }
-            "journal-upload" | "journal-stream" => {
-                self.error(
-                    &key("type"),
-                    format!(
-                        "\"{}\" listeners are not implemented yet (see README, Status)",
-                        raw.kind
-                    ),
-                );
-                return None;
-            }
             other => {
                 self.error(
                     &key("type"),
-                    format!("\"{other}\" is not a listener type; use \"udp\", \"tcp\" or \"unix\""),
+                    format!("\"{other}\" is not a listener type; use \"udp\", \"tcp\", \"unix\", \"journal-upload\" or \"journal-stream\""),
                 );
                 return None;
             }
@@ -771,6 +821,8 @@ impl<'a> Compiler<'a> {
             } => format!("tls:{address}"),
             ListenerKind::Tcp { address, .. } => format!("tcp:{address}"),
             ListenerKind::Unix { path, .. } => format!("unix:{}", path.display()),
+            ListenerKind::JournalUpload(j) => format!("journal-upload:{}", j.address),
+            ListenerKind::JournalStream(j) => format!("journal-stream:{}", j.address),
         };
         if matches!(kind, ListenerKind::Unix { .. }) && !allow.is_empty() {
             self.error(

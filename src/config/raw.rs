@@ -50,7 +50,7 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
-    /// `"udp"`, `"tcp"` or `"unix"`.
+    /// `"udp"`, `"tcp"`, `"unix"`, `"journal-upload"` or `"journal-stream"`.
     #[serde(rename = "type")]
     pub kind: String,
     /// `IP:PORT` for udp and tcp.
@@ -83,6 +83,8 @@ pub struct RawListener {
     pub allowed_fingerprints: Option<Vec<String>>,
     /// TLS only: allowed client names (subject CN or SAN DNS names).
     pub allowed_names: Option<Vec<String>>,
+    /// journal-upload and journal-stream only: largest entry in bytes (default 1 MiB).
+    pub max_entry: Option<u64>,
 }
 
 /// Settings a jail may set and `[defaults]` may provide.

@@ -2,10 +2,15 @@
 //! `RawMessage`s on a bounded channel.
 //!
 //! Owns binding, accepting, connection limits, idle timeouts and frame boundaries. It never
-//! reads message content (no parsing, no routing) and never decides anything about bans.
+//! reads syslog message content (no parsing, no routing) and never decides anything about
+//! bans. The exception is `journal`: the Journal Export Format cannot be split into entries
+//! without parsing it, so the journal listeners drive `parse::journal` and hand on records
+//! (its module doc says why).
 
 pub mod activation;
 pub mod framing;
+pub mod http;
+pub mod journal;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -27,9 +32,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::{ListenerConfig, ListenerKind};
+use crate::config::{JournalListener, ListenerConfig, ListenerKind};
 use crate::metrics::{ListenerMetrics, Metrics};
+use crate::parse::LogRecord;
 use framing::{FrameError, Framer};
+use journal::{JournalShared, Protocol};
 
 /// Where a message came from, as the transport says (not as the message claims).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +56,17 @@ impl std::fmt::Display for Origin {
     }
 }
 
-/// One frame, as received.
+/// What a listener hands on.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// A syslog frame's bytes, trailer removed: parsed by the pipeline.
+    Frame(Bytes),
+    /// A journal entry, already parsed by a journal listener (see `journal`): the export
+    /// format cannot be split into entries without parsing it.
+    Record(Box<LogRecord>),
+}
+
+/// One message, as received.
 #[derive(Debug, Clone)]
 pub struct RawMessage {
     /// Transport origin.
@@ -59,8 +76,8 @@ pub struct RawMessage {
     /// The listener trusts the HOSTNAME messages claim (a relay in front of it): the claimed
     /// host then stands for the origin.
     pub trust_hostname: bool,
-    /// The frame's bytes, trailer removed.
-    pub frame: Bytes,
+    /// The frame, or the parsed journal entry.
+    pub payload: Payload,
     /// When it arrived (monotonic: jail windows).
     pub received: Instant,
     /// When it arrived (wall clock: year inference, logs).
@@ -231,6 +248,39 @@ pub async fn start(
                 peers: Arc::new(Mutex::new(HashMap::new())),
                 allow,
                 tls,
+                journal: None,
+            };
+            ctx.tracker
+                .spawn(tcp_accept_loop(listener, limits, counters, ctx.clone()));
+        }
+        ListenerKind::JournalUpload(j) | ListenerKind::JournalStream(j) => {
+            let protocol = match &config.kind {
+                ListenerKind::JournalUpload(_) => Protocol::Upload,
+                _ => Protocol::Stream,
+            };
+            let JournalListener {
+                address,
+                max_connections,
+                idle_timeout,
+                max_entry,
+            } = j;
+            let listener = TcpListener::bind(address).await.map_err(bind_err)?;
+            info!(listener = %label, "Listening");
+            let limits = TcpLimits {
+                max_frame: config.max_frame,
+                idle_timeout: *idle_timeout,
+                connections: Arc::new(Semaphore::new(*max_connections)),
+                // Journal listeners take no TLS (HTTPS) yet (see README).
+                per_peer: *max_connections,
+                peers: Arc::new(Mutex::new(HashMap::new())),
+                allow,
+                tls: None,
+                journal: Some(Arc::new(JournalShared::new(
+                    protocol,
+                    config.max_frame,
+                    *max_entry,
+                    *idle_timeout,
+                ))),
             };
             ctx.tracker
                 .spawn(tcp_accept_loop(listener, limits, counters, ctx.clone()));
@@ -320,13 +370,13 @@ fn message(
     ctx: &InputContext,
     origin: Origin,
     identity: Option<Arc<str>>,
-    frame: Bytes,
+    payload: Payload,
 ) -> RawMessage {
     RawMessage {
         origin,
         identity,
         trust_hostname: ctx.trust_hostname,
-        frame,
+        payload,
         received: Instant::now(),
         received_at: SystemTime::now(),
     }
@@ -418,7 +468,12 @@ async fn deliver(
     }
     Metrics::inc(&counters.messages);
     ctx.tx
-        .send(message(ctx, origin, None, Bytes::copy_from_slice(data)))
+        .send(message(
+            ctx,
+            origin,
+            None,
+            Payload::Frame(Bytes::copy_from_slice(data)),
+        ))
         .await
         .is_ok()
 }
@@ -428,6 +483,8 @@ struct TcpLimits {
     max_frame: usize,
     idle_timeout: Duration,
     connections: Arc<Semaphore>,
+    /// Set for journal listeners: connections speak the export format, not syslog.
+    journal: Option<Arc<JournalShared>>,
     per_peer: usize,
     /// Open connections per peer address (entries removed at zero).
     peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -519,9 +576,13 @@ async fn tcp_accept_loop(
                 .tls
                 .as_ref()
                 .map(|shared| shared.read().unwrap_or_else(PoisonError::into_inner).clone());
-            match &tls {
-                None => tcp_connection(stream, peer, None, &limits, &counters, &ctx).await,
-                Some((acceptor, settings)) => {
+            match (&tls, &limits.journal) {
+                (None, Some(j)) if j.protocol == Protocol::Upload => {
+                    journal::serve_upload(stream, Origin::Peer(peer), j, &counters, &ctx).await
+                }
+                (None, Some(j)) => journal::serve_stream(stream, peer, j, &counters, &ctx).await,
+                (None, None) => tcp_connection(stream, peer, None, &limits, &counters, &ctx).await,
+                (Some((acceptor, settings)), _) => {
                     // A client that never finishes the handshake holds its slot only this long.
                     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
                     match handshake {
@@ -573,7 +634,12 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
                     Metrics::inc(&counters.messages);
                     if ctx
                         .tx
-                        .send(message(ctx, origin, identity.clone(), frame))
+                        .send(message(
+                            ctx,
+                            origin,
+                            identity.clone(),
+                            Payload::Frame(frame),
+                        ))
                         .await
                         .is_err()
                     {
@@ -608,7 +674,10 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
     }
     if let Some(frame) = framer.finish(&mut buf) {
         Metrics::inc(&counters.messages);
-        let _ = ctx.tx.send(message(ctx, origin, identity, frame)).await;
+        let _ = ctx
+            .tx
+            .send(message(ctx, origin, identity, Payload::Frame(frame)))
+            .await;
     }
     debug!(listener = %counters.label, %peer, "Connection closed");
 }

@@ -1,4 +1,5 @@
-//! Parsing: one syslog frame (RFC 3164 or RFC 5424) or one log-file line → `LogRecord`.
+//! Parsing: one syslog frame (RFC 3164 or RFC 5424) or one log-file line → `LogRecord`; the
+//! Journal Export Format (`journal`) → entries → `LogRecord`.
 //!
 //! Owns the syslog header grammar and its real-world deviations. It is pure (no I/O, no
 //! clock: the caller passes the receive time) and must not know about jails or routing.
@@ -7,6 +8,7 @@
 //! host-less local messages (`<38>Nov 25 08:30:01 su: msg`) for a host name, which would
 //! break routing for everything that arrives over `/dev/log`.
 
+pub mod journal;
 mod rfc3164;
 mod rfc5424;
 

@@ -1,0 +1,759 @@
+//! Journal listeners: `journal-upload` (systemd-journal-upload's HTTP protocol, `POST /upload`)
+//! and `journal-stream` (the same Journal Export Format over plain TCP, journald's
+//! `ForwardToSocket=`). Both turn a byte stream into `LogRecord`s on the pipeline's channel.
+//!
+//! Why an input module parses: every other listener hands on frames whose content it never
+//! reads, because syslog framing can be found without understanding the message. The export
+//! format cannot: a binary field's length decides where the next field starts, so finding
+//! entry boundaries *is* parsing. Rather than split entries here with a second, shadow parser,
+//! this module drives the pure, incremental parser of `parse::journal` directly and sends the
+//! resulting records on as `Payload::Record`. The export grammar stays in `parse`, the HTTP
+//! syntax in `http`; this file owns the transport side only: connections, limits, status codes,
+//! timeouts, and dropping resent entries (`Dedupe`). It decides nothing about jails or bans.
+//!
+//! Status codes follow systemd-journal-remote: 202 accepted; 400 malformed (request head,
+//! chunked encoding, export format, or a body that is neither chunked nor has a length); 404
+//! any path but `/upload`; 405 any method but POST; 413 a field, entry or field count over its
+//! limit; 415 a Content-Type other than `application/vnd.fdo.journal`. After any error the
+//! response says `Connection: close` and the connection closes; the listener goes on serving.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::debug;
+
+use super::http::{self, Body, BodyEvent, HttpError, Request};
+use super::{InputContext, Origin, Payload, RawMessage};
+use crate::metrics::{ListenerMetrics, Metrics};
+use crate::parse::journal::{self, Entry, JournalError, Limits, Parser};
+
+/// Most fields in one entry (real entries have 20-40).
+pub const MAX_FIELDS: usize = 1024;
+/// How long an entry's identity is remembered to drop an uploader's resend: longer than any
+/// sensible retry delay (a resent entry gets a fresh receive time, so it would count again).
+pub const DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
+/// Most entry identities remembered per listener (about 40 bytes each).
+pub const DEDUPE_CAP: usize = 100_000;
+/// After an error response: how long, and how many bytes, the rest of the request is read and
+/// dropped before closing, so the client sees the response instead of a reset.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// Which protocol a journal listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP `POST /upload`.
+    Upload,
+    /// Plain export stream.
+    Stream,
+}
+
+/// What every connection of one journal listener shares.
+#[derive(Debug)]
+pub struct JournalShared {
+    /// Upload or stream.
+    pub protocol: Protocol,
+    /// Parser limits.
+    pub limits: Limits,
+    /// Silence after which a connection is closed.
+    pub idle_timeout: Duration,
+    /// Recently seen entries, by origin.
+    pub dedupe: Mutex<Dedupe>,
+}
+
+impl JournalShared {
+    /// Settings for one listener.
+    pub fn new(protocol: Protocol, max_field: usize, max_entry: usize, idle: Duration) -> Self {
+        JournalShared {
+            protocol,
+            limits: Limits {
+                max_field,
+                max_fields: MAX_FIELDS,
+                max_entry,
+            },
+            idle_timeout: idle,
+            dedupe: Mutex::new(Dedupe::new(DEDUPE_WINDOW, DEDUPE_CAP)),
+        }
+    }
+}
+
+/// Remembers entry identities (origin address + `__CURSOR`, or + boot id and sequence number)
+/// for `window`, at most `cap` of them (oldest forgotten first). Stores 64-bit keyed hashes,
+/// not the cursors: bounded memory, and a forged collision needs the per-process random key.
+#[derive(Debug)]
+pub struct Dedupe {
+    window: Duration,
+    cap: usize,
+    hasher: RandomState,
+    seen: HashSet<u64>,
+    order: VecDeque<(Instant, u64)>,
+}
+
+impl Dedupe {
+    /// An empty memory.
+    pub fn new(window: Duration, cap: usize) -> Self {
+        Dedupe {
+            window,
+            cap: cap.max(1),
+            hasher: RandomState::new(),
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// True if this entry was seen from this origin within the window; otherwise remembers it.
+    pub fn is_repeat(&mut self, origin: IpAddr, id: &[u8], now: Instant) -> bool {
+        while let Some(&(at, key)) = self.order.front() {
+            if now.saturating_duration_since(at) < self.window {
+                break;
+            }
+            self.order.pop_front();
+            self.seen.remove(&key);
+        }
+        let mut h = self.hasher.build_hasher();
+        origin.hash(&mut h);
+        id.hash(&mut h);
+        let key = h.finish();
+        if !self.seen.insert(key) {
+            return true;
+        }
+        self.order.push_back((now, key));
+        if self.order.len() > self.cap {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        false
+    }
+
+    /// Identities remembered now.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// An entry's identity: `__CURSOR`, else `_BOOT_ID` + `__SEQNUM_ID` + `__SEQNUM`; None when
+/// the entry carries neither (it is then never taken for a repeat).
+fn entry_id(entry: &Entry) -> Option<Vec<u8>> {
+    if let Some(cursor) = entry.get("__CURSOR").filter(|c| !c.is_empty()) {
+        return Some(cursor.to_vec());
+    }
+    let seqnum = entry.get("__SEQNUM")?;
+    let mut id = b"seq;".to_vec();
+    for part in [
+        entry.get("_BOOT_ID"),
+        entry.get("__SEQNUM_ID"),
+        Some(seqnum),
+    ] {
+        id.extend_from_slice(part.unwrap_or_default());
+        id.push(b';');
+    }
+    Some(id)
+}
+
+/// One connection's view: shared settings, counters, the pipeline.
+struct Conn<'a> {
+    origin: Origin,
+    shared: &'a JournalShared,
+    counters: &'a ListenerMetrics,
+    ctx: &'a InputContext,
+}
+
+/// The pipeline is gone: stop.
+struct Gone;
+
+impl Conn<'_> {
+    fn ip(&self) -> IpAddr {
+        match self.origin {
+            Origin::Peer(addr) => addr.ip(),
+            Origin::Local => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        }
+    }
+
+    /// Sends one entry on (unless it is a resend or has no MESSAGE).
+    async fn deliver(&self, entry: Entry) -> Result<(), Gone> {
+        let received = Instant::now();
+        if let Some(id) = entry_id(&entry) {
+            let repeat = self
+                .shared
+                .dedupe
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_repeat(self.ip(), &id, received);
+            if repeat {
+                Metrics::inc(&self.counters.duplicates);
+                return Ok(());
+            }
+        }
+        let Some(record) = journal::to_record(&entry) else {
+            Metrics::inc(&self.ctx.metrics.unparsed);
+            return Ok(());
+        };
+        Metrics::inc(&self.counters.messages);
+        let message = RawMessage {
+            origin: self.origin,
+            identity: None,
+            trust_hostname: self.ctx.trust_hostname,
+            payload: Payload::Record(Box::new(record)),
+            received,
+            received_at: SystemTime::now(),
+        };
+        self.ctx.tx.send(message).await.map_err(|_| Gone)
+    }
+
+    /// Feeds body bytes to the parser, delivering every entry completed.
+    async fn feed(
+        &self,
+        parser: &mut Parser,
+        mut data: &[u8],
+    ) -> Result<Result<(), JournalError>, Gone> {
+        loop {
+            match parser.feed(&mut data) {
+                Ok(Some(entry)) => self.deliver(entry).await?,
+                Ok(None) => return Ok(Ok(())),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+}
+
+/// Reads more bytes into `buf`; false on end of stream, error, idle timeout or shutdown.
+async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    conn: &Conn<'_>,
+) -> bool {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+    let read = tokio::select! {
+        _ = conn.ctx.shutdown.cancelled() => return false,
+        r = tokio::time::timeout(conn.shared.idle_timeout, stream.read_buf(buf)) => r,
+    };
+    match read {
+        Ok(Ok(0)) => false,
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            debug!(listener = %conn.counters.label, origin = %conn.origin, error = %e, "Connection error");
+            false
+        }
+        Err(_) => {
+            debug!(listener = %conn.counters.label, origin = %conn.origin, "Idle timeout");
+            false
+        }
+    }
+}
+
+/// Serves one `journal-stream` connection: the export format until end of stream.
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: &JournalShared,
+    counters: &ListenerMetrics,
+    ctx: &InputContext,
+) {
+    let conn = Conn {
+        origin: Origin::Peer(peer),
+        shared,
+        counters,
+        ctx,
+    };
+    let mut parser = Parser::new(shared.limits);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let data = buf.split().freeze();
+        match conn.feed(&mut parser, &data).await {
+            Err(Gone) => return,
+            Ok(Err(e)) => {
+                Metrics::inc(&counters.rejected);
+                debug!(listener = %counters.label, %peer, error = %e, "Journal stream refused");
+                return;
+            }
+            Ok(Ok(())) => {}
+        }
+        if !read_more(&mut stream, &mut buf, &conn).await {
+            break;
+        }
+    }
+    match parser.finish() {
+        Ok(Some(entry)) => {
+            let _ = conn.deliver(entry).await;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            Metrics::inc(&counters.rejected);
+            debug!(listener = %counters.label, %peer, error = %e, "Journal stream ended inside a field");
+        }
+    }
+}
+
+/// How a request ended.
+enum Outcome {
+    /// 202 sent; the connection may serve another request.
+    Done { keep_alive: bool },
+    /// Answer this status with `Connection: close`, then close.
+    Reject(u16, String),
+    /// The peer went away mid-request (or the pipeline did): just close.
+    Closed,
+}
+
+/// Serves one `journal-upload` connection: requests until the peer closes, an error, or idle.
+pub async fn serve_upload<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    origin: Origin,
+    shared: &JournalShared,
+    counters: &ListenerMetrics,
+    ctx: &InputContext,
+) {
+    let conn = Conn {
+        origin,
+        shared,
+        counters,
+        ctx,
+    };
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let request = loop {
+            match http::parse_head(&mut buf) {
+                Ok(Some(request)) => break Ok(request),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+            if !read_more(&mut stream, &mut buf, &conn).await {
+                return;
+            }
+        };
+        let outcome = match request {
+            Ok(request) => upload(&mut stream, &mut buf, &request, &conn).await,
+            Err(e) => Outcome::Reject(400, format!("{e}\n")),
+        };
+        match outcome {
+            Outcome::Done { keep_alive: true } => continue,
+            Outcome::Done { keep_alive: false } | Outcome::Closed => return,
+            Outcome::Reject(status, text) => {
+                Metrics::inc(&counters.rejected);
+                debug!(listener = %counters.label, %origin, status, reason = %text.trim_end(), "Upload refused");
+                if stream
+                    .write_all(&http::response(status, &text, true))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let _ = stream.shutdown().await;
+                linger(&mut stream).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads and drops what the client still sends (bounded), so closing does not reset the
+/// connection before the client has read the error response.
+async fn linger<S: AsyncRead + Unpin>(stream: &mut S) {
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut scratch = vec![0u8; 16 * 1024];
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => total += n,
+            _ => return,
+        }
+    }
+}
+
+/// One request whose head has been read.
+async fn upload<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    request: &Request,
+    conn: &Conn<'_>,
+) -> Outcome {
+    if request.path != "/upload" {
+        return Outcome::Reject(404, "Not found.\n".into());
+    }
+    if request.method != "POST" {
+        return Outcome::Reject(405, "Only POST is supported.\n".into());
+    }
+    let content_type = request
+        .header("content-type")
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    if !content_type.is_some_and(|t| t.eq_ignore_ascii_case("application/vnd.fdo.journal")) {
+        return Outcome::Reject(
+            415,
+            "Content-Type: application/vnd.fdo.journal is required.\n".into(),
+        );
+    }
+    let mut body = match (
+        request.header("transfer-encoding"),
+        request.header("content-length"),
+    ) {
+        (Some(te), _) if te.eq_ignore_ascii_case("chunked") => Body::chunked(),
+        (Some(_), _) => {
+            return Outcome::Reject(400, "Only chunked transfer encoding is supported.\n".into())
+        }
+        (None, Some(len)) => match len.parse::<u64>() {
+            Ok(len) => Body::Length(len),
+            Err(_) => return Outcome::Reject(400, "Bad Content-Length.\n".into()),
+        },
+        (None, None) => {
+            return Outcome::Reject(
+                400,
+                "A chunked body or a Content-Length is required.\n".into(),
+            )
+        }
+    };
+    if request
+        .header("expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        && stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
+        return Outcome::Closed;
+    }
+    let mut parser = Parser::new(conn.shared.limits);
+    loop {
+        let event = match body.next(buf) {
+            Ok(event) => event,
+            Err(e @ HttpError::BadChunk(_))
+            | Err(e @ HttpError::BadHead(_))
+            | Err(e @ HttpError::HeadTooLarge) => return Outcome::Reject(400, format!("{e}\n")),
+        };
+        match event {
+            BodyEvent::Data(data) => match conn.feed(&mut parser, &data).await {
+                Err(Gone) => return Outcome::Closed,
+                Ok(Err(e)) => return reject_journal(&e),
+                Ok(Ok(())) => {}
+            },
+            BodyEvent::NeedMore => {
+                if !read_more(stream, buf, conn).await {
+                    return Outcome::Closed;
+                }
+            }
+            BodyEvent::End => break,
+        }
+    }
+    match parser.finish() {
+        Ok(Some(entry)) => {
+            if conn.deliver(entry).await.is_err() {
+                return Outcome::Closed;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return reject_journal(&e),
+    }
+    let keep_alive = request.keep_alive();
+    if stream
+        .write_all(&http::response(202, "OK.\n", !keep_alive))
+        .await
+        .is_err()
+    {
+        return Outcome::Closed;
+    }
+    Outcome::Done { keep_alive }
+}
+
+fn reject_journal(e: &JournalError) -> Outcome {
+    let status = if e.is_too_large() { 413 } else { 400 };
+    Outcome::Reject(status, format!("{e}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::LogRecord;
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    fn capture(name: &str) -> Vec<u8> {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/captures")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    struct Harness {
+        shared: JournalShared,
+        counters: ListenerMetrics,
+        ctx: InputContext,
+        rx: mpsc::Receiver<RawMessage>,
+    }
+
+    fn harness(protocol: Protocol) -> Harness {
+        let (tx, rx) = mpsc::channel(64);
+        Harness {
+            shared: JournalShared::new(protocol, 4096, 16 * 1024, Duration::from_secs(5)),
+            counters: ListenerMetrics::default(),
+            ctx: InputContext {
+                tx,
+                metrics: Arc::default(),
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                trust_hostname: false,
+            },
+            rx,
+        }
+    }
+
+    const PEER: &str = "198.51.100.10:40000";
+
+    impl Harness {
+        /// Runs one upload connection over an in-memory pipe: writes `input`, half-closes, and
+        /// returns everything the server answered.
+        async fn upload(&self, input: &[u8]) -> String {
+            let (mut client, server) = tokio::io::duplex(1 << 20);
+            let origin = Origin::Peer(PEER.parse().unwrap());
+            let serve = serve_upload(server, origin, &self.shared, &self.counters, &self.ctx);
+            let talk = async {
+                client.write_all(input).await.unwrap();
+                client.shutdown().await.unwrap();
+                let mut out = Vec::new();
+                client.read_to_end(&mut out).await.unwrap();
+                out
+            };
+            let ((), out) = tokio::join!(serve, talk);
+            String::from_utf8_lossy(&out).into_owned()
+        }
+
+        fn records(&mut self) -> Vec<LogRecord> {
+            let mut out = Vec::new();
+            while let Ok(m) = self.rx.try_recv() {
+                match m.payload {
+                    Payload::Record(r) => out.push(*r),
+                    Payload::Frame(_) => panic!("journal input sent a frame"),
+                }
+            }
+            out
+        }
+    }
+
+    fn statuses(response: &str) -> Vec<u16> {
+        response
+            .split("HTTP/1.1 ")
+            .skip(1)
+            .filter_map(|r| r.get(..3)?.parse().ok())
+            .collect()
+    }
+
+    fn request(headers: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = format!("POST /upload HTTP/1.1\r\nHost: x\r\n{headers}\r\n").into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn chunked(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for piece in body.chunks(100) {
+            out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            out.extend_from_slice(piece);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    const JOURNAL: &str = "Content-Type: application/vnd.fdo.journal\r\n";
+
+    #[tokio::test]
+    async fn real_request_gets_100_continue_then_202() {
+        let mut h = harness(Protocol::Upload);
+        let response = h.upload(&capture("journal-upload-request.raw")).await;
+        assert_eq!(statuses(&response), vec![100, 202], "{response}");
+        assert!(response.ends_with("OK.\n"));
+        let records = h.records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].program, "sshd");
+        assert_eq!(
+            records[0].message,
+            "Failed password for root from 203.0.113.5 port 4242 ssh2"
+        );
+    }
+
+    #[tokio::test]
+    async fn keep_alive_serves_several_requests_and_drops_resent_entries() {
+        let mut h = harness(Protocol::Upload);
+        let body = capture("sample.export");
+        let cursor = |n: u32, e: &[u8]| [format!("__CURSOR=s=x;i={n}\n").as_bytes(), e].concat();
+        // Three entries, each with a cursor; the second request resends all three plus one.
+        let text = std::str::from_utf8(&body).unwrap();
+        let parts: Vec<&str> = text.split_inclusive("\n\n").collect();
+        assert_eq!(parts.len(), 3);
+        let first: Vec<u8> = parts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| cursor(i as u32, p.as_bytes()))
+            .collect();
+        let mut second = first.clone();
+        second.extend(cursor(3, parts[0].as_bytes()));
+        let mut input = request(
+            &format!("{JOURNAL}Transfer-Encoding: chunked\r\n"),
+            &chunked(&first),
+        );
+        input.extend(request(
+            &format!("{JOURNAL}Content-Length: {}\r\n", second.len()),
+            &second,
+        ));
+        let response = h.upload(&input).await;
+        assert_eq!(statuses(&response), vec![202, 202], "{response}");
+        assert_eq!(h.records().len(), 4, "3 new, then 3 repeats and 1 new");
+        assert_eq!(Metrics::get(&h.counters.duplicates), 3);
+        assert_eq!(Metrics::get(&h.counters.messages), 4);
+    }
+
+    #[tokio::test]
+    async fn errors_get_their_status_and_close_the_connection() {
+        let good = capture("sample.export");
+        let mut bad_length = b"MESSAGE\n".to_vec();
+        bad_length.extend_from_slice(&3u64.to_le_bytes());
+        bad_length.extend_from_slice(b"hello\n\n");
+        let mut huge = b"MESSAGE\n".to_vec();
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        let mut truncated = b"MESSAGE\n".to_vec();
+        truncated.extend_from_slice(&50u64.to_le_bytes());
+        truncated.extend_from_slice(b"only a few bytes");
+        let te = format!("{JOURNAL}Transfer-Encoding: chunked\r\n");
+        let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+            (
+                "bad binary length",
+                request(&te, &chunked(&bad_length)),
+                400,
+            ),
+            ("huge binary length", request(&te, &chunked(&huge)), 413),
+            (
+                "truncated binary field",
+                request(&te, &chunked(&truncated)),
+                400,
+            ),
+            (
+                "wrong content type",
+                request(
+                    "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n",
+                    &chunked(&good),
+                ),
+                415,
+            ),
+            (
+                "no content type",
+                request("Transfer-Encoding: chunked\r\n", &chunked(&good)),
+                415,
+            ),
+            ("neither chunked nor length", request(JOURNAL, &good), 400),
+            (
+                "unchunked garbage",
+                request(&te, b"this is not chunked\r\n\r\n"),
+                400,
+            ),
+            (
+                "gzip",
+                request(&format!("{JOURNAL}Transfer-Encoding: gzip\r\n"), &good),
+                400,
+            ),
+            ("garbage head", b"\x16\x03\x01 hello\r\n\r\n".to_vec(), 400),
+            ("other path", b"POST /x HTTP/1.1\r\n\r\n".to_vec(), 404),
+            ("GET", b"GET /upload HTTP/1.1\r\n\r\n".to_vec(), 405),
+        ];
+        for (what, mut input, status) in cases {
+            let mut h = harness(Protocol::Upload);
+            // A good request after the bad one on the same connection is not served: the
+            // connection closes after an error.
+            input.extend(request(&te, &chunked(&good)));
+            let response = h.upload(&input).await;
+            assert_eq!(statuses(&response), vec![status], "{what}: {response}");
+            assert!(response.contains("Connection: close"), "{what}");
+            assert!(h.records().is_empty(), "{what}: nothing delivered");
+            assert_eq!(Metrics::get(&h.counters.rejected), 1, "{what}");
+        }
+    }
+
+    #[tokio::test]
+    async fn expect_100_is_not_sent_when_the_request_is_refused() {
+        let h = harness(Protocol::Upload);
+        let response = h
+            .upload(&request(
+                "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n",
+                b"",
+            ))
+            .await;
+        assert_eq!(statuses(&response), vec![415]);
+    }
+
+    #[tokio::test]
+    async fn stream_delivers_entries_and_stops_at_malformed_input() {
+        let mut h = harness(Protocol::Stream);
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let peer: SocketAddr = PEER.parse().unwrap();
+        let mut data = capture("sample.export");
+        data.extend(capture("bin.export"));
+        data.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        data.extend(capture("sample.export"));
+        let serve = serve_stream(server, peer, &h.shared, &h.counters, &h.ctx);
+        let talk = async {
+            client.write_all(&data).await.unwrap();
+            client.shutdown().await.unwrap();
+        };
+        tokio::join!(serve, talk);
+        let records = h.records();
+        assert_eq!(records.len(), 4, "3 + 1 entries before the garbage");
+        assert_eq!(Metrics::get(&h.counters.rejected), 1);
+    }
+
+    #[test]
+    fn dedupe_forgets_after_the_window_and_beyond_the_cap() {
+        let mut d = Dedupe::new(Duration::from_secs(10), 3);
+        let t = Instant::now();
+        let a: IpAddr = "198.51.100.10".parse().unwrap();
+        let b: IpAddr = "198.51.100.11".parse().unwrap();
+        assert!(!d.is_repeat(a, b"c1", t));
+        assert!(d.is_repeat(a, b"c1", t + Duration::from_secs(9)));
+        assert!(!d.is_repeat(b, b"c1", t), "per origin");
+        assert!(
+            !d.is_repeat(a, b"c1", t + Duration::from_secs(10)),
+            "window over"
+        );
+        for i in 0..10u8 {
+            d.is_repeat(a, &[i], t + Duration::from_secs(10));
+        }
+        assert_eq!(d.len(), 3);
+        assert!(
+            !d.is_repeat(a, &[0], t + Duration::from_secs(10)),
+            "evicted by the cap"
+        );
+    }
+
+    #[test]
+    fn entry_id_prefers_the_cursor() {
+        let entry = |fields: &[(&str, &str)]| Entry {
+            fields: fields
+                .iter()
+                .map(|(n, v)| journal::Field {
+                    name: n.to_string(),
+                    value: v.as_bytes().to_vec(),
+                })
+                .collect(),
+        };
+        assert_eq!(
+            entry_id(&entry(&[("__CURSOR", "s=1;i=2"), ("__SEQNUM", "2")])),
+            Some(b"s=1;i=2".to_vec())
+        );
+        assert_eq!(
+            entry_id(&entry(&[("_BOOT_ID", "b"), ("__SEQNUM", "2")])),
+            Some(b"seq;b;;2;".to_vec())
+        );
+        assert_eq!(entry_id(&entry(&[("MESSAGE", "x")])), None);
+    }
+}
