@@ -230,3 +230,91 @@ fn journal_upload_refuses_malformed_bodies_and_keeps_serving() {
     );
     lab.assert_running("syslog2ban");
 }
+
+/// journal-upload over HTTPS with client certificates: the real uploader with a certificate
+/// from the trusted CA bans; one from another CA is refused and bans nothing.
+#[test]
+fn journal_upload_over_https_requires_a_trusted_client_certificate() {
+    let test = "journal_upload_over_https_requires_a_trusted_client_certificate";
+    if !lab::preflight(test, TOOLS) || !lab::preflight(test, &["openssl"]) {
+        return;
+    }
+    let mut lab = Lab::new(test);
+    let pki = lab.dir.join("pki");
+    fs::create_dir_all(&pki).expect("mkdir pki");
+    crate::tls::make_pki(
+        &pki,
+        "ca",
+        &[("collector", "syslog2ban-collector"), ("web1", "web1")],
+    );
+    crate::tls::make_pki(&pki, "rogue", &[("mallory", "web1")]);
+    let p = |f: &str| pki.join(f).display().to_string();
+    lab.write_daemon_config(Listener::JournalUpload, &lab::DaemonOptions::default());
+    let path = lab.config_dir().join("syslog2ban.toml");
+    let main = fs::read_to_string(&path).expect("read config");
+    let main = main.replacen(
+        "type = \"journal-upload\"\n",
+        &format!(
+            "type = \"journal-upload\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
+            p("collector.pem"),
+            p("collector.key"),
+            p("ca.pem")
+        ),
+        1,
+    );
+    fs::write(&path, main).expect("write config");
+    lab.launch_daemon(
+        "syslog2ban",
+        Listener::JournalUpload,
+        &lab::DaemonOptions::default(),
+    );
+    assert!(lab::wait_until(SETTLE, POLL, || lab.ctl(&["status", "--json"]).success()).is_some());
+
+    let send = |lab: &Lab, name: &str, cert: &str, key: &str, addr: &str| {
+        let file = lab.dir.join(name);
+        let export: String = (1..=3).map(|i| entry(addr, i)).collect();
+        fs::write(&file, export).expect("write export");
+        let script = format!(
+            "exec {} --url=https://127.0.0.1:{JOURNAL_UPLOAD_PORT} --key={key} --cert={cert} --trust={} - < {}",
+            lab::tool("systemd-journal-upload").display(),
+            p("ca.pem"),
+            file.display()
+        );
+        lab.exec(&lab.srv, &["sh", "-c", &script], Duration::from_secs(20))
+    };
+    let refused = send(
+        &lab,
+        "rogue.export",
+        &p("mallory.pem"),
+        &p("mallory.key"),
+        "203.0.113.91",
+    );
+    lab.note(&format!("untrusted client: rc {:?}", refused.code()));
+    assert!(
+        !refused.success(),
+        "an untrusted client certificate must be refused\n{}",
+        refused.describe()
+    );
+    let ok = send(
+        &lab,
+        "web1.export",
+        &p("web1.pem"),
+        &p("web1.key"),
+        "203.0.113.90",
+    );
+    assert!(
+        ok.success(),
+        "trusted upload over HTTPS failed\n{}\n{}",
+        ok.describe(),
+        lab.log_of("syslog2ban")
+    );
+    assert!(
+        lab.wait_banned4("203.0.113.90", SETTLE).is_some(),
+        "3 failures uploaded over HTTPS should ban\n{}",
+        lab.log_of("syslog2ban")
+    );
+    assert!(
+        !lab.set_contains("banned4", "203.0.113.91"),
+        "the refused upload banned its address"
+    );
+}

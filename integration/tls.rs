@@ -31,7 +31,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA (`name`.pem/.key) and, signed by it, certificates for each (file, CN/SAN DNS name).
-fn make_pki(dir: &Path, ca: &str, certs: &[(&str, &str)]) {
+pub(crate) fn make_pki(dir: &Path, ca: &str, certs: &[(&str, &str)]) {
     openssl(
         dir,
         &[

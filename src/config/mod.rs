@@ -133,6 +133,8 @@ pub struct JournalListener {
     pub idle_timeout: Duration,
     /// Largest journal entry (sum of field names and values), bytes.
     pub max_entry: usize,
+    /// journal-upload over HTTPS, with the TLS listener's client checks.
+    pub tls: Option<TlsSettings>,
 }
 
 /// A jail's name: `[A-Za-z0-9_-]{1,32}`, because it appears in logs, metrics and nft comments.
@@ -622,7 +624,7 @@ impl<'a> Compiler<'a> {
                 "an empty allow-list would refuse every sender; remove the key to allow all",
             );
         }
-        if raw.kind != "tls" {
+        if raw.kind != "tls" && raw.kind != "journal-upload" {
             for (field, set) in [
                 ("cert", raw.cert.is_some()),
                 ("key", raw.key.is_some()),
@@ -759,11 +761,19 @@ impl<'a> Compiler<'a> {
                                 return None;
                             }
                         };
+                        let tls = if raw.kind == "journal-upload"
+                            && (raw.cert.is_some() || raw.key.is_some())
+                        {
+                            Some(self.tls(index, raw)?)
+                        } else {
+                            None
+                        };
                         let journal = JournalListener {
                             address,
                             max_connections,
                             idle_timeout,
                             max_entry,
+                            tls,
                         };
                         if raw.kind == "journal-upload" {
                             ListenerKind::JournalUpload(journal)

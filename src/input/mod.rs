@@ -263,7 +263,22 @@ pub async fn start(
                 max_connections,
                 idle_timeout,
                 max_entry,
+                tls,
             } = j;
+            let tls = match tls {
+                Some(settings) => {
+                    let config = tls::server_config(settings).map_err(|e| InputError::Tls {
+                        label: label.clone(),
+                        message: e.to_string(),
+                    })?;
+                    Some(Arc::new(std::sync::RwLock::new((
+                        tokio_rustls::TlsAcceptor::from(config),
+                        Arc::new(settings.clone()),
+                    ))))
+                }
+                None => None,
+            };
+            handle_tls = tls.clone();
             let listener = TcpListener::bind(address).await.map_err(bind_err)?;
             info!(listener = %label, "Listening");
             let limits = TcpLimits {
@@ -274,7 +289,7 @@ pub async fn start(
                 per_peer: *max_connections,
                 peers: Arc::new(Mutex::new(HashMap::new())),
                 allow,
-                tls: None,
+                tls,
                 journal: Some(Arc::new(JournalShared::new(
                     protocol,
                     config.max_frame,
@@ -591,7 +606,11 @@ async fn tcp_accept_loop(
                             match tls::check_peer(settings, chain) {
                                 Ok(identity) => {
                                     debug!(listener = %counters.label, %peer, identity = identity.as_deref().unwrap_or("-"), "TLS client accepted");
-                                    tcp_connection(stream, peer, identity.map(Arc::from), &limits, &counters, &ctx).await;
+                                    match &limits.journal {
+                                        // journal-upload over HTTPS.
+                                        Some(j) => journal::serve_upload(stream, Origin::Peer(peer), j, &counters, &ctx).await,
+                                        None => tcp_connection(stream, peer, identity.map(Arc::from), &limits, &counters, &ctx).await,
+                                    }
                                 }
                                 Err(why) => {
                                     Metrics::inc(&counters.refused_senders);
