@@ -216,19 +216,10 @@ pub async fn start(
             max_connections_per_peer,
             tls,
         } => {
-            let tls = match tls {
-                Some(settings) => {
-                    let config = tls::server_config(settings).map_err(|e| InputError::Tls {
-                        label: label.clone(),
-                        message: e.to_string(),
-                    })?;
-                    Some(Arc::new(std::sync::RwLock::new((
-                        tokio_rustls::TlsAcceptor::from(config),
-                        Arc::new(settings.clone()),
-                    ))))
-                }
-                None => None,
-            };
+            let tls = tls
+                .as_ref()
+                .map(|settings| shared_tls(&label, settings))
+                .transpose()?;
             let listener = match activation::take_inet(socket2::Type::STREAM, *address) {
                 Some(inherited) => {
                     let std: std::net::TcpListener = inherited.into();
@@ -265,19 +256,10 @@ pub async fn start(
                 max_entry,
                 tls,
             } = j;
-            let tls = match tls {
-                Some(settings) => {
-                    let config = tls::server_config(settings).map_err(|e| InputError::Tls {
-                        label: label.clone(),
-                        message: e.to_string(),
-                    })?;
-                    Some(Arc::new(std::sync::RwLock::new((
-                        tokio_rustls::TlsAcceptor::from(config),
-                        Arc::new(settings.clone()),
-                    ))))
-                }
-                None => None,
-            };
+            let tls = tls
+                .as_ref()
+                .map(|settings| shared_tls(&label, settings))
+                .transpose()?;
             handle_tls = tls.clone();
             let listener = TcpListener::bind(address).await.map_err(bind_err)?;
             info!(listener = %label, "Listening");
@@ -335,6 +317,18 @@ pub async fn start(
         stop,
         tls: handle_tls,
     })
+}
+
+/// A TLS listener's acceptor from its settings; the error names the listener.
+fn shared_tls(label: &str, settings: &tls::TlsSettings) -> Result<SharedTls, InputError> {
+    let config = tls::server_config(settings).map_err(|e| InputError::Tls {
+        label: label.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(std::sync::RwLock::new((
+        tokio_rustls::TlsAcceptor::from(config),
+        Arc::new(settings.clone()),
+    ))))
 }
 
 /// How long a TLS client may take to finish its handshake.
