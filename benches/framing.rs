@@ -2,6 +2,8 @@
 //! Input: 1000 messages of the benchmark mix (`src/bin/loadgen/mix.rs`), read as one buffer
 //! (as after a large read) and in 16 KiB reads (as the daemon reads).
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use syslog2ban::input::framing::Framer;

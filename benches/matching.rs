@@ -4,6 +4,8 @@
 //! path of the pipeline task (parse + route + jails) from the frame's bytes, and single filter
 //! checks.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;

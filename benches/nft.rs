@@ -1,6 +1,8 @@
 //! nft batch rendering: `batch_script` for 1, 100 and 5000 element changes (80% IPv4 adds
 //! with a timeout, 20% IPv6 adds, plus 10% removes for the larger batches).
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! (the frames below are copied byte for byte from those files), plus the classic file line
 //! that `syslog2ban regex` reads.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use syslog2ban::parse::{parse_line, parse_syslog};
