@@ -82,6 +82,17 @@ trap cleanup EXIT
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 inns() { ip netns exec "$NS" "$@"; }
+# Starts "$@" in the namespace in the background; BGPID is its own PID (`ip netns exec` forks,
+# so $! would be the wrapper, and signalling that leaves the command running).
+inns_bg() { # $1 = pid file, $2 = output file, rest = command
+    local pidfile=$1 out=$2; shift 2
+    rm -f "$pidfile"
+    inns sh -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" >"$out" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 100); do [[ -s $pidfile ]] && break; sleep 0.05; done
+    BGPID=$(cat "$pidfile")
+    PIDS+=("$BGPID")
+}
 load() { awk '{print "load " $1 " " $2 " " $3}' /proc/loadavg; }
 say() { echo "$*  [$(load)]" | tee -a "$DIR/summary.txt"; }
 CLK=$(getconf CLK_TCK)
@@ -197,13 +208,8 @@ TOML
 
 DAEMON=
 start_daemon() { # $1 = config dir
-    # `ip netns exec` forks: the daemon writes its own PID first, then execs.
-    rm -f "$1/daemon.pid"
-    inns sh -c 'echo $$ > "$1/daemon.pid"; exec "$2" run --config "$1"' sh "$1" "$BIN" >"$1/daemon.log" 2>&1 &
-    PIDS+=("$!")
-    for _ in $(seq 50); do [[ -s $1/daemon.pid ]] && break; sleep 0.05; done
-    DAEMON=$(cat "$1/daemon.pid")
-    PIDS+=("$DAEMON")
+    inns_bg "$1/daemon.pid" "$1/daemon.log" "$BIN" run --config "$1"
+    DAEMON=$BGPID
     for _ in $(seq 100); do
         grep -q "Ready" "$1/daemon.log" 2>/dev/null && return 0
         kill -0 "$DAEMON" 2>/dev/null || { cat "$1/daemon.log" >&2; die "daemon exited"; }
@@ -219,8 +225,8 @@ ingest() { # $1 = sshd | all
     write_config "$d" ingest "$1"
     start_daemon "$d"
     rm -f "$DIR/stop"
-    inns "$PY" "$DIR/sample.py" http://127.0.0.1:9617/metrics "$d/samples" "$DIR/stop" &
-    local sampler=$!; PIDS+=("$sampler")
+    inns_bg "$d/sampler.pid" "$d/sampler.log" "$PY" "$DIR/sample.py" http://127.0.0.1:9617/metrics "$d/samples" "$DIR/stop"
+    local sampler=$BGPID
     sleep 0.5
     local c0 t0 t1 c1 sent
     c0=$(cpu_ticks "$DAEMON")
@@ -237,7 +243,8 @@ ingest() { # $1 = sshd | all
     local t2 c2
     t2=$(date +%s.%N)
     c2=$(cpu_ticks "$DAEMON")
-    touch "$DIR/stop"; wait "$sampler" 2>/dev/null || true
+    touch "$DIR/stop"
+    for _ in $(seq 100); do kill -0 "$sampler" 2>/dev/null || break; sleep 0.05; done
     local rate frate
     rate=$(rate_between "$d/samples" 2 "$t0" "$t1")
     frate=$(rate_between "$d/samples" 4 "$t0" "$t1")
@@ -367,9 +374,9 @@ latency() { # $1 = label, $2 = background rate (0 = none)
     local bg=
     if [[ $2 != 0 ]]; then
         # Background: sshd non-failures and other programs only, so nothing else is banned.
-        inns "$LOADGEN" send --transport tcp-octet --connections 2 --rate "$2" --duration 600s \
-            --sshd-failures 0 >"$d/background.json" &
-        bg=$!; PIDS+=("$bg")
+        inns_bg "$d/background.pid" "$d/background.json" "$LOADGEN" send --transport tcp-octet \
+            --connections 2 --rate "$2" --duration 600s --sshd-failures 0
+        bg=$BGPID
         sleep 1
     fi
     local res
