@@ -44,7 +44,11 @@ struct State {
 impl State {
     fn new(configs: &[JailConfig]) -> Self {
         State {
-            router: Router::new(configs.iter().map(|j| j.programs.iter().map(String::as_str))),
+            router: Router::new(
+                configs
+                    .iter()
+                    .map(|j| j.programs.iter().map(String::as_str)),
+            ),
             jails: configs.iter().map(Jail::new).collect(),
         }
     }
@@ -81,7 +85,10 @@ fn bench(c: &mut Criterion) {
 
     // The mix is what it claims: every failure, and nothing else, is counted once.
     let mut check = State::new(&configs);
-    let counted: u32 = records.iter().map(|r| check.route(r, origin, Instant::now())).sum();
+    let counted: u32 = records
+        .iter()
+        .map(|r| check.route(r, origin, Instant::now()))
+        .sum();
     assert_eq!(counted, failures, "sshd failures counted exactly once each");
 
     let mut group = c.benchmark_group("matching");
@@ -90,7 +97,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function("route_and_match_mix_40_jails", |b| {
         b.iter(|| {
             let now = Instant::now();
-            records.iter().map(|r| state.route(r, origin, now)).sum::<u32>()
+            records
+                .iter()
+                .map(|r| state.route(r, origin, now))
+                .sum::<u32>()
         })
     });
     let mut state = State::new(&configs);
@@ -107,8 +117,11 @@ fn bench(c: &mut Criterion) {
                 .sum::<u32>()
         })
     });
-    let only_sshd: Vec<JailConfig> =
-        configs.iter().filter(|j| j.name.as_str() == "sshd").cloned().collect();
+    let only_sshd: Vec<JailConfig> = configs
+        .iter()
+        .filter(|j| j.name.as_str() == "sshd")
+        .cloned()
+        .collect();
     let mut state = State::new(&only_sshd);
     group.bench_function("parse_route_match_mix_sshd_only", |b| {
         b.iter(|| {

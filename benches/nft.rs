@@ -13,7 +13,16 @@ fn changes(n: usize) -> Vec<ElementChange> {
     (0..n as u32)
         .map(|i| {
             let address = if i % 5 == 4 {
-                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
+                IpAddr::V6(Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0,
+                    0,
+                    0,
+                    0,
+                    (i >> 16) as u16,
+                    i as u16,
+                ))
             } else {
                 IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i))
             };

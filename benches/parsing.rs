@@ -57,7 +57,10 @@ fn bench(c: &mut Criterion) {
         });
     }
     let line = "Nov 25 08:32:44 nl-server sshd[16313]: Failed password for nltest from 198.51.100.66 port 54290 ssh2";
-    assert_eq!(parse_line(line, now).map(|r| r.program).as_deref(), Ok("sshd"));
+    assert_eq!(
+        parse_line(line, now).map(|r| r.program).as_deref(),
+        Ok("sshd")
+    );
     group.bench_function("file_line", |b| {
         b.iter(|| parse_line(std::hint::black_box(line), now))
     });

@@ -10,7 +10,16 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use syslog2ban::jail::window::FailureWindow;
 
 fn address(i: u32) -> IpAddr {
-    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
+    IpAddr::V6(Ipv6Addr::new(
+        0x2001,
+        0xdb8,
+        0,
+        0,
+        0,
+        0,
+        (i >> 16) as u16,
+        i as u16,
+    ))
 }
 
 const POPULATED: u32 = 100_000;

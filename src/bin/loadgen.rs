@@ -33,7 +33,11 @@ use tokio::sync::mpsc;
 use mix::{Format, Kind, Mix, MixOptions};
 
 #[derive(Parser)]
-#[command(name = "syslog2ban-loadgen", version, about = "Syslog load generator for syslog2ban benchmarks")]
+#[command(
+    name = "syslog2ban-loadgen",
+    version,
+    about = "Syslog load generator for syslog2ban benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -455,12 +459,18 @@ fn file(args: FileArgs) -> Result<()> {
         out.write_all(&line)?;
     }
     out.flush()?;
-    eprintln!("{}", json!({"lines": args.count, "sshd_failures": failures}));
+    eprintln!(
+        "{}",
+        json!({"lines": args.count, "sshd_failures": failures})
+    );
     Ok(())
 }
 
 /// Element additions seen by `nft monitor`: address → arrival time.
-async fn monitor(command: &str, seen: mpsc::UnboundedSender<(IpAddr, Instant)>) -> Result<tokio::process::Child> {
+async fn monitor(
+    command: &str,
+    seen: mpsc::UnboundedSender<(IpAddr, Instant)>,
+) -> Result<tokio::process::Child> {
     let mut words = command.split_whitespace();
     let program = words.next().context("empty monitor command")?;
     let mut child = tokio::process::Command::new(program)
@@ -547,7 +557,8 @@ async fn ban_latency(args: LatencyArgs) -> Result<()> {
             }
             text.clear();
             mix::failure_text(&mut text, &mut rng, address);
-            let message = format!("<38>1 2026-11-25T08:32:44.000000+00:00 web01 sshd 4242 - -  {text}");
+            let message =
+                format!("<38>1 2026-11-25T08:32:44.000000+00:00 web01 sshd 4242 - -  {text}");
             let frame = format!("{} {message}", message.len());
             stream.write_all(frame.as_bytes()).await?;
             n += 1;

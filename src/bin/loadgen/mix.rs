@@ -88,7 +88,7 @@ impl Rng {
     }
     /// Uniform in 0..n.
     pub fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u64() >> 32) * u64::from(n.max(1)) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n.max(1))) >> 32) as u32
     }
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
@@ -127,17 +127,36 @@ const USERS: &[&str] = &[
     "alex",
 ];
 const HOSTS: &[&str] = &[
-    "web01", "web02", "web03", "db01", "db02", "mail01", "vpn01", "git01", "ci-runner-7",
-    "bastion", "lb01", "monitor",
+    "web01",
+    "web02",
+    "web03",
+    "db01",
+    "db02",
+    "mail01",
+    "vpn01",
+    "git01",
+    "ci-runner-7",
+    "bastion",
+    "lb01",
+    "monitor",
 ];
-const LAN: &[&str] = &["10.0.0.12", "10.0.0.31", "10.0.1.7", "192.168.10.20", "172.16.4.9"];
+const LAN: &[&str] = &[
+    "10.0.0.12",
+    "10.0.0.31",
+    "10.0.1.7",
+    "192.168.10.20",
+    "172.16.4.9",
+];
 
 /// One sshd failure line (what the jail counts).
 pub fn failure_text(out: &mut String, rng: &mut Rng, address: IpAddr) {
     let user = rng.pick(USERS);
     let port = 1024 + rng.below(64000);
     match rng.below(10) {
-        0..=6 => write!(out, "Failed password for {user} from {address} port {port} ssh2"),
+        0..=6 => write!(
+            out,
+            "Failed password for {user} from {address} port {port} ssh2"
+        ),
         7 | 8 => write!(
             out,
             "Failed password for invalid user {user} from {address} port {port} ssh2"
