@@ -1,0 +1,403 @@
+#!/usr/bin/env bash
+# Whole-system benchmark: syslog2ban against the peers a user runs today, in one run on one
+# machine, inside a private network namespace (only its loopback is used; nothing is added to
+# the root namespace and no packet leaves it).
+#
+#   sudo benches/system.sh              (S2B_BENCH_SECONDS=20 per ingest run,
+#                                        S2B_BENCH_CONNECTIONS=4, S2B_BENCH_LINES=200000,
+#                                        S2B_BENCH_ATTACKERS=300 for ban latency,
+#                                        S2B_BENCH_KEEP=1 keeps the temp dir)
+#
+# Needs (installs nothing itself):  apt-get install -y rsyslog fail2ban nftables iproute2
+# plus cargo and python3. fail2ban is only used for fail2ban-regex; its service is not started.
+#
+# What it measures (all numbers are printed with `uptime` beside them):
+#  1. syslog2ban ingest over TCP (octet-counted RFC 5424, S2B_BENCH_CONNECTIONS connections,
+#     loadgen at full speed for S2B_BENCH_SECONDS) with the full pipeline: release build,
+#     shipped sshd jail (and again with all 40 shipped jails enabled), attacker ranges in
+#     ignoreip so every failure is matched but none bans (bans are measured in 4). Rate from
+#     the daemon's own counter syslog2ban_messages_received_total (and failures_total), CPU
+#     from /proc/PID/stat utime+stime, peak RSS from VmHWM. Then UDP at that rate: sent vs
+#     received counter = loss.
+#  2. rsyslog (imtcp → omfile, its own config, pid file and work dir, -n) on the same stream:
+#     lines in its output file over time; the ratio syslog2ban / rsyslog.
+#  3. fail2ban-regex with Debian's /etc/fail2ban/filter.d/sshd.conf vs `syslog2ban regex FILE
+#     sshd` on the same log file (the same mix as file lines): lines/s, ratio.
+#  4. Ban latency: maxretry 5, nftables backend in the namespace; attackers one after another,
+#     each sending failures at 1000/s over one held TCP connection; time from writing the
+#     5th failure to `nft monitor` printing the element (p50/p99), failures sent after the 5th
+#     before that (overshoot), and the daemon's own syslog2ban_enforce_latency_seconds. Once
+#     idle and once under background load.
+#  5. Memory per tracked failing address: tests/tracker_memory.rs.
+# Cleans up processes (by PID), the namespace and the temp dir on any exit (trap).
+set -euo pipefail
+
+SECONDS_RUN=${S2B_BENCH_SECONDS:-20}
+CONNS=${S2B_BENCH_CONNECTIONS:-4}
+LINES=${S2B_BENCH_LINES:-200000}
+ATTACKERS=${S2B_BENCH_ATTACKERS:-300}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=$(command -v python3)
+
+die() { echo "system.sh: $*" >&2; exit 1; }
+[[ $(id -u) == 0 ]] || die "needs root (network namespace, nftables)"
+for t in ip nft cargo rsyslogd fail2ban-regex "$PY"; do
+    command -v "$t" >/dev/null || die "missing $t (apt-get install -y rsyslog fail2ban nftables iproute2)"
+done
+[[ -f /etc/fail2ban/filter.d/sshd.conf ]] || die "missing /etc/fail2ban/filter.d/sshd.conf (apt-get install -y fail2ban)"
+
+echo "building release binaries ..." >&2
+(cd "$REPO" && cargo build --release --quiet --bin syslog2ban --bin syslog2ban-loadgen)
+BIN=$REPO/target/release/syslog2ban
+LOADGEN=$REPO/target/release/syslog2ban-loadgen
+
+NS=s2bsys-$$
+DIR=$(mktemp -d /tmp/s2bsys.XXXXXX)
+PIDS=()
+
+stop_pid() {
+    local pid=$1
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    set +e
+    # Newest first: real PIDs come after their `ip netns exec` wrappers.
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+    if ip netns list | grep -qw "$NS"; then
+        for p in $(ip netns pids "$NS"); do kill -KILL "$p" 2>/dev/null; done
+        ip netns del "$NS"
+    fi
+    if [[ ${S2B_BENCH_KEEP:-0} == 1 ]]; then echo "keeping $DIR" >&2; else rm -rf "$DIR"; fi
+}
+trap cleanup EXIT
+
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+inns() { ip netns exec "$NS" "$@"; }
+# Starts "$@" in the namespace in the background; BGPID is its own PID (`ip netns exec` forks,
+# so $! would be the wrapper, and signalling that leaves the command running).
+inns_bg() { # $1 = pid file, $2 = output file, rest = command
+    local pidfile=$1 out=$2; shift 2
+    rm -f "$pidfile"
+    inns sh -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" >"$out" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 100); do [[ -s $pidfile ]] && break; sleep 0.05; done
+    BGPID=$(cat "$pidfile")
+    PIDS+=("$BGPID")
+}
+load() { awk '{print "load " $1 " " $2 " " $3}' /proc/loadavg; }
+say() { echo "$*  [$(load)]" | tee -a "$DIR/summary.txt"; }
+CLK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+{
+    echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {print int($2/1024) " MiB"}' /proc/meminfo), kernel $(uname -r)"
+    echo "commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo '+dirty')"
+    echo "rsyslog: $(rsyslogd -v | head -1)"
+    echo "fail2ban: $(fail2ban-regex --version 2>&1 | head -1)"
+    echo "start: $(date -u +%FT%TZ) $(uptime)"
+} | tee "$DIR/summary.txt"
+
+# The metrics sampler: GET /metrics every 0.25 s until $DIR/stop exists.
+cat > "$DIR/sample.py" <<'PY'
+import os, sys, time, urllib.request
+url, out, stop = sys.argv[1:4]
+def scrape():
+    body = urllib.request.urlopen(url, timeout=2).read().decode()
+    v = {"tcp": 0, "udp": 0, "failures": 0, "unrouted": 0, "input_queue": 0}
+    for line in body.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        if name.startswith('syslog2ban_messages_received_total{listener="tcp'):
+            v["tcp"] += int(value)
+        elif name.startswith('syslog2ban_messages_received_total{listener="udp'):
+            v["udp"] += int(value)
+        elif name.startswith("syslog2ban_failures_total") or name.startswith("syslog2ban_failures_ignored_total"):
+            v["failures"] += int(value)  # matched: counted, or ignored by ignoreip
+        elif name.startswith("syslog2ban_messages_unrouted_total"):
+            v["unrouted"] += int(value)
+        elif name == 'syslog2ban_queue_depth{queue="input"}':
+            v["input_queue"] = int(value)
+    return v
+with open(out, "w") as f:
+    while not os.path.exists(stop):
+        t = time.time()
+        try:
+            v = scrape()
+        except OSError:
+            time.sleep(0.05)
+            continue
+        f.write(f'{t:.3f} {v["tcp"]} {v["udp"]} {v["failures"]} {v["unrouted"]} {v["input_queue"]}\n')
+        f.flush()
+        time.sleep(0.25)
+PY
+
+metrics() { inns "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "http://127.0.0.1:9617/metrics"; }
+metric() { metrics | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
+
+# Sustained rate from the sampler: over the samples from 1 s after the sender started to the
+# sender's end (ramp-up and drain excluded). Column $2: 2 = tcp, 3 = udp, 4 = failures.
+rate_between() {
+    "$PY" - "$1" "$2" "$3" "$4" <<'PY'
+import sys
+path, col, t0, t1 = sys.argv[1], int(sys.argv[2]) - 1, float(sys.argv[3]), float(sys.argv[4])
+rows = [list(map(float, l.split())) for l in open(path) if l.strip()]
+win = [r for r in rows if t0 + 1.0 <= r[0] <= t1]
+if len(win) < 2:
+    print("nan"); sys.exit()
+print(f"{(win[-1][col] - win[0][col]) / (win[-1][0] - win[0][0]):.0f}")
+PY
+}
+
+write_config() { # $1 = dir, $2 = "ingest" | "latency", $3 = "sshd" | "all"
+    local d=$1
+    rm -rf "$d"; mkdir -p "$d/conf.d" "$d/state"
+    if [[ $3 == all ]]; then
+        cp "$REPO"/conf.d/*.toml "$d/conf.d/"
+        for f in "$REPO"/conf.d/*.toml; do
+            sed -n 's/^\[jail\.\([A-Za-z0-9_-]*\)\]$/[jail.\1]\nenabled = true/p' "$f"
+        done > "$d/conf.d/zz-bench.toml"
+    else
+        cp "$REPO/conf.d/sshd.toml" "$d/conf.d/"
+    fi
+    local defaults
+    if [[ $2 == ingest ]]; then
+        # Every failure is matched and its address parsed, then ignored: no bans.
+        defaults='ignoreip = ["127.0.0.0/8", "::1", "198.18.0.0/15", "2001:db8::/32"]'
+    else
+        defaults='maxretry = 5
+findtime = "10m"
+bantime = "1h"'
+    fi
+    cat > "$d/syslog2ban.toml" <<TOML
+[[listen]]
+type = "tcp"
+address = "127.0.0.1:5514"
+max_connections = 64
+
+[[listen]]
+type = "udp"
+address = "127.0.0.1:5514"
+
+[defaults]
+$defaults
+
+[ban]
+backend = "nftables"
+table = "s2bbench"
+
+[control]
+socket = "$d/s2b.sock"
+
+[state]
+dir = "$d/state"
+
+[metrics]
+listen = "127.0.0.1:9617"
+TOML
+}
+
+DAEMON=
+start_daemon() { # $1 = config dir
+    inns_bg "$1/daemon.pid" "$1/daemon.log" "$BIN" run --config "$1"
+    DAEMON=$BGPID
+    for _ in $(seq 100); do
+        grep -q "Ready" "$1/daemon.log" 2>/dev/null && return 0
+        kill -0 "$DAEMON" 2>/dev/null || { cat "$1/daemon.log" >&2; die "daemon exited"; }
+        sleep 0.1
+    done
+    die "daemon not ready"
+}
+
+# ---------------------------------------------------------------------------------------
+# 1. syslog2ban ingest (TCP), then UDP at that rate
+ingest() { # $1 = sshd | all
+    local d=$DIR/s2b-$1
+    write_config "$d" ingest "$1"
+    start_daemon "$d"
+    rm -f "$DIR/stop"
+    inns_bg "$d/sampler.pid" "$d/sampler.log" "$PY" "$DIR/sample.py" http://127.0.0.1:9617/metrics "$d/samples" "$DIR/stop"
+    local sampler=$BGPID
+    sleep 0.5
+    local c0 t0 t1 c1 sent
+    c0=$(cpu_ticks "$DAEMON")
+    t0=$(date +%s.%N)
+    sent=$(inns "$LOADGEN" send --transport tcp-octet --connections "$CONNS" --duration "${SECONDS_RUN}s")
+    t1=$(date +%s.%N)
+    local want got
+    want=$(echo "$sent" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
+    for _ in $(seq 300); do # wait until everything sent has been received and the queue drained
+        got=$(metric 'syslog2ban_messages_received_total{listener="tcp')
+        [[ $got -ge $want && $(metric 'syslog2ban_queue_depth{queue="input"}') == 0 ]] && break
+        sleep 0.1
+    done
+    local t2 c2
+    t2=$(date +%s.%N)
+    c2=$(cpu_ticks "$DAEMON")
+    touch "$DIR/stop"
+    for _ in $(seq 100); do kill -0 "$sampler" 2>/dev/null || break; sleep 0.05; done
+    local rate frate
+    rate=$(rate_between "$d/samples" 2 "$t0" "$t1")
+    frate=$(rate_between "$d/samples" 4 "$t0" "$t1")
+    S2B_TCP_RATE=$rate
+    say "syslog2ban TCP ingest, jails=$1: sent $(echo "$sent" | tr -d '\n')"
+    say "  received $got of $want over TCP (lost $((want - got))); sustained $rate msgs/s received, $frate sshd failures/s matched (counters, excluding the first second)"
+    say "  daemon CPU $(awk -v a="$c0" -v b="$c2" -v k="$CLK" -v t0="$t0" -v t2="$t2" 'BEGIN { printf "%.2f s over %.2f s wall = %.0f%% of one core", (b - a) / k, t2 - t0, 100 * (b - a) / k / (t2 - t0) }'), peak RSS $(awk '/VmHWM/ {print $2, $3}' "/proc/$DAEMON/status")"
+    if [[ $1 == sshd ]]; then
+        # UDP at the TCP rate (the loadgen may not reach it: its own sent rate is printed).
+        local u0 udp urecv usent
+        u0=$(metric 'syslog2ban_messages_received_total{listener="udp')
+        udp=$(inns "$LOADGEN" send --transport udp --connections "$CONNS" --rate "${rate%.*}" --duration 10s)
+        sleep 2
+        urecv=$(( $(metric 'syslog2ban_messages_received_total{listener="udp') - u0 ))
+        usent=$(echo "$udp" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
+        say "syslog2ban UDP at the TCP rate: sent $(echo "$udp" | tr -d '\n')"
+        say "  received $urecv of $usent: loss $(awk -v s="$usent" -v r="$urecv" 'BEGIN { printf "%d (%.2f%%)", s - r, s ? 100 * (s - r) / s : 0 }')"
+        for r in 100000 20000; do
+            u0=$(metric 'syslog2ban_messages_received_total{listener="udp')
+            udp=$(inns "$LOADGEN" send --transport udp --connections 1 --rate "$r" --duration 5s)
+            sleep 1
+            urecv=$(( $(metric 'syslog2ban_messages_received_total{listener="udp') - u0 ))
+            usent=$(echo "$udp" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
+            say "syslog2ban UDP at $r msgs/s requested: received $urecv of $usent, loss $(awk -v s="$usent" -v r="$urecv" 'BEGIN { printf "%.2f%%", s ? 100 * (s - r) / s : 0 }')"
+        done
+    fi
+    stop_pid "$DAEMON"
+}
+ingest sshd
+S2B_SSHD_RATE=$S2B_TCP_RATE
+ingest all
+
+# ---------------------------------------------------------------------------------------
+# 2. rsyslog: imtcp → omfile on the same stream
+RS=$DIR/rsyslog
+mkdir -p "$RS/work"
+cat > "$RS/rsyslog.conf" <<CONF
+global(workDirectory="$RS/work")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="5515")
+action(type="omfile" file="$RS/out.log")
+CONF
+inns rsyslogd -n -f "$RS/rsyslog.conf" -i "$RS/rsyslogd.pid" >"$RS/rsyslogd.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 50); do [[ -s $RS/rsyslogd.pid ]] && break; sleep 0.1; done
+RSPID=$(cat "$RS/rsyslogd.pid"); PIDS+=("$RSPID")
+for _ in $(seq 50); do inns "$PY" -c 'import socket; socket.create_connection(("127.0.0.1", 5515), 1)' 2>/dev/null && break; sleep 0.1; done
+# Size sampler: output bytes every 0.25 s.
+( while [[ ! -f $RS/stop ]]; do echo "$(date +%s.%N) $(stat -c %s "$RS/out.log" 2>/dev/null || echo 0)"; sleep 0.25; done ) > "$RS/samples" &
+RSSAMP=$!; PIDS+=("$RSSAMP")
+rc0=$(cpu_ticks "$RSPID")
+t0=$(date +%s.%N)
+sent=$(inns "$LOADGEN" send --transport tcp-octet --connections "$CONNS" --duration "${SECONDS_RUN}s" --target 127.0.0.1:5515)
+t1=$(date +%s.%N)
+want=$(echo "$sent" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
+prev=-1
+for _ in $(seq 600); do # until the file stops growing
+    size=$(stat -c %s "$RS/out.log" 2>/dev/null || echo 0)
+    [[ $size == "$prev" ]] && break
+    prev=$size; sleep 0.5
+done
+rc2=$(cpu_ticks "$RSPID")
+touch "$RS/stop"; wait "$RSSAMP" 2>/dev/null || true
+lines=$(wc -l < "$RS/out.log")
+bytes=$(stat -c %s "$RS/out.log")
+rsrate=$("$PY" - "$RS/samples" "$t0" "$t1" "$lines" "$bytes" <<'PY'
+import sys
+path, t0, t1, lines, size = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+per_line = size / max(lines, 1)
+rows = [list(map(float, l.split())) for l in open(path) if len(l.split()) == 2]
+win = [r for r in rows if t0 + 1.0 <= r[0] <= t1]
+print(f"{(win[-1][1] - win[0][1]) / per_line / (win[-1][0] - win[0][0]):.0f}" if len(win) > 1 else "nan")
+PY
+)
+say "rsyslog imtcp → omfile: sent $(echo "$sent" | tr -d '\n')"
+say "  $lines of $want lines written; sustained $rsrate lines/s (file growth, excluding the first second); CPU $(awk -v a="$rc0" -v b="$rc2" -v k="$CLK" 'BEGIN { printf "%.2f s", (b - a) / k }'), peak RSS $(awk '/VmHWM/ {print $2, $3}' "/proc/$RSPID/status")"
+say "  ratio syslog2ban (sshd jail) / rsyslog: $(awk -v a="$S2B_SSHD_RATE" -v b="$rsrate" 'BEGIN { printf "%.2f", a / b }'); with 40 jails: $(awk -v a="$S2B_TCP_RATE" -v b="$rsrate" 'BEGIN { printf "%.2f", a / b }')"
+stop_pid "$RSPID"
+rm -f "$RS/out.log"
+
+# ---------------------------------------------------------------------------------------
+# 3. fail2ban-regex vs syslog2ban regex on the same file
+regex_compare() { # $1 = label, rest = loadgen file options
+    local label=$1; shift
+    local log=$DIR/regex-$label.log
+    "$LOADGEN" file --count "$LINES" --output "$log" "$@" 2>/dev/null
+    local s t best=999999 out
+    write_config "$DIR/s2b-regex" ingest sshd
+    for _ in 1 2 3 4 5; do
+        s=$(date +%s.%N)
+        out=$("$BIN" regex "$log" sshd --config "$DIR/s2b-regex" | sed -n 's/^Lines: //p')
+        t=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+        best=$(awk -v a="$best" -v b="$t" 'BEGIN { print (b < a) ? b : a }')
+    done
+    local f2b fs fw fproc
+    fs=$(date +%s.%N)
+    f2b=$(fail2ban-regex "$log" /etc/fail2ban/filter.d/sshd.conf 2>&1)
+    fw=$(awk -v a="$fs" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+    fproc=$(echo "$f2b" | sed -n 's/.*\[processed in \([0-9.]*\) sec\].*/\1/p')
+    say "regex on $LINES lines ($label): syslog2ban regex: $out; best of 5: $(awk -v n="$LINES" -v t="$best" 'BEGIN { printf "%.3f s = %.0f lines/s", t, n / t }')"
+    say "  fail2ban-regex (Debian sshd.conf): $(echo "$f2b" | sed -n 's/^Lines: //p'); $(awk -v n="$LINES" -v t="$fw" -v p="$fproc" 'BEGIN { printf "%.2f s wall = %.0f lines/s (its own \"processed in\" %s s = %.0f lines/s)", t, n / t, p, n / p }')"
+    say "  ratio syslog2ban / fail2ban-regex: $(awk -v a="$best" -v b="$fw" 'BEGIN { printf "%.0f", b / a }')x wall-clock"
+}
+regex_compare mix
+regex_compare failures-only --sshd-failures 1 --sshd-other 0
+
+# ---------------------------------------------------------------------------------------
+# 4. Ban latency
+cat > "$DIR/histogram.py" <<'PY'
+import sys
+buckets, total, count = {}, 0.0, 0
+for line in sys.stdin:
+    name, _, value = line.rpartition(" ")
+    if name.startswith("syslog2ban_enforce_latency_seconds_bucket"):
+        buckets[name.split('le="')[1].split('"')[0]] = int(value)
+    elif name.startswith("syslog2ban_enforce_latency_seconds_sum"):
+        total = float(value)
+    elif name.startswith("syslog2ban_enforce_latency_seconds_count"):
+        count = int(value)
+le = ", ".join(f"<={k}s {buckets.get(k, 0)}" for k in ("0.001", "0.002", "0.005", "0.01"))
+print(f"count {count}, mean {1000 * total / max(count, 1):.2f} ms, {le}")
+PY
+latency() { # $1 = label, $2 = background rate (0 = none)
+    local d=$DIR/s2b-latency-$1
+    write_config "$d" latency sshd
+    start_daemon "$d"
+    local bg=
+    if [[ $2 != 0 ]]; then
+        # Background: sshd non-failures and other programs only, so nothing else is banned.
+        inns_bg "$d/background.pid" "$d/background.json" "$LOADGEN" send --transport tcp-octet \
+            --connections 2 --rate "$2" --duration 600s --sshd-failures 0
+        bg=$BGPID
+        sleep 1
+    fi
+    local res
+    res=$(inns "$LOADGEN" ban-latency --attackers "$ATTACKERS" --maxretry 5 --attacker-rate 1000 \
+        --monitor "nft monitor elements")
+    [[ -n $bg ]] && stop_pid "$bg"
+    say "ban latency ($1): $res"
+    say "  daemon histogram (decision → nft batch applied, incl. SQLite commit): $(metrics | "$PY" "$DIR/histogram.py"); batches $(metric syslog2ban_enforce_batches_total)"
+    stop_pid "$DAEMON"
+}
+latency idle 0
+latency "under 200k msgs/s background" 200000
+
+# ---------------------------------------------------------------------------------------
+# 5. Memory per tracked failing address
+if [[ ${S2B_BENCH_SKIP_MEMORY:-0} != 1 ]]; then
+    mem=$(cd "$REPO" && cargo test --release --quiet --test tracker_memory -- --nocapture 2>&1 | grep "bytes per tracked address" || true)
+    while IFS= read -r line; do say "tracker memory: $line"; done <<< "$mem"
+fi
+
+echo "end: $(date -u +%FT%TZ) $(uptime)" | tee -a "$DIR/summary.txt"
+echo
+echo "=== summary ==="
+cat "$DIR/summary.txt"
