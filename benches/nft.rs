@@ -27,9 +27,9 @@ fn changes(n: usize) -> Vec<ElementChange> {
                 IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i))
             };
             if n > 1 && i % 10 == 9 {
-                ElementChange::Remove(address)
+                ElementChange::Remove(address.into())
             } else {
-                ElementChange::Add(address, Some(Duration::from_millis(3_599_123)))
+                ElementChange::Add(address.into(), Some(Duration::from_millis(3_599_123)))
             }
         })
         .collect()
