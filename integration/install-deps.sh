@@ -2,7 +2,7 @@
 # Installs the real peers the end-to-end tests talk to (Debian/Ubuntu, as root).
 # Safe to re-run: apt-get skips what is already installed.
 set -euo pipefail
-packages=(nftables openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote)
+packages=(openssl nftables openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote)
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps.sh: run as root (sudo $0)" >&2
   exit 1
