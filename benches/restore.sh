@@ -136,8 +136,12 @@ now() { date +%s.%N; }
 
 echo "starting the daemon in netns $NS ..." >&2
 T0=$(now)
-RUST_LOG=info,syslog2ban=debug ip netns exec "$NS" "$BIN" run --config "$DIR/s2b" >"$DIR/daemon.log" 2>&1 &
-PID=$!
+# `ip netns exec` may fork: let the shell inside the namespace report its own PID, then
+# exec the daemon under it, so $PID is the daemon itself (for RSS and the clean stop).
+RUST_LOG=info,syslog2ban=debug ip netns exec "$NS" sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \
+    "$DIR/daemon.pid" "$BIN" run --config "$DIR/s2b" >"$DIR/daemon.log" 2>&1 &
+for _ in $(seq 100); do [[ -s $DIR/daemon.pid ]] && break; sleep 0.02; done
+PID=$(cat "$DIR/daemon.pid")
 
 seen=0 prev_start=$T0 polls=0
 deadline=$(awk -v t="$T0" 'BEGIN { printf "%.3f", t + 300 }')
