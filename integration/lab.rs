@@ -408,6 +408,22 @@ struct Proc {
     exit: Option<ExitStatus>,
 }
 
+/// Runs inside SERVER. argv: port, then one message per argument. Sends them all as
+/// octet-counted frames over one TCP connection, half-closes, and waits for the daemon to close
+/// (it does so only after reading every byte), then prints `sent N`.
+const SEND_FRAMES_PY: &str = r#"
+import socket, sys
+port = int(sys.argv[1])
+msgs = [m.encode() for m in sys.argv[2:]]
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+s.sendall(b"".join(str(len(m)).encode() + b" " + m for m in msgs))
+s.shutdown(socket.SHUT_WR)
+while s.recv(4096):
+    pass
+s.close()
+print("sent", len(msgs), flush=True)
+"#;
+
 /// One test's namespaces, files and processes. Dropping it tears everything down.
 pub struct Lab {
     /// `s2b<pid>-<n>`; namespace names are `<id>-srv` and `<id>-atk`.
@@ -800,6 +816,22 @@ impl Lab {
 
     /// Runs the CLI against the daemon's control socket: `syslog2ban ARGS... --socket SOCK`
     /// (from the root namespace: the socket is a path).
+    /// Sends `msgs` as octet-counted frames over one TCP connection to the daemon's TCP
+    /// listener (127.0.0.1 in SERVER) and waits until it has read them all.
+    pub fn send_frames(&self, msgs: &[String]) {
+        let python = tool("python3").display().to_string();
+        let port = SYSLOG_TCP_PORT.to_string();
+        let mut argv: Vec<&str> = vec![python.as_str(), "-c", SEND_FRAMES_PY, port.as_str()];
+        argv.extend(msgs.iter().map(String::as_str));
+        let out = self.exec(&self.srv, &argv, Duration::from_secs(15));
+        assert!(
+            out.success() && out.stdout.contains(&format!("sent {}", msgs.len())),
+            "sending {} frame(s) failed\n{}",
+            msgs.len(),
+            out.describe()
+        );
+    }
+
     pub fn ctl(&self, args: &[&str]) -> Out {
         run(
             command(DAEMON_BIN)

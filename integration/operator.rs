@@ -22,22 +22,6 @@ const POLL: Duration = Duration::from_millis(25);
 
 const METRICS_ADDR: &str = "127.0.0.1:9617";
 
-/// Runs inside SERVER. argv: port, then one message per argument. Sends them all as
-/// octet-counted frames over one TCP connection, half-closes, and waits for the daemon to close
-/// (it does so only after reading every byte), then prints `sent N`.
-const SEND_PY: &str = r#"
-import socket, sys
-port = int(sys.argv[1])
-msgs = [m.encode() for m in sys.argv[2:]]
-s = socket.create_connection(("127.0.0.1", port), timeout=5)
-s.sendall(b"".join(str(len(m)).encode() + b" " + m for m in msgs))
-s.shutdown(socket.SHUT_WR)
-while s.recv(4096):
-    pass
-s.close()
-print("sent", len(msgs), flush=True)
-"#;
-
 /// Runs inside SERVER. argv: host:port. One `GET /metrics` over a raw socket (no proxy
 /// settings can interfere); prints the body, exits 1 unless the status is 200.
 const SCRAPE_PY: &str = r#"
@@ -90,21 +74,6 @@ fn start(lab: &mut Lab, options: &DaemonOptions) -> u32 {
         );
     }
     pid
-}
-
-/// Sends `msgs` as octet-counted frames over one TCP connection from inside SERVER.
-fn send(lab: &Lab, msgs: &[String]) {
-    let python = lab::tool("python3").display().to_string();
-    let port = SYSLOG_TCP_PORT.to_string();
-    let mut argv: Vec<&str> = vec![python.as_str(), "-c", SEND_PY, port.as_str()];
-    argv.extend(msgs.iter().map(String::as_str));
-    let out = lab.exec(&lab.srv, &argv, Duration::from_secs(15));
-    assert!(
-        out.success() && out.stdout.contains(&format!("sent {}", msgs.len())),
-        "sending {} frame(s) failed\n{}",
-        msgs.len(),
-        out.describe()
-    );
 }
 
 /// Runs a CLI command with `--json`; returns the parsed answer and the output.
@@ -301,7 +270,7 @@ fn wait_banned(lab: &Lab, addr: &str, why: &str) {
 /// Sends `n` failures of `addr` and waits until the jail has counted them.
 fn fail(lab: &Lab, addr: &str, n: usize) {
     let before = num(&jail_status(lab), "total_failed");
-    send(lab, &vec![failure(addr); n]);
+    lab.send_frames(&vec![failure(addr); n]);
     let want = before + n as u64;
     let v = wait_jail(lab, &format!("{n} failure(s) of {addr}"), |v| {
         num(v, "total_failed") >= want
@@ -378,7 +347,7 @@ fn control_cli_matches_the_nft_set() {
     // 3 failures (maxretry) for .9, 2 for .10, over one connection.
     let mut msgs = vec![failure("203.0.113.9"); 3];
     msgs.extend(vec![failure("203.0.113.10"); 2]);
-    send(&lab, &msgs);
+    lab.send_frames(&msgs);
     let v = wait_jail(&lab, "5 failures, 1 ban", |v| {
         num(v, "total_failed") >= 5 && num(v, "currently_banned") >= 1
     });
@@ -708,7 +677,7 @@ fn metrics_count_exactly_what_was_sent() {
         cron(2),
         failure("203.0.113.9"),
     ];
-    send(&lab, &frames);
+    lab.send_frames(&frames);
 
     let delta = |after: &BTreeMap<String, f64>, k: &str| metric(after, k) - metric(&before, k);
     let mut last = BTreeMap::new();

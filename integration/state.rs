@@ -25,22 +25,6 @@ const TOOLS: &[&str] = &["ip", "nft", "ss", "python3", "kill"];
 const SETTLE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(25);
 
-/// Runs inside SERVER. argv: port, then one message per argument. Sends them as octet-counted
-/// frames over one TCP connection, half-closes and waits for the daemon to close its side (it
-/// does so only after reading every byte), then prints `sent N`.
-const SEND_PY: &str = r#"
-import socket, sys
-port = int(sys.argv[1])
-msgs = [m.encode() for m in sys.argv[2:]]
-s = socket.create_connection(("127.0.0.1", port), timeout=5)
-s.sendall(b"".join(str(len(m)).encode() + b" " + m for m in msgs))
-s.shutdown(socket.SHUT_WR)
-while s.recv(4096):
-    pass
-s.close()
-print("sent", len(msgs), flush=True)
-"#;
-
 /// Runs inside SERVER. argv: port, number of IPv6 addresses. One TCP connection, as fast as
 /// possible: sshd failures for 2001:db8:1::1, ::2, ... with one IPv4 address (203.0.113.1-254,
 /// then 198.51.100.20-254) after every 8 IPv6 ones until those run out. Prints `sent N` when
@@ -182,20 +166,6 @@ fn stop_clean(lab: &mut Lab, label: &str) {
     assert!(
         !lab.table_exists(),
         "a clean stop should delete table inet {NFT_TABLE}"
-    );
-}
-
-fn send(lab: &Lab, msgs: &[String]) {
-    let python = lab::tool("python3").display().to_string();
-    let port = SYSLOG_TCP_PORT.to_string();
-    let mut argv: Vec<&str> = vec![python.as_str(), "-c", SEND_PY, port.as_str()];
-    argv.extend(msgs.iter().map(String::as_str));
-    let out = lab.exec(&lab.srv, &argv, Duration::from_secs(15));
-    assert!(
-        out.success() && out.stdout.contains(&format!("sent {}", msgs.len())),
-        "sending {} frame(s) failed\n{}",
-        msgs.len(),
-        out.describe()
     );
 }
 
@@ -795,8 +765,8 @@ fn permanent_ban_survives_restart() {
     launch(&mut lab, "syslog2ban");
     let a4 = "203.0.113.50";
     let a6 = "2001:db8:2::50";
-    send(&lab, &[sshd_failure(a4), sshd_failure(a4)]);
-    send(&lab, &[sshd_failure(a6), sshd_failure(a6)]);
+    lab.send_frames(&[sshd_failure(a4), sshd_failure(a4)]);
+    lab.send_frames(&[sshd_failure(a6), sshd_failure(a6)]);
     for a in [a4, a6] {
         let e = wait_element(&lab, a, "2 failures at maxretry 2");
         assert_eq!(e.timeout, None, "permanent ban of {a} has a timeout: {e:?}");
@@ -876,12 +846,9 @@ fn recidive_after_bans_in_three_jails_survives_restart() {
     let a = "203.0.113.60";
     let bystander = "203.0.113.61";
 
-    send(&lab, &[sshd_failure(a)]);
+    lab.send_frames(&[sshd_failure(a)]);
     wait_listed(&lab, a, "sshd", "ban 1 (sshd)");
-    send(
-        &lab,
-        &[fake_failure("fake2", a), fake_failure("fake2", bystander)],
-    );
+    lab.send_frames(&[fake_failure("fake2", a), fake_failure("fake2", bystander)]);
     wait_listed(&lab, a, "fake2", "ban 2 (fake2)");
     wait_listed(&lab, bystander, "fake2", "bystander's one ban");
     let b = bans_of(&lab, a);
@@ -898,10 +865,7 @@ fn recidive_after_bans_in_three_jails_survives_restart() {
     let history = read_db(&lab).history_of(a).len();
     assert_eq!(history, 2, "history rows of {a} after the restart");
 
-    send(
-        &lab,
-        &[fake_failure("fake3", a), fake_failure("fake3", bystander)],
-    );
+    lab.send_frames(&[fake_failure("fake3", a), fake_failure("fake3", bystander)]);
     wait_listed(&lab, a, "fake3", "ban 3 (fake3)");
     let r = wait_listed(
         &lab,
@@ -990,7 +954,7 @@ fn bantime_increment_grows_across_restarts() {
     let ban_and_expire =
         |lab: &Lab, label: &str, n: u32, want: std::ops::RangeInclusive<u64>| -> Element {
             let before = lab.log_of(label).matches("Banned jail=sshd").count();
-            send(lab, &[sshd_failure(a)]);
+            lab.send_frames(&[sshd_failure(a)]);
             let e = wait_element(lab, a, &format!("ban {n}"));
             let banned_at = Instant::now();
             lab.note(&format!("ban {n}: {e:?}"));
@@ -1038,7 +1002,7 @@ fn bantime_increment_grows_across_restarts() {
     let h = db.history_of(a);
     assert_eq!(h.len(), 2, "history rows after restart 2: {h:?}");
     let send_at = Instant::now();
-    send(&lab, &[sshd_failure(a)]);
+    lab.send_frames(&[sshd_failure(a)]);
     let e3 = wait_element(&lab, a, "ban 3");
     assert!(
         e3.timeout.is_some_and(|t| (7..=8).contains(&t)),
@@ -1110,22 +1074,19 @@ fn ipv6_failures_counted_per_64_ban_the_prefix_only() {
     let failures: Vec<String> = (1..=4)
         .map(|i| sshd_failure(&format!("2001:db8:5100::a{i}")))
         .collect();
-    send(&lab, &failures);
+    lab.send_frames(&failures);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         element(&lab, "2001:db8:5100::/64").is_none(),
         "banned before the fifth failure"
     );
     // Another /64 fails too, but only twice.
-    send(
-        &lab,
-        &[
-            sshd_failure("2001:db8:5101::b1"),
-            sshd_failure("2001:db8:5101::b2"),
-        ],
-    );
+    lab.send_frames(&[
+        sshd_failure("2001:db8:5101::b1"),
+        sshd_failure("2001:db8:5101::b2"),
+    ]);
     // The fifth address of the first /64 crosses maxretry for the whole prefix.
-    send(&lab, &[sshd_failure("2001:db8:5100::a5")]);
+    lab.send_frames(&[sshd_failure("2001:db8:5100::a5")]);
     let e = wait_element(&lab, "2001:db8:5100::/64", "5 failures within one /64");
     assert!(e.timeout.is_some_and(|t| t > 0 && t <= 600), "{e:?}");
     wait_listed(&lab, "2001:db8:5100::/64", "sshd", "prefix ban");
