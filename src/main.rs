@@ -190,6 +190,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+                if !c.targets.is_empty() {
+                    println!(
+                        "{} remote target(s): {}",
+                        c.targets.len(),
+                        c.targets
+                            .iter()
+                            .map(|t| format!("{} ({}@{}:{})", t.name, t.user, t.address, t.port))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(errors) => {

@@ -174,6 +174,11 @@ pub async fn run(
     let mut session: Option<Arc<Session>> = None;
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
     let mut backoff = MIN_BACKOFF;
+    // Reconnect at least as often as a reconcile would run, so a host that comes back is
+    // repaired within about one interval.
+    let max_backoff = MAX_BACKOFF
+        .min(target.config.reconcile_interval)
+        .max(MIN_BACKOFF);
     let mut retry_at = Instant::now();
     let mut reconcile_at = Instant::now();
     let mut must_reconcile = true;
@@ -241,8 +246,14 @@ pub async fn run(
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                 let Ok(outcome) = done else { continue };
                 let failed = |e: RemoteError, session: &mut Option<Arc<Session>>| {
-                    error!(target = %name, error = %e, "Remote target failed; will reconnect and reconcile");
-                    metrics.failed(e.to_string());
+                    let text = e.to_string();
+                    // The same failure again (a host that stays down) is logged once.
+                    if metrics.last_error().as_deref() == Some(text.as_str()) {
+                        debug!(target = %name, error = %text, "Remote target still failing");
+                    } else {
+                        error!(target = %name, error = %text, "Remote target failed; will reconnect and reconcile");
+                    }
+                    metrics.failed(text);
                     Metrics::set(&metrics.connected, 0);
                     if let Some(s) = session.take() {
                         tokio::spawn(close(s));
@@ -260,7 +271,7 @@ pub async fn run(
                     Outcome::Connected(Err(e)) => {
                         failed(e, &mut session);
                         retry_at = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        backoff = (backoff * 2).min(max_backoff);
                     }
                     Outcome::Applied(Ok(()), batch) => {
                         Metrics::inc(&metrics.batches);
@@ -277,7 +288,7 @@ pub async fn run(
                         }
                         failed(e, &mut session);
                         retry_at = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        backoff = (backoff * 2).min(max_backoff);
                     }
                     Outcome::Reconciled(Ok(fixes)) => {
                         metrics.succeeded();
@@ -296,7 +307,7 @@ pub async fn run(
                         must_reconcile = true;
                         failed(e, &mut session);
                         retry_at = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        backoff = (backoff * 2).min(max_backoff);
                     }
                 }
             }
@@ -369,6 +380,12 @@ async fn close(session: Arc<Session>) {
 /// Opens the control master, then makes sure the table, sets and rules exist on the host.
 async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
     let c = &target.config;
+    let control_dir = target.control_dir.join(c.name.as_str());
+    std::fs::create_dir_all(&control_dir).map_err(|e| RemoteError::Connect {
+        target: c.name.clone(),
+        host: target.describe(),
+        detail: format!("cannot create {}: {e}", control_dir.display()),
+    })?;
     let mut builder = SessionBuilder::default();
     builder
         .user(c.user.clone())
@@ -376,7 +393,9 @@ async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
         .known_hosts_check(KnownHosts::Strict)
         .connect_timeout(c.connect_timeout)
         .server_alive_interval(SERVER_ALIVE)
-        .control_directory(&target.control_dir)
+        .control_directory(&control_dir)
+        // Removes control dirs a killed daemon left behind; per target, so it never touches
+        // another target's live master.
         .clean_history_control_directory(true);
     // A master left behind by a killed daemon exits on its own once idle.
     let idle = (c.reconcile_interval * 2).max(Duration::from_secs(120));
@@ -402,7 +421,13 @@ async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
             })
         }
         Ok(Err(e)) => {
-            let detail = chain(&e);
+            // ssh's banner lines (`@@@@`, `IT IS POSSIBLE...`) say nothing the error doesn't.
+            let detail = chain(&e)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('@'))
+                .collect::<Vec<_>>()
+                .join(" ");
             let host_key = [
                 "Host key verification failed",
                 "REMOTE HOST IDENTIFICATION HAS CHANGED",
