@@ -15,6 +15,7 @@
 //! the 2 s PAM delay per failed login and the 8 s bantime).
 
 mod fleet;
+mod fleet_lab;
 mod inputs;
 mod journal;
 mod lab;
