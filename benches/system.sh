@@ -6,7 +6,8 @@
 #   sudo benches/system.sh              (S2B_BENCH_SECONDS=20 per ingest run,
 #                                        S2B_BENCH_CONNECTIONS=4, S2B_BENCH_LINES=200000,
 #                                        S2B_BENCH_ATTACKERS=300 for ban latency,
-#                                        S2B_BENCH_KEEP=1 keeps the temp dir)
+#                                        S2B_BENCH_KEEP=1 keeps the temp dir,
+#                                        S2B_BENCH_ONLY=ingest|regex|latency|memory runs one part)
 #
 # Needs (installs nothing itself):  apt-get install -y rsyslog fail2ban nftables iproute2
 # plus cargo and python3. fail2ban is only used for fail2ban-regex; its service is not started.
@@ -42,6 +43,8 @@ PY=/usr/bin/python3
 [[ -x $PY ]] || PY=$(command -v python3)
 
 die() { echo "system.sh: $*" >&2; exit 1; }
+# Whether a part runs (all of them unless S2B_BENCH_ONLY names one).
+part() { [[ -z ${S2B_BENCH_ONLY:-} || ${S2B_BENCH_ONLY} == "$1" ]]; }
 [[ $(id -u) == 0 ]] || die "needs root (network namespace, nftables)"
 for t in ip nft cargo rsyslogd fail2ban-regex "$PY"; do
     command -v "$t" >/dev/null || die "missing $t (apt-get install -y rsyslog fail2ban nftables iproute2)"
@@ -273,12 +276,15 @@ ingest() { # $1 = sshd | all
     fi
     stop_pid "$DAEMON"
 }
+if part ingest; then
 ingest sshd
 S2B_SSHD_RATE=$S2B_TCP_RATE
 ingest all
+fi
 
 # ---------------------------------------------------------------------------------------
 # 2. rsyslog: imtcp → omfile on the same stream
+if part ingest; then
 RS=$DIR/rsyslog
 mkdir -p "$RS/work"
 cat > "$RS/rsyslog.conf" <<CONF
@@ -324,6 +330,7 @@ say "  $lines of $want lines written; sustained $rsrate lines/s (file growth, ex
 say "  ratio syslog2ban (sshd jail) / rsyslog: $(awk -v a="$S2B_SSHD_RATE" -v b="$rsrate" 'BEGIN { printf "%.2f", a / b }'); with 40 jails: $(awk -v a="$S2B_TCP_RATE" -v b="$rsrate" 'BEGIN { printf "%.2f", a / b }')"
 stop_pid "$RSPID"
 rm -f "$RS/out.log"
+fi
 
 # ---------------------------------------------------------------------------------------
 # 3. fail2ban-regex vs syslog2ban regex on the same file
@@ -348,8 +355,8 @@ regex_compare() { # $1 = label, rest = loadgen file options
     say "  fail2ban-regex (Debian sshd.conf): $(echo "$f2b" | sed -n 's/^Lines: //p'); $(awk -v n="$LINES" -v t="$fw" -v p="$fproc" 'BEGIN { printf "%.2f s wall = %.0f lines/s (its own \"processed in\" %s s = %.0f lines/s)", t, n / t, p, n / p }')"
     say "  ratio syslog2ban / fail2ban-regex: $(awk -v a="$best" -v b="$fw" 'BEGIN { printf "%.0f", b / a }')x wall-clock"
 }
-regex_compare mix
-regex_compare failures-only --sshd-failures 1 --sshd-other 0
+part regex && regex_compare mix
+part regex && regex_compare failures-only --sshd-failures 1 --sshd-other 0
 
 # ---------------------------------------------------------------------------------------
 # 4. Ban latency
@@ -387,12 +394,12 @@ latency() { # $1 = label, $2 = background rate (0 = none)
     say "  daemon histogram (decision → nft batch applied, incl. SQLite commit): $(metrics | "$PY" "$DIR/histogram.py"); batches $(metric syslog2ban_enforce_batches_total)"
     stop_pid "$DAEMON"
 }
-latency idle 0
-latency "under 200k msgs/s background" 200000
+part latency && latency idle 0
+part latency && latency "under 200k msgs/s background" 200000
 
 # ---------------------------------------------------------------------------------------
 # 5. Memory per tracked failing address
-if [[ ${S2B_BENCH_SKIP_MEMORY:-0} != 1 ]]; then
+if [[ ${S2B_BENCH_SKIP_MEMORY:-0} != 1 ]] && part memory; then
     mem=$(cd "$REPO" && cargo test --release --quiet --test tracker_memory -- --nocapture 2>&1 | grep "bytes per tracked address" || true)
     while IFS= read -r line; do say "tracker memory: $line"; done <<< "$mem"
 fi

@@ -106,11 +106,11 @@ pub async fn run(
     let firewall = if options.dry_run || config.ban.backend == Backend::Log {
         Firewall::Log
     } else {
-        Firewall::Nftables {
-            nft: config.ban.nft.clone(),
-            table: config.ban.table.clone(),
-            keep_table: config.ban.keep_table,
-        }
+        Firewall::nftables(
+            config.ban.nft.clone(),
+            config.ban.table.clone(),
+            config.ban.keep_table,
+        )
     };
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     // The store is read before anything runs: it may hold bans to restore.

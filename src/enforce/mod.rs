@@ -8,6 +8,7 @@
 pub mod nft;
 pub mod reconcile;
 pub mod remote;
+pub mod session;
 
 use crate::jail::Target;
 use std::collections::HashMap;
@@ -40,12 +41,27 @@ pub enum Firewall {
         table: String,
         /// Keep the table on stop.
         keep_table: bool,
+        /// The long-running nft that applies batches (one at a time).
+        session: Arc<tokio::sync::Mutex<session::NftSession>>,
     },
     /// Only log what would be done (`--dry-run`, backend "log").
     Log,
 }
 
 impl Firewall {
+    /// A local nftables table managed through a long-running nft.
+    pub fn nftables(nft: PathBuf, table: String, keep_table: bool) -> Self {
+        let session = Arc::new(tokio::sync::Mutex::new(session::NftSession::new(
+            &nft, &table,
+        )));
+        Firewall::Nftables {
+            nft,
+            table,
+            keep_table,
+            session,
+        }
+    }
+
     /// Creates the table and sets (nftables) before any ban can arrive.
     pub async fn setup(&self) -> Result<(), NftError> {
         match self {
@@ -67,6 +83,7 @@ impl Firewall {
             nft,
             table,
             keep_table: false,
+            ..
         } = self
         {
             match nft::apply(nft, &nft::teardown_script(table)).await {
@@ -78,8 +95,12 @@ impl Firewall {
 
     async fn apply(&self, changes: Vec<ElementChange>) -> Result<(), NftError> {
         match self {
-            Firewall::Nftables { nft, table, .. } => {
-                nft::apply(nft, &nft::batch_script(table, &changes)).await
+            Firewall::Nftables { table, session, .. } => {
+                session
+                    .lock()
+                    .await
+                    .apply(&nft::batch_script(table, &changes))
+                    .await
             }
             Firewall::Log => {
                 for change in changes {
