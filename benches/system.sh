@@ -46,7 +46,7 @@ die() { echo "system.sh: $*" >&2; exit 1; }
 # Whether a part runs (all of them unless S2B_BENCH_ONLY names one).
 part() { [[ -z ${S2B_BENCH_ONLY:-} || ${S2B_BENCH_ONLY} == "$1" ]]; }
 [[ $(id -u) == 0 ]] || die "needs root (network namespace, nftables)"
-for t in ip nft cargo rsyslogd fail2ban-regex "$PY"; do
+for t in ip nft cargo rsyslogd fail2ban-regex openssl "$PY"; do
     command -v "$t" >/dev/null || die "missing $t (apt-get install -y rsyslog fail2ban nftables iproute2)"
 done
 [[ -f /etc/fail2ban/filter.d/sshd.conf ]] || die "missing /etc/fail2ban/filter.d/sshd.conf (apt-get install -y fail2ban)"
@@ -190,6 +190,14 @@ max_connections = 64
 [[listen]]
 type = "udp"
 address = "127.0.0.1:5514"
+recv_buffer = 33554432
+
+[[listen]]
+type = "tls"
+address = "127.0.0.1:6514"
+cert = "$DIR/tls/server.pem"
+key = "$DIR/tls/server.key"
+max_connections = 64
 
 [defaults]
 $defaults
@@ -208,6 +216,17 @@ dir = "$d/state"
 listen = "127.0.0.1:9617"
 TOML
 }
+
+# A CA and a server certificate for the TLS listener (P-256, valid two days).
+mkdir -p "$DIR/tls"
+( cd "$DIR/tls"
+  openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout ca.key \
+      -out ca.pem -days 2 -subj /CN=s2bbench-ca 2>/dev/null
+  openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout server.key \
+      -out server.csr -subj /CN=localhost 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+      -days 2 -extfile server.ext 2>/dev/null ) || die "openssl could not make the TLS certificates"
 
 DAEMON=
 start_daemon() { # $1 = config dir
@@ -273,6 +292,21 @@ ingest() { # $1 = sshd | all
             usent=$(echo "$udp" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
             say "syslog2ban UDP at $r msgs/s requested: received $urecv of $usent, loss $(awk -v s="$usent" -v r="$urecv" 'BEGIN { printf "%.2f%%", s ? 100 * (s - r) / s : 0 }')"
         done
+        say "  UDP kernel drops (recv_buffer 32 MiB): $(metric syslog2ban_udp_kernel_drops_total)"
+        # The same stream over TLS (octet-counted, RFC 5425), full speed, half the time.
+        local l0 tls tt0 tt1 lrecv lsent
+        l0=$(metric 'syslog2ban_messages_received_total{listener="tls')
+        tt0=$(date +%s.%N)
+        tls=$(inns "$LOADGEN" send --transport tls --ca "$DIR/tls/ca.pem" --connections "$CONNS" --duration "$((SECONDS_RUN / 2))s" --target 127.0.0.1:6514)
+        tt1=$(date +%s.%N)
+        lsent=$(echo "$tls" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
+        for _ in $(seq 300); do
+            lrecv=$(( $(metric 'syslog2ban_messages_received_total{listener="tls') - l0 ))
+            [[ $lrecv -ge $lsent && $(metric 'syslog2ban_queue_depth{queue="input"}') == 0 ]] && break
+            sleep 0.1
+        done
+        say "syslog2ban TLS ingest: sent $(echo "$tls" | tr -d '\n')"
+        say "  received $lrecv of $lsent (lost $((lsent - lrecv))); $(awk -v n="$lrecv" -v a="$tt0" -v b="$tt1" 'BEGIN { printf "%.0f", n / (b - a) }') msgs/s over the sending time (handshakes included)"
     fi
     stop_pid "$DAEMON"
 }

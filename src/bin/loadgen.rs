@@ -1,7 +1,8 @@
 //! `syslog2ban-loadgen`: a syslog load generator for benchmarks.
 //!
 //! - `send`: a realistic mix (sshd failures from a pool of attacker addresses, sshd lines that
-//!   must not count, other programs as noise) over UDP, TCP octet-counted or TCP LF, with N
+//!   must not count, other programs as noise) over UDP, TCP octet-counted, TCP LF or TLS
+//!   (octet-counted, RFC 5425; `--ca`, optional client `--cert`/`--key`), with N
 //!   connections, at full speed or a set rate, for a count or a duration. Prints a JSON summary
 //!   of what it sent. Messages are rendered once into a pool and then cycled, so sending costs
 //!   little CPU besides the socket writes.
@@ -11,8 +12,6 @@
 //!   one held TCP connection while `nft monitor` runs; for each, the time from writing the
 //!   maxretry-th failure to nft reporting the address in the set, and how many failures were
 //!   sent after the maxretry-th before that (the overshoot).
-//!
-//! TLS is not offered: the daemon has no TLS listener yet.
 
 #[path = "loadgen/mix.rs"]
 mod mix;
@@ -104,6 +103,8 @@ enum Transport {
     TcpOctet,
     /// TCP, LF-terminated (non-transparent framing).
     TcpLf,
+    /// TLS over TCP, octet counting (RFC 5425).
+    Tls,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,6 +144,18 @@ struct SendArgs {
     /// Worker threads of the sender (default: 1; the daemon needs the other core).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// TLS: CA certificate (PEM) the listener's certificate must chain to.
+    #[arg(long, required_if_eq("transport", "tls"))]
+    ca: Option<std::path::PathBuf>,
+    /// TLS: name to verify in the listener's certificate.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// TLS: client certificate chain (PEM), for listeners that require one.
+    #[arg(long, requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// TLS: client private key (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<std::path::PathBuf>,
     #[command(flatten)]
     mix: MixArgs,
 }
@@ -231,7 +244,7 @@ impl Pool {
             message.clear();
             let kind = mix.next_into(&mut message);
             match transport {
-                Transport::TcpOctet => {
+                Transport::TcpOctet | Transport::Tls => {
                     data.extend_from_slice(format!("{} ", message.len()).as_bytes());
                     data.extend_from_slice(&message);
                 }
@@ -324,6 +337,10 @@ async fn send(args: SendArgs) -> Result<()> {
     let connections = args.connections.max(1);
     let pool = Arc::new(Pool::build(opts, args.pool.max(1000), args.transport));
     let duration = args.duration.unwrap_or(Duration::from_secs(10));
+    let tls = match args.transport {
+        Transport::Tls => Some(tls_connector(&args)?),
+        _ => None,
+    };
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
@@ -341,10 +358,19 @@ async fn send(args: SendArgs) -> Result<()> {
         let pool = pool.clone();
         let target = args.target;
         let transport = args.transport;
+        let tls = tls.clone();
         tasks.push(tokio::spawn(async move {
-            match transport {
-                Transport::Udp => send_udp(target, &pool, offset, plan).await,
-                _ => send_tcp(target, &pool, offset, plan).await,
+            match (transport, tls) {
+                (Transport::Udp, _) => send_udp(target, &pool, offset, plan).await,
+                (_, Some((connector, name))) => {
+                    let tcp = connect_tcp(target).await?;
+                    let stream = connector
+                        .connect(name, tcp)
+                        .await
+                        .with_context(|| format!("TLS handshake with {target}"))?;
+                    write_stream(stream, &pool, offset, plan).await
+                }
+                _ => write_stream(connect_tcp(target).await?, &pool, offset, plan).await,
             }
         }));
     }
@@ -362,6 +388,7 @@ async fn send(args: SendArgs) -> Result<()> {
             Transport::Udp => "udp",
             Transport::TcpOctet => "tcp-octet",
             Transport::TcpLf => "tcp-lf",
+            Transport::Tls => "tls",
         },
         "format": match args.format { WireFormat::Rfc5424 => "rfc5424", WireFormat::Rfc3164 => "rfc3164" },
         "target": args.target.to_string(),
@@ -382,11 +409,59 @@ async fn send(args: SendArgs) -> Result<()> {
 /// Messages per write at full speed (about 32 KiB).
 const TCP_CHUNK: u64 = 200;
 
-async fn send_tcp(target: SocketAddr, pool: &Pool, mut at: usize, plan: Plan) -> Result<Sent> {
-    let mut stream = TcpStream::connect(target)
+async fn connect_tcp(target: SocketAddr) -> Result<TcpStream> {
+    let stream = TcpStream::connect(target)
         .await
         .with_context(|| format!("connecting to {target}"))?;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+type TlsTarget = (
+    tokio_rustls::TlsConnector,
+    rustls_pki_types::ServerName<'static>,
+);
+
+/// A TLS client trusting `--ca`, with the client certificate when given.
+fn tls_connector(args: &SendArgs) -> Result<TlsTarget> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let ca = args
+        .ca
+        .as_ref()
+        .context("--ca is required for --transport tls")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
+    {
+        roots.add(cert.with_context(|| format!("a certificate in {}", ca.display()))?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let config = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .with_context(|| format!("reading {}", cert.display()))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .with_context(|| format!("reading {}", key.display()))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    let name = ServerName::try_from(args.server_name.clone())
+        .with_context(|| format!("--server-name {}", args.server_name))?;
+    Ok((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
+}
+
+async fn write_stream<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    pool: &Pool,
+    mut at: usize,
+    plan: Plan,
+) -> Result<Sent> {
     let mut sent = Sent::default();
     while !plan.done(sent.messages) {
         let n = plan.allowed(sent.messages, TCP_CHUNK) as usize;
@@ -404,6 +479,17 @@ async fn send_tcp(target: SocketAddr, pool: &Pool, mut at: usize, plan: Plan) ->
     }
     stream.flush().await?;
     stream.shutdown().await?;
+    // Read until the receiver closes: a socket closed with unread input (TLS 1.3 session
+    // tickets) is reset by the kernel, and the reset throws away what is still in flight.
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
     Ok(sent)
 }
 
