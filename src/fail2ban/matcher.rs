@@ -38,6 +38,8 @@ type Groups = HashMap<String, Option<String>>;
 struct MlfEntry {
     groups: Groups,
     users: BTreeSet<String>,
+    /// A failure was seen before the connection's address was known.
+    pending: bool,
 }
 
 /// A filter plus the state of one input stream.
@@ -163,8 +165,15 @@ impl Fail2banMatcher {
             if filter.maxlines > 1 {
                 self.drop_matched_lines(&text, &m);
             }
+            // Captures of the failregex complete the prefregex's; a group that did not take
+            // part does not erase a prefregex capture (fail2ban 1.0 did, and lost the address
+            // of e.g. dovecot 2.4 lines; later releases fixed that).
             let mut fail = pre.clone();
-            fail.extend(m.groups);
+            for (k, v) in m.groups {
+                if v.is_some() || !fail.contains_key(&k) {
+                    fail.insert(k, v);
+                }
+            }
             merge_alternatives(&mut fail);
             let mlfid = value(&fail, "mlfid").map(str::to_string);
             if let Some(id) = &mlfid {
@@ -174,7 +183,11 @@ impl Fail2banMatcher {
                 return outcome;
             }
             let Some(host) = host_of(&fail) else {
-                // A connection's line without its address yet: wait for it.
+                // A connection's failure without its address yet: it is pending until a
+                // later line of the connection names the address.
+                if let Some(entry) = mlfid.as_ref().and_then(|id| self.mlfid.get_mut(id)) {
+                    entry.pending = true;
+                }
                 return outcome;
             };
             outcome.matched = true;
@@ -240,9 +253,14 @@ impl Fail2banMatcher {
         entry.groups.remove("mlfgained");
         entry.groups.remove("nofail");
         // Several user names tried over one connection is a failure even when each attempt
-        // alone is only a helper (`<F-NOFAIL>`) line.
-        if nofail && !gained && entry.users.len() > 1 {
+        // alone is only a helper (`<F-NOFAIL>`) line, and even when the last one got in.
+        if nofail && entry.users.len() > 1 {
             nofail = false;
+        }
+        // A failure that waited for the address is reported by the line that brings it.
+        if nofail && entry.pending && host_of(&entry.groups).is_some() {
+            nofail = false;
+            entry.pending = false;
         }
         let mut merged = entry.groups.clone();
         if nofail {
