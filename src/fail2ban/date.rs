@@ -11,12 +11,12 @@ use super::pyre::{Flags, PyRegex, PyRegexError};
 
 /// A datepattern that does not compile.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("datepattern {pattern:?}: {source}")]
+#[error("datepattern {pattern:?}: {cause}")]
 pub struct DateError {
     /// The datepattern line.
     pub pattern: String,
     /// Why it failed.
-    pub source: PyRegexError,
+    pub cause: PyRegexError,
 }
 
 /// Common date layouts, most specific first (strptime-style, converted by [`directives`]).
@@ -149,9 +149,9 @@ fn word_end_ok(line: &str, (start, end): DateSpan) -> bool {
 }
 
 fn add_pattern(out: &mut Vec<Template>, pattern: &str) -> Result<(), DateError> {
-    let err = |source| DateError {
+    let err = |cause| DateError {
         pattern: pattern.to_string(),
-        source,
+        cause,
     };
     let upper = pattern.to_ascii_uppercase();
     let (line_begin, rest) = match pattern.strip_prefix("{^LN-BEG}") {

@@ -56,12 +56,12 @@ pub enum Fail2banError {
         message: String,
     },
     /// Reading or interpolating the INI files failed.
-    #[error("{file}: {source}")]
+    #[error("{file}: {cause}")]
     Ini {
         /// The filter file.
         file: PathBuf,
         /// The INI error (it names the section and key).
-        source: IniError,
+        cause: IniError,
     },
     /// The file has no `[Definition]` section.
     #[error("{file}: no [Definition] section (is this a fail2ban filter?)")]
@@ -82,7 +82,7 @@ pub enum Fail2banError {
         message: String,
     },
     /// A regex does not compile.
-    #[error("{file}: [Definition] {key}[{index}]: {source}")]
+    #[error("{file}: [Definition] {key}[{index}]: {cause}")]
     Regex {
         /// The filter file.
         file: PathBuf,
@@ -91,15 +91,15 @@ pub enum Fail2banError {
         /// Position in the list.
         index: usize,
         /// Why.
-        source: PyRegexError,
+        cause: PyRegexError,
     },
     /// The datepattern does not compile.
-    #[error("{file}: [Definition] {source}")]
+    #[error("{file}: [Definition] {cause}")]
     Date {
         /// The filter file.
         file: PathBuf,
         /// Why.
-        source: DateError,
+        cause: DateError,
     },
 }
 
@@ -230,9 +230,9 @@ pub struct Fail2banFilter {
 /// Loads and compiles a fail2ban filter.
 pub fn load(spec: &FilterSpec) -> Result<Fail2banFilter, Fail2banError> {
     let file = spec.path.clone();
-    let ini_err = |source| Fail2banError::Ini {
+    let ini_err = |cause| Fail2banError::Ini {
         file: file.clone(),
-        source,
+        cause,
     };
     let ini = Ini::load(&spec.path).map_err(ini_err)?;
     if !ini.has_section(DEFINITION) {
@@ -303,12 +303,12 @@ pub fn load(spec: &FilterSpec) -> Result<Fail2banFilter, Fail2banError> {
             .filter(|l| !l.trim().is_empty())
             .enumerate()
             .map(|(index, line)| {
-                PyRegex::new(&tags::expand_regex_tags(line, use_dns), flags).map_err(|source| {
+                PyRegex::new(&tags::expand_regex_tags(line, use_dns), flags).map_err(|cause| {
                     Fail2banError::Regex {
                         file: file.clone(),
                         key,
                         index,
-                        source,
+                        cause,
                     }
                 })
             })
@@ -340,9 +340,9 @@ pub fn load(spec: &FilterSpec) -> Result<Fail2banFilter, Fail2banError> {
         }
         _ => DateDetector::default_templates(),
     }
-    .map_err(|source| Fail2banError::Date {
+    .map_err(|cause| Fail2banError::Date {
         file: file.clone(),
-        source,
+        cause,
     })?;
     let journalmatch = combined
         .get("journalmatch")
