@@ -38,6 +38,10 @@ const DEFAULT_FINDTIME: Duration = Duration::from_secs(600);
 const DEFAULT_BANTIME: Duration = Duration::from_secs(3600);
 const DEFAULT_IGNOREIP: &[&str] = &["127.0.0.0/8", "::1"];
 const ENV_PREFIX: &str = "SYSLOG2BAN_";
+/// Variables with the prefix that are not config overrides: `SYSLOG2BAN_F2B_CORPUS` points
+/// tests/fail2ban_compat.rs at fail2ban's sample logs (`.ci/run` exports it for the whole run,
+/// so the daemon and `check` must not read it as an unknown key).
+const ENV_NOT_CONFIG: &[&str] = &["f2b_corpus"];
 /// 100,000 tracked addresses per jail: about 17 MB at the measured ~167 bytes each.
 const DEFAULT_MAX_TRACKED: usize = 100_000;
 const DEFAULT_DBPURGEAGE: Duration = Duration::from_secs(7 * 86400);
@@ -320,7 +324,10 @@ pub fn locate(path: &Path) -> (PathBuf, PathBuf) {
 
 /// Loads and compiles the configuration at `path` with environment overrides.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    load_with_env(path, Env::prefixed(ENV_PREFIX).split("__"))
+    load_with_env(
+        path,
+        Env::prefixed(ENV_PREFIX).ignore(ENV_NOT_CONFIG).split("__"),
+    )
 }
 
 fn load_with_env(path: &Path, env: Env) -> Result<Config, ConfigErrors> {
@@ -1628,5 +1635,19 @@ failregex = ['^Failed password for \S+ from <HOST> port \d+ ssh2$']
                 Some(dir.path().join("conf.d/demo.toml").as_path())
             );
         }
+    }
+
+    #[test]
+    fn the_corpus_variable_is_not_a_config_key() {
+        let dir = dir_with(&[("syslog2ban.toml", MAIN), ("conf.d/sshd.toml", SSHD)]);
+        let path = dir.path().to_path_buf();
+        figment::Jail::expect_with(move |jail| {
+            jail.set_env("SYSLOG2BAN_F2B_CORPUS", "/somewhere/corpus");
+            load(&path).map_err(|e| e.to_string())?;
+            jail.set_env("SYSLOG2BAN_NOT_A_KEY", "1");
+            let err = load(&path).expect_err("unknown key");
+            assert!(err.to_string().contains("not_a_key"), "{err}");
+            Ok(())
+        });
     }
 }
