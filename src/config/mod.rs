@@ -1638,6 +1638,7 @@ failregex = ['^Failed password for \S+ from <HOST> port \d+ ssh2$']
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's test jail API, not ours
     fn the_corpus_variable_is_not_a_config_key() {
         let dir = dir_with(&[("syslog2ban.toml", MAIN), ("conf.d/sshd.toml", SSHD)]);
         let path = dir.path().to_path_buf();
