@@ -202,12 +202,20 @@ impl Fail2banMatcher {
     /// After a multi-line match, the lines it used leave the buffer (lines it skipped with
     /// `<SKIPLINES>` stay).
     fn drop_matched_lines(&mut self, text: &str, m: &PyMatch) {
-        let line_start = text[..(m.start + 1).min(text.len())]
-            .rfind('\n')
-            .map_or(0, |i| i + 1);
-        let line_end = text[m.end.saturating_sub(1)..]
+        // The line the match starts in (a match starting at a line break starts after it)
+        // and the line its last character is in.
+        let line_start = if text[m.start..].starts_with('\n') {
+            m.start + 1
+        } else {
+            text[..m.start].rfind('\n').map_or(0, |i| i + 1)
+        };
+        let mut last_char = m.end.saturating_sub(1).max(m.start);
+        while !text.is_char_boundary(last_char) {
+            last_char -= 1;
+        }
+        let line_end = text[last_char..]
             .find('\n')
-            .map_or(text.len(), |i| m.end.saturating_sub(1) + i + 1);
+            .map_or(text.len(), |i| last_char + i + 1);
         let first = text[..line_start].matches('\n').count();
         let last = text[..line_end]
             .matches('\n')
@@ -389,6 +397,17 @@ mod tests {
         let out = m.file_line("Jan 23 21:59:59 denied");
         assert_eq!(out.host.as_deref(), Some("192.0.2.1"));
         assert!(!m.file_line("Jan 23 21:59:59 denied").matched);
+    }
+
+    #[test]
+    fn multi_line_matches_over_multibyte_text() {
+        let mut m = filter(
+            "[Definition]\nmaxlines = 3\nfailregex = ^\\s*ü from <HOST>\\n\\s*é$\n",
+            "",
+        );
+        assert!(!m.file_line("Jan 23 21:59:59 ü from 192.0.2.3").matched);
+        assert!(m.file_line("Jan 23 21:59:59 é").matched);
+        assert!(!m.file_line("Jan 23 21:59:59 é").matched, "lines used once");
     }
 
     #[test]
