@@ -389,9 +389,6 @@ fn resolve_filter(filter: &str, config: Option<&Path>) -> Result<FilterUnderTest
     if name.ends_with(".conf") {
         let spec = syslog2ban::fail2ban::FilterSpec::parse(filter)?;
         let loaded = syslog2ban::fail2ban::load(&spec)?;
-        for (key, index, source) in loaded.backtracking_regexes() {
-            tracing::debug!(key, index, source, "Regex runs on the backtracking engine");
-        }
         return Ok(FilterUnderTest::Fail2ban(
             syslog2ban::fail2ban::Fail2banMatcher::new(std::sync::Arc::new(loaded)),
         ));
@@ -516,6 +513,18 @@ fn regex_command(
         writeln!(out, "Failregex hits:")?;
         for (i, hits) in summary.per_regex.iter().enumerate() {
             writeln!(out, "  {i:>2}) {hits:>6}  {}", filter.failregex_source(i))?;
+        }
+        if let FilterUnderTest::Fail2ban(m) = filter {
+            let slow = m.filter().backtracking_regexes();
+            if !slow.is_empty() {
+                writeln!(
+                    out,
+                    "On the backtracking engine (look-around, back-references):"
+                )?;
+                for (key, index, _) in slow {
+                    writeln!(out, "  {key}[{index}]")?;
+                }
+            }
         }
         if show_matched {
             writeln!(out, "Matched lines:")?;
