@@ -8,13 +8,19 @@
 //! their own. Each annotation is compared on `match`, `host` and `user`; unannotated lines
 //! must not match. The test fails below 98% agreement or on any false match. Without the
 //! corpus it says so and passes.
+//!
+//! A second test takes the daemon's path with the same lines: parsed as syslog, given to a
+//! jail configured with `fail2ban_filter`, banned at maxretry 1.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use syslog2ban::config::load_jails;
 use syslog2ban::fail2ban::{load, Fail2banMatcher, FilterSpec};
+use syslog2ban::input::Origin;
+use syslog2ban::jail::{Jail, Verdict};
 use syslog2ban::regex_check::check_fail2ban_line;
 
 /// Required share of agreeing annotations, in percent.
@@ -509,4 +515,130 @@ fn fail2ban_sample_logs_agree() {
         "only {pct:.1}% of annotations agree (need {REQUIRED_AGREEMENT}%)"
     );
     assert_eq!(score.false_matches, 0, "unannotated lines matched");
+}
+
+/// Share of the syslog-shaped annotated lines the daemon path must get right, in percent.
+const REQUIRED_DAEMON_AGREEMENT: f64 = 98.0;
+
+/// The daemon's path: the same sample lines parsed as syslog messages (header → record), routed
+/// by program to a jail with `fail2ban_filter`, and counted there. Only lines that parse as
+/// syslog with a program the filter's `_daemon` names are used (the others would never reach
+/// the jail), and only addresses can be banned, so annotations with a host name are skipped.
+#[test]
+fn fail2ban_filters_in_jails_on_syslog_records() {
+    let Some(corpus) = corpus_dir() else {
+        println!("skipped: SYSLOG2BAN_F2B_CORPUS is not set or has no logs/");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = chrono::Utc::now();
+    let (mut agree, mut total, mut false_matches) = (0usize, 0usize, 0usize);
+    let mut misses = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(corpus.join("logs"))
+        .expect("logs dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let conf = corpus.join("filter.d").join(format!("{name}.conf"));
+        if !conf.is_file() {
+            continue;
+        }
+        let log = parse_log(&corpus.join("logs").join(&name));
+        for segment in &log.segments {
+            for opts in &segment.options {
+                // Journal-shaped sample lines have no syslog header to parse.
+                if opts.keys().any(|k| k.starts_with("test."))
+                    || opts.get("logtype").is_some_and(|v| value_text(v) != "file")
+                {
+                    continue;
+                }
+                let spec = filter_arg(&conf, opts);
+                let Ok(filter) = FilterSpec::parse(&spec).map(|s| load(&s)) else {
+                    continue;
+                };
+                let Ok(filter) = filter else { continue };
+                // Filters without fixed program names read files of their own format, not
+                // syslog (apache, ...): a jail would name their programs by hand.
+                let Some(programs) = filter.programs().map(<[String]>::to_vec) else {
+                    continue;
+                };
+                let toml = dir.path().join(format!("{name}.toml"));
+                std::fs::write(
+                    &toml,
+                    format!(
+                        "[jail.j]\nenabled = true\nprograms = [\"any\"]\nmaxretry = 1\nignoreip = []\nfail2ban_filter = '{spec}'\n"
+                    ),
+                )
+                .expect("write jail");
+                let jails = load_jails(&[toml], None).expect("jail loads");
+                let mut jail = Jail::new(&jails[0]);
+                let mut t = std::time::Instant::now();
+                for (line, ann) in &segment.lines {
+                    let constraint = ann.as_ref().and_then(|a| a.get("constraint"));
+                    if constraint.is_some_and(|c| !expr::eval(&value_text(c), &name, opts)) {
+                        continue;
+                    }
+                    let Ok(record) = syslog2ban::parse::parse_line(line, now) else {
+                        continue;
+                    };
+                    if !programs.contains(&record.program) {
+                        continue;
+                    }
+                    // Each line a second later, so maxretry = 1 bans on every failure.
+                    t += std::time::Duration::from_secs(1);
+                    let banned = match jail.process(&record, Origin::Local, t) {
+                        Verdict::Offence(o) => Some(o.target.addr()),
+                        _ => None,
+                    };
+                    let Some(ann) = ann else {
+                        if banned.is_some() {
+                            false_matches += 1;
+                            misses.push(format!("FALSE {name}{opts:?}: {line}"));
+                        }
+                        continue;
+                    };
+                    let want = ann.get("match").and_then(Value::as_bool).unwrap_or(false);
+                    let host = ann.get("host").map(value_text);
+                    let want_addr = host
+                        .as_deref()
+                        .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+                    if want && want_addr.is_none() {
+                        continue;
+                    }
+                    total += 1;
+                    let ok = match (want, banned) {
+                        (true, Some(got)) => {
+                            Some(got.to_canonical()) == want_addr.map(|a| a.to_canonical())
+                        }
+                        (false, None) => true,
+                        _ => false,
+                    };
+                    if ok {
+                        agree += 1;
+                    } else {
+                        misses.push(format!(
+                            "MISS {name}{opts:?}: want {ann:?} banned {banned:?} :: {line}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for m in &misses {
+        println!("  {m}");
+    }
+    let pct = if total == 0 {
+        0.0
+    } else {
+        100.0 * agree as f64 / total as f64
+    };
+    println!("daemon path: agree {agree}/{total} syslog-shaped annotations ({pct:.1}%), false bans {false_matches}");
+    assert!(total > 0, "no syslog-shaped annotated lines");
+    assert!(
+        pct >= REQUIRED_DAEMON_AGREEMENT,
+        "only {pct:.1}% agree on the daemon path (need {REQUIRED_DAEMON_AGREEMENT}%)"
+    );
+    assert_eq!(false_matches, 0, "unannotated lines were banned");
 }
