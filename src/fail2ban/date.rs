@@ -106,6 +106,17 @@ impl DateDetector {
         }
     }
 
+    /// `(index, pattern)` of the templates that run on the backtracking engine (patterns with
+    /// back-references such as `(?P=_sep)`).
+    pub fn backtracking_templates(&self) -> Vec<(usize, &str)> {
+        self.templates
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.regex.engine() == super::pyre::Engine::Backtracking)
+            .map(|(i, t)| (i, t.regex.source()))
+            .collect()
+    }
+
     /// The first template's date in `line`.
     pub fn find(&self, line: &str) -> Option<DateSpan> {
         for t in &self.templates {

@@ -109,6 +109,26 @@ impl Ini {
         Ok(ini)
     }
 
+    /// Reads several files in order, each with its includes and `.local`, later ones
+    /// overriding earlier ones (fail2ban's `jail.conf`, `jail.d/*.conf`, `jail.local`,
+    /// `jail.d/*.local`). Missing files after the first are skipped.
+    pub fn load_all(paths: &[PathBuf]) -> Result<Self, IniError> {
+        let mut ini = Ini::default();
+        let mut chain = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            if i > 0 && !path.is_file() {
+                continue;
+            }
+            ini.collect(path, 0, &mut chain)?;
+        }
+        for file in chain {
+            let raw = parse_file(&file)?;
+            ini.merge(raw);
+            ini.files.push(file);
+        }
+        Ok(ini)
+    }
+
     /// Parses INI text (no includes are followed): for tests and for in-memory sources.
     pub fn parse_str(text: &str, name: &Path) -> Result<Self, IniError> {
         let mut ini = Ini::default();
@@ -273,13 +293,19 @@ impl Ini {
                 };
                 let name = &after[..close];
                 rest = &after[close + 2..];
-                let raw = self.resolve_name(section, name, vars).ok_or_else(|| {
-                    IniError::MissingOption {
-                        section: section.into(),
-                        key: key.into(),
-                        name: name.into(),
-                    }
-                })?;
+                // `%(__name__)s` is the section's own name (jail.conf builds action
+                // arguments with it).
+                let raw = if name.trim() == "__name__" {
+                    section
+                } else {
+                    self.resolve_name(section, name, vars).ok_or_else(|| {
+                        IniError::MissingOption {
+                            section: section.into(),
+                            key: key.into(),
+                            name: name.into(),
+                        }
+                    })?
+                };
                 // Referenced values are expanded in the referencing section's context: that
                 // late binding is how common.conf's DEFAULT values pick up each filter's
                 // `_daemon`.
@@ -593,6 +619,32 @@ mod tests {
             i.get_ex("Definition", "lt_file/p", &vars).unwrap().unwrap(),
             "file-d"
         );
+    }
+
+    #[test]
+    fn section_name_and_several_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(
+            p.join("jail.conf"),
+            "[DEFAULT]\naction = ban[name=%(__name__)s]\nmaxretry = 5\n[sshd]\nenabled = false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("jail.local"),
+            "[sshd]\nenabled = true\nmaxretry = 3\n",
+        )
+        .unwrap();
+        let i = Ini::load_all(&[
+            p.join("jail.conf"),
+            p.join("absent.local"),
+            p.join("jail.local"),
+        ])
+        .unwrap();
+        assert_eq!(i.get("sshd", "action").unwrap().unwrap(), "ban[name=sshd]");
+        assert_eq!(i.get("sshd", "enabled").unwrap().unwrap(), "true");
+        assert_eq!(i.get("sshd", "maxretry").unwrap().unwrap(), "3");
+        assert_eq!(i.sections().collect::<Vec<_>>(), vec!["sshd"]);
     }
 
     #[test]

@@ -466,6 +466,12 @@ impl Fail2banFilter {
                 }
             }
         }
+        out.extend(
+            self.dates
+                .backtracking_templates()
+                .into_iter()
+                .map(|(i, source)| ("datepattern", i, source)),
+        );
         out
     }
 }
