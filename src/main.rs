@@ -396,7 +396,15 @@ fn resolve_filter(filter: &str, config: Option<&Path>) -> Result<FilterUnderTest
     if filter.contains('[') {
         bail!("{filter}: options in [...] apply to fail2ban filter files (.conf) only");
     }
-    resolve_jail(name, config).map(|j| FilterUnderTest::Native(Box::new(j)))
+    let jail = resolve_jail(name, config)?;
+    // A jail that uses a fail2ban filter is tested as fail2ban-regex tests that filter: on
+    // file lines, with their dates.
+    if let Some(source) = &jail.fail2ban {
+        return Ok(FilterUnderTest::Fail2ban(
+            syslog2ban::fail2ban::Fail2banMatcher::new(source.filter.clone()),
+        ));
+    }
+    Ok(FilterUnderTest::Native(Box::new(jail)))
 }
 
 /// A jail from a .toml file or by name from the config's conf.d.

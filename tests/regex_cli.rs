@@ -211,6 +211,16 @@ fn fail2ban_conf_filters_with_options() {
         "{}",
         all[6]
     );
+
+    // A jail file that uses the filter is tested with it.
+    let jail = dir.path().join("f2b.toml");
+    std::fs::write(
+        &jail,
+        "[jail.f2b]\nenabled = true\nfail2ban_filter = \"demo.conf[mode=all]\"\n",
+    )
+    .expect("write");
+    let by_jail = run(jail.display().to_string());
+    assert_eq!(by_jail.lines().nth(6), Some(all[6]));
 }
 
 #[test]
