@@ -36,6 +36,8 @@ type Groups = HashMap<String, Option<String>>;
 
 #[derive(Debug, Default)]
 struct MlfEntry {
+    /// Position in the eviction order (the last time the connection logged).
+    seq: u64,
     groups: Groups,
     users: BTreeSet<String>,
     /// A failure was seen before the connection's address was known.
@@ -49,7 +51,11 @@ pub struct Fail2banMatcher {
     /// The last `maxlines` lines with their dates cut out.
     buffer: Vec<String>,
     mlfid: HashMap<String, MlfEntry>,
-    mlfid_order: VecDeque<String>,
+    /// Connection ids oldest first, with the `seq` they had when queued; an id logged again
+    /// is queued again and its older queue entries are skipped when they come up (so a
+    /// touch costs O(1) instead of a search of the queue).
+    mlfid_order: VecDeque<(u64, String)>,
+    mlfid_seq: u64,
 }
 
 impl Fail2banMatcher {
@@ -60,6 +66,7 @@ impl Fail2banMatcher {
             buffer: Vec::new(),
             mlfid: HashMap::new(),
             mlfid_order: VecDeque::new(),
+            mlfid_seq: 0,
         }
     }
 
@@ -239,13 +246,32 @@ impl Fail2banMatcher {
         self.buffer = kept;
     }
 
+    /// Keeps at most [`MLFID_CAPACITY`] connections, forgetting the least recently logged,
+    /// and the queue within twice that (stale entries of re-logged ids are dropped).
+    fn evict_mlfids(&mut self) {
+        let live = |map: &HashMap<String, MlfEntry>, seq: u64, id: &str| {
+            map.get(id).is_some_and(|e| e.seq == seq)
+        };
+        while self.mlfid.len() > MLFID_CAPACITY {
+            let Some((seq, id)) = self.mlfid_order.pop_front() else {
+                break;
+            };
+            if live(&self.mlfid, seq, &id) {
+                self.mlfid.remove(&id);
+            }
+        }
+        if self.mlfid_order.len() > 2 * MLFID_CAPACITY {
+            let map = &self.mlfid;
+            self.mlfid_order.retain(|(seq, id)| live(map, *seq, id));
+        }
+    }
+
     /// Joins this line's captures with what the connection `id` logged before.
     fn merge_mlfid(&mut self, id: &str, fail: Groups) -> Groups {
         let gained = value(&fail, "mlfgained").is_some();
         let mut nofail = value(&fail, "nofail").is_some() || gained;
         let forget = value(&fail, "mlfforget").is_some();
         let mut entry = self.mlfid.remove(id).unwrap_or_default();
-        self.mlfid_order.retain(|k| k != id);
         if let Some(user) = value(&entry.groups, "user") {
             entry.users.insert(user.to_string());
         }
@@ -275,13 +301,11 @@ impl Fail2banMatcher {
             merged.insert("nofail".into(), Some("1".into()));
         }
         if !forget {
-            if self.mlfid_order.len() >= MLFID_CAPACITY {
-                if let Some(old) = self.mlfid_order.pop_front() {
-                    self.mlfid.remove(&old);
-                }
-            }
-            self.mlfid_order.push_back(id.to_string());
+            self.mlfid_seq += 1;
+            entry.seq = self.mlfid_seq;
+            self.mlfid_order.push_back((entry.seq, id.to_string()));
             self.mlfid.insert(id.to_string(), entry);
+            self.evict_mlfids();
         }
         merged
     }
@@ -383,6 +407,36 @@ mod tests {
         m.file_line("Jan 23 21:59:59 h prog[1]: Closed");
         assert!(
             !m.file_line("Jan 23 21:59:59 h prog[1]: Too many failures")
+                .matched
+        );
+    }
+
+    #[test]
+    fn connection_cache_is_bounded_and_keeps_recent_ids() {
+        let mut m = filter(
+            "[Definition]\nprefregex = ^<F-MLFID>\\s*c\\d+:</F-MLFID> <F-CONTENT>.+</F-CONTENT>$\nfailregex = ^<F-NOFAIL>from</F-NOFAIL> <HOST>\n ^fail$\n",
+            "",
+        );
+        m.file_line("Jan 23 21:59:59 c0: from 192.0.2.1");
+        for i in 1..=MLFID_CAPACITY + 10 {
+            m.file_line(&format!("Jan 23 21:59:59 c{i}: from 192.0.2.2"));
+            // c0 keeps logging, so it stays while older connections are forgotten.
+            if i % 100 == 0 {
+                m.file_line("Jan 23 21:59:59 c0: from 192.0.2.1");
+            }
+        }
+        assert!(m.mlfid.len() <= MLFID_CAPACITY);
+        assert!(m.mlfid_order.len() <= 2 * MLFID_CAPACITY + 1);
+        assert_eq!(
+            m.file_line("Jan 23 21:59:59 c0: fail").host.as_deref(),
+            Some("192.0.2.1")
+        );
+        assert!(
+            !m.file_line("Jan 23 21:59:59 c1: fail").matched,
+            "c1 was forgotten"
+        );
+        assert!(
+            m.file_line(&format!("Jan 23 21:59:59 c{}: fail", MLFID_CAPACITY))
                 .matched
         );
     }
