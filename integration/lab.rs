@@ -76,7 +76,7 @@ const NLTEST_SHADOW_HASH: &str = "$6$s2bnltestsalt$KsItYu7RYc0pej0QRNHQDzIQBo5/C
 /// /run/sshd), a tmpfs /dev with the few nodes sshd needs and `/dev/log` pointing at the
 /// per-test socket, and the per-test passwd/shadow/group bind-mounted over /etc's. The host's
 /// /etc, /dev and /run are not touched.
-const MOUNTNS_EXEC_SH: &str = r#"#!/bin/sh
+pub const MOUNTNS_EXEC_SH: &str = r#"#!/bin/sh
 # mountns-exec.sh DIR DEVLOG_TARGET cmd args...
 set -e
 D=$1 LOGT=$2; shift 2
@@ -408,14 +408,14 @@ struct Proc {
     exit: Option<ExitStatus>,
 }
 
-/// Runs inside SERVER. argv: port, then one message per argument. Sends them all as
+/// Runs inside a namespace. argv: host, port, then one message per argument. Sends them all as
 /// octet-counted frames over one TCP connection, half-closes, and waits for the daemon to close
 /// (it does so only after reading every byte), then prints `sent N`.
 const SEND_FRAMES_PY: &str = r#"
 import socket, sys
-port = int(sys.argv[1])
-msgs = [m.encode() for m in sys.argv[2:]]
-s = socket.create_connection(("127.0.0.1", port), timeout=5)
+host, port = sys.argv[1], int(sys.argv[2])
+msgs = [m.encode() for m in sys.argv[3:]]
+s = socket.create_connection((host, port), timeout=5)
 s.sendall(b"".join(str(len(m)).encode() + b" " + m for m in msgs))
 s.shutdown(socket.SHUT_WR)
 while s.recv(4096):
@@ -444,24 +444,7 @@ pub struct Lab {
 impl Lab {
     /// Creates the namespaces and the veth link. Panics (after cleaning up) if anything fails.
     pub fn new(test: &str) -> Lab {
-        let n = LAB_COUNTER.fetch_add(1, Ordering::SeqCst);
-        let id = format!("s2b{}-{n}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("{id}-{test}"));
-        if dir.exists() {
-            let _ = fs::remove_dir_all(&dir);
-        }
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod lab dir");
-        let mut lab = Lab {
-            srv: format!("{id}-srv"),
-            atk: format!("{id}-atk"),
-            id,
-            dir,
-            start: Instant::now(),
-            namespaces: Vec::new(),
-            procs: Vec::new(),
-            extra_logs: Vec::new(),
-        };
+        let mut lab = Lab::bare(test);
         lab.net_up();
         lab.note(&format!(
             "namespaces {} and {} up, dir {}",
@@ -472,11 +455,45 @@ impl Lab {
         lab
     }
 
+    /// The directory and the (not yet created) namespace names, for topologies built by
+    /// another module with [`Lab::add_netns`] and [`Lab::ip`].
+    pub fn bare(test: &str) -> Lab {
+        let n = LAB_COUNTER.fetch_add(1, Ordering::SeqCst);
+        let id = format!("s2b{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("{id}-{test}"));
+        if dir.exists() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod lab dir");
+        let lab = Lab {
+            srv: format!("{id}-srv"),
+            atk: format!("{id}-atk"),
+            id,
+            dir,
+            start: Instant::now(),
+            namespaces: Vec::new(),
+            procs: Vec::new(),
+            extra_logs: Vec::new(),
+        };
+        lab
+    }
+
+    /// Creates a namespace (deleted by `Drop`) with its loopback up.
+    pub fn add_netns(&mut self, ns: &str) {
+        self.ip(&["netns", "add", ns]);
+        self.namespaces.push(ns.to_string());
+        self.ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+
+    /// Adds a file to the post-mortem dump.
+    pub fn dump_file(&mut self, title: &str, path: PathBuf) {
+        self.extra_logs.push((title.to_string(), path));
+    }
+
     fn net_up(&mut self) {
         for ns in [self.srv.clone(), self.atk.clone()] {
-            self.ip(&["netns", "add", &ns]);
-            self.namespaces.push(ns.clone());
-            self.ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            self.add_netns(&ns);
         }
         let (s, a) = (self.srv.clone(), self.atk.clone());
         // Created in SERVER, peer created directly in ATTACKER: never visible in the root ns.
@@ -534,7 +551,8 @@ impl Lab {
         ]);
     }
 
-    fn ip(&self, args: &[&str]) {
+    /// Runs `ip ARGS` in the root namespace (only ever with `-n NS` or `netns`); panics on error.
+    pub fn ip(&self, args: &[&str]) {
         let out = run(command(tool("ip")).args(args), Duration::from_secs(10));
         assert!(out.success(), "lab {}: {}", self.id, out.describe());
     }
@@ -606,7 +624,8 @@ impl Lab {
         }
     }
 
-    fn wait_ready(
+    /// Polls `ready` until true; panics if `label` exits first or `within` passes.
+    pub fn wait_ready(
         &mut self,
         label: &str,
         what: &str,
@@ -633,9 +652,14 @@ impl Lab {
     }
 
     fn listening(&self, udp: bool, addr: &str) -> bool {
+        self.listening_in(&self.srv, udp, addr)
+    }
+
+    /// Whether something listens on `addr` (e.g. `0.0.0.0:2222`) inside `ns`.
+    pub fn listening_in(&self, ns: &str, udp: bool, addr: &str) -> bool {
         let flags = if udp { "-Hlun" } else { "-Hltn" };
         let out = self.exec(
-            &self.srv,
+            ns,
             &[tool("ss").as_os_str(), OsStr::new(flags)],
             Duration::from_secs(5),
         );
@@ -819,17 +843,31 @@ impl Lab {
     /// Sends `msgs` as octet-counted frames over one TCP connection to the daemon's TCP
     /// listener (127.0.0.1 in SERVER) and waits until it has read them all.
     pub fn send_frames(&self, msgs: &[String]) {
+        self.send_frames_from(&self.srv, "127.0.0.1", SYSLOG_TCP_PORT, msgs);
+    }
+
+    /// Sends `msgs` as octet-counted frames from namespace `ns` to `host:port` over one TCP
+    /// connection and waits until the receiver has read them all.
+    pub fn send_frames_from(&self, ns: &str, host: &str, port: u16, msgs: &[String]) {
         let python = tool("python3").display().to_string();
-        let port = SYSLOG_TCP_PORT.to_string();
-        let mut argv: Vec<&str> = vec![python.as_str(), "-c", SEND_FRAMES_PY, port.as_str()];
+        let port = port.to_string();
+        let mut argv: Vec<&str> = vec![python.as_str(), "-c", SEND_FRAMES_PY, host, port.as_str()];
         argv.extend(msgs.iter().map(String::as_str));
-        let out = self.exec(&self.srv, &argv, Duration::from_secs(15));
+        let out = self.exec(ns, &argv, Duration::from_secs(15));
         assert!(
             out.success() && out.stdout.contains(&format!("sent {}", msgs.len())),
             "sending {} frame(s) failed\n{}",
             msgs.len(),
             out.describe()
         );
+    }
+
+    /// [`Lab::ctl`] with a JSON answer (add `--json` to `args`); panics unless it parses.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ctl(args);
+        assert!(out.success(), "syslog2ban {args:?}: {}", out.describe());
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("syslog2ban {args:?} is not JSON ({e}): {}", out.stdout))
     }
 
     pub fn ctl(&self, args: &[&str]) -> Out {

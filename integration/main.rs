@@ -14,6 +14,8 @@
 //! Run: `cargo test --test netns -- --test-threads=2` (each sshd test takes ~20 s, most of it
 //! the 2 s PAM delay per failed login and the 8 s bantime).
 
+mod fleet;
+mod fleet_lab;
 mod inputs;
 mod journal;
 mod lab;

@@ -18,13 +18,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::ban::store::{self, Store, StoreError};
-use crate::ban::{self, BanInfo, BanState, JailPolicy, Moment};
+use crate::ban::{self, BanInfo, BanState, Fleet, JailPolicy, Moment};
 use crate::config::{self, Backend, Config, JailName, ListenerConfig};
 use crate::control::protocol::{
-    JailReport, ListenerReport, Request, Response, StatusReport, TargetReport,
+    JailReport, ListenerReport, RemoteReport, Request, Response, StatusReport, TargetReport,
 };
 use crate::control::{self, ControlError, Envelope};
-use crate::enforce::{self, nft::NftError, Firewall};
+use crate::enforce::{self, nft::NftError, Firewall, RemoteTarget};
 use crate::input::{self, InputContext, InputError, ListenerHandle};
 use crate::jail::Target;
 use crate::metrics::Metrics;
@@ -72,6 +72,14 @@ pub enum DaemonError {
     /// The ban store could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The directory for ssh control sockets could not be made.
+    #[error("cannot create ssh control directory {path}: {source}")]
+    ControlDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -124,7 +132,8 @@ pub async fn run(
         config.recidive.clone(),
         config.dbpurgeage,
         metrics.clone(),
-    );
+    )
+    .with_fleet(Fleet::new(&config.targets));
     let restore = state.restore(active, history, now);
     info!(
         restored = restore.len(),
@@ -142,7 +151,18 @@ pub async fn run(
     let (firewall_tx, firewall_rx) = mpsc::channel(FIREWALL_QUEUE);
     register_queues(&metrics, &raw_tx, &offence_tx, &store_tx, &firewall_tx);
 
-    let enforcer = tokio::spawn(enforce::run(firewall, firewall_rx, metrics.clone()));
+    let remotes = if options.dry_run {
+        Vec::new()
+    } else {
+        remote_targets(&config)?
+    };
+    let enforcer = tokio::spawn(enforce::run(
+        firewall,
+        remotes,
+        options.dry_run,
+        firewall_rx,
+        metrics.clone(),
+    ));
     // Restored bans go straight to enforcement (they are already stored) and are drained
     // into as few nft batches as the enforcer can make of them.
     let restored = restore.len();
@@ -275,8 +295,31 @@ fn policies(config: &Config) -> Vec<JailPolicy> {
             name: j.name.clone(),
             bantime: j.bantime,
             increment: j.increment.clone(),
+            placement: j.placement.clone(),
         })
         .collect()
+}
+
+/// The remote targets, with their ssh control sockets under the state directory.
+fn remote_targets(config: &Config) -> Result<Vec<RemoteTarget>, DaemonError> {
+    if config.targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let control_dir = config.state_dir.join("ssh");
+    std::fs::create_dir_all(&control_dir)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&control_dir, std::fs::Permissions::from_mode(0o700))
+        })
+        .map_err(|source| DaemonError::ControlDir {
+            path: control_dir.clone(),
+            source,
+        })?;
+    Ok(config
+        .targets
+        .iter()
+        .map(|t| RemoteTarget::new(t.clone(), &config.ban.table, control_dir.clone()))
+        .collect())
 }
 
 fn register_queues<A: Send + 'static, B: Send + 'static, C: Send + 'static, D: Send + 'static>(
@@ -466,14 +509,44 @@ impl Running {
             version: env!("CARGO_PKG_VERSION").to_string(),
             listeners,
             jails,
-            targets: vec![TargetReport {
-                target: "local".into(),
-                backend: if dry { "log".into() } else { "nftables".into() },
-                table: (!dry).then(|| self.config.ban.table.clone()),
-                batches: Metrics::get(&self.metrics.enforce_batches),
-                errors: Metrics::get(&self.metrics.enforce_errors),
-            }],
+            targets: self.target_reports(dry),
         }
+    }
+
+    fn target_reports(&self, dry: bool) -> Vec<TargetReport> {
+        let local = self.metrics.target("local");
+        let mut reports = vec![TargetReport {
+            target: "local".into(),
+            backend: if dry { "log".into() } else { "nftables".into() },
+            table: (!dry).then(|| self.config.ban.table.clone()),
+            batches: Metrics::get(&local.batches),
+            errors: Metrics::get(&local.errors),
+            remote: None,
+        }];
+        for t in &self.config.targets {
+            let m = self.metrics.target(t.name.as_str());
+            let last = Metrics::get(&m.last_reconcile_unix);
+            reports.push(TargetReport {
+                target: t.name.to_string(),
+                backend: if self.options.dry_run {
+                    "log".into()
+                } else {
+                    "ssh+nftables".into()
+                },
+                table: (!self.options.dry_run).then(|| self.config.ban.table.clone()),
+                batches: Metrics::get(&m.batches),
+                errors: Metrics::get(&m.errors),
+                remote: Some(RemoteReport {
+                    host: format!("{}@{}:{}", t.user, t.address, t.port),
+                    connected: Metrics::get(&m.connected) == 1,
+                    queued: Metrics::get(&m.queued),
+                    last_error: m.last_error(),
+                    last_reconcile_unix: (last > 0).then_some(last),
+                    reconciles: Metrics::get(&m.reconciles),
+                }),
+            });
+        }
+        reports
     }
 
     /// Re-reads the config and applies what changed. On error nothing changes.
@@ -490,6 +563,9 @@ impl Running {
         let mut needs_restart = Vec::new();
         if new.ban != self.config.ban {
             needs_restart.push("[ban]");
+        }
+        if new.targets != self.config.targets {
+            needs_restart.push("[target.*]");
         }
         if new.control_socket != self.config.control_socket {
             needs_restart.push("control.socket");

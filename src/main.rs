@@ -191,6 +191,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+                if !c.targets.is_empty() {
+                    println!(
+                        "{} remote target(s): {}",
+                        c.targets.len(),
+                        c.targets
+                            .iter()
+                            .map(|t| format!("{} ({}@{}:{})", t.name, t.user, t.address, t.port))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(errors) => {
@@ -294,6 +305,31 @@ fn print_response(response: &Response) {
                     t.batches,
                     t.errors
                 );
+                if let Some(r) = &t.remote {
+                    let reconciled = r.last_reconcile_unix.map_or_else(
+                        || "never".to_string(),
+                        |at| {
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_secs());
+                            format!("{}s ago", now.saturating_sub(at))
+                        },
+                    );
+                    println!(
+                        "           {}  {}  queued {}  last reconcile {}",
+                        r.host,
+                        if r.connected {
+                            "connected"
+                        } else {
+                            "disconnected"
+                        },
+                        r.queued,
+                        reconciled
+                    );
+                    if let Some(e) = &r.last_error {
+                        println!("           last error: {e}");
+                    }
+                }
             }
         }
         Response::Jail(j) => {

@@ -65,6 +65,60 @@ pub struct JailMetrics {
     pub banned: AtomicU64,
 }
 
+/// Per-firewall counters (`local`, or a `[target.NAME]`).
+#[derive(Debug, Default)]
+pub struct TargetMetrics {
+    /// `local` or the target's name.
+    pub name: String,
+    /// Batches applied.
+    pub batches: AtomicU64,
+    /// Batches (or connections, for remote targets) that failed.
+    pub errors: AtomicU64,
+    /// Time from a ban decision to the firewall holding it.
+    pub latency: Histogram,
+    /// Remote only: 1 while the SSH session is up (gauge).
+    pub connected: AtomicU64,
+    /// Remote only: changes waiting to be applied (gauge).
+    pub queued: AtomicU64,
+    /// Remote only: changes dropped from a full queue (the next reconcile restores them).
+    pub queue_overflows: AtomicU64,
+    /// Remote only: reconciles completed.
+    pub reconciles: AtomicU64,
+    /// Remote only: elements a reconcile added (missing) or removed (stray).
+    pub reconcile_fixes: AtomicU64,
+    /// Remote only: Unix time of the last completed reconcile (0: none yet).
+    pub last_reconcile_unix: AtomicU64,
+    /// Remote only: the last error, cleared by the next success.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl TargetMetrics {
+    /// Records an error (and counts it).
+    pub fn failed(&self, error: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    /// Clears the last error after a success.
+    pub fn succeeded(&self) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The last error, if the last attempt failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// Upper bounds of the enforcement latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -101,6 +155,7 @@ pub type GaugeFn = Box<dyn Fn() -> u64 + Send + Sync>;
 pub struct Metrics {
     listeners: Mutex<Vec<Arc<ListenerMetrics>>>,
     jails: Mutex<Vec<Arc<JailMetrics>>>,
+    targets: Mutex<Vec<Arc<TargetMetrics>>>,
     queues: Mutex<Vec<(String, GaugeFn)>>,
     /// Frames no parser could read.
     pub unparsed: AtomicU64,
@@ -108,12 +163,6 @@ pub struct Metrics {
     pub unrouted: AtomicU64,
     /// Addresses currently banned.
     pub active_bans: AtomicU64,
-    /// Firewall batches applied.
-    pub enforce_batches: AtomicU64,
-    /// Firewall batches that failed.
-    pub enforce_errors: AtomicU64,
-    /// Time from a ban decision to its batch being applied.
-    pub enforce_latency: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -178,6 +227,27 @@ impl Metrics {
                 ..Default::default()
             },
         )
+    }
+
+    /// The counters of a firewall (`local` or a target name; created on first use).
+    pub fn target(&self, name: &str) -> Arc<TargetMetrics> {
+        get_or_add(
+            &self.targets,
+            name,
+            |m| &m.name,
+            || TargetMetrics {
+                name: name.to_string(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// All firewall counters seen so far.
+    pub fn targets(&self) -> Vec<Arc<TargetMetrics>> {
+        self.targets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// All listener counters seen so far.
@@ -334,20 +404,68 @@ impl Metrics {
             "gauge",
             vec![(String::new(), Self::get(&self.active_bans))],
         );
+        let targets = self.targets();
+        let by_target = |f: fn(&TargetMetrics) -> &AtomicU64| {
+            targets
+                .iter()
+                .map(|t| (format!("{{target=\"{}\"}}", t.name), Self::get(f(t))))
+                .collect()
+        };
         family(
             "syslog2ban_enforce_batches_total",
             "Firewall batches applied per target.",
             "counter",
-            vec![(
-                "{target=\"local\"}".into(),
-                Self::get(&self.enforce_batches),
-            )],
+            by_target(|t| &t.batches),
         );
         family(
             "syslog2ban_enforce_errors_total",
-            "Firewall batches that failed per target.",
+            "Firewall batches (or SSH connections) that failed per target.",
             "counter",
-            vec![("{target=\"local\"}".into(), Self::get(&self.enforce_errors))],
+            by_target(|t| &t.errors),
+        );
+        let remote: Vec<&Arc<TargetMetrics>> =
+            targets.iter().filter(|t| t.name != "local").collect();
+        let by_remote = |f: fn(&TargetMetrics) -> &AtomicU64| {
+            remote
+                .iter()
+                .map(|t| (format!("{{target=\"{}\"}}", t.name), Self::get(f(t))))
+                .collect()
+        };
+        family(
+            "syslog2ban_target_connected",
+            "1 while the SSH session to a remote target is up.",
+            "gauge",
+            by_remote(|t| &t.connected),
+        );
+        family(
+            "syslog2ban_target_queue_length",
+            "Changes waiting for a remote target.",
+            "gauge",
+            by_remote(|t| &t.queued),
+        );
+        family(
+            "syslog2ban_target_queue_overflows_total",
+            "Changes dropped from a full target queue (restored by the next reconcile).",
+            "counter",
+            by_remote(|t| &t.queue_overflows),
+        );
+        family(
+            "syslog2ban_target_reconciles_total",
+            "Completed comparisons of a remote target's sets with the bans.",
+            "counter",
+            by_remote(|t| &t.reconciles),
+        );
+        family(
+            "syslog2ban_target_reconcile_fixes_total",
+            "Missing elements added and stray elements removed by reconciles.",
+            "counter",
+            by_remote(|t| &t.reconcile_fixes),
+        );
+        family(
+            "syslog2ban_target_last_reconcile_timestamp_seconds",
+            "Unix time of the last completed reconcile.",
+            "gauge",
+            by_remote(|t| &t.last_reconcile_unix),
         );
         let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         family(
@@ -360,24 +478,29 @@ impl Metrics {
                 .collect(),
         );
         drop(queues);
-        let h = &self.enforce_latency;
         let name = "syslog2ban_enforce_latency_seconds";
         let _ = writeln!(out, "# HELP {name} From ban decision to the firewall holding it, per target.\n# TYPE {name} histogram");
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&h.buckets) {
+        for t in &targets {
+            let (h, target) = (&t.latency, &t.name);
+            for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&h.buckets) {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{target=\"{target}\",le=\"{bound}\"}} {}",
+                    Self::get(bucket)
+                );
+            }
+            let count = Self::get(&h.count);
             let _ = writeln!(
                 out,
-                "{name}_bucket{{target=\"local\",le=\"{bound}\"}} {}",
-                Self::get(bucket)
+                "{name}_bucket{{target=\"{target}\",le=\"+Inf\"}} {count}"
             );
+            let _ = writeln!(
+                out,
+                "{name}_sum{{target=\"{target}\"}} {}",
+                Self::get(&h.sum_micros) as f64 / 1e6
+            );
+            let _ = writeln!(out, "{name}_count{{target=\"{target}\"}} {count}");
         }
-        let count = Self::get(&h.count);
-        let _ = writeln!(out, "{name}_bucket{{target=\"local\",le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum{{target=\"local\"}} {}",
-            Self::get(&h.sum_micros) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count{{target=\"local\"}} {count}");
         out
     }
 }
@@ -391,7 +514,9 @@ mod tests {
         let m = Metrics::default();
         Metrics::inc(&m.listener("udp:127.0.0.1:514").messages);
         Metrics::inc(&m.jail("sshd").bans);
-        m.enforce_latency.observe(Duration::from_micros(1500));
+        m.target("local")
+            .latency
+            .observe(Duration::from_micros(1500));
         m.register_queue("input", Box::new(|| 7));
         let text = m.render();
         assert!(

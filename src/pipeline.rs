@@ -262,6 +262,7 @@ mod tests {
             prefix4: 32,
             prefix6: 128,
             count_per_origin: false,
+            placement: crate::config::default_placement(),
         }
     }
 

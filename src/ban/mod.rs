@@ -7,6 +7,7 @@
 //! sends `BanCommand`s forward through the store thread) and never blocks on one:
 //! enforcement drains its channel continuously and batches on its own side.
 
+pub mod placement;
 pub mod policy;
 pub mod state;
 pub mod store;
@@ -19,16 +20,19 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
-use crate::config::{BanTime, Increment, JailName, RecidiveConfig};
+use crate::config::{BanTime, Increment, JailName, PlacementRule, RecidiveConfig};
 use crate::jail::Offence;
+pub use placement::{Fleet, Place};
 pub use state::{BanState, Moment};
 use store::StoreOp;
 
-/// What the firewall should do, as decided by the manager.
+/// What one firewall should do, as decided by the manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BanCommand {
     /// Hold `address` until `expires` (None: until removed).
     Ban {
+        /// Which firewall.
+        place: Place,
         /// The address.
         address: Target,
         /// Deadline; the element's kernel timeout is the time left until it.
@@ -38,6 +42,8 @@ pub enum BanCommand {
     },
     /// Remove `address` now.
     Unban {
+        /// Which firewall.
+        place: Place,
         /// The address.
         address: Target,
     },
@@ -52,6 +58,8 @@ pub struct JailPolicy {
     pub bantime: BanTime,
     /// Growing bantimes, when enabled.
     pub increment: Option<Increment>,
+    /// Where its bans go.
+    pub placement: Vec<PlacementRule>,
 }
 
 /// A request to the manager, answered on its `reply` channel.

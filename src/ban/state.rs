@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info};
 
+use super::placement::{Fleet, Place};
 use super::policy::grown_bantime;
 use super::store::{BanRecord, StoreOp};
 use super::{BanCommand, BanError, BanInfo, JailPolicy};
@@ -54,6 +55,8 @@ struct Hold {
     jail: JailName,
     expires: Option<Instant>,
     origin: String,
+    /// The firewalls this hold is applied to.
+    places: Vec<Place>,
 }
 
 /// What a new ban is made of.
@@ -75,20 +78,34 @@ pub struct BanState {
     /// Earlier bans per address (jail, start), kept for `retention`.
     history: HashMap<Target, Vec<(JailName, SystemTime)>>,
     retention: Duration,
+    /// Targets, for placement.
+    fleet: Fleet,
     metrics: Arc<Metrics>,
     /// Random draws for rndtime; a function so tests can fix it.
     jitter: fn() -> f64,
 }
 
-/// The latest deadline of a set of holds; None if any is permanent.
-fn overall(holds: &[Hold]) -> Option<Instant> {
-    holds
-        .iter()
-        .map(|h| h.expires)
-        .try_fold(None::<Instant>, |acc, e| {
-            e.map(|e| Some(acc.map_or(e, |a| a.max(e))))
-        })
-        .flatten()
+/// The latest deadline of the holds applied at `place`: None when no hold is, Some(None)
+/// when one of them is permanent.
+fn deadline_at(holds: &[Hold], place: &Place) -> Option<Option<Instant>> {
+    let mut covering = holds.iter().filter(|h| h.places.contains(place)).peekable();
+    covering.peek()?;
+    Some(
+        covering
+            .map(|h| h.expires)
+            .try_fold(None::<Instant>, |acc, e| {
+                e.map(|e| Some(acc.map_or(e, |a| a.max(e))))
+            })
+            .flatten(),
+    )
+}
+
+/// Every place any of the holds is applied to, sorted.
+fn all_places(holds: &[Hold]) -> Vec<Place> {
+    let mut places: Vec<Place> = holds.iter().flat_map(|h| h.places.clone()).collect();
+    places.sort();
+    places.dedup();
+    places
 }
 
 fn random_jitter() -> f64 {
@@ -110,11 +127,27 @@ impl BanState {
             deadlines: BTreeSet::new(),
             history: HashMap::new(),
             retention,
+            fleet: Fleet::default(),
             metrics,
             jitter: random_jitter,
         };
         state.reconfigure(policies, recidive);
         state
+    }
+
+    /// The targets placement resolves against (fixed for the daemon's life).
+    pub fn with_fleet(mut self, fleet: Fleet) -> Self {
+        self.fleet = fleet;
+        self
+    }
+
+    /// Where a ban of `jail` from `origin` goes. Jails no longer configured keep the
+    /// default (local).
+    fn places(&self, jail: &JailName, origin: &str) -> Vec<Place> {
+        match self.policy(jail) {
+            Some(p) => self.fleet.resolve(&p.placement, origin),
+            None => vec![Place::Local],
+        }
     }
 
     /// Fixes the random draw (tests).
@@ -130,7 +163,7 @@ impl BanState {
     }
 
     /// Rebuilds state from the store at start-up; returns the firewall commands that put
-    /// every active ban back (with its remaining time), one per address.
+    /// every active ban back (with its remaining time), one per address and place.
     pub fn restore(
         &mut self,
         active: Vec<BanRecord>,
@@ -156,6 +189,7 @@ impl BanState {
                     _ => continue,
                 },
             };
+            let places = self.places(&jail, &record.origin);
             let holds = self.holds.entry(record.address).or_default();
             if holds.iter().any(|h| h.jail == jail) {
                 continue;
@@ -164,6 +198,7 @@ impl BanState {
                 jail: jail.clone(),
                 expires,
                 origin: record.origin,
+                places,
             });
             if let Some(deadline) = expires {
                 self.deadlines
@@ -177,10 +212,16 @@ impl BanState {
         self.update_gauge();
         self.holds
             .iter()
-            .map(|(address, holds)| BanCommand::Ban {
-                address: *address,
-                expires: overall(holds),
-                decided: now.instant,
+            .flat_map(|(address, holds)| {
+                all_places(holds).into_iter().filter_map(|place| {
+                    let expires = deadline_at(holds, &place)?;
+                    Some(BanCommand::Ban {
+                        place,
+                        address: *address,
+                        expires,
+                        decided: now.instant,
+                    })
+                })
             })
             .collect()
     }
@@ -243,6 +284,7 @@ impl BanState {
                 name: name.clone(),
                 bantime: r.bantime,
                 increment: None,
+                placement: r.placement.clone(),
             }),
             _ => None,
         }
@@ -296,14 +338,16 @@ impl BanState {
             BanTime::Permanent => (None, None),
             BanTime::For(d) => (Some(now.instant + d), Some(now.wall + d)),
         };
+        let places = self.fleet.resolve(&policy.placement, &new.origin);
         let holds = self.holds.entry(new.address).or_default();
-        let before = (!holds.is_empty()).then(|| overall(holds));
+        let before: Vec<Option<Option<Instant>>> =
+            places.iter().map(|p| deadline_at(holds, p)).collect();
         holds.push(Hold {
             jail: new.jail.clone(),
             expires,
             origin: new.origin.clone(),
+            places: places.clone(),
         });
-        let after = overall(holds);
         if let Some(deadline) = expires {
             self.deadlines
                 .insert((deadline, new.address, new.jail.clone()));
@@ -317,18 +361,26 @@ impl BanState {
         m.banned.fetch_add(1, Ordering::Relaxed);
         self.update_gauge();
         debug!(jail = %new.jail, address = %new.address, bantime = %describe(bantime), earlier_bans = earlier, "Ban decided");
-        // Only tell the firewall when the address's overall deadline moves later.
-        let extends = match (before, after) {
-            (None, _) => true,
-            (Some(None), _) => false,
-            (Some(Some(_)), None) => true,
-            (Some(Some(b)), Some(a)) => a > b,
-        };
-        let command = extends.then_some(BanCommand::Ban {
-            address: new.address,
-            expires: after,
-            decided: now.instant,
-        });
+        // Only tell a firewall when the address's deadline there moves later.
+        let holds = &self.holds[&new.address];
+        let commands: Vec<BanCommand> = places
+            .into_iter()
+            .zip(before)
+            .filter_map(|(place, before)| {
+                let after = deadline_at(holds, &place).flatten();
+                let extends = match before {
+                    None => true,
+                    Some(None) => false,
+                    Some(Some(b)) => after.is_none_or(|a| a > b),
+                };
+                extends.then_some(BanCommand::Ban {
+                    place,
+                    address: new.address,
+                    expires: after,
+                    decided: now.instant,
+                })
+            })
+            .collect();
         Some(StoreOp::Ban(
             BanRecord {
                 address: new.address,
@@ -339,7 +391,7 @@ impl BanState {
                 failures: new.failures,
                 sample: new.sample,
             },
-            command,
+            commands,
         ))
     }
 
@@ -379,6 +431,7 @@ impl BanState {
         let mut jails = Vec::new();
         let mut ops = Vec::new();
         let last = holds.len() - 1;
+        let mut places = Some(all_places(&holds));
         for (i, hold) in holds.into_iter().enumerate() {
             if let Some(deadline) = hold.expires {
                 self.deadlines
@@ -386,11 +439,18 @@ impl BanState {
             }
             self.released(&hold.jail);
             debug!(jail = %hold.jail, %address, "Unban decided");
+            // One removal per address and firewall, after its last row is gone.
+            let commands = match (i == last).then(|| places.take()).flatten() {
+                Some(places) => places
+                    .into_iter()
+                    .map(|place| BanCommand::Unban { place, address })
+                    .collect(),
+                None => Vec::new(),
+            };
             ops.push(StoreOp::End {
                 address,
                 jail: hold.jail.to_string(),
-                // One firewall removal per address, after its last row is gone.
-                command: (i == last).then_some(BanCommand::Unban { address }),
+                commands,
             });
             jails.push(hold.jail);
         }
@@ -444,7 +504,7 @@ impl BanState {
             ops.push(StoreOp::End {
                 address,
                 jail: jail.to_string(),
-                command: None,
+                commands: Vec::new(),
             });
         }
         self.update_gauge();

@@ -64,16 +64,17 @@ pub struct BanRecord {
 /// A write for the store thread.
 #[derive(Debug)]
 pub enum StoreOp {
-    /// Record a new ban (active + history), then pass `command` on.
-    Ban(BanRecord, Option<BanCommand>),
+    /// Record a new ban (active + history), then pass its commands on (none when the
+    /// firewalls already hold the address at least as long).
+    Ban(BanRecord, Vec<BanCommand>),
     /// A ban ended (expired, unbanned): remove it from the active table, then pass `command` on.
     End {
         /// Address.
         address: Target,
         /// Jail.
         jail: String,
-        /// Firewall command to pass on once committed.
-        command: Option<BanCommand>,
+        /// Firewall commands to pass on once committed (none: the kernel times it out).
+        commands: Vec<BanCommand>,
     },
 }
 
@@ -312,20 +313,39 @@ impl Store {
 /// The one log line per ban and unban, written once the change is durable.
 fn report(op: &StoreOp) {
     match op {
-        StoreOp::Ban(r, _) => {
+        StoreOp::Ban(r, commands) => {
+            let target = places(commands);
             let bantime = match r.expires.and_then(|e| e.duration_since(r.started).ok()) {
                 Some(d) => super::state::describe(crate::config::BanTime::For(d)),
                 None => "permanent".into(),
             };
-            info!(jail = %r.jail, address = %r.address, origin = %r.origin, failures = r.failures, %bantime, target = %"local", "Banned");
+            info!(jail = %r.jail, address = %r.address, origin = %r.origin, failures = r.failures, %bantime, %target, "Banned");
         }
         StoreOp::End {
             address,
             jail,
-            command: Some(_),
-        } => info!(%jail, %address, reason = "unban", target = %"local", "Unbanned"),
+            commands,
+        } if !commands.is_empty() => {
+            let target = places(commands);
+            info!(%jail, %address, reason = "unban", %target, "Unbanned")
+        }
         StoreOp::End { .. } => {}
     }
+}
+
+/// The firewalls a write's commands go to (`local,web3`), or `unchanged` when another ban
+/// already holds the address as long everywhere.
+fn places(commands: &[BanCommand]) -> String {
+    if commands.is_empty() {
+        return "unchanged".into();
+    }
+    let places: Vec<super::Place> = commands
+        .iter()
+        .map(|c| match c {
+            BanCommand::Ban { place, .. } | BanCommand::Unban { place, .. } => place.clone(),
+        })
+        .collect();
+    super::placement::join(&places)
 }
 
 /// Runs the store thread: group-commits writes, then forwards their firewall commands.
@@ -351,11 +371,11 @@ pub fn spawn(
                     Err(e) => error!(error = %e, writes = batch.len(), "Ban store write failed"),
                 }
                 for op in batch {
-                    let command = match op {
-                        StoreOp::Ban(_, command) => command,
-                        StoreOp::End { command, .. } => command,
+                    let commands = match op {
+                        StoreOp::Ban(_, commands) => commands,
+                        StoreOp::End { commands, .. } => commands,
                     };
-                    if let Some(command) = command {
+                    for command in commands {
                         if firewall.blocking_send(command).is_err() {
                             return;
                         }
@@ -402,7 +422,7 @@ mod tests {
                             t0,
                             Some(t0 + Duration::from_secs(60)),
                         ),
-                        None,
+                        Vec::new(),
                     ),
                     StoreOp::Ban(
                         record(
@@ -411,9 +431,9 @@ mod tests {
                             t0,
                             Some(t0 + Duration::from_secs(600)),
                         ),
-                        None,
+                        Vec::new(),
                     ),
-                    StoreOp::Ban(record("2001:db8::3", "postfix", t0, None), None),
+                    StoreOp::Ban(record("2001:db8::3", "postfix", t0, None), Vec::new()),
                     StoreOp::Ban(
                         record(
                             "203.0.113.4",
@@ -421,12 +441,12 @@ mod tests {
                             t0,
                             Some(t0 + Duration::from_secs(600)),
                         ),
-                        None,
+                        Vec::new(),
                     ),
                     StoreOp::End {
                         address: "203.0.113.4".parse().unwrap(),
                         jail: "sshd".into(),
-                        command: None,
+                        commands: Vec::new(),
                     },
                 ])
                 .unwrap();

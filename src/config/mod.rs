@@ -6,6 +6,7 @@
 //! found, line). It must not open sockets or run anything: it only reads files.
 
 mod duration;
+mod fleet;
 mod raw;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use figment::{Figment, Source};
 use ipnet::IpNet;
 
 pub use duration::{ParsedDuration, RawDuration};
+pub use fleet::{default_placement, OriginPattern, PlacementRule, TargetConfig, TargetName};
 use raw::{RawConfig, RawIncrement, RawJail, RawJailSettings, RawListener};
 
 use crate::fail2ban::{self, Fail2banFilter, FilterSpec};
@@ -70,6 +72,8 @@ pub struct Config {
     pub recidive: Option<RecidiveConfig>,
     /// Address of the Prometheus endpoint, when enabled.
     pub metrics_listen: Option<SocketAddr>,
+    /// Remote firewalls (`[target.NAME]`), in name order.
+    pub targets: Vec<TargetConfig>,
     /// Files that were read, in merge order.
     pub files: Vec<PathBuf>,
 }
@@ -213,6 +217,8 @@ pub struct JailConfig {
     pub prefix6: u8,
     /// Count per origin host instead of across origins.
     pub count_per_origin: bool,
+    /// Where its bans go.
+    pub placement: Vec<PlacementRule>,
 }
 
 /// A jail's `fail2ban_filter`: the reference as written and the loaded filter.
@@ -248,6 +254,8 @@ pub struct RecidiveConfig {
     pub findtime: Duration,
     /// The long ban.
     pub bantime: BanTime,
+    /// Where recidive bans go.
+    pub placement: Vec<PlacementRule>,
 }
 
 /// Where bans go.
@@ -407,6 +415,8 @@ pub fn config_files(path: &Path) -> Vec<PathBuf> {
 struct Compiler<'a> {
     figment: &'a Figment,
     errors: Vec<ConfigError>,
+    /// Compiled before the jails, whose `placement` names them.
+    targets: Vec<TargetConfig>,
 }
 
 impl<'a> Compiler<'a> {
@@ -414,6 +424,7 @@ impl<'a> Compiler<'a> {
         Compiler {
             figment,
             errors: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
@@ -536,6 +547,7 @@ impl<'a> Compiler<'a> {
                 "no [[listen]] entry: the daemon would receive nothing",
             );
         }
+        self.targets = self.targets(&raw.target);
         let defaults = self.defaults(&raw.defaults);
         let mut jails = Vec::new();
         let mut disabled_jails = Vec::new();
@@ -555,7 +567,7 @@ impl<'a> Compiler<'a> {
             .state
             .dir
             .unwrap_or_else(|| PathBuf::from("/var/lib/syslog2ban"));
-        let recidive = self.recidive(&raw.recidive);
+        let recidive = self.recidive(&raw.recidive, &defaults);
         let mut dbpurgeage = match &raw.state.dbpurgeage {
             None => DEFAULT_DBPURGEAGE,
             Some(d) => match d.parse() {
@@ -602,6 +614,7 @@ impl<'a> Compiler<'a> {
             dbpurgeage,
             recidive,
             metrics_listen,
+            targets: std::mem::take(&mut self.targets),
             files: Vec::new(),
         })
     }
@@ -934,6 +947,7 @@ impl<'a> Compiler<'a> {
             prefix4: 32,
             prefix6: 128,
             count_per_origin: false,
+            placement: default_placement(),
         };
         self.settings("defaults", &base, raw)
     }
@@ -997,6 +1011,11 @@ impl<'a> Compiler<'a> {
         }
         if let Some(per_origin) = raw.count_per_origin {
             out.count_per_origin = per_origin;
+        }
+        if let Some(list) = &raw.placement {
+            if let Some(rules) = self.placement(&format!("{prefix}.placement"), list) {
+                out.placement = rules;
+            }
         }
         if let Some(inc) = &raw.increment {
             out.increment = inc.over(&base.increment);
@@ -1081,7 +1100,7 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    fn recidive(&mut self, raw: &raw::RawRecidive) -> Option<RecidiveConfig> {
+    fn recidive(&mut self, raw: &raw::RawRecidive, defaults: &Settings) -> Option<RecidiveConfig> {
         if raw.enabled != Some(true) {
             return None;
         }
@@ -1107,10 +1126,17 @@ impl<'a> Compiler<'a> {
                 .bantime("recidive.bantime", b)
                 .unwrap_or(BanTime::For(Duration::from_secs(7 * 86400))),
         };
+        let placement = match &raw.placement {
+            None => defaults.placement.clone(),
+            Some(list) => self
+                .placement("recidive.placement", list)
+                .unwrap_or_else(default_placement),
+        };
         Some(RecidiveConfig {
             maxretry,
             findtime,
             bantime,
+            placement,
         })
     }
 
@@ -1220,6 +1246,7 @@ impl<'a> Compiler<'a> {
                 prefix4: settings.prefix4,
                 prefix6: settings.prefix6,
                 count_per_origin: settings.count_per_origin,
+                placement: settings.placement,
             },
             enabled,
         ))
@@ -1298,6 +1325,7 @@ struct Settings {
     prefix4: u8,
     prefix6: u8,
     count_per_origin: bool,
+    placement: Vec<PlacementRule>,
 }
 
 /// `["listen", "0", "address"]` → `listen[0].address`, the form every error uses.

@@ -40,6 +40,9 @@ pub struct RawConfig {
     /// `[metrics]`: the Prometheus endpoint.
     #[serde(default)]
     pub metrics: RawMetrics,
+    /// `[target.NAME]`: remote firewalls reached over SSH.
+    #[serde(default)]
+    pub target: BTreeMap<String, RawTarget>,
     /// `[jail.NAME]` tables; kept as raw figment values so each jail is extracted (and its
     /// errors reported) on its own.
     #[serde(default)]
@@ -109,6 +112,8 @@ pub struct RawJailSettings {
     pub prefix6: Option<i64>,
     /// Count failures per origin host instead of across all origins.
     pub count_per_origin: Option<bool>,
+    /// Where bans go: "local", "origin", "all", "group:NAME", "target:NAME".
+    pub placement: Option<Vec<String>>,
 }
 
 /// `[defaults.increment]` / `[jail.NAME.increment]`: fail2ban's `bantime.*` settings.
@@ -158,6 +163,8 @@ pub struct RawRecidive {
     pub findtime: Option<RawDuration>,
     /// The long ban; -1 = permanent.
     pub bantime: Option<RawDuration>,
+    /// Where recidive bans go (default: like `[defaults] placement`).
+    pub placement: Option<Vec<String>>,
 }
 
 /// One `[jail.NAME]` table.
@@ -193,6 +200,8 @@ pub struct RawJail {
     pub prefix6: Option<i64>,
     /// Overrides `[defaults] count_per_origin`.
     pub count_per_origin: Option<bool>,
+    /// Overrides `[defaults] placement`.
+    pub placement: Option<Vec<String>>,
 }
 
 impl RawJail {
@@ -209,6 +218,7 @@ impl RawJail {
             prefix4: self.prefix4,
             prefix6: self.prefix6,
             count_per_origin: self.count_per_origin,
+            placement: self.placement.clone(),
         }
     }
 }
@@ -251,4 +261,38 @@ pub struct RawState {
 pub struct RawMetrics {
     /// `IP:PORT` to serve `GET /metrics` on; unset = no endpoint.
     pub listen: Option<String>,
+}
+
+/// One `[target.NAME]`: a remote host whose nftables is managed over SSH.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Host name or address ssh connects to.
+    pub address: Option<String>,
+    /// SSH port (default 22).
+    pub port: Option<i64>,
+    /// Remote user (default root).
+    pub user: Option<String>,
+    /// Private key file.
+    pub identity: Option<PathBuf>,
+    /// known_hosts file holding the host's key.
+    pub known_hosts: Option<PathBuf>,
+    /// ssh client config file (`ssh -F`).
+    pub ssh_config: Option<PathBuf>,
+    /// Run nft through `sudo -n`.
+    pub sudo: Option<bool>,
+    /// nft on the remote host (default `nft`).
+    pub nft: Option<String>,
+    /// Origins (sender addresses/CIDRs, certificate or host names) that are this host.
+    pub origins: Option<Vec<String>>,
+    /// Groups for `placement = ["group:NAME"]`.
+    pub groups: Option<Vec<String>>,
+    /// Connect + handshake limit (default 10s).
+    pub connect_timeout: Option<RawDuration>,
+    /// Limit for one remote nft run (default 20s).
+    pub command_timeout: Option<RawDuration>,
+    /// How often to compare the remote sets with the bans (default 60s).
+    pub reconcile_interval: Option<RawDuration>,
+    /// Most pending changes while the host is down (default 100000).
+    pub queue_limit: Option<i64>,
 }

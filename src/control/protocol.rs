@@ -122,6 +122,26 @@ pub struct TargetReport {
     pub batches: u64,
     /// Batches failed.
     pub errors: u64,
+    /// Remote targets only: the SSH side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteReport>,
+}
+
+/// The state of a remote target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteReport {
+    /// `user@address:port`.
+    pub host: String,
+    /// The SSH session is up.
+    pub connected: bool,
+    /// Changes waiting to be applied.
+    pub queued: u64,
+    /// The last error, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// Unix time of the last completed reconcile.
+    pub last_reconcile_unix: Option<u64>,
+    /// Reconciles completed.
+    pub reconciles: u64,
 }
 
 #[cfg(test)]

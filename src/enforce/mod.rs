@@ -6,6 +6,8 @@
 //! always drains its channel, even while nft runs, so the manager never waits on the firewall.
 
 pub mod nft;
+pub mod reconcile;
+pub mod remote;
 
 use crate::jail::Target;
 use std::collections::HashMap;
@@ -17,9 +19,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use crate::ban::BanCommand;
-use crate::metrics::Metrics;
+use crate::ban::{BanCommand, Place};
+use crate::config::TargetName;
+use crate::metrics::{Metrics, TargetMetrics};
 use nft::{ElementChange, NftError};
+pub use remote::RemoteTarget;
 
 /// Failed batches are retried this many times before their bans are reported lost.
 const MAX_ATTEMPTS: u32 = 3;
@@ -105,11 +109,64 @@ enum Desired {
 /// A finished batch: its result, its changes (for a retry) and how long it took.
 type BatchOutcome = (Result<(), NftError>, HashMap<Target, Pending>, Duration);
 
-/// Applies commands until the channel closes, then finishes the last batch.
+/// Commands queued per firewall worker; workers drain continuously, so this only smooths
+/// bursts.
+const WORKER_QUEUE: usize = 4096;
+
+/// Hands each command to the worker of its firewall (local, or one per remote target) until
+/// the channel closes, then waits for every worker to finish its last batch. With
+/// `dry_run`, commands for remote targets are only logged.
 pub async fn run(
-    firewall: Firewall,
+    local: Firewall,
+    remotes: Vec<RemoteTarget>,
+    dry_run: bool,
     mut commands: mpsc::Receiver<BanCommand>,
     metrics: Arc<Metrics>,
+) {
+    let mut workers = JoinSet::new();
+    let (local_tx, local_rx) = mpsc::channel(WORKER_QUEUE);
+    workers.spawn(run_local(local, local_rx, metrics.target("local")));
+    let mut remote_txs: HashMap<TargetName, mpsc::Sender<BanCommand>> = HashMap::new();
+    for target in remotes {
+        let (tx, rx) = mpsc::channel(WORKER_QUEUE);
+        let counters = metrics.target(target.name().as_str());
+        remote_txs.insert(target.name().clone(), tx);
+        workers.spawn(remote::run(target, rx, counters));
+    }
+    while let Some(command) = commands.recv().await {
+        let place = match &command {
+            BanCommand::Ban { place, .. } | BanCommand::Unban { place, .. } => place.clone(),
+        };
+        let tx = match &place {
+            Place::Local => &local_tx,
+            Place::Remote(name) => match remote_txs.get(name) {
+                Some(tx) => tx,
+                None if dry_run => {
+                    info!(?command, "Dry run: remote firewall change not applied");
+                    continue;
+                }
+                None => {
+                    // Placement only names configured targets; a restart is needed to add one.
+                    error!(target = %name, "Ban for an unknown target dropped");
+                    continue;
+                }
+            },
+        };
+        if tx.send(command).await.is_err() {
+            error!(%place, "Firewall worker stopped; command dropped");
+        }
+    }
+    drop(local_tx);
+    drop(remote_txs);
+    while workers.join_next().await.is_some() {}
+}
+
+/// Applies commands to the local firewall until the channel closes, then finishes the last
+/// batch and tears the table down (unless kept).
+async fn run_local(
+    firewall: Firewall,
+    mut commands: mpsc::Receiver<BanCommand>,
+    metrics: Arc<TargetMetrics>,
 ) {
     // Latest desired state per address: a newer command replaces an older pending one.
     let mut pending: HashMap<Target, Pending> = HashMap::new();
@@ -144,10 +201,10 @@ pub async fn run(
         }
         tokio::select! {
             command = commands.recv(), if open => match command {
-                Some(BanCommand::Ban { address, expires, decided }) => {
+                Some(BanCommand::Ban { address, expires, decided, .. }) => {
                     pending.insert(address, Pending { command: Desired::Ban(expires), attempts: 0, decided });
                 }
-                Some(BanCommand::Unban { address }) => {
+                Some(BanCommand::Unban { address, .. }) => {
                     pending.insert(address, Pending { command: Desired::Unban, attempts: 0, decided: Instant::now() });
                 }
                 None => open = false,
@@ -156,15 +213,16 @@ pub async fn run(
                 let Ok((result, batch, took)) = done else { continue };
                 match result {
                     Ok(()) => {
-                        Metrics::inc(&metrics.enforce_batches);
+                        metrics.succeeded();
+                        Metrics::inc(&metrics.batches);
                         let applied = Instant::now();
                         for p in batch.values() {
-                            metrics.enforce_latency.observe(applied.saturating_duration_since(p.decided));
+                            metrics.latency.observe(applied.saturating_duration_since(p.decided));
                         }
                         debug!(elements = batch.len(), took_us = took.as_micros() as u64, "Firewall batch applied");
                     }
                     Err(e) => {
-                        Metrics::inc(&metrics.enforce_errors);
+                        metrics.failed(e.to_string());
                         error!(elements = batch.len(), error = %e, "Firewall batch failed");
                         requeue(&mut pending, batch);
                         if !pending.is_empty() {

@@ -345,6 +345,7 @@ mod tests {
             prefix4: 32,
             prefix6: 128,
             count_per_origin,
+            placement: crate::config::default_placement(),
         };
         Jail::new(&config)
     }

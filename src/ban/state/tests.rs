@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::Increment;
+use crate::config::{Increment, PlacementRule};
 use crate::input::Origin;
 
 fn name(s: &str) -> JailName {
@@ -11,6 +11,7 @@ fn policy(jail: &str, bantime: BanTime) -> JailPolicy {
         name: name(jail),
         bantime,
         increment: None,
+        placement: vec![PlacementRule::Local],
     }
 }
 
@@ -49,9 +50,9 @@ fn addr() -> Target {
 
 fn commands(ops: &[StoreOp]) -> Vec<BanCommand> {
     ops.iter()
-        .filter_map(|op| match op {
+        .flat_map(|op| match op {
             StoreOp::Ban(_, c) => c.clone(),
-            StoreOp::End { command, .. } => command.clone(),
+            StoreOp::End { commands, .. } => commands.clone(),
         })
         .collect()
 }
@@ -65,6 +66,7 @@ fn offence_bans_until_bantime_then_expires() {
     assert_eq!(
         commands(&ops),
         vec![BanCommand::Ban {
+            place: Place::Local,
             address: addr(),
             expires: Some(t + MIN),
             decided: t,
@@ -86,7 +88,7 @@ fn offence_bans_until_bantime_then_expires() {
     assert_eq!(s.list(t)[0].remaining_secs, Some(60));
     assert!(s.expire(t + Duration::from_secs(59)).is_empty());
     let ended = s.expire(t + MIN);
-    assert!(matches!(&ended[..], [StoreOp::End { command: None, .. }]));
+    assert!(matches!(&ended[..], [StoreOp::End { commands, .. }] if commands.is_empty()));
     assert!(!s.is_banned(addr()));
     assert_eq!(s.next_deadline(), None);
     assert_eq!(Metrics::get(&s.metrics.jail("sshd").banned), 0);
@@ -108,6 +110,7 @@ fn a_second_jail_only_extends_never_shortens() {
     assert_eq!(
         commands(&s.offence(&offence("forever", t), now)),
         vec![BanCommand::Ban {
+            place: Place::Local,
             address: addr(),
             expires: None,
             decided: t,
@@ -138,7 +141,10 @@ fn manual_ban_and_unban() {
     assert_eq!(ops.len(), 2, "both rows end");
     assert_eq!(
         commands(&ops),
-        vec![BanCommand::Unban { address: addr() }],
+        vec![BanCommand::Unban {
+            place: Place::Local,
+            address: addr()
+        }],
         "one firewall removal"
     );
     assert!(!s.is_banned(addr()));
@@ -199,6 +205,7 @@ fn increment_grows_with_earlier_bans_in_the_same_jail_or_all_jails() {
                 name: name("sshd"),
                 bantime: BanTime::For(Duration::from_secs(3600)),
                 increment: Some(inc(overall)),
+                placement: vec![PlacementRule::Local],
             },
             policy("postfix", BanTime::For(MIN)),
         ];
@@ -243,6 +250,7 @@ fn recidive_bans_after_n_bans_in_any_jail_and_survives_restore() {
         maxretry: 3,
         findtime: Duration::from_secs(86400),
         bantime: BanTime::For(Duration::from_secs(7 * 86400)),
+        placement: vec![PlacementRule::Local],
     };
     let policies = vec![
         policy("sshd", BanTime::For(MIN)),
@@ -284,7 +292,10 @@ fn recidive_bans_after_n_bans_in_any_jail_and_survives_restore() {
         "third ban in a third jail earns recidive"
     );
     match &ops[1] {
-        StoreOp::Ban(r, Some(BanCommand::Ban { expires, .. })) => {
+        StoreOp::Ban(r, commands) if matches!(commands[..], [BanCommand::Ban { .. }]) => {
+            let BanCommand::Ban { expires, .. } = &commands[0] else {
+                unreachable!()
+            };
             assert_eq!(r.jail, "recidive");
             assert_eq!(
                 *expires,
@@ -319,12 +330,13 @@ fn restore_puts_back_active_bans_with_remaining_time() {
         now,
     );
     commands.sort_by_key(|c| match c {
-        BanCommand::Ban { address, .. } | BanCommand::Unban { address } => *address,
+        BanCommand::Ban { address, .. } | BanCommand::Unban { address, .. } => *address,
     });
     assert_eq!(commands.len(), 3, "one command per address");
     assert_eq!(
         commands[0],
         BanCommand::Ban {
+            place: Place::Local,
             address: "203.0.113.1".parse().unwrap(),
             expires: Some(now.instant + Duration::from_secs(500)),
             decided: now.instant
@@ -336,4 +348,97 @@ fn restore_puts_back_active_bans_with_remaining_time() {
     assert!(s.holds("long", "203.0.113.1".parse().unwrap()));
     assert!(!s.holds("sshd", "203.0.113.1".parse().unwrap()));
     assert!(!s.is_banned("203.0.113.3".parse().unwrap()));
+}
+
+fn remote(name: &str) -> Place {
+    Place::Remote(crate::config::TargetName::new(name).unwrap())
+}
+
+fn fleet_state() -> BanState {
+    let config = |name: &str, origin: &str| crate::config::TargetConfig {
+        name: crate::config::TargetName::new(name).unwrap(),
+        address: origin.into(),
+        port: 22,
+        user: "root".into(),
+        identity: None,
+        known_hosts: None,
+        ssh_config: None,
+        sudo: false,
+        nft: "nft".into(),
+        origins: vec![crate::config::OriginPattern::Net(
+            origin.parse::<std::net::IpAddr>().unwrap().into(),
+        )],
+        groups: vec!["web".into()],
+        connect_timeout: MIN,
+        command_timeout: MIN,
+        reconcile_interval: MIN,
+        queue_limit: 10,
+    };
+    let mut at_origin = policy("sshd", BanTime::For(MIN));
+    at_origin.placement = vec![PlacementRule::Origin];
+    let mut everywhere = policy("long", BanTime::For(10 * MIN));
+    everywhere.placement = vec![PlacementRule::All, PlacementRule::Local];
+    BanState::new(
+        vec![at_origin, everywhere],
+        None,
+        Duration::from_secs(86400),
+        Arc::new(Metrics::default()),
+    )
+    .with_fleet(Fleet::new(&[
+        config("a", "198.51.100.10"),
+        config("b", "198.51.100.20"),
+    ]))
+    .with_jitter(|| 0.0)
+}
+
+fn offence_from(jail: &str, origin: &str, at: Instant) -> Offence {
+    Offence {
+        origin: Origin::Peer(std::net::SocketAddr::new(origin.parse().unwrap(), 514)),
+        ..offence(jail, at)
+    }
+}
+
+fn places_of(commands: &[BanCommand]) -> Vec<Place> {
+    commands
+        .iter()
+        .map(|c| match c {
+            BanCommand::Ban { place, .. } | BanCommand::Unban { place, .. } => place.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn placement_sends_one_command_per_firewall_and_unban_follows_it() {
+    let mut s = fleet_state();
+    let now = Moment::now();
+    let t = now.instant;
+    let ops = s.offence(&offence_from("sshd", "198.51.100.10", t), now);
+    assert_eq!(places_of(&commands(&ops)), vec![remote("a")]);
+    // A longer ban everywhere: every place gets it (a's deadline moves later too).
+    let ops = s.offence(&offence_from("long", "198.51.100.20", t), now);
+    assert_eq!(
+        places_of(&commands(&ops)),
+        vec![Place::Local, remote("a"), remote("b")]
+    );
+    let (_, ops) = s.unban(addr());
+    let mut unbans = places_of(&commands(&ops));
+    unbans.sort();
+    assert_eq!(unbans, vec![Place::Local, remote("a"), remote("b")]);
+}
+
+#[test]
+fn restore_recomputes_places_from_the_stored_origin() {
+    let mut s = fleet_state();
+    let now = Moment::now();
+    let record = BanRecord {
+        address: addr(),
+        jail: "sshd".into(),
+        origin: "198.51.100.20".into(),
+        started: now.wall,
+        expires: Some(now.wall + MIN),
+        failures: 3,
+        sample: String::new(),
+    };
+    let commands = s.restore(vec![record], Vec::new(), now);
+    assert_eq!(places_of(&commands), vec![remote("b")]);
 }

@@ -1,0 +1,202 @@
+//! Remote bans over SSH against real sshd and nft on two servers (see `fleet_lab.rs`).
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use crate::fleet_lab::{
+    keygen, Fleet, ATTACKER, ATTACKER2, A_IP, BANTIME_SECS, B_IP, PORT, RECONCILE, TOOLS,
+};
+use crate::lab::{preflight, wait_until, NFT_TABLE};
+
+/// Acceptance 1 and 4: `origin` bans on A only, `all` on A and B, the attacker's connection
+/// to the banned server is dropped, and a target whose host key does not match is refused
+/// with an error naming it.
+#[test]
+fn remote_bans_follow_placement_and_refuse_wrong_host_keys() {
+    if !preflight("remote_bans_follow_placement", TOOLS) {
+        return;
+    }
+    let mut f = Fleet::new("rplace");
+    // Target c is B's address with a known_hosts that holds some other key.
+    let wrong = f.lab.dir.join("wrong_known_hosts");
+    let other_key = f.lab.dir.join("other_host_key");
+    keygen(&other_key, "not-b");
+    let other_pub = fs::read_to_string(other_key.with_extension("pub")).unwrap();
+    fs::write(&wrong, format!("[{B_IP}]:{PORT} {}", other_pub.trim())).unwrap();
+    f.start_daemon(&format!(
+        "[target.c]\naddress = \"{B_IP}\"\nport = {PORT}\nidentity = \"{}\"\nknown_hosts = \"{}\"\n\
+         ssh_config = \"{}\"\nconnect_timeout = \"3s\"\n",
+        f.client_key.display(),
+        wrong.display(),
+        f.lab.dir.join("ssh_config").display()
+    ));
+    f.wait_connected("a", Duration::from_secs(20));
+    f.wait_connected("b", Duration::from_secs(20));
+    assert!(f.connects(ATTACKER, A_IP), "A reachable before any ban");
+
+    // placement = ["origin"]: the failures came from A.
+    f.failures_from_a("sshd", ATTACKER);
+    let took = f
+        .wait_has(&f.a, ATTACKER, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{ATTACKER} not in A's set: {:?}", f.remote_set(&f.a)));
+    f.lab.note(&format!("origin ban on A after {took:.2?}"));
+    assert!(
+        !f.connects(ATTACKER, A_IP),
+        "A must drop the banned attacker"
+    );
+    assert!(f.connects(ATTACKER2, A_IP), "A must still accept others");
+    // Let a reconcile pass: B must still not have it.
+    std::thread::sleep(RECONCILE + Duration::from_millis(500));
+    assert!(!f.has(&f.b, ATTACKER), "origin placement leaked to B");
+    assert!(
+        f.connects(ATTACKER, B_IP),
+        "B must not drop an attacker banned on A only"
+    );
+    // The collector bans nothing locally (placement has no "local").
+    assert!(!f.lab.set_contains("banned4", ATTACKER));
+
+    // placement = ["all"]: both servers.
+    f.failures_from_a("fleetd", ATTACKER2);
+    assert!(f
+        .wait_has(&f.a, ATTACKER2, Duration::from_secs(10))
+        .is_some());
+    assert!(
+        f.wait_has(&f.b, ATTACKER2, Duration::from_secs(10))
+            .is_some(),
+        "all placement did not reach B: {:?}",
+        f.remote_set(&f.b)
+    );
+    assert!(
+        !f.connects(ATTACKER2, B_IP),
+        "B must drop the fleet-wide ban"
+    );
+
+    // Target c: the wrong host key is refused, reported, and never accepted.
+    let c = f.target_status("c");
+    assert_eq!(c["remote"]["connected"], false, "{c}");
+    let error = c["remote"]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("target c") && error.contains("host key"),
+        "status must name the target and the host key problem: {c}"
+    );
+    let log = f.lab.log_of("syslog2ban");
+    assert!(
+        log.contains("target c: host key of root@198.51.100.20:2222 is unknown or has changed"),
+        "daemon log must name the target:\n{log}"
+    );
+    assert_eq!(
+        fs::read_to_string(&wrong).unwrap().lines().count(),
+        1,
+        "known_hosts must not be changed"
+    );
+}
+
+/// Acceptance 2: B is down while a fleet-wide ban is decided; A gets it at once, B gets it
+/// after sshd is back, with the time that was left, not a fresh bantime.
+#[test]
+fn a_ban_decided_while_a_target_is_down_reaches_it_after_reconnect() {
+    if !preflight("remote_outage", TOOLS) {
+        return;
+    }
+    let mut f = Fleet::new("rdown");
+    f.start_daemon("");
+    f.wait_connected("a", Duration::from_secs(20));
+    f.wait_connected("b", Duration::from_secs(20));
+    let b = f.b.clone();
+    f.take_down(&b);
+    f.lab.note("B is down");
+
+    let decided = Instant::now();
+    f.failures_from_a("fleetd", ATTACKER);
+    assert!(
+        f.wait_has(&f.a, ATTACKER, Duration::from_secs(10))
+            .is_some(),
+        "A must get the ban while B is down"
+    );
+    // Long enough for the collector to notice B is gone and for the reconnects to fail.
+    std::thread::sleep(Duration::from_secs(6));
+    let status = f.target_status("b");
+    assert_eq!(status["remote"]["connected"], false, "{status}");
+    assert!(status["remote"]["last_error"].is_string(), "{status}");
+    assert!(f.has(&f.a, ATTACKER), "A lost the ban during B's outage");
+
+    f.start_sshd(&b, "sshd-b-again");
+    let back = Instant::now();
+    // Reconnect attempts are at most a reconcile interval apart; then a reconcile runs.
+    let took = f
+        .wait_has(&b, ATTACKER, RECONCILE * 3 + Duration::from_secs(5))
+        .unwrap_or_else(|| {
+            panic!(
+                "ban not on B after it came back: {:?}\nstatus: {}",
+                f.remote_set(&b),
+                f.target_status("b")
+            )
+        });
+    f.lab
+        .note(&format!("ban reached B {took:.2?} after sshd came back"));
+    let left = f
+        .remote_set(&b)
+        .into_iter()
+        .find(|(a, _)| a == ATTACKER)
+        .and_then(|(_, left)| left)
+        .expect("the ban on B has a timeout");
+    let elapsed = decided.elapsed().as_secs();
+    assert!(
+        left <= BANTIME_SECS - elapsed + 2 && left + elapsed + 10 >= BANTIME_SECS,
+        "B got {left}s left; {elapsed}s after a {BANTIME_SECS}s ban it should be about {}",
+        BANTIME_SECS - elapsed
+    );
+    assert!(back.elapsed() < Duration::from_secs(30));
+    assert!(f.has(&f.a, ATTACKER));
+}
+
+/// Acceptance 3: an element deleted by hand comes back; a stray one is removed.
+#[test]
+fn reconcile_repairs_hand_made_drift() {
+    if !preflight("remote_drift", TOOLS) {
+        return;
+    }
+    let mut f = Fleet::new("rdrift");
+    f.start_daemon("");
+    f.wait_connected("a", Duration::from_secs(20));
+    f.failures_from_a("sshd", ATTACKER);
+    assert!(f
+        .wait_has(&f.a, ATTACKER, Duration::from_secs(10))
+        .is_some());
+
+    let a = f.a.clone();
+    f.nft(
+        &a,
+        &format!("delete element inet {NFT_TABLE} banned4 {{ {ATTACKER} }}"),
+    );
+    assert!(!f.has(&a, ATTACKER));
+    let back = f
+        .wait_has(&a, ATTACKER, RECONCILE * 2 + Duration::from_secs(3))
+        .expect("reconcile must put the deleted ban back");
+    f.lab
+        .note(&format!("deleted element restored after {back:.2?}"));
+
+    let stray = "198.51.100.99";
+    f.nft(
+        &a,
+        &format!("add element inet {NFT_TABLE} banned4 {{ {stray} timeout 1h }}"),
+    );
+    assert!(f.has(&a, stray));
+    let gone = wait_until(
+        RECONCILE * 2 + Duration::from_secs(3),
+        Duration::from_millis(50),
+        || !f.has(&a, stray),
+    )
+    .expect("reconcile must remove the stray element");
+    f.lab
+        .note(&format!("stray element removed after {gone:.2?}"));
+    assert!(f.has(&a, ATTACKER), "the real ban stays");
+    let status = f.target_status("a");
+    assert!(
+        status["remote"]["reconciles"].as_u64() >= Some(3),
+        "{status}"
+    );
+}

@@ -1,0 +1,202 @@
+//! Reconcile: what a firewall's sets actually hold (read from `nft -j list table`) against
+//! what they should hold, and the element changes that make them agree.
+//!
+//! Pure: parsing and diffing only. Running nft, locally or over SSH, is the caller's job.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use thiserror::Error;
+
+use super::nft::{self, ElementChange};
+use crate::jail::Target;
+
+/// An element present now lasts this much less than it should before it is re-added: nft
+/// reports whole seconds, and a ban extended while the host was unreachable must be renewed.
+const TIMEOUT_SLACK: Duration = Duration::from_secs(5);
+
+/// `nft -j list table` output that cannot be read.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ListError {
+    /// Not JSON, or not nft's shape.
+    #[error("nft -j output is not understood: {0}")]
+    Shape(String),
+}
+
+/// One element found in a set: the target and its remaining time (None: no timeout).
+pub type Actual = HashMap<Target, Option<Duration>>;
+
+/// The elements of the table's four ban sets, from `nft -j list table inet TABLE`. Other
+/// sets of the table (none are created by syslog2ban) are ignored.
+pub fn parse_listing(json: &str) -> Result<Actual, ListError> {
+    let root: Value =
+        serde_json::from_str(json).map_err(|e| ListError::Shape(format!("not JSON: {e}")))?;
+    let items = root
+        .get("nftables")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ListError::Shape("no \"nftables\" array".into()))?;
+    let mut actual = Actual::new();
+    for item in items {
+        let Some(set) = item.get("set") else { continue };
+        let name = set.get("name").and_then(Value::as_str).unwrap_or_default();
+        if ![nft::SET_V4, nft::SET_V6, nft::SET_NET4, nft::SET_NET6].contains(&name) {
+            continue;
+        }
+        for elem in set
+            .get("elem")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (value, remaining) = match elem.get("elem") {
+                // {"elem": {"val": ..., "timeout": 600, "expires": 590}}
+                Some(inner) => {
+                    let expires = inner.get("expires").and_then(Value::as_u64);
+                    let timeout = inner.get("timeout").and_then(Value::as_u64);
+                    let left = expires.or(timeout).map(Duration::from_secs);
+                    (inner.get("val").unwrap_or(&Value::Null), left)
+                }
+                None => (elem, None),
+            };
+            let target = element_target(value).ok_or_else(|| {
+                ListError::Shape(format!("element {value} of set {name} is not an address"))
+            })?;
+            actual.insert(target, remaining);
+        }
+    }
+    Ok(actual)
+}
+
+/// `"198.51.100.66"` or `{"prefix": {"addr": "2001:db8::", "len": 64}}`.
+fn element_target(value: &Value) -> Option<Target> {
+    match value {
+        Value::String(text) => text.parse().ok(),
+        Value::Object(map) => {
+            let prefix = map.get("prefix")?;
+            let addr = prefix.get("addr")?.as_str()?;
+            let len = prefix.get("len")?.as_u64()?;
+            format!("{addr}/{len}").parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// The changes that make `actual` hold exactly `desired` (deadline per target; None =
+/// permanent), as of `now`. Desired entries already past their deadline are ignored.
+pub fn diff(
+    desired: &HashMap<Target, Option<Instant>>,
+    actual: &Actual,
+    now: Instant,
+) -> Vec<ElementChange> {
+    let mut changes = Vec::new();
+    for (target, deadline) in desired {
+        let want = match deadline {
+            None => None,
+            Some(deadline) => match nft::remaining(*deadline, now) {
+                Some(left) => Some(left),
+                None => continue,
+            },
+        };
+        let ok = match (actual.get(target), want) {
+            (None, _) => false,
+            // A permanent element where a timeout is wanted is stricter, but not what was
+            // decided; a timed one where permanence is wanted would expire.
+            (Some(None), want) => want.is_none(),
+            (Some(Some(_)), None) => false,
+            (Some(Some(have)), Some(want)) => *have + TIMEOUT_SLACK >= want,
+        };
+        if !ok {
+            changes.push(ElementChange::Add(*target, want));
+        }
+    }
+    for target in actual.keys() {
+        let wanted = desired
+            .get(target)
+            .is_some_and(|d| d.is_none_or(|d| d > now));
+        if !wanted {
+            changes.push(ElementChange::Remove(*target));
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Shapes printed by nft 1.0.6 for the four sets of `nft::setup_script`.
+    const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
+      {"table": {"family": "inet", "name": "syslog2ban", "handle": 1}},
+      {"set": {"family": "inet", "name": "banned4", "table": "syslog2ban", "type": "ipv4_addr", "handle": 1, "flags": ["timeout"],
+               "elem": [{"elem": {"val": "198.51.100.66", "timeout": 600, "expires": 590}}, "198.51.100.70"]}},
+      {"set": {"family": "inet", "name": "banned6", "table": "syslog2ban", "type": "ipv6_addr", "handle": 2, "flags": ["timeout"]}},
+      {"set": {"family": "inet", "name": "banned4net", "table": "syslog2ban", "type": "ipv4_addr", "handle": 3, "flags": ["interval", "timeout"]}},
+      {"set": {"family": "inet", "name": "banned6net", "table": "syslog2ban", "type": "ipv6_addr", "handle": 4, "flags": ["interval", "timeout"],
+               "elem": [{"elem": {"val": {"prefix": {"addr": "2001:db8:5100::", "len": 64}}, "timeout": 60, "expires": 30}}]}},
+      {"chain": {"family": "inet", "table": "syslog2ban", "name": "input", "handle": 5}}]}"#;
+
+    fn t(s: &str) -> Target {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn reads_addresses_prefixes_and_remaining_time() {
+        let actual = parse_listing(LISTING).unwrap();
+        assert_eq!(actual.len(), 3);
+        assert_eq!(actual[&t("198.51.100.66")], Some(Duration::from_secs(590)));
+        assert_eq!(actual[&t("198.51.100.70")], None);
+        assert_eq!(
+            actual[&t("2001:db8:5100::/64")],
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_an_empty_set() {
+        assert!(parse_listing("Error: No such file or directory").is_err());
+        assert!(parse_listing("{}").is_err());
+        let bad = r#"{"nftables": [{"set": {"name": "banned4", "elem": [{"elem": {"val": 7}}]}}]}"#;
+        assert!(parse_listing(bad).is_err());
+    }
+
+    #[test]
+    fn diff_adds_missing_renews_short_and_removes_stray() {
+        let now = Instant::now();
+        let actual = parse_listing(LISTING).unwrap();
+        let mut desired = HashMap::new();
+        // Present with 590 s left of 600: fine.
+        desired.insert(t("198.51.100.66"), Some(now + Duration::from_secs(592)));
+        // Present with 30 s left but 3600 s wanted (extended while unreachable): renew.
+        desired.insert(
+            t("2001:db8:5100::/64"),
+            Some(now + Duration::from_secs(3600)),
+        );
+        // Missing: add with its remaining time.
+        desired.insert(t("198.51.100.80"), Some(now + Duration::from_secs(100)));
+        // Already over: not added.
+        desired.insert(t("198.51.100.81"), Some(now - Duration::from_secs(1)));
+        let mut changes = diff(&desired, &actual, now);
+        changes.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(
+            changes,
+            vec![
+                ElementChange::Add(t("198.51.100.80"), Some(Duration::from_secs(100))),
+                ElementChange::Add(t("2001:db8:5100::/64"), Some(Duration::from_secs(3600))),
+                // 198.51.100.70 is in the set but no ban holds it.
+                ElementChange::Remove(t("198.51.100.70")),
+            ]
+        );
+    }
+
+    #[test]
+    fn in_sync_gives_no_changes() {
+        let now = Instant::now();
+        let mut actual = Actual::new();
+        actual.insert(t("198.51.100.66"), None);
+        let mut desired = HashMap::new();
+        desired.insert(t("198.51.100.66"), None);
+        assert!(diff(&desired, &actual, now).is_empty());
+        assert!(diff(&HashMap::new(), &Actual::new(), now).is_empty());
+    }
+}

@@ -1,0 +1,645 @@
+//! Remote enforcement: one worker per `[target.NAME]`, keeping that host's nftables sets equal
+//! to the bans placed on it, over one long-lived multiplexed SSH session.
+//!
+//! Owns the SSH session (system `ssh` with a control master, strict host-key checking), the
+//! queue of changes not yet applied, the desired state of the host's sets, and periodic
+//! reconciles. It holds no policy: it only applies the commands it receives. A host that is
+//! down or slow never blocks the caller: commands are drained into the queue at once, and
+//! what could not be applied is put back by the reconcile after the next connect.
+//!
+//! No shell sees log-derived text: the remote command is the fixed argv `[sudo -n] nft -f -`
+//! or `nft -j list table inet T`; element changes travel on stdin.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use super::nft::{self, ElementChange};
+use super::reconcile;
+use crate::ban::BanCommand;
+use crate::config::{TargetConfig, TargetName};
+use crate::jail::Target;
+use crate::metrics::{Metrics, TargetMetrics};
+
+/// First retry after a failed connect or command; doubles up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// ssh keep-alive probes, so a dead link is noticed between bans.
+const SERVER_ALIVE: Duration = Duration::from_secs(15);
+
+/// A remote target as enforcement runs it.
+#[derive(Debug, Clone)]
+pub struct RemoteTarget {
+    config: TargetConfig,
+    table: String,
+    /// Where ssh control sockets live (short path: unix socket paths are limited).
+    control_dir: PathBuf,
+}
+
+impl RemoteTarget {
+    /// A target managing nft table `table` (family inet) on the host.
+    pub fn new(config: TargetConfig, table: &str, control_dir: PathBuf) -> Self {
+        RemoteTarget {
+            config,
+            table: table.to_string(),
+            control_dir,
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &TargetName {
+        &self.config.name
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}@{}:{}",
+            self.config.user, self.config.address, self.config.port
+        )
+    }
+}
+
+/// Why a remote operation failed.
+#[derive(Debug, Error)]
+pub enum RemoteError {
+    /// The host key is not in known_hosts or differs from it.
+    #[error("target {target}: host key of {host} is unknown or has changed; refusing to connect (known_hosts: {known_hosts}). ssh said: {detail}")]
+    HostKey {
+        /// Target name.
+        target: TargetName,
+        /// user@address:port.
+        host: String,
+        /// The known_hosts file used.
+        known_hosts: String,
+        /// ssh's message.
+        detail: String,
+    },
+    /// Connecting failed otherwise.
+    #[error("target {target}: cannot connect to {host}: {detail}")]
+    Connect {
+        /// Target name.
+        target: TargetName,
+        /// user@address:port.
+        host: String,
+        /// ssh's message.
+        detail: String,
+    },
+    /// The remote command could not run or the session broke.
+    #[error("target {target}: {what}: {detail}")]
+    Session {
+        /// Target name.
+        target: TargetName,
+        /// Which command.
+        what: &'static str,
+        /// What happened.
+        detail: String,
+    },
+    /// nft on the host rejected the script or listing.
+    #[error("target {target}: remote nft failed ({status}): {stderr}")]
+    Rejected {
+        /// Target name.
+        target: TargetName,
+        /// Exit status.
+        status: String,
+        /// nft's message.
+        stderr: String,
+    },
+    /// The operation ran out of time.
+    #[error("target {target}: {what} timed out after {after:?}")]
+    Timeout {
+        /// Target name.
+        target: TargetName,
+        /// Which operation.
+        what: &'static str,
+        /// The limit.
+        after: Duration,
+    },
+    /// The host's sets could not be read.
+    #[error("target {target}: {source}")]
+    Listing {
+        /// Target name.
+        target: TargetName,
+        /// Parse error.
+        source: reconcile::ListError,
+    },
+}
+
+/// An error with its sources, for logs (openssh keeps ssh's own message in the source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(s.to_string().trim());
+        source = s.source();
+    }
+    out
+}
+
+/// One change waiting to be applied.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// None: remove. Some(None): add without timeout. Some(Some(t)): add until t.
+    until: Option<Option<Instant>>,
+    decided: Instant,
+}
+
+enum Outcome {
+    Connected(Result<Arc<Session>, RemoteError>),
+    Applied(Result<(), RemoteError>, HashMap<Target, Pending>),
+    Reconciled(Result<usize, RemoteError>),
+}
+
+/// Runs one target until the channel closes. Pending changes that cannot be applied by then
+/// are not lost: every ban is in the store and is reconciled onto the host after a restart.
+pub async fn run(
+    target: RemoteTarget,
+    mut commands: mpsc::Receiver<BanCommand>,
+    metrics: Arc<TargetMetrics>,
+) {
+    let target = Arc::new(target);
+    let name = target.name().clone();
+    // What the host's sets should hold: the latest deadline per address.
+    let mut desired: HashMap<Target, Option<Instant>> = HashMap::new();
+    let mut pending: HashMap<Target, Pending> = HashMap::new();
+    let mut session: Option<Arc<Session>> = None;
+    let mut inflight: JoinSet<Outcome> = JoinSet::new();
+    let mut backoff = MIN_BACKOFF;
+    // Reconnect at least as often as a reconcile would run, so a host that comes back is
+    // repaired within about one interval.
+    let max_backoff = MAX_BACKOFF
+        .min(target.config.reconcile_interval)
+        .max(MIN_BACKOFF);
+    let mut retry_at = Instant::now();
+    let mut reconcile_at = Instant::now();
+    let mut must_reconcile = true;
+    let mut open = true;
+    loop {
+        if inflight.is_empty() {
+            let now = Instant::now();
+            match &session {
+                None if now >= retry_at && (open || !pending.is_empty()) => {
+                    let t = target.clone();
+                    inflight.spawn(async move { Outcome::Connected(connect(&t).await) });
+                }
+                Some(s) if must_reconcile || now >= reconcile_at => {
+                    desired.retain(|_, d| d.is_none_or(|d| d > now));
+                    // The snapshot covers every queued change: they are all in `desired`.
+                    pending.clear();
+                    let (s, t, snapshot) = (s.clone(), target.clone(), desired.clone());
+                    inflight.spawn(async move {
+                        Outcome::Reconciled(reconcile_host(&s, &t, &snapshot).await)
+                    });
+                    must_reconcile = false;
+                }
+                Some(s) if !pending.is_empty() => {
+                    let batch = std::mem::take(&mut pending);
+                    let changes = changes(&batch, now);
+                    let (s, t) = (s.clone(), target.clone());
+                    inflight.spawn(async move {
+                        let result = if changes.is_empty() {
+                            Ok(())
+                        } else {
+                            let script = nft::batch_script(&t.table, &changes);
+                            run_nft(&s, &t, &["-f", "-"], Some(script), "apply bans")
+                                .await
+                                .map(drop)
+                        };
+                        Outcome::Applied(result, batch)
+                    });
+                }
+                _ => {}
+            }
+        }
+        Metrics::set(&metrics.queued, pending.len() as u64);
+        if !open && inflight.is_empty() && (pending.is_empty() || session.is_none()) {
+            break;
+        }
+        let wake = match &session {
+            None => retry_at,
+            Some(_) => reconcile_at,
+        };
+        tokio::select! {
+            command = commands.recv(), if open => match command {
+                Some(command) => {
+                    queue(&mut desired, &mut pending, command);
+                    if pending.len() > target.config.queue_limit {
+                        // `desired` is complete, so the reconcile after reconnecting restores
+                        // everything dropped here.
+                        metrics.queue_overflows.fetch_add(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        warn!(target = %name, dropped = pending.len(), "Target queue full; dropping queued changes until the next reconcile");
+                        pending.clear();
+                        must_reconcile = true;
+                    }
+                }
+                None => open = false,
+            },
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                let Ok(outcome) = done else { continue };
+                let failed = |e: RemoteError, session: &mut Option<Arc<Session>>| {
+                    let text = e.to_string();
+                    // The same failure again (a host that stays down) is logged once.
+                    if metrics.last_error().as_deref() == Some(text.as_str()) {
+                        debug!(target = %name, error = %text, "Remote target still failing");
+                    } else {
+                        error!(target = %name, error = %text, "Remote target failed; will reconnect and reconcile");
+                    }
+                    metrics.failed(text);
+                    Metrics::set(&metrics.connected, 0);
+                    if let Some(s) = session.take() {
+                        tokio::spawn(close(s));
+                    }
+                };
+                match outcome {
+                    Outcome::Connected(Ok(s)) => {
+                        info!(target = %name, host = %target.describe(), "Connected to target");
+                        Metrics::set(&metrics.connected, 1);
+                        metrics.succeeded();
+                        session = Some(s);
+                        backoff = MIN_BACKOFF;
+                        must_reconcile = true;
+                    }
+                    Outcome::Connected(Err(e)) => {
+                        failed(e, &mut session);
+                        retry_at = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(max_backoff);
+                    }
+                    Outcome::Applied(Ok(()), batch) => {
+                        Metrics::inc(&metrics.batches);
+                        metrics.succeeded();
+                        let applied = Instant::now();
+                        for p in batch.values() {
+                            metrics.latency.observe(applied.saturating_duration_since(p.decided));
+                        }
+                        debug!(target = %name, elements = batch.len(), "Remote batch applied");
+                    }
+                    Outcome::Applied(Err(e), batch) => {
+                        for (address, p) in batch {
+                            pending.entry(address).or_insert(p);
+                        }
+                        failed(e, &mut session);
+                        retry_at = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(max_backoff);
+                    }
+                    Outcome::Reconciled(Ok(fixes)) => {
+                        metrics.succeeded();
+                        Metrics::inc(&metrics.reconciles);
+                        metrics.reconcile_fixes.fetch_add(fixes as u64, std::sync::atomic::Ordering::Relaxed);
+                        let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                        Metrics::set(&metrics.last_reconcile_unix, unix);
+                        reconcile_at = Instant::now() + target.config.reconcile_interval;
+                        if fixes > 0 {
+                            info!(target = %name, fixes, "Reconciled target: missing bans added, stray elements removed");
+                        } else {
+                            debug!(target = %name, "Reconciled target: in sync");
+                        }
+                    }
+                    Outcome::Reconciled(Err(e)) => {
+                        must_reconcile = true;
+                        failed(e, &mut session);
+                        retry_at = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(max_backoff);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()), if inflight.is_empty() => {}
+        }
+    }
+    if !pending.is_empty() {
+        warn!(target = %name, queued = pending.len(), "Stopping with changes not applied to target; they are reconciled after the next start");
+    }
+    if let Some(s) = session {
+        close(s).await;
+    }
+}
+
+/// Records a command in the desired state and the queue.
+fn queue(
+    desired: &mut HashMap<Target, Option<Instant>>,
+    pending: &mut HashMap<Target, Pending>,
+    command: BanCommand,
+) {
+    match command {
+        BanCommand::Ban {
+            address,
+            expires,
+            decided,
+            ..
+        } => {
+            desired.insert(address, expires);
+            pending.insert(
+                address,
+                Pending {
+                    until: Some(expires),
+                    decided,
+                },
+            );
+        }
+        BanCommand::Unban { address, .. } => {
+            desired.remove(&address);
+            pending.insert(
+                address,
+                Pending {
+                    until: None,
+                    decided: Instant::now(),
+                },
+            );
+        }
+    }
+}
+
+/// The element changes of a batch, with timeouts as of `now` (ended bans are skipped).
+fn changes(batch: &HashMap<Target, Pending>, now: Instant) -> Vec<ElementChange> {
+    batch
+        .iter()
+        .filter_map(|(address, p)| match p.until {
+            None => Some(ElementChange::Remove(*address)),
+            Some(None) => Some(ElementChange::Add(*address, None)),
+            Some(Some(until)) => {
+                nft::remaining(until, now).map(|left| ElementChange::Add(*address, Some(left)))
+            }
+        })
+        .collect()
+}
+
+async fn close(session: Arc<Session>) {
+    if let Ok(session) = Arc::try_unwrap(session) {
+        let _ = session.close().await;
+    }
+}
+
+/// Opens the control master, then makes sure the table, sets and rules exist on the host.
+async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
+    let c = &target.config;
+    let control_dir = target.control_dir.join(c.name.as_str());
+    std::fs::create_dir_all(&control_dir).map_err(|e| RemoteError::Connect {
+        target: c.name.clone(),
+        host: target.describe(),
+        detail: format!("cannot create {}: {e}", control_dir.display()),
+    })?;
+    let mut builder = SessionBuilder::default();
+    builder
+        .user(c.user.clone())
+        .port(c.port)
+        .known_hosts_check(KnownHosts::Strict)
+        .connect_timeout(c.connect_timeout)
+        .server_alive_interval(SERVER_ALIVE)
+        .control_directory(&control_dir)
+        // Removes control dirs a killed daemon left behind; per target, so it never touches
+        // another target's live master.
+        .clean_history_control_directory(true);
+    // A master left behind by a killed daemon exits on its own once idle.
+    let idle = (c.reconcile_interval * 2).max(Duration::from_secs(120));
+    if let Some(secs) = NonZeroUsize::new(idle.as_secs() as usize) {
+        builder.control_persist(ControlPersist::IdleFor(secs));
+    }
+    if let Some(identity) = &c.identity {
+        builder.keyfile(identity);
+    }
+    if let Some(known_hosts) = &c.known_hosts {
+        builder.user_known_hosts_file(known_hosts);
+    }
+    if let Some(config) = &c.ssh_config {
+        builder.config_file(config);
+    }
+    let limit = c.connect_timeout + Duration::from_secs(5);
+    let session = match tokio::time::timeout(limit, builder.connect_mux(&c.address)).await {
+        Err(_) => {
+            return Err(RemoteError::Timeout {
+                target: c.name.clone(),
+                what: "connect",
+                after: limit,
+            })
+        }
+        Ok(Err(e)) => {
+            // ssh's banner lines (`@@@@`, `IT IS POSSIBLE...`) say nothing the error doesn't.
+            let detail = chain(&e)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('@'))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let host_key = [
+                "Host key verification failed",
+                "REMOTE HOST IDENTIFICATION HAS CHANGED",
+                "host key is known",
+                "No matching host key",
+            ]
+            .iter()
+            .any(|m| detail.contains(m));
+            return Err(if host_key {
+                RemoteError::HostKey {
+                    target: c.name.clone(),
+                    host: target.describe(),
+                    known_hosts: c
+                        .known_hosts
+                        .as_ref()
+                        .map_or_else(|| "ssh's default".into(), |p| p.display().to_string()),
+                    detail,
+                }
+            } else {
+                RemoteError::Connect {
+                    target: c.name.clone(),
+                    host: target.describe(),
+                    detail,
+                }
+            });
+        }
+        Ok(Ok(session)) => Arc::new(session),
+    };
+    run_nft(
+        &session,
+        target,
+        &["-f", "-"],
+        Some(nft::setup_script(&target.table)),
+        "set up table",
+    )
+    .await?;
+    Ok(session)
+}
+
+/// Reads the host's sets, applies the difference to `desired`; returns the number of fixes.
+async fn reconcile_host(
+    session: &Arc<Session>,
+    target: &RemoteTarget,
+    desired: &HashMap<Target, Option<Instant>>,
+) -> Result<usize, RemoteError> {
+    let listing = run_nft(
+        session,
+        target,
+        &["-j", "list", "table", "inet", &target.table],
+        None,
+        "list table",
+    )
+    .await?;
+    let actual = reconcile::parse_listing(&listing).map_err(|source| RemoteError::Listing {
+        target: target.name().clone(),
+        source,
+    })?;
+    let changes = reconcile::diff(desired, &actual, Instant::now());
+    if !changes.is_empty() {
+        let script = nft::batch_script(&target.table, &changes);
+        run_nft(session, target, &["-f", "-"], Some(script), "reconcile").await?;
+    }
+    Ok(changes.len())
+}
+
+/// Runs `[sudo -n] nft ARGS` on the host with `stdin`, returning its stdout.
+async fn run_nft(
+    session: &Arc<Session>,
+    target: &RemoteTarget,
+    args: &[&str],
+    stdin: Option<String>,
+    what: &'static str,
+) -> Result<String, RemoteError> {
+    let c = &target.config;
+    let session_error = |detail: String| RemoteError::Session {
+        target: c.name.clone(),
+        what,
+        detail,
+    };
+    let run = async {
+        let mut command = if c.sudo {
+            let mut cmd = session.clone().arc_command("sudo");
+            cmd.arg("-n").arg(&c.nft);
+            cmd
+        } else {
+            session.clone().arc_command(&c.nft)
+        };
+        command
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .await
+            .map_err(|e| session_error(chain(&e)))?;
+        if let Some(text) = stdin {
+            if let Some(mut input) = child.stdin().take() {
+                input
+                    .write_all(text.as_bytes())
+                    .await
+                    .map_err(|e| session_error(format!("writing the script: {e}")))?;
+                input
+                    .shutdown()
+                    .await
+                    .map_err(|e| session_error(format!("closing the script: {e}")))?;
+            }
+        }
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(|e| session_error(chain(&e)))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(RemoteError::Rejected {
+                target: c.name.clone(),
+                status: output.status.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            })
+        }
+    };
+    tokio::time::timeout(c.command_timeout, run)
+        .await
+        .unwrap_or(Err(RemoteError::Timeout {
+            target: c.name.clone(),
+            what,
+            after: c.command_timeout,
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ban::Place;
+
+    fn t(s: &str) -> Target {
+        s.parse().unwrap()
+    }
+
+    fn place() -> Place {
+        Place::Remote(TargetName::new("web").unwrap())
+    }
+
+    #[test]
+    fn queue_keeps_the_latest_command_per_address_and_the_desired_state() {
+        let now = Instant::now();
+        let mut desired = HashMap::new();
+        let mut pending = HashMap::new();
+        let until = now + Duration::from_secs(60);
+        queue(
+            &mut desired,
+            &mut pending,
+            BanCommand::Ban {
+                place: place(),
+                address: t("198.51.100.66"),
+                expires: Some(until),
+                decided: now,
+            },
+        );
+        queue(
+            &mut desired,
+            &mut pending,
+            BanCommand::Ban {
+                place: place(),
+                address: t("198.51.100.67"),
+                expires: None,
+                decided: now,
+            },
+        );
+        queue(
+            &mut desired,
+            &mut pending,
+            BanCommand::Unban {
+                place: place(),
+                address: t("198.51.100.67"),
+            },
+        );
+        assert_eq!(desired.len(), 1);
+        assert_eq!(desired[&t("198.51.100.66")], Some(until));
+        let mut changes = changes(&pending, now);
+        changes.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(
+            changes,
+            vec![
+                ElementChange::Add(t("198.51.100.66"), Some(Duration::from_secs(60))),
+                ElementChange::Remove(t("198.51.100.67")),
+            ]
+        );
+    }
+
+    #[test]
+    fn ended_bans_are_not_sent() {
+        let now = Instant::now();
+        let mut pending = HashMap::new();
+        pending.insert(
+            t("198.51.100.66"),
+            Pending {
+                until: Some(Some(now)),
+                decided: now,
+            },
+        );
+        assert!(changes(&pending, now).is_empty());
+    }
+
+    #[test]
+    fn error_chains_keep_the_ssh_message() {
+        let e = openssh::Error::Connect(std::io::Error::other("Host key verification failed."));
+        assert!(chain(&e).contains("Host key verification failed"));
+    }
+}
