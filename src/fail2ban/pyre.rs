@@ -5,6 +5,11 @@
 //! that patterns needing look-around, back-references or conditionals run on `fancy-regex`
 //! with a backtracking limit while all others run on the linear-time `regex` crate. It knows
 //! nothing about fail2ban tags.
+//!
+//! Classes need no translation: Python 3 `str` patterns and Rust's are both Unicode-aware
+//! (`\d` is any decimal digit, `\w` any letter, digit or `_`, `\b` between those and the
+//! rest); the remaining difference (Python's `\s` also takes the ASCII separators
+//! `\x1c`-`\x1f`) does not occur in log text that matters.
 
 use std::collections::HashMap;
 
@@ -211,13 +216,24 @@ pub fn translate(py: &str) -> Translated {
                 i += 2;
                 match n {
                     'Z' => out.push_str(r"\z"),
+                    // Python's octal escape `\0`, `\012`: Rust has none.
+                    '0' => {
+                        let mut value = 0u32;
+                        let mut digits = 0;
+                        while digits < 2 && chars.get(i).is_some_and(|d| ('0'..='7').contains(d)) {
+                            value = value * 8 + chars[i].to_digit(8).unwrap_or(0);
+                            i += 1;
+                            digits += 1;
+                        }
+                        out.push_str(&format!(r"\x{{{value:x}}}"));
+                    }
                     '1'..='9' => {
                         needs_backtracking = true;
                         out.push('\\');
                         out.push(n);
                     }
                     'A' | 'b' | 'B' | 'd' | 'D' | 's' | 'S' | 'w' | 'W' | 'n' | 't' | 'r' | 'f'
-                    | 'v' | 'x' | 'u' | 'U' | 'N' | 'a' | '0' => {
+                    | 'v' | 'x' | 'u' | 'U' | 'N' | 'a' => {
                         out.push('\\');
                         out.push(n);
                     }
@@ -409,11 +425,12 @@ fn translate_class(chars: &[char], start: usize) -> (String, usize) {
                 i += 2;
                 match n {
                     'd' | 'D' | 's' | 'S' | 'w' | 'W' | 'n' | 't' | 'r' | 'f' | 'v' | 'x' | 'u'
-                    | 'U' | 'a' | '0' => {
+                    | 'U' | 'a' => {
                         out.push('\\');
                         out.push(n);
                     }
                     'b' => out.push_str(r"\x08"),
+                    '0' => out.push_str(r"\x00"),
                     _ => push_literal(&mut out, n),
                 }
             }
@@ -456,6 +473,7 @@ mod tests {
         assert_eq!(tr(r"^foo(?i)bar"), r"(?i)^foobar");
         assert_eq!(tr(r"(?iu)x"), r"(?i)x");
         assert_eq!(tr(r"((?i)x)"), r"((?i)x)");
+        assert_eq!(tr(r"a\0b\012[\0]"), r"a\x{0}b\x{a}[\x00]");
     }
 
     #[test]
