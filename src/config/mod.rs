@@ -1188,6 +1188,8 @@ impl<'a> Compiler<'a> {
             (Some(p), _) => p.clone(),
             (None, Some(source)) => match source.filter.programs() {
                 Some(p) => p.to_vec(),
+                // A disabled jail hears nothing; only an enabled one needs program names.
+                None if !enabled => Vec::new(),
                 None => {
                     self.error(
                         &format!("{prefix}.programs"),
