@@ -212,6 +212,7 @@ pub async fn run(
     let started = start_side(&mut running, control_tx, &stop_side).await;
 
     if started.is_ok() {
+        log_fail2ban_filters(&running.config.jails);
         info!(
             listeners = running.listeners.len(),
             jails = running.config.jails.len(),
@@ -558,6 +559,7 @@ impl Running {
 
     async fn reload_inner(&mut self) -> Result<String, String> {
         let new = config::load(&self.options.config_path).map_err(|e| e.to_string())?;
+        log_fail2ban_filters(&new.jails);
         let mut needs_restart = Vec::new();
         if new.ban != self.config.ban {
             needs_restart.push("[ban]");
@@ -660,4 +662,25 @@ impl Running {
 
 fn parse_address(text: &str) -> Result<Target, String> {
     text.parse::<Target>()
+}
+
+/// Says which jails use fail2ban filters, and which of their regexes need the backtracking
+/// engine (bounded, but slower per line than the linear one).
+fn log_fail2ban_filters(jails: &[crate::config::JailConfig]) {
+    for jail in jails {
+        let Some(source) = &jail.fail2ban else {
+            continue;
+        };
+        let slow = source.filter.backtracking_regexes();
+        info!(
+            jail = %jail.name,
+            filter = %source.spec,
+            programs = ?jail.programs,
+            backtracking = slow.len(),
+            "Jail uses a fail2ban filter"
+        );
+        for (key, index, regex) in slow {
+            info!(jail = %jail.name, key, index, regex, "Regex runs on the backtracking engine");
+        }
+    }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod enforce;
+pub mod fail2ban;
 pub mod input;
 pub mod jail;
 pub mod metrics;

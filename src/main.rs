@@ -56,7 +56,8 @@ enum Command {
     Regex {
         /// File of log lines (syslog file format or raw messages), or - for stdin.
         log: PathBuf,
-        /// A jail name from the config's conf.d, or a path to a jail .toml file.
+        /// A jail name from the config's conf.d, a path to a jail .toml file, or a fail2ban
+        /// filter file with optional options: `filter.d/sshd.conf[mode=aggressive]`.
         filter: String,
         /// Config used to find jails by name (default: /etc/syslog2ban, else ./conf.d).
         #[arg(long)]
@@ -216,8 +217,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             show_matched,
             show_missed,
         } => {
-            let jail = resolve_filter(&filter, config.as_deref())?;
-            regex_command(&log, &jail, json, show_matched, show_missed)?;
+            let mut filter = resolve_filter(&filter, config.as_deref())?;
+            regex_command(&log, &mut filter, json, show_matched, show_missed)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { jail, client } => {
@@ -386,21 +387,64 @@ async fn shutdown_signal() {
     }
 }
 
-/// FILTER is a path to a jail file, or a jail name in the config's conf.d.
-fn resolve_filter(filter: &str, config: Option<&Path>) -> Result<JailConfig> {
-    let (name, options) = match filter.split_once('[') {
-        Some((n, o)) => (n, Some(o)),
-        None => (filter, None),
-    };
+/// What `regex` runs: a syslog2ban jail's filter, or a fail2ban filter file.
+enum FilterUnderTest {
+    Native(Box<JailConfig>),
+    Fail2ban(syslog2ban::fail2ban::Fail2banMatcher),
+}
+
+impl FilterUnderTest {
+    fn name(&self) -> String {
+        match self {
+            FilterUnderTest::Native(jail) => jail.name.to_string(),
+            FilterUnderTest::Fail2ban(m) => m.filter().path().display().to_string(),
+        }
+    }
+
+    fn failregex_count(&self) -> usize {
+        match self {
+            FilterUnderTest::Native(jail) => jail.filter.failregex_count(),
+            FilterUnderTest::Fail2ban(m) => m.filter().failregex_count(),
+        }
+    }
+
+    fn failregex_source(&self, i: usize) -> String {
+        match self {
+            FilterUnderTest::Native(jail) => jail.filter.failregex_source(i),
+            FilterUnderTest::Fail2ban(m) => m.filter().failregex_source(i),
+        }
+        .unwrap_or("")
+        .to_string()
+    }
+}
+
+/// FILTER is a fail2ban filter file (`x.conf`, `x.conf[opts]`), a path to a jail file, or a
+/// jail name in the config's conf.d.
+fn resolve_filter(filter: &str, config: Option<&Path>) -> Result<FilterUnderTest> {
+    let name = filter.split_once('[').map_or(filter, |(n, _)| n).trim();
     if name.ends_with(".conf") {
-        bail!(
-            "{name}: fail2ban filter files are not supported yet; \
-             use a syslog2ban jail name or .toml file (fail2ban compatibility is planned)"
-        );
+        let spec = syslog2ban::fail2ban::FilterSpec::parse(filter)?;
+        let loaded = syslog2ban::fail2ban::load(&spec)?;
+        return Ok(FilterUnderTest::Fail2ban(
+            syslog2ban::fail2ban::Fail2banMatcher::new(std::sync::Arc::new(loaded)),
+        ));
     }
-    if options.is_some() {
-        bail!("{filter}: filter options in [...] apply to fail2ban filters, which are not supported yet");
+    if filter.contains('[') {
+        bail!("{filter}: options in [...] apply to fail2ban filter files (.conf) only");
     }
+    let jail = resolve_jail(name, config)?;
+    // A jail that uses a fail2ban filter is tested as fail2ban-regex tests that filter: on
+    // file lines, with their dates.
+    if let Some(source) = &jail.fail2ban {
+        return Ok(FilterUnderTest::Fail2ban(
+            syslog2ban::fail2ban::Fail2banMatcher::new(source.filter.clone()),
+        ));
+    }
+    Ok(FilterUnderTest::Native(Box::new(jail)))
+}
+
+/// A jail from a .toml file or by name from the config's conf.d.
+fn resolve_jail(name: &str, config: Option<&Path>) -> Result<JailConfig> {
     let path = Path::new(name);
     let (files, wanted) = if path.extension().is_some_and(|e| e == "toml") || path.is_file() {
         if !path.is_file() {
@@ -449,7 +493,7 @@ fn resolve_filter(filter: &str, config: Option<&Path>) -> Result<JailConfig> {
 
 fn regex_command(
     log: &Path,
-    jail: &JailConfig,
+    filter: &mut FilterUnderTest,
     json: bool,
     show_matched: bool,
     show_missed: bool,
@@ -470,24 +514,41 @@ fn regex_command(
     for (i, line) in reader.split(b'\n').enumerate() {
         let bytes = line.with_context(|| format!("{}: read error", log.display()))?;
         let line = String::from_utf8_lossy(&bytes);
-        let result = regex_check::check_line(&jail.filter, i + 1, &line, now);
-        regex_check::tally(&mut summary, &result, &line, jail.filter.failregex_count());
+        let result: regex_check::Verdict = match filter {
+            FilterUnderTest::Native(jail) => {
+                let r = regex_check::check_line(&jail.filter, i + 1, &line, now);
+                if json {
+                    serde_json::to_writer(&mut out, &r)?;
+                    out.write_all(b"\n")?;
+                }
+                (&r).into()
+            }
+            FilterUnderTest::Fail2ban(matcher) => {
+                let r = regex_check::check_fail2ban_line(matcher, i + 1, &line);
+                if json {
+                    serde_json::to_writer(&mut out, &r)?;
+                    out.write_all(b"\n")?;
+                }
+                (&r).into()
+            }
+        };
+        let regex_count = filter.failregex_count();
+        regex_check::tally(&mut summary, result, &line, regex_count);
         if json {
-            serde_json::to_writer(&mut out, &result)?;
-            out.write_all(b"\n")?;
+            // Already written above.
         } else if result.matched && show_matched {
-            matched_lines.push(format!("{:>6} | {}", result.line, line.trim_end()));
+            matched_lines.push(format!("{:>6} | {}", i + 1, line.trim_end()));
         } else if !result.matched
             && !result.ignored
             && show_missed
             && !line.trim().is_empty()
             && !line.starts_with('#')
         {
-            missed_lines.push(format!("{:>6} | {}", result.line, line.trim_end()));
+            missed_lines.push(format!("{:>6} | {}", i + 1, line.trim_end()));
         }
     }
     if !json {
-        writeln!(out, "Jail: {}", jail.name)?;
+        writeln!(out, "Jail: {}", filter.name())?;
         writeln!(
             out,
             "Lines: {} lines, {} matched, {} ignored, {} missed",
@@ -495,11 +556,19 @@ fn regex_command(
         )?;
         writeln!(out, "Failregex hits:")?;
         for (i, hits) in summary.per_regex.iter().enumerate() {
-            writeln!(
-                out,
-                "  {i:>2}) {hits:>6}  {}",
-                jail.filter.failregex_source(i).unwrap_or("")
-            )?;
+            writeln!(out, "  {i:>2}) {hits:>6}  {}", filter.failregex_source(i))?;
+        }
+        if let FilterUnderTest::Fail2ban(m) = filter {
+            let slow = m.filter().backtracking_regexes();
+            if !slow.is_empty() {
+                writeln!(
+                    out,
+                    "On the backtracking engine (look-around, back-references):"
+                )?;
+                for (key, index, _) in slow {
+                    writeln!(out, "  {key}[{index}]")?;
+                }
+            }
         }
         if show_matched {
             writeln!(out, "Matched lines:")?;

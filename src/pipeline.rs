@@ -252,6 +252,7 @@ mod tests {
             name: JailName::new(name).unwrap(),
             programs: vec!["sshd".into()],
             filter: Filter::compile(&[failregex.into()], &[]).unwrap(),
+            fail2ban: None,
             maxretry,
             findtime: Duration::from_secs(600),
             bantime: BanTime::For(Duration::from_secs(60)),
@@ -346,5 +347,66 @@ mod tests {
         assert!(process(&mut state, message, &tx, &metrics).await);
         assert_eq!(rx.try_recv().expect("offence").jail.as_str(), "passwords");
         assert_eq!(Metrics::get(&metrics.unparsed), 0);
+    }
+
+    /// A fail2ban-style filter file (written for this test) in a jail: syslog frames in,
+    /// an offence out, with the address of a connection joined from an earlier line.
+    #[tokio::test]
+    async fn jail_with_a_fail2ban_filter_bans_from_syslog_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo.conf");
+        std::fs::write(
+            &path,
+            "[DEFAULT]\n_daemon = sshd\n[Definition]\n\
+             prefregex = ^<F-MLFID>(?:\\S+ )?%(_daemon)s\\[\\d+\\]:</F-MLFID> <F-CONTENT>.+</F-CONTENT>$\n\
+             failregex = ^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>\n\
+             \x20           ^Too many authentication failures\n\
+             \x20           ^Failed password for <F-USER>\\S+</F-USER> from <HOST>\n",
+        )
+        .unwrap();
+        let spec = crate::fail2ban::FilterSpec::parse(&path.display().to_string()).unwrap();
+        let filter = Arc::new(crate::fail2ban::load(&spec).unwrap());
+        assert_eq!(filter.programs(), Some(&["sshd".to_string()][..]));
+        let mut config = jail("demo", r"^unused <HOST>$", 2);
+        config.filter = Filter::ignore_only(&[r"for monitor ".into()]).unwrap();
+        config.fail2ban = Some(crate::config::Fail2banSource {
+            spec: path.display().to_string(),
+            filter,
+        });
+        let metrics = Metrics::default();
+        let mut state = Jails::build(&[config], HashMap::new(), &metrics);
+        let (tx, mut rx) = mpsc::channel(8);
+        let frame = |pid: u32, text: &str| RawMessage {
+            payload: Payload::Frame(Bytes::from(format!(
+                "<38>Nov 25 08:32:44 web1 sshd[{pid}]: {text}"
+            ))),
+            ..message("unused")
+        };
+        for (pid, text) in [
+            (7, "Connection from 203.0.113.50 port 4000"),
+            (8, "Connection from 203.0.113.99 port 4001"),
+            (7, "Too many authentication failures"),
+            (
+                8,
+                "Failed password for monitor from 203.0.113.99 port 4001 ssh2",
+            ),
+        ] {
+            assert!(process(&mut state, frame(pid, text), &tx, &metrics).await);
+        }
+        assert!(rx.try_recv().is_err(), "one failure so far, maxretry is 2");
+        assert_eq!(Metrics::get(&metrics.jail("demo").failures), 1);
+        assert_eq!(Metrics::get(&metrics.jail("demo").ignored), 1);
+        let last = frame(
+            7,
+            "Failed password for root from 203.0.113.50 port 4000 ssh2",
+        );
+        assert!(process(&mut state, last, &tx, &metrics).await);
+        let offence = rx.try_recv().expect("second failure of 203.0.113.50");
+        assert_eq!(offence.jail.as_str(), "demo");
+        assert_eq!(
+            offence.target.addr(),
+            "203.0.113.50".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(offence.failures, 2);
     }
 }

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::fail2ban::Fail2banMatcher;
 use crate::jail::filter::{Filter, FilterMatch};
 use crate::parse;
 
@@ -28,6 +29,52 @@ pub struct LineResult {
     /// Which failregex matched (0-based), for matches and ignored lines.
     #[serde(skip)]
     pub failregex: Option<usize>,
+}
+
+/// The result for one input line under a fail2ban filter: the same JSON object, but the host
+/// is text, because fail2ban filters may capture a host name or a failure id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fail2banLineResult {
+    /// 1-based line number.
+    pub line: usize,
+    /// A failregex matched and was neither ignored nor a `<F-NOFAIL>` helper.
+    pub matched: bool,
+    /// The captured host (address, name or failure id).
+    pub host: Option<String>,
+    /// The `user` capture.
+    pub user: Option<String>,
+    /// A failregex matched but ignoreregex vetoed it.
+    pub ignored: bool,
+    /// Which failregex matched (0-based).
+    #[serde(skip)]
+    pub failregex: Option<usize>,
+}
+
+/// Checks one line of a log file with a fail2ban filter. Comment (`#`) and blank lines never
+/// match and do not reach the filter (so they cannot disturb its multi-line state).
+pub fn check_fail2ban_line(
+    matcher: &mut Fail2banMatcher,
+    number: usize,
+    line: &str,
+) -> Fail2banLineResult {
+    let mut result = Fail2banLineResult {
+        line: number,
+        matched: false,
+        host: None,
+        user: None,
+        ignored: false,
+        failregex: None,
+    };
+    if line.trim().is_empty() || line.trim_start().starts_with('#') {
+        return result;
+    }
+    let out = matcher.file_line(line);
+    result.matched = out.matched;
+    result.host = out.host;
+    result.user = out.user;
+    result.ignored = out.ignored;
+    result.failregex = out.failregex;
+    result
 }
 
 /// Counts over a whole input.
@@ -82,8 +129,39 @@ pub fn check_line(filter: &Filter, number: usize, line: &str, now: DateTime<Utc>
     result
 }
 
+/// What [`tally`] needs of a line result.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    /// The line matched.
+    pub matched: bool,
+    /// ignoreregex vetoed it.
+    pub ignored: bool,
+    /// Which failregex matched.
+    pub failregex: Option<usize>,
+}
+
+impl From<&LineResult> for Verdict {
+    fn from(r: &LineResult) -> Self {
+        Verdict {
+            matched: r.matched,
+            ignored: r.ignored,
+            failregex: r.failregex,
+        }
+    }
+}
+
+impl From<&Fail2banLineResult> for Verdict {
+    fn from(r: &Fail2banLineResult) -> Self {
+        Verdict {
+            matched: r.matched,
+            ignored: r.ignored,
+            failregex: r.failregex,
+        }
+    }
+}
+
 /// Adds one result to the summary.
-pub fn tally(summary: &mut Summary, result: &LineResult, line: &str, regex_count: usize) {
+pub fn tally(summary: &mut Summary, result: Verdict, line: &str, regex_count: usize) {
     summary.per_regex.resize(regex_count, 0);
     summary.lines += 1;
     if result.matched {
@@ -126,7 +204,7 @@ mod tests {
             .enumerate()
             .map(|(i, l)| {
                 let r = check_line(&filter, i + 1, l, now);
-                tally(&mut summary, &r, l, filter.failregex_count());
+                tally(&mut summary, (&r).into(), l, filter.failregex_count());
                 r
             })
             .collect();

@@ -139,12 +139,88 @@ fn shipped_jail_by_name_and_clear_errors() {
     let f2b = bin()
         .arg("regex")
         .arg(&log)
-        .arg("/etc/fail2ban/filter.d/sshd.conf[mode=aggressive]")
+        .arg("/nonexistent/filter.d/sshd.conf[mode=aggressive]")
         .output()
         .expect("runs");
     assert!(!f2b.status.success());
-    assert!(String::from_utf8_lossy(&f2b.stderr)
-        .contains("fail2ban filter files are not supported yet"));
+    let stderr = String::from_utf8_lossy(&f2b.stderr);
+    assert!(
+        stderr.contains("/nonexistent/filter.d/sshd.conf: cannot read"),
+        "{stderr}"
+    );
+}
+
+/// A fail2ban-style filter file (written for this test): includes, [Init], options in
+/// brackets, a prefregex with <F-CONTENT>, <F-USER> and <HOST>.
+#[test]
+fn fail2ban_conf_filters_with_options() {
+    let (dir, log, _jail) = files();
+    std::fs::write(
+        dir.path().join("prefix.conf"),
+        "[DEFAULT]\n_daemon = \\S+\n__prefix = \\s*\\S+ %(_daemon)s(?:\\[\\d+\\])?:\\s+\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("demo.conf"),
+        "[INCLUDES]\nbefore = prefix.conf\n[DEFAULT]\n_daemon = sshd\n[Definition]\n\
+         prefregex = ^%(__prefix)s<F-CONTENT>.+</F-CONTENT>$\n\
+         failregex = ^Failed password for (?:invalid user )?<F-USER>\\S+</F-USER> from <HOST> port \\d+ ssh2$\n\
+         \x20           <extra-<mode>>\n\
+         extra-normal =\nextra-all = ^Accepted publickey for <F-USER>\\S+</F-USER> from <HOST>\n\
+         ignoreregex = for <skip> \n[Init]\nmode = normal\nskip = monitor\n",
+    )
+    .expect("write");
+    let run = |filter: String| {
+        let out = bin()
+            .arg("regex")
+            .arg(&log)
+            .arg(filter)
+            .arg("--json")
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let conf = dir.path().join("demo.conf").display().to_string();
+    let lines: Vec<String> = run(conf.clone()).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        r#"{"line":1,"matched":false,"host":null,"user":null,"ignored":false}"#
+    );
+    assert_eq!(
+        lines[1],
+        r#"{"line":2,"matched":true,"host":"198.51.100.66","user":"nltest","ignored":false}"#
+    );
+    assert_eq!(
+        lines[3],
+        r#"{"line":4,"matched":false,"host":null,"user":null,"ignored":true}"#
+    );
+    // The RFC 5424 line has no file date in front: as in fail2ban, no date, no failure.
+    assert!(lines[5].contains(r#""matched":false"#), "{}", lines[5]);
+    assert!(lines[6].contains(r#""matched":false"#), "{}", lines[6]);
+    let all = run(format!("{conf}[mode=all, skip=nobody]"));
+    let all: Vec<&str> = all.lines().collect();
+    assert!(all[3].contains(r#""host":"198.51.100.67""#), "{}", all[3]);
+    assert!(
+        all[6].contains(r#""host":"198.51.100.10","user":"root""#),
+        "{}",
+        all[6]
+    );
+
+    // A jail file that uses the filter is tested with it.
+    let jail = dir.path().join("f2b.toml");
+    std::fs::write(
+        &jail,
+        "[jail.f2b]\nenabled = true\nfail2ban_filter = \"demo.conf[mode=all]\"\n",
+    )
+    .expect("write");
+    let by_jail = run(jail.display().to_string());
+    assert_eq!(by_jail.lines().nth(6), Some(all[6]));
 }
 
 #[test]

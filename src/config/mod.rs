@@ -23,6 +23,7 @@ pub use duration::{ParsedDuration, RawDuration};
 pub use fleet::{default_placement, OriginPattern, PlacementRule, TargetConfig, TargetName};
 use raw::{RawConfig, RawIncrement, RawJail, RawJailSettings, RawListener};
 
+use crate::fail2ban::{self, Fail2banFilter, FilterSpec};
 use crate::input::tls::TlsSettings;
 use crate::jail::filter::Filter;
 
@@ -39,6 +40,10 @@ const DEFAULT_FINDTIME: Duration = Duration::from_secs(600);
 const DEFAULT_BANTIME: Duration = Duration::from_secs(3600);
 const DEFAULT_IGNOREIP: &[&str] = &["127.0.0.0/8", "::1"];
 const ENV_PREFIX: &str = "SYSLOG2BAN_";
+/// Variables with the prefix that are not config overrides: `SYSLOG2BAN_F2B_CORPUS` points
+/// tests/fail2ban_compat.rs at fail2ban's sample logs (`.ci/run` exports it for the whole run,
+/// so the daemon and `check` must not read it as an unknown key).
+const ENV_NOT_CONFIG: &[&str] = &["f2b_corpus"];
 /// 100,000 tracked addresses per jail: about 17 MB at the measured ~167 bytes each.
 const DEFAULT_MAX_TRACKED: usize = 100_000;
 const DEFAULT_DBPURGEAGE: Duration = Duration::from_secs(7 * 86400);
@@ -190,8 +195,10 @@ pub struct JailConfig {
     pub name: JailName,
     /// Program names routed to this jail.
     pub programs: Vec<String>,
-    /// Compiled failregex / ignoreregex.
+    /// Compiled failregex / ignoreregex (only ignoreregex when a fail2ban filter is used).
     pub filter: Filter,
+    /// The fail2ban filter file the jail's failures come from, if it uses one.
+    pub fail2ban: Option<Fail2banSource>,
     /// Failures within `findtime` that trigger a ban (>= 1).
     pub maxretry: u32,
     /// The counting window.
@@ -212,6 +219,15 @@ pub struct JailConfig {
     pub count_per_origin: bool,
     /// Where its bans go.
     pub placement: Vec<PlacementRule>,
+}
+
+/// A jail's `fail2ban_filter`: the reference as written and the loaded filter.
+#[derive(Debug, Clone)]
+pub struct Fail2banSource {
+    /// `PATH[options]` as written in the jail.
+    pub spec: String,
+    /// The compiled filter (shared by the jail's matcher).
+    pub filter: Arc<Fail2banFilter>,
 }
 
 /// fail2ban's `bantime.increment`: see `ban::grown_bantime` for the formula.
@@ -316,7 +332,10 @@ pub fn locate(path: &Path) -> (PathBuf, PathBuf) {
 
 /// Loads and compiles the configuration at `path` with environment overrides.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    load_with_env(path, Env::prefixed(ENV_PREFIX).split("__"))
+    load_with_env(
+        path,
+        Env::prefixed(ENV_PREFIX).ignore(ENV_NOT_CONFIG).split("__"),
+    )
 }
 
 fn load_with_env(path: &Path, env: Env) -> Result<Config, ConfigErrors> {
@@ -1147,7 +1166,43 @@ impl<'a> Compiler<'a> {
                 "'recidive' is the built-in jail over the ban history; configure it in [recidive]",
             );
         }
-        let programs = raw.programs.clone().unwrap_or_default();
+        let fail2ban = match &raw.fail2ban_filter {
+            Some(spec) => {
+                if raw.failregex.is_some() {
+                    self.error(
+                        &format!("{prefix}.fail2ban_filter"),
+                        "use either failregex or fail2ban_filter, not both",
+                    );
+                    return None;
+                }
+                let key = format!("{prefix}.fail2ban_filter");
+                match self.fail2ban_filter(&key, spec) {
+                    Some(source) => Some(source),
+                    None => return None,
+                }
+            }
+            None => None,
+        };
+        // A fail2ban filter names its programs in `_daemon`; `programs` overrides that.
+        let programs = match (&raw.programs, &fail2ban) {
+            (Some(p), _) => p.clone(),
+            (None, Some(source)) => match source.filter.programs() {
+                Some(p) => p.to_vec(),
+                // A disabled jail hears nothing; only an enabled one needs program names.
+                None if !enabled => Vec::new(),
+                None => {
+                    self.error(
+                        &format!("{prefix}.programs"),
+                        format!(
+                            "the fail2ban filter's _daemon ({}) names no fixed program; set programs",
+                            source.filter.daemon().unwrap_or("unset")
+                        ),
+                    );
+                    return None;
+                }
+            },
+            (None, None) => Vec::new(),
+        };
         if enabled && programs.is_empty() {
             self.error(
                 &format!("{prefix}.programs"),
@@ -1164,7 +1219,12 @@ impl<'a> Compiler<'a> {
         }
         let failregex = raw.failregex.clone().unwrap_or_default();
         let ignoreregex = raw.ignoreregex.clone().unwrap_or_default();
-        let filter = match Filter::compile(&failregex, &ignoreregex) {
+        let compiled = if fail2ban.is_some() {
+            Filter::ignore_only(&ignoreregex)
+        } else {
+            Filter::compile(&failregex, &ignoreregex)
+        };
+        let filter = match compiled {
             Ok(f) => f,
             Err(e) => {
                 let msg = e.to_string();
@@ -1178,6 +1238,7 @@ impl<'a> Compiler<'a> {
                 name: jail_name,
                 programs,
                 filter,
+                fail2ban,
                 maxretry: settings.maxretry,
                 findtime: settings.findtime,
                 bantime: settings.bantime,
@@ -1191,6 +1252,32 @@ impl<'a> Compiler<'a> {
             },
             enabled,
         ))
+    }
+
+    /// Loads a jail's fail2ban filter; a relative path is relative to the jail's file.
+    fn fail2ban_filter(&mut self, key: &str, spec: &str) -> Option<Fail2banSource> {
+        let mut parsed = match FilterSpec::parse(spec) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(key, e.to_string());
+                return None;
+            }
+        };
+        if parsed.path.is_relative() {
+            if let Some(dir) = self.file_of(key).as_deref().and_then(Path::parent) {
+                parsed.path = dir.join(&parsed.path);
+            }
+        }
+        match fail2ban::load(&parsed) {
+            Ok(filter) => Some(Fail2banSource {
+                spec: spec.to_string(),
+                filter: Arc::new(filter),
+            }),
+            Err(e) => {
+                self.error(key, e.to_string());
+                None
+            }
+        }
     }
 
     fn ban(&mut self, raw: &raw::RawBan) -> Option<BanConfig> {
@@ -1496,5 +1583,102 @@ failregex = ['^Failed password for \S+ from <HOST> port \d+ ssh2$']
         assert!(JailName::new("sshd-2_a").is_ok());
         assert!(JailName::new("ssh d").is_err());
         assert!(JailName::new("").is_err());
+    }
+
+    /// A fail2ban-style filter written for these tests.
+    const DEMO_FILTER: &str = "[DEFAULT]\n_daemon = demo(?:-auth)?\n[Definition]\nfailregex = ^(?:\\S+ )?%(_daemon)s(?:\\[\\d+\\])?: bad <what> from <HOST>$\n[Init]\nwhat = login\n";
+
+    #[test]
+    fn jail_with_a_fail2ban_filter() {
+        let dir = dir_with(&[
+            ("syslog2ban.toml", MAIN),
+            (
+                "conf.d/demo.toml",
+                "[jail.demo]\nenabled = true\nfail2ban_filter = \"filters/demo.conf[what=attempt]\"\nignoreregex = ['from 10\\.']\n",
+            ),
+        ]);
+        fs::create_dir(dir.path().join("conf.d/filters")).expect("mkdir");
+        fs::write(dir.path().join("conf.d/filters/demo.conf"), DEMO_FILTER).expect("write");
+        let config = load_no_env(dir.path()).expect("loads");
+        let demo = config
+            .jails
+            .iter()
+            .find(|j| j.name.as_str() == "demo")
+            .expect("demo jail");
+        assert_eq!(demo.programs, vec!["demo", "demo-auth"]);
+        let source = demo.fail2ban.as_ref().expect("fail2ban filter");
+        assert_eq!(source.spec, "filters/demo.conf[what=attempt]");
+        assert!(source
+            .filter
+            .failregex_source(0)
+            .is_some_and(|r| r.contains("bad attempt from")));
+        assert!(demo.filter.is_ignored("bad attempt from 10.0.0.1"));
+    }
+
+    #[test]
+    fn fail2ban_filter_errors_name_file_and_key() {
+        let cases = [
+            (
+                "fail2ban_filter = \"filters/demo.conf\"\nfailregex = ['^x <HOST>$']\n",
+                "jail.demo.fail2ban_filter",
+                "not both",
+            ),
+            (
+                "fail2ban_filter = \"filters/missing.conf\"\n",
+                "jail.demo.fail2ban_filter",
+                "missing.conf: cannot read",
+            ),
+            (
+                "fail2ban_filter = \"filters/open.conf\"\n",
+                "jail.demo.programs",
+                "names no fixed program",
+            ),
+            (
+                "fail2ban_filter = \"filters/demo.conf[what\"\n",
+                "jail.demo.fail2ban_filter",
+                "bad filter options",
+            ),
+        ];
+        for (jail, key, message) in cases {
+            let dir = dir_with(&[
+                ("syslog2ban.toml", MAIN),
+                (
+                    "conf.d/demo.toml",
+                    &format!("[jail.demo]\nenabled = true\n{jail}"),
+                ),
+            ]);
+            fs::create_dir(dir.path().join("conf.d/filters")).expect("mkdir");
+            fs::write(dir.path().join("conf.d/filters/demo.conf"), DEMO_FILTER).expect("write");
+            fs::write(
+                dir.path().join("conf.d/filters/open.conf"),
+                "[Definition]\nfailregex = ^<HOST>$\n",
+            )
+            .expect("write");
+            let errors = load_no_env(dir.path()).expect_err(key).0;
+            let error = errors
+                .iter()
+                .find(|e| e.key == key)
+                .unwrap_or_else(|| panic!("no error for {key}: {errors:?}"));
+            assert!(error.message.contains(message), "{error:?}");
+            assert_eq!(
+                error.file.as_deref(),
+                Some(dir.path().join("conf.d/demo.toml").as_path())
+            );
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's test jail API, not ours
+    fn the_corpus_variable_is_not_a_config_key() {
+        let dir = dir_with(&[("syslog2ban.toml", MAIN), ("conf.d/sshd.toml", SSHD)]);
+        let path = dir.path().to_path_buf();
+        figment::Jail::expect_with(move |jail| {
+            jail.set_env("SYSLOG2BAN_F2B_CORPUS", "/somewhere/corpus");
+            load(&path).map_err(|e| e.to_string())?;
+            jail.set_env("SYSLOG2BAN_NOT_A_KEY", "1");
+            let err = load(&path).expect_err("unknown key");
+            assert!(err.to_string().contains("not_a_key"), "{err}");
+            Ok(())
+        });
     }
 }

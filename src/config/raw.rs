@@ -177,6 +177,9 @@ pub struct RawJail {
     pub programs: Option<Vec<String>>,
     /// Failure patterns with `<HOST>`.
     pub failregex: Option<Vec<String>>,
+    /// A fail2ban filter file instead of failregex: `PATH` or `PATH[key=value, ...]`
+    /// (relative paths are relative to this file's directory).
+    pub fail2ban_filter: Option<String>,
     /// Patterns that veto a failure match.
     pub ignoreregex: Option<Vec<String>>,
     /// Overrides `[defaults] maxretry`.

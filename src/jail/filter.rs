@@ -125,6 +125,40 @@ impl Filter {
         })
     }
 
+    /// A filter with no failregex of its own, only ignoreregex: for jails whose failures come
+    /// from a fail2ban filter file, to which the jail's ignoreregex adds.
+    pub fn ignore_only(ignoreregex: &[String]) -> Result<Self, FilterError> {
+        let ignore = if ignoreregex.is_empty() {
+            None
+        } else {
+            for (index, pattern) in ignoreregex.iter().enumerate() {
+                Regex::new(pattern).map_err(|e| FilterError::Regex {
+                    list: "ignoreregex",
+                    index,
+                    message: e.to_string(),
+                })?;
+            }
+            Some(RegexSet::new(ignoreregex).map_err(|e| FilterError::Regex {
+                list: "ignoreregex",
+                index: 0,
+                message: e.to_string(),
+            })?)
+        };
+        Ok(Filter {
+            fail_set: RegexSet::empty(),
+            fail: Vec::new(),
+            ignore,
+            sources: Vec::new(),
+        })
+    }
+
+    /// Whether an ignoreregex matches the message.
+    pub fn is_ignored(&self, message: &str) -> bool {
+        self.ignore
+            .as_ref()
+            .is_some_and(|set| set.is_match(message))
+    }
+
     /// Number of failregex patterns.
     pub fn failregex_count(&self) -> usize {
         self.fail.len()

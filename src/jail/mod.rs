@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use crate::config::{JailConfig, JailName};
+use crate::fail2ban::Fail2banMatcher;
 use crate::input::Origin;
 use crate::parse::LogRecord;
 use filter::{Filter, FilterMatch};
@@ -64,6 +65,9 @@ pub enum Verdict {
 pub struct Jail {
     name: JailName,
     filter: Filter,
+    /// A fail2ban filter and its per-stream state (multi-line buffer, connection ids), when
+    /// the jail uses one; `filter` then holds only the jail's own ignoreregex.
+    fail2ban: Option<Fail2banMatcher>,
     ignoreip: Vec<IpNet>,
     prefix4: u8,
     prefix6: u8,
@@ -142,6 +146,10 @@ impl Jail {
         Jail {
             name: config.name.clone(),
             filter: config.filter.clone(),
+            fail2ban: config
+                .fail2ban
+                .as_ref()
+                .map(|f| Fail2banMatcher::new(f.filter.clone())),
             ignoreip: config.ignoreip.clone(),
             prefix4: config.prefix4,
             prefix6: config.prefix6,
@@ -153,6 +161,18 @@ impl Jail {
     /// Takes a reloaded config for the same jail, keeping the failures counted so far.
     pub fn reconfigure(&mut self, config: &JailConfig) {
         self.filter = config.filter.clone();
+        // A reloaded filter file starts with fresh multi-line state; an unchanged one keeps it.
+        let same = match (&self.fail2ban, &config.fail2ban) {
+            (Some(m), Some(f)) => Arc::ptr_eq(m.filter(), &f.filter),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            self.fail2ban = config
+                .fail2ban
+                .as_ref()
+                .map(|f| Fail2banMatcher::new(f.filter.clone()));
+        }
         self.ignoreip = config.ignoreip.clone();
         self.prefix4 = config.prefix4;
         self.prefix6 = config.prefix6;
@@ -172,7 +192,10 @@ impl Jail {
 
     /// Runs the filter and counts a failure, as of `now`.
     pub fn process(&mut self, record: &LogRecord, origin: Origin, now: Instant) -> Verdict {
-        let matched = self.filter.check(&record.message);
+        let matched = match &mut self.fail2ban {
+            Some(matcher) => fail2ban_match(matcher, &self.filter, record),
+            None => self.filter.check(&record.message),
+        };
         self.count(matched, record, origin, now)
     }
 
@@ -185,7 +208,11 @@ impl Jail {
         now: Instant,
         hits: impl Iterator<Item = usize>,
     ) -> Verdict {
-        let matched = self.filter.check_hits(&record.message, hits);
+        let matched = match &mut self.fail2ban {
+            // A fail2ban filter is not part of the shared pass; it matches on its own.
+            Some(matcher) => fail2ban_match(matcher, &self.filter, record),
+            None => self.filter.check_hits(&record.message, hits),
+        };
         self.count(matched, record, origin, now)
     }
 
@@ -246,6 +273,47 @@ impl Jail {
     }
 }
 
+/// The line a fail2ban filter expects for a syslog record: `host prog[pid]: message`, the
+/// shape of fail2ban's journal lines and of a syslog file line after its date.
+fn syslog_line(record: &LogRecord) -> String {
+    let mut line = String::with_capacity(record.message.len() + 48);
+    if let Some(host) = &record.host {
+        line.push_str(host);
+        line.push(' ');
+    }
+    line.push_str(&record.program);
+    if let Some(pid) = record.pid {
+        line.push_str(&format!("[{pid}]"));
+    }
+    line.push_str(": ");
+    line.push_str(&record.message);
+    line
+}
+
+/// Runs a fail2ban filter on a record. Only failures with an address count: a filter may
+/// capture a host name or failure id, which cannot be banned.
+fn fail2ban_match(matcher: &mut Fail2banMatcher, own: &Filter, record: &LogRecord) -> FilterMatch {
+    let out = matcher.dated_line(&syslog_line(record));
+    let failregex = out.failregex.unwrap_or(0);
+    if out.ignored {
+        return FilterMatch::Ignored { failregex };
+    }
+    if !out.matched {
+        return FilterMatch::None;
+    }
+    let Some(host) = out.host.and_then(|h| h.parse::<IpAddr>().ok()) else {
+        return FilterMatch::None;
+    };
+    if own.is_ignored(&record.message) {
+        return FilterMatch::Ignored { failregex };
+    }
+    FilterMatch::Failure {
+        host: host.to_canonical(),
+        user: out.user,
+        failregex,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +332,7 @@ mod tests {
                 &[],
             )
             .unwrap(),
+            fail2ban: None,
             maxretry,
             findtime: Duration::from_secs(600),
             bantime: BanTime::For(Duration::from_secs(60)),
