@@ -52,6 +52,17 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Translate a fail2ban configuration (jail.conf, jail.d, jail.local) into syslog2ban
+    /// jails that use its filter files; lists what could not be carried over.
+    ImportFail2ban {
+        /// The fail2ban configuration directory.
+        #[arg(default_value = "/etc/fail2ban")]
+        dir: PathBuf,
+        /// Write the config here (e.g. /etc/syslog2ban/conf.d/50-fail2ban.toml) instead of
+        /// printing it.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Test a filter against log lines, like fail2ban-regex.
     Regex {
         /// File of log lines (syslog file format or raw messages), or - for stdin.
@@ -176,6 +187,32 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 config_path,
             };
             runtime.block_on(daemon::run(config, options, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ImportFail2ban { dir, output } => {
+            let imported = syslog2ban::fail2ban::import::import(&dir)?;
+            match &output {
+                Some(path) => std::fs::write(path, &imported.toml)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{}", imported.toml),
+            }
+            eprintln!(
+                "imported {} jail(s): {}",
+                imported.jails.len(),
+                imported.jails.join(", ")
+            );
+            if !imported.unmapped.is_empty() {
+                eprintln!("not carried over ({}), review:", imported.unmapped.len());
+                for line in &imported.unmapped {
+                    eprintln!("  - {line}");
+                }
+            }
+            if let Some(path) = output {
+                eprintln!(
+                    "wrote {}; validate with: syslog2ban check --config <dir with syslog2ban.toml>",
+                    path.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => match config::load(&config) {

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod date;
+pub mod import;
 pub mod ini;
 mod matcher;
 pub mod pyre;
