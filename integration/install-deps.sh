@@ -2,17 +2,26 @@
 # Installs the real peers the end-to-end tests talk to (Debian/Ubuntu, as root).
 # Safe to re-run: apt-get skips what is already installed.
 set -euo pipefail
-packages=(openssl nftables openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote)
+# fail2ban: its /etc/fail2ban (jail.conf, paths, jail.d) is the input of the import-fail2ban
+# test; its server is never started.
+packages=(openssl nftables openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote fail2ban)
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps.sh: run as root (sudo $0)" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# Keep package scripts from starting services (fail2ban would start banning on the host).
+policy=/usr/sbin/policy-rc.d
+made_policy=
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
+fi
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+if [ -n "$made_policy" ]; then rm -f "$policy"; fi
 # The packages' own services are not needed: the tests start private sshd/rsyslogd instances
 # inside network namespaces. Stop any the install started, so nothing listens on the host.
-for svc in ssh rsyslog; do
+for svc in ssh rsyslog fail2ban; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 echo "install-deps.sh: installed ${packages[*]}"

@@ -92,7 +92,8 @@ impl Jails {
             .collect();
         let mut by_program: HashMap<&str, Vec<usize>> = HashMap::new();
         for (index, config) in configs.iter().enumerate() {
-            for program in &config.programs {
+            // Prefix patterns are routed one jail at a time, not through a shared set.
+            for program in config.programs.iter().filter(|p| !p.ends_with('*')) {
                 let list = by_program.entry(program.as_str()).or_default();
                 if !list.contains(&index) {
                     list.push(index);
@@ -195,17 +196,19 @@ async fn process(
         .shared
         .get(&record.program)
         .map(|m| (m, m.set.matches(&record.message)));
-    for &index in targets {
+    for &index in targets.iter() {
         let jail = &mut state.jails[index];
         let counters = &state.counters[index];
-        let verdict = match &shared {
-            Some((matcher, hits)) => {
-                let range = matcher
-                    .ranges
-                    .iter()
-                    .find(|(i, _)| *i == index)
-                    .map(|(_, r)| r.clone())
-                    .unwrap_or(0..0);
+        // A jail routed here by a prefix is not in the program's shared set: it matches alone.
+        let in_shared = shared.as_ref().and_then(|(matcher, hits)| {
+            matcher
+                .ranges
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, r)| (r.clone(), hits))
+        });
+        let verdict = match in_shared {
+            Some((range, hits)) => {
                 let local = range
                     .clone()
                     .filter(|&i| hits.matched(i))

@@ -1210,10 +1210,13 @@ impl<'a> Compiler<'a> {
             );
         }
         for (i, program) in programs.iter().enumerate() {
-            if program.is_empty() || program.contains(char::is_whitespace) {
+            let star_inside = program.strip_suffix('*').unwrap_or(program).contains('*');
+            if program.is_empty() || program.contains(char::is_whitespace) || star_inside {
                 self.error(
                     &format!("{prefix}.programs[{i}]"),
-                    format!("\"{program}\" is not a program name"),
+                    format!(
+                        "\"{program}\" is not a program name (a trailing * matches by prefix, e.g. \"postfix*\")"
+                    ),
                 );
             }
         }

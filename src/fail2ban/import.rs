@@ -185,6 +185,15 @@ pub fn seconds(text: &str) -> Option<i64> {
     (terms > 0).then_some(total.round() as i64)
 }
 
+/// The literal start of a `_daemon` regex (up to its first regex syntax), for prefix routing.
+fn literal_prefix(daemon: &str) -> String {
+    daemon
+        .trim_start_matches('^')
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'))
+        .collect()
+}
+
 /// Splits fail2ban's space- or comma-separated lists.
 fn list(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || c == ',')
@@ -247,8 +256,11 @@ fn map_jail(
     };
     let filter_path = dir.join("filter.d").join(format!("{filter_name}.conf"));
     let reference = format!("{}{}", filter_path.display(), filter_opts);
-    let programs = match FilterSpec::parse(&reference).and_then(|spec| load(&spec)) {
-        Ok(f) => f.programs().map(<[String]>::to_vec),
+    let (programs, daemon) = match FilterSpec::parse(&reference).and_then(|spec| load(&spec)) {
+        Ok(f) => (
+            f.programs().map(<[String]>::to_vec),
+            f.daemon().map(str::to_string),
+        ),
         Err(e) => {
             unmapped.push(format!("[{jail}] filter = {filter}: {e}; jail skipped"));
             return Ok(None);
@@ -258,15 +270,24 @@ fn map_jail(
     let _ = writeln!(s, "[jail.{jail}]\nenabled = true");
     let _ = writeln!(s, "fail2ban_filter = {}", quote(&reference));
     if programs.is_none() {
-        // No `_daemon` to route by: the program name is a guess the operator must confirm.
-        let _ = writeln!(
-            s,
-            "# The filter names no _daemon: set the syslog program name(s) this service logs with.\nprograms = [{}]",
-            quote(&filter_name)
-        );
-        unmapped.push(format!(
-            "[{jail}] programs: the filter has no _daemon; guessed [\"{filter_name}\"], check the syslog tag"
-        ));
+        match daemon.as_deref().map(literal_prefix) {
+            // `postfix(-\w+)?/\w+` routes as `postfix*`; the filter itself still checks the
+            // whole name.
+            Some(prefix) if prefix.len() >= 3 => {
+                let _ = writeln!(s, "programs = [{}]", quote(&format!("{prefix}*")));
+            }
+            _ => {
+                // Nothing to route by: the program name is a guess the operator must confirm.
+                let _ = writeln!(
+                    s,
+                    "# The filter names no fixed _daemon: set the syslog program name(s) this service logs with.\nprograms = [{}]",
+                    quote(&filter_name)
+                );
+                unmapped.push(format!(
+                    "[{jail}] programs: the filter's _daemon names no program; guessed [\"{filter_name}\"], check the syslog tag"
+                ));
+            }
+        }
     }
     if let Some(raw) = get("maxretry")? {
         match raw.trim().parse::<u32>() {
@@ -279,10 +300,10 @@ fn map_jail(
     duration_key(&mut s, unmapped, jail, "findtime", get("findtime")?, false);
     duration_key(&mut s, unmapped, jail, "bantime", get("bantime")?, true);
     if let Some(raw) = get("ignoreip")? {
-        let mut nets = Vec::new();
+        let mut nets: Vec<ipnet::IpNet> = Vec::new();
         for entry in list(&raw) {
-            if crate::config::parse_net(&entry).is_some() {
-                nets.push(quote(&entry));
+            if let Some(net) = crate::config::parse_net(&entry) {
+                nets.push(net.trunc());
             } else {
                 unmapped.push(format!(
                     "[{jail}] ignoreip {entry}: host names are not resolved by syslog2ban; use addresses"
@@ -290,11 +311,18 @@ fn map_jail(
             }
         }
         // syslog2ban's own default (loopback) stays in: fail2ban's ignoreself covers it.
-        for lo in ["127.0.0.0/8", "::1"] {
-            if !nets.iter().any(|n| n == &quote(lo)) {
-                nets.push(quote(lo));
+        for lo in ["127.0.0.0/8", "::1/128"] {
+            if let Ok(lo) = lo.parse::<ipnet::IpNet>() {
+                nets.push(lo);
             }
         }
+        let mut seen = Vec::new();
+        nets.retain(|n| {
+            let new = !seen.contains(n);
+            seen.push(*n);
+            new
+        });
+        let nets: Vec<String> = nets.iter().map(|n| quote(&n.to_string())).collect();
         let _ = writeln!(s, "ignoreip = [{}]", nets.join(", "));
     }
     increment(&mut s, unmapped, jail, &get)?;
@@ -447,6 +475,16 @@ mod tests {
     }
 
     #[test]
+    fn daemon_regexes_route_by_their_literal_start() {
+        assert_eq!(
+            literal_prefix(r"postfix(-\w+)?/\w+(?:/smtp[ds])?"),
+            "postfix"
+        );
+        assert_eq!(literal_prefix(r"^exim"), "exim");
+        assert_eq!(literal_prefix(r"\S*"), "");
+    }
+
+    #[test]
     fn lists_split_on_spaces_and_commas() {
         assert_eq!(
             list("127.0.0.1/8 ::1, 10.0.0.0/8\n  host.example"),
@@ -495,7 +533,10 @@ mod tests {
             t.contains("maxretry = 3\nfindtime = 600\nbantime = 3600\n"),
             "{t}"
         );
-        assert!(t.contains("\"10.1.0.0/16\""), "{t}");
+        assert!(
+            t.contains("ignoreip = [\"127.0.0.0/8\", \"::1/128\", \"10.1.0.0/16\"]"),
+            "{t}"
+        );
         assert!(
             t.contains("[jail.demo.increment]\nenabled = true\nfactor = 2.0\n"),
             "{t}"

@@ -26,6 +26,14 @@ pub(super) fn parse(priority: Option<u8>, rest: &str, now: DateTime<Utc>) -> Log
     if let Some((program, pid)) = tag(first, true) {
         return record(priority, timestamp, None, program, pid, after_first);
     }
+    // `[sshd]:` / `[sshd]` with no host: some relays and appliances bracket the tag.
+    if let Some((program, None)) = first
+        .strip_prefix('[')
+        .and_then(|w| w.strip_suffix(':').unwrap_or(w).strip_suffix(']'))
+        .and_then(|inner| tag(inner, false))
+    {
+        return record(priority, timestamp, None, program, None, after_first);
+    }
     let host = (!first.is_empty()).then(|| first.to_string());
     let (second, after_second) = split_word(after_first);
     if let Some((program, pid)) = tag(second, true) {

@@ -158,3 +158,18 @@ fn file_lines_parse_like_3164() {
     assert_eq!(r.priority, None);
     assert_eq!(parse_line("   ", now()), Err(ParseError::Empty));
 }
+
+#[test]
+fn bracketed_tag_without_host() {
+    for line in [
+        "<38>Mar  3 00:17:22 [sshd]: User root from 198.51.100.66 not allowed because not listed in AllowUsers",
+        "<38>Jun 25 23:53:34 [sshd] User root from 198.51.100.66 not allowed because not listed in AllowUsers",
+    ] {
+        let r = parse(line);
+        assert_eq!(r.program, "sshd", "{line}");
+        assert_eq!(r.host, None);
+        assert!(r.message.starts_with("User root from 198.51.100.66"), "{line}");
+    }
+    // A bracketed word that is not a tag name is not taken for one.
+    assert_ne!(parse("<38>Mar  3 00:17:22 [a;b]: x").program, "a;b");
+}
