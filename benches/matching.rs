@@ -56,7 +56,7 @@ impl State {
     /// What pipeline::process does after parsing, minus counters and channels.
     fn route(&mut self, record: &LogRecord, origin: Origin, now: Instant) -> u32 {
         let mut counted = 0;
-        for &index in self.router.jails_for(&record.program) {
+        for &index in self.router.jails_for(&record.program).iter() {
             match self.jails[index].process(record, origin, now) {
                 Verdict::Counted { .. } | Verdict::Offence(_) => counted += 1,
                 Verdict::NoMatch | Verdict::Ignored => {}
