@@ -200,3 +200,50 @@ fn reconcile_repairs_hand_made_drift() {
         "{status}"
     );
 }
+
+/// `user = "nlban"`, `sudo = true`: a ban account that may only run nft through sudo applies
+/// and reconciles bans as root does.
+#[test]
+fn a_sudo_ban_account_applies_and_reconciles() {
+    let mut tools = TOOLS.to_vec();
+    tools.push("sudo");
+    if !preflight("remote_sudo", &tools) {
+        return;
+    }
+    let mut f = Fleet::new("rsudo");
+    let target = format!(
+        "[target.s]\naddress = \"{A_IP}\"\nport = {PORT}\nuser = \"nlban\"\nsudo = true\nidentity = \"{}\"\n\
+         known_hosts = \"{}\"\nssh_config = \"{}\"\nreconcile_interval = \"{}s\"\n\n\
+         [jail.viasudo]\nenabled = true\nprograms = [\"sudod\"]\n\
+         failregex = ['^Failed password for \\S+ from <HOST> port \\d+ ssh2$']\n\
+         maxretry = 3\nplacement = [\"target:s\"]\n",
+        f.client_key.display(),
+        f.known_hosts.display(),
+        f.lab.dir.join("ssh_config").display(),
+        RECONCILE.as_secs(),
+    );
+    f.start_daemon(&target);
+    f.wait_connected("s", Duration::from_secs(20));
+    f.failures_from_a("sudod", ATTACKER);
+    assert!(
+        f.wait_has(&f.a, ATTACKER, Duration::from_secs(10))
+            .is_some(),
+        "the ban did not reach A through sudo: {}",
+        f.target_status("s")
+    );
+    let a = f.a.clone();
+    f.nft(
+        &a,
+        &format!("delete element inet {NFT_TABLE} banned4 {{ {ATTACKER} }}"),
+    );
+    assert!(
+        f.wait_has(&a, ATTACKER, RECONCILE * 2 + Duration::from_secs(3))
+            .is_some(),
+        "reconcile through sudo did not restore the ban"
+    );
+    let sshd_log = f.lab.log_of(&format!("sshd-{a}"));
+    assert!(
+        sshd_log.contains("Accepted publickey for nlban"),
+        "the target must log in as nlban:\n{sshd_log}"
+    );
+}

@@ -166,11 +166,30 @@ impl Fleet {
                 }
             })
             .collect();
+        // `nlban`: a ban-only account that may run nft through sudo and nothing else.
+        let passwd = format!(
+            "{passwd}nlban:x:4243:4243:syslog2ban ban account:{}:/bin/sh\n",
+            d.join("root-home").display()
+        );
+        let shadow = format!("{shadow}nlban:*:20000:0:99999:7:::\n");
         fs::write(etc.join("passwd"), passwd).expect("write passwd");
         fs::write(etc.join("shadow"), shadow).expect("write shadow");
+        let nft = tool("nft");
+        fs::write(
+            etc.join("sudoers"),
+            format!(
+                "Defaults env_reset\nDefaults secure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n\
+                 root ALL=(ALL:ALL) ALL\nnlban ALL=(root) NOPASSWD: {}\n",
+                nft.display()
+            ),
+        )
+        .expect("write sudoers");
+        fs::set_permissions(etc.join("sudoers"), fs::Permissions::from_mode(0o440))
+            .expect("chmod sudoers");
         fs::set_permissions(etc.join("shadow"), fs::Permissions::from_mode(0o640))
             .expect("chmod shadow");
-        fs::copy("/etc/group", etc.join("group")).expect("copy group");
+        let group = fs::read_to_string("/etc/group").expect("read /etc/group");
+        fs::write(etc.join("group"), format!("{group}nlban:x:4243:\n")).expect("write group");
         let host_key = d.join("ssh_host_ed25519_key");
         if !host_key.exists() {
             keygen(&host_key, ns);

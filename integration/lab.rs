@@ -93,6 +93,7 @@ ln -s /proc/self/fd /dev/fd; ln -s /proc/self/fd/0 /dev/stdin; ln -s /proc/self/
 umount -l /run/hostdev
 ln -s "$LOGT" /dev/log
 for f in passwd shadow group; do mount --bind "$D/etc/$f" /etc/$f; done
+if [ -e "$D/etc/sudoers" ] && [ -e /etc/sudoers ]; then mount --bind "$D/etc/sudoers" /etc/sudoers; fi
 exec "$@"
 "#;
 
