@@ -143,7 +143,11 @@ pub async fn run(
     // The table exists before the first message can be received.
     firewall.setup().await?;
 
-    let (raw_tx, raw_rx) = mpsc::channel(INPUT_QUEUE);
+    // One input queue per matching worker; the listeners pick one by origin.
+    let (raw_txs, raw_rxs): (Vec<_>, Vec<_>) = (0..pipeline::worker_count())
+        .map(|_| mpsc::channel(INPUT_QUEUE))
+        .unzip();
+    let raw_tx = input::Fanout::new(raw_txs);
     let (update_tx, update_rx) = mpsc::channel(CONTROL_QUEUE);
     let (offence_tx, offence_rx) = mpsc::channel(OFFENCE_QUEUE);
     let (request_tx, request_rx) = mpsc::channel(CONTROL_QUEUE);
@@ -184,7 +188,7 @@ pub async fn run(
         },
     ));
     let pipeline = tokio::spawn(pipeline::run(
-        raw_rx,
+        raw_rxs,
         update_rx,
         config.jails.clone(),
         offence_tx,
@@ -322,14 +326,19 @@ fn remote_targets(config: &Config) -> Result<Vec<RemoteTarget>, DaemonError> {
         .collect())
 }
 
-fn register_queues<A: Send + 'static, B: Send + 'static, C: Send + 'static, D: Send + 'static>(
+fn register_queues<B: Send + 'static, C: Send + 'static, D: Send + 'static>(
     metrics: &Metrics,
-    input: &mpsc::Sender<A>,
+    input: &input::Fanout,
     offences: &mpsc::Sender<B>,
     store: &mpsc::Sender<C>,
     firewall: &mpsc::Sender<D>,
 ) {
-    metrics.register_queue("input", depth(input.downgrade()));
+    let inputs: Vec<_> = input
+        .queues()
+        .iter()
+        .map(|q| depth(q.downgrade()))
+        .collect();
+    metrics.register_queue("input", Box::new(move || inputs.iter().map(|d| d()).sum()));
     metrics.register_queue("offences", depth(offences.downgrade()));
     metrics.register_queue("store", depth(store.downgrade()));
     metrics.register_queue("firewall", depth(firewall.downgrade()));

@@ -1,8 +1,15 @@
-//! The per-message loop: parse → route → jails, with offences sent on to the ban manager.
+//! The per-message path: parse → route → jails, with offences sent on to the ban manager.
 //!
-//! Owns the jails' runtime state (their failure windows) and swaps jail configs on reload
-//! while keeping the windows of jails that still exist. It calls the stages in order and adds
-//! no logic of its own besides counting.
+//! Matching is stateless for most jails, so it runs in parallel: one worker per core takes
+//! messages (each origin always from the same worker, so one sender's messages stay in order),
+//! parses and routes them and runs the jails' filters; only failures go on, to the one task
+//! that owns every jail's failure window (and the jails whose matching keeps state between
+//! messages, fail2ban filters with multi-line buffers, which see their records there, in
+//! order). That task turns failures into offences.
+//!
+//! Owns the jails' runtime state and swaps jail configs on reload while keeping the windows
+//! of jails that still exist. It calls the stages in order and adds no logic of its own
+//! besides counting.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -11,18 +18,21 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use regex::RegexSet;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
-use crate::config::JailConfig;
-use crate::input::{Payload, RawMessage};
-use crate::jail::{Jail, Offence, Verdict};
+use crate::config::{JailConfig, JailName};
+use crate::input::{Origin, Payload, RawMessage};
+use crate::jail::filter::{Filter, FilterMatch};
+use crate::jail::{Classified, Classifier, Jail, Offence, Target, Verdict};
 use crate::metrics::{JailMetrics, Metrics};
-use crate::parse;
+use crate::parse::{self, LogRecord};
 use crate::route::Router;
 
 /// How often stale failure windows are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Failures (and stateful jails' records) waiting for the window task.
+const HIT_QUEUE: usize = 16 * 1024;
 
 /// A change pushed into the running pipeline.
 #[derive(Debug)]
@@ -31,11 +41,20 @@ pub enum Update {
     Jails(Vec<JailConfig>, oneshot::Sender<()>),
 }
 
-/// The jails with their routing index and counters.
-struct Jails {
+/// What the workers need of one jail.
+struct JailMatcher {
+    name: JailName,
+    filter: Filter,
+    classifier: Classifier,
+    /// Matched by the window task instead (fail2ban filters keep per-stream state).
+    stateful: bool,
+    counters: Arc<JailMetrics>,
+}
+
+/// The workers' read-only view of the jails, replaced as a whole on reload.
+struct Matchers {
     router: Router,
-    jails: Vec<Jail>,
-    counters: Vec<Arc<JailMetrics>>,
+    jails: Vec<JailMatcher>,
     /// For programs heard by several jails: all their failregex in one multi-pattern set, so
     /// a message costs one pass however many jails hear it.
     shared: HashMap<String, SharedMatcher>,
@@ -51,12 +70,12 @@ struct SharedMatcher {
 impl SharedMatcher {
     /// None when the combined set would exceed the regex size limit: jails then match one
     /// by one, which is correct, only slower.
-    fn build(jail_indexes: &[usize], jails: &[Jail]) -> Option<Self> {
+    fn build(jail_indexes: &[usize], jails: &[JailMatcher]) -> Option<Self> {
         let mut patterns = Vec::new();
         let mut ranges = Vec::new();
         for &index in jail_indexes {
             let start = patterns.len();
-            patterns.extend(jails[index].filter().expanded_failregex());
+            patterns.extend(jails[index].filter.expanded_failregex());
             ranges.push((index, start..patterns.len()));
         }
         RegexSet::new(patterns)
@@ -65,33 +84,28 @@ impl SharedMatcher {
     }
 }
 
-impl Jails {
-    fn build(
-        configs: &[JailConfig],
-        mut previous: HashMap<String, Jail>,
-        metrics: &Metrics,
-    ) -> Self {
+impl Matchers {
+    fn build(configs: &[JailConfig], metrics: &Metrics) -> Self {
         let router = Router::new(
             configs
                 .iter()
                 .map(|j| j.programs.iter().map(String::as_str)),
         );
-        let jails: Vec<Jail> = configs
+        let jails: Vec<JailMatcher> = configs
             .iter()
-            .map(|config| match previous.remove(config.name.as_str()) {
-                Some(mut jail) => {
-                    jail.reconfigure(config);
-                    jail
-                }
-                None => Jail::new(config),
+            .map(|c| JailMatcher {
+                name: c.name.clone(),
+                filter: c.filter.clone(),
+                classifier: Classifier::new(c),
+                stateful: c.fail2ban.is_some(),
+                counters: metrics.jail(c.name.as_str()),
             })
-            .collect();
-        let counters = configs
-            .iter()
-            .map(|c| metrics.jail(c.name.as_str()))
             .collect();
         let mut by_program: HashMap<&str, Vec<usize>> = HashMap::new();
         for (index, config) in configs.iter().enumerate() {
+            if jails[index].stateful {
+                continue;
+            }
             // Prefix patterns are routed one jail at a time, not through a shared set.
             for program in config.programs.iter().filter(|p| !p.ends_with('*')) {
                 let list = by_program.entry(program.as_str()).or_default();
@@ -107,11 +121,70 @@ impl Jails {
                 SharedMatcher::build(&indexes, &jails).map(|m| (program.to_string(), m))
             })
             .collect();
-        Jails {
+        Matchers {
             router,
             jails,
-            counters,
             shared,
+        }
+    }
+}
+
+/// What a worker hands to the window task.
+#[derive(Debug)]
+enum Hit {
+    /// A failure matched and classified.
+    Failure {
+        jail: JailName,
+        target: Target,
+        origin: Origin,
+        origin_name: Option<Arc<str>>,
+        at: Instant,
+        sample: String,
+    },
+    /// A record for a jail that matches where its state lives.
+    Record {
+        jail: JailName,
+        record: Box<LogRecord>,
+        origin: Origin,
+        origin_name: Option<Arc<str>>,
+        at: Instant,
+    },
+}
+
+/// The jails' failure windows (and stateful matchers), owned by the window task.
+struct Windows {
+    jails: Vec<Jail>,
+    index: HashMap<JailName, usize>,
+    counters: Vec<Arc<JailMetrics>>,
+}
+
+impl Windows {
+    fn build(
+        configs: &[JailConfig],
+        mut previous: HashMap<String, Jail>,
+        metrics: &Metrics,
+    ) -> Self {
+        let jails: Vec<Jail> = configs
+            .iter()
+            .map(|config| match previous.remove(config.name.as_str()) {
+                Some(mut jail) => {
+                    jail.reconfigure(config);
+                    jail
+                }
+                None => Jail::new(config),
+            })
+            .collect();
+        Windows {
+            index: configs
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name.clone(), i))
+                .collect(),
+            counters: configs
+                .iter()
+                .map(|c| metrics.jail(c.name.as_str()))
+                .collect(),
+            jails,
         }
     }
 
@@ -121,60 +194,149 @@ impl Jails {
             .map(|j| (j.name().as_str().to_string(), j))
             .collect()
     }
+
+    /// Counts a hit; the offence when it reached maxretry. Hits for a jail a reload removed
+    /// are dropped.
+    fn record(&mut self, hit: Hit) -> Option<Offence> {
+        let (jail, origin_name) = match &hit {
+            Hit::Failure {
+                jail, origin_name, ..
+            }
+            | Hit::Record {
+                jail, origin_name, ..
+            } => (jail, origin_name.clone()),
+        };
+        let index = *self.index.get(jail)?;
+        let jail = &mut self.jails[index];
+        let counters = &self.counters[index];
+        let verdict = match hit {
+            Hit::Failure {
+                target,
+                origin,
+                at,
+                sample,
+                ..
+            } => jail.record(target, origin, at, &sample),
+            Hit::Record {
+                record, origin, at, ..
+            } => jail.process(&record, origin, at),
+        };
+        let offence = match verdict {
+            Verdict::NoMatch => None,
+            Verdict::Ignored => {
+                Metrics::inc(&counters.ignored);
+                None
+            }
+            Verdict::Counted { address, failures } => {
+                Metrics::inc(&counters.failures);
+                debug!(jail = %jail.name(), %address, failures, "Failure");
+                None
+            }
+            Verdict::Offence(mut offence) => {
+                Metrics::inc(&counters.failures);
+                offence.origin_name = origin_name;
+                Some(offence)
+            }
+        };
+        Metrics::set(&counters.tracked, jail.tracked_addresses() as u64);
+        offence
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        for (jail, counters) in self.jails.iter_mut().zip(&self.counters) {
+            jail.sweep(now);
+            Metrics::set(&counters.tracked, jail.tracked_addresses() as u64);
+        }
+    }
 }
 
-/// Runs until `messages` closes (all listeners stopped).
+/// How many matching workers: one per core (at most 8).
+pub fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8))
+}
+
+/// Runs until every `messages` channel closes (all listeners stopped). `messages` holds one
+/// receiver per worker (see [`worker_count`]).
 pub async fn run(
-    mut messages: mpsc::Receiver<RawMessage>,
+    messages: Vec<mpsc::Receiver<RawMessage>>,
     mut updates: mpsc::Receiver<Update>,
     configs: Vec<JailConfig>,
     offences: mpsc::Sender<Offence>,
     metrics: Arc<Metrics>,
 ) {
-    let mut state = Jails::build(&configs, HashMap::new(), &metrics);
+    let mut windows = Windows::build(&configs, HashMap::new(), &metrics);
+    let (matchers_tx, matchers_rx) = watch::channel(Arc::new(Matchers::build(&configs, &metrics)));
+    let (hits_tx, mut hits) = mpsc::channel(HIT_QUEUE);
+    for rx in messages {
+        tokio::spawn(worker(
+            rx,
+            matchers_rx.clone(),
+            hits_tx.clone(),
+            metrics.clone(),
+        ));
+    }
+    // The window task holds no sender: `hits` ends when the last worker does.
+    drop(hits_tx);
+    drop(matchers_rx);
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut updates_open = true;
     loop {
-        let message = tokio::select! {
-            m = messages.recv() => match m {
-                Some(m) => m,
-                None => break,
-            },
-            update = updates.recv(), if updates_open => {
-                match update {
-                    Some(Update::Jails(configs, applied)) => {
-                        let previous = std::mem::replace(&mut state, Jails::build(&[], HashMap::new(), &metrics)).into_previous();
-                        state = Jails::build(&configs, previous, &metrics);
-                        // The reloader may have gone; the update is in effect either way.
-                        let _ = applied.send(());
+        tokio::select! {
+            hit = hits.recv() => {
+                let Some(hit) = hit else { break };
+                if let Some(offence) = windows.record(hit) {
+                    if offences.send(offence).await.is_err() {
+                        warn!("Ban manager stopped; offences are dropped");
+                        return;
                     }
-                    None => updates_open = false,
                 }
-                continue;
             }
-            _ = sweep.tick() => {
-                let now = Instant::now();
-                for (jail, counters) in state.jails.iter_mut().zip(&state.counters) {
-                    jail.sweep(now);
-                    Metrics::set(&counters.tracked, jail.tracked_addresses() as u64);
+            update = updates.recv(), if updates_open => match update {
+                Some(Update::Jails(configs, applied)) => {
+                    let previous = std::mem::replace(&mut windows, Windows::build(&[], HashMap::new(), &metrics)).into_previous();
+                    windows = Windows::build(&configs, previous, &metrics);
+                    // Workers take the new matchers before their next message: every message
+                    // that arrives after the acknowledgement is matched with them.
+                    matchers_tx.send_replace(Arc::new(Matchers::build(&configs, &metrics)));
+                    // The reloader may have gone; the update is in effect either way.
+                    let _ = applied.send(());
                 }
-                continue;
-            }
-        };
-        if !process(&mut state, message, &offences, &metrics).await {
-            warn!("Ban manager stopped; offences are dropped");
-            return;
+                None => updates_open = false,
+            },
+            _ = sweep.tick() => windows.sweep(Instant::now()),
         }
     }
 }
 
-/// One message through parse, route and its jails; false when the ban manager is gone.
-async fn process(
-    state: &mut Jails,
+/// Parses, routes and matches one worker's messages; hands failures on.
+async fn worker(
+    mut messages: mpsc::Receiver<RawMessage>,
+    mut matchers: watch::Receiver<Arc<Matchers>>,
+    hits: mpsc::Sender<Hit>,
+    metrics: Arc<Metrics>,
+) {
+    let mut current = matchers.borrow_and_update().clone();
+    let mut found = Vec::new();
+    while let Some(message) = messages.recv().await {
+        if matchers.has_changed().unwrap_or(false) {
+            current = matchers.borrow_and_update().clone();
+        }
+        match_message(&current, message, &metrics, &mut found);
+        for hit in found.drain(..) {
+            if hits.send(hit).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One message through parse, route and the jails' filters; pushes its hits onto `found`.
+fn match_message(
+    matchers: &Matchers,
     message: RawMessage,
-    offences: &mpsc::Sender<Offence>,
     metrics: &Metrics,
-) -> bool {
+    found: &mut Vec<Hit>,
+) {
     let now: DateTime<Utc> = message.received_at.into();
     let record = match message.payload {
         Payload::Frame(frame) => match parse::parse_syslog(&frame, now) {
@@ -182,23 +344,37 @@ async fn process(
             Err(e) => {
                 Metrics::inc(&metrics.unparsed);
                 debug!(origin = %message.origin, error = %e, "Unparsed frame");
-                return true;
+                return;
             }
         },
         Payload::Record(record) => *record,
     };
-    let targets = state.router.jails_for(&record.program);
+    let targets = matchers.router.jails_for(&record.program);
     if targets.is_empty() {
         Metrics::inc(&metrics.unrouted);
-        return true;
+        return;
     }
-    let shared = state
+    let origin_name = match (&message.identity, message.trust_hostname) {
+        (Some(identity), _) => Some(identity.clone()),
+        (None, true) => record.host.as_deref().map(Arc::from),
+        (None, false) => None,
+    };
+    let shared = matchers
         .shared
         .get(&record.program)
         .map(|m| (m, m.set.matches(&record.message)));
     for &index in targets.iter() {
-        let jail = &mut state.jails[index];
-        let counters = &state.counters[index];
+        let jail = &matchers.jails[index];
+        if jail.stateful {
+            found.push(Hit::Record {
+                jail: jail.name.clone(),
+                record: Box::new(record.clone()),
+                origin: message.origin,
+                origin_name: origin_name.clone(),
+                at: message.received,
+            });
+            continue;
+        }
         // A jail routed here by a prefix is not in the program's shared set: it matches alone.
         let in_shared = shared.as_ref().and_then(|(matcher, hits)| {
             matcher
@@ -207,38 +383,29 @@ async fn process(
                 .find(|(i, _)| *i == index)
                 .map(|(_, r)| (r.clone(), hits))
         });
-        let verdict = match in_shared {
+        let matched: FilterMatch = match in_shared {
             Some((range, hits)) => {
                 let local = range
                     .clone()
                     .filter(|&i| hits.matched(i))
                     .map(|i| i - range.start);
-                jail.process_hits(&record, message.origin, message.received, local)
+                jail.filter.check_hits(&record.message, local)
             }
-            None => jail.process(&record, message.origin, message.received),
+            None => jail.filter.check(&record.message),
         };
-        match verdict {
-            Verdict::NoMatch => {}
-            Verdict::Ignored => Metrics::inc(&counters.ignored),
-            Verdict::Counted { address, failures } => {
-                Metrics::inc(&counters.failures);
-                debug!(jail = %jail.name(), %address, failures, "Failure");
-            }
-            Verdict::Offence(mut offence) => {
-                Metrics::inc(&counters.failures);
-                offence.origin_name = match (&message.identity, message.trust_hostname) {
-                    (Some(identity), _) => Some(identity.clone()),
-                    (None, true) => record.host.as_deref().map(Arc::from),
-                    (None, false) => None,
-                };
-                if offences.send(offence).await.is_err() {
-                    return false;
-                }
-            }
+        match jail.classifier.classify(matched) {
+            Classified::NoMatch => {}
+            Classified::Ignored => Metrics::inc(&jail.counters.ignored),
+            Classified::Failure(target) => found.push(Hit::Failure {
+                jail: jail.name.clone(),
+                target,
+                origin: message.origin,
+                origin_name: origin_name.clone(),
+                at: message.received,
+                sample: record.message.clone(),
+            }),
         }
-        Metrics::set(&counters.tracked, jail.tracked_addresses() as u64);
     }
-    true
 }
 
 #[cfg(test)]
@@ -269,6 +436,40 @@ mod tests {
         }
     }
 
+    /// Workers' and window task's state side by side, run in one task for the tests.
+    struct Both {
+        matchers: Matchers,
+        windows: Windows,
+    }
+
+    impl Both {
+        fn build(configs: &[JailConfig], metrics: &Metrics) -> Self {
+            Both {
+                matchers: Matchers::build(configs, metrics),
+                windows: Windows::build(configs, HashMap::new(), metrics),
+            }
+        }
+    }
+
+    /// One message through a worker's matching and the window task's counting.
+    async fn process(
+        state: &mut Both,
+        message: RawMessage,
+        offences: &mpsc::Sender<Offence>,
+        metrics: &Metrics,
+    ) -> bool {
+        let mut found = Vec::new();
+        match_message(&state.matchers, message, metrics, &mut found);
+        for hit in found {
+            if let Some(offence) = state.windows.record(hit) {
+                if offences.send(offence).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     fn message(text: &str) -> RawMessage {
         RawMessage {
             origin: Origin::Local,
@@ -293,8 +494,11 @@ mod tests {
             ),
             jail("users", r"^Invalid user \S+ from <HOST> port \d+$", 1),
         ];
-        let mut state = Jails::build(&configs, HashMap::new(), &metrics);
-        assert!(state.shared.contains_key("sshd"), "one set for both jails");
+        let mut state = Both::build(&configs, &metrics);
+        assert!(
+            state.matchers.shared.contains_key("sshd"),
+            "one set for both jails"
+        );
         let (tx, mut rx) = mpsc::channel(8);
         let password = "Failed password for root from 203.0.113.9 port 22 ssh2";
         assert!(process(&mut state, message(password), &tx, &metrics).await);
@@ -333,7 +537,7 @@ mod tests {
             r"^Failed password for \S+ from <HOST> port \d+ ssh2$",
             1,
         )];
-        let mut state = Jails::build(&configs, HashMap::new(), &metrics);
+        let mut state = Both::build(&configs, &metrics);
         let (tx, mut rx) = mpsc::channel(8);
         let record = crate::parse::LogRecord {
             priority: None,
@@ -377,7 +581,7 @@ mod tests {
             filter,
         });
         let metrics = Metrics::default();
-        let mut state = Jails::build(&[config], HashMap::new(), &metrics);
+        let mut state = Both::build(&[config], &metrics);
         let (tx, mut rx) = mpsc::channel(8);
         let frame = |pid: u32, text: &str| RawMessage {
             payload: Payload::Frame(Bytes::from(format!(
@@ -411,5 +615,65 @@ mod tests {
             "203.0.113.50".parse::<std::net::IpAddr>().unwrap()
         );
         assert_eq!(offence.failures, 2);
+    }
+
+    fn peer_message(text: &str, port: u16) -> RawMessage {
+        RawMessage {
+            origin: Origin::Peer(std::net::SocketAddr::from(([198, 51, 100, 10], port))),
+            ..message(text)
+        }
+    }
+
+    /// The running pipeline: two workers fed by origin, failures from several connections
+    /// add up in one window, and a reload acknowledged is in effect for the next message.
+    #[tokio::test]
+    async fn workers_feed_one_window_and_reload_applies_to_later_messages() {
+        let metrics = Arc::new(Metrics::default());
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| mpsc::channel(64)).unzip();
+        let fanout = crate::input::Fanout::new(txs);
+        let (update_tx, update_rx) = mpsc::channel(1);
+        let (offence_tx, mut offences) = mpsc::channel(8);
+        let password = r"^Failed password for \S+ from <HOST> port \d+ ssh2$";
+        let running = tokio::spawn(run(
+            rxs,
+            update_rx,
+            vec![jail("passwords", password, 3)],
+            offence_tx,
+            metrics.clone(),
+        ));
+        let failure = "Failed password for root from 203.0.113.9 port 22 ssh2";
+        for port in [40001, 40002, 40003] {
+            let m = peer_message(failure, port);
+            fanout.to(&m.origin).send(m).await.unwrap();
+        }
+        let offence = tokio::time::timeout(Duration::from_secs(5), offences.recv())
+            .await
+            .expect("offence in time")
+            .expect("offence");
+        assert_eq!(offence.failures, 3, "three connections, one count");
+
+        // Reload: maxretry 1 in a renamed jail; the old jail's hits are gone with it.
+        let (ack_tx, ack) = oneshot::channel();
+        update_tx
+            .send(Update::Jails(vec![jail("strict", password, 1)], ack_tx))
+            .await
+            .unwrap();
+        ack.await.unwrap();
+        let m = peer_message(
+            "Failed password for root from 203.0.113.10 port 22 ssh2",
+            40004,
+        );
+        fanout.to(&m.origin).send(m).await.unwrap();
+        let offence = tokio::time::timeout(Duration::from_secs(5), offences.recv())
+            .await
+            .expect("offence in time")
+            .expect("offence");
+        assert_eq!(offence.jail.as_str(), "strict");
+        drop(fanout);
+        drop(update_tx);
+        tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("pipeline ends when the inputs close")
+            .unwrap();
     }
 }

@@ -208,7 +208,12 @@ impl Conn<'_> {
             received,
             received_at: SystemTime::now(),
         };
-        self.ctx.tx.send(message).await.map_err(|_| Gone)
+        self.ctx
+            .tx
+            .to(&self.origin)
+            .send(message)
+            .await
+            .map_err(|_| Gone)
     }
 
     /// Feeds body bytes to the parser, delivering every entry completed.
@@ -500,7 +505,7 @@ mod tests {
             shared: JournalShared::new(protocol, 4096, 16 * 1024, Duration::from_secs(5)),
             counters: ListenerMetrics::default(),
             ctx: InputContext {
-                tx,
+                tx: tx.into(),
                 metrics: Arc::default(),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),

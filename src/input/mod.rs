@@ -117,7 +117,7 @@ pub enum InputError {
 #[derive(Clone)]
 pub struct InputContext {
     /// Where frames go.
-    pub tx: mpsc::Sender<RawMessage>,
+    pub tx: Fanout,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Stops the listener.
@@ -126,6 +126,54 @@ pub struct InputContext {
     pub tracker: TaskTracker,
     /// Set per listener from its `trust_hostname` key.
     pub trust_hostname: bool,
+}
+
+/// The queues of the parallel matching workers. Every origin always goes to the same queue,
+/// so the messages of one connection (or one datagram sender) stay in order.
+#[derive(Debug, Clone)]
+pub struct Fanout(Arc<[mpsc::Sender<RawMessage>]>);
+
+impl Fanout {
+    /// Over these queues (at least one).
+    pub fn new(queues: Vec<mpsc::Sender<RawMessage>>) -> Self {
+        assert!(!queues.is_empty(), "a fanout needs at least one queue");
+        Fanout(queues.into())
+    }
+
+    /// The queue of `origin`.
+    pub fn to(&self, origin: &Origin) -> &mpsc::Sender<RawMessage> {
+        let n = self.0.len();
+        if n == 1 {
+            return &self.0[0];
+        }
+        let key = match origin {
+            Origin::Local => 0,
+            Origin::Peer(peer) => {
+                let ip = match peer.ip() {
+                    IpAddr::V4(v4) => u64::from(u32::from(v4)),
+                    IpAddr::V6(v6) => {
+                        let bits = u128::from(v6);
+                        (bits as u64) ^ ((bits >> 64) as u64)
+                    }
+                };
+                // Fibonacci hashing spreads neighbouring ports and addresses evenly.
+                (ip ^ u64::from(peer.port()).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    >> 32
+            }
+        };
+        &self.0[(key as usize) % n]
+    }
+
+    /// Every queue (for depth gauges).
+    pub fn queues(&self) -> &[mpsc::Sender<RawMessage>] {
+        &self.0
+    }
+}
+
+impl From<mpsc::Sender<RawMessage>> for Fanout {
+    fn from(queue: mpsc::Sender<RawMessage>) -> Self {
+        Fanout::new(vec![queue])
+    }
 }
 
 /// A running listener.
@@ -477,6 +525,7 @@ async fn deliver(
     }
     Metrics::inc(&counters.messages);
     ctx.tx
+        .to(&origin)
         .send(message(
             ctx,
             origin,
@@ -647,6 +696,7 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
                     Metrics::inc(&counters.messages);
                     if ctx
                         .tx
+                        .to(&origin)
                         .send(message(
                             ctx,
                             origin,
@@ -689,6 +739,7 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
         Metrics::inc(&counters.messages);
         let _ = ctx
             .tx
+            .to(&origin)
             .send(message(ctx, origin, identity, Payload::Frame(frame)))
             .await;
     }

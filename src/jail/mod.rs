@@ -60,6 +60,55 @@ pub enum Verdict {
     Offence(Offence),
 }
 
+/// What a failure match becomes after ignoreip and counting by prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classified {
+    /// No failregex matched.
+    NoMatch,
+    /// ignoreregex or ignoreip excluded it.
+    Ignored,
+    /// A failure of this address (or prefix, when the jail counts by prefix).
+    Failure(Target),
+}
+
+/// The stateless part of turning a match into a failure: ignoreip, and the prefix an address
+/// counts under. The pipeline's parallel workers apply it before a failure reaches the
+/// jail's window.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    ignoreip: Vec<IpNet>,
+    prefix4: u8,
+    prefix6: u8,
+}
+
+impl Classifier {
+    /// From a jail's config.
+    pub fn new(config: &JailConfig) -> Self {
+        Classifier {
+            ignoreip: config.ignoreip.clone(),
+            prefix4: config.prefix4,
+            prefix6: config.prefix6,
+        }
+    }
+
+    /// ignoreip, then the counting prefix.
+    pub fn classify(&self, matched: FilterMatch) -> Classified {
+        let address = match matched {
+            FilterMatch::None => return Classified::NoMatch,
+            FilterMatch::Ignored { .. } => return Classified::Ignored,
+            FilterMatch::Failure { host, .. } => host,
+        };
+        if self.ignoreip.iter().any(|net| net.contains(&address)) {
+            return Classified::Ignored;
+        }
+        // Counting by prefix: every address of the prefix adds to one count.
+        Classified::Failure(match address {
+            IpAddr::V4(_) => Target::new(address, self.prefix4),
+            IpAddr::V6(_) => Target::new(address, self.prefix6),
+        })
+    }
+}
+
 /// One running jail.
 #[derive(Debug)]
 pub struct Jail {
@@ -68,9 +117,7 @@ pub struct Jail {
     /// A fail2ban filter and its per-stream state (multi-line buffer, connection ids), when
     /// the jail uses one; `filter` then holds only the jail's own ignoreregex.
     fail2ban: Option<Fail2banMatcher>,
-    ignoreip: Vec<IpNet>,
-    prefix4: u8,
-    prefix6: u8,
+    classifier: Classifier,
     window: Windows,
     findtime: Duration,
 }
@@ -150,9 +197,7 @@ impl Jail {
                 .fail2ban
                 .as_ref()
                 .map(|f| Fail2banMatcher::new(f.filter.clone())),
-            ignoreip: config.ignoreip.clone(),
-            prefix4: config.prefix4,
-            prefix6: config.prefix6,
+            classifier: Classifier::new(config),
             window: Windows::new(config),
             findtime: config.findtime,
         }
@@ -173,9 +218,7 @@ impl Jail {
                 .as_ref()
                 .map(|f| Fail2banMatcher::new(f.filter.clone()));
         }
-        self.ignoreip = config.ignoreip.clone();
-        self.prefix4 = config.prefix4;
-        self.prefix6 = config.prefix6;
+        self.classifier = Classifier::new(config);
         self.findtime = config.findtime;
         self.window.reconfigure(config);
     }
@@ -224,19 +267,28 @@ impl Jail {
         origin: Origin,
         now: Instant,
     ) -> Verdict {
-        let address = match matched {
-            FilterMatch::None => return Verdict::NoMatch,
-            FilterMatch::Ignored { .. } => return Verdict::Ignored,
-            FilterMatch::Failure { host, .. } => host,
-        };
-        if self.ignoreip.iter().any(|net| net.contains(&address)) {
-            return Verdict::Ignored;
+        match self.classifier.classify(matched) {
+            Classified::NoMatch => Verdict::NoMatch,
+            Classified::Ignored => Verdict::Ignored,
+            Classified::Failure(target) => self.record(target, origin, now, &record.message),
         }
-        // Counting by prefix: every address of the prefix adds to one count.
-        let target = match address {
-            IpAddr::V4(_) => Target::new(address, self.prefix4),
-            IpAddr::V6(_) => Target::new(address, self.prefix6),
-        };
+    }
+
+    /// Whether the jail's matching keeps state between messages (a fail2ban filter's
+    /// multi-line buffer and connection ids): such a jail must see its messages itself, in
+    /// order; other jails can be matched anywhere and only their failures recorded here.
+    pub fn is_stateful(&self) -> bool {
+        self.fail2ban.is_some()
+    }
+
+    /// Counts a failure that was matched and classified elsewhere.
+    pub fn record(
+        &mut self,
+        target: Target,
+        origin: Origin,
+        now: Instant,
+        sample: &str,
+    ) -> Verdict {
         let address = target.addr();
         match self.window.record(origin, address, now) {
             Count::Below(failures) => Verdict::Counted { address, failures },
@@ -247,7 +299,7 @@ impl Jail {
                 origin_name: None,
                 failures,
                 at: now,
-                sample: record.message.clone(),
+                sample: sample.to_string(),
             }),
         }
     }
