@@ -21,7 +21,7 @@ use regex::RegexSet;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
-use crate::config::{JailConfig, JailName};
+use crate::config::JailConfig;
 use crate::input::{Origin, Payload, RawMessage};
 use crate::jail::filter::{Filter, FilterMatch};
 use crate::jail::{Classified, Classifier, Jail, Offence, Target, Verdict};
@@ -43,7 +43,6 @@ pub enum Update {
 
 /// What the workers need of one jail.
 struct JailMatcher {
-    name: JailName,
     filter: Filter,
     classifier: Classifier,
     /// Matched by the window task instead (fail2ban filters keep per-stream state).
@@ -53,6 +52,8 @@ struct JailMatcher {
 
 /// The workers' read-only view of the jails, replaced as a whole on reload.
 struct Matchers {
+    /// Changes with every reload; hits carry it so the window task knows their jail indexes.
+    generation: u64,
     router: Router,
     jails: Vec<JailMatcher>,
     /// For programs heard by several jails: all their failregex in one multi-pattern set, so
@@ -85,7 +86,7 @@ impl SharedMatcher {
 }
 
 impl Matchers {
-    fn build(configs: &[JailConfig], metrics: &Metrics) -> Self {
+    fn build(configs: &[JailConfig], generation: u64, metrics: &Metrics) -> Self {
         let router = Router::new(
             configs
                 .iter()
@@ -94,7 +95,6 @@ impl Matchers {
         let jails: Vec<JailMatcher> = configs
             .iter()
             .map(|c| JailMatcher {
-                name: c.name.clone(),
                 filter: c.filter.clone(),
                 classifier: Classifier::new(c),
                 stateful: c.fail2ban.is_some(),
@@ -122,6 +122,7 @@ impl Matchers {
             })
             .collect();
         Matchers {
+            generation,
             router,
             jails,
             shared,
@@ -134,7 +135,8 @@ impl Matchers {
 enum Hit {
     /// A failure matched and classified.
     Failure {
-        jail: JailName,
+        jail: usize,
+        generation: u64,
         target: Target,
         origin: Origin,
         origin_name: Option<Arc<str>>,
@@ -143,7 +145,8 @@ enum Hit {
     },
     /// A record for a jail that matches where its state lives.
     Record {
-        jail: JailName,
+        jail: usize,
+        generation: u64,
         record: Box<LogRecord>,
         origin: Origin,
         origin_name: Option<Arc<str>>,
@@ -153,14 +156,15 @@ enum Hit {
 
 /// The jails' failure windows (and stateful matchers), owned by the window task.
 struct Windows {
+    generation: u64,
     jails: Vec<Jail>,
-    index: HashMap<JailName, usize>,
     counters: Vec<Arc<JailMetrics>>,
 }
 
 impl Windows {
     fn build(
         configs: &[JailConfig],
+        generation: u64,
         mut previous: HashMap<String, Jail>,
         metrics: &Metrics,
     ) -> Self {
@@ -175,11 +179,7 @@ impl Windows {
             })
             .collect();
         Windows {
-            index: configs
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.name.clone(), i))
-                .collect(),
+            generation,
             counters: configs
                 .iter()
                 .map(|c| metrics.jail(c.name.as_str()))
@@ -195,18 +195,28 @@ impl Windows {
             .collect()
     }
 
-    /// Counts a hit; the offence when it reached maxretry. Hits for a jail a reload removed
-    /// are dropped.
+    /// Counts a hit; the offence when it reached maxretry. A hit matched with the jails of
+    /// before a reload is dropped: it was decided by filters that are no longer in force
+    /// (only hits already in flight during the swap).
     fn record(&mut self, hit: Hit) -> Option<Offence> {
-        let (jail, origin_name) = match &hit {
+        let (index, generation, origin_name) = match &hit {
             Hit::Failure {
-                jail, origin_name, ..
+                jail,
+                generation,
+                origin_name,
+                ..
             }
             | Hit::Record {
-                jail, origin_name, ..
-            } => (jail, origin_name.clone()),
+                jail,
+                generation,
+                origin_name,
+                ..
+            } => (*jail, *generation, origin_name.clone()),
         };
-        let index = *self.index.get(jail)?;
+        if generation != self.generation || index >= self.jails.len() {
+            debug!("Failure matched before a reload dropped");
+            return None;
+        }
         let jail = &mut self.jails[index];
         let counters = &self.counters[index];
         let verdict = match hit {
@@ -264,8 +274,10 @@ pub async fn run(
     offences: mpsc::Sender<Offence>,
     metrics: Arc<Metrics>,
 ) {
-    let mut windows = Windows::build(&configs, HashMap::new(), &metrics);
-    let (matchers_tx, matchers_rx) = watch::channel(Arc::new(Matchers::build(&configs, &metrics)));
+    let mut generation = 0;
+    let mut windows = Windows::build(&configs, generation, HashMap::new(), &metrics);
+    let (matchers_tx, matchers_rx) =
+        watch::channel(Arc::new(Matchers::build(&configs, generation, &metrics)));
     let (hits_tx, mut hits) = mpsc::channel(HIT_QUEUE);
     for rx in messages {
         tokio::spawn(worker(
@@ -293,11 +305,12 @@ pub async fn run(
             }
             update = updates.recv(), if updates_open => match update {
                 Some(Update::Jails(configs, applied)) => {
-                    let previous = std::mem::replace(&mut windows, Windows::build(&[], HashMap::new(), &metrics)).into_previous();
-                    windows = Windows::build(&configs, previous, &metrics);
+                                        generation += 1;
+                    let previous = std::mem::replace(&mut windows, Windows::build(&[], generation, HashMap::new(), &metrics)).into_previous();
+                    windows = Windows::build(&configs, generation, previous, &metrics);
                     // Workers take the new matchers before their next message: every message
                     // that arrives after the acknowledgement is matched with them.
-                    matchers_tx.send_replace(Arc::new(Matchers::build(&configs, &metrics)));
+                    matchers_tx.send_replace(Arc::new(Matchers::build(&configs, generation, &metrics)));
                     // The reloader may have gone; the update is in effect either way.
                     let _ = applied.send(());
                 }
@@ -317,16 +330,63 @@ async fn worker(
 ) {
     let mut current = matchers.borrow_and_update().clone();
     let mut found = Vec::new();
+    let mut tally = Tally::default();
     while let Some(message) = messages.recv().await {
         if matchers.has_changed().unwrap_or(false) {
+            tally.flush(&current, &metrics);
             current = matchers.borrow_and_update().clone();
         }
-        match_message(&current, message, &metrics, &mut found);
+        match_message(&current, message, &mut tally, &mut found);
         for hit in found.drain(..) {
             if hits.send(hit).await.is_err() {
                 return;
             }
         }
+        // Counters shared by all workers are touched in batches (every worker bumping them
+        // per message makes the cores fight over one cache line), and whenever the queue
+        // runs dry, so they are exact once the input is processed.
+        if tally.pending >= 1024 || messages.is_empty() {
+            tally.flush(&current, &metrics);
+        }
+    }
+    tally.flush(&current, &metrics);
+}
+
+/// A worker's counts not yet added to the shared counters.
+#[derive(Default)]
+struct Tally {
+    pending: u32,
+    unparsed: u64,
+    unrouted: u64,
+    /// Ignored matches per jail index of the current matchers.
+    ignored: Vec<u64>,
+}
+
+impl Tally {
+    fn flush(&mut self, matchers: &Matchers, metrics: &Metrics) {
+        if self.pending == 0 {
+            return;
+        }
+        for (counter, n) in [
+            (&metrics.unparsed, &mut self.unparsed),
+            (&metrics.unrouted, &mut self.unrouted),
+        ] {
+            if *n > 0 {
+                counter.fetch_add(*n, std::sync::atomic::Ordering::Relaxed);
+                *n = 0;
+            }
+        }
+        for (index, n) in self.ignored.iter_mut().enumerate() {
+            if *n > 0 {
+                if let Some(jail) = matchers.jails.get(index) {
+                    jail.counters
+                        .ignored
+                        .fetch_add(*n, std::sync::atomic::Ordering::Relaxed);
+                }
+                *n = 0;
+            }
+        }
+        self.pending = 0;
     }
 }
 
@@ -334,15 +394,16 @@ async fn worker(
 fn match_message(
     matchers: &Matchers,
     message: RawMessage,
-    metrics: &Metrics,
+    tally: &mut Tally,
     found: &mut Vec<Hit>,
 ) {
     let now: DateTime<Utc> = message.received_at.into();
+    tally.pending += 1;
     let record = match message.payload {
         Payload::Frame(frame) => match parse::parse_syslog(&frame, now) {
             Ok(r) => r,
             Err(e) => {
-                Metrics::inc(&metrics.unparsed);
+                tally.unparsed += 1;
                 debug!(origin = %message.origin, error = %e, "Unparsed frame");
                 return;
             }
@@ -351,10 +412,11 @@ fn match_message(
     };
     let targets = matchers.router.jails_for(&record.program);
     if targets.is_empty() {
-        Metrics::inc(&metrics.unrouted);
+        tally.unrouted += 1;
         return;
     }
-    let origin_name = match (&message.identity, message.trust_hostname) {
+    // Only computed when the message is a hit somewhere.
+    let origin_name = || match (&message.identity, message.trust_hostname) {
         (Some(identity), _) => Some(identity.clone()),
         (None, true) => record.host.as_deref().map(Arc::from),
         (None, false) => None,
@@ -367,10 +429,11 @@ fn match_message(
         let jail = &matchers.jails[index];
         if jail.stateful {
             found.push(Hit::Record {
-                jail: jail.name.clone(),
+                jail: index,
+                generation: matchers.generation,
                 record: Box::new(record.clone()),
                 origin: message.origin,
-                origin_name: origin_name.clone(),
+                origin_name: origin_name(),
                 at: message.received,
             });
             continue;
@@ -395,12 +458,18 @@ fn match_message(
         };
         match jail.classifier.classify(matched) {
             Classified::NoMatch => {}
-            Classified::Ignored => Metrics::inc(&jail.counters.ignored),
+            Classified::Ignored => {
+                if tally.ignored.len() <= index {
+                    tally.ignored.resize(matchers.jails.len(), 0);
+                }
+                tally.ignored[index] += 1;
+            }
             Classified::Failure(target) => found.push(Hit::Failure {
-                jail: jail.name.clone(),
+                jail: index,
+                generation: matchers.generation,
                 target,
                 origin: message.origin,
-                origin_name: origin_name.clone(),
+                origin_name: origin_name(),
                 at: message.received,
                 sample: record.message.clone(),
             }),
@@ -445,8 +514,8 @@ mod tests {
     impl Both {
         fn build(configs: &[JailConfig], metrics: &Metrics) -> Self {
             Both {
-                matchers: Matchers::build(configs, metrics),
-                windows: Windows::build(configs, HashMap::new(), metrics),
+                matchers: Matchers::build(configs, 0, metrics),
+                windows: Windows::build(configs, 0, HashMap::new(), metrics),
             }
         }
     }
@@ -459,7 +528,9 @@ mod tests {
         metrics: &Metrics,
     ) -> bool {
         let mut found = Vec::new();
-        match_message(&state.matchers, message, metrics, &mut found);
+        let mut tally = Tally::default();
+        match_message(&state.matchers, message, &mut tally, &mut found);
+        tally.flush(&state.matchers, metrics);
         for hit in found {
             if let Some(offence) = state.windows.record(hit) {
                 if offences.send(offence).await.is_err() {
