@@ -50,7 +50,12 @@ pub enum ParseError {
 ///
 /// `now` resolves the missing year of RFC 3164 timestamps.
 pub fn parse_syslog(frame: &[u8], now: DateTime<Utc>) -> Result<LogRecord, ParseError> {
-    let text = String::from_utf8_lossy(frame);
+    // Valid UTF-8 (nearly every frame) is checked by the fast validator; only invalid
+    // frames pay for the lossy conversion.
+    let text = match std::str::from_utf8(frame) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(frame),
+    };
     let text = text.trim_matches(|c: char| c == '\n' || c == '\r' || c == '\0' || c == ' ');
     if text.is_empty() {
         return Err(ParseError::Empty);
