@@ -7,7 +7,8 @@
 #                                        S2B_BENCH_CONNECTIONS=4, S2B_BENCH_LINES=200000,
 #                                        S2B_BENCH_ATTACKERS=300 for ban latency,
 #                                        S2B_BENCH_KEEP=1 keeps the temp dir,
-#                                        S2B_BENCH_ONLY=ingest|regex|latency|memory runs one part)
+#                                        S2B_BENCH_ONLY=ingest|regex|latency|memory runs one part,
+#                                        S2B_BENCH_BIN=PATH measures another daemon binary)
 #
 # Needs (installs nothing itself):  apt-get install -y rsyslog fail2ban nftables iproute2
 # plus cargo and python3. fail2ban is only used for fail2ban-regex; its service is not started.
@@ -53,7 +54,8 @@ done
 
 echo "building release binaries ..." >&2
 (cd "$REPO" && cargo build --release --quiet --bin syslog2ban --bin syslog2ban-loadgen)
-BIN=$REPO/target/release/syslog2ban
+# S2B_BENCH_BIN: another daemon binary (e.g. an older build, for an A/B comparison).
+BIN=${S2B_BENCH_BIN:-$REPO/target/release/syslog2ban}
 LOADGEN=$REPO/target/release/syslog2ban-loadgen
 
 NS=s2bsys-$$
