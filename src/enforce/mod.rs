@@ -52,7 +52,8 @@ impl Firewall {
     /// A local nftables table managed through a long-running nft.
     pub fn nftables(nft: PathBuf, table: String, keep_table: bool) -> Self {
         let session = Arc::new(tokio::sync::Mutex::new(session::NftSession::new(
-            &nft, &table,
+            &table,
+            session::local_spawner(nft.clone()),
         )));
         Firewall::Nftables {
             nft,
@@ -95,12 +96,25 @@ impl Firewall {
 
     async fn apply(&self, changes: Vec<ElementChange>) -> Result<(), NftError> {
         match self {
-            Firewall::Nftables { table, session, .. } => {
+            Firewall::Nftables {
+                nft,
+                table,
+                session,
+                ..
+            } => {
+                let script = nft::batch_script(table, &changes);
+                if script.len() > session::MAX_LINE {
+                    return nft::apply(nft, &script).await;
+                }
                 session
                     .lock()
                     .await
-                    .apply(&nft::batch_script(table, &changes))
+                    .apply(&script)
                     .await
+                    .map_err(|e| NftError::Rejected {
+                        status: "nft -i".into(),
+                        stderr: e.to_string(),
+                    })
             }
             Firewall::Log => {
                 for change in changes {

@@ -7,8 +7,10 @@
 //! down or slow never blocks the caller: commands are drained into the queue at once, and
 //! what could not be applied is put back by the reconcile after the next connect.
 //!
-//! No shell sees log-derived text: the remote command is the fixed argv `[sudo -n] nft -f -`
-//! or `nft -j list table inet T`; element changes travel on stdin.
+//! No shell sees log-derived text: the remote commands are the fixed argv `[sudo -n] nft -e -i`
+//! (a long-running session that applies each batch, see `session.rs`), `nft -f -` (setup,
+//! reconcile, batches too long for one line) and `nft -j list table inet T`; element changes
+//! travel on stdin.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -25,6 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use super::nft::{self, ElementChange};
 use super::reconcile;
+use super::session::{NftPipes, NftSession, SessionError, Spawner, MAX_LINE};
 use crate::ban::BanCommand;
 use crate::config::{TargetConfig, TargetName};
 use crate::jail::Target;
@@ -172,6 +175,8 @@ pub async fn run(
     let mut desired: HashMap<Target, Option<Instant>> = HashMap::new();
     let mut pending: HashMap<Target, Pending> = HashMap::new();
     let mut session: Option<Arc<Session>> = None;
+    // The long-running remote nft that applies batches, on the current SSH session.
+    let mut nft_session: Option<Arc<tokio::sync::Mutex<NftSession>>> = None;
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
     let mut backoff = MIN_BACKOFF;
     // Reconnect at least as often as a reconcile would run, so a host that comes back is
@@ -204,15 +209,31 @@ pub async fn run(
                 Some(s) if !pending.is_empty() => {
                     let batch = std::mem::take(&mut pending);
                     let changes = changes(&batch, now);
-                    let (s, t) = (s.clone(), target.clone());
+                    let (s, t, ns) = (s.clone(), target.clone(), nft_session.clone());
                     inflight.spawn(async move {
                         let result = if changes.is_empty() {
                             Ok(())
                         } else {
                             let script = nft::batch_script(&t.table, &changes);
-                            run_nft(&s, &t, &["-f", "-"], Some(script), "apply bans")
-                                .await
-                                .map(drop)
+                            match ns {
+                                Some(ns) if script.len() <= MAX_LINE => {
+                                    ns.lock().await.apply(&script).await.map_err(|e| match e {
+                                        SessionError::Rejected(stderr) => RemoteError::Rejected {
+                                            target: t.name().clone(),
+                                            status: "nft -i".into(),
+                                            stderr,
+                                        },
+                                        SessionError::Broken(detail) => RemoteError::Session {
+                                            target: t.name().clone(),
+                                            what: "apply bans",
+                                            detail,
+                                        },
+                                    })
+                                }
+                                _ => run_nft(&s, &t, &["-f", "-"], Some(script), "apply bans")
+                                    .await
+                                    .map(drop),
+                            }
                         };
                         Outcome::Applied(result, batch)
                     });
@@ -262,6 +283,10 @@ pub async fn run(
                 match outcome {
                     Outcome::Connected(Ok(s)) => {
                         info!(target = %name, host = %target.describe(), "Connected to target");
+                        nft_session = Some(Arc::new(tokio::sync::Mutex::new(NftSession::new(
+                            &target.table,
+                            remote_spawner(s.clone(), target.clone()),
+                        ))));
                         Metrics::set(&metrics.connected, 1);
                         metrics.succeeded();
                         session = Some(s);
@@ -270,6 +295,7 @@ pub async fn run(
                     }
                     Outcome::Connected(Err(e)) => {
                         failed(e, &mut session);
+                        nft_session = None;
                         retry_at = Instant::now() + backoff;
                         backoff = (backoff * 2).min(max_backoff);
                     }
@@ -287,6 +313,7 @@ pub async fn run(
                             pending.entry(address).or_insert(p);
                         }
                         failed(e, &mut session);
+                        nft_session = None;
                         retry_at = Instant::now() + backoff;
                         backoff = (backoff * 2).min(max_backoff);
                     }
@@ -306,6 +333,7 @@ pub async fn run(
                     Outcome::Reconciled(Err(e)) => {
                         must_reconcile = true;
                         failed(e, &mut session);
+                        nft_session = None;
                         retry_at = Instant::now() + backoff;
                         backoff = (backoff * 2).min(max_backoff);
                     }
@@ -317,9 +345,43 @@ pub async fn run(
     if !pending.is_empty() {
         warn!(target = %name, queued = pending.len(), "Stopping with changes not applied to target; they are reconciled after the next start");
     }
+    drop(nft_session);
     if let Some(s) = session {
         close(s).await;
     }
+}
+
+/// Starts `[sudo -n] nft -e -i` on the target over `session`.
+fn remote_spawner(session: Arc<Session>, target: Arc<RemoteTarget>) -> Spawner {
+    Box::new(move || {
+        let (session, target) = (session.clone(), target.clone());
+        Box::pin(async move {
+            let c = &target.config;
+            let mut command = if c.sudo {
+                let mut cmd = session.clone().arc_command("sudo");
+                cmd.arg("-n").arg(&c.nft);
+                cmd
+            } else {
+                session.clone().arc_command(&c.nft)
+            };
+            command
+                .args(["-e", "-i"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = command.spawn().await.map_err(|e| chain(&e))?;
+            let missing = || "remote nft started without the requested pipes".to_string();
+            let stdin = child.stdin().take().ok_or_else(missing)?;
+            let stdout = child.stdout().take().ok_or_else(missing)?;
+            let stderr = child.stderr().take().ok_or_else(missing)?;
+            Ok(NftPipes {
+                stdin: Box::new(stdin),
+                stdout: Box::new(stdout),
+                stderr: Box::new(stderr),
+                process: Box::new(child),
+            })
+        })
+    })
 }
 
 /// Records a command in the desired state and the queue.
