@@ -156,9 +156,13 @@ impl Fanout {
                         (bits as u64) ^ ((bits >> 64) as u64)
                     }
                 };
-                // Fibonacci hashing spreads neighbouring ports and addresses evenly.
-                (ip ^ u64::from(peer.port()).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                    >> 32
+                // splitmix64's finalizer: every input bit reaches the low bits, so ports that
+                // differ only in high bits (Linux hands out every other ephemeral port) still
+                // spread over the queues.
+                let mut z = ip ^ (u64::from(peer.port()) << 32);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^ (z >> 31)
             }
         };
         &self.0[(key as usize) % n]
@@ -744,4 +748,33 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
             .await;
     }
     debug!(listener = %counters.label, %peer, "Connection closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fanout_spreads_connections_of_one_host_over_the_queues() {
+        let (txs, _rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| mpsc::channel(1)).unzip();
+        let fanout = Fanout::new(txs);
+        let queue = |port: u16| {
+            let origin = Origin::Peer(SocketAddr::from(([127, 0, 0, 1], port)));
+            let chosen = fanout.to(&origin);
+            fanout
+                .queues()
+                .iter()
+                .position(|q| q.same_channel(chosen))
+                .unwrap()
+        };
+        // Linux hands out every other ephemeral port: such neighbours must not all collide.
+        let mut used = [0usize; 2];
+        for port in (40001..40401).step_by(2) {
+            used[queue(port)] += 1;
+        }
+        assert!(used[0] > 60 && used[1] > 60, "uneven spread: {used:?}");
+        // One origin always goes to the same queue.
+        assert_eq!(queue(40001), queue(40001));
+        assert!(fanout.to(&Origin::Local).same_channel(&fanout.queues()[0]));
+    }
 }
