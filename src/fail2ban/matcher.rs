@@ -156,7 +156,11 @@ impl Fail2banMatcher {
                 }
             }
         }
+        let candidates = filter.failset.candidates(&text);
         for (index, re) in filter.failregex.iter().enumerate() {
+            if !candidates.may_match(index) {
+                continue;
+            }
             let Some(m) = re.search(&text) else {
                 continue;
             };

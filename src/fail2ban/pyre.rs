@@ -43,6 +43,9 @@ pub enum Engine {
 pub struct PyRegex {
     inner: Inner,
     source: String,
+    /// A pattern for the linear engine that matches every text this one matches (the pattern
+    /// itself when it is linear): what a [`Prefilter`] runs.
+    superset: String,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +92,11 @@ impl PyRegex {
         } else {
             format!("(?{prefix}){}", translated.pattern)
         };
+        let superset = if translated.needs_backtracking {
+            relax(&full)
+        } else {
+            full.clone()
+        };
         let inner = if translated.needs_backtracking {
             Inner::Backtracking(
                 fancy_regex::RegexBuilder::new(&full)
@@ -113,6 +121,7 @@ impl PyRegex {
         Ok(PyRegex {
             inner,
             source: pattern.to_string(),
+            superset,
         })
     }
 
@@ -184,6 +193,167 @@ impl PyRegex {
             Inner::Backtracking(re) => re.is_match(text).unwrap_or(false),
         }
     }
+}
+
+/// Which patterns of a list can match a text, found in one pass of the linear engine over all
+/// of them, so that only those run in turn (with captures) and keep their order.
+///
+/// For linear patterns the answer is exact. A backtracking pattern is represented by a linear
+/// superset of it (see [`relax`]): "no" is certain, "yes" needs the pattern itself. A pattern
+/// whose superset does not compile is always a candidate, and so is every pattern when the set
+/// as a whole exceeds the engine's size limit.
+#[derive(Debug, Clone)]
+pub struct Prefilter {
+    /// Slot `i` holds pattern `i` (or an empty pattern, which matches everything).
+    set: Option<regex::RegexSet>,
+}
+
+/// The answer of [`Prefilter::candidates`].
+#[derive(Debug, Clone)]
+pub struct Candidates(Option<regex::SetMatches>);
+
+impl Candidates {
+    /// Whether pattern `index` can match.
+    pub fn may_match(&self, index: usize) -> bool {
+        self.0.as_ref().is_none_or(|m| m.matched(index))
+    }
+}
+
+impl Prefilter {
+    /// A prefilter over `patterns` (in their order).
+    pub fn new(patterns: &[PyRegex]) -> Self {
+        if patterns.len() < 2 {
+            // One pattern: the set would cost a pass of its own for nothing.
+            return Prefilter { set: None };
+        }
+        let build = |supersets: &[&str]| {
+            regex::RegexSetBuilder::new(supersets)
+                .size_limit(256 << 20)
+                .dfa_size_limit(32 << 20)
+                .build()
+        };
+        let mut supersets: Vec<&str> = patterns.iter().map(|p| p.superset.as_str()).collect();
+        if build(&supersets).is_err() {
+            // Find the patterns at fault; they stay out (always candidates).
+            for s in supersets.iter_mut() {
+                if regex::RegexBuilder::new(s)
+                    .size_limit(64 << 20)
+                    .build()
+                    .is_err()
+                {
+                    *s = "";
+                }
+            }
+        }
+        Prefilter {
+            set: build(&supersets).ok(),
+        }
+    }
+
+    /// The patterns that can match `text`.
+    pub fn candidates(&self, text: &str) -> Candidates {
+        Candidates(self.set.as_ref().map(|set| set.matches(text)))
+    }
+}
+
+/// A linear pattern matching a superset of what the translated backtracking pattern `p`
+/// matches: look-around assertions become empty groups, back-references become `(?s:.*)`,
+/// conditionals `(?(c)yes|no)` become `(?:yes|no)?` and atomic groups plain groups. Each of
+/// these only widens the language, so a text the result rejects cannot match `p`.
+pub fn relax(p: &str) -> String {
+    let chars: Vec<char> = p.chars().collect();
+    let mut out = String::with_capacity(p.len());
+    // Per open group: what closes it in `out`, and whether it started a dropped stretch.
+    let mut closers: Vec<(&'static str, bool)> = Vec::new();
+    let mut dropping = false;
+    let mut i = 0;
+    let emit = |out: &mut String, dropping: bool, s: &str| {
+        if !dropping {
+            out.push_str(s);
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let rest = |n: usize| -> String { chars[i..].iter().take(n).collect() };
+        match c {
+            '\\' => {
+                let Some(&n) = chars.get(i + 1) else {
+                    emit(&mut out, dropping, r"\\");
+                    i += 1;
+                    continue;
+                };
+                if n.is_ascii_digit() && n != '0' {
+                    // A back-reference (all its digits).
+                    emit(&mut out, dropping, "(?s:.*)");
+                    i += 2;
+                    while chars.get(i).is_some_and(char::is_ascii_digit) {
+                        i += 1;
+                    }
+                } else {
+                    let mut s = String::from('\\');
+                    s.push(n);
+                    emit(&mut out, dropping, &s);
+                    i += 2;
+                }
+            }
+            '[' => {
+                // Copied whole: `(`, `)` and `\1` in a class are not syntax.
+                let start = i;
+                i += 1;
+                while i < chars.len() && chars[i] != ']' {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(chars.len());
+                let class: String = chars[start..i].iter().collect();
+                emit(&mut out, dropping, &class);
+            }
+            '(' => {
+                let head = rest(4);
+                let lookaround = head.starts_with("(?=")
+                    || head.starts_with("(?!")
+                    || head.starts_with("(?<=")
+                    || head.starts_with("(?<!");
+                if lookaround || head.starts_with("(?P=") {
+                    // A group of its own, so that a quantifier after it still applies to it.
+                    emit(
+                        &mut out,
+                        dropping,
+                        if lookaround { "(?:)" } else { "(?s:.*)" },
+                    );
+                    closers.push(("", !dropping));
+                    dropping = true;
+                    i += 3;
+                } else if head.starts_with("(?(") {
+                    // Skip the condition `(?(name)` / `(?(<name>)`.
+                    let close = chars[i + 3..].iter().position(|&c| c == ')');
+                    emit(&mut out, dropping, "(?:");
+                    closers.push((")?", false));
+                    i += 3 + close.map_or(chars.len(), |p| p + 1);
+                } else if head.starts_with("(?>") {
+                    emit(&mut out, dropping, "(?:");
+                    closers.push((")", false));
+                    i += 3;
+                } else {
+                    emit(&mut out, dropping, "(");
+                    closers.push((")", false));
+                    i += 1;
+                }
+            }
+            ')' => {
+                let (close, ends_drop) = closers.pop().unwrap_or((")", false));
+                emit(&mut out, dropping, close);
+                if ends_drop {
+                    dropping = false;
+                }
+                i += 1;
+            }
+            _ => {
+                emit(&mut out, dropping, c.encode_utf8(&mut [0; 4]));
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The result of translating a Python pattern.
@@ -509,6 +679,46 @@ mod tests {
         assert_eq!(m.groups["ip"], None);
         assert_eq!((m.start, m.end), (2, 10));
         assert!(PyRegex::new("(", Flags::default()).is_err());
+    }
+
+    #[test]
+    fn relaxed_patterns_are_linear_supersets() {
+        assert_eq!(relax(r"a(?=b)c"), "a(?:)c");
+        assert_eq!(relax(r"(?<!x(y))z[(?!]"), "(?:)z[(?!]");
+        assert_eq!(relax(r"^a(?=b){0}$"), "^a(?:){0}$");
+        assert_eq!(relax(r"(a)\12b"), "(a)(?s:.*)b");
+        assert_eq!(relax(r"(?P<s>-)x(?P=s)"), "(?P<s>-)x(?s:.*)");
+        assert_eq!(relax(r"(?P<c>a)?(?(<c>)b|d)e"), "(?P<c>a)?(?:b|d)?e");
+        assert_eq!(relax(r"(?>a+)(?i)b"), "(?:a+)(?i)b");
+        // Every text the backtracking pattern matches, the relaxed one matches too.
+        for (p, texts) in [
+            (r"^(?P<c>x )?(?(c)a|b)$", &["x a", "b"][..]),
+            (r"^(?:(?! from ).)*?y$", &["a y"]),
+            (r"^(?P<w>\w+) (?P=w)$", &["ab ab"]),
+        ] {
+            let exact = PyRegex::new(p, Flags::default()).unwrap();
+            assert_eq!(exact.engine(), Engine::Backtracking);
+            let relaxed = regex::Regex::new(&exact.superset).unwrap();
+            for t in texts {
+                assert!(exact.is_match(t) && relaxed.is_match(t), "{p} on {t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn prefilter_keeps_order_and_rejects() {
+        let patterns: Vec<PyRegex> = [r"^a(?=b)", r"^x", r"^(?P<u>\w+) (?P=u)$"]
+            .iter()
+            .map(|p| PyRegex::new(p, Flags::default()).unwrap())
+            .collect();
+        let pre = Prefilter::new(&patterns);
+        assert!(pre.set.is_some());
+        let c = pre.candidates("ac");
+        assert!(c.may_match(0), "a superset: a candidate, not a match");
+        assert!(!patterns[0].is_match("ac"));
+        assert!(!c.may_match(1) && !c.may_match(2));
+        let c = pre.candidates("xy xz");
+        assert!(!c.may_match(0) && c.may_match(1) && c.may_match(2));
     }
 
     #[test]
