@@ -11,7 +11,7 @@
 //! rest); the remaining difference (Python's `\s` also takes the ASCII separators
 //! `\x1c`-`\x1f`) does not occur in log text that matters.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -46,6 +46,8 @@ pub struct PyRegex {
     /// A pattern for the linear engine that matches every text this one matches (the pattern
     /// itself when it is linear): what a [`Prefilter`] runs.
     superset: String,
+    /// Named groups by index, resolved once (a match then shares the names, no new strings).
+    names: Vec<(usize, Arc<str>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +64,7 @@ pub struct PyMatch {
     /// End of the whole match.
     pub end: usize,
     /// Named groups; `None` for groups that did not take part.
-    pub groups: HashMap<String, Option<String>>,
+    pub groups: Groups,
     /// Spans of numbered groups (index 0 is the whole match).
     pub spans: Vec<Option<(usize, usize)>>,
 }
@@ -118,10 +120,15 @@ impl PyRegex {
                     })?,
             )
         };
+        let names = match &inner {
+            Inner::Linear(re) => index_names(re.capture_names()),
+            Inner::Backtracking(re) => index_names(re.capture_names()),
+        };
         Ok(PyRegex {
             inner,
             source: pattern.to_string(),
             superset,
+            names,
         })
     }
 
@@ -146,44 +153,41 @@ impl PyRegex {
 
     /// `search` starting at byte offset `start`.
     pub fn search_at(&self, text: &str, start: usize) -> Option<PyMatch> {
-        match &self.inner {
+        let group = |span: Option<(usize, usize)>| span.map(|(s, e)| text[s..e].to_string());
+        let (spans, groups): (Vec<Option<(usize, usize)>>, Groups) = match &self.inner {
             Inner::Linear(re) => {
                 let caps = re.captures_at(text, start)?;
-                let whole = caps.get(0)?;
-                let groups = re
-                    .capture_names()
-                    .flatten()
-                    .map(|n| (n.to_string(), caps.name(n).map(|m| m.as_str().to_string())))
-                    .collect();
-                let spans = (0..caps.len())
-                    .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
-                    .collect();
-                Some(PyMatch {
-                    start: whole.start(),
-                    end: whole.end(),
-                    groups,
-                    spans,
-                })
+                let spans: Vec<_> = caps.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect();
+                let groups = self.groups_from(&spans, group);
+                (spans, groups)
             }
             Inner::Backtracking(re) => {
                 let caps = re.captures_from_pos(text, start).ok()??;
-                let whole = caps.get(0)?;
-                let groups = re
-                    .capture_names()
-                    .flatten()
-                    .map(|n| (n.to_string(), caps.name(n).map(|m| m.as_str().to_string())))
-                    .collect();
-                let spans = (0..caps.len())
-                    .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
-                    .collect();
-                Some(PyMatch {
-                    start: whole.start(),
-                    end: whole.end(),
-                    groups,
-                    spans,
-                })
+                let spans: Vec<_> = caps.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect();
+                let groups = self.groups_from(&spans, group);
+                (spans, groups)
             }
-        }
+        };
+        let (start, end) = spans.first().copied().flatten()?;
+        Some(PyMatch {
+            start,
+            end,
+            groups,
+            spans,
+        })
+    }
+
+    fn groups_from(
+        &self,
+        spans: &[Option<(usize, usize)>],
+        group: impl Fn(Option<(usize, usize)>) -> Option<String>,
+    ) -> Groups {
+        Groups(
+            self.names
+                .iter()
+                .map(|(i, name)| (Arc::clone(name), group(spans.get(*i).copied().flatten())))
+                .collect(),
+        )
     }
 
     /// Whether it matches anywhere.
@@ -192,6 +196,64 @@ impl PyRegex {
             Inner::Linear(re) => re.is_match(text),
             Inner::Backtracking(re) => re.is_match(text).unwrap_or(false),
         }
+    }
+}
+
+/// `(index, name)` of the named groups.
+fn index_names<'a>(names: impl Iterator<Item = Option<&'a str>>) -> Vec<(usize, Arc<str>)> {
+    names
+        .enumerate()
+        .filter_map(|(i, n)| Some((i, Arc::from(n?))))
+        .collect()
+}
+
+/// Named group values in pattern order. A pattern has a dozen named groups at most, so a
+/// vector searched in order beats a hash map (no hashing, one allocation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Groups(Vec<(Arc<str>, Option<String>)>);
+
+impl Groups {
+    /// The entry of `name`: `Some(None)` when the group did not take part.
+    pub fn get(&self, name: &str) -> Option<&Option<String>> {
+        self.0.iter().find(|(k, _)| &**k == name).map(|(_, v)| v)
+    }
+
+    /// The value of `name` if it took part.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| v.as_deref())
+    }
+
+    /// Whether `name` has an entry.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets `name` (replacing its entry if it has one).
+    pub fn insert(&mut self, name: Arc<str>, value: Option<String>) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// Takes the entry of `name` out.
+    pub fn remove(&mut self, name: &str) -> Option<Option<String>> {
+        let at = self.0.iter().position(|(k, _)| &**k == name)?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// The entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Option<String>)> {
+        self.0.iter().map(|(k, v)| (&**k, v))
+    }
+}
+
+impl IntoIterator for Groups {
+    type Item = (Arc<str>, Option<String>);
+    type IntoIter = std::vec::IntoIter<(Arc<str>, Option<String>)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 
@@ -675,8 +737,9 @@ mod tests {
         .unwrap();
         assert_eq!(re.engine(), Engine::Linear);
         let m = re.search("x user bob").unwrap();
-        assert_eq!(m.groups["user"].as_deref(), Some("bob"));
-        assert_eq!(m.groups["ip"], None);
+        assert_eq!(m.groups.value("user"), Some("bob"));
+        assert_eq!(m.groups.get("ip"), Some(&None));
+        assert_eq!(m.groups.get("nope"), None);
         assert_eq!((m.start, m.end), (2, 10));
         assert!(PyRegex::new("(", Flags::default()).is_err());
     }
