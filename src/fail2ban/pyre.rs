@@ -157,13 +157,19 @@ impl PyRegex {
         let (spans, groups): (Vec<Option<(usize, usize)>>, Groups) = match &self.inner {
             Inner::Linear(re) => {
                 let caps = re.captures_at(text, start)?;
-                let spans: Vec<_> = caps.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect();
+                let spans: Vec<_> = caps
+                    .iter()
+                    .map(|m| m.map(|m| (m.start(), m.end())))
+                    .collect();
                 let groups = self.groups_from(&spans, group);
                 (spans, groups)
             }
             Inner::Backtracking(re) => {
                 let caps = re.captures_from_pos(text, start).ok()??;
-                let spans: Vec<_> = caps.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect();
+                let spans: Vec<_> = caps
+                    .iter()
+                    .map(|m| m.map(|m| (m.start(), m.end())))
+                    .collect();
                 let groups = self.groups_from(&spans, group);
                 (spans, groups)
             }
