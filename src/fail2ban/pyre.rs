@@ -289,18 +289,21 @@ impl Candidates {
 
 impl Prefilter {
     /// A prefilter over `patterns` (in their order).
-    pub fn new(patterns: &[PyRegex]) -> Self {
-        if patterns.len() < 2 {
+    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a PyRegex>) -> Self {
+        let mut supersets: Vec<&str> = patterns.into_iter().map(|p| p.superset.as_str()).collect();
+        if supersets.len() < 2 {
             // One pattern: the set would cost a pass of its own for nothing.
             return Prefilter { set: None };
         }
+        // The lazy DFA of a set of a few dozen fail2ban patterns needs more than the default
+        // 2 MiB cache, or the engine gives up on it for the (much slower) PikeVM; 8 MiB is as
+        // fast as any larger size on sshd.conf and bounds the memory per thread.
         let build = |supersets: &[&str]| {
             regex::RegexSetBuilder::new(supersets)
                 .size_limit(256 << 20)
-                .dfa_size_limit(32 << 20)
+                .dfa_size_limit(8 << 20)
                 .build()
         };
-        let mut supersets: Vec<&str> = patterns.iter().map(|p| p.superset.as_str()).collect();
         if build(&supersets).is_err() {
             // Find the patterns at fault; they stay out (always candidates).
             for s in supersets.iter_mut() {
