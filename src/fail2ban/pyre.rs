@@ -300,7 +300,7 @@ impl Prefilter {
         // fast as any larger size on sshd.conf and bounds the memory per thread.
         let build = |supersets: &[&str]| {
             regex::RegexSetBuilder::new(supersets)
-                .size_limit(256 << 20)
+                .size_limit(64 << 20)
                 .dfa_size_limit(8 << 20)
                 .build()
         };
