@@ -7,7 +7,7 @@
 
 use thiserror::Error;
 
-use super::pyre::{Flags, PyRegex, PyRegexError};
+use super::pyre::{Engine, Flags, PyRegex, PyRegexError};
 
 /// A datepattern that does not compile.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -112,7 +112,7 @@ impl DateDetector {
         self.templates
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.regex.engine() == super::pyre::Engine::Backtracking)
+            .filter(|(_, t)| t.regex.engine() == Engine::Backtracking)
             .map(|(i, t)| (i, t.regex.source()))
             .collect()
     }
@@ -120,6 +120,11 @@ impl DateDetector {
     /// The first template's date in `line`.
     pub fn find(&self, line: &str) -> Option<DateSpan> {
         for t in &self.templates {
+            // Most templates do not match a given line; telling so without captures saves
+            // their allocation (a search with captures allocates its slots first).
+            if t.regex.engine() == Engine::Linear && !t.regex.is_match(line) {
+                continue;
+            }
             let mut from = 0;
             while let Some(m) = t.regex.search_at(line, from) {
                 let span = m

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use super::pyre::PyMatch;
+use super::pyre::{Groups, PyMatch};
 use super::{Fail2banFilter, LogType};
 
 /// Connection ids remembered for `<F-MLFID>` at most (oldest forgotten first): bounds memory
@@ -31,9 +31,6 @@ pub struct LineOutcome {
     pub failregex: Option<usize>,
 }
 
-/// Captured values by group name (`None`: the group did not take part).
-type Groups = HashMap<String, Option<String>>;
-
 #[derive(Debug, Default)]
 struct MlfEntry {
     /// Position in the eviction order (the last time the connection logged).
@@ -48,7 +45,8 @@ struct MlfEntry {
 #[derive(Debug)]
 pub struct Fail2banMatcher {
     filter: Arc<Fail2banFilter>,
-    /// The last `maxlines` lines with their dates cut out.
+    /// The last `maxlines` lines with their dates cut out (unused when `maxlines` is 1: the
+    /// line itself is the text then).
     buffer: Vec<String>,
     mlfid: HashMap<String, MlfEntry>,
     /// Connection ids oldest first, with the `seq` they had when queued; an id logged again
@@ -110,14 +108,11 @@ impl Fail2banMatcher {
         }
     }
 
+    /// The buffered lines as one text, each ending in a line break (`maxlines` > 1).
     fn buffer_text(&self) -> String {
-        if self.filter.maxlines > 1 {
-            let mut t = self.buffer.join("\n");
-            t.push('\n');
-            t
-        } else {
-            self.buffer.first().cloned().unwrap_or_default()
-        }
+        let mut t = self.buffer.join("\n");
+        t.push('\n');
+        t
     }
 
     fn ignored(&self, text: &str) -> bool {
@@ -127,14 +122,14 @@ impl Fail2banMatcher {
     fn process(&mut self, line: String, has_date: bool) -> LineOutcome {
         let filter = Arc::clone(&self.filter);
         let mut outcome = LineOutcome::default();
-        if filter.maxlines > 1 {
+        let mut text = if filter.maxlines > 1 {
             self.buffer.push(line);
             let excess = self.buffer.len().saturating_sub(filter.maxlines);
             self.buffer.drain(..excess);
+            self.buffer_text()
         } else {
-            self.buffer = vec![line];
-        }
-        let mut text = self.buffer_text();
+            line
+        };
         // fail2ban checks ignoreregex up front when there are few of them (a shortcut with
         // the same verdict: the line cannot be a failure).
         if !filter.ignoreregex.is_empty()
@@ -143,7 +138,7 @@ impl Fail2banMatcher {
         {
             return outcome;
         }
-        let mut pre: Groups = HashMap::new();
+        let mut pre = Groups::default();
         if let Some(prefregex) = &filter.prefregex {
             let Some(m) = prefregex.search(&text) else {
                 return outcome;
@@ -151,12 +146,20 @@ impl Fail2banMatcher {
             pre = m.groups;
             if let Some(Some(content)) = pre.remove("content") {
                 if !content.is_empty() {
-                    self.buffer = vec![content];
-                    text = self.buffer_text();
+                    if filter.maxlines > 1 {
+                        self.buffer = vec![content];
+                        text = self.buffer_text();
+                    } else {
+                        text = content;
+                    }
                 }
             }
         }
+        let candidates = filter.failset.candidates(&text);
         for (index, re) in filter.failregex.iter().enumerate() {
+            if !candidates.may_match(index) {
+                continue;
+            }
             let Some(m) = re.search(&text) else {
                 continue;
             };
@@ -298,7 +301,7 @@ impl Fail2banMatcher {
         }
         let mut merged = entry.groups.clone();
         if nofail {
-            merged.insert("nofail".into(), Some("1".into()));
+            merged.insert(Arc::from("nofail"), Some("1".into()));
         }
         if !forget {
             self.mlfid_seq += 1;
@@ -312,7 +315,7 @@ impl Fail2banMatcher {
 }
 
 fn value<'a>(groups: &'a Groups, key: &str) -> Option<&'a str> {
-    groups.get(key).and_then(|v| v.as_deref())
+    groups.value(key)
 }
 
 /// `alt_user` (or `alt_user_2`) fills `user` when that is empty.
@@ -332,7 +335,7 @@ fn merge_alternatives(groups: &mut Groups) {
     alts.sort();
     for (target, v) in alts {
         if value(groups, &target).is_none_or(str::is_empty) {
-            groups.insert(target, Some(v));
+            groups.insert(Arc::from(target), Some(v));
         }
     }
 }

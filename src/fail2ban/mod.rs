@@ -27,7 +27,7 @@ pub use matcher::{Fail2banMatcher, LineOutcome};
 
 use date::{DateDetector, DateError};
 use ini::{Ini, IniError, Options};
-use pyre::{Engine, Flags, PyRegex, PyRegexError};
+use pyre::{Engine, Flags, Prefilter, PyRegex, PyRegexError};
 
 /// The section holding a filter's definitions.
 const DEFINITION: &str = "Definition";
@@ -219,6 +219,8 @@ pub struct Fail2banFilter {
     path: PathBuf,
     prefregex: Option<PyRegex>,
     failregex: Vec<PyRegex>,
+    /// Which failregex can match a line, in one pass (so the others are not run).
+    failset: Prefilter,
     ignoreregex: Vec<PyRegex>,
     maxlines: usize,
     dates: DateDetector,
@@ -354,6 +356,7 @@ pub fn load(spec: &FilterSpec) -> Result<Fail2banFilter, Fail2banError> {
     Ok(Fail2banFilter {
         path: spec.path.clone(),
         prefregex,
+        failset: Prefilter::new(&failregex),
         failregex,
         ignoreregex,
         maxlines,

@@ -11,7 +11,7 @@
 //! rest); the remaining difference (Python's `\s` also takes the ASCII separators
 //! `\x1c`-`\x1f`) does not occur in log text that matters.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -43,6 +43,11 @@ pub enum Engine {
 pub struct PyRegex {
     inner: Inner,
     source: String,
+    /// A pattern for the linear engine that matches every text this one matches (the pattern
+    /// itself when it is linear): what a [`Prefilter`] runs.
+    superset: String,
+    /// Named groups by index, resolved once (a match then shares the names, no new strings).
+    names: Vec<(usize, Arc<str>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,7 +64,7 @@ pub struct PyMatch {
     /// End of the whole match.
     pub end: usize,
     /// Named groups; `None` for groups that did not take part.
-    pub groups: HashMap<String, Option<String>>,
+    pub groups: Groups,
     /// Spans of numbered groups (index 0 is the whole match).
     pub spans: Vec<Option<(usize, usize)>>,
 }
@@ -89,6 +94,11 @@ impl PyRegex {
         } else {
             format!("(?{prefix}){}", translated.pattern)
         };
+        let superset = if translated.needs_backtracking {
+            relax(&full)
+        } else {
+            full.clone()
+        };
         let inner = if translated.needs_backtracking {
             Inner::Backtracking(
                 fancy_regex::RegexBuilder::new(&full)
@@ -110,9 +120,15 @@ impl PyRegex {
                     })?,
             )
         };
+        let names = match &inner {
+            Inner::Linear(re) => index_names(re.capture_names()),
+            Inner::Backtracking(re) => index_names(re.capture_names()),
+        };
         Ok(PyRegex {
             inner,
             source: pattern.to_string(),
+            superset,
+            names,
         })
     }
 
@@ -137,44 +153,47 @@ impl PyRegex {
 
     /// `search` starting at byte offset `start`.
     pub fn search_at(&self, text: &str, start: usize) -> Option<PyMatch> {
-        match &self.inner {
+        let group = |span: Option<(usize, usize)>| span.map(|(s, e)| text[s..e].to_string());
+        let (spans, groups): (Vec<Option<(usize, usize)>>, Groups) = match &self.inner {
             Inner::Linear(re) => {
                 let caps = re.captures_at(text, start)?;
-                let whole = caps.get(0)?;
-                let groups = re
-                    .capture_names()
-                    .flatten()
-                    .map(|n| (n.to_string(), caps.name(n).map(|m| m.as_str().to_string())))
+                let spans: Vec<_> = caps
+                    .iter()
+                    .map(|m| m.map(|m| (m.start(), m.end())))
                     .collect();
-                let spans = (0..caps.len())
-                    .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
-                    .collect();
-                Some(PyMatch {
-                    start: whole.start(),
-                    end: whole.end(),
-                    groups,
-                    spans,
-                })
+                let groups = self.groups_from(&spans, group);
+                (spans, groups)
             }
             Inner::Backtracking(re) => {
                 let caps = re.captures_from_pos(text, start).ok()??;
-                let whole = caps.get(0)?;
-                let groups = re
-                    .capture_names()
-                    .flatten()
-                    .map(|n| (n.to_string(), caps.name(n).map(|m| m.as_str().to_string())))
+                let spans: Vec<_> = caps
+                    .iter()
+                    .map(|m| m.map(|m| (m.start(), m.end())))
                     .collect();
-                let spans = (0..caps.len())
-                    .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
-                    .collect();
-                Some(PyMatch {
-                    start: whole.start(),
-                    end: whole.end(),
-                    groups,
-                    spans,
-                })
+                let groups = self.groups_from(&spans, group);
+                (spans, groups)
             }
-        }
+        };
+        let (start, end) = spans.first().copied().flatten()?;
+        Some(PyMatch {
+            start,
+            end,
+            groups,
+            spans,
+        })
+    }
+
+    fn groups_from(
+        &self,
+        spans: &[Option<(usize, usize)>],
+        group: impl Fn(Option<(usize, usize)>) -> Option<String>,
+    ) -> Groups {
+        Groups(
+            self.names
+                .iter()
+                .map(|(i, name)| (Arc::clone(name), group(spans.get(*i).copied().flatten())))
+                .collect(),
+        )
     }
 
     /// Whether it matches anywhere.
@@ -184,6 +203,228 @@ impl PyRegex {
             Inner::Backtracking(re) => re.is_match(text).unwrap_or(false),
         }
     }
+}
+
+/// `(index, name)` of the named groups.
+fn index_names<'a>(names: impl Iterator<Item = Option<&'a str>>) -> Vec<(usize, Arc<str>)> {
+    names
+        .enumerate()
+        .filter_map(|(i, n)| Some((i, Arc::from(n?))))
+        .collect()
+}
+
+/// Named group values in pattern order. A pattern has a dozen named groups at most, so a
+/// vector searched in order beats a hash map (no hashing, one allocation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Groups(Vec<(Arc<str>, Option<String>)>);
+
+impl Groups {
+    /// The entry of `name`: `Some(None)` when the group did not take part.
+    pub fn get(&self, name: &str) -> Option<&Option<String>> {
+        self.0.iter().find(|(k, _)| &**k == name).map(|(_, v)| v)
+    }
+
+    /// The value of `name` if it took part.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| v.as_deref())
+    }
+
+    /// Whether `name` has an entry.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets `name` (replacing its entry if it has one).
+    pub fn insert(&mut self, name: Arc<str>, value: Option<String>) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// Takes the entry of `name` out.
+    pub fn remove(&mut self, name: &str) -> Option<Option<String>> {
+        let at = self.0.iter().position(|(k, _)| &**k == name)?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// The entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Option<String>)> {
+        self.0.iter().map(|(k, v)| (&**k, v))
+    }
+}
+
+impl IntoIterator for Groups {
+    type Item = (Arc<str>, Option<String>);
+    type IntoIter = std::vec::IntoIter<(Arc<str>, Option<String>)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// Which patterns of a list can match a text, found in one pass of the linear engine over all
+/// of them, so that only those run in turn (with captures) and keep their order.
+///
+/// For linear patterns the answer is exact. A backtracking pattern is represented by a linear
+/// superset of it (see [`relax`]): "no" is certain, "yes" needs the pattern itself. A pattern
+/// whose superset does not compile is always a candidate, and so is every pattern when the set
+/// as a whole exceeds the engine's size limit.
+#[derive(Debug, Clone)]
+pub struct Prefilter {
+    /// Slot `i` holds pattern `i` (or an empty pattern, which matches everything).
+    set: Option<regex::RegexSet>,
+}
+
+/// The answer of [`Prefilter::candidates`].
+#[derive(Debug, Clone)]
+pub struct Candidates(Option<regex::SetMatches>);
+
+impl Candidates {
+    /// Whether pattern `index` can match.
+    pub fn may_match(&self, index: usize) -> bool {
+        self.0.as_ref().is_none_or(|m| m.matched(index))
+    }
+}
+
+impl Prefilter {
+    /// A prefilter over `patterns` (in their order).
+    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a PyRegex>) -> Self {
+        let mut supersets: Vec<&str> = patterns.into_iter().map(|p| p.superset.as_str()).collect();
+        if supersets.len() < 2 {
+            // One pattern: the set would cost a pass of its own for nothing.
+            return Prefilter { set: None };
+        }
+        // The lazy DFA of a set of a few dozen fail2ban patterns needs more than the default
+        // 2 MiB cache, or the engine gives up on it for the (much slower) PikeVM; 8 MiB is as
+        // fast as any larger size on sshd.conf and bounds the memory per thread.
+        let build = |supersets: &[&str]| {
+            regex::RegexSetBuilder::new(supersets)
+                .size_limit(64 << 20)
+                .dfa_size_limit(8 << 20)
+                .build()
+        };
+        if build(&supersets).is_err() {
+            // Find the patterns at fault; they stay out (always candidates).
+            for s in supersets.iter_mut() {
+                if regex::RegexBuilder::new(s)
+                    .size_limit(64 << 20)
+                    .build()
+                    .is_err()
+                {
+                    *s = "";
+                }
+            }
+        }
+        Prefilter {
+            set: build(&supersets).ok(),
+        }
+    }
+
+    /// The patterns that can match `text`.
+    pub fn candidates(&self, text: &str) -> Candidates {
+        Candidates(self.set.as_ref().map(|set| set.matches(text)))
+    }
+}
+
+/// A linear pattern matching a superset of what the translated backtracking pattern `p`
+/// matches: look-around assertions become empty groups, back-references become `(?s:.*)`,
+/// conditionals `(?(c)yes|no)` become `(?:yes|no)?` and atomic groups plain groups. Each of
+/// these only widens the language, so a text the result rejects cannot match `p`.
+pub fn relax(p: &str) -> String {
+    let chars: Vec<char> = p.chars().collect();
+    let mut out = String::with_capacity(p.len());
+    // Per open group: what closes it in `out`, and whether it started a dropped stretch.
+    let mut closers: Vec<(&'static str, bool)> = Vec::new();
+    let mut dropping = false;
+    let mut i = 0;
+    let emit = |out: &mut String, dropping: bool, s: &str| {
+        if !dropping {
+            out.push_str(s);
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let rest = |n: usize| -> String { chars[i..].iter().take(n).collect() };
+        match c {
+            '\\' => {
+                let Some(&n) = chars.get(i + 1) else {
+                    emit(&mut out, dropping, r"\\");
+                    i += 1;
+                    continue;
+                };
+                if n.is_ascii_digit() && n != '0' {
+                    // A back-reference (all its digits).
+                    emit(&mut out, dropping, "(?s:.*)");
+                    i += 2;
+                    while chars.get(i).is_some_and(char::is_ascii_digit) {
+                        i += 1;
+                    }
+                } else {
+                    let mut s = String::from('\\');
+                    s.push(n);
+                    emit(&mut out, dropping, &s);
+                    i += 2;
+                }
+            }
+            '[' => {
+                // Copied whole: `(`, `)` and `\1` in a class are not syntax.
+                let start = i;
+                i += 1;
+                while i < chars.len() && chars[i] != ']' {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(chars.len());
+                let class: String = chars[start..i].iter().collect();
+                emit(&mut out, dropping, &class);
+            }
+            '(' => {
+                let head = rest(4);
+                let lookaround = head.starts_with("(?=")
+                    || head.starts_with("(?!")
+                    || head.starts_with("(?<=")
+                    || head.starts_with("(?<!");
+                if lookaround || head.starts_with("(?P=") {
+                    // A group of its own, so that a quantifier after it still applies to it.
+                    emit(
+                        &mut out,
+                        dropping,
+                        if lookaround { "(?:)" } else { "(?s:.*)" },
+                    );
+                    closers.push(("", !dropping));
+                    dropping = true;
+                    i += 3;
+                } else if head.starts_with("(?(") {
+                    // Skip the condition `(?(name)` / `(?(<name>)`.
+                    let close = chars[i + 3..].iter().position(|&c| c == ')');
+                    emit(&mut out, dropping, "(?:");
+                    closers.push((")?", false));
+                    i += 3 + close.map_or(chars.len(), |p| p + 1);
+                } else if head.starts_with("(?>") {
+                    emit(&mut out, dropping, "(?:");
+                    closers.push((")", false));
+                    i += 3;
+                } else {
+                    emit(&mut out, dropping, "(");
+                    closers.push((")", false));
+                    i += 1;
+                }
+            }
+            ')' => {
+                let (close, ends_drop) = closers.pop().unwrap_or((")", false));
+                emit(&mut out, dropping, close);
+                if ends_drop {
+                    dropping = false;
+                }
+                i += 1;
+            }
+            _ => {
+                emit(&mut out, dropping, c.encode_utf8(&mut [0; 4]));
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The result of translating a Python pattern.
@@ -505,10 +746,51 @@ mod tests {
         .unwrap();
         assert_eq!(re.engine(), Engine::Linear);
         let m = re.search("x user bob").unwrap();
-        assert_eq!(m.groups["user"].as_deref(), Some("bob"));
-        assert_eq!(m.groups["ip"], None);
+        assert_eq!(m.groups.value("user"), Some("bob"));
+        assert_eq!(m.groups.get("ip"), Some(&None));
+        assert_eq!(m.groups.get("nope"), None);
         assert_eq!((m.start, m.end), (2, 10));
         assert!(PyRegex::new("(", Flags::default()).is_err());
+    }
+
+    #[test]
+    fn relaxed_patterns_are_linear_supersets() {
+        assert_eq!(relax(r"a(?=b)c"), "a(?:)c");
+        assert_eq!(relax(r"(?<!x(y))z[(?!]"), "(?:)z[(?!]");
+        assert_eq!(relax(r"^a(?=b){0}$"), "^a(?:){0}$");
+        assert_eq!(relax(r"(a)\12b"), "(a)(?s:.*)b");
+        assert_eq!(relax(r"(?P<s>-)x(?P=s)"), "(?P<s>-)x(?s:.*)");
+        assert_eq!(relax(r"(?P<c>a)?(?(<c>)b|d)e"), "(?P<c>a)?(?:b|d)?e");
+        assert_eq!(relax(r"(?>a+)(?i)b"), "(?:a+)(?i)b");
+        // Every text the backtracking pattern matches, the relaxed one matches too.
+        for (p, texts) in [
+            (r"^(?P<c>x )?(?(c)a|b)$", &["x a", "b"][..]),
+            (r"^(?:(?! from ).)*?y$", &["a y"]),
+            (r"^(?P<w>\w+) (?P=w)$", &["ab ab"]),
+        ] {
+            let exact = PyRegex::new(p, Flags::default()).unwrap();
+            assert_eq!(exact.engine(), Engine::Backtracking);
+            let relaxed = regex::Regex::new(&exact.superset).unwrap();
+            for t in texts {
+                assert!(exact.is_match(t) && relaxed.is_match(t), "{p} on {t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn prefilter_keeps_order_and_rejects() {
+        let patterns: Vec<PyRegex> = [r"^a(?=b)", r"^x", r"^(?P<u>\w+) (?P=u)$"]
+            .iter()
+            .map(|p| PyRegex::new(p, Flags::default()).unwrap())
+            .collect();
+        let pre = Prefilter::new(&patterns);
+        assert!(pre.set.is_some());
+        let c = pre.candidates("ac");
+        assert!(c.may_match(0), "a superset: a candidate, not a match");
+        assert!(!patterns[0].is_match("ac"));
+        assert!(!c.may_match(1) && !c.may_match(2));
+        let c = pre.candidates("xy xz");
+        assert!(!c.may_match(0) && c.may_match(1) && c.may_match(2));
     }
 
     #[test]

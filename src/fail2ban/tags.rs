@@ -274,20 +274,20 @@ mod tests {
         );
         let re = PyRegex::new(&re, Flags::default()).expect(&re);
         let m = re.search("user bob from 192.0.2.1 id 77").unwrap();
-        assert_eq!(m.groups["user"].as_deref(), Some("bob"));
-        assert_eq!(m.groups["ip4"].as_deref(), Some("192.0.2.1"));
-        assert_eq!(m.groups["fid"].as_deref(), Some("77"));
+        assert_eq!(m.groups.value("user"), Some("bob"));
+        assert_eq!(m.groups.value("ip4"), Some("192.0.2.1"));
+        assert_eq!(m.groups.value("fid"), Some("77"));
         let m = re.search("user bob from [2001:db8::1]").unwrap();
-        assert_eq!(m.groups["ip6"].as_deref(), Some("2001:db8::1"));
+        assert_eq!(m.groups.value("ip6"), Some("2001:db8::1"));
         let m = re.search("user bob from ::ffff:10.0.0.1").unwrap();
-        assert_eq!(m.groups["ip4"].as_deref(), Some("10.0.0.1"));
+        assert_eq!(m.groups.value("ip4"), Some("10.0.0.1"));
         let m = re.search("user bob from mail.example.com").unwrap();
-        assert_eq!(m.groups["dns"].as_deref(), Some("mail.example.com"));
+        assert_eq!(m.groups.value("dns"), Some("mail.example.com"));
         let no_dns = PyRegex::new(&expand_regex_tags("^<HOST>$", false), Flags::default()).unwrap();
         assert!(no_dns.search("example.com").is_none());
         let sub = PyRegex::new(&expand_regex_tags("^<SUBNET>$", false), Flags::default()).unwrap();
         assert_eq!(
-            sub.search("10.0.0.0/8").unwrap().groups["cidr"].as_deref(),
+            sub.search("10.0.0.0/8").unwrap().groups.value("cidr"),
             Some("8")
         );
     }
