@@ -637,7 +637,7 @@ mod tests {
             &path,
             "[DEFAULT]\n_daemon = sshd\n[Definition]\n\
              prefregex = ^<F-MLFID>(?:\\S+ )?%(_daemon)s\\[\\d+\\]:</F-MLFID> <F-CONTENT>.+</F-CONTENT>$\n\
-             failregex = ^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>\n\
+             failregex = ^<F-NOFAIL>session opened by</F-NOFAIL> <HOST>\n\
              \x20           ^Too many authentication failures\n\
              \x20           ^Failed password for <F-USER>\\S+</F-USER> from <HOST>\n",
         )
@@ -661,8 +661,8 @@ mod tests {
             ..message("unused")
         };
         for (pid, text) in [
-            (7, "Connection from 203.0.113.50 port 4000"),
-            (8, "Connection from 203.0.113.99 port 4001"),
+            (7, "session opened by 203.0.113.50 port 4000"),
+            (8, "session opened by 203.0.113.99 port 4001"),
             (7, "Too many authentication failures"),
             (
                 8,

@@ -393,11 +393,11 @@ mod tests {
     #[test]
     fn mlfid_joins_lines_of_one_connection() {
         let mut m = filter(
-            "[Definition]\nprefregex = ^<F-MLFID>\\s*\\S+ prog\\[\\d+\\]:</F-MLFID> <F-CONTENT>.+</F-CONTENT>$\nfailregex = ^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>\n ^Too many failures\n ^<F-MLFFORGET>Closed</F-MLFFORGET>\n",
+            "[Definition]\nprefregex = ^<F-MLFID>\\s*\\S+ prog\\[\\d+\\]:</F-MLFID> <F-CONTENT>.+</F-CONTENT>$\nfailregex = ^<F-NOFAIL>peer is</F-NOFAIL> <HOST>\n ^Too many failures\n ^<F-MLFFORGET>Closed</F-MLFFORGET>\n",
             "",
         );
         assert!(
-            !m.file_line("Jan 23 21:59:59 h prog[1]: Connection from 192.0.2.9")
+            !m.file_line("Jan 23 21:59:59 h prog[1]: peer is 192.0.2.9")
                 .matched
         );
         let out = m.file_line("Jan 23 21:59:59 h prog[1]: Too many failures");

@@ -368,7 +368,7 @@ pub fn load(spec: &FilterSpec) -> Result<Fail2banFilter, Fail2banError> {
     })
 }
 
-/// `_SYSTEMD_UNIT=sshd.service + _COMM=sshd`: groups of field matches joined by `+` (OR).
+/// `_SYSTEMD_UNIT=demo.service + _COMM=demod`: groups of field matches joined by `+` (OR).
 fn parse_journalmatch(value: &str) -> Vec<Vec<String>> {
     let mut groups = vec![Vec::new()];
     for word in value.split_whitespace() {
@@ -382,8 +382,8 @@ fn parse_journalmatch(value: &str) -> Vec<Vec<String>> {
     groups
 }
 
-/// The finite set of program names a `_daemon` regex matches (`sshd(?:-session)?` → sshd,
-/// sshd-session), or None when it matches open-ended names (`\S*`).
+/// The finite set of program names a `_daemon` regex matches (`demod(?:-auth)?` → demod,
+/// demod-auth), or None when it matches open-ended names (`\S*`).
 fn literal_alternatives(daemon: &str) -> Option<Vec<String>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let translated = pyre::translate(daemon.trim());
@@ -507,8 +507,8 @@ mod tests {
     #[test]
     fn programs_from_daemon() {
         assert_eq!(
-            literal_alternatives(r"sshd(?:-session)?"),
-            Some(vec!["sshd".into(), "sshd-session".into()])
+            literal_alternatives(r"demod(?:-auth)?"),
+            Some(vec!["demod".into(), "demod-auth".into()])
         );
         assert_eq!(literal_alternatives(r"\S*"), None);
         assert_eq!(
