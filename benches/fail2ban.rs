@@ -1,6 +1,6 @@
 //! A fail2ban filter file in a jail against the shipped native jail, on the sshd lines of the
 //! load generator's mix: what running users' filter.d files unchanged costs per message.
-//! fail2ban's sshd.conf comes from `$SYSLOG2BAN_F2B_CORPUS/filter.d` (GPL test data, read at
+//! fail2ban's sshd.conf comes from `$S2B_F2B_CORPUS/filter.d` (GPL test data, read at
 //! run time); without it the benchmark says so and measures nothing.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
@@ -43,8 +43,8 @@ fn count(jail: &mut Jail, records: &[LogRecord]) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    let Some(corpus) = std::env::var_os("SYSLOG2BAN_F2B_CORPUS").map(PathBuf::from) else {
-        println!("skipped: SYSLOG2BAN_F2B_CORPUS is not set (fail2ban's filters are needed)");
+    let Some(corpus) = std::env::var_os("S2B_F2B_CORPUS").map(PathBuf::from) else {
+        println!("skipped: S2B_F2B_CORPUS is not set (fail2ban's filters are needed)");
         return;
     };
     let conf = corpus.join("filter.d/sshd.conf");

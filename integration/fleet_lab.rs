@@ -22,8 +22,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::lab::{
-    command, run, tool, wait_until, DaemonOptions, Lab, Listener, MOUNTNS_EXEC_SH, NFT_TABLE,
-    SYSLOG_TCP_PORT,
+    command, run, tool, wait_until, DaemonOptions, Lab, Listener, NFT_TABLE, SYSLOG_TCP_PORT,
 };
 
 pub const COLLECTOR_IP: &str = "198.51.100.1";
@@ -31,7 +30,7 @@ pub const A_IP: &str = "198.51.100.10";
 pub const B_IP: &str = "198.51.100.20";
 pub const ATTACKER: &str = "198.51.100.66";
 pub const ATTACKER2: &str = "198.51.100.67";
-pub const PORT: u16 = 2222;
+pub const PORT: u16 = crate::lab::SSH_PORT;
 pub const RECONCILE: Duration = Duration::from_secs(2);
 pub const BANTIME_SECS: u64 = 600;
 
@@ -211,34 +210,8 @@ impl Fleet {
             ),
         )
         .expect("write sshd_config");
-        let wrapper = d.join("mountns-exec.sh");
-        fs::write(&wrapper, MOUNTNS_EXEC_SH).expect("write mountns-exec.sh");
-        let devlog = d.join("devlog");
-        self.lab.spawn(
-            label,
-            ns,
-            &[
-                tool("unshare").as_os_str(),
-                "-m".as_ref(),
-                "/bin/sh".as_ref(),
-                wrapper.as_os_str(),
-                d.as_os_str(),
-                devlog.as_os_str(),
-                tool("sshd").as_os_str(),
-                "-D".as_ref(),
-                "-e".as_ref(),
-                "-f".as_ref(),
-                config.as_os_str(),
-            ],
-            &[],
-        );
-        let ns_owned = ns.to_string();
-        self.lab.wait_ready(
-            label,
-            &format!("tcp 0.0.0.0:{PORT} in {ns}"),
-            Duration::from_secs(10),
-            move |lab| lab.listening_in(&ns_owned, false, &format!("0.0.0.0:{PORT}")),
-        );
+        self.lab
+            .spawn_sshd(label, ns, &d, &d.join("devlog"), &config, &["-e"]);
         fs::read_to_string(host_key.with_extension("pub")).expect("read host public key")
     }
 

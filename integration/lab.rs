@@ -76,7 +76,7 @@ const NLTEST_SHADOW_HASH: &str = "$6$s2bnltestsalt$KsItYu7RYc0pej0QRNHQDzIQBo5/C
 /// /run/sshd), a tmpfs /dev with the few nodes sshd needs and `/dev/log` pointing at the
 /// per-test socket, and the per-test passwd/shadow/group bind-mounted over /etc's. The host's
 /// /etc, /dev and /run are not touched.
-pub const MOUNTNS_EXEC_SH: &str = r#"#!/bin/sh
+const MOUNTNS_EXEC_SH: &str = r#"#!/bin/sh
 # mountns-exec.sh DIR DEVLOG_TARGET cmd args...
 set -e
 D=$1 LOGT=$2; shift 2
@@ -1014,35 +1014,48 @@ impl Lab {
             ),
         )
         .expect("write sshd_config");
-        let wrapper = d.join("mountns-exec.sh");
+        let srv = self.srv.clone();
+        self.spawn_sshd("sshd", &srv, &d, devlog, &config, &[])
+    }
+
+    /// Starts `sshd -D -f config` in namespace `ns`, inside the private mount namespace of
+    /// [`MOUNTNS_EXEC_SH`] over `dir` (its `etc/` files) with /dev/log pointing at `devlog`, and
+    /// waits until it listens on [`SSH_PORT`] (the port every test config uses). Readiness comes from the socket table: a probe
+    /// connection would itself be logged ("Connection closed by ...") and reach the jail.
+    pub fn spawn_sshd(
+        &mut self,
+        label: &str,
+        ns: &str,
+        dir: &Path,
+        devlog: &Path,
+        config: &Path,
+        extra_args: &[&str],
+    ) -> u32 {
+        let port = SSH_PORT;
+        let wrapper = dir.join("mountns-exec.sh");
         fs::write(&wrapper, MOUNTNS_EXEC_SH).expect("write mountns-exec.sh");
         fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
-
-        let srv = self.srv.clone();
-        let pid = self.spawn(
-            "sshd",
-            &srv,
-            &[
-                tool("unshare").as_os_str(),
-                "-m".as_ref(),
-                "/bin/sh".as_ref(),
-                wrapper.as_os_str(),
-                d.as_os_str(),
-                devlog.as_os_str(),
-                tool("sshd").as_os_str(),
-                "-D".as_ref(),
-                "-f".as_ref(),
-                config.as_os_str(),
-            ],
-            &[],
-        );
-        // Readiness from SERVER's socket table: a probe connection would itself be logged
-        // ("Connection closed by ...") and reach the jail.
+        let (unshare, sshd) = (tool("unshare"), tool("sshd"));
+        let mut argv: Vec<&OsStr> = vec![
+            unshare.as_os_str(),
+            "-m".as_ref(),
+            "/bin/sh".as_ref(),
+            wrapper.as_os_str(),
+            dir.as_os_str(),
+            devlog.as_os_str(),
+        ];
+        argv.push(sshd.as_os_str());
+        argv.push("-D".as_ref());
+        argv.extend(extra_args.iter().map(OsStr::new));
+        argv.push("-f".as_ref());
+        argv.push(config.as_os_str());
+        let pid = self.spawn(label, ns, &argv, &[]);
+        let ns_owned = ns.to_string();
         self.wait_ready(
-            "sshd",
-            &format!("tcp 0.0.0.0:{SSH_PORT}"),
+            label,
+            &format!("tcp 0.0.0.0:{port} in {ns}"),
             Duration::from_secs(10),
-            |lab| lab.listening(false, &format!("0.0.0.0:{SSH_PORT}")),
+            move |lab| lab.listening_in(&ns_owned, false, &format!("0.0.0.0:{port}")),
         );
         pid
     }

@@ -1,6 +1,6 @@
 //! fail2ban compatibility on fail2ban's own annotated sample logs (issue #10, acceptance 1).
 //!
-//! For every `logs/NAME` in `$SYSLOG2BAN_F2B_CORPUS` whose `filter.d/NAME.conf` exists, the
+//! For every `logs/NAME` in `$S2B_F2B_CORPUS` whose `filter.d/NAME.conf` exists, the
 //! lines run through the filter once per `filterOptions` set, with the rules of
 //! `shared/tools/f2b_compat.py` (and fail2ban's samplestestcase.py): `fileOptions` merge into
 //! the option sets that follow, `test.condition` skips a set, a failing `constraint` keeps a
@@ -458,8 +458,29 @@ fn score_file(corpus: &Path, name: &str, score: &mut Score) -> Option<String> {
     ))
 }
 
+/// Whether a ban (or none) agrees with a line's annotation (no annotation: must not match);
+/// None when the annotation expects a host name, which syslog2ban never bans.
+fn ban_agrees(ann: Option<&Opts>, banned: Option<std::net::IpAddr>) -> Option<bool> {
+    let want = ann
+        .and_then(|a| a.get("match"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let want_addr = ann
+        .and_then(|a| a.get("host"))
+        .map(value_text)
+        .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+    if want && want_addr.is_none() {
+        return None;
+    }
+    Some(match (want, banned) {
+        (true, Some(got)) => Some(got.to_canonical()) == want_addr.map(|a| a.to_canonical()),
+        (false, None) => true,
+        _ => false,
+    })
+}
+
 fn corpus_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("SYSLOG2BAN_F2B_CORPUS")?);
+    let dir = PathBuf::from(std::env::var_os("S2B_F2B_CORPUS")?);
     dir.join("logs").is_dir().then_some(dir)
 }
 
@@ -467,7 +488,7 @@ fn corpus_dir() -> Option<PathBuf> {
 fn fail2ban_sample_logs_agree() {
     let Some(corpus) = corpus_dir() else {
         println!(
-            "skipped: SYSLOG2BAN_F2B_CORPUS is not set or has no logs/ (the fail2ban corpus is absent)"
+            "skipped: S2B_F2B_CORPUS is not set or has no logs/ (the fail2ban corpus is absent)"
         );
         return;
     };
@@ -527,7 +548,7 @@ const REQUIRED_DAEMON_AGREEMENT: f64 = 98.0;
 #[test]
 fn fail2ban_filters_in_jails_on_syslog_records() {
     let Some(corpus) = corpus_dir() else {
-        println!("skipped: SYSLOG2BAN_F2B_CORPUS is not set or has no logs/");
+        println!("skipped: S2B_F2B_CORPUS is not set or has no logs/");
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -599,22 +620,10 @@ fn fail2ban_filters_in_jails_on_syslog_records() {
                         }
                         continue;
                     };
-                    let want = ann.get("match").and_then(Value::as_bool).unwrap_or(false);
-                    let host = ann.get("host").map(value_text);
-                    let want_addr = host
-                        .as_deref()
-                        .and_then(|h| h.parse::<std::net::IpAddr>().ok());
-                    if want && want_addr.is_none() {
+                    let Some(ok) = ban_agrees(Some(ann), banned) else {
                         continue;
-                    }
-                    total += 1;
-                    let ok = match (want, banned) {
-                        (true, Some(got)) => {
-                            Some(got.to_canonical()) == want_addr.map(|a| a.to_canonical())
-                        }
-                        (false, None) => true,
-                        _ => false,
                     };
+                    total += 1;
                     if ok {
                         agree += 1;
                     } else {
@@ -693,7 +702,7 @@ bantime  = 2w
 #[test]
 fn import_fail2ban_config_checks_and_bans_the_same_sample_lines() {
     let Some(corpus) = corpus_dir() else {
-        println!("skipped: SYSLOG2BAN_F2B_CORPUS is not set or has no logs/");
+        println!("skipped: S2B_F2B_CORPUS is not set or has no logs/");
         return;
     };
     let etc = Path::new("/etc/fail2ban");
@@ -855,27 +864,10 @@ fn import_fail2ban_config_checks_and_bans_the_same_sample_lines() {
                     Verdict::Offence(o) => Some(o.target.addr()),
                     _ => None,
                 };
-                let want = ann
-                    .as_ref()
-                    .and_then(|a| a.get("match"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                let want_addr = ann
-                    .as_ref()
-                    .and_then(|a| a.get("host"))
-                    .map(value_text)
-                    .and_then(|h| h.parse::<std::net::IpAddr>().ok());
-                if want && want_addr.is_none() {
-                    continue; // a host name: syslog2ban bans addresses only
-                }
-                total += 1;
-                let ok = match (want, banned) {
-                    (true, Some(got)) => {
-                        Some(got.to_canonical()) == want_addr.map(|a| a.to_canonical())
-                    }
-                    (false, None) => true,
-                    _ => false,
+                let Some(ok) = ban_agrees(ann.as_ref(), banned) else {
+                    continue;
                 };
+                total += 1;
                 if ok {
                     agree += 1;
                 } else {

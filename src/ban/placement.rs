@@ -119,33 +119,6 @@ fn describe(rules: &[PlacementRule]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    fn target(name: &str, origins: &[&str], groups: &[&str]) -> TargetConfig {
-        TargetConfig {
-            name: TargetName::new(name).unwrap(),
-            address: "198.51.100.10".into(),
-            port: 22,
-            user: "root".into(),
-            identity: None,
-            known_hosts: None,
-            ssh_config: None,
-            sudo: false,
-            nft: "nft".into(),
-            origins: origins
-                .iter()
-                .map(|o| match o.parse() {
-                    Ok(net) => OriginPattern::Net(net),
-                    Err(_) => OriginPattern::Name((*o).into()),
-                })
-                .collect(),
-            groups: groups.iter().map(|g| (*g).into()).collect(),
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-            reconcile_interval: Duration::from_secs(1),
-            queue_limit: 10,
-        }
-    }
 
     fn remote(name: &str) -> Place {
         Place::Remote(TargetName::new(name).unwrap())
@@ -153,9 +126,9 @@ mod tests {
 
     fn fleet() -> Fleet {
         Fleet::new(&[
-            target("a", &["198.51.100.10/32", "web-a.example"], &["web"]),
-            target("b", &["198.51.100.20/32"], &["web", "mail"]),
-            target("c", &["198.51.100.30/32"], &["mail"]),
+            TargetConfig::for_test("a", &["198.51.100.10/32", "web-a.example"], &["web"]),
+            TargetConfig::for_test("b", &["198.51.100.20/32"], &["web", "mail"]),
+            TargetConfig::for_test("c", &["198.51.100.30/32"], &["mail"]),
         ])
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::RawTarget;
-use super::{parse_net, Compiler, ParsedDuration};
+use super::{parse_net, Compiler};
 
 const DEFAULT_SSH_PORT: u16 = 22;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,12 +31,7 @@ pub struct TargetName(Arc<str>);
 impl TargetName {
     /// Validates a target name.
     pub fn new(name: &str) -> Result<Self, String> {
-        let ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if ok && name != "local" && name != "all" && name != "origin" {
+        if is_name(name, 64) && name != "local" && name != "all" && name != "origin" {
             Ok(TargetName(name.into()))
         } else {
             Err(format!(
@@ -121,6 +116,36 @@ pub struct TargetConfig {
     pub queue_limit: usize,
 }
 
+impl TargetConfig {
+    /// A target for tests: `origins` are addresses/CIDRs or names, short timeouts.
+    #[cfg(test)]
+    pub(crate) fn for_test(name: &str, origins: &[&str], groups: &[&str]) -> Self {
+        TargetConfig {
+            name: TargetName::new(name).expect("test target name"),
+            address: "198.51.100.10".into(),
+            port: 22,
+            user: "root".into(),
+            identity: None,
+            known_hosts: None,
+            ssh_config: None,
+            sudo: false,
+            nft: "nft".into(),
+            origins: origins
+                .iter()
+                .map(|o| match parse_net(o) {
+                    Some(net) => OriginPattern::Net(net),
+                    None => OriginPattern::Name((*o).into()),
+                })
+                .collect(),
+            groups: groups.iter().map(|g| (*g).into()).collect(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            reconcile_interval: Duration::from_secs(1),
+            queue_limit: 10,
+        }
+    }
+}
+
 /// One entry of a jail's `placement`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlacementRule {
@@ -153,10 +178,10 @@ pub fn default_placement() -> Vec<PlacementRule> {
     vec![PlacementRule::Local]
 }
 
-fn group_name_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
+/// 1 to `max` of A-Z a-z 0-9 - _ . (target, group and host names).
+fn is_name(text: &str, max: usize) -> bool {
+    (1..=max).contains(&text.len())
+        && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
@@ -238,11 +263,7 @@ impl Compiler<'_> {
         for (i, text) in raw.origins.iter().flatten().enumerate() {
             if let Some(net) = parse_net(text) {
                 origins.push(OriginPattern::Net(net));
-            } else if !text.is_empty()
-                && text
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            {
+            } else if is_name(text, 253) {
                 origins.push(OriginPattern::Name(text.to_ascii_lowercase()));
             } else {
                 self.error(
@@ -254,7 +275,7 @@ impl Compiler<'_> {
         }
         let mut groups = Vec::new();
         for (i, g) in raw.groups.iter().flatten().enumerate() {
-            if group_name_ok(g) {
+            if is_name(g, 64) {
                 groups.push(g.clone());
             } else {
                 self.error(
@@ -264,21 +285,10 @@ impl Compiler<'_> {
                 ok = false;
             }
         }
-        let duration =
-            |this: &mut Self, field: &str, raw: &Option<super::RawDuration>, default| match raw {
-                None => Some(default),
-                Some(d) => match d.parse() {
-                    Ok(ParsedDuration::Finite(d)) if !d.is_zero() => Some(d),
-                    Ok(_) => {
-                        this.error(&key(field), "must be a positive duration");
-                        None
-                    }
-                    Err(e) => {
-                        this.error(&key(field), e);
-                        None
-                    }
-                },
-            };
+        let duration = |this: &mut Self, field: &str, raw: &Option<super::RawDuration>, default| {
+            raw.as_ref()
+                .map_or(Some(default), |d| this.positive(&key(field), d))
+        };
         let connect_timeout = duration(
             self,
             "connect_timeout",

@@ -174,25 +174,16 @@ pub async fn run(
     // What the host's sets should hold: the latest deadline per address.
     let mut desired: HashMap<Target, Option<Instant>> = HashMap::new();
     let mut pending: HashMap<Target, Pending> = HashMap::new();
-    let mut session: Option<Arc<Session>> = None;
-    // The long-running remote nft that applies batches, on the current SSH session.
-    let mut nft_session: Option<Arc<tokio::sync::Mutex<NftSession>>> = None;
+    let mut link = Link::new(target.config.reconcile_interval);
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
-    let mut backoff = MIN_BACKOFF;
-    // Reconnect at least as often as a reconcile would run, so a host that comes back is
-    // repaired within about one interval.
-    let max_backoff = MAX_BACKOFF
-        .min(target.config.reconcile_interval)
-        .max(MIN_BACKOFF);
-    let mut retry_at = Instant::now();
     let mut reconcile_at = Instant::now();
     let mut must_reconcile = true;
     let mut open = true;
     loop {
         if inflight.is_empty() {
             let now = Instant::now();
-            match &session {
-                None if now >= retry_at && (open || !pending.is_empty()) => {
+            match &link.session {
+                None if now >= link.retry_at && (open || !pending.is_empty()) => {
                     let t = target.clone();
                     inflight.spawn(async move { Outcome::Connected(connect(&t).await) });
                 }
@@ -209,7 +200,7 @@ pub async fn run(
                 Some(s) if !pending.is_empty() => {
                     let batch = std::mem::take(&mut pending);
                     let changes = changes(&batch, now);
-                    let (s, t, ns) = (s.clone(), target.clone(), nft_session.clone());
+                    let (s, t, ns) = (s.clone(), target.clone(), link.nft.clone());
                     inflight.spawn(async move {
                         let result = if changes.is_empty() {
                             Ok(())
@@ -242,11 +233,11 @@ pub async fn run(
             }
         }
         Metrics::set(&metrics.queued, pending.len() as u64);
-        if !open && inflight.is_empty() && (pending.is_empty() || session.is_none()) {
+        if !open && inflight.is_empty() && (pending.is_empty() || link.session.is_none()) {
             break;
         }
-        let wake = match &session {
-            None => retry_at,
+        let wake = match &link.session {
+            None => link.retry_at,
             Some(_) => reconcile_at,
         };
         tokio::select! {
@@ -266,38 +257,16 @@ pub async fn run(
             },
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                 let Ok(outcome) = done else { continue };
-                let failed = |e: RemoteError, session: &mut Option<Arc<Session>>| {
-                    let text = e.to_string();
-                    // The same failure again (a host that stays down) is logged once.
-                    if metrics.last_error().as_deref() == Some(text.as_str()) {
-                        debug!(target = %name, error = %text, "Remote target still failing");
-                    } else {
-                        error!(target = %name, error = %text, "Remote target failed; will reconnect and reconcile");
-                    }
-                    metrics.failed(text);
-                    Metrics::set(&metrics.connected, 0);
-                    if let Some(s) = session.take() {
-                        tokio::spawn(close(s));
-                    }
-                };
                 match outcome {
                     Outcome::Connected(Ok(s)) => {
                         info!(target = %name, host = %target.describe(), "Connected to target");
-                        nft_session = Some(Arc::new(tokio::sync::Mutex::new(NftSession::new(
-                            &target.table,
-                            remote_spawner(s.clone(), target.clone()),
-                        ))));
+                        link.up(s, &target);
                         Metrics::set(&metrics.connected, 1);
                         metrics.succeeded();
-                        session = Some(s);
-                        backoff = MIN_BACKOFF;
                         must_reconcile = true;
                     }
                     Outcome::Connected(Err(e)) => {
-                        failed(e, &mut session);
-                        nft_session = None;
-                        retry_at = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(max_backoff);
+                        link.down(e, &name, &metrics);
                     }
                     Outcome::Applied(Ok(()), batch) => {
                         Metrics::inc(&metrics.batches);
@@ -312,10 +281,7 @@ pub async fn run(
                         for (address, p) in batch {
                             pending.entry(address).or_insert(p);
                         }
-                        failed(e, &mut session);
-                        nft_session = None;
-                        retry_at = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(max_backoff);
+                        link.down(e, &name, &metrics);
                     }
                     Outcome::Reconciled(Ok(fixes)) => {
                         metrics.succeeded();
@@ -332,10 +298,7 @@ pub async fn run(
                     }
                     Outcome::Reconciled(Err(e)) => {
                         must_reconcile = true;
-                        failed(e, &mut session);
-                        nft_session = None;
-                        retry_at = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(max_backoff);
+                        link.down(e, &name, &metrics);
                     }
                 }
             }
@@ -345,9 +308,73 @@ pub async fn run(
     if !pending.is_empty() {
         warn!(target = %name, queued = pending.len(), "Stopping with changes not applied to target; they are reconciled after the next start");
     }
-    drop(nft_session);
-    if let Some(s) = session {
+    link.nft = None;
+    if let Some(s) = link.session {
         close(s).await;
+    }
+}
+
+/// The connection to a target: the SSH session, the remote nft on it, and when to retry.
+struct Link {
+    session: Option<Arc<Session>>,
+    /// The long-running remote nft that applies batches, on `session`.
+    nft: Option<Arc<tokio::sync::Mutex<NftSession>>>,
+    backoff: Duration,
+    max_backoff: Duration,
+    retry_at: Instant,
+}
+
+impl Link {
+    fn new(reconcile_interval: Duration) -> Self {
+        Link {
+            session: None,
+            nft: None,
+            backoff: MIN_BACKOFF,
+            // Reconnect at least as often as a reconcile would run, so a host that comes back
+            // is repaired within about one interval.
+            max_backoff: MAX_BACKOFF.min(reconcile_interval).max(MIN_BACKOFF),
+            retry_at: Instant::now(),
+        }
+    }
+
+    fn up(&mut self, session: Arc<Session>, target: &Arc<RemoteTarget>) {
+        self.nft = Some(Arc::new(tokio::sync::Mutex::new(NftSession::new(
+            &target.table,
+            remote_spawner(session.clone(), target.clone()),
+        ))));
+        self.session = Some(session);
+        self.backoff = MIN_BACKOFF;
+    }
+
+    /// After a failure: reports it (once while it repeats), drops the session, schedules the
+    /// next attempt.
+    fn down(&mut self, e: RemoteError, name: &TargetName, metrics: &TargetMetrics) {
+        let text = e.to_string();
+        // The same failure again (a host that stays down) is logged once.
+        if metrics.last_error().as_deref() == Some(text.as_str()) {
+            debug!(target = %name, error = %text, "Remote target still failing");
+        } else {
+            error!(target = %name, error = %text, "Remote target failed; will reconnect and reconcile");
+        }
+        metrics.failed(text);
+        Metrics::set(&metrics.connected, 0);
+        self.nft = None;
+        if let Some(s) = self.session.take() {
+            tokio::spawn(close(s));
+        }
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(self.max_backoff);
+    }
+}
+
+/// `[sudo -n] nft` on the target: the fixed start of every remote command.
+fn nft_command(session: &Arc<Session>, c: &TargetConfig) -> openssh::OwningCommand<Arc<Session>> {
+    if c.sudo {
+        let mut cmd = session.clone().arc_command("sudo");
+        cmd.arg("-n").arg(&c.nft);
+        cmd
+    } else {
+        session.clone().arc_command(&c.nft)
     }
 }
 
@@ -356,14 +383,7 @@ fn remote_spawner(session: Arc<Session>, target: Arc<RemoteTarget>) -> Spawner {
     Box::new(move || {
         let (session, target) = (session.clone(), target.clone());
         Box::pin(async move {
-            let c = &target.config;
-            let mut command = if c.sudo {
-                let mut cmd = session.clone().arc_command("sudo");
-                cmd.arg("-n").arg(&c.nft);
-                cmd
-            } else {
-                session.clone().arc_command(&c.nft)
-            };
+            let mut command = nft_command(&session, &target.config);
             command
                 .args(["-e", "-i"])
                 .stdin(Stdio::piped())
@@ -570,13 +590,7 @@ async fn run_nft(
         detail,
     };
     let run = async {
-        let mut command = if c.sudo {
-            let mut cmd = session.clone().arc_command("sudo");
-            cmd.arg("-n").arg(&c.nft);
-            cmd
-        } else {
-            session.clone().arc_command(&c.nft)
-        };
+        let mut command = nft_command(session, c);
         command
             .args(args)
             .stdin(if stdin.is_some() {

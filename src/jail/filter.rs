@@ -64,6 +64,28 @@ pub enum FilterMatch {
     },
 }
 
+/// ignoreregex as one set (None when there is none). Each pattern is compiled on its own
+/// first, so an error names the pattern.
+fn compile_ignore(ignoreregex: &[String]) -> Result<Option<RegexSet>, FilterError> {
+    if ignoreregex.is_empty() {
+        return Ok(None);
+    }
+    for (index, pattern) in ignoreregex.iter().enumerate() {
+        Regex::new(pattern).map_err(|e| FilterError::Regex {
+            list: "ignoreregex",
+            index,
+            message: e.to_string(),
+        })?;
+    }
+    RegexSet::new(ignoreregex)
+        .map(Some)
+        .map_err(|e| FilterError::Regex {
+            list: "ignoreregex",
+            index: 0,
+            message: e.to_string(),
+        })
+}
+
 /// Compiled failregex and ignoreregex of one jail.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -101,22 +123,7 @@ impl Filter {
                 index: 0,
                 message: e.to_string(),
             })?;
-        let ignore = if ignoreregex.is_empty() {
-            None
-        } else {
-            for (index, pattern) in ignoreregex.iter().enumerate() {
-                Regex::new(pattern).map_err(|e| FilterError::Regex {
-                    list: "ignoreregex",
-                    index,
-                    message: e.to_string(),
-                })?;
-            }
-            Some(RegexSet::new(ignoreregex).map_err(|e| FilterError::Regex {
-                list: "ignoreregex",
-                index: 0,
-                message: e.to_string(),
-            })?)
-        };
+        let ignore = compile_ignore(ignoreregex)?;
         Ok(Filter {
             fail_set,
             fail: expanded,
@@ -128,22 +135,7 @@ impl Filter {
     /// A filter with no failregex of its own, only ignoreregex: for jails whose failures come
     /// from a fail2ban filter file, to which the jail's ignoreregex adds.
     pub fn ignore_only(ignoreregex: &[String]) -> Result<Self, FilterError> {
-        let ignore = if ignoreregex.is_empty() {
-            None
-        } else {
-            for (index, pattern) in ignoreregex.iter().enumerate() {
-                Regex::new(pattern).map_err(|e| FilterError::Regex {
-                    list: "ignoreregex",
-                    index,
-                    message: e.to_string(),
-                })?;
-            }
-            Some(RegexSet::new(ignoreregex).map_err(|e| FilterError::Regex {
-                list: "ignoreregex",
-                index: 0,
-                message: e.to_string(),
-            })?)
-        };
+        let ignore = compile_ignore(ignoreregex)?;
         Ok(Filter {
             fail_set: RegexSet::empty(),
             fail: Vec::new(),

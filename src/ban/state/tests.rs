@@ -355,25 +355,8 @@ fn remote(name: &str) -> Place {
 }
 
 fn fleet_state() -> BanState {
-    let config = |name: &str, origin: &str| crate::config::TargetConfig {
-        name: crate::config::TargetName::new(name).unwrap(),
-        address: origin.into(),
-        port: 22,
-        user: "root".into(),
-        identity: None,
-        known_hosts: None,
-        ssh_config: None,
-        sudo: false,
-        nft: "nft".into(),
-        origins: vec![crate::config::OriginPattern::Net(
-            origin.parse::<std::net::IpAddr>().unwrap().into(),
-        )],
-        groups: vec!["web".into()],
-        connect_timeout: MIN,
-        command_timeout: MIN,
-        reconcile_interval: MIN,
-        queue_limit: 10,
-    };
+    let config =
+        |name: &str, origin: &str| crate::config::TargetConfig::for_test(name, &[origin], &["web"]);
     let mut at_origin = policy("sshd", BanTime::For(MIN));
     at_origin.placement = vec![PlacementRule::Origin];
     let mut everywhere = policy("long", BanTime::For(10 * MIN));
