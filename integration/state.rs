@@ -798,6 +798,13 @@ fn permanent_ban_survives_restart() {
         );
     }
     lab.note("both permanent bans in nft without timeout and stored with expires NULL");
+    let status = ctl_ok(&lab, &["status"]);
+    let local = &status["targets"][0];
+    assert_eq!(local["target"], "local", "{status}");
+    assert!(
+        local["netlink_batches"].as_u64() >= Some(1) && local["errors"] == 0,
+        "the bans should have gone to the kernel over netlink, without errors: {local}"
+    );
 
     stop_clean(&mut lab, "syslog2ban");
     lab.note("clean stop: table gone");

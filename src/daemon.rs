@@ -35,8 +35,8 @@ use crate::systemd;
 const INPUT_QUEUE: usize = 16 * 1024;
 /// Offences waiting for the ban manager.
 const OFFENCE_QUEUE: usize = 4 * 1024;
-/// Commands waiting for enforcement (drained continuously, so rarely more than a batch).
-const FIREWALL_QUEUE: usize = 16 * 1024;
+/// Writes waiting for the store thread (group-committed, so rarely more than a batch).
+const STORE_QUEUE: usize = 16 * 1024;
 /// Control requests waiting for the daemon, and requests waiting for the ban manager.
 const CONTROL_QUEUE: usize = 64;
 
@@ -151,40 +151,32 @@ pub async fn run(
     let (update_tx, update_rx) = mpsc::channel(CONTROL_QUEUE);
     let (offence_tx, offence_rx) = mpsc::channel(OFFENCE_QUEUE);
     let (request_tx, request_rx) = mpsc::channel(CONTROL_QUEUE);
-    let (store_tx, store_rx) = mpsc::channel(FIREWALL_QUEUE);
-    let (firewall_tx, firewall_rx) = mpsc::channel(FIREWALL_QUEUE);
-    register_queues(&metrics, &raw_tx, &offence_tx, &store_tx, &firewall_tx);
-
-    let remotes = if options.dry_run {
-        Vec::new()
+    let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
+    let (remotes, dry_run_targets) = if options.dry_run {
+        let names = config.targets.iter().map(|t| t.name.clone()).collect();
+        (Vec::new(), names)
     } else {
-        remote_targets(&config)?
+        (remote_targets(&config)?, Vec::new())
     };
-    let enforcer = tokio::spawn(enforce::run(
-        firewall,
-        remotes,
-        options.dry_run,
-        firewall_rx,
-        metrics.clone(),
-    ));
+    let (firewalls, enforcer) = enforce::start(firewall, remotes, dry_run_targets, metrics.clone());
+    register_queues(&metrics, &raw_tx, &offence_tx, &store_tx, &firewalls);
     // Restored bans go straight to enforcement (they are already stored) and are drained
     // into as few nft batches as the enforcer can make of them.
     let restored = restore.len();
     for command in restore {
-        if firewall_tx.send(command).await.is_err() {
-            break;
-        }
+        ban::send_to_firewall(&firewalls, command).await;
     }
     if restored > 0 {
         info!(bans = restored, "Restored bans sent to the firewall");
     }
-    let store_thread = store::spawn(store, store_rx, firewall_tx);
+    let store_thread = store::spawn(store, store_rx);
     let manager = tokio::spawn(ban::run(
         state,
         ban::Inputs {
             offences: offence_rx,
             requests: request_rx,
             store: store_tx,
+            firewalls,
         },
     ));
     let pipeline = tokio::spawn(pipeline::run(
@@ -326,12 +318,12 @@ fn remote_targets(config: &Config) -> Result<Vec<RemoteTarget>, DaemonError> {
         .collect())
 }
 
-fn register_queues<B: Send + 'static, C: Send + 'static, D: Send + 'static>(
+fn register_queues<B: Send + 'static, C: Send + 'static>(
     metrics: &Metrics,
     input: &input::Fanout,
     offences: &mpsc::Sender<B>,
     store: &mpsc::Sender<C>,
-    firewall: &mpsc::Sender<D>,
+    firewalls: &enforce::Queues,
 ) {
     let inputs: Vec<_> = input
         .queues()
@@ -341,7 +333,11 @@ fn register_queues<B: Send + 'static, C: Send + 'static, D: Send + 'static>(
     metrics.register_queue("input", Box::new(move || inputs.iter().map(|d| d()).sum()));
     metrics.register_queue("offences", depth(offences.downgrade()));
     metrics.register_queue("store", depth(store.downgrade()));
-    metrics.register_queue("firewall", depth(firewall.downgrade()));
+    let firewalls: Vec<_> = firewalls.values().map(|q| depth(q.downgrade())).collect();
+    metrics.register_queue(
+        "firewall",
+        Box::new(move || firewalls.iter().map(|d| d()).sum()),
+    );
 }
 
 /// A queue-depth gauge. Weak: the gauge must not keep a channel open at shutdown.
@@ -529,6 +525,7 @@ impl Running {
             backend: if dry { "log".into() } else { "nftables".into() },
             table: (!dry).then(|| self.config.ban.table.clone()),
             batches: Metrics::get(&local.batches),
+            netlink_batches: Metrics::get(&local.netlink_batches),
             errors: Metrics::get(&local.errors),
             remote: None,
         }];
@@ -544,6 +541,7 @@ impl Running {
                 },
                 table: (!self.options.dry_run).then(|| self.config.ban.table.clone()),
                 batches: Metrics::get(&m.batches),
+                netlink_batches: 0,
                 errors: Metrics::get(&m.errors),
                 remote: Some(RemoteReport {
                     host: format!("{}@{}:{}", t.user, t.address, t.port),

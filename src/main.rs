@@ -334,8 +334,13 @@ fn print_response(response: &Response) {
             }
             println!("Targets:");
             for t in &status.targets {
+                let netlink = if t.netlink_batches > 0 {
+                    format!(" ({} over netlink)", t.netlink_batches)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "  {:<8} {} {}  batches {}  errors {}",
+                    "  {:<8} {} {}  batches {}{netlink}  errors {}",
                     t.target,
                     t.backend,
                     t.table.as_deref().unwrap_or(""),

@@ -72,6 +72,8 @@ pub struct TargetMetrics {
     pub name: String,
     /// Batches applied.
     pub batches: AtomicU64,
+    /// Local only: of those, the batches sent to the kernel over netlink (the rest ran nft).
+    pub netlink_batches: AtomicU64,
     /// Batches (or connections, for remote targets) that failed.
     pub errors: AtomicU64,
     /// Time from a ban decision to the firewall holding it.
@@ -416,6 +418,12 @@ impl Metrics {
             "Firewall batches applied per target.",
             "counter",
             by_target(|t| &t.batches),
+        );
+        family(
+            "syslog2ban_enforce_netlink_batches_total",
+            "Of the applied batches, those sent straight to the kernel over netlink.",
+            "counter",
+            by_target(|t| &t.netlink_batches),
         );
         family(
             "syslog2ban_enforce_errors_total",

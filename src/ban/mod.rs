@@ -13,6 +13,7 @@ pub mod state;
 pub mod store;
 
 use crate::jail::Target;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,15 @@ pub enum BanCommand {
         /// The address.
         address: Target,
     },
+}
+
+impl BanCommand {
+    /// The firewall it is for.
+    pub fn place(&self) -> &Place {
+        match self {
+            BanCommand::Ban { place, .. } | BanCommand::Unban { place, .. } => place,
+        }
+    }
 }
 
 /// The ban policy of one jail.
@@ -129,8 +139,11 @@ pub struct Inputs {
     pub offences: mpsc::Receiver<Offence>,
     /// Control requests.
     pub requests: mpsc::Receiver<Request>,
-    /// Where store writes (carrying firewall commands) go.
+    /// Where store writes go.
     pub store: mpsc::Sender<StoreOp>,
+    /// The queue of each firewall's worker: the commands of those writes go there, before
+    /// the writes are committed.
+    pub firewalls: HashMap<Place, mpsc::Sender<BanCommand>>,
 }
 
 /// How often old history is dropped from memory.
@@ -142,6 +155,7 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
         mut offences,
         mut requests,
         store,
+        firewalls,
     } = inputs;
     // Far enough to never fire; avoids an Option in select!.
     let idle = Duration::from_secs(86400 * 365);
@@ -169,6 +183,12 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
                 Vec::new()
             }
         };
+        // The firewall is told first: the ban is in the kernel before the attacker's next
+        // attempt, without waiting for the commit (which follows within a millisecond; the
+        // `Banned` line is logged once it is durable).
+        for command in ops.iter().flat_map(StoreOp::commands) {
+            send_to_firewall(&firewalls, command.clone()).await;
+        }
         for op in ops {
             if store.send(op).await.is_err() {
                 error!("Ban store stopped; bans are no longer recorded or applied");
@@ -178,6 +198,23 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
     }
     // Expiries still due are the kernel's business; nothing else to flush.
     warn_if_pending(&state);
+}
+
+/// Queues `command` for the worker of its firewall.
+pub async fn send_to_firewall(
+    firewalls: &HashMap<Place, mpsc::Sender<BanCommand>>,
+    command: BanCommand,
+) {
+    let place = command.place().clone();
+    match firewalls.get(&place) {
+        Some(queue) => {
+            if queue.send(command).await.is_err() {
+                error!(%place, "Firewall worker stopped; command dropped");
+            }
+        }
+        // Placement only names configured targets, and targets need a restart to change.
+        None => error!(%place, ?command, "Command for an unknown firewall dropped"),
+    }
 }
 
 fn warn_if_pending(state: &BanState) {

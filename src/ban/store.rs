@@ -3,9 +3,9 @@
 //!
 //! Owns the schema and every SQL statement. It stores what the ban manager decided and reads
 //! it back at start-up; it decides nothing and never touches a firewall. Writes are grouped:
-//! whatever arrives while one transaction commits goes into the next (group commit), and
-//! commands are passed on to enforcement only after their transaction committed, so a ban is
-//! durable before it can be reported applied.
+//! whatever arrives while one transaction commits goes into the next (group commit). The
+//! manager hands the firewall commands to enforcement before their write reaches this thread,
+//! so a ban never waits for a commit; the `Banned` line is logged once the write is durable.
 
 use crate::jail::Target;
 use std::path::{Path, PathBuf};
@@ -64,18 +64,27 @@ pub struct BanRecord {
 /// A write for the store thread.
 #[derive(Debug)]
 pub enum StoreOp {
-    /// Record a new ban (active + history), then pass its commands on (none when the
+    /// Record a new ban (active + history), with the firewall commands it sent (none when the
     /// firewalls already hold the address at least as long).
     Ban(BanRecord, Vec<BanCommand>),
-    /// A ban ended (expired, unbanned): remove it from the active table, then pass `command` on.
+    /// A ban ended (expired, unbanned): remove it from the active table.
     End {
         /// Address.
         address: Target,
         /// Jail.
         jail: String,
-        /// Firewall commands to pass on once committed (none: the kernel times it out).
+        /// The firewall commands it sent (none: the kernel times it out).
         commands: Vec<BanCommand>,
     },
+}
+
+impl StoreOp {
+    /// The firewall commands that go with this write.
+    pub fn commands(&self) -> &[BanCommand] {
+        match self {
+            StoreOp::Ban(_, commands) | StoreOp::End { commands, .. } => commands,
+        }
+    }
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -348,13 +357,9 @@ fn places(commands: &[BanCommand]) -> String {
     super::placement::join(&places)
 }
 
-/// Runs the store thread: group-commits writes, then forwards their firewall commands.
-/// Ends when `ops` closes; `firewall` closes with it.
-pub fn spawn(
-    mut store: Store,
-    mut ops: mpsc::Receiver<StoreOp>,
-    firewall: mpsc::Sender<BanCommand>,
-) -> std::thread::JoinHandle<()> {
+/// Runs the store thread: group-commits writes and logs each once it is durable. Ends when
+/// `ops` closes.
+pub fn spawn(mut store: Store, mut ops: mpsc::Receiver<StoreOp>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("ban-store".into())
         .spawn(move || {
@@ -366,20 +371,9 @@ pub fn spawn(
                 }
                 match store.write(&batch) {
                     Ok(()) => batch.iter().for_each(report),
-                    // Enforcement still proceeds: a ban that is not durable is better than
-                    // an attacker that is not banned. The error is loud.
+                    // The bans are applied all the same: a ban that is not durable is better
+                    // than an attacker that is not banned. The error is loud.
                     Err(e) => error!(error = %e, writes = batch.len(), "Ban store write failed"),
-                }
-                for op in batch {
-                    let commands = match op {
-                        StoreOp::Ban(_, commands) => commands,
-                        StoreOp::End { commands, .. } => commands,
-                    };
-                    for command in commands {
-                        if firewall.blocking_send(command).is_err() {
-                            return;
-                        }
-                    }
                 }
             }
         })

@@ -120,6 +120,10 @@ pub struct TargetReport {
     pub table: Option<String>,
     /// Batches applied.
     pub batches: u64,
+    /// Of those, the batches sent straight to the kernel over netlink (local single-address
+    /// batches); the rest ran through nft.
+    #[serde(default)]
+    pub netlink_batches: u64,
     /// Batches failed.
     pub errors: u64,
     /// Remote targets only: the SSH side.

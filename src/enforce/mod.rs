@@ -1,10 +1,11 @@
 //! Enforcement: applies the ban manager's decisions to the firewall, in batches, beside the
 //! message flow.
 //!
-//! Owns firewall I/O (nft processes), batching and retry. It holds no policy: it never decides
+//! Owns firewall I/O (a netfilter netlink socket, nft processes), batching and retry. It holds no policy: it never decides
 //! who is banned or for how long, only makes the firewall match the commands it receives. It
 //! always drains its channel, even while nft runs, so the manager never waits on the firewall.
 
+pub mod netlink;
 pub mod nft;
 pub mod reconcile;
 pub mod remote;
@@ -41,7 +42,9 @@ pub enum Firewall {
         table: String,
         /// Keep the table on stop.
         keep_table: bool,
-        /// The long-running nft that applies batches (one at a time).
+        /// Single-address batches, straight to the kernel.
+        netlink: Arc<std::sync::Mutex<netlink::Netlink>>,
+        /// The long-running nft that applies the other batches (prefixes), one at a time.
         session: Arc<tokio::sync::Mutex<session::NftSession>>,
     },
     /// Only log what would be done (`--dry-run`, backend "log").
@@ -59,6 +62,7 @@ impl Firewall {
             nft,
             table,
             keep_table,
+            netlink: Arc::default(),
             session,
         }
     }
@@ -90,6 +94,28 @@ impl Firewall {
             match nft::apply(nft, &nft::teardown_script(table)).await {
                 Ok(()) => info!(%table, "nftables table removed"),
                 Err(e) => warn!(%table, error = %e, "Could not remove nftables table"),
+            }
+        }
+    }
+
+    /// Applies a batch at once if it can go over netlink (single addresses on the local
+    /// table): a couple of system calls, cheap enough to run on the enforcement task itself.
+    /// None: the batch needs nft ([`Firewall::apply`]).
+    fn apply_now(&self, changes: &[ElementChange]) -> Option<Result<(), NftError>> {
+        let Firewall::Nftables { table, netlink, .. } = self else {
+            return None;
+        };
+        // A poisoned lock only means an earlier batch panicked; the socket is sound.
+        let result = netlink
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .apply(table, changes)?;
+        match result {
+            Ok(()) => Some(Ok(())),
+            Err(e) => {
+                // nft gets the batch: it either applies it or says clearly why not.
+                warn!(error = %e, "Netlink batch failed; handing it to nft");
+                None
             }
         }
     }
@@ -145,55 +171,45 @@ enum Desired {
 type BatchOutcome = (Result<(), NftError>, HashMap<Target, Pending>, Duration);
 
 /// Commands queued per firewall worker; workers drain continuously, so this only smooths
-/// bursts.
+/// bursts (a restore of many bans waits for room).
 const WORKER_QUEUE: usize = 4096;
 
-/// Hands each command to the worker of its firewall (local, or one per remote target) until
-/// the channel closes, then waits for every worker to finish its last batch. With
-/// `dry_run`, commands for remote targets are only logged.
-pub async fn run(
+/// The queue of each firewall's worker, for the ban manager to send commands to directly
+/// (no dispatching task between the decision and the firewall).
+pub type Queues = HashMap<Place, mpsc::Sender<BanCommand>>;
+
+/// Starts one worker per firewall: the local one and one per remote target. With `dry_run`,
+/// `dry_run_targets` (the configured remote targets, not connected) get workers that only log
+/// their commands. The returned task ends when every queue has been closed and every worker
+/// has finished its last batch.
+pub fn start(
     local: Firewall,
     remotes: Vec<RemoteTarget>,
-    dry_run: bool,
-    mut commands: mpsc::Receiver<BanCommand>,
+    dry_run_targets: Vec<TargetName>,
     metrics: Arc<Metrics>,
-) {
+) -> (Queues, tokio::task::JoinHandle<()>) {
     let mut workers = JoinSet::new();
+    let mut queues = Queues::new();
     let (local_tx, local_rx) = mpsc::channel(WORKER_QUEUE);
     workers.spawn(run_local(local, local_rx, metrics.target("local")));
-    let mut remote_txs: HashMap<TargetName, mpsc::Sender<BanCommand>> = HashMap::new();
+    queues.insert(Place::Local, local_tx);
     for target in remotes {
         let (tx, rx) = mpsc::channel(WORKER_QUEUE);
         let counters = metrics.target(target.name().as_str());
-        remote_txs.insert(target.name().clone(), tx);
+        queues.insert(Place::Remote(target.name().clone()), tx);
         workers.spawn(remote::run(target, rx, counters));
     }
-    while let Some(command) = commands.recv().await {
-        let place = match &command {
-            BanCommand::Ban { place, .. } | BanCommand::Unban { place, .. } => place.clone(),
-        };
-        let tx = match &place {
-            Place::Local => &local_tx,
-            Place::Remote(name) => match remote_txs.get(name) {
-                Some(tx) => tx,
-                None if dry_run => {
-                    info!(?command, "Dry run: remote firewall change not applied");
-                    continue;
-                }
-                None => {
-                    // Placement only names configured targets; a restart is needed to add one.
-                    error!(target = %name, "Ban for an unknown target dropped");
-                    continue;
-                }
-            },
-        };
-        if tx.send(command).await.is_err() {
-            error!(%place, "Firewall worker stopped; command dropped");
-        }
+    for name in dry_run_targets {
+        let (tx, mut rx) = mpsc::channel::<BanCommand>(WORKER_QUEUE);
+        queues.insert(Place::Remote(name), tx);
+        workers.spawn(async move {
+            while let Some(command) = rx.recv().await {
+                info!(?command, "Dry run: remote firewall change not applied");
+            }
+        });
     }
-    drop(local_tx);
-    drop(remote_txs);
-    while workers.join_next().await.is_some() {}
+    let all_done = tokio::spawn(async move { while workers.join_next().await.is_some() {} });
+    (queues, all_done)
 }
 
 /// Applies commands to the local firewall until the channel closes, then finishes the last
@@ -220,14 +236,19 @@ async fn run_local(
                     Desired::Unban => Some(ElementChange::Remove(*address)),
                 })
                 .collect();
+            if changes.is_empty() {
+                finished(&metrics, &mut pending, (Ok(()), batch, Duration::ZERO)).await;
+                continue;
+            }
+            if let Some(result) = firewall.apply_now(&changes) {
+                Metrics::inc(&metrics.netlink_batches);
+                finished(&metrics, &mut pending, (result, batch, now.elapsed())).await;
+                continue;
+            }
             let firewall = firewall.clone();
             inflight.spawn(async move {
                 let started = Instant::now();
-                let result = if changes.is_empty() {
-                    Ok(())
-                } else {
-                    firewall.apply(changes).await
-                };
+                let result = firewall.apply(changes).await;
                 (result, batch, started.elapsed())
             });
         }
@@ -245,30 +266,46 @@ async fn run_local(
                 None => open = false,
             },
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                let Ok((result, batch, took)) = done else { continue };
-                match result {
-                    Ok(()) => {
-                        metrics.succeeded();
-                        Metrics::inc(&metrics.batches);
-                        let applied = Instant::now();
-                        for p in batch.values() {
-                            metrics.latency.observe(applied.saturating_duration_since(p.decided));
-                        }
-                        debug!(elements = batch.len(), took_us = took.as_micros() as u64, "Firewall batch applied");
-                    }
-                    Err(e) => {
-                        metrics.failed(e.to_string());
-                        error!(elements = batch.len(), error = %e, "Firewall batch failed");
-                        requeue(&mut pending, batch);
-                        if !pending.is_empty() {
-                            tokio::time::sleep(RETRY_DELAY).await;
-                        }
-                    }
+                if let Ok(outcome) = done {
+                    finished(&metrics, &mut pending, outcome).await;
                 }
             }
         }
     }
     firewall.teardown().await;
+}
+
+/// Counts a finished batch, or puts it back for a retry after a pause.
+async fn finished(
+    metrics: &TargetMetrics,
+    pending: &mut HashMap<Target, Pending>,
+    (result, batch, took): BatchOutcome,
+) {
+    match result {
+        Ok(()) => {
+            metrics.succeeded();
+            Metrics::inc(&metrics.batches);
+            let applied = Instant::now();
+            for p in batch.values() {
+                metrics
+                    .latency
+                    .observe(applied.saturating_duration_since(p.decided));
+            }
+            debug!(
+                elements = batch.len(),
+                took_us = took.as_micros() as u64,
+                "Firewall batch applied"
+            );
+        }
+        Err(e) => {
+            metrics.failed(e.to_string());
+            error!(elements = batch.len(), error = %e, "Firewall batch failed");
+            requeue(pending, batch);
+            if !pending.is_empty() {
+                tokio::time::sleep(RETRY_DELAY).await;
+            }
+        }
+    }
 }
 
 /// Puts a failed batch back, unless a newer command for the same address arrived meanwhile

@@ -1,0 +1,473 @@
+//! Element batches for the local nftables sets, sent straight to the kernel over a netfilter
+//! netlink socket: the fast path for single addresses.
+//!
+//! Owns the binary encoding of one nf_tables transaction (batch begin, `NEWSETELEM` /
+//! `DELSETELEM` messages, batch end) and reading the kernel's acknowledgements. The kernel
+//! applies the batch inside the `send` call and queues one ack per message before it returns,
+//! so a batch costs two system calls and no process. Prefix bans (interval sets, where nft
+//! merges ranges) and very large batches are not encoded here: [`encode`] declines them and
+//! the caller uses nft. Tables, sets and rules are created by nft, never here. Knows nothing
+//! about bans; addresses are typed [`Target`]s, so no log text reaches the kernel.
+
+use std::io::Read as _;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use thiserror::Error;
+
+use super::nft::{ElementChange, SET_V4, SET_V6};
+use crate::jail::Target;
+
+/// Batches with more changes than this go to nft (a restore of many bans): one datagram must
+/// fit the socket's default send buffer (~208 KiB), and a process start is noise next to it.
+pub const MAX_CHANGES: usize = 1000;
+/// Elements per message: the element list is one attribute, whose length is 16 bits.
+const ELEMENTS_PER_MESSAGE: usize = 500;
+/// The kernel answers within the `send`; this only guards against a wedged socket.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+const AF_NETLINK: i32 = 16;
+const NETLINK_NETFILTER: i32 = 12;
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_CREATE: u16 = 0x400;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NFPROTO_INET: u8 = 1;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+const NFTA_DATA_VALUE: u16 = 1;
+const NLA_F_NESTED: u16 = 0x8000;
+
+/// Why a netlink batch was not applied.
+#[derive(Debug, Error)]
+pub enum NetlinkError {
+    /// The socket could not be opened, or sending or receiving failed.
+    #[error("netlink socket: {0}")]
+    Socket(#[from] std::io::Error),
+    /// The kernel refused a message (the whole batch was rolled back).
+    #[error("the kernel refused the batch: {0}")]
+    Refused(std::io::Error),
+    /// The kernel's answer was not what netlink promises.
+    #[error("unexpected netlink answer: {0}")]
+    Garbled(&'static str),
+}
+
+/// One encoded transaction.
+#[derive(Debug)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    /// Sequence numbers of the messages that ask for an ack (the element messages, which
+    /// follow one another): `first..first + acks`.
+    first: u32,
+    acks: u32,
+}
+
+/// Encodes `changes` for table `table` (family inet) as one transaction with the same shape as
+/// `nft::batch_script`: per set, every touched element is added (so the delete cannot fail on a
+/// missing one), deleted, and the additions added again with their exact timeout. None when
+/// the batch has a prefix or more than [`MAX_CHANGES`] changes (nft's job).
+pub fn encode(table: &str, changes: &[ElementChange], first_seq: u32) -> Option<Batch> {
+    if changes.is_empty() || changes.len() > MAX_CHANGES {
+        return None;
+    }
+    if changes.iter().any(|c| !target(c).is_host()) {
+        return None;
+    }
+    let mut out = Encoder::new(first_seq);
+    out.control(NFNL_MSG_BATCH_BEGIN);
+    for (set, v6) in [(SET_V4, false), (SET_V6, true)] {
+        let mine: Vec<&ElementChange> = changes
+            .iter()
+            .filter(|c| target(c).is_ipv6() == v6)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let touch: Vec<(IpAddr, Option<Duration>)> = mine
+            .iter()
+            .map(|c| match c {
+                ElementChange::Add(a, timeout) => (a.addr(), *timeout),
+                ElementChange::Remove(a) => (a.addr(), Some(Duration::from_secs(1))),
+            })
+            .collect();
+        let all: Vec<(IpAddr, Option<Duration>)> =
+            mine.iter().map(|c| (target(c).addr(), None)).collect();
+        let adds: Vec<(IpAddr, Option<Duration>)> = mine
+            .iter()
+            .filter_map(|c| match c {
+                ElementChange::Add(a, timeout) => Some((a.addr(), *timeout)),
+                ElementChange::Remove(_) => None,
+            })
+            .collect();
+        out.elements(NFT_MSG_NEWSETELEM, table, set, &touch);
+        out.elements(NFT_MSG_DELSETELEM, table, set, &all);
+        out.elements(NFT_MSG_NEWSETELEM, table, set, &adds);
+    }
+    out.control(NFNL_MSG_BATCH_END);
+    Some(out.finish())
+}
+
+fn target(change: &ElementChange) -> &Target {
+    match change {
+        ElementChange::Add(a, _) | ElementChange::Remove(a) => a,
+    }
+}
+
+struct Encoder {
+    bytes: Vec<u8>,
+    seq: u32,
+    first: u32,
+    acks: u32,
+}
+
+impl Encoder {
+    fn new(first_seq: u32) -> Self {
+        Encoder {
+            bytes: Vec::with_capacity(4096),
+            seq: first_seq,
+            first: 0,
+            acks: 0,
+        }
+    }
+
+    /// Batch begin or end: no ack asked (older kernels never send one for these).
+    fn control(&mut self, kind: u16) {
+        let start = self.header(kind, NLM_F_REQUEST, 0);
+        // res_id: the subsystem the batch is for, big-endian.
+        self.bytes[start + NLMSG_HDRLEN + 2..start + NLMSG_HDRLEN + 4]
+            .copy_from_slice(&NFNL_SUBSYS_NFTABLES.to_be_bytes());
+        self.close_message(start);
+    }
+
+    /// One element message per chunk of `elements`.
+    fn elements(
+        &mut self,
+        kind: u16,
+        table: &str,
+        set: &str,
+        elements: &[(IpAddr, Option<Duration>)],
+    ) {
+        for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
+            let flags = if kind == NFT_MSG_NEWSETELEM {
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE
+            } else {
+                NLM_F_REQUEST | NLM_F_ACK
+            };
+            let start = self.header((NFNL_SUBSYS_NFTABLES << 8) | kind, flags, NFPROTO_INET);
+            if self.acks == 0 {
+                self.first = self.seq;
+            }
+            self.acks += 1;
+            self.string(NFTA_SET_ELEM_LIST_TABLE, table);
+            self.string(NFTA_SET_ELEM_LIST_SET, set);
+            let list = self.open(NFTA_SET_ELEM_LIST_ELEMENTS);
+            for (address, timeout) in chunk {
+                let element = self.open(NFTA_LIST_ELEM);
+                let key = self.open(NFTA_SET_ELEM_KEY);
+                match address {
+                    IpAddr::V4(a) => self.attribute(NFTA_DATA_VALUE, &a.octets()),
+                    IpAddr::V6(a) => self.attribute(NFTA_DATA_VALUE, &a.octets()),
+                }
+                self.close(key);
+                if let Some(timeout) = timeout {
+                    // Milliseconds, rounded up so the kernel never frees an address early.
+                    let ms = (timeout.as_nanos().div_ceil(1_000_000) as u64).max(1);
+                    self.attribute(NFTA_SET_ELEM_TIMEOUT, &ms.to_be_bytes());
+                }
+                self.close(element);
+            }
+            self.close(list);
+            self.close_message(start);
+        }
+    }
+
+    /// Writes an nlmsghdr and an nfgenmsg; returns where the message starts.
+    fn header(&mut self, kind: u16, flags: u16, family: u8) -> usize {
+        let start = self.bytes.len();
+        self.seq = self.seq.wrapping_add(1);
+        self.bytes.extend_from_slice(&0u32.to_ne_bytes()); // length, set on close
+        self.bytes.extend_from_slice(&kind.to_ne_bytes());
+        self.bytes.extend_from_slice(&flags.to_ne_bytes());
+        self.bytes.extend_from_slice(&self.seq.to_ne_bytes());
+        self.bytes.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
+        self.bytes.extend_from_slice(&[family, 0, 0, 0]); // nfgenmsg: family, version 0, res_id
+        start
+    }
+
+    fn close_message(&mut self, start: usize) {
+        let length = (self.bytes.len() - start) as u32;
+        self.bytes[start..start + 4].copy_from_slice(&length.to_ne_bytes());
+    }
+
+    fn attribute(&mut self, kind: u16, value: &[u8]) {
+        let length = (4 + value.len()) as u16;
+        self.bytes.extend_from_slice(&length.to_ne_bytes());
+        self.bytes.extend_from_slice(&kind.to_ne_bytes());
+        self.bytes.extend_from_slice(value);
+        self.pad();
+    }
+
+    fn string(&mut self, kind: u16, value: &str) {
+        let mut text = Vec::with_capacity(value.len() + 1);
+        text.extend_from_slice(value.as_bytes());
+        text.push(0);
+        self.attribute(kind, &text);
+    }
+
+    fn open(&mut self, kind: u16) -> usize {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&0u16.to_ne_bytes());
+        self.bytes
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        start
+    }
+
+    fn close(&mut self, start: usize) {
+        let length = (self.bytes.len() - start) as u16;
+        self.bytes[start..start + 2].copy_from_slice(&length.to_ne_bytes());
+    }
+
+    fn pad(&mut self) {
+        while self.bytes.len() % 4 != 0 {
+            self.bytes.push(0);
+        }
+    }
+
+    fn finish(self) -> Batch {
+        Batch {
+            bytes: self.bytes,
+            first: self.first,
+            acks: self.acks,
+        }
+    }
+}
+
+/// A netfilter netlink socket, opened on first use and reopened after a socket error.
+#[derive(Debug, Default)]
+pub struct Netlink {
+    socket: Option<Socket>,
+    seq: u32,
+}
+
+impl Netlink {
+    /// Applies `changes` to `table` if they can go over netlink. `None`: not encodable here
+    /// (see [`encode`]); the caller uses nft.
+    pub fn apply(
+        &mut self,
+        table: &str,
+        changes: &[ElementChange],
+    ) -> Option<Result<(), NetlinkError>> {
+        let batch = encode(table, changes, self.seq)?;
+        self.seq = batch.first.wrapping_add(batch.acks);
+        let result = self.transact(&batch);
+        if let Err(NetlinkError::Socket(_) | NetlinkError::Garbled(_)) = &result {
+            // A fresh socket has no stale answers in its queue.
+            self.socket = None;
+        }
+        Some(result)
+    }
+
+    fn transact(&mut self, batch: &Batch) -> Result<(), NetlinkError> {
+        let socket = match &mut self.socket {
+            Some(socket) => socket,
+            none => {
+                let socket = Socket::new(
+                    Domain::from(AF_NETLINK),
+                    Type::RAW,
+                    Some(Protocol::from(NETLINK_NETFILTER)),
+                )?;
+                socket.set_read_timeout(Some(ACK_TIMEOUT))?;
+                none.insert(socket)
+            }
+        };
+        // Unconnected and unbound: the datagram goes to the kernel, and the first send binds
+        // the socket to a port id of its own.
+        let sent = socket.send(&batch.bytes)?;
+        if sent != batch.bytes.len() {
+            return Err(NetlinkError::Garbled("short send"));
+        }
+        let mut answered = 0;
+        let mut refused = None;
+        let mut buffer = vec![0u8; 64 * 1024];
+        while answered < batch.acks {
+            let n = (&*socket).read(&mut buffer)?;
+            for (seq, code) in acks(&buffer[..n])? {
+                // Answers to an earlier, abandoned batch have other sequence numbers.
+                if seq.wrapping_sub(batch.first) < batch.acks {
+                    answered += 1;
+                    if code != 0 && refused.is_none() {
+                        refused = Some(std::io::Error::from_raw_os_error(-code));
+                    }
+                }
+            }
+        }
+        match refused {
+            Some(error) => Err(NetlinkError::Refused(error)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The (sequence number, error code) of every `NLMSG_ERROR` in one datagram; an ack is code 0.
+fn acks(mut datagram: &[u8]) -> Result<Vec<(u32, i32)>, NetlinkError> {
+    let mut out = Vec::new();
+    while datagram.len() >= NLMSG_HDRLEN {
+        let length = u32::from_ne_bytes(datagram[0..4].try_into().expect("4 bytes")) as usize;
+        if length < NLMSG_HDRLEN || length > datagram.len() {
+            return Err(NetlinkError::Garbled("message length"));
+        }
+        let kind = u16::from_ne_bytes(datagram[4..6].try_into().expect("2 bytes"));
+        let seq = u32::from_ne_bytes(datagram[8..12].try_into().expect("4 bytes"));
+        if kind == NLMSG_ERROR {
+            if length < NLMSG_HDRLEN + 4 {
+                return Err(NetlinkError::Garbled("short error message"));
+            }
+            let code = i32::from_ne_bytes(datagram[16..20].try_into().expect("4 bytes"));
+            out.push((seq, code));
+        }
+        let aligned = length.next_multiple_of(4).min(datagram.len());
+        datagram = &datagram[aligned..];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(text: &str) -> Target {
+        text.parse().unwrap()
+    }
+
+    /// Splits an encoded batch into (type, flags, seq, payload) per message.
+    fn messages(bytes: &[u8]) -> Vec<(u16, u16, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let length = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
+            assert!(length >= NLMSG_HDRLEN + 4 && length <= rest.len());
+            assert_eq!(length % 4, 0, "messages stay 4-byte aligned");
+            out.push((
+                u16::from_ne_bytes(rest[4..6].try_into().unwrap()),
+                u16::from_ne_bytes(rest[6..8].try_into().unwrap()),
+                u32::from_ne_bytes(rest[8..12].try_into().unwrap()),
+                rest[NLMSG_HDRLEN..length].to_vec(),
+            ));
+            rest = &rest[length..];
+        }
+        out
+    }
+
+    #[test]
+    fn one_ban_is_touch_delete_add_between_batch_markers() {
+        let changes = [ElementChange::Add(
+            host("198.51.100.7"),
+            Some(Duration::from_millis(1500)),
+        )];
+        let batch = encode("syslog2ban", &changes, 41).unwrap();
+        let parts = messages(&batch.bytes);
+        let kinds: Vec<u16> = parts.iter().map(|m| m.0).collect();
+        let new = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM;
+        let del = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSETELEM;
+        assert_eq!(
+            kinds,
+            [NFNL_MSG_BATCH_BEGIN, new, del, new, NFNL_MSG_BATCH_END]
+        );
+        let seqs: Vec<u32> = parts.iter().map(|m| m.2).collect();
+        assert_eq!(seqs, [42, 43, 44, 45, 46]);
+        assert_eq!((batch.first, batch.acks), (43, 3));
+        // Only the element messages ask for an ack; batch begin names nf_tables.
+        assert_eq!(parts[0].1 & NLM_F_ACK, 0);
+        assert_eq!(&parts[0].3[2..4], &NFNL_SUBSYS_NFTABLES.to_be_bytes());
+        assert_ne!(parts[1].1 & NLM_F_ACK, 0);
+        assert_ne!(parts[1].1 & NLM_F_CREATE, 0);
+        assert_eq!(parts[2].1 & NLM_F_CREATE, 0);
+        // The final add carries the table, the set, the address and 1500 ms big-endian.
+        let payload = &parts[3].3;
+        assert_eq!(payload[0], NFPROTO_INET);
+        let text = String::from_utf8_lossy(payload);
+        assert!(text.contains("syslog2ban\0") && text.contains("banned4\0"));
+        assert!(payload.windows(4).any(|w| w == [198, 51, 100, 7]));
+        assert!(payload.windows(8).any(|w| w == 1500u64.to_be_bytes()));
+    }
+
+    #[test]
+    fn families_go_to_their_sets_and_removals_have_no_final_add() {
+        let changes = [
+            ElementChange::Remove(host("198.51.100.7")),
+            ElementChange::Add(host("2001:db8::9"), None),
+        ];
+        let batch = encode("t", &changes, 0).unwrap();
+        let parts = messages(&batch.bytes);
+        // v4: touch + delete; v6: touch + delete + add.
+        assert_eq!(parts.len(), 2 + 2 + 3);
+        assert_eq!(batch.acks, 5);
+        assert!(String::from_utf8_lossy(&parts[1].3).contains("banned4\0"));
+        assert!(String::from_utf8_lossy(&parts[3].3).contains("banned6\0"));
+        // A permanent ban has no timeout attribute: its final add is shorter than its touch
+        // would be with one, and carries the 16 address bytes.
+        let v6: [u8; 16] = "2001:db8::9"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        assert!(parts[5].3.windows(16).any(|w| w == v6));
+    }
+
+    #[test]
+    fn prefixes_empty_and_huge_batches_are_left_to_nft() {
+        assert!(encode("t", &[], 0).is_none());
+        let prefix = ElementChange::Add("2001:db8:1::/48".parse().unwrap(), None);
+        assert!(encode("t", &[prefix], 0).is_none());
+        let many: Vec<ElementChange> = (0..=MAX_CHANGES as u32)
+            .map(|i| ElementChange::Remove(Target::host(IpAddr::from(i.to_be_bytes()))))
+            .collect();
+        assert!(encode("t", &many, 0).is_none());
+        assert!(encode("t", &many[..MAX_CHANGES], 0).is_some());
+    }
+
+    #[test]
+    fn long_batches_are_split_into_messages_that_fit_an_attribute() {
+        let many: Vec<ElementChange> = (0..MAX_CHANGES as u32)
+            .map(|i| {
+                ElementChange::Add(
+                    Target::host(IpAddr::from((i | 0x0a00_0000).to_be_bytes())),
+                    Some(Duration::from_secs(600)),
+                )
+            })
+            .collect();
+        let batch = encode("t", &many, 0).unwrap();
+        let per_step = MAX_CHANGES.div_ceil(ELEMENTS_PER_MESSAGE) as u32;
+        assert_eq!(batch.acks, 3 * per_step);
+        assert!(messages(&batch.bytes).iter().all(|m| m.3.len() < 65_535));
+    }
+
+    #[test]
+    fn acks_are_read_from_a_datagram_of_several_answers() {
+        let mut datagram = Vec::new();
+        for (seq, code) in [(7u32, 0i32), (8, -2)] {
+            datagram.extend_from_slice(&36u32.to_ne_bytes());
+            datagram.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+            datagram.extend_from_slice(&0u16.to_ne_bytes());
+            datagram.extend_from_slice(&seq.to_ne_bytes());
+            datagram.extend_from_slice(&0u32.to_ne_bytes());
+            datagram.extend_from_slice(&code.to_ne_bytes());
+            datagram.extend_from_slice(&[0u8; 16]); // the echoed request header
+        }
+        assert_eq!(acks(&datagram).unwrap(), [(7, 0), (8, -2)]);
+        assert!(matches!(
+            acks(&datagram[..30]),
+            Err(NetlinkError::Garbled(_))
+        ));
+    }
+}
