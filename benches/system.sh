@@ -427,7 +427,7 @@ latency() { # $1 = label, $2 = background rate (0 = none)
         --monitor "nft monitor elements")
     [[ -n $bg ]] && stop_pid "$bg"
     say "ban latency ($1): $res"
-    say "  daemon histogram (decision → nft batch applied, incl. SQLite commit): $(metrics | "$PY" "$DIR/histogram.py"); batches $(metric syslog2ban_enforce_batches_total)"
+    say "  daemon histogram (decision → firewall batch applied): $(metrics | "$PY" "$DIR/histogram.py"); batches $(metric syslog2ban_enforce_batches_total)"
     stop_pid "$DAEMON"
 }
 part latency && latency idle 0
