@@ -2,7 +2,8 @@
 //! 1 runtime failure (or the daemon refused a control command), 2 invalid configuration or
 //! usage.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ use syslog2ban::control::{
     protocol::{Request, Response},
 };
 use syslog2ban::daemon::{self, RunOptions};
-use syslog2ban::regex_check::{self, Summary};
+use syslog2ban::regex_check;
 
 const DEFAULT_CONFIG: &str = "/etc/syslog2ban";
 const DEFAULT_SOCKET: &str = "/run/syslog2ban.sock";
@@ -438,13 +439,6 @@ impl FilterUnderTest {
         }
     }
 
-    fn failregex_count(&self) -> usize {
-        match self {
-            FilterUnderTest::Native(jail) => jail.filter.failregex_count(),
-            FilterUnderTest::Fail2ban(m) => m.filter().failregex_count(),
-        }
-    }
-
     fn failregex_source(&self, i: usize) -> String {
         match self {
             FilterUnderTest::Native(jail) => jail.filter.failregex_source(i),
@@ -528,6 +522,10 @@ fn resolve_jail(name: &str, config: Option<&Path>) -> Result<JailConfig> {
     }
 }
 
+/// How much of a log file `regex` reads at a time: big enough that starting the threads of a
+/// block is noise, small enough to keep memory flat on any file size.
+const REGEX_BLOCK: usize = 4 << 20;
+
 fn regex_command(
     log: &Path,
     filter: &mut FilterUnderTest,
@@ -535,55 +533,27 @@ fn regex_command(
     show_matched: bool,
     show_missed: bool,
 ) -> Result<()> {
-    let reader: Box<dyn BufRead> = if log == Path::new("-") {
-        Box::new(std::io::stdin().lock())
+    let input: Box<dyn Read + Send> = if log == Path::new("-") {
+        Box::new(std::io::stdin())
     } else {
-        let file =
-            std::fs::File::open(log).with_context(|| format!("{}: cannot open", log.display()))?;
-        Box::new(std::io::BufReader::new(file))
+        Box::new(
+            std::fs::File::open(log).with_context(|| format!("{}: cannot open", log.display()))?,
+        )
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let now = chrono::Utc::now();
-    let mut summary = Summary::default();
-    let mut matched_lines = Vec::new();
-    let mut missed_lines = Vec::new();
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let bytes = line.with_context(|| format!("{}: read error", log.display()))?;
-        let line = String::from_utf8_lossy(&bytes);
-        let result: regex_check::Verdict = match filter {
-            FilterUnderTest::Native(jail) => {
-                let r = regex_check::check_line(&jail.filter, i + 1, &line, now);
-                if json {
-                    serde_json::to_writer(&mut out, &r)?;
-                    out.write_all(b"\n")?;
-                }
-                (&r).into()
-            }
-            FilterUnderTest::Fail2ban(matcher) => {
-                let r = regex_check::check_fail2ban_line(matcher, i + 1, &line);
-                if json {
-                    serde_json::to_writer(&mut out, &r)?;
-                    out.write_all(b"\n")?;
-                }
-                (&r).into()
-            }
-        };
-        let regex_count = filter.failregex_count();
-        regex_check::tally(&mut summary, result, &line, regex_count);
-        if json {
-            // Already written above.
-        } else if result.matched && show_matched {
-            matched_lines.push(format!("{:>6} | {}", i + 1, line.trim_end()));
-        } else if !result.matched
-            && !result.ignored
-            && show_missed
-            && !line.trim().is_empty()
-            && !line.starts_with('#')
-        {
-            missed_lines.push(format!("{:>6} | {}", i + 1, line.trim_end()));
+    let listing = regex_check::Listing {
+        json,
+        matched: show_matched,
+        missed: show_missed,
+    };
+    let report = match filter {
+        FilterUnderTest::Native(jail) => regex_native(input, log, &jail.filter, listing, &mut out)?,
+        FilterUnderTest::Fail2ban(matcher) => {
+            regex_fail2ban(input, log, matcher, listing, &mut out)?
         }
-    }
+    };
+    let summary = &report.summary;
     if !json {
         writeln!(out, "Jail: {}", filter.name())?;
         writeln!(
@@ -609,15 +579,108 @@ fn regex_command(
         }
         if show_matched {
             writeln!(out, "Matched lines:")?;
-            matched_lines
-                .iter()
-                .try_for_each(|l| writeln!(out, "{l}"))?;
+            out.write_all(report.matched.as_bytes())?;
         }
         if show_missed {
             writeln!(out, "Missed lines:")?;
-            missed_lines.iter().try_for_each(|l| writeln!(out, "{l}"))?;
+            out.write_all(report.missed.as_bytes())?;
         }
     }
     out.flush()?;
     Ok(())
+}
+
+/// A native jail filter is stateless: blocks of whole lines are checked on every core while
+/// the next block is read, and the reports are joined in input order.
+fn regex_native(
+    mut input: Box<dyn Read + Send>,
+    log: &Path,
+    filter: &syslog2ban::jail::filter::Filter,
+    listing: regex_check::Listing,
+    out: &mut impl Write,
+) -> Result<regex_check::ChunkReport> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let now = chrono::Utc::now();
+    let read_error = || format!("{}: read error", log.display());
+    let mut report = regex_check::ChunkReport::default();
+    let mut carry = Vec::new();
+    let mut block = read_block(&mut input, &mut carry).with_context(read_error)?;
+    let mut first_line = 1;
+    while !block.is_empty() {
+        let (next, part) = std::thread::scope(|scope| {
+            let reading = scope.spawn(|| read_block(&mut input, &mut carry));
+            let part =
+                regex_check::check_parallel(filter, &block, first_line, now, listing, threads);
+            let next = reading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (next, part)
+        });
+        let mut part = part?;
+        first_line += part.summary.lines;
+        // JSON goes out per block, so memory stays flat; listings are printed at the end.
+        out.write_all(&std::mem::take(&mut part.json))?;
+        report.append(part);
+        block = next.with_context(read_error)?;
+    }
+    Ok(report)
+}
+
+/// The next block of whole lines (about `REGEX_BLOCK` bytes, more when a line is longer);
+/// empty at the end of the input. `carry` holds the start of a line cut by the last read.
+fn read_block(input: &mut impl Read, carry: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut block = Vec::with_capacity(REGEX_BLOCK + carry.len());
+    block.append(carry);
+    loop {
+        let read = input
+            .by_ref()
+            .take(REGEX_BLOCK as u64)
+            .read_to_end(&mut block)?;
+        if read < REGEX_BLOCK {
+            // The end of the input: its last line needs no newline.
+            return Ok(block);
+        }
+        if let Some(newline) = memchr::memrchr(b'\n', &block) {
+            *carry = block.split_off(newline + 1);
+            return Ok(block);
+        }
+        // No newline yet: one line longer than a block; read on.
+    }
+}
+
+/// A fail2ban filter keeps multi-line state: line by line, in order.
+fn regex_fail2ban(
+    input: Box<dyn Read + Send>,
+    log: &Path,
+    matcher: &mut syslog2ban::fail2ban::Fail2banMatcher,
+    listing: regex_check::Listing,
+    out: &mut impl Write,
+) -> Result<regex_check::ChunkReport> {
+    let mut report = regex_check::ChunkReport::default();
+    let summary = &mut report.summary;
+    let regex_count = matcher.filter().failregex_count();
+    for (i, line) in std::io::BufReader::new(input).split(b'\n').enumerate() {
+        let bytes = line.with_context(|| format!("{}: read error", log.display()))?;
+        let line = String::from_utf8_lossy(&bytes);
+        let r = regex_check::check_fail2ban_line(matcher, i + 1, &line);
+        if listing.json {
+            serde_json::to_writer(&mut *out, &r)?;
+            out.write_all(b"\n")?;
+        }
+        let result: regex_check::Verdict = (&r).into();
+        regex_check::tally(summary, result, &line, regex_count);
+        if listing.json {
+            // Already written above.
+        } else if result.matched && listing.matched {
+            writeln!(report.matched, "{:>6} | {}", i + 1, line.trim_end())?;
+        } else if !result.matched
+            && !result.ignored
+            && listing.missed
+            && !line.trim().is_empty()
+            && !line.starts_with('#')
+        {
+            writeln!(report.missed, "{:>6} | {}", i + 1, line.trim_end())?;
+        }
+    }
+    Ok(report)
 }
