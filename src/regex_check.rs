@@ -115,10 +115,10 @@ pub fn check_line(filter: &Filter, number: usize, line: &str, now: DateTime<Utc>
     if line.trim_start().starts_with('#') {
         return result;
     }
-    let Ok(record) = parse::parse_line(line, now) else {
+    let Ok(record) = parse::parse_line_ref(line, now) else {
         return result;
     };
-    match filter.check(&record.message) {
+    match filter.check(record.message) {
         FilterMatch::None => {}
         FilterMatch::Ignored { failregex } => {
             result.ignored = true;
