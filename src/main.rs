@@ -522,10 +522,6 @@ fn resolve_jail(name: &str, config: Option<&Path>) -> Result<JailConfig> {
     }
 }
 
-/// How much of a log file `regex` reads at a time: big enough that starting the threads of a
-/// block is noise, small enough to keep memory flat on any file size.
-const REGEX_BLOCK: usize = 4 << 20;
-
 fn regex_command(
     log: &Path,
     filter: &mut FilterUnderTest,
@@ -590,62 +586,22 @@ fn regex_command(
     Ok(())
 }
 
-/// A native jail filter is stateless: blocks of whole lines are checked on every core while
-/// the next block is read, and the reports are joined in input order.
+/// A native jail filter is stateless: checked on every core, output in input order.
 fn regex_native(
-    mut input: Box<dyn Read + Send>,
+    input: Box<dyn Read + Send>,
     log: &Path,
     filter: &syslog2ban::jail::filter::Filter,
     listing: regex_check::Listing,
     out: &mut impl Write,
 ) -> Result<regex_check::ChunkReport> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let now = chrono::Utc::now();
-    let read_error = || format!("{}: read error", log.display());
-    let mut report = regex_check::ChunkReport::default();
-    let mut carry = Vec::new();
-    let mut block = read_block(&mut input, &mut carry).with_context(read_error)?;
-    let mut first_line = 1;
-    while !block.is_empty() {
-        let (next, part) = std::thread::scope(|scope| {
-            let reading = scope.spawn(|| read_block(&mut input, &mut carry));
-            let part =
-                regex_check::check_parallel(filter, &block, first_line, now, listing, threads);
-            let next = reading
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (next, part)
-        });
-        let mut part = part?;
-        first_line += part.summary.lines;
-        // JSON goes out per block, so memory stays flat; listings are printed at the end.
-        out.write_all(&std::mem::take(&mut part.json))?;
-        report.append(part);
-        block = next.with_context(read_error)?;
-    }
-    Ok(report)
-}
-
-/// The next block of whole lines (about `REGEX_BLOCK` bytes, more when a line is longer);
-/// empty at the end of the input. `carry` holds the start of a line cut by the last read.
-fn read_block(input: &mut impl Read, carry: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
-    let mut block = Vec::with_capacity(REGEX_BLOCK + carry.len());
-    block.append(carry);
-    loop {
-        let read = input
-            .by_ref()
-            .take(REGEX_BLOCK as u64)
-            .read_to_end(&mut block)?;
-        if read < REGEX_BLOCK {
-            // The end of the input: its last line needs no newline.
-            return Ok(block);
+    let parallel = regex_check::Parallel::all_cores();
+    regex_check::check_reader(filter, input, out, now, listing, parallel).map_err(|e| match e {
+        regex_check::CheckError::Read(e) => {
+            anyhow::Error::new(e).context(format!("{}: read error", log.display()))
         }
-        if let Some(newline) = memchr::memrchr(b'\n', &block) {
-            *carry = block.split_off(newline + 1);
-            return Ok(block);
-        }
-        // No newline yet: one line longer than a block; read on.
-    }
+        other => other.into(),
+    })
 }
 
 /// A fail2ban filter keeps multi-line state: line by line, in order.

@@ -2,17 +2,21 @@
 //! line, whether it matched, which address, and whether ignoreregex vetoed it.
 //!
 //! Owns the per-line result, the summary, and the rendering of the per-line output (`--json`
-//! objects, `--show-matched`/`--show-missed` listings) of a chunk of lines. Pure over its
-//! input: reading files, resolving filter names and writing to stdout are the CLI's job.
+//! objects, `--show-matched`/`--show-missed` listings). Opening files, resolving filter names
+//! and printing the summary are the CLI's job.
 //!
-//! A native jail filter is stateless, so a chunk of a file can be split at line boundaries
-//! and the pieces checked on several threads ([`check_parallel`]); the reports are joined in
-//! input order, so the output is the same as a sequential run. fail2ban filters keep
-//! multi-line state and go line by line ([`check_fail2ban_line`]).
+//! A native jail filter is stateless, so [`check_reader`] cuts its input into pieces of whole
+//! lines and checks them on several threads; the reports are joined in input order, so the
+//! output is the same as a sequential run. It reads and writes only through the reader and
+//! writer it is given. fail2ban filters keep multi-line state and go line by line
+//! ([`check_fail2ban_line`]).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::{Read, Write};
 use std::net::IpAddr;
+use std::sync::{mpsc, Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -208,13 +212,19 @@ pub fn tally(summary: &mut Summary, result: Verdict, line: &str, regex_count: us
 #[derive(Debug, Error)]
 pub enum CheckError {
     /// serde_json refused a line result.
-    #[error("line {line}: cannot write the JSON result: {source}")]
+    #[error("line {line}: cannot write the JSON result")]
     Json {
         /// 1-based line number.
         line: usize,
         /// serde_json's explanation.
         source: serde_json::Error,
     },
+    /// The input could not be read.
+    #[error("read error")]
+    Read(#[source] std::io::Error),
+    /// The JSON output could not be written.
+    #[error(transparent)]
+    Write(std::io::Error),
 }
 
 /// Which per-line output to render besides the summary.
@@ -272,24 +282,6 @@ pub fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Splits a chunk into at most `parts` pieces of about equal size, each but the last ending
-/// with `\n`, so that the lines of the pieces, in order, are the lines of the chunk.
-pub fn split_at_lines(chunk: &[u8], parts: usize) -> Vec<&[u8]> {
-    let mut pieces = Vec::with_capacity(parts);
-    let mut rest = chunk;
-    for remaining in (2..=parts.max(1)).rev() {
-        let target = rest.len() / remaining;
-        let Some(newline) = memchr::memchr(b'\n', &rest[target..]) else {
-            break;
-        };
-        let (piece, tail) = rest.split_at(target + newline + 1);
-        pieces.push(piece);
-        rest = tail;
-    }
-    pieces.push(rest);
-    pieces
-}
-
 /// Checks the lines of `chunk` with a native jail filter; `first_line` is the 1-based number
 /// of its first line. Invalid UTF-8 is replaced (U+FFFD), as `String::from_utf8_lossy` does.
 pub fn check_chunk(
@@ -333,45 +325,168 @@ pub fn check_chunk(
     Ok(report)
 }
 
-/// [`check_chunk`] on `threads` threads: the chunk is split at line boundaries and the reports
-/// are joined in input order, so the result is the same as one sequential run.
-pub fn check_parallel(
-    filter: &Filter,
-    chunk: &[u8],
+/// How [`check_reader`] spreads its input over threads.
+#[derive(Debug, Clone, Copy)]
+pub struct Parallel {
+    /// Worker threads.
+    pub threads: usize,
+    /// Bytes per piece of work, cut at a line end (a longer line makes a longer piece).
+    pub piece: usize,
+}
+
+impl Parallel {
+    /// One worker per core, pieces of 1 MiB: a few milliseconds of work each, so the
+    /// channel hops cost nothing and the workers finish within a piece of each other.
+    pub fn all_cores() -> Self {
+        Parallel {
+            threads: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            piece: 1 << 20,
+        }
+    }
+}
+
+/// Whole lines of the input, and where they are in it.
+struct Piece {
+    /// Position in the input, counted in pieces.
+    index: usize,
+    /// 1-based number of the first line.
     first_line: usize,
+    data: Vec<u8>,
+}
+
+/// What a worker hands back: the piece (for its buffer) and its report.
+type Done = (Piece, Result<ChunkReport, CheckError>);
+
+/// Checks every line of `input` with a native jail filter, on `parallel.threads` workers,
+/// and writes the JSON objects (with `Listing::json`) to `out` in input order. The returned
+/// report has the summary and the listings of the whole input, its `json` is empty. A
+/// reader thread cuts the input into pieces of whole lines; the calling thread puts the
+/// workers' reports back in order. At most `4 * threads` pieces are read but not yet
+/// merged, which bounds the memory on any input size.
+pub fn check_reader(
+    filter: &Filter,
+    input: impl Read + Send,
+    out: &mut impl Write,
     now: DateTime<Utc>,
     listing: Listing,
-    threads: usize,
+    parallel: Parallel,
 ) -> Result<ChunkReport, CheckError> {
-    let pieces = split_at_lines(chunk, threads);
-    // Each piece's first line number: the lines before it, each ending with '\n'.
-    let mut firsts = Vec::with_capacity(pieces.len());
-    let mut next = first_line;
-    for piece in &pieces {
-        firsts.push(next);
-        next += memchr::memchr_iter(b'\n', piece).count();
-    }
-    let Some((head, tail)) = pieces.split_first() else {
-        return Ok(ChunkReport::default());
-    };
+    let threads = parallel.threads.max(1);
+    let buffers = 4 * threads;
+    let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(buffers);
+    let (work_tx, work_rx) = mpsc::sync_channel::<Piece>(threads);
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    // Shared by the workers only: when the last one quits, the reader's send fails instead of
+    // blocking forever.
+    let work_rx = Arc::new(Mutex::new(work_rx));
     std::thread::scope(|scope| {
-        let workers: Vec<_> = tail
-            .iter()
-            .zip(&firsts[1..])
-            .map(|(piece, &first)| {
-                scope.spawn(move || check_chunk(filter, piece, first, now, listing))
-            })
-            .collect();
-        // The calling thread takes the first piece instead of waiting idle.
-        let mut report = check_chunk(filter, head, first_line, now, listing)?;
-        for worker in workers {
-            let part = worker
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-            report.append(part);
+        let reader = scope
+            .spawn(move || read_pieces(input, parallel.piece.max(1), buffers, free_rx, work_tx));
+        for _ in 0..threads {
+            let done_tx = done_tx.clone();
+            let work_rx = Arc::clone(&work_rx);
+            scope.spawn(move || loop {
+                // The lock is held only while taking the next piece.
+                let piece = match work_rx.lock().map(|rx| rx.recv()) {
+                    Ok(Ok(piece)) => piece,
+                    // End of input, or another worker panicked (the scope re-raises that).
+                    _ => break,
+                };
+                let report = check_chunk(filter, &piece.data, piece.first_line, now, listing);
+                if done_tx.send((piece, report)).is_err() {
+                    break; // The merger stopped on an error; it reports it.
+                }
+            });
         }
-        Ok(report)
+        // The merger ends when the last worker drops its sender.
+        drop(done_tx);
+        drop(work_rx);
+        let merged = merge_in_order(done_rx, free_tx, out);
+        let read = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        read.map_err(CheckError::Read)?;
+        merged
     })
+}
+
+/// The reader thread: fills free buffers with whole lines and numbers them. Stops at the end
+/// of the input or when the merger hangs up (it failed and reports why).
+fn read_pieces(
+    mut input: impl Read,
+    piece: usize,
+    buffers: usize,
+    free: mpsc::Receiver<Vec<u8>>,
+    work: mpsc::SyncSender<Piece>,
+) -> std::io::Result<()> {
+    let mut carry = Vec::new();
+    let mut first_line = 1;
+    let mut index = 0;
+    loop {
+        let mut data = if index < buffers {
+            Vec::with_capacity(piece)
+        } else {
+            match free.recv() {
+                Ok(data) => data,
+                Err(_) => return Ok(()),
+            }
+        };
+        // The start of a line cut by the previous read.
+        data.append(&mut carry);
+        let at_end = loop {
+            let read = input.by_ref().take(piece as u64).read_to_end(&mut data)?;
+            if read < piece {
+                break true;
+            }
+            if let Some(newline) = memchr::memrchr(b'\n', &data) {
+                carry.extend_from_slice(&data[newline + 1..]);
+                data.truncate(newline + 1);
+                break false;
+            }
+            // One line longer than a piece: read on.
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        // Every piece but the last ends with a newline: its lines are its newlines.
+        let lines = memchr::memchr_iter(b'\n', &data).count();
+        let next = Piece {
+            index,
+            first_line,
+            data,
+        };
+        if work.send(next).is_err() || at_end {
+            return Ok(());
+        }
+        first_line += lines;
+        index += 1;
+    }
+}
+
+/// The merger (calling thread): reports back in input order, JSON written as soon as its
+/// turn comes, buffers recycled to the reader only once merged.
+fn merge_in_order(
+    done: mpsc::Receiver<Done>,
+    free: mpsc::SyncSender<Vec<u8>>,
+    out: &mut impl Write,
+) -> Result<ChunkReport, CheckError> {
+    let mut report = ChunkReport::default();
+    let mut waiting = BTreeMap::new();
+    let mut next = 0;
+    for (piece, part) in done {
+        waiting.insert(piece.index, (piece.data, part));
+        while let Some((mut data, part)) = waiting.remove(&next) {
+            let mut part = part?;
+            out.write_all(&part.json).map_err(CheckError::Write)?;
+            part.json = Vec::new();
+            report.append(part);
+            data.clear();
+            // Fails only when the reader is done; then the buffer is simply dropped.
+            let _ = free.try_send(data);
+            next += 1;
+        }
+    }
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -449,40 +564,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn split_at_lines_keeps_every_line_whole_and_in_order() {
-        let text = b"one\ntwo\n\nthree is longer\nfour\nfive";
-        for parts in 0..8 {
-            for len in 0..=text.len() {
-                let chunk = &text[..len];
-                let pieces = split_at_lines(chunk, parts);
-                assert!(!pieces.is_empty() && pieces.len() <= parts.max(1));
-                assert_eq!(pieces.concat(), chunk, "parts {parts}, len {len}");
-                for piece in &pieces[..pieces.len() - 1] {
-                    assert!(piece.ends_with(b"\n"), "{piece:?}");
-                }
-                let joined: Vec<&[u8]> = pieces.iter().flat_map(|p| lines(p)).collect();
-                let whole: Vec<&[u8]> = lines(chunk).collect();
-                assert_eq!(joined, whole, "parts {parts}, len {len}");
-            }
-        }
-        let halves = split_at_lines(b"aaaa\nbbbb\ncccc\ndddd\n", 2);
-        assert_eq!(halves, [&b"aaaa\nbbbb\ncccc\n"[..], b"dddd\n"]);
-    }
-
-    #[test]
-    fn parallel_reports_equal_the_sequential_one() {
-        let filter = Filter::compile(
+    fn test_filter() -> Filter {
+        Filter::compile(
             &[
                 r"^Failed password for (?P<user>\S+) from <HOST> port \d+ ssh2$".into(),
                 r"^Invalid user (?P<user>\S*) from <HOST>$".into(),
             ],
             &[r"for monitor ".into()],
         )
-        .unwrap();
-        let now = Utc::now();
+        .unwrap()
+    }
+
+    /// Lines of every kind: matches, ignored, comments, blanks, CRLF, invalid UTF-8, and a
+    /// last line without newline.
+    fn test_text() -> Vec<u8> {
         let mut text = Vec::new();
-        for i in 0..500 {
+        for i in 0..300 {
             let line = match i % 7 {
                 0 => format!("Nov 25 08:32:44 web1 sshd[1]: Failed password for u{i} from 198.51.100.{} port 22 ssh2\n", i % 250),
                 1 => format!("Nov 25 08:32:44 web1 sshd[1]: Invalid user x{i} from 2001:db8::{i:x}\n"),
@@ -490,16 +587,36 @@ mod tests {
                 3 => "# comment\n".into(),
                 4 => "\n".into(),
                 5 => "Nov 25 08:32:44 web1 cron[2]: caf\u{e9} \r\n".into(),
-                _ => "Nov 25 08:32:44 web1 sshd[1]: bad \u{ff} byte\n".into(),
+                // Invalid UTF-8 goes through the lossy conversion.
+                _ => "Nov 25 08:32:44 web1 sshd[1]: bad byte\n".into(),
             };
             text.extend_from_slice(line.as_bytes());
             if i % 7 == 6 {
-                // Invalid UTF-8 goes through the lossy conversion.
                 text.pop();
                 text.extend_from_slice(b"\xff\n");
             }
         }
         text.extend_from_slice(b"Nov 25 08:32:44 web1 sshd[1]: Invalid user  from 198.51.100.9");
+        text
+    }
+
+    /// A reader that hands out a few bytes per call, as a pipe may.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn parallel_reader_equals_one_sequential_chunk() {
+        let filter = test_filter();
+        let now = Utc::now();
+        let text = test_text();
         for listing in [
             Listing::default(),
             Listing {
@@ -512,21 +629,74 @@ mod tests {
                 missed: true,
             },
         ] {
-            let one = check_chunk(&filter, &text, 10, now, listing).unwrap();
-            for threads in 1..5 {
-                let many = check_parallel(&filter, &text, 10, now, listing, threads).unwrap();
-                assert_eq!(many, one, "{threads} threads, {listing:?}");
+            let mut whole = check_chunk(&filter, &text, 1, now, listing).unwrap();
+            assert_eq!(whole.summary.lines, 301);
+            let json = std::mem::take(&mut whole.json);
+            for threads in [1, 2, 3] {
+                // Pieces smaller than a line, of a few lines, and bigger than the input.
+                for piece in [1, 7, 100, 1000, 1 << 20] {
+                    for trickle in [3, 4096] {
+                        let mut out = Vec::new();
+                        let report = check_reader(
+                            &filter,
+                            Trickle(&text, trickle),
+                            &mut out,
+                            now,
+                            listing,
+                            Parallel { threads, piece },
+                        )
+                        .unwrap();
+                        let case = format!(
+                            "{listing:?} {threads} threads, piece {piece}, reads of {trickle}"
+                        );
+                        assert_eq!(report, whole, "{case}");
+                        assert!(out == json, "{case}");
+                    }
+                }
             }
-            // Two halves appended give the whole.
-            let halves = split_at_lines(&text, 2);
-            let mut joined = check_chunk(&filter, halves[0], 10, now, listing).unwrap();
-            let first = 10 + lines(halves[0]).count();
-            joined.append(check_chunk(&filter, halves[1], first, now, listing).unwrap());
-            assert_eq!(joined, one);
-            assert_eq!(one.summary.lines, 501);
         }
-        let empty = check_parallel(&filter, b"", 1, now, Listing::default(), 2).unwrap();
-        assert_eq!(empty, ChunkReport::default());
+    }
+
+    #[test]
+    fn parallel_reader_on_empty_input_and_read_errors() {
+        let filter = test_filter();
+        let parallel = Parallel {
+            threads: 2,
+            piece: 16,
+        };
+        let mut out = Vec::new();
+        let empty = check_reader(
+            &filter,
+            &b""[..],
+            &mut out,
+            Utc::now(),
+            Listing::default(),
+            parallel,
+        );
+        assert_eq!(empty.unwrap(), ChunkReport::default());
+
+        struct Broken(usize);
+        impl Read for Broken {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("disk on fire"));
+                }
+                self.0 -= 1;
+                let line = b"a line\n";
+                let n = line.len().min(buf.len());
+                buf[..n].copy_from_slice(&line[..n]);
+                Ok(n)
+            }
+        }
+        let broken = check_reader(
+            &filter,
+            Broken(50),
+            &mut out,
+            Utc::now(),
+            Listing::default(),
+            parallel,
+        );
+        assert!(matches!(broken, Err(CheckError::Read(_))), "{broken:?}");
     }
 
     #[test]
