@@ -152,6 +152,10 @@ struct FailPattern {
     /// that way (e.g. it uses `\p{..}`); the Unicode form is then used for every message.
     ascii: Option<regex::bytes::Regex>,
     prefixes: Prefixes,
+    /// Group numbers of `host` and `user` (the same in both forms): a lookup by name hashes
+    /// the name on every match.
+    host: usize,
+    user: Option<usize>,
 }
 
 impl FailPattern {
@@ -161,10 +165,16 @@ impl FailPattern {
             .build()
             .ok();
         let prefixes = Prefixes::of(unicode.as_str());
+        let group = |name| unicode.capture_names().position(|n| n == Some(name));
+        // Filter::compile checked that there is a host group; usize::MAX would never match.
+        let host = group("host").unwrap_or(usize::MAX);
+        let user = group("user");
         FailPattern {
             unicode,
             ascii,
             prefixes,
+            host,
+            user,
         }
     }
 
@@ -174,14 +184,17 @@ impl FailPattern {
             (Some(regex), true) => {
                 let caps = regex.captures(message.as_bytes())?;
                 // ASCII text: every byte offset is a char boundary.
-                let host = &message[caps.name("host")?.range()];
-                let user = caps.name("user").map(|m| &message[m.range()]);
+                let host = &message[caps.get(self.host)?.range()];
+                let user = self
+                    .user
+                    .and_then(|i| caps.get(i))
+                    .map(|m| &message[m.range()]);
                 (host, user)
             }
             _ => {
                 let caps = self.unicode.captures(message)?;
-                let host = caps.name("host")?.as_str();
-                let user = caps.name("user").map(|m| m.as_str());
+                let host = caps.get(self.host)?.as_str();
+                let user = self.user.and_then(|i| caps.get(i)).map(|m| m.as_str());
                 (host, user)
             }
         };
@@ -193,8 +206,37 @@ impl FailPattern {
 #[derive(Debug, Clone)]
 pub struct Filter {
     fail: Vec<FailPattern>,
+    /// The failregex (ascending) that a message starting with a given byte may match: one
+    /// lookup leaves only the patterns whose prefixes are worth comparing.
+    by_first_byte: Box<[Vec<usize>]>,
+    /// The failregex an empty message may match (those without a prefix).
+    unprefixed: Vec<usize>,
     ignore: Option<RegexSet>,
     sources: Vec<String>,
+}
+
+/// For each byte value, the patterns a message starting with it may match; then the
+/// patterns without prefixes.
+fn first_byte_table(fail: &[FailPattern]) -> (Box<[Vec<usize>]>, Vec<usize>) {
+    let mut table = vec![Vec::new(); 256];
+    let mut unprefixed = Vec::new();
+    for (index, pattern) in fail.iter().enumerate() {
+        match &pattern.prefixes.0 {
+            Some(literals) => {
+                for first in literals.iter().map(|l| l[0]) {
+                    let entry: &mut Vec<usize> = &mut table[usize::from(first)];
+                    if entry.last() != Some(&index) {
+                        entry.push(index);
+                    }
+                }
+            }
+            None => {
+                unprefixed.push(index);
+                table.iter_mut().for_each(|entry| entry.push(index));
+            }
+        }
+    }
+    (table.into_boxed_slice(), unprefixed)
 }
 
 impl Filter {
@@ -220,8 +262,11 @@ impl Filter {
             expanded.push(FailPattern::new(regex));
         }
         let ignore = compile_ignore(ignoreregex)?;
+        let (by_first_byte, unprefixed) = first_byte_table(&expanded);
         Ok(Filter {
             fail: expanded,
+            by_first_byte,
+            unprefixed,
             ignore,
             sources: failregex.to_vec(),
         })
@@ -233,6 +278,8 @@ impl Filter {
         let ignore = compile_ignore(ignoreregex)?;
         Ok(Filter {
             fail: Vec::new(),
+            by_first_byte: vec![Vec::new(); 256].into_boxed_slice(),
+            unprefixed: Vec::new(),
             ignore,
             sources: Vec::new(),
         })
@@ -262,12 +309,14 @@ impl Filter {
         // address is the first set hit that does. Most messages start with no failregex's
         // prefix and are done without running any regex.
         let bytes = message.as_bytes();
-        let candidates = self
-            .fail
+        let candidates = match bytes.first() {
+            Some(&first) => &self.by_first_byte[usize::from(first)],
+            None => &self.unprefixed,
+        };
+        let candidates = candidates
             .iter()
-            .enumerate()
-            .filter(|(_, p)| p.prefixes.may_match(bytes))
-            .map(|(i, _)| i);
+            .copied()
+            .filter(|&i| self.fail[i].prefixes.may_match(bytes));
         self.check_hits(message, candidates)
     }
 
@@ -280,9 +329,9 @@ impl Filter {
     /// over the message); `hits` are indexes into this filter's failregex, ascending.
     pub fn check_hits(&self, message: &str, hits: impl Iterator<Item = usize>) -> FilterMatch {
         let mut hits = hits;
-        let ascii = message.is_ascii();
         let Some(failregex) = hits.find_map(|index| {
-            let (host, user) = self.fail[index].capture(message, ascii)?;
+            // Checked here, not per message: most messages have no candidate at all.
+            let (host, user) = self.fail[index].capture(message, message.is_ascii())?;
             Some((index, host, user))
         }) else {
             return FilterMatch::None;
@@ -451,6 +500,23 @@ mod tests {
         assert!(!p.may_match(b"Inv"));
         assert!(!p.may_match(b""));
         assert!(Prefixes(None).may_match(b""));
+    }
+
+    #[test]
+    fn first_byte_table_lists_candidates_in_order() {
+        let f = filter(
+            &[
+                r"^(?:Failed|Invalid) a <HOST>$",
+                r"^\S+ b <HOST>$",
+                r"^(?i)f c <HOST>$",
+            ],
+            &[],
+        );
+        assert_eq!(f.by_first_byte[usize::from(b'F')], [0, 1, 2]);
+        assert_eq!(f.by_first_byte[usize::from(b'f')], [1, 2]);
+        assert_eq!(f.by_first_byte[usize::from(b'I')], [0, 1]);
+        assert_eq!(f.by_first_byte[usize::from(b'x')], [1]);
+        assert_eq!(f.unprefixed, [1]);
     }
 
     /// The check without a set pass, against the obvious one with it.
