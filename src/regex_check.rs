@@ -302,7 +302,6 @@ pub fn check_chunk(
         };
         let result = check_line(filter, number, &line, now);
         tally(&mut report.summary, (&result).into(), &line, regex_count);
-        // Writing to a String cannot fail; the results are ignored for that reason.
         if listing.json {
             serde_json::to_writer(&mut report.json, &result).map_err(|source| {
                 CheckError::Json {
@@ -312,6 +311,7 @@ pub fn check_chunk(
             })?;
             report.json.push(b'\n');
         } else if result.matched && listing.matched {
+            // Writing to a String cannot fail; hence the ignored results here and below.
             let _ = writeln!(report.matched, "{number:>6} | {}", line.trim_end());
         } else if !result.matched
             && !result.ignored
