@@ -2,7 +2,8 @@
 //! 1 runtime failure (or the daemon refused a control command), 2 invalid configuration or
 //! usage.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ use syslog2ban::control::{
     protocol::{Request, Response},
 };
 use syslog2ban::daemon::{self, RunOptions};
-use syslog2ban::regex_check::{self, Summary};
+use syslog2ban::regex_check;
 
 const DEFAULT_CONFIG: &str = "/etc/syslog2ban";
 const DEFAULT_SOCKET: &str = "/run/syslog2ban.sock";
@@ -443,13 +444,6 @@ impl FilterUnderTest {
         }
     }
 
-    fn failregex_count(&self) -> usize {
-        match self {
-            FilterUnderTest::Native(jail) => jail.filter.failregex_count(),
-            FilterUnderTest::Fail2ban(m) => m.filter().failregex_count(),
-        }
-    }
-
     fn failregex_source(&self, i: usize) -> String {
         match self {
             FilterUnderTest::Native(jail) => jail.filter.failregex_source(i),
@@ -540,55 +534,27 @@ fn regex_command(
     show_matched: bool,
     show_missed: bool,
 ) -> Result<()> {
-    let reader: Box<dyn BufRead> = if log == Path::new("-") {
-        Box::new(std::io::stdin().lock())
+    let input: Box<dyn Read + Send> = if log == Path::new("-") {
+        Box::new(std::io::stdin())
     } else {
-        let file =
-            std::fs::File::open(log).with_context(|| format!("{}: cannot open", log.display()))?;
-        Box::new(std::io::BufReader::new(file))
+        Box::new(
+            std::fs::File::open(log).with_context(|| format!("{}: cannot open", log.display()))?,
+        )
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let now = chrono::Utc::now();
-    let mut summary = Summary::default();
-    let mut matched_lines = Vec::new();
-    let mut missed_lines = Vec::new();
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let bytes = line.with_context(|| format!("{}: read error", log.display()))?;
-        let line = String::from_utf8_lossy(&bytes);
-        let result: regex_check::Verdict = match filter {
-            FilterUnderTest::Native(jail) => {
-                let r = regex_check::check_line(&jail.filter, i + 1, &line, now);
-                if json {
-                    serde_json::to_writer(&mut out, &r)?;
-                    out.write_all(b"\n")?;
-                }
-                (&r).into()
-            }
-            FilterUnderTest::Fail2ban(matcher) => {
-                let r = regex_check::check_fail2ban_line(matcher, i + 1, &line);
-                if json {
-                    serde_json::to_writer(&mut out, &r)?;
-                    out.write_all(b"\n")?;
-                }
-                (&r).into()
-            }
-        };
-        let regex_count = filter.failregex_count();
-        regex_check::tally(&mut summary, result, &line, regex_count);
-        if json {
-            // Already written above.
-        } else if result.matched && show_matched {
-            matched_lines.push(format!("{:>6} | {}", i + 1, line.trim_end()));
-        } else if !result.matched
-            && !result.ignored
-            && show_missed
-            && !line.trim().is_empty()
-            && !line.starts_with('#')
-        {
-            missed_lines.push(format!("{:>6} | {}", i + 1, line.trim_end()));
+    let listing = regex_check::Listing {
+        json,
+        matched: show_matched,
+        missed: show_missed,
+    };
+    let report = match filter {
+        FilterUnderTest::Native(jail) => regex_native(input, log, &jail.filter, listing, &mut out)?,
+        FilterUnderTest::Fail2ban(matcher) => {
+            regex_fail2ban(input, log, matcher, listing, &mut out)?
         }
-    }
+    };
+    let summary = &report.summary;
     if !json {
         writeln!(out, "Jail: {}", filter.name())?;
         writeln!(
@@ -614,15 +580,68 @@ fn regex_command(
         }
         if show_matched {
             writeln!(out, "Matched lines:")?;
-            matched_lines
-                .iter()
-                .try_for_each(|l| writeln!(out, "{l}"))?;
+            out.write_all(report.matched.as_bytes())?;
         }
         if show_missed {
             writeln!(out, "Missed lines:")?;
-            missed_lines.iter().try_for_each(|l| writeln!(out, "{l}"))?;
+            out.write_all(report.missed.as_bytes())?;
         }
     }
     out.flush()?;
     Ok(())
+}
+
+/// A native jail filter is stateless: checked on every core, output in input order.
+fn regex_native(
+    input: Box<dyn Read + Send>,
+    log: &Path,
+    filter: &syslog2ban::jail::filter::Filter,
+    listing: regex_check::Listing,
+    out: &mut impl Write,
+) -> Result<regex_check::ChunkReport> {
+    let now = chrono::Utc::now();
+    let parallel = regex_check::Parallel::all_cores();
+    regex_check::check_reader(filter, input, out, now, listing, parallel).map_err(|e| match e {
+        regex_check::CheckError::Read(e) => {
+            anyhow::Error::new(e).context(format!("{}: read error", log.display()))
+        }
+        other => other.into(),
+    })
+}
+
+/// A fail2ban filter keeps multi-line state: line by line, in order.
+fn regex_fail2ban(
+    input: Box<dyn Read + Send>,
+    log: &Path,
+    matcher: &mut syslog2ban::fail2ban::Fail2banMatcher,
+    listing: regex_check::Listing,
+    out: &mut impl Write,
+) -> Result<regex_check::ChunkReport> {
+    let mut report = regex_check::ChunkReport::default();
+    let summary = &mut report.summary;
+    let regex_count = matcher.filter().failregex_count();
+    for (i, line) in std::io::BufReader::new(input).split(b'\n').enumerate() {
+        let bytes = line.with_context(|| format!("{}: read error", log.display()))?;
+        let line = String::from_utf8_lossy(&bytes);
+        let r = regex_check::check_fail2ban_line(matcher, i + 1, &line);
+        if listing.json {
+            serde_json::to_writer(&mut *out, &r)?;
+            out.write_all(b"\n")?;
+        }
+        let result: regex_check::Verdict = (&r).into();
+        regex_check::tally(summary, result, &line, regex_count);
+        if listing.json {
+            // Already written above.
+        } else if result.matched && listing.matched {
+            writeln!(report.matched, "{:>6} | {}", i + 1, line.trim_end())?;
+        } else if !result.matched
+            && !result.ignored
+            && listing.missed
+            && !line.trim().is_empty()
+            && !line.starts_with('#')
+        {
+            writeln!(report.missed, "{:>6} | {}", i + 1, line.trim_end())?;
+        }
+    }
+    Ok(report)
 }

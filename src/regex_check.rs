@@ -1,13 +1,26 @@
 //! The engine of `syslog2ban regex`: runs one jail's filter over log lines and reports, per
 //! line, whether it matched, which address, and whether ignoreregex vetoed it.
 //!
-//! Owns the per-line result and the summary. Pure over its input: reading files, resolving
-//! filter names and printing are the CLI's job.
+//! Owns the per-line result, the summary, and the rendering of the per-line output (`--json`
+//! objects, `--show-matched`/`--show-missed` listings). Opening files, resolving filter names
+//! and printing the summary are the CLI's job.
+//!
+//! A native jail filter is stateless, so [`check_reader`] cuts its input into pieces of whole
+//! lines and checks them on several threads; the reports are joined in input order, so the
+//! output is the same as a sequential run. It reads and writes only through the reader and
+//! writer it is given. fail2ban filters keep multi-line state and go line by line
+//! ([`check_fail2ban_line`]).
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
 use std::net::IpAddr;
+use std::sync::{mpsc, Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use thiserror::Error;
 
 use crate::fail2ban::Fail2banMatcher;
 use crate::jail::filter::{Filter, FilterMatch};
@@ -106,10 +119,10 @@ pub fn check_line(filter: &Filter, number: usize, line: &str, now: DateTime<Utc>
     if line.trim_start().starts_with('#') {
         return result;
     }
-    let Ok(record) = parse::parse_line(line, now) else {
+    let Ok(record) = parse::parse_line_ref(line, now) else {
         return result;
     };
-    match filter.check(&record.message) {
+    match filter.check(record.message) {
         FilterMatch::None => {}
         FilterMatch::Ignored { failregex } => {
             result.ignored = true;
@@ -160,6 +173,23 @@ impl From<&Fail2banLineResult> for Verdict {
     }
 }
 
+impl Summary {
+    /// Adds the counts of a later part of the same input.
+    pub fn merge(&mut self, other: &Summary) {
+        self.lines += other.lines;
+        self.matched += other.matched;
+        self.ignored += other.ignored;
+        self.missed += other.missed;
+        // An empty part has no per-regex counts at all (see `tally`).
+        if self.per_regex.len() < other.per_regex.len() {
+            self.per_regex.resize(other.per_regex.len(), 0);
+        }
+        for (mine, theirs) in self.per_regex.iter_mut().zip(&other.per_regex) {
+            *mine += theirs;
+        }
+    }
+}
+
 /// Adds one result to the summary.
 pub fn tally(summary: &mut Summary, result: Verdict, line: &str, regex_count: usize) {
     summary.per_regex.resize(regex_count, 0);
@@ -176,6 +206,287 @@ pub fn tally(summary: &mut Summary, result: Verdict, line: &str, regex_count: us
             *hits += 1;
         }
     }
+}
+
+/// A chunk's per-line output could not be rendered.
+#[derive(Debug, Error)]
+pub enum CheckError {
+    /// serde_json refused a line result.
+    #[error("line {line}: cannot write the JSON result")]
+    Json {
+        /// 1-based line number.
+        line: usize,
+        /// serde_json's explanation.
+        source: serde_json::Error,
+    },
+    /// The input could not be read.
+    #[error("read error")]
+    Read(#[source] std::io::Error),
+    /// The JSON output could not be written.
+    #[error(transparent)]
+    Write(std::io::Error),
+}
+
+/// Which per-line output to render besides the summary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Listing {
+    /// One JSON object per line (then no listings).
+    pub json: bool,
+    /// `--show-matched`.
+    pub matched: bool,
+    /// `--show-missed`.
+    pub missed: bool,
+}
+
+/// The result of checking a run of consecutive lines: the counts and the rendered output, in
+/// input order.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ChunkReport {
+    /// Counts over the chunk.
+    pub summary: Summary,
+    /// One JSON object and newline per line (with `Listing::json`).
+    pub json: Vec<u8>,
+    /// `{number:>6} | {line}` and newline per matched line.
+    pub matched: String,
+    /// The same per missed line.
+    pub missed: String,
+}
+
+impl ChunkReport {
+    /// Appends the report of the chunk that follows this one.
+    pub fn append(&mut self, next: ChunkReport) {
+        self.summary.merge(&next.summary);
+        self.json.extend_from_slice(&next.json);
+        self.matched.push_str(&next.matched);
+        self.missed.push_str(&next.missed);
+    }
+}
+
+/// The lines of a chunk of a file: split at `\n`, with no empty line after a final `\n` (as
+/// `BufRead::split` gives them). Each line keeps a `\r` of a CRLF file.
+pub fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+    let mut rest = (!chunk.is_empty()).then_some(body);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match memchr::memchr(b'\n', text) {
+            Some(i) => {
+                rest = Some(&text[i + 1..]);
+                Some(&text[..i])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
+}
+
+/// Checks the lines of `chunk` with a native jail filter; `first_line` is the 1-based number
+/// of its first line. Invalid UTF-8 is replaced (U+FFFD), as `String::from_utf8_lossy` does.
+pub fn check_chunk(
+    filter: &Filter,
+    chunk: &[u8],
+    first_line: usize,
+    now: DateTime<Utc>,
+    listing: Listing,
+) -> Result<ChunkReport, CheckError> {
+    let mut report = ChunkReport::default();
+    let regex_count = filter.failregex_count();
+    for (offset, bytes) in lines(chunk).enumerate() {
+        let number = first_line + offset;
+        // Nearly every line is valid UTF-8: the fast validator, lossy only on invalid input.
+        let line = match std::str::from_utf8(bytes) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(bytes),
+        };
+        let result = check_line(filter, number, &line, now);
+        tally(&mut report.summary, (&result).into(), &line, regex_count);
+        if listing.json {
+            serde_json::to_writer(&mut report.json, &result).map_err(|source| {
+                CheckError::Json {
+                    line: number,
+                    source,
+                }
+            })?;
+            report.json.push(b'\n');
+        } else if result.matched && listing.matched {
+            // Writing to a String cannot fail; hence the ignored results here and below.
+            let _ = writeln!(report.matched, "{number:>6} | {}", line.trim_end());
+        } else if !result.matched
+            && !result.ignored
+            && listing.missed
+            && !line.trim().is_empty()
+            && !line.starts_with('#')
+        {
+            let _ = writeln!(report.missed, "{number:>6} | {}", line.trim_end());
+        }
+    }
+    Ok(report)
+}
+
+/// How [`check_reader`] spreads its input over threads.
+#[derive(Debug, Clone, Copy)]
+pub struct Parallel {
+    /// Worker threads.
+    pub threads: usize,
+    /// Bytes per piece of work, cut at a line end (a longer line makes a longer piece).
+    pub piece: usize,
+}
+
+impl Parallel {
+    /// One worker per core, pieces of 1 MiB: a few milliseconds of work each, so the
+    /// channel hops cost nothing and the workers finish within a piece of each other.
+    pub fn all_cores() -> Self {
+        Parallel {
+            threads: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            piece: 1 << 20,
+        }
+    }
+}
+
+/// Whole lines of the input, and where they are in it.
+struct Piece {
+    /// Position in the input, counted in pieces.
+    index: usize,
+    /// 1-based number of the first line.
+    first_line: usize,
+    data: Vec<u8>,
+}
+
+/// What a worker hands back: the piece (for its buffer) and its report.
+type Done = (Piece, Result<ChunkReport, CheckError>);
+
+/// Checks every line of `input` with a native jail filter, on `parallel.threads` workers,
+/// and writes the JSON objects (with `Listing::json`) to `out` in input order. The returned
+/// report has the summary and the listings of the whole input, its `json` is empty. A
+/// reader thread cuts the input into pieces of whole lines; the calling thread puts the
+/// workers' reports back in order. At most `4 * threads` pieces are read but not yet
+/// merged, which bounds the memory on any input size.
+pub fn check_reader(
+    filter: &Filter,
+    input: impl Read + Send,
+    out: &mut impl Write,
+    now: DateTime<Utc>,
+    listing: Listing,
+    parallel: Parallel,
+) -> Result<ChunkReport, CheckError> {
+    let threads = parallel.threads.max(1);
+    let buffers = 4 * threads;
+    let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(buffers);
+    let (work_tx, work_rx) = mpsc::sync_channel::<Piece>(threads);
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    // Shared by the workers only: when the last one quits, the reader's send fails instead of
+    // blocking forever.
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    std::thread::scope(|scope| {
+        let reader = scope
+            .spawn(move || read_pieces(input, parallel.piece.max(1), buffers, free_rx, work_tx));
+        for _ in 0..threads {
+            let done_tx = done_tx.clone();
+            let work_rx = Arc::clone(&work_rx);
+            scope.spawn(move || loop {
+                // The lock is held only while taking the next piece.
+                let piece = match work_rx.lock().map(|rx| rx.recv()) {
+                    Ok(Ok(piece)) => piece,
+                    // End of input, or another worker panicked (the scope re-raises that).
+                    _ => break,
+                };
+                let report = check_chunk(filter, &piece.data, piece.first_line, now, listing);
+                if done_tx.send((piece, report)).is_err() {
+                    break; // The merger stopped on an error; it reports it.
+                }
+            });
+        }
+        // The merger ends when the last worker drops its sender.
+        drop(done_tx);
+        drop(work_rx);
+        let merged = merge_in_order(done_rx, free_tx, out);
+        let read = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        read.map_err(CheckError::Read)?;
+        merged
+    })
+}
+
+/// The reader thread: fills free buffers with whole lines and numbers them. Stops at the end
+/// of the input or when the merger hangs up (it failed and reports why).
+fn read_pieces(
+    mut input: impl Read,
+    piece: usize,
+    buffers: usize,
+    free: mpsc::Receiver<Vec<u8>>,
+    work: mpsc::SyncSender<Piece>,
+) -> std::io::Result<()> {
+    let mut carry = Vec::new();
+    let mut first_line = 1;
+    let mut index = 0;
+    loop {
+        let mut data = if index < buffers {
+            Vec::with_capacity(piece)
+        } else {
+            match free.recv() {
+                Ok(data) => data,
+                Err(_) => return Ok(()),
+            }
+        };
+        // The start of a line cut by the previous read.
+        data.append(&mut carry);
+        let at_end = loop {
+            let read = input.by_ref().take(piece as u64).read_to_end(&mut data)?;
+            if read < piece {
+                break true;
+            }
+            if let Some(newline) = memchr::memrchr(b'\n', &data) {
+                carry.extend_from_slice(&data[newline + 1..]);
+                data.truncate(newline + 1);
+                break false;
+            }
+            // One line longer than a piece: read on.
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        // Every piece but the last ends with a newline: its lines are its newlines.
+        let lines = memchr::memchr_iter(b'\n', &data).count();
+        let next = Piece {
+            index,
+            first_line,
+            data,
+        };
+        if work.send(next).is_err() || at_end {
+            return Ok(());
+        }
+        first_line += lines;
+        index += 1;
+    }
+}
+
+/// The merger (calling thread): reports back in input order, JSON written as soon as its
+/// turn comes, buffers recycled to the reader only once merged.
+fn merge_in_order(
+    done: mpsc::Receiver<Done>,
+    free: mpsc::SyncSender<Vec<u8>>,
+    out: &mut impl Write,
+) -> Result<ChunkReport, CheckError> {
+    let mut report = ChunkReport::default();
+    let mut waiting = BTreeMap::new();
+    let mut next = 0;
+    for (piece, part) in done {
+        waiting.insert(piece.index, (piece.data, part));
+        while let Some((mut data, part)) = waiting.remove(&next) {
+            let mut part = part?;
+            out.write_all(&part.json).map_err(CheckError::Write)?;
+            part.json = Vec::new();
+            report.append(part);
+            data.clear();
+            // Fails only when the reader is done; then the buffer is simply dropped.
+            let _ = free.try_send(data);
+            next += 1;
+        }
+    }
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -227,6 +538,196 @@ mod tests {
         assert_eq!(
             json,
             r#"{"line":3,"matched":true,"host":"198.51.100.66","user":"root","ignored":false}"#
+        );
+    }
+
+    #[test]
+    fn lines_like_bufread_split() {
+        let split = |text: &[u8]| -> Vec<Vec<u8>> {
+            std::io::BufRead::split(text, b'\n')
+                .map(|l| l.unwrap())
+                .collect()
+        };
+        for text in [
+            &b""[..],
+            b"\n",
+            b"\n\n",
+            b"a",
+            b"a\n",
+            b"a\nb",
+            b"a\n\nb\n",
+            b"a\r\nb\r\n",
+            b"\na\n\n\n",
+        ] {
+            let ours: Vec<Vec<u8>> = lines(text).map(<[u8]>::to_vec).collect();
+            assert_eq!(ours, split(text), "{text:?}");
+        }
+    }
+
+    fn test_filter() -> Filter {
+        Filter::compile(
+            &[
+                r"^Failed password for (?P<user>\S+) from <HOST> port \d+ ssh2$".into(),
+                r"^Invalid user (?P<user>\S*) from <HOST>$".into(),
+            ],
+            &[r"for monitor ".into()],
+        )
+        .unwrap()
+    }
+
+    /// Lines of every kind: matches, ignored, comments, blanks, CRLF, invalid UTF-8, and a
+    /// last line without newline.
+    fn test_text() -> Vec<u8> {
+        let mut text = Vec::new();
+        for i in 0..300 {
+            let line = match i % 7 {
+                0 => format!("Nov 25 08:32:44 web1 sshd[1]: Failed password for u{i} from 198.51.100.{} port 22 ssh2\n", i % 250),
+                1 => format!("Nov 25 08:32:44 web1 sshd[1]: Invalid user x{i} from 2001:db8::{i:x}\n"),
+                2 => "Nov 25 08:32:44 web1 sshd[1]: Failed password for monitor from 198.51.100.1 port 22 ssh2\n".into(),
+                3 => "# comment\n".into(),
+                4 => "\n".into(),
+                5 => "Nov 25 08:32:44 web1 cron[2]: caf\u{e9} \r\n".into(),
+                // Invalid UTF-8 goes through the lossy conversion.
+                _ => "Nov 25 08:32:44 web1 sshd[1]: bad byte\n".into(),
+            };
+            text.extend_from_slice(line.as_bytes());
+            if i % 7 == 6 {
+                text.pop();
+                text.extend_from_slice(b"\xff\n");
+            }
+        }
+        text.extend_from_slice(b"Nov 25 08:32:44 web1 sshd[1]: Invalid user  from 198.51.100.9");
+        text
+    }
+
+    /// A reader that hands out a few bytes per call, as a pipe may.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn parallel_reader_equals_one_sequential_chunk() {
+        let filter = test_filter();
+        let now = Utc::now();
+        let text = test_text();
+        for listing in [
+            Listing::default(),
+            Listing {
+                json: true,
+                ..Listing::default()
+            },
+            Listing {
+                json: false,
+                matched: true,
+                missed: true,
+            },
+        ] {
+            let mut whole = check_chunk(&filter, &text, 1, now, listing).unwrap();
+            assert_eq!(whole.summary.lines, 301);
+            let json = std::mem::take(&mut whole.json);
+            for threads in [1, 2, 3] {
+                // Pieces smaller than a line, of a few lines, and bigger than the input.
+                for piece in [1, 7, 100, 1000, 1 << 20] {
+                    for trickle in [3, 4096] {
+                        let mut out = Vec::new();
+                        let report = check_reader(
+                            &filter,
+                            Trickle(&text, trickle),
+                            &mut out,
+                            now,
+                            listing,
+                            Parallel { threads, piece },
+                        )
+                        .unwrap();
+                        let case = format!(
+                            "{listing:?} {threads} threads, piece {piece}, reads of {trickle}"
+                        );
+                        assert_eq!(report, whole, "{case}");
+                        assert!(out == json, "{case}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_reader_on_empty_input_and_read_errors() {
+        let filter = test_filter();
+        let parallel = Parallel {
+            threads: 2,
+            piece: 16,
+        };
+        let mut out = Vec::new();
+        let empty = check_reader(
+            &filter,
+            &b""[..],
+            &mut out,
+            Utc::now(),
+            Listing::default(),
+            parallel,
+        );
+        assert_eq!(empty.unwrap(), ChunkReport::default());
+
+        struct Broken(usize);
+        impl Read for Broken {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("disk on fire"));
+                }
+                self.0 -= 1;
+                let line = b"a line\n";
+                let n = line.len().min(buf.len());
+                buf[..n].copy_from_slice(&line[..n]);
+                Ok(n)
+            }
+        }
+        let broken = check_reader(
+            &filter,
+            Broken(50),
+            &mut out,
+            Utc::now(),
+            Listing::default(),
+            parallel,
+        );
+        assert!(matches!(broken, Err(CheckError::Read(_))), "{broken:?}");
+    }
+
+    #[test]
+    fn merge_adds_counts_and_tolerates_empty_parts() {
+        let mut a = Summary {
+            lines: 3,
+            matched: 1,
+            ignored: 1,
+            missed: 1,
+            per_regex: vec![1, 0],
+        };
+        a.merge(&Summary::default());
+        let b = Summary {
+            lines: 2,
+            matched: 2,
+            ignored: 0,
+            missed: 0,
+            per_regex: vec![0, 2],
+        };
+        let mut empty = Summary::default();
+        empty.merge(&a);
+        empty.merge(&b);
+        assert_eq!(
+            empty,
+            Summary {
+                lines: 5,
+                matched: 3,
+                ignored: 1,
+                missed: 1,
+                per_regex: vec![1, 2]
+            }
         );
     }
 }

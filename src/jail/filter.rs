@@ -2,10 +2,22 @@
 //!
 //! Owns pattern compilation and matching. It is pure: no I/O, no clock, no counting. It must
 //! not know about routing (the router already chose the jail) or about bans.
+//!
+//! Matching is the hot path of the daemon and of `syslog2ban regex`, so each failregex is
+//! compiled twice: as written (Unicode classes), and as an ASCII-only byte regex used when the
+//! message is ASCII, which nearly every syslog message is. On ASCII text both match exactly
+//! the same spans: every Unicode class (`\d`, `\w`, `\s`, `.`, case folding) agrees with its
+//! ASCII form on ASCII characters. The ASCII form has a far smaller NFA, and the capture engine
+//! (a bounded backtracker) clears a bitset of NFA states × message length on every search, so
+//! the Unicode form spends most of its time in that `memset`. A literal-prefix check per
+//! failregex stands in for a `RegexSet` pass: every pattern is anchored at `^`, so a message
+//! that starts with none of a pattern's possible prefixes cannot match it.
 
 use std::net::IpAddr;
 
 use regex::{Regex, RegexSet};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::Look;
 use thiserror::Error;
 
 /// What `<HOST>` expands to: an IPv4 address, or an IPv6 address (possibly with an embedded
@@ -86,13 +98,145 @@ fn compile_ignore(ignoreregex: &[String]) -> Result<Option<RegexSet>, FilterErro
         })
 }
 
+/// The literals every match of an anchored pattern starts with: a message that starts with
+/// none of them cannot match. `None` when the pattern gives no such finite set (not anchored
+/// at the start, or an open-ended prefix like `^\S+`): then every message is a candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Prefixes(Option<Vec<Vec<u8>>>);
+
+impl Prefixes {
+    /// Extracts the prefixes of an (expanded) pattern. Parsed with the same defaults as
+    /// `Regex::new`, so the literals describe exactly what that regex matches.
+    fn of(pattern: &str) -> Self {
+        let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
+            return Prefixes(None);
+        };
+        // Only a pattern whose every match starts at offset 0 can be rejected by its prefix:
+        // `^a|b` or `(?m)^a` start with '^' but can match later in the message.
+        if !hir.properties().look_set_prefix().contains(Look::Start) {
+            return Prefixes(None);
+        }
+        let mut extractor = Extractor::new();
+        extractor.kind(ExtractKind::Prefix);
+        let seq = extractor.extract(&hir);
+        match seq.literals() {
+            // An empty literal is a prefix of every message: nothing to reject.
+            Some(literals) if literals.iter().all(|l| !l.as_bytes().is_empty()) => Prefixes(Some(
+                literals.iter().map(|l| l.as_bytes().to_vec()).collect(),
+            )),
+            _ => Prefixes(None),
+        }
+    }
+
+    /// Whether a match of the pattern could start this message.
+    fn may_match(&self, message: &[u8]) -> bool {
+        let Some(literals) = &self.0 else {
+            return true;
+        };
+        let Some(&first) = message.first() else {
+            return false;
+        };
+        // The first byte rejects almost every literal without a call to memcmp.
+        literals
+            .iter()
+            .any(|l| l[0] == first && message.starts_with(l))
+    }
+}
+
+/// One failregex, compiled for matching.
+#[derive(Debug, Clone)]
+struct FailPattern {
+    /// As written (after `<HOST>` expansion): the reference, used for non-ASCII messages.
+    unicode: Regex,
+    /// The same pattern with Unicode off, for ASCII messages. None when it does not compile
+    /// that way (e.g. it uses `\p{..}`); the Unicode form is then used for every message.
+    ascii: Option<regex::bytes::Regex>,
+    prefixes: Prefixes,
+    /// Group numbers of `host` and `user` (the same in both forms): a lookup by name hashes
+    /// the name on every match.
+    host: usize,
+    user: Option<usize>,
+}
+
+impl FailPattern {
+    fn new(unicode: Regex) -> Self {
+        let ascii = regex::bytes::RegexBuilder::new(unicode.as_str())
+            .unicode(false)
+            .build()
+            .ok();
+        let prefixes = Prefixes::of(unicode.as_str());
+        let group = |name| unicode.capture_names().position(|n| n == Some(name));
+        // Filter::compile checked that there is a host group; usize::MAX would never match.
+        let host = group("host").unwrap_or(usize::MAX);
+        let user = group("user");
+        FailPattern {
+            unicode,
+            ascii,
+            prefixes,
+            host,
+            user,
+        }
+    }
+
+    /// The address and user of a match. `ascii` says the message is pure ASCII.
+    fn capture(&self, message: &str, ascii: bool) -> Option<(IpAddr, Option<String>)> {
+        let (host, user) = match (&self.ascii, ascii) {
+            (Some(regex), true) => {
+                let caps = regex.captures(message.as_bytes())?;
+                // ASCII text: every byte offset is a char boundary.
+                let host = &message[caps.get(self.host)?.range()];
+                let user = self
+                    .user
+                    .and_then(|i| caps.get(i))
+                    .map(|m| &message[m.range()]);
+                (host, user)
+            }
+            _ => {
+                let caps = self.unicode.captures(message)?;
+                let host = caps.get(self.host)?.as_str();
+                let user = self.user.and_then(|i| caps.get(i)).map(|m| m.as_str());
+                (host, user)
+            }
+        };
+        Some((host.parse().ok()?, user.map(str::to_string)))
+    }
+}
+
 /// Compiled failregex and ignoreregex of one jail.
 #[derive(Debug, Clone)]
 pub struct Filter {
-    fail_set: RegexSet,
-    fail: Vec<Regex>,
+    fail: Vec<FailPattern>,
+    /// The failregex (ascending) that a message starting with a given byte may match: one
+    /// lookup leaves only the patterns whose prefixes are worth comparing.
+    by_first_byte: Box<[Vec<usize>]>,
+    /// The failregex an empty message may match (those without a prefix).
+    unprefixed: Vec<usize>,
     ignore: Option<RegexSet>,
     sources: Vec<String>,
+}
+
+/// For each byte value, the patterns a message starting with it may match; then the
+/// patterns without prefixes.
+fn first_byte_table(fail: &[FailPattern]) -> (Box<[Vec<usize>]>, Vec<usize>) {
+    let mut table = vec![Vec::new(); 256];
+    let mut unprefixed = Vec::new();
+    for (index, pattern) in fail.iter().enumerate() {
+        match &pattern.prefixes.0 {
+            Some(literals) => {
+                for first in literals.iter().map(|l| l[0]) {
+                    let entry: &mut Vec<usize> = &mut table[usize::from(first)];
+                    if entry.last() != Some(&index) {
+                        entry.push(index);
+                    }
+                }
+            }
+            None => {
+                unprefixed.push(index);
+                table.iter_mut().for_each(|entry| entry.push(index));
+            }
+        }
+    }
+    (table.into_boxed_slice(), unprefixed)
 }
 
 impl Filter {
@@ -115,18 +259,14 @@ impl Filter {
             if !regex.capture_names().any(|name| name == Some("host")) {
                 return Err(FilterError::NoHost { index });
             }
-            expanded.push(regex);
+            expanded.push(FailPattern::new(regex));
         }
-        let fail_set =
-            RegexSet::new(expanded.iter().map(Regex::as_str)).map_err(|e| FilterError::Regex {
-                list: "failregex",
-                index: 0,
-                message: e.to_string(),
-            })?;
         let ignore = compile_ignore(ignoreregex)?;
+        let (by_first_byte, unprefixed) = first_byte_table(&expanded);
         Ok(Filter {
-            fail_set,
             fail: expanded,
+            by_first_byte,
+            unprefixed,
             ignore,
             sources: failregex.to_vec(),
         })
@@ -137,8 +277,9 @@ impl Filter {
     pub fn ignore_only(ignoreregex: &[String]) -> Result<Self, FilterError> {
         let ignore = compile_ignore(ignoreregex)?;
         Ok(Filter {
-            fail_set: RegexSet::empty(),
             fail: Vec::new(),
+            by_first_byte: vec![Vec::new(); 256].into_boxed_slice(),
+            unprefixed: Vec::new(),
             ignore,
             sources: Vec::new(),
         })
@@ -163,13 +304,25 @@ impl Filter {
 
     /// Runs the filter over one message text (the MSG part, without syslog header).
     pub fn check(&self, message: &str) -> FilterMatch {
-        // One pass over the set tells which patterns match; only those run with captures.
-        self.check_hits(message, self.fail_set.matches(message).iter())
+        // The prefix check replaces a RegexSet pass: a candidate that does not match is
+        // rejected by its own capture search, so the first candidate that captures a valid
+        // address is the first set hit that does. Most messages start with no failregex's
+        // prefix and are done without running any regex.
+        let bytes = message.as_bytes();
+        let candidates = match bytes.first() {
+            Some(&first) => &self.by_first_byte[usize::from(first)],
+            None => &self.unprefixed,
+        };
+        let candidates = candidates
+            .iter()
+            .copied()
+            .filter(|&i| self.fail[i].prefixes.may_match(bytes));
+        self.check_hits(message, candidates)
     }
 
     /// The failregex after expansion, for a matcher shared by several jails.
     pub fn expanded_failregex(&self) -> impl Iterator<Item = &str> {
-        self.fail.iter().map(Regex::as_str)
+        self.fail.iter().map(|p| p.unicode.as_str())
     }
 
     /// Like `check`, with the failregex hits already known (from a shared multi-pattern pass
@@ -177,9 +330,8 @@ impl Filter {
     pub fn check_hits(&self, message: &str, hits: impl Iterator<Item = usize>) -> FilterMatch {
         let mut hits = hits;
         let Some(failregex) = hits.find_map(|index| {
-            let caps = self.fail[index].captures(message)?;
-            let host = caps.name("host")?.as_str().parse::<IpAddr>().ok()?;
-            let user = caps.name("user").map(|m| m.as_str().to_string());
+            // Checked here, not per message: most messages have no candidate at all.
+            let (host, user) = self.fail[index].capture(message, message.is_ascii())?;
             Some((index, host, user))
         }) else {
             return FilterMatch::None;
@@ -326,6 +478,106 @@ mod tests {
             FilterMatch::Ignored { failregex: 0 }
         );
         assert!(host(&f, "Failed for eve from 198.51.100.1").is_some());
+    }
+
+    #[test]
+    fn prefixes_only_for_patterns_anchored_at_the_start() {
+        let some = |p: &str| Prefixes::of(p).0.is_some();
+        assert!(some(r"^(?:Failed|Invalid) user \S+ from x$"));
+        assert!(some(r"^(?:error: )?PAM: fail$"));
+        // Not every match starts at offset 0.
+        assert!(!some(r"^Failed|Invalid"));
+        assert!(!some(r"(?m)^Failed"));
+        assert!(!some(r"Failed"));
+        // Open-ended or empty prefix.
+        assert!(!some(r"^\S+ failed"));
+        assert!(!some(r"^(?:x)?"));
+        let p = Prefixes::of(r"^(?:\[ID \d+\] )?(?:[Ii]nvalid|Illegal) user");
+        assert!(p.may_match(b"Invalid user bob"));
+        assert!(p.may_match(b"invalid user bob"));
+        assert!(p.may_match(b"[ID 123] Illegal user"));
+        assert!(!p.may_match(b"Accepted publickey"));
+        assert!(!p.may_match(b"Inv"));
+        assert!(!p.may_match(b""));
+        assert!(Prefixes(None).may_match(b""));
+    }
+
+    #[test]
+    fn first_byte_table_lists_candidates_in_order() {
+        let f = filter(
+            &[
+                r"^(?:Failed|Invalid) a <HOST>$",
+                r"^\S+ b <HOST>$",
+                r"^(?i)f c <HOST>$",
+            ],
+            &[],
+        );
+        assert_eq!(f.by_first_byte[usize::from(b'F')], [0, 1, 2]);
+        assert_eq!(f.by_first_byte[usize::from(b'f')], [1, 2]);
+        assert_eq!(f.by_first_byte[usize::from(b'I')], [0, 1]);
+        assert_eq!(f.by_first_byte[usize::from(b'x')], [1]);
+        assert_eq!(f.unprefixed, [1]);
+    }
+
+    /// The check without a set pass, against the obvious one with it.
+    fn reference(f: &Filter, message: &str) -> FilterMatch {
+        let set = RegexSet::new(f.expanded_failregex()).unwrap();
+        let hit = set.matches(message).iter().find_map(|i| {
+            let caps = f.fail[i].unicode.captures(message)?;
+            let host: IpAddr = caps.name("host")?.as_str().parse().ok()?;
+            let user = caps.name("user").map(|m| m.as_str().to_string());
+            Some((i, host, user))
+        });
+        match hit {
+            None => FilterMatch::None,
+            Some((failregex, _, _)) if f.is_ignored(message) => FilterMatch::Ignored { failregex },
+            Some((failregex, host, user)) => FilterMatch::Failure {
+                host: normalize(host),
+                user,
+                failregex,
+            },
+        }
+    }
+
+    #[test]
+    fn ascii_form_and_prefix_check_agree_with_the_unicode_set_pass() {
+        let f = filter(
+            &[
+                r"^(?:\[ID \d+ \w+\.\w+\] )?Failed (?:password|none) for (?:invalid user )?(?P<user>[^:]*?) from <HOST>(?: port \d+)?(?: ssh\d)?$",
+                r"^(?i)invalid user (?P<user>.*?) from <HOST>\b.*$",
+                r"^(?:error: )?bad \S+ for (?P<user>\w+) from <HOST>\s*$",
+                r"^\S+ said <HOST>$",
+                r"^(?:ab|cd)?x (?P<user>\p{L}+) <HOST>$",
+            ],
+            &[r"for monitor "],
+        );
+        let messages = [
+            "Failed password for root from 198.51.100.1 port 22 ssh2",
+            "Failed password for invalid user a b from 2001:db8::1 port 22 ssh2",
+            "[ID 800047 auth.info] Failed none for x from 198.51.100.2",
+            "Failed password for x from 10.0.0.1 port 1 ssh2 from 198.51.100.3 port 2 ssh2",
+            "Failed password for monitor from 198.51.100.4 port 22 ssh2",
+            "Failed password for bad: user from 198.51.100.5 port 22 ssh2",
+            "Failed password for r\u{e9}my from 198.51.100.6 port 22 ssh2",
+            "Failed password for root from \u{661}98.51.100.6 port 22 ssh2",
+            "INVALID USER Bob from 198.51.100.7 extra",
+            "invalid user \u{212a}elvin from 198.51.100.8",
+            "error: bad key for b\u{f6}b from 198.51.100.9",
+            "error: bad key for bob from 198.51.100.9 \u{2003}",
+            "bad key for bob_1 from 198.51.100.10 \t",
+            "anyone said 198.51.100.11",
+            "x \u{e9}l\u{e8}ve 198.51.100.12",
+            "cdx word 198.51.100.13",
+            "Failed password for root from 999.1.1.1 port 22 ssh2",
+            "Accepted publickey for root from 198.51.100.1 port 22 ssh2",
+            "",
+        ];
+        for message in messages {
+            assert_eq!(f.check(message), reference(&f, message), "{message:?}");
+        }
+        // Every pattern but the \p{L} one has an ASCII form.
+        let ascii: Vec<bool> = f.fail.iter().map(|p| p.ascii.is_some()).collect();
+        assert_eq!(ascii, [true, true, true, true, false]);
     }
 
     #[test]

@@ -32,6 +32,38 @@ pub struct LogRecord {
     pub message: String,
 }
 
+/// A parsed message that borrows its text from the input: what the parsers produce, so a
+/// caller that only reads the record (`syslog2ban regex`) allocates nothing per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecordRef<'a> {
+    /// Facility * 8 + severity, when a `<PRI>` was present.
+    pub priority: Option<u8>,
+    /// The time the message claims.
+    pub timestamp: Option<DateTime<FixedOffset>>,
+    /// HOSTNAME as claimed by the sender (not verified).
+    pub host: Option<&'a str>,
+    /// TAG / APP-NAME. Empty when the message carries none.
+    pub program: &'a str,
+    /// Process id, when numeric.
+    pub pid: Option<u32>,
+    /// The free-text message (MSG), without leading whitespace or BOM.
+    pub message: &'a str,
+}
+
+impl LogRecordRef<'_> {
+    /// The owned record.
+    pub fn to_owned(&self) -> LogRecord {
+        LogRecord {
+            priority: self.priority,
+            timestamp: self.timestamp,
+            host: self.host.map(str::to_string),
+            program: self.program.to_string(),
+            pid: self.pid,
+            message: self.message.to_string(),
+        }
+    }
+}
+
 /// Why a frame could not be parsed.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ParseError {
@@ -56,6 +88,11 @@ pub fn parse_syslog(frame: &[u8], now: DateTime<Utc>) -> Result<LogRecord, Parse
         Ok(text) => std::borrow::Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(frame),
     };
+    parse_text(&text, now).map(|record| record.to_owned())
+}
+
+/// `parse_syslog` on text, borrowing from it.
+fn parse_text(text: &str, now: DateTime<Utc>) -> Result<LogRecordRef<'_>, ParseError> {
     let text = text.trim_matches(|c: char| c == '\n' || c == '\r' || c == '\0' || c == ' ');
     if text.is_empty() {
         return Err(ParseError::Empty);
@@ -70,9 +107,15 @@ pub fn parse_syslog(frame: &[u8], now: DateTime<Utc>) -> Result<LogRecord, Parse
 /// Parses one line of a classic syslog file (`Nov 25 08:32:44 host prog[pid]: msg`), or a raw
 /// syslog message with `<PRI>`: the input of `syslog2ban regex` and of the filter fixtures.
 pub fn parse_line(line: &str, now: DateTime<Utc>) -> Result<LogRecord, ParseError> {
+    parse_line_ref(line, now).map(|record| record.to_owned())
+}
+
+/// `parse_line`, borrowing the record's text from the line.
+pub fn parse_line_ref(line: &str, now: DateTime<Utc>) -> Result<LogRecordRef<'_>, ParseError> {
     let trimmed = line.trim_end_matches(['\n', '\r']);
     if trimmed.starts_with('<') {
-        return parse_syslog(trimmed.as_bytes(), now);
+        // A &str is valid UTF-8: what parse_syslog does after its conversion.
+        return parse_text(trimmed, now);
     }
     if trimmed.trim().is_empty() {
         return Err(ParseError::Empty);
@@ -95,10 +138,8 @@ fn split_priority(text: &str) -> Option<(u8, &str)> {
 }
 
 /// Message text without the leading spaces rsyslog keeps and without a UTF-8 BOM.
-fn clean_message(msg: &str) -> String {
-    msg.trim_start_matches(' ')
-        .trim_start_matches('\u{feff}')
-        .to_string()
+fn clean_message(msg: &str) -> &str {
+    msg.trim_start_matches(' ').trim_start_matches('\u{feff}')
 }
 
 #[cfg(test)]

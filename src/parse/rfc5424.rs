@@ -4,19 +4,19 @@
 use chrono::{DateTime, FixedOffset, NaiveDateTime};
 use syslog_loose::{parse_message_with_year_exact, ProcId, Variant};
 
-use super::{clean_message, LogRecord, ParseError};
+use super::{clean_message, LogRecordRef, ParseError};
 
 /// `full` is the whole message (for syslog_loose); `after_version` follows `<PRI>1 `.
-pub(super) fn parse(
-    full: &str,
+pub(super) fn parse<'a>(
+    full: &'a str,
     priority: u8,
-    after_version: &str,
-) -> Result<LogRecord, ParseError> {
+    after_version: &'a str,
+) -> Result<LogRecordRef<'a>, ParseError> {
     // The year callback is never used for RFC 5424 timestamps; any value will do.
     match parse_message_with_year_exact(full, |_| 1970, Variant::RFC5424) {
         Ok(msg) => {
-            let nil = |s: Option<&str>| s.filter(|v| *v != "-").map(str::to_string);
-            Ok(LogRecord {
+            let nil = |s: Option<&'a str>| s.filter(|v| *v != "-");
+            Ok(LogRecordRef {
                 priority: Some(priority),
                 timestamp: msg.timestamp,
                 host: nil(msg.hostname),
@@ -34,7 +34,7 @@ pub(super) fn parse(
 }
 
 /// Splits the six header fields by spaces and skips structured data by hand.
-fn fallback(priority: u8, text: &str) -> Result<LogRecord, ParseError> {
+fn fallback(priority: u8, text: &str) -> Result<LogRecordRef<'_>, ParseError> {
     let mut fields = text.splitn(6, ' ');
     let mut next = || fields.next().ok_or(ParseError::Rfc5424);
     let timestamp = next()?;
@@ -44,8 +44,8 @@ fn fallback(priority: u8, text: &str) -> Result<LogRecord, ParseError> {
     let _msgid = next()?;
     let rest = fields.next().unwrap_or("");
     let message = skip_structured_data(rest).ok_or(ParseError::Rfc5424)?;
-    let nil = |s: &str| (s != "-").then(|| s.to_string());
-    Ok(LogRecord {
+    let nil = |s| (s != "-").then_some(s);
+    Ok(LogRecordRef {
         priority: Some(priority),
         timestamp: parse_timestamp(timestamp),
         host: nil(host),

@@ -160,6 +160,22 @@ fn file_lines_parse_like_3164() {
 }
 
 #[test]
+fn borrowed_line_record_points_into_the_line() {
+    for line in [
+        "Nov 25 08:32:44 web1 sshd[1]: Failed password for root from 198.51.100.1 port 22 ssh2",
+        "<38>1 2026-11-25T08:32:47Z web1 sshd 1 - -  \u{feff}Failed password for x",
+        "<38>1 2026-11-25T08:32:47 web1:: sshd 1 - [a b=\"]\"] msg",
+    ] {
+        let r = parse_line_ref(line, now()).expect("parses");
+        assert_eq!(r.to_owned(), parse_line(line, now()).unwrap(), "{line}");
+        assert_eq!(r.program, "sshd", "{line}");
+        let inside = line.as_bytes().as_ptr_range();
+        assert!(inside.contains(&r.message.as_ptr()), "{line}");
+        assert!(!r.message.starts_with([' ', '\u{feff}']), "{line}");
+    }
+}
+
+#[test]
 fn bracketed_tag_without_host() {
     for line in [
         "<38>Mar  3 00:17:22 [sshd]: User root from 198.51.100.66 not allowed because not listed in AllowUsers",
