@@ -433,17 +433,29 @@ fn read_pieces(
         };
         // The start of a line cut by the previous read.
         data.append(&mut carry);
+        // One read at a time, and whatever whole lines it completed go out at once: a file
+        // gives a piece per read, and a live pipe (`tail -f | ... -`) is answered as its lines
+        // arrive instead of once a piece has filled.
         let at_end = loop {
-            let read = input.by_ref().take(piece as u64).read_to_end(&mut data)?;
-            if read < piece {
+            let filled = data.len();
+            data.resize(filled + piece, 0);
+            let read = loop {
+                match input.read(&mut data[filled..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    result => break result?,
+                }
+            };
+            data.truncate(filled + read);
+            if read == 0 {
                 break true;
             }
-            if let Some(newline) = memchr::memrchr(b'\n', &data) {
-                carry.extend_from_slice(&data[newline + 1..]);
-                data.truncate(newline + 1);
+            if let Some(newline) = memchr::memrchr(b'\n', &data[filled..]) {
+                let end = filled + newline + 1;
+                carry.extend_from_slice(&data[end..]);
+                data.truncate(end);
                 break false;
             }
-            // One line longer than a piece: read on.
+            // No line ends in this read (a line longer than a read): read on.
         };
         if data.is_empty() {
             return Ok(());
@@ -477,7 +489,11 @@ fn merge_in_order(
         waiting.insert(piece.index, (piece.data, part));
         while let Some((mut data, part)) = waiting.remove(&next) {
             let mut part = part?;
-            out.write_all(&part.json).map_err(CheckError::Write)?;
+            if !part.json.is_empty() {
+                out.write_all(&part.json).map_err(CheckError::Write)?;
+                // A piece is a read's worth of lines: a live pipe sees its answers now.
+                out.flush().map_err(CheckError::Write)?;
+            }
             part.json = Vec::new();
             report.append(part);
             data.clear();
