@@ -156,7 +156,9 @@ cases = [
     ("wrong_content_type", request("Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n", chunked(entry(bad, 3)))),
     ("unchunked_garbage", request(TE, entry(bad, 4))),
     ("no_length", request(JT + "Connection: close\r\n", entry(bad, 5))),
-    ("too_large", request(TE, chunked(entry(bad, 6, binary(msg, 1 << 40))))),
+    ("length_past_body", request(TE, chunked(entry(bad, 6, binary(msg, 1 << 40))))),
+    # A 1 MiB core dump field (over max_frame) in an entry whose failure still counts.
+    ("oversize_field", request(TE + "Connection: close\r\n", chunked(head(7) + b"COREDUMP\n" + struct.pack("<Q", 1 << 20) + bytes(1 << 20) + b"\n" + b"MESSAGE=Failed password for root from 203.0.113.79 port 22 ssh2\n\n"))),
     ("good", request(TE + "Connection: close\r\n", chunked(b"".join(entry("203.0.113.78", 10 + i) for i in range(3))))),
 ]
 for name, data in cases:
@@ -174,7 +176,9 @@ for name, data in cases:
     print(name, codes[0] if codes else "none", flush=True)
 "#;
 
-/// Malformed uploads get 400/413/415, count nothing, and the listener serves the next one.
+/// Malformed uploads get 400/415, count nothing, and the listener serves the next one; a field
+/// over the size limit is skipped and counted, and its entry accepted (a 413 would make the
+/// uploader resend it forever).
 #[test]
 fn journal_upload_refuses_malformed_bodies_and_keeps_serving() {
     let test = "journal_upload_refuses_malformed_bodies_and_keeps_serving";
@@ -207,7 +211,8 @@ fn journal_upload_refuses_malformed_bodies_and_keeps_serving() {
         ("wrong_content_type", "415"),
         ("unchunked_garbage", "400"),
         ("no_length", "400"),
-        ("too_large", "413"),
+        ("length_past_body", "400"),
+        ("oversize_field", "202"),
         ("good", "202"),
     ] {
         assert_eq!(status(case), want, "{case}\n{}", out.describe());
@@ -224,10 +229,19 @@ fn journal_upload_refuses_malformed_bodies_and_keeps_serving() {
     );
     assert_eq!(
         total_failed(&lab),
-        3,
-        "only the good upload's 3 failures count: {}",
+        4,
+        "only the good upload's 3 failures and the one beside the oversize field count: {}",
         jail_status(&lab)
     );
+    let status = lab.ctl_json(&["status", "--json"]);
+    let oversize: u64 = status["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["oversize"].as_u64())
+        .sum();
+    // The core dump, and the field claiming 1 TiB (skipped until its body ended inside it).
+    assert_eq!(oversize, 2, "oversize fields are counted: {status}");
     lab.assert_running("syslog2ban");
 }
 

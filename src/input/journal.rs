@@ -13,13 +13,16 @@
 //!
 //! Status codes follow systemd-journal-remote: 202 accepted; 400 malformed (request head,
 //! chunked encoding, export format, or a body that is neither chunked nor has a length); 404
-//! any path but `/upload`; 405 any method but POST; 413 a field, entry or field count over its
-//! limit; 415 a Content-Type other than `application/vnd.fdo.journal`. After any error the
+//! any path but `/upload`; 405 any method but POST; 415 a Content-Type other than
+//! `application/vnd.fdo.journal`. A field over `max_field` (or beyond the entry's limits) is
+//! skipped and counted as `oversize`, and its entry accepted without it: a 413 would make
+//! systemd-journal-upload resend that entry forever and stall the host's whole upload. After any error the
 //! response says `Connection: close` and the connection closes; the listener goes on serving.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -216,19 +219,27 @@ impl Conn<'_> {
             .map_err(|_| Gone)
     }
 
-    /// Feeds body bytes to the parser, delivering every entry completed.
+    /// Feeds body bytes to the parser, delivering every entry completed, and counts the
+    /// fields it skipped for their size as `oversize`.
     async fn feed(
         &self,
         parser: &mut Parser,
         mut data: &[u8],
     ) -> Result<Result<(), JournalError>, Gone> {
-        loop {
+        let skipped_before = parser.skipped_fields();
+        let result = loop {
             match parser.feed(&mut data) {
                 Ok(Some(entry)) => self.deliver(entry).await?,
-                Ok(None) => return Ok(Ok(())),
-                Err(e) => return Ok(Err(e)),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
             }
+        };
+        let skipped = parser.skipped_fields() - skipped_before;
+        if skipped > 0 {
+            self.counters.oversize.fetch_add(skipped, Ordering::Relaxed);
+            debug!(listener = %self.counters.label, origin = %self.origin, skipped, "Journal fields over a limit skipped");
         }
+        Ok(result)
     }
 }
 
@@ -471,9 +482,10 @@ async fn upload<S: AsyncRead + AsyncWrite + Unpin>(
     Outcome::Done { keep_alive }
 }
 
+/// Malformed export data. (Size is never refused: fields over a limit are skipped, because
+/// an uploader that gets an error resends the same entry forever.)
 fn reject_journal(e: &JournalError) -> Outcome {
-    let status = if e.is_too_large() { 413 } else { 400 };
-    Outcome::Reject(status, format!("{e}\n"))
+    Outcome::Reject(400, format!("{e}\n"))
 }
 
 #[cfg(test)]
@@ -621,6 +633,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_oversize_field_is_skipped_and_its_entry_accepted() {
+        let mut h = harness(Protocol::Upload);
+        // systemd-coredump logs the dump itself as a binary field of its entry.
+        let mut body = b"COREDUMP\n".to_vec();
+        body.extend_from_slice(&100_000u64.to_le_bytes());
+        body.extend_from_slice(&vec![0u8; 100_000]);
+        body.extend_from_slice(b"\nSYSLOG_IDENTIFIER=sshd\nMESSAGE=");
+        body.extend_from_slice(b"Failed password for root from 203.0.113.6 port 1 ssh2\n\n");
+        let te = format!("{JOURNAL}Transfer-Encoding: chunked\r\n");
+        let response = h.upload(&request(&te, &chunked(&body))).await;
+        assert_eq!(statuses(&response), vec![202], "{response}");
+        let records = h.records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].program, "sshd");
+        assert!(records[0].message.contains("203.0.113.6"));
+        assert_eq!(Metrics::get(&h.counters.oversize), 1);
+    }
+
+    #[tokio::test]
     async fn errors_get_their_status_and_close_the_connection() {
         let good = capture("sample.export");
         let mut bad_length = b"MESSAGE\n".to_vec();
@@ -638,7 +669,8 @@ mod tests {
                 request(&te, &chunked(&bad_length)),
                 400,
             ),
-            ("huge binary length", request(&te, &chunked(&huge)), 413),
+            // A length past the end of the body: the body ends inside the field.
+            ("huge binary length", request(&te, &chunked(&huge)), 400),
             (
                 "truncated binary field",
                 request(&te, &chunked(&truncated)),

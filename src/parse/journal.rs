@@ -5,7 +5,10 @@
 //! `KEY\n<u64 little-endian length><bytes>\n`, entries separated by an empty line. It is pure
 //! (no I/O, no clock) and fuzzable: bytes go in in arbitrary pieces, entries come out, and every
 //! limit (field size, fields per entry, entry size) is enforced while reading, so memory is
-//! bounded by one entry however long the stream is. Malformed input is an error, never a panic.
+//! bounded by one entry however long the stream is. A field over a limit is skipped (its bytes
+//! are read and dropped, and counted) and the entry goes on without it: refusing the stream
+//! would make systemd-journal-upload resend the same entry forever (a core dump's `COREDUMP`
+//! field is megabytes). Malformed input is an error, never a panic.
 //! It knows nothing about HTTP, sockets or jails.
 
 use std::borrow::Cow;
@@ -27,6 +30,14 @@ pub struct Limits {
     pub max_fields: usize,
     /// Largest entry, in bytes (names + values).
     pub max_entry: usize,
+}
+
+impl Limits {
+    /// Whether an entry of `fields` fields and `used` bytes has room for one more field of
+    /// `size` bytes (name + value).
+    fn room_for(&self, fields: usize, used: usize, size: u64) -> bool {
+        fields < self.max_fields && used as u64 + size <= self.max_entry as u64
+    }
 }
 
 /// One field of an entry.
@@ -60,27 +71,10 @@ impl Entry {
     }
 }
 
-/// Why an export stream was refused.
+/// Why an export stream was refused: malformed input (HTTP 400), never size (fields over a
+/// limit are skipped).
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum JournalError {
-    /// A field value (or a text line) larger than `max_field`.
-    #[error("field larger than {limit} bytes")]
-    FieldTooLarge {
-        /// The limit.
-        limit: usize,
-    },
-    /// An entry with more than `max_fields` fields.
-    #[error("entry has more than {limit} fields")]
-    TooManyFields {
-        /// The limit.
-        limit: usize,
-    },
-    /// An entry larger than `max_entry`.
-    #[error("entry larger than {limit} bytes")]
-    EntryTooLarge {
-        /// The limit.
-        limit: usize,
-    },
     /// A field name that is empty, too long or has characters outside `A-Z 0-9 _`.
     #[error("invalid field name")]
     BadFieldName,
@@ -95,18 +89,6 @@ pub enum JournalError {
     Truncated,
 }
 
-impl JournalError {
-    /// True for limit violations (HTTP 413), false for malformed input (HTTP 400).
-    pub fn is_too_large(&self) -> bool {
-        matches!(
-            self,
-            JournalError::FieldTooLarge { .. }
-                | JournalError::TooManyFields { .. }
-                | JournalError::EntryTooLarge { .. }
-        )
-    }
-}
-
 #[derive(Debug)]
 enum State {
     /// Reading a line: `KEY=VALUE`, a binary field's `KEY`, or the empty line ending an entry.
@@ -119,8 +101,12 @@ enum State {
     },
     /// Reading `len` bytes of binary field `name` into `value`.
     BinaryData { name: String, len: usize },
-    /// Expecting the newline after a binary field's data.
-    BinaryEnd { name: String, len: usize },
+    /// Expecting the newline after a binary field's data (`name` None: a skipped field).
+    BinaryEnd { name: Option<String>, len: u64 },
+    /// Dropping the rest of a text line that is over the field limit.
+    SkipLine,
+    /// Dropping `left` bytes of a binary field that is over a limit (`len` in all).
+    SkipBinary { left: u64, len: u64 },
     /// An error happened; the stream cannot be resynchronised.
     Failed(JournalError),
 }
@@ -136,6 +122,8 @@ pub struct Parser {
     value: Vec<u8>,
     entry: Entry,
     entry_size: usize,
+    /// Fields skipped for a limit since the stream started.
+    skipped: u64,
 }
 
 impl Parser {
@@ -148,7 +136,14 @@ impl Parser {
             value: Vec::new(),
             entry: Entry::default(),
             entry_size: 0,
+            skipped: 0,
         }
+    }
+
+    /// Fields skipped so far for being over a limit (too large, too many, or an entry too
+    /// large); their entries went on without them.
+    pub fn skipped_fields(&self) -> u64 {
+        self.skipped
     }
 
     /// Consumes bytes from the front of `input` until one entry is complete (`Ok(Some)`, with
@@ -187,9 +182,24 @@ impl Parser {
                         None => (input.len(), false),
                     };
                     if self.line.len() + taken > line_cap {
-                        return Err(JournalError::FieldTooLarge {
-                            limit: self.limits.max_field,
-                        });
+                        // Too long to be a name line: a text field, whose name is checked
+                        // before its value is dropped.
+                        let mut head = std::mem::take(&mut self.line);
+                        head.extend_from_slice(&input[..taken.min(MAX_NAME + 1)]);
+                        match head.iter().take(MAX_NAME + 1).position(|&b| b == b'=') {
+                            Some(eq) => {
+                                valid_name(&head[..eq])?;
+                            }
+                            None => return Err(JournalError::BadFieldName),
+                        }
+                        head.clear();
+                        self.line = head;
+                        self.skipped += 1;
+                        *input = &input[taken + usize::from(complete)..];
+                        if !complete {
+                            self.state = State::SkipLine;
+                        }
+                        continue;
                     }
                     self.line.extend_from_slice(&input[..taken]);
                     *input = &input[taken + usize::from(complete)..];
@@ -207,12 +217,11 @@ impl Parser {
                         Some(eq) => {
                             let name = valid_name(&line[..eq])?;
                             if line.len() - eq - 1 > self.limits.max_field {
-                                return Err(JournalError::FieldTooLarge {
-                                    limit: self.limits.max_field,
-                                });
+                                self.skipped += 1;
+                            } else {
+                                let value = line[eq + 1..].to_vec();
+                                self.push(name, value);
                             }
-                            let value = line[eq + 1..].to_vec();
-                            self.push(name, value)?;
                         }
                         None => {
                             let name = valid_name(&line)?;
@@ -236,20 +245,23 @@ impl Parser {
                         return Ok(None);
                     }
                     let len = u64::from_le_bytes(*bytes);
-                    if len > self.limits.max_field as u64 {
-                        return Err(JournalError::FieldTooLarge {
-                            limit: self.limits.max_field,
-                        });
+                    let fits = len <= self.limits.max_field as u64
+                        && self.limits.room_for(
+                            self.entry.fields.len(),
+                            self.entry_size,
+                            name.len() as u64 + len,
+                        );
+                    if fits {
+                        let name = std::mem::take(name);
+                        self.value.clear();
+                        self.state = State::BinaryData {
+                            name,
+                            len: len as usize,
+                        };
+                    } else {
+                        self.skipped += 1;
+                        self.state = State::SkipBinary { left: len, len };
                     }
-                    let len = len as usize;
-                    if self.entry_size + name.len() + len > self.limits.max_entry {
-                        return Err(JournalError::EntryTooLarge {
-                            limit: self.limits.max_entry,
-                        });
-                    }
-                    let name = std::mem::take(name);
-                    self.value.clear();
-                    self.state = State::BinaryData { name, len };
                 }
                 State::BinaryData { name, len } => {
                     let n = (*len - self.value.len()).min(input.len());
@@ -257,20 +269,40 @@ impl Parser {
                     *input = &input[n..];
                     if self.value.len() == *len {
                         self.state = State::BinaryEnd {
-                            name: std::mem::take(name),
-                            len: *len,
+                            name: Some(std::mem::take(name)),
+                            len: *len as u64,
                         };
                     }
                 }
                 State::BinaryEnd { name, len } => {
                     if input[0] != b'\n' {
-                        return Err(JournalError::BadBinaryLength { len: *len as u64 });
+                        return Err(JournalError::BadBinaryLength { len: *len });
                     }
                     *input = &input[1..];
-                    let name = std::mem::take(name);
+                    let name = name.take();
                     let value = std::mem::take(&mut self.value);
                     self.state = State::Line;
-                    self.push(name, value)?;
+                    if let Some(name) = name {
+                        self.push(name, value);
+                    }
+                }
+                State::SkipLine => match input.iter().position(|&b| b == b'\n') {
+                    Some(pos) => {
+                        *input = &input[pos + 1..];
+                        self.state = State::Line;
+                    }
+                    None => *input = &[],
+                },
+                State::SkipBinary { left, len } => {
+                    let n = (*left).min(input.len() as u64);
+                    *input = &input[n as usize..];
+                    *left -= n;
+                    if *left == 0 {
+                        self.state = State::BinaryEnd {
+                            name: None,
+                            len: *len,
+                        };
+                    }
                 }
             }
         }
@@ -280,20 +312,18 @@ impl Parser {
         }
     }
 
-    fn push(&mut self, name: String, value: Vec<u8>) -> Result<(), JournalError> {
-        if self.entry.fields.len() >= self.limits.max_fields {
-            return Err(JournalError::TooManyFields {
-                limit: self.limits.max_fields,
-            });
+    /// Adds a field to the entry, or skips it when the entry is full.
+    fn push(&mut self, name: String, value: Vec<u8>) {
+        let size = (name.len() + value.len()) as u64;
+        if !self
+            .limits
+            .room_for(self.entry.fields.len(), self.entry_size, size)
+        {
+            self.skipped += 1;
+            return;
         }
         self.entry_size += name.len() + value.len();
-        if self.entry_size > self.limits.max_entry {
-            return Err(JournalError::EntryTooLarge {
-                limit: self.limits.max_entry,
-            });
-        }
         self.entry.fields.push(Field { name, value });
-        Ok(())
     }
 
     fn take_entry(&mut self) -> Option<Entry> {
@@ -507,7 +537,6 @@ mod tests {
             parse_all(&data),
             Err(JournalError::BadBinaryLength { len: 3 })
         );
-        assert!(!JournalError::BadBinaryLength { len: 3 }.is_too_large());
     }
 
     #[test]
@@ -526,79 +555,123 @@ mod tests {
         );
     }
 
-    #[test]
-    fn huge_binary_length_is_refused_before_reading_data() {
-        let mut parser = Parser::new(LIMITS);
-        let data = binary("MESSAGE", u64::MAX, b"", b"");
-        let mut rest = &data[..];
-        let err = parser.feed(&mut rest).unwrap_err();
-        assert_eq!(err, JournalError::FieldTooLarge { limit: 4096 });
-        assert!(err.is_too_large());
-        // Poisoned: the stream cannot be resynchronised.
-        assert_eq!(parser.feed(&mut &b"A=1\n\n"[..]), Err(err.clone()));
-        assert_eq!(parser.finish(), Err(err));
+    /// Parses with a fresh parser; the entries and the count of skipped fields.
+    fn parse_counting(data: &[u8], limits: Limits) -> (Vec<Entry>, u64) {
+        let mut parser = Parser::new(limits);
+        let mut entries = Vec::new();
+        let mut rest = data;
+        while let Some(entry) = parser.feed(&mut rest).unwrap() {
+            entries.push(entry);
+        }
+        entries.extend(parser.finish().unwrap());
+        (entries, parser.skipped_fields())
+    }
+
+    fn names(entries: &[Entry]) -> Vec<Vec<&str>> {
+        entries
+            .iter()
+            .map(|e| e.fields.iter().map(|f| f.name.as_str()).collect())
+            .collect()
     }
 
     #[test]
-    fn long_text_line_is_refused_without_buffering_it() {
+    fn oversize_binary_field_is_skipped_without_buffering_it() {
+        // A core dump's worth of binary data between two ordinary fields, at any split.
+        let dump = vec![0u8; 100_000];
+        let data = [
+            b"A=1\n".as_slice(),
+            &binary("COREDUMP", dump.len() as u64, &dump, b"\n"),
+            b"MESSAGE=after\n\nB=2\n\n",
+        ]
+        .concat();
+        let (entries, skipped) = parse_counting(&data, LIMITS);
+        assert_eq!(names(&entries), [vec!["A", "MESSAGE"], vec!["B"]]);
+        assert_eq!(skipped, 1);
+        for piece in [1, 7, 4096] {
+            let parsed = parse_in_pieces(&data, piece, LIMITS).unwrap();
+            assert_eq!(parsed, entries, "piece {piece}");
+        }
+        let mut parser = Parser::new(LIMITS);
+        let mut rest = &data[..50_000];
+        assert_eq!(parser.feed(&mut rest), Ok(None));
+        assert!(
+            parser.value.capacity() <= LIMITS.max_field,
+            "nothing of it was kept"
+        );
+        // A length beyond the stream is read to the end, which is inside the field.
+        let lying = binary("MESSAGE", u64::MAX, b"", b"");
+        assert_eq!(parse_all(&lying), Err(JournalError::Truncated));
+        // Its closing newline is still checked.
+        let bad = binary("COREDUMP", 5000, &[0u8; 5001], b"\n");
+        assert_eq!(
+            parse_all(&bad),
+            Err(JournalError::BadBinaryLength { len: 5000 })
+        );
+    }
+
+    #[test]
+    fn long_text_line_is_skipped_without_buffering_it() {
         let mut parser = Parser::new(LIMITS);
         let mut first = &b"MESSAGE="[..];
         assert_eq!(parser.feed(&mut first), Ok(None));
         let block = vec![b'x'; 1000];
-        let mut result = Ok(None);
         for _ in 0..10 {
-            result = parser.feed(&mut &block[..]);
-            if result.is_err() {
-                break;
-            }
+            assert_eq!(parser.feed(&mut &block[..]), Ok(None));
+            assert!(parser.line.len() <= 4096 + MAX_NAME + 1);
         }
-        assert_eq!(result, Err(JournalError::FieldTooLarge { limit: 4096 }));
-        assert!(parser.line.len() <= 4096 + MAX_NAME + 1);
+        let mut end = &b"\nB=2\n\n"[..];
+        let entry = parser.feed(&mut end).unwrap().unwrap();
+        assert_eq!(names(&[entry]), [vec!["B"]]);
+        assert_eq!(parser.skipped_fields(), 1);
+        // A line that long with no `=` in a name's reach is not a field at all.
+        let garbage = vec![b'x'; 5000];
+        assert_eq!(parse_all(&garbage), Err(JournalError::BadFieldName));
+        let mut bad_name = b"lower=".to_vec();
+        bad_name.extend_from_slice(&garbage);
+        assert_eq!(parse_all(&bad_name), Err(JournalError::BadFieldName));
     }
 
     #[test]
-    fn field_and_entry_caps() {
+    fn field_and_entry_caps_skip_fields_and_keep_the_entry() {
         let limits = Limits {
             max_field: 10,
             max_fields: 3,
             max_entry: 20,
         };
-        let run = |d: &[u8]| parse_in_pieces(d, 4, limits);
-        assert_eq!(run(b"A=1\nB=2\nC=3\n\n").map(|e| e.len()), Ok(1));
-        assert_eq!(
-            run(b"A=1\nB=2\nC=3\nD=4\n\n"),
-            Err(JournalError::TooManyFields { limit: 3 })
-        );
-        assert_eq!(
-            run(b"A=12345678901\n\n"),
-            Err(JournalError::FieldTooLarge { limit: 10 })
-        );
-        assert_eq!(
-            run(b"AAAA=123456789\nBBBB=123456789\n\n"),
-            Err(JournalError::EntryTooLarge { limit: 20 })
-        );
+        let run = |d: &[u8]| {
+            let counted = parse_counting(d, limits);
+            for piece in [1, 4] {
+                assert_eq!(parse_in_pieces(d, piece, limits).unwrap(), counted.0);
+            }
+            counted
+        };
+        assert_eq!(names(&run(b"A=1\nB=2\nC=3\n\n").0), [vec!["A", "B", "C"]]);
+        let (entries, skipped) = run(b"A=1\nB=2\nC=3\nD=4\n\n");
+        assert_eq!((names(&entries), skipped), (vec![vec!["A", "B", "C"]], 1));
+        // A value over max_field (but short enough to be read as a line).
+        let (entries, skipped) = run(b"A=12345678901\nB=1\n\n");
+        assert_eq!((names(&entries), skipped), (vec![vec!["B"]], 1));
+        // An entry whose only field was skipped is no entry.
+        assert_eq!(run(b"A=12345678901\n\n"), (vec![], 1));
+        let (entries, skipped) = run(b"AAAA=123456789\nBBBB=123456789\n\n");
+        assert_eq!((names(&entries), skipped), (vec![vec!["AAAA"]], 1));
         // The entry size restarts with each entry.
+        assert_eq!(run(b"AAAA=123456789\n\nBBBB=123456789\n\n").0.len(), 2);
         assert_eq!(
-            run(b"AAAA=123456789\n\nBBBB=123456789\n\n").map(|e| e.len()),
-            Ok(2)
-        );
-        assert_eq!(
-            run(&binary("AAAAAAAAAA", 10, b"0123456789", b"\n\n")),
-            Ok(vec![Entry {
+            run(&binary("AAAAAAAAAA", 10, b"0123456789", b"\n\n")).0,
+            vec![Entry {
                 fields: vec![Field {
                     name: "AAAAAAAAAA".into(),
                     value: b"0123456789".to_vec()
                 }]
-            }])
+            }]
         );
-        assert_eq!(
-            run(&[
-                b"BBBBBBBBBBBB=1\n".as_slice(),
-                &binary("AAAAAAAAAA", 10, b"0123456789", b"\n\n")
-            ]
-            .concat()),
-            Err(JournalError::EntryTooLarge { limit: 20 })
-        );
+        let (entries, skipped) = run(&[
+            b"BBBBBBBBBBBB=1\n".as_slice(),
+            &binary("AAAAAAAAAA", 10, b"0123456789", b"\n\n"),
+        ]
+        .concat());
+        assert_eq!((names(&entries), skipped), (vec![vec!["BBBBBBBBBBBB"]], 1));
     }
 
     #[test]
