@@ -420,6 +420,8 @@ fn read_pieces(
     work: mpsc::SyncSender<Piece>,
 ) -> std::io::Result<()> {
     let mut carry = Vec::new();
+    // Zeroed once; each read lands here and only what it read is copied into its piece.
+    let mut chunk = vec![0u8; piece];
     let mut first_line = 1;
     let mut index = 0;
     loop {
@@ -438,17 +440,16 @@ fn read_pieces(
         // arrive instead of once a piece has filled.
         let at_end = loop {
             let filled = data.len();
-            data.resize(filled + piece, 0);
             let read = loop {
-                match input.read(&mut data[filled..]) {
+                match input.read(&mut chunk) {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     result => break result?,
                 }
             };
-            data.truncate(filled + read);
             if read == 0 {
                 break true;
             }
+            data.extend_from_slice(&chunk[..read]);
             if let Some(newline) = memchr::memrchr(b'\n', &data[filled..]) {
                 let end = filled + newline + 1;
                 carry.extend_from_slice(&data[end..]);
