@@ -407,7 +407,7 @@ for line in sys.stdin:
         total = float(value)
     elif name.startswith("syslog2ban_enforce_latency_seconds_count"):
         count = int(value)
-le = ", ".join(f"<={k}s {buckets.get(k, 0)}" for k in ("0.001", "0.002", "0.005", "0.01"))
+le = ", ".join(f"<={k}s {buckets.get(k, 0)}" for k in ("0.00025", "0.0005", "0.001", "0.002", "0.005"))
 print(f"count {count}, mean {1000 * total / max(count, 1):.2f} ms, {le}")
 PY
 latency() { # $1 = label, $2 = background rate (0 = none)

@@ -122,8 +122,8 @@ impl TargetMetrics {
 }
 
 /// Upper bounds of the enforcement latency buckets, in seconds.
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 /// A fixed-bucket latency histogram.
@@ -533,6 +533,9 @@ mod tests {
         assert!(text.contains("syslog2ban_bans_total{jail=\"sshd\"} 1\n"));
         assert!(text.contains("syslog2ban_active_bans 0\n"));
         assert!(text.contains("syslog2ban_queue_depth{queue=\"input\"} 7\n"));
+        assert!(text.contains(
+            "syslog2ban_enforce_latency_seconds_bucket{target=\"local\",le=\"0.0001\"} 0\n"
+        ));
         assert!(text.contains(
             "syslog2ban_enforce_latency_seconds_bucket{target=\"local\",le=\"0.001\"} 0\n"
         ));
