@@ -172,7 +172,7 @@ struct FileArgs {
     mix: MixArgs,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct LatencyArgs {
     /// Listener address (TCP, octet-counted).
     #[arg(long, default_value = "127.0.0.1:5514")]
@@ -596,15 +596,34 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn ban_latency(args: LatencyArgs) -> Result<()> {
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let (seen_tx, seen_rx) = mpsc::unbounded_channel();
     let _monitor = monitor(&args.monitor, seen_tx).await?;
     // nft monitor prints nothing when it is ready; give it time to subscribe.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut stream = TcpStream::connect(args.target)
-        .await
+    // The attacker runs on a thread of its own with blocking sends and `thread::sleep`
+    // pacing (microseconds, where tokio's timer ticks in milliseconds), while the monitor
+    // is read on the runtime.
+    let attacker = args.clone();
+    let (latencies, overshoots, missed) =
+        tokio::task::spawn_blocking(move || attack(&attacker, seen_rx)).await??;
+    report_latency(&args, latencies, overshoots, missed);
+    Ok(())
+}
+
+/// Per attacker: failures at exactly `attacker_rate` (each one `interval` after the previous
+/// send, never a catch-up burst) until `nft monitor` shows its address. Returns the
+/// latencies (ms), the overshoots (failures sent after the threshold and before the element
+/// was seen, by send time) and the attackers never seen.
+fn attack(
+    args: &LatencyArgs,
+    mut seen_rx: mpsc::UnboundedReceiver<(IpAddr, Instant)>,
+) -> Result<(Vec<f64>, Vec<usize>, u32)> {
+    let mut stream = std::net::TcpStream::connect(args.target)
         .with_context(|| format!("connecting to {}", args.target))?;
     stream.set_nodelay(true)?;
     let interval = Duration::from_secs_f64(1.0 / args.attacker_rate.max(1) as f64);
+    // How often the monitor is looked at while waiting for a send slot.
+    let poll = Duration::from_micros(100).min(interval);
     let mut rng = mix::Rng::new(7);
     let mut early: HashMap<IpAddr, Instant> = HashMap::new();
     let mut latencies = Vec::new();
@@ -615,7 +634,8 @@ async fn ban_latency(args: LatencyArgs) -> Result<()> {
         let address = mix::attacker(args.first + a, args.ipv6);
         let begin = Instant::now();
         let mut threshold_at = None;
-        let mut after = 0u32;
+        let mut sent_after = Vec::new();
+        let mut last_sent: Option<Instant> = None;
         let mut n = 0u32;
         let arrived = loop {
             // Drain the monitor first: the ban may have arrived.
@@ -628,17 +648,10 @@ async fn ban_latency(args: LatencyArgs) -> Result<()> {
             if begin.elapsed() > args.timeout {
                 break None;
             }
-            let due = begin + interval * n;
+            let due = last_sent.map_or(begin, |sent| sent + interval);
             let now = Instant::now();
             if now < due {
-                // Wait for the next send slot or a monitor line, whichever comes first.
-                match tokio::time::timeout(due - now, seen_rx.recv()).await {
-                    Ok(Some((addr, at))) => {
-                        early.insert(addr, at);
-                    }
-                    Ok(None) => bail!("the monitor stopped"),
-                    Err(_) => {}
-                }
+                std::thread::sleep((due - now).min(poll));
                 continue;
             }
             text.clear();
@@ -646,24 +659,34 @@ async fn ban_latency(args: LatencyArgs) -> Result<()> {
             let message =
                 format!("<38>1 2026-11-25T08:32:44.000000+00:00 web01 sshd 4242 - -  {text}");
             let frame = format!("{} {message}", message.len());
-            stream.write_all(frame.as_bytes()).await?;
+            last_sent = Some(Instant::now());
+            stream.write_all(frame.as_bytes())?;
             n += 1;
             if n == args.maxretry {
                 threshold_at = Some(Instant::now());
             } else if n > args.maxretry {
-                after += 1;
+                sent_after.extend(last_sent);
             }
         };
         match (arrived, threshold_at) {
             (Some(at), Some(threshold)) => {
                 latencies.push(at.saturating_duration_since(threshold).as_secs_f64() * 1e3);
-                // Failures written after the threshold but before the ban was seen.
-                overshoots.push(after);
+                // Failures sent after the threshold but before the monitor printed the ban.
+                overshoots.push(sent_after.iter().filter(|&&sent| sent < at).count());
             }
             _ => missed += 1,
         }
-        tokio::time::sleep(args.pause).await;
+        std::thread::sleep(args.pause);
     }
+    Ok((latencies, overshoots, missed))
+}
+
+fn report_latency(
+    args: &LatencyArgs,
+    mut latencies: Vec<f64>,
+    overshoots: Vec<usize>,
+    missed: u32,
+) {
     latencies.sort_by(f64::total_cmp);
     let max_overshoot = overshoots.iter().copied().max().unwrap_or(0);
     let with_overshoot = overshoots.iter().filter(|&&o| o > 0).count();
@@ -689,5 +712,4 @@ async fn ban_latency(args: LatencyArgs) -> Result<()> {
             },
         })
     );
-    Ok(())
 }
