@@ -26,7 +26,8 @@
 #  3. fail2ban-regex with Debian's /etc/fail2ban/filter.d/sshd.conf vs `syslog2ban regex FILE
 #     sshd` on the same log file (the same mix as file lines): lines/s, ratio.
 #  4. Ban latency: maxretry 5, nftables backend in the namespace; attackers one after another,
-#     each sending failures at 1000/s over one held TCP connection; time from writing the
+#     each sending failures at 1000/s (paced from the previous send) over one held TCP
+#     connection; time from writing the
 #     5th failure to `nft monitor` printing the element (p50/p99), failures sent after the 5th
 #     before that (overshoot), and the daemon's own syslog2ban_enforce_latency_seconds. Once
 #     idle and once under background load.
