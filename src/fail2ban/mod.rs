@@ -532,12 +532,12 @@ mod tests {
         write_filter(
             dir.path(),
             "common.conf",
-            "[DEFAULT]\n_daemon = \\S*\n__prefix_line = \\s*\\S+ %(_daemon)s(?:\\[\\d+\\])?:\\s+\n",
+            "[DEFAULT]\n_daemon = \\S*\n_lead_in = \\s*\\S+ %(_daemon)s(?:\\[\\d+\\])?:\\s+\n",
         );
         let p = write_filter(
             dir.path(),
             "demo.conf",
-            "[INCLUDES]\nbefore = common.conf\n[DEFAULT]\n_daemon = demo\n[Definition]\nfailregex = ^%(__prefix_line)sbad <what> from <HOST>$\n            <extra-<mode>>\nextra-normal =\nextra-more = ^%(__prefix_line)sworse user <F-USER>\\S+</F-USER> at <HOST>\nmode = normal\nignoreregex = from 10\\.\n[Init]\nwhat = login\n",
+            "[INCLUDES]\nbefore = common.conf\n[DEFAULT]\n_daemon = demo\n[Definition]\nfailregex = ^%(_lead_in)sbad <what> from <HOST>$\n            <extra-<mode>>\nextra-normal =\nextra-more = ^%(_lead_in)sworse user <F-USER>\\S+</F-USER> at <HOST>\nmode = normal\nignoreregex = from 10\\.\n[Init]\nwhat = login\n",
         );
         let f = load(&FilterSpec::parse(&p.display().to_string()).unwrap()).unwrap();
         assert_eq!(f.failregex_count(), 1);
