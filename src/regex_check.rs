@@ -26,15 +26,17 @@ use crate::fail2ban::Fail2banMatcher;
 use crate::jail::filter::{Filter, FilterMatch};
 use crate::parse;
 
-/// The result for one input line (the `--json` object).
+/// The result for one input line (the `--json` object). The host is an address for native
+/// filters, and text under a fail2ban filter ([`Fail2banLineResult`]), which may capture a
+/// host name or a failure id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LineResult {
+pub struct LineResult<Host = IpAddr> {
     /// 1-based line number.
     pub line: usize,
-    /// A failregex matched and was not ignored.
+    /// A failregex matched and was not ignored (nor, for fail2ban, a `<F-NOFAIL>` helper).
     pub matched: bool,
-    /// The captured address of a match.
-    pub host: Option<IpAddr>,
+    /// The captured host of a match.
+    pub host: Option<Host>,
     /// The `user` capture of a match.
     pub user: Option<String>,
     /// A failregex matched but ignoreregex vetoed it.
@@ -44,23 +46,21 @@ pub struct LineResult {
     pub failregex: Option<usize>,
 }
 
-/// The result for one input line under a fail2ban filter: the same JSON object, but the host
-/// is text, because fail2ban filters may capture a host name or a failure id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Fail2banLineResult {
-    /// 1-based line number.
-    pub line: usize,
-    /// A failregex matched and was neither ignored nor a `<F-NOFAIL>` helper.
-    pub matched: bool,
-    /// The captured host (address, name or failure id).
-    pub host: Option<String>,
-    /// The `user` capture.
-    pub user: Option<String>,
-    /// A failregex matched but ignoreregex vetoed it.
-    pub ignored: bool,
-    /// Which failregex matched (0-based).
-    #[serde(skip)]
-    pub failregex: Option<usize>,
+/// The result for one input line under a fail2ban filter.
+pub type Fail2banLineResult = LineResult<String>;
+
+impl<Host> LineResult<Host> {
+    /// Line `number` before it is checked: no match.
+    fn unmatched(number: usize) -> Self {
+        LineResult {
+            line: number,
+            matched: false,
+            host: None,
+            user: None,
+            ignored: false,
+            failregex: None,
+        }
+    }
 }
 
 /// Checks one line of a log file with a fail2ban filter. Comment (`#`) and blank lines never
@@ -70,14 +70,7 @@ pub fn check_fail2ban_line(
     number: usize,
     line: &str,
 ) -> Fail2banLineResult {
-    let mut result = Fail2banLineResult {
-        line: number,
-        matched: false,
-        host: None,
-        user: None,
-        ignored: false,
-        failregex: None,
-    };
+    let mut result = Fail2banLineResult::unmatched(number);
     if line.trim().is_empty() || line.trim_start().starts_with('#') {
         return result;
     }
@@ -108,14 +101,7 @@ pub struct Summary {
 /// Checks one line: a classic syslog file line, or a raw message with `<PRI>`. Comment
 /// (`#`) and blank lines never match.
 pub fn check_line(filter: &Filter, number: usize, line: &str, now: DateTime<Utc>) -> LineResult {
-    let mut result = LineResult {
-        line: number,
-        matched: false,
-        host: None,
-        user: None,
-        ignored: false,
-        failregex: None,
-    };
+    let mut result = LineResult::unmatched(number);
     if line.trim_start().starts_with('#') {
         return result;
     }
@@ -153,18 +139,8 @@ pub struct Verdict {
     pub failregex: Option<usize>,
 }
 
-impl From<&LineResult> for Verdict {
-    fn from(r: &LineResult) -> Self {
-        Verdict {
-            matched: r.matched,
-            ignored: r.ignored,
-            failregex: r.failregex,
-        }
-    }
-}
-
-impl From<&Fail2banLineResult> for Verdict {
-    fn from(r: &Fail2banLineResult) -> Self {
+impl<Host> From<&LineResult<Host>> for Verdict {
+    fn from(r: &LineResult<Host>) -> Self {
         Verdict {
             matched: r.matched,
             ignored: r.ignored,

@@ -176,14 +176,14 @@ impl Encoder {
                 let element = self.open(NFTA_LIST_ELEM);
                 let key = self.open(NFTA_SET_ELEM_KEY);
                 match address {
-                    IpAddr::V4(a) => self.attribute(NFTA_DATA_VALUE, &a.octets()),
-                    IpAddr::V6(a) => self.attribute(NFTA_DATA_VALUE, &a.octets()),
+                    IpAddr::V4(a) => self.attribute(NFTA_DATA_VALUE, &[&a.octets()]),
+                    IpAddr::V6(a) => self.attribute(NFTA_DATA_VALUE, &[&a.octets()]),
                 }
                 self.close(key);
                 if let Some(timeout) = timeout {
                     // Milliseconds, rounded up so the kernel never frees an address early.
                     let ms = (timeout.as_nanos().div_ceil(1_000_000) as u64).max(1);
-                    self.attribute(NFTA_SET_ELEM_TIMEOUT, &ms.to_be_bytes());
+                    self.attribute(NFTA_SET_ELEM_TIMEOUT, &[&ms.to_be_bytes()]);
                 }
                 self.close(element);
             }
@@ -210,19 +210,18 @@ impl Encoder {
         self.bytes[start..start + 4].copy_from_slice(&length.to_ne_bytes());
     }
 
-    fn attribute(&mut self, kind: u16, value: &[u8]) {
-        let length = (4 + value.len()) as u16;
+    /// An attribute whose value is `parts`, one after the other.
+    fn attribute(&mut self, kind: u16, parts: &[&[u8]]) {
+        let length = (4 + parts.iter().map(|p| p.len()).sum::<usize>()) as u16;
         self.bytes.extend_from_slice(&length.to_ne_bytes());
         self.bytes.extend_from_slice(&kind.to_ne_bytes());
-        self.bytes.extend_from_slice(value);
+        parts.iter().for_each(|p| self.bytes.extend_from_slice(p));
         self.pad();
     }
 
+    /// A NUL-terminated string attribute.
     fn string(&mut self, kind: u16, value: &str) {
-        let mut text = Vec::with_capacity(value.len() + 1);
-        text.extend_from_slice(value.as_bytes());
-        text.push(0);
-        self.attribute(kind, &text);
+        self.attribute(kind, &[value.as_bytes(), &[0]]);
     }
 
     fn open(&mut self, kind: u16) -> usize {
@@ -258,6 +257,8 @@ impl Encoder {
 pub struct Netlink {
     socket: Option<Socket>,
     seq: u32,
+    /// Where the kernel's answers are read (kept between batches).
+    answers: Vec<u8>,
 }
 
 impl Netlink {
@@ -299,10 +300,11 @@ impl Netlink {
         }
         let mut answered = 0;
         let mut refused = None;
-        let mut buffer = vec![0u8; 64 * 1024];
+        // An ack is 36 bytes; an error echoes its message, at most ~64 KiB.
+        self.answers.resize(64 * 1024, 0);
         while answered < batch.acks {
-            let n = (&*socket).read(&mut buffer)?;
-            for (seq, code) in acks(&buffer[..n])? {
+            let n = (&*socket).read(&mut self.answers)?;
+            for (seq, code) in acks(&self.answers[..n])? {
                 // Answers to an earlier, abandoned batch have other sequence numbers.
                 if seq.wrapping_sub(batch.first) < batch.acks {
                     answered += 1;
