@@ -21,3 +21,4 @@ pub mod pipeline;
 pub mod regex_check;
 pub mod route;
 pub mod systemd;
+pub mod throttle;

@@ -5,6 +5,9 @@
 //! Owns the raw → compiled conversion and its error reporting (file, key and, where it can be
 //! found, line). It must not open sockets or run anything: it only reads files.
 
+// Reads network or config input: a byte index inside a UTF-8 character would panic.
+#![deny(clippy::string_slice)]
+
 mod duration;
 mod fleet;
 mod raw;

@@ -148,19 +148,21 @@ impl DateDetector {
 }
 
 fn next_char(s: &str, i: usize) -> usize {
-    s[i..]
-        .chars()
-        .next()
+    s.get(i..)
+        .and_then(|rest| rest.chars().next())
         .map_or(s.len() + 1, |c| i + c.len_utf8())
 }
 
 /// fail2ban's `(?=\b|\W|$)` after the date.
 fn word_end_ok(line: &str, (start, end): DateSpan) -> bool {
     let is_word = |c: char| c.is_alphanumeric() || c == '_';
-    match line[end..].chars().next() {
+    match line.get(end..).and_then(|rest| rest.chars().next()) {
         None => true,
         Some(next) if !is_word(next) => true,
-        Some(_) => line[start..end].chars().last().is_some_and(|c| !is_word(c)),
+        Some(_) => line
+            .get(start..end)
+            .and_then(|date| date.chars().last())
+            .is_some_and(|c| !is_word(c)),
     }
 }
 
@@ -379,7 +381,7 @@ mod tests {
 
     fn cut(d: &DateDetector, line: &str) -> Option<String> {
         d.find(line)
-            .map(|(s, e)| format!("{}|{}", &line[..s], &line[e..]))
+            .map(|(s, e)| format!("{}|{}", line.get(..s).unwrap(), line.get(e..).unwrap()))
     }
 
     #[test]

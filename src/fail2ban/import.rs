@@ -158,17 +158,18 @@ pub fn seconds(text: &str) -> Option<i64> {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
+        let (number, after) = rest.split_at_checked(num_len)?;
         let number: f64 = if num_len == 0 {
             1.0
         } else {
-            rest[..num_len].parse().ok()?
+            number.parse().ok()?
         };
-        rest = rest[num_len..].trim_start();
+        rest = after.trim_start();
         let unit_len = rest
             .find(|c: char| !c.is_ascii_alphabetic())
             .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
+        let (unit, after) = rest.split_at_checked(unit_len)?;
+        rest = after;
         let factor = match unit {
             "y" | "yy" | "year" | "years" => 365.2425 * 86400.0,
             "mo" | "month" | "months" => 365.2425 * 86400.0 / 12.0,
@@ -247,11 +248,10 @@ fn map_jail(
         return Ok(None);
     }
     let filter = get("filter")?.unwrap_or_else(|| jail.to_string());
-    let (filter_name, filter_opts) = match filter.find('[') {
-        Some(i) => (
-            filter[..i].trim().to_string(),
-            filter[i..].trim().to_string(),
-        ),
+    // The options keep their opening bracket: `sshd[mode=aggressive]`.
+    let (filter_name, filter_opts) = match filter.find('[').and_then(|i| filter.split_at_checked(i))
+    {
+        Some((name, options)) => (name.trim().to_string(), options.trim().to_string()),
         None => (filter.trim().to_string(), String::new()),
     };
     let filter_path = dir.join("filter.d").join(format!("{filter_name}.conf"));

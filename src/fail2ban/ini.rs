@@ -277,22 +277,21 @@ impl Ini {
         }
         let mut out = String::with_capacity(value.len());
         let mut rest = value;
-        while let Some(pos) = rest.find('%') {
-            out.push_str(&rest[..pos]);
-            rest = &rest[pos..];
+        while let Some((before, from)) = rest.find('%').and_then(|pos| rest.split_at_checked(pos)) {
+            out.push_str(before);
+            rest = from;
             if let Some(after) = rest.strip_prefix("%%") {
                 out.push('%');
                 rest = after;
             } else if let Some(after) = rest.strip_prefix("%(") {
-                let Some(close) = after.find(")s") else {
+                let Some((name, tail)) = after.split_once(")s") else {
                     return Err(IniError::Interpolation {
                         section: section.into(),
                         key: key.into(),
                         message: format!("bad interpolation syntax in {value:?}"),
                     });
                 };
-                let name = &after[..close];
-                rest = &after[close + 2..];
+                rest = tail;
                 // `%(__name__)s` is the section's own name (jail.conf builds action
                 // arguments with it).
                 let raw = if name.trim() == "__name__" {
@@ -473,9 +472,13 @@ fn parse_text(text: &str, file: &Path) -> Result<RawFile, IniError> {
         let mut comment_start = None;
         // Inline comments: ';' at the start or after whitespace.
         let mut search = 0;
-        while let Some(i) = line[search..].find(';') {
+        while let Some(i) = line.get(search..).and_then(|rest| rest.find(';')) {
             let at = search + i;
-            if at == 0 || line[..at].ends_with(char::is_whitespace) {
+            if at == 0
+                || line
+                    .get(..at)
+                    .is_some_and(|before| before.ends_with(char::is_whitespace))
+            {
                 comment_start = Some(at);
                 break;
             }
@@ -486,7 +489,7 @@ fn parse_text(text: &str, file: &Path) -> Result<RawFile, IniError> {
             comment_start = Some(0);
         }
         let value = match comment_start {
-            Some(at) => line[..at].trim(),
+            Some(at) => line.get(..at).unwrap_or_default().trim(),
             None => trimmed,
         };
         if value.is_empty() {
@@ -538,7 +541,9 @@ fn parse_text(text: &str, file: &Path) -> Result<RawFile, IniError> {
                 message: format!("expected 'key = value', found {value:?}"),
             });
         };
-        let key = value[..delim].trim().to_lowercase();
+        // The delimiter is ASCII: both sides start on a character boundary.
+        let (key, delimited) = value.split_at_checked(delim).unwrap_or((value, ""));
+        let key = key.trim().to_lowercase();
         if key.is_empty() {
             return Err(IniError::Syntax {
                 file: file.into(),
@@ -546,7 +551,7 @@ fn parse_text(text: &str, file: &Path) -> Result<RawFile, IniError> {
                 message: "option without a name".into(),
             });
         }
-        let first = value[delim + 1..].trim().to_string();
+        let first = delimited.get(1..).unwrap_or_default().trim().to_string();
         // A repeated key replaces the earlier one (fail2ban reads non-strict).
         pending.retain(|(t, k, _)| !(*t == target && *k == key));
         pending.push((target, key.clone(), vec![first]));

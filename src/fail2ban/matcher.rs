@@ -87,7 +87,7 @@ impl Fail2banMatcher {
         }
         match self.filter.dates.find(line) {
             Some((s, e)) => {
-                let text = format!("{}{}", &line[..s], &line[e..]);
+                let text = without_span(line, s, e);
                 self.process(text, true)
             }
             None => self.process(line.to_string(), false),
@@ -101,7 +101,7 @@ impl Fail2banMatcher {
         let line = line.trim_end_matches(['\r', '\n']);
         match self.filter.dates.find(line) {
             Some((s, e)) => {
-                let text = format!("{}{}", &line[..s], &line[e..]);
+                let text = without_span(line, s, e);
                 self.process(text, true)
             }
             None => self.process(line.to_string(), true),
@@ -214,23 +214,23 @@ impl Fail2banMatcher {
     fn drop_matched_lines(&mut self, text: &str, m: &PyMatch) {
         // The line the match starts in (a match starting at a line break starts after it)
         // and the line its last character is in.
-        let line_start = if text[m.start..].starts_with('\n') {
+        let line_start = if text.get(m.start..).is_some_and(|t| t.starts_with('\n')) {
             m.start + 1
         } else {
-            text[..m.start].rfind('\n').map_or(0, |i| i + 1)
+            text.get(..m.start)
+                .and_then(|t| t.rfind('\n'))
+                .map_or(0, |i| i + 1)
         };
         let mut last_char = m.end.saturating_sub(1).max(m.start);
         while !text.is_char_boundary(last_char) {
             last_char -= 1;
         }
-        let line_end = text[last_char..]
-            .find('\n')
+        let line_end = text
+            .get(last_char..)
+            .and_then(|t| t.find('\n'))
             .map_or(text.len(), |i| last_char + i + 1);
-        let first = text[..line_start].matches('\n').count();
-        let last = text[..line_end]
-            .matches('\n')
-            .count()
-            .min(self.buffer.len());
+        let first = newlines_before(text, line_start);
+        let last = newlines_before(text, line_end).min(self.buffer.len());
         let skipped: Vec<String> = m
             .groups
             .iter()
@@ -375,6 +375,19 @@ fn with_prefix(ip: IpAddr, cidr: Option<u8>) -> String {
         },
         _ => ip.to_string(),
     }
+}
+
+/// `line` without the bytes `start..end` (a date the datepattern found).
+fn without_span(line: &str, start: usize, end: usize) -> String {
+    let before = line.get(..start).unwrap_or_default();
+    let after = line.get(end..).unwrap_or_default();
+    format!("{before}{after}")
+}
+
+/// Line breaks in the first `at` bytes of `text`.
+fn newlines_before(text: &str, at: usize) -> usize {
+    let bytes = text.as_bytes();
+    memchr::memchr_iter(b'\n', bytes.get(..at).unwrap_or(bytes)).count()
 }
 
 #[cfg(test)]

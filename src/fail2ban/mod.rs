@@ -11,6 +11,9 @@
 //!   → Fail2banMatcher (per input stream: maxlines buffer, <F-MLFID> cache) → LineOutcome
 //! ```
 
+// Reads network or config input: a byte index inside a UTF-8 character would panic.
+#![deny(clippy::string_slice)]
+
 pub mod date;
 pub mod import;
 pub mod ini;
@@ -130,9 +133,11 @@ impl FilterSpec {
                 options: Vec::new(),
             });
         };
-        let path = text[..open].trim();
-        let inner = text[open + 1..]
-            .strip_suffix(']')
+        let (path, options) = text.split_at_checked(open).unwrap_or((text, ""));
+        let path = path.trim();
+        let inner = options
+            .strip_prefix('[')
+            .and_then(|o| o.strip_suffix(']'))
             .ok_or_else(|| bad("missing closing ']'"))?;
         if path.is_empty() {
             return Err(bad("empty filter path"));

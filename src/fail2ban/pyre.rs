@@ -153,7 +153,9 @@ impl PyRegex {
 
     /// `search` starting at byte offset `start`.
     pub fn search_at(&self, text: &str, start: usize) -> Option<PyMatch> {
-        let group = |span: Option<(usize, usize)>| span.map(|(s, e)| text[s..e].to_string());
+        let group = |span: Option<(usize, usize)>| {
+            span.and_then(|(s, e)| text.get(s..e)).map(str::to_string)
+        };
         let (spans, groups): (Vec<Option<(usize, usize)>>, Groups) = match &self.inner {
             Inner::Linear(re) => {
                 let caps = re.captures_at(text, start)?;

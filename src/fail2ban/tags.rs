@@ -130,7 +130,7 @@ fn next_tag(value: &str, from: usize) -> Option<(usize, usize, String)> {
                 j += 1;
             }
             if j < bytes.len() && bytes[j] == b'>' && j > i + 1 {
-                return Some((i, j + 1, value[i + 1..j].to_string()));
+                return Some((i, j + 1, value.get(i + 1..j)?.to_string()));
             }
             i = j;
         } else {
@@ -158,18 +158,21 @@ pub fn expand_regex_tags(regex: &str, use_dns: bool) -> String {
     let mut open: Vec<String> = Vec::new();
     let mut skiplines = 0;
     let mut rest = regex;
-    while let Some(start) = rest.find('<') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
+    while let Some((before, from)) = rest
+        .find('<')
+        .and_then(|start| rest.split_at_checked(start))
+    {
+        out.push_str(before);
+        let after = from.get(1..).unwrap_or_default();
         let len = after
             .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '/'))
             .unwrap_or(after.len());
-        if after[len..].starts_with('>') && len > 0 {
-            let tag = &after[..len];
-            let whole = &rest[start..start + len + 2];
+        let (tag, tail) = after.split_at_checked(len).unwrap_or((after, ""));
+        if tail.starts_with('>') && len > 0 {
+            let whole = from.get(..len + 2).unwrap_or(from);
             let replacement = regex_tag(tag, use_dns, &mut open, &mut skiplines);
             out.push_str(replacement.as_deref().unwrap_or(whole));
-            rest = &after[len + 1..];
+            rest = tail.get(1..).unwrap_or_default();
         } else {
             out.push('<');
             rest = after;

@@ -29,6 +29,9 @@ pub enum HttpError {
     /// A chunk size line or chunk terminator is malformed.
     #[error("malformed chunked body: {0}")]
     BadChunk(&'static str),
+    /// The headers do not say unambiguously where the body ends.
+    #[error("ambiguous message body: {0}")]
+    BadFraming(&'static str),
 }
 
 /// A request line and its headers.
@@ -184,6 +187,40 @@ impl Body {
     /// A chunked body.
     pub fn chunked() -> Self {
         Body::Chunked(ChunkState::Size)
+    }
+
+    /// How `request`'s body is delimited (RFC 9112 §6.3); None when it has neither
+    /// `Transfer-Encoding` nor `Content-Length`. A request with both, with a coding other than
+    /// chunked, or with several or malformed lengths is refused: a proxy in front of us could
+    /// read its end elsewhere (request smuggling).
+    pub fn of(request: &Request) -> Result<Option<Body>, HttpError> {
+        let all = |name: &'static str| -> Vec<&str> {
+            request
+                .headers
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        let (encodings, lengths) = (all("transfer-encoding"), all("content-length"));
+        match (encodings.as_slice(), lengths.as_slice()) {
+            ([], []) => Ok(None),
+            ([_, ..], [_, ..]) => Err(HttpError::BadFraming(
+                "Content-Length together with Transfer-Encoding",
+            )),
+            ([coding], []) if coding.eq_ignore_ascii_case("chunked") => Ok(Some(Body::chunked())),
+            ([_, ..], []) => Err(HttpError::BadFraming(
+                "only one Transfer-Encoding: chunked is supported",
+            )),
+            ([], [length]) => {
+                let digits = !length.is_empty() && length.bytes().all(|b| b.is_ascii_digit());
+                match length.parse::<u64>() {
+                    Ok(length) if digits => Ok(Some(Body::Length(length))),
+                    _ => Err(HttpError::BadFraming("bad Content-Length")),
+                }
+            }
+            ([], [_, ..]) => Err(HttpError::BadFraming("several Content-Length headers")),
+        }
     }
 
     /// Takes the next piece of body from the front of `buf`.
@@ -452,6 +489,36 @@ mod tests {
     fn content_length_body_stops_at_its_length() {
         let (decoded, complete) = decode(Body::Length(4), b"abcdef", 3).unwrap();
         assert_eq!((decoded.as_slice(), complete), (&b"abcd"[..], true));
+    }
+
+    #[test]
+    fn body_framing_refuses_what_a_proxy_could_read_differently() {
+        let head = |headers: &str| {
+            let mut buf = BytesMut::from(format!("POST /upload HTTP/1.1\r\n{headers}\r\n").as_str());
+            parse_head(&mut buf).unwrap().unwrap()
+        };
+        let body = |headers: &str| Body::of(&head(headers));
+        assert!(matches!(body(""), Ok(None)));
+        assert!(matches!(body("Content-Length: 12\r\n"), Ok(Some(Body::Length(12)))));
+        assert!(matches!(
+            body("Transfer-Encoding: Chunked\r\n"),
+            Ok(Some(Body::Chunked(_)))
+        ));
+        for refused in [
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Content-Length: 5\r\nContent-Length: 5\r\n",
+            "Content-Length: +5\r\n",
+            "Content-Length: 5 5\r\n",
+            "Content-Length: \r\n",
+        ] {
+            assert!(
+                matches!(body(refused), Err(HttpError::BadFraming(_))),
+                "{refused:?} accepted"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! without parsing it, so the journal listeners drive `parse::journal` and hand on records
 //! (its module doc says why).
 
+// Reads network or config input: a byte index inside a UTF-8 character would panic.
+#![deny(clippy::string_slice)]
+
 pub mod activation;
 pub mod framing;
 pub mod http;

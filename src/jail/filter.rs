@@ -186,11 +186,11 @@ impl FailPattern {
             (Some(regex), true) => {
                 let caps = regex.captures(message.as_bytes())?;
                 // ASCII text: every byte offset is a char boundary.
-                let host = &message[caps.get(self.host)?.range()];
+                let host = message.get(caps.get(self.host)?.range())?;
                 let user = self
                     .user
                     .and_then(|i| caps.get(i))
-                    .map(|m| &message[m.range()]);
+                    .and_then(|m| message.get(m.range()));
                 (host, user)
             }
             _ => {

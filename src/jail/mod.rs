@@ -4,6 +4,9 @@
 //! Owns failure matching, ignoreip and the failure windows. A jail never bans: it reports
 //! offences forward to the ban manager and holds no ban state.
 
+// Reads network or config input: a byte index inside a UTF-8 character would panic.
+#![deny(clippy::string_slice)]
+
 pub mod filter;
 pub mod target;
 pub mod window;

@@ -8,6 +8,9 @@
 //! host-less local messages (`<38>Nov 25 08:30:01 su: msg`) for a host name, which would
 //! break routing for everything that arrives over `/dev/log`.
 
+// Everything here reads network input: a byte index inside a UTF-8 character would panic.
+#![deny(clippy::string_slice)]
+
 pub mod journal;
 mod rfc3164;
 mod rfc5424;
@@ -125,16 +128,12 @@ pub fn parse_line_ref(line: &str, now: DateTime<Utc>) -> Result<LogRecordRef<'_>
 
 /// `<38>rest` → (38, "rest").
 fn split_priority(text: &str) -> Option<(u8, &str)> {
-    let rest = text.strip_prefix('<')?;
-    let end = rest.find('>')?;
-    if end == 0 || end > 3 {
+    let (digits, rest) = text.strip_prefix('<')?.split_once('>')?;
+    if !(1..=3).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let priority: u16 = rest[..end].parse().ok()?;
-    if priority > 191 {
-        return None;
-    }
-    Some((priority as u8, &rest[end + 1..]))
+    let priority: u8 = digits.parse().ok()?;
+    (priority <= 191).then_some((priority, rest))
 }
 
 /// Message text without the leading spaces rsyslog keeps and without a UTF-8 BOM.

@@ -65,9 +65,13 @@ fn record<'a>(
 }
 
 fn split_word(text: &str) -> (&str, &str) {
-    // Words here are short (host, tag): a plain byte loop beats a memchr call.
+    // Words here are short (host, tag): a plain byte loop beats a memchr call. The space is
+    // ASCII, so both halves start on a character boundary.
     match text.bytes().position(|b| b == b' ') {
-        Some(i) => (&text[..i], &text[i + 1..]),
+        Some(i) => match (text.get(..i), text.get(i + 1..)) {
+            (Some(word), Some(rest)) => (word, rest),
+            _ => (text, ""),
+        },
         None => (text, ""),
     }
 }
@@ -100,43 +104,49 @@ fn bsd_timestamp(text: &str, now: DateTime<Utc>) -> Option<(DateTime<FixedOffset
     let month = MONTHS.iter().position(|m| text.starts_with(m))? as u32 + 1;
     let rest = text.get(3..)?.strip_prefix(' ')?;
     let rest = rest.strip_prefix(' ').unwrap_or(rest);
-    let day_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-    if !(1..=2).contains(&day_len) {
-        return None;
-    }
-    let day: u32 = rest[..day_len].parse().ok()?;
-    let rest = rest[day_len..].strip_prefix(' ')?;
-    let clock = rest.get(..8)?;
-    let b = clock.as_bytes();
-    if b[2] != b':' || b[5] != b':' {
-        return None;
-    }
-    let hour: u32 = clock[..2].parse().ok()?;
-    let minute: u32 = clock[3..5].parse().ok()?;
-    let second: u32 = clock[6..8].parse().ok()?;
-    let mut rest = &rest[8..];
+    let (day, rest) = leading_number(rest, 1..=2)?;
+    let rest = rest.strip_prefix(' ')?;
+    let (hour, rest) = leading_number(rest, 2..=2)?;
+    let (minute, rest) = leading_number(rest.strip_prefix(':')?, 2..=2)?;
+    let (second, mut rest) = leading_number(rest.strip_prefix(':')?, 2..=2)?;
     let mut micros = 0u32;
     if let Some(frac) = rest.strip_prefix('.') {
         let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        let padded = format!("{:0<6}", &frac[..digits.min(6)]);
-        micros = padded.parse().unwrap_or(0);
-        rest = &frac[digits..];
+        // Microseconds from the first six digits, right-padded with zeros.
+        micros = frac
+            .bytes()
+            .chain(std::iter::repeat(b'0'))
+            .take(6)
+            .enumerate()
+            .map(|(i, b)| if i < digits { u32::from(b - b'0') } else { 0 })
+            .fold(0, |acc, d| acc * 10 + d);
+        rest = frac.get(digits..)?;
     }
     // Some senders append the year: `Nov 25 08:32:44 2026 host ...`.
     let mut year = None;
-    if rest.len() > 5
-        && rest.as_bytes()[0] == b' '
-        && rest[1..5].bytes().all(|c| c.is_ascii_digit())
-        && rest.as_bytes()[5] == b' '
+    if let Some((y, after)) = rest
+        .strip_prefix(' ')
+        .and_then(|r| leading_number(r, 4..=4))
+        .filter(|(_, after)| after.starts_with(' '))
     {
-        year = rest[1..5].parse().ok();
-        rest = &rest[5..];
+        year = i32::try_from(y).ok();
+        rest = after;
     }
     let year = year.unwrap_or_else(|| infer_year(month, now));
     let naive = NaiveDate::from_ymd_opt(year, month, day)?
         .and_hms_micro_opt(hour, minute, second, micros)?;
     let ts = Utc.from_utc_datetime(&naive).fixed_offset();
     Some((ts, rest))
+}
+
+/// The run of ASCII digits `text` starts with, when its length is in `len`, and what follows.
+fn leading_number(text: &str, len: std::ops::RangeInclusive<usize>) -> Option<(u32, &str)> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    if !len.contains(&digits) {
+        return None;
+    }
+    let (number, rest) = text.split_at_checked(digits)?;
+    Some((number.parse().ok()?, rest))
 }
 
 /// RFC 3164 has no year: a December message read in January belongs to last year.
@@ -151,10 +161,11 @@ fn infer_year(month: u32, now: DateTime<Utc>) -> i32 {
 /// `2026-11-25T08:35:56.497297+00:00` (rsyslog's high-precision forward format).
 fn rfc3339_timestamp(text: &str) -> Option<(DateTime<FixedOffset>, &str)> {
     let end = text.find(' ').unwrap_or(text.len());
-    let word = &text[..end];
-    if word.len() < 19 || word.as_bytes()[4] != b'-' || word.as_bytes()[10] != b'T' {
+    let (word, rest) = text.split_at_checked(end)?;
+    let bytes = word.as_bytes();
+    if bytes.len() < 19 || bytes[4] != b'-' || bytes[10] != b'T' {
         return None;
     }
     let ts = DateTime::parse_from_rfc3339(word).ok()?;
-    Some((ts, &text[end..]))
+    Some((ts, rest))
 }

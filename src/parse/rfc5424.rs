@@ -91,5 +91,6 @@ fn skip_structured_data(text: &str) -> Option<&str> {
             i += 1;
         }
     }
-    Some(text.get(i..)?.strip_prefix(' ').unwrap_or(&text[i..]))
+    let rest = text.get(i..)?;
+    Some(rest.strip_prefix(' ').unwrap_or(rest))
 }

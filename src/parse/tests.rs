@@ -189,3 +189,63 @@ fn bracketed_tag_without_host() {
     // A bracketed word that is not a tag name is not taken for one.
     assert_ne!(parse("<38>Mar  3 00:17:22 [a;b]: x").program, "a;b");
 }
+
+/// Headers of every shape the parsers take; each byte position gets foreign bytes inserted.
+const HEADER_SHAPES: [&[u8]; 8] = [
+    b"<13>Dec  3 10:00:00 host sshd[1]: x",
+    b"<13>Dec 13 10:00:00.123456 2026 host sshd[1]: x",
+    b"<13>2026-12-03T10:00:00.5+01:00 host sshd: x",
+    b"<13>Dec  3 10:00:00 [sshd]: x",
+    b"<13>Dec  3 10:00:00 su: x",
+    b"<13>1 2026-12-03T10:00:00Z host sshd 12 ID [a b=\"c\\\"]\"] x",
+    b"<13>1 2026-12-03T10:00:00 host:: sshd - - - x",
+    b"<13>1 - - - - - -",
+];
+
+#[test]
+fn the_reported_datagram_parses_instead_of_panicking() {
+    // A non-ASCII hostname right after a BSD timestamp once panicked a matching worker.
+    let r = parse_syslog(b"<13>Dec  3 10:00:00 h\xc3\xa9\xc3\xa9 sshd[1]: x", now()).unwrap();
+    assert_eq!(r.host.as_deref(), Some("h\u{e9}\u{e9}"));
+    assert_eq!(r.program, "sshd");
+    assert_eq!(r.message, "x");
+}
+
+#[test]
+fn foreign_bytes_anywhere_in_a_header_never_panic() {
+    // Multi-byte characters (2, 3, 4 bytes), invalid UTF-8 and NUL, at every offset.
+    let inserts: [&[u8]; 6] = [
+        b"\xc3\xa9",
+        b"\xe2\x82\xac",
+        b"\xf0\x9f\x92\xa9",
+        b"\xff\xfe",
+        b"\x00",
+        b"\xc3",
+    ];
+    let mut parsed = 0;
+    for shape in HEADER_SHAPES {
+        for at in 0..=shape.len() {
+            for insert in inserts {
+                let mut frame = shape[..at].to_vec();
+                frame.extend_from_slice(insert);
+                frame.extend_from_slice(&shape[at..]);
+                if parse_syslog(&frame, now()).is_ok() {
+                    parsed += 1;
+                }
+                // The same bytes as a file line (what `regex` reads).
+                let _ = parse_line(&String::from_utf8_lossy(&frame[4..]), now());
+            }
+        }
+    }
+    // Most variants still parse: only a broken <PRI> is refused.
+    assert!(parsed > 1000, "only {parsed} variants parsed");
+}
+
+#[test]
+fn truncated_headers_never_panic() {
+    for shape in HEADER_SHAPES {
+        for end in 0..=shape.len() {
+            let _ = parse_syslog(&shape[..end], now());
+        }
+    }
+}
