@@ -25,6 +25,7 @@ use crate::control::protocol::{
 };
 use crate::control::{self, ControlError, Envelope};
 use crate::enforce::{self, nft::NftError, Firewall, RemoteTarget};
+use crate::fd_limit;
 use crate::input::{self, InputContext, InputError, ListenerHandle};
 use crate::jail::Target;
 use crate::metrics::Metrics;
@@ -98,10 +99,12 @@ struct Running {
 
 /// Runs until `shutdown` completes, then drains and stops.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    let open_files = fd_limit::raise_soft_limit();
+    fd_limit::fit_connections(&mut config.listeners, open_files);
     let metrics = Arc::new(Metrics::default());
     let firewall = if options.dry_run || config.ban.backend == Backend::Log {
         Firewall::Log
@@ -565,7 +568,8 @@ impl Running {
     }
 
     async fn reload_inner(&mut self) -> Result<String, String> {
-        let new = config::load(&self.options.config_path).map_err(|e| e.to_string())?;
+        let mut new = config::load(&self.options.config_path).map_err(|e| e.to_string())?;
+        fd_limit::fit_connections(&mut new.listeners, fd_limit::current());
         log_fail2ban_filters(&new.jails);
         let mut needs_restart = Vec::new();
         if new.ban != self.config.ban {

@@ -13,6 +13,8 @@ pub mod control;
 pub mod daemon;
 pub mod enforce;
 pub mod fail2ban;
+pub mod fault;
+pub mod fd_limit;
 pub mod input;
 pub mod jail;
 pub mod metrics;

@@ -168,6 +168,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             // Before any thread exists: take the sockets systemd passed (LISTEN_FDS).
             let inherited = syslog2ban::input::activation::init();
             init_logging(log_format);
+            // A bug that one message reaches is logged (throttled) and costs that message.
+            syslog2ban::fault::install_panic_hook();
             if inherited > 0 {
                 tracing::info!(sockets = inherited, "Sockets passed by the service manager");
             }

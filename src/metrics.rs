@@ -25,8 +25,14 @@ pub struct ListenerMetrics {
     pub duplicates: AtomicU64,
     /// Journal listeners: requests or streams refused as malformed or over a limit.
     pub rejected: AtomicU64,
-    /// Datagrams and connections from senders outside the listener's allow-list.
+    /// Datagrams and connections from senders outside the listener's allow-list, and TLS
+    /// clients refused (handshake failed, certificate not allowed).
     pub refused_senders: AtomicU64,
+    /// Connections closed for not finishing the TLS handshake, or not sending a first byte,
+    /// within `handshake_timeout`.
+    pub handshake_timeouts: AtomicU64,
+    /// accept() failures (EMFILE: the process is out of file descriptors).
+    pub accept_errors: AtomicU64,
     /// UDP only: the socket's inode, to read the kernel's drop counter (0: none).
     pub udp_inode: AtomicU64,
 }
@@ -61,6 +67,8 @@ pub struct JailMetrics {
     pub unbans: AtomicU64,
     /// Addresses with failures in the window now (gauge).
     pub tracked: AtomicU64,
+    /// Addresses evicted at `max_tracked` while their failures still counted.
+    pub evicted: AtomicU64,
     /// Addresses banned by this jail now (gauge).
     pub banned: AtomicU64,
 }
@@ -163,6 +171,8 @@ pub struct Metrics {
     pub unparsed: AtomicU64,
     /// Messages for programs no jail hears.
     pub unrouted: AtomicU64,
+    /// Messages whose processing hit a bug (a caught panic) and were skipped.
+    pub message_faults: AtomicU64,
     /// Addresses currently banned.
     pub active_bans: AtomicU64,
 }
@@ -306,9 +316,21 @@ impl Metrics {
         );
         family(
             "syslog2ban_connections_refused_total",
-            "TCP connections refused at max_connections.",
+            "Connections refused at max_connections or max_connections_per_peer.",
             "counter",
             by_listener(|l| &l.refused_connections),
+        );
+        family(
+            "syslog2ban_handshake_timeouts_total",
+            "Connections closed for not finishing the TLS handshake or sending a first byte within handshake_timeout.",
+            "counter",
+            by_listener(|l| &l.handshake_timeouts),
+        );
+        family(
+            "syslog2ban_accept_errors_total",
+            "Failed accepts per listener (EMFILE: out of file descriptors).",
+            "counter",
+            by_listener(|l| &l.accept_errors),
         );
         family(
             "syslog2ban_senders_refused_total",
@@ -357,6 +379,12 @@ impl Metrics {
             "counter",
             vec![(String::new(), Self::get(&self.unrouted))],
         );
+        family(
+            "syslog2ban_message_faults_total",
+            "Messages skipped because processing them hit a bug (a caught panic; see the log).",
+            "counter",
+            vec![(String::new(), Self::get(&self.message_faults))],
+        );
         let jails = self.jails();
         let by_jail = |f: fn(&JailMetrics) -> &AtomicU64| {
             jails
@@ -393,6 +421,12 @@ impl Metrics {
             "Addresses with failures in the window per jail.",
             "gauge",
             by_jail(|j| &j.tracked),
+        );
+        family(
+            "syslog2ban_jail_tracker_evictions_total",
+            "Addresses evicted at max_tracked while their failures still counted (least progress first).",
+            "counter",
+            by_jail(|j| &j.evicted),
         );
         family(
             "syslog2ban_jail_banned_addresses",

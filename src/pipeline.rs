@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use crate::config::JailConfig;
+use crate::fault;
 use crate::input::{Origin, Payload, RawMessage};
 use crate::jail::filter::{Filter, FilterMatch};
 use crate::jail::{Classified, Classifier, Jail, Offence, Target, Verdict};
@@ -249,6 +250,12 @@ impl Windows {
             }
         };
         Metrics::set(&counters.tracked, jail.tracked_addresses() as u64);
+        let evicted = jail.take_new_evictions();
+        if evicted > 0 {
+            counters
+                .evicted
+                .fetch_add(evicted, std::sync::atomic::Ordering::Relaxed);
+        }
         offence
     }
 
@@ -296,7 +303,9 @@ pub async fn run(
         tokio::select! {
             hit = hits.recv() => {
                 let Some(hit) = hit else { break };
-                if let Some(offence) = windows.record(hit) {
+                // Stateful fail2ban filters match here: a bug they reach costs this hit only.
+                let offence = fault::contain(&metrics, || windows.record(hit)).flatten();
+                if let Some(offence) = offence {
                     if offences.send(offence).await.is_err() {
                         warn!("Ban manager stopped; offences are dropped");
                         return;
@@ -336,7 +345,14 @@ async fn worker(
             tally.flush(&current, &metrics);
             current = matchers.borrow_and_update().clone();
         }
-        match_message(&current, message, &mut tally, &mut found);
+        // A bug reached by one message costs that message; its partial hits are dropped.
+        if fault::contain(&metrics, || {
+            match_message(&current, message, &mut tally, &mut found)
+        })
+        .is_none()
+        {
+            found.clear();
+        }
         for hit in found.drain(..) {
             if hits.send(hit).await.is_err() {
                 return;

@@ -33,7 +33,11 @@ use crate::jail::filter::Filter;
 /// Default largest frame: 64 KiB, as rsyslog's maxMessageSize tops out in common setups.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Small, so that one host (an attacker, or a sender stuck reconnecting) never holds more
+/// than a sliver of `max_connections`; a relay needs one or two.
+const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 64;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Journal listeners: largest entry by default (a typical entry is 1-4 KiB).
 const DEFAULT_MAX_ENTRY: usize = 1024 * 1024;
 /// Journal listeners: the largest `max_entry` allowed.
@@ -106,12 +110,8 @@ pub enum ListenerKind {
     Tcp {
         /// Bind address.
         address: SocketAddr,
-        /// Most simultaneous connections.
-        max_connections: usize,
-        /// Silence after which a connection is closed.
-        idle_timeout: Duration,
-        /// Most simultaneous connections from one peer address.
-        max_connections_per_peer: usize,
+        /// Connection limits and timeouts.
+        limits: ConnectionLimits,
         /// TLS (RFC 5425) on this listener, when `type = "tls"`.
         tls: Option<TlsSettings>,
     },
@@ -130,15 +130,28 @@ pub enum ListenerKind {
     JournalStream(JournalListener),
 }
 
+/// What one stream listener (tcp, tls, journal) lets connections hold, so that no peer can
+/// take every slot or keep one without talking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// Most simultaneous connections from one peer (an IPv4 address or an IPv6 /64).
+    pub max_connections_per_peer: usize,
+    /// Silence after which a connection is closed.
+    pub idle_timeout: Duration,
+    /// Time a new connection has to finish its TLS handshake, or (without TLS) to send its
+    /// first byte.
+    pub handshake_timeout: Duration,
+}
+
 /// Settings of the two journal listeners.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JournalListener {
     /// Bind address.
     pub address: SocketAddr,
-    /// Most simultaneous connections.
-    pub max_connections: usize,
-    /// Silence after which a connection is closed.
-    pub idle_timeout: Duration,
+    /// Connection limits and timeouts.
+    pub limits: ConnectionLimits,
     /// Largest journal entry (sum of field names and values), bytes.
     pub max_entry: usize,
     /// journal-upload over HTTPS, with the TLS listener's client checks.
@@ -615,6 +628,46 @@ impl<'a> Compiler<'a> {
         })
     }
 
+    /// `max_connections`, `max_connections_per_peer`, `idle_timeout`, `handshake_timeout` of
+    /// a stream listener.
+    fn connection_limits(&mut self, index: usize, raw: &RawListener) -> Option<ConnectionLimits> {
+        let key = |field: &str| format!("listen[{index}].{field}");
+        let count = |this: &mut Self, field: &str, value: Option<u64>, default: usize| match value {
+            None => Some(default),
+            Some(n) if n >= 1 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            Some(_) => {
+                this.error(&key(field), "must be at least 1");
+                None
+            }
+        };
+        let max_connections = count(
+            self,
+            "max_connections",
+            raw.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+        )?;
+        let max_connections_per_peer = count(
+            self,
+            "max_connections_per_peer",
+            raw.max_connections_per_peer,
+            DEFAULT_MAX_CONNECTIONS_PER_PEER.min(max_connections),
+        )?;
+        let idle_timeout = match &raw.idle_timeout {
+            None => DEFAULT_IDLE_TIMEOUT,
+            Some(d) => self.positive(&key("idle_timeout"), d)?,
+        };
+        let handshake_timeout = match &raw.handshake_timeout {
+            None => DEFAULT_HANDSHAKE_TIMEOUT,
+            Some(d) => self.positive(&key("handshake_timeout"), d)?,
+        };
+        Some(ConnectionLimits {
+            max_connections,
+            max_connections_per_peer,
+            idle_timeout,
+            handshake_timeout,
+        })
+    }
+
     fn listener(&mut self, index: usize, raw: &RawListener) -> Option<ListenerConfig> {
         let key = |field: &str| format!("listen[{index}].{field}");
         let max_frame = match raw.max_frame {
@@ -631,6 +684,7 @@ impl<'a> Compiler<'a> {
         let tcp_only = [
             ("max_connections", raw.max_connections.is_some()),
             ("idle_timeout", raw.idle_timeout.is_some()),
+            ("handshake_timeout", raw.handshake_timeout.is_some()),
             (
                 "max_connections_per_peer",
                 raw.max_connections_per_peer.is_some(),
@@ -730,37 +784,8 @@ impl<'a> Compiler<'a> {
                         recv_buffer,
                     }
                 } else {
-                    let max_connections = match raw.max_connections {
-                        None => DEFAULT_MAX_CONNECTIONS,
-                        Some(n) if n >= 1 => n as usize,
-                        Some(_) => {
-                            self.error(&key("max_connections"), "must be at least 1");
-                            return None;
-                        }
-                    };
-                    let idle_timeout = match &raw.idle_timeout {
-                        None => DEFAULT_IDLE_TIMEOUT,
-                        Some(d) => match d.parse() {
-                            Ok(ParsedDuration::Finite(d)) if !d.is_zero() => d,
-                            Ok(_) => {
-                                self.error(&key("idle_timeout"), "must be a positive duration");
-                                return None;
-                            }
-                            Err(e) => {
-                                self.error(&key("idle_timeout"), e);
-                                return None;
-                            }
-                        },
-                    };
+                    let limits = self.connection_limits(index, raw)?;
                     if raw.kind == "tcp" || raw.kind == "tls" {
-                        let max_connections_per_peer = match raw.max_connections_per_peer {
-                            None => max_connections,
-                            Some(n) if n >= 1 => n as usize,
-                            Some(_) => {
-                                self.error(&key("max_connections_per_peer"), "must be at least 1");
-                                return None;
-                            }
-                        };
                         let tls = if raw.kind == "tls" {
                             Some(self.tls(index, raw)?)
                         } else {
@@ -768,9 +793,7 @@ impl<'a> Compiler<'a> {
                         };
                         ListenerKind::Tcp {
                             address,
-                            max_connections,
-                            idle_timeout,
-                            max_connections_per_peer,
+                            limits,
                             tls,
                         }
                     } else {
@@ -798,8 +821,7 @@ impl<'a> Compiler<'a> {
                         };
                         let journal = JournalListener {
                             address,
-                            max_connections,
-                            idle_timeout,
+                            limits,
                             max_entry,
                             tls,
                         };

@@ -62,15 +62,18 @@ pub struct RawListener {
     pub path: Option<PathBuf>,
     /// Largest frame accepted, in bytes (default 65536).
     pub max_frame: Option<u64>,
-    /// TCP only: most simultaneous connections (default 1024).
+    /// Stream listeners: most simultaneous connections (default 1024).
     pub max_connections: Option<u64>,
-    /// TCP only: a connection silent this long is closed (default "5m").
+    /// Stream listeners: a connection silent this long is closed (default "5m").
     pub idle_timeout: Option<RawDuration>,
+    /// Stream listeners: time to finish the TLS handshake or send the first byte (default
+    /// "10s").
+    pub handshake_timeout: Option<RawDuration>,
     /// unix only: file mode of the socket, as an octal string (default "0666", like /dev/log).
     pub mode: Option<String>,
     /// udp/tcp: only these senders (addresses or CIDR); others are dropped and counted.
     pub allow: Option<Vec<String>>,
-    /// TCP only: most simultaneous connections from one peer address.
+    /// Stream listeners: most simultaneous connections from one peer (default 64).
     pub max_connections_per_peer: Option<u64>,
     /// UDP only: kernel receive buffer (SO_RCVBUF) in bytes.
     pub recv_buffer: Option<u64>,

@@ -1,5 +1,9 @@
 //! A minimal HTTP/1.1 server for `GET /metrics`: one request per connection, no keep-alive.
 //! Enough for Prometheus and curl; anything else gets 404 or 405.
+//!
+//! A scraper needs one connection at a time, so the endpoint keeps few: at most
+//! `MAX_CONNECTIONS`, `MAX_PER_PEER` from one host, each with a deadline, so idle
+//! connections cannot lock Prometheus out or use up the daemon's file descriptors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,12 +11,24 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
+use crate::input::peers::PeerTable;
+use crate::input::AcceptBackoff;
 use crate::metrics::Metrics;
+use crate::throttle::Throttle;
+use crate::warn_throttled;
 
+/// Time to send the request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time for the client to take the response.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed at accept.
+const MAX_CONNECTIONS: usize = 32;
+/// Connections one host may hold.
+const MAX_PER_PEER: usize = 4;
 
 /// Binds `address` and serves metrics until `shutdown`.
 pub async fn serve(
@@ -22,23 +38,43 @@ pub async fn serve(
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(address).await?;
     info!(%address, "Metrics endpoint ready at /metrics");
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let peers = PeerTable::new(MAX_PER_PEER);
+    let warnings = Throttle::new(5, Duration::from_secs(60));
     Ok(tokio::spawn(async move {
+        let mut backoff = AcceptBackoff::default();
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 a = listener.accept() => a,
             };
-            let Ok((mut stream, _)) = accepted else {
-                warn!("Metrics accept failed");
+            let (mut stream, peer) = match accepted {
+                Ok(accepted) => {
+                    backoff.succeeded();
+                    accepted
+                }
+                Err(e) => {
+                    warn_throttled!(warnings, error = %e, "Metrics accept failed");
+                    backoff.failed(&shutdown).await;
+                    continue;
+                }
+            };
+            // Beyond the limits the connection is closed at once (dropped).
+            let Some(slot) = peers.take(peer.ip()) else {
+                continue;
+            };
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
                 continue;
             };
             let metrics = metrics.clone();
             tokio::spawn(async move {
+                let _held = (slot, permit);
+                let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
                 let mut head = vec![0u8; 4096];
                 let mut len = 0;
-                // Read until the end of the request head (or a full buffer, or timeout).
+                // Read until the end of the request head (or a full buffer, or the deadline).
                 while len < head.len() && !head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tokio::time::timeout(READ_TIMEOUT, stream.read(&mut head[len..])).await {
+                    match tokio::time::timeout_at(deadline, stream.read(&mut head[len..])).await {
                         Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
                         Ok(Ok(n)) => len += n,
                     }
@@ -66,8 +102,11 @@ pub async fn serve(
                     "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+                    stream.write_all(response.as_bytes()).await?;
+                    stream.shutdown().await
+                })
+                .await;
             });
         }
     }))

@@ -11,18 +11,28 @@ pub mod protocol;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
+use crate::input::AcceptBackoff;
+use crate::throttle::Throttle;
+use crate::warn_throttled;
 use protocol::{Request, Response};
 
 /// Largest request line accepted.
 const MAX_REQUEST: usize = 64 * 1024;
+/// Connections served at once; more are closed at accept, so a stuck or hostile client cannot
+/// use up the daemon's file descriptors.
+const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send its request line.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request with the channel its answer goes back on.
 pub type Envelope = (Request, oneshot::Sender<Response>);
@@ -88,18 +98,28 @@ pub fn serve(
     info!(socket = %path.display(), "Control socket ready");
     let path = path.to_path_buf();
     let allowed_uid = own_uid();
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let warnings = Throttle::new(5, Duration::from_secs(60));
     Ok(tokio::spawn(async move {
+        let mut backoff = AcceptBackoff::default();
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 a = listener.accept() => a,
             };
             let stream = match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    backoff.succeeded();
+                    stream
+                }
                 Err(e) => {
-                    warn!(error = %e, "Control accept failed");
+                    warn_throttled!(warnings, error = %e, "Control accept failed");
+                    backoff.failed(&shutdown).await;
                     continue;
                 }
+            };
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                continue;
             };
             // Mode 0600 already restricts who can connect; the credential check also covers
             // a socket made reachable by a permissive parent directory or a later chmod.
@@ -110,6 +130,7 @@ pub fn serve(
                 if let Err(e) = handle(stream, permitted, requests).await {
                     debug!(error = %e, "Control connection failed");
                 }
+                drop(permit);
             });
         }
         let _ = std::fs::remove_file(&path);
@@ -124,7 +145,9 @@ async fn handle(
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
-    reader.read_until(b'\n', &mut line).await?;
+    tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request line"))??;
     let response = if !permitted {
         Response::Error {
             message: "permission denied: only root or the daemon's user may use the control socket"

@@ -494,12 +494,16 @@ mod tests {
     #[test]
     fn body_framing_refuses_what_a_proxy_could_read_differently() {
         let head = |headers: &str| {
-            let mut buf = BytesMut::from(format!("POST /upload HTTP/1.1\r\n{headers}\r\n").as_str());
+            let mut buf =
+                BytesMut::from(format!("POST /upload HTTP/1.1\r\n{headers}\r\n").as_str());
             parse_head(&mut buf).unwrap().unwrap()
         };
         let body = |headers: &str| Body::of(&head(headers));
         assert!(matches!(body(""), Ok(None)));
-        assert!(matches!(body("Content-Length: 12\r\n"), Ok(Some(Body::Length(12)))));
+        assert!(matches!(
+            body("Content-Length: 12\r\n"),
+            Ok(Some(Body::Length(12)))
+        ));
         assert!(matches!(
             body("Transfer-Encoding: Chunked\r\n"),
             Ok(Some(Body::Chunked(_)))

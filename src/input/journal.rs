@@ -32,6 +32,7 @@ use tracing::debug;
 
 use super::http::{self, Body, BodyEvent, Request};
 use super::{InputContext, Origin, Payload, RawMessage};
+use crate::fault;
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::parse::journal::{self, Entry, JournalError, Limits, Parser};
 
@@ -172,7 +173,8 @@ struct Conn<'a> {
     ctx: &'a InputContext,
 }
 
-/// The pipeline is gone: stop.
+/// The pipeline is gone, or the export parser hit a bug (counted and logged by `fault`): close
+/// the connection.
 struct Gone;
 
 impl Conn<'_> {
@@ -198,7 +200,8 @@ impl Conn<'_> {
                 return Ok(());
             }
         }
-        let Some(record) = journal::to_record(&entry) else {
+        let record = fault::contain(&self.ctx.metrics, || journal::to_record(&entry)).flatten();
+        let Some(record) = record else {
             Metrics::inc(&self.ctx.metrics.unparsed);
             return Ok(());
         };
@@ -228,7 +231,8 @@ impl Conn<'_> {
     ) -> Result<Result<(), JournalError>, Gone> {
         let skipped_before = parser.skipped_fields();
         let result = loop {
-            match parser.feed(&mut data) {
+            let fed = fault::contain(&self.ctx.metrics, || parser.feed(&mut data));
+            match fed.ok_or(Gone)? {
                 Ok(Some(entry)) => self.deliver(entry).await?,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),

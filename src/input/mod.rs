@@ -14,15 +14,15 @@ pub mod activation;
 pub mod framing;
 pub mod http;
 pub mod journal;
+pub mod peers;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -35,11 +35,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::{JournalListener, ListenerConfig, ListenerKind};
+use crate::config::{ConnectionLimits, JournalListener, ListenerConfig, ListenerKind};
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::parse::LogRecord;
+use crate::throttle::Throttle;
+use crate::warn_throttled;
 use framing::{FrameError, Framer};
 use journal::{JournalShared, Protocol};
+use peers::PeerTable;
 
 /// Where a message came from, as the transport says (not as the message claims).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,9 +269,7 @@ pub async fn start(
         }
         ListenerKind::Tcp {
             address,
-            max_connections,
-            idle_timeout,
-            max_connections_per_peer,
+            limits,
             tls,
         } => {
             let tls = tls
@@ -286,16 +287,7 @@ pub async fn start(
             };
             info!(listener = %label, "Listening");
             handle_tls = tls.clone();
-            let limits = TcpLimits {
-                max_frame: config.max_frame,
-                idle_timeout: *idle_timeout,
-                connections: Arc::new(Semaphore::new(*max_connections)),
-                per_peer: *max_connections_per_peer,
-                peers: Arc::new(Mutex::new(HashMap::new())),
-                allow,
-                tls,
-                journal: None,
-            };
+            let limits = TcpLimits::new(config.max_frame, *limits, allow, tls, None);
             ctx.tracker
                 .spawn(tcp_accept_loop(listener, limits, counters, ctx.clone()));
         }
@@ -306,8 +298,7 @@ pub async fn start(
             };
             let JournalListener {
                 address,
-                max_connections,
-                idle_timeout,
+                limits,
                 max_entry,
                 tls,
             } = j;
@@ -318,22 +309,15 @@ pub async fn start(
             handle_tls = tls.clone();
             let listener = TcpListener::bind(address).await.map_err(bind_err)?;
             info!(listener = %label, "Listening");
-            let limits = TcpLimits {
-                max_frame: config.max_frame,
-                idle_timeout: *idle_timeout,
-                connections: Arc::new(Semaphore::new(*max_connections)),
-                // Journal listeners take no TLS (HTTPS) yet (see README).
-                per_peer: *max_connections,
-                peers: Arc::new(Mutex::new(HashMap::new())),
+            let journal =
+                JournalShared::new(protocol, config.max_frame, *max_entry, limits.idle_timeout);
+            let limits = TcpLimits::new(
+                config.max_frame,
+                *limits,
                 allow,
                 tls,
-                journal: Some(Arc::new(JournalShared::new(
-                    protocol,
-                    config.max_frame,
-                    *max_entry,
-                    *idle_timeout,
-                ))),
-            };
+                Some(Arc::new(journal)),
+            );
             ctx.tracker
                 .spawn(tcp_accept_loop(listener, limits, counters, ctx.clone()));
         }
@@ -386,8 +370,10 @@ fn shared_tls(label: &str, settings: &tls::TlsSettings) -> Result<SharedTls, Inp
     ))))
 }
 
-/// How long a TLS client may take to finish its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Warnings a peer can cause (failed handshakes, refused clients) per listener and minute.
+const PEER_WARNINGS_PER_MINUTE: u32 = 10;
+/// Longest pause after a failed accept (EMFILE: wait for connections to close).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A UDP socket: inherited from systemd, or bound here with the configured SO_RCVBUF.
 fn udp_socket(address: SocketAddr, recv_buffer: Option<usize>) -> io::Result<UdpSocket> {
@@ -546,48 +532,39 @@ async fn deliver(
 #[derive(Clone)]
 struct TcpLimits {
     max_frame: usize,
-    idle_timeout: Duration,
+    limits: ConnectionLimits,
     connections: Arc<Semaphore>,
     /// Set for journal listeners: connections speak the export format, not syslog.
     journal: Option<Arc<JournalShared>>,
-    per_peer: usize,
-    /// Open connections per peer address (entries removed at zero).
-    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Open connections per peer.
+    peers: PeerTable,
     allow: Arc<Vec<IpNet>>,
     /// The acceptor and the client checks of a TLS listener.
     tls: Option<SharedTls>,
+    /// Warnings peers can cause on this listener.
+    peer_warnings: Arc<Throttle>,
 }
 
-/// Holds one of a peer's connection slots; frees it when dropped.
-struct PeerSlot {
-    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    peer: IpAddr,
-}
-
-impl PeerSlot {
-    fn take(limits: &TcpLimits, peer: IpAddr) -> Option<PeerSlot> {
-        // Only a counter update happens under the lock; nothing awaits while it is held.
-        let mut peers = limits.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        let open = peers.entry(peer).or_insert(0);
-        if *open >= limits.per_peer {
-            return None;
-        }
-        *open += 1;
-        Some(PeerSlot {
-            peers: limits.peers.clone(),
-            peer,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(open) = peers.get_mut(&self.peer) {
-            *open -= 1;
-            if *open == 0 {
-                peers.remove(&self.peer);
-            }
+impl TcpLimits {
+    fn new(
+        max_frame: usize,
+        limits: ConnectionLimits,
+        allow: Arc<Vec<IpNet>>,
+        tls: Option<SharedTls>,
+        journal: Option<Arc<JournalShared>>,
+    ) -> Self {
+        TcpLimits {
+            max_frame,
+            limits,
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+            journal,
+            peers: PeerTable::new(limits.max_connections_per_peer),
+            allow,
+            tls,
+            peer_warnings: Arc::new(Throttle::new(
+                PEER_WARNINGS_PER_MINUTE,
+                Duration::from_secs(60),
+            )),
         }
     }
 }
@@ -598,17 +575,22 @@ async fn tcp_accept_loop(
     counters: Arc<ListenerMetrics>,
     ctx: InputContext,
 ) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             r = listener.accept() => r,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                backoff.succeeded();
+                a
+            }
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                warn!(listener = %counters.label, error = %e, "Accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // EMFILE and friends: wait for connections to close instead of spinning.
+                Metrics::inc(&counters.accept_errors);
+                warn_throttled!(limits.peer_warnings, listener = %counters.label, error = %e, "Accept failed");
+                backoff.failed(&ctx.shutdown).await;
                 continue;
             }
         };
@@ -619,7 +601,7 @@ async fn tcp_accept_loop(
         }
         // One peer cannot take every slot: idle or hostile connections from one address
         // never lock out the others.
-        let Some(slot) = PeerSlot::take(&limits, peer.ip()) else {
+        let Some(slot) = limits.peers.take(peer.ip()) else {
             Metrics::inc(&counters.refused_connections);
             debug!(listener = %counters.label, %peer, "Connection refused: max_connections_per_peer reached");
             continue;
@@ -641,6 +623,11 @@ async fn tcp_accept_loop(
                 .tls
                 .as_ref()
                 .map(|shared| shared.read().unwrap_or_else(PoisonError::into_inner).clone());
+            // A connection that never says anything holds its slot only this long.
+            if tls.is_none() && !first_byte(&stream, &limits, &counters, peer, &ctx).await {
+                drop((permit, slot));
+                return;
+            }
             match (&tls, &limits.journal) {
                 (None, Some(j)) if j.protocol == Protocol::Upload => {
                     journal::serve_upload(stream, Origin::Peer(peer), j, &counters, &ctx).await
@@ -649,7 +636,7 @@ async fn tcp_accept_loop(
                 (None, None) => tcp_connection(stream, peer, None, &limits, &counters, &ctx).await,
                 (Some((acceptor, settings)), _) => {
                     // A client that never finishes the handshake holds its slot only this long.
-                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    let handshake = tokio::time::timeout(limits.limits.handshake_timeout, acceptor.accept(stream)).await;
                     match handshake {
                         Ok(Ok(stream)) => {
                             let chain = stream.get_ref().1.peer_certificates();
@@ -664,23 +651,67 @@ async fn tcp_accept_loop(
                                 }
                                 Err(why) => {
                                     Metrics::inc(&counters.refused_senders);
-                                    warn!(listener = %counters.label, %peer, reason = %why, "TLS client refused");
+                                    warn_throttled!(limits.peer_warnings, listener = %counters.label, %peer, reason = %why, "TLS client refused");
                                 }
                             }
                         }
                         Ok(Err(e)) => {
                             Metrics::inc(&counters.refused_senders);
-                            warn!(listener = %counters.label, %peer, error = %e, "TLS handshake failed");
+                            warn_throttled!(limits.peer_warnings, listener = %counters.label, %peer, error = %e, "TLS handshake failed");
                         }
                         Err(_) => {
-                            Metrics::inc(&counters.refused_senders);
-                            warn!(listener = %counters.label, %peer, "TLS handshake timed out");
+                            Metrics::inc(&counters.handshake_timeouts);
+                            debug!(listener = %counters.label, %peer, "TLS handshake timed out");
                         }
                     }
                 }
             }
             drop((permit, slot));
         });
+    }
+}
+
+/// Waits for a plain connection's first byte (or its end); false when `handshake_timeout`
+/// passed first, and the connection is to be closed.
+async fn first_byte(
+    stream: &tokio::net::TcpStream,
+    limits: &TcpLimits,
+    counters: &ListenerMetrics,
+    peer: SocketAddr,
+    ctx: &InputContext,
+) -> bool {
+    let readable = tokio::select! {
+        _ = ctx.shutdown.cancelled() => return false,
+        r = tokio::time::timeout(limits.limits.handshake_timeout, stream.readable()) => r,
+    };
+    if readable.is_err() {
+        Metrics::inc(&counters.handshake_timeouts);
+        debug!(listener = %counters.label, %peer, "Closed: no first byte within handshake_timeout");
+        return false;
+    }
+    true
+}
+
+/// Pauses an accept loop after failures: 10 ms, doubling to `MAX_ACCEPT_BACKOFF`.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    next: Option<Duration>,
+}
+
+impl AcceptBackoff {
+    /// Waits before the next accept (or until shutdown).
+    pub async fn failed(&mut self, shutdown: &CancellationToken) {
+        let pause = self.next.unwrap_or(Duration::from_millis(10));
+        self.next = Some((pause * 2).min(MAX_ACCEPT_BACKOFF));
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+
+    /// Resets the pause after a successful accept.
+    pub fn succeeded(&mut self) {
+        self.next = None;
     }
 }
 
@@ -727,7 +758,7 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
         }
         let read = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
-            r = tokio::time::timeout(limits.idle_timeout, stream.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout(limits.limits.idle_timeout, stream.read_buf(&mut buf)) => r,
         };
         match read {
             Ok(Ok(0)) => break,

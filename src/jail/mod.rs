@@ -172,6 +172,13 @@ impl Windows {
         }
     }
 
+    fn take_new_evictions(&mut self) -> u64 {
+        match self {
+            Windows::Shared(w) => w.take_new_evictions(),
+            Windows::PerOrigin(w) => w.take_new_evictions(),
+        }
+    }
+
     fn sweep(&mut self, now: Instant) {
         match self {
             Windows::Shared(w) => w.sweep(now),
@@ -315,6 +322,12 @@ impl Jail {
     /// Addresses with failures in the window.
     pub fn tracked_addresses(&self) -> usize {
         self.window.tracked()
+    }
+
+    /// Addresses evicted at the tracker's cap, with failures still counting, since the last
+    /// call.
+    pub fn take_new_evictions(&mut self) -> u64 {
+        self.window.take_new_evictions()
     }
 
     /// Drops stale windows; call periodically (every findtime is plenty).

@@ -6,9 +6,10 @@
 //!
 //! Memory: at most `max_tracked` addresses are tracked. When a new address arrives at the
 //! cap, addresses whose failures all left the window are dropped first; if none has, the
-//! address that has been tracked the longest is evicted (its failures are forgotten). A flood
-//! of spoofed addresses therefore costs bounded memory; the price is that, during such a
-//! flood, a slow attacker's count may restart.
+//! address with the least progress towards maxretry is evicted (the longest-tracked among
+//! equals). A flood of spoofed one-shot addresses therefore costs bounded memory and evicts
+//! only its own kind: an attacker one failure short of maxretry keeps its count unless the
+//! flood's addresses each fail as often, which bans them first.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -30,14 +31,37 @@ pub struct FailureWindow<K = IpAddr> {
     /// Set by the first failure: later times are ticks after it.
     epoch: Option<Instant>,
     failures: HashMap<K, Vec<u32>>,
-    /// Addresses in the order they started being tracked (may hold addresses no longer
-    /// tracked; those are skipped and compacted away).
-    order: VecDeque<K>,
+    /// Eviction order: `by_progress[n - 1]` holds addresses in the order they reached n
+    /// failures. Entries are never updated in place: each failure queues its address again,
+    /// and an entry counts only while it describes the address's latest failure (see
+    /// `Queued::is_current`); the others are skipped and compacted away.
+    by_progress: Vec<VecDeque<Queued<K>>>,
+    /// Entries in `by_progress`, current or not.
+    queued: usize,
     /// Entries present at the last sweep; a sweep runs when the map doubles past it.
     swept_len: usize,
     evicted: u64,
+    /// Of `evicted`, how many `take_new_evictions` has reported.
+    evicted_reported: u64,
     /// Tick of the last sweep.
     last_sweep: u32,
+}
+
+/// An address as queued for eviction when its count became `failures` at tick `at`.
+#[derive(Debug, Clone, Copy)]
+struct Queued<K> {
+    key: K,
+    at: u32,
+}
+
+impl<K: Hash + Eq> Queued<K> {
+    /// Whether the address still has exactly the count it was queued with at level `level`,
+    /// from that same failure (a later failure queued it again).
+    fn is_current(&self, level: usize, failures: &HashMap<K, Vec<u32>>) -> bool {
+        failures
+            .get(&self.key)
+            .is_some_and(|times| times.len() == level + 1 && times.last() == Some(&self.at))
+    }
 }
 
 /// What recording one failure led to.
@@ -63,9 +87,11 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
             max_tracked: max_tracked.max(1),
             epoch: None,
             failures: HashMap::new(),
-            order: VecDeque::new(),
+            by_progress: Vec::new(),
+            queued: 0,
             swept_len: 0,
             evicted: 0,
+            evicted_reported: 0,
             last_sweep: 0,
         }
     }
@@ -88,18 +114,29 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
         let now = self.tick(now);
         if !self.failures.contains_key(&address) {
             self.make_room(now);
-            self.order.push_back(address);
         }
         let findtime = self.findtime_ticks;
         let times = self.failures.entry(address).or_default();
         times.retain(|&t| now.saturating_sub(t) < findtime);
         times.push(now);
-        let count = times.len() as u32;
-        if count >= self.maxretry {
+        let count = times.len();
+        if count >= self.maxretry as usize {
             self.failures.remove(&address);
-            return Count::Reached(count);
+            return Count::Reached(count as u32);
         }
-        Count::Below(count)
+        if self.by_progress.len() < count {
+            self.by_progress.resize_with(count, VecDeque::new);
+        }
+        self.by_progress[count - 1].push_back(Queued {
+            key: address,
+            at: now,
+        });
+        self.queued += 1;
+        // Amortised: the queues never hold much more than one entry per tracked address.
+        if self.queued > 2 * self.failures.len() + 1024 {
+            self.compact();
+        }
+        Count::Below(count as u32)
     }
 
     /// Keeps the map below the cap before a new address is added.
@@ -116,13 +153,29 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
             self.sweep_ticks(now);
         }
         while self.failures.len() >= self.max_tracked {
-            let Some(oldest) = self.order.pop_front() else {
+            let Some(victim) = self.least_progress() else {
                 break;
             };
-            if self.failures.remove(&oldest).is_some() {
-                self.evicted += 1;
+            if let Some(times) = self.failures.remove(&victim) {
+                let findtime = self.findtime_ticks;
+                if times.iter().any(|&t| now.saturating_sub(t) < findtime) {
+                    self.evicted += 1;
+                }
             }
         }
+    }
+
+    /// Takes the address with the fewest failures that was queued first at that count.
+    fn least_progress(&mut self) -> Option<K> {
+        for (level, queue) in self.by_progress.iter_mut().enumerate() {
+            while let Some(entry) = queue.pop_front() {
+                self.queued -= 1;
+                if entry.is_current(level, &self.failures) {
+                    return Some(entry.key);
+                }
+            }
+        }
+        None
     }
 
     /// Failures of `address` still inside the window at `now`.
@@ -141,9 +194,17 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
         self.failures.len()
     }
 
-    /// Addresses evicted at the cap so far.
+    /// Addresses evicted at the cap so far while they still had failures within findtime
+    /// (counts an attacker could have lost).
     pub fn evicted(&self) -> u64 {
         self.evicted
+    }
+
+    /// Evictions since the last call (for a counter that must not go back on reload).
+    pub fn take_new_evictions(&mut self) -> u64 {
+        let new = self.evicted - self.evicted_reported;
+        self.evicted_reported = self.evicted;
+        new
     }
 
     /// Forgets `address` (it was banned or unbanned by hand).
@@ -164,12 +225,22 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
                 .last()
                 .is_some_and(|&t| now.saturating_sub(t) < findtime)
         });
-        let failures = &self.failures;
-        self.order.retain(|a| failures.contains_key(a));
         self.failures.shrink_to(self.failures.len() * 2);
-        self.order.shrink_to(self.order.len() * 2);
+        self.compact();
         self.swept_len = self.failures.len();
         self.last_sweep = now;
+    }
+
+    /// Drops queue entries that no longer describe their address.
+    fn compact(&mut self) {
+        let failures = &self.failures;
+        let mut queued = 0;
+        for (level, queue) in self.by_progress.iter_mut().enumerate() {
+            queue.retain(|entry| entry.is_current(level, failures));
+            queue.shrink_to(queue.len() * 2);
+            queued += queue.len();
+        }
+        self.queued = queued;
     }
 }
 
@@ -264,5 +335,85 @@ mod tests {
         w.record(ip("203.0.113.2"), later);
         assert_eq!(w.tracked(), 1);
         assert_eq!(w.evicted(), 901);
+    }
+
+    fn spoofed(i: u32) -> IpAddr {
+        IpAddr::V6(std::net::Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            1,
+            0,
+            0,
+            0,
+            (i >> 16) as u16,
+            i as u16,
+        ))
+    }
+
+    #[test]
+    fn a_flood_of_one_shot_addresses_cannot_erase_an_attacker_near_maxretry() {
+        let t0 = Instant::now();
+        let mut w: FailureWindow = FailureWindow::new(5, Duration::from_secs(600), 10_000);
+        let attacker = ip("198.51.100.66");
+        let mut next = 0u32;
+        // The attacker's failures arrive among spoofed one-shot addresses, then the bulk of
+        // a 150,000-address flood passes. (While the attacker has one failure it looks like
+        // any one-shot address: the rule protects progress, not a single failure.)
+        let mut flood = |w: &mut FailureWindow, n: u32| {
+            for _ in 0..n {
+                w.record(
+                    spoofed(next),
+                    t0 + Duration::from_millis(u64::from(next / 100)),
+                );
+                next += 1;
+                assert!(w.tracked() <= 10_000);
+            }
+        };
+        for failure in 1..=4 {
+            assert_eq!(w.record(attacker, t0), Count::Below(failure));
+            flood(&mut w, 1_000);
+        }
+        flood(&mut w, 146_000);
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(w.current(attacker, later), 4, "the attacker kept its count");
+        assert_eq!(w.record(attacker, later), Count::Reached(5));
+        // What the flood displaced were its own addresses, counted as evictions.
+        assert_eq!(w.evicted(), 150_000 - 10_000 + 1);
+    }
+
+    #[test]
+    fn more_progress_outranks_age_but_equals_go_oldest_first() {
+        let t0 = Instant::now();
+        let mut w: FailureWindow = FailureWindow::new(5, Duration::from_secs(600), 3);
+        let (old, busy, young) = (ip("198.51.100.1"), ip("198.51.100.2"), ip("198.51.100.3"));
+        w.record(old, t0);
+        w.record(busy, t0);
+        w.record(busy, t0);
+        w.record(young, t0);
+        // At the cap: the oldest of the two with one failure goes.
+        w.record(ip("198.51.100.4"), t0);
+        assert_eq!(w.current(old, t0), 0);
+        assert_eq!(w.current(young, t0), 1);
+        // Then the next one-failure address, never the one with two.
+        w.record(ip("198.51.100.5"), t0);
+        assert_eq!(w.current(young, t0), 0);
+        assert_eq!(w.current(busy, t0), 2);
+        w.record(ip("198.51.100.6"), t0);
+        assert_eq!(w.current(busy, t0), 2);
+    }
+
+    #[test]
+    fn the_eviction_queues_stay_bounded_for_a_slow_steady_attacker() {
+        let t0 = Instant::now();
+        let mut w: FailureWindow = FailureWindow::new(5, Duration::from_secs(10), 100);
+        let slow = ip("198.51.100.9");
+        // One failure every 6 s for a day: the count never passes 2, the address never leaves.
+        for i in 0..14_400u64 {
+            assert!(matches!(
+                w.record(slow, t0 + Duration::from_secs(i * 6)),
+                Count::Below(_)
+            ));
+        }
+        assert!(w.queued <= 1024 + 2, "{} queue entries", w.queued);
     }
 }
