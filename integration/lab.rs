@@ -23,7 +23,7 @@
 
 #![allow(dead_code)]
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -386,6 +386,10 @@ pub struct DaemonOptions {
     pub metrics_listen: Option<String>,
     /// `max_frame` of the listener.
     pub max_frame: Option<usize>,
+    /// RUST_LOG for the daemon (default: the test's RUST_LOG, else `info,syslog2ban=debug`).
+    pub rust_log: Option<String>,
+    /// Soft and hard RLIMIT_NOFILE for the daemon (through `prlimit`), as a small host has.
+    pub open_files: Option<u64>,
 }
 
 /// How syslog reaches the daemon.
@@ -775,19 +779,23 @@ impl Lab {
         options: &DaemonOptions,
     ) -> u32 {
         let cfg = self.config_dir();
-        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,syslog2ban=debug".into());
+        let rust_log = options.rust_log.clone().unwrap_or_else(|| {
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,syslog2ban=debug".into())
+        });
         let srv = self.srv.clone();
-        let pid = self.spawn(
-            label,
-            &srv,
-            &[
-                OsStr::new(DAEMON_BIN),
-                "run".as_ref(),
-                "--config".as_ref(),
-                cfg.as_os_str(),
-            ],
-            &[("RUST_LOG", &rust_log)],
-        );
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(n) = options.open_files {
+            // prlimit execs the daemon: the PID stays the daemon's.
+            argv.push(tool("prlimit").into());
+            argv.push(format!("--nofile={n}:{n}").into());
+        }
+        argv.extend([
+            OsString::from(DAEMON_BIN),
+            "run".into(),
+            "--config".into(),
+            cfg.clone().into(),
+        ]);
+        let pid = self.spawn(label, &srv, &argv, &[("RUST_LOG", &rust_log)]);
         let devlog = self.daemon_devlog();
         let what = match listener {
             Listener::Tcp => format!("table inet {NFT_TABLE} and tcp 127.0.0.1:{SYSLOG_TCP_PORT}"),

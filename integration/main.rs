@@ -8,6 +8,7 @@
 //! `operator.rs`: the control CLI, reload (and SIGHUP) and /metrics against a real daemon.
 //! `journal.rs`: the real systemd-journal-upload against the journal-upload listener (bans,
 //! resends counted once, malformed uploads refused with the right status).
+//! `hostile.rs`: hostile senders: foreign bytes in headers, one host flooding every listener.
 //! `state.rs`: durable ban state across restarts and `kill -9` (SQLite store, restore into nft,
 //! permanent bans, recidive, growing bantimes).
 //!
@@ -16,6 +17,7 @@
 
 mod fleet;
 mod fleet_lab;
+mod hostile;
 mod inputs;
 mod journal;
 mod lab;

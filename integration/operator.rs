@@ -629,6 +629,7 @@ fn metrics_count_exactly_what_was_sent() {
         &DaemonOptions {
             metrics_listen: Some(METRICS_ADDR.into()),
             max_frame: Some(1024),
+            ..Default::default()
         },
     );
     let listener = format!("{{listener=\"tcp:127.0.0.1:{SYSLOG_TCP_PORT}\"}}");
