@@ -21,7 +21,8 @@ use crate::ban::store::{self, Store, StoreError};
 use crate::ban::{self, BanInfo, BanState, Fleet, JailPolicy, Moment};
 use crate::config::{self, Backend, Config, JailName, ListenerConfig};
 use crate::control::protocol::{
-    JailReport, ListenerReport, RemoteReport, Request, Response, StatusReport, TargetReport,
+    AttestReport, JailReport, ListenerReport, RemoteReport, Request, Response, StatusReport,
+    TargetReport,
 };
 use crate::control::{self, ControlError, Envelope};
 use crate::enforce::{self, nft::NftError, Firewall, RemoteTarget};
@@ -29,6 +30,7 @@ use crate::fd_limit;
 use crate::input::{self, InputContext, InputError, ListenerHandle};
 use crate::jail::Target;
 use crate::metrics::Metrics;
+use crate::ownership::{self, OwnershipError};
 use crate::pipeline::{self, Update};
 use crate::systemd;
 
@@ -53,6 +55,9 @@ pub struct RunOptions {
 /// The daemon could not start.
 #[derive(Debug, Error)]
 pub enum DaemonError {
+    /// Another daemon owns the state directory or the table.
+    #[error(transparent)]
+    Owned(#[from] OwnershipError),
     /// The firewall could not be prepared.
     #[error("cannot set up the firewall: {0}")]
     Firewall(#[from] NftError),
@@ -103,6 +108,10 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    // Before any firewall, socket or store is touched: a second daemon stops here.
+    let managed_table = (!options.dry_run && config.ban.backend == Backend::Nftables)
+        .then_some(config.ban.table.as_str());
+    let _ownership = ownership::claim(&config.state_dir, managed_table)?;
     let open_files = fd_limit::raise_soft_limit();
     fd_limit::fit_connections(&mut config.listeners, open_files);
     let metrics = Arc::new(Metrics::default());
@@ -161,12 +170,29 @@ pub async fn run(
     } else {
         (remote_targets(&config)?, Vec::new())
     };
-    let (firewalls, enforcer) = enforce::start(firewall, remotes, dry_run_targets, metrics.clone());
-    register_queues(&metrics, &raw_tx, &offence_tx, &store_tx, &firewalls);
-    // Restored bans go straight to enforcement (they are already stored) and are drained
-    // into as few nft batches as the enforcer can make of them.
+    // Restored bans for the local table become its worker's starting state: its first
+    // reconcile adopts what a kept table still holds (no element is deleted and re-added)
+    // and adds the rest. Those for remote targets go to their queues.
     let restored = restore.len();
-    for command in restore {
+    let (local_restore, remote_restore): (Vec<_>, Vec<_>) = restore
+        .into_iter()
+        .partition(|command| *command.place() == ban::Place::Local);
+    let local = enforce::LocalFirewall {
+        firewall,
+        restored: local_restore
+            .into_iter()
+            .filter_map(|command| match command {
+                ban::BanCommand::Ban {
+                    address, expires, ..
+                } => Some((address, expires)),
+                ban::BanCommand::Unban { .. } => None,
+            })
+            .collect(),
+        reconcile_interval: config.ban.reconcile_interval,
+    };
+    let (firewalls, enforcer) = enforce::start(local, remotes, dry_run_targets, metrics.clone());
+    register_queues(&metrics, &raw_tx, &offence_tx, &store_tx, &firewalls);
+    for command in remote_restore {
         ban::send_to_firewall(&firewalls, command).await;
     }
     if restored > 0 {
@@ -523,6 +549,7 @@ impl Running {
 
     fn target_reports(&self, dry: bool) -> Vec<TargetReport> {
         let local = self.metrics.target("local");
+        let last = Metrics::get(&local.last_reconcile_unix);
         let mut reports = vec![TargetReport {
             target: "local".into(),
             backend: if dry { "log".into() } else { "nftables".into() },
@@ -531,6 +558,14 @@ impl Running {
             netlink_batches: Metrics::get(&local.netlink_batches),
             errors: Metrics::get(&local.errors),
             remote: None,
+            attested: (!dry).then(|| AttestReport {
+                desired: Metrics::get(&local.desired),
+                present: Metrics::get(&local.present),
+                reconciles: Metrics::get(&local.reconciles),
+                fixes: Metrics::get(&local.reconcile_fixes),
+                last_reconcile_unix: (last > 0).then_some(last),
+                last_error: local.last_error(),
+            }),
         }];
         for t in &self.config.targets {
             let m = self.metrics.target(t.name.as_str());
@@ -554,6 +589,7 @@ impl Running {
                     last_reconcile_unix: (last > 0).then_some(last),
                     reconciles: Metrics::get(&m.reconciles),
                 }),
+                attested: None,
             });
         }
         reports

@@ -18,6 +18,7 @@ pub mod fd_limit;
 pub mod input;
 pub mod jail;
 pub mod metrics;
+pub mod ownership;
 pub mod parse;
 pub mod pipeline;
 pub mod regex_check;

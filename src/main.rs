@@ -350,16 +350,20 @@ fn print_response(response: &Response) {
                     t.batches,
                     t.errors
                 );
-                if let Some(r) = &t.remote {
-                    let reconciled = r.last_reconcile_unix.map_or_else(
-                        || "never".to_string(),
-                        |at| {
-                            let now = std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or(0, |d| d.as_secs());
-                            format!("{}s ago", now.saturating_sub(at))
-                        },
+                if let Some(a) = &t.attested {
+                    println!(
+                        "           enforced {} of {} bans  fixes {}  last reconcile {}",
+                        a.present,
+                        a.desired,
+                        a.fixes,
+                        ago(a.last_reconcile_unix)
                     );
+                    if let Some(e) = &a.last_error {
+                        println!("           last error: {e}");
+                    }
+                }
+                if let Some(r) = &t.remote {
+                    let reconciled = ago(r.last_reconcile_unix);
                     println!(
                         "           {}  {}  queued {}  last reconcile {}",
                         r.host,
@@ -405,6 +409,19 @@ fn print_response(response: &Response) {
         Response::Done { message } => println!("{message}"),
         Response::Error { message } => eprintln!("syslog2ban: {message}"),
     }
+}
+
+/// "12s ago", or "never".
+fn ago(unix: Option<u64>) -> String {
+    unix.map_or_else(
+        || "never".to_string(),
+        |at| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            format!("{}s ago", now.saturating_sub(at))
+        },
+    )
 }
 
 fn init_logging(format: LogFormat) {

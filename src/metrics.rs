@@ -92,13 +92,18 @@ pub struct TargetMetrics {
     pub queued: AtomicU64,
     /// Remote only: changes dropped from a full queue (the next reconcile restores them).
     pub queue_overflows: AtomicU64,
-    /// Remote only: reconciles completed.
+    /// Reconciles completed.
     pub reconciles: AtomicU64,
-    /// Remote only: elements a reconcile added (missing) or removed (stray).
+    /// Elements a reconcile added (missing) or removed (stray), and parts of the table it
+    /// re-created.
     pub reconcile_fixes: AtomicU64,
-    /// Remote only: Unix time of the last completed reconcile (0: none yet).
+    /// Unix time of the last completed reconcile (0: none yet).
     pub last_reconcile_unix: AtomicU64,
-    /// Remote only: the last error, cleared by the next success.
+    /// Local only: addresses the table should hold, as of the last reconcile (gauge).
+    pub desired: AtomicU64,
+    /// Local only: addresses the table held after the last reconcile (gauge).
+    pub present: AtomicU64,
+    /// The last error, cleared by the next success.
     pub last_error: Mutex<Option<String>>,
 }
 
@@ -493,21 +498,41 @@ impl Metrics {
         );
         family(
             "syslog2ban_target_reconciles_total",
-            "Completed comparisons of a remote target's sets with the bans.",
+            "Completed comparisons of a firewall's sets with the bans.",
             "counter",
-            by_remote(|t| &t.reconciles),
+            by_target(|t| &t.reconciles),
         );
         family(
             "syslog2ban_target_reconcile_fixes_total",
-            "Missing elements added and stray elements removed by reconciles.",
+            "Missing elements added, stray elements removed and missing table parts re-created by reconciles.",
             "counter",
-            by_remote(|t| &t.reconcile_fixes),
+            by_target(|t| &t.reconcile_fixes),
         );
         family(
             "syslog2ban_target_last_reconcile_timestamp_seconds",
             "Unix time of the last completed reconcile.",
             "gauge",
-            by_remote(|t| &t.last_reconcile_unix),
+            by_target(|t| &t.last_reconcile_unix),
+        );
+        let local: Vec<&Arc<TargetMetrics>> =
+            targets.iter().filter(|t| t.name == "local").collect();
+        let by_local = |f: fn(&TargetMetrics) -> &AtomicU64| {
+            local
+                .iter()
+                .map(|t| (format!("{{target=\"{}\"}}", t.name), Self::get(f(t))))
+                .collect()
+        };
+        family(
+            "syslog2ban_target_desired_bans",
+            "Addresses the local table should hold, as of the last reconcile.",
+            "gauge",
+            by_local(|t| &t.desired),
+        );
+        family(
+            "syslog2ban_target_present_bans",
+            "Addresses the local table held after the last reconcile.",
+            "gauge",
+            by_local(|t| &t.present),
         );
         let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         family(

@@ -38,6 +38,9 @@ const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 64;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reading a table of 100,000 bans takes nft about a second of CPU: once a minute is cheap,
+/// and drift the kernel reports is repaired at once anyway.
+const DEFAULT_LOCAL_RECONCILE: Duration = Duration::from_secs(60);
 /// Journal listeners: largest entry by default (a typical entry is 1-4 KiB).
 const DEFAULT_MAX_ENTRY: usize = 1024 * 1024;
 /// Journal listeners: the largest `max_entry` allowed.
@@ -286,8 +289,10 @@ pub struct BanConfig {
     pub backend: Backend,
     /// nft table (family inet).
     pub table: String,
-    /// Keep the table when stopping.
+    /// Keep the table when stopping (the next start adopts it: no window without bans).
     pub keep_table: bool,
+    /// How often the local table is read and made to hold exactly the active bans.
+    pub reconcile_interval: Duration,
     /// The nft binary.
     pub nft: PathBuf,
 }
@@ -1327,10 +1332,16 @@ impl<'a> Compiler<'a> {
             );
             return None;
         }
+        let reconcile_interval = match &raw.reconcile_interval {
+            None => DEFAULT_LOCAL_RECONCILE,
+            Some(d) => self.positive("ban.reconcile_interval", d)?,
+        };
         Some(BanConfig {
             backend,
             table,
-            keep_table: raw.keep_table.unwrap_or(false),
+            // Kernel timeouts expire kept bans on time even if the daemon never returns.
+            keep_table: raw.keep_table.unwrap_or(true),
+            reconcile_interval,
             nft: raw.nft.clone().unwrap_or_else(|| PathBuf::from("nft")),
         })
     }

@@ -234,8 +234,10 @@ pub struct RawBan {
     pub backend: Option<String>,
     /// nft table name, family inet (default `syslog2ban`).
     pub table: Option<String>,
-    /// Leave the nft table (and its bans) in place when the daemon stops.
+    /// Leave the nft table (and its bans) in place when the daemon stops (default true).
     pub keep_table: Option<bool>,
+    /// How often the local table is compared with the active bans (default "60s").
+    pub reconcile_interval: Option<RawDuration>,
     /// Path of the `nft` binary (default `nft`, looked up in PATH).
     pub nft: Option<PathBuf>,
 }

@@ -129,6 +129,26 @@ pub struct TargetReport {
     /// Remote targets only: the SSH side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteReport>,
+    /// The local table: whether the kernel holds what `banned` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested: Option<AttestReport>,
+}
+
+/// The local table as its last reconcile found and left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestReport {
+    /// Addresses the table should hold.
+    pub desired: u64,
+    /// Addresses it held after the reconcile.
+    pub present: u64,
+    /// Reconciles completed.
+    pub reconciles: u64,
+    /// Elements added or removed and table parts re-created, in all.
+    pub fixes: u64,
+    /// Unix time of the last completed reconcile.
+    pub last_reconcile_unix: Option<u64>,
+    /// The last error, if the last batch or reconcile failed.
+    pub last_error: Option<String>,
 }
 
 /// The state of a remote target.

@@ -5,31 +5,28 @@
 //! who is banned or for how long, only makes the firewall match the commands it receives. It
 //! always drains its channel, even while nft runs, so the manager never waits on the firewall.
 
+pub mod local;
+pub mod monitor;
 pub mod netlink;
 pub mod nft;
 pub mod reconcile;
 pub mod remote;
 pub mod session;
 
-use crate::jail::Target;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::{debug, error, info, warn};
+use tracing::{info, warn};
 
 use crate::ban::{BanCommand, Place};
 use crate::config::TargetName;
-use crate::metrics::{Metrics, TargetMetrics};
+use crate::metrics::Metrics;
 use nft::{ElementChange, NftError};
 pub use remote::RemoteTarget;
-
-/// Failed batches are retried this many times before their bans are reported lost.
-const MAX_ATTEMPTS: u32 = 3;
-const RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// Where bans go.
 #[derive(Debug, Clone)]
@@ -101,7 +98,7 @@ impl Firewall {
     /// Applies a batch at once if it can go over netlink (single addresses on the local
     /// table): a couple of system calls, cheap enough to run on the enforcement task itself.
     /// None: the batch needs nft ([`Firewall::apply`]).
-    fn apply_now(&self, changes: &[ElementChange]) -> Option<Result<(), NftError>> {
+    pub(crate) fn apply_now(&self, changes: &[ElementChange]) -> Option<Result<(), NftError>> {
         let Firewall::Nftables { table, netlink, .. } = self else {
             return None;
         };
@@ -112,6 +109,14 @@ impl Firewall {
             .apply(table, changes)?;
         match result {
             Ok(()) => Some(Ok(())),
+            // The table or a set is gone: nft would fail too. The caller reconciles, which
+            // re-creates them and applies this batch with every other ban.
+            Err(netlink::NetlinkError::Refused(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some(Err(NftError::Rejected {
+                    status: "netlink".into(),
+                    stderr: format!("the kernel refused the batch: {e}"),
+                }))
+            }
             Err(e) => {
                 // nft gets the batch: it either applies it or says clearly why not.
                 warn!(error = %e, "Netlink batch failed; handing it to nft");
@@ -120,7 +125,7 @@ impl Firewall {
         }
     }
 
-    async fn apply(&self, changes: Vec<ElementChange>) -> Result<(), NftError> {
+    pub(crate) async fn apply(&self, changes: Vec<ElementChange>) -> Result<(), NftError> {
         match self {
             Firewall::Nftables {
                 nft,
@@ -152,23 +157,17 @@ impl Firewall {
     }
 }
 
-/// A pending change with its deadline, rendered into a timeout when the batch starts.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    command: Desired,
-    attempts: u32,
-    /// When the manager decided it (latency is measured from here).
-    decided: Instant,
+/// The local firewall and what its worker starts from.
+#[derive(Debug)]
+pub struct LocalFirewall {
+    /// The table, or the log.
+    pub firewall: Firewall,
+    /// The restored bans for the local table: the first reconcile adopts what the kernel
+    /// still holds of them (a kept table) and adds the rest.
+    pub restored: local::Desired,
+    /// How often the table is read and compared with the desired state.
+    pub reconcile_interval: Duration,
 }
-
-#[derive(Debug, Clone, Copy)]
-enum Desired {
-    Ban(Option<Instant>),
-    Unban,
-}
-
-/// A finished batch: its result, its changes (for a retry) and how long it took.
-type BatchOutcome = (Result<(), NftError>, HashMap<Target, Pending>, Duration);
 
 /// Commands queued per firewall worker; workers drain continuously, so this only smooths
 /// bursts (a restore of many bans waits for room).
@@ -183,7 +182,7 @@ pub type Queues = HashMap<Place, mpsc::Sender<BanCommand>>;
 /// their commands. The returned task ends when every queue has been closed and every worker
 /// has finished its last batch.
 pub fn start(
-    local: Firewall,
+    local: LocalFirewall,
     remotes: Vec<RemoteTarget>,
     dry_run_targets: Vec<TargetName>,
     metrics: Arc<Metrics>,
@@ -191,7 +190,13 @@ pub fn start(
     let mut workers = JoinSet::new();
     let mut queues = Queues::new();
     let (local_tx, local_rx) = mpsc::channel(WORKER_QUEUE);
-    workers.spawn(run_local(local, local_rx, metrics.target("local")));
+    workers.spawn(local::run(
+        local.firewall,
+        local.restored,
+        local_rx,
+        metrics.target("local"),
+        local.reconcile_interval,
+    ));
     queues.insert(Place::Local, local_tx);
     for target in remotes {
         let (tx, rx) = mpsc::channel(WORKER_QUEUE);
@@ -210,113 +215,4 @@ pub fn start(
     }
     let all_done = tokio::spawn(async move { while workers.join_next().await.is_some() {} });
     (queues, all_done)
-}
-
-/// Applies commands to the local firewall until the channel closes, then finishes the last
-/// batch and tears the table down (unless kept).
-async fn run_local(
-    firewall: Firewall,
-    mut commands: mpsc::Receiver<BanCommand>,
-    metrics: Arc<TargetMetrics>,
-) {
-    // Latest desired state per address: a newer command replaces an older pending one.
-    let mut pending: HashMap<Target, Pending> = HashMap::new();
-    let mut inflight: JoinSet<BatchOutcome> = JoinSet::new();
-    let mut open = true;
-    loop {
-        if inflight.is_empty() && !pending.is_empty() {
-            let batch = std::mem::take(&mut pending);
-            let now = Instant::now();
-            let changes: Vec<ElementChange> = batch
-                .iter()
-                .filter_map(|(address, p)| match p.command {
-                    Desired::Ban(None) => Some(ElementChange::Add(*address, None)),
-                    Desired::Ban(Some(expires)) => nft::remaining(expires, now)
-                        .map(|left| ElementChange::Add(*address, Some(left))),
-                    Desired::Unban => Some(ElementChange::Remove(*address)),
-                })
-                .collect();
-            if changes.is_empty() {
-                finished(&metrics, &mut pending, (Ok(()), batch, Duration::ZERO)).await;
-                continue;
-            }
-            if let Some(result) = firewall.apply_now(&changes) {
-                Metrics::inc(&metrics.netlink_batches);
-                finished(&metrics, &mut pending, (result, batch, now.elapsed())).await;
-                continue;
-            }
-            let firewall = firewall.clone();
-            inflight.spawn(async move {
-                let started = Instant::now();
-                let result = firewall.apply(changes).await;
-                (result, batch, started.elapsed())
-            });
-        }
-        if !open && inflight.is_empty() && pending.is_empty() {
-            break;
-        }
-        tokio::select! {
-            command = commands.recv(), if open => match command {
-                Some(BanCommand::Ban { address, expires, decided, .. }) => {
-                    pending.insert(address, Pending { command: Desired::Ban(expires), attempts: 0, decided });
-                }
-                Some(BanCommand::Unban { address, .. }) => {
-                    pending.insert(address, Pending { command: Desired::Unban, attempts: 0, decided: Instant::now() });
-                }
-                None => open = false,
-            },
-            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                if let Ok(outcome) = done {
-                    finished(&metrics, &mut pending, outcome).await;
-                }
-            }
-        }
-    }
-    firewall.teardown().await;
-}
-
-/// Counts a finished batch, or puts it back for a retry after a pause.
-async fn finished(
-    metrics: &TargetMetrics,
-    pending: &mut HashMap<Target, Pending>,
-    (result, batch, took): BatchOutcome,
-) {
-    match result {
-        Ok(()) => {
-            metrics.succeeded();
-            Metrics::inc(&metrics.batches);
-            let applied = Instant::now();
-            for p in batch.values() {
-                metrics
-                    .latency
-                    .observe(applied.saturating_duration_since(p.decided));
-            }
-            debug!(
-                elements = batch.len(),
-                took_us = took.as_micros() as u64,
-                "Firewall batch applied"
-            );
-        }
-        Err(e) => {
-            metrics.failed(e.to_string());
-            error!(elements = batch.len(), error = %e, "Firewall batch failed");
-            requeue(pending, batch);
-            if !pending.is_empty() {
-                tokio::time::sleep(RETRY_DELAY).await;
-            }
-        }
-    }
-}
-
-/// Puts a failed batch back, unless a newer command for the same address arrived meanwhile
-/// or it has been tried enough.
-fn requeue(pending: &mut HashMap<Target, Pending>, batch: HashMap<Target, Pending>) {
-    for (address, mut p) in batch {
-        p.attempts += 1;
-        if p.attempts >= MAX_ATTEMPTS {
-            error!(%address, "Giving up on firewall change after {MAX_ATTEMPTS} attempts");
-            continue;
-        }
-        pending.entry(address).or_insert(p);
-    }
 }

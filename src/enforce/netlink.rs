@@ -118,6 +118,13 @@ pub fn encode(table: &str, changes: &[ElementChange], first_seq: u32) -> Option<
     Some(out.finish())
 }
 
+impl Batch {
+    /// The encoded messages.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 fn target(change: &ElementChange) -> &Target {
     match change {
         ElementChange::Add(a, _) | ElementChange::Remove(a) => a,

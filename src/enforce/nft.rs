@@ -139,6 +139,29 @@ pub fn remaining(expires: Instant, now: Instant) -> Option<Duration> {
     (!left.is_zero()).then_some(left)
 }
 
+/// `nft -j list table inet TABLE`: the table as JSON (see `reconcile::parse_listing`).
+pub async fn list(nft: &Path, table: &str) -> Result<String, NftError> {
+    let spawn_err = |source| NftError::Spawn {
+        nft: nft.to_path_buf(),
+        source,
+    };
+    let output = Command::new(nft)
+        .args(["-j", "list", "table", "inet", table])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(spawn_err)?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(NftError::Rejected {
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}
+
 /// Runs `nft -f -` with `script` on stdin.
 pub async fn apply(nft: &Path, script: &str) -> Result<(), NftError> {
     let spawn_err = |source| NftError::Spawn {

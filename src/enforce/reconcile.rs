@@ -68,6 +68,41 @@ pub fn parse_listing(json: &str) -> Result<Actual, ListError> {
     Ok(actual)
 }
 
+/// Whether a listing holds everything `nft::setup_script` creates: the four sets and the
+/// `input` chain with its four drop rules. When not, the setup runs again (it keeps elements).
+pub fn is_complete(json: &str) -> bool {
+    let Ok(root) = serde_json::from_str::<Value>(json) else {
+        return false;
+    };
+    let Some(items) = root.get("nftables").and_then(Value::as_array) else {
+        return false;
+    };
+    let name = |kind: &str, item: &Value| {
+        item.get(kind)
+            .and_then(|o| o.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let sets: Vec<String> = items.iter().filter_map(|i| name("set", i)).collect();
+    let chain = items
+        .iter()
+        .any(|i| name("chain", i).as_deref() == Some("input"));
+    let rules = items
+        .iter()
+        .filter(|i| {
+            i.get("rule")
+                .and_then(|r| r.get("chain"))
+                .and_then(Value::as_str)
+                == Some("input")
+        })
+        .count();
+    [nft::SET_V4, nft::SET_V6, nft::SET_NET4, nft::SET_NET6]
+        .iter()
+        .all(|s| sets.iter().any(|have| have == s))
+        && chain
+        && rules >= 4
+}
+
 /// `"198.51.100.66"` or `{"prefix": {"addr": "2001:db8::", "len": 64}}`.
 fn element_target(value: &Value) -> Option<Target> {
     match value {
@@ -150,6 +185,20 @@ mod tests {
             actual[&t("2001:db8:5100::/64")],
             Some(Duration::from_secs(30))
         );
+    }
+
+    #[test]
+    fn a_listing_without_the_chain_rules_or_a_set_is_incomplete() {
+        // LISTING has the sets and the chain but no rules (as after `nft flush chain`).
+        assert!(!is_complete(LISTING));
+        let rule = r#"{"rule": {"family": "inet", "table": "syslog2ban", "chain": "input", "handle": 6, "expr": []}}"#;
+        let full = LISTING.replace(
+            r#""handle": 5}}]}"#,
+            &format!(r#""handle": 5}}}}, {rule}, {rule}, {rule}, {rule}]}}"#),
+        );
+        assert!(is_complete(&full), "{full}");
+        assert!(!is_complete(&full.replace("banned6net", "other")));
+        assert!(!is_complete("Error: No such file or directory"));
     }
 
     #[test]

@@ -1,0 +1,399 @@
+//! The local firewall's worker: applies the ban manager's commands in batches, and attests
+//! that the kernel holds what it should.
+//!
+//! Owns the desired state of the local table (every active ban with its deadline) and the
+//! reconcile that makes the kernel match it: at start (adopting a table a previous run kept),
+//! every `reconcile_interval`, at once when a batch fails, and at once when the kernel reports
+//! that something took our table, chain, rules or elements away (`monitor`). A reconcile
+//! re-creates what is missing (the setup keeps elements) and adds or removes the difference,
+//! so a ban decided while the table was gone lands with the rest. It decides nothing about who
+//! is banned: the desired state is exactly the commands received.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use super::monitor::{self, Drift};
+use super::nft::{self, ElementChange, NftError};
+use super::reconcile;
+use super::Firewall;
+use crate::ban::BanCommand;
+use crate::jail::Target;
+use crate::metrics::{Metrics, TargetMetrics};
+use crate::throttle::Throttle;
+use crate::warn_throttled;
+
+/// The deadline of each address the table should hold (None: permanent).
+pub type Desired = HashMap<Target, Option<Instant>>;
+
+/// After a failed batch or drift, a reconcile waits this long for the rest of the burst.
+const SETTLE: Duration = Duration::from_millis(50);
+/// First pause after a failed reconcile; doubles up to the reconcile interval.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+
+/// A change waiting for the next batch.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Some(deadline) to hold the address, None to remove it.
+    until: Option<Option<Instant>>,
+    /// When the manager decided it (latency is measured from here).
+    decided: Instant,
+}
+
+enum Outcome {
+    Applied(Result<(), NftError>, HashMap<Target, Pending>, Duration),
+    Reconciled(Result<Attested, NftError>),
+}
+
+/// What a reconcile found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Attested {
+    /// Elements in the kernel afterwards.
+    present: usize,
+    /// Elements added or removed, plus one if the table, a set, the chain or a rule had to
+    /// be re-created.
+    fixes: usize,
+}
+
+/// Runs the local firewall until the channel closes, then finishes the last batch and tears
+/// the table down (unless kept). `desired` holds the restored bans: the first reconcile
+/// adopts what the kernel already has of them and adds the rest, without removing any.
+pub async fn run(
+    firewall: Firewall,
+    mut desired: Desired,
+    mut commands: mpsc::Receiver<BanCommand>,
+    metrics: Arc<TargetMetrics>,
+    interval: Duration,
+) {
+    let attest = matches!(firewall, Firewall::Nftables { .. });
+    let mut drifts = match &firewall {
+        Firewall::Nftables { table, .. } => match monitor::start(table) {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                warn!(error = %e, "Cannot follow nftables changes; drift is repaired every reconcile_interval only");
+                None
+            }
+        },
+        Firewall::Log => None,
+    };
+    let drift_log = Throttle::new(5, Duration::from_secs(60));
+    let mut pending: HashMap<Target, Pending> = HashMap::new();
+    let mut inflight: JoinSet<Outcome> = JoinSet::new();
+    let mut reconcile_at = Instant::now();
+    let mut retry = FIRST_RETRY;
+    let mut open = true;
+    loop {
+        let now = Instant::now();
+        if inflight.is_empty() {
+            if attest && now >= reconcile_at {
+                desired.retain(|_, deadline| deadline.is_none_or(|d| d > now));
+                // The snapshot covers every queued change: they are all in `desired`.
+                pending.clear();
+                Metrics::set(&metrics.desired, desired.len() as u64);
+                let (firewall, snapshot) = (firewall.clone(), desired.clone());
+                inflight.spawn(async move {
+                    Outcome::Reconciled(reconcile(&firewall, &snapshot).await)
+                });
+            } else if !pending.is_empty() {
+                let batch = std::mem::take(&mut pending);
+                let changes = changes(&batch, now);
+                if changes.is_empty() {
+                    continue;
+                }
+                match firewall.apply_now(&changes) {
+                    Some(result) => {
+                        Metrics::inc(&metrics.netlink_batches);
+                        let failed = result.is_err();
+                        finished(&metrics, result, &batch, now.elapsed());
+                        if failed {
+                            reconcile_at = Instant::now() + SETTLE;
+                        }
+                        continue;
+                    }
+                    None => {
+                        let firewall = firewall.clone();
+                        inflight.spawn(async move {
+                            let started = Instant::now();
+                            let result = firewall.apply(changes).await;
+                            Outcome::Applied(result, batch, started.elapsed())
+                        });
+                    }
+                }
+            }
+        }
+        if !open && inflight.is_empty() && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            command = commands.recv(), if open => match command {
+                Some(command) => queue(&mut desired, &mut pending, command),
+                None => open = false,
+            },
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                let Ok(outcome) = done else { continue };
+                match outcome {
+                    Outcome::Applied(result, batch, took) => {
+                        if result.is_err() {
+                            // The table may be gone: the reconcile re-creates it and applies
+                            // every desired ban, this batch's included.
+                            reconcile_at = Instant::now() + SETTLE;
+                        }
+                        finished(&metrics, result, &batch, took);
+                    }
+                    Outcome::Reconciled(Ok(attested)) => {
+                        retry = FIRST_RETRY;
+                        reconciled(&metrics, attested);
+                        reconcile_at = Instant::now() + interval;
+                    }
+                    Outcome::Reconciled(Err(e)) => {
+                        metrics.failed(e.to_string());
+                        error!(error = %e, retry_in = ?retry, "Local firewall reconcile failed: bans may not be enforced");
+                        reconcile_at = Instant::now() + retry;
+                        retry = (retry * 2).min(interval);
+                    }
+                }
+            }
+            Some(drift) = recv_drift(&mut drifts), if attest => {
+                if matters(&drift, &desired, Instant::now()) {
+                    warn_throttled!(drift_log, structural = drift.structural, removed = drift.removed.len(), "Something else changed our nftables table; reconciling");
+                    reconcile_at = reconcile_at.min(Instant::now() + SETTLE);
+                }
+            }
+            _ = tokio::time::sleep_until(reconcile_at.into()), if attest && inflight.is_empty() => {}
+        }
+    }
+    firewall.teardown().await;
+}
+
+async fn recv_drift(drifts: &mut Option<mpsc::Receiver<Drift>>) -> Option<Drift> {
+    match drifts {
+        Some(rx) => match rx.recv().await {
+            Some(drift) => Some(drift),
+            None => {
+                *drifts = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a drift took something the table should hold (our own unbans remove addresses
+/// that are no longer desired).
+fn matters(drift: &Drift, desired: &Desired, now: Instant) -> bool {
+    drift.structural
+        || drift.removed.iter().any(|address| {
+            desired
+                .get(&Target::from(*address))
+                .is_some_and(|deadline| deadline.is_none_or(|d| d > now))
+        })
+}
+
+/// Records a command in the desired state and the next batch; a newer command for an
+/// address replaces a pending older one.
+fn queue(desired: &mut Desired, pending: &mut HashMap<Target, Pending>, command: BanCommand) {
+    match command {
+        BanCommand::Ban {
+            address,
+            expires,
+            decided,
+            ..
+        } => {
+            desired.insert(address, expires);
+            pending.insert(
+                address,
+                Pending {
+                    until: Some(expires),
+                    decided,
+                },
+            );
+        }
+        BanCommand::Unban { address, .. } => {
+            desired.remove(&address);
+            pending.insert(
+                address,
+                Pending {
+                    until: None,
+                    decided: Instant::now(),
+                },
+            );
+        }
+    }
+}
+
+/// The element changes of a batch, with timeouts as of `now` (ended bans are skipped).
+fn changes(batch: &HashMap<Target, Pending>, now: Instant) -> Vec<ElementChange> {
+    batch
+        .iter()
+        .filter_map(|(address, p)| match p.until {
+            None => Some(ElementChange::Remove(*address)),
+            Some(None) => Some(ElementChange::Add(*address, None)),
+            Some(Some(until)) => {
+                nft::remaining(until, now).map(|left| ElementChange::Add(*address, Some(left)))
+            }
+        })
+        .collect()
+}
+
+/// Counts a finished batch. A failed one is not retried by itself: the reconcile that
+/// follows applies the whole desired state.
+fn finished(
+    metrics: &TargetMetrics,
+    result: Result<(), NftError>,
+    batch: &HashMap<Target, Pending>,
+    took: Duration,
+) {
+    match result {
+        Ok(()) => {
+            metrics.succeeded();
+            Metrics::inc(&metrics.batches);
+            let applied = Instant::now();
+            for p in batch.values() {
+                metrics
+                    .latency
+                    .observe(applied.saturating_duration_since(p.decided));
+            }
+            debug!(
+                elements = batch.len(),
+                took_us = took.as_micros() as u64,
+                "Firewall batch applied"
+            );
+        }
+        Err(e) => {
+            metrics.failed(e.to_string());
+            error!(elements = batch.len(), error = %e, "Firewall batch failed; reconciling the table");
+        }
+    }
+}
+
+fn reconciled(metrics: &TargetMetrics, attested: Attested) {
+    metrics.succeeded();
+    Metrics::inc(&metrics.reconciles);
+    metrics
+        .reconcile_fixes
+        .fetch_add(attested.fixes as u64, std::sync::atomic::Ordering::Relaxed);
+    Metrics::set(&metrics.present, attested.present as u64);
+    let unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Metrics::set(&metrics.last_reconcile_unix, unix);
+    if attested.fixes > 0 {
+        info!(
+            fixes = attested.fixes,
+            present = attested.present,
+            "Reconciled the local table: missing parts re-created, missing bans added, stray elements removed"
+        );
+    } else {
+        debug!(
+            present = attested.present,
+            "Reconciled the local table: in sync"
+        );
+    }
+}
+
+/// Reads the table, re-creates what is missing, and applies the difference to `desired`.
+async fn reconcile(firewall: &Firewall, desired: &Desired) -> Result<Attested, NftError> {
+    let Firewall::Nftables { nft, table, .. } = firewall else {
+        return Ok(Attested {
+            present: 0,
+            fixes: 0,
+        });
+    };
+    let mut repaired = 0;
+    let listing = match nft::list(nft, table).await {
+        Ok(json) if reconcile::is_complete(&json) => json,
+        _ => {
+            // Gone or partly gone: the setup creates what is missing and keeps elements.
+            nft::apply(nft, &nft::setup_script(table)).await?;
+            repaired = 1;
+            nft::list(nft, table).await?
+        }
+    };
+    let actual = reconcile::parse_listing(&listing).map_err(|e| NftError::Rejected {
+        status: "nft -j list table".into(),
+        stderr: e.to_string(),
+    })?;
+    let changes = reconcile::diff(desired, &actual, Instant::now());
+    if !changes.is_empty() {
+        nft::apply(nft, &nft::batch_script(table, &changes)).await?;
+    }
+    let added = changes
+        .iter()
+        .filter(|c| matches!(c, ElementChange::Add(a, _) if !actual.contains_key(a)))
+        .count();
+    let removed = changes
+        .iter()
+        .filter(|c| matches!(c, ElementChange::Remove(_)))
+        .count();
+    Ok(Attested {
+        present: actual.len() + added - removed,
+        fixes: changes.len() + repaired,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ban::Place;
+
+    fn t(s: &str) -> Target {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn drift_matters_only_for_addresses_still_wanted() {
+        let now = Instant::now();
+        let mut desired = Desired::new();
+        desired.insert(t("198.51.100.1"), Some(now + Duration::from_secs(60)));
+        desired.insert(t("198.51.100.2"), Some(now - Duration::from_secs(1)));
+        let removed = |a: &str| Drift {
+            structural: false,
+            removed: vec![a.parse().unwrap()],
+        };
+        assert!(matters(&removed("198.51.100.1"), &desired, now));
+        // Expired, or unbanned (not desired): its removal is expected.
+        assert!(!matters(&removed("198.51.100.2"), &desired, now));
+        assert!(!matters(&removed("198.51.100.3"), &desired, now));
+        let structural = Drift {
+            structural: true,
+            removed: Vec::new(),
+        };
+        assert!(matters(&structural, &Desired::new(), now));
+    }
+
+    #[test]
+    fn commands_keep_the_desired_state_and_the_latest_change_per_address() {
+        let now = Instant::now();
+        let (mut desired, mut pending) = (Desired::new(), HashMap::new());
+        let ban = |a: &str, secs| BanCommand::Ban {
+            place: Place::Local,
+            address: t(a),
+            expires: Some(now + Duration::from_secs(secs)),
+            decided: now,
+        };
+        queue(&mut desired, &mut pending, ban("198.51.100.1", 60));
+        queue(&mut desired, &mut pending, ban("198.51.100.2", 60));
+        queue(
+            &mut desired,
+            &mut pending,
+            BanCommand::Unban {
+                place: Place::Local,
+                address: t("198.51.100.2"),
+            },
+        );
+        assert_eq!(desired.len(), 1);
+        let mut changes = changes(&pending, now);
+        changes.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(
+            changes,
+            vec![
+                ElementChange::Add(t("198.51.100.1"), Some(Duration::from_secs(60))),
+                ElementChange::Remove(t("198.51.100.2")),
+            ]
+        );
+    }
+}

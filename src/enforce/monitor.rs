@@ -1,0 +1,383 @@
+//! Drift detection for the local table: listens to the kernel's nf_tables notifications (what
+//! `nft monitor` shows) and reports every transaction that took something of ours away, so
+//! the local worker reconciles at once instead of at its next interval.
+//!
+//! Owns the notification socket (its own thread, blocking reads) and the decoding of the few
+//! messages that matter. It reports only what happened; whether an address that left a set is
+//! still wanted there is the worker's question (our own unbans remove addresses too). A
+//! transaction is judged by its net effect: a ban's add, delete, add of one element is no loss.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use rustix::net::netlink::{self, SocketAddrNetlink};
+use rustix::net::{
+    bind, recv, socket_with, sockopt, AddressFamily, RecvFlags, SocketFlags, SocketType,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::nft::{SET_NET4, SET_NET6, SET_V4, SET_V6};
+
+const NLMSG_HDRLEN: usize = 16;
+const NFGENMSG_LEN: usize = 4;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+/// The multicast group of nf_tables notifications.
+const NFNLGRP_NFTABLES: u32 = 7;
+const NFPROTO_INET: u8 = 1;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_DELSET: u16 = 11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+/// Ends a transaction's notifications.
+const NFT_MSG_NEWGEN: u16 = 15;
+/// `destroy` (Linux 6.3+): a delete that ignores missing objects.
+const NFT_MSG_DESTROYTABLE: u16 = 26;
+const NFT_MSG_DESTROYSETELEM: u16 = 30;
+/// Attribute 1 is the table name in table, chain, rule, set and element-list messages.
+const ATTR_TABLE: u16 = 1;
+/// Attribute 2 is the set name in set and element-list messages.
+const ATTR_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_DATA_VALUE: u16 = 1;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+/// Events the kernel may queue before it drops some (ENOBUFS): a ban storm's own batches
+/// are notified too.
+const RECV_BUFFER: usize = 8 * 1024 * 1024;
+/// How often the thread checks whether its worker is gone.
+const POLL: Duration = Duration::from_secs(1);
+
+/// What one transaction (or a gap in the notifications) took from our table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// The table, a set, the chain or a rule was deleted, an interval set lost elements, or
+    /// notifications were lost: reconcile whatever the worker wants.
+    pub structural: bool,
+    /// Addresses that left `banned4` / `banned6` and were not put back in the same
+    /// transaction.
+    pub removed: Vec<IpAddr>,
+}
+
+/// Starts the listening thread; drifts arrive on the returned queue until it is dropped.
+/// An error: notifications cannot be had (the periodic reconcile still runs).
+pub fn start(table: &str) -> std::io::Result<mpsc::Receiver<Drift>> {
+    let socket = subscribe()?;
+    let (tx, rx) = mpsc::channel(64);
+    let table = table.to_string();
+    std::thread::Builder::new()
+        .name("nft-monitor".into())
+        .spawn(move || listen(&socket, &table, &tx))?;
+    Ok(rx)
+}
+
+fn subscribe() -> std::io::Result<OwnedFd> {
+    let socket = socket_with(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        Some(netlink::NETFILTER),
+    )?;
+    bind(
+        &socket,
+        &SocketAddrNetlink::new(0, 1 << (NFNLGRP_NFTABLES - 1)),
+    )?;
+    // Best effort: the default buffer also works, it only overflows sooner.
+    let _ = sockopt::set_socket_recv_buffer_size(&socket, RECV_BUFFER);
+    sockopt::set_socket_timeout(&socket, sockopt::Timeout::Recv, Some(POLL))?;
+    Ok(socket)
+}
+
+fn listen(socket: &OwnedFd, table: &str, tx: &mpsc::Sender<Drift>) {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut transaction = Transaction::default();
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        let drift = match recv(socket, &mut buf[..], RecvFlags::empty()) {
+            Ok((n, _)) => transaction.feed(buf.get(..n).unwrap_or_default(), table),
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => continue,
+            Err(e) if e == rustix::io::Errno::NOBUFS => {
+                // Notifications were lost: anything may have happened.
+                debug!("nftables notifications overflowed; reconciling");
+                transaction = Transaction::default();
+                vec![Drift {
+                    structural: true,
+                    removed: Vec::new(),
+                }]
+            }
+            Err(e) => {
+                warn!(error = %e, "nftables notifications stopped; the periodic reconcile goes on");
+                return;
+            }
+        };
+        for drift in drift {
+            if tx.blocking_send(drift).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The notifications of the transaction in progress.
+#[derive(Debug, Default)]
+struct Transaction {
+    structural: bool,
+    /// Whether each touched address is in its set after the messages so far: the last
+    /// message about an address decides.
+    present: HashMap<IpAddr, bool>,
+}
+
+impl Transaction {
+    /// Reads one datagram of notifications; returns a drift for each transaction it ended
+    /// that took something of ours.
+    fn feed(&mut self, mut datagram: &[u8], table: &str) -> Vec<Drift> {
+        let mut drifts = Vec::new();
+        while let Some((message, rest)) = next_message(datagram) {
+            datagram = rest;
+            let Some((kind, family, attributes)) = message else {
+                continue;
+            };
+            if kind == NFT_MSG_NEWGEN {
+                drifts.extend(self.end());
+                continue;
+            }
+            if family != NFPROTO_INET || string_attribute(attributes, ATTR_TABLE) != Some(table) {
+                continue;
+            }
+            match kind {
+                NFT_MSG_DELTABLE
+                | NFT_MSG_DELCHAIN
+                | NFT_MSG_DELRULE
+                | NFT_MSG_DELSET
+                | NFT_MSG_DESTROYTABLE..NFT_MSG_DESTROYSETELEM => self.structural = true,
+                NFT_MSG_NEWSETELEM | NFT_MSG_DELSETELEM | NFT_MSG_DESTROYSETELEM => {
+                    let set = string_attribute(attributes, ATTR_SET);
+                    let added = kind == NFT_MSG_NEWSETELEM;
+                    match set {
+                        Some(SET_V4 | SET_V6) => {
+                            let keys = element_keys(attributes);
+                            if keys.is_empty() && !added {
+                                // A flush may come as one message without elements.
+                                self.structural = true;
+                            }
+                            for key in keys {
+                                self.present.insert(key, added);
+                            }
+                        }
+                        // Prefix bans are few: any removal there is checked in full.
+                        Some(SET_NET4 | SET_NET6) if !added => self.structural = true,
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        drifts
+    }
+
+    /// The transaction's net loss, if any; starts the next one.
+    fn end(&mut self) -> Option<Drift> {
+        let done = std::mem::take(self);
+        let removed: Vec<IpAddr> = done
+            .present
+            .into_iter()
+            .filter_map(|(address, present)| (!present).then_some(address))
+            .collect();
+        (done.structural || !removed.is_empty()).then_some(Drift {
+            structural: done.structural,
+            removed,
+        })
+    }
+}
+
+/// Message type, family and attributes of the first nf_tables message of `datagram`, and
+/// the rest. `Some(None)` for a message of another subsystem; None at the end or when the
+/// lengths are garbled (the rest of the datagram is then skipped).
+#[allow(clippy::type_complexity)]
+fn next_message(datagram: &[u8]) -> Option<(Option<(u16, u8, &[u8])>, &[u8])> {
+    let header = datagram.get(..NLMSG_HDRLEN)?;
+    let length = u32::from_ne_bytes(header.get(0..4)?.try_into().ok()?) as usize;
+    let kind = u16::from_ne_bytes(header.get(4..6)?.try_into().ok()?);
+    if length < NLMSG_HDRLEN || length > datagram.len() {
+        return None;
+    }
+    let message = datagram.get(NLMSG_HDRLEN..length)?;
+    let rest = datagram.get(align(length).min(datagram.len())..)?;
+    if kind >> 8 != NFNL_SUBSYS_NFTABLES {
+        return Some((None, rest));
+    }
+    let family = *message.first()?;
+    let attributes = message.get(NFGENMSG_LEN..).unwrap_or_default();
+    Some((Some((kind & 0xff, family, attributes)), rest))
+}
+
+fn align(length: usize) -> usize {
+    length.div_ceil(4) * 4
+}
+
+/// The attributes of a block: (type without flags, payload).
+fn attributes(mut block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let length = u16::from_ne_bytes(block.get(0..2)?.try_into().ok()?) as usize;
+        let kind = u16::from_ne_bytes(block.get(2..4)?.try_into().ok()?) & NLA_TYPE_MASK;
+        if length < 4 {
+            return None;
+        }
+        let payload = block.get(4..length)?;
+        block = block.get(align(length).min(block.len())..)?;
+        Some((kind, payload))
+    })
+}
+
+fn attribute(block: &[u8], kind: u16) -> Option<&[u8]> {
+    attributes(block).find(|(k, _)| *k == kind).map(|(_, v)| v)
+}
+
+fn string_attribute(block: &[u8], kind: u16) -> Option<&str> {
+    let value = attribute(block, kind)?;
+    let value = value.strip_suffix(&[0]).unwrap_or(value);
+    std::str::from_utf8(value).ok()
+}
+
+/// The addresses of an element list (4 or 16 byte keys).
+fn element_keys(block: &[u8]) -> Vec<IpAddr> {
+    let Some(list) = attribute(block, NFTA_SET_ELEM_LIST_ELEMENTS) else {
+        return Vec::new();
+    };
+    attributes(list)
+        .filter(|(kind, _)| *kind == NFTA_LIST_ELEM)
+        .filter_map(|(_, element)| attribute(element, NFTA_SET_ELEM_KEY))
+        .filter_map(|key| attribute(key, NFTA_DATA_VALUE))
+        .filter_map(|value| match value.len() {
+            4 => <[u8; 4]>::try_from(value).ok().map(IpAddr::from),
+            16 => <[u8; 16]>::try_from(value).ok().map(IpAddr::from),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::netlink;
+    use super::super::nft::ElementChange;
+    use super::*;
+    use crate::jail::Target;
+
+    fn t(s: &str) -> Target {
+        s.parse().unwrap()
+    }
+
+    /// A notification as the kernel sends it: header, nfgenmsg, the given attributes.
+    fn message(kind: u16, family: u8, attributes: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = vec![family, 0, 0, 0];
+        for (k, v) in attributes {
+            body.extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
+            body.extend_from_slice(&k.to_ne_bytes());
+            body.extend_from_slice(v);
+            while body.len() % 4 != 0 {
+                body.push(0);
+            }
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes());
+        out.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | kind).to_ne_bytes());
+        out.extend_from_slice(&[0; 10]);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn new_gen() -> Vec<u8> {
+        message(NFT_MSG_NEWGEN, 0, &[(1, &7u32.to_be_bytes())])
+    }
+
+    /// The element messages of the transaction the worker itself sends for `changes`.
+    fn our_batch(table: &str, changes: &[ElementChange]) -> Vec<u8> {
+        netlink::encode(table, changes, 1).unwrap().bytes().to_vec()
+    }
+
+    #[test]
+    fn a_ban_or_an_unban_of_our_own_loses_nothing_it_did_not_mean_to() {
+        let mut tx = Transaction::default();
+        let ban = ElementChange::Add(t("198.51.100.66"), Some(Duration::from_secs(60)));
+        let mut datagram = our_batch("syslog2ban", &[ban]);
+        datagram.extend(new_gen());
+        assert_eq!(tx.feed(&datagram, "syslog2ban"), vec![]);
+        // An unban takes the address out: reported, the worker knows it is not wanted.
+        let mut datagram = our_batch("syslog2ban", &[ElementChange::Remove(t("2001:db8::1"))]);
+        datagram.extend(new_gen());
+        let drifts = tx.feed(&datagram, "syslog2ban");
+        assert_eq!(
+            drifts,
+            vec![Drift {
+                structural: false,
+                removed: vec!["2001:db8::1".parse().unwrap()],
+            }]
+        );
+    }
+
+    #[test]
+    fn deleting_our_table_set_chain_or_rules_is_structural_and_other_tables_are_ignored() {
+        for kind in [
+            NFT_MSG_DELTABLE,
+            NFT_MSG_DELCHAIN,
+            NFT_MSG_DELRULE,
+            NFT_MSG_DELSET,
+            NFT_MSG_DESTROYTABLE,
+        ] {
+            let mut tx = Transaction::default();
+            let mut datagram = message(kind, NFPROTO_INET, &[(ATTR_TABLE, b"syslog2ban\0")]);
+            datagram.extend(message(kind, NFPROTO_INET, &[(ATTR_TABLE, b"other\0")]));
+            datagram.extend(new_gen());
+            let drifts = tx.feed(&datagram, "syslog2ban");
+            assert!(drifts.len() == 1 && drifts[0].structural, "kind {kind}");
+            let mut other = message(kind, NFPROTO_INET, &[(ATTR_TABLE, b"other\0")]);
+            other.extend(new_gen());
+            assert!(tx.feed(&other, "syslog2ban").is_empty(), "kind {kind}");
+        }
+    }
+
+    #[test]
+    fn a_flush_without_elements_and_interval_removals_are_structural() {
+        let mut tx = Transaction::default();
+        let mut flush = message(
+            NFT_MSG_DELSETELEM,
+            NFPROTO_INET,
+            &[(ATTR_TABLE, b"syslog2ban\0"), (ATTR_SET, b"banned4\0")],
+        );
+        flush.extend(new_gen());
+        assert!(tx.feed(&flush, "syslog2ban")[0].structural);
+        let mut prefix = Vec::new();
+        prefix.extend(message(
+            NFT_MSG_DELSETELEM,
+            NFPROTO_INET,
+            &[(ATTR_TABLE, b"syslog2ban\0"), (ATTR_SET, b"banned6net\0")],
+        ));
+        prefix.extend(new_gen());
+        assert!(tx.feed(&prefix, "syslog2ban")[0].structural);
+    }
+
+    #[test]
+    fn transactions_split_across_datagrams_and_garbage_never_panics() {
+        let mut tx = Transaction::default();
+        let change = ElementChange::Remove(t("198.51.100.7"));
+        let batch = our_batch("syslog2ban", &[change]);
+        let (first, second) = batch.split_at(batch.len() / 2);
+        // Half a message is skipped; the transaction still ends cleanly.
+        let _ = tx.feed(first, "syslog2ban");
+        let _ = tx.feed(second, "syslog2ban");
+        let _ = tx.feed(&new_gen(), "syslog2ban");
+        for n in 0..batch.len() {
+            let _ = tx.feed(&batch[..n], "syslog2ban");
+            let mut bytes = batch.clone();
+            bytes[n] ^= 0xff;
+            let _ = tx.feed(&bytes, "syslog2ban");
+        }
+    }
+}
