@@ -8,6 +8,7 @@
 //! `operator.rs`: the control CLI, reload (and SIGHUP) and /metrics against a real daemon.
 //! `journal.rs`: the real systemd-journal-upload against the journal-upload listener (bans,
 //! resends counted once, malformed uploads refused with the right status).
+//! `attest.rs`: the firewall holds what `banned` says: drift repaired, one owner, no restart window.
 //! `hostile.rs`: hostile senders: foreign bytes in headers, one host flooding every listener.
 //! `state.rs`: durable ban state across restarts and `kill -9` (SQLite store, restore into nft,
 //! permanent bans, recidive, growing bantimes).
@@ -15,6 +16,7 @@
 //! Run: `cargo test --test netns -- --test-threads=2` (each sshd test takes ~20 s, most of it
 //! the 2 s PAM delay per failed login and the 8 s bantime).
 
+mod attest;
 mod fleet;
 mod fleet_lab;
 mod hostile;

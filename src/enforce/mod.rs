@@ -64,10 +64,18 @@ impl Firewall {
         }
     }
 
-    /// Creates the table and sets (nftables) before any ban can arrive.
+    /// Creates the table and sets (nftables) before any ban can arrive. A complete table
+    /// kept by a previous run is adopted untouched: its bans stay enforced throughout.
     pub async fn setup(&self) -> Result<(), NftError> {
         match self {
             Firewall::Nftables { nft, table, .. } => {
+                if nft::list(nft, table)
+                    .await
+                    .is_ok_and(|json| reconcile::is_complete(&json))
+                {
+                    info!(%table, "nftables table kept by the previous run adopted");
+                    return Ok(());
+                }
                 nft::apply(nft, &nft::setup_script(table)).await?;
                 info!(%table, "nftables table ready");
                 Ok(())
