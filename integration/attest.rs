@@ -257,3 +257,320 @@ fn restart_with_a_thousand_bans_never_takes_one_out() {
             .join("\n")
     );
 }
+
+/// Acceptance 5: each stage killed in turn (the `S2B_TEST_KILL_STAGE` hook) stops the daemon
+/// with a non-zero exit and a log line naming the stage.
+#[test]
+fn a_stage_that_dies_stops_the_daemon_naming_it() {
+    let test = "a_stage_that_dies_stops_the_daemon_naming_it";
+    if !lab::preflight(test, TOOLS) {
+        return;
+    }
+    let mut lab = Lab::new(test);
+    for stage in [
+        "pipeline",
+        "ban-manager",
+        "enforcer",
+        "store",
+        "control",
+        "metrics",
+    ] {
+        let options = DaemonOptions {
+            metrics_listen: Some("127.0.0.1:9630".into()),
+            env: vec![("S2B_TEST_KILL_STAGE".into(), format!("{stage}:1500"))],
+            ..Default::default()
+        };
+        lab.write_daemon_config(Listener::Tcp, &options);
+        let label = format!("kill-{stage}");
+        lab.launch_daemon(&label, Listener::Tcp, &options);
+        let mut status = None;
+        lab::wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+            status = lab.exited(&label);
+            status.is_some()
+        });
+        let log = lab.log_of(&label);
+        let status =
+            status.unwrap_or_else(|| panic!("killing {stage} did not stop the daemon\n{log}"));
+        assert!(!status.success(), "killing {stage}: exit {status}\n{log}");
+        assert!(
+            log.contains(&format!("stage {stage} stopped")),
+            "the log should name {stage}:\n{log}"
+        );
+    }
+}
+
+/// Unfreezes and unmounts a filesystem mounted for a test (before the lab removes its
+/// directory), whatever the test's outcome.
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    /// Mounts `what` (`-t tmpfs -o size=..` or `-o loop IMAGE`) at `dir`.
+    fn new(args: &[&str], dir: &std::path::Path) -> Mounted {
+        std::fs::create_dir_all(dir).expect("mkdir mount point");
+        let out = lab::run(
+            lab::command("mount").args(args).arg(dir),
+            Duration::from_secs(10),
+        );
+        assert!(out.success(), "mount {args:?}: {}", out.describe());
+        Mounted(dir.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = lab::run(
+            lab::command("fsfreeze").arg("-u").arg(&self.0),
+            Duration::from_secs(5),
+        );
+        let _ = lab::run(
+            lab::command("umount").arg("-l").arg(&self.0),
+            Duration::from_secs(5),
+        );
+    }
+}
+
+/// Records every sd_notify datagram sent to `path`, one line each with the time.
+const NOTIFY_PY: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+end = time.time() + 120
+while time.time() < end:
+    s.settimeout(1)
+    try:
+        data = s.recv(4096)
+    except socket.timeout:
+        continue
+    for line in data.decode().splitlines():
+        print("%.3f %s" % (time.time(), line), flush=True)
+"#;
+
+fn pings(lab: &Lab) -> Vec<f64> {
+    lab.log_of("notify")
+        .lines()
+        .filter(|l| l.ends_with(" WATCHDOG=1"))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Acceptance 5, the other half: with the state directory frozen (`fsfreeze`), the store
+/// stage is stuck on its commit; `status` says so and the watchdog pings stop within the
+/// bound (10 s), so systemd would restart the daemon. Thawed, the pings come back.
+#[test]
+fn a_frozen_store_stops_the_watchdog() {
+    let test = "a_frozen_store_stops_the_watchdog";
+    let mut tools = TOOLS.to_vec();
+    tools.extend(["mkfs.ext4", "fsfreeze", "mount", "umount"]);
+    if !lab::preflight(test, &tools) {
+        return;
+    }
+    let mut lab = Lab::new(test);
+    let image = lab.dir.join("state.img");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(32 << 20))
+        .expect("image");
+    let out = lab::run(
+        lab::command("mkfs.ext4").args(["-q", "-F"]).arg(&image),
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "mkfs: {}", out.describe());
+    let state = lab.dir.join("state");
+    let _mounted = Mounted::new(&["-o", "loop", &image.display().to_string()], &state);
+    let socket = lab.dir.join("notify.sock");
+    let python = lab::tool("python3").display().to_string();
+    let srv = lab.srv.clone();
+    lab.spawn(
+        "notify",
+        &srv,
+        &[
+            python.as_str(),
+            "-c",
+            NOTIFY_PY,
+            &socket.display().to_string(),
+        ],
+        &[],
+    );
+    assert!(
+        lab::wait_until(Duration::from_secs(5), Duration::from_millis(20), || socket
+            .exists())
+        .is_some()
+    );
+    let options = DaemonOptions {
+        env: vec![
+            ("NOTIFY_SOCKET".into(), socket.display().to_string()),
+            ("WATCHDOG_USEC".into(), "1000000".into()),
+        ],
+        ..Default::default()
+    };
+    lab.write_daemon_config(Listener::Tcp, &options);
+    lab.write_jail_override(LONG_BANS);
+    lab.launch_daemon("syslog2ban", Listener::Tcp, &options);
+    assert!(
+        lab::wait_until(Duration::from_secs(5), Duration::from_millis(50), || pings(
+            &lab
+        )
+        .len()
+            >= 3)
+        .is_some(),
+        "no watchdog pings: {}",
+        lab.log_of("notify")
+    );
+    let out = lab::run(
+        lab::command("fsfreeze").arg("-f").arg(&state),
+        Duration::from_secs(10),
+    );
+    assert!(out.success(), "fsfreeze: {}", out.describe());
+    let frozen_at = now_secs();
+    // A ban: enforced at once, its store write blocks on the frozen disk.
+    lab.send_frames(&failures("203.0.113.40"));
+    assert!(lab
+        .wait_banned4("203.0.113.40", Duration::from_secs(5))
+        .is_some());
+    // Bound 10 s, plus a ping interval: then silence.
+    std::thread::sleep(Duration::from_secs(15));
+    let last = pings(&lab).last().copied().unwrap_or(0.0);
+    assert!(
+        last < frozen_at + 12.0,
+        "the watchdog was still fed {:.1} s after the freeze",
+        last - frozen_at
+    );
+    assert!(now_secs() - last > 2.5, "pings did not stop");
+    let status = lab.ctl_json(&["status", "--json"]);
+    let stuck = status["stuck"].as_array().cloned().unwrap_or_default();
+    assert!(
+        stuck.iter().any(|s| s["stage"] == "store"),
+        "status should name the stuck store: {status}"
+    );
+    let out = lab::run(
+        lab::command("fsfreeze").arg("-u").arg(&state),
+        Duration::from_secs(10),
+    );
+    assert!(out.success(), "thaw: {}", out.describe());
+    let thawed = now_secs();
+    assert!(
+        lab::wait_until(Duration::from_secs(5), Duration::from_millis(50), || pings(
+            &lab
+        )
+        .last()
+        .is_some_and(|&t| t > thawed))
+        .is_some(),
+        "pings did not resume after the thaw"
+    );
+    lab.assert_running("syslog2ban");
+}
+
+/// Fills the filesystem holding `path`'s directory with `path` until it is full.
+const FILL_PY: &str = r#"
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)
+n = 0
+try:
+    while True:
+        os.write(fd, b"\0" * 4096)
+        n += 1
+except OSError:
+    pass
+os.close(fd)
+print("filled", n, flush=True)
+"#;
+
+/// Acceptance 6: the state directory on a tiny filesystem that fills during a ban storm and
+/// is then freed: every ban is enforced throughout, `status` reports the store failing, the
+/// kept writes commit once there is room, and after a restart every ban announced is restored.
+#[test]
+fn a_full_disk_loses_no_ban() {
+    let test = "a_full_disk_loses_no_ban";
+    let mut tools = TOOLS.to_vec();
+    tools.extend(["mount", "umount"]);
+    if !lab::preflight(test, &tools) {
+        return;
+    }
+    let mut lab = Lab::new(test);
+    let state = lab.dir.join("state");
+    let _mounted = Mounted::new(&["-t", "tmpfs", "-o", "size=2m", "tmpfs"], &state);
+    start(&mut lab, "first");
+    let address = |i: u32| format!("203.0.{}.{}", 100 + i / 250, 1 + i % 250);
+    let mut frames = Vec::new();
+    for i in 0..100 {
+        frames.extend(failures(&address(i)));
+    }
+    lab.send_frames(&frames);
+    assert!(lab
+        .wait_banned4(&address(99), Duration::from_secs(10))
+        .is_some());
+    let filler = state.join("filler");
+    let python = lab::tool("python3").display().to_string();
+    let out = lab.exec(
+        &lab.srv,
+        &[
+            python.as_str(),
+            "-c",
+            FILL_PY,
+            &filler.display().to_string(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "{}", out.describe());
+    let mut frames = Vec::new();
+    for i in 100..1100 {
+        frames.extend(failures(&address(i)));
+    }
+    lab.send_frames(&frames);
+    let store = |lab: &Lab| lab.ctl_json(&["status", "--json"])["store"].clone();
+    assert!(
+        lab::wait_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || store(&lab)["failing"] == true
+        )
+        .is_some(),
+        "status never reported the store failing: {}",
+        store(&lab)
+    );
+    // Enforcement went on.
+    for i in [100, 600, 1099] {
+        assert!(
+            lab.wait_banned4(&address(i), Duration::from_secs(10))
+                .is_some(),
+            "{} not enforced while the disk was full",
+            address(i)
+        );
+    }
+    std::fs::remove_file(&filler).expect("free the disk");
+    assert!(
+        lab::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            let s = store(&lab);
+            s["failing"] == false && s["pending_writes"] == 0
+        })
+        .is_some(),
+        "the kept writes did not commit after the disk was freed: {}",
+        store(&lab)
+    );
+    assert_eq!(store(&lab)["lost_writes"], 0);
+    let announced = lab.log_of("first").matches(" Banned ").count();
+    assert_eq!(
+        announced, 1100,
+        "every ban should be announced once committed"
+    );
+    let pid = lab.pid_of("first").expect("running");
+    assert!(lab::kill_pid(pid, "TERM"));
+    assert!(
+        lab::wait_until(Duration::from_secs(10), Duration::from_millis(20), || lab
+            .exited("first")
+            .is_some())
+        .is_some()
+    );
+    lab.launch_daemon("second", Listener::Tcp, &DaemonOptions::default());
+    let banned = lab.ctl_json(&["banned", "--json"]);
+    let restored = banned["bans"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        restored, 1100,
+        "bans lost across the full disk and the restart"
+    );
+}

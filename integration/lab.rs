@@ -390,6 +390,8 @@ pub struct DaemonOptions {
     pub rust_log: Option<String>,
     /// Soft and hard RLIMIT_NOFILE for the daemon (through `prlimit`), as a small host has.
     pub open_files: Option<u64>,
+    /// More environment for the daemon (test hooks, NOTIFY_SOCKET).
+    pub env: Vec<(String, String)>,
 }
 
 /// How syslog reaches the daemon.
@@ -795,7 +797,9 @@ impl Lab {
             "--config".into(),
             cfg.clone().into(),
         ]);
-        let pid = self.spawn(label, &srv, &argv, &[("RUST_LOG", &rust_log)]);
+        let mut env: Vec<(&str, &str)> = vec![("RUST_LOG", &rust_log)];
+        env.extend(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let pid = self.spawn(label, &srv, &argv, &env);
         let devlog = self.daemon_devlog();
         let what = match listener {
             Listener::Tcp => format!("table inet {NFT_TABLE} and tcp 127.0.0.1:{SYSLOG_TCP_PORT}"),

@@ -22,7 +22,7 @@ use crate::ban::{self, BanInfo, BanState, Fleet, JailPolicy, Moment};
 use crate::config::{self, Backend, Config, JailName, ListenerConfig};
 use crate::control::protocol::{
     AttestReport, JailReport, ListenerReport, RemoteReport, Request, Response, StatusReport,
-    TargetReport,
+    StoreReport, StuckStage, TargetReport,
 };
 use crate::control::{self, ControlError, Envelope};
 use crate::enforce::{self, nft::NftError, Firewall, RemoteTarget};
@@ -32,7 +32,10 @@ use crate::jail::Target;
 use crate::metrics::Metrics;
 use crate::ownership::{self, OwnershipError};
 use crate::pipeline::{self, Update};
+use crate::supervise::Supervisor;
 use crate::systemd;
+use crate::throttle::Throttle;
+use crate::warn_throttled;
 
 /// Frames in flight between the sockets and the jails.
 const INPUT_QUEUE: usize = 16 * 1024;
@@ -42,6 +45,8 @@ const OFFENCE_QUEUE: usize = 4 * 1024;
 const STORE_QUEUE: usize = 16 * 1024;
 /// Control requests waiting for the daemon, and requests waiting for the ban manager.
 const CONTROL_QUEUE: usize = 64;
+/// A stage busy with one piece of work for longer than this is stuck: the watchdog is not fed.
+const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Options from the command line.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +60,14 @@ pub struct RunOptions {
 /// The daemon could not start.
 #[derive(Debug, Error)]
 pub enum DaemonError {
+    /// A stage stopped while the daemon ran.
+    #[error("stage {stage} stopped ({reason}); the daemon stopped with it")]
+    StageDied {
+        /// The stage.
+        stage: &'static str,
+        /// How it ended.
+        reason: String,
+    },
     /// Another daemon owns the state directory or the table.
     #[error(transparent)]
     Owned(#[from] OwnershipError),
@@ -100,6 +113,7 @@ struct Running {
     input: InputContext,
     pipeline: mpsc::Sender<Update>,
     manager: mpsc::Sender<ban::Request>,
+    supervisor: Supervisor,
 }
 
 /// Runs until `shutdown` completes, then drains and stops.
@@ -112,6 +126,7 @@ pub async fn run(
     let managed_table = (!options.dry_run && config.ban.backend == Backend::Nftables)
         .then_some(config.ban.table.as_str());
     let _ownership = ownership::claim(&config.state_dir, managed_table)?;
+    let (supervisor, mut deaths) = Supervisor::new();
     let open_files = fd_limit::raise_soft_limit();
     fd_limit::fit_connections(&mut config.listeners, open_files);
     let metrics = Arc::new(Metrics::default());
@@ -191,6 +206,7 @@ pub async fn run(
         reconcile_interval: config.ban.reconcile_interval,
     };
     let (firewalls, enforcer) = enforce::start(local, remotes, dry_run_targets, metrics.clone());
+    let enforcer = supervisor.watch("enforcer", enforcer);
     register_queues(&metrics, &raw_tx, &offence_tx, &store_tx, &firewalls);
     for command in remote_restore {
         ban::send_to_firewall(&firewalls, command).await;
@@ -198,27 +214,35 @@ pub async fn run(
     if restored > 0 {
         info!(bans = restored, "Restored bans sent to the firewall");
     }
-    let store_thread = store::spawn(store, store_rx);
-    let manager = tokio::spawn(ban::run(
-        state,
-        ban::Inputs {
-            offences: offence_rx,
-            requests: request_rx,
-            store: store_tx,
-            firewalls,
-        },
-    ));
-    let pipeline = tokio::spawn(pipeline::run(
-        raw_rxs,
-        update_rx,
-        config.jails.clone(),
-        offence_tx,
-        metrics.clone(),
-    ));
+    let store_thread = store::spawn(store, store_rx, supervisor.clock("store"), metrics.clone());
+    let store_thread = supervisor.watch_thread("store", store_thread);
+    let manager = supervisor.spawn(
+        "ban-manager",
+        ban::run(
+            state,
+            ban::Inputs {
+                offences: offence_rx,
+                requests: request_rx,
+                store: store_tx,
+                firewalls,
+            },
+        ),
+    );
+    let pipeline = supervisor.spawn(
+        "pipeline",
+        pipeline::run(
+            raw_rxs,
+            update_rx,
+            config.jails.clone(),
+            offence_tx,
+            metrics.clone(),
+        ),
+    );
 
     let stop_side = CancellationToken::new();
     let inputs = TaskTracker::new();
     let mut running = Running {
+        supervisor: supervisor.clone(),
         options,
         metrics: metrics.clone(),
         listeners: Vec::new(),
@@ -234,9 +258,9 @@ pub async fn run(
         config,
     };
     let (control_tx, mut control_rx) = mpsc::channel::<Envelope>(CONTROL_QUEUE);
-    let started = start_side(&mut running, control_tx, &stop_side).await;
+    let mut outcome = start_side(&mut running, control_tx, &stop_side, &supervisor).await;
 
-    if started.is_ok() {
+    if outcome.is_ok() {
         log_fail2ban_filters(&running.config.jails);
         info!(
             listeners = running.listeners.len(),
@@ -247,6 +271,7 @@ pub async fn run(
         let watchdog_every = systemd::watchdog_interval();
         let mut watchdog =
             tokio::time::interval(watchdog_every.unwrap_or(std::time::Duration::from_secs(3600)));
+        let stuck_log = Throttle::new(1, std::time::Duration::from_secs(60));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -260,12 +285,27 @@ pub async fn run(
                     // The CLI may have gone away; its answer is then not needed.
                     let _ = reply.send(response);
                 }
-                _ = watchdog.tick(), if watchdog_every.is_some() => systemd::notify("WATCHDOG=1"),
+                _ = watchdog.tick(), if watchdog_every.is_some() => {
+                    // A stage stuck on one piece of work (a frozen disk) is not healthy:
+                    // without pings the service manager restarts the daemon.
+                    let stuck = supervisor.stuck(STUCK_AFTER);
+                    if stuck.is_empty() {
+                        systemd::notify("WATCHDOG=1");
+                    } else {
+                        warn_throttled!(stuck_log, ?stuck, "A stage is stuck; the watchdog is not fed");
+                    }
+                }
+                Some(death) = deaths.recv() => {
+                    error!(stage = death.stage, reason = %death.reason, "A stage stopped; stopping the daemon");
+                    outcome = Err(DaemonError::StageDied { stage: death.stage, reason: death.reason });
+                    break;
+                }
             }
         }
         info!("Stopping");
     }
     systemd::notify("STOPPING=1");
+    supervisor.stopping();
 
     stop_side.cancel();
     running.input.shutdown.cancel();
@@ -284,9 +324,9 @@ pub async fn run(
     let _ = manager.await;
     // The store thread ends when the manager's sender is gone; it may block briefly on its
     // last commit, so it is joined off the async workers.
-    let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
+    let _ = store_thread.await;
     let _ = enforcer.await;
-    started
+    outcome
 }
 
 /// Listeners, control socket and metrics endpoint.
@@ -294,20 +334,23 @@ async fn start_side(
     running: &mut Running,
     control_tx: mpsc::Sender<Envelope>,
     stop_side: &CancellationToken,
+    supervisor: &Supervisor,
 ) -> Result<(), DaemonError> {
     for listener in running.config.listeners.clone() {
         let handle = input::start(&listener, &running.input).await?;
         running.listeners.push((listener, handle));
     }
-    control::serve(
+    let control = control::serve(
         &running.config.control_socket,
         control_tx,
         stop_side.clone(),
     )?;
+    supervisor.watch("control", control);
     if let Some(address) = running.config.metrics_listen {
-        control::http::serve(address, running.metrics.clone(), stop_side.clone())
+        let metrics = control::http::serve(address, running.metrics.clone(), stop_side.clone())
             .await
             .map_err(|source| DaemonError::Metrics { address, source })?;
+        supervisor.watch("metrics", metrics);
     }
     Ok(())
 }
@@ -539,11 +582,27 @@ impl Running {
             .map(|j| self.jail_report(j.name.as_str(), bans))
             .collect();
         let dry = self.options.dry_run || self.config.ban.backend == Backend::Log;
+        let store = &self.metrics.store;
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             listeners,
             jails,
             targets: self.target_reports(dry),
+            store: Some(StoreReport {
+                failing: Metrics::get(&store.failing) == 1,
+                pending_writes: Metrics::get(&store.pending),
+                lost_writes: Metrics::get(&store.lost),
+                last_error: store.last_error(),
+            }),
+            stuck: self
+                .supervisor
+                .stuck(STUCK_AFTER)
+                .into_iter()
+                .map(|(stage, busy)| StuckStage {
+                    stage: stage.to_string(),
+                    busy_secs: busy.as_secs(),
+                })
+                .collect(),
         }
     }
 
@@ -597,7 +656,12 @@ impl Running {
 
     /// Re-reads the config and applies what changed. On error nothing changes.
     async fn reload(&mut self) -> Result<String, String> {
-        systemd::notify("RELOADING=1\nSTATUS=Reloading");
+        // MONOTONIC_USEC lets Type=notify-reload (systemd 253+) match the reload to its SIGHUP.
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000;
+        systemd::notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=Reloading"
+        ));
         let result = self.reload_inner().await;
         systemd::notify("READY=1\nSTATUS=Ready");
         result

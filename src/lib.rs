@@ -23,5 +23,6 @@ pub mod parse;
 pub mod pipeline;
 pub mod regex_check;
 pub mod route;
+pub mod supervise;
 pub mod systemd;
 pub mod throttle;

@@ -335,6 +335,20 @@ fn print_response(response: &Response) {
                     j.jail, j.currently_failed, j.total_failed, j.currently_banned, j.total_banned
                 );
             }
+            if let Some(store) = status.store.as_ref().filter(|s| s.failing) {
+                println!(
+                    "Store: FAILING, {} writes kept for retry ({} lost): {}",
+                    store.pending_writes,
+                    store.lost_writes,
+                    store.last_error.as_deref().unwrap_or("")
+                );
+            }
+            for stuck in &status.stuck {
+                println!(
+                    "Stage {} STUCK for {} s (the watchdog is not fed)",
+                    stuck.stage, stuck.busy_secs
+                );
+            }
             println!("Targets:");
             for t in &status.targets {
                 let netlink = if t.netlink_batches > 0 {

@@ -134,6 +134,50 @@ impl TargetMetrics {
     }
 }
 
+/// The ban store's health.
+#[derive(Debug, Default)]
+pub struct StoreMetrics {
+    /// 1 while the last commit failed (gauge).
+    pub failing: AtomicU64,
+    /// Writes waiting for a commit that works (gauge).
+    pub pending: AtomicU64,
+    /// Failed commits.
+    pub errors: AtomicU64,
+    /// Writes dropped because the retry backlog was full.
+    pub lost: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl StoreMetrics {
+    /// Records a failed commit.
+    pub fn failed(&self, error: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.failing.store(1, Ordering::Relaxed);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    /// Records a commit that worked.
+    pub fn succeeded(&self) {
+        self.failing.store(0, Ordering::Relaxed);
+        self.pending.store(0, Ordering::Relaxed);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The error of the last commit, while failing.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// Upper bounds of the enforcement latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 15] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -162,6 +206,22 @@ impl Histogram {
     }
 }
 
+/// `{name="value"}` with the value escaped as the text format requires (a unix socket path
+/// may hold `"` or `\`).
+fn label(name: &str, value: &str) -> String {
+    let mut out = format!("{{{name}=\"");
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push_str("\"}");
+    out
+}
+
 /// A gauge read at scrape time (queue depths).
 pub type GaugeFn = Box<dyn Fn() -> u64 + Send + Sync>;
 
@@ -180,6 +240,8 @@ pub struct Metrics {
     pub message_faults: AtomicU64,
     /// Addresses currently banned.
     pub active_bans: AtomicU64,
+    /// The ban store's health.
+    pub store: StoreMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -304,7 +366,7 @@ impl Metrics {
         let by_listener = |f: fn(&ListenerMetrics) -> &AtomicU64| {
             listeners
                 .iter()
-                .map(|l| (format!("{{listener=\"{}\"}}", l.label), Self::get(f(l))))
+                .map(|l| (label("listener", &l.label), Self::get(f(l))))
                 .collect()
         };
         family(
@@ -351,12 +413,8 @@ impl Metrics {
                 .iter()
                 .filter_map(|l| {
                     let inode = Self::get(&l.udp_inode);
-                    (inode != 0).then(|| {
-                        (
-                            format!("{{listener=\"{}\"}}", l.label),
-                            udp_drops(inode).unwrap_or(0),
-                        )
-                    })
+                    (inode != 0)
+                        .then(|| (label("listener", &l.label), udp_drops(inode).unwrap_or(0)))
                 })
                 .collect(),
         );
@@ -394,7 +452,7 @@ impl Metrics {
         let by_jail = |f: fn(&JailMetrics) -> &AtomicU64| {
             jails
                 .iter()
-                .map(|j| (format!("{{jail=\"{}\"}}", j.name), Self::get(f(j))))
+                .map(|j| (label("jail", &j.name), Self::get(f(j))))
                 .collect()
         };
         family(
@@ -440,6 +498,30 @@ impl Metrics {
             by_jail(|j| &j.banned),
         );
         family(
+            "syslog2ban_store_failing",
+            "1 while ban store commits fail (bans are enforced; writes are kept for retry).",
+            "gauge",
+            vec![(String::new(), Self::get(&self.store.failing))],
+        );
+        family(
+            "syslog2ban_store_pending_writes",
+            "Ban store writes waiting for a commit that works.",
+            "gauge",
+            vec![(String::new(), Self::get(&self.store.pending))],
+        );
+        family(
+            "syslog2ban_store_errors_total",
+            "Failed ban store commits.",
+            "counter",
+            vec![(String::new(), Self::get(&self.store.errors))],
+        );
+        family(
+            "syslog2ban_store_lost_writes_total",
+            "Ban store writes dropped because the retry backlog was full.",
+            "counter",
+            vec![(String::new(), Self::get(&self.store.lost))],
+        );
+        family(
             "syslog2ban_active_bans",
             "Addresses currently banned.",
             "gauge",
@@ -449,7 +531,7 @@ impl Metrics {
         let by_target = |f: fn(&TargetMetrics) -> &AtomicU64| {
             targets
                 .iter()
-                .map(|t| (format!("{{target=\"{}\"}}", t.name), Self::get(f(t))))
+                .map(|t| (label("target", &t.name), Self::get(f(t))))
                 .collect()
         };
         family(
@@ -475,7 +557,7 @@ impl Metrics {
         let by_remote = |f: fn(&TargetMetrics) -> &AtomicU64| {
             remote
                 .iter()
-                .map(|t| (format!("{{target=\"{}\"}}", t.name), Self::get(f(t))))
+                .map(|t| (label("target", &t.name), Self::get(f(t))))
                 .collect()
         };
         family(
@@ -519,7 +601,7 @@ impl Metrics {
         let by_local = |f: fn(&TargetMetrics) -> &AtomicU64| {
             local
                 .iter()
-                .map(|t| (format!("{{target=\"{}\"}}", t.name), Self::get(f(t))))
+                .map(|t| (label("target", &t.name), Self::get(f(t))))
                 .collect()
         };
         family(
@@ -541,7 +623,7 @@ impl Metrics {
             "gauge",
             queues
                 .iter()
-                .map(|(name, depth)| (format!("{{queue=\"{name}\"}}"), depth()))
+                .map(|(name, depth)| (label("queue", name), depth()))
                 .collect(),
         );
         drop(queues);
@@ -611,5 +693,17 @@ mod tests {
         Metrics::inc(&m.jail("sshd").failures);
         assert_eq!(Metrics::get(&m.jail("sshd").failures), 2);
         assert_eq!(m.jails().len(), 1);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            label("listener", "udp:0.0.0.0:514"),
+            "{listener=\"udp:0.0.0.0:514\"}"
+        );
+        assert_eq!(
+            label("listener", "unix:/run/a\"b\\c\nd"),
+            "{listener=\"unix:/run/a\\\"b\\\\c\\nd\"}"
+        );
     }
 }

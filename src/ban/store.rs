@@ -8,13 +8,18 @@
 //! so a ban never waits for a commit; the `Banned` line is logged once the write is durable.
 
 use crate::jail::Target;
+use crate::supervise::BusyClock;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tracing::{error, info};
+
+use crate::metrics::Metrics;
+use crate::throttle::{Decision, Throttle};
 
 use super::BanCommand;
 
@@ -357,27 +362,95 @@ fn places(commands: &[BanCommand]) -> String {
     super::placement::join(&places)
 }
 
-/// Runs the store thread: group-commits writes and logs each once it is durable. Ends when
-/// `ops` closes.
-pub fn spawn(mut store: Store, mut ops: mpsc::Receiver<StoreOp>) -> std::thread::JoinHandle<()> {
+/// Writes kept for retry while the store fails (a full or read-only disk); beyond it the
+/// oldest are dropped, counted and logged.
+const MAX_BACKLOG: usize = 200_000;
+/// While failing, a commit is retried this often (with whatever arrived meanwhile).
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Attempts at a clean stop before writes still failing are given up.
+const FINAL_ATTEMPTS: u32 = 3;
+
+/// Runs the store thread: group-commits writes and logs each once it is durable. A failed
+/// commit is kept and retried, in order, until it succeeds (bounded by [`MAX_BACKLOG`]); the
+/// bans are enforced meanwhile, and `status`, the log and the metrics say the store is failing.
+/// Ends when `ops` closes.
+pub fn spawn(
+    mut store: Store,
+    mut ops: mpsc::Receiver<StoreOp>,
+    clock: Arc<BusyClock>,
+    metrics: Arc<Metrics>,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("ban-store".into())
         .spawn(move || {
             info!(db = %store.path.display(), "Ban store open");
-            while let Some(first) = ops.blocking_recv() {
-                let mut batch = vec![first];
+            let health = &metrics.store;
+            let mut backlog: Vec<StoreOp> = Vec::new();
+            let mut closed = false;
+            let mut final_attempts = 0;
+            let failures_log = Throttle::new(3, Duration::from_secs(60));
+            loop {
+                let mut batch = std::mem::take(&mut backlog);
+                if batch.is_empty() {
+                    match ops.blocking_recv() {
+                        Some(op) => batch.push(op),
+                        None => break,
+                    }
+                } else if !closed {
+                    closed = gather_for(&mut ops, &mut batch, RETRY_EVERY);
+                }
                 while let Ok(op) = ops.try_recv() {
                     batch.push(op);
                 }
-                match store.write(&batch) {
-                    Ok(()) => batch.iter().for_each(report),
-                    // The bans are applied all the same: a ban that is not durable is better
-                    // than an attacker that is not banned. The error is loud.
-                    Err(e) => error!(error = %e, writes = batch.len(), "Ban store write failed"),
+                let busy = clock.busy();
+                let written = store.write(&batch);
+                drop(busy);
+                match written {
+                    Ok(()) => {
+                        if Metrics::get(&health.failing) == 1 {
+                            info!(writes = batch.len(), "Ban store writes succeed again; the delayed writes are committed");
+                        }
+                        health.succeeded();
+                        batch.iter().for_each(report);
+                    }
+                    Err(e) => {
+                        health.failed(e.to_string());
+                        if batch.len() > MAX_BACKLOG {
+                            let lost = batch.len() - MAX_BACKLOG;
+                            batch.drain(..lost);
+                            health.lost.fetch_add(lost as u64, std::sync::atomic::Ordering::Relaxed);
+                            error!(lost, "Ban store backlog full: the oldest writes are dropped (their bans stay enforced until they expire or the daemon restarts)");
+                        }
+                        Metrics::set(&health.pending, batch.len() as u64);
+                        if let Decision::Write { held_back } = failures_log.check() {
+                            error!(error = %e, pending = batch.len(), held_back, "Ban store write failed; bans are enforced and the writes kept for retry");
+                        }
+                        if closed {
+                            final_attempts += 1;
+                            if final_attempts >= FINAL_ATTEMPTS {
+                                error!(writes = batch.len(), "Stopping with ban store writes that could not be committed");
+                                break;
+                            }
+                        }
+                        backlog = batch;
+                    }
                 }
             }
         })
         .expect("spawning a thread only fails when the OS is out of resources")
+}
+
+/// Adds what arrives within `wait` to `batch`; true when `ops` closed.
+fn gather_for(ops: &mut mpsc::Receiver<StoreOp>, batch: &mut Vec<StoreOp>, wait: Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        match ops.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(20)),
+            Err(mpsc::error::TryRecvError::Disconnected) => return true,
+        }
+    }
+    false
 }
 
 #[cfg(test)]

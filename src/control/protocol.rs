@@ -72,6 +72,34 @@ pub struct StatusReport {
     pub jails: Vec<JailReport>,
     /// Where bans go.
     pub targets: Vec<TargetReport>,
+    /// The ban store's health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreReport>,
+    /// Stages busy with one piece of work for too long (the watchdog is not fed meanwhile).
+    #[serde(default)]
+    pub stuck: Vec<StuckStage>,
+}
+
+/// The ban store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreReport {
+    /// The last commit failed: bans are enforced, their writes kept for retry.
+    pub failing: bool,
+    /// Writes waiting for a commit that works.
+    pub pending_writes: u64,
+    /// Writes dropped because the retry backlog was full.
+    pub lost_writes: u64,
+    /// Why the last commit failed.
+    pub last_error: Option<String>,
+}
+
+/// A stage stuck on one piece of work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StuckStage {
+    /// The stage.
+    pub stage: String,
+    /// Seconds on the current piece of work.
+    pub busy_secs: u64,
 }
 
 /// One listener.

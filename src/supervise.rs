@@ -1,0 +1,257 @@
+//! Supervision: every long-lived stage is watched, and a stage that ends or panics while the
+//! daemon runs stops the daemon with an error naming it (systemd then restarts it; the kept
+//! nft table holds the bans meanwhile). Each stage also reports when it is busy, so a stage
+//! stuck on one piece of work (a frozen disk under the store) stops the watchdog pings after
+//! a bound and shows in `status`.
+//!
+//! Owns the watch list, the busy clocks and the fault-injection hook the tests use to kill a
+//! stage (`S2B_TEST_KILL_STAGE=NAME` or `NAME:MILLISECONDS`). It knows nothing of what the
+//! stages do.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::fault::panic_text;
+
+/// Names one stage to kill (tests only): `NAME` (after 200 ms) or `NAME:MILLISECONDS`.
+pub const KILL_HOOK: &str = "S2B_TEST_KILL_STAGE";
+
+/// A stage that stopped while it should have run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Death {
+    /// The stage's name.
+    pub stage: &'static str,
+    /// "ended", "panicked: ...", or "was cancelled".
+    pub reason: String,
+}
+
+/// Watches stages; clones share the watch list.
+#[derive(Clone)]
+pub struct Supervisor {
+    deaths: mpsc::Sender<Death>,
+    stopping: Arc<AtomicBool>,
+    clocks: Arc<Mutex<Vec<Arc<BusyClock>>>>,
+    hook: Option<(String, Duration)>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    /// A supervisor and the queue its deaths arrive on.
+    pub fn new() -> (Self, mpsc::Receiver<Death>) {
+        let (deaths, rx) = mpsc::channel(16);
+        let hook = std::env::var(KILL_HOOK).ok().map(|value| {
+            let (name, ms) = value.split_once(':').unwrap_or((&value, "200"));
+            (
+                name.to_string(),
+                Duration::from_millis(ms.parse().unwrap_or(200)),
+            )
+        });
+        let supervisor = Supervisor {
+            deaths,
+            stopping: Arc::default(),
+            clocks: Arc::default(),
+            hook,
+        };
+        (supervisor, rx)
+    }
+
+    /// From now on stages are expected to end (the daemon is stopping).
+    pub fn stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// A busy clock for `stage`, listed in [`Supervisor::stuck`].
+    pub fn clock(&self, stage: &'static str) -> Arc<BusyClock> {
+        let clock = Arc::new(BusyClock::new(stage));
+        self.clocks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(clock.clone());
+        clock
+    }
+
+    /// Stages busy with one piece of work for longer than `bound`, with how long.
+    pub fn stuck(&self, bound: Duration) -> Vec<(&'static str, Duration)> {
+        self.clocks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|clock| clock.busy_for().map(|d| (clock.stage, d)))
+            .filter(|(_, busy)| *busy > bound)
+            .collect()
+    }
+
+    /// Runs `stage` as a task; its end before [`Supervisor::stopping`] is a death. Returns
+    /// the handle the daemon awaits on shutdown.
+    pub fn spawn<F>(&self, stage: &'static str, work: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let kill = self.kill_after(stage);
+        let task = tokio::spawn(async move {
+            match kill {
+                Some(after) => {
+                    tokio::select! {
+                        () = work => {}
+                        () = tokio::time::sleep(after) => panic!("test hook {KILL_HOOK} killed stage {stage}"),
+                    }
+                }
+                None => work.await,
+            }
+        });
+        self.watch(stage, task)
+    }
+
+    /// Watches a task spawned elsewhere (a server's accept loop) the same way.
+    pub fn watch(&self, stage: &'static str, task: JoinHandle<()>) -> JoinHandle<()> {
+        let this = self.clone();
+        if let Some(after) = self.kill_after(stage) {
+            let abort = task.abort_handle();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                abort.abort();
+            });
+        }
+        tokio::spawn(async move {
+            let reason = match task.await {
+                Ok(()) => "ended".to_string(),
+                Err(e) if e.is_panic() => format!("panicked: {}", panic_text(&*e.into_panic())),
+                Err(_) => "was cancelled".to_string(),
+            };
+            if !this.stopping.load(Ordering::SeqCst) {
+                let _ = this.deaths.send(Death { stage, reason }).await;
+            }
+        })
+    }
+
+    /// Watches a thread: `join` runs on the blocking pool. (A thread cannot be killed from
+    /// outside: the test hook reports its death without ending it.)
+    pub fn watch_thread(
+        &self,
+        stage: &'static str,
+        thread: std::thread::JoinHandle<()>,
+    ) -> JoinHandle<()> {
+        if let Some(after) = self.kill_after(stage) {
+            let deaths = self.deaths.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let reason = format!("killed by test hook {KILL_HOOK}");
+                let _ = deaths.send(Death { stage, reason }).await;
+            });
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            if let Err(payload) = thread.join() {
+                std::panic::resume_unwind(payload);
+            }
+        });
+        let this = Supervisor {
+            hook: None,
+            ..self.clone()
+        };
+        this.watch(stage, joined)
+    }
+
+    fn kill_after(&self, stage: &str) -> Option<Duration> {
+        self.hook
+            .as_ref()
+            .filter(|(name, _)| name == stage)
+            .map(|(_, after)| *after)
+    }
+}
+
+/// When a stage started the piece of work it is on (none: waiting for work).
+#[derive(Debug)]
+pub struct BusyClock {
+    stage: &'static str,
+    origin: Instant,
+    /// Milliseconds after `origin` plus one; 0 while idle.
+    since: AtomicU64,
+}
+
+impl BusyClock {
+    fn new(stage: &'static str) -> Self {
+        BusyClock {
+            stage,
+            origin: Instant::now(),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks the stage busy until the guard is dropped.
+    pub fn busy(&self) -> Busy<'_> {
+        let ms = self.origin.elapsed().as_millis() as u64 + 1;
+        self.since.store(ms, Ordering::Relaxed);
+        Busy(self)
+    }
+
+    /// How long the current piece of work has taken (None: idle).
+    pub fn busy_for(&self) -> Option<Duration> {
+        match self.since.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                self.origin
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms - 1)),
+            ),
+        }
+    }
+}
+
+/// A stage at work; idle again when dropped.
+#[derive(Debug)]
+pub struct Busy<'a>(&'a BusyClock);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.since.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stage_that_ends_or_panics_is_a_death_unless_the_daemon_stops() {
+        let (supervisor, mut deaths) = Supervisor::new();
+        supervisor.spawn("ends", async {});
+        let death = deaths.recv().await.unwrap();
+        assert_eq!((death.stage, death.reason.as_str()), ("ends", "ended"));
+        supervisor.spawn("panics", async { panic!("the store is broken") });
+        let death = deaths.recv().await.unwrap();
+        assert_eq!(death.stage, "panics");
+        assert!(death.reason.contains("the store is broken"), "{death:?}");
+        let thread = std::thread::spawn(|| panic!("thread down"));
+        supervisor.watch_thread("thread", thread);
+        assert!(deaths.recv().await.unwrap().reason.contains("thread down"));
+        supervisor.stopping();
+        let done = supervisor.spawn("stops", async {});
+        done.await.unwrap();
+        assert!(deaths.try_recv().is_err(), "an expected end is no death");
+    }
+
+    #[test]
+    fn a_busy_clock_shows_only_work_in_progress() {
+        let (supervisor, _deaths) = Supervisor::new();
+        let clock = supervisor.clock("store");
+        assert!(supervisor.stuck(Duration::ZERO).is_empty());
+        let busy = clock.busy();
+        std::thread::sleep(Duration::from_millis(20));
+        let stuck = supervisor.stuck(Duration::from_millis(10));
+        assert_eq!(stuck.len(), 1);
+        assert_eq!(stuck[0].0, "store");
+        assert!(supervisor.stuck(Duration::from_secs(10)).is_empty());
+        drop(busy);
+        assert!(supervisor.stuck(Duration::ZERO).is_empty());
+    }
+}
