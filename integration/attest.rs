@@ -99,6 +99,21 @@ fn drift_by_other_tools_is_repaired_within_two_seconds() {
             chain.describe()
         );
     }
+    let verified = lab.ctl(&["verify", "--json"]);
+    assert!(verified.success(), "verify: {}", verified.describe());
+    let verified: Value = serde_json::from_str(&verified.stdout).expect("verify JSON");
+    let checks = verified["bans"].as_array().cloned().unwrap_or_default();
+    assert_eq!(checks.len(), banned.len(), "{verified}");
+    for check in &checks {
+        assert_eq!(check["places"][0]["place"], "local", "{check}");
+        assert_eq!(check["places"][0]["enforced"], true, "{check}");
+    }
+    let one = lab.ctl(&["verify", "203.0.113.1"]);
+    assert!(
+        one.success() && one.stdout.contains("enforced"),
+        "{}",
+        one.describe()
+    );
     let local = local_target(&lab);
     let attested = &local["attested"];
     assert!(

@@ -96,6 +96,14 @@ enum Command {
         #[command(flatten)]
         client: ClientOptions,
     },
+    /// Say where each active ban is enforced, and where not: the local table is read now,
+    /// remote targets as their last reconcile left them. Exits 1 if a ban is missing.
+    Verify {
+        /// Only this address (default: every active ban).
+        address: Option<String>,
+        #[command(flatten)]
+        client: ClientOptions,
+    },
     /// Ban an address by hand in a jail (its bantime applies).
     Ban {
         /// Jail name.
@@ -269,6 +277,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             client_command(&client, &request)
         }
         Command::Banned { client } => client_command(&client, &Request::Banned),
+        Command::Verify { address, client } => {
+            client_command(&client, &Request::Verify { address })
+        }
         Command::Ban {
             jail,
             address,
@@ -313,6 +324,14 @@ fn client_command(client: &ClientOptions, request: &Request) -> Result<ExitCode>
     }
     Ok(match response {
         Response::Error { .. } => ExitCode::from(1),
+        Response::Verified { bans }
+            if bans
+                .iter()
+                .flat_map(|b| &b.places)
+                .any(|p| p.enforced == Some(false)) =>
+        {
+            ExitCode::from(1)
+        }
         _ => ExitCode::SUCCESS,
     })
 }
@@ -405,6 +424,24 @@ fn print_response(response: &Response) {
             println!("   |- Currently banned:\t{}", j.currently_banned);
             println!("   |- Total banned:\t{}", j.total_banned);
             println!("   `- Banned IP list:\t{}", j.banned.join(" "));
+        }
+        Response::Verified { bans } => {
+            if bans.is_empty() {
+                println!("No active bans");
+            }
+            for b in bans {
+                for p in &b.places {
+                    let mark = match p.enforced {
+                        Some(true) => "enforced",
+                        Some(false) => "MISSING",
+                        None => "unchecked",
+                    };
+                    println!(
+                        "{:<40} {:<16} {:<12} {:<10} {}",
+                        b.address, b.jail, p.place, mark, p.detail
+                    );
+                }
+            }
         }
         Response::Banned { bans } => {
             if bans.is_empty() {

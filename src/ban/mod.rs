@@ -131,6 +131,9 @@ pub struct BanInfo {
     pub remaining_secs: Option<u64>,
     /// Where the failures came from (`local`, a peer address, or `manual`).
     pub origin: String,
+    /// The firewalls the ban was sent to (`local`, target names).
+    #[serde(default)]
+    pub places: Vec<String>,
 }
 
 /// The manager's inputs and output.

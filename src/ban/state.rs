@@ -524,6 +524,7 @@ impl BanState {
                         .expires
                         .map(|e| e.saturating_duration_since(now).as_secs_f64().ceil() as u64),
                     origin: h.origin.clone(),
+                    places: h.places.iter().map(ToString::to_string).collect(),
                 })
             })
             .collect();

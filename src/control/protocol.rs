@@ -34,6 +34,11 @@ pub enum Request {
     UnbanAll,
     /// Re-read the configuration.
     Reload,
+    /// Where each active ban (or those of one address) is enforced, and where not.
+    Verify {
+        /// Only this address (as typed); all bans when None.
+        address: Option<String>,
+    },
 }
 
 /// What the daemon answers.
@@ -48,6 +53,11 @@ pub enum Response {
     Banned {
         /// Active bans.
         bans: Vec<BanInfo>,
+    },
+    /// Answer to `Verify`.
+    Verified {
+        /// One entry per active ban checked.
+        bans: Vec<VerifyReport>,
     },
     /// A command succeeded.
     Done {
@@ -78,6 +88,29 @@ pub struct StatusReport {
     /// Stages busy with one piece of work for too long (the watchdog is not fed meanwhile).
     #[serde(default)]
     pub stuck: Vec<StuckStage>,
+}
+
+/// Where one ban is enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// The banned address or prefix.
+    pub address: String,
+    /// The jail holding it.
+    pub jail: String,
+    /// Each firewall the ban was sent to.
+    pub places: Vec<PlaceCheck>,
+}
+
+/// One firewall's answer for one ban.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceCheck {
+    /// `local` or a target name.
+    pub place: String,
+    /// true: seen in the kernel's set now; false: missing; None: not checked live (a remote
+    /// target, whose state is its last reconcile, or a dry run).
+    pub enforced: Option<bool>,
+    /// What was found.
+    pub detail: String,
 }
 
 /// The ban store.

@@ -1,0 +1,336 @@
+//! Control answers: what the daemon says to `status`, `banned`, `ban`, `unban`, `verify` and a
+//! jail's status, built by asking the stage that owns each answer (the ban manager for bans,
+//! the counters for traffic, the kernel's table for `verify`).
+//!
+//! Owns only the shaping of answers; it holds no ban state and changes nothing but through
+//! the manager's requests.
+
+use super::*;
+use crate::control::protocol::{PlaceCheck, VerifyReport};
+
+impl Running {
+    /// Asks the ban manager; None when it is gone (stopping).
+    pub(super) async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> ban::Request,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.manager.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    pub(super) async fn answer(&mut self, request: Request) -> Response {
+        let stopping = || Response::Error {
+            message: "the daemon is stopping".into(),
+        };
+        match request {
+            Request::Status => match self.ask(|reply| ban::Request::List { reply }).await {
+                Some(bans) => Response::Status(self.status(&bans)),
+                None => stopping(),
+            },
+            Request::JailStatus { jail } => {
+                if !self.config.jails.iter().any(|j| j.name.as_str() == jail) {
+                    return Response::Error {
+                        message: self.unknown_jail(&jail),
+                    };
+                }
+                match self.ask(|reply| ban::Request::List { reply }).await {
+                    Some(bans) => Response::Jail(self.jail_report(&jail, &bans)),
+                    None => stopping(),
+                }
+            }
+            Request::Banned => match self.ask(|reply| ban::Request::List { reply }).await {
+                Some(bans) => Response::Banned { bans },
+                None => stopping(),
+            },
+            Request::Ban { jail, address } => {
+                let address = match parse_address(&address) {
+                    Ok(a) => a,
+                    Err(message) => return Response::Error { message },
+                };
+                let Ok(name) = JailName::new(&jail) else {
+                    return Response::Error {
+                        message: self.unknown_jail(&jail),
+                    };
+                };
+                match self
+                    .ask(|reply| ban::Request::Ban {
+                        jail: name,
+                        address,
+                        reply,
+                    })
+                    .await
+                {
+                    Some(Ok(true)) => Response::Done {
+                        message: format!("{address} banned in jail {jail}"),
+                    },
+                    Some(Ok(false)) => Response::Done {
+                        message: format!("{address} was already banned in jail {jail}"),
+                    },
+                    Some(Err(_)) => Response::Error {
+                        message: self.unknown_jail(&jail),
+                    },
+                    None => stopping(),
+                }
+            }
+            Request::Unban { address } => {
+                let address = match parse_address(&address) {
+                    Ok(a) => a,
+                    Err(message) => return Response::Error { message },
+                };
+                match self
+                    .ask(|reply| ban::Request::Unban { address, reply })
+                    .await
+                {
+                    Some(jails) if jails.is_empty() => Response::Error {
+                        message: format!("{address} is not banned"),
+                    },
+                    Some(jails) => Response::Done {
+                        message: format!(
+                            "{address} unbanned (was banned in {})",
+                            jails
+                                .iter()
+                                .map(|j| j.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    },
+                    None => stopping(),
+                }
+            }
+            Request::UnbanAll => match self.ask(|reply| ban::Request::UnbanAll { reply }).await {
+                Some(n) => Response::Done {
+                    message: format!("{n} address(es) unbanned"),
+                },
+                None => stopping(),
+            },
+            Request::Reload => match self.reload().await {
+                Ok(message) => {
+                    info!("{message}");
+                    Response::Done { message }
+                }
+                Err(message) => {
+                    error!("Reload refused, running config kept: {message}");
+                    Response::Error {
+                        message: format!("reload refused, running config kept:\n{message}"),
+                    }
+                }
+            },
+            Request::Verify { address } => {
+                let only = match address.as_deref().map(parse_address).transpose() {
+                    Ok(only) => only,
+                    Err(message) => return Response::Error { message },
+                };
+                match self.ask(|reply| ban::Request::List { reply }).await {
+                    Some(bans) => {
+                        let bans = bans
+                            .into_iter()
+                            .filter(|b| only.is_none_or(|a| b.address == a))
+                            .collect();
+                        Response::Verified {
+                            bans: self.verify(bans).await,
+                        }
+                    }
+                    None => stopping(),
+                }
+            }
+        }
+    }
+
+    /// Checks each ban where it was sent: the local table is read now; a remote target is
+    /// reported as its last reconcile left it.
+    async fn verify(&self, bans: Vec<BanInfo>) -> Vec<VerifyReport> {
+        let dry = self.options.dry_run || self.config.ban.backend == Backend::Log;
+        let local = if dry {
+            Err("dry run: bans are logged, not applied".to_string())
+        } else {
+            enforce::nft::list(&self.config.ban.nft, &self.config.ban.table)
+                .await
+                .map_err(|e| format!("cannot read the table: {e}"))
+                .and_then(|json| {
+                    enforce::reconcile::parse_listing(&json).map_err(|e| e.to_string())
+                })
+        };
+        bans.into_iter()
+            .map(|ban| VerifyReport {
+                address: ban.address.to_string(),
+                jail: ban.jail,
+                places: ban
+                    .places
+                    .iter()
+                    .map(|place| match place.as_str() {
+                        "local" => match &local {
+                            Ok(actual) => match actual.get(&ban.address) {
+                                Some(left) => PlaceCheck {
+                                    place: place.clone(),
+                                    enforced: Some(true),
+                                    detail: match left {
+                                        Some(left) => {
+                                            format!("in the kernel set, {} s left", left.as_secs())
+                                        }
+                                        None => "in the kernel set, permanent".into(),
+                                    },
+                                },
+                                None => PlaceCheck {
+                                    place: place.clone(),
+                                    enforced: Some(false),
+                                    detail:
+                                        "MISSING from the kernel set (the next reconcile adds it)"
+                                            .into(),
+                                },
+                            },
+                            Err(why) => PlaceCheck {
+                                place: place.clone(),
+                                enforced: None,
+                                detail: why.clone(),
+                            },
+                        },
+                        remote => {
+                            let m = self.metrics.target(remote);
+                            let last = Metrics::get(&m.last_reconcile_unix);
+                            let detail = match (Metrics::get(&m.connected) == 1, m.last_error()) {
+                                (true, None) if last > 0 => {
+                                    format!("connected; reconciled at unix time {last}")
+                                }
+                                (true, None) => "connected; not reconciled yet".into(),
+                                (_, Some(e)) => format!("NOT CONFIRMED: {e}"),
+                                (false, None) => "NOT CONFIRMED: not connected".into(),
+                            };
+                            PlaceCheck {
+                                place: remote.to_string(),
+                                enforced: None,
+                                detail,
+                            }
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn unknown_jail(&self, jail: &str) -> String {
+        let known: Vec<&str> = self.config.jails.iter().map(|j| j.name.as_str()).collect();
+        format!(
+            "unknown jail '{jail}' (enabled jails: {})",
+            known.join(", ")
+        )
+    }
+
+    fn jail_report(&self, jail: &str, bans: &[BanInfo]) -> JailReport {
+        let counters = self.metrics.jail(jail);
+        let banned: Vec<String> = bans
+            .iter()
+            .filter(|b| b.jail == jail)
+            .map(|b| b.address.to_string())
+            .collect();
+        JailReport {
+            jail: jail.to_string(),
+            programs: self
+                .config
+                .jails
+                .iter()
+                .find(|j| j.name.as_str() == jail)
+                .map(|j| j.programs.clone())
+                .unwrap_or_default(),
+            currently_failed: Metrics::get(&counters.tracked),
+            total_failed: Metrics::get(&counters.failures),
+            currently_banned: banned.len() as u64,
+            total_banned: Metrics::get(&counters.bans),
+            banned,
+        }
+    }
+
+    fn status(&self, bans: &[BanInfo]) -> StatusReport {
+        let listeners = self
+            .listeners
+            .iter()
+            .map(|(config, _)| {
+                let m = self.metrics.listener(&config.label);
+                ListenerReport {
+                    listener: config.label.clone(),
+                    messages: Metrics::get(&m.messages),
+                    oversize: Metrics::get(&m.oversize),
+                    refused_connections: Metrics::get(&m.refused_connections),
+                    refused_senders: Metrics::get(&m.refused_senders),
+                }
+            })
+            .collect();
+        let jails = self
+            .config
+            .jails
+            .iter()
+            .map(|j| self.jail_report(j.name.as_str(), bans))
+            .collect();
+        let dry = self.options.dry_run || self.config.ban.backend == Backend::Log;
+        let store = &self.metrics.store;
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            listeners,
+            jails,
+            targets: self.target_reports(dry),
+            store: Some(StoreReport {
+                failing: Metrics::get(&store.failing) == 1,
+                pending_writes: Metrics::get(&store.pending),
+                lost_writes: Metrics::get(&store.lost),
+                last_error: store.last_error(),
+            }),
+            stuck: self
+                .supervisor
+                .stuck(STUCK_AFTER)
+                .into_iter()
+                .map(|(stage, busy)| StuckStage {
+                    stage: stage.to_string(),
+                    busy_secs: busy.as_secs(),
+                })
+                .collect(),
+        }
+    }
+
+    fn target_reports(&self, dry: bool) -> Vec<TargetReport> {
+        let local = self.metrics.target("local");
+        let last = Metrics::get(&local.last_reconcile_unix);
+        let mut reports = vec![TargetReport {
+            target: "local".into(),
+            backend: if dry { "log".into() } else { "nftables".into() },
+            table: (!dry).then(|| self.config.ban.table.clone()),
+            batches: Metrics::get(&local.batches),
+            netlink_batches: Metrics::get(&local.netlink_batches),
+            errors: Metrics::get(&local.errors),
+            remote: None,
+            attested: (!dry).then(|| AttestReport {
+                desired: Metrics::get(&local.desired),
+                present: Metrics::get(&local.present),
+                reconciles: Metrics::get(&local.reconciles),
+                fixes: Metrics::get(&local.reconcile_fixes),
+                last_reconcile_unix: (last > 0).then_some(last),
+                last_error: local.last_error(),
+            }),
+        }];
+        for t in &self.config.targets {
+            let m = self.metrics.target(t.name.as_str());
+            let last = Metrics::get(&m.last_reconcile_unix);
+            reports.push(TargetReport {
+                target: t.name.to_string(),
+                backend: if self.options.dry_run {
+                    "log".into()
+                } else {
+                    "ssh+nftables".into()
+                },
+                table: (!self.options.dry_run).then(|| self.config.ban.table.clone()),
+                batches: Metrics::get(&m.batches),
+                netlink_batches: 0,
+                errors: Metrics::get(&m.errors),
+                remote: Some(RemoteReport {
+                    host: format!("{}@{}:{}", t.user, t.address, t.port),
+                    connected: Metrics::get(&m.connected) == 1,
+                    queued: Metrics::get(&m.queued),
+                    last_error: m.last_error(),
+                    last_reconcile_unix: (last > 0).then_some(last),
+                    reconciles: Metrics::get(&m.reconciles),
+                }),
+                attested: None,
+            });
+        }
+        reports
+    }
+}
