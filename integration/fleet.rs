@@ -247,3 +247,173 @@ fn a_sudo_ban_account_applies_and_reconciles() {
         "the target must log in as nlban:\n{sshd_log}"
     );
 }
+
+/// Issue 16, acceptance 3: two collectors banning on one target never remove each other's
+/// elements. A second collector configured onto the first one's table there refuses to touch
+/// it (named in its status); with a table of its own there, both collectors' bans stay
+/// through each other's reconciles.
+#[test]
+fn two_collectors_on_one_target_never_remove_each_others_bans() {
+    if !preflight("two_collectors", TOOLS) {
+        return;
+    }
+    let mut f = Fleet::new("rtwo");
+    f.start_daemon("");
+    f.wait_connected("a", Duration::from_secs(20));
+    f.failures_from_a("sshd", ATTACKER);
+    assert!(f
+        .wait_has(&f.a, ATTACKER, Duration::from_secs(10))
+        .is_some());
+
+    let dir = f.lab.dir.clone();
+    let first = fs::read_to_string(f.lab.config_dir().join("syslog2ban.toml")).unwrap();
+    let socket = dir.join("ctl2.sock");
+    let second = |shared: bool| {
+        let text = first
+            .replace(":5514", ":5516")
+            .replace(
+                &format!("table = \"{NFT_TABLE}\""),
+                "table = \"second\"\ncollector = \"two\"",
+            )
+            .replace(
+                &f.lab.control_socket().display().to_string(),
+                &socket.display().to_string(),
+            )
+            .replace(
+                &dir.join("state").display().to_string(),
+                &dir.join("state2").display().to_string(),
+            )
+            .replace(
+                "[target.a]\n",
+                if shared {
+                    "[target.a]\ntable = \"syslog2ban\"\n"
+                } else {
+                    "[target.a]\n"
+                },
+            );
+        let path = dir.join(format!("second-{shared}.toml"));
+        fs::write(
+            &path,
+            format!("conf_dir = \"{}\"\n{text}", f.lab.conf_d().display()),
+        )
+        .unwrap();
+        path
+    };
+    let (shared, own) = (second(true), second(false));
+    let status_two = || {
+        let out = crate::lab::run(
+            crate::lab::command(crate::lab::DAEMON_BIN)
+                .args(["status", "--json", "--socket"])
+                .arg(&socket),
+            Duration::from_secs(10),
+        );
+        assert!(out.success(), "{}", out.describe());
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let target_a = |v: serde_json::Value| {
+        v["targets"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["target"] == "a").cloned())
+            .unwrap_or_default()
+    };
+    let from_a_to_second = |f: &Fleet, attacker: &str| {
+        let msgs: Vec<String> = (0..3)
+            .map(|i| format!("<38>1 2026-11-25T10:00:0{i}Z server-a sshd 4242 - - Failed password for root from {attacker} port 4{i}000 ssh2"))
+            .collect();
+        f.lab
+            .send_frames_from(&f.a, crate::fleet_lab::COLLECTOR_IP, 5516, &msgs);
+    };
+    let in_table = |f: &Fleet, table: &str, addr: &str| {
+        let out = f.lab.exec(
+            &f.a,
+            &["nft", "list", "set", "inet", table, "banned4"],
+            Duration::from_secs(5),
+        );
+        out.success() && out.stdout.contains(addr)
+    };
+
+    // Pointed at the first collector's table: it refuses, says so, and touches nothing.
+    let srv = f.lab.srv.clone();
+    f.lab.spawn(
+        "two-shared",
+        &srv,
+        &[
+            crate::lab::DAEMON_BIN,
+            "run",
+            "--config",
+            &shared.display().to_string(),
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let refused = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        socket.exists()
+            && target_a(status_two())["remote"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("managed by collector"))
+    });
+    assert!(
+        refused.is_some(),
+        "the second collector should refuse the first one's table: {}\n{}",
+        target_a(status_two()),
+        f.lab.log_of("two-shared")
+    );
+    from_a_to_second(&f, ATTACKER2);
+    std::thread::sleep(RECONCILE * 2 + Duration::from_millis(500));
+    assert!(
+        f.has(&f.a, ATTACKER),
+        "the first collector's ban was removed"
+    );
+    assert!(
+        !f.has(&f.a, ATTACKER2),
+        "the refused collector changed the table"
+    );
+    let pid = f.lab.pid_of("two-shared").expect("running");
+    assert!(crate::lab::kill_pid(pid, "TERM"));
+    wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        f.lab.exited("two-shared").is_some()
+    });
+
+    // With its own table there: both collectors' bans stay through each other's reconciles.
+    f.lab.spawn(
+        "two-own",
+        &srv,
+        &[
+            crate::lab::DAEMON_BIN,
+            "run",
+            "--config",
+            &own.display().to_string(),
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            socket.exists() && target_a(status_two())["remote"]["connected"] == true
+        })
+        .is_some(),
+        "{}",
+        f.lab.log_of("two-own")
+    );
+    from_a_to_second(&f, ATTACKER2);
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            in_table(&f, "second", ATTACKER2)
+        })
+        .is_some(),
+        "the second collector's ban did not land in its own table\n{}",
+        f.lab.log_of("two-own")
+    );
+    std::thread::sleep(RECONCILE * 2 + Duration::from_millis(500));
+    assert!(
+        f.has(&f.a, ATTACKER),
+        "the first collector's ban was removed"
+    );
+    assert!(
+        in_table(&f, "second", ATTACKER2),
+        "the second collector's ban was removed"
+    );
+    assert!(!in_table(&f, NFT_TABLE, ATTACKER2) && !in_table(&f, "second", ATTACKER));
+    assert!(
+        !f.connects(ATTACKER2, A_IP),
+        "A must drop the second collector's ban"
+    );
+}

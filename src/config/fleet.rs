@@ -114,6 +114,8 @@ pub struct TargetConfig {
     pub reconcile_interval: Duration,
     /// Most pending changes kept while the host is unreachable.
     pub queue_limit: usize,
+    /// The nft table managed on this host, when not `[ban] table`.
+    pub table: Option<String>,
 }
 
 impl TargetConfig {
@@ -141,6 +143,7 @@ impl TargetConfig {
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
             reconcile_interval: Duration::from_secs(1),
+            table: None,
             queue_limit: 10,
         }
     }
@@ -318,6 +321,16 @@ impl Compiler<'_> {
                 }
             },
         };
+        let table = raw.table.clone();
+        if let Some(t) = &table {
+            if !super::table_name_ok(t) {
+                self.error(
+                    &key("table"),
+                    format!("\"{t}\" must start with a letter and use only A-Z a-z 0-9 _"),
+                );
+                ok = false;
+            }
+        }
         let (Some(connect_timeout), Some(command_timeout), Some(reconcile_interval)) =
             (connect_timeout, command_timeout, reconcile_interval)
         else {
@@ -339,6 +352,7 @@ impl Compiler<'_> {
             command_timeout,
             reconcile_interval,
             queue_limit,
+            table,
         })
     }
 

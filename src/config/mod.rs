@@ -293,6 +293,9 @@ pub struct BanConfig {
     pub keep_table: bool,
     /// How often the local table is read and made to hold exactly the active bans.
     pub reconcile_interval: Duration,
+    /// This collector's name, marked in every table it manages on a target, so that two
+    /// collectors never manage (and reconcile away) each other's bans.
+    pub collector: String,
     /// The nft binary.
     pub nft: PathBuf,
 }
@@ -1319,19 +1322,29 @@ impl<'a> Compiler<'a> {
             }
         };
         let table = raw.table.clone().unwrap_or_else(|| "syslog2ban".into());
-        let table_ok = !table.is_empty()
-            && table.len() <= 64
-            && table
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && table.as_bytes()[0].is_ascii_alphabetic();
-        if !table_ok {
+        if !table_name_ok(&table) {
             self.error(
                 "ban.table",
                 format!("\"{table}\" must start with a letter and use only A-Z a-z 0-9 _"),
             );
             return None;
         }
+        let collector = match &raw.collector {
+            None => default_collector(),
+            Some(name)
+                if (1..=64).contains(&name.len())
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                name.clone()
+            }
+            Some(name) => {
+                self.error(
+                    "ban.collector",
+                    format!("\"{name}\" must be 1-64 of A-Z a-z 0-9 _"),
+                );
+                return None;
+            }
+        };
         let reconcile_interval = match &raw.reconcile_interval {
             None => DEFAULT_LOCAL_RECONCILE,
             Some(d) => self.positive("ban.reconcile_interval", d)?,
@@ -1342,8 +1355,37 @@ impl<'a> Compiler<'a> {
             // Kernel timeouts expire kept bans on time even if the daemon never returns.
             keep_table: raw.keep_table.unwrap_or(true),
             reconcile_interval,
+            collector,
             nft: raw.nft.clone().unwrap_or_else(|| PathBuf::from("nft")),
         })
+    }
+}
+
+/// An nft table name syslog2ban accepts: a letter, then letters, digits and `_` (64 at most).
+fn table_name_ok(table: &str) -> bool {
+    table.len() <= 64
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && table
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic())
+}
+
+/// The host name, with anything but letters, digits and `_` as `_`.
+fn default_collector() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = host
+        .trim()
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if name.is_empty() {
+        "collector".into()
+    } else {
+        name
     }
 }
 

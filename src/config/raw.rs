@@ -238,6 +238,8 @@ pub struct RawBan {
     pub keep_table: Option<bool>,
     /// How often the local table is compared with the active bans (default "60s").
     pub reconcile_interval: Option<RawDuration>,
+    /// This collector's name in the tables it manages on targets (default: the host name).
+    pub collector: Option<String>,
     /// Path of the `nft` binary (default `nft`, looked up in PATH).
     pub nft: Option<PathBuf>,
 }
@@ -300,4 +302,6 @@ pub struct RawTarget {
     pub reconcile_interval: Option<RawDuration>,
     /// Most pending changes while the host is down (default 100000).
     pub queue_limit: Option<i64>,
+    /// nft table on this host (default: `[ban] table`).
+    pub table: Option<String>,
 }

@@ -316,7 +316,11 @@ impl Running {
                 } else {
                     "ssh+nftables".into()
                 },
-                table: (!self.options.dry_run).then(|| self.config.ban.table.clone()),
+                table: (!self.options.dry_run).then(|| {
+                    t.table
+                        .clone()
+                        .unwrap_or_else(|| self.config.ban.table.clone())
+                }),
                 batches: Metrics::get(&m.batches),
                 netlink_batches: 0,
                 errors: Metrics::get(&m.errors),

@@ -388,7 +388,14 @@ fn remote_targets(config: &Config) -> Result<Vec<RemoteTarget>, DaemonError> {
     Ok(config
         .targets
         .iter()
-        .map(|t| RemoteTarget::new(t.clone(), &config.ban.table, control_dir.clone()))
+        .map(|t| {
+            RemoteTarget::new(
+                t.clone(),
+                &config.ban.table,
+                &config.ban.collector,
+                control_dir.clone(),
+            )
+        })
         .collect())
 }
 

@@ -70,6 +70,14 @@ pub fn setup_script(table: &str) -> String {
     )
 }
 
+/// Counter objects named `owner_COLLECTOR` mark who manages a table on a target.
+pub const OWNER_PREFIX: &str = "owner_";
+
+/// Marks `table` as managed by `collector` (a counter object that counts nothing).
+pub fn owner_script(table: &str, collector: &str) -> String {
+    format!("add counter inet {table} {OWNER_PREFIX}{collector}\n")
+}
+
 /// Removes the table and everything in it.
 pub fn teardown_script(table: &str) -> String {
     format!("delete table inet {table}\n")

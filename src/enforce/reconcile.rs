@@ -103,6 +103,21 @@ pub fn is_complete(json: &str) -> bool {
         && rules >= 4
 }
 
+/// The collectors marked as managing a table (`nft::owner_script`), from its listing.
+pub fn owners(json: &str) -> Vec<String> {
+    let Ok(root) = serde_json::from_str::<Value>(json) else {
+        return Vec::new();
+    };
+    root.get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.get("counter")?.get("name")?.as_str())
+        .filter_map(|name| name.strip_prefix(nft::OWNER_PREFIX))
+        .map(str::to_string)
+        .collect()
+}
+
 /// `"198.51.100.66"` or `{"prefix": {"addr": "2001:db8::", "len": 64}}`.
 fn element_target(value: &Value) -> Option<Target> {
     match value {
@@ -199,6 +214,16 @@ mod tests {
         assert!(is_complete(&full), "{full}");
         assert!(!is_complete(&full.replace("banned6net", "other")));
         assert!(!is_complete("Error: No such file or directory"));
+    }
+
+    #[test]
+    fn owners_are_read_from_their_marker_counters() {
+        assert!(owners(LISTING).is_empty());
+        let marked = LISTING.replace(
+            r#"{"chain""#,
+            r#"{"counter": {"family": "inet", "name": "owner_one", "table": "syslog2ban", "handle": 9, "packets": 0, "bytes": 0}}, {"counter": {"family": "inet", "name": "hits", "table": "syslog2ban", "handle": 10, "packets": 0, "bytes": 0}}, {"chain""#,
+        );
+        assert_eq!(owners(&marked), vec!["one".to_string()]);
     }
 
     #[test]

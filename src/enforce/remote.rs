@@ -44,17 +44,35 @@ const SERVER_ALIVE: Duration = Duration::from_secs(15);
 pub struct RemoteTarget {
     config: TargetConfig,
     table: String,
+    /// This collector's name: the table on the host is marked with it, and a table marked
+    /// by another collector is never touched.
+    collector: String,
     /// Where ssh control sockets live (short path: unix socket paths are limited).
     control_dir: PathBuf,
 }
 
 impl RemoteTarget {
-    /// A target managing nft table `table` (family inet) on the host.
-    pub fn new(config: TargetConfig, table: &str, control_dir: PathBuf) -> Self {
+    /// A target managing nft table `table` (family inet; `[target.NAME] table` overrides it)
+    /// on the host, as collector `collector`.
+    pub fn new(config: TargetConfig, table: &str, collector: &str, control_dir: PathBuf) -> Self {
         RemoteTarget {
+            table: config.table.clone().unwrap_or_else(|| table.to_string()),
             config,
-            table: table.to_string(),
+            collector: collector.to_string(),
             control_dir,
+        }
+    }
+
+    /// Refuses a table marked by another collector (and none by this one).
+    fn check_owner(&self, listing: &str) -> Result<(), RemoteError> {
+        let owners = reconcile::owners(listing);
+        match owners.iter().find(|o| **o != self.collector) {
+            Some(other) if !owners.contains(&self.collector) => Err(RemoteError::Owned {
+                target: self.config.name.clone(),
+                table: self.table.clone(),
+                owner: other.clone(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -125,6 +143,18 @@ pub enum RemoteError {
         what: &'static str,
         /// The limit.
         after: Duration,
+    },
+    /// Another collector manages the table there.
+    #[error(
+        "target {target}: table inet {table} there is managed by collector {owner}; it is left alone (give this collector its own table there with [target.{target}] table, or a distinct [ban] collector name if both are this one)"
+    )]
+    Owned {
+        /// Target name.
+        target: TargetName,
+        /// The table.
+        table: String,
+        /// The other collector.
+        owner: String,
     },
     /// The host's sets could not be read.
     #[error("target {target}: {source}")]
@@ -538,14 +568,21 @@ async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
         }
         Ok(Ok(session)) => Arc::new(session),
     };
-    run_nft(
+    // Whose table is it? A missing table is created and marked as ours.
+    if let Ok(listing) = run_nft(
         &session,
         target,
-        &["-f", "-"],
-        Some(nft::setup_script(&target.table)),
-        "set up table",
+        &["-j", "list", "table", "inet", &target.table],
+        None,
+        "list table",
     )
-    .await?;
+    .await
+    {
+        target.check_owner(&listing)?;
+    }
+    let setup =
+        nft::setup_script(&target.table) + &nft::owner_script(&target.table, &target.collector);
+    run_nft(&session, target, &["-f", "-"], Some(setup), "set up table").await?;
     Ok(session)
 }
 
@@ -563,6 +600,8 @@ async fn reconcile_host(
         "list table",
     )
     .await?;
+    // Another collector may have marked it since we connected: never reconcile its bans away.
+    target.check_owner(&listing)?;
     let actual = reconcile::parse_listing(&listing).map_err(|source| RemoteError::Listing {
         target: target.name().clone(),
         source,
