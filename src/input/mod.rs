@@ -1,48 +1,51 @@
-//! Input: sockets and framing. Turns bytes from UDP, TCP and unix datagram sockets into
+//! Input: sockets and framing. Turns bytes from UDP, TCP, TLS and unix datagram sockets into
 //! `RawMessage`s on a bounded channel.
 //!
 //! Owns binding, accepting, connection limits, idle timeouts and frame boundaries. It never
 //! reads syslog message content (no parsing, no routing) and never decides anything about
 //! bans. The exception is `journal`: the Journal Export Format cannot be split into entries
 //! without parsing it, so the journal listeners drive `parse::journal` and hand on records
-//! (its module doc says why).
+//! (its module doc says why). This file holds the message types and `start`, which binds a
+//! listener and hands it to its transport: `datagram` (UDP, unix), `stream` (TCP, TLS, and the
+//! connections of the journal listeners), `journal` (their HTTP and stream protocols).
 
 // Reads network or config input: a byte index inside a UTF-8 character would panic.
 #![deny(clippy::string_slice)]
 
 pub mod activation;
+mod datagram;
 pub mod framing;
 pub mod http;
 pub mod journal;
 pub mod peers;
+mod stream;
 pub mod tls;
+
+pub use stream::AcceptBackoff;
 
 use std::io;
 use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use ipnet::IpNet;
 use thiserror::Error;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, UdpSocket, UnixDatagram};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::net::{TcpListener, UnixDatagram};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::info;
 
-use crate::config::{ConnectionLimits, JournalListener, ListenerConfig, ListenerKind};
-use crate::metrics::{ListenerMetrics, Metrics};
+use crate::config::{JournalListener, ListenerConfig, ListenerKind};
+use crate::metrics::Metrics;
 use crate::parse::LogRecord;
-use crate::throttle::Throttle;
-use crate::warn_throttled;
-use framing::{FrameError, Framer};
+use datagram::{remove_stale_socket, udp_loop, udp_socket, unix_loop};
 use journal::{JournalShared, Protocol};
-use peers::PeerTable;
+use stream::{tcp_accept_loop, TcpLimits};
 
 /// Where a message came from, as the transport says (not as the message claims).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,50 +373,9 @@ fn shared_tls(label: &str, settings: &tls::TlsSettings) -> Result<SharedTls, Inp
     ))))
 }
 
-/// Warnings a peer can cause (failed handshakes, refused clients) per listener and minute.
-const PEER_WARNINGS_PER_MINUTE: u32 = 10;
-/// Longest pause after a failed accept (EMFILE: wait for connections to close).
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
-
-/// A UDP socket: inherited from systemd, or bound here with the configured SO_RCVBUF.
-fn udp_socket(address: SocketAddr, recv_buffer: Option<usize>) -> io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = match activation::take_inet(Type::DGRAM, address) {
-        Some(inherited) => inherited,
-        None => {
-            let socket = Socket::new(
-                Domain::for_address(address),
-                Type::DGRAM,
-                Some(Protocol::UDP),
-            )?;
-            if address.is_ipv6() {
-                // "[::]:514" should not also grab IPv4 unless asked; matches std's bind.
-                let _ = socket.set_only_v6(true);
-            }
-            socket.bind(&address.into())?;
-            socket
-        }
-    };
-    if let Some(bytes) = recv_buffer {
-        socket.set_recv_buffer_size(bytes)?;
-    }
-    socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket.into())
-}
-
 /// Whether `peer` may send to a listener with this allow-list (empty: everyone).
 fn allowed(allow: &[IpNet], peer: IpAddr) -> bool {
     allow.is_empty() || allow.iter().any(|net| net.contains(&peer))
-}
-
-/// Removes a socket left by a previous run; refuses to delete anything else.
-fn remove_stale_socket(path: &Path) -> Result<(), ()> {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Err(_) => Ok(()),
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(|_| ()),
-        Ok(_) => Err(()),
-    }
 }
 
 fn message(
@@ -430,358 +392,6 @@ fn message(
         received: Instant::now(),
         received_at: SystemTime::now(),
     }
-}
-
-/// Trailing CR/LF/NUL are transport noise in datagrams (RFC 5426 senders differ).
-fn trim_datagram(mut data: &[u8]) -> &[u8] {
-    while let [rest @ .., b'\n' | b'\r' | b'\0'] = data {
-        data = rest;
-    }
-    data
-}
-
-async fn udp_loop(
-    socket: UdpSocket,
-    max_frame: usize,
-    allow: Arc<Vec<IpNet>>,
-    counters: Arc<ListenerMetrics>,
-    ctx: InputContext,
-) {
-    // One byte more than allowed tells an oversize datagram from one that just fits.
-    let mut buf = vec![0u8; max_frame + 1];
-    loop {
-        let received = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            r = socket.recv_from(&mut buf) => r,
-        };
-        let (len, peer) = match received {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(listener = %counters.label, error = %e, "Receive failed");
-                continue;
-            }
-        };
-        if !allowed(&allow, peer.ip()) {
-            Metrics::inc(&counters.refused_senders);
-            debug!(listener = %counters.label, %peer, "Datagram from a sender outside allow dropped");
-            continue;
-        }
-        if !deliver(&ctx, &counters, Origin::Peer(peer), &buf[..len], max_frame).await {
-            return;
-        }
-    }
-}
-
-async fn unix_loop(
-    socket: UnixDatagram,
-    path: Option<PathBuf>,
-    max_frame: usize,
-    counters: Arc<ListenerMetrics>,
-    ctx: InputContext,
-) {
-    let mut buf = vec![0u8; max_frame + 1];
-    loop {
-        let received = tokio::select! {
-            _ = ctx.shutdown.cancelled() => break,
-            r = socket.recv(&mut buf) => r,
-        };
-        match received {
-            Ok(len) => {
-                if !deliver(&ctx, &counters, Origin::Local, &buf[..len], max_frame).await {
-                    break;
-                }
-            }
-            Err(e) => warn!(listener = %counters.label, error = %e, "Receive failed"),
-        }
-    }
-    if let Some(path) = path {
-        let _ = std::fs::remove_file(&path);
-    }
-}
-
-/// Sends one datagram on; false when the pipeline is gone.
-async fn deliver(
-    ctx: &InputContext,
-    counters: &ListenerMetrics,
-    origin: Origin,
-    data: &[u8],
-    max_frame: usize,
-) -> bool {
-    if data.len() > max_frame {
-        Metrics::inc(&counters.oversize);
-        debug!(listener = %counters.label, %origin, "Oversize datagram skipped");
-        return true;
-    }
-    let data = trim_datagram(data);
-    if data.is_empty() {
-        return true;
-    }
-    Metrics::inc(&counters.messages);
-    ctx.tx
-        .to(&origin)
-        .send(message(
-            ctx,
-            origin,
-            None,
-            Payload::Frame(Bytes::copy_from_slice(data)),
-        ))
-        .await
-        .is_ok()
-}
-
-#[derive(Clone)]
-struct TcpLimits {
-    max_frame: usize,
-    limits: ConnectionLimits,
-    connections: Arc<Semaphore>,
-    /// Set for journal listeners: connections speak the export format, not syslog.
-    journal: Option<Arc<JournalShared>>,
-    /// Open connections per peer.
-    peers: PeerTable,
-    allow: Arc<Vec<IpNet>>,
-    /// The acceptor and the client checks of a TLS listener.
-    tls: Option<SharedTls>,
-    /// Warnings peers can cause on this listener.
-    peer_warnings: Arc<Throttle>,
-}
-
-impl TcpLimits {
-    fn new(
-        max_frame: usize,
-        limits: ConnectionLimits,
-        allow: Arc<Vec<IpNet>>,
-        tls: Option<SharedTls>,
-        journal: Option<Arc<JournalShared>>,
-    ) -> Self {
-        TcpLimits {
-            max_frame,
-            limits,
-            connections: Arc::new(Semaphore::new(limits.max_connections)),
-            journal,
-            peers: PeerTable::new(limits.max_connections_per_peer),
-            allow,
-            tls,
-            peer_warnings: Arc::new(Throttle::new(
-                PEER_WARNINGS_PER_MINUTE,
-                Duration::from_secs(60),
-            )),
-        }
-    }
-}
-
-async fn tcp_accept_loop(
-    listener: TcpListener,
-    limits: TcpLimits,
-    counters: Arc<ListenerMetrics>,
-    ctx: InputContext,
-) {
-    let mut backoff = AcceptBackoff::default();
-    loop {
-        let accepted = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => {
-                backoff.succeeded();
-                a
-            }
-            Err(e) => {
-                // EMFILE and friends: wait for connections to close instead of spinning.
-                Metrics::inc(&counters.accept_errors);
-                warn_throttled!(limits.peer_warnings, listener = %counters.label, error = %e, "Accept failed");
-                backoff.failed(&ctx.shutdown).await;
-                continue;
-            }
-        };
-        if !allowed(&limits.allow, peer.ip()) {
-            Metrics::inc(&counters.refused_senders);
-            debug!(listener = %counters.label, %peer, "Connection from a sender outside allow closed");
-            continue;
-        }
-        // One peer cannot take every slot: idle or hostile connections from one address
-        // never lock out the others.
-        let Some(slot) = limits.peers.take(peer.ip()) else {
-            Metrics::inc(&counters.refused_connections);
-            debug!(listener = %counters.label, %peer, "Connection refused: max_connections_per_peer reached");
-            continue;
-        };
-        // Accept then close beyond the limit, so the kernel backlog never fills with
-        // connections that would starve well-behaved senders.
-        let Ok(permit) = limits.connections.clone().try_acquire_owned() else {
-            Metrics::inc(&counters.refused_connections);
-            debug!(listener = %counters.label, %peer, "Connection refused: max_connections reached");
-            drop(stream);
-            continue;
-        };
-        let ctx = ctx.clone();
-        let limits = limits.clone();
-        let counters = counters.clone();
-        ctx.tracker.clone().spawn(async move {
-                                    // Taken once per connection: a reload affects only later connections.
-            let tls = limits
-                .tls
-                .as_ref()
-                .map(|shared| shared.read().unwrap_or_else(PoisonError::into_inner).clone());
-            // A connection that never says anything holds its slot only this long.
-            if tls.is_none() && !first_byte(&stream, &limits, &counters, peer, &ctx).await {
-                drop((permit, slot));
-                return;
-            }
-            match (&tls, &limits.journal) {
-                (None, Some(j)) if j.protocol == Protocol::Upload => {
-                    journal::serve_upload(stream, Origin::Peer(peer), j, &counters, &ctx).await
-                }
-                (None, Some(j)) => journal::serve_stream(stream, peer, j, &counters, &ctx).await,
-                (None, None) => tcp_connection(stream, peer, None, &limits, &counters, &ctx).await,
-                (Some((acceptor, settings)), _) => {
-                    // A client that never finishes the handshake holds its slot only this long.
-                    let handshake = tokio::time::timeout(limits.limits.handshake_timeout, acceptor.accept(stream)).await;
-                    match handshake {
-                        Ok(Ok(stream)) => {
-                            let chain = stream.get_ref().1.peer_certificates();
-                            match tls::check_peer(settings, chain) {
-                                Ok(identity) => {
-                                    debug!(listener = %counters.label, %peer, identity = identity.as_deref().unwrap_or("-"), "TLS client accepted");
-                                    match &limits.journal {
-                                        // journal-upload over HTTPS.
-                                        Some(j) => journal::serve_upload(stream, Origin::Peer(peer), j, &counters, &ctx).await,
-                                        None => tcp_connection(stream, peer, identity.map(Arc::from), &limits, &counters, &ctx).await,
-                                    }
-                                }
-                                Err(why) => {
-                                    Metrics::inc(&counters.refused_senders);
-                                    warn_throttled!(limits.peer_warnings, listener = %counters.label, %peer, reason = %why, "TLS client refused");
-                                }
-                            }
-                        }
-                        Ok(Err(e)) => {
-                            Metrics::inc(&counters.refused_senders);
-                            warn_throttled!(limits.peer_warnings, listener = %counters.label, %peer, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            Metrics::inc(&counters.handshake_timeouts);
-                            debug!(listener = %counters.label, %peer, "TLS handshake timed out");
-                        }
-                    }
-                }
-            }
-            drop((permit, slot));
-        });
-    }
-}
-
-/// Waits for a plain connection's first byte (or its end); false when `handshake_timeout`
-/// passed first, and the connection is to be closed.
-async fn first_byte(
-    stream: &tokio::net::TcpStream,
-    limits: &TcpLimits,
-    counters: &ListenerMetrics,
-    peer: SocketAddr,
-    ctx: &InputContext,
-) -> bool {
-    let readable = tokio::select! {
-        _ = ctx.shutdown.cancelled() => return false,
-        r = tokio::time::timeout(limits.limits.handshake_timeout, stream.readable()) => r,
-    };
-    if readable.is_err() {
-        Metrics::inc(&counters.handshake_timeouts);
-        debug!(listener = %counters.label, %peer, "Closed: no first byte within handshake_timeout");
-        return false;
-    }
-    true
-}
-
-/// Pauses an accept loop after failures: 10 ms, doubling to `MAX_ACCEPT_BACKOFF`.
-#[derive(Debug, Default)]
-pub struct AcceptBackoff {
-    next: Option<Duration>,
-}
-
-impl AcceptBackoff {
-    /// Waits before the next accept (or until shutdown).
-    pub async fn failed(&mut self, shutdown: &CancellationToken) {
-        let pause = self.next.unwrap_or(Duration::from_millis(10));
-        self.next = Some((pause * 2).min(MAX_ACCEPT_BACKOFF));
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(pause) => {}
-        }
-    }
-
-    /// Resets the pause after a successful accept.
-    pub fn succeeded(&mut self) {
-        self.next = None;
-    }
-}
-
-async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
-    mut stream: S,
-    peer: SocketAddr,
-    identity: Option<Arc<str>>,
-    limits: &TcpLimits,
-    counters: &ListenerMetrics,
-    ctx: &InputContext,
-) {
-    let origin = Origin::Peer(peer);
-    let mut framer = Framer::new(limits.max_frame);
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    debug!(listener = %counters.label, %peer, "Connection opened");
-    loop {
-        while let Some(frame) = framer.next_frame(&mut buf) {
-            match frame {
-                Ok(frame) => {
-                    Metrics::inc(&counters.messages);
-                    if ctx
-                        .tx
-                        .to(&origin)
-                        .send(message(
-                            ctx,
-                            origin,
-                            identity.clone(),
-                            Payload::Frame(frame),
-                        ))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(FrameError::Oversize) => {
-                    Metrics::inc(&counters.oversize);
-                    debug!(listener = %counters.label, %peer, "Oversize frame skipped");
-                }
-            }
-        }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        let read = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            r = tokio::time::timeout(limits.limits.idle_timeout, stream.read_buf(&mut buf)) => r,
-        };
-        match read {
-            Ok(Ok(0)) => break,
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                debug!(listener = %counters.label, %peer, error = %e, "Connection error");
-                break;
-            }
-            Err(_) => {
-                debug!(listener = %counters.label, %peer, "Idle timeout");
-                break;
-            }
-        }
-    }
-    if let Some(frame) = framer.finish(&mut buf) {
-        Metrics::inc(&counters.messages);
-        let _ = ctx
-            .tx
-            .to(&origin)
-            .send(message(ctx, origin, identity, Payload::Frame(frame)))
-            .await;
-    }
-    debug!(listener = %counters.label, %peer, "Connection closed");
 }
 
 #[cfg(test)]
