@@ -196,6 +196,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let options = RunOptions {
                 dry_run,
                 config_path,
+                kill_stage: None,
             };
             runtime.block_on(daemon::run(config, options, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)

@@ -30,6 +30,16 @@ pub struct Death {
     pub reason: String,
 }
 
+/// The stage [`KILL_HOOK`] names, if set: `NAME` (after 200 ms) or `NAME:MILLISECONDS`.
+pub fn kill_hook_from_env() -> Option<(String, Duration)> {
+    let value = std::env::var(KILL_HOOK).ok()?;
+    let (name, ms) = value.split_once(':').unwrap_or((&value, "200"));
+    Some((
+        name.to_string(),
+        Duration::from_millis(ms.parse().unwrap_or(200)),
+    ))
+}
+
 /// Watches stages; clones share the watch list.
 #[derive(Clone)]
 pub struct Supervisor {
@@ -46,16 +56,10 @@ impl std::fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor and the queue its deaths arrive on.
-    pub fn new() -> (Self, mpsc::Receiver<Death>) {
+    /// A supervisor and the queue its deaths arrive on. `hook`: a stage to kill after a
+    /// while (tests only).
+    pub fn new(hook: Option<(String, Duration)>) -> (Self, mpsc::Receiver<Death>) {
         let (deaths, rx) = mpsc::channel(16);
-        let hook = std::env::var(KILL_HOOK).ok().map(|value| {
-            let (name, ms) = value.split_once(':').unwrap_or((&value, "200"));
-            (
-                name.to_string(),
-                Duration::from_millis(ms.parse().unwrap_or(200)),
-            )
-        });
         let supervisor = Supervisor {
             deaths,
             stopping: Arc::default(),
@@ -223,7 +227,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stage_that_ends_or_panics_is_a_death_unless_the_daemon_stops() {
-        let (supervisor, mut deaths) = Supervisor::new();
+        let (supervisor, mut deaths) = Supervisor::new(None);
         supervisor.spawn("ends", async {});
         let death = deaths.recv().await.unwrap();
         assert_eq!((death.stage, death.reason.as_str()), ("ends", "ended"));
@@ -242,7 +246,7 @@ mod tests {
 
     #[test]
     fn a_busy_clock_shows_only_work_in_progress() {
-        let (supervisor, _deaths) = Supervisor::new();
+        let (supervisor, _deaths) = Supervisor::new(None);
         let clock = supervisor.clock("store");
         assert!(supervisor.stuck(Duration::ZERO).is_empty());
         let busy = clock.busy();

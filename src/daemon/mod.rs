@@ -32,7 +32,7 @@ use crate::jail::Target;
 use crate::metrics::Metrics;
 use crate::ownership::{self, OwnershipError};
 use crate::pipeline::{self, Update};
-use crate::supervise::Supervisor;
+use crate::supervise::{self, Supervisor};
 use crate::systemd;
 use crate::throttle::Throttle;
 use crate::warn_throttled;
@@ -57,6 +57,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Where the config came from, re-read on reload.
     pub config_path: PathBuf,
+    /// Test hook: kill this stage after this long (see `supervise`; the binary reads
+    /// `S2B_TEST_KILL_STAGE` instead).
+    pub kill_stage: Option<(String, std::time::Duration)>,
 }
 
 /// The daemon could not start.
@@ -128,7 +131,12 @@ pub async fn run(
     let managed_table = (!options.dry_run && config.ban.backend == Backend::Nftables)
         .then_some(config.ban.table.as_str());
     let _ownership = ownership::claim(&config.state_dir, managed_table)?;
-    let (supervisor, mut deaths) = Supervisor::new();
+    let (supervisor, mut deaths) = Supervisor::new(
+        options
+            .kill_stage
+            .clone()
+            .or_else(supervise::kill_hook_from_env),
+    );
     let open_files = fd_limit::raise_soft_limit();
     fd_limit::fit_connections(&mut config.listeners, open_files);
     let metrics = Arc::new(Metrics::default());

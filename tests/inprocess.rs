@@ -1,0 +1,213 @@
+//! The whole daemon in this process, without root: `daemon::run` on loopback with the `log`
+//! backend (bans are decided, stored and logged; no firewall), driven over a real TCP socket and
+//! its real control socket. Covers ingest → ban → expiry, a manual ban and unban, reload, and
+//! the death of each stage (the supervisor's test hook), which must end `run` with an error
+//! naming the stage. The root-only tests with real nft and peers are in `integration/`.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use syslog2ban::control::protocol::{Request, Response};
+use syslog2ban::daemon::{self, DaemonError, RunOptions};
+use tokio::sync::oneshot;
+
+/// A config in a temporary directory: one TCP listener on a free loopback port, the log
+/// backend, an sshd jail with 3 failures and a 2 s bantime.
+struct Setup {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Setup {
+    fn new(extra: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let main = format!(
+            "[[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\n\
+             [ban]\nbackend = \"log\"\n\n[control]\nsocket = \"{}\"\n\n[state]\ndir = \"{}\"\n{extra}",
+            dir.path().join("ctl.sock").display(),
+            dir.path().join("state").display(),
+        );
+        std::fs::write(dir.path().join("syslog2ban.toml"), main).expect("write config");
+        std::fs::create_dir_all(dir.path().join("conf.d")).expect("conf.d");
+        let setup = Setup { dir, port };
+        setup.jail(3);
+        setup
+    }
+
+    fn jail(&self, maxretry: u32) {
+        let jail = format!(
+            "[jail.sshd]\nenabled = true\nprograms = [\"sshd\"]\n\
+             failregex = ['^Failed password for \\S+ from <HOST> port \\d+ ssh2$']\n\
+             maxretry = {maxretry}\nfindtime = \"10m\"\nbantime = \"2s\"\n"
+        );
+        std::fs::write(self.dir.path().join("conf.d/sshd.toml"), jail).expect("write jail");
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("ctl.sock")
+    }
+
+    /// Starts the daemon on its own task; returns its result's channel and the stop switch.
+    fn start(
+        &self,
+        kill_stage: Option<&str>,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), DaemonError>>,
+        oneshot::Sender<()>,
+    ) {
+        let config = syslog2ban::config::load(self.dir.path()).expect("config loads");
+        let options = RunOptions {
+            dry_run: false,
+            config_path: self.dir.path().to_path_buf(),
+            kill_stage: kill_stage.map(|s| (s.to_string(), Duration::from_millis(300))),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let run = tokio::spawn(daemon::run(config, options, async {
+            let _ = stopped.await;
+        }));
+        (run, stop)
+    }
+}
+
+/// One control request, off the async workers (the client is blocking).
+async fn ask(socket: &Path, request: Request) -> Option<Response> {
+    let socket = socket.to_path_buf();
+    tokio::task::spawn_blocking(move || syslog2ban::control::call(&socket, &request).ok())
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn banned(socket: &Path) -> Vec<String> {
+    match ask(socket, Request::Banned).await {
+        Some(Response::Banned { bans }) => {
+            bans.into_iter().map(|b| b.address.to_string()).collect()
+        }
+        other => panic!("banned: {other:?}"),
+    }
+}
+
+async fn until(within: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+fn send_failures(port: u16, address: &str, n: usize) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    for i in 0..n {
+        let frame = format!("<38>1 2026-12-03T10:00:0{i}Z web1 sshd 4242 - - Failed password for root from {address} port 4242 ssh2");
+        write!(stream, "{} {frame}", frame.len()).expect("send");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_ban_expiry_manual_ban_unban_and_reload() {
+    let setup = Setup::new("");
+    let (run, stop) = setup.start(None);
+    let socket = setup.socket();
+    assert!(
+        until(Duration::from_secs(10), async || ask(
+            &socket,
+            Request::Status
+        )
+        .await
+        .is_some())
+        .await,
+        "the control socket never answered"
+    );
+
+    // Two failures: counted, no ban; the third bans.
+    send_failures(setup.port, "203.0.113.5", 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(banned(&socket).await.is_empty());
+    send_failures(setup.port, "203.0.113.5", 1);
+    assert!(
+        until(Duration::from_secs(5), async || banned(&socket).await
+            == ["203.0.113.5"])
+        .await,
+        "three failures should ban"
+    );
+    // The 2 s bantime ends the ban.
+    assert!(
+        until(Duration::from_secs(6), async || banned(&socket)
+            .await
+            .is_empty())
+        .await,
+        "the ban should expire after its bantime"
+    );
+
+    // By hand: ban, then unban.
+    let answer = ask(
+        &socket,
+        Request::Ban {
+            jail: "sshd".into(),
+            address: "198.51.100.9".into(),
+        },
+    )
+    .await;
+    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
+    assert_eq!(banned(&socket).await, ["198.51.100.9"]);
+    let answer = ask(
+        &socket,
+        Request::Unban {
+            address: "198.51.100.9".into(),
+        },
+    )
+    .await;
+    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
+    assert!(banned(&socket).await.is_empty());
+
+    // Reload with maxretry 1: one failure bans.
+    setup.jail(1);
+    let answer = ask(&socket, Request::Reload).await;
+    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
+    send_failures(setup.port, "203.0.113.6", 1);
+    assert!(
+        until(Duration::from_secs(5), async || banned(&socket).await
+            == ["203.0.113.6"])
+        .await,
+        "after the reload one failure should ban"
+    );
+
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the daemon stops")
+        .expect("no panic");
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_stage_that_dies_ends_the_daemon_with_an_error_naming_it() {
+    for stage in [
+        "pipeline",
+        "ban-manager",
+        "enforcer",
+        "store",
+        "control",
+        "metrics",
+    ] {
+        let setup = Setup::new("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+        let (run, _stop) = setup.start(Some(stage));
+        let result = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .unwrap_or_else(|_| panic!("killing {stage} did not stop the daemon"))
+            .expect("no panic");
+        match result {
+            Err(DaemonError::StageDied { stage: died, .. }) => assert_eq!(died, stage),
+            other => panic!("killing {stage}: {other:?}"),
+        }
+    }
+}
