@@ -282,22 +282,23 @@ fn a_stage_that_dies_stops_the_daemon_naming_it() {
         return;
     }
     let mut lab = Lab::new(test);
-    for stage in [
-        "pipeline",
-        "ban-manager",
-        "enforcer",
-        "store",
-        "control",
-        "metrics",
-    ] {
+    for stage in syslog2ban::supervise::stage::ALL {
         let options = DaemonOptions {
             metrics_listen: Some("127.0.0.1:9630".into()),
-            env: vec![("S2B_TEST_KILL_STAGE".into(), format!("{stage}:1500"))],
             ..Default::default()
         };
         lab.write_daemon_config(Listener::Tcp, &options);
         let label = format!("kill-{stage}");
-        lab.launch_daemon(&label, Listener::Tcp, &options);
+        // Not `launch_daemon`: on a loaded machine the hook may fire before it saw the
+        // daemon ready, which is not what this test is about.
+        let (srv, config) = (lab.srv.clone(), lab.config_dir().display().to_string());
+        let hook = format!("{stage}:1500");
+        lab.spawn(
+            &label,
+            &srv,
+            &[lab::DAEMON_BIN, "run", "--config", &config],
+            &[("RUST_LOG", "info"), ("S2B_TEST_KILL_STAGE", &hook)],
+        );
         let mut status = None;
         lab::wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
             status = lab.exited(&label);

@@ -159,13 +159,7 @@ fn reconcile_repairs_hand_made_drift() {
     if !preflight("remote_drift", TOOLS) {
         return;
     }
-    let mut f = Fleet::new("rdrift");
-    f.start_daemon("");
-    f.wait_connected("a", Duration::from_secs(20));
-    f.failures_from_a("sshd", ATTACKER);
-    assert!(f
-        .wait_has(&f.a, ATTACKER, Duration::from_secs(10))
-        .is_some());
+    let f = Fleet::with_ban_on_a("rdrift");
 
     let a = f.a.clone();
     f.nft(
@@ -257,13 +251,7 @@ fn two_collectors_on_one_target_never_remove_each_others_bans() {
     if !preflight("two_collectors", TOOLS) {
         return;
     }
-    let mut f = Fleet::new("rtwo");
-    f.start_daemon("");
-    f.wait_connected("a", Duration::from_secs(20));
-    f.failures_from_a("sshd", ATTACKER);
-    assert!(f
-        .wait_has(&f.a, ATTACKER, Duration::from_secs(10))
-        .is_some());
+    let mut f = Fleet::with_ban_on_a("rtwo");
 
     let dir = f.lab.dir.clone();
     let first = fs::read_to_string(f.lab.config_dir().join("syslog2ban.toml")).unwrap();
@@ -316,13 +304,7 @@ fn two_collectors_on_one_target_never_remove_each_others_bans() {
             .and_then(|t| t.iter().find(|t| t["target"] == "a").cloned())
             .unwrap_or_default()
     };
-    let from_a_to_second = |f: &Fleet, attacker: &str| {
-        let msgs: Vec<String> = (0..3)
-            .map(|i| format!("<38>1 2026-11-25T10:00:0{i}Z server-a sshd 4242 - - Failed password for root from {attacker} port 4{i}000 ssh2"))
-            .collect();
-        f.lab
-            .send_frames_from(&f.a, crate::fleet_lab::COLLECTOR_IP, 5516, &msgs);
-    };
+    let from_a_to_second = |f: &Fleet, attacker: &str| f.failures_from_a_to("sshd", attacker, 5516);
     let in_table = |f: &Fleet, table: &str, addr: &str| {
         let out = f.lab.exec(
             &f.a,

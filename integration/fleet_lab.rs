@@ -283,8 +283,29 @@ impl Fleet {
             .launch_daemon("syslog2ban", Listener::Tcp, &DaemonOptions::default());
     }
 
+    /// A fleet whose collector runs with the default targets, is connected to A, and has
+    /// banned ATTACKER there (through the `origin` jail).
+    pub fn with_ban_on_a(test: &str) -> Fleet {
+        let mut f = Fleet::new(test);
+        f.start_daemon("");
+        f.wait_connected("a", Duration::from_secs(20));
+        f.failures_from_a("sshd", ATTACKER);
+        assert!(
+            f.wait_has(&f.a, ATTACKER, Duration::from_secs(10))
+                .is_some(),
+            "{ATTACKER} not in A's set: {:?}",
+            f.remote_set(&f.a)
+        );
+        f
+    }
+
     /// `program` on A reports three failed passwords from `attacker` to the collector.
     pub fn failures_from_a(&self, program: &str, attacker: &str) {
+        self.failures_from_a_to(program, attacker, SYSLOG_TCP_PORT);
+    }
+
+    /// [`Fleet::failures_from_a`] to the collector's `port`.
+    pub fn failures_from_a_to(&self, program: &str, attacker: &str, port: u16) {
         let msgs: Vec<String> = (0..3)
             .map(|i| {
                 format!(
@@ -293,7 +314,7 @@ impl Fleet {
             })
             .collect();
         self.lab
-            .send_frames_from(&self.a, COLLECTOR_IP, SYSLOG_TCP_PORT, &msgs);
+            .send_frames_from(&self.a, COLLECTOR_IP, port, &msgs);
     }
 
     /// The elements of `banned4` on a server: address → seconds left (None: no timeout).

@@ -104,30 +104,41 @@ pub struct TargetMetrics {
     /// Local only: addresses the table held after the last reconcile (gauge).
     pub present: AtomicU64,
     /// The last error, cleared by the next success.
-    pub last_error: Mutex<Option<String>>,
+    pub last_error: LastError,
 }
 
 impl TargetMetrics {
     /// Records an error (and counts it).
     pub fn failed(&self, error: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+        self.last_error.set(Some(error));
     }
 
     /// Clears the last error after a success.
     pub fn succeeded(&self) {
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.last_error.set(None);
     }
 
     /// The last error, if the last attempt failed.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
+        self.last_error.get()
+    }
+}
+
+/// The error of the last attempt of something that is retried, while it fails.
+#[derive(Debug, Default)]
+pub struct LastError(Mutex<Option<String>>);
+
+impl LastError {
+    /// Replaces it (None after a success).
+    pub fn set(&self, error: Option<String>) {
+        // Only a String is behind the lock: a panic elsewhere cannot leave it inconsistent.
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = error;
+    }
+
+    /// The error, while failing.
+    pub fn get(&self) -> Option<String> {
+        self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -145,7 +156,8 @@ pub struct StoreMetrics {
     pub errors: AtomicU64,
     /// Writes dropped because the retry backlog was full.
     pub lost: AtomicU64,
-    last_error: Mutex<Option<String>>,
+    /// Why the last commit failed, while failing.
+    pub last_error: LastError,
 }
 
 impl StoreMetrics {
@@ -153,28 +165,14 @@ impl StoreMetrics {
     pub fn failed(&self, error: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         self.failing.store(1, Ordering::Relaxed);
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+        self.last_error.set(Some(error));
     }
 
     /// Records a commit that worked.
     pub fn succeeded(&self) {
         self.failing.store(0, Ordering::Relaxed);
         self.pending.store(0, Ordering::Relaxed);
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
-    /// The error of the last commit, while failing.
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.last_error.set(None);
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use regex::RegexSet;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::config::JailConfig;
 use crate::fault;
@@ -286,8 +286,9 @@ pub async fn run(
     let (matchers_tx, matchers_rx) =
         watch::channel(Arc::new(Matchers::build(&configs, generation, &metrics)));
     let (hits_tx, mut hits) = mpsc::channel(HIT_QUEUE);
+    let mut workers = tokio::task::JoinSet::new();
     for rx in messages {
-        tokio::spawn(worker(
+        workers.spawn(worker(
             rx,
             matchers_rx.clone(),
             hits_tx.clone(),
@@ -326,6 +327,14 @@ pub async fn run(
                 None => updates_open = false,
             },
             _ = sweep.tick() => windows.sweep(Instant::now()),
+            Some(done) = workers.join_next(), if !workers.is_empty() => {
+                // Workers end when their queue closes (shutdown); a panic past `fault::contain`
+                // ends the pipeline, and the supervisor stops the daemon.
+                if let Err(e) = done {
+                    error!(error = %e, "A matching worker died; stopping the pipeline");
+                    return;
+                }
+            }
         }
     }
 }

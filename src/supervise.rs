@@ -18,6 +18,24 @@ use tokio::task::JoinHandle;
 
 use crate::fault::panic_text;
 
+/// The stages the daemon supervises, by the names its log and errors use.
+pub mod stage {
+    /// Parse, route, match, count (`pipeline`).
+    pub const PIPELINE: &str = "pipeline";
+    /// The ban manager.
+    pub const BAN_MANAGER: &str = "ban-manager";
+    /// The firewall workers.
+    pub const ENFORCER: &str = "enforcer";
+    /// The SQLite store thread.
+    pub const STORE: &str = "store";
+    /// The control socket.
+    pub const CONTROL: &str = "control";
+    /// The `/metrics` endpoint.
+    pub const METRICS: &str = "metrics";
+    /// All of them (the last two only when configured).
+    pub const ALL: [&str; 6] = [PIPELINE, BAN_MANAGER, ENFORCER, STORE, CONTROL, METRICS];
+}
+
 /// Names one stage to kill (tests only): `NAME` (after 200 ms) or `NAME:MILLISECONDS`.
 pub const KILL_HOOK: &str = "S2B_TEST_KILL_STAGE";
 
@@ -38,6 +56,30 @@ pub fn kill_hook_from_env() -> Option<(String, Duration)> {
         name.to_string(),
         Duration::from_millis(ms.parse().unwrap_or(200)),
     ))
+}
+
+/// A stage's end ends its neighbours too (their channels close), so deaths come in bursts:
+/// this collects the burst that follows `first` (50 ms) and names the first that did not just
+/// end (it panicked, was cancelled or killed), or else the first. The others are logged.
+pub async fn root_cause(first: Death, deaths: &mut mpsc::Receiver<Death>) -> Death {
+    let mut all = vec![first];
+    let settle = tokio::time::sleep(Duration::from_millis(50));
+    tokio::pin!(settle);
+    loop {
+        tokio::select! {
+            () = &mut settle => break,
+            next = deaths.recv() => match next {
+                Some(death) => all.push(death),
+                None => break,
+            },
+        }
+    }
+    let root = all.iter().position(|d| d.reason != "ended").unwrap_or(0);
+    let root = all.swap_remove(root);
+    for other in all {
+        tracing::warn!(stage = other.stage, reason = %other.reason, cause = root.stage, "Stage stopped after another");
+    }
+    root
 }
 
 /// Watches stages; clones share the watch list.
@@ -113,7 +155,15 @@ impl Supervisor {
                 None => work.await,
             }
         });
-        self.watch(stage, task)
+        // The hook fired inside the task; the watcher must not also abort it.
+        self.without_hook().watch(stage, task)
+    }
+
+    fn without_hook(&self) -> Supervisor {
+        Supervisor {
+            hook: None,
+            ..self.clone()
+        }
     }
 
     /// Watches a task spawned elsewhere (a server's accept loop) the same way.
@@ -134,6 +184,9 @@ impl Supervisor {
             };
             if !this.stopping.load(Ordering::SeqCst) {
                 let _ = this.deaths.send(Death { stage, reason }).await;
+            } else if reason != "ended" {
+                // While stopping nobody waits for deaths, but a panic is still a bug to see.
+                tracing::error!(stage, %reason, "A stage failed while stopping");
             }
         })
     }
@@ -158,11 +211,7 @@ impl Supervisor {
                 std::panic::resume_unwind(payload);
             }
         });
-        let this = Supervisor {
-            hook: None,
-            ..self.clone()
-        };
-        this.watch(stage, joined)
+        self.without_hook().watch(stage, joined)
     }
 
     fn kill_after(&self, stage: &str) -> Option<Duration> {

@@ -191,14 +191,7 @@ async fn ingest_ban_expiry_manual_ban_unban_and_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_stage_that_dies_ends_the_daemon_with_an_error_naming_it() {
-    for stage in [
-        "pipeline",
-        "ban-manager",
-        "enforcer",
-        "store",
-        "control",
-        "metrics",
-    ] {
+    for stage in syslog2ban::supervise::stage::ALL {
         let setup = Setup::new("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
         let (run, _stop) = setup.start(Some(stage));
         let result = tokio::time::timeout(Duration::from_secs(10), run)

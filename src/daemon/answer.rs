@@ -272,7 +272,7 @@ impl Running {
                 failing: Metrics::get(&store.failing) == 1,
                 pending_writes: Metrics::get(&store.pending),
                 lost_writes: Metrics::get(&store.lost),
-                last_error: store.last_error(),
+                last_error: store.last_error.get(),
             }),
             stuck: self
                 .supervisor

@@ -32,7 +32,7 @@ use crate::jail::Target;
 use crate::metrics::Metrics;
 use crate::ownership::{self, OwnershipError};
 use crate::pipeline::{self, Update};
-use crate::supervise::{self, Supervisor};
+use crate::supervise::{self, stage, Supervisor};
 use crate::systemd;
 use crate::throttle::Throttle;
 use crate::warn_throttled;
@@ -216,7 +216,7 @@ pub async fn run(
         reconcile_interval: config.ban.reconcile_interval,
     };
     let (firewalls, enforcer) = enforce::start(local, remotes, dry_run_targets, metrics.clone());
-    let enforcer = supervisor.watch("enforcer", enforcer);
+    let enforcer = supervisor.watch(stage::ENFORCER, enforcer);
     register_queues(&metrics, &raw_tx, &offence_tx, &store_tx, &firewalls);
     for command in remote_restore {
         ban::send_to_firewall(&firewalls, command).await;
@@ -224,10 +224,15 @@ pub async fn run(
     if restored > 0 {
         info!(bans = restored, "Restored bans sent to the firewall");
     }
-    let store_thread = store::spawn(store, store_rx, supervisor.clock("store"), metrics.clone());
-    let store_thread = supervisor.watch_thread("store", store_thread);
+    let store_thread = store::spawn(
+        store,
+        store_rx,
+        supervisor.clock(stage::STORE),
+        metrics.clone(),
+    );
+    let store_thread = supervisor.watch_thread(stage::STORE, store_thread);
     let manager = supervisor.spawn(
-        "ban-manager",
+        stage::BAN_MANAGER,
         ban::run(
             state,
             ban::Inputs {
@@ -239,7 +244,7 @@ pub async fn run(
         ),
     );
     let pipeline = supervisor.spawn(
-        "pipeline",
+        stage::PIPELINE,
         pipeline::run(
             raw_rxs,
             update_rx,
@@ -306,6 +311,7 @@ pub async fn run(
                     }
                 }
                 Some(death) = deaths.recv() => {
+                    let death = supervise::root_cause(death, &mut deaths).await;
                     error!(stage = death.stage, reason = %death.reason, "A stage stopped; stopping the daemon");
                     outcome = Err(DaemonError::StageDied { stage: death.stage, reason: death.reason });
                     break;
@@ -355,12 +361,12 @@ async fn start_side(
         control_tx,
         stop_side.clone(),
     )?;
-    supervisor.watch("control", control);
+    supervisor.watch(stage::CONTROL, control);
     if let Some(address) = running.config.metrics_listen {
         let metrics = control::http::serve(address, running.metrics.clone(), stop_side.clone())
             .await
             .map_err(|source| DaemonError::Metrics { address, source })?;
-        supervisor.watch("metrics", metrics);
+        supervisor.watch(stage::METRICS, metrics);
     }
     Ok(())
 }

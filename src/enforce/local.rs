@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use super::monitor::{self, Drift};
 use super::nft::{self, ElementChange, NftError};
+use super::pending::{self, Batch};
 use super::reconcile;
 use super::Firewall;
 use crate::ban::BanCommand;
@@ -27,25 +28,15 @@ use crate::metrics::{Metrics, TargetMetrics};
 use crate::throttle::Throttle;
 use crate::warn_throttled;
 
-/// The deadline of each address the table should hold (None: permanent).
-pub type Desired = HashMap<Target, Option<Instant>>;
+pub use super::pending::Desired;
 
 /// After a failed batch or drift, a reconcile waits this long for the rest of the burst.
 const SETTLE: Duration = Duration::from_millis(50);
 /// First pause after a failed reconcile; doubles up to the reconcile interval.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 
-/// A change waiting for the next batch.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    /// Some(deadline) to hold the address, None to remove it.
-    until: Option<Option<Instant>>,
-    /// When the manager decided it (latency is measured from here).
-    decided: Instant,
-}
-
 enum Outcome {
-    Applied(Result<(), NftError>, HashMap<Target, Pending>, Duration),
+    Applied(Result<(), NftError>, Batch, Duration),
     Reconciled(Result<Attested, NftError>),
 }
 
@@ -81,7 +72,7 @@ pub async fn run(
         Firewall::Log => None,
     };
     let drift_log = Throttle::new(5, Duration::from_secs(60));
-    let mut pending: HashMap<Target, Pending> = HashMap::new();
+    let mut pending: Batch = HashMap::new();
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
     let mut reconcile_at = Instant::now();
     let mut retry = FIRST_RETRY;
@@ -100,7 +91,7 @@ pub async fn run(
                 });
             } else if !pending.is_empty() {
                 let batch = std::mem::take(&mut pending);
-                let changes = changes(&batch, now);
+                let changes = pending::changes(&batch, now);
                 if changes.is_empty() {
                     continue;
                 }
@@ -130,7 +121,7 @@ pub async fn run(
         }
         tokio::select! {
             command = commands.recv(), if open => match command {
-                Some(command) => queue(&mut desired, &mut pending, command),
+                Some(command) => pending::record(&mut desired, &mut pending, command),
                 None => open = false,
             },
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
@@ -193,60 +184,9 @@ fn matters(drift: &Drift, desired: &Desired, now: Instant) -> bool {
         })
 }
 
-/// Records a command in the desired state and the next batch; a newer command for an
-/// address replaces a pending older one.
-fn queue(desired: &mut Desired, pending: &mut HashMap<Target, Pending>, command: BanCommand) {
-    match command {
-        BanCommand::Ban {
-            address,
-            expires,
-            decided,
-            ..
-        } => {
-            desired.insert(address, expires);
-            pending.insert(
-                address,
-                Pending {
-                    until: Some(expires),
-                    decided,
-                },
-            );
-        }
-        BanCommand::Unban { address, .. } => {
-            desired.remove(&address);
-            pending.insert(
-                address,
-                Pending {
-                    until: None,
-                    decided: Instant::now(),
-                },
-            );
-        }
-    }
-}
-
-/// The element changes of a batch, with timeouts as of `now` (ended bans are skipped).
-fn changes(batch: &HashMap<Target, Pending>, now: Instant) -> Vec<ElementChange> {
-    batch
-        .iter()
-        .filter_map(|(address, p)| match p.until {
-            None => Some(ElementChange::Remove(*address)),
-            Some(None) => Some(ElementChange::Add(*address, None)),
-            Some(Some(until)) => {
-                nft::remaining(until, now).map(|left| ElementChange::Add(*address, Some(left)))
-            }
-        })
-        .collect()
-}
-
 /// Counts a finished batch. A failed one is not retried by itself: the reconcile that
 /// follows applies the whole desired state.
-fn finished(
-    metrics: &TargetMetrics,
-    result: Result<(), NftError>,
-    batch: &HashMap<Target, Pending>,
-    took: Duration,
-) {
+fn finished(metrics: &TargetMetrics, result: Result<(), NftError>, batch: &Batch, took: Duration) {
     match result {
         Ok(()) => {
             metrics.succeeded();
@@ -338,7 +278,6 @@ async fn reconcile(firewall: &Firewall, desired: &Desired) -> Result<Attested, N
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ban::Place;
 
     fn t(s: &str) -> Target {
         s.parse().unwrap()
@@ -363,37 +302,5 @@ mod tests {
             removed: Vec::new(),
         };
         assert!(matters(&structural, &Desired::new(), now));
-    }
-
-    #[test]
-    fn commands_keep_the_desired_state_and_the_latest_change_per_address() {
-        let now = Instant::now();
-        let (mut desired, mut pending) = (Desired::new(), HashMap::new());
-        let ban = |a: &str, secs| BanCommand::Ban {
-            place: Place::Local,
-            address: t(a),
-            expires: Some(now + Duration::from_secs(secs)),
-            decided: now,
-        };
-        queue(&mut desired, &mut pending, ban("198.51.100.1", 60));
-        queue(&mut desired, &mut pending, ban("198.51.100.2", 60));
-        queue(
-            &mut desired,
-            &mut pending,
-            BanCommand::Unban {
-                place: Place::Local,
-                address: t("198.51.100.2"),
-            },
-        );
-        assert_eq!(desired.len(), 1);
-        let mut changes = changes(&pending, now);
-        changes.sort_by_key(|c| format!("{c:?}"));
-        assert_eq!(
-            changes,
-            vec![
-                ElementChange::Add(t("198.51.100.1"), Some(Duration::from_secs(60))),
-                ElementChange::Remove(t("198.51.100.2")),
-            ]
-        );
     }
 }

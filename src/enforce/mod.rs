@@ -9,6 +9,7 @@ pub mod local;
 pub mod monitor;
 pub mod netlink;
 pub mod nft;
+pub mod pending;
 pub mod reconcile;
 pub mod remote;
 pub mod session;

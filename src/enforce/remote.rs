@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use super::nft::{self, ElementChange};
+use super::nft::{self};
+use super::pending::{self, Batch};
 use super::reconcile;
 use super::session::{NftPipes, NftSession, SessionError, Spawner, MAX_LINE};
 use crate::ban::BanCommand;
@@ -178,17 +179,9 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// One change waiting to be applied.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    /// None: remove. Some(None): add without timeout. Some(Some(t)): add until t.
-    until: Option<Option<Instant>>,
-    decided: Instant,
-}
-
 enum Outcome {
     Connected(Result<Arc<Session>, RemoteError>),
-    Applied(Result<(), RemoteError>, HashMap<Target, Pending>),
+    Applied(Result<(), RemoteError>, Batch),
     Reconciled(Result<usize, RemoteError>),
 }
 
@@ -203,7 +196,7 @@ pub async fn run(
     let name = target.name().clone();
     // What the host's sets should hold: the latest deadline per address.
     let mut desired: HashMap<Target, Option<Instant>> = HashMap::new();
-    let mut pending: HashMap<Target, Pending> = HashMap::new();
+    let mut pending: Batch = HashMap::new();
     let mut link = Link::new(target.config.reconcile_interval);
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
     let mut reconcile_at = Instant::now();
@@ -229,7 +222,7 @@ pub async fn run(
                 }
                 Some(s) if !pending.is_empty() => {
                     let batch = std::mem::take(&mut pending);
-                    let changes = changes(&batch, now);
+                    let changes = pending::changes(&batch, now);
                     let (s, t, ns) = (s.clone(), target.clone(), link.nft.clone());
                     inflight.spawn(async move {
                         let result = if changes.is_empty() {
@@ -273,7 +266,7 @@ pub async fn run(
         tokio::select! {
             command = commands.recv(), if open => match command {
                 Some(command) => {
-                    queue(&mut desired, &mut pending, command);
+                    pending::record(&mut desired, &mut pending, command);
                     if pending.len() > target.config.queue_limit {
                         // `desired` is complete, so the reconcile after reconnecting restores
                         // everything dropped here.
@@ -432,55 +425,6 @@ fn remote_spawner(session: Arc<Session>, target: Arc<RemoteTarget>) -> Spawner {
             })
         })
     })
-}
-
-/// Records a command in the desired state and the queue.
-fn queue(
-    desired: &mut HashMap<Target, Option<Instant>>,
-    pending: &mut HashMap<Target, Pending>,
-    command: BanCommand,
-) {
-    match command {
-        BanCommand::Ban {
-            address,
-            expires,
-            decided,
-            ..
-        } => {
-            desired.insert(address, expires);
-            pending.insert(
-                address,
-                Pending {
-                    until: Some(expires),
-                    decided,
-                },
-            );
-        }
-        BanCommand::Unban { address, .. } => {
-            desired.remove(&address);
-            pending.insert(
-                address,
-                Pending {
-                    until: None,
-                    decided: Instant::now(),
-                },
-            );
-        }
-    }
-}
-
-/// The element changes of a batch, with timeouts as of `now` (ended bans are skipped).
-fn changes(batch: &HashMap<Target, Pending>, now: Instant) -> Vec<ElementChange> {
-    batch
-        .iter()
-        .filter_map(|(address, p)| match p.until {
-            None => Some(ElementChange::Remove(*address)),
-            Some(None) => Some(ElementChange::Add(*address, None)),
-            Some(Some(until)) => {
-                nft::remaining(until, now).map(|left| ElementChange::Add(*address, Some(left)))
-            }
-        })
-        .collect()
 }
 
 async fn close(session: Arc<Session>) {
@@ -681,76 +625,6 @@ async fn run_nft(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ban::Place;
-
-    fn t(s: &str) -> Target {
-        s.parse().unwrap()
-    }
-
-    fn place() -> Place {
-        Place::Remote(TargetName::new("web").unwrap())
-    }
-
-    #[test]
-    fn queue_keeps_the_latest_command_per_address_and_the_desired_state() {
-        let now = Instant::now();
-        let mut desired = HashMap::new();
-        let mut pending = HashMap::new();
-        let until = now + Duration::from_secs(60);
-        queue(
-            &mut desired,
-            &mut pending,
-            BanCommand::Ban {
-                place: place(),
-                address: t("198.51.100.66"),
-                expires: Some(until),
-                decided: now,
-            },
-        );
-        queue(
-            &mut desired,
-            &mut pending,
-            BanCommand::Ban {
-                place: place(),
-                address: t("198.51.100.67"),
-                expires: None,
-                decided: now,
-            },
-        );
-        queue(
-            &mut desired,
-            &mut pending,
-            BanCommand::Unban {
-                place: place(),
-                address: t("198.51.100.67"),
-            },
-        );
-        assert_eq!(desired.len(), 1);
-        assert_eq!(desired[&t("198.51.100.66")], Some(until));
-        let mut changes = changes(&pending, now);
-        changes.sort_by_key(|c| format!("{c:?}"));
-        assert_eq!(
-            changes,
-            vec![
-                ElementChange::Add(t("198.51.100.66"), Some(Duration::from_secs(60))),
-                ElementChange::Remove(t("198.51.100.67")),
-            ]
-        );
-    }
-
-    #[test]
-    fn ended_bans_are_not_sent() {
-        let now = Instant::now();
-        let mut pending = HashMap::new();
-        pending.insert(
-            t("198.51.100.66"),
-            Pending {
-                until: Some(Some(now)),
-                decided: now,
-            },
-        );
-        assert!(changes(&pending, now).is_empty());
-    }
 
     #[test]
     fn error_chains_keep_the_ssh_message() {
