@@ -106,10 +106,15 @@ async fn until(within: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
 
 fn send_failures(port: u16, address: &str, n: usize) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    for i in 0..n {
-        let frame = format!("<38>1 2026-12-03T10:00:0{i}Z web1 sshd 4242 - - Failed password for root from {address} port 4242 ssh2");
-        write!(stream, "{} {frame}", frame.len()).expect("send");
+    for _ in 0..n {
+        send_on(&mut stream, address);
     }
+}
+
+/// One octet-counted failure of `address` on `stream`.
+fn send_on(stream: &mut TcpStream, address: &str) {
+    let frame = format!("<38>1 2026-12-03T10:00:00Z web1 sshd 4242 - - Failed password for root from {address} port 4242 ssh2");
+    write!(stream, "{} {frame}", frame.len()).expect("send");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,16 +174,23 @@ async fn ingest_ban_expiry_manual_ban_unban_and_reload() {
     assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
     assert!(banned(&socket).await.is_empty());
 
-    // Reload with maxretry 1: one failure bans.
-    setup.jail(1);
+    // A connection open across a reload that changes the jail (maxretry 3 -> 2): the
+    // unchanged listener keeps it, and its next failure counts under the new jail.
+    let mut open = TcpStream::connect(("127.0.0.1", setup.port)).expect("connect");
+    send_on(&mut open, "203.0.113.6");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    setup.jail(2);
     let answer = ask(&socket, Request::Reload).await;
-    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
-    send_failures(setup.port, "203.0.113.6", 1);
+    assert!(
+        matches!(&answer, Some(Response::Done { message }) if message.contains("0 stopped, 0 started")),
+        "{answer:?}"
+    );
+    send_on(&mut open, "203.0.113.6");
     assert!(
         until(Duration::from_secs(5), async || banned(&socket).await
             == ["203.0.113.6"])
         .await,
-        "after the reload one failure should ban"
+        "the connection opened before the reload should still deliver, under maxretry 2"
     );
 
     let _ = stop.send(());

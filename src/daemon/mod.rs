@@ -38,6 +38,7 @@ use crate::throttle::Throttle;
 use crate::warn_throttled;
 
 mod answer;
+pub mod reload;
 
 /// Frames in flight between the sockets and the jails.
 const INPUT_QUEUE: usize = 16 * 1024;
@@ -150,20 +151,27 @@ pub async fn run(
         )
     };
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
-    // The store is read before anything runs: it may hold bans to restore.
-    let mut store = Store::open(&config.state_dir)?;
+    // The store is read before anything runs: it may hold bans to restore. SQLite blocks:
+    // not on an async worker.
     let now = Moment::now();
-    let purged = store.purge_history(
+    let (state_dir, since) = (
+        config.state_dir.clone(),
         now.wall
             .checked_sub(config.dbpurgeage)
             .unwrap_or(std::time::UNIX_EPOCH),
-    )?;
-    let active = store.active(now.wall)?;
-    let history = store.history_since(
-        now.wall
-            .checked_sub(config.dbpurgeage)
-            .unwrap_or(std::time::UNIX_EPOCH),
-    )?;
+    );
+    let (store, purged, active, history) = tokio::task::spawn_blocking(move || {
+        let mut store = Store::open(&state_dir)?;
+        let purged = store.purge_history(since)?;
+        let active = store.active(now.wall)?;
+        let history = store.history_since(since)?;
+        Ok::<_, StoreError>((store, purged, active, history))
+    })
+    .await
+    .map_err(|e| DaemonError::StageDied {
+        stage: stage::STORE,
+        reason: format!("reading the store failed: {e}"),
+    })??;
     let mut state = BanState::new(
         policies(&config),
         config.recidive.clone(),
@@ -458,67 +466,60 @@ impl Running {
     }
 
     async fn reload_inner(&mut self) -> Result<String, String> {
-        let mut new = config::load(&self.options.config_path).map_err(|e| e.to_string())?;
+        // Reading and compiling files blocks: not on an async worker.
+        let path = self.options.config_path.clone();
+        let mut new = tokio::task::spawn_blocking(move || config::load(&path))
+            .await
+            .map_err(|e| format!("loading the config failed: {e}"))?
+            .map_err(|e| e.to_string())?;
         fd_limit::fit_connections(&mut new.listeners, fd_limit::current());
         log_fail2ban_filters(&new.jails);
-        let mut needs_restart = Vec::new();
-        if new.ban != self.config.ban {
-            needs_restart.push("[ban]");
-        }
-        if new.targets != self.config.targets {
-            needs_restart.push("[target.*]");
-        }
-        if new.control_socket != self.config.control_socket {
-            needs_restart.push("control.socket");
-        }
-        if new.metrics_listen != self.config.metrics_listen {
-            needs_restart.push("metrics.listen");
-        }
-        if !needs_restart.is_empty() {
-            return Err(format!(
+        let changes = reload::plan(&self.config, &new).map_err(|restart| {
+            format!(
                 "{} changed; these take effect only on restart",
-                needs_restart.join(", ")
-            ));
-        }
-        // Listeners: stop the removed or changed ones, keep the rest, start the new ones.
-        let (kept, stopped): (Vec<_>, Vec<_>) = std::mem::take(&mut self.listeners)
-            .into_iter()
-            .partition(|(config, _)| new.listeners.contains(config));
-        for (config, handle) in &stopped {
-            handle.stop();
-            info!(listener = %config.label, "Listener stopped by reload");
-        }
-        self.listeners = kept;
-        let mut started = 0;
+                restart.join(", ")
+            )
+        })?;
+        let (mut stopped, mut started, mut tls_reloaded) = (0, 0, 0);
         let mut failed = Vec::new();
-        // Unchanged TLS listeners keep their sockets and connections but re-read their
-        // certificates (renewed files take effect for new connections).
-        let mut tls_reloaded = 0;
-        for (config, handle) in &self.listeners {
-            match handle.reload_tls() {
-                Ok(true) => tls_reloaded += 1,
-                Ok(false) => {}
-                Err(e) => failed.push(format!(
-                    "{}: certificates not reloaded, old ones kept: {e}",
-                    config.label
-                )),
-            }
-        }
-        for config in &new.listeners {
-            if self.listeners.iter().any(|(c, _)| c == config) {
-                continue;
-            }
-            // A changed listener on the same address needs the old socket closed first.
-            tokio::task::yield_now().await;
-            match input::start(config, &self.input).await {
-                Ok(handle) => {
-                    self.listeners.push((config.clone(), handle));
-                    started += 1;
+        for change in changes {
+            match change {
+                reload::Change::StopListener(label) => {
+                    if let Some(i) = self.listeners.iter().position(|(c, _)| c.label == label) {
+                        self.listeners.remove(i).1.stop();
+                        info!(listener = %label, "Listener stopped by reload");
+                        stopped += 1;
+                    }
                 }
-                Err(e) => {
-                    warn!(error = %e, "Listener did not start on reload");
-                    failed.push(e.to_string());
+                // Unchanged TLS listeners keep their sockets and connections but re-read
+                // their certificates (renewed files take effect for new connections).
+                reload::Change::ReloadTls(label) => {
+                    let Some((_, handle)) = self.listeners.iter().find(|(c, _)| c.label == label)
+                    else {
+                        continue;
+                    };
+                    match handle.reload_tls() {
+                        Ok(_) => tls_reloaded += 1,
+                        Err(e) => failed.push(format!(
+                            "{label}: certificates not reloaded, old ones kept: {e}"
+                        )),
+                    }
                 }
+                reload::Change::StartListener(config) => {
+                    // A changed listener on the same address needs the old socket closed first.
+                    tokio::task::yield_now().await;
+                    match input::start(&config, &self.input).await {
+                        Ok(handle) => {
+                            self.listeners.push((config, handle));
+                            started += 1;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "Listener did not start on reload");
+                            failed.push(e.to_string());
+                        }
+                    }
+                }
+                reload::Change::Jails => {}
             }
         }
         // Jails: the pipeline keeps the windows of jails that still exist; the manager
@@ -542,7 +543,7 @@ impl Running {
         let summary = format!(
             "Reloaded: {} listener(s) ({} stopped, {} started, {} TLS re-read), {} jail(s): {}",
             self.listeners.len(),
-            stopped.len(),
+            stopped,
             started,
             tls_reloaded,
             new.jails.len(),
