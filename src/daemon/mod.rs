@@ -510,7 +510,7 @@ impl Running {
                     tokio::task::yield_now().await;
                     match input::start(&config, &self.input).await {
                         Ok(handle) => {
-                            self.listeners.push((config, handle));
+                            self.listeners.push((*config, handle));
                             started += 1;
                         }
                         Err(e) => {

@@ -16,7 +16,7 @@ pub enum Change {
     /// Unchanged TLS listener: re-read certificate, key and CA for new connections.
     ReloadTls(String),
     /// A new or changed listener.
-    StartListener(ListenerConfig),
+    StartListener(Box<ListenerConfig>),
     /// Hand the jails (and ban policies) to the pipeline and the manager.
     Jails,
 }
@@ -60,7 +60,7 @@ pub fn plan(old: &Config, new: &Config) -> Result<Vec<Change>, Vec<&'static str>
         new.listeners
             .iter()
             .filter(|l| !old.listeners.contains(l))
-            .map(|l| Change::StartListener(l.clone())),
+            .map(|l| Change::StartListener(Box::new(l.clone()))),
     );
     changes.push(Change::Jails);
     Ok(changes)
@@ -105,9 +105,9 @@ mod tests {
                 config(&format!("{TCP}idle_timeout = \"1m\"\n{UDP}"), JAIL),
                 Ok(vec![
                     Change::StopListener(label("tcp:127.0.0.1:5514")),
-                    Change::StartListener(
+                    Change::StartListener(Box::new(
                         config(&format!("{TCP}idle_timeout = \"1m\"\n"), JAIL).listeners[0].clone(),
-                    ),
+                    )),
                     Change::Jails,
                 ]),
             ),
