@@ -88,7 +88,8 @@ mod tests {
     fn plans_are_table_tested() {
         let base = config(&format!("{TCP}{UDP}"), JAIL);
         let label = |l: &str| l.to_string();
-        let cases: Vec<(&str, Config, Result<Vec<Change>, Vec<&str>>)> = vec![
+        type Case = (&'static str, Config, Result<Vec<Change>, Vec<&'static str>>);
+        let cases: Vec<Case> = vec![
             ("nothing changed", config(&format!("{TCP}{UDP}"), JAIL), Ok(vec![Change::Jails])),
             (
                 "a jail changed: listeners untouched",
