@@ -689,15 +689,36 @@ impl<'a> Compiler<'a> {
                 return None;
             }
         };
-        let tcp_only = [
-            ("max_connections", raw.max_connections.is_some()),
-            ("idle_timeout", raw.idle_timeout.is_some()),
-            ("handshake_timeout", raw.handshake_timeout.is_some()),
-            (
-                "max_connections_per_peer",
-                raw.max_connections_per_peer.is_some(),
-            ),
-        ];
+        // Which keys a type takes is one table: any other key is an unknown key there.
+        let Some((_, takes)) = LISTENER_KEYS.iter().find(|(kind, _)| *kind == raw.kind) else {
+            self.error(
+                &key("type"),
+                format!(
+                    "\"{}\" is not a listener type; use {}",
+                    raw.kind,
+                    listener_types()
+                ),
+            );
+            return None;
+        };
+        let unknown: Vec<&str> = raw
+            .keys_set()
+            .into_iter()
+            .filter(|k| !takes.contains(k))
+            .collect();
+        for field in &unknown {
+            self.error(
+                &key(field),
+                format!(
+                    "unknown key for type \"{}\" (it takes: type, {})",
+                    raw.kind,
+                    takes.join(", ")
+                ),
+            );
+        }
+        if !unknown.is_empty() {
+            return None;
+        }
         let mut allow = Vec::new();
         for (i, text) in raw.allow.iter().flatten().enumerate() {
             match parse_net(text) {
@@ -712,30 +733,6 @@ impl<'a> Compiler<'a> {
             self.error(
                 &key("allow"),
                 "an empty allow-list would refuse every sender; remove the key to allow all",
-            );
-        }
-        if raw.kind != "tls" && raw.kind != "journal-upload" {
-            for (field, set) in [
-                ("cert", raw.cert.is_some()),
-                ("key", raw.key.is_some()),
-                ("client_ca", raw.client_ca.is_some()),
-                ("allowed_fingerprints", raw.allowed_fingerprints.is_some()),
-                ("allowed_names", raw.allowed_names.is_some()),
-            ] {
-                if set {
-                    self.error(&key(field), "only for type \"tls\"");
-                }
-            }
-        }
-        if raw.recv_buffer.is_some() && raw.kind != "udp" {
-            self.error(&key("recv_buffer"), "only for type \"udp\"");
-        }
-        let stream_types =
-            "only for types \"tcp\", \"tls\", \"journal-upload\", \"journal-stream\"";
-        if raw.max_entry.is_some() && !raw.kind.starts_with("journal-") {
-            self.error(
-                &key("max_entry"),
-                "only for types \"journal-upload\", \"journal-stream\"",
             );
         }
         let address = |this: &mut Self| -> Option<SocketAddr> {
@@ -763,19 +760,8 @@ impl<'a> Compiler<'a> {
         };
         let kind = match raw.kind.as_str() {
             "udp" | "tcp" | "tls" | "journal-upload" | "journal-stream" => {
-                if raw.path.is_some() {
-                    self.error(&key("path"), "only for type \"unix\"; use address");
-                }
-                if raw.mode.is_some() {
-                    self.error(&key("mode"), "only for type \"unix\"");
-                }
                 let address = address(self)?;
                 if raw.kind == "udp" {
-                    for (field, set) in tcp_only {
-                        if set {
-                            self.error(&key(field), stream_types);
-                        }
-                    }
                     let recv_buffer = match raw.recv_buffer {
                         None => None,
                         Some(n) if (4096..=1 << 30).contains(&n) => Some(n as usize),
@@ -842,14 +828,6 @@ impl<'a> Compiler<'a> {
                 }
             }
             "unix" => {
-                if raw.address.is_some() {
-                    self.error(&key("address"), "not for type \"unix\"; use path");
-                }
-                for (field, set) in tcp_only {
-                    if set {
-                        self.error(&key(field), stream_types);
-                    }
-                }
                 let Some(path) = raw.path.clone() else {
                     self.error(
                         &key("path"),
@@ -872,13 +850,8 @@ impl<'a> Compiler<'a> {
                 };
                 ListenerKind::Unix { path, mode }
             }
-            other => {
-                self.error(
-                    &key("type"),
-                    format!("\"{other}\" is not a listener type; use \"udp\", \"tcp\", \"unix\", \"journal-upload\" or \"journal-stream\""),
-                );
-                return None;
-            }
+            // LISTENER_KEYS names every type handled above.
+            _ => return None,
         };
         let label = match &kind {
             ListenerKind::Udp { address, .. } => format!("udp:{address}"),
@@ -892,12 +865,6 @@ impl<'a> Compiler<'a> {
             ListenerKind::JournalUpload(j) => format!("journal-upload:{}", j.address),
             ListenerKind::JournalStream(j) => format!("journal-stream:{}", j.address),
         };
-        if matches!(kind, ListenerKind::Unix { .. }) && !allow.is_empty() {
-            self.error(
-                &key("allow"),
-                "only for udp and tcp (a unix socket has no sender address)",
-            );
-        }
         Some(ListenerConfig {
             label,
             allow,
@@ -1361,6 +1328,97 @@ impl<'a> Compiler<'a> {
     }
 }
 
+/// The keys each listener type takes, besides `type` (`allow` needs a sender address, the
+/// limits a connection, TLS keys a handshake; a unix socket has a path instead of an address).
+/// One table instead of a serde enum per type: serde's `deny_unknown_fields` does not combine
+/// with `flatten`, so an enum would repeat the shared keys in six structs.
+const LISTENER_KEYS: &[(&str, &[&str])] = &[
+    (
+        "udp",
+        &[
+            "address",
+            "max_frame",
+            "allow",
+            "trust_hostname",
+            "recv_buffer",
+        ],
+    ),
+    ("unix", &["path", "mode", "max_frame", "trust_hostname"]),
+    (
+        "tcp",
+        &[
+            "address",
+            "max_frame",
+            "allow",
+            "trust_hostname",
+            "max_connections",
+            "max_connections_per_peer",
+            "idle_timeout",
+            "handshake_timeout",
+        ],
+    ),
+    (
+        "tls",
+        &[
+            "address",
+            "max_frame",
+            "allow",
+            "trust_hostname",
+            "max_connections",
+            "max_connections_per_peer",
+            "idle_timeout",
+            "handshake_timeout",
+            "cert",
+            "key",
+            "client_ca",
+            "allowed_fingerprints",
+            "allowed_names",
+        ],
+    ),
+    (
+        "journal-upload",
+        &[
+            "address",
+            "max_frame",
+            "allow",
+            "trust_hostname",
+            "max_connections",
+            "max_connections_per_peer",
+            "idle_timeout",
+            "handshake_timeout",
+            "max_entry",
+            "cert",
+            "key",
+            "client_ca",
+            "allowed_fingerprints",
+            "allowed_names",
+        ],
+    ),
+    (
+        "journal-stream",
+        &[
+            "address",
+            "max_frame",
+            "allow",
+            "trust_hostname",
+            "max_connections",
+            "max_connections_per_peer",
+            "idle_timeout",
+            "handshake_timeout",
+            "max_entry",
+        ],
+    ),
+];
+
+/// `"udp", "tcp", ...` for error messages.
+fn listener_types() -> String {
+    let names: Vec<String> = LISTENER_KEYS
+        .iter()
+        .map(|(t, _)| format!("\"{t}\""))
+        .collect();
+    names.join(", ")
+}
+
 /// An nft table name syslog2ban accepts: a letter, then letters, digits and `_` (64 at most).
 fn table_name_ok(table: &str) -> bool {
     table.len() <= 64
@@ -1578,6 +1636,41 @@ failregex = ['^Failed password for \S+ from <HOST> port \d+ ssh2$']
         assert_eq!(find("jail.sshd.maxretry").line, Some(2));
         assert!(find("jail.sshd.findtime").message.contains("soon"));
         assert_eq!(find("jail.sshd.ignoreip[1]").line, Some(4));
+    }
+
+    #[test]
+    fn a_key_of_another_listener_type_is_an_unknown_key() {
+        for (listener, key) in [
+            (
+                "type = \"udp\"\naddress = \"127.0.0.1:514\"\nidle_timeout = \"1m\"\n",
+                "idle_timeout",
+            ),
+            (
+                "type = \"unix\"\npath = \"/dev/log\"\nallow = [\"127.0.0.1\"]\n",
+                "allow",
+            ),
+            (
+                "type = \"tcp\"\naddress = \"127.0.0.1:514\"\ncert = \"/c.pem\"\n",
+                "cert",
+            ),
+            (
+                "type = \"journal-stream\"\naddress = \"127.0.0.1:514\"\nrecv_buffer = 4096\n",
+                "recv_buffer",
+            ),
+        ] {
+            let dir = dir_with(&[("syslog2ban.toml", &format!("[[listen]]\n{listener}"))]);
+            let errors = load_no_env(dir.path()).unwrap_err().0;
+            let key = format!("listen[0].{key}");
+            let e = errors
+                .iter()
+                .find(|e| e.key == key)
+                .unwrap_or_else(|| panic!("no error for {key}: {errors:?}"));
+            assert!(e.message.starts_with("unknown key for type"), "{e:?}");
+            assert_eq!(
+                e.file.as_deref(),
+                Some(dir.path().join("syslog2ban.toml").as_path())
+            );
+        }
     }
 
     #[test]

@@ -93,6 +93,37 @@ pub struct RawListener {
     pub max_entry: Option<u64>,
 }
 
+impl RawListener {
+    /// The keys this entry sets, besides `type`.
+    pub fn keys_set(&self) -> Vec<&'static str> {
+        [
+            ("address", self.address.is_some()),
+            ("path", self.path.is_some()),
+            ("max_frame", self.max_frame.is_some()),
+            ("max_connections", self.max_connections.is_some()),
+            ("idle_timeout", self.idle_timeout.is_some()),
+            ("handshake_timeout", self.handshake_timeout.is_some()),
+            ("mode", self.mode.is_some()),
+            ("allow", self.allow.is_some()),
+            (
+                "max_connections_per_peer",
+                self.max_connections_per_peer.is_some(),
+            ),
+            ("recv_buffer", self.recv_buffer.is_some()),
+            ("trust_hostname", self.trust_hostname.is_some()),
+            ("cert", self.cert.is_some()),
+            ("key", self.key.is_some()),
+            ("client_ca", self.client_ca.is_some()),
+            ("allowed_fingerprints", self.allowed_fingerprints.is_some()),
+            ("allowed_names", self.allowed_names.is_some()),
+            ("max_entry", self.max_entry.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+}
+
 /// Settings a jail may set and `[defaults]` may provide.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
