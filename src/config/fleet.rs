@@ -14,7 +14,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::RawTarget;
-use super::{parse_net, Compiler};
+use super::{compile::Compiler, parse_net};
 
 const DEFAULT_SSH_PORT: u16 = 22;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -323,7 +323,7 @@ impl Compiler<'_> {
         };
         let table = raw.table.clone();
         if let Some(t) = &table {
-            if !super::table_name_ok(t) {
+            if !super::compile::table_name_ok(t) {
                 self.error(
                     &key("table"),
                     format!("\"{t}\" must start with a letter and use only A-Z a-z 0-9 _"),

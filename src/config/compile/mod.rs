@@ -1,0 +1,259 @@
+//! Compiling: the raw values of the merged files become the runtime configuration, with every
+//! error collected (file, key and, where found, line) instead of stopping at the first.
+//!
+//! `Compiler` walks the figment; one file per concern adds its part: `listener`, `jail`, `ban`
+//! (targets and placement live in `config::fleet`).
+
+mod ban;
+mod jail;
+mod listener;
+
+pub(in crate::config) use ban::table_name_ok;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::{Figment, Source};
+
+use super::raw::{RawConfig, RawJailSettings};
+use super::*;
+use crate::config::error::{dotted, find_line};
+
+/// Walks the merged figment, collecting every error instead of stopping at the first.
+pub(in crate::config) struct Compiler<'a> {
+    pub(in crate::config) figment: &'a Figment,
+    pub(in crate::config) errors: Vec<ConfigError>,
+    /// Compiled before the jails, whose `placement` names them.
+    pub(in crate::config) targets: Vec<TargetConfig>,
+}
+
+impl<'a> Compiler<'a> {
+    pub(in crate::config) fn new(figment: &'a Figment) -> Self {
+        Compiler {
+            figment,
+            errors: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    /// Records an error at `key`, finding the file that provided it.
+    pub(in crate::config) fn error(&mut self, key: &str, message: impl Into<String>) {
+        let file = self.file_of(key);
+        let line = file.as_deref().and_then(|f| find_line(f, key));
+        self.errors.push(ConfigError {
+            file,
+            line,
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    pub(in crate::config) fn file_of(&self, key: &str) -> Option<PathBuf> {
+        // Walk up the key until some provider is known for it (unknown keys have no metadata).
+        // figment paths have no `[n]` indices: an array element is found through its array.
+        let mut probe: String = key.split('[').next().unwrap_or(key).to_string();
+        loop {
+            if let Some(meta) = self.figment.find_metadata(&probe) {
+                if let Some(Source::File(path)) = &meta.source {
+                    return Some(path.clone());
+                }
+                return None;
+            }
+            match probe.rfind('.') {
+                Some(i) => probe.truncate(i),
+                None => return None,
+            }
+        }
+    }
+
+    pub(in crate::config) fn figment_error(&mut self, prefix: &str, err: figment::Error) {
+        for e in err {
+            // figment's extract_inner puts the prefix *after* the field
+            // (["maxretry", "jail", "sshd"]); move it back to the front.
+            let mut parts: Vec<&str> = e.path.iter().map(String::as_str).collect();
+            let prefix_parts: Vec<&str> = prefix.split('.').filter(|p| !p.is_empty()).collect();
+            if !prefix_parts.is_empty() && parts.ends_with(&prefix_parts) {
+                parts.truncate(parts.len() - prefix_parts.len());
+                let mut full = prefix_parts.clone();
+                full.extend(parts);
+                parts = full;
+            }
+            let joined = dotted(&parts);
+            let key = if prefix.is_empty() || joined.starts_with(prefix) {
+                joined
+            } else if joined.is_empty() {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{joined}")
+            };
+            if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+                // figment puts the unknown field first in the path; the rest is its table.
+                let mut table: Vec<&str> = e.path.iter().map(String::as_str).collect();
+                if let Some(i) = table.iter().position(|p| p == field) {
+                    table.remove(i);
+                }
+                let table = if prefix.is_empty() {
+                    dotted(&table)
+                } else {
+                    prefix.to_string()
+                };
+                let key = if table.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{table}.{field}")
+                };
+                self.error(&key, "unknown key".to_string());
+                continue;
+            }
+            let file = match &e.metadata {
+                Some(meta) => match &meta.source {
+                    Some(Source::File(p)) => Some(p.clone()),
+                    _ => None,
+                },
+                None => self.file_of(&key),
+            };
+            let line = file.as_deref().and_then(|f| find_line(f, &key));
+            self.errors.push(ConfigError {
+                file,
+                line,
+                key: if key.is_empty() { "-".into() } else { key },
+                message: e.kind.to_string(),
+            });
+        }
+    }
+
+    pub(in crate::config) fn compile(mut self) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = match self.figment.extract() {
+            Ok(raw) => raw,
+            Err(err) => {
+                self.figment_error("", err);
+                // Still report what can be found jail by jail.
+                if let Ok(jails) = self
+                    .figment
+                    .extract_inner::<std::collections::BTreeMap<String, figment::value::Value>>(
+                        "jail",
+                    )
+                {
+                    let defaults = self.defaults(&RawJailSettings::default());
+                    for name in jails.keys() {
+                        self.jail(name, &defaults);
+                    }
+                }
+                return Err(ConfigErrors(self.errors));
+            }
+        };
+
+        let listeners: Vec<ListenerConfig> = raw
+            .listen
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| self.listener(i, l))
+            .collect();
+        if raw.listen.is_empty() {
+            self.error(
+                "listen",
+                "no [[listen]] entry: the daemon would receive nothing",
+            );
+        }
+        self.targets = self.targets(&raw.target);
+        let defaults = self.defaults(&raw.defaults);
+        let mut jails = Vec::new();
+        let mut disabled_jails = Vec::new();
+        for name in raw.jail.keys() {
+            match self.jail(name, &defaults) {
+                Some((jail, true)) => jails.push(jail),
+                Some((jail, false)) => disabled_jails.push(jail.name),
+                None => {}
+            }
+        }
+        let ban = self.ban(&raw.ban);
+        let control_socket = raw
+            .control
+            .socket
+            .unwrap_or_else(|| PathBuf::from("/run/syslog2ban.sock"));
+        let state_dir = raw
+            .state
+            .dir
+            .unwrap_or_else(|| PathBuf::from("/var/lib/syslog2ban"));
+        let recidive = self.recidive(&raw.recidive, &defaults);
+        let mut dbpurgeage = match &raw.state.dbpurgeage {
+            None => DEFAULT_DBPURGEAGE,
+            Some(d) => match d.parse() {
+                Ok(ParsedDuration::Finite(d)) if !d.is_zero() => d,
+                Ok(_) => {
+                    self.error("state.dbpurgeage", "must be a positive duration");
+                    DEFAULT_DBPURGEAGE
+                }
+                Err(e) => {
+                    self.error("state.dbpurgeage", e);
+                    DEFAULT_DBPURGEAGE
+                }
+            },
+        };
+        // Recidive reads the history: keep at least its window.
+        if let Some(r) = &recidive {
+            dbpurgeage = dbpurgeage.max(r.findtime);
+        }
+        let metrics_listen =
+            raw.metrics
+                .listen
+                .as_deref()
+                .and_then(|text| match text.parse::<SocketAddr>() {
+                    Ok(addr) => Some(addr),
+                    Err(_) => {
+                        self.error(
+                            "metrics.listen",
+                            format!("\"{text}\" is not IP:PORT (e.g. \"127.0.0.1:9617\")"),
+                        );
+                        None
+                    }
+                });
+
+        if !self.errors.is_empty() {
+            return Err(ConfigErrors(self.errors));
+        }
+        Ok(Config {
+            listeners,
+            jails,
+            disabled_jails,
+            ban: ban.expect("no errors means ban compiled"),
+            control_socket,
+            state_dir,
+            dbpurgeage,
+            recidive,
+            metrics_listen,
+            targets: std::mem::take(&mut self.targets),
+            files: Vec::new(),
+        })
+    }
+
+    pub(in crate::config) fn positive(&mut self, key: &str, raw: &RawDuration) -> Option<Duration> {
+        match raw.parse() {
+            Ok(ParsedDuration::Finite(d)) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.error(key, "must be a positive duration");
+                None
+            }
+            Err(e) => {
+                self.error(key, e);
+                None
+            }
+        }
+    }
+
+    pub(in crate::config) fn bantime(&mut self, key: &str, raw: &RawDuration) -> Option<BanTime> {
+        match raw.parse() {
+            Ok(ParsedDuration::Finite(d)) if !d.is_zero() => Some(BanTime::For(d)),
+            Ok(ParsedDuration::Forever) => Some(BanTime::Permanent),
+            Ok(_) => {
+                self.error(key, "must be a positive duration or -1 (permanent)");
+                None
+            }
+            Err(e) => {
+                self.error(key, e);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+use super::*;
+use std::fs;
+
+const MAIN: &str = r#"
+[[listen]]
+type = "udp"
+address = "127.0.0.1:5514"
+
+[[listen]]
+type = "tcp"
+address = "127.0.0.1:5514"
+
+[defaults]
+maxretry = 5
+findtime = "10m"
+bantime = "1h"
+
+[ban]
+backend = "log"
+"#;
+
+const SSHD: &str = r#"
+[jail.sshd]
+enabled = true
+programs = ["sshd", "sshd-session"]
+failregex = ['^Failed password for \S+ from <HOST> port \d+ ssh2$']
+"#;
+
+fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::create_dir(dir.path().join("conf.d")).expect("mkdir");
+    for (name, text) in files {
+        fs::write(dir.path().join(name), text).expect("write");
+    }
+    dir
+}
+
+fn load_no_env(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_env(
+        path,
+        Env::prefixed("SYSLOG2BAN_TEST_NEVER_SET_").split("__"),
+    )
+}
+
+#[test]
+fn loads_main_and_conf_d_with_defaults() {
+    let dir = dir_with(&[("syslog2ban.toml", MAIN), ("conf.d/sshd.toml", SSHD)]);
+    let config = load_no_env(dir.path()).expect("valid");
+    assert_eq!(config.listeners.len(), 2);
+    assert_eq!(config.jails.len(), 1);
+    let sshd = &config.jails[0];
+    assert_eq!(sshd.name.as_str(), "sshd");
+    assert_eq!(sshd.maxretry, 5);
+    assert_eq!(sshd.findtime, Duration::from_secs(600));
+    assert_eq!(sshd.bantime, BanTime::For(Duration::from_secs(3600)));
+    assert_eq!(sshd.ignoreip.len(), 2);
+    assert_eq!(config.ban.backend, Backend::Log);
+}
+
+#[test]
+fn later_conf_d_file_overrides_one_key() {
+    let dir = dir_with(&[
+        ("syslog2ban.toml", MAIN),
+        ("conf.d/sshd.toml", SSHD),
+        (
+            "conf.d/zz-local.toml",
+            "[jail.sshd]\nmaxretry = 3\nbantime = -1\n",
+        ),
+    ]);
+    let config = load_no_env(dir.path()).expect("valid");
+    let sshd = &config.jails[0];
+    assert_eq!(sshd.maxretry, 3);
+    assert_eq!(sshd.bantime, BanTime::Permanent);
+    assert_eq!(sshd.programs, vec!["sshd", "sshd-session"]);
+    assert_eq!(sshd.findtime, Duration::from_secs(600));
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's test jail API, not ours
+fn environment_overrides_a_key() {
+    let dir = dir_with(&[("syslog2ban.toml", MAIN), ("conf.d/sshd.toml", SSHD)]);
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("SYSLOG2BAN_JAIL__SSHD__MAXRETRY", "2");
+        let config = load(dir.path()).expect("valid");
+        assert_eq!(config.jails[0].maxretry, 2);
+        Ok(())
+    });
+}
+
+#[test]
+fn errors_name_file_key_and_line() {
+    let dir = dir_with(&[
+        ("syslog2ban.toml", MAIN),
+        ("conf.d/sshd.toml", SSHD),
+        (
+            "conf.d/zz-local.toml",
+            "[jail.sshd]\nmaxretry = 0\nfindtime = \"soon\"\nignoreip = [\"10.0.0.0/8\", \"nope\"]\n",
+        ),
+    ]);
+    let errors = load_no_env(dir.path()).unwrap_err().0;
+    let local = dir.path().join("conf.d/zz-local.toml");
+    let find = |key: &str| {
+        errors
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no error for {key}: {errors:?}"))
+    };
+    assert_eq!(find("jail.sshd.maxretry").file.as_ref(), Some(&local));
+    assert_eq!(find("jail.sshd.maxretry").line, Some(2));
+    assert!(find("jail.sshd.findtime").message.contains("soon"));
+    assert_eq!(find("jail.sshd.ignoreip[1]").line, Some(4));
+}
+
+#[test]
+fn a_key_of_another_listener_type_is_an_unknown_key() {
+    for (listener, key) in [
+        (
+            "type = \"udp\"\naddress = \"127.0.0.1:514\"\nidle_timeout = \"1m\"\n",
+            "idle_timeout",
+        ),
+        (
+            "type = \"unix\"\npath = \"/dev/log\"\nallow = [\"127.0.0.1\"]\n",
+            "allow",
+        ),
+        (
+            "type = \"tcp\"\naddress = \"127.0.0.1:514\"\ncert = \"/c.pem\"\n",
+            "cert",
+        ),
+        (
+            "type = \"journal-stream\"\naddress = \"127.0.0.1:514\"\nrecv_buffer = 4096\n",
+            "recv_buffer",
+        ),
+    ] {
+        let dir = dir_with(&[("syslog2ban.toml", &format!("[[listen]]\n{listener}"))]);
+        let errors = load_no_env(dir.path()).unwrap_err().0;
+        let key = format!("listen[0].{key}");
+        let e = errors
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no error for {key}: {errors:?}"));
+        assert!(e.message.starts_with("unknown key for type"), "{e:?}");
+        assert_eq!(
+            e.file.as_deref(),
+            Some(dir.path().join("syslog2ban.toml").as_path())
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_file() {
+    let dir = dir_with(&[
+        ("syslog2ban.toml", MAIN),
+        ("conf.d/sshd.toml", &format!("{SSHD}maxretyr = 3\n")),
+    ]);
+    let errors = load_no_env(dir.path()).unwrap_err().0;
+    let e = errors
+        .iter()
+        .find(|e| e.key == "jail.sshd.maxretyr")
+        .unwrap_or_else(|| panic!("{errors:?}"));
+    assert_eq!(e.message, "unknown key");
+    assert_eq!(e.file.as_ref(), Some(&dir.path().join("conf.d/sshd.toml")));
+
+    let dir = dir_with(&[(
+        "syslog2ban.toml",
+        &format!("{MAIN}\n[bogus]\nx = 1\n")
+            .replace("backend = \"log\"", "backend = \"log\"\nfoo = 1"),
+    )]);
+    let errors = load_no_env(dir.path()).unwrap_err().0;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.key == "bogus" || e.key == "ban.foo"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn type_errors_inside_a_jail_name_the_key_and_line() {
+    let dir = dir_with(&[
+        ("syslog2ban.toml", MAIN),
+        ("conf.d/sshd.toml", SSHD),
+        ("conf.d/zz-local.toml", "[jail.sshd]\nmaxretry = \"lots\"\n"),
+    ]);
+    let errors = load_no_env(dir.path()).unwrap_err().0;
+    let e = errors
+        .iter()
+        .find(|e| e.key == "jail.sshd.maxretry")
+        .unwrap_or_else(|| panic!("{errors:?}"));
+    assert_eq!(
+        e.file.as_ref(),
+        Some(&dir.path().join("conf.d/zz-local.toml"))
+    );
+    assert_eq!(e.line, Some(2));
+}
+
+#[test]
+fn bad_listener_and_regex_are_reported() {
+    let main = MAIN.replace(
+        "127.0.0.1:5514\"\n\n[[listen]]",
+        "localhost\"\n\n[[listen]]",
+    );
+    let dir = dir_with(&[
+        ("syslog2ban.toml", &main),
+        (
+            "conf.d/sshd.toml",
+            "[jail.sshd]\nenabled = true\nprograms = [\"sshd\"]\nfailregex = ['from <HOST>']\n",
+        ),
+    ]);
+    let errors = load_no_env(dir.path()).unwrap_err().0;
+    assert!(
+        errors.iter().any(|e| e.key == "listen[0].address"),
+        "{errors:?}"
+    );
+    let regex = errors
+        .iter()
+        .find(|e| e.key == "jail.sshd.failregex[0]")
+        .unwrap_or_else(|| panic!("{errors:?}"));
+    assert!(regex.message.contains("must start with '^'"));
+}
+
+#[test]
+fn jail_names_are_restricted() {
+    assert!(JailName::new("sshd-2_a").is_ok());
+    assert!(JailName::new("ssh d").is_err());
+    assert!(JailName::new("").is_err());
+}
+
+/// A fail2ban-style filter written for these tests.
+const DEMO_FILTER: &str = "[DEFAULT]\n_daemon = demo(?:-auth)?\n[Definition]\nfailregex = ^(?:\\S+ )?%(_daemon)s(?:\\[\\d+\\])?: bad <what> from <HOST>$\n[Init]\nwhat = login\n";
+
+#[test]
+fn jail_with_a_fail2ban_filter() {
+    let dir = dir_with(&[
+        ("syslog2ban.toml", MAIN),
+        (
+            "conf.d/demo.toml",
+            "[jail.demo]\nenabled = true\nfail2ban_filter = \"filters/demo.conf[what=attempt]\"\nignoreregex = ['from 10\\.']\n",
+        ),
+    ]);
+    fs::create_dir(dir.path().join("conf.d/filters")).expect("mkdir");
+    fs::write(dir.path().join("conf.d/filters/demo.conf"), DEMO_FILTER).expect("write");
+    let config = load_no_env(dir.path()).expect("loads");
+    let demo = config
+        .jails
+        .iter()
+        .find(|j| j.name.as_str() == "demo")
+        .expect("demo jail");
+    assert_eq!(demo.programs, vec!["demo", "demo-auth"]);
+    let source = demo.fail2ban.as_ref().expect("fail2ban filter");
+    assert_eq!(source.spec, "filters/demo.conf[what=attempt]");
+    assert!(source
+        .filter
+        .failregex_source(0)
+        .is_some_and(|r| r.contains("bad attempt from")));
+    assert!(demo.filter.is_ignored("bad attempt from 10.0.0.1"));
+}
+
+#[test]
+fn fail2ban_filter_errors_name_file_and_key() {
+    let cases = [
+        (
+            "fail2ban_filter = \"filters/demo.conf\"\nfailregex = ['^x <HOST>$']\n",
+            "jail.demo.fail2ban_filter",
+            "not both",
+        ),
+        (
+            "fail2ban_filter = \"filters/missing.conf\"\n",
+            "jail.demo.fail2ban_filter",
+            "missing.conf: cannot read",
+        ),
+        (
+            "fail2ban_filter = \"filters/open.conf\"\n",
+            "jail.demo.programs",
+            "names no fixed program",
+        ),
+        (
+            "fail2ban_filter = \"filters/demo.conf[what\"\n",
+            "jail.demo.fail2ban_filter",
+            "bad filter options",
+        ),
+    ];
+    for (jail, key, message) in cases {
+        let dir = dir_with(&[
+            ("syslog2ban.toml", MAIN),
+            (
+                "conf.d/demo.toml",
+                &format!("[jail.demo]\nenabled = true\n{jail}"),
+            ),
+        ]);
+        fs::create_dir(dir.path().join("conf.d/filters")).expect("mkdir");
+        fs::write(dir.path().join("conf.d/filters/demo.conf"), DEMO_FILTER).expect("write");
+        fs::write(
+            dir.path().join("conf.d/filters/open.conf"),
+            "[Definition]\nfailregex = ^<HOST>$\n",
+        )
+        .expect("write");
+        let errors = load_no_env(dir.path()).expect_err(key).0;
+        let error = errors
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no error for {key}: {errors:?}"));
+        assert!(error.message.contains(message), "{error:?}");
+        assert_eq!(
+            error.file.as_deref(),
+            Some(dir.path().join("conf.d/demo.toml").as_path())
+        );
+    }
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's test jail API, not ours
+fn test_knobs_are_not_config_keys_but_unknown_prefixed_ones_are_errors() {
+    let dir = dir_with(&[("syslog2ban.toml", MAIN), ("conf.d/sshd.toml", SSHD)]);
+    let path = dir.path().to_path_buf();
+    figment::Jail::expect_with(move |jail| {
+        jail.set_env("S2B_F2B_CORPUS", "/somewhere/corpus");
+        load(&path).map_err(|e| e.to_string())?;
+        jail.set_env("SYSLOG2BAN_NOT_A_KEY", "1");
+        let err = load(&path).expect_err("unknown key");
+        assert!(err.to_string().contains("not_a_key"), "{err}");
+        Ok(())
+    });
+}
