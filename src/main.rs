@@ -321,7 +321,10 @@ fn client_command(client: &ClientOptions, request: &Request) -> Result<ExitCode>
     if client.json {
         println!("{}", serde_json::to_string_pretty(&response)?);
     } else {
-        print_response(&response);
+        match &response {
+            Response::Error { message } => eprintln!("syslog2ban: {message}"),
+            other => print!("{}", control::text::render(other)),
+        }
     }
     Ok(match response {
         Response::Error { .. } => ExitCode::from(1),
@@ -335,145 +338,6 @@ fn client_command(client: &ClientOptions, request: &Request) -> Result<ExitCode>
         }
         _ => ExitCode::SUCCESS,
     })
-}
-
-fn print_response(response: &Response) {
-    match response {
-        Response::Status(status) => {
-            println!("syslog2ban {}", status.version);
-            println!("Listeners:");
-            for l in &status.listeners {
-                println!(
-                    "  {:<28} {:>10} messages  {:>6} oversize  {:>6} refused connections",
-                    l.listener, l.messages, l.oversize, l.refused_connections
-                );
-            }
-            println!("Jails:");
-            for j in &status.jails {
-                println!(
-                    "  {:<16} failing now {:>6}  failures {:>8}  banned now {:>6}  bans {:>6}",
-                    j.jail, j.currently_failed, j.total_failed, j.currently_banned, j.total_banned
-                );
-            }
-            if let Some(store) = status.store.as_ref().filter(|s| s.failing) {
-                println!(
-                    "Store: FAILING, {} writes kept for retry ({} lost): {}",
-                    store.pending_writes,
-                    store.lost_writes,
-                    store.last_error.as_deref().unwrap_or("")
-                );
-            }
-            for stuck in &status.stuck {
-                println!(
-                    "Stage {} STUCK for {} s (the watchdog is not fed)",
-                    stuck.stage, stuck.busy_secs
-                );
-            }
-            println!("Targets:");
-            for t in &status.targets {
-                let netlink = if t.netlink_batches > 0 {
-                    format!(" ({} over netlink)", t.netlink_batches)
-                } else {
-                    String::new()
-                };
-                println!(
-                    "  {:<8} {} {}  batches {}{netlink}  errors {}",
-                    t.target,
-                    t.backend,
-                    t.table.as_deref().unwrap_or(""),
-                    t.batches,
-                    t.errors
-                );
-                if let Some(a) = &t.attested {
-                    println!(
-                        "           enforced {} of {} bans  fixes {}  last reconcile {}",
-                        a.present,
-                        a.desired,
-                        a.fixes,
-                        ago(a.last_reconcile_unix)
-                    );
-                    if let Some(e) = &a.last_error {
-                        println!("           last error: {e}");
-                    }
-                }
-                if let Some(r) = &t.remote {
-                    let reconciled = ago(r.last_reconcile_unix);
-                    println!(
-                        "           {}  {}  queued {}  last reconcile {}",
-                        r.host,
-                        if r.connected {
-                            "connected"
-                        } else {
-                            "disconnected"
-                        },
-                        r.queued,
-                        reconciled
-                    );
-                    if let Some(e) = &r.last_error {
-                        println!("           last error: {e}");
-                    }
-                }
-            }
-        }
-        Response::Jail(j) => {
-            println!("Status for the jail: {}", j.jail);
-            println!("|- Filter");
-            println!("|  |- Programs:\t{}", j.programs.join(" "));
-            println!("|  |- Currently failed:\t{}", j.currently_failed);
-            println!("|  `- Total failed:\t{}", j.total_failed);
-            println!("`- Actions");
-            println!("   |- Currently banned:\t{}", j.currently_banned);
-            println!("   |- Total banned:\t{}", j.total_banned);
-            println!("   `- Banned IP list:\t{}", j.banned.join(" "));
-        }
-        Response::Verified { bans } => {
-            if bans.is_empty() {
-                println!("No active bans");
-            }
-            for b in bans {
-                for p in &b.places {
-                    let mark = match p.enforced {
-                        Some(true) => "enforced",
-                        Some(false) => "MISSING",
-                        None => "unchecked",
-                    };
-                    println!(
-                        "{:<40} {:<16} {:<12} {:<10} {}",
-                        b.address, b.jail, p.place, mark, p.detail
-                    );
-                }
-            }
-        }
-        Response::Banned { bans } => {
-            if bans.is_empty() {
-                println!("No active bans");
-            }
-            for b in bans {
-                let left = b
-                    .remaining_secs
-                    .map(|s| {
-                        humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
-                    })
-                    .unwrap_or_else(|| "permanent".into());
-                println!("{:<40} {:<16} {:<16} {}", b.address, b.jail, left, b.origin);
-            }
-        }
-        Response::Done { message } => println!("{message}"),
-        Response::Error { message } => eprintln!("syslog2ban: {message}"),
-    }
-}
-
-/// "12s ago", or "never".
-fn ago(unix: Option<u64>) -> String {
-    unix.map_or_else(
-        || "never".to_string(),
-        |at| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            format!("{}s ago", now.saturating_sub(at))
-        },
-    )
 }
 
 fn init_logging(format: LogFormat) {

@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod protocol;
+pub mod text;
 
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,0 +1,169 @@
+//! The control answers as people read them: what `syslog2ban status`, `banned`, `verify` and
+//! the others print without `--json`.
+//!
+//! Owns only formatting; it never talks to the daemon.
+
+use std::fmt::Write as _;
+
+use super::protocol::Response;
+
+/// What `status`, `banned`, `verify`, a jail's status and the other answers look like on a
+/// terminal (`--json` prints the answer itself). An error is the caller's to print.
+pub fn render(response: &Response) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    macro_rules! say {
+        ($($arg:tt)*) => {{
+            let _ = writeln!(out, $($arg)*);
+        }};
+    }
+    match response {
+        Response::Status(status) => {
+            say!("syslog2ban {}", status.version);
+            say!("Listeners:");
+            for l in &status.listeners {
+                say!(
+                    "  {:<28} {:>10} messages  {:>6} oversize  {:>6} refused connections",
+                    l.listener,
+                    l.messages,
+                    l.oversize,
+                    l.refused_connections
+                );
+            }
+            say!("Jails:");
+            for j in &status.jails {
+                say!(
+                    "  {:<16} failing now {:>6}  failures {:>8}  banned now {:>6}  bans {:>6}",
+                    j.jail,
+                    j.currently_failed,
+                    j.total_failed,
+                    j.currently_banned,
+                    j.total_banned
+                );
+            }
+            if let Some(store) = status.store.as_ref().filter(|s| s.failing) {
+                say!(
+                    "Store: FAILING, {} writes kept for retry ({} lost): {}",
+                    store.pending_writes,
+                    store.lost_writes,
+                    store.last_error.as_deref().unwrap_or("")
+                );
+            }
+            for stuck in &status.stuck {
+                say!(
+                    "Stage {} STUCK for {} s (the watchdog is not fed)",
+                    stuck.stage,
+                    stuck.busy_secs
+                );
+            }
+            say!("Targets:");
+            for t in &status.targets {
+                let netlink = if t.netlink_batches > 0 {
+                    format!(" ({} over netlink)", t.netlink_batches)
+                } else {
+                    String::new()
+                };
+                say!(
+                    "  {:<8} {} {}  batches {}{netlink}  errors {}",
+                    t.target,
+                    t.backend,
+                    t.table.as_deref().unwrap_or(""),
+                    t.batches,
+                    t.errors
+                );
+                if let Some(a) = &t.attested {
+                    say!(
+                        "           enforced {} of {} bans  fixes {}  last reconcile {}",
+                        a.present,
+                        a.desired,
+                        a.fixes,
+                        ago(a.last_reconcile_unix)
+                    );
+                    if let Some(e) = &a.last_error {
+                        say!("           last error: {e}");
+                    }
+                }
+                if let Some(r) = &t.remote {
+                    let reconciled = ago(r.last_reconcile_unix);
+                    say!(
+                        "           {}  {}  queued {}  last reconcile {}",
+                        r.host,
+                        if r.connected {
+                            "connected"
+                        } else {
+                            "disconnected"
+                        },
+                        r.queued,
+                        reconciled
+                    );
+                    if let Some(e) = &r.last_error {
+                        say!("           last error: {e}");
+                    }
+                }
+            }
+        }
+        Response::Jail(j) => {
+            say!("Status for the jail: {}", j.jail);
+            say!("|- Filter");
+            say!("|  |- Programs:\t{}", j.programs.join(" "));
+            say!("|  |- Currently failed:\t{}", j.currently_failed);
+            say!("|  `- Total failed:\t{}", j.total_failed);
+            say!("`- Actions");
+            say!("   |- Currently banned:\t{}", j.currently_banned);
+            say!("   |- Total banned:\t{}", j.total_banned);
+            say!("   `- Banned IP list:\t{}", j.banned.join(" "));
+        }
+        Response::Verified { bans } => {
+            if bans.is_empty() {
+                say!("No active bans");
+            }
+            for b in bans {
+                for p in &b.places {
+                    let mark = match p.enforced {
+                        Some(true) => "enforced",
+                        Some(false) => "MISSING",
+                        None => "unchecked",
+                    };
+                    say!(
+                        "{:<40} {:<16} {:<12} {:<10} {}",
+                        b.address,
+                        b.jail,
+                        p.place,
+                        mark,
+                        p.detail
+                    );
+                }
+            }
+        }
+        Response::Banned { bans } => {
+            if bans.is_empty() {
+                say!("No active bans");
+            }
+            for b in bans {
+                let left = b
+                    .remaining_secs
+                    .map(|s| {
+                        humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+                    })
+                    .unwrap_or_else(|| "permanent".into());
+                say!("{:<40} {:<16} {:<16} {}", b.address, b.jail, left, b.origin);
+            }
+        }
+        Response::Done { message } => say!("{message}"),
+        Response::Error { .. } => {}
+    }
+    out
+}
+
+/// "12s ago", or "never".
+pub fn ago(unix: Option<u64>) -> String {
+    unix.map_or_else(
+        || "never".to_string(),
+        |at| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            format!("{}s ago", now.saturating_sub(at))
+        },
+    )
+}
