@@ -12,23 +12,23 @@
 //! besides counting.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use regex::RegexSet;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, error, warn};
+use tracing::{error, warn};
 
 use crate::config::JailConfig;
 use crate::fault;
-use crate::input::{Origin, Payload, RawMessage};
-use crate::jail::filter::{Filter, FilterMatch};
-use crate::jail::{Classified, Classifier, Jail, Offence, Target, Verdict};
-use crate::metrics::{JailMetrics, Metrics};
-use crate::parse::{self, LogRecord};
-use crate::route::Router;
+use crate::input::RawMessage;
+use crate::jail::Offence;
+use crate::metrics::Metrics;
+
+mod matching;
+mod windows;
+
+use matching::{match_message, Hit, Matchers, Tally};
+use windows::Windows;
 
 /// How often stale failure windows are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -40,231 +40,6 @@ const HIT_QUEUE: usize = 16 * 1024;
 pub enum Update {
     /// The enabled jails after a reload; acknowledged once in effect.
     Jails(Vec<JailConfig>, oneshot::Sender<()>),
-}
-
-/// What the workers need of one jail.
-struct JailMatcher {
-    filter: Filter,
-    classifier: Classifier,
-    /// Matched by the window task instead (fail2ban filters keep per-stream state).
-    stateful: bool,
-    counters: Arc<JailMetrics>,
-}
-
-/// The workers' read-only view of the jails, replaced as a whole on reload.
-struct Matchers {
-    /// Changes with every reload; hits carry it so the window task knows their jail indexes.
-    generation: u64,
-    router: Router,
-    jails: Vec<JailMatcher>,
-    /// For programs heard by several jails: all their failregex in one multi-pattern set, so
-    /// a message costs one pass however many jails hear it.
-    shared: HashMap<String, SharedMatcher>,
-}
-
-/// One `RegexSet` over the failregex of every jail of a program; `ranges[i]` are the set
-/// indexes of jail `i` (a jail index) in that set.
-struct SharedMatcher {
-    set: RegexSet,
-    ranges: Vec<(usize, Range<usize>)>,
-}
-
-impl SharedMatcher {
-    /// None when the combined set would exceed the regex size limit: jails then match one
-    /// by one, which is correct, only slower.
-    fn build(jail_indexes: &[usize], jails: &[JailMatcher]) -> Option<Self> {
-        let mut patterns = Vec::new();
-        let mut ranges = Vec::new();
-        for &index in jail_indexes {
-            let start = patterns.len();
-            patterns.extend(jails[index].filter.expanded_failregex());
-            ranges.push((index, start..patterns.len()));
-        }
-        RegexSet::new(patterns)
-            .ok()
-            .map(|set| SharedMatcher { set, ranges })
-    }
-}
-
-impl Matchers {
-    fn build(configs: &[JailConfig], generation: u64, metrics: &Metrics) -> Self {
-        let router = Router::new(
-            configs
-                .iter()
-                .map(|j| j.programs.iter().map(String::as_str)),
-        );
-        let jails: Vec<JailMatcher> = configs
-            .iter()
-            .map(|c| JailMatcher {
-                filter: c.filter.clone(),
-                classifier: Classifier::new(c),
-                stateful: c.fail2ban.is_some(),
-                counters: metrics.jail(c.name.as_str()),
-            })
-            .collect();
-        let mut by_program: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (index, config) in configs.iter().enumerate() {
-            if jails[index].stateful {
-                continue;
-            }
-            // Prefix patterns are routed one jail at a time, not through a shared set.
-            for program in config.programs.iter().filter(|p| !p.ends_with('*')) {
-                let list = by_program.entry(program.as_str()).or_default();
-                if !list.contains(&index) {
-                    list.push(index);
-                }
-            }
-        }
-        let shared = by_program
-            .into_iter()
-            .filter(|(_, indexes)| indexes.len() > 1)
-            .filter_map(|(program, indexes)| {
-                SharedMatcher::build(&indexes, &jails).map(|m| (program.to_string(), m))
-            })
-            .collect();
-        Matchers {
-            generation,
-            router,
-            jails,
-            shared,
-        }
-    }
-}
-
-/// What a worker hands to the window task.
-#[derive(Debug)]
-enum Hit {
-    /// A failure matched and classified.
-    Failure {
-        jail: usize,
-        generation: u64,
-        target: Target,
-        origin: Origin,
-        origin_name: Option<Arc<str>>,
-        at: Instant,
-        sample: String,
-    },
-    /// A record for a jail that matches where its state lives.
-    Record {
-        jail: usize,
-        generation: u64,
-        record: Box<LogRecord>,
-        origin: Origin,
-        origin_name: Option<Arc<str>>,
-        at: Instant,
-    },
-}
-
-/// The jails' failure windows (and stateful matchers), owned by the window task.
-struct Windows {
-    generation: u64,
-    jails: Vec<Jail>,
-    counters: Vec<Arc<JailMetrics>>,
-}
-
-impl Windows {
-    fn build(
-        configs: &[JailConfig],
-        generation: u64,
-        mut previous: HashMap<String, Jail>,
-        metrics: &Metrics,
-    ) -> Self {
-        let jails: Vec<Jail> = configs
-            .iter()
-            .map(|config| match previous.remove(config.name.as_str()) {
-                Some(mut jail) => {
-                    jail.reconfigure(config);
-                    jail
-                }
-                None => Jail::new(config),
-            })
-            .collect();
-        Windows {
-            generation,
-            counters: configs
-                .iter()
-                .map(|c| metrics.jail(c.name.as_str()))
-                .collect(),
-            jails,
-        }
-    }
-
-    fn into_previous(self) -> HashMap<String, Jail> {
-        self.jails
-            .into_iter()
-            .map(|j| (j.name().as_str().to_string(), j))
-            .collect()
-    }
-
-    /// Counts a hit; the offence when it reached maxretry. A hit matched with the jails of
-    /// before a reload is dropped: it was decided by filters that are no longer in force
-    /// (only hits already in flight during the swap).
-    fn record(&mut self, hit: Hit) -> Option<Offence> {
-        let (index, generation, origin_name) = match &hit {
-            Hit::Failure {
-                jail,
-                generation,
-                origin_name,
-                ..
-            }
-            | Hit::Record {
-                jail,
-                generation,
-                origin_name,
-                ..
-            } => (*jail, *generation, origin_name.clone()),
-        };
-        if generation != self.generation || index >= self.jails.len() {
-            debug!("Failure matched before a reload dropped");
-            return None;
-        }
-        let jail = &mut self.jails[index];
-        let counters = &self.counters[index];
-        let verdict = match hit {
-            Hit::Failure {
-                target,
-                origin,
-                at,
-                sample,
-                ..
-            } => jail.record(target, origin, at, &sample),
-            Hit::Record {
-                record, origin, at, ..
-            } => jail.process(&record, origin, at),
-        };
-        let offence = match verdict {
-            Verdict::NoMatch => None,
-            Verdict::Ignored => {
-                Metrics::inc(&counters.ignored);
-                None
-            }
-            Verdict::Counted { address, failures } => {
-                Metrics::inc(&counters.failures);
-                debug!(jail = %jail.name(), %address, failures, "Failure");
-                None
-            }
-            Verdict::Offence(mut offence) => {
-                Metrics::inc(&counters.failures);
-                offence.origin_name = origin_name;
-                Some(offence)
-            }
-        };
-        Metrics::set(&counters.tracked, jail.tracked_addresses() as u64);
-        let evicted = jail.take_new_evictions();
-        if evicted > 0 {
-            counters
-                .evicted
-                .fetch_add(evicted, std::sync::atomic::Ordering::Relaxed);
-        }
-        offence
-    }
-
-    fn sweep(&mut self, now: Instant) {
-        for (jail, counters) in self.jails.iter_mut().zip(&self.counters) {
-            jail.sweep(now);
-            Metrics::set(&counters.tracked, jail.tracked_addresses() as u64);
-        }
-    }
 }
 
 /// How many matching workers: one per core (at most 8).
@@ -377,136 +152,11 @@ async fn worker(
     tally.flush(&current, &metrics);
 }
 
-/// A worker's counts not yet added to the shared counters.
-#[derive(Default)]
-struct Tally {
-    pending: u32,
-    unparsed: u64,
-    unrouted: u64,
-    /// Ignored matches per jail index of the current matchers.
-    ignored: Vec<u64>,
-}
-
-impl Tally {
-    fn flush(&mut self, matchers: &Matchers, metrics: &Metrics) {
-        if self.pending == 0 {
-            return;
-        }
-        for (counter, n) in [
-            (&metrics.unparsed, &mut self.unparsed),
-            (&metrics.unrouted, &mut self.unrouted),
-        ] {
-            if *n > 0 {
-                counter.fetch_add(*n, std::sync::atomic::Ordering::Relaxed);
-                *n = 0;
-            }
-        }
-        for (index, n) in self.ignored.iter_mut().enumerate() {
-            if *n > 0 {
-                if let Some(jail) = matchers.jails.get(index) {
-                    jail.counters
-                        .ignored
-                        .fetch_add(*n, std::sync::atomic::Ordering::Relaxed);
-                }
-                *n = 0;
-            }
-        }
-        self.pending = 0;
-    }
-}
-
-/// One message through parse, route and the jails' filters; pushes its hits onto `found`.
-fn match_message(
-    matchers: &Matchers,
-    message: RawMessage,
-    tally: &mut Tally,
-    found: &mut Vec<Hit>,
-) {
-    let now: DateTime<Utc> = message.received_at.into();
-    tally.pending += 1;
-    let record = match message.payload {
-        Payload::Frame(frame) => match parse::parse_syslog(&frame, now) {
-            Ok(r) => r,
-            Err(e) => {
-                tally.unparsed += 1;
-                debug!(origin = %message.origin, error = %e, "Unparsed frame");
-                return;
-            }
-        },
-        Payload::Record(record) => *record,
-    };
-    let targets = matchers.router.jails_for(&record.program);
-    if targets.is_empty() {
-        tally.unrouted += 1;
-        return;
-    }
-    // Only computed when the message is a hit somewhere.
-    let origin_name = || match (&message.identity, message.trust_hostname) {
-        (Some(identity), _) => Some(identity.clone()),
-        (None, true) => record.host.as_deref().map(Arc::from),
-        (None, false) => None,
-    };
-    let shared = matchers
-        .shared
-        .get(&record.program)
-        .map(|m| (m, m.set.matches(&record.message)));
-    for &index in targets.iter() {
-        let jail = &matchers.jails[index];
-        if jail.stateful {
-            found.push(Hit::Record {
-                jail: index,
-                generation: matchers.generation,
-                record: Box::new(record.clone()),
-                origin: message.origin,
-                origin_name: origin_name(),
-                at: message.received,
-            });
-            continue;
-        }
-        // A jail routed here by a prefix is not in the program's shared set: it matches alone.
-        let in_shared = shared.as_ref().and_then(|(matcher, hits)| {
-            matcher
-                .ranges
-                .iter()
-                .find(|(i, _)| *i == index)
-                .map(|(_, r)| (r.clone(), hits))
-        });
-        let matched: FilterMatch = match in_shared {
-            Some((range, hits)) => {
-                let local = range
-                    .clone()
-                    .filter(|&i| hits.matched(i))
-                    .map(|i| i - range.start);
-                jail.filter.check_hits(&record.message, local)
-            }
-            None => jail.filter.check(&record.message),
-        };
-        match jail.classifier.classify(matched) {
-            Classified::NoMatch => {}
-            Classified::Ignored => {
-                if tally.ignored.len() <= index {
-                    tally.ignored.resize(matchers.jails.len(), 0);
-                }
-                tally.ignored[index] += 1;
-            }
-            Classified::Failure(target) => found.push(Hit::Failure {
-                jail: index,
-                generation: matchers.generation,
-                target,
-                origin: message.origin,
-                origin_name: origin_name(),
-                at: message.received,
-                sample: record.message.clone(),
-            }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{BanTime, JailName};
-    use crate::input::Origin;
+    use crate::input::{Origin, Payload};
     use crate::jail::filter::Filter;
     use bytes::Bytes;
     use std::time::SystemTime;

@@ -1,0 +1,127 @@
+//! The window task's side of the pipeline: every jail's failure windows (and the stateful
+//! fail2ban matchers), which turn hits into offences, kept across reloads for the jails that
+//! still exist.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::debug;
+
+use crate::config::JailConfig;
+use crate::jail::{Jail, Offence, Verdict};
+use crate::metrics::{JailMetrics, Metrics};
+
+use super::matching::Hit;
+
+/// The jails' failure windows (and stateful matchers), owned by the window task.
+pub(super) struct Windows {
+    generation: u64,
+    jails: Vec<Jail>,
+    counters: Vec<Arc<JailMetrics>>,
+}
+
+impl Windows {
+    pub(super) fn build(
+        configs: &[JailConfig],
+        generation: u64,
+        mut previous: HashMap<String, Jail>,
+        metrics: &Metrics,
+    ) -> Self {
+        let jails: Vec<Jail> = configs
+            .iter()
+            .map(|config| match previous.remove(config.name.as_str()) {
+                Some(mut jail) => {
+                    jail.reconfigure(config);
+                    jail
+                }
+                None => Jail::new(config),
+            })
+            .collect();
+        Windows {
+            generation,
+            counters: configs
+                .iter()
+                .map(|c| metrics.jail(c.name.as_str()))
+                .collect(),
+            jails,
+        }
+    }
+
+    pub(super) fn into_previous(self) -> HashMap<String, Jail> {
+        self.jails
+            .into_iter()
+            .map(|j| (j.name().as_str().to_string(), j))
+            .collect()
+    }
+
+    /// Counts a hit; the offence when it reached maxretry. A hit matched with the jails of
+    /// before a reload is dropped: it was decided by filters that are no longer in force
+    /// (only hits already in flight during the swap).
+    pub(super) fn record(&mut self, hit: Hit) -> Option<Offence> {
+        let (index, generation, origin_name) = match &hit {
+            Hit::Failure {
+                jail,
+                generation,
+                origin_name,
+                ..
+            }
+            | Hit::Record {
+                jail,
+                generation,
+                origin_name,
+                ..
+            } => (*jail, *generation, origin_name.clone()),
+        };
+        if generation != self.generation || index >= self.jails.len() {
+            debug!("Failure matched before a reload dropped");
+            return None;
+        }
+        let jail = &mut self.jails[index];
+        let counters = &self.counters[index];
+        let verdict = match hit {
+            Hit::Failure {
+                target,
+                origin,
+                at,
+                sample,
+                ..
+            } => jail.record(target, origin, at, &sample),
+            Hit::Record {
+                record, origin, at, ..
+            } => jail.process(&record, origin, at),
+        };
+        let offence = match verdict {
+            Verdict::NoMatch => None,
+            Verdict::Ignored => {
+                Metrics::inc(&counters.ignored);
+                None
+            }
+            Verdict::Counted { address, failures } => {
+                Metrics::inc(&counters.failures);
+                debug!(jail = %jail.name(), %address, failures, "Failure");
+                None
+            }
+            Verdict::Offence(mut offence) => {
+                Metrics::inc(&counters.failures);
+                offence.origin_name = origin_name;
+                Some(offence)
+            }
+        };
+        Metrics::set(&counters.tracked, jail.tracked_addresses() as u64);
+        let evicted = jail.take_new_evictions();
+        if evicted > 0 {
+            counters
+                .evicted
+                .fetch_add(evicted, std::sync::atomic::Ordering::Relaxed);
+        }
+        offence
+    }
+
+    pub(super) fn sweep(&mut self, now: Instant) {
+        for (jail, counters) in self.jails.iter_mut().zip(&self.counters) {
+            jail.sweep(now);
+            Metrics::set(&counters.tracked, jail.tracked_addresses() as u64);
+        }
+    }
+}
