@@ -25,4 +25,5 @@ pub mod regex_check;
 pub mod route;
 pub mod supervise;
 pub mod systemd;
+pub mod target;
 pub mod throttle;

@@ -12,7 +12,7 @@ pub mod policy;
 pub mod state;
 pub mod store;
 
-use crate::jail::Target;
+use crate::target::Target;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

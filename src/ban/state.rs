@@ -4,7 +4,7 @@
 //! Pure: every method takes the time (`Moment`) and returns the writes (`StoreOp`) that carry
 //! firewall commands forward; the manager task feeds it and sends the results on.
 
-use crate::jail::Target;
+use crate::target::Target;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -7,8 +7,8 @@
 //! manager hands the firewall commands to enforcement before their write reaches this thread,
 //! so a ban never waits for a commit; the `Banned` line is logged once the write is durable.
 
-use crate::jail::Target;
 use crate::supervise::BusyClock;
+use crate::target::Target;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

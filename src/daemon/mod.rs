@@ -28,12 +28,12 @@ use crate::control::{self, ControlError, Envelope};
 use crate::enforce::{self, nft::NftError, Firewall, RemoteTarget};
 use crate::fd_limit;
 use crate::input::{self, InputContext, InputError, ListenerHandle};
-use crate::jail::Target;
 use crate::metrics::Metrics;
 use crate::ownership::{self, OwnershipError};
 use crate::pipeline::{self, Update};
 use crate::supervise::{self, stage, Supervisor};
 use crate::systemd;
+use crate::target::Target;
 use crate::throttle::Throttle;
 use crate::warn_throttled;
 

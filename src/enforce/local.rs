@@ -23,8 +23,8 @@ use super::pending::{self, Batch};
 use super::reconcile;
 use super::Firewall;
 use crate::ban::BanCommand;
-use crate::jail::Target;
 use crate::metrics::{Metrics, TargetMetrics};
+use crate::target::Target;
 use crate::throttle::Throttle;
 use crate::warn_throttled;
 

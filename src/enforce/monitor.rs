@@ -268,7 +268,7 @@ mod tests {
     use super::super::netlink;
     use super::super::nft::ElementChange;
     use super::*;
-    use crate::jail::Target;
+    use crate::target::Target;
 
     fn t(s: &str) -> Target {
         s.parse().unwrap()

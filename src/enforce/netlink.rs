@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
 use super::nft::{ElementChange, SET_V4, SET_V6};
-use crate::jail::Target;
+use crate::target::Target;
 
 /// Batches with more changes than this go to nft (a restore of many bans): one datagram must
 /// fit the socket's default send buffer (~208 KiB), and a process start is noise next to it.

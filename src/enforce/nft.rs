@@ -2,7 +2,7 @@
 //! text for one `nft -f -` run. Rendering is pure; `apply` runs nft with the script on stdin
 //! (never through a shell, and addresses are typed `Target`s, so no log text reaches nft).
 
-use crate::jail::Target;
+use crate::target::Target;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

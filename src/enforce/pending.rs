@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::nft::{self, ElementChange};
 use crate::ban::BanCommand;
-use crate::jail::Target;
+use crate::target::Target;
 
 /// The deadline of each address a firewall should hold (None: permanent).
 pub type Desired = HashMap<Target, Option<Instant>>;

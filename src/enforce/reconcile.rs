@@ -10,7 +10,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::nft::{self, ElementChange};
-use crate::jail::Target;
+use crate::target::Target;
 
 /// An element present now lasts this much less than it should before it is re-added: nft
 /// reports whole seconds, and a ban extended while the host was unreachable must be renewed.

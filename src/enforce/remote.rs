@@ -31,8 +31,8 @@ use super::reconcile;
 use super::session::{NftPipes, NftSession, SessionError, Spawner, MAX_LINE};
 use crate::ban::BanCommand;
 use crate::config::{TargetConfig, TargetName};
-use crate::jail::Target;
 use crate::metrics::{Metrics, TargetMetrics};
+use crate::target::Target;
 
 /// First retry after a failed connect or command; doubles up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(500);

@@ -8,7 +8,7 @@
 #![deny(clippy::string_slice)]
 
 pub mod filter;
-pub mod target;
+
 pub mod window;
 
 use std::net::IpAddr;
@@ -21,8 +21,8 @@ use crate::config::{JailConfig, JailName};
 use crate::fail2ban::Fail2banMatcher;
 use crate::input::Origin;
 use crate::parse::LogRecord;
+pub use crate::target::Target;
 use filter::{Filter, FilterMatch};
-pub use target::Target;
 use window::{Count, FailureWindow};
 
 /// An address that reached maxretry in a jail.

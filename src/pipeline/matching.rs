@@ -15,10 +15,11 @@ use tracing::debug;
 use crate::config::JailConfig;
 use crate::input::{Origin, Payload, RawMessage};
 use crate::jail::filter::{Filter, FilterMatch};
-use crate::jail::{Classified, Classifier, Target};
+use crate::jail::{Classified, Classifier};
 use crate::metrics::{JailMetrics, Metrics};
 use crate::parse::{self, LogRecord};
 use crate::route::Router;
+use crate::target::Target;
 
 /// What the workers need of one jail.
 pub(super) struct JailMatcher {

@@ -1,6 +1,9 @@
 //! What a ban applies to: one address, or a network prefix when a jail counts IPv6 (or IPv4)
 //! attackers by prefix. Shown and stored as the bare address for a single host
 //! (`203.0.113.9`) and in CIDR form for a prefix (`2001:db8:1:2::/64`).
+//!
+//! A leaf: jails produce targets, and the ban manager, the store, enforcement and control use
+//! them; it imports nothing of the project.
 
 use std::fmt;
 use std::net::IpAddr;
