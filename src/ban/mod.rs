@@ -9,6 +9,7 @@
 
 pub mod placement;
 pub mod policy;
+pub mod record;
 pub mod state;
 pub mod store;
 

@@ -14,7 +14,7 @@ use tracing::{debug, info};
 
 use super::placement::{Fleet, Place};
 use super::policy::grown_bantime;
-use super::store::{BanRecord, StoreOp};
+use super::record::{BanRecord, StoreOp};
 use super::{BanCommand, BanError, BanInfo, JailPolicy};
 use crate::config::{BanTime, JailName, RecidiveConfig, RECIDIVE_JAIL};
 use crate::jail::Offence;
@@ -360,7 +360,7 @@ impl BanState {
         Metrics::inc(&m.bans);
         m.banned.fetch_add(1, Ordering::Relaxed);
         self.update_gauge();
-        debug!(jail = %new.jail, address = %new.address, bantime = %describe(bantime), earlier_bans = earlier, "Ban decided");
+        debug!(jail = %new.jail, address = %new.address, %bantime, earlier_bans = earlier, "Ban decided");
         // Only tell a firewall when the address's deadline there moves later.
         let holds = &self.holds[&new.address];
         let commands: Vec<BanCommand> = places
@@ -563,16 +563,6 @@ impl BanState {
             list.retain(|(_, t)| *t >= since);
             !list.is_empty()
         });
-    }
-}
-
-/// A bantime for logs, to the second.
-pub fn describe(bantime: BanTime) -> String {
-    match bantime {
-        BanTime::Permanent => "permanent".into(),
-        BanTime::For(d) => {
-            humantime::format_duration(Duration::from_secs(d.as_secs().max(1))).to_string()
-        }
     }
 }
 

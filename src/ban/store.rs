@@ -21,7 +21,8 @@ use tracing::{error, info};
 use crate::metrics::Metrics;
 use crate::throttle::{Decision, Throttle};
 
-use super::BanCommand;
+use super::record::report;
+pub use super::record::{BanRecord, StoreOp};
 
 /// The database file inside `[state] dir`.
 pub const DB_FILE: &str = "syslog2ban.sqlite3";
@@ -45,51 +46,6 @@ pub enum StoreError {
         /// SQLite error.
         source: rusqlite::Error,
     },
-}
-
-/// One ban as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BanRecord {
-    /// The banned address.
-    pub address: Target,
-    /// The jail that banned it.
-    pub jail: String,
-    /// Where the failures came from.
-    pub origin: String,
-    /// When the ban started.
-    pub started: SystemTime,
-    /// When it ends; None = permanent.
-    pub expires: Option<SystemTime>,
-    /// Failures that led to it (0 for manual bans).
-    pub failures: u32,
-    /// The message that crossed the threshold.
-    pub sample: String,
-}
-
-/// A write for the store thread.
-#[derive(Debug)]
-pub enum StoreOp {
-    /// Record a new ban (active + history), with the firewall commands it sent (none when the
-    /// firewalls already hold the address at least as long).
-    Ban(BanRecord, Vec<BanCommand>),
-    /// A ban ended (expired, unbanned): remove it from the active table.
-    End {
-        /// Address.
-        address: Target,
-        /// Jail.
-        jail: String,
-        /// The firewall commands it sent (none: the kernel times it out).
-        commands: Vec<BanCommand>,
-    },
-}
-
-impl StoreOp {
-    /// The firewall commands that go with this write.
-    pub fn commands(&self) -> &[BanCommand] {
-        match self {
-            StoreOp::Ban(_, commands) | StoreOp::End { commands, .. } => commands,
-        }
-    }
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -322,44 +278,6 @@ impl Store {
             .map(|n| n.unwrap_or(0))
             .map_err(|e| self.sql(e))
     }
-}
-
-/// The one log line per ban and unban, written once the change is durable.
-fn report(op: &StoreOp) {
-    match op {
-        StoreOp::Ban(r, commands) => {
-            let target = places(commands);
-            let bantime = match r.expires.and_then(|e| e.duration_since(r.started).ok()) {
-                Some(d) => super::state::describe(crate::config::BanTime::For(d)),
-                None => "permanent".into(),
-            };
-            info!(jail = %r.jail, address = %r.address, origin = %r.origin, failures = r.failures, %bantime, %target, "Banned");
-        }
-        StoreOp::End {
-            address,
-            jail,
-            commands,
-        } if !commands.is_empty() => {
-            let target = places(commands);
-            info!(%jail, %address, reason = "unban", %target, "Unbanned")
-        }
-        StoreOp::End { .. } => {}
-    }
-}
-
-/// The firewalls a write's commands go to (`local,web3`), or `unchanged` when another ban
-/// already holds the address as long everywhere.
-fn places(commands: &[BanCommand]) -> String {
-    if commands.is_empty() {
-        return "unchanged".into();
-    }
-    let places: Vec<super::Place> = commands
-        .iter()
-        .map(|c| match c {
-            BanCommand::Ban { place, .. } | BanCommand::Unban { place, .. } => place.clone(),
-        })
-        .collect();
-    super::placement::join(&places)
 }
 
 /// Writes kept for retry while the store fails (a full or read-only disk); beyond it the

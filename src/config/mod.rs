@@ -210,6 +210,20 @@ pub enum BanTime {
     For(Duration),
 }
 
+impl fmt::Display for BanTime {
+    /// `1h`, `10m 30s`, or `permanent`, as logs and `status` show bantimes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BanTime::Permanent => f.write_str("permanent"),
+            BanTime::For(d) => write!(
+                f,
+                "{}",
+                humantime::format_duration(Duration::from_secs(d.as_secs().max(1)))
+            ),
+        }
+    }
+}
+
 /// A compiled, enabled jail.
 #[derive(Debug, Clone)]
 pub struct JailConfig {

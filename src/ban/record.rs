@@ -1,0 +1,95 @@
+//! What the ban manager hands the store, and the `Banned` / `Unbanned` lines written once a
+//! write is durable.
+//!
+//! Owns the record types and their log report; the SQL is `store`'s, the decisions `state`'s.
+
+use std::time::SystemTime;
+
+use tracing::info;
+
+use super::{BanCommand, Place};
+use crate::config::BanTime;
+use crate::target::Target;
+
+/// One ban as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    /// The banned address.
+    pub address: Target,
+    /// The jail that banned it.
+    pub jail: String,
+    /// Where the failures came from.
+    pub origin: String,
+    /// When the ban started.
+    pub started: SystemTime,
+    /// When it ends; None = permanent.
+    pub expires: Option<SystemTime>,
+    /// Failures that led to it (0 for manual bans).
+    pub failures: u32,
+    /// The message that crossed the threshold.
+    pub sample: String,
+}
+
+/// A write for the store thread.
+#[derive(Debug)]
+pub enum StoreOp {
+    /// Record a new ban (active + history), with the firewall commands it sent (none when the
+    /// firewalls already hold the address at least as long).
+    Ban(BanRecord, Vec<BanCommand>),
+    /// A ban ended (expired, unbanned): remove it from the active table.
+    End {
+        /// Address.
+        address: Target,
+        /// Jail.
+        jail: String,
+        /// The firewall commands it sent (none: the kernel times it out).
+        commands: Vec<BanCommand>,
+    },
+}
+
+impl StoreOp {
+    /// The firewall commands that go with this write.
+    pub fn commands(&self) -> &[BanCommand] {
+        match self {
+            StoreOp::Ban(_, commands) | StoreOp::End { commands, .. } => commands,
+        }
+    }
+}
+
+/// The one log line per ban and unban, written once the change is durable.
+pub(super) fn report(op: &StoreOp) {
+    match op {
+        StoreOp::Ban(r, commands) => {
+            let target = places(commands);
+            let bantime = match r.expires.and_then(|e| e.duration_since(r.started).ok()) {
+                Some(d) => BanTime::For(d).to_string(),
+                None => "permanent".into(),
+            };
+            info!(jail = %r.jail, address = %r.address, origin = %r.origin, failures = r.failures, %bantime, %target, "Banned");
+        }
+        StoreOp::End {
+            address,
+            jail,
+            commands,
+        } if !commands.is_empty() => {
+            let target = places(commands);
+            info!(%jail, %address, reason = "unban", %target, "Unbanned")
+        }
+        StoreOp::End { .. } => {}
+    }
+}
+
+/// The firewalls a write's commands go to (`local,web3`), or `unchanged` when another ban
+/// already holds the address as long everywhere.
+fn places(commands: &[BanCommand]) -> String {
+    if commands.is_empty() {
+        return "unchanged".into();
+    }
+    let places: Vec<Place> = commands
+        .iter()
+        .map(|c| match c {
+            BanCommand::Ban { place, .. } | BanCommand::Unban { place, .. } => place.clone(),
+        })
+        .collect();
+    super::placement::join(&places)
+}
