@@ -1,0 +1,17 @@
+//! The tests that need no root, in one binary (one link instead of six). Each module says what
+//! it covers; `tracker_memory` is apart (it installs a counting global allocator), and the
+//! root-only end-to-end tests with real peers in network namespaces are in `integration/`
+//! (`cargo test --test netns`).
+
+// Every raw capture from real senders through the framer and parser.
+mod captures;
+// Config files: everything in tests/config/valid loads, everything in invalid/ names its key.
+mod config_files;
+// fail2ban's annotated sample logs through their filters (skipped without the corpus).
+mod fail2ban_compat;
+// Every shipped jail against its fixtures.
+mod filters;
+// The whole daemon in this process: ingest, bans, expiry, reload, stage deaths.
+mod inprocess;
+// `syslog2ban regex` as a user runs it.
+mod regex_cli;
