@@ -42,6 +42,10 @@ fn local_target(lab: &Lab) -> Value {
 /// Acceptance 1: the table deleted, the set flushed, the whole ruleset flushed: every active
 /// ban is back within 2 s, and a ban decided during the gap lands too.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn drift_by_other_tools_is_repaired_within_two_seconds() {
     let test = "drift_by_other_tools_is_repaired_within_two_seconds";
     if !lab::preflight(test, TOOLS) {
@@ -128,6 +132,10 @@ fn drift_by_other_tools_is_repaired_within_two_seconds() {
 /// directory but the same table, exits non-zero naming the running daemon's PID; the first
 /// one's table, bans, sockets and store are untouched, and its next ban lands.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn a_second_daemon_refuses_and_leaves_the_first_untouched() {
     let test = "a_second_daemon_refuses_and_leaves_the_first_untouched";
     if !lab::preflight(test, TOOLS) {
@@ -205,6 +213,10 @@ fn a_second_daemon_refuses_and_leaves_the_first_untouched() {
 /// Acceptance 4: SIGTERM and a new start with 1,000 active bans: `nft monitor` sees no
 /// deletion at all, and every ban is in the kernel before, during and after.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn restart_with_a_thousand_bans_never_takes_one_out() {
     let test = "restart_with_a_thousand_bans_never_takes_one_out";
     if !lab::preflight(test, TOOLS) {
@@ -276,6 +288,10 @@ fn restart_with_a_thousand_bans_never_takes_one_out() {
 /// Acceptance 5: each stage killed in turn (the `S2B_TEST_KILL_STAGE` hook) stops the daemon
 /// with a non-zero exit and a log line naming the stage.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn a_stage_that_dies_stops_the_daemon_naming_it() {
     let test = "a_stage_that_dies_stops_the_daemon_naming_it";
     if !lab::preflight(test, TOOLS) {
@@ -379,6 +395,10 @@ fn now_secs() -> f64 {
 /// stage is stuck on its commit; `status` says so and the watchdog pings stop within the
 /// bound (10 s), so systemd would restart the daemon. Thawed, the pings come back.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn a_frozen_store_stops_the_watchdog() {
     let test = "a_frozen_store_stops_the_watchdog";
     let mut tools = TOOLS.to_vec();
@@ -500,6 +520,10 @@ print("filled", n, flush=True)
 /// is then freed: every ban is enforced throughout, `status` reports the store failing, the
 /// kept writes commit once there is room, and after a restart every ban announced is restored.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn a_full_disk_loses_no_ban() {
     let test = "a_full_disk_loses_no_ban";
     let mut tools = TOOLS.to_vec();

@@ -12,6 +12,10 @@ use crate::lab::{preflight, wait_until, NFT_TABLE};
 /// to the banned server is dropped, and a target whose host key does not match is refused
 /// with an error naming it.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn remote_bans_follow_placement_and_refuse_wrong_host_keys() {
     if !preflight("remote_bans_follow_placement", TOOLS) {
         return;
@@ -97,6 +101,10 @@ fn remote_bans_follow_placement_and_refuse_wrong_host_keys() {
 /// Acceptance 2: B is down while a fleet-wide ban is decided; A gets it at once, B gets it
 /// after sshd is back, with the time that was left, not a fresh bantime.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn a_ban_decided_while_a_target_is_down_reaches_it_after_reconnect() {
     if !preflight("remote_outage", TOOLS) {
         return;
@@ -155,6 +163,10 @@ fn a_ban_decided_while_a_target_is_down_reaches_it_after_reconnect() {
 
 /// Acceptance 3: an element deleted by hand comes back; a stray one is removed.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn reconcile_repairs_hand_made_drift() {
     if !preflight("remote_drift", TOOLS) {
         return;
@@ -198,6 +210,10 @@ fn reconcile_repairs_hand_made_drift() {
 /// `user = "nlban"`, `sudo = true`: a ban account that may only run nft through sudo applies
 /// and reconciles bans as root does.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn a_sudo_ban_account_applies_and_reconciles() {
     let mut tools = TOOLS.to_vec();
     tools.push("sudo");
@@ -247,6 +263,10 @@ fn a_sudo_ban_account_applies_and_reconciles() {
 /// it (named in its status); with a table of its own there, both collectors' bans stay
 /// through each other's reconciles.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn two_collectors_on_one_target_never_remove_each_others_bans() {
     if !preflight("two_collectors", TOOLS) {
         return;

@@ -100,6 +100,10 @@ fn failure(address: &str) -> String {
 /// Acceptance 1: the daemon keeps running, keeps its bans and bans the next real attacker
 /// after every variant of the datagram that once stopped all protection.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn foreign_bytes_in_headers_never_stop_protection() {
     let test = "foreign_bytes_in_headers_never_stop_protection";
     if !lab::preflight(test, TOOLS) {
@@ -270,6 +274,10 @@ print(json.dumps(out), flush=True)
 /// failures over each transport ban, its scrape is answered, control answers, and the log
 /// grows by a few lines, not thousands.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn one_host_flooding_every_listener_locks_nobody_out() {
     let test = "one_host_flooding_every_listener_locks_nobody_out";
     if !lab::preflight(test, TOOLS) {
@@ -393,6 +401,10 @@ print("sent", len(parts), flush=True)
 /// addresses) between an attacker's second and third failure (maxretry 3) do not erase its
 /// count: the third failure bans. The flood's own evictions are counted.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn a_spoofed_address_flood_cannot_erase_an_attackers_count() {
     let test = "a_spoofed_address_flood_cannot_erase_an_attackers_count";
     if !lab::preflight(test, TOOLS) {

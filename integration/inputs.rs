@@ -77,6 +77,10 @@ fn listener(lab: &Lab, label: &str) -> Value {
 
 /// Failures over UDP from outside `allow` are dropped and counted; from inside they ban.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn udp_allow_list_drops_outsiders_and_bans_for_allowed_senders() {
     let test = "udp_allow_list_drops_outsiders_and_bans_for_allowed_senders";
     if !lab::preflight(test, TOOLS) {
@@ -134,6 +138,10 @@ fn udp_allow_list_drops_outsiders_and_bans_for_allowed_senders() {
 /// 55 idle connections from one peer (limit 5 per peer, 10 in all) do not keep another
 /// sender out; an oversize frame is skipped and the next frame on the connection counts.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn idle_connections_and_oversize_frames_do_not_stop_a_sender() {
     let test = "idle_connections_and_oversize_frames_do_not_stop_a_sender";
     if !lab::preflight(test, TOOLS) {
@@ -186,6 +194,10 @@ fn idle_connections_and_oversize_frames_do_not_stop_a_sender() {
 /// socket as fd 3), the daemon receives on the inherited unix datagram socket and leaves the
 /// socket file alone.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn inherited_datagram_socket_from_socket_activation() {
     let test = "inherited_datagram_socket_from_socket_activation";
     if !lab::preflight(test, TOOLS) {

@@ -76,6 +76,10 @@ fn start(lab: &mut Lab) {
 
 /// Real uploads: 2 failures, the same 2 again (a resend: still 2), then all 3 → banned.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn journal_upload_bans_and_counts_resent_entries_once() {
     let test = "journal_upload_bans_and_counts_resent_entries_once";
     if !lab::preflight(test, TOOLS) {
@@ -180,6 +184,10 @@ for name, data in cases:
 /// over the size limit is skipped and counted, and its entry accepted (a 413 would make the
 /// uploader resend it forever).
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn journal_upload_refuses_malformed_bodies_and_keeps_serving() {
     let test = "journal_upload_refuses_malformed_bodies_and_keeps_serving";
     if !lab::preflight(test, &["ip", "nft", "ss", "python3", "kill"]) {
@@ -248,6 +256,10 @@ fn journal_upload_refuses_malformed_bodies_and_keeps_serving() {
 /// journal-upload over HTTPS with client certificates: the real uploader with a certificate
 /// from the trusted CA bans; one from another CA is refused and bans nothing.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn journal_upload_over_https_requires_a_trusted_client_certificate() {
     let test = "journal_upload_over_https_requires_a_trusted_client_certificate";
     if !lab::preflight(test, TOOLS) || !lab::preflight(test, &["openssl"]) {

@@ -2,8 +2,9 @@
 //! with the syslog2ban daemon enforcing bans on SERVER's own nftables.
 //!
 //! Needs root (netns + mount ns) and ip, nft, ss, sshd, ssh, ssh-keygen, sshpass, rsyslogd, nc,
-//! unshare, python3. Without them a test prints `SKIP: ...` and passes, unless `CI=true`, where
-//! it fails naming what is missing. See `lab.rs` for the topology and the teardown guarantees.
+//! unshare, python3. Built by a normal user without `CI=true`, every test here is ignored with
+//! that reason (`build.rs`); as root without the tools a test prints `SKIP: ...` and passes,
+//! unless `CI=true`, where it fails naming what is missing. See `lab.rs` for the topology and the teardown guarantees.
 //!
 //! `operator.rs`: the control CLI, reload (and SIGHUP) and /metrics against a real daemon.
 //! `journal.rs`: the real systemd-journal-upload against the journal-upload listener (bans,
@@ -162,16 +163,28 @@ fn sshd_bans_after_maxretry(test: &str, listener: Listener) {
 }
 
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn rsyslog_tcp_rfc5424_bans_after_maxretry() {
     sshd_bans_after_maxretry("rsyslog_tcp_rfc5424_bans_after_maxretry", Listener::Tcp);
 }
 
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn rsyslog_udp_rfc3164_bans_after_maxretry() {
     sshd_bans_after_maxretry("rsyslog_udp_rfc3164_bans_after_maxretry", Listener::Udp);
 }
 
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn sshd_devlog_unix_socket_bans_after_maxretry() {
     sshd_bans_after_maxretry(
         "sshd_devlog_unix_socket_bans_after_maxretry",
@@ -217,6 +230,10 @@ s.close()
 /// Three frames on one TCP connection must ban on the third: the frame that crosses maxretry
 /// is acted on by itself, not when a later frame (or the connection close) pushes it through.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn no_overshoot_over_one_tcp_connection() {
     let test = "no_overshoot_over_one_tcp_connection";
     if !lab::preflight(test, &["ip", "nft", "ss", "python3", "kill"]) {

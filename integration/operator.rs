@@ -335,6 +335,10 @@ fn metric(m: &BTreeMap<String, f64>, key: &str) -> f64 {
 
 /// `status`, `banned`, `ban`, `unban`, `unban --all` agree with each other and with the nft sets.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn control_cli_matches_the_nft_set() {
     let test = "control_cli_matches_the_nft_set";
     if !lab::preflight(test, TOOLS) {
@@ -466,6 +470,10 @@ fn control_cli_matches_the_nft_set() {
 /// `reload` applies a new maxretry and keeps bans and failure windows; a broken config is
 /// refused (file and key named) and the old one keeps running; SIGHUP reloads too.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn reload_changes_maxretry_keeps_bans_and_refuses_broken_config() {
     let test = "reload_changes_maxretry_keeps_bans_and_refuses_broken_config";
     if !lab::preflight(test, TOOLS) {
@@ -617,6 +625,10 @@ fn reload_changes_maxretry_keeps_bans_and_refuses_broken_config() {
 
 /// Every counter moves by exactly what was sent over one connection.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn metrics_count_exactly_what_was_sent() {
     let test = "metrics_count_exactly_what_was_sent";
     if !lab::preflight(test, TOOLS) {

@@ -465,6 +465,10 @@ fn nft_in_server(lab: &Lab, args: &[&str]) -> Out {
 /// reported is in the store and back in nft with at most its original bantime left, and a ban
 /// that expired while the daemon was dead is in neither.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn kill_9_during_a_ban_storm_loses_no_reported_ban() {
     let test = "kill_9_during_a_ban_storm_loses_no_reported_ban";
     if !lab::preflight(test, TOOLS) {
@@ -755,6 +759,10 @@ fn kill_9_during_a_ban_storm_loses_no_reported_ban() {
 /// `bantime = -1`: an element without timeout, removed with the table on a clean stop and put
 /// back, still without timeout, on start.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn permanent_ban_survives_restart() {
     let test = "permanent_ban_survives_restart";
     if !lab::preflight(test, TOOLS) {
@@ -834,6 +842,10 @@ fn permanent_ban_survives_restart() {
 /// Recidive over three jails with a restart between the second and the third ban: the
 /// history is durable, so the third ban earns `recidive` (1 h), which survives another restart.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn recidive_after_bans_in_three_jails_survives_restart() {
     let test = "recidive_after_bans_in_three_jails_survives_restart";
     if !lab::preflight(test, TOOLS) {
@@ -938,6 +950,10 @@ fn recidive_after_bans_in_three_jails_survives_restart() {
 /// `[jail.sshd.increment]` factor 1, bantime 2 s: 2 s, then 4 s, then 8 s, with restarts
 /// (clean, then kill -9) between the bans.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn bantime_increment_grows_across_restarts() {
     let test = "bantime_increment_grows_across_restarts";
     if !lab::preflight(test, TOOLS) {
@@ -1033,6 +1049,10 @@ fn bantime_increment_grows_across_restarts() {
 /// /64 (in the interval set `banned6net`), the attacker's other address in that /64 is dropped,
 /// and an address of another /64 still connects.
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn ipv6_failures_counted_per_64_ban_the_prefix_only() {
     let test = "ipv6_failures_counted_per_64_ban_the_prefix_only";
     if !lab::preflight(test, &["ip", "nft", "ss", "python3", "kill", "nc"]) {

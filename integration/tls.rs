@@ -125,6 +125,10 @@ except Exception as e:
 "#;
 
 #[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
 fn rsyslog_gtls_mutual_x509_bans_and_untrusted_clients_are_refused() {
     let test = "rsyslog_gtls_mutual_x509_bans_and_untrusted_clients_are_refused";
     if !lab::preflight(test, TOOLS) {
