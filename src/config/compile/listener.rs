@@ -70,7 +70,11 @@ impl Compiler<'_> {
             }
         };
         // Which keys a type takes is one table: any other key is an unknown key there.
-        let Some((_, takes)) = LISTENER_KEYS.iter().find(|(kind, _)| *kind == raw.kind) else {
+        let Some(takes) = LISTENER_KEYS
+            .iter()
+            .find(|(kind, _)| *kind == raw.kind)
+            .map(|(_, groups)| groups.concat())
+        else {
             self.error(
                 &key("type"),
                 format!(
@@ -310,86 +314,35 @@ impl Compiler<'_> {
     }
 }
 
-/// The keys each listener type takes, besides `type` (`allow` needs a sender address, the
-/// limits a connection, TLS keys a handshake; a unix socket has a path instead of an address).
+/// Keys every network listener takes.
+const NETWORK: &[&str] = &["address", "max_frame", "allow", "trust_hostname"];
+/// Keys of listeners that accept connections.
+const STREAM: &[&str] = &[
+    "max_connections",
+    "max_connections_per_peer",
+    "idle_timeout",
+    "handshake_timeout",
+];
+/// Keys of listeners that speak TLS.
+const TLS: &[&str] = &[
+    "cert",
+    "key",
+    "client_ca",
+    "allowed_fingerprints",
+    "allowed_names",
+];
+
+/// The keys each listener type takes, besides `type`, as groups (`allow` needs a sender
+/// address, the limits a connection, the TLS keys a handshake; a unix socket has a path).
 /// One table instead of a serde enum per type: serde's `deny_unknown_fields` does not combine
 /// with `flatten`, so an enum would repeat the shared keys in six structs.
-const LISTENER_KEYS: &[(&str, &[&str])] = &[
-    (
-        "udp",
-        &[
-            "address",
-            "max_frame",
-            "allow",
-            "trust_hostname",
-            "recv_buffer",
-        ],
-    ),
-    ("unix", &["path", "mode", "max_frame", "trust_hostname"]),
-    (
-        "tcp",
-        &[
-            "address",
-            "max_frame",
-            "allow",
-            "trust_hostname",
-            "max_connections",
-            "max_connections_per_peer",
-            "idle_timeout",
-            "handshake_timeout",
-        ],
-    ),
-    (
-        "tls",
-        &[
-            "address",
-            "max_frame",
-            "allow",
-            "trust_hostname",
-            "max_connections",
-            "max_connections_per_peer",
-            "idle_timeout",
-            "handshake_timeout",
-            "cert",
-            "key",
-            "client_ca",
-            "allowed_fingerprints",
-            "allowed_names",
-        ],
-    ),
-    (
-        "journal-upload",
-        &[
-            "address",
-            "max_frame",
-            "allow",
-            "trust_hostname",
-            "max_connections",
-            "max_connections_per_peer",
-            "idle_timeout",
-            "handshake_timeout",
-            "max_entry",
-            "cert",
-            "key",
-            "client_ca",
-            "allowed_fingerprints",
-            "allowed_names",
-        ],
-    ),
-    (
-        "journal-stream",
-        &[
-            "address",
-            "max_frame",
-            "allow",
-            "trust_hostname",
-            "max_connections",
-            "max_connections_per_peer",
-            "idle_timeout",
-            "handshake_timeout",
-            "max_entry",
-        ],
-    ),
+const LISTENER_KEYS: &[(&str, &[&[&str]])] = &[
+    ("udp", &[NETWORK, &["recv_buffer"]]),
+    ("unix", &[&["path", "mode", "max_frame", "trust_hostname"]]),
+    ("tcp", &[NETWORK, STREAM]),
+    ("tls", &[NETWORK, STREAM, TLS]),
+    ("journal-upload", &[NETWORK, STREAM, &["max_entry"], TLS]),
+    ("journal-stream", &[NETWORK, STREAM, &["max_entry"]]),
 ];
 
 /// `"udp", "tcp", ...` for error messages.
