@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info_span, Instrument};
 
 use super::framing::{FrameError, Framer};
 use super::journal::{self, JournalShared, Protocol};
@@ -98,37 +98,41 @@ pub(super) async fn tcp_accept_loop(
                 continue;
             }
         };
+        // Every event of this connection carries its listener and peer.
+        let span = info_span!("connection", listener = %counters.label, %peer);
+        let refuse = |why: Refused| span.in_scope(|| why.record(&limits, &counters));
         if !allowed(&limits.allow, peer.ip()) {
-            Metrics::inc(&counters.refused_senders);
-            debug!(listener = %counters.label, %peer, "Connection from a sender outside allow closed");
+            refuse(Refused::Outsider);
             continue;
         }
         // One peer cannot take every slot: idle or hostile connections from one address
         // never lock out the others.
         let Some(slot) = limits.peers.take(peer.ip()) else {
-            Metrics::inc(&counters.refused_connections);
-            debug!(listener = %counters.label, %peer, "Connection refused: max_connections_per_peer reached");
+            refuse(Refused::PeerFull);
             continue;
         };
         // Accept then close beyond the limit, so the kernel backlog never fills with
         // connections that would starve well-behaved senders.
         let Ok(permit) = limits.connections.clone().try_acquire_owned() else {
-            Metrics::inc(&counters.refused_connections);
-            debug!(listener = %counters.label, %peer, "Connection refused: max_connections reached");
+            refuse(Refused::ListenerFull);
             drop(stream);
             continue;
         };
+        let tracker = ctx.tracker.clone();
         let ctx = ctx.clone();
         let limits = limits.clone();
         let counters = counters.clone();
-        ctx.tracker.clone().spawn(async move {
-                                    // Taken once per connection: a reload affects only later connections.
-            let tls = limits
-                .tls
-                .as_ref()
-                .map(|shared| shared.read().unwrap_or_else(PoisonError::into_inner).clone());
+        let connection = async move {
+            // Taken once per connection: a reload affects only later connections.
+            let tls = limits.tls.as_ref().map(|shared| {
+                shared
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+            });
             // A connection that never says anything holds its slot only this long.
-            if tls.is_none() && !first_byte(&stream, &limits, &counters, peer, &ctx).await {
+            if tls.is_none() && !first_byte(&stream, &limits, &ctx).await {
+                Refused::Silent.record(&limits, &counters);
                 drop((permit, slot));
                 return;
             }
@@ -140,38 +144,114 @@ pub(super) async fn tcp_accept_loop(
                 (None, None) => tcp_connection(stream, peer, None, &limits, &counters, &ctx).await,
                 (Some((acceptor, settings)), _) => {
                     // A client that never finishes the handshake holds its slot only this long.
-                    let handshake = tokio::time::timeout(limits.limits.handshake_timeout, acceptor.accept(stream)).await;
+                    let handshake = tokio::time::timeout(
+                        limits.limits.handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await;
                     match handshake {
                         Ok(Ok(stream)) => {
                             let chain = stream.get_ref().1.peer_certificates();
                             match tls::check_peer(settings, chain) {
                                 Ok(identity) => {
-                                    debug!(listener = %counters.label, %peer, identity = identity.as_deref().unwrap_or("-"), "TLS client accepted");
+                                    debug!(
+                                        identity = identity.as_deref().unwrap_or("-"),
+                                        "TLS client accepted"
+                                    );
                                     match &limits.journal {
                                         // journal-upload over HTTPS.
-                                        Some(j) => journal::serve_upload(stream, Origin::Peer(peer), j, &counters, &ctx).await,
-                                        None => tcp_connection(stream, peer, identity.map(Arc::from), &limits, &counters, &ctx).await,
+                                        Some(j) => {
+                                            journal::serve_upload(
+                                                stream,
+                                                Origin::Peer(peer),
+                                                j,
+                                                &counters,
+                                                &ctx,
+                                            )
+                                            .await
+                                        }
+                                        None => {
+                                            tcp_connection(
+                                                stream,
+                                                peer,
+                                                identity.map(Arc::from),
+                                                &limits,
+                                                &counters,
+                                                &ctx,
+                                            )
+                                            .await
+                                        }
                                     }
                                 }
-                                Err(why) => {
-                                    Metrics::inc(&counters.refused_senders);
-                                    warn_throttled!(limits.peer_warnings, listener = %counters.label, %peer, reason = %why, "TLS client refused");
-                                }
+                                Err(why) => Refused::ClientNotAllowed(why.to_string())
+                                    .record(&limits, &counters),
                             }
                         }
                         Ok(Err(e)) => {
-                            Metrics::inc(&counters.refused_senders);
-                            warn_throttled!(limits.peer_warnings, listener = %counters.label, %peer, error = %e, "TLS handshake failed");
+                            Refused::HandshakeFailed(e.to_string()).record(&limits, &counters)
                         }
-                        Err(_) => {
-                            Metrics::inc(&counters.handshake_timeouts);
-                            debug!(listener = %counters.label, %peer, "TLS handshake timed out");
-                        }
+                        Err(_) => Refused::HandshakeTimeout.record(&limits, &counters),
                     }
                 }
             }
             drop((permit, slot));
-        });
+        };
+        tracker.spawn(connection.instrument(span));
+    }
+}
+
+/// Why a connection was refused or closed before it delivered anything: one call counts it
+/// and logs it (inside the connection's span, which names listener and peer). Only what a peer
+/// can repeat at will and an operator must see is a warning, and those are throttled.
+enum Refused {
+    /// The sender is outside the listener's allow-list.
+    Outsider,
+    /// Its peer holds `max_connections_per_peer` already.
+    PeerFull,
+    /// The listener holds `max_connections` already.
+    ListenerFull,
+    /// No first byte within `handshake_timeout`.
+    Silent,
+    /// The TLS handshake did not finish within `handshake_timeout`.
+    HandshakeTimeout,
+    /// The TLS handshake failed.
+    HandshakeFailed(String),
+    /// The client certificate is not allowed.
+    ClientNotAllowed(String),
+}
+
+impl Refused {
+    fn record(&self, limits: &TcpLimits, counters: &ListenerMetrics) {
+        match self {
+            Refused::Outsider => {
+                Metrics::inc(&counters.refused_senders);
+                debug!("Connection from a sender outside allow closed");
+            }
+            Refused::PeerFull => {
+                Metrics::inc(&counters.refused_connections);
+                debug!("Connection refused: max_connections_per_peer reached");
+            }
+            Refused::ListenerFull => {
+                Metrics::inc(&counters.refused_connections);
+                debug!("Connection refused: max_connections reached");
+            }
+            Refused::Silent => {
+                Metrics::inc(&counters.handshake_timeouts);
+                debug!("Closed: no first byte within handshake_timeout");
+            }
+            Refused::HandshakeTimeout => {
+                Metrics::inc(&counters.handshake_timeouts);
+                debug!("TLS handshake timed out");
+            }
+            Refused::HandshakeFailed(error) => {
+                Metrics::inc(&counters.refused_senders);
+                warn_throttled!(limits.peer_warnings, %error, "TLS handshake failed");
+            }
+            Refused::ClientNotAllowed(reason) => {
+                Metrics::inc(&counters.refused_senders);
+                warn_throttled!(limits.peer_warnings, %reason, "TLS client refused");
+            }
+        }
     }
 }
 
@@ -180,20 +260,13 @@ pub(super) async fn tcp_accept_loop(
 async fn first_byte(
     stream: &tokio::net::TcpStream,
     limits: &TcpLimits,
-    counters: &ListenerMetrics,
-    peer: SocketAddr,
     ctx: &InputContext,
 ) -> bool {
     let readable = tokio::select! {
         _ = ctx.shutdown.cancelled() => return false,
         r = tokio::time::timeout(limits.limits.handshake_timeout, stream.readable()) => r,
     };
-    if readable.is_err() {
-        Metrics::inc(&counters.handshake_timeouts);
-        debug!(listener = %counters.label, %peer, "Closed: no first byte within handshake_timeout");
-        return false;
-    }
-    true
+    readable.is_ok()
 }
 
 /// Pauses an accept loop after failures: 10 ms, doubling to `MAX_ACCEPT_BACKOFF`.
@@ -230,7 +303,7 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
     let origin = Origin::Peer(peer);
     let mut framer = Framer::new(limits.max_frame);
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    debug!(listener = %counters.label, %peer, "Connection opened");
+    debug!("Connection opened");
     loop {
         while let Some(frame) = framer.next_frame(&mut buf) {
             match frame {
@@ -253,7 +326,7 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
                 }
                 Err(FrameError::Oversize) => {
                     Metrics::inc(&counters.oversize);
-                    debug!(listener = %counters.label, %peer, "Oversize frame skipped");
+                    debug!("Oversize frame skipped");
                 }
             }
         }
@@ -268,11 +341,11 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
             Ok(Ok(0)) => break,
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                debug!(listener = %counters.label, %peer, error = %e, "Connection error");
+                debug!(error = %e, "Connection error");
                 break;
             }
             Err(_) => {
-                debug!(listener = %counters.label, %peer, "Idle timeout");
+                debug!("Idle timeout");
                 break;
             }
         }
@@ -285,5 +358,5 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
             .send(message(ctx, origin, identity, Payload::Frame(frame)))
             .await;
     }
-    debug!(listener = %counters.label, %peer, "Connection closed");
+    debug!("Connection closed");
 }
