@@ -9,12 +9,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::input::http;
 use crate::input::peers::PeerTable;
 use crate::input::AcceptBackoff;
 use crate::metrics::Metrics;
@@ -70,19 +72,22 @@ pub async fn serve(
             tokio::spawn(async move {
                 let _held = (slot, permit);
                 let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
-                let mut head = vec![0u8; 4096];
-                let mut len = 0;
-                // Read until the end of the request head (or a full buffer, or the deadline).
-                while len < head.len() && !head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tokio::time::timeout_at(deadline, stream.read(&mut head[len..])).await {
-                        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                        Ok(Ok(n)) => len += n,
+                let mut buf = BytesMut::with_capacity(1024);
+                // The request head, read with the same parser as journal-upload's.
+                let request = loop {
+                    match http::parse_head(&mut buf) {
+                        Ok(Some(request)) => break Some(request),
+                        Ok(None) => {}
+                        Err(_) => break None,
                     }
-                }
-                let request_line = String::from_utf8_lossy(&head[..len]);
-                let request_line = request_line.lines().next().unwrap_or("");
-                let mut parts = request_line.split(' ');
-                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                };
+                let (method, path) = request
+                    .as_ref()
+                    .map_or(("", ""), |r| (r.method.as_str(), r.path.as_str()));
                 let (status, content_type, body) = match (method, path) {
                     ("GET", "/metrics") => {
                         ("200 OK", "text/plain; version=0.0.4", metrics.render())
@@ -91,6 +96,11 @@ pub async fn serve(
                         "404 Not Found",
                         "text/plain",
                         "not found; try /metrics\n".to_string(),
+                    ),
+                    ("", _) => (
+                        "400 Bad Request",
+                        "text/plain",
+                        "malformed request\n".to_string(),
                     ),
                     _ => (
                         "405 Method Not Allowed",
