@@ -115,7 +115,7 @@ pub struct TargetConfig {
     /// Most pending changes kept while the host is unreachable.
     pub queue_limit: usize,
     /// The nft table managed on this host, when not `[ban] table`.
-    pub table: Option<String>,
+    pub table: Option<super::TableName>,
 }
 
 impl TargetConfig {
@@ -321,16 +321,14 @@ impl Compiler<'_> {
                 }
             },
         };
-        let table = raw.table.clone();
-        if let Some(t) = &table {
-            if !super::compile::table_name_ok(t) {
-                self.error(
-                    &key("table"),
-                    format!("\"{t}\" must start with a letter and use only A-Z a-z 0-9 _"),
-                );
+        let table = match raw.table.as_deref().map(super::TableName::new).transpose() {
+            Ok(table) => table,
+            Err(e) => {
+                self.error(&key("table"), e);
                 ok = false;
+                None
             }
-        }
+        };
         let (Some(connect_timeout), Some(command_timeout), Some(reconcile_interval)) =
             (connect_timeout, command_timeout, reconcile_interval)
         else {

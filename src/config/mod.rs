@@ -168,6 +168,37 @@ pub struct JournalListener {
     pub tls: Option<TlsSettings>,
 }
 
+/// An nft table name: a letter, then letters, digits and `_` (64 at most), so it can be put
+/// on an nft command line or in a netlink message as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableName(String);
+
+impl TableName {
+    /// Checks `name`.
+    pub fn new(name: &str) -> Result<Self, String> {
+        if compile::table_name_ok(name) {
+            Ok(TableName(name.to_string()))
+        } else {
+            Err(format!(
+                "\"{name}\" must start with a letter and use only A-Z a-z 0-9 _"
+            ))
+        }
+    }
+}
+
+impl std::ops::Deref for TableName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A jail's name: `[A-Za-z0-9_-]{1,32}`, because it appears in logs, metrics and nft comments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct JailName(Arc<str>);
@@ -309,7 +340,7 @@ pub struct BanConfig {
     /// Enforcement backend.
     pub backend: Backend,
     /// nft table (family inet).
-    pub table: String,
+    pub table: TableName,
     /// Keep the table when stopping (the next start adopts it: no window without bans).
     pub keep_table: bool,
     /// How often the local table is read and made to hold exactly the active bans.

@@ -292,7 +292,7 @@ impl Running {
         let mut reports = vec![TargetReport {
             target: "local".into(),
             backend: if dry { "log".into() } else { "nftables".into() },
-            table: (!dry).then(|| self.config.ban.table.clone()),
+            table: (!dry).then(|| self.config.ban.table.to_string()),
             batches: Metrics::get(&local.batches),
             netlink_batches: Metrics::get(&local.netlink_batches),
             errors: Metrics::get(&local.errors),
@@ -318,8 +318,9 @@ impl Running {
                 },
                 table: (!self.options.dry_run).then(|| {
                     t.table
-                        .clone()
-                        .unwrap_or_else(|| self.config.ban.table.clone())
+                        .as_ref()
+                        .unwrap_or(&self.config.ban.table)
+                        .to_string()
                 }),
                 batches: Metrics::get(&m.batches),
                 netlink_batches: 0,

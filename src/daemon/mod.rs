@@ -129,8 +129,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     // Before any firewall, socket or store is touched: a second daemon stops here.
-    let managed_table = (!options.dry_run && config.ban.backend == Backend::Nftables)
-        .then_some(config.ban.table.as_str());
+    let managed_table =
+        (!options.dry_run && config.ban.backend == Backend::Nftables).then_some(&*config.ban.table);
     let _ownership = ownership::claim(&config.state_dir, managed_table)?;
     let (supervisor, mut deaths) = Supervisor::new(
         options

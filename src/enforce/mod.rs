@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::ban::{BanCommand, Place};
-use crate::config::TargetName;
+use crate::config::{TableName, TargetName};
 use crate::metrics::Metrics;
 use nft::{ElementChange, NftError};
 pub use remote::RemoteTarget;
@@ -37,7 +37,7 @@ pub enum Firewall {
         /// nft binary.
         nft: PathBuf,
         /// Table name (family inet).
-        table: String,
+        table: TableName,
         /// Keep the table on stop.
         keep_table: bool,
         /// Single-address batches, straight to the kernel.
@@ -51,7 +51,7 @@ pub enum Firewall {
 
 impl Firewall {
     /// A local nftables table managed through a long-running nft.
-    pub fn nftables(nft: PathBuf, table: String, keep_table: bool) -> Self {
+    pub fn nftables(nft: PathBuf, table: TableName, keep_table: bool) -> Self {
         let session = Arc::new(tokio::sync::Mutex::new(session::NftSession::new(
             &table,
             session::local_spawner(nft.clone()),

@@ -30,7 +30,7 @@ use super::pending::{self, Batch};
 use super::reconcile;
 use super::session::{NftPipes, NftSession, SessionError, Spawner, MAX_LINE};
 use crate::ban::BanCommand;
-use crate::config::{TargetConfig, TargetName};
+use crate::config::{TableName, TargetConfig, TargetName};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::target::Target;
 
@@ -44,7 +44,7 @@ const SERVER_ALIVE: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone)]
 pub struct RemoteTarget {
     config: TargetConfig,
-    table: String,
+    table: TableName,
     /// This collector's name: the table on the host is marked with it, and a table marked
     /// by another collector is never touched.
     collector: String,
@@ -55,9 +55,14 @@ pub struct RemoteTarget {
 impl RemoteTarget {
     /// A target managing nft table `table` (family inet; `[target.NAME] table` overrides it)
     /// on the host, as collector `collector`.
-    pub fn new(config: TargetConfig, table: &str, collector: &str, control_dir: PathBuf) -> Self {
+    pub fn new(
+        config: TargetConfig,
+        table: &TableName,
+        collector: &str,
+        control_dir: PathBuf,
+    ) -> Self {
         RemoteTarget {
-            table: config.table.clone().unwrap_or_else(|| table.to_string()),
+            table: config.table.clone().unwrap_or_else(|| table.clone()),
             config,
             collector: collector.to_string(),
             control_dir,
@@ -153,7 +158,7 @@ pub enum RemoteError {
         /// Target name.
         target: TargetName,
         /// The table.
-        table: String,
+        table: TableName,
         /// The other collector.
         owner: String,
     },

@@ -19,14 +19,13 @@ impl Compiler<'_> {
                 return None;
             }
         };
-        let table = raw.table.clone().unwrap_or_else(|| "syslog2ban".into());
-        if !table_name_ok(&table) {
-            self.error(
-                "ban.table",
-                format!("\"{table}\" must start with a letter and use only A-Z a-z 0-9 _"),
-            );
-            return None;
-        }
+        let table = match TableName::new(raw.table.as_deref().unwrap_or("syslog2ban")) {
+            Ok(table) => table,
+            Err(e) => {
+                self.error("ban.table", e);
+                return None;
+            }
+        };
         let collector = match &raw.collector {
             None => default_collector(),
             Some(name)
