@@ -12,9 +12,12 @@ use thiserror::Error;
 /// fail2ban gives up resolving after this many substitutions of one tag in one value.
 const MAX_TAG_REPLACE: usize = 10;
 
+/// Longest value a tag substitution may produce.
+const MAX_EXPANDED: usize = 1024 * 1024;
+
 /// A tag loop.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("option '{option}': tag <{tag}> refers to itself (or loops)")]
+#[error("option '{option}': tag <{tag}> refers to itself, loops, or expands past 1 MiB")]
 pub struct TagLoop {
     /// The option being expanded.
     pub option: String,
@@ -96,6 +99,14 @@ pub fn substitute_recursive(
                     Some(r) => {
                         let pattern = format!("<{name}>");
                         value = value.replace(&pattern, &r);
+                        // Tags that each use the previous one eight times grow eightfold per
+                        // level: a few hundred bytes would expand to gigabytes.
+                        if value.len() > MAX_EXPANDED {
+                            return Err(TagLoop {
+                                option: key.clone(),
+                                tag: name,
+                            });
+                        }
                         *counts.entry(name).or_default() += 1;
                         pos = start;
                     }
@@ -293,5 +304,18 @@ mod tests {
             sub.search("10.0.0.0/8").unwrap().groups.value("cidr"),
             Some("8")
         );
+    }
+
+    #[test]
+    fn tags_that_fan_out_are_refused_instead_of_expanded() {
+        // Ten tags, each using the previous one eight times (fuzz/README.md): gigabytes.
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+        let mut tags: BTreeMap<String, String> = BTreeMap::new();
+        tags.insert("a".into(), "0123456789".into());
+        for pair in names.windows(2) {
+            tags.insert(pair[1].into(), format!("<{}>", pair[0]).repeat(8));
+        }
+        tags.insert("failregex".into(), "<j> <HOST>".into());
+        assert!(substitute_recursive(&mut tags, &|_| None).is_err());
     }
 }

@@ -19,6 +19,8 @@ pub const INCLUDES_SECTION: &str = "INCLUDES";
 
 /// Python's configparser stops after this many nested interpolations.
 const MAX_INTERPOLATION_DEPTH: usize = 10;
+/// Longest value an interpolation may expand to.
+const MAX_EXPANDED: usize = 1024 * 1024;
 /// Includes deeper than this are a loop or a mistake.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
@@ -309,6 +311,17 @@ impl Ini {
                 // late binding is how common.conf's DEFAULT values pick up each filter's
                 // `_daemon`.
                 out.push_str(&self.interpolate(section, key, raw, vars, depth + 1)?);
+                // Ten levels of eight references each would expand to gigabytes.
+                if out.len() > MAX_EXPANDED {
+                    return Err(IniError::Interpolation {
+                        section: section.into(),
+                        key: key.into(),
+                        message: format!(
+                            "expands past {} KiB (references that fan out?)",
+                            MAX_EXPANDED / 1024
+                        ),
+                    });
+                }
             } else {
                 return Err(IniError::Interpolation {
                     section: section.into(),

@@ -122,3 +122,24 @@ fn includes_and_local_files() {
         Err(IniError::Io { .. })
     ));
 }
+
+/// Ten options, each naming the previous one eight times: 465 bytes that would expand to
+/// about 1.3 GB (found by the `fail2ban_filter` fuzz target's author, fuzz/README.md).
+fn fan_out(reference: impl Fn(&str) -> String) -> String {
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+    let mut text = String::from("a = 0123456789\n");
+    for pair in names.windows(2) {
+        text.push_str(&format!("{} = {}\n", pair[1], reference(pair[0]).repeat(8)));
+    }
+    text
+}
+
+#[test]
+fn references_that_fan_out_are_refused_instead_of_expanded() {
+    let text = format!("[Definition]\n{}", fan_out(|name| format!("%({name})s")));
+    let ini = ini(&text);
+    let err = ini.get("Definition", "j").unwrap_err();
+    assert!(err.to_string().contains("expands past"), "{err}");
+    // Moderate sharing still works.
+    assert_eq!(ini.get("Definition", "b").unwrap().unwrap().len(), 80);
+}

@@ -172,7 +172,8 @@ impl Parser {
     }
 
     fn step(&mut self, input: &mut &[u8]) -> Result<Option<Entry>, JournalError> {
-        let line_cap = self.limits.max_field + MAX_NAME + 1;
+        // Saturating: limits near usize::MAX (a library caller's, not the config's) mean none.
+        let line_cap = self.limits.max_field.saturating_add(MAX_NAME + 1);
         while !input.is_empty() {
             match &mut self.state {
                 State::Failed(e) => return Err(e.clone()),

@@ -313,3 +313,14 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn limits_near_usize_max_mean_no_limit_instead_of_overflowing() {
+    // Found by the `journal` fuzz target: max_field + name length overflowed.
+    let mut parser = Parser::new(Limits {
+        max_field: usize::MAX,
+        max_fields: 1,
+        max_entry: 1,
+    });
+    let _ = parser.feed(&mut &b"A=b\n"[..]);
+}
