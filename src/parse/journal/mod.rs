@@ -36,7 +36,7 @@ impl Limits {
     /// Whether an entry of `fields` fields and `used` bytes has room for one more field of
     /// `size` bytes (name + value).
     fn room_for(&self, fields: usize, used: usize, size: u64) -> bool {
-        fields < self.max_fields && used as u64 + size <= self.max_entry as u64
+        fields < self.max_fields && (used as u64).saturating_add(size) <= self.max_entry as u64
     }
 }
 
@@ -250,7 +250,8 @@ impl Parser {
                         && self.limits.room_for(
                             self.entry.fields.len(),
                             self.entry_size,
-                            name.len() as u64 + len,
+                            // The length is the sender's: any u64.
+                            (name.len() as u64).saturating_add(len),
                         );
                     if fits {
                         let name = std::mem::take(name);

@@ -323,4 +323,14 @@ fn limits_near_usize_max_mean_no_limit_instead_of_overflowing() {
         max_entry: 1,
     });
     let _ = parser.feed(&mut &b"A=b\n"[..]);
+    // A binary field whose claimed length is near u64::MAX (found by the same target).
+    let mut parser = Parser::new(Limits {
+        max_field: usize::MAX,
+        max_fields: usize::MAX,
+        max_entry: usize::MAX,
+    });
+    let mut input = b"NAME\n".to_vec();
+    input.extend_from_slice(&u64::MAX.to_le_bytes());
+    input.extend_from_slice(b"xyz");
+    let _ = parser.feed(&mut &input[..]);
 }
