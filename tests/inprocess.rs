@@ -13,29 +13,24 @@ use syslog2ban::control::protocol::{Request, Response};
 use syslog2ban::daemon::{self, DaemonError, RunOptions};
 use tokio::sync::oneshot;
 
-/// A config in a temporary directory: one TCP listener on a free loopback port, the log
-/// backend, an sshd jail with 3 failures and a 2 s bantime.
+/// A config in a temporary directory: one TCP listener on loopback port 0 (the kernel picks
+/// one; `status` reports it), the log backend, an sshd jail with 3 failures and a 2 s bantime.
 struct Setup {
     dir: tempfile::TempDir,
-    port: u16,
 }
 
 impl Setup {
     fn new(extra: &str) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
         let main = format!(
-            "[[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\n\
+            "[[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n\
              [ban]\nbackend = \"log\"\n\n[control]\nsocket = \"{}\"\n\n[state]\ndir = \"{}\"\n{extra}",
             dir.path().join("ctl.sock").display(),
             dir.path().join("state").display(),
         );
         std::fs::write(dir.path().join("syslog2ban.toml"), main).expect("write config");
         std::fs::create_dir_all(dir.path().join("conf.d")).expect("conf.d");
-        let setup = Setup { dir, port };
+        let setup = Setup { dir };
         setup.jail(3);
         setup
     }
@@ -82,6 +77,19 @@ async fn ask(socket: &Path, request: Request) -> Option<Response> {
         .await
         .ok()
         .flatten()
+}
+
+/// The port the TCP listener was bound to, as `status` reports it.
+async fn bound_port(socket: &Path) -> u16 {
+    match ask(socket, Request::Status).await {
+        Some(Response::Status(status)) => status.listeners[0]
+            .bound
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .expect("a bound address")
+            .port(),
+        other => panic!("status: {other:?}"),
+    }
 }
 
 async fn banned(socket: &Path) -> Vec<String> {
@@ -132,12 +140,14 @@ async fn ingest_ban_expiry_manual_ban_unban_and_reload() {
         .await,
         "the control socket never answered"
     );
+    let port = bound_port(&socket).await;
+    assert_ne!(port, 0);
 
     // Two failures: counted, no ban; the third bans.
-    send_failures(setup.port, "203.0.113.5", 2);
+    send_failures(port, "203.0.113.5", 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(banned(&socket).await.is_empty());
-    send_failures(setup.port, "203.0.113.5", 1);
+    send_failures(port, "203.0.113.5", 1);
     assert!(
         until(Duration::from_secs(5), async || banned(&socket).await
             == ["203.0.113.5"])
@@ -176,7 +186,7 @@ async fn ingest_ban_expiry_manual_ban_unban_and_reload() {
 
     // A connection open across a reload that changes the jail (maxretry 3 -> 2): the
     // unchanged listener keeps it, and its next failure counts under the new jail.
-    let mut open = TcpStream::connect(("127.0.0.1", setup.port)).expect("connect");
+    let mut open = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     send_on(&mut open, "203.0.113.6");
     tokio::time::sleep(Duration::from_millis(200)).await;
     setup.jail(2);

@@ -149,6 +149,9 @@ pub struct ListenerReport {
     /// Datagrams and connections from senders outside the allow-list.
     #[serde(default)]
     pub refused_senders: u64,
+    /// The address it is bound to (the port the kernel chose for a configured `:0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound: Option<String>,
 }
 
 /// One jail's counts (fail2ban-client status JAIL).

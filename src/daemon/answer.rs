@@ -244,9 +244,10 @@ impl Running {
         let listeners = self
             .listeners
             .iter()
-            .map(|(config, _)| {
+            .map(|(config, handle)| {
                 let m = self.metrics.listener(&config.label);
                 ListenerReport {
+                    bound: handle.bound().map(|a| a.to_string()),
                     listener: config.label.clone(),
                     messages: Metrics::get(&m.messages),
                     oversize: Metrics::get(&m.oversize),

@@ -194,6 +194,8 @@ pub struct ListenerHandle {
     stop: CancellationToken,
     /// A TLS listener's acceptor, swapped on reload.
     tls: Option<SharedTls>,
+    /// The address it is bound to (the port the kernel chose for `:0`); None for unix.
+    bound: Option<SocketAddr>,
 }
 
 /// The acceptor and client checks of a TLS listener; replaced whole on reload, so each new
@@ -209,6 +211,11 @@ impl std::fmt::Debug for ListenerHandle {
 }
 
 impl ListenerHandle {
+    /// The address it is bound to (with the port the kernel chose for `:0`); None for unix.
+    pub fn bound(&self) -> Option<SocketAddr> {
+        self.bound
+    }
+
     /// Stops this listener (its open connections close; queued frames are still processed).
     pub fn stop(&self) {
         self.stop.cancel();
@@ -251,12 +258,14 @@ pub async fn start(
     };
     let allow = Arc::new(config.allow.clone());
     let mut handle_tls = None;
+    let mut bound = None;
     match &config.kind {
         ListenerKind::Udp {
             address,
             recv_buffer,
         } => {
             let socket = udp_socket(*address, *recv_buffer).map_err(bind_err)?;
+            bound = socket.local_addr().ok();
             if let Ok(meta) = std::fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd())) {
                 use std::os::unix::fs::MetadataExt;
                 Metrics::set(&counters.udp_inode, meta.ino());
@@ -288,6 +297,7 @@ pub async fn start(
                 }
                 None => TcpListener::bind(address).await.map_err(bind_err)?,
             };
+            bound = listener.local_addr().ok();
             info!(listener = %label, "Listening");
             handle_tls = tls.clone();
             let limits = TcpLimits::new(config.max_frame, *limits, allow, tls, None);
@@ -311,6 +321,7 @@ pub async fn start(
                 .transpose()?;
             handle_tls = tls.clone();
             let listener = TcpListener::bind(address).await.map_err(bind_err)?;
+            bound = listener.local_addr().ok();
             info!(listener = %label, "Listening");
             let journal =
                 JournalShared::new(protocol, config.max_frame, *max_entry, limits.idle_timeout);
@@ -358,6 +369,7 @@ pub async fn start(
     Ok(ListenerHandle {
         stop,
         tls: handle_tls,
+        bound,
     })
 }
 
