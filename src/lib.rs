@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod ban;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;

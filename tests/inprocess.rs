@@ -2,7 +2,8 @@
 //! backend (bans are decided, stored and logged; no firewall), driven over a real TCP socket and
 //! its real control socket. Covers ingest → ban → expiry, a manual ban and unban, reload, and
 //! the death of each stage (the supervisor's test hook), which must end `run` with an error
-//! naming the stage. The root-only tests with real nft and peers are in `integration/`.
+//! naming the stage. One test runs the daemon on paused tokio time: an hour's ban ends when the
+//! test advances the clock by an hour. The root-only tests with real nft and peers are in `integration/`.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -36,10 +37,14 @@ impl Setup {
     }
 
     fn jail(&self, maxretry: u32) {
+        self.jail_banning_for(maxretry, "2s");
+    }
+
+    fn jail_banning_for(&self, maxretry: u32, bantime: &str) {
         let jail = format!(
             "[jail.sshd]\nenabled = true\nprograms = [\"sshd\"]\n\
              failregex = ['^Failed password for \\S+ from <HOST> port \\d+ ssh2$']\n\
-             maxretry = {maxretry}\nfindtime = \"10m\"\nbantime = \"2s\"\n"
+             maxretry = {maxretry}\nfindtime = \"10m\"\nbantime = \"{bantime}\"\n"
         );
         std::fs::write(self.dir.path().join("conf.d/sshd.toml"), jail).expect("write jail");
     }
@@ -201,6 +206,61 @@ async fn ingest_ban_expiry_manual_ban_unban_and_reload() {
             == ["203.0.113.6"])
         .await,
         "the connection opened before the reload should still deliver, under maxretry 2"
+    );
+
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the daemon stops")
+        .expect("no panic");
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// The daemon on a current-thread runtime, whose clock the test pauses and moves: the ban
+/// manager, windows and expiry run on tokio's clock (`syslog2ban::clock`). The clock is paused
+/// only around the jump: while it is paused, tokio moves it on by itself whenever the runtime
+/// waits, which would also time out the test's own sockets.
+#[tokio::test(flavor = "current_thread")]
+async fn an_hours_ban_ends_when_tokio_time_moves_an_hour() {
+    let setup = Setup::new("");
+    setup.jail_banning_for(3, "1h");
+    let (run, stop) = setup.start(None);
+    let socket = setup.socket();
+    assert!(
+        until(Duration::from_secs(10), async || ask(
+            &socket,
+            Request::Status
+        )
+        .await
+        .is_some())
+        .await,
+        "the control socket never answered"
+    );
+    let port = bound_port(&socket).await;
+    send_failures(port, "203.0.113.7", 3);
+    assert!(
+        until(Duration::from_secs(5), async || banned(&socket).await
+            == ["203.0.113.7"])
+        .await,
+        "three failures should ban"
+    );
+
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(3599)).await;
+    tokio::time::resume();
+    // A second before the end, still banned (the manager has had the turn it needed).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(banned(&socket).await, ["203.0.113.7"]);
+
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(2)).await;
+    tokio::time::resume();
+    assert!(
+        until(Duration::from_secs(5), async || banned(&socket)
+            .await
+            .is_empty())
+        .await,
+        "an hour of tokio time should end the hour's ban"
     );
 
     let _ = stop.send(());

@@ -9,7 +9,8 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use syslog2ban::input::http::{parse_head, Body, BodyEvent};
-use syslog2ban::parse::journal::{to_record, Limits, Parser};
+use syslog2ban::input::journal::export::{Limits, Parser};
+use syslog2ban::parse::journal::to_record;
 
 const LIMITS: Limits = Limits {
     max_field: 4096,

@@ -1,4 +1,4 @@
-//! The Journal Export Format parser (`parse::journal::Parser`) fed in pieces, and
+//! The Journal Export Format parser (`input::journal::export::Parser`) fed in pieces, and
 //! `to_record` on every entry it yields.
 //!
 //! Input: one control byte, then the stream. Low 5 bits: read size (1-32 bytes, 31 = the
@@ -8,7 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use syslog2ban::parse::journal::{to_record, Entry, Limits, Parser};
+use syslog2ban::input::journal::export::{Entry, Limits, Parser};
+use syslog2ban::parse::journal::to_record;
 
 const LIMITS: [Limits; 8] = [
     Limits { max_field: 0, max_fields: 0, max_entry: 0 },

@@ -168,9 +168,9 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
     loop {
         let next = state
             .next_deadline()
-            .unwrap_or_else(|| Instant::now() + idle);
+            .unwrap_or_else(|| crate::clock::now() + idle);
         let ops: Vec<StoreOp> = tokio::select! {
-            _ = tokio::time::sleep_until(next.into()) => state.expire(Instant::now()),
+            _ = tokio::time::sleep_until(next.into()) => state.expire(crate::clock::now()),
             offence = offences.recv() => {
                 let Some(offence) = offence else { break };
                 state.offence(&offence, Moment::now())
@@ -183,7 +183,7 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
                 Some(request) => answer(&mut state, request),
             },
             _ = prune.tick() => {
-                state.prune_history(std::time::SystemTime::now());
+                state.prune_history(crate::clock::wall_now());
                 Vec::new()
             }
         };
@@ -271,5 +271,151 @@ fn answer(state: &mut BanState, request: Request) -> Vec<StoreOp> {
             let _ = reply.send(());
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The manager task itself on paused tokio time: a ban decided now ends after its
+    //! bantime without the test waiting for it.
+    use super::*;
+    use crate::input::Origin;
+    use crate::metrics::Metrics;
+    use std::sync::Arc;
+
+    const BANTIME: Duration = Duration::from_secs(600);
+
+    fn sshd() -> JailName {
+        JailName::new("sshd").unwrap()
+    }
+
+    struct Manager {
+        offences: mpsc::Sender<Offence>,
+        requests: mpsc::Sender<Request>,
+        store: mpsc::Receiver<StoreOp>,
+        firewall: mpsc::Receiver<BanCommand>,
+    }
+
+    fn start() -> Manager {
+        let policy = JailPolicy {
+            name: sshd(),
+            bantime: BanTime::For(BANTIME),
+            increment: None,
+            placement: vec![PlacementRule::Local],
+        };
+        let state = BanState::new(
+            vec![policy],
+            None,
+            Duration::from_secs(86400),
+            Arc::new(Metrics::default()),
+        )
+        .with_jitter(|| 0.0);
+        let (offences, offences_rx) = mpsc::channel(8);
+        let (requests, requests_rx) = mpsc::channel(8);
+        let (store_tx, store) = mpsc::channel(8);
+        let (firewall_tx, firewall) = mpsc::channel(8);
+        let inputs = Inputs {
+            offences: offences_rx,
+            requests: requests_rx,
+            store: store_tx,
+            firewalls: HashMap::from([(Place::Local, firewall_tx)]),
+        };
+        tokio::spawn(run(state, inputs));
+        Manager {
+            offences,
+            requests,
+            store,
+            firewall,
+        }
+    }
+
+    fn offence(address: &str) -> Offence {
+        Offence {
+            jail: sshd(),
+            target: address.parse().unwrap(),
+            origin: Origin::Local,
+            origin_name: None,
+            failures: 3,
+            at: crate::clock::now(),
+            sample: "Failed password for root from 198.51.100.66".into(),
+        }
+    }
+
+    async fn remaining(requests: &mpsc::Sender<Request>) -> Vec<Option<u64>> {
+        let (reply, answer) = oneshot::channel();
+        requests.send(Request::List { reply }).await.unwrap();
+        answer
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.remaining_secs)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ban_ends_after_its_bantime_on_tokio_time() {
+        let mut m = start();
+        let started = tokio::time::Instant::now();
+        m.offences.send(offence("198.51.100.66")).await.unwrap();
+
+        let Some(StoreOp::Ban(record, commands)) = m.store.recv().await else {
+            panic!("expected a ban record")
+        };
+        assert_eq!(record.address.to_string(), "198.51.100.66");
+        assert!(matches!(
+            m.firewall.recv().await,
+            Some(BanCommand::Ban {
+                expires: Some(_),
+                ..
+            })
+        ));
+        assert_eq!(commands.len(), 1);
+        assert_eq!(remaining(&m.requests).await, vec![Some(600)]);
+
+        tokio::time::advance(Duration::from_secs(599)).await;
+        assert_eq!(remaining(&m.requests).await, vec![Some(1)]);
+
+        // Nothing is due until the bantime has run: the next write is the ban's end.
+        let Some(StoreOp::End { address, jail, .. }) = m.store.recv().await else {
+            panic!("expected the ban to end")
+        };
+        assert_eq!(
+            (address.to_string(), jail.as_str()),
+            ("198.51.100.66".to_string(), "sshd")
+        );
+        let ran = started.elapsed();
+        assert!(
+            ran >= BANTIME && ran < BANTIME + Duration::from_secs(1),
+            "{ran:?}"
+        );
+        assert!(remaining(&m.requests).await.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unban_by_hand_before_expiry_removes_it_from_the_firewall() {
+        let mut m = start();
+        m.offences.send(offence("2001:db8::66")).await.unwrap();
+        assert!(matches!(m.store.recv().await, Some(StoreOp::Ban(..))));
+        assert!(matches!(
+            m.firewall.recv().await,
+            Some(BanCommand::Ban { .. })
+        ));
+        tokio::time::advance(BANTIME / 2).await;
+
+        let (reply, answer) = oneshot::channel();
+        let address: Target = "2001:db8::66".parse().unwrap();
+        m.requests
+            .send(Request::Unban { address, reply })
+            .await
+            .unwrap();
+        assert_eq!(answer.await.unwrap(), vec![sshd()]);
+        assert!(matches!(
+            m.firewall.recv().await,
+            Some(BanCommand::Unban {
+                place: Place::Local,
+                ..
+            })
+        ));
+        assert!(matches!(m.store.recv().await, Some(StoreOp::End { .. })));
     }
 }

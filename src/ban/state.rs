@@ -30,11 +30,11 @@ pub struct Moment {
 }
 
 impl Moment {
-    /// The current time.
+    /// The current time, by the daemon's clock.
     pub fn now() -> Self {
         Moment {
-            instant: Instant::now(),
-            wall: SystemTime::now(),
+            instant: crate::clock::now(),
+            wall: crate::clock::wall_now(),
         }
     }
 

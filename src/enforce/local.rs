@@ -74,11 +74,11 @@ pub async fn run(
     let drift_log = Throttle::new(5, Duration::from_secs(60));
     let mut pending: Batch = HashMap::new();
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
-    let mut reconcile_at = Instant::now();
+    let mut reconcile_at = crate::clock::now();
     let mut retry = FIRST_RETRY;
     let mut open = true;
     loop {
-        let now = Instant::now();
+        let now = crate::clock::now();
         if inflight.is_empty() {
             if attest && now >= reconcile_at {
                 desired.retain(|_, deadline| deadline.is_none_or(|d| d > now));
@@ -101,14 +101,14 @@ pub async fn run(
                         let failed = result.is_err();
                         finished(&metrics, result, &batch, now.elapsed());
                         if failed {
-                            reconcile_at = Instant::now() + SETTLE;
+                            reconcile_at = crate::clock::now() + SETTLE;
                         }
                         continue;
                     }
                     None => {
                         let firewall = firewall.clone();
                         inflight.spawn(async move {
-                            let started = Instant::now();
+                            let started = crate::clock::now();
                             let result = firewall.apply(changes).await;
                             Outcome::Applied(result, batch, started.elapsed())
                         });
@@ -131,27 +131,27 @@ pub async fn run(
                         if result.is_err() {
                             // The table may be gone: the reconcile re-creates it and applies
                             // every desired ban, this batch's included.
-                            reconcile_at = Instant::now() + SETTLE;
+                            reconcile_at = crate::clock::now() + SETTLE;
                         }
                         finished(&metrics, result, &batch, took);
                     }
                     Outcome::Reconciled(Ok(attested)) => {
                         retry = FIRST_RETRY;
                         reconciled(&metrics, attested);
-                        reconcile_at = Instant::now() + interval;
+                        reconcile_at = crate::clock::now() + interval;
                     }
                     Outcome::Reconciled(Err(e)) => {
                         metrics.failed(e.to_string());
                         error!(error = %e, retry_in = ?retry, "Local firewall reconcile failed: bans may not be enforced");
-                        reconcile_at = Instant::now() + retry;
+                        reconcile_at = crate::clock::now() + retry;
                         retry = (retry * 2).min(interval);
                     }
                 }
             }
             Some(drift) = recv_drift(&mut drifts), if attest => {
-                if matters(&drift, &desired, Instant::now()) {
+                if matters(&drift, &desired, crate::clock::now()) {
                     warn_throttled!(drift_log, structural = drift.structural, removed = drift.removed.len(), "Something else changed our nftables table; reconciling");
-                    reconcile_at = reconcile_at.min(Instant::now() + SETTLE);
+                    reconcile_at = reconcile_at.min(crate::clock::now() + SETTLE);
                 }
             }
             _ = tokio::time::sleep_until(reconcile_at.into()), if attest && inflight.is_empty() => {}
@@ -191,7 +191,7 @@ fn finished(metrics: &TargetMetrics, result: Result<(), NftError>, batch: &Batch
         Ok(()) => {
             metrics.succeeded();
             Metrics::inc(&metrics.batches);
-            let applied = Instant::now();
+            let applied = crate::clock::now();
             for p in batch.values() {
                 metrics
                     .latency
@@ -257,7 +257,7 @@ async fn reconcile(firewall: &Firewall, desired: &Desired) -> Result<Attested, N
         status: "nft -j list table".into(),
         stderr: e.to_string(),
     })?;
-    let changes = reconcile::diff(desired, &actual, Instant::now());
+    let changes = reconcile::diff(desired, &actual, crate::clock::now());
     if !changes.is_empty() {
         nft::apply(nft, &nft::batch_script(table, &changes)).await?;
     }
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn drift_matters_only_for_addresses_still_wanted() {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut desired = Desired::new();
         desired.insert(t("198.51.100.1"), Some(now + Duration::from_secs(60)));
         desired.insert(t("198.51.100.2"), Some(now - Duration::from_secs(1)));

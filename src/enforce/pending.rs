@@ -51,7 +51,7 @@ pub fn record(desired: &mut Desired, pending: &mut Batch, command: BanCommand) {
                 address,
                 Pending {
                     until: None,
-                    decided: Instant::now(),
+                    decided: crate::clock::now(),
                 },
             );
         }
@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn the_latest_command_per_address_and_the_desired_state_are_kept() {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let (mut desired, mut pending) = (Desired::new(), Batch::new());
         let until = now + Duration::from_secs(60);
         let ban = |address: &str, expires| BanCommand::Ban {
@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn ended_bans_are_not_sent() {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut pending = Batch::new();
         pending.insert(
             t("198.51.100.66"),

@@ -204,12 +204,12 @@ pub async fn run(
     let mut pending: Batch = HashMap::new();
     let mut link = Link::new(target.config.reconcile_interval);
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
-    let mut reconcile_at = Instant::now();
+    let mut reconcile_at = crate::clock::now();
     let mut must_reconcile = true;
     let mut open = true;
     loop {
         if inflight.is_empty() {
-            let now = Instant::now();
+            let now = crate::clock::now();
             match &link.session {
                 None if now >= link.retry_at && (open || !pending.is_empty()) => {
                     let t = target.clone();
@@ -299,7 +299,7 @@ pub async fn run(
                     Outcome::Applied(Ok(()), batch) => {
                         Metrics::inc(&metrics.batches);
                         metrics.succeeded();
-                        let applied = Instant::now();
+                        let applied = crate::clock::now();
                         for p in batch.values() {
                             metrics.latency.observe(applied.saturating_duration_since(p.decided));
                         }
@@ -317,7 +317,7 @@ pub async fn run(
                         metrics.reconcile_fixes.fetch_add(fixes as u64, std::sync::atomic::Ordering::Relaxed);
                         let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                         Metrics::set(&metrics.last_reconcile_unix, unix);
-                        reconcile_at = Instant::now() + target.config.reconcile_interval;
+                        reconcile_at = crate::clock::now() + target.config.reconcile_interval;
                         if fixes > 0 {
                             info!(target = %name, fixes, "Reconciled target: missing bans added, stray elements removed");
                         } else {
@@ -361,7 +361,7 @@ impl Link {
             // Reconnect at least as often as a reconcile would run, so a host that comes back
             // is repaired within about one interval.
             max_backoff: MAX_BACKOFF.min(reconcile_interval).max(MIN_BACKOFF),
-            retry_at: Instant::now(),
+            retry_at: crate::clock::now(),
         }
     }
 
@@ -390,7 +390,7 @@ impl Link {
         if let Some(s) = self.session.take() {
             tokio::spawn(close(s));
         }
-        self.retry_at = Instant::now() + self.backoff;
+        self.retry_at = crate::clock::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(self.max_backoff);
     }
 }
@@ -555,7 +555,7 @@ async fn reconcile_host(
         target: target.name().clone(),
         source,
     })?;
-    let changes = reconcile::diff(desired, &actual, Instant::now());
+    let changes = reconcile::diff(desired, &actual, crate::clock::now());
     if !changes.is_empty() {
         let script = nft::batch_script(&target.table, &changes);
         run_nft(session, target, &["-f", "-"], Some(script), "reconcile").await?;

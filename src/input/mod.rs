@@ -3,9 +3,8 @@
 //!
 //! Owns binding, accepting, connection limits, idle timeouts and frame boundaries. It never
 //! reads syslog message content (no parsing, no routing) and never decides anything about
-//! bans. The exception is `journal`: the Journal Export Format cannot be split into entries
-//! without parsing it, so the journal listeners drive `parse::journal` and hand on records
-//! (its module doc says why). This file holds the message types and `start`, which binds a
+//! bans. The journal listeners hand on entries (the Journal Export Format's fields, its
+//! framing) instead of frames; `parse::journal` reads them. This file holds the message types and `start`, which binds a
 //! listener and hands it to its transport: `datagram` (UDP, unix), `stream` (TCP, TLS, and the
 //! connections of the journal listeners), `journal` (their HTTP and stream protocols).
 
@@ -42,7 +41,6 @@ use tracing::info;
 
 use crate::config::{JournalListener, ListenerConfig, ListenerKind};
 use crate::metrics::Metrics;
-use crate::parse::LogRecord;
 use datagram::{remove_stale_socket, udp_loop, udp_socket, unix_loop};
 use journal::{JournalShared, Protocol};
 use stream::{tcp_accept_loop, TcpLimits};
@@ -70,9 +68,8 @@ impl std::fmt::Display for Origin {
 pub enum Payload {
     /// A syslog frame's bytes, trailer removed: parsed by the pipeline.
     Frame(Bytes),
-    /// A journal entry, already parsed by a journal listener (see `journal`): the export
-    /// format cannot be split into entries without parsing it.
-    Record(Box<LogRecord>),
+    /// A journal entry's fields, as a journal listener read them (see `journal::export`).
+    Journal(Box<journal::export::Entry>),
 }
 
 /// One message, as received.
@@ -401,8 +398,8 @@ fn message(
         identity,
         trust_hostname: ctx.trust_hostname,
         payload,
-        received: Instant::now(),
-        received_at: SystemTime::now(),
+        received: crate::clock::now(),
+        received_at: crate::clock::wall_now(),
     }
 }
 

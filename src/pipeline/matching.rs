@@ -190,7 +190,14 @@ pub(super) fn match_message(
                 return;
             }
         },
-        Payload::Record(record) => *record,
+        Payload::Journal(entry) => match parse::journal::to_record(&entry) {
+            Some(r) => r,
+            None => {
+                // No MESSAGE: nothing a jail could match.
+                tally.unparsed += 1;
+                return;
+            }
+        },
     };
     let targets = matchers.router.jails_for(&record.program);
     if targets.is_empty() {

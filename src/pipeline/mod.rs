@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, warn};
@@ -101,7 +101,7 @@ pub async fn run(
                 }
                 None => updates_open = false,
             },
-            _ = sweep.tick() => windows.sweep(Instant::now()),
+            _ = sweep.tick() => windows.sweep(crate::clock::now()),
             Some(done) = workers.join_next(), if !workers.is_empty() => {
                 // Workers end when their queue closes (shutdown); a panic past `fault::contain`
                 // ends the pipeline, and the supervisor stops the daemon.
@@ -224,7 +224,7 @@ mod tests {
             payload: Payload::Frame(Bytes::from(format!(
                 "<38>Nov 25 08:32:44 web1 sshd[1]: {text}"
             ))),
-            received: Instant::now(),
+            received: crate::clock::now(),
             received_at: SystemTime::now(),
         }
     }
@@ -276,7 +276,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn parsed_records_from_journal_input_skip_parsing() {
+    async fn journal_entries_are_read_into_records_and_matched() {
         let metrics = Metrics::default();
         let configs = vec![jail(
             "passwords",
@@ -285,16 +285,22 @@ mod tests {
         )];
         let mut state = Both::build(&configs, &metrics);
         let (tx, mut rx) = mpsc::channel(8);
-        let record = crate::parse::LogRecord {
-            priority: None,
-            timestamp: None,
-            host: Some("web1".into()),
-            program: "sshd".into(),
-            pid: None,
-            message: "Failed password for root from 203.0.113.9 port 22 ssh2".into(),
+        let field = |name: &str, value: &str| crate::input::journal::export::Field {
+            name: name.into(),
+            value: value.into(),
+        };
+        let entry = crate::input::journal::export::Entry {
+            fields: vec![
+                field("_HOSTNAME", "web1"),
+                field("SYSLOG_IDENTIFIER", "sshd"),
+                field(
+                    "MESSAGE",
+                    "Failed password for root from 203.0.113.9 port 22 ssh2",
+                ),
+            ],
         };
         let message = RawMessage {
-            payload: Payload::Record(Box::new(record)),
+            payload: Payload::Journal(Box::new(entry)),
             ..message("unused")
         };
         assert!(process(&mut state, message, &tx, &metrics).await);

@@ -2,14 +2,12 @@
 //! and `journal-stream` (the same Journal Export Format over plain TCP, journald's
 //! `ForwardToSocket=`). Both turn a byte stream into `LogRecord`s on the pipeline's channel.
 //!
-//! Why an input module parses: every other listener hands on frames whose content it never
-//! reads, because syslog framing can be found without understanding the message. The export
-//! format cannot: a binary field's length decides where the next field starts, so finding
-//! entry boundaries *is* parsing. Rather than split entries here with a second, shadow parser,
-//! this module drives the pure, incremental parser of `parse::journal` directly and sends the
-//! resulting records on as `Payload::Record`. The export grammar stays in `parse`, the HTTP
-//! syntax in `http`; this file owns the transport side only: connections, limits, status codes,
-//! timeouts, and dropping resent entries (`Dedupe`). It decides nothing about jails or bans.
+//! The export format is these transports' framing: `export` reads a byte stream into entries
+//! (name/value fields), which go on as `Payload::Journal`; what an entry means (message,
+//! program, time) is read later by `parse::journal`, as a syslog frame's header is by the
+//! syslog parsers. The HTTP syntax is in `http`; this file owns the transport side only:
+//! connections, limits, status codes, timeouts, and dropping resent entries (`Dedupe`). It
+//! decides nothing about jails or bans.
 //!
 //! Status codes follow systemd-journal-remote: 202 accepted; 400 malformed (request head,
 //! chunked encoding, export format, or a body that is neither chunked nor has a length); 404
@@ -24,7 +22,7 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -33,8 +31,9 @@ use tracing::debug;
 use super::{InputContext, Origin, Payload, RawMessage};
 use crate::fault;
 use crate::metrics::{ListenerMetrics, Metrics};
-use crate::parse::journal::{self, Entry, JournalError, Limits, Parser};
+use export::{Entry, JournalError, Limits, Parser};
 
+pub mod export;
 mod upload;
 
 pub use upload::serve_upload;
@@ -184,9 +183,9 @@ impl Conn<'_> {
         }
     }
 
-    /// Sends one entry on (unless it is a resend or has no MESSAGE).
+    /// Sends one entry on (unless it is a resend).
     async fn deliver(&self, entry: Entry) -> Result<(), Gone> {
-        let received = Instant::now();
+        let received = crate::clock::now();
         if let Some(id) = entry_id(&entry) {
             let repeat = self
                 .shared
@@ -199,19 +198,14 @@ impl Conn<'_> {
                 return Ok(());
             }
         }
-        let record = fault::contain(&self.ctx.metrics, || journal::to_record(&entry)).flatten();
-        let Some(record) = record else {
-            Metrics::inc(&self.ctx.metrics.unparsed);
-            return Ok(());
-        };
         Metrics::inc(&self.counters.messages);
         let message = RawMessage {
             origin: self.origin,
             identity: None,
             trust_hostname: self.ctx.trust_hostname,
-            payload: Payload::Record(Box::new(record)),
+            payload: Payload::Journal(Box::new(entry)),
             received,
-            received_at: SystemTime::now(),
+            received_at: crate::clock::wall_now(),
         };
         self.ctx
             .tx
@@ -319,7 +313,6 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::LogRecord;
     use std::sync::Arc;
     use tokio::io::AsyncWriteExt;
     use tokio::sync::mpsc;
@@ -376,11 +369,11 @@ mod tests {
             String::from_utf8_lossy(&out).into_owned()
         }
 
-        fn records(&mut self) -> Vec<LogRecord> {
+        fn records(&mut self) -> Vec<Entry> {
             let mut out = Vec::new();
             while let Ok(m) = self.rx.try_recv() {
                 match m.payload {
-                    Payload::Record(r) => out.push(*r),
+                    Payload::Journal(entry) => out.push(*entry),
                     Payload::Frame(_) => panic!("journal input sent a frame"),
                 }
             }
@@ -423,10 +416,13 @@ mod tests {
         assert!(response.ends_with("OK.\n"));
         let records = h.records();
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].program, "sshd");
         assert_eq!(
-            records[0].message,
-            "Failed password for root from 203.0.113.5 port 4242 ssh2"
+            records[0].text("SYSLOG_IDENTIFIER").as_deref(),
+            Some("sshd")
+        );
+        assert_eq!(
+            records[0].text("MESSAGE").as_deref(),
+            Some("Failed password for root from 203.0.113.5 port 4242 ssh2")
         );
     }
 
@@ -475,8 +471,11 @@ mod tests {
         assert_eq!(statuses(&response), vec![202], "{response}");
         let records = h.records();
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].program, "sshd");
-        assert!(records[0].message.contains("203.0.113.6"));
+        assert_eq!(
+            records[0].text("SYSLOG_IDENTIFIER").as_deref(),
+            Some("sshd")
+        );
+        assert!(records[0].text("MESSAGE").unwrap().contains("203.0.113.6"));
         assert_eq!(Metrics::get(&h.counters.oversize), 1);
     }
 
@@ -615,7 +614,7 @@ mod tests {
         let entry = |fields: &[(&str, &str)]| Entry {
             fields: fields
                 .iter()
-                .map(|(n, v)| journal::Field {
+                .map(|(n, v)| export::Field {
                     name: n.to_string(),
                     value: v.as_bytes().to_vec(),
                 })

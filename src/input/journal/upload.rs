@@ -12,10 +12,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
 use super::super::http::{self, Body, BodyEvent, Request};
+use super::export::{JournalError, Parser};
 use super::{read_more, Conn, Gone, JournalShared};
 use crate::input::{InputContext, Origin};
 use crate::metrics::{ListenerMetrics, Metrics};
-use crate::parse::journal::{JournalError, Parser};
 
 /// After an error response: how long, and how many bytes, the rest of the request is read and
 /// dropped before closing, so the client sees the response instead of a reset.

@@ -1,5 +1,7 @@
-//! The Journal Export Format (systemd's `application/vnd.fdo.journal`), parsed incrementally,
-//! and the conversion of one journal entry into a `LogRecord`.
+//! The Journal Export Format (systemd's `application/vnd.fdo.journal`), read incrementally
+//! into entries (name/value fields). It is the journal transports' framing: a binary field's
+//! length decides where the next field starts, so finding entry boundaries needs the grammar.
+//! What an entry means (message, program, time) is `parse::journal`'s business.
 //!
 //! Owns the export grammar only: text fields `KEY=VALUE\n`, binary fields
 //! `KEY\n<u64 little-endian length><bytes>\n`, entries separated by an empty line. It is pure
@@ -9,14 +11,11 @@
 //! are read and dropped, and counted) and the entry goes on without it: refusing the stream
 //! would make systemd-journal-upload resend the same entry forever (a core dump's `COREDUMP`
 //! field is megabytes). Malformed input is an error, never a panic.
-//! It knows nothing about HTTP, sockets or jails.
+//! It knows nothing about HTTP, sockets, syslog records or jails.
 
 use std::borrow::Cow;
 
-use chrono::DateTime;
 use thiserror::Error;
-
-use super::LogRecord;
 
 /// Longest field name accepted (systemd's own limit).
 const MAX_NAME: usize = 64;
@@ -349,46 +348,6 @@ fn valid_name(name: &[u8]) -> Result<String, JournalError> {
     }
     // All ASCII: cannot fail.
     Ok(String::from_utf8_lossy(name).into_owned())
-}
-
-/// The record the jails see: program from `SYSLOG_IDENTIFIER`, else `_COMM`; message from
-/// `MESSAGE`; time from `_SOURCE_REALTIME_TIMESTAMP`, else `__REALTIME_TIMESTAMP` (µs since
-/// the epoch); host from `_HOSTNAME` (as claimed by the sender); pid from `_PID`, else
-/// `SYSLOG_PID`; priority from `PRIORITY` and `SYSLOG_FACILITY`. None for an entry without
-/// `MESSAGE` (nothing a jail could match).
-pub fn to_record(entry: &Entry) -> Option<LogRecord> {
-    let message = entry.text("MESSAGE")?;
-    let message = message
-        .trim_start_matches(' ')
-        .trim_start_matches('\u{feff}')
-        .trim_end_matches(['\n', '\r'])
-        .to_string();
-    let nonempty = |name: &str| entry.text(name).filter(|v| !v.is_empty());
-    let program = nonempty("SYSLOG_IDENTIFIER")
-        .or_else(|| nonempty("_COMM"))
-        .map(Cow::into_owned)
-        .unwrap_or_default();
-    let number = |name: &str| entry.text(name).and_then(|v| v.trim().parse::<u64>().ok());
-    let timestamp = number("_SOURCE_REALTIME_TIMESTAMP")
-        .or_else(|| number("__REALTIME_TIMESTAMP"))
-        .and_then(|us| i64::try_from(us).ok())
-        .and_then(DateTime::from_timestamp_micros)
-        .map(|t| t.fixed_offset());
-    let pid = number("_PID")
-        .or_else(|| number("SYSLOG_PID"))
-        .and_then(|p| u32::try_from(p).ok());
-    let priority = number("PRIORITY").filter(|p| *p <= 7).map(|severity| {
-        let facility = number("SYSLOG_FACILITY").filter(|f| *f <= 23).unwrap_or(1);
-        (facility * 8 + severity) as u8
-    });
-    Some(LogRecord {
-        priority,
-        timestamp,
-        host: nonempty("_HOSTNAME").map(Cow::into_owned),
-        program,
-        pid,
-        message,
-    })
 }
 
 #[cfg(test)]
