@@ -4,8 +4,8 @@
 //! Owns binding, accepting, connection limits, idle timeouts and frame boundaries. It never
 //! reads syslog message content (no parsing, no routing) and never decides anything about
 //! bans. The journal listeners hand on entries (the Journal Export Format's fields, its
-//! framing) instead of frames; `parse::journal` reads them. This file holds the message types and `start`, which binds a
-//! listener and hands it to its transport: `datagram` (UDP, unix), `stream` (TCP, TLS, and the
+//! framing) instead of frames; `parse::journal` reads them. This file holds the message types
+//! and `start`, which binds a listener and hands it to its transport: `datagram` (UDP, unix), `stream` (TCP, TLS, and the
 //! connections of the journal listeners), `journal` (their HTTP and stream protocols).
 
 // Reads network or config input: a byte index inside a UTF-8 character would panic.
