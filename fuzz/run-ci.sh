@@ -8,7 +8,8 @@
 # (the crate denies unsafe code, so ASan adds little and halves the speed); debug assertions
 # and overflow checks are on (cargo fuzz's default).
 #
-# Environment: FUZZ_SECONDS (per target), FUZZ_TARGETS (space-separated subset),
+# Environment: FUZZ_SECONDS (per target), FUZZ_TARGETS (space-separated subset), FUZZ_JOBS
+# (targets at a time, default: the number of cores),
 # FUZZ_TIMEOUT (seconds one input may take, default 10), CARGO_BUILD_JOBS (as usual).
 set -uo pipefail
 
@@ -45,20 +46,42 @@ fi
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
+
+# One target: its exit status goes to $scratch/TARGET.rc, its output to TARGET.log.
+run_target() {
+  local target="$1" corpus="fuzz/corpus/$1"
+  mkdir -p "$scratch/$target" "fuzz/artifacts/$target"
+  local dirs=("$scratch/$target")
+  [ -d "$corpus" ] && dirs+=("$corpus")
+  cargo fuzz run "${build_flags[@]}" "$target" "${dirs[@]}" -- \
+    -max_total_time="$seconds" -max_len="$(max_len "$target")" \
+    -timeout="$per_input_timeout" -rss_limit_mb=2048 -print_final_stats=1 \
+    >"$scratch/$target.out" 2>"$scratch/$target.log"
+  echo $? >"$scratch/$target.rc"
+}
+
+# Targets run side by side, one per core (FUZZ_JOBS), so the stage takes
+# ceil(targets / cores) x FUZZ_SECONDS instead of targets x FUZZ_SECONDS.
+jobs="${FUZZ_JOBS:-$(nproc)}"
+echo "fuzz: running ${#targets[@]} targets for ${seconds}s each, $jobs at a time"
+running=0
+for target in "${targets[@]}"; do
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n
+    running=$((running - 1))
+  fi
+  run_target "$target" &
+  running=$((running + 1))
+done
+wait
+
 passed=0
 failed=0
 failed_names=()
 for target in "${targets[@]}"; do
-  corpus="fuzz/corpus/$target"
-  mkdir -p "$scratch/$target" "fuzz/artifacts/$target"
-  dirs=("$scratch/$target")
-  [ -d "$corpus" ] && dirs+=("$corpus")
-  echo "fuzz: running $target for ${seconds}s"
-  if cargo fuzz run "${build_flags[@]}" "$target" "${dirs[@]}" -- \
-    -max_total_time="$seconds" -max_len="$(max_len "$target")" \
-    -timeout="$per_input_timeout" -rss_limit_mb=2048 -print_final_stats=1 2>"$scratch/$target.log"; then
-    tail -n 12 "$scratch/$target.log" | grep -E '^stat::(number_of_executed_units|peak_rss_mb)' || true
+  if [ "$(cat "$scratch/$target.rc" 2>/dev/null)" = 0 ]; then
     echo "fuzz: $target passed"
+    tail -n 12 "$scratch/$target.log" | grep -E '^stat::(number_of_executed_units|peak_rss_mb)' || true
     passed=$((passed + 1))
   else
     tail -n 60 "$scratch/$target.log"
