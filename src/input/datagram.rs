@@ -14,7 +14,8 @@ use ipnet::IpNet;
 use tokio::net::{UdpSocket, UnixDatagram};
 use tracing::{debug, warn};
 
-use super::{activation, allowed, message, InputContext, Origin, Payload};
+use super::activation;
+use super::message::{allowed, message, InputContext, Origin, Payload};
 use crate::metrics::{ListenerMetrics, Metrics};
 
 /// A UDP socket: inherited from systemd, or bound here with the configured SO_RCVBUF.

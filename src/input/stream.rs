@@ -21,8 +21,9 @@ use tracing::{debug, info_span, Instrument};
 
 use super::framing::{FrameError, Framer};
 use super::journal::{self, JournalShared, Protocol};
+use super::message::{allowed, message, InputContext, Origin, Payload, SharedTls};
 use super::peers::PeerTable;
-use super::{allowed, message, tls, InputContext, Origin, Payload, SharedTls};
+use super::tls;
 use crate::config::ConnectionLimits;
 use crate::metrics::{ListenerMetrics, Metrics};
 use crate::throttle::Throttle;

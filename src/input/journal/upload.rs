@@ -12,9 +12,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
 use super::super::http::{self, Body, BodyEvent, Request};
+use super::conn::{read_more, Conn, Gone, JournalShared};
 use super::export::{JournalError, Parser};
-use super::{read_more, Conn, Gone, JournalShared};
-use crate::input::{InputContext, Origin};
+use crate::input::message::{InputContext, Origin};
 use crate::metrics::{ListenerMetrics, Metrics};
 
 /// After an error response: how long, and how many bytes, the rest of the request is read and
