@@ -1,21 +1,22 @@
 //! Journal listeners: `journal-upload` (systemd-journal-upload's HTTP protocol, `POST /upload`)
 //! and `journal-stream` (the same Journal Export Format over plain TCP, journald's
-//! `ForwardToSocket=`). Both turn a byte stream into `LogRecord`s on the pipeline's channel.
+//! `ForwardToSocket=`). Both turn a byte stream into journal entries on the pipeline's channel.
 //!
 //! The export format is these transports' framing: `export` reads a byte stream into entries
 //! (name/value fields), which go on as `Payload::Journal`; what an entry means (message,
 //! program, time) is read later by `parse::journal`, as a syslog frame's header is by the
-//! syslog parsers. The HTTP syntax is in `http`; this file owns the transport side only:
-//! connections, limits, status codes, timeouts, and dropping resent entries (`Dedupe`). It
-//! decides nothing about jails or bans.
+//! syslog parsers. The HTTP syntax is in `http`, journal-upload's exchange in `upload`, and a
+//! connection's delivery (limits, dropping resent entries) in `conn`; this file holds the
+//! journal-stream protocol. Nothing here decides anything about jails or bans.
 //!
 //! Status codes follow systemd-journal-remote: 202 accepted; 400 malformed (request head,
 //! chunked encoding, export format, or a body that is neither chunked nor has a length); 404
 //! any path but `/upload`; 405 any method but POST; 415 a Content-Type other than
 //! `application/vnd.fdo.journal`. A field over `max_field` (or beyond the entry's limits) is
 //! skipped and counted as `oversize`, and its entry accepted without it: a 413 would make
-//! systemd-journal-upload resend that entry forever and stall the host's whole upload. After any error the
-//! response says `Connection: close` and the connection closes; the listener goes on serving.
+//! systemd-journal-upload resend that entry forever and stall the host's whole upload. After
+//! any error the response says `Connection: close` and the connection closes; the listener goes
+//! on serving.
 
 use std::net::SocketAddr;
 
