@@ -11,6 +11,8 @@ mod config_files;
 mod fail2ban_compat;
 // Every shipped jail against its fixtures.
 mod filters;
+// The source's shape: no import cycle between files, no stage importing a later one.
+mod layers;
 // The whole daemon in this process: ingest, bans, expiry, reload, stage deaths.
 mod inprocess;
 // `syslog2ban regex` as a user runs it.

@@ -7,135 +7,24 @@
 //! sends `BanCommand`s forward through the store thread) and never blocks on one:
 //! enforcement drains its channel continuously and batches on its own side.
 
+mod messages;
 pub mod placement;
 pub mod policy;
 pub mod record;
 pub mod state;
 pub mod store;
 
-use crate::target::Target;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use crate::config::{BanTime, Increment, JailName, PlacementRule, RecidiveConfig};
 use crate::jail::Offence;
+pub use messages::{BanCommand, BanError, BanInfo, JailPolicy, Request};
 pub use placement::{Fleet, Place};
+use record::StoreOp;
 pub use state::{BanState, Moment};
-use store::StoreOp;
-
-/// What one firewall should do, as decided by the manager.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BanCommand {
-    /// Hold `address` until `expires` (None: until removed).
-    Ban {
-        /// Which firewall.
-        place: Place,
-        /// The address.
-        address: Target,
-        /// Deadline; the element's kernel timeout is the time left until it.
-        expires: Option<Instant>,
-        /// When the ban was decided (for the latency histogram).
-        decided: Instant,
-    },
-    /// Remove `address` now.
-    Unban {
-        /// Which firewall.
-        place: Place,
-        /// The address.
-        address: Target,
-    },
-}
-
-impl BanCommand {
-    /// The firewall it is for.
-    pub fn place(&self) -> &Place {
-        match self {
-            BanCommand::Ban { place, .. } | BanCommand::Unban { place, .. } => place,
-        }
-    }
-}
-
-/// The ban policy of one jail.
-#[derive(Debug, Clone)]
-pub struct JailPolicy {
-    /// Jail name.
-    pub name: JailName,
-    /// How long its bans last (before growth).
-    pub bantime: BanTime,
-    /// Growing bantimes, when enabled.
-    pub increment: Option<Increment>,
-    /// Where its bans go.
-    pub placement: Vec<PlacementRule>,
-}
-
-/// A request to the manager, answered on its `reply` channel.
-#[derive(Debug)]
-pub enum Request {
-    /// Every active ban.
-    List {
-        /// Answer.
-        reply: oneshot::Sender<Vec<BanInfo>>,
-    },
-    /// Ban by hand, as if `jail` had reached maxretry.
-    Ban {
-        /// Jail whose bantime applies.
-        jail: JailName,
-        /// The address.
-        address: Target,
-        /// Answer: whether the address was newly banned in that jail.
-        reply: oneshot::Sender<Result<bool, BanError>>,
-    },
-    /// Lift every ban of an address; answers the jails it was banned in.
-    Unban {
-        /// The address.
-        address: Target,
-        /// Answer.
-        reply: oneshot::Sender<Vec<JailName>>,
-    },
-    /// Lift every ban; answers how many addresses were freed.
-    UnbanAll {
-        /// Answer.
-        reply: oneshot::Sender<usize>,
-    },
-    /// New jail policies after a reload. Bans of jails that disappeared run out as decided.
-    Reconfigure {
-        /// The jails now configured.
-        policies: Vec<JailPolicy>,
-        /// The recidive jail, if enabled.
-        recidive: Option<RecidiveConfig>,
-        /// Answered once in effect.
-        reply: oneshot::Sender<()>,
-    },
-}
-
-/// A request the manager refused.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum BanError {
-    /// No such jail.
-    #[error("unknown jail '{0}'")]
-    UnknownJail(String),
-}
-
-/// One active ban, for `banned` and `status JAIL`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BanInfo {
-    /// The address.
-    pub address: Target,
-    /// The jail holding it.
-    pub jail: String,
-    /// Seconds left; None for permanent bans.
-    pub remaining_secs: Option<u64>,
-    /// Where the failures came from (`local`, a peer address, or `manual`).
-    pub origin: String,
-    /// The firewalls the ban was sent to (`local`, target names).
-    #[serde(default)]
-    pub places: Vec<String>,
-}
 
 /// The manager's inputs and output.
 pub struct Inputs {
@@ -279,9 +168,12 @@ mod tests {
     //! The manager task itself on paused tokio time: a ban decided now ends after its
     //! bantime without the test waiting for it.
     use super::*;
+    use crate::config::{BanTime, JailName, PlacementRule};
     use crate::input::Origin;
     use crate::metrics::Metrics;
+    use crate::target::Target;
     use std::sync::Arc;
+    use tokio::sync::oneshot;
 
     const BANTIME: Duration = Duration::from_secs(600);
 

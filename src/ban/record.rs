@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use tracing::info;
 
-use super::{BanCommand, Place};
+use super::messages::BanCommand;
+use super::placement::Place;
 use crate::config::BanTime;
 use crate::target::Target;
 

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info};
 
+use super::messages::{BanCommand, BanError, BanInfo, JailPolicy};
 use super::placement::{Fleet, Place};
 use super::policy::grown_bantime;
 use super::record::{BanRecord, StoreOp};
-use super::{BanCommand, BanError, BanInfo, JailPolicy};
 use crate::config::{BanTime, JailName, RecidiveConfig, RECIDIVE_JAIL};
 use crate::jail::Offence;
 use crate::metrics::Metrics;

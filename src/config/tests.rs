@@ -1,5 +1,6 @@
 use super::*;
 use std::fs;
+use std::time::Duration;
 
 const MAIN: &str = r#"
 [[listen]]

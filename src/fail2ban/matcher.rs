@@ -9,8 +9,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use super::filter::{Fail2banFilter, LogType};
 use super::pyre::{Groups, PyMatch};
-use super::{Fail2banFilter, LogType};
 
 /// Connection ids remembered for `<F-MLFID>` at most (oldest forgotten first): bounds memory
 /// when connections never log their end.

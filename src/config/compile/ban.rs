@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::Compiler;
 use crate::config::raw::{self};
-use crate::config::*;
+use crate::config::types::*;
 
 impl Compiler<'_> {
     pub(in crate::config) fn ban(&mut self, raw: &raw::RawBan) -> Option<BanConfig> {
@@ -56,18 +56,6 @@ impl Compiler<'_> {
             nft: raw.nft.clone().unwrap_or_else(|| PathBuf::from("nft")),
         })
     }
-}
-
-/// An nft table name syslog2ban accepts: a letter, then letters, digits and `_` (64 at most).
-pub(in crate::config) fn table_name_ok(table: &str) -> bool {
-    table.len() <= 64
-        && table
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && table
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic())
 }
 
 /// The host name, with anything but letters, digits and `_` as `_`.

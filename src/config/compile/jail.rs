@@ -8,8 +8,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::Compiler;
+use crate::config::duration::{ParsedDuration, RawDuration};
 use crate::config::raw::{self, RawIncrement, RawJail, RawJailSettings};
-use crate::config::*;
+use crate::config::types::*;
+use crate::fail2ban::{self, FilterSpec};
+use crate::jail::filter::Filter;
+use std::sync::Arc;
 
 impl Compiler<'_> {
     pub(in crate::config) fn defaults(&mut self, raw: &RawJailSettings) -> Settings {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use super::Compiler;
 use crate::config::raw::RawListener;
-use crate::config::*;
+use crate::config::types::*;
+use crate::input::tls::TlsSettings;
 
 impl Compiler<'_> {
     /// `max_connections`, `max_connections_per_peer`, `idle_timeout`, `handshake_timeout` of

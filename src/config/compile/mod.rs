@@ -2,13 +2,12 @@
 //! error collected (file, key and, where found, line) instead of stopping at the first.
 //!
 //! `Compiler` walks the figment; one file per concern adds its part: `listener`, `jail`, `ban`
-//! (targets and placement live in `config::fleet`).
+//! and `target` (remote targets and placement).
 
 mod ban;
 mod jail;
 mod listener;
-
-pub(in crate::config) use ban::table_name_ok;
+mod target;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,8 +15,10 @@ use std::time::Duration;
 
 use figment::{Figment, Source};
 
+use super::duration::{ParsedDuration, RawDuration};
+use super::error::{ConfigError, ConfigErrors};
 use super::raw::{RawConfig, RawJailSettings};
-use super::*;
+use super::types::*;
 use crate::config::error::{dotted, find_line};
 
 /// Walks the merged figment, collecting every error instead of stopping at the first.

@@ -1,193 +1,13 @@
 //! `[target.NAME]` (remote firewalls reached over SSH) and jail `placement` (which firewalls a
-//! jail's bans go to): their compiled types and the checks that turn raw values into them.
-//!
-//! Owns the validation of target and placement keys, with errors naming file and key. It
-//! resolves nothing at run time: which target an origin belongs to is the ban manager's call.
+//! jail's bans go to): the checks that turn their raw values into `TargetConfig` and
+//! `PlacementRule`, with errors naming file and key. Resolves nothing at run time: which
+//! target an origin belongs to is the ban manager's call.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::IpAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
-use ipnet::IpNet;
-
-use super::raw::RawTarget;
-use super::{compile::Compiler, parse_net};
-
-const DEFAULT_SSH_PORT: u16 = 22;
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
-const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
-/// Pending changes one target may queue while it is down; beyond this the queue is dropped
-/// and the next reconcile (which works from the full desired state) puts everything back.
-const DEFAULT_QUEUE_LIMIT: usize = 100_000;
-
-/// A remote firewall's name: letters, digits, `-`, `_`, `.`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TargetName(Arc<str>);
-
-impl TargetName {
-    /// Validates a target name.
-    pub fn new(name: &str) -> Result<Self, String> {
-        if is_name(name, 64) && name != "local" && name != "all" && name != "origin" {
-            Ok(TargetName(name.into()))
-        } else {
-            Err(format!(
-                "\"{name}\" is not a target name (1-64 of A-Z a-z 0-9 - _ ., and not local/all/origin)"
-            ))
-        }
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TargetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What an origin (peer address, certificate name, trusted hostname) is compared with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OriginPattern {
-    /// An address or a network of senders.
-    Net(IpNet),
-    /// A name, compared case-insensitively.
-    Name(String),
-}
-
-impl OriginPattern {
-    /// Whether the origin string of a ban belongs here.
-    pub fn matches(&self, origin: &str) -> bool {
-        match self {
-            OriginPattern::Net(net) => origin
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| net.contains(&ip_canonical(ip))),
-            OriginPattern::Name(name) => name.eq_ignore_ascii_case(origin),
-        }
-    }
-}
-
-/// IPv4-mapped IPv6 senders (dual-stack sockets) compare as IPv4.
-fn ip_canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// A remote host whose nftables syslog2ban manages over SSH.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TargetConfig {
-    /// Its name in config, logs, metrics and `status`.
-    pub name: TargetName,
-    /// Host name or address ssh connects to.
-    pub address: String,
-    /// SSH port.
-    pub port: u16,
-    /// Remote user.
-    pub user: String,
-    /// Private key (none: ssh's defaults and agent).
-    pub identity: Option<PathBuf>,
-    /// known_hosts file (none: ssh's default); host keys are always checked strictly.
-    pub known_hosts: Option<PathBuf>,
-    /// ssh client config file (none: ssh's default).
-    pub ssh_config: Option<PathBuf>,
-    /// Run nft through `sudo -n`.
-    pub sudo: bool,
-    /// nft on the remote host.
-    pub nft: String,
-    /// Origins whose failures are this host's.
-    pub origins: Vec<OriginPattern>,
-    /// Groups it belongs to.
-    pub groups: Vec<String>,
-    /// TCP connect + SSH handshake limit.
-    pub connect_timeout: Duration,
-    /// Limit for one remote nft run.
-    pub command_timeout: Duration,
-    /// How often the remote sets are compared with what they should hold.
-    pub reconcile_interval: Duration,
-    /// Most pending changes kept while the host is unreachable.
-    pub queue_limit: usize,
-    /// The nft table managed on this host, when not `[ban] table`.
-    pub table: Option<super::TableName>,
-}
-
-impl TargetConfig {
-    /// A target for tests: `origins` are addresses/CIDRs or names, short timeouts.
-    #[cfg(test)]
-    pub(crate) fn for_test(name: &str, origins: &[&str], groups: &[&str]) -> Self {
-        TargetConfig {
-            name: TargetName::new(name).expect("test target name"),
-            address: "198.51.100.10".into(),
-            port: 22,
-            user: "root".into(),
-            identity: None,
-            known_hosts: None,
-            ssh_config: None,
-            sudo: false,
-            nft: "nft".into(),
-            origins: origins
-                .iter()
-                .map(|o| match parse_net(o) {
-                    Some(net) => OriginPattern::Net(net),
-                    None => OriginPattern::Name((*o).into()),
-                })
-                .collect(),
-            groups: groups.iter().map(|g| (*g).into()).collect(),
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-            reconcile_interval: Duration::from_secs(1),
-            table: None,
-            queue_limit: 10,
-        }
-    }
-}
-
-/// One entry of a jail's `placement`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlacementRule {
-    /// This host's own nftables (or the log backend).
-    Local,
-    /// The target(s) whose `origins` include the origin of the failures.
-    Origin,
-    /// Every target.
-    All,
-    /// Every target in a group.
-    Group(String),
-    /// One target by name.
-    Target(TargetName),
-}
-
-impl fmt::Display for PlacementRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PlacementRule::Local => f.write_str("local"),
-            PlacementRule::Origin => f.write_str("origin"),
-            PlacementRule::All => f.write_str("all"),
-            PlacementRule::Group(g) => write!(f, "group:{g}"),
-            PlacementRule::Target(t) => write!(f, "target:{t}"),
-        }
-    }
-}
-
-/// The default placement: this host only, as fail2ban does.
-pub fn default_placement() -> Vec<PlacementRule> {
-    vec![PlacementRule::Local]
-}
-
-/// 1 to `max` of A-Z a-z 0-9 - _ . (target, group and host names).
-fn is_name(text: &str, max: usize) -> bool {
-    (1..=max).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
+use super::Compiler;
+use crate::config::raw::RawTarget;
+use crate::config::types::*;
 
 impl Compiler<'_> {
     /// Compiles every `[target.NAME]`.
@@ -288,7 +108,10 @@ impl Compiler<'_> {
                 ok = false;
             }
         }
-        let duration = |this: &mut Self, field: &str, raw: &Option<super::RawDuration>, default| {
+        let duration = |this: &mut Self,
+                        field: &str,
+                        raw: &Option<crate::config::duration::RawDuration>,
+                        default| {
             raw.as_ref()
                 .map_or(Some(default), |d| this.positive(&key(field), d))
         };
@@ -321,7 +144,7 @@ impl Compiler<'_> {
                 }
             },
         };
-        let table = match raw.table.as_deref().map(super::TableName::new).transpose() {
+        let table = match raw.table.as_deref().map(TableName::new).transpose() {
             Ok(table) => table,
             Err(e) => {
                 self.error(&key("table"), e);
@@ -417,30 +240,5 @@ impl Compiler<'_> {
             }
         }
         (!rules.is_empty()).then_some(rules)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origin_patterns_match_addresses_networks_and_names() {
-        let net = OriginPattern::Net("198.51.100.0/28".parse().unwrap());
-        assert!(net.matches("198.51.100.10"));
-        assert!(net.matches("::ffff:198.51.100.10"));
-        assert!(!net.matches("198.51.100.20"));
-        assert!(!net.matches("web3.example"));
-        let name = OriginPattern::Name("web3.example".into());
-        assert!(name.matches("WEB3.example"));
-        assert!(!name.matches("web4.example"));
-    }
-
-    #[test]
-    fn target_names_exclude_placement_keywords() {
-        assert!(TargetName::new("web-3.dc1").is_ok());
-        for bad in ["", "local", "all", "origin", "a b", "x;y"] {
-            assert!(TargetName::new(bad).is_err(), "{bad}");
-        }
     }
 }
