@@ -6,8 +6,13 @@
 //! the option sets that follow, `test.condition` skips a set, a failing `constraint` keeps a
 //! line out of that run, `test.prefix-line` is put before each line, `addFILE` files count on
 //! their own. Each annotation is compared on `match`, `host` and `user`; unannotated lines
-//! must not match. The test fails below 98% agreement or on any false match. Without the
-//! corpus it says so and passes.
+//! must not match. The test fails below 98% agreement or on any false match.
+//!
+//! The corpus is `$S2B_F2B_CORPUS` (`logs/` and `filter.d/`) or, without it, Debian's fail2ban
+//! package, which `integration/install-deps.sh` installs: its test logs
+//! (`/usr/lib/python3/dist-packages/fail2ban/tests/files/logs`) and its `/etc/fail2ban/filter.d`.
+//! Where neither is present when the tests are built, they are ignored with that reason
+//! (`build.rs`, cfg `s2b_f2b_corpus`) instead of passing.
 //!
 //! A second test takes the daemon's path with the same lines: parsed as syslog, given to a
 //! jail configured with `fail2ban_filter`, banned at maxretry 1.
@@ -356,8 +361,8 @@ struct Score {
     misses: Vec<String>,
 }
 
-fn score_file(corpus: &Path, name: &str, score: &mut Score) -> Option<String> {
-    let log = parse_log(&corpus.join("logs").join(name));
+fn score_file(corpus: &Corpus, name: &str, score: &mut Score) -> Option<String> {
+    let log = parse_log(&corpus.logs.join(name));
     let condition = log
         .file_options
         .get("test.condition")
@@ -374,7 +379,7 @@ fn score_file(corpus: &Path, name: &str, score: &mut Score) -> Option<String> {
         .filter(|c| !c.contains('\''))
         .unwrap_or(name)
         .to_string();
-    let conf = corpus.join("filter.d").join(format!("{fname}.conf"));
+    let conf = corpus.filters.join(format!("{fname}.conf"));
     if !conf.is_file() {
         return None;
     }
@@ -479,20 +484,37 @@ fn ban_agrees(ann: Option<&Opts>, banned: Option<std::net::IpAddr>) -> Option<bo
     })
 }
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("S2B_F2B_CORPUS")?);
-    dir.join("logs").is_dir().then_some(dir)
+/// fail2ban's annotated sample logs and the filters they were written for.
+struct Corpus {
+    logs: PathBuf,
+    filters: PathBuf,
+}
+
+/// Where Debian's fail2ban package puts its test logs.
+const DEBIAN_LOGS: &str = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs";
+
+fn corpus_dir() -> Option<Corpus> {
+    if let Some(dir) = std::env::var_os("S2B_F2B_CORPUS").map(PathBuf::from) {
+        return dir.join("logs").is_dir().then(|| Corpus {
+            logs: dir.join("logs"),
+            filters: dir.join("filter.d"),
+        });
+    }
+    let logs = PathBuf::from(DEBIAN_LOGS);
+    let filters = PathBuf::from("/etc/fail2ban/filter.d");
+    (logs.is_dir() && filters.is_dir()).then_some(Corpus { logs, filters })
+}
+
+/// The corpus, which `build.rs` found when it set `s2b_f2b_corpus`.
+fn corpus() -> Corpus {
+    corpus_dir().expect("the fail2ban corpus was present when the tests were built and is gone now")
 }
 
 #[test]
+#[cfg_attr(not(s2b_f2b_corpus), ignore = "fail2ban's sample logs are absent: install Debian's fail2ban or set S2B_F2B_CORPUS, and rebuild")]
 fn fail2ban_sample_logs_agree() {
-    let Some(corpus) = corpus_dir() else {
-        println!(
-            "skipped: S2B_F2B_CORPUS is not set or has no logs/ (the fail2ban corpus is absent)"
-        );
-        return;
-    };
-    let mut names: Vec<String> = std::fs::read_dir(corpus.join("logs"))
+    let corpus = corpus();
+    let mut names: Vec<String> = std::fs::read_dir(&corpus.logs)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())
@@ -546,27 +568,25 @@ const REQUIRED_DAEMON_AGREEMENT: f64 = 98.0;
 /// syslog with a program the filter's `_daemon` names are used (the others would never reach
 /// the jail), and only addresses can be banned, so annotations with a host name are skipped.
 #[test]
+#[cfg_attr(not(s2b_f2b_corpus), ignore = "fail2ban's sample logs are absent: install Debian's fail2ban or set S2B_F2B_CORPUS, and rebuild")]
 fn fail2ban_filters_in_jails_on_syslog_records() {
-    let Some(corpus) = corpus_dir() else {
-        println!("skipped: S2B_F2B_CORPUS is not set or has no logs/");
-        return;
-    };
+    let corpus = corpus();
     let dir = tempfile::tempdir().expect("tempdir");
     let now = chrono::Utc::now();
     let (mut agree, mut total, mut false_matches) = (0usize, 0usize, 0usize);
     let mut misses = Vec::new();
-    let mut names: Vec<String> = std::fs::read_dir(corpus.join("logs"))
+    let mut names: Vec<String> = std::fs::read_dir(&corpus.logs)
         .expect("logs dir")
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     for name in names {
-        let conf = corpus.join("filter.d").join(format!("{name}.conf"));
+        let conf = corpus.filters.join(format!("{name}.conf"));
         if !conf.is_file() {
             continue;
         }
-        let log = parse_log(&corpus.join("logs").join(&name));
+        let log = parse_log(&corpus.logs.join(&name));
         for segment in &log.segments {
             for opts in &segment.options {
                 // Journal-shaped sample lines have no syslog header to parse.
@@ -700,11 +720,9 @@ bantime  = 2w
 /// config passes `check`, keeps the overrides, routes the sample lines' programs to the
 /// jails, and bans exactly the annotated lines.
 #[test]
+#[cfg_attr(not(s2b_f2b_corpus), ignore = "fail2ban's sample logs are absent: install Debian's fail2ban or set S2B_F2B_CORPUS, and rebuild")]
 fn import_fail2ban_config_checks_and_bans_the_same_sample_lines() {
-    let Some(corpus) = corpus_dir() else {
-        println!("skipped: S2B_F2B_CORPUS is not set or has no logs/");
-        return;
-    };
+    let corpus = corpus();
     let etc = Path::new("/etc/fail2ban");
     if !etc.join("jail.conf").is_file() {
         assert!(
@@ -719,7 +737,7 @@ fn import_fail2ban_config_checks_and_bans_the_same_sample_lines() {
     copy_dir(etc, &f2b);
     // The corpus filters, whose annotations are the judge.
     std::fs::remove_dir_all(f2b.join("filter.d")).expect("rm filter.d");
-    copy_dir(&corpus.join("filter.d"), &f2b.join("filter.d"));
+    copy_dir(&corpus.filters, &f2b.join("filter.d"));
     std::fs::write(f2b.join("jail.local"), JAIL_LOCAL).expect("write jail.local");
 
     let s2b = tmp.path().join("s2b");
@@ -815,7 +833,7 @@ fn import_fail2ban_config_checks_and_bans_the_same_sample_lines() {
         config.ignoreip.clear();
         let router = syslog2ban::route::Router::new([config.programs.iter().map(String::as_str)]);
         let mut jail = Jail::new(&config);
-        let log = parse_log(&corpus.join("logs").join(&name));
+        let log = parse_log(&corpus.logs.join(&name));
         let (mut agree, mut total) = (0usize, 0usize);
         let mut misses = Vec::new();
         let mut t = std::time::Instant::now();
