@@ -1,4 +1,6 @@
-//! Human durations in config values: `"10m"`, `"1h"`, `"1d"`, `"90s"`, or an integer of seconds.
+//! Human durations in config values: an integer of seconds, or numbers with units `s`, `m`,
+//! `h`, `d`, `w`, `mo` (30 days), `y` (365 days), one after another (`"1h 30m"`, `"1d12h"`).
+//! Nothing else: `"10 minutes"`, `"1hr"` and the ambiguous `"1M"` are errors.
 //!
 //! Owns only the text → `Duration` conversion; knows nothing about which key it is parsing.
 
@@ -41,6 +43,21 @@ impl RawDuration {
     }
 }
 
+/// The units a duration may use, longest first so `mo` is not read as `m` + `o`.
+const UNITS: &[(&str, u64)] = &[
+    ("mo", 30 * 86400),
+    ("s", 1),
+    ("m", 60),
+    ("h", 3600),
+    ("d", 86400),
+    ("w", 7 * 86400),
+    ("y", 365 * 86400),
+];
+
+/// The grammar, for error messages.
+const GRAMMAR: &str = "write a number of seconds, or numbers with units s, m, h, d, w, mo (30 d) \
+                       or y (365 d), e.g. \"30s\", \"10m\", \"1h 30m\", \"2w\"";
+
 fn parse_text(text: &str) -> Result<ParsedDuration, String> {
     let trimmed = text.trim();
     if trimmed == "-1" {
@@ -50,13 +67,37 @@ fn parse_text(text: &str) -> Result<ParsedDuration, String> {
     if let Ok(secs) = trimmed.parse::<u64>() {
         return Ok(ParsedDuration::Finite(Duration::from_secs(secs)));
     }
-    humantime::parse_duration(trimmed)
-        .map(ParsedDuration::Finite)
-        .map_err(|e| {
-            format!(
-                "\"{text}\" is not a duration ({e}); write e.g. \"30s\", \"10m\", \"1h\", \"1d\""
-            )
-        })
+    let mut total: u64 = 0;
+    let mut rest = trimmed;
+    if rest.is_empty() {
+        return Err(format!("an empty duration; {GRAMMAR}"));
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, after) = rest.split_at(digits);
+        let Ok(number) = number.parse::<u64>() else {
+            return Err(format!("\"{text}\" is not a duration; {GRAMMAR}"));
+        };
+        let after = after.trim_start();
+        let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, after) = after.split_at(letters);
+        let Some(&(_, seconds)) = UNITS.iter().find(|(name, _)| *name == unit) else {
+            if unit == "M" {
+                return Err(format!(
+                    "\"{text}\": \"M\" is ambiguous; write \"m\" for minutes or \"mo\" for months"
+                ));
+            }
+            return Err(format!(
+                "\"{text}\" is not a duration: unknown unit \"{unit}\"; {GRAMMAR}"
+            ));
+        };
+        total = number
+            .checked_mul(seconds)
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(|| format!("\"{text}\" is too long a duration"))?;
+        rest = after.trim_start();
+    }
+    Ok(ParsedDuration::Finite(Duration::from_secs(total)))
 }
 
 #[cfg(test)]
@@ -98,6 +139,34 @@ mod tests {
             Ok(ParsedDuration::Forever)
         );
         assert_eq!(text("-1"), Ok(ParsedDuration::Forever));
+    }
+
+    #[test]
+    fn one_grammar_of_short_units() {
+        let secs = |n: u64| Ok(ParsedDuration::Finite(Duration::from_secs(n)));
+        assert_eq!(text("1h 30m"), secs(5400));
+        assert_eq!(text("1d12h"), secs(129_600));
+        assert_eq!(text("2w"), secs(1_209_600));
+        assert_eq!(text("1mo"), secs(2_592_000));
+        assert_eq!(text("1y"), secs(31_536_000));
+        assert_eq!(text(" 90 s "), secs(90));
+        for refused in [
+            "10 minutes",
+            "1hr",
+            "1H",
+            "1.5h",
+            "h",
+            "1h x",
+            "m5",
+            "",
+            "99999999999999y",
+        ] {
+            assert!(text(refused).is_err(), "{refused:?} was accepted");
+        }
+        let err = text("1M").unwrap_err();
+        assert!(err.contains("ambiguous") && err.contains("\"mo\""), "{err}");
+        let err = text("10 minutes").unwrap_err();
+        assert!(err.contains("unknown unit \"minutes\""), "{err}");
     }
 
     #[test]
