@@ -20,7 +20,6 @@ use syslog2ban::daemon::{self, RunOptions};
 use syslog2ban::regex_check;
 
 const DEFAULT_CONFIG: &str = "/etc/syslog2ban";
-const DEFAULT_SOCKET: &str = "/run/syslog2ban.sock";
 
 #[derive(Parser)]
 #[command(
@@ -141,9 +140,13 @@ enum Command {
 /// Options shared by the commands that talk to a running daemon.
 #[derive(clap::Args)]
 struct ClientOptions {
-    /// Control socket of the daemon.
-    #[arg(long, default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    /// Control socket of the daemon (default: the `[control] socket` of the configuration,
+    /// else /run/syslog2ban/syslog2ban.sock).
+    #[arg(long, conflicts_with = "config")]
+    socket: Option<PathBuf>,
+    /// Configuration whose `[control] socket` to use (default: /etc/syslog2ban when it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Print the daemon's answer as JSON.
     #[arg(long)]
     json: bool,
@@ -315,9 +318,32 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+impl ClientOptions {
+    /// `--socket`, else the socket `--config` (or the default config, when present) names,
+    /// else the default: the same place the daemon binds with the same configuration.
+    fn socket(&self) -> Result<PathBuf> {
+        if let Some(socket) = &self.socket {
+            return Ok(socket.clone());
+        }
+        let config = match &self.config {
+            Some(config) => config.clone(),
+            None if config::locate(Path::new(DEFAULT_CONFIG)).0.is_file() => {
+                PathBuf::from(DEFAULT_CONFIG)
+            }
+            None => return Ok(PathBuf::from(config::DEFAULT_CONTROL_SOCKET)),
+        };
+        config::control_socket(&config).map_err(|errors| {
+            anyhow::anyhow!(
+                "cannot read the control socket from {}:\n{errors}\n(--socket PATH names it directly)",
+                config.display()
+            )
+        })
+    }
+}
+
 /// Sends one request and prints the answer; exit 1 when the daemon reports an error.
 fn client_command(client: &ClientOptions, request: &Request) -> Result<ExitCode> {
-    let response = control::call(&client.socket, request)?;
+    let response = control::call(&client.socket()?, request)?;
     if client.json {
         println!("{}", serde_json::to_string_pretty(&response)?);
     } else {

@@ -61,9 +61,20 @@ impl Setup {
         tokio::task::JoinHandle<Result<(), DaemonError>>,
         oneshot::Sender<()>,
     ) {
+        self.start_with(kill_stage, false)
+    }
+
+    fn start_with(
+        &self,
+        kill_stage: Option<&str>,
+        dry_run: bool,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), DaemonError>>,
+        oneshot::Sender<()>,
+    ) {
         let config = syslog2ban::config::load(self.dir.path()).expect("config loads");
         let options = RunOptions {
-            dry_run: false,
+            dry_run,
             config_path: self.dir.path().to_path_buf(),
             kill_stage: kill_stage.map(|s| (s.to_string(), Duration::from_millis(300))),
         };
@@ -269,6 +280,47 @@ async fn an_hours_ban_ends_when_tokio_time_moves_an_hour() {
         .expect("the daemon stops")
         .expect("no panic");
     assert!(result.is_ok(), "{result:?}");
+}
+
+/// A ban decided in a dry run is never restored: the next real start has no bans and the
+/// state directory holds no database the dry run wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_leaves_no_ban_behind() {
+    let setup = Setup::new("");
+    setup.jail_banning_for(3, "1h");
+    let socket = setup.socket();
+    let answering = async || ask(&socket, Request::Status).await.is_some();
+
+    let (run, stop) = setup.start_with(None, true);
+    assert!(
+        until(Duration::from_secs(10), answering).await,
+        "no control socket"
+    );
+    send_failures(bound_port(&socket).await, "203.0.113.8", 3);
+    assert!(
+        until(Duration::from_secs(5), async || banned(&socket).await
+            == ["203.0.113.8"])
+        .await,
+        "the dry run decides the ban"
+    );
+    let _ = stop.send(());
+    let stopped = tokio::time::timeout(Duration::from_secs(10), run).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+    let db = setup
+        .dir
+        .path()
+        .join("state")
+        .join(syslog2ban::ban::store::DB_FILE);
+    assert!(!db.exists(), "the dry run wrote {}", db.display());
+
+    let (run, stop) = setup.start_with(None, false);
+    assert!(
+        until(Duration::from_secs(10), answering).await,
+        "no control socket"
+    );
+    assert!(banned(&socket).await.is_empty(), "a dry-run ban came back");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,7 +114,7 @@ fn warn_if_pending(state: &BanState) {
     if state.banned_count() > 0 {
         warn!(
             banned = state.banned_count(),
-            "Stopping with active bans; they are in the store and restored on start"
+            "Stopping with active bans; they are restored from the store on start (a dry run stored none)"
         );
     }
 }

@@ -82,6 +82,25 @@ impl Store {
             source,
         };
         let conn = Connection::open(&path).map_err(sql)?;
+        Store::init(conn, path)
+    }
+
+    /// A store in memory, gone when the daemon stops: what `--dry-run` records in, so that
+    /// nothing decided in a dry run is restored and enforced by a later real run.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        })?;
+        Store::init(conn, path)
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
         // WAL + NORMAL: a commit survives a killed process (the acceptance's kill -9); only
         // a power loss can take back the last commits.
         conn.execute_batch(

@@ -63,6 +63,35 @@ fn load_with_env(path: &Path, env: Env) -> Result<Config, ConfigErrors> {
     Ok(config)
 }
 
+/// The control socket the configuration at `path` names (`[control] socket`, or the default),
+/// for the CLI's control commands: only that key is read, so a config with errors elsewhere
+/// still tells the client where its daemon listens.
+pub fn control_socket(path: &Path) -> Result<PathBuf, ConfigErrors> {
+    let (main, _) = locate(path);
+    if !main.is_file() {
+        return Err(ConfigErrors(vec![ConfigError {
+            file: Some(main),
+            line: None,
+            key: "-".into(),
+            message: "configuration file not found".into(),
+        }]));
+    }
+    let mut figment = Figment::new();
+    for file in &config_files(path) {
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    let figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    match figment.extract_inner::<Option<PathBuf>>("control.socket") {
+        Ok(socket) => Ok(socket.unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET))),
+        Err(e) if e.missing() => Ok(PathBuf::from(DEFAULT_CONTROL_SOCKET)),
+        Err(e) => {
+            let mut compiler = Compiler::new(&figment);
+            compiler.figment_error("control.socket", e);
+            Err(ConfigErrors(compiler.errors))
+        }
+    }
+}
+
 /// Compiles only the `[jail.*]` tables of `files` (enabled or not; only the one named `only`
 /// when given), for `syslog2ban regex` and filter tests, which need no listeners.
 pub fn load_jails(files: &[PathBuf], only: Option<&str>) -> Result<Vec<JailConfig>, ConfigErrors> {

@@ -39,6 +39,10 @@ pub(in crate::config) const ENV_PREFIX: &str = "SYSLOG2BAN_";
 pub(in crate::config) const DEFAULT_MAX_TRACKED: usize = 100_000;
 pub(in crate::config) const DEFAULT_DBPURGEAGE: Duration = Duration::from_secs(7 * 86400);
 pub(in crate::config) const DEFAULT_MAXTIME: Duration = Duration::from_secs(7 * 86400);
+/// Where the control socket is unless `[control] socket` says otherwise (the unit's
+/// `RuntimeDirectory`); the CLI's control commands look there too.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/syslog2ban/syslog2ban.sock";
+
 /// The name recidive bans carry; a user jail may not take it.
 pub const RECIDIVE_JAIL: &str = "recidive";
 

@@ -160,8 +160,16 @@ pub async fn run(
             .checked_sub(config.dbpurgeage)
             .unwrap_or(std::time::UNIX_EPOCH),
     );
+    let dry_run = options.dry_run;
+    if dry_run {
+        info!("Dry run: bans are logged, not applied, and kept in memory only (nothing stored)");
+    }
     let (store, purged, active, history) = tokio::task::spawn_blocking(move || {
-        let mut store = Store::open(&state_dir)?;
+        let mut store = if dry_run {
+            Store::in_memory()?
+        } else {
+            Store::open(&state_dir)?
+        };
         let purged = store.purge_history(since)?;
         let active = store.active(now.wall)?;
         let history = store.history_since(since)?;

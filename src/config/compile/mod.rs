@@ -172,7 +172,7 @@ impl<'a> Compiler<'a> {
         let control_socket = raw
             .control
             .socket
-            .unwrap_or_else(|| PathBuf::from("/run/syslog2ban.sock"));
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET));
         let state_dir = raw
             .state
             .dir
