@@ -303,6 +303,23 @@ async fn a_dry_run_leaves_no_ban_behind() {
         .await,
         "the dry run decides the ban"
     );
+    // The CLI finds the daemon through the same configuration (`[control] socket`).
+    let dir = setup.dir.path().to_path_buf();
+    let cli = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_syslog2ban"))
+            .args(["banned", "--config"])
+            .arg(&dir)
+            .output()
+            .expect("run the CLI")
+    })
+    .await
+    .expect("join");
+    let listed = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success() && listed.contains("203.0.113.8"),
+        "banned --config: {listed} {}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
     let _ = stop.send(());
     let stopped = tokio::time::timeout(Duration::from_secs(10), run).await;
     assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
