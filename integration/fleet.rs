@@ -59,6 +59,23 @@ fn remote_bans_follow_placement_and_refuse_wrong_host_keys() {
     // The collector bans nothing locally (placement has no "local").
     assert!(!f.lab.set_contains("banned4", ATTACKER));
 
+    // By hand in the origin-placed jail: refused without the attacked host instead of
+    // silently banning on the collector only; with --origin it lands on that host.
+    const BY_HAND: &str = "198.51.100.77";
+    let refused = f.lab.ctl(&["ban", "sshd", BY_HAND]);
+    assert!(
+        refused.status.is_some_and(|s| !s.success()) && refused.stderr.contains("--origin"),
+        "a manual ban in an origin-placed jail needs --origin: {refused:?}"
+    );
+    let placed = f.lab.ctl(&["ban", "sshd", BY_HAND, "--origin", A_IP]);
+    assert!(placed.status.is_some_and(|s| s.success()), "{placed:?}");
+    assert!(
+        f.wait_has(&f.a, BY_HAND, Duration::from_secs(10)).is_some(),
+        "--origin A did not reach A: {:?}",
+        f.remote_set(&f.a)
+    );
+    assert!(!f.has(&f.b, BY_HAND), "--origin A reached B");
+
     // placement = ["all"]: both servers.
     f.failures_from_a("fleetd", ATTACKER2);
     assert!(f

@@ -109,6 +109,17 @@ enum Command {
         jail: String,
         /// IPv4 or IPv6 address.
         address: String,
+        /// Ban it even if it is in the jail's ignoreip.
+        #[arg(long)]
+        force: bool,
+        /// Where to apply the ban instead of the jail's placement: local, origin, all,
+        /// group:NAME or target:NAME (repeatable).
+        #[arg(long = "place", value_name = "RULE")]
+        place: Vec<String>,
+        /// The attacked host (a name or address in some target's `origins`), for an
+        /// `origin` placement.
+        #[arg(long, value_name = "HOST")]
+        origin: Option<String>,
         #[command(flatten)]
         client: ClientOptions,
     },
@@ -287,8 +298,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Ban {
             jail,
             address,
+            force,
+            place,
+            origin,
             client,
-        } => client_command(&client, &Request::Ban { jail, address }),
+        } => client_command(
+            &client,
+            &Request::Ban {
+                jail,
+                address,
+                force,
+                place,
+                origin,
+            },
+        ),
         Command::Unban {
             address,
             all,

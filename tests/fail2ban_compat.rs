@@ -511,7 +511,10 @@ fn corpus() -> Corpus {
 }
 
 #[test]
-#[cfg_attr(not(s2b_f2b_corpus), ignore = "fail2ban's sample logs are absent: install Debian's fail2ban or set S2B_F2B_CORPUS, and rebuild")]
+#[cfg_attr(
+    not(s2b_f2b_corpus),
+    ignore = "fail2ban's sample logs are absent: install Debian's fail2ban or set S2B_F2B_CORPUS, and rebuild"
+)]
 fn fail2ban_sample_logs_agree() {
     let corpus = corpus();
     let mut names: Vec<String> = std::fs::read_dir(&corpus.logs)
@@ -568,7 +571,10 @@ const REQUIRED_DAEMON_AGREEMENT: f64 = 98.0;
 /// syslog with a program the filter's `_daemon` names are used (the others would never reach
 /// the jail), and only addresses can be banned, so annotations with a host name are skipped.
 #[test]
-#[cfg_attr(not(s2b_f2b_corpus), ignore = "fail2ban's sample logs are absent: install Debian's fail2ban or set S2B_F2B_CORPUS, and rebuild")]
+#[cfg_attr(
+    not(s2b_f2b_corpus),
+    ignore = "fail2ban's sample logs are absent: install Debian's fail2ban or set S2B_F2B_CORPUS, and rebuild"
+)]
 fn fail2ban_filters_in_jails_on_syslog_records() {
     let corpus = corpus();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -720,7 +726,10 @@ bantime  = 2w
 /// config passes `check`, keeps the overrides, routes the sample lines' programs to the
 /// jails, and bans exactly the annotated lines.
 #[test]
-#[cfg_attr(not(s2b_f2b_corpus), ignore = "fail2ban's sample logs are absent: install Debian's fail2ban or set S2B_F2B_CORPUS, and rebuild")]
+#[cfg_attr(
+    not(s2b_f2b_corpus),
+    ignore = "fail2ban's sample logs are absent: install Debian's fail2ban or set S2B_F2B_CORPUS, and rebuild"
+)]
 fn import_fail2ban_config_checks_and_bans_the_same_sample_lines() {
     let corpus = corpus();
     let etc = Path::new("/etc/fail2ban");

@@ -180,16 +180,33 @@ async fn ingest_ban_expiry_manual_ban_unban_and_reload() {
     );
 
     // By hand: ban, then unban.
+    let manual = |address: &str, force: bool| Request::Ban {
+        jail: "sshd".into(),
+        address: address.into(),
+        force,
+        place: Vec::new(),
+        origin: None,
+    };
+    let answer = ask(&socket, manual("198.51.100.9", false)).await;
+    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
+    assert_eq!(banned(&socket).await, ["198.51.100.9"]);
+    // The jail's ignoreip (127.0.0.0/8 by default) holds for manual bans unless forced.
+    let answer = ask(&socket, manual("127.0.0.1", false)).await;
+    assert!(
+        matches!(&answer, Some(Response::Error { message }) if message.contains("ignoreip") && message.contains("--force")),
+        "{answer:?}"
+    );
+    assert_eq!(banned(&socket).await, ["198.51.100.9"]);
+    let answer = ask(&socket, manual("127.0.0.1", true)).await;
+    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
     let answer = ask(
         &socket,
-        Request::Ban {
-            jail: "sshd".into(),
-            address: "198.51.100.9".into(),
+        Request::Unban {
+            address: "127.0.0.1".into(),
         },
     )
     .await;
     assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
-    assert_eq!(banned(&socket).await, ["198.51.100.9"]);
     let answer = ask(
         &socket,
         Request::Unban {

@@ -71,6 +71,10 @@ pub enum Request {
         jail: JailName,
         /// The address.
         address: Target,
+        /// Where to apply it instead of the jail's placement.
+        placement: Option<Vec<PlacementRule>>,
+        /// The attacked host (what an `origin` placement resolves); None: `manual`.
+        origin: Option<String>,
         /// Answer: whether the address was newly banned in that jail.
         reply: oneshot::Sender<Result<bool, BanError>>,
     },

@@ -130,8 +130,10 @@ fn answer(state: &mut BanState, request: Request) -> Vec<StoreOp> {
         Request::Ban {
             jail,
             address,
+            placement,
+            origin,
             reply,
-        } => match state.manual_ban(&jail, address, now) {
+        } => match state.manual_ban(&jail, address, placement, origin, now) {
             Ok((new, ops)) => {
                 let _ = reply.send(Ok(new));
                 ops

@@ -16,7 +16,7 @@ use super::messages::{BanCommand, BanError, BanInfo, JailPolicy};
 use super::placement::{Fleet, Place};
 use super::policy::grown_bantime;
 use super::record::{BanRecord, StoreOp};
-use crate::config::{BanTime, JailName, RecidiveConfig, RECIDIVE_JAIL};
+use crate::config::{BanTime, JailName, PlacementRule, RecidiveConfig, RECIDIVE_JAIL};
 use crate::jail::Offence;
 use crate::metrics::Metrics;
 
@@ -64,6 +64,8 @@ struct NewBan<'a> {
     jail: &'a JailName,
     address: Target,
     origin: String,
+    /// Placement instead of the jail's (a manual ban's `--place`).
+    placement: Option<Vec<PlacementRule>>,
     failures: u32,
     sample: String,
 }
@@ -237,6 +239,7 @@ impl BanState {
                 .origin_name
                 .as_deref()
                 .map_or_else(|| offence.origin.to_string(), str::to_string),
+            placement: None,
             failures: offence.failures,
             sample: offence.sample.clone(),
         };
@@ -256,6 +259,8 @@ impl BanState {
         &mut self,
         jail: &JailName,
         address: Target,
+        placement: Option<Vec<PlacementRule>>,
+        origin: Option<String>,
         now: Moment,
     ) -> Result<(bool, Vec<StoreOp>), BanError> {
         if self.policy(jail).is_none() {
@@ -264,7 +269,8 @@ impl BanState {
         let new = NewBan {
             jail,
             address,
-            origin: "manual".into(),
+            origin: origin.unwrap_or_else(|| "manual".into()),
+            placement,
             failures: 0,
             sample: String::new(),
         };
@@ -338,7 +344,8 @@ impl BanState {
             BanTime::Permanent => (None, None),
             BanTime::For(d) => (Some(now.instant + d), Some(now.wall + d)),
         };
-        let places = self.fleet.resolve(&policy.placement, &new.origin);
+        let rules = new.placement.as_deref().unwrap_or(&policy.placement);
+        let places = self.fleet.resolve(rules, &new.origin);
         let holds = self.holds.entry(new.address).or_default();
         let before: Vec<Option<Option<Instant>>> =
             places.iter().map(|p| deadline_at(holds, p)).collect();
@@ -414,6 +421,7 @@ impl BanState {
             jail: &name,
             address,
             origin,
+            placement: None,
             failures: bans as u32,
             sample: format!(
                 "{bans} bans within {}",

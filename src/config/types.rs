@@ -517,6 +517,32 @@ impl fmt::Display for PlacementRule {
     }
 }
 
+impl PlacementRule {
+    /// One placement as written (`"local"`, `"origin"`, `"all"`, `"group:NAME"`,
+    /// `"target:NAME"`), checked against the configured targets; the error says what is
+    /// accepted. Used for jails' `placement` and for a manual ban's `--place`.
+    pub fn parse(text: &str, targets: &[TargetConfig]) -> Result<PlacementRule, String> {
+        match text {
+            "local" => Ok(PlacementRule::Local),
+            "origin" => Ok(PlacementRule::Origin),
+            "all" => Ok(PlacementRule::All),
+            other => match other.split_once(':') {
+                Some(("group", g)) if targets.iter().any(|t| t.groups.iter().any(|x| x == g)) => {
+                    Ok(PlacementRule::Group(g.to_string()))
+                }
+                Some(("group", g)) => Err(format!("no [target.*] is in group \"{g}\"")),
+                Some(("target", t)) => match targets.iter().find(|x| x.name.as_str() == t) {
+                    Some(target) => Ok(PlacementRule::Target(target.name.clone())),
+                    None => Err(format!("there is no [target.{t}]")),
+                },
+                _ => Err(format!(
+                    "\"{other}\" is not a placement; use \"local\", \"origin\", \"all\", \"group:NAME\" or \"target:NAME\""
+                )),
+            },
+        }
+    }
+}
+
 /// The default placement: this host only, as fail2ban does.
 pub fn default_placement() -> Vec<PlacementRule> {
     vec![PlacementRule::Local]

@@ -24,6 +24,16 @@ pub enum Request {
         jail: String,
         /// Address as typed.
         address: String,
+        /// Ban even an address in the jail's `ignoreip`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
+        /// Where to apply it, as placement rules (`local`, `origin`, `all`, `group:NAME`,
+        /// `target:NAME`); empty: the jail's placement.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        place: Vec<String>,
+        /// The attacked host, for an `origin` placement.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<String>,
     },
     /// Lift every ban of an address.
     Unban {
@@ -241,6 +251,9 @@ mod tests {
         let r = Request::Ban {
             jail: "sshd".into(),
             address: "203.0.113.9".into(),
+            force: false,
+            place: Vec::new(),
+            origin: None,
         };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),

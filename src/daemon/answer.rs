@@ -6,7 +6,9 @@
 //! the manager's requests.
 
 use super::*;
+use crate::config::PlacementRule;
 use crate::control::protocol::{PlaceCheck, VerifyReport};
+use crate::target::Target;
 
 impl Running {
     /// Asks the ban manager; None when it is gone (stopping).
@@ -43,7 +45,13 @@ impl Running {
                 Some(bans) => Response::Banned { bans },
                 None => stopping(),
             },
-            Request::Ban { jail, address } => {
+            Request::Ban {
+                jail,
+                address,
+                force,
+                place,
+                origin,
+            } => {
                 let address = match parse_address(&address) {
                     Ok(a) => a,
                     Err(message) => return Response::Error { message },
@@ -53,10 +61,17 @@ impl Running {
                         message: self.unknown_jail(&jail),
                     };
                 };
+                let (placement, origin) =
+                    match self.manual_placement(&name, address, force, &place, origin) {
+                        Ok(p) => p,
+                        Err(message) => return Response::Error { message },
+                    };
                 match self
                     .ask(|reply| ban::Request::Ban {
                         jail: name,
                         address,
+                        placement,
+                        origin,
                         reply,
                     })
                     .await
@@ -206,6 +221,55 @@ impl Running {
                     .collect(),
             })
             .collect()
+    }
+
+    /// A manual ban's checks before the manager sees it: an address in the jail's `ignoreip`
+    /// needs `force`; `place` (placement rules) must parse; and a placement that names the
+    /// attacked host needs `origin` when there are targets to choose from, instead of the ban
+    /// silently staying on this host. Returns the placement override and the origin.
+    fn manual_placement(
+        &self,
+        jail: &JailName,
+        address: Target,
+        force: bool,
+        place: &[String],
+        origin: Option<String>,
+    ) -> Result<(Option<Vec<PlacementRule>>, Option<String>), String> {
+        let config = self.config.jails.iter().find(|j| &j.name == jail);
+        if let Some(config) = config.filter(|_| !force) {
+            let ignored = config
+                .ignoreip
+                .iter()
+                .find(|net| net.contains(&address.addr()) || address.net().contains(*net));
+            if let Some(net) = ignored {
+                return Err(format!(
+                    "{address} is in jail {jail}'s ignoreip ({net}); ban it anyway with --force"
+                ));
+            }
+        }
+        let placement = if place.is_empty() {
+            None
+        } else {
+            let rules = place
+                .iter()
+                .map(|text| PlacementRule::parse(text, &self.config.targets))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("--place: {e}"))?;
+            Some(rules)
+        };
+        let rules = match (&placement, config) {
+            (Some(rules), _) => rules.as_slice(),
+            (None, Some(config)) => config.placement.as_slice(),
+            (None, None) => &[],
+        };
+        let by_origin = rules.contains(&PlacementRule::Origin);
+        if by_origin && origin.is_none() && !self.config.targets.is_empty() {
+            return Err(format!(
+                "jail {jail} places bans on the attacked host (placement \"origin\"): name it with \
+                 --origin HOST, or choose where with --place local|all|group:NAME|target:NAME"
+            ));
+        }
+        Ok((placement, origin))
     }
 
     fn unknown_jail(&self, jail: &str) -> String {

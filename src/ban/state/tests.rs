@@ -126,15 +126,21 @@ fn manual_ban_and_unban() {
     let mut s = state();
     let now = Moment::now();
     assert_eq!(
-        s.manual_ban(&name("nope"), addr(), now).unwrap_err(),
+        s.manual_ban(&name("nope"), addr(), None, None, now)
+            .unwrap_err(),
         BanError::UnknownJail("nope".into())
     );
-    let (new, ops) = s.manual_ban(&name("sshd"), addr(), now).unwrap();
+    let (new, ops) = s
+        .manual_ban(&name("sshd"), addr(), None, None, now)
+        .unwrap();
     assert!(new && ops.len() == 1);
     assert_eq!(s.list(now.instant)[0].origin, "manual");
-    let (new, ops) = s.manual_ban(&name("sshd"), addr(), now).unwrap();
+    let (new, ops) = s
+        .manual_ban(&name("sshd"), addr(), None, None, now)
+        .unwrap();
     assert!(!new && ops.is_empty());
-    s.manual_ban(&name("long"), addr(), now).unwrap();
+    s.manual_ban(&name("long"), addr(), None, None, now)
+        .unwrap();
     let (mut jails, ops) = s.unban(addr());
     jails.sort();
     assert_eq!(jails, vec![name("long"), name("sshd")]);
@@ -164,6 +170,8 @@ fn unban_all_frees_everything() {
         s.manual_ban(
             &name("forever"),
             Target::from(std::net::IpAddr::from([198, 51, 100, i])),
+            None,
+            None,
             now,
         )
         .unwrap();
@@ -424,4 +432,42 @@ fn restore_recomputes_places_from_the_stored_origin() {
     };
     let commands = s.restore(vec![record], Vec::new(), now);
     assert_eq!(places_of(&commands), vec![remote("b")]);
+}
+
+#[test]
+fn a_manual_ban_goes_where_it_is_told_or_to_the_origin_it_names() {
+    let now = Moment::now();
+    // The jail places at the origin: a named origin resolves to its target.
+    let mut s = fleet_state();
+    let (new, ops) = s
+        .manual_ban(
+            &name("sshd"),
+            addr(),
+            None,
+            Some("198.51.100.20".into()),
+            now,
+        )
+        .unwrap();
+    assert!(new);
+    assert_eq!(places_of(&commands(&ops)), vec![remote("b")]);
+    // --place overrides the jail's placement.
+    let mut s = fleet_state();
+    let only_a = vec![PlacementRule::Target(
+        crate::config::TargetName::new("a").unwrap(),
+    )];
+    let (_, ops) = s
+        .manual_ban(&name("sshd"), addr(), Some(only_a), None, now)
+        .unwrap();
+    assert_eq!(places_of(&commands(&ops)), vec![remote("a")]);
+    let mut s = fleet_state();
+    let (_, ops) = s
+        .manual_ban(
+            &name("sshd"),
+            addr(),
+            Some(vec![PlacementRule::All]),
+            None,
+            now,
+        )
+        .unwrap();
+    assert_eq!(places_of(&commands(&ops)), vec![remote("a"), remote("b")]);
 }

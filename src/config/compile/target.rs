@@ -200,38 +200,12 @@ impl Compiler<'_> {
         }
         let mut rules = Vec::new();
         for (i, text) in raw.iter().enumerate() {
-            let rule = match text.as_str() {
-                "local" => Some(PlacementRule::Local),
-                "origin" => Some(PlacementRule::Origin),
-                "all" => Some(PlacementRule::All),
-                other => match other.split_once(':') {
-                    Some(("group", g))
-                        if targets.iter().any(|t| t.groups.iter().any(|x| x == g)) =>
-                    {
-                        Some(PlacementRule::Group(g.to_string()))
-                    }
-                    Some(("group", g)) => {
-                        self.error(
-                            &format!("{key}[{i}]"),
-                            format!("no [target.*] is in group \"{g}\""),
-                        );
-                        None
-                    }
-                    Some(("target", t)) if targets.iter().any(|x| x.name.as_str() == t) => {
-                        TargetName::new(t).ok().map(PlacementRule::Target)
-                    }
-                    Some(("target", t)) => {
-                        self.error(&format!("{key}[{i}]"), format!("there is no [target.{t}]"));
-                        None
-                    }
-                    _ => {
-                        self.error(
-                            &format!("{key}[{i}]"),
-                            format!("\"{other}\" is not a placement; use \"local\", \"origin\", \"all\", \"group:NAME\" or \"target:NAME\""),
-                        );
-                        None
-                    }
-                },
+            let rule = match PlacementRule::parse(text, targets) {
+                Ok(rule) => Some(rule),
+                Err(message) => {
+                    self.error(&format!("{key}[{i}]"), message);
+                    None
+                }
             };
             if let Some(rule) = rule {
                 if !rules.contains(&rule) {
