@@ -58,7 +58,8 @@ enum Command {
         /// The fail2ban configuration directory.
         #[arg(default_value = "/etc/fail2ban")]
         dir: PathBuf,
-        /// Write the config here (e.g. /etc/syslog2ban/conf.d/50-fail2ban.toml) instead of
+        /// Write the config here (e.g. /etc/syslog2ban/conf.d/zz-fail2ban.toml, which
+        /// sorts after the shipped jails it overrides) instead of
         /// printing it.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -217,6 +218,22 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::ImportFail2ban { dir, output } => {
             let imported = syslog2ban::fail2ban::import::import(&dir)?;
+            if let Some(path) = &output {
+                let shadowed = syslog2ban::fail2ban::import::shadowing_files(path, &imported.jails);
+                if !shadowed.is_empty() {
+                    for (file, jail) in &shadowed {
+                        eprintln!(
+                            "syslog2ban: {} is read after {} and would override the imported [jail.{jail}]",
+                            file.display(),
+                            path.display()
+                        );
+                    }
+                    bail!(
+                        "nothing written: conf.d files are merged in name order, so name the \
+                         output to sort after them, e.g. conf.d/zz-fail2ban.toml"
+                    );
+                }
+            }
             match &output {
                 Some(path) => std::fs::write(path, &imported.toml)
                     .with_context(|| format!("writing {}", path.display()))?,

@@ -750,18 +750,40 @@ fn import_fail2ban_config_checks_and_bans_the_same_sample_lines() {
     std::fs::write(f2b.join("jail.local"), JAIL_LOCAL).expect("write jail.local");
 
     let s2b = tmp.path().join("s2b");
-    std::fs::create_dir_all(s2b.join("conf.d")).expect("mkdir conf.d");
+    // The shipped conf.d is there, as after an install: the import's jails of the same names
+    // must replace its native ones.
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conf.d"),
+        &s2b.join("conf.d"),
+    );
     std::fs::write(
         s2b.join("syslog2ban.toml"),
         "[[listen]]\ntype = \"udp\"\naddress = \"127.0.0.1:5514\"\n",
     )
     .expect("write main config");
     let bin = env!("CARGO_BIN_EXE_syslog2ban");
+    // A name that sorts before the shipped sshd.toml would be overridden by it: refused.
+    let early = s2b.join("conf.d/50-fail2ban.toml");
     let out = std::process::Command::new(bin)
         .arg("import-fail2ban")
         .arg(&f2b)
         .arg("-o")
-        .arg(s2b.join("conf.d/50-fail2ban.toml"))
+        .arg(&early)
+        .output()
+        .expect("run import-fail2ban");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("sshd.toml")
+            && stderr.contains("zz-fail2ban.toml"),
+        "an import that the shipped sshd.toml would override must be refused: {stderr}"
+    );
+    assert!(!early.exists(), "nothing is written when refused");
+    let out = std::process::Command::new(bin)
+        .arg("import-fail2ban")
+        .arg(&f2b)
+        .arg("-o")
+        .arg(s2b.join("conf.d/zz-fail2ban.toml"))
         .output()
         .expect("run import-fail2ban");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -781,7 +803,7 @@ fn import_fail2ban_config_checks_and_bans_the_same_sample_lines() {
         check.status.success(),
         "check refused the imported config: {}\n{}",
         String::from_utf8_lossy(&check.stderr),
-        std::fs::read_to_string(s2b.join("conf.d/50-fail2ban.toml")).unwrap_or_default()
+        std::fs::read_to_string(s2b.join("conf.d/zz-fail2ban.toml")).unwrap_or_default()
     );
 
     let config = syslog2ban::config::load(&s2b).expect("imported config loads");

@@ -41,6 +41,47 @@ pub struct Import {
     pub unmapped: Vec<String>,
 }
 
+/// The files beside `output` that are read after it (conf.d is merged in name order) and set
+/// keys of one of `jails`, which would then override the imported values: (file, jail).
+pub fn shadowing_files(output: &Path, jails: &[String]) -> Vec<(PathBuf, String)> {
+    let (Some(dir), Some(own)) = (output.parent(), output.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut later: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| p.file_name().is_some_and(|name| name > own))
+        .collect();
+    later.sort();
+    let mut found = Vec::new();
+    for file in later {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for jail in jails {
+            let table = format!("[jail.{jail}]");
+            let sub = format!("[jail.{jail}.");
+            if text
+                .lines()
+                .map(str::trim)
+                .any(|l| l == table || l.starts_with(&sub))
+            {
+                found.push((file.clone(), jail.clone()));
+            }
+        }
+    }
+    found
+}
+
 /// Reads the fail2ban configuration in `dir` and maps its enabled jails.
 pub fn import(dir: &Path) -> Result<Import, ImportError> {
     let ini = read_jail_files(dir)?;
@@ -269,6 +310,15 @@ fn map_jail(
     let mut s = String::new();
     let _ = writeln!(s, "[jail.{jail}]\nenabled = true");
     let _ = writeln!(s, "fail2ban_filter = {}", quote(&reference));
+    // A shipped native jail of the same name (conf.d/sshd.toml) merges with this one key by
+    // key: empty patterns take its native ones out, so the fail2ban filter alone decides.
+    let _ = writeln!(s, "failregex = []\nignoreregex = []");
+    // Written out for the same reason: the filter's `_daemon` decides the routing, not the
+    // programs of a shipped jail of the same name.
+    if let Some(programs) = &programs {
+        let list: Vec<String> = programs.iter().map(|p| quote(p)).collect();
+        let _ = writeln!(s, "programs = [{}]", list.join(", "));
+    }
     if programs.is_none() {
         match daemon.as_deref().map(literal_prefix) {
             // `postfix(-\w+)?/\w+` routes as `postfix*`; the filter itself still checks the

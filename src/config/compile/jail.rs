@@ -240,10 +240,13 @@ impl Compiler<'_> {
         }
         let fail2ban = match &raw.fail2ban_filter {
             Some(spec) => {
-                if raw.failregex.is_some() {
+                // `failregex = []` is how a file overrides a native jail of the same name
+                // from an earlier file (what import-fail2ban writes).
+                if raw.failregex.as_ref().is_some_and(|f| !f.is_empty()) {
                     self.error(
                         &format!("{prefix}.fail2ban_filter"),
-                        "use either failregex or fail2ban_filter, not both",
+                        "use either failregex or fail2ban_filter, not both (a later file sets \
+                         failregex = [] to replace a native jail's patterns)",
                     );
                     return None;
                 }
