@@ -634,7 +634,7 @@ fn regex_fail2ban(
         if listing.json {
             // Already written above.
         } else if result.matched && listing.matched {
-            writeln!(report.matched, "{:>6} | {}", i + 1, line.trim_end())?;
+            report.matched.push_str(&r.matched_listing(&line));
         } else if !result.matched
             && !result.ignored
             && listing.missed

@@ -96,6 +96,10 @@ fn human_summary_counts_matched_ignored_missed() {
         text.contains("198.51.100.66 port 54290"),
         "matched lines shown: {text}"
     );
+    assert!(
+        text.contains("| host=198.51.100.66 user="),
+        "matched lines show the captured host and user: {text}"
+    );
 }
 
 #[test]

@@ -49,6 +49,22 @@ pub struct LineResult<Host = IpAddr> {
 /// The result for one input line under a fail2ban filter.
 pub type Fail2banLineResult = LineResult<String>;
 
+impl<Host: std::fmt::Display> LineResult<Host> {
+    /// One `--show-matched` line: number, what was captured (as fail2ban-regex shows it), line.
+    pub fn matched_listing(&self, line: &str) -> String {
+        let host = self
+            .host
+            .as_ref()
+            .map_or_else(|| "-".to_string(), ToString::to_string);
+        let user = self
+            .user
+            .as_deref()
+            .map(|u| format!(" user={u}"))
+            .unwrap_or_default();
+        format!("{:>6} | host={host}{user} | {}\n", self.line, line.trim_end())
+    }
+}
+
 impl<Host> LineResult<Host> {
     /// Line `number` before it is checked: no match.
     fn unmatched(number: usize) -> Self {
@@ -288,7 +304,7 @@ pub fn check_chunk(
             report.json.push(b'\n');
         } else if result.matched && listing.matched {
             // Writing to a String cannot fail; hence the ignored results here and below.
-            let _ = writeln!(report.matched, "{number:>6} | {}", line.trim_end());
+            report.matched.push_str(&result.matched_listing(&line));
         } else if !result.matched
             && !result.ignored
             && listing.missed
