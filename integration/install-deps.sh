@@ -10,8 +10,15 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+services=(ssh rsyslog fail2ban)
+running() { command -v service >/dev/null 2>&1 && service "$1" status >/dev/null 2>&1; }
+declare -A was_running=()
+for svc in "${services[@]}"; do
+  if running "$svc"; then was_running[$svc]=1; fi
+done
 apt-get update -qq
 # Keep package scripts from starting services (fail2ban would start banning on the host).
+# An existing policy-rc.d is the host's and is kept; what it lets start is stopped below.
 policy=/usr/sbin/policy-rc.d
 made_policy=
 if [ ! -e "$policy" ]; then
@@ -20,8 +27,14 @@ fi
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 if [ -n "$made_policy" ]; then rm -f "$policy"; fi
 # The packages' own services are not needed: the tests start private sshd/rsyslogd instances
-# inside network namespaces. Stop any the install started, so nothing listens on the host.
-for svc in ssh rsyslog fail2ban; do
-  if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
+# inside network namespaces. A service the install started (despite policy-rc.d) is stopped
+# again, and said so; one that was running before is the host's and is left alone.
+for svc in "${services[@]}"; do
+  if running "$svc" && [ -z "${was_running[$svc]:-}" ]; then
+    echo "install-deps.sh: stopping $svc, which the install started (the tests use private instances)"
+    service "$svc" stop >/dev/null 2>&1 || true
+  elif running "$svc"; then
+    echo "install-deps.sh: $svc was already running on this host; left running"
+  fi
 done
 echo "install-deps.sh: installed ${packages[*]}"
