@@ -23,7 +23,12 @@ impl fmt::Display for ConfigError {
             (Some(file), None) => write!(f, "{}: ", file.display())?,
             (None, _) => {}
         }
-        write!(f, "{}: {}", self.key, self.message)
+        // An error of the whole file (not found, unreadable) has no key to name.
+        if self.key.is_empty() || self.key == "-" {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
     }
 }
 
@@ -83,6 +88,10 @@ pub(super) fn find_line(file: &Path, key: &str) -> Option<usize> {
         }
         if let Some(header) = line.strip_prefix('[') {
             current = header.split(']').next().unwrap_or("").trim().to_string();
+            // A key that names a table is found at its header: `[bann]`, `[jail.sshd]`.
+            if current == key || current.starts_with(&format!("{key}.")) {
+                return Some(n + 1);
+            }
             continue;
         }
         let Some((name, _)) = line.split_once('=') else {

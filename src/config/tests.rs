@@ -322,3 +322,33 @@ fn test_knobs_are_not_config_keys_but_unknown_prefixed_ones_are_errors() {
         Ok(())
     });
 }
+
+#[test]
+fn every_broken_section_is_reported_with_its_line() {
+    let main =
+        format!("{MAIN}\n[bann]\nx = 1\n\n[control]\nsockt = \"/tmp/x\"\n\n[state]\ndir = 5\n");
+    let dir = dir_with(&[("syslog2ban.toml", &main)]);
+    let errors = load_no_env(dir.path()).unwrap_err().0;
+    let line_of = |key: &str| {
+        errors
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no error at {key}: {errors:?}"))
+            .line
+    };
+    let text_line = |needle: &str| main.lines().position(|l| l.trim() == needle).map(|n| n + 1);
+    assert_eq!(line_of("bann"), text_line("[bann]"));
+    assert_eq!(line_of("control.sockt"), text_line("sockt = \"/tmp/x\""));
+    assert_eq!(line_of("state.dir"), text_line("dir = 5"));
+}
+
+#[test]
+fn a_missing_file_is_named_without_a_key_placeholder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = load_no_env(dir.path()).unwrap_err().to_string();
+    assert!(
+        text.ends_with("syslog2ban.toml: configuration file not found"),
+        "{text}"
+    );
+    assert!(!text.contains("-:"), "{text}");
+}

@@ -61,7 +61,11 @@ impl<Host: std::fmt::Display> LineResult<Host> {
             .as_deref()
             .map(|u| format!(" user={u}"))
             .unwrap_or_default();
-        format!("{:>6} | host={host}{user} | {}\n", self.line, line.trim_end())
+        format!(
+            "{:>6} | host={host}{user} | {}\n",
+            self.line,
+            line.trim_end()
+        )
     }
 }
 

@@ -124,11 +124,54 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// The errors of each top-level section on its own, and top-level keys that are no section
+    /// (so one `check` run reports every broken section, not only the first).
+    fn section_errors(&mut self) {
+        use super::raw::{
+            RawBan, RawControl, RawListener, RawMetrics, RawRecidive, RawState, RawTarget,
+        };
+        use std::collections::BTreeMap;
+        const SECTIONS: &[&str] = &[
+            "listen", "defaults", "ban", "control", "state", "recidive", "metrics", "target",
+            "jail",
+        ];
+        if let Ok(top) = self
+            .figment
+            .extract::<BTreeMap<String, figment::value::Value>>()
+        {
+            for key in top.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+                self.error(
+                    key,
+                    format!("unknown key (the sections are: {})", SECTIONS.join(", ")),
+                );
+            }
+        }
+        fn check<T: serde::de::DeserializeOwned>(this: &mut Compiler<'_>, key: &str) {
+            match this.figment.extract_inner::<T>(key) {
+                Err(e) if !e.missing() => this.figment_error(key, e),
+                _ => {}
+            }
+        }
+        check::<Vec<RawListener>>(self, "listen");
+        check::<RawJailSettings>(self, "defaults");
+        check::<RawBan>(self, "ban");
+        check::<RawControl>(self, "control");
+        check::<RawState>(self, "state");
+        check::<RawRecidive>(self, "recidive");
+        check::<RawMetrics>(self, "metrics");
+        check::<BTreeMap<String, RawTarget>>(self, "target");
+    }
+
     pub(in crate::config) fn compile(mut self) -> Result<Config, ConfigErrors> {
         let raw: RawConfig = match self.figment.extract() {
             Ok(raw) => raw,
             Err(err) => {
-                self.figment_error("", err);
+                // serde stops at the first error; section by section finds them all.
+                let before = self.errors.len();
+                self.section_errors();
+                if self.errors.len() == before {
+                    self.figment_error("", err);
+                }
                 // Still report what can be found jail by jail.
                 if let Ok(jails) = self
                     .figment
