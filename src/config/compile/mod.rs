@@ -127,9 +127,7 @@ impl<'a> Compiler<'a> {
     /// The errors of each top-level section on its own, and top-level keys that are no section
     /// (so one `check` run reports every broken section, not only the first).
     fn section_errors(&mut self) {
-        use super::raw::{
-            RawBan, RawControl, RawListener, RawMetrics, RawRecidive, RawState, RawTarget,
-        };
+        use super::raw::{RawBan, RawControl, RawMetrics, RawRecidive, RawState, RawTarget};
         use std::collections::BTreeMap;
         const SECTIONS: &[&str] = &[
             "listen", "defaults", "ban", "control", "state", "recidive", "metrics", "target",
@@ -152,7 +150,8 @@ impl<'a> Compiler<'a> {
                 _ => {}
             }
         }
-        check::<Vec<RawListener>>(self, "listen");
+        // `listen` is left to the whole-file error: figment's path of an array element has
+        // no index, and `listen[1].port` is what the user needs.
         check::<RawJailSettings>(self, "defaults");
         check::<RawBan>(self, "ban");
         check::<RawControl>(self, "control");
@@ -166,12 +165,12 @@ impl<'a> Compiler<'a> {
         let raw: RawConfig = match self.figment.extract() {
             Ok(raw) => raw,
             Err(err) => {
-                // serde stops at the first error; section by section finds them all.
-                let before = self.errors.len();
+                // serde stops at the first error; section by section finds the others.
+                self.figment_error("", err);
                 self.section_errors();
-                if self.errors.len() == before {
-                    self.figment_error("", err);
-                }
+                let mut seen = std::collections::HashSet::new();
+                self.errors
+                    .retain(|e| seen.insert((e.key.clone(), e.message.clone())));
                 // Still report what can be found jail by jail.
                 if let Ok(jails) = self
                     .figment
