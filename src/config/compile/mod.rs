@@ -137,7 +137,13 @@ impl<'a> Compiler<'a> {
             .figment
             .extract::<BTreeMap<String, figment::value::Value>>()
         {
-            for key in top.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+            let unknown: Vec<String> = top
+                .keys()
+                .filter(|k| !SECTIONS.contains(&k.as_str()))
+                .filter(|k| !self.errors.iter().any(|e| &e.key == *k))
+                .cloned()
+                .collect();
+            for key in &unknown {
                 self.error(
                     key,
                     format!("unknown key (the sections are: {})", SECTIONS.join(", ")),
