@@ -14,6 +14,7 @@ same rsyslog path, then stops the daemon and writes the fixture:
 import argparse
 import datetime
 import os
+import re
 import shutil
 import signal
 import socket
@@ -81,22 +82,28 @@ def parse5424(line):
     return app, msg
 
 
-class Lab:
-    def __init__(self, d, out, nsexec):
-        self.d, self.out, self.nsexec = d, out, nsexec
-        self.capture = os.path.join(d, "capture.log")
-        self.devlog = os.path.join(d, "devlog")
-        self.lines = []
-        self.pos = 0
-        self.partial = b""
-        self.daemons = []
-        self.clientlog = open(os.path.join(d, "clients.log"), "a")
-        self.make_accounts()
+RX3164_MARK = re.compile(r"^<\d+>(?:\w{3} [ \d]\d \d\d:\d\d:\d\d|\S+) \S+ " + MARK_TAG + r"\[\d+\]: ?(.*)$")
 
-    # ------------------------------------------------------------ capture file
+
+def marker_text(line, rfc3164=False):
+    """The marker text of a marker line of either stream, else None."""
+    if rfc3164:
+        m = RX3164_MARK.match(line)
+        return m.group(1).strip() if m else None
+    app, msg = parse5424(line)
+    return msg.strip() if app == MARK_TAG else None
+
+
+class Stream:
+    """A capture file written by listener.py, read incrementally."""
+
+    def __init__(self, path, rfc3164=False):
+        self.path, self.rfc3164 = path, rfc3164
+        self.lines, self.pos, self.partial = [], 0, b""
+
     def poll(self):
         try:
-            with open(self.capture, "rb") as f:
+            with open(self.path, "rb") as f:
                 f.seek(self.pos)
                 data = f.read()
         except FileNotFoundError:
@@ -106,23 +113,50 @@ class Lab:
         *full, self.partial = data.split(b"\n")
         self.lines.extend(x.decode("utf-8", "surrogateescape") for x in full)
 
+    def find(self, text, start=0):
+        for i in range(start, len(self.lines)):
+            if marker_text(self.lines[i], self.rfc3164) == text:
+                return i
+        return None
+
+    def wait(self, text, start=0, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.poll()
+            i = self.find(text, start)
+            if i is not None:
+                return i
+            time.sleep(0.02)
+        raise RuntimeError(f"marker {text!r} not received in {self.path} within {timeout}s")
+
+
+class Lab:
+    def __init__(self, d, out, nsexec):
+        self.d, self.out, self.nsexec = d, out, nsexec
+        self.main = Stream(os.path.join(d, "capture.log"))
+        self.legacy = Stream(os.path.join(d, "capture-rfc3164.log"), rfc3164=True)
+        self.devlog = os.path.join(d, "devlog")
+        self.daemons = []
+        self.clientlog = open(os.path.join(d, "clients.log"), "a")
+        self.make_accounts()
+
+    # ------------------------------------------------------------ capture files
+    @property
+    def lines(self):
+        return self.main.lines
+
+    def poll(self):
+        self.main.poll()
+
     def mark(self, text, timeout=30):
         """Send a marker through the daemons' /dev/log and wait until the listener has it."""
-        start = len(self.lines)
+        start = len(self.main.lines)
         # Same datagram shape as glibc's syslog(3): "<PRI>Mmm dd hh:mm:ss TAG[PID]: MSG".
         stamp = time.strftime("%b %e %H:%M:%S", time.localtime())
         pkt = f"<13>{stamp} {MARK_TAG}[{os.getpid()}]: {text}".encode()
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.sendto(pkt, self.devlog)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            self.poll()
-            for i in range(start, len(self.lines)):
-                app, msg = parse5424(self.lines[i])
-                if app == MARK_TAG and msg.strip() == text:
-                    return i
-            time.sleep(0.02)
-        raise RuntimeError(f"marker {text!r} not received within {timeout}s")
+        return self.main.wait(text, start, timeout)
 
     def settle(self, minimum=0.6, quiet=0.8, cap=8.0):
         """Wait at least `minimum` s, then until nothing new arrived for `quiet` s (max `cap`)."""
@@ -131,7 +165,7 @@ class Lab:
         last_n, last_t = None, time.time()
         while time.time() - t0 < cap:
             self.poll()
-            n = self.pos
+            n = self.main.pos
             if n != last_n:
                 last_n, last_t = n, time.time()
             elif time.time() - last_t >= quiet:
@@ -147,7 +181,9 @@ class Lab:
         cmd += ["--", *argv]
         out = open(os.path.join(self.d, f"{name}.out"), "ab")
         e = dict(os.environ, **(env or {}))
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=e)
+        # own session / process group: postfix's master signals its process group on exit
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=e,
+                             start_new_session=True)
         self.daemons.append((name, p))
         log(f"started {name} (pid {p.pid})")
         return p
@@ -193,7 +229,10 @@ class Lab:
     def client(self, host, argv, input=None, env=None, timeout=60):
         """Run a client in namespace s2bcap-HOST; returns the exit code."""
         e = dict(os.environ, **(env or {}))
-        cmd = ["ip", "netns", "exec", f"{P}-{host}", *argv]
+        # own UTS namespace per client: clients that put their host name in what they send
+        # (swaks's HELO default, Message-ID) say lab-HOST, not the build machine's name
+        cmd = ["ip", "netns", "exec", f"{P}-{host}", "unshare", "-u", "sh", "-c", 'hostname "$0"; exec "$@"',
+               f"lab-{host}", *argv]
         try:
             r = subprocess.run(cmd, input=input, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                stdin=None if input is not None else subprocess.DEVNULL,
@@ -269,6 +308,18 @@ class Scenario:
         self.write(end_idx)
         return False
 
+    def write_legacy(self, d):
+        """lines-rfc3164.log: the same messages as forwarded by rsyslog's RSYSLOG_ForwardFormat
+        (RSYSLOG_TraditionalForwardFormat, omfwd's default template;
+        second omfwd action, same queue order), so line N of both files is the same message."""
+        lg = self.lab.legacy
+        b = lg.wait(f"scenario {self.name} begin")
+        e = lg.wait(f"scenario {self.name} end", b)
+        out = [l for l in lg.lines[b + 1:e] if marker_text(l, True) is None]
+        self.legacy_lines = out
+        with open(os.path.join(d, "lines-rfc3164.log"), "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.writelines(l + "\n" for l in out)
+
     def attempt(self, kind, role, host, steps, guesses, conns, note="", v6=False, settle=None):
         """steps: list of dicts(argv=[...], input=bytes|None, env={}) run in s2bcap-HOST."""
         aid = f"a{len(self.attempts) + 1:02d}"
@@ -291,6 +342,7 @@ class Scenario:
     def write(self, end_idx):
         d = os.path.join(self.lab.out, self.name)
         os.makedirs(d, exist_ok=True)
+        self.write_legacy(d)
         out_lines, labels = [], []
         current = None
         for line in self.lab.lines[self.begin_idx + 1:end_idx]:
@@ -304,19 +356,16 @@ class Scenario:
             labels.append(current or "-")
         with open(os.path.join(d, "lines.log"), "w", encoding="utf-8", errors="surrogateescape") as f:
             f.writelines(l + "\n" for l in out_lines)
+        if len(out_lines) != len(self.legacy_lines):
+            log(f"WARNING {self.name}: {len(out_lines)} RFC5424 lines but {len(self.legacy_lines)} RFC3164 lines")
+        else:
+            for a, b in zip(out_lines, self.legacy_lines):
+                if parse5424(a)[1].strip() not in b:
+                    log(f"WARNING {self.name}: streams differ: {a!r} / {b!r}")
+                    break
         with open(os.path.join(d, "labels.tsv"), "w") as f:
             f.write("line\tattempt\n")
             f.writelines(f"{i}\t{a}\n" for i, a in enumerate(labels, 1))
-        cols = ["id", "role", "source", "kind", "guesses", "connections", "started", "ended", "client_rc", "note"]
-        with open(os.path.join(d, "attempts.tsv"), "w") as f:
-            f.write("\t".join(cols) + "\n")
-            for a in self.attempts:
-                row = [str(a[c]) for c in ("id", "role", "source", "kind", "guesses", "connections",
-                                           "started", "ended", "rc", "note")]
-                f.write("\t".join(x.replace("\t", " ") for x in row) + "\n")
-        if self.config_text:
-            with open(os.path.join(d, "config.txt"), "w") as f:
-                f.write(self.config_text.replace(self.lab.d, "$LAB"))
         # sanity: a labelled line must not carry the attempt host's other address family
         byid = {a["id"]: a for a in self.attempts}
         for line, lab in zip(out_lines, labels):
@@ -329,6 +378,17 @@ class Scenario:
         for a in self.attempts:
             if not any(l == a["id"] for l in labels):
                 log(f"note: {self.name}/{a['id']} ({a['kind']}) produced no line")
+                a["note"] += " [the daemon logged nothing for this attempt]"
+        cols = ["id", "role", "source", "kind", "guesses", "connections", "started", "ended", "client_rc", "note"]
+        with open(os.path.join(d, "attempts.tsv"), "w") as f:
+            f.write("\t".join(cols) + "\n")
+            for a in self.attempts:
+                row = [str(a[c]) for c in ("id", "role", "source", "kind", "guesses", "connections",
+                                           "started", "ended", "rc", "note")]
+                f.write("\t".join(x.replace("\t", " ") for x in row) + "\n")
+        if self.config_text:
+            with open(os.path.join(d, "config.txt"), "w") as f:
+                f.write(self.config_text.replace(self.lab.d, "$LAB"))
         n_att = sum(1 for l in labels if l != "-")
         log(f"wrote {d}: {len(out_lines)} lines ({n_att} in attempts), {len(self.attempts)} attempts")
 
@@ -684,6 +744,9 @@ service auth {{
             f.write(dtext)
         # create the queue directories (post-install create-missing) before the scenario
         lab.srv_run(["postfix", "-c", self.pf, "check"])
+        for fn in os.listdir(self.data):  # every scenario starts with an empty postscreen cache
+            if fn.startswith("postscreen_cache"):
+                os.unlink(os.path.join(self.data, fn))
         cfg_text = self.main_cf + "\n" + self.master_cf + "\n" + dtext
         with Scenario(lab, name, cfg_text) as sc:
             lab.daemon("dovecot", ["dovecot", "-F", "-c", dconf])
@@ -695,6 +758,12 @@ service auth {{
             lab.settle(minimum=0.5, quiet=0.8)
             A = sc.attempt
             S4, S6 = srv(), srv(True)
+            # --- postscreen: first, while no client is in postscreen's cache yet
+            A("smtp-pregreet", "attacker", "a66", [dict(argv=["nc", "-w", "5", "-q", "3", S4, "25"], input=b"EHLO bot.example.net\r\n")], 0, 1,
+              "talks before the banner (postscreen PREGREET)")
+            A("smtp-pregreet", "attacker", "a70",
+              [dict(argv=["nc", "-w", "5", "-q", "3", S4, "25"], input=b"GET / HTTP/1.0\r\n\r\n")], 0, 1,
+              "HTTP request to port 25, sent before the banner")
             # --- SMTP AUTH
             A("smtp-auth-fail", "attacker", "a66", [self.swaks(587, auth=("LOGIN", "alice", "123456"))], 1, 1,
               "swaks AUTH LOGIN, wrong password, submission port 587")
@@ -721,11 +790,6 @@ service auth {{
               [self.swaks(25, to="admin@example.org,sales@example.org,info@example.org", frm="x@example.net")], 3, 1,
               "3 unknown recipients in one session (dictionary attack)")
             # --- postscreen / protocol
-            A("smtp-pregreet", "attacker", "a66", [dict(argv=["nc", "-w", "5", "-q", "3", S4, "25"], input=b"EHLO bot.example.net\r\n")], 0, 1,
-              "talks before the banner (postscreen PREGREET)")
-            A("smtp-pregreet", "attacker", "a70",
-              [dict(argv=["nc", "-w", "5", "-q", "3", S4, "25"], input=b"GET / HTTP/1.0\r\n\r\n")], 0, 1,
-              "HTTP request to port 25, sent before the banner")
             A("smtp-non-smtp-command", "attacker", "a67", [self.py("raw", S4, "587", "1.5", "GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")], 0, 1,
               "HTTP request after the banner on 587")
             A("port-probe", "attacker", "a69", [nc(S4, 25, z=True)], 0, 1, "nc -z to 25")
@@ -1015,7 +1079,7 @@ class Postgres:
             if not getattr(self, "roles_done", False):
                 sql = "CREATE DATABASE app;\n" + "".join(
                     f"CREATE ROLE {r} LOGIN PASSWORD '{pw}';\n" for r, pw in PG_ROLES.items())
-                lab.srv_run(["runuser", "-u", "postgres", "--", "psql", "-h", self.run_dir, "-q", "-v",
+                lab.srv_run(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "psql", "-h", self.run_dir, "-q", "-v",
                              "ON_ERROR_STOP=1", "-d", "postgres"], input=sql.encode())
                 self.roles_done = True
             lab.settle(minimum=0.3, quiet=0.5)

@@ -29,7 +29,7 @@ done
 base_pkgs=(iproute2 util-linux rsyslog python3 openssl netcat-openbsd procps)
 declare -A svc_pkgs=(
   [sshd]="openssh-server openssh-client sshpass"
-  [mail]="postfix dovecot-core dovecot-imapd dovecot-pop3d swaks"
+  [mail]="postfix dovecot-core dovecot-imapd dovecot-pop3d swaks libio-socket-inet6-perl curl"
   [nginx]="nginx curl"
   [vsftpd]="vsftpd lftp curl"
   [postgresql]="postgresql postgresql-client"
@@ -72,8 +72,14 @@ for h in "${HOST_NS[@]}"; do ALL_NS+=("$P-$h"); done
 ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
 for ns in "${ALL_NS[@]}"; do ns_exists "$ns" && die "namespace $ns exists (another lab running, or a crash: ip netns del $ns)"; done
 
-D=$(mktemp -d /tmp/s2bcap.XXXXXX)
-chmod 755 "$D"   # daemons drop privileges and must reach their files under it
+# A fixed work directory: paths under it show up in some daemons' lines (nginx's file names,
+# postgres's socket), and a fixed name keeps regenerated fixtures comparable.
+D=/tmp/s2bcap-lab
+if [ -e "$D" ]; then
+  log "removing stale work directory $D (no lab namespaces exist)"
+  rm -rf "$D"
+fi
+mkdir -m 755 "$D"   # daemons drop privileges and must reach their files under it
 
 cleanup() {
   local rc=$? ns pids i
@@ -126,10 +132,16 @@ printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n%s.10\tlab-server mail.example.org
 printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > "$D/etc/resolv.conf"
 chmod 644 "$D/etc/hosts" "$D/etc/resolv.conf"
 
-ip netns exec "$NSC" python3 "$HERE/listener.py" --bind $NET4.1 --port 5514 --out "$D/capture.log" \
-  --ready "$D/listener.ready" </dev/null >"$D/listener.out" 2>&1 &
-for ((i = 0; i < 100; i++)); do [ -e "$D/listener.ready" ] && break; sleep 0.05; done
-[ -e "$D/listener.ready" ] || die "capture listener did not start: $(cat "$D/listener.out")"
+# Two listeners: 5514 gets RFC5424 (the fixtures' lines.log), 5516 the same messages in the
+# traditional RFC3164 forward format (lines-rfc3164.log), which keeps the full syslog tag.
+for port in 5514 5516; do
+  ip netns exec "$NSC" python3 "$HERE/listener.py" --bind $NET4.1 --port $port --out "$D/capture-$port.log" \
+    --ready "$D/listener-$port.ready" </dev/null >"$D/listener-$port.out" 2>&1 &
+  for ((i = 0; i < 100; i++)); do [ -e "$D/listener-$port.ready" ] && break; sleep 0.05; done
+  [ -e "$D/listener-$port.ready" ] || die "capture listener did not start: $(cat "$D/listener-$port.out")"
+done
+ln -s capture-5514.log "$D/capture.log"
+ln -s capture-5516.log "$D/capture-rfc3164.log"
 
 cat > "$D/rsyslog.conf" <<CONF
 # The lab's private rsyslogd: reads only DIR/devlog (the daemons' /dev/log), forwards
@@ -140,6 +152,10 @@ input(type="imuxsock" Socket="$D/devlog" CreatePath="on" RateLimit.Interval="0")
 action(type="omfile" file="$D/all.log")
 action(type="omfwd" target="$NET4.1" port="5514" protocol="tcp" TCP_Framing="octet-counted"
        template="RSYSLOG_SyslogProtocol23Format"
+       queue.type="LinkedList" queue.timeoutShutdown="10" queue.timeoutActionCompletion="10"
+       action.resumeRetryCount="-1" action.resumeInterval="1" action.resumeIntervalMax="2")
+action(type="omfwd" target="$NET4.1" port="5516" protocol="tcp" TCP_Framing="octet-counted"
+       template="RSYSLOG_TraditionalForwardFormat"
        queue.type="LinkedList" queue.timeoutShutdown="10" queue.timeoutActionCompletion="10"
        action.resumeRetryCount="-1" action.resumeInterval="1" action.resumeIntervalMax="2")
 CONF
