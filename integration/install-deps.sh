@@ -4,7 +4,7 @@
 set -euo pipefail
 # fail2ban: its /etc/fail2ban (jail.conf, paths, jail.d) is the input of the import-fail2ban
 # test; its server is never started.
-packages=(openssl nftables openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote fail2ban sudo)
+packages=(openssl nftables openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote fail2ban sudo man-db adduser)
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps.sh: run as root (sudo $0)" >&2
   exit 1
@@ -38,3 +38,8 @@ for svc in "${services[@]}"; do
   fi
 done
 echo "install-deps.sh: installed ${packages[*]}"
+# cargo-deb builds the Debian package (`cargo deb`; integration/package.rs installs it).
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "install-deps.sh: cargo install cargo-deb"
+  cargo install cargo-deb --locked --quiet
+fi

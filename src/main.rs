@@ -145,8 +145,12 @@ enum Command {
         /// Shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Manpage,
+    /// Print the man page (roff), or write it and one page per command into a directory.
+    Manpage {
+        /// Write syslog2ban.1 and syslog2ban-COMMAND.1 here instead of printing syslog2ban.1.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Options shared by the commands that talk to a running daemon.
@@ -351,8 +355,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Manpage => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        Command::Manpage { dir } => {
+            // No `help` command page: every page the top page names is one `--dir` writes.
+            let command = Cli::command().disable_help_subcommand(true);
+            match dir {
+                Some(dir) => clap_mangen::generate_to(command, &dir)
+                    .with_context(|| format!("writing man pages to {}", dir.display()))?,
+                None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

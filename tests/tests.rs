@@ -15,5 +15,7 @@ mod filters;
 mod layers;
 // The whole daemon in this process: ingest, bans, expiry, reload, stage deaths.
 mod inprocess;
+// The packaged man pages are the CLI's current ones.
+mod manpages;
 // `syslog2ban regex` as a user runs it.
 mod regex_cli;
