@@ -4,8 +4,9 @@
 //! `ExecStartPre`/`ExecStart` argv, as its `User` with its `AmbientCapabilities` (setpriv), with
 //! the `RuntimeDirectory` systemd would make, inside a network namespace of its own (the
 //! package's config listens on 0.0.0.0:514 and creates the `syslog2ban` table). Also: every man
-//! page the top page names is installed and renders. The package is purged afterwards (unless
-//! it was installed before the test).
+//! page the top page names is installed and renders, and the README's fail2ban migration steps
+//! run verbatim before the start, so the ban comes from the imported jail. The package is
+//! purged afterwards (unless it was installed before the test).
 
 use std::fs;
 use std::path::Path;
@@ -30,6 +31,8 @@ fn unit_value(unit: &str, key: &str) -> Option<String> {
 struct Installed {
     purge: bool,
     runtime_dir: Option<&'static str>,
+    /// A file the test wrote under /etc/syslog2ban (no package file: purge leaves it).
+    extra_file: Option<&'static Path>,
 }
 
 impl Drop for Installed {
@@ -67,6 +70,7 @@ fn the_package_installs_starts_as_its_unit_says_and_bans() {
     let mut installed = Installed {
         purge: false,
         runtime_dir: None,
+        extra_file: None,
     };
     let mut lab = Lab::bare("package");
     let ns = format!("{}-pkg", lab.id);
@@ -169,6 +173,39 @@ fn the_package_installs_starts_as_its_unit_says_and_bans() {
         );
     }
 
+    // The README's migration from fail2ban, verbatim (Debian's /etc/fail2ban is installed by
+    // install-deps.sh; its sshd jail is enabled): the daemon below then bans with the imported
+    // jail, which replaces the shipped native sshd jail.
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read README");
+    let section = readme
+        .split("### Migrating from fail2ban")
+        .nth(1)
+        .expect("README has a migration section");
+    let steps = section
+        .split("```sh")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the migration section starts with a sh block");
+    let imported = Path::new("/etc/syslog2ban/conf.d/zz-fail2ban.toml");
+    installed.extra_file = Some(imported);
+    for line in steps
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let argv: Vec<&str> = line.split_whitespace().collect();
+        let out = run(command(argv[0]).args(&argv[1..]), Duration::from_secs(60));
+        assert!(
+            out.success(),
+            "README migration step `{line}`: {}",
+            out.describe()
+        );
+        lab.note(&format!("README step ok: {line}"));
+    }
+    let imported_text = fs::read_to_string(imported).expect("the README's import wrote its file");
+    assert!(imported_text.contains("[jail.sshd]") && imported_text.contains("fail2ban_filter"));
+
     // Start it as the unit does.
     let unit = fs::read_to_string(UNIT).expect("read the unit");
     let user = unit_value(&unit, "User").expect("the unit names a User");
@@ -221,7 +258,7 @@ fn the_package_installs_starts_as_its_unit_says_and_bans() {
         },
     );
 
-    // The package's config: maxretry 5 for sshd over TCP 514.
+    // The imported sshd jail (fail2ban's maxretry 5) over the package's TCP 514 listener.
     for _ in 0..5 {
         let sent = lab.exec(
             &ns,
