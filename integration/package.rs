@@ -40,6 +40,9 @@ impl Drop for Installed {
         if let Some(dir) = self.runtime_dir {
             let _ = fs::remove_dir_all(dir);
         }
+        if let Some(file) = self.extra_file {
+            let _ = fs::remove_file(file);
+        }
         if self.purge {
             let _ = Command::new("dpkg")
                 .args(["--purge", "syslog2ban"])
