@@ -135,6 +135,30 @@ enum Command {
         #[command(flatten)]
         client: ClientOptions,
     },
+    /// Show a jail's maxretry, findtime or bantime as the daemon uses it now.
+    Get {
+        /// Jail name.
+        jail: String,
+        /// maxretry, findtime or bantime.
+        key: String,
+        #[command(flatten)]
+        client: ClientOptions,
+    },
+    /// Change a jail's maxretry, findtime or bantime now, keeping its failure counts and bans.
+    /// Until the next reload or restart, unless --persist.
+    Set {
+        /// Jail name.
+        jail: String,
+        /// maxretry, findtime or bantime.
+        key: String,
+        /// The value as the config file would have it: 3, 10m, 1h 30m, -1 (bantime: permanent).
+        value: String,
+        /// Also write it to conf.d/zz-set.toml (which sorts last), so reloads and restarts keep it.
+        #[arg(long)]
+        persist: bool,
+        #[command(flatten)]
+        client: ClientOptions,
+    },
     /// Re-read the configuration (like SIGHUP); a broken config is refused and the running one kept.
     Reload {
         #[command(flatten)]
@@ -346,6 +370,22 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             client_command(&client, &request)
         }
         Command::Reload { client } => client_command(&client, &Request::Reload),
+        Command::Get { jail, key, client } => client_command(&client, &Request::Get { jail, key }),
+        Command::Set {
+            jail,
+            key,
+            value,
+            persist,
+            client,
+        } => client_command(
+            &client,
+            &Request::Set {
+                jail,
+                key,
+                value,
+                persist,
+            },
+        ),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

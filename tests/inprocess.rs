@@ -299,6 +299,90 @@ async fn an_hours_ban_ends_when_tokio_time_moves_an_hour() {
     assert!(result.is_ok(), "{result:?}");
 }
 
+/// fail2ban-client's get/set: a changed maxretry is in effect for the next failure; a set
+/// without --persist lasts until the next reload, one with --persist survives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_set_change_a_jail_now_and_persist_when_asked() {
+    let setup = Setup::new("");
+    let socket = setup.socket();
+    let (run, stop) = setup.start(None);
+    assert!(
+        until(Duration::from_secs(10), async || ask(
+            &socket,
+            Request::Status
+        )
+        .await
+        .is_some())
+        .await,
+        "no control socket"
+    );
+    let get = async |key: &str| match ask(
+        &socket,
+        Request::Get {
+            jail: "sshd".into(),
+            key: key.into(),
+        },
+    )
+    .await
+    {
+        Some(Response::Setting { value, .. }) => value,
+        other => panic!("get {key}: {other:?}"),
+    };
+    let set = async |key: &str, value: &str, persist: bool| {
+        ask(
+            &socket,
+            Request::Set {
+                jail: "sshd".into(),
+                key: key.into(),
+                value: value.into(),
+                persist,
+            },
+        )
+        .await
+    };
+    assert_eq!(get("maxretry").await, "3");
+    assert_eq!(get("bantime").await, "2s");
+    let bad = set("maxretry", "0", false).await;
+    assert!(matches!(bad, Some(Response::Error { .. })), "{bad:?}");
+    let done = set("maxretry", "1", false).await;
+    assert!(
+        matches!(&done, Some(Response::Setting { value, .. }) if value == "1"),
+        "{done:?}"
+    );
+    send_failures(bound_port(&socket).await, "203.0.113.9", 1);
+    assert!(
+        until(Duration::from_secs(5), async || banned(&socket).await
+            == ["203.0.113.9"])
+        .await,
+        "one failure bans once maxretry is set to 1"
+    );
+    let done = set("bantime", "1h 30m", true).await;
+    assert!(
+        matches!(&done, Some(Response::Setting { value, .. }) if value == "1h 30m"),
+        "{done:?}"
+    );
+    let persisted = setup.dir.path().join("conf.d/zz-set.toml");
+    assert!(
+        persisted.exists(),
+        "set --persist writes conf.d/zz-set.toml"
+    );
+
+    let answer = ask(&socket, Request::Reload).await;
+    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
+    assert_eq!(
+        get("maxretry").await,
+        "3",
+        "a set without --persist ends at reload"
+    );
+    assert_eq!(
+        get("bantime").await,
+        "1h 30m",
+        "a persisted set survives reload"
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
+}
+
 /// A ban decided in a dry run is never restored: the next real start has no bans and the
 /// state directory holds no database the dry run wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

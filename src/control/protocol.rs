@@ -42,6 +42,25 @@ pub enum Request {
     },
     /// Lift every ban.
     UnbanAll,
+    /// One setting of a jail: maxretry, findtime or bantime.
+    Get {
+        /// Jail name.
+        jail: String,
+        /// The key.
+        key: String,
+    },
+    /// Change one setting of a jail now (until the next reload or restart, unless persisted).
+    Set {
+        /// Jail name.
+        jail: String,
+        /// The key.
+        key: String,
+        /// The value, as the config file would have it (`3`, `"10m"`, `-1`).
+        value: String,
+        /// Also write it to conf.d/zz-set.toml, so reloads and restarts keep it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        persist: bool,
+    },
     /// Re-read the configuration.
     Reload,
     /// Where each active ban (or those of one address) is enforced, and where not.
@@ -68,6 +87,15 @@ pub enum Response {
     Verified {
         /// One entry per active ban checked.
         bans: Vec<VerifyReport>,
+    },
+    /// A jail's setting (the answer to `get` and `set`).
+    Setting {
+        /// Jail name.
+        jail: String,
+        /// The key.
+        key: String,
+        /// Its value now, in the config's syntax.
+        value: String,
     },
     /// A command succeeded.
     Done {

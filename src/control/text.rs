@@ -150,6 +150,7 @@ pub fn render(response: &Response) -> String {
             }
         }
         Response::Done { message } => say!("{message}"),
+        Response::Setting { value, .. } => say!("{value}"),
         Response::Error { .. } => {}
     }
     out

@@ -119,6 +119,26 @@ impl Running {
                 },
                 None => stopping(),
             },
+            Request::Get { jail, key } => {
+                match self.config.jails.iter().find(|j| j.name.as_str() == jail) {
+                    None => Response::Error {
+                        message: self.unknown_jail(&jail),
+                    },
+                    Some(j) => match settings::get(j, &key) {
+                        Ok(value) => Response::Setting { jail, key, value },
+                        Err(message) => Response::Error { message },
+                    },
+                }
+            }
+            Request::Set {
+                jail,
+                key,
+                value,
+                persist,
+            } => match self.set(&jail, &key, &value, persist).await {
+                Ok(value) => Response::Setting { jail, key, value },
+                Err(message) => Response::Error { message },
+            },
             Request::Reload => match self.reload().await {
                 Ok(message) => {
                     info!("{message}");
@@ -272,7 +292,7 @@ impl Running {
         Ok((placement, origin))
     }
 
-    fn unknown_jail(&self, jail: &str) -> String {
+    pub(super) fn unknown_jail(&self, jail: &str) -> String {
         let known: Vec<&str> = self.config.jails.iter().map(|j| j.name.as_str()).collect();
         format!(
             "unknown jail '{jail}' (enabled jails: {})",

@@ -39,6 +39,7 @@ use crate::warn_throttled;
 
 mod answer;
 pub mod reload;
+pub mod settings;
 
 /// Frames in flight between the sockets and the jails.
 const INPUT_QUEUE: usize = 16 * 1024;
@@ -460,6 +461,58 @@ fn depth<T: Send + 'static>(tx: mpsc::WeakSender<T>) -> crate::metrics::GaugeFn 
 }
 
 impl Running {
+    /// Hands `config`'s jails to the pipeline and their policies to the ban manager. The
+    /// pipeline keeps the windows of jails that still exist; the manager keeps every ban (bans
+    /// of removed jails run out as decided). Both acknowledge, so once this returns the jails
+    /// are in effect for every later message.
+    async fn apply_jails(&mut self, config: &Config) -> Result<(), String> {
+        let stopping = || "the daemon is stopping".to_string();
+        let (jails_applied, jails_done) = oneshot::channel();
+        self.pipeline
+            .send(Update::Jails(config.jails.clone(), jails_applied))
+            .await
+            .map_err(|_| stopping())?;
+        jails_done.await.map_err(|_| stopping())?;
+        self.ask(|reply| ban::Request::Reconfigure {
+            policies: policies(config),
+            recidive: config.recidive.clone(),
+            reply,
+        })
+        .await
+        .ok_or_else(stopping)
+    }
+
+    /// `set JAIL KEY VALUE`: the jail's setting changes now, failure windows and bans kept;
+    /// with `persist` it is also written to conf.d/zz-set.toml first (a file that cannot be
+    /// written changes nothing). Answers the value now in effect.
+    async fn set(
+        &mut self,
+        jail: &str,
+        key: &str,
+        value: &str,
+        persist: bool,
+    ) -> Result<String, String> {
+        let mut new = self.config.clone();
+        let Some(target) = new.jails.iter_mut().find(|j| j.name.as_str() == jail) else {
+            return Err(self.unknown_jail(jail));
+        };
+        settings::set(target, key, value)?;
+        let now = settings::get(target, key)?;
+        if persist {
+            let path = self.options.config_path.clone();
+            let (jail, key, value) = (jail.to_string(), key.to_string(), now.clone());
+            let file =
+                tokio::task::spawn_blocking(move || settings::persist(&path, &jail, &key, &value))
+                    .await
+                    .map_err(|e| format!("writing the setting failed: {e}"))??;
+            info!(file = %file.display(), "Setting persisted");
+        }
+        self.apply_jails(&new).await?;
+        info!(jail, key, value = %now, persisted = persist, "Jail setting changed");
+        self.config = new;
+        Ok(now)
+    }
+
     /// Re-reads the config and applies what changed. On error nothing changes.
     async fn reload(&mut self) -> Result<String, String> {
         // MONOTONIC_USEC lets Type=notify-reload (systemd 253+) match the reload to its SIGHUP.
@@ -530,24 +583,7 @@ impl Running {
                 reload::Change::Jails => {}
             }
         }
-        // Jails: the pipeline keeps the windows of jails that still exist; the manager
-        // keeps every ban (bans of removed jails run out as decided).
-        // Both acknowledge, so a reload reported done is in effect for every later message.
-        let policies = policies(&new);
-        let (jails_applied, jails_done) = oneshot::channel();
-        let stopping = || "the daemon is stopping".to_string();
-        self.pipeline
-            .send(Update::Jails(new.jails.clone(), jails_applied))
-            .await
-            .map_err(|_| stopping())?;
-        jails_done.await.map_err(|_| stopping())?;
-        self.ask(|reply| ban::Request::Reconfigure {
-            policies,
-            recidive: new.recidive.clone(),
-            reply,
-        })
-        .await
-        .ok_or_else(stopping)?;
+        self.apply_jails(&new).await?;
         let summary = format!(
             "Reloaded: {} listener(s) ({} stopped, {} started, {} TLS re-read), {} jail(s): {}",
             self.listeners.len(),
