@@ -782,7 +782,7 @@ service auth {{
             # --- relay / recipients
             A("relay-attempt", "attacker", "a69", [self.swaks(25, to="victim@example.com", frm="spam@example.net")], 1, 1,
               "RCPT to an outside domain without AUTH")
-            A("relay-attempt", "attacker", "a69", [self.swaks(25, v6=True, to="target@example.net", frm="")], 1, 1,
+            A("relay-attempt", "attacker", "a69", [self.swaks(25, v6=True, to="target@example.net", frm="<>")], 1, 1,
               "relay attempt over IPv6, null sender", v6=True)
             A("rcpt-reject", "attacker", "a70", [self.swaks(25, to="nosuchuser@example.org", frm="x@example.net")], 1, 1,
               "unknown local recipient")

@@ -16,15 +16,17 @@ import re
 import sys
 
 SUBS = [
+    (re.compile(r"\d{4}[-/]\d\d[-/]\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?: UTC)?"), "<TIME>"),
+    (re.compile(r"\[\d{2}/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"), "[<TIME>]"),
+    (re.compile(r"\b\w{3} [ \d]\d \d\d:\d\d:\d\d\b"), "<TIME>"),
     (re.compile(r"SHA256:[A-Za-z0-9+/=]+"), "SHA256:<FP>"),
     (re.compile(r"session=<[^>]*>"), "session=<ID>"),
-    (re.compile(r"::ffff:(\d+\.){3}\d+"), "<ADDR4MAPPED>"),
-    (re.compile(r"\b(\d{1,3}\.){3}\d{1,3}\b"), "<ADDR4>"),
-    (re.compile(r"\b[0-9a-fA-F]{0,4}(:[0-9a-fA-F]{0,4}){2,7}\b"), "<ADDR6>"),
-    (re.compile(r"\d{4}[-/]\d\d[-/]\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?( UTC)?"), "<TIME>"),
-    (re.compile(r"\[\d{2}/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"), "[<TIME>]"),
+    (re.compile(r"::ffff:(?:\d+\.){3}\d+"), "<ADDR-V4MAPPED>"),
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "<ADDR-V4>"),
+    (re.compile(r"(?<![\w:])[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*::(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4})*)?(?![\w:])"),
+     "<ADDR-V6>"),
     (re.compile(r"\b[0-9A-F]{10,12}\b"), "<QID>"),
-    (re.compile(r"\d+"), "N"),
+    (re.compile(r"(?<![A-Za-z<-])\d+"), "N"),
 ]
 
 
