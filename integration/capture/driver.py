@@ -173,7 +173,7 @@ class Lab:
             time.sleep(0.05)
 
     # ------------------------------------------------------------ processes
-    def daemon(self, name, argv, binds=(), env=None):
+    def daemon(self, name, argv, binds=(), env=None, group=False):
         """Start a daemon in the server namespace, private mount + UTS namespace."""
         cmd = ["ip", "netns", "exec", SRV_NS, "unshare", "-m", "-u", self.nsexec, self.d]
         for src, dst in binds:
@@ -184,6 +184,7 @@ class Lab:
         # own session / process group: postfix's master signals its process group on exit
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=e,
                              start_new_session=True)
+        p.kill_group = group  # stop with killpg (wrapper scripts such as mysqld_safe)
         self.daemons.append((name, p))
         log(f"started {name} (pid {p.pid})")
         return p
@@ -191,7 +192,10 @@ class Lab:
     def stop_daemons(self):
         for name, p in reversed(self.daemons):
             if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+                if getattr(p, "kill_group", False):
+                    os.killpg(p.pid, signal.SIGTERM)
+                else:
+                    p.send_signal(signal.SIGTERM)
         for name, p in reversed(self.daemons):
             try:
                 p.wait(timeout=15)
@@ -1115,6 +1119,74 @@ def svc_postgresql(lab):
 
 
 
+# ================================================================ mariadb
+MY_USERS = {"app": "App-db-pw-9", "alice": "Wonderland-2024"}
+
+
+class MariaDB:
+    """MariaDB 10.11 started by mysqld_safe --syslog (Debian's way to send its error log to
+    syslog: `logger -t mysqld -p daemon.error`), skip-name-resolve, log_warnings=2."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.dir = os.path.join(lab.d, "mariadb")
+        self.data = os.path.join(self.dir, "data")
+        self.run_dir = os.path.join(self.dir, "run")
+        self.sock = os.path.join(self.run_dir, "mysqld.sock")
+        uid = int(subprocess.run(["id", "-u", "mysql"], capture_output=True, text=True).stdout)
+        os.makedirs(self.run_dir, exist_ok=True)
+        os.chown(self.dir, uid, uid)
+        os.chown(self.run_dir, uid, uid)
+        if not os.path.exists(self.data):
+            # in the server's namespaces: it records the host name (lab-server) in mysql.proxies_priv
+            lab.srv_run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={self.data}",
+                         "--auth-root-authentication-method=socket", "--skip-test-db"])
+        self.opts = ["--port=3306", "--bind-address=*", "--skip-name-resolve", "--log-warnings=2",
+                     f"--socket={self.sock}", f"--pid-file={self.run_dir}/mysqld.pid", "--skip-log-bin"]
+        self.done_users = False
+
+    def run(self):
+        lab = self.lab
+        argv = ["mysqld_safe", "--no-defaults", "--syslog", "--user=mysql", f"--datadir={self.data}",
+                "--mysqld=mariadbd", *self.opts]
+        text = "# " + " ".join(argv).replace(self.lab.d, "$LAB") + "\n"
+        with Scenario(lab, "mariadb", text) as sc:
+            lab.daemon("mariadb", argv, group=True)
+            lab.wait_listen(3306)
+            if not self.done_users:
+                sql = "".join(f"CREATE USER '{u}'@'%' IDENTIFIED BY '{pw}';\n" for u, pw in MY_USERS.items())
+                sql += "CREATE DATABASE app;\nGRANT ALL ON app.* TO 'app'@'%';\nGRANT ALL ON app.* TO 'alice'@'%';\n"
+                lab.srv_run(["mariadb", "--no-defaults", f"--socket={self.sock}", "-u", "root"], input=sql.encode())
+                self.done_users = True
+            lab.settle(minimum=0.3, quiet=0.5)
+            A = sc.attempt
+
+            def my(user, pw, v6=False, db="app"):
+                a = ["mariadb", "--no-defaults", "-h", srv(v6), "-P", "3306", "-u", user, "--connect-timeout=10",
+                     "-e", "select 1", db]
+                if pw is not None:
+                    a.insert(6, f"-p{pw}")
+                return dict(argv=a)
+            A("db-login-fail", "attacker", "a66", [my("app", "123456")], 1, 1, "mariadb client, wrong password")
+            A("db-login-fail", "attacker", "a67", [my("root", "root")], 1, 1,
+              "root (exists only as root@localhost with unix_socket auth)")
+            A("db-login-fail", "attacker", "a67", [my("admin", "admin", v6=True)], 1, 1, "unknown user, IPv6", v6=True)
+            A("db-login-fail", "attacker", "a68", [my("alice", "alice"), my("alice", "alice123"), my("alice", "qwerty")],
+              3, 3, "3 passwords, one connection each")
+            A("db-login-fail", "attacker", "a69", [my("app", None)], 0, 1, "no password at all (using password: NO)")
+            A("port-probe", "attacker", "a70", [nc(srv(), 3306, z=True)], 0, 1, "nc -z")
+            A("bad-protocol", "attacker", "a69", [nc(srv(), 3306, b"GET / HTTP/1.1\r\n\r\n", wait=2)], 0, 1,
+              "HTTP request to the MariaDB port")
+            A("benign-login", "benign", "u20", [my("app", MY_USERS["app"])], 1, 1, "app, right password")
+            A("benign-login", "benign", "u20", [my("alice", MY_USERS["alice"], v6=True)], 1, 1, "alice, IPv6", v6=True)
+            A("benign-typo", "benign", "u20", [my("alice", "wonderland-2024"), my("alice", MY_USERS["alice"])], 2, 2,
+              "alice mistypes once, then connects")
+
+
+def svc_mariadb(lab):
+    MariaDB(lab).run()
+
+
 # ================================================================ main
 SERVICES = {}
 
@@ -1131,6 +1203,7 @@ SERVICES["mail"] = svc_mail
 SERVICES["nginx"] = svc_nginx
 SERVICES["vsftpd"] = svc_vsftpd
 SERVICES["postgresql"] = svc_postgresql
+SERVICES["mariadb"] = svc_mariadb
 
 
 def main():

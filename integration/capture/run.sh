@@ -3,7 +3,7 @@
 # attempt. Writes tests/fixtures/real/<scenario>/. See README.md in this directory.
 #
 # usage (as root, Debian 12): integration/capture/run.sh [SERVICE...]
-#   SERVICE: sshd mail nginx vsftpd postgresql (default: all)
+#   SERVICE: sshd mail nginx vsftpd postgresql mariadb (default: all)
 #   env: CAPTURE_OUT=DIR      fixtures root (default: tests/fixtures/real of this checkout)
 #        CAPTURE_NO_INSTALL=1 skip apt-get (the packages must be there)
 #        CAPTURE_KEEP=1       keep the work directory (daemon configs, raw capture) after exit
@@ -13,7 +13,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 P=s2bcap
 OUT=${CAPTURE_OUT:-$REPO/tests/fixtures/real}
-ALL_SERVICES=(sshd mail nginx vsftpd postgresql)
+ALL_SERVICES=(sshd mail nginx vsftpd postgresql mariadb)
 if [ $# -gt 0 ]; then SERVICES=("$@"); else SERVICES=("${ALL_SERVICES[@]}"); fi
 
 log() { printf '[capture] %s\n' "$*" >&2; }
@@ -33,6 +33,7 @@ declare -A svc_pkgs=(
   [nginx]="nginx curl"
   [vsftpd]="vsftpd lftp curl"
   [postgresql]="postgresql postgresql-client"
+  [mariadb]="mariadb-server mariadb-client"
 )
 install_packages() {
   local want=("${base_pkgs[@]}") s p missing=()
