@@ -7,7 +7,10 @@
 #                                        S2B_BENCH_CONNECTIONS=4, S2B_BENCH_LINES=200000,
 #                                        S2B_BENCH_ATTACKERS=300 for ban latency,
 #                                        S2B_BENCH_KEEP=1 keeps the temp dir,
-#                                        S2B_BENCH_ONLY=ingest|regex|latency|memory runs one part,
+#                                        S2B_BENCH_ONLY=ingest|regex|latency|storm|fail2ban|memory
+#                                        runs one part, S2B_BENCH_STORM_MESSAGES=2000000,
+#                                        S2B_BENCH_STORM_ATTACKERS=50000, S2B_BENCH_F2B_LINES=100000,
+#                                        S2B_BENCH_F2B_ATTACKERS=10000,
 #                                        S2B_BENCH_BIN=PATH measures another daemon binary)
 #
 # Needs (installs nothing itself):  apt-get install -y rsyslog fail2ban nftables iproute2
@@ -32,6 +35,8 @@
 #     before that (overshoot), and the daemon's own syslog2ban_enforce_latency_seconds. Once
 #     idle and once under background load.
 #  5. Memory per tracked failing address: tests/tracker_memory.rs.
+#  6. Ban storm: the same stream with and without bans (see below).
+#  7. fail2ban-server on the same failures, beside syslog2ban (see below).
 # Cleans up processes (by PID), the namespace and the temp dir on any exit (trap).
 set -euo pipefail
 
@@ -179,6 +184,11 @@ write_config() { # $1 = dir, $2 = "ingest" | "latency", $3 = "sshd" | "all"
     if [[ $2 == ingest ]]; then
         # Every failure is matched and its address parsed, then ignored: no bans.
         defaults='ignoreip = ["127.0.0.0/8", "::1", "198.18.0.0/15", "2001:db8::/32"]'
+    elif [[ $2 == storm ]]; then
+        # fail2ban's sshd defaults but maxretry 3: every attacker with 3 failures is banned.
+        defaults='maxretry = 3
+findtime = "10m"
+bantime = "1h"'
     else
         defaults='maxretry = 5
 findtime = "10m"
@@ -433,6 +443,146 @@ latency() { # $1 = label, $2 = background rate (0 = none)
 }
 part latency && latency idle 0
 part latency && latency "under 200k msgs/s background" 200000
+
+# ---------------------------------------------------------------------------------------
+# 6. Ban storm: the same stream with every attacker in ignoreip (no bans) and without (about
+#    one ban per attacker), in one run: msgs/s, bans/s, CPU, and the time from the last
+#    message sent to the last ban in the kernel's set.
+STORM_MESSAGES=${S2B_BENCH_STORM_MESSAGES:-2000000}
+STORM_ATTACKERS=${S2B_BENCH_STORM_ATTACKERS:-50000}
+set_elements() { # elements in the bench table's two address sets
+    inns nft -j list table inet s2bbench 2>/dev/null | "$PY" -c '
+import json, sys
+n = 0
+for o in json.load(sys.stdin).get("nftables", []):
+    s = o.get("set")
+    if s and s.get("name") in ("banned4", "banned6"):
+        n += len(s.get("elem", []))
+print(n)'
+}
+storm() { # $1 = nobans | bans, $2 = messages, $3 = attackers, $4 = pool (default: loadgen's)
+    local d=$DIR/s2b-storm-$1-$2
+    write_config "$d" "$([[ $1 == bans ]] && echo storm || echo ingest)" sshd
+    start_daemon "$d"
+    local pool=()
+    [[ -n ${4:-} ]] && pool=(--pool "$4")
+    local c0 t0 t1 t2 t3 sent want got
+    c0=$(cpu_ticks "$DAEMON")
+    t0=$(date +%s.%N)
+    sent=$(inns "$LOADGEN" send --transport tcp-octet --connections "$CONNS" --count "$2" \
+        --attackers "$3" "${pool[@]}")
+    t1=$(date +%s.%N)
+    want=$(echo "$sent" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
+    for _ in $(seq 600); do
+        got=$(metric 'syslog2ban_messages_received_total{listener="tcp')
+        [[ $got -ge $want && $(metric 'syslog2ban_queue_depth{queue="input"}') == 0 ]] && break
+        sleep 0.05
+    done
+    t2=$(date +%s.%N)
+    local bans=0 inset=0 last=0 stable=0
+    if [[ $1 == bans ]]; then
+        # Until the set holds every ban decided, and nothing new for 1 s.
+        t3=$t2
+        for _ in $(seq 600); do
+            bans=$(metric syslog2ban_bans_total)
+            local now_in
+            now_in=$(set_elements)
+            if [[ $now_in -gt $inset ]]; then inset=$now_in; t3=$(date +%s.%N); stable=0; else stable=$((stable + 1)); fi
+            [[ $inset -ge $bans && $stable -ge 5 ]] && break
+            sleep 0.2
+        done
+        last=$(awk -v a="$t1" -v b="$t3" 'BEGIN { printf "%.3f", b - a }')
+    fi
+    local c2
+    c2=$(cpu_ticks "$DAEMON")
+    local rate
+    rate=$(awk -v n="$got" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')
+    say "ban storm ($1, $2 messages, $3 attackers): received $got of $want in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $rate msgs/s (until received and matched)"
+    say "  daemon CPU $(awk -v a="$c0" -v b="$c2" -v k="$CLK" -v t0="$t0" -v t2="$t2" 'BEGIN { printf "%.0f%% of one core", 100 * (b - a) / k / (t2 - t0) }'), peak RSS $(awk '/VmHWM/ {print $2, $3}' "/proc/$DAEMON/status")"
+    if [[ $1 == bans ]]; then
+        say "  bans decided $bans, in the set $inset; $(awk -v n="$inset" -v a="$t0" -v b="$t3" 'BEGIN { printf "%.0f", n / (b - a) }') bans/s; last message sent → last ban in the set: $last s; netlink batches $(metric syslog2ban_enforce_batches_total)"
+    fi
+    STORM_RATE=$rate
+    STORM_BANS=$inset
+    stop_pid "$DAEMON"
+}
+if part storm; then
+    storm nobans "$STORM_MESSAGES" "$STORM_ATTACKERS"
+    nobans_rate=$STORM_RATE
+    storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS"
+    say "  ban storm ratio, with bans / without: $(awk -v a="$STORM_RATE" -v b="$nobans_rate" 'BEGIN { printf "%.2f", a / b }')"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 7. fail2ban-server beside syslog2ban on the same failures: Debian's fail2ban-server with its
+#    own config dir, socket, pid file and database (never the system service), the sshd jail
+#    with maxretry 3 reading a log file that gets the whole stream appended at once, and the
+#    dummy action (it writes `+IP` to a file; no firewall is touched). Lines/s until its last
+#    ban, bans made; then syslog2ban on the same lines over TCP.
+F2B_LINES=${S2B_BENCH_F2B_LINES:-100000}
+F2B_ATTACKERS=${S2B_BENCH_F2B_ATTACKERS:-10000}
+if part fail2ban; then
+    F=$DIR/f2b
+    mkdir -p "$F"
+    cp -r /etc/fail2ban "$F/etc"
+    rm -f "$F"/etc/jail.d/* "$F"/etc/jail.local "$F"/etc/fail2ban.local
+    cat > "$F/etc/fail2ban.local" <<CONF
+[Definition]
+loglevel = NOTICE
+logtarget = $F/fail2ban.log
+socket = $F/fail2ban.sock
+pidfile = $F/fail2ban.pid
+dbfile = $F/fail2ban.sqlite3
+CONF
+    cat > "$F/etc/jail.local" <<CONF
+[sshd]
+enabled = true
+backend = polling
+logpath = $F/auth.log
+maxretry = 3
+findtime = 10m
+bantime = 1h
+ignoreip = 127.0.0.1/8 ::1
+action = dummy[target="$F/bans"]
+CONF
+    : > "$F/auth.log"
+    # The same mix as the TCP stream below (same seed, count and attackers), stamped now so no
+    # failure is older than findtime.
+    # The summary goes to stderr when the lines go to a file.
+    gen=$("$LOADGEN" file --count "$F2B_LINES" --attackers "$F2B_ATTACKERS" --output "$F/gen.log" 2>&1)
+    stamp=$(LC_ALL=C date +"%b %e %H:%M:%S")
+    awk -v s="$stamp" '{ print s substr($0, 16) }' "$F/gen.log" > "$F/stamped.log"
+    f2b_failures=$(echo "$gen" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["sshd_failures"])')
+    inns_bg "$F/server.pidfile" "$F/server.out" fail2ban-server -f -x -c "$F/etc"
+    F2B=$BGPID
+    f2bc() { inns fail2ban-client -c "$F/etc" "$@"; }
+    for _ in $(seq 100); do f2bc status sshd >/dev/null 2>&1 && break; sleep 0.2; done
+    f2bc status sshd >/dev/null 2>&1 || { cat "$F/server.out" "$F/fail2ban.log" >&2; die "fail2ban-server did not start"; }
+    fc0=$(cpu_ticks "$F2B")
+    ft0=$(date +%s.%N)
+    cat "$F/stamped.log" >> "$F/auth.log"
+    failed=0; banned=0; ft1=$ft0; fstable=0
+    for _ in $(seq 3000); do
+        st=$(f2bc status sshd 2>/dev/null)
+        nf=$(echo "$st" | sed -n 's/.*Total failed:\s*//p')
+        nb=$(echo "$st" | sed -n 's/.*Total banned:\s*//p')
+        if [[ ${nf:-0} -gt $failed || ${nb:-0} -gt $banned ]]; then
+            failed=${nf:-0}; banned=${nb:-0}; ft1=$(date +%s.%N); fstable=0
+        else
+            fstable=$((fstable + 1))
+        fi
+        [[ $failed -ge $f2b_failures && $fstable -ge 10 ]] && break
+        [[ $fstable -ge 60 ]] && break
+        sleep 0.2
+    done
+    fc1=$(cpu_ticks "$F2B")
+    f2b_rate=$(awk -v n="$F2B_LINES" -v a="$ft0" -v b="$ft1" 'BEGIN { printf "%.0f", n / (b - a) }')
+    say "fail2ban-server ($(fail2ban-server -V 2>/dev/null | head -1), polling, dummy action): $F2B_LINES lines ($f2b_failures sshd failures, $F2B_ATTACKERS attackers) appended at once"
+    say "  failures counted $failed, bans $banned, last one $(awk -v a="$ft0" -v b="$ft1" 'BEGIN { printf "%.2f", b - a }') s after the append = $f2b_rate lines/s; CPU $(awk -v a="$fc0" -v b="$fc1" -v k="$CLK" -v t0="$ft0" -v t1="$ft1" 'BEGIN { printf "%.0f%% of one core", 100 * (b - a) / k / (t1 - t0) }')"
+    stop_pid "$F2B"
+    storm bans "$F2B_LINES" "$F2B_ATTACKERS" "$F2B_LINES"
+    say "  syslog2ban on the same lines: $STORM_BANS bans (fail2ban-server: $banned); rate ratio syslog2ban / fail2ban-server: $(awk -v a="$STORM_RATE" -v b="$f2b_rate" 'BEGIN { printf "%.0fx", a / b }')"
+fi
 
 # ---------------------------------------------------------------------------------------
 # 5. Memory per tracked failing address

@@ -39,6 +39,9 @@ pub struct Inputs {
     pub firewalls: HashMap<Place, mpsc::Sender<BanCommand>>,
 }
 
+/// Most offences decided in one turn of the manager's loop.
+const OFFENCE_BATCH: usize = 1000;
+
 /// How often old history is dropped from memory.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -62,7 +65,14 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
             _ = tokio::time::sleep_until(next.into()) => state.expire(crate::clock::now()),
             offence = offences.recv() => {
                 let Some(offence) = offence else { break };
-                state.offence(&offence, Moment::now())
+                let mut ops = state.offence(&offence, Moment::now());
+                // Offences already queued (a ban storm) are decided in the same turn, so
+                // their commands reach the firewall worker together, as one batch.
+                for _ in 1..OFFENCE_BATCH {
+                    let Ok(offence) = offences.try_recv() else { break };
+                    ops.extend(state.offence(&offence, Moment::now()));
+                }
+                ops
             }
             request = requests.recv(), if requests_open => match request {
                 None => {

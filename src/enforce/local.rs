@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use super::monitor::{self, Drift};
+use super::netlink;
 use super::nft::{self, ElementChange, NftError};
 use super::pending::{self, Batch};
 use super::reconcile;
@@ -32,6 +33,8 @@ pub use super::pending::Desired;
 
 /// After a failed batch or drift, a reconcile waits this long for the rest of the burst.
 const SETTLE: Duration = Duration::from_millis(50);
+/// Batches up to this many changes go to the kernel inline; larger ones on a blocking thread.
+const INLINE_CHANGES: usize = 16;
 /// First pause after a failed reconcile; doubles up to the reconcile interval.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 
@@ -95,6 +98,19 @@ pub async fn run(
                 if changes.is_empty() {
                     continue;
                 }
+                if changes.len() > INLINE_CHANGES {
+                    // A storm's batch: the kernel's work grows with it, so the netlink round
+                    // trip runs on a blocking thread while the next batch gathers here.
+                    let (firewall, metrics) = (firewall.clone(), metrics.clone());
+                    inflight.spawn(async move {
+                        let started = crate::clock::now();
+                        let result = apply_off_thread(firewall, changes, &metrics).await;
+                        Outcome::Applied(result, batch, started.elapsed())
+                    });
+                    continue;
+                }
+                // A few changes: the netlink round trip takes microseconds (the kernel answers
+                // within the send), less than a hand-off to another thread would.
                 match firewall.apply_now(&changes) {
                     Some(result) => {
                         Metrics::inc(&metrics.netlink_batches);
@@ -121,7 +137,15 @@ pub async fn run(
         }
         tokio::select! {
             command = commands.recv(), if open => match command {
-                Some(command) => pending::record(&mut desired, &mut pending, command),
+                Some(command) => {
+                    pending::record(&mut desired, &mut pending, command);
+                    // A burst (a botnet's ban storm) becomes one batch: what is already
+                    // queued joins it, up to what one netlink transaction carries.
+                    while pending.len() < netlink::MAX_CHANGES {
+                        let Ok(command) = commands.try_recv() else { break };
+                        pending::record(&mut desired, &mut pending, command);
+                    }
+                }
                 None => open = false,
             },
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
@@ -158,6 +182,31 @@ pub async fn run(
         }
     }
     firewall.teardown().await;
+}
+
+/// A batch over netlink on a blocking thread, or through nft when netlink cannot take it.
+async fn apply_off_thread(
+    firewall: Firewall,
+    changes: Vec<ElementChange>,
+    metrics: &TargetMetrics,
+) -> Result<(), NftError> {
+    let on_thread = firewall.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let result = on_thread.apply_now(&changes);
+        (result, changes)
+    })
+    .await;
+    match joined {
+        Ok((Some(result), _)) => {
+            Metrics::inc(&metrics.netlink_batches);
+            result
+        }
+        Ok((None, changes)) => firewall.apply(changes).await,
+        Err(e) => Err(NftError::Rejected {
+            status: "netlink".into(),
+            stderr: format!("the batch's thread failed: {e}"),
+        }),
+    }
 }
 
 async fn recv_drift(drifts: &mut Option<mpsc::Receiver<Drift>>) -> Option<Drift> {
