@@ -540,8 +540,9 @@ MaxStartups 100:30:200
                 A("pubkey-only-password-bot", "attacker", "a68", [self.sshpass("root", "toor")], 0, 1,
                   "root again")
                 A("max-auth-tries", "attacker", "a70",
-                  [self.keyssh("root", [f"bot{i}" for i in range(1, 8)])], 7, 1,
-                  "7 unknown keys offered for root in one connection, MaxAuthTries 6")
+                  [self.keyssh("root", [f"bot{i}" for i in range(1, 8)])], 6, 1,
+                  "client holds 7 unknown keys for root; sshd disconnects after the 6th failure "
+                  "(MaxAuthTries 6), so 6 are tried in one connection")
             A("pubkey-unknown-key", "attacker", "a68", [self.keyssh("root", ["bot1"])], 1, 1,
               "one unknown key for root")
             A("pubkey-unknown-key", "attacker", "a69", [self.keyssh("alice", ["bot2", "bot3"])], 2, 1,
