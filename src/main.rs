@@ -516,10 +516,18 @@ fn resolve_filter(filter: &str, config: Option<&Path>) -> Result<FilterUnderTest
             syslog2ban::fail2ban::Fail2banMatcher::new(std::sync::Arc::new(loaded)),
         ));
     }
-    if filter.contains('[') {
-        bail!("{filter}: options in [...] apply to fail2ban filter files (.conf) only");
-    }
-    let jail = resolve_jail(name, config)?;
+    // A jail name may pick one of its modes, as fail2ban filters take `[mode=...]`.
+    let mode = match filter.split_once('[') {
+        None => None,
+        Some((_, options)) => {
+            let options = options.trim().strip_suffix(']').unwrap_or(options);
+            match options.split_once('=') {
+                Some(("mode", mode)) if !mode.trim().is_empty() => Some(mode.trim().to_string()),
+                _ => bail!("{filter}: a jail takes only [mode=NAME] (other options apply to fail2ban filter files)"),
+            }
+        }
+    };
+    let jail = resolve_jail(name, config, mode.as_deref())?;
     // A jail that uses a fail2ban filter is tested as fail2ban-regex tests that filter: on
     // file lines, with their dates.
     if let Some(source) = &jail.fail2ban {
@@ -531,7 +539,7 @@ fn resolve_filter(filter: &str, config: Option<&Path>) -> Result<FilterUnderTest
 }
 
 /// A jail from a .toml file or by name from the config's conf.d.
-fn resolve_jail(name: &str, config: Option<&Path>) -> Result<JailConfig> {
+fn resolve_jail(name: &str, config: Option<&Path>, mode: Option<&str>) -> Result<JailConfig> {
     let path = Path::new(name);
     let (files, wanted) = if path.extension().is_some_and(|e| e == "toml") || path.is_file() {
         if !path.is_file() {
@@ -551,8 +559,16 @@ fn resolve_jail(name: &str, config: Option<&Path>) -> Result<JailConfig> {
         }
         (files, Some(name.to_string()))
     };
-    let jails =
-        config::load_jails(&files, wanted.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A mode applies to a named jail: a jail file's one jail is named by the file.
+    let wanted = match (&wanted, mode) {
+        (None, Some(_)) => config::load_jails(&files, None)
+            .ok()
+            .filter(|jails| jails.len() == 1)
+            .map(|jails| jails[0].name.to_string()),
+        _ => wanted,
+    };
+    let jails = config::load_jails_in_mode(&files, wanted.as_deref(), mode)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     match wanted {
         Some(name) => jails
             .into_iter()

@@ -95,9 +95,25 @@ pub fn control_socket(path: &Path) -> Result<PathBuf, ConfigErrors> {
 /// Compiles only the `[jail.*]` tables of `files` (enabled or not; only the one named `only`
 /// when given), for `syslog2ban regex` and filter tests, which need no listeners.
 pub fn load_jails(files: &[PathBuf], only: Option<&str>) -> Result<Vec<JailConfig>, ConfigErrors> {
+    load_jails_in_mode(files, only, None)
+}
+
+/// [`load_jails`], with jail `only` in `mode` whatever its files say (`regex LOG
+/// JAIL[mode=aggressive]`).
+pub fn load_jails_in_mode(
+    files: &[PathBuf],
+    only: Option<&str>,
+    mode: Option<&str>,
+) -> Result<Vec<JailConfig>, ConfigErrors> {
     let mut figment = Figment::new();
     for file in files {
         figment = figment.merge(Toml::file_exact(file));
+    }
+    if let (Some(jail), Some(mode)) = (only, mode) {
+        figment = figment.merge(figment::providers::Serialized::default(
+            &format!("jail.{jail}.mode"),
+            mode,
+        ));
     }
     let mut compiler = Compiler::new(&figment);
     let names = match figment

@@ -236,6 +236,20 @@ pub struct RawJail {
     pub count_per_origin: Option<bool>,
     /// Overrides `[defaults] placement`.
     pub placement: Option<Vec<String>>,
+    /// Which of the jail's modes is in force (default `normal`: `failregex` alone).
+    pub mode: Option<String>,
+    /// `[jail.NAME.modes.MODE]`: the patterns each mode adds to `failregex`.
+    pub modes: Option<BTreeMap<String, RawMode>>,
+}
+
+/// One mode of a jail (fail2ban's `mode=` names: normal, ddos, extra, aggressive).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMode {
+    /// Patterns this mode adds to the jail's `failregex`.
+    pub failregex: Option<Vec<String>>,
+    /// Other modes whose patterns this one adds too (aggressive = ["ddos", "extra"]).
+    pub includes: Option<Vec<String>>,
 }
 
 impl RawJail {

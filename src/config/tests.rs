@@ -352,3 +352,41 @@ fn a_missing_file_is_named_without_a_key_placeholder() {
     );
     assert!(!text.contains("-:"), "{text}");
 }
+
+#[test]
+fn a_jail_mode_adds_its_patterns_and_those_it_includes() {
+    let jail = |mode: &str| {
+        format!(
+            "[jail.web]\nenabled = true\nprograms = [\"web\"]\nmode = \"{mode}\"\n\
+             failregex = ['^auth failed from <HOST>$']\n\
+             [jail.web.modes.ddos]\nfailregex = ['^flood from <HOST>$']\n\
+             [jail.web.modes.extra]\nfailregex = ['^probe from <HOST>$']\n\
+             [jail.web.modes.aggressive]\nincludes = [\"ddos\", \"extra\"]\n"
+        )
+    };
+    let patterns = |mode: &str| {
+        let dir = dir_with(&[("syslog2ban.toml", MAIN), ("conf.d/web.toml", &jail(mode))]);
+        let config = load_no_env(dir.path()).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let web = config
+            .jails
+            .iter()
+            .find(|j| j.name.as_str() == "web")
+            .unwrap();
+        (0..web.filter.failregex_count())
+            .filter_map(|i| web.filter.failregex_source(i).map(str::to_string))
+            .map(|p| p.split(" from").next().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(patterns("normal"), ["^auth failed"]);
+    assert_eq!(patterns("ddos"), ["^auth failed", "^flood"]);
+    assert_eq!(patterns("aggressive"), ["^auth failed", "^flood", "^probe"]);
+    let dir = dir_with(&[
+        ("syslog2ban.toml", MAIN),
+        ("conf.d/web.toml", &jail("loud")),
+    ]);
+    let e = load_no_env(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("jail.web.mode") && e.contains("normal, aggressive, ddos, extra"),
+        "{e}"
+    );
+}

@@ -75,6 +75,9 @@ pub enum FilterMatch {
         user: Option<String>,
         /// Which failregex matched.
         failregex: usize,
+        /// Attempts the line reports (its `count` group, 1 to [`MAX_COUNT_PER_LINE`]); 1
+        /// when the pattern has no such group.
+        count: u32,
     },
 }
 
@@ -158,6 +161,19 @@ struct FailPattern {
     /// the name on every match.
     host: usize,
     user: Option<usize>,
+    /// Group number of `count`: a line that reports several attempts ("3 attempts").
+    count: Option<usize>,
+}
+
+/// The most attempts one line may count: a daemon reporting more is capped, so a forged
+/// number cannot outweigh maxretry by much (the window keeps at most maxretry anyway).
+pub const MAX_COUNT_PER_LINE: u32 = 100;
+
+/// What one failregex match captured.
+struct Captured {
+    host: IpAddr,
+    user: Option<String>,
+    count: u32,
 }
 
 impl FailPattern {
@@ -171,36 +187,52 @@ impl FailPattern {
         // Filter::compile checked that there is a host group; usize::MAX would never match.
         let host = group("host").unwrap_or(usize::MAX);
         let user = group("user");
+        let count = group("count");
         FailPattern {
             unicode,
             ascii,
             prefixes,
             host,
             user,
+            count,
         }
     }
 
-    /// The address and user of a match. `ascii` says the message is pure ASCII.
-    fn capture(&self, message: &str, ascii: bool) -> Option<(IpAddr, Option<String>)> {
-        let (host, user) = match (&self.ascii, ascii) {
+    /// The address, user and count of a match. `ascii` says the message is pure ASCII.
+    fn capture(&self, message: &str, ascii: bool) -> Option<Captured> {
+        let (host, user, count) = match (&self.ascii, ascii) {
             (Some(regex), true) => {
                 let caps = regex.captures(message.as_bytes())?;
                 // ASCII text: every byte offset is a char boundary.
-                let host = message.get(caps.get(self.host)?.range())?;
-                let user = self
-                    .user
-                    .and_then(|i| caps.get(i))
-                    .and_then(|m| message.get(m.range()));
-                (host, user)
+                let text = |group: Option<usize>| {
+                    group
+                        .and_then(|i| caps.get(i))
+                        .and_then(|m| message.get(m.range()))
+                };
+                (text(Some(self.host))?, text(self.user), text(self.count))
             }
             _ => {
                 let caps = self.unicode.captures(message)?;
-                let host = caps.get(self.host)?.as_str();
-                let user = self.user.and_then(|i| caps.get(i)).map(|m| m.as_str());
-                (host, user)
+                let text =
+                    |group: Option<usize>| group.and_then(|i| caps.get(i)).map(|m| m.as_str());
+                (text(Some(self.host))?, text(self.user), text(self.count))
             }
         };
-        Some((host.parse().ok()?, user.map(str::to_string)))
+        // No count group: one attempt. A count that is not a number counts once; a number
+        // too large for any integer type is capped like any other large one.
+        let count = match count {
+            Some(c) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) => {
+                c.parse::<u64>().map_or(MAX_COUNT_PER_LINE, |n| {
+                    n.clamp(1, u64::from(MAX_COUNT_PER_LINE)) as u32
+                })
+            }
+            _ => 1,
+        };
+        Some(Captured {
+            host: host.parse().ok()?,
+            user: user.map(str::to_string),
+            count,
+        })
     }
 }
 
@@ -331,10 +363,10 @@ impl Filter {
     /// over the message); `hits` are indexes into this filter's failregex, ascending.
     pub fn check_hits(&self, message: &str, hits: impl Iterator<Item = usize>) -> FilterMatch {
         let mut hits = hits;
-        let Some(failregex) = hits.find_map(|index| {
+        let Some((index, captured)) = hits.find_map(|index| {
             // Checked here, not per message: most messages have no candidate at all.
-            let (host, user) = self.fail[index].capture(message, message.is_ascii())?;
-            Some((index, host, user))
+            let captured = self.fail[index].capture(message, message.is_ascii())?;
+            Some((index, captured))
         }) else {
             return FilterMatch::None;
         };
@@ -343,15 +375,13 @@ impl Filter {
             .as_ref()
             .is_some_and(|set| set.is_match(message))
         {
-            return FilterMatch::Ignored {
-                failregex: failregex.0,
-            };
+            return FilterMatch::Ignored { failregex: index };
         }
-        let (failregex, host, user) = failregex;
         FilterMatch::Failure {
-            host: normalize(host),
-            user,
-            failregex,
+            host: normalize(captured.host),
+            user: captured.user,
+            failregex: index,
+            count: captured.count,
         }
     }
 }
@@ -469,7 +499,8 @@ mod tests {
             FilterMatch::Failure {
                 host: "198.51.100.1".parse().unwrap(),
                 user: Some("bob".into()),
-                failregex: 1
+                failregex: 1,
+                count: 1,
             }
         );
     }
@@ -542,6 +573,7 @@ mod tests {
                 host: normalize(host),
                 user,
                 failregex,
+                count: 1,
             },
         }
     }
@@ -599,5 +631,30 @@ mod tests {
             "{bad}"
         );
         assert_eq!(Filter::compile(&[], &[]).unwrap_err(), FilterError::Empty);
+    }
+
+    #[test]
+    fn a_line_that_reports_attempts_counts_them() {
+        let f = Filter::compile(
+            &[r"^auth failed, (?P<count>\d+) attempts?: rip=<HOST>$".into()],
+            &[],
+        )
+        .unwrap();
+        let count = |line: &str| match f.check(line) {
+            FilterMatch::Failure { count, .. } => count,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(count("auth failed, 3 attempts: rip=198.51.100.7"), 3);
+        assert_eq!(count("auth failed, 1 attempt: rip=198.51.100.7"), 1);
+        // Zero still counts once; a forged huge number is capped.
+        assert_eq!(count("auth failed, 0 attempts: rip=198.51.100.7"), 1);
+        assert_eq!(
+            count("auth failed, 99999999999 attempts: rip=198.51.100.7"),
+            MAX_COUNT_PER_LINE
+        );
+        assert_eq!(
+            count("auth failed, 100000 attempts: rip=198.51.100.7"),
+            MAX_COUNT_PER_LINE
+        );
     }
 }

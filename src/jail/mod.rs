@@ -70,8 +70,9 @@ pub enum Classified {
     NoMatch,
     /// ignoreregex or ignoreip excluded it.
     Ignored,
-    /// A failure of this address (or prefix, when the jail counts by prefix).
-    Failure(Target),
+    /// A failure of this address (or prefix, when the jail counts by prefix), and how many
+    /// attempts the line reports (1 unless its pattern captures a `count`).
+    Failure(Target, u32),
 }
 
 /// The stateless part of turning a match into a failure: ignoreip, and the prefix an address
@@ -96,19 +97,20 @@ impl Classifier {
 
     /// ignoreip, then the counting prefix.
     pub fn classify(&self, matched: FilterMatch) -> Classified {
-        let address = match matched {
+        let (address, count) = match matched {
             FilterMatch::None => return Classified::NoMatch,
             FilterMatch::Ignored { .. } => return Classified::Ignored,
-            FilterMatch::Failure { host, .. } => host,
+            FilterMatch::Failure { host, count, .. } => (host, count),
         };
         if self.ignoreip.iter().any(|net| net.contains(&address)) {
             return Classified::Ignored;
         }
         // Counting by prefix: every address of the prefix adds to one count.
-        Classified::Failure(match address {
+        let target = match address {
             IpAddr::V4(_) => Target::new(address, self.prefix4),
             IpAddr::V6(_) => Target::new(address, self.prefix6),
-        })
+        };
+        Classified::Failure(target, count)
     }
 }
 
@@ -151,10 +153,10 @@ impl Windows {
         }
     }
 
-    fn record(&mut self, origin: Origin, address: IpAddr, now: Instant) -> Count {
+    fn record(&mut self, origin: Origin, address: IpAddr, now: Instant, count: u32) -> Count {
         match self {
-            Windows::Shared(w) => w.record(address, now),
-            Windows::PerOrigin(w) => w.record((origin_host(origin), address), now),
+            Windows::Shared(w) => w.record_n(address, now, count),
+            Windows::PerOrigin(w) => w.record_n((origin_host(origin), address), now, count),
         }
     }
 
@@ -280,7 +282,9 @@ impl Jail {
         match self.classifier.classify(matched) {
             Classified::NoMatch => Verdict::NoMatch,
             Classified::Ignored => Verdict::Ignored,
-            Classified::Failure(target) => self.record(target, origin, now, &record.message),
+            Classified::Failure(target, count) => {
+                self.record(target, count, origin, now, &record.message)
+            }
         }
     }
 
@@ -291,16 +295,18 @@ impl Jail {
         self.fail2ban.is_some()
     }
 
-    /// Counts a failure that was matched and classified elsewhere.
+    /// Counts a failure that was matched and classified elsewhere: `count` attempts (a line
+    /// that reports several counts them all).
     pub fn record(
         &mut self,
         target: Target,
+        count: u32,
         origin: Origin,
         now: Instant,
         sample: &str,
     ) -> Verdict {
         let address = target.addr();
-        match self.window.record(origin, address, now) {
+        match self.window.record(origin, address, now, count) {
             Count::Below(failures) => Verdict::Counted { address, failures },
             Count::Reached(failures) => Verdict::Offence(Offence {
                 target,
@@ -379,6 +385,7 @@ fn fail2ban_match(matcher: &mut Fail2banMatcher, own: &Filter, record: &LogRecor
         host: host.to_canonical(),
         user: out.user,
         failregex,
+        count: 1,
     }
 }
 

@@ -110,6 +110,12 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
 
     /// Records a failure of `address` at `now`.
     pub fn record(&mut self, address: K, now: Instant) -> Count {
+        self.record_n(address, now, 1)
+    }
+
+    /// Records `n` failures of `address` at `now` (a line that reports several attempts).
+    /// More than maxretry at once change nothing: the count is capped there.
+    pub fn record_n(&mut self, address: K, now: Instant, n: u32) -> Count {
         self.epoch.get_or_insert(now);
         let now = self.tick(now);
         if !self.failures.contains_key(&address) {
@@ -118,7 +124,9 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
         let findtime = self.findtime_ticks;
         let times = self.failures.entry(address).or_default();
         times.retain(|&t| now.saturating_sub(t) < findtime);
-        times.push(now);
+        for _ in 0..n.clamp(1, self.maxretry) {
+            times.push(now);
+        }
         let count = times.len();
         if count >= self.maxretry as usize {
             self.failures.remove(&address);
@@ -415,5 +423,16 @@ mod tests {
             ));
         }
         assert!(w.queued <= 1024 + 2, "{} queue entries", w.queued);
+    }
+
+    #[test]
+    fn several_attempts_at_once_count_each_up_to_maxretry() {
+        let t0 = Instant::now();
+        let mut w = FailureWindow::new(5, Duration::from_secs(600), 100);
+        assert_eq!(w.record_n(ip("198.51.100.1"), t0, 3), Count::Below(3));
+        // The offence says how many attempts there were: 6.
+        assert_eq!(w.record_n(ip("198.51.100.1"), t0, 3), Count::Reached(6));
+        // More than maxretry in one line bans at maxretry, not beyond.
+        assert_eq!(w.record_n(ip("198.51.100.2"), t0, 50), Count::Reached(5));
     }
 }

@@ -118,6 +118,7 @@ pub(super) enum Hit {
         jail: usize,
         generation: u64,
         target: Target,
+        count: u32,
         origin: Origin,
         origin_name: Option<Arc<str>>,
         at: Instant,
@@ -253,10 +254,11 @@ pub(super) fn match_message(
                 }
                 tally.ignored[index] += 1;
             }
-            Classified::Failure(target) => found.push(Hit::Failure {
+            Classified::Failure(target, count) => found.push(Hit::Failure {
                 jail: index,
                 generation: matchers.generation,
                 target,
+                count,
                 origin: message.origin,
                 origin_name: origin_name(),
                 at: message.received,

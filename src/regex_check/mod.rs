@@ -39,11 +39,18 @@ pub struct LineResult<Host = IpAddr> {
     pub host: Option<Host>,
     /// The `user` capture of a match.
     pub user: Option<String>,
+    /// Attempts the line counts for (a pattern's `count` group); shown only when not 1.
+    #[serde(skip_serializing_if = "is_one")]
+    pub count: u32,
     /// A failregex matched but ignoreregex vetoed it.
     pub ignored: bool,
     /// Which failregex matched (0-based), for matches and ignored lines.
     #[serde(skip)]
     pub failregex: Option<usize>,
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The result for one input line under a fail2ban filter.
@@ -77,6 +84,7 @@ impl<Host> LineResult<Host> {
             matched: false,
             host: None,
             user: None,
+            count: 1,
             ignored: false,
             failregex: None,
         }
@@ -138,11 +146,13 @@ pub fn check_line(filter: &Filter, number: usize, line: &str, now: DateTime<Utc>
             host,
             user,
             failregex,
+            count,
         } => {
             result.matched = true;
             result.host = Some(host);
             result.user = user;
             result.failregex = Some(failregex);
+            result.count = count;
         }
     }
     result

@@ -9,10 +9,11 @@ use ipnet::IpNet;
 
 use super::Compiler;
 use crate::config::duration::{ParsedDuration, RawDuration};
-use crate::config::raw::{self, RawIncrement, RawJail, RawJailSettings};
+use crate::config::raw::{self, RawIncrement, RawJail, RawJailSettings, RawMode};
 use crate::config::types::*;
 use crate::fail2ban::{self, FilterSpec};
 use crate::jail::filter::Filter;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 impl Compiler<'_> {
@@ -209,6 +210,55 @@ impl Compiler<'_> {
     }
 
     /// Compiles one jail; returns it with its `enabled` flag.
+    /// The patterns `mode` adds to a jail's failregex: its own and those of the modes it
+    /// includes (each once). `normal` adds nothing unless the jail defines it.
+    fn mode_patterns(
+        &mut self,
+        prefix: &str,
+        mode: &str,
+        modes: &BTreeMap<String, RawMode>,
+    ) -> Option<Vec<String>> {
+        if mode == "normal" && !modes.contains_key("normal") {
+            return Some(Vec::new());
+        }
+        if !modes.contains_key(mode) {
+            let mut known: Vec<&str> = modes.keys().map(String::as_str).collect();
+            if !known.contains(&"normal") {
+                known.insert(0, "normal");
+            }
+            self.error(
+                &format!("{prefix}.mode"),
+                format!(
+                    "\"{mode}\" is not a mode of this jail (it has: {})",
+                    known.join(", ")
+                ),
+            );
+            return None;
+        }
+        let mut order = Vec::new();
+        let mut todo = vec![mode.to_string()];
+        while let Some(next) = todo.pop() {
+            if order.contains(&next) {
+                continue;
+            }
+            let Some(this) = modes.get(&next) else {
+                self.error(
+                    &format!("{prefix}.modes.{mode}.includes"),
+                    format!("includes \"{next}\", which is not a mode of this jail"),
+                );
+                return None;
+            };
+            todo.extend(this.includes.iter().flatten().rev().cloned());
+            order.push(next);
+        }
+        Some(
+            order
+                .iter()
+                .flat_map(|m| modes[m].failregex.iter().flatten().cloned())
+                .collect(),
+        )
+    }
+
     pub(in crate::config) fn jail(
         &mut self,
         name: &str,
@@ -295,7 +345,23 @@ impl Compiler<'_> {
                 );
             }
         }
-        let failregex = raw.failregex.clone().unwrap_or_default();
+        let mut failregex = raw.failregex.clone().unwrap_or_default();
+        match (&raw.fail2ban_filter, raw.mode.as_deref()) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    &format!("{prefix}.mode"),
+                    "a jail with fail2ban_filter takes its mode in the filter's options: \
+                     fail2ban_filter = \"…/sshd.conf[mode=aggressive]\"",
+                );
+                return None;
+            }
+            (None, mode) => {
+                let modes = raw.modes.clone().unwrap_or_default();
+                let extra = self.mode_patterns(&prefix, mode.unwrap_or("normal"), &modes)?;
+                failregex.extend(extra);
+            }
+            (Some(_), None) => {}
+        }
         let ignoreregex = raw.ignoreregex.clone().unwrap_or_default();
         let compiled = if fail2ban.is_some() {
             Filter::ignore_only(&ignoreregex)
