@@ -17,5 +17,7 @@ mod layers;
 mod inprocess;
 // The packaged man pages are the CLI's current ones.
 mod manpages;
+// Real daemons' lines under real attacks (the capture lab's fixtures) through the shipped jails.
+mod real_captures;
 // `syslog2ban regex` as a user runs it.
 mod regex_cli;

@@ -78,6 +78,11 @@ pub enum FilterMatch {
         /// Attempts the line reports (its `count` group, 1 to [`MAX_COUNT_PER_LINE`]); 1
         /// when the pattern has no such group.
         count: u32,
+        /// The client's port (`port` group): with the address, the line's connection.
+        port: Option<u16>,
+        /// The line ends a connection and counts only if nothing of that connection counted
+        /// before (the pattern's `(?P<followup>)` group).
+        followup: bool,
     },
 }
 
@@ -163,6 +168,11 @@ struct FailPattern {
     user: Option<usize>,
     /// Group number of `count`: a line that reports several attempts ("3 attempts").
     count: Option<usize>,
+    /// Group number of `port`: the client's port, which names its connection.
+    port: Option<usize>,
+    /// The pattern has an empty `(?P<followup>)` group: its line ends a connection and counts
+    /// only if nothing of that connection counted before.
+    followup: bool,
 }
 
 /// The most attempts one line may count: a daemon reporting more is capped, so a forged
@@ -174,6 +184,7 @@ struct Captured {
     host: IpAddr,
     user: Option<String>,
     count: u32,
+    port: Option<u16>,
 }
 
 impl FailPattern {
@@ -188,6 +199,8 @@ impl FailPattern {
         let host = group("host").unwrap_or(usize::MAX);
         let user = group("user");
         let count = group("count");
+        let port = group("port");
+        let followup = group("followup").is_some();
         FailPattern {
             unicode,
             ascii,
@@ -195,12 +208,14 @@ impl FailPattern {
             host,
             user,
             count,
+            port,
+            followup,
         }
     }
 
     /// The address, user and count of a match. `ascii` says the message is pure ASCII.
     fn capture(&self, message: &str, ascii: bool) -> Option<Captured> {
-        let (host, user, count) = match (&self.ascii, ascii) {
+        let (host, user, count, port) = match (&self.ascii, ascii) {
             (Some(regex), true) => {
                 let caps = regex.captures(message.as_bytes())?;
                 // ASCII text: every byte offset is a char boundary.
@@ -209,13 +224,23 @@ impl FailPattern {
                         .and_then(|i| caps.get(i))
                         .and_then(|m| message.get(m.range()))
                 };
-                (text(Some(self.host))?, text(self.user), text(self.count))
+                (
+                    text(Some(self.host))?,
+                    text(self.user),
+                    text(self.count),
+                    text(self.port),
+                )
             }
             _ => {
                 let caps = self.unicode.captures(message)?;
                 let text =
                     |group: Option<usize>| group.and_then(|i| caps.get(i)).map(|m| m.as_str());
-                (text(Some(self.host))?, text(self.user), text(self.count))
+                (
+                    text(Some(self.host))?,
+                    text(self.user),
+                    text(self.count),
+                    text(self.port),
+                )
             }
         };
         // No count group: one attempt. A count that is not a number counts once; a number
@@ -232,6 +257,7 @@ impl FailPattern {
             host: host.parse().ok()?,
             user: user.map(str::to_string),
             count,
+            port: port.and_then(|p| p.parse().ok()),
         })
     }
 }
@@ -382,6 +408,8 @@ impl Filter {
             user: captured.user,
             failregex: index,
             count: captured.count,
+            port: captured.port,
+            followup: self.fail[index].followup,
         }
     }
 }
@@ -501,6 +529,8 @@ mod tests {
                 user: Some("bob".into()),
                 failregex: 1,
                 count: 1,
+                port: None,
+                followup: false,
             }
         );
     }
@@ -574,6 +604,8 @@ mod tests {
                 user,
                 failregex,
                 count: 1,
+                port: None,
+                followup: false,
             },
         }
     }

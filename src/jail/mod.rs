@@ -7,6 +7,7 @@
 // Reads network or config input: a byte index inside a UTF-8 character would panic.
 #![deny(clippy::string_slice)]
 
+mod connections;
 pub mod filter;
 
 pub mod window;
@@ -22,6 +23,7 @@ use crate::fail2ban::Fail2banMatcher;
 use crate::input::Origin;
 use crate::parse::LogRecord;
 pub use crate::target::Target;
+use connections::ConnectionMemory;
 use filter::{Filter, FilterMatch};
 use window::{Count, FailureWindow};
 
@@ -70,9 +72,30 @@ pub enum Classified {
     NoMatch,
     /// ignoreregex or ignoreip excluded it.
     Ignored,
-    /// A failure of this address (or prefix, when the jail counts by prefix), and how many
-    /// attempts the line reports (1 unless its pattern captures a `count`).
-    Failure(Target, u32),
+    /// A failure of this address (or prefix, when the jail counts by prefix), and what the
+    /// line says about its attempts.
+    Failure(Target, Attempts),
+}
+
+/// What one failure line is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempts {
+    /// Attempts the line reports (1 unless its pattern captures a `count`).
+    pub count: u32,
+    /// The client's port: with the address, the connection the line belongs to.
+    pub port: Option<u16>,
+    /// Counts only if nothing of its connection counted before (a "closed while
+    /// authenticating" line after "Failed password" lines of the same connection).
+    pub followup: bool,
+}
+
+impl Attempts {
+    /// One attempt, no connection known.
+    pub const ONE: Attempts = Attempts {
+        count: 1,
+        port: None,
+        followup: false,
+    };
 }
 
 /// The stateless part of turning a match into a failure: ignoreip, and the prefix an address
@@ -97,10 +120,23 @@ impl Classifier {
 
     /// ignoreip, then the counting prefix.
     pub fn classify(&self, matched: FilterMatch) -> Classified {
-        let (address, count) = match matched {
+        let (address, attempts) = match matched {
             FilterMatch::None => return Classified::NoMatch,
             FilterMatch::Ignored { .. } => return Classified::Ignored,
-            FilterMatch::Failure { host, count, .. } => (host, count),
+            FilterMatch::Failure {
+                host,
+                count,
+                port,
+                followup,
+                ..
+            } => (
+                host,
+                Attempts {
+                    count,
+                    port,
+                    followup,
+                },
+            ),
         };
         if self.ignoreip.iter().any(|net| net.contains(&address)) {
             return Classified::Ignored;
@@ -110,7 +146,7 @@ impl Classifier {
             IpAddr::V4(_) => Target::new(address, self.prefix4),
             IpAddr::V6(_) => Target::new(address, self.prefix6),
         };
-        Classified::Failure(target, count)
+        Classified::Failure(target, attempts)
     }
 }
 
@@ -125,6 +161,8 @@ pub struct Jail {
     classifier: Classifier,
     window: Windows,
     findtime: Duration,
+    /// Connections that counted, for follow-up lines.
+    connections: ConnectionMemory,
 }
 
 /// Failures counted across origins (the default: an attacker spraying many servers adds up),
@@ -212,6 +250,7 @@ impl Jail {
             classifier: Classifier::new(config),
             window: Windows::new(config),
             findtime: config.findtime,
+            connections: ConnectionMemory::new(connections::REMEMBERED),
         }
     }
 
@@ -282,8 +321,8 @@ impl Jail {
         match self.classifier.classify(matched) {
             Classified::NoMatch => Verdict::NoMatch,
             Classified::Ignored => Verdict::Ignored,
-            Classified::Failure(target, count) => {
-                self.record(target, count, origin, now, &record.message)
+            Classified::Failure(target, attempts) => {
+                self.record(target, attempts, origin, now, &record.message)
             }
         }
     }
@@ -295,18 +334,25 @@ impl Jail {
         self.fail2ban.is_some()
     }
 
-    /// Counts a failure that was matched and classified elsewhere: `count` attempts (a line
-    /// that reports several counts them all).
+    /// Counts a failure that was matched and classified elsewhere: `attempts.count` attempts (a
+    /// line that reports several counts them all), or none for a follow-up line of a
+    /// connection that already counted.
     pub fn record(
         &mut self,
         target: Target,
-        count: u32,
+        attempts: Attempts,
         origin: Origin,
         now: Instant,
         sample: &str,
     ) -> Verdict {
         let address = target.addr();
-        match self.window.record(origin, address, now, count) {
+        if let Some(port) = attempts.port {
+            let seen = self.connections.remember(address, port, now, self.findtime);
+            if attempts.followup && seen {
+                return Verdict::Ignored;
+            }
+        }
+        match self.window.record(origin, address, now, attempts.count) {
             Count::Below(failures) => Verdict::Counted { address, failures },
             Count::Reached(failures) => Verdict::Offence(Offence {
                 target,
@@ -386,6 +432,8 @@ fn fail2ban_match(matcher: &mut Fail2banMatcher, own: &Filter, record: &LogRecor
         user: out.user,
         failregex,
         count: 1,
+        port: None,
+        followup: false,
     }
 }
 

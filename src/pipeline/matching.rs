@@ -118,7 +118,7 @@ pub(super) enum Hit {
         jail: usize,
         generation: u64,
         target: Target,
-        count: u32,
+        attempts: crate::jail::Attempts,
         origin: Origin,
         origin_name: Option<Arc<str>>,
         at: Instant,
@@ -254,11 +254,11 @@ pub(super) fn match_message(
                 }
                 tally.ignored[index] += 1;
             }
-            Classified::Failure(target, count) => found.push(Hit::Failure {
+            Classified::Failure(target, attempts) => found.push(Hit::Failure {
                 jail: index,
                 generation: matchers.generation,
                 target,
-                count,
+                attempts,
                 origin: message.origin,
                 origin_name: origin_name(),
                 at: message.received,

@@ -82,12 +82,12 @@ impl Windows {
         let verdict = match hit {
             Hit::Failure {
                 target,
-                count,
+                attempts,
                 origin,
                 at,
                 sample,
                 ..
-            } => jail.record(target, count, origin, at, &sample),
+            } => jail.record(target, attempts, origin, at, &sample),
             Hit::Record {
                 record, origin, at, ..
             } => jail.process(&record, origin, at),

@@ -147,6 +147,7 @@ pub fn check_line(filter: &Filter, number: usize, line: &str, now: DateTime<Utc>
             user,
             failregex,
             count,
+            ..
         } => {
             result.matched = true;
             result.host = Some(host);
