@@ -135,26 +135,32 @@ fn attempt_of<'a>(s: &'a Scenario, id: &Option<String>) -> Option<&'a Attempt> {
         .and_then(|id| s.attempts.iter().find(|a| &a.id == id))
 }
 
-#[test]
-fn sshd_counts_real_attacks_as_documented_and_sees_what_fail2ban_sees() {
-    let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conf.d/sshd.toml");
+/// One service's jail over its scenarios: fails on any attempt that does not count what
+/// `expected` says, on a counted line outside an attempt or with another address, and when
+/// fail2ban's filter (in its most thorough mode) sees more attacker attempts than ours.
+struct Service<'a> {
+    jail_file: &'a str,
+    jail: &'a str,
+    mode: Option<&'a str>,
+    fail2ban: &'a str,
+    scenarios: &'a [&'a str],
+    /// The attempt kinds this jail is for (others belong to another jail and must count 0).
+    kinds: &'a dyn Fn(&str) -> bool,
+    expected: &'a dyn Fn(&str, &Scenario, &Attempt) -> (u32, &'static str),
+}
+
+fn score(service: &Service) -> (Vec<String>, Vec<String>) {
+    let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(service.jail_file);
     let mut report = Vec::new();
     let mut failures = Vec::new();
-    for name in [
-        "sshd-password-info",
-        "sshd-password-verbose",
-        "sshd-pubkey-only-info",
-        "sshd-pubkey-only-verbose",
-    ] {
+    for &name in service.scenarios {
         let s = scenario(name);
-        let publickey_only = name.contains("pubkey-only");
-        let mode = "aggressive";
         let mut config = syslog2ban::config::load_jails_in_mode(
             std::slice::from_ref(&conf),
-            Some("sshd"),
-            Some(mode),
+            Some(service.jail),
+            service.mode,
         )
-        .expect("sshd jail loads")
+        .expect("the jail loads")
         .remove(0);
         // Count everything: no ban ends an address's count, no address is ignored.
         config.maxretry = 1_000_000;
@@ -191,16 +197,16 @@ fn sshd_counts_real_attacks_as_documented_and_sees_what_fail2ban_sees() {
                 Some(a) => *ours.entry(a.id.clone()).or_default() += count,
             }
         }
-        // fail2ban's sshd filter in its most thorough mode, on the RFC 3164 form of the lines.
-        let f2b = Path::new("/etc/fail2ban/filter.d/sshd.conf");
+        // fail2ban's own filter in its most thorough mode, on the RFC 3164 form of the lines.
         let mut theirs: BTreeMap<String, u32> = BTreeMap::new();
+        let f2b = Path::new("/etc/fail2ban/filter.d").join(service.fail2ban);
         if f2b.is_file() {
             let spec = syslog2ban::fail2ban::FilterSpec::parse(&format!(
                 "{}[mode=aggressive]",
                 f2b.display()
             ))
             .expect("spec");
-            let filter = syslog2ban::fail2ban::load(&spec).expect("fail2ban's sshd.conf loads");
+            let filter = syslog2ban::fail2ban::load(&spec).expect("fail2ban's filter loads");
             let mut matcher =
                 syslog2ban::fail2ban::Fail2banMatcher::new(std::sync::Arc::new(filter));
             for (n, line) in s.lines3164.iter().enumerate() {
@@ -219,10 +225,12 @@ fn sshd_counts_real_attacks_as_documented_and_sees_what_fail2ban_sees() {
         let mut benign_counted = 0;
         for a in &s.attempts {
             let got = ours.get(&a.id).copied().unwrap_or(0);
-            let invalid_user = s.lines.iter().any(|(line, label)| {
-                label.as_deref() == Some(a.id.as_str()) && line.contains("  Invalid user ")
-            });
-            let (want, why) = expected(publickey_only, invalid_user, a);
+            let ours_kind = a.benign || (service.kinds)(&a.kind);
+            let (want, why) = if ours_kind {
+                (service.expected)(name, &s, a)
+            } else {
+                (0, "another service's attempt")
+            };
             if got != want {
                 failures.push(format!(
                     "{name} {} ({}, {} guesses, {} connections): counted {got}, expected {want} \
@@ -234,6 +242,9 @@ fn sshd_counts_real_attacks_as_documented_and_sees_what_fail2ban_sees() {
                 benign_counted += got;
                 continue;
             }
+            if !ours_kind {
+                continue;
+            }
             attackers += 1;
             counted += got;
             made += want;
@@ -241,18 +252,74 @@ fn sshd_counts_real_attacks_as_documented_and_sees_what_fail2ban_sees() {
             f2b_seen += u32::from(theirs.get(&a.id).copied().unwrap_or(0) > 0);
         }
         report.push(format!(
-            "{name:<26} mode {mode:<10} attempts counted {counted}/{made}, attacker attempts seen \
-             {seen}/{attackers} (fail2ban aggressive: {f2b_seen}/{attackers}), benign failures \
-             counted {benign_counted}"
+            "{name:<30} {} mode {:<10} attempts counted {counted}/{made}, attacker attempts seen \
+             {seen}/{attackers} (fail2ban {} aggressive: {f2b_seen}/{attackers}), benign failures \
+             counted {benign_counted}",
+            service.jail,
+            service.mode.unwrap_or("normal"),
+            service.fail2ban,
         ));
         if !theirs.is_empty() && seen < f2b_seen {
             failures.push(format!(
-                "{name}: fail2ban's aggressive sshd filter sees {f2b_seen} attacker attempts, ours {seen}"
+                "{name}: fail2ban's {} sees {f2b_seen} attacker attempts, ours {seen}",
+                service.fail2ban
             ));
         }
     }
+    (report, failures)
+}
+
+fn check(service: &Service) {
+    let (report, failures) = score(service);
     for line in &report {
         println!("{line}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn sshd_counts_real_attacks_as_documented_and_sees_what_fail2ban_sees() {
+    let is_invalid_user = |s: &Scenario, a: &Attempt| {
+        s.lines.iter().any(|(line, label)| {
+            label.as_deref() == Some(a.id.as_str()) && line.contains("  Invalid user ")
+        })
+    };
+    check(&Service {
+        jail_file: "conf.d/sshd.toml",
+        jail: "sshd",
+        mode: Some("aggressive"),
+        fail2ban: "sshd.conf",
+        scenarios: &[
+            "sshd-password-info",
+            "sshd-password-verbose",
+            "sshd-pubkey-only-info",
+            "sshd-pubkey-only-verbose",
+        ],
+        kinds: &|_| true,
+        expected: &|name, s, a| expected(name.contains("pubkey-only"), is_invalid_user(s, a), a),
+    });
+}
+
+#[test]
+fn dovecot_counts_each_password_of_a_connection() {
+    let login = |kind: &str| kind.starts_with("imap-login") || kind.starts_with("pop3-login");
+    check(&Service {
+        jail_file: "conf.d/dovecot.toml",
+        jail: "dovecot",
+        mode: None,
+        fail2ban: "dovecot.conf",
+        scenarios: &["postfix-dovecot", "postfix-dovecot-auth-verbose"],
+        kinds: &login,
+        expected: &|_, _, a| match a.kind.as_str() {
+            k if k.ends_with("-login-fail") || k.ends_with("-login-fail-multi") => (
+                a.guesses,
+                "each password: the connection's line says \"auth failed, N attempts\"",
+            ),
+            // IMAP: a typo then the right password in one connection leaves no failure line
+            // (Dovecot logs the login only); POP3's typo is its own connection and counts.
+            "benign-typo" if a.connections == 2 => (1, "a wrong POP3 password"),
+            "benign-typo" | "benign-login" => (0, "Dovecot logs no failure for it"),
+            other => panic!("no expectation for {other}"),
+        },
+    });
 }
