@@ -102,9 +102,48 @@ fn parse_text(text: &str, now: DateTime<Utc>) -> Result<LogRecordRef<'_>, ParseE
     }
     let (priority, rest) = split_priority(text).ok_or(ParseError::BadPriority)?;
     if let Some(after_version) = rest.strip_prefix("1 ") {
-        return rfc5424::parse(text, priority, after_version);
+        return rfc5424::parse(text, priority, after_version).map(unwrap_doubled_host);
     }
-    Ok(rfc3164::parse(Some(priority), rest, now))
+    Ok(unwrap_doubled_host(rfc3164::parse(
+        Some(priority),
+        rest,
+        now,
+    )))
+}
+
+/// A daemon that writes its own host name into its `/dev/log` datagrams (nginx's
+/// `syslog:server=unix:/dev/log` does) reaches us through rsyslog with that name taken for
+/// its tag: HOST and program are the same word and the message starts with the real
+/// `tag[pid]: `. That tag is the program. Only then: a program named like its host is left
+/// alone when the message does not start with a tag.
+fn unwrap_doubled_host(record: LogRecordRef<'_>) -> LogRecordRef<'_> {
+    if record.host != Some(record.program) || record.program.is_empty() {
+        return record;
+    }
+    let Some((tag, message)) = record.message.split_once(": ") else {
+        return record;
+    };
+    let (name, pid) = match tag.split_once('[') {
+        Some((name, rest)) => match rest.strip_suffix(']').map(str::parse::<u32>) {
+            Some(Ok(pid)) => (name, Some(pid)),
+            _ => return record,
+        },
+        None => (tag, record.pid),
+    };
+    let plausible = !name.is_empty()
+        && name.len() <= 48
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'));
+    if !plausible {
+        return record;
+    }
+    LogRecordRef {
+        program: name,
+        pid,
+        message,
+        ..record
+    }
 }
 
 /// Parses one line of a classic syslog file (`Nov 25 08:32:44 host prog[pid]: msg`), or a raw
@@ -123,7 +162,7 @@ pub fn parse_line_ref(line: &str, now: DateTime<Utc>) -> Result<LogRecordRef<'_>
     if trimmed.trim().is_empty() {
         return Err(ParseError::Empty);
     }
-    Ok(rfc3164::parse(None, trimmed, now))
+    Ok(unwrap_doubled_host(rfc3164::parse(None, trimmed, now)))
 }
 
 /// `<38>rest` → (38, "rest").

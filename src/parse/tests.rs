@@ -249,3 +249,33 @@ fn truncated_headers_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_host_name_taken_for_the_tag_gives_way_to_the_real_tag() {
+    let now = Utc::now();
+    // nginx through rsyslog: HOST and APP-NAME are the host, MSG starts with `nginx: `.
+    let r = parse_syslog(
+        b"<187>1 2026-12-03T21:00:25.076222+00:00 lab-server lab-server - - -  nginx: 2026/12/03 21:00:25 [error] 15057#15057: *1 user \"alice\": password mismatch, client: 198.51.100.66",
+        now,
+    )
+    .unwrap();
+    assert_eq!(r.program, "nginx");
+    assert!(
+        r.message.starts_with("2026/12/03 21:00:25 [error]"),
+        "{}",
+        r.message
+    );
+    let r = parse_syslog(b"<187>Dec  3 21:00:25 web1 web1 nginx[42]: hello", now).unwrap();
+    assert_eq!(
+        (r.program.as_str(), r.pid, r.message.as_str()),
+        ("nginx", Some(42), "hello")
+    );
+    // A program named like its host, whose message starts with no tag, stays.
+    let r = parse_syslog(b"<13>Dec  3 21:00:25 backup backup: done in 3 s", now).unwrap();
+    assert_eq!(r.program, "backup");
+    let r = parse_syslog(b"<13>Dec  3 21:00:25 web1 web1: key: value", now).unwrap();
+    assert_eq!((r.program.as_str(), r.message.as_str()), ("key", "value"));
+    // Another host's message is never touched.
+    let r = parse_syslog(b"<13>Dec  3 21:00:25 web1 cron: nginx: x", now).unwrap();
+    assert_eq!(r.program, "cron");
+}
