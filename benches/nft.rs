@@ -72,7 +72,8 @@ fn apply(c: &mut Criterion) {
         .and_then(|mut child| {
             use std::io::Write as _;
             let mut stdin = child.stdin.take().expect("piped");
-            stdin.write_all(setup_script(TABLE).as_bytes())?;
+            stdin
+                .write_all(setup_script(TABLE, syslog2ban::config::Hooks::default()).as_bytes())?;
             drop(stdin);
             child.wait()
         })

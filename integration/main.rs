@@ -11,6 +11,7 @@
 //! resends counted once, malformed uploads refused with the right status).
 //! `attest.rs`: the firewall holds what `banned` says: drift repaired, one owner, no restart window.
 //! `hostile.rs`: hostile senders: foreign bytes in headers, one host flooding every listener.
+//! `forward.rs`: `hook = "forward"` drops an attacker's routed traffic, not the router's own.
 //! `package.rs`: the Debian package built, installed, started as its unit says, banning.
 //! `state.rs`: durable ban state across restarts and `kill -9` (SQLite store, restore into nft,
 //! permanent bans, recidive, growing bantimes).
@@ -21,6 +22,7 @@
 mod attest;
 mod fleet;
 mod fleet_lab;
+mod forward;
 mod hostile;
 mod inputs;
 mod journal;

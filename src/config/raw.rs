@@ -279,6 +279,8 @@ pub struct RawBan {
     pub backend: Option<String>,
     /// nft table name, family inet (default `syslog2ban`).
     pub table: Option<String>,
+    /// Hooks of the drop rules: "input" (default), "forward" or "both".
+    pub hook: Option<String>,
     /// Leave the nft table (and its bans) in place when the daemon stops (default true).
     pub keep_table: Option<bool>,
     /// How often the local table is compared with the active bans (default "60s").
@@ -349,4 +351,6 @@ pub struct RawTarget {
     pub queue_limit: Option<i64>,
     /// nft table on this host (default: `[ban] table`).
     pub table: Option<String>,
+    /// Hooks of its drop rules (default: `[ban] hook`).
+    pub hook: Option<String>,
 }

@@ -323,6 +323,8 @@ pub struct BanConfig {
     pub backend: Backend,
     /// nft table (family inet).
     pub table: TableName,
+    /// The hooks whose traffic the drop rules see.
+    pub hooks: Hooks,
     /// Keep the table when stopping (the next start adopts it: no window without bans).
     pub keep_table: bool,
     /// How often the local table is read and made to hold exactly the active bans.
@@ -332,6 +334,54 @@ pub struct BanConfig {
     pub collector: String,
     /// The nft binary.
     pub nft: PathBuf,
+}
+
+/// Which netfilter hooks the table's drop rules sit in: `input` (traffic to this host, the
+/// default), `forward` (traffic routed through it: containers behind Docker's published ports,
+/// VMs, a router), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hooks {
+    /// Traffic to this host.
+    pub input: bool,
+    /// Traffic routed through this host.
+    pub forward: bool,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            input: true,
+            forward: false,
+        }
+    }
+}
+
+impl Hooks {
+    /// `"input"`, `"forward"` or `"both"`.
+    pub fn parse(text: &str) -> Result<Hooks, String> {
+        match text {
+            "input" => Ok(Hooks::default()),
+            "forward" => Ok(Hooks {
+                input: false,
+                forward: true,
+            }),
+            "both" => Ok(Hooks {
+                input: true,
+                forward: true,
+            }),
+            other => Err(format!(
+                "\"{other}\" is not a hook choice; use \"input\", \"forward\" or \"both\""
+            )),
+        }
+    }
+
+    /// The chains, by hook name.
+    pub fn names(&self) -> Vec<&'static str> {
+        [("input", self.input), ("forward", self.forward)]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect()
+    }
 }
 
 /// An nft table name syslog2ban accepts: a letter, then letters, digits and `_` (64 at most).
@@ -457,6 +507,8 @@ pub struct TargetConfig {
     pub queue_limit: usize,
     /// The nft table managed on this host, when not `[ban] table`.
     pub table: Option<TableName>,
+    /// The hooks of its table's drop rules (default: `[ban] hook`).
+    pub hooks: Option<Hooks>,
 }
 
 impl TargetConfig {
@@ -469,6 +521,7 @@ impl TargetConfig {
             port: 22,
             user: "root".into(),
             identity: None,
+            hooks: None,
             known_hosts: None,
             ssh_config: None,
             sudo: false,

@@ -149,6 +149,7 @@ pub async fn run(
             config.ban.nft.clone(),
             config.ban.table.clone(),
             config.ban.keep_table,
+            config.ban.hooks,
         )
     };
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
@@ -423,6 +424,7 @@ fn remote_targets(config: &Config) -> Result<Vec<RemoteTarget>, DaemonError> {
             RemoteTarget::new(
                 t.clone(),
                 &config.ban.table,
+                config.ban.hooks,
                 &config.ban.collector,
                 control_dir.clone(),
             )

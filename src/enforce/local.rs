@@ -286,7 +286,10 @@ fn reconciled(metrics: &TargetMetrics, attested: Attested) {
 
 /// Reads the table, re-creates what is missing, and applies the difference to `desired`.
 async fn reconcile(firewall: &Firewall, desired: &Desired) -> Result<Attested, NftError> {
-    let Firewall::Nftables { nft, table, .. } = firewall else {
+    let Firewall::Nftables {
+        nft, table, hooks, ..
+    } = firewall
+    else {
         return Ok(Attested {
             present: 0,
             fixes: 0,
@@ -294,10 +297,10 @@ async fn reconcile(firewall: &Firewall, desired: &Desired) -> Result<Attested, N
     };
     let mut repaired = 0;
     let listing = match nft::list(nft, table).await {
-        Ok(json) if reconcile::is_complete(&json) => json,
+        Ok(json) if reconcile::is_complete(&json, *hooks) => json,
         _ => {
             // Gone or partly gone: the setup creates what is missing and keeps elements.
-            nft::apply(nft, &nft::setup_script(table)).await?;
+            nft::apply(nft, &nft::setup_script(table, *hooks)).await?;
             repaired = 1;
             nft::list(nft, table).await?
         }

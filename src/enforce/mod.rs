@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::ban::{BanCommand, Place};
-use crate::config::{TableName, TargetName};
+use crate::config::{Hooks, TableName, TargetName};
 use crate::metrics::Metrics;
 use nft::{ElementChange, NftError};
 pub use remote::RemoteTarget;
@@ -40,6 +40,8 @@ pub enum Firewall {
         table: TableName,
         /// Keep the table on stop.
         keep_table: bool,
+        /// The hooks of the drop rules.
+        hooks: Hooks,
         /// Single-address batches, straight to the kernel.
         netlink: Arc<std::sync::Mutex<netlink::Netlink>>,
         /// The long-running nft that applies the other batches (prefixes), one at a time.
@@ -51,7 +53,7 @@ pub enum Firewall {
 
 impl Firewall {
     /// A local nftables table managed through a long-running nft.
-    pub fn nftables(nft: PathBuf, table: TableName, keep_table: bool) -> Self {
+    pub fn nftables(nft: PathBuf, table: TableName, keep_table: bool, hooks: Hooks) -> Self {
         let session = Arc::new(tokio::sync::Mutex::new(session::NftSession::new(
             &table,
             session::local_spawner(nft.clone()),
@@ -60,6 +62,7 @@ impl Firewall {
             nft,
             table,
             keep_table,
+            hooks,
             netlink: Arc::default(),
             session,
         }
@@ -69,16 +72,18 @@ impl Firewall {
     /// kept by a previous run is adopted untouched: its bans stay enforced throughout.
     pub async fn setup(&self) -> Result<(), NftError> {
         match self {
-            Firewall::Nftables { nft, table, .. } => {
+            Firewall::Nftables {
+                nft, table, hooks, ..
+            } => {
                 if nft::list(nft, table)
                     .await
-                    .is_ok_and(|json| reconcile::is_complete(&json))
+                    .is_ok_and(|json| reconcile::is_complete(&json, *hooks))
                 {
                     info!(%table, "nftables table kept by the previous run adopted");
                     return Ok(());
                 }
-                nft::apply(nft, &nft::setup_script(table)).await?;
-                info!(%table, "nftables table ready");
+                nft::apply(nft, &nft::setup_script(table, *hooks)).await?;
+                info!(%table, hooks = ?hooks.names(), "nftables table ready");
                 Ok(())
             }
             Firewall::Log => {

@@ -2,6 +2,7 @@
 //! text for one `nft -f -` run. Rendering is pure; `apply` runs nft with the script on stdin
 //! (never through a shell, and addresses are typed `Target`s, so no log text reaches nft).
 
+use crate::config::Hooks;
 use crate::target::Target;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -52,22 +53,41 @@ pub enum ElementChange {
     Remove(Target),
 }
 
-/// The table, its two sets and the drop rules. Re-running it keeps existing elements (the
-/// sets are only created when missing), so a restarted daemon keeps the kernel's bans.
-pub fn setup_script(table: &str) -> String {
-    format!(
+/// The table, its four sets and the drop rules in a chain per hook (`input`, `forward`,
+/// named after their hook). Re-running it keeps existing elements (the sets are only created
+/// when missing), so a restarted daemon keeps the kernel's bans; a chain of a hook no longer
+/// wanted is removed (added first, so the delete cannot fail and abort the batch).
+pub fn setup_script(table: &str, hooks: Hooks) -> String {
+    let mut script = format!(
         "add table inet {table}\n\
          add set inet {table} {SET_V4} {{ type ipv4_addr; flags timeout; }}\n\
          add set inet {table} {SET_V6} {{ type ipv6_addr; flags timeout; }}\n\
          add set inet {table} {SET_NET4} {{ type ipv4_addr; flags interval, timeout; }}\n\
-         add set inet {table} {SET_NET6} {{ type ipv6_addr; flags interval, timeout; }}\n\
-         add chain inet {table} input {{ type filter hook input priority filter - 10; policy accept; }}\n\
-         flush chain inet {table} input\n\
-         add rule inet {table} input ip saddr @{SET_V4} drop\n\
-         add rule inet {table} input ip6 saddr @{SET_V6} drop\n\
-         add rule inet {table} input ip saddr @{SET_NET4} drop\n\
-         add rule inet {table} input ip6 saddr @{SET_NET6} drop\n"
-    )
+         add set inet {table} {SET_NET6} {{ type ipv6_addr; flags interval, timeout; }}\n"
+    );
+    for (hook, wanted) in [("input", hooks.input), ("forward", hooks.forward)] {
+        // Before the distribution's own filter chains (priority filter), so Docker's or
+        // firewalld's accept rules cannot let a banned address through first.
+        script.push_str(&format!(
+            "add chain inet {table} {hook} {{ type filter hook {hook} priority filter - 10; policy accept; }}\n"
+        ));
+        if !wanted {
+            script.push_str(&format!("delete chain inet {table} {hook}\n"));
+            continue;
+        }
+        script.push_str(&format!("flush chain inet {table} {hook}\n"));
+        for (family, set) in [
+            ("ip", SET_V4),
+            ("ip6", SET_V6),
+            ("ip", SET_NET4),
+            ("ip6", SET_NET6),
+        ] {
+            script.push_str(&format!(
+                "add rule inet {table} {hook} {family} saddr @{set} drop\n"
+            ));
+        }
+    }
+    script
 }
 
 /// Counter objects named `owner_COLLECTOR` mark who manages a table on a target.
@@ -260,9 +280,21 @@ mod tests {
 
     #[test]
     fn setup_creates_sets_with_timeouts_and_drop_rules() {
-        let s = setup_script("syslog2ban");
+        let s = setup_script("syslog2ban", Hooks::default());
         assert!(s.contains("add set inet syslog2ban banned4 { type ipv4_addr; flags timeout; }"));
         assert!(s.contains("add rule inet syslog2ban input ip6 saddr @banned6 drop"));
+        // The forward chain of an earlier `hook = "both"` is removed.
+        assert!(s.ends_with(
+            "add chain inet syslog2ban forward { type filter hook forward priority filter - 10; policy accept; }\n\
+             delete chain inet syslog2ban forward\n"
+        ));
+        let both = setup_script("t", Hooks::parse("both").unwrap());
+        assert!(both.contains("add rule inet t forward ip saddr @banned4 drop"));
+        assert!(both.contains("add rule inet t input ip saddr @banned4 drop"));
+        assert!(!both.contains("delete chain"));
+        let forward = setup_script("t", Hooks::parse("forward").unwrap());
+        assert!(forward.contains("delete chain inet t input\n"));
+        assert!(forward.contains("add rule inet t forward ip6 saddr @banned6net drop"));
         assert_eq!(teardown_script("x"), "delete table inet x\n");
     }
 

@@ -68,9 +68,10 @@ pub fn parse_listing(json: &str) -> Result<Actual, ListError> {
     Ok(actual)
 }
 
-/// Whether a listing holds everything `nft::setup_script` creates: the four sets and the
-/// `input` chain with its four drop rules. When not, the setup runs again (it keeps elements).
-pub fn is_complete(json: &str) -> bool {
+/// Whether a listing holds everything `nft::setup_script` creates for `hooks`: the four sets
+/// and a chain per hook with its four drop rules, and no chain of a hook not wanted. When not,
+/// the setup runs again (it keeps elements).
+pub fn is_complete(json: &str, hooks: crate::config::Hooks) -> bool {
     let Ok(root) = serde_json::from_str::<Value>(json) else {
         return false;
     };
@@ -84,23 +85,30 @@ pub fn is_complete(json: &str) -> bool {
             .map(str::to_string)
     };
     let sets: Vec<String> = items.iter().filter_map(|i| name("set", i)).collect();
-    let chain = items
-        .iter()
-        .any(|i| name("chain", i).as_deref() == Some("input"));
-    let rules = items
-        .iter()
-        .filter(|i| {
-            i.get("rule")
-                .and_then(|r| r.get("chain"))
-                .and_then(Value::as_str)
-                == Some("input")
-        })
-        .count();
+    let chain_ok = |hook: &str, wanted: bool| {
+        let chain = items
+            .iter()
+            .any(|i| name("chain", i).as_deref() == Some(hook));
+        let rules = items
+            .iter()
+            .filter(|i| {
+                i.get("rule")
+                    .and_then(|r| r.get("chain"))
+                    .and_then(Value::as_str)
+                    == Some(hook)
+            })
+            .count();
+        if wanted {
+            chain && rules >= 4
+        } else {
+            !chain
+        }
+    };
     [nft::SET_V4, nft::SET_V6, nft::SET_NET4, nft::SET_NET6]
         .iter()
         .all(|s| sets.iter().any(|have| have == s))
-        && chain
-        && rules >= 4
+        && chain_ok("input", hooks.input)
+        && chain_ok("forward", hooks.forward)
 }
 
 /// The collectors marked as managing a table (`nft::owner_script`), from its listing.
@@ -205,15 +213,24 @@ mod tests {
     #[test]
     fn a_listing_without_the_chain_rules_or_a_set_is_incomplete() {
         // LISTING has the sets and the chain but no rules (as after `nft flush chain`).
-        assert!(!is_complete(LISTING));
+        let input = crate::config::Hooks::default();
+        assert!(!is_complete(LISTING, input));
         let rule = r#"{"rule": {"family": "inet", "table": "syslog2ban", "chain": "input", "handle": 6, "expr": []}}"#;
         let full = LISTING.replace(
             r#""handle": 5}}]}"#,
             &format!(r#""handle": 5}}}}, {rule}, {rule}, {rule}, {rule}]}}"#),
         );
-        assert!(is_complete(&full), "{full}");
-        assert!(!is_complete(&full.replace("banned6net", "other")));
-        assert!(!is_complete("Error: No such file or directory"));
+        assert!(is_complete(&full, input), "{full}");
+        assert!(!is_complete(&full.replace("banned6net", "other"), input));
+        assert!(!is_complete("Error: No such file or directory", input));
+        // A table set up for the input hook lacks what `hook = "both"` wants.
+        let both = crate::config::Hooks::parse("both").unwrap();
+        assert!(!is_complete(&full, both));
+        let forward = crate::config::Hooks::parse("forward").unwrap();
+        assert!(
+            !is_complete(&full, forward),
+            "an input chain left over is not complete"
+        );
     }
 
     #[test]

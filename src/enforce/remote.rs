@@ -30,7 +30,7 @@ use super::pending::{self, Batch};
 use super::reconcile;
 use super::session::{NftPipes, NftSession, SessionError, Spawner, MAX_LINE};
 use crate::ban::BanCommand;
-use crate::config::{TableName, TargetConfig, TargetName};
+use crate::config::{Hooks, TableName, TargetConfig, TargetName};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::target::Target;
 
@@ -45,6 +45,8 @@ const SERVER_ALIVE: Duration = Duration::from_secs(15);
 pub struct RemoteTarget {
     config: TargetConfig,
     table: TableName,
+    /// The hooks of the host's drop rules (`[target.NAME] hook`, else `[ban] hook`).
+    hooks: Hooks,
     /// This collector's name: the table on the host is marked with it, and a table marked
     /// by another collector is never touched.
     collector: String,
@@ -58,11 +60,13 @@ impl RemoteTarget {
     pub fn new(
         config: TargetConfig,
         table: &TableName,
+        hooks: Hooks,
         collector: &str,
         control_dir: PathBuf,
     ) -> Self {
         RemoteTarget {
             table: config.table.clone().unwrap_or_else(|| table.clone()),
+            hooks: config.hooks.unwrap_or(hooks),
             config,
             collector: collector.to_string(),
             control_dir,
@@ -529,8 +533,8 @@ async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
     {
         target.check_owner(&listing)?;
     }
-    let setup =
-        nft::setup_script(&target.table) + &nft::owner_script(&target.table, &target.collector);
+    let setup = nft::setup_script(&target.table, target.hooks)
+        + &nft::owner_script(&target.table, &target.collector);
     run_nft(&session, target, &["-f", "-"], Some(setup), "set up table").await?;
     Ok(session)
 }

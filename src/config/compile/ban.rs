@@ -46,9 +46,18 @@ impl Compiler<'_> {
             None => DEFAULT_LOCAL_RECONCILE,
             Some(d) => self.positive("ban.reconcile_interval", d)?,
         };
+        let hooks = match raw.hook.as_deref().map(Hooks::parse) {
+            None => Hooks::default(),
+            Some(Ok(hooks)) => hooks,
+            Some(Err(e)) => {
+                self.error("ban.hook", e);
+                return None;
+            }
+        };
         Some(BanConfig {
             backend,
             table,
+            hooks,
             // Kernel timeouts expire kept bans on time even if the daemon never returns.
             keep_table: raw.keep_table.unwrap_or(true),
             reconcile_interval,

@@ -152,6 +152,14 @@ impl Compiler<'_> {
                 None
             }
         };
+        let hooks = match raw.hook.as_deref().map(Hooks::parse).transpose() {
+            Ok(hooks) => hooks,
+            Err(e) => {
+                self.error(&key("hook"), e);
+                ok = false;
+                None
+            }
+        };
         let (Some(connect_timeout), Some(command_timeout), Some(reconcile_interval)) =
             (connect_timeout, command_timeout, reconcile_interval)
         else {
@@ -174,6 +182,7 @@ impl Compiler<'_> {
             reconcile_interval,
             queue_limit,
             table,
+            hooks,
         })
     }
 
