@@ -28,3 +28,15 @@ pub mod supervise;
 pub mod systemd;
 pub mod target;
 pub mod throttle;
+
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A raw capture from `tests/fixtures/captures/`.
+    pub fn capture(name: &str) -> Vec<u8> {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/captures")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+}

@@ -117,6 +117,20 @@ async fn banned(socket: &Path) -> Vec<String> {
     }
 }
 
+/// Until the control socket answers (the daemon is up); fails the test after 10 s.
+async fn wait_answering(socket: &Path) {
+    assert!(
+        until(Duration::from_secs(10), async || ask(
+            socket,
+            Request::Status
+        )
+        .await
+        .is_some())
+        .await,
+        "the control socket never answered"
+    );
+}
+
 async fn until(within: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < within {
@@ -146,16 +160,7 @@ async fn ingest_ban_expiry_manual_ban_unban_and_reload() {
     let setup = Setup::new("");
     let (run, stop) = setup.start(None);
     let socket = setup.socket();
-    assert!(
-        until(Duration::from_secs(10), async || ask(
-            &socket,
-            Request::Status
-        )
-        .await
-        .is_some())
-        .await,
-        "the control socket never answered"
-    );
+    wait_answering(&socket).await;
     let port = bound_port(&socket).await;
     assert_ne!(port, 0);
 
@@ -254,16 +259,7 @@ async fn an_hours_ban_ends_when_tokio_time_moves_an_hour() {
     setup.jail_banning_for(3, "1h");
     let (run, stop) = setup.start(None);
     let socket = setup.socket();
-    assert!(
-        until(Duration::from_secs(10), async || ask(
-            &socket,
-            Request::Status
-        )
-        .await
-        .is_some())
-        .await,
-        "the control socket never answered"
-    );
+    wait_answering(&socket).await;
     let port = bound_port(&socket).await;
     send_failures(port, "203.0.113.7", 3);
     assert!(
@@ -306,16 +302,7 @@ async fn get_and_set_change_a_jail_now_and_persist_when_asked() {
     let setup = Setup::new("");
     let socket = setup.socket();
     let (run, stop) = setup.start(None);
-    assert!(
-        until(Duration::from_secs(10), async || ask(
-            &socket,
-            Request::Status
-        )
-        .await
-        .is_some())
-        .await,
-        "no control socket"
-    );
+    wait_answering(&socket).await;
     let get = async |key: &str| match ask(
         &socket,
         Request::Get {
@@ -390,13 +377,9 @@ async fn a_dry_run_leaves_no_ban_behind() {
     let setup = Setup::new("");
     setup.jail_banning_for(3, "1h");
     let socket = setup.socket();
-    let answering = async || ask(&socket, Request::Status).await.is_some();
 
     let (run, stop) = setup.start_with(None, true);
-    assert!(
-        until(Duration::from_secs(10), answering).await,
-        "no control socket"
-    );
+    wait_answering(&socket).await;
     send_failures(bound_port(&socket).await, "203.0.113.8", 3);
     assert!(
         until(Duration::from_secs(5), async || banned(&socket).await
@@ -432,10 +415,7 @@ async fn a_dry_run_leaves_no_ban_behind() {
     assert!(!db.exists(), "the dry run wrote {}", db.display());
 
     let (run, stop) = setup.start_with(None, false);
-    assert!(
-        until(Duration::from_secs(10), answering).await,
-        "no control socket"
-    );
+    wait_answering(&socket).await;
     assert!(banned(&socket).await.is_empty(), "a dry-run ban came back");
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), run).await;

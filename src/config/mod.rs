@@ -43,6 +43,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 fn load_with_env(path: &Path, env: Env) -> Result<Config, ConfigErrors> {
+    let (figment, files) = merged(path, env)?;
+    let mut config = Compiler::new(&figment).compile()?;
+    config.files = files;
+    Ok(config)
+}
+
+/// The files of the configuration at `path` merged in order, then `env`; an error when the
+/// main file is missing.
+fn merged(path: &Path, env: Env) -> Result<(Figment, Vec<PathBuf>), ConfigErrors> {
     let (main, _) = locate(path);
     if !main.is_file() {
         return Err(ConfigErrors(vec![ConfigError {
@@ -57,30 +66,14 @@ fn load_with_env(path: &Path, env: Env) -> Result<Config, ConfigErrors> {
     for file in &files {
         figment = figment.merge(Toml::file_exact(file));
     }
-    let figment = figment.merge(env);
-    let mut config = Compiler::new(&figment).compile()?;
-    config.files = files;
-    Ok(config)
+    Ok((figment.merge(env), files))
 }
 
 /// The control socket the configuration at `path` names (`[control] socket`, or the default),
 /// for the CLI's control commands: only that key is read, so a config with errors elsewhere
 /// still tells the client where its daemon listens.
 pub fn control_socket(path: &Path) -> Result<PathBuf, ConfigErrors> {
-    let (main, _) = locate(path);
-    if !main.is_file() {
-        return Err(ConfigErrors(vec![ConfigError {
-            file: Some(main),
-            line: None,
-            key: "-".into(),
-            message: "configuration file not found".into(),
-        }]));
-    }
-    let mut figment = Figment::new();
-    for file in &config_files(path) {
-        figment = figment.merge(Toml::file_exact(file));
-    }
-    let figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    let (figment, _) = merged(path, Env::prefixed(ENV_PREFIX).split("__"))?;
     match figment.extract_inner::<Option<PathBuf>>("control.socket") {
         Ok(socket) => Ok(socket.unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET))),
         Err(e) if e.missing() => Ok(PathBuf::from(DEFAULT_CONTROL_SOCKET)),

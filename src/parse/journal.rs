@@ -54,12 +54,7 @@ mod tests {
     use super::*;
     use crate::input::journal::export::{JournalError, Limits, Parser};
 
-    fn capture(name: &str) -> Vec<u8> {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/captures")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
+    use crate::testing::capture;
 
     fn parse_all(mut data: &[u8]) -> Result<Vec<Entry>, JournalError> {
         let mut parser = Parser::new(Limits {

@@ -6,12 +6,7 @@ const LIMITS: Limits = Limits {
     max_entry: 16 * 1024,
 };
 
-fn capture(name: &str) -> Vec<u8> {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/captures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use crate::testing::capture;
 
 /// Feeds `data` in pieces of `piece` bytes; all entries and the final result.
 fn parse_in_pieces(data: &[u8], piece: usize, limits: Limits) -> Result<Vec<Entry>, JournalError> {
