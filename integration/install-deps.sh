@@ -19,7 +19,8 @@ done
 apt-get update -qq
 # Keep package scripts from starting services (fail2ban would start banning on the host).
 # An existing policy-rc.d is the host's and is kept; what it lets start is stopped below.
-policy=/usr/sbin/policy-rc.d
+# S2B_POLICY_RC_D: another path, for tests/install_deps.rs (which runs this script with shims).
+policy=${S2B_POLICY_RC_D:-/usr/sbin/policy-rc.d}
 made_policy=
 if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1

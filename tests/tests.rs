@@ -15,6 +15,8 @@ mod filters;
 mod layers;
 // The whole daemon in this process: ingest, bans, expiry, reload, stage deaths.
 mod inprocess;
+// install-deps.sh leaves the host's own services alone and says what it stops.
+mod install_deps;
 // The packaged man pages are the CLI's current ones.
 mod manpages;
 // Real daemons' lines under real attacks (the capture lab's fixtures) through the shipped jails.
