@@ -251,13 +251,16 @@ fn score(service: &Service) -> (Vec<String>, Vec<String>) {
             seen += u32::from(got > 0);
             f2b_seen += u32::from(theirs.get(&a.id).copied().unwrap_or(0) > 0);
         }
+        let fail2ban = if f2b.is_file() {
+            format!("{} aggressive: {f2b_seen}/{attackers}", service.fail2ban)
+        } else {
+            format!("no {} in Debian's fail2ban", service.fail2ban)
+        };
         report.push(format!(
             "{name:<30} {} mode {:<10} attempts counted {counted}/{made}, attacker attempts seen \
-             {seen}/{attackers} (fail2ban {} aggressive: {f2b_seen}/{attackers}), benign failures \
-             counted {benign_counted}",
+             {seen}/{attackers} (fail2ban {fail2ban}), benign failures counted {benign_counted}",
             service.jail,
             service.mode.unwrap_or("normal"),
-            service.fail2ban,
         ));
         if !theirs.is_empty() && seen < f2b_seen {
             failures.push(format!(
@@ -404,4 +407,55 @@ fn other_services_route_and_count_real_lines_with_the_attackers_address() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The services whose daemons write one line per guess (vsftpd's "FAIL LOGIN", PostgreSQL's
+/// "password authentication failed", MariaDB's "Access denied"): every guess counts once.
+#[test]
+fn ftp_and_database_jails_count_each_guess_once() {
+    let per_guess = |_: &str, _: &Scenario, a: &Attempt| match a.kind.as_str() {
+        "ftp-login-fail"
+        | "ftp-login-fail-multi"
+        | "ftp-root-login"
+        | "db-login-fail"
+        | "db-hba-reject" => (
+            a.guesses.max(1),
+            "each guess (a refused connection counts once)",
+        ),
+        "port-probe" | "banner-grab" | "bad-protocol" => (
+            0,
+            "no credentials sent; the daemon logs nothing with the address, or nothing at all",
+        ),
+        "benign-typo" => (a.guesses - 1, "each wrong password"),
+        "benign-login" => (0, "a login counts nothing"),
+        other => panic!("no expectation for {other}"),
+    };
+    let all = |_: &str| true;
+    check(&Service {
+        jail_file: "conf.d/vsftpd.toml",
+        jail: "vsftpd",
+        mode: None,
+        fail2ban: "vsftpd.conf",
+        scenarios: &["vsftpd"],
+        kinds: &all,
+        expected: &per_guess,
+    });
+    check(&Service {
+        jail_file: "conf.d/postgresql.toml",
+        jail: "postgresql",
+        mode: None,
+        fail2ban: "postgresql.conf",
+        scenarios: &["postgresql"],
+        kinds: &all,
+        expected: &per_guess,
+    });
+    check(&Service {
+        jail_file: "conf.d/mysqld.toml",
+        jail: "mysqld",
+        mode: None,
+        fail2ban: "mysqld-auth.conf",
+        scenarios: &["mariadb"],
+        kinds: &all,
+        expected: &per_guess,
+    });
 }
