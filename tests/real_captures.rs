@@ -99,8 +99,10 @@ fn expected(publickey_only: bool, invalid_user: bool, a: &Attempt) -> (u32, &'st
     match kind {
         _ if scanner => (a.connections, "one line per connection (ddos)"),
         "benign-login" | "benign-key-fallback" => (0, "a login counts nothing"),
-        // A typo is a failed password: it counts, and a user does not reach maxretry with one.
-        "benign-typo" => (a.guesses - 1, "each wrong password"),
+        // The login that follows a typo in the same connection takes it back; a typo in a
+        // connection the user then gives up on counts.
+        "benign-typo" if a.connections == 1 => (0, "forgiven by the login on the same connection"),
+        "benign-typo" => (a.guesses - 1, "a wrong password on a connection given up"),
         "password-wrong-user" | "root-password" => (a.guesses, "each wrong password"),
         "password-invalid-user" => (
             a.guesses + 1,
@@ -168,33 +170,34 @@ fn score(service: &Service) -> (Vec<String>, Vec<String>) {
         let mut jail = Jail::new(&config);
         let now = chrono::Utc::now();
         let t0 = std::time::Instant::now();
-        let mut ours: BTreeMap<String, u32> = BTreeMap::new();
-        let mut so_far: BTreeMap<IpAddr, u32> = BTreeMap::new();
+        // What each line did to its attempt's source: the window's count after minus before
+        // (a login that forgives its connection's failures takes them back).
+        let mut ours: BTreeMap<String, i64> = BTreeMap::new();
         for (n, (line, label)) in s.lines.iter().enumerate() {
             let record = syslog2ban::parse::parse_line(line, now).expect("a captured line parses");
             if !config.programs.iter().any(|p| p == &record.program) {
                 continue;
             }
-            let Verdict::Counted {
-                address: host,
-                failures: total,
-            } = jail.process(&record, Origin::Local, t0)
-            else {
-                continue;
-            };
-            let before = so_far.insert(host, total).unwrap_or(0);
-            let count = total - before;
-            match attempt_of(&s, label) {
-                None => failures.push(format!(
-                    "{name}:{}: counted outside any attempt: {line}",
-                    n + 1
-                )),
-                Some(a) if a.source != host => failures.push(format!(
-                    "{name}:{}: counted {host}, the attempt came from {}: {line}",
-                    n + 1,
-                    a.source
-                )),
-                Some(a) => *ours.entry(a.id.clone()).or_default() += count,
+            let attempt = attempt_of(&s, label);
+            let before = attempt.map(|a| jail.current_failures(Origin::Local, a.source, t0));
+            let verdict = jail.process(&record, Origin::Local, t0);
+            if let Verdict::Counted { address, .. } = &verdict {
+                match attempt {
+                    None => failures.push(format!(
+                        "{name}:{}: counted outside any attempt: {line}",
+                        n + 1
+                    )),
+                    Some(a) if a.source != *address => failures.push(format!(
+                        "{name}:{}: counted {address}, the attempt came from {}: {line}",
+                        n + 1,
+                        a.source
+                    )),
+                    Some(_) => {}
+                }
+            }
+            if let (Some(a), Some(before)) = (attempt, before) {
+                let after = jail.current_failures(Origin::Local, a.source, t0);
+                *ours.entry(a.id.clone()).or_default() += i64::from(after) - i64::from(before);
             }
         }
         // fail2ban's own filter in its most thorough mode, on the RFC 3164 form of the lines.
@@ -224,7 +227,7 @@ fn score(service: &Service) -> (Vec<String>, Vec<String>) {
         let (mut counted, mut made, mut seen, mut f2b_seen, mut attackers) = (0, 0, 0, 0, 0);
         let mut benign_counted = 0;
         for a in &s.attempts {
-            let got = ours.get(&a.id).copied().unwrap_or(0);
+            let got = u32::try_from(ours.get(&a.id).copied().unwrap_or(0)).unwrap_or(u32::MAX);
             let ours_kind = a.benign || (service.kinds)(&a.kind);
             let (want, why) = if ours_kind {
                 (service.expected)(name, &s, a)

@@ -83,6 +83,9 @@ pub enum FilterMatch {
         /// The line ends a connection and counts only if nothing of that connection counted
         /// before (the pattern's `(?P<followup>)` group).
         followup: bool,
+        /// The line is a successful login that forgives its connection's failures (the
+        /// pattern's `(?P<gained>)` group).
+        gained: bool,
     },
 }
 
@@ -173,6 +176,9 @@ struct FailPattern {
     /// The pattern has an empty `(?P<followup>)` group: its line ends a connection and counts
     /// only if nothing of that connection counted before.
     followup: bool,
+    /// The pattern has an empty `(?P<gained>)` group: its line is a successful login, which
+    /// counts nothing and takes back what its connection counted.
+    gained: bool,
 }
 
 /// The most attempts one line may count: a daemon reporting more is capped, so a forged
@@ -201,6 +207,7 @@ impl FailPattern {
         let count = group("count");
         let port = group("port");
         let followup = group("followup").is_some();
+        let gained = group("gained").is_some();
         FailPattern {
             unicode,
             ascii,
@@ -210,6 +217,7 @@ impl FailPattern {
             count,
             port,
             followup,
+            gained,
         }
     }
 
@@ -410,6 +418,7 @@ impl Filter {
             count: captured.count,
             port: captured.port,
             followup: self.fail[index].followup,
+            gained: self.fail[index].gained,
         }
     }
 }
@@ -531,6 +540,7 @@ mod tests {
                 count: 1,
                 port: None,
                 followup: false,
+                gained: false,
             }
         );
     }
@@ -606,6 +616,7 @@ mod tests {
                 count: 1,
                 port: None,
                 followup: false,
+                gained: false,
             },
         }
     }

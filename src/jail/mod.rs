@@ -87,6 +87,9 @@ pub struct Attempts {
     /// Counts only if nothing of its connection counted before (a "closed while
     /// authenticating" line after "Failed password" lines of the same connection).
     pub followup: bool,
+    /// A successful login: counts nothing, and takes back what its connection counted (a
+    /// user's typo before the right password).
+    pub gained: bool,
 }
 
 impl Attempts {
@@ -95,6 +98,7 @@ impl Attempts {
         count: 1,
         port: None,
         followup: false,
+        gained: false,
     };
 }
 
@@ -128,6 +132,7 @@ impl Classifier {
                 count,
                 port,
                 followup,
+                gained,
                 ..
             } => (
                 host,
@@ -135,6 +140,7 @@ impl Classifier {
                     count,
                     port,
                     followup,
+                    gained,
                 },
             ),
         };
@@ -195,6 +201,16 @@ impl Windows {
         match self {
             Windows::Shared(w) => w.record_n(address, now, count),
             Windows::PerOrigin(w) => w.record_n((origin_host(origin), address), now, count),
+        }
+    }
+
+    fn forgive(&mut self, origin: Origin, address: IpAddr, n: u32) {
+        if n == 0 {
+            return;
+        }
+        match self {
+            Windows::Shared(w) => w.forgive(address, n),
+            Windows::PerOrigin(w) => w.forgive((origin_host(origin), address), n),
         }
     }
 
@@ -346,11 +362,20 @@ impl Jail {
         sample: &str,
     ) -> Verdict {
         let address = target.addr();
+        if attempts.gained {
+            // A login, not a failure: it takes back its own connection's failures only.
+            if let Some(port) = attempts.port {
+                let forgiven = self.connections.forgive(address, port, now, self.findtime);
+                self.window.forgive(origin, address, forgiven);
+            }
+            return Verdict::NoMatch;
+        }
         if let Some(port) = attempts.port {
-            let seen = self.connections.remember(address, port, now, self.findtime);
-            if attempts.followup && seen {
+            if attempts.followup && self.connections.seen(address, port, now, self.findtime) {
                 return Verdict::Ignored;
             }
+            self.connections
+                .count(address, port, now, self.findtime, attempts.count);
         }
         match self.window.record(origin, address, now, attempts.count) {
             Count::Below(failures) => Verdict::Counted { address, failures },
@@ -434,6 +459,7 @@ fn fail2ban_match(matcher: &mut Fail2banMatcher, own: &Filter, record: &LogRecor
         count: 1,
         port: None,
         followup: false,
+        gained: false,
     }
 }
 

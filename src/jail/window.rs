@@ -186,6 +186,30 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
         None
     }
 
+    /// Takes back the last `n` failures of `address` (a successful login forgives its own
+    /// connection's failures).
+    pub fn forgive(&mut self, address: K, n: u32) {
+        let Some(times) = self.failures.get_mut(&address) else {
+            return;
+        };
+        let keep = times.len().saturating_sub(n as usize);
+        times.truncate(keep);
+        match times.last().copied() {
+            None => {
+                self.failures.remove(&address);
+            }
+            // Queued again at its new count, so eviction by least progress still finds it.
+            Some(at) => {
+                let level = times.len() - 1;
+                if self.by_progress.len() <= level {
+                    self.by_progress.resize_with(level + 1, VecDeque::new);
+                }
+                self.by_progress[level].push_back(Queued { key: address, at });
+                self.queued += 1;
+            }
+        }
+    }
+
     /// Failures of `address` still inside the window at `now`.
     pub fn current(&self, address: K, now: Instant) -> u32 {
         let now = self.tick(now);
@@ -423,6 +447,19 @@ mod tests {
             ));
         }
         assert!(w.queued <= 1024 + 2, "{} queue entries", w.queued);
+    }
+
+    #[test]
+    fn forgiven_failures_are_taken_back() {
+        let t0 = Instant::now();
+        let mut w = FailureWindow::new(3, Duration::from_secs(600), 100);
+        w.record(ip("198.51.100.1"), t0);
+        w.record(ip("198.51.100.1"), t0);
+        w.forgive(ip("198.51.100.1"), 1);
+        assert_eq!(w.current(ip("198.51.100.1"), t0), 1);
+        assert_eq!(w.record(ip("198.51.100.1"), t0), Count::Below(2));
+        w.forgive(ip("198.51.100.1"), 5);
+        assert_eq!(w.tracked(), 0);
     }
 
     #[test]

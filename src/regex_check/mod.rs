@@ -137,7 +137,8 @@ pub fn check_line(filter: &Filter, number: usize, line: &str, now: DateTime<Utc>
         return result;
     };
     match filter.check(record.message) {
-        FilterMatch::None => {}
+        // A login that forgives its connection's failures is not a failure.
+        FilterMatch::None | FilterMatch::Failure { gained: true, .. } => {}
         FilterMatch::Ignored { failregex } => {
             result.ignored = true;
             result.failregex = Some(failregex);
