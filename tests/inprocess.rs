@@ -117,6 +117,19 @@ async fn banned(socket: &Path) -> Vec<String> {
     }
 }
 
+/// Stops the daemon; it must end within 10 s without an error.
+async fn stop_cleanly(
+    run: tokio::task::JoinHandle<Result<(), DaemonError>>,
+    stop: oneshot::Sender<()>,
+) {
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the daemon stops")
+        .expect("no panic");
+    assert!(result.is_ok(), "{result:?}");
+}
+
 /// Until the control socket answers (the daemon is up); fails the test after 10 s.
 async fn wait_answering(socket: &Path) {
     assert!(
@@ -241,12 +254,7 @@ async fn ingest_ban_expiry_manual_ban_unban_and_reload() {
         "the connection opened before the reload should still deliver, under maxretry 2"
     );
 
-    let _ = stop.send(());
-    let result = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .expect("the daemon stops")
-        .expect("no panic");
-    assert!(result.is_ok(), "{result:?}");
+    stop_cleanly(run, stop).await;
 }
 
 /// The daemon on a current-thread runtime, whose clock the test pauses and moves: the ban
@@ -287,12 +295,7 @@ async fn an_hours_ban_ends_when_tokio_time_moves_an_hour() {
         "an hour of tokio time should end the hour's ban"
     );
 
-    let _ = stop.send(());
-    let result = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .expect("the daemon stops")
-        .expect("no panic");
-    assert!(result.is_ok(), "{result:?}");
+    stop_cleanly(run, stop).await;
 }
 
 /// fail2ban-client's get/set: a changed maxretry is in effect for the next failure; a set

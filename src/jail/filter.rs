@@ -281,6 +281,8 @@ pub struct Filter {
     unprefixed: Vec<usize>,
     ignore: Option<RegexSet>,
     sources: Vec<String>,
+    /// Some failregex has a `followup` or `gained` group: the jail must remember connections.
+    tracks_connections: bool,
 }
 
 /// For each byte value, the patterns a message starting with it may match; then the
@@ -331,12 +333,14 @@ impl Filter {
         }
         let ignore = compile_ignore(ignoreregex)?;
         let (by_first_byte, unprefixed) = first_byte_table(&expanded);
+        let tracks_connections = expanded.iter().any(|p| p.followup || p.gained);
         Ok(Filter {
             fail: expanded,
             by_first_byte,
             unprefixed,
             ignore,
             sources: failregex.to_vec(),
+            tracks_connections,
         })
     }
 
@@ -350,7 +354,14 @@ impl Filter {
             unprefixed: Vec::new(),
             ignore,
             sources: Vec::new(),
+            tracks_connections: false,
         })
+    }
+
+    /// Whether a failregex depends on what a connection counted before (a `followup` or
+    /// `gained` group): only then does the jail keep its connection memory.
+    pub fn tracks_connections(&self) -> bool {
+        self.tracks_connections
     }
 
     /// Whether an ignoreregex matches the message.

@@ -370,7 +370,8 @@ impl Jail {
             }
             return Verdict::NoMatch;
         }
-        if let Some(port) = attempts.port {
+        // Remembering connections costs a map entry per failure: only for filters that use it.
+        if let Some(port) = attempts.port.filter(|_| self.filter.tracks_connections()) {
             if attempts.followup && self.connections.seen(address, port, now, self.findtime) {
                 return Verdict::Ignored;
             }
