@@ -2,7 +2,8 @@
 //! and its answers (from control), `JailPolicy` (from config, on start and reload). Plain
 //! types, so the manager, its state and its records share them without importing each other.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -25,6 +26,8 @@ pub enum BanCommand {
         expires: Option<Instant>,
         /// When the ban was decided (for the latency histogram).
         decided: Instant,
+        /// The hold behind it: what a command backend passes on and what follows a ban.
+        reason: Arc<BanReason>,
     },
     /// Remove `address` now.
     Unban {
@@ -44,6 +47,22 @@ impl BanCommand {
     }
 }
 
+/// Why an address is banned at a place: the jail hold with the latest deadline there. Text
+/// from logs (the origin name) stays data: backends pass it as one argv element at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanReason {
+    /// The jail.
+    pub jail: JailName,
+    /// Failures that earned the ban (0 when restored from an older store or set by hand).
+    pub failures: u32,
+    /// The attacked host, as the failures named it (`manual` for a ban by hand).
+    pub origin: String,
+    /// The ban's length (None: permanent).
+    pub bantime: Option<Duration>,
+    /// Established connections of the address are cut once the ban is applied.
+    pub kill_connections: bool,
+}
+
 /// The ban policy of one jail.
 #[derive(Debug, Clone)]
 pub struct JailPolicy {
@@ -55,6 +74,8 @@ pub struct JailPolicy {
     pub increment: Option<Increment>,
     /// Where its bans go.
     pub placement: Vec<PlacementRule>,
+    /// Cut the address's established connections once a ban is applied.
+    pub kill_connections: bool,
 }
 
 /// A request to the manager, answered on its `reply` channel.

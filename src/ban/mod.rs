@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use crate::jail::Offence;
-pub use messages::{BanCommand, BanError, BanInfo, JailPolicy, Request};
+pub use messages::{BanCommand, BanError, BanInfo, BanReason, JailPolicy, Request};
 pub use placement::{Fleet, Place};
 use record::StoreOp;
 pub use state::{BanState, Moment};
@@ -206,6 +206,7 @@ mod tests {
             bantime: BanTime::For(BANTIME),
             increment: None,
             placement: vec![PlacementRule::Local],
+            kill_connections: false,
         };
         let state = BanState::new(
             vec![policy],

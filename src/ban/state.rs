@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info};
 
-use super::messages::{BanCommand, BanError, BanInfo, JailPolicy};
+use super::messages::{BanCommand, BanError, BanInfo, BanReason, JailPolicy};
 use super::placement::{Fleet, Place};
 use super::policy::grown_bantime;
 use super::record::{BanRecord, StoreOp};
@@ -57,6 +57,8 @@ struct Hold {
     origin: String,
     /// The firewalls this hold is applied to.
     places: Vec<Place>,
+    /// What the firewall commands carry about it.
+    reason: Arc<BanReason>,
 }
 
 /// What a new ban is made of.
@@ -100,6 +102,16 @@ fn deadline_at(holds: &[Hold], place: &Place) -> Option<Option<Instant>> {
             })
             .flatten(),
     )
+}
+
+/// The reason behind the command for `place`: the covering hold that lasts longest
+/// (a permanent one first), and among equals the newest.
+fn reason_at(holds: &[Hold], place: &Place) -> Option<Arc<BanReason>> {
+    holds
+        .iter()
+        .filter(|h| h.places.contains(place))
+        .max_by_key(|h| (h.expires.is_none(), h.expires))
+        .map(|h| h.reason.clone())
 }
 
 /// Every place any of the holds is applied to, sorted.
@@ -192,15 +204,28 @@ impl BanState {
                 },
             };
             let places = self.places(&jail, &record.origin);
+            let kill_connections = self
+                .policy(&jail)
+                .is_some_and(|policy| policy.kill_connections);
             let holds = self.holds.entry(record.address).or_default();
             if holds.iter().any(|h| h.jail == jail) {
                 continue;
             }
+            let reason = Arc::new(BanReason {
+                jail: jail.clone(),
+                failures: record.failures,
+                origin: record.origin.clone(),
+                bantime: record
+                    .expires
+                    .and_then(|end| end.duration_since(record.started).ok()),
+                kill_connections,
+            });
             holds.push(Hold {
                 jail: jail.clone(),
                 expires,
                 origin: record.origin,
                 places,
+                reason,
             });
             if let Some(deadline) = expires {
                 self.deadlines
@@ -217,11 +242,13 @@ impl BanState {
             .flat_map(|(address, holds)| {
                 all_places(holds).into_iter().filter_map(|place| {
                     let expires = deadline_at(holds, &place)?;
+                    let reason = reason_at(holds, &place)?;
                     Some(BanCommand::Ban {
                         place,
                         address: *address,
                         expires,
                         decided: now.instant,
+                        reason,
                     })
                 })
             })
@@ -291,6 +318,7 @@ impl BanState {
                 bantime: r.bantime,
                 increment: None,
                 placement: r.placement.clone(),
+                kill_connections: false,
             }),
             _ => None,
         }
@@ -349,11 +377,22 @@ impl BanState {
         let holds = self.holds.entry(new.address).or_default();
         let before: Vec<Option<Option<Instant>>> =
             places.iter().map(|p| deadline_at(holds, p)).collect();
+        let reason = Arc::new(BanReason {
+            jail: new.jail.clone(),
+            failures: new.failures,
+            origin: new.origin.clone(),
+            bantime: match bantime {
+                BanTime::Permanent => None,
+                BanTime::For(d) => Some(d),
+            },
+            kill_connections: policy.kill_connections,
+        });
         holds.push(Hold {
             jail: new.jail.clone(),
             expires,
             origin: new.origin.clone(),
             places: places.clone(),
+            reason,
         });
         if let Some(deadline) = expires {
             self.deadlines
@@ -380,11 +419,13 @@ impl BanState {
                     Some(None) => false,
                     Some(Some(b)) => after.is_none_or(|a| a > b),
                 };
+                let reason = reason_at(holds, &place)?;
                 extends.then_some(BanCommand::Ban {
                     place,
                     address: new.address,
                     expires: after,
                     decided: now.instant,
+                    reason,
                 })
             })
             .collect();

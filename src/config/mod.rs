@@ -10,6 +10,7 @@
 // Reads network or config input: a byte index inside a UTF-8 character would panic.
 #![deny(clippy::string_slice)]
 
+mod backend;
 mod compile;
 mod duration;
 mod error;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 
+pub use backend::*;
 use compile::Compiler;
 pub use duration::{ParsedDuration, RawDuration};
 pub use error::{ConfigError, ConfigErrors};

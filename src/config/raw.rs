@@ -146,6 +146,8 @@ pub struct RawJailSettings {
     pub prefix6: Option<i64>,
     /// Count failures per origin host instead of across all origins.
     pub count_per_origin: Option<bool>,
+    /// Cut the banned address's established connections once the ban is applied.
+    pub kill_connections: Option<bool>,
     /// Where bans go: "local", "origin", "all", "group:NAME", "target:NAME".
     pub placement: Option<Vec<String>>,
 }
@@ -234,6 +236,8 @@ pub struct RawJail {
     pub prefix6: Option<i64>,
     /// Overrides `[defaults] count_per_origin`.
     pub count_per_origin: Option<bool>,
+    /// Overrides `[defaults] kill_connections`.
+    pub kill_connections: Option<bool>,
     /// Overrides `[defaults] placement`.
     pub placement: Option<Vec<String>>,
     /// Which of the jail's modes is in force (default `normal`: `failregex` alone).
@@ -266,6 +270,7 @@ impl RawJail {
             prefix4: self.prefix4,
             prefix6: self.prefix6,
             count_per_origin: self.count_per_origin,
+            kill_connections: self.kill_connections,
             placement: self.placement.clone(),
         }
     }
@@ -275,8 +280,30 @@ impl RawJail {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBan {
-    /// `"nftables"` (default) or `"log"`.
+    /// `"nftables"` (default), `"ipset"`, `"hosts-deny"`, `"command"` or `"log"`.
     pub backend: Option<String>,
+    /// ipset backend: the ipset binary (default `ipset`).
+    pub ipset: Option<PathBuf>,
+    /// ipset backend: the iptables binary (default `iptables`).
+    pub iptables: Option<PathBuf>,
+    /// ipset backend: the ip6tables binary (default `ip6tables`).
+    pub ip6tables: Option<PathBuf>,
+    /// hosts-deny backend: the tcp-wrappers file (default `/etc/hosts.deny`).
+    pub hosts_deny: Option<PathBuf>,
+    /// hosts-deny backend: the daemon list of each entry (default `ALL`).
+    pub hosts_deny_daemons: Option<String>,
+    /// command backend: argv run per ban.
+    pub ban: Option<Vec<String>>,
+    /// command backend: argv run per unban.
+    pub unban: Option<Vec<String>>,
+    /// command backend: argv run once at start.
+    pub start: Option<Vec<String>>,
+    /// command backend: argv run once on a clean stop.
+    pub stop: Option<Vec<String>>,
+    /// command backend: longest run (default "10s").
+    pub command_timeout: Option<RawDuration>,
+    /// command backend: most runs at once (default 4).
+    pub command_concurrency: Option<i64>,
     /// nft table name, family inet (default `syslog2ban`).
     pub table: Option<String>,
     /// Hooks of the drop rules: "input" (default), "forward" or "both".

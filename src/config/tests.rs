@@ -390,3 +390,64 @@ fn a_jail_mode_adds_its_patterns_and_those_it_includes() {
         "{e}"
     );
 }
+
+#[test]
+fn each_backend_takes_its_own_keys_and_says_whose_a_stray_key_is() {
+    let with_ban = |ban: &str| {
+        let main = MAIN.replace("backend = \"log\"\n", ban);
+        dir_with(&[("syslog2ban.toml", &main)])
+    };
+    let dir = with_ban(
+        "backend = \"command\"\nban = [\"/usr/local/sbin/block\", \"<ip>\", \"<jail>\"]\n\
+         unban = [\"/usr/local/sbin/unblock\", \"<ip>\"]\ncommand_timeout = \"3s\"\n",
+    );
+    let config = load_no_env(dir.path()).unwrap();
+    let Backend::Command(command) = &config.ban.backend else {
+        panic!("{:?}", config.ban.backend)
+    };
+    assert_eq!(command.timeout, Duration::from_secs(3));
+    assert_eq!(command.concurrency, 4);
+    assert_eq!(command.ban.args.len(), 2);
+
+    let dir = with_ban("backend = \"hosts-deny\"\nhosts_deny = \"/srv/hosts.deny\"\n");
+    let config = load_no_env(dir.path()).unwrap();
+    assert_eq!(
+        config.ban.backend,
+        Backend::HostsDeny(HostsDenyConfig {
+            path: "/srv/hosts.deny".into(),
+            daemons: "ALL".into(),
+        })
+    );
+
+    for (ban, key, needle) in [
+        (
+            "backend = \"ipset\"\nhosts_deny = \"/x\"\n",
+            "ban.hosts_deny",
+            "backend \"hosts-deny\"",
+        ),
+        (
+            "backend = \"command\"\nban = [\"/bin/x\", \"<address>\"]\nunban = [\"/bin/x\"]\n",
+            "ban.ban",
+            "unknown placeholder <address>",
+        ),
+        (
+            "backend = \"command\"\nban = [\"/bin/x\"]\n",
+            "ban.unban",
+            "needs it",
+        ),
+        ("backend = \"iptables\"\n", "ban.backend", "\"ipset\""),
+        (
+            "backend = \"ipset\"\ntable = \"a_table_name_far_too_long_for_ipset\"\n",
+            "ban.table",
+            "27",
+        ),
+    ] {
+        let dir = with_ban(ban);
+        let errors = load_no_env(dir.path()).unwrap_err().0;
+        let e = errors
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("{ban}: {errors:?}"));
+        assert!(e.message.contains(needle), "{ban}: {}", e.message);
+    }
+}

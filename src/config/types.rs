@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use super::backend::Backend;
+
 use crate::fail2ban::Fail2banFilter;
 use crate::input::tls::TlsSettings;
 use crate::jail::filter::Filter;
@@ -266,6 +268,8 @@ pub struct JailConfig {
     pub prefix6: u8,
     /// Count per origin host instead of across origins.
     pub count_per_origin: bool,
+    /// Cut the banned address's established connections once the ban is applied.
+    pub kill_connections: bool,
     /// Where its bans go.
     pub placement: Vec<PlacementRule>,
 }
@@ -305,15 +309,6 @@ pub struct RecidiveConfig {
     pub bantime: BanTime,
     /// Where recidive bans go.
     pub placement: Vec<PlacementRule>,
-}
-
-/// Where bans go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// Local nftables.
-    Nftables,
-    /// Only log decisions.
-    Log,
 }
 
 /// `[ban]`, compiled.

@@ -176,15 +176,38 @@ impl Running {
     /// reported as its last reconcile left it.
     async fn verify(&self, bans: Vec<BanInfo>) -> Vec<VerifyReport> {
         let dry = self.options.dry_run || self.config.ban.backend == Backend::Log;
-        let local = if dry {
-            Err("dry run: bans are logged, not applied".to_string())
-        } else {
-            enforce::nft::list(&self.config.ban.nft, &self.config.ban.table)
-                .await
-                .map_err(|e| format!("cannot read the table: {e}"))
-                .and_then(|json| {
-                    enforce::reconcile::parse_listing(&json).map_err(|e| e.to_string())
-                })
+        let ban = &self.config.ban;
+        let (local, held_in) = match &ban.backend {
+            _ if dry => (Err("dry run: bans are logged, not applied".to_string()), ""),
+            Backend::Ipset(tools) => (
+                enforce::ipset::Ipset::new(tools.clone(), &ban.table, ban.hooks)
+                    .list()
+                    .await
+                    .map_err(|e| format!("cannot read the ipset sets: {e}")),
+                "the ipset set",
+            ),
+            Backend::HostsDeny(file) => (
+                enforce::hosts_deny::HostsDeny::new(file.path.clone(), file.daemons.clone())
+                    .entries()
+                    .map_err(|e| format!("cannot read the file: {e}")),
+                "the hosts.deny file",
+            ),
+            Backend::Command(_) => (
+                Err(
+                    "the command backend cannot be read back; the ban command's own records tell"
+                        .to_string(),
+                ),
+                "",
+            ),
+            Backend::Nftables | Backend::Log => (
+                enforce::nft::list(&ban.nft, &ban.table)
+                    .await
+                    .map_err(|e| format!("cannot read the table: {e}"))
+                    .and_then(|json| {
+                        enforce::reconcile::parse_listing(&json).map_err(|e| e.to_string())
+                    }),
+                "the kernel set",
+            ),
         };
         bans.into_iter()
             .map(|ban| VerifyReport {
@@ -201,17 +224,17 @@ impl Running {
                                     enforced: Some(true),
                                     detail: match left {
                                         Some(left) => {
-                                            format!("in the kernel set, {} s left", left.as_secs())
+                                            format!("in {held_in}, {} s left", left.as_secs())
                                         }
-                                        None => "in the kernel set, permanent".into(),
+                                        None => format!("in {held_in}, no timeout there"),
                                     },
                                 },
                                 None => PlaceCheck {
                                     place: place.clone(),
                                     enforced: Some(false),
-                                    detail:
-                                        "MISSING from the kernel set (the next reconcile adds it)"
-                                            .into(),
+                                    detail: format!(
+                                        "MISSING from {held_in} (the next reconcile adds it)"
+                                    ),
                                 },
                             },
                             Err(why) => PlaceCheck {
@@ -376,8 +399,17 @@ impl Running {
         let last = Metrics::get(&local.last_reconcile_unix);
         let mut reports = vec![TargetReport {
             target: "local".into(),
-            backend: if dry { "log".into() } else { "nftables".into() },
-            table: (!dry).then(|| self.config.ban.table.to_string()),
+            backend: if dry {
+                "log".into()
+            } else {
+                self.config.ban.backend.name().into()
+            },
+            table: match &self.config.ban.backend {
+                _ if dry => None,
+                Backend::HostsDeny(file) => Some(file.path.display().to_string()),
+                Backend::Command(command) => Some(command.ban.program.display().to_string()),
+                _ => Some(self.config.ban.table.to_string()),
+            },
             batches: Metrics::get(&local.batches),
             netlink_batches: Metrics::get(&local.netlink_batches),
             errors: Metrics::get(&local.errors),

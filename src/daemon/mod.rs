@@ -25,7 +25,7 @@ use crate::control::protocol::{
     StoreReport, StuckStage, TargetReport,
 };
 use crate::control::{self, ControlError, Envelope};
-use crate::enforce::{self, nft::NftError, Firewall, RemoteTarget};
+use crate::enforce::{self, Firewall, FirewallError, LocalBackend, RemoteTarget};
 use crate::fd_limit;
 use crate::input::{self, InputContext, InputError, ListenerHandle};
 use crate::metrics::Metrics;
@@ -80,7 +80,7 @@ pub enum DaemonError {
     Owned(#[from] OwnershipError),
     /// The firewall could not be prepared.
     #[error("cannot set up the firewall: {0}")]
-    Firewall(#[from] NftError),
+    Firewall(#[from] FirewallError),
     /// A listener could not start.
     #[error(transparent)]
     Input(#[from] InputError),
@@ -130,8 +130,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     // Before any firewall, socket or store is touched: a second daemon stops here.
-    let managed_table =
-        (!options.dry_run && config.ban.backend == Backend::Nftables).then_some(&*config.ban.table);
+    // The ipset backend's sets are named after the table: claimed the same way.
+    let managed_table = (!options.dry_run
+        && matches!(config.ban.backend, Backend::Nftables | Backend::Ipset(_)))
+    .then_some(&*config.ban.table);
     let _ownership = ownership::claim(&config.state_dir, managed_table)?;
     let (supervisor, mut deaths) = Supervisor::new(
         options
@@ -142,16 +144,7 @@ pub async fn run(
     let open_files = fd_limit::raise_soft_limit();
     fd_limit::fit_connections(&mut config.listeners, open_files);
     let metrics = Arc::new(Metrics::default());
-    let firewall = if options.dry_run || config.ban.backend == Backend::Log {
-        Firewall::Log
-    } else {
-        Firewall::nftables(
-            config.ban.nft.clone(),
-            config.ban.table.clone(),
-            config.ban.keep_table,
-            config.ban.hooks,
-        )
-    };
+    let backend = local_backend(&config, options.dry_run);
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     // The store is read before anything runs: it may hold bans to restore. SQLite blocks:
     // not on an async worker.
@@ -196,7 +189,9 @@ pub async fn run(
         "Ban store read"
     );
     // The table exists before the first message can be received.
-    firewall.setup().await?;
+    if let LocalBackend::Firewall(firewall) = &backend {
+        firewall.setup().await?;
+    }
 
     // One input queue per matching worker; the listeners pick one by origin.
     let (raw_txs, raw_rxs): (Vec<_>, Vec<_>) = (0..pipeline::worker_count())
@@ -221,16 +216,8 @@ pub async fn run(
         .into_iter()
         .partition(|command| *command.place() == ban::Place::Local);
     let local = enforce::LocalFirewall {
-        firewall,
-        restored: local_restore
-            .into_iter()
-            .filter_map(|command| match command {
-                ban::BanCommand::Ban {
-                    address, expires, ..
-                } => Some((address, expires)),
-                ban::BanCommand::Unban { .. } => None,
-            })
-            .collect(),
+        backend,
+        restored: local_restore,
         reconcile_interval: config.ban.reconcile_interval,
     };
     let (firewalls, enforcer) = enforce::start(local, remotes, dry_run_targets, metrics.clone());
@@ -389,6 +376,31 @@ async fn start_side(
     Ok(())
 }
 
+/// What enforces bans on this host: `[ban] backend`, or the log on a dry run.
+fn local_backend(config: &Config, dry_run: bool) -> LocalBackend {
+    let ban = &config.ban;
+    let firewall = match &ban.backend {
+        _ if dry_run => Firewall::Log,
+        Backend::Log => Firewall::Log,
+        Backend::Nftables => Firewall::nftables(
+            ban.nft.clone(),
+            ban.table.clone(),
+            ban.keep_table,
+            ban.hooks,
+        ),
+        Backend::Ipset(tools) => Firewall::Ipset {
+            ipset: enforce::ipset::Ipset::new(tools.clone(), &ban.table, ban.hooks),
+            keep: ban.keep_table,
+        },
+        Backend::HostsDeny(file) => Firewall::HostsDeny {
+            file: enforce::hosts_deny::HostsDeny::new(file.path.clone(), file.daemons.clone()),
+            keep: ban.keep_table,
+        },
+        Backend::Command(command) => return LocalBackend::Command(Arc::new(command.clone())),
+    };
+    LocalBackend::Firewall(firewall)
+}
+
 fn policies(config: &Config) -> Vec<JailPolicy> {
     config
         .jails
@@ -398,6 +410,7 @@ fn policies(config: &Config) -> Vec<JailPolicy> {
             bantime: j.bantime,
             increment: j.increment.clone(),
             placement: j.placement.clone(),
+            kill_connections: j.kill_connections,
         })
         .collect()
 }

@@ -17,12 +17,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use super::cut;
+use super::ipset;
 use super::monitor::{self, Drift};
 use super::netlink;
 use super::nft::{self, ElementChange, NftError};
 use super::pending::{self, Batch};
 use super::reconcile;
-use super::Firewall;
+use super::{Firewall, FirewallError};
 use crate::ban::BanCommand;
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::target::Target;
@@ -39,8 +41,8 @@ const INLINE_CHANGES: usize = 16;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 
 enum Outcome {
-    Applied(Result<(), NftError>, Batch, Duration),
-    Reconciled(Result<Attested, NftError>),
+    Applied(Result<(), FirewallError>, Batch, Duration),
+    Reconciled(Result<Attested, FirewallError>),
 }
 
 /// What a reconcile found and did.
@@ -54,16 +56,27 @@ struct Attested {
 }
 
 /// Runs the local firewall until the channel closes, then finishes the last batch and tears
-/// the table down (unless kept). `desired` holds the restored bans: the first reconcile
-/// adopts what the kernel already has of them and adds the rest, without removing any.
+/// the table down (unless kept). `restored` are the bans of the previous run: the first
+/// reconcile adopts what the firewall already has of them and adds the rest, without
+/// removing any.
 pub async fn run(
     firewall: Firewall,
-    mut desired: Desired,
+    restored: Vec<BanCommand>,
     mut commands: mpsc::Receiver<BanCommand>,
     metrics: Arc<TargetMetrics>,
     interval: Duration,
 ) {
-    let attest = matches!(firewall, Firewall::Nftables { .. });
+    let mut desired: Desired = restored
+        .into_iter()
+        .filter_map(|command| match command {
+            BanCommand::Ban {
+                address, expires, ..
+            } => Some((address, expires)),
+            BanCommand::Unban { .. } => None,
+        })
+        .collect();
+    let attest = firewall.attests();
+    let mut cuts = JoinSet::new();
     let mut drifts = match &firewall {
         Firewall::Nftables { table, .. } => match monitor::start(table) {
             Ok(rx) => Some(rx),
@@ -72,7 +85,7 @@ pub async fn run(
                 None
             }
         },
-        Firewall::Log => None,
+        _ => None,
     };
     let drift_log = Throttle::new(5, Duration::from_secs(60));
     let mut pending: Batch = HashMap::new();
@@ -115,7 +128,13 @@ pub async fn run(
                     Some(result) => {
                         Metrics::inc(&metrics.netlink_batches);
                         let failed = result.is_err();
-                        finished(&metrics, result, &batch, now.elapsed());
+                        finished(
+                            &metrics,
+                            result.map_err(Into::into),
+                            &batch,
+                            now.elapsed(),
+                            &mut cuts,
+                        );
                         if failed {
                             reconcile_at = crate::clock::now() + SETTLE;
                         }
@@ -135,6 +154,8 @@ pub async fn run(
         if !open && inflight.is_empty() && pending.is_empty() {
             break;
         }
+        // Connection cuts run beside the batches; their results only need collecting.
+        while cuts.try_join_next().is_some() {}
         tokio::select! {
             command = commands.recv(), if open => match command {
                 Some(command) => {
@@ -157,7 +178,7 @@ pub async fn run(
                             // every desired ban, this batch's included.
                             reconcile_at = crate::clock::now() + SETTLE;
                         }
-                        finished(&metrics, result, &batch, took);
+                        finished(&metrics, result, &batch, took, &mut cuts);
                     }
                     Outcome::Reconciled(Ok(attested)) => {
                         retry = FIRST_RETRY;
@@ -182,6 +203,7 @@ pub async fn run(
         }
     }
     firewall.teardown().await;
+    while cuts.join_next().await.is_some() {}
 }
 
 /// A batch over netlink on a blocking thread, or through nft when netlink cannot take it.
@@ -189,7 +211,7 @@ async fn apply_off_thread(
     firewall: Firewall,
     changes: Vec<ElementChange>,
     metrics: &TargetMetrics,
-) -> Result<(), NftError> {
+) -> Result<(), FirewallError> {
     let on_thread = firewall.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let result = on_thread.apply_now(&changes);
@@ -199,13 +221,14 @@ async fn apply_off_thread(
     match joined {
         Ok((Some(result), _)) => {
             Metrics::inc(&metrics.netlink_batches);
-            result
+            Ok(result?)
         }
         Ok((None, changes)) => firewall.apply(changes).await,
         Err(e) => Err(NftError::Rejected {
             status: "netlink".into(),
             stderr: format!("the batch's thread failed: {e}"),
-        }),
+        }
+        .into()),
     }
 }
 
@@ -233,11 +256,20 @@ fn matters(drift: &Drift, desired: &Desired, now: Instant) -> bool {
         })
 }
 
-/// Counts a finished batch. A failed one is not retried by itself: the reconcile that
-/// follows applies the whole desired state.
-fn finished(metrics: &TargetMetrics, result: Result<(), NftError>, batch: &Batch, took: Duration) {
+/// Counts a finished batch and starts the connection cuts its bans ask for. A failed batch
+/// is not retried by itself: the reconcile that follows applies the whole desired state.
+fn finished(
+    metrics: &TargetMetrics,
+    result: Result<(), FirewallError>,
+    batch: &Batch,
+    took: Duration,
+    cuts: &mut JoinSet<()>,
+) {
     match result {
         Ok(()) => {
+            for (target, _) in batch.iter().filter(|(_, p)| p.cut && p.until.is_some()) {
+                cuts.spawn(cut::connections_of(*target));
+            }
             metrics.succeeded();
             Metrics::inc(&metrics.batches);
             let applied = crate::clock::now();
@@ -284,16 +316,43 @@ fn reconciled(metrics: &TargetMetrics, attested: Attested) {
     }
 }
 
-/// Reads the table, re-creates what is missing, and applies the difference to `desired`.
-async fn reconcile(firewall: &Firewall, desired: &Desired) -> Result<Attested, NftError> {
-    let Firewall::Nftables {
-        nft, table, hooks, ..
-    } = firewall
-    else {
-        return Ok(Attested {
-            present: 0,
-            fixes: 0,
-        });
+/// Reads the firewall, re-creates what is missing, and applies the difference to `desired`.
+async fn reconcile(firewall: &Firewall, desired: &Desired) -> Result<Attested, FirewallError> {
+    let now = crate::clock::now();
+    let (nft, table, hooks) = match firewall {
+        Firewall::Nftables {
+            nft, table, hooks, ..
+        } => (nft, table, hooks),
+        Firewall::Ipset { ipset, .. } => {
+            let repaired = ipset.setup().await?;
+            let actual = ipset.list().await?;
+            let changes = ipset::settle(reconcile::diff(desired, &actual, now), &actual);
+            if !changes.is_empty() {
+                ipset.apply(&changes).await?;
+            }
+            return Ok(attested(&actual, &changes, repaired));
+        }
+        Firewall::HostsDeny { file, .. } => {
+            let wanted = desired
+                .iter()
+                .filter(|(_, deadline)| deadline.is_none_or(|d| d > now))
+                .map(|(target, _)| *target)
+                .collect();
+            let file = file.clone();
+            let (present, fixes) = tokio::task::spawn_blocking(move || file.reconcile(wanted))
+                .await
+                .map_err(|e| NftError::Rejected {
+                    status: "hosts.deny".into(),
+                    stderr: format!("the reconcile's thread failed: {e}"),
+                })??;
+            return Ok(Attested { present, fixes });
+        }
+        Firewall::Log => {
+            return Ok(Attested {
+                present: 0,
+                fixes: 0,
+            })
+        }
     };
     let mut repaired = 0;
     let listing = match nft::list(nft, table).await {
@@ -309,10 +368,15 @@ async fn reconcile(firewall: &Firewall, desired: &Desired) -> Result<Attested, N
         status: "nft -j list table".into(),
         stderr: e.to_string(),
     })?;
-    let changes = reconcile::diff(desired, &actual, crate::clock::now());
+    let changes = reconcile::diff(desired, &actual, now);
     if !changes.is_empty() {
         nft::apply(nft, &nft::batch_script(table, &changes)).await?;
     }
+    Ok(attested(&actual, &changes, repaired))
+}
+
+/// What a reconcile that found `actual` and applied `changes` leaves.
+fn attested(actual: &reconcile::Actual, changes: &[ElementChange], repaired: usize) -> Attested {
     let added = changes
         .iter()
         .filter(|c| matches!(c, ElementChange::Add(a, _) if !actual.contains_key(a)))
@@ -321,10 +385,10 @@ async fn reconcile(firewall: &Firewall, desired: &Desired) -> Result<Attested, N
         .iter()
         .filter(|c| matches!(c, ElementChange::Remove(_)))
         .count();
-    Ok(Attested {
+    Attested {
         present: actual.len() + added - removed,
         fixes: changes.len() + repaired,
-    })
+    }
 }
 
 #[cfg(test)]

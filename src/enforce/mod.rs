@@ -1,10 +1,16 @@
 //! Enforcement: applies the ban manager's decisions to the firewall, in batches, beside the
 //! message flow.
 //!
-//! Owns firewall I/O (a netfilter netlink socket, nft processes), batching and retry. It holds no policy: it never decides
-//! who is banned or for how long, only makes the firewall match the commands it receives. It
-//! always drains its channel, even while nft runs, so the manager never waits on the firewall.
+//! Owns firewall I/O (a netfilter netlink socket, nft, ipset and iptables processes, a
+//! hosts.deny file, a user's ban command), batching and retry. It holds no policy: it never
+//! decides who is banned or for how long, only makes the firewall match the commands it
+//! receives. It always drains its channel, even while a tool runs, so the manager never waits
+//! on the firewall.
 
+pub mod command;
+pub mod cut;
+pub mod hosts_deny;
+pub mod ipset;
 pub mod local;
 pub mod monitor;
 pub mod netlink;
@@ -13,21 +19,40 @@ pub mod pending;
 pub mod reconcile;
 pub mod remote;
 pub mod session;
+pub mod tool;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::ban::{BanCommand, Place};
-use crate::config::{Hooks, TableName, TargetName};
+use crate::config::{CommandConfig, Hooks, TableName, TargetName};
 use crate::metrics::Metrics;
+use hosts_deny::{HostsDeny, HostsDenyError};
+use ipset::Ipset;
 use nft::{ElementChange, NftError};
 pub use remote::RemoteTarget;
+use tool::ToolError;
+
+/// A firewall change or reading failed.
+#[derive(Debug, Error)]
+pub enum FirewallError {
+    /// nft or the netlink socket.
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    /// ipset or iptables.
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    /// The hosts.deny file.
+    #[error(transparent)]
+    File(#[from] HostsDenyError),
+}
 
 /// Where bans go.
 #[derive(Debug, Clone)]
@@ -46,6 +71,20 @@ pub enum Firewall {
         netlink: Arc<std::sync::Mutex<netlink::Netlink>>,
         /// The long-running nft that applies the other batches (prefixes), one at a time.
         session: Arc<tokio::sync::Mutex<session::NftSession>>,
+    },
+    /// ipset sets and iptables rules.
+    Ipset {
+        /// The sets and rules.
+        ipset: Ipset,
+        /// Keep them on stop.
+        keep: bool,
+    },
+    /// Entries in a tcp-wrappers file.
+    HostsDeny {
+        /// The file.
+        file: HostsDeny,
+        /// Keep the entries on stop.
+        keep: bool,
     },
     /// Only log what would be done (`--dry-run`, backend "log").
     Log,
@@ -68,9 +107,14 @@ impl Firewall {
         }
     }
 
-    /// Creates the table and sets (nftables) before any ban can arrive. A complete table
-    /// kept by a previous run is adopted untouched: its bans stay enforced throughout.
-    pub async fn setup(&self) -> Result<(), NftError> {
+    /// Whether the firewall can be read back and repaired (everything but the log).
+    pub fn attests(&self) -> bool {
+        !matches!(self, Firewall::Log)
+    }
+
+    /// Creates the table and sets (nftables, ipset) before any ban can arrive. A complete
+    /// table kept by a previous run is adopted untouched: its bans stay enforced throughout.
+    pub async fn setup(&self) -> Result<(), FirewallError> {
         match self {
             Firewall::Nftables {
                 nft, table, hooks, ..
@@ -86,6 +130,11 @@ impl Firewall {
                 info!(%table, hooks = ?hooks.names(), "nftables table ready");
                 Ok(())
             }
+            Firewall::Ipset { ipset, .. } => ipset.setup().await.map(drop).map_err(Into::into),
+            Firewall::HostsDeny { file, .. } => {
+                info!(path = %file.path().display(), "Bans go to a tcp-wrappers file");
+                Ok(())
+            }
             Firewall::Log => {
                 info!("Dry run: bans are logged, not applied");
                 Ok(())
@@ -95,17 +144,25 @@ impl Firewall {
 
     /// Removes the table on a clean stop unless configured to keep it.
     pub async fn teardown(&self) {
-        if let Firewall::Nftables {
-            nft,
-            table,
-            keep_table: false,
-            ..
-        } = self
-        {
-            match nft::apply(nft, &nft::teardown_script(table)).await {
+        match self {
+            Firewall::Nftables {
+                nft,
+                table,
+                keep_table: false,
+                ..
+            } => match nft::apply(nft, &nft::teardown_script(table)).await {
                 Ok(()) => info!(%table, "nftables table removed"),
                 Err(e) => warn!(%table, error = %e, "Could not remove nftables table"),
-            }
+            },
+            Firewall::Ipset { ipset, keep: false } => match ipset.teardown().await {
+                Ok(()) => info!("ipset sets and iptables rules removed"),
+                Err(e) => warn!(error = %e, "Could not remove ipset sets and iptables rules"),
+            },
+            Firewall::HostsDeny { file, keep: false } => match file.clear() {
+                Ok(()) => info!(path = %file.path().display(), "Ban entries removed"),
+                Err(e) => warn!(error = %e, "Could not remove ban entries"),
+            },
+            _ => {}
         }
     }
 
@@ -139,7 +196,7 @@ impl Firewall {
         }
     }
 
-    pub(crate) async fn apply(&self, changes: Vec<ElementChange>) -> Result<(), NftError> {
+    pub(crate) async fn apply(&self, changes: Vec<ElementChange>) -> Result<(), FirewallError> {
         match self {
             Firewall::Nftables {
                 nft,
@@ -149,17 +206,26 @@ impl Firewall {
             } => {
                 let script = nft::batch_script(table, &changes);
                 if script.len() > session::MAX_LINE {
-                    return nft::apply(nft, &script).await;
+                    return Ok(nft::apply(nft, &script).await?);
                 }
-                session
-                    .lock()
-                    .await
-                    .apply(&script)
-                    .await
-                    .map_err(|e| NftError::Rejected {
+                session.lock().await.apply(&script).await.map_err(|e| {
+                    NftError::Rejected {
                         status: "nft -i".into(),
                         stderr: e.to_string(),
-                    })
+                    }
+                    .into()
+                })
+            }
+            Firewall::Ipset { ipset, .. } => Ok(ipset.apply(&changes).await?),
+            Firewall::HostsDeny { file, .. } => {
+                let file = file.clone();
+                tokio::task::spawn_blocking(move || file.apply(&changes))
+                    .await
+                    .map_err(|e| NftError::Rejected {
+                        status: "hosts.deny".into(),
+                        stderr: format!("the write's thread failed: {e}"),
+                    })?
+                    .map_err(Into::into)
             }
             Firewall::Log => {
                 for change in changes {
@@ -171,14 +237,23 @@ impl Firewall {
     }
 }
 
-/// The local firewall and what its worker starts from.
+/// What enforces bans on this host.
+#[derive(Debug)]
+pub enum LocalBackend {
+    /// A firewall the worker batches changes into and reconciles.
+    Firewall(Firewall),
+    /// A user's program per ban and unban.
+    Command(Arc<CommandConfig>),
+}
+
+/// The local backend and what its worker starts from.
 #[derive(Debug)]
 pub struct LocalFirewall {
-    /// The table, or the log.
-    pub firewall: Firewall,
-    /// The restored bans for the local table: the first reconcile adopts what the kernel
-    /// still holds of them (a kept table) and adds the rest.
-    pub restored: local::Desired,
+    /// The firewall, or the command.
+    pub backend: LocalBackend,
+    /// The restored bans for this host: the first reconcile adopts what the firewall still
+    /// holds of them (a kept table) and adds the rest; a command runs `ban` for each.
+    pub restored: Vec<BanCommand>,
     /// How often the table is read and compared with the desired state.
     pub reconcile_interval: Duration,
 }
@@ -204,13 +279,21 @@ pub fn start(
     let mut workers = JoinSet::new();
     let mut queues = Queues::new();
     let (local_tx, local_rx) = mpsc::channel(WORKER_QUEUE);
-    workers.spawn(local::run(
-        local.firewall,
-        local.restored,
-        local_rx,
-        metrics.target("local"),
-        local.reconcile_interval,
-    ));
+    match local.backend {
+        LocalBackend::Firewall(firewall) => workers.spawn(local::run(
+            firewall,
+            local.restored,
+            local_rx,
+            metrics.target("local"),
+            local.reconcile_interval,
+        )),
+        LocalBackend::Command(config) => workers.spawn(command::run(
+            config,
+            local.restored,
+            local_rx,
+            metrics.target("local"),
+        )),
+    };
     queues.insert(Place::Local, local_tx);
     for target in remotes {
         let (tx, rx) = mpsc::channel(WORKER_QUEUE);

@@ -22,6 +22,8 @@ pub struct Pending {
     pub until: Option<Option<Instant>>,
     /// When the manager decided it (latency is measured from here).
     pub decided: Instant,
+    /// Cut the address's established connections once the ban is applied.
+    pub cut: bool,
 }
 
 /// Changes per address for the next batch.
@@ -34,6 +36,7 @@ pub fn record(desired: &mut Desired, pending: &mut Batch, command: BanCommand) {
             address,
             expires,
             decided,
+            reason,
             ..
         } => {
             desired.insert(address, expires);
@@ -42,6 +45,7 @@ pub fn record(desired: &mut Desired, pending: &mut Batch, command: BanCommand) {
                 Pending {
                     until: Some(expires),
                     decided,
+                    cut: reason.kill_connections,
                 },
             );
         }
@@ -52,6 +56,7 @@ pub fn record(desired: &mut Desired, pending: &mut Batch, command: BanCommand) {
                 Pending {
                     until: None,
                     decided: crate::clock::now(),
+                    cut: false,
                 },
             );
         }
@@ -92,6 +97,13 @@ mod tests {
             address: t(address),
             expires,
             decided: now,
+            reason: std::sync::Arc::new(crate::ban::BanReason {
+                jail: crate::config::JailName::new("sshd").unwrap(),
+                failures: 3,
+                origin: "web1".into(),
+                bantime: None,
+                kill_connections: true,
+            }),
         };
         record(
             &mut desired,
@@ -109,6 +121,9 @@ mod tests {
         );
         assert_eq!(desired.len(), 1);
         assert_eq!(desired[&t("198.51.100.66")], Some(until));
+        // The ban's reason asks for its connections to be cut; the unban does not.
+        assert!(pending[&t("198.51.100.66")].cut);
+        assert!(!pending[&t("198.51.100.67")].cut);
         let mut changes = changes(&pending, now);
         changes.sort_by_key(|c| format!("{c:?}"));
         assert_eq!(
@@ -129,6 +144,7 @@ mod tests {
             Pending {
                 until: Some(Some(now)),
                 decided: now,
+                cut: false,
             },
         );
         assert!(changes(&pending, now).is_empty());

@@ -495,6 +495,7 @@ mod tests {
             prefix4: 32,
             prefix6: 128,
             count_per_origin,
+            kill_connections: false,
             placement: crate::config::default_placement(),
         };
         Jail::new(&config)

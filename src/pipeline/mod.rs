@@ -176,6 +176,7 @@ mod tests {
             prefix4: 32,
             prefix6: 128,
             count_per_origin: false,
+            kill_connections: false,
             placement: crate::config::default_placement(),
         }
     }

@@ -12,6 +12,7 @@ fn policy(jail: &str, bantime: BanTime) -> JailPolicy {
         bantime,
         increment: None,
         placement: vec![PlacementRule::Local],
+        kill_connections: false,
     }
 }
 
@@ -44,6 +45,17 @@ fn offence(jail: &str, at: Instant) -> Offence {
     }
 }
 
+/// The reason a ban of `offence(jail, ..)` carries.
+fn reason(jail: &str, bantime: Option<Duration>) -> Arc<BanReason> {
+    Arc::new(BanReason {
+        jail: name(jail),
+        failures: 3,
+        origin: Origin::Local.to_string(),
+        bantime,
+        kill_connections: false,
+    })
+}
+
 fn addr() -> Target {
     "203.0.113.9".parse().unwrap()
 }
@@ -70,6 +82,7 @@ fn offence_bans_until_bantime_then_expires() {
             address: addr(),
             expires: Some(t + MIN),
             decided: t,
+            reason: reason("sshd", Some(MIN)),
         }]
     );
     match &ops[0] {
@@ -114,6 +127,8 @@ fn a_second_jail_only_extends_never_shortens() {
             address: addr(),
             expires: None,
             decided: t,
+            // The permanent hold is the one the firewall's element now stands for.
+            reason: reason("forever", None),
         }]
     );
     s.expire(t + Duration::from_secs(10_000));
@@ -214,6 +229,7 @@ fn increment_grows_with_earlier_bans_in_the_same_jail_or_all_jails() {
                 bantime: BanTime::For(Duration::from_secs(3600)),
                 increment: Some(inc(overall)),
                 placement: vec![PlacementRule::Local],
+                kill_connections: false,
             },
             policy("postfix", BanTime::For(MIN)),
         ];
@@ -347,7 +363,15 @@ fn restore_puts_back_active_bans_with_remaining_time() {
             place: Place::Local,
             address: "203.0.113.1".parse().unwrap(),
             expires: Some(now.instant + Duration::from_secs(500)),
-            decided: now.instant
+            decided: now.instant,
+            // The longest hold names the element: "long", restored with its stored bantime.
+            reason: Arc::new(BanReason {
+                jail: name("long"),
+                failures: 3,
+                origin: "198.51.100.10".into(),
+                bantime: Some(Duration::from_secs(510)),
+                kill_connections: false,
+            }),
         }
     );
     assert!(matches!(commands[2], BanCommand::Ban { expires: None, .. }));

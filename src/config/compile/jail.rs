@@ -32,6 +32,7 @@ impl Compiler<'_> {
             prefix4: 32,
             prefix6: 128,
             count_per_origin: false,
+            kill_connections: false,
             placement: default_placement(),
         };
         self.settings("defaults", &base, raw)
@@ -101,6 +102,9 @@ impl Compiler<'_> {
         }
         if let Some(per_origin) = raw.count_per_origin {
             out.count_per_origin = per_origin;
+        }
+        if let Some(kill) = raw.kill_connections {
+            out.kill_connections = kill;
         }
         if let Some(list) = &raw.placement {
             if let Some(rules) = self.placement(&format!("{prefix}.placement"), list) {
@@ -392,6 +396,7 @@ impl Compiler<'_> {
                 prefix4: settings.prefix4,
                 prefix6: settings.prefix6,
                 count_per_origin: settings.count_per_origin,
+                kill_connections: settings.kill_connections,
                 placement: settings.placement,
             },
             enabled,
@@ -441,5 +446,6 @@ pub(in crate::config) struct Settings {
     prefix4: u8,
     prefix6: u8,
     count_per_origin: bool,
+    kill_connections: bool,
     placement: Vec<PlacementRule>,
 }

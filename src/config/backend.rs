@@ -1,0 +1,197 @@
+//! The enforcement backends' compiled settings: which backend `[ban]` selects, and the
+//! `command` backend's argv templates. Plain data; the backends themselves live in `enforce`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where bans go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// Local nftables.
+    Nftables,
+    /// ipset sets matched by one iptables/ip6tables rule per hook.
+    Ipset(IpsetConfig),
+    /// Entries in a tcp-wrappers file.
+    HostsDeny(HostsDenyConfig),
+    /// A program run per ban and unban.
+    Command(CommandConfig),
+    /// Only log decisions.
+    Log,
+}
+
+impl Backend {
+    /// The name `[ban] backend` takes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Nftables => "nftables",
+            Backend::Ipset(_) => "ipset",
+            Backend::HostsDeny(_) => "hosts-deny",
+            Backend::Command(_) => "command",
+            Backend::Log => "log",
+        }
+    }
+}
+
+/// The `ipset` backend's tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpsetConfig {
+    /// The ipset binary.
+    pub ipset: PathBuf,
+    /// The iptables binary (IPv4 rules).
+    pub iptables: PathBuf,
+    /// The ip6tables binary (IPv6 rules).
+    pub ip6tables: PathBuf,
+}
+
+/// The `hosts-deny` backend's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostsDenyConfig {
+    /// The tcp-wrappers file (default `/etc/hosts.deny`).
+    pub path: PathBuf,
+    /// The daemon list of each entry (default `ALL`).
+    pub daemons: String,
+}
+
+/// The `command` backend's programs: each an argv template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandConfig {
+    /// Run for each ban (and again when a ban is restored or extended).
+    pub ban: ArgvTemplate,
+    /// Run for each unban and expiry.
+    pub unban: ArgvTemplate,
+    /// Run once before the first ban.
+    pub start: Option<ArgvTemplate>,
+    /// Run once after the last unban on a clean stop.
+    pub stop: Option<ArgvTemplate>,
+    /// Longest one run may take before it is killed.
+    pub timeout: Duration,
+    /// Most runs at once.
+    pub concurrency: usize,
+}
+
+/// What a command template's placeholders stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `<ip>`: the address or prefix.
+    Ip,
+    /// `<jail>`.
+    Jail,
+    /// `<failures>`.
+    Failures,
+    /// `<bantime>`: seconds, `-1` when permanent.
+    Bantime,
+    /// `<origin>`: the attacked host's name as its logs gave it.
+    Origin,
+}
+
+impl Placeholder {
+    /// Every placeholder, with its spelling.
+    pub const ALL: [(&'static str, Placeholder); 5] = [
+        ("<ip>", Placeholder::Ip),
+        ("<jail>", Placeholder::Jail),
+        ("<failures>", Placeholder::Failures),
+        ("<bantime>", Placeholder::Bantime),
+        ("<origin>", Placeholder::Origin),
+    ];
+}
+
+/// One argv element of a template: literal text and placeholders, joined into exactly one
+/// element whatever the values hold (no shell ever sees it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgPart {
+    /// Text as written.
+    Literal(String),
+    /// A value filled in per run.
+    Value(Placeholder),
+}
+
+/// A program and its arguments; the program (element 0) is plain text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgvTemplate {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<Vec<ArgPart>>,
+}
+
+impl ArgvTemplate {
+    /// Parses `argv`; an unknown `<name>` or a placeholder in the program is an error.
+    pub fn parse(argv: &[String]) -> Result<ArgvTemplate, String> {
+        let (program, rest) = argv.split_first().ok_or_else(|| {
+            "must name a program: [\"/path/to/program\", \"<ip>\", ...]".to_string()
+        })?;
+        if program.is_empty() || program.contains('<') {
+            return Err(format!(
+                "the program \"{program}\" must be a plain path (placeholders go in the arguments)"
+            ));
+        }
+        let args = rest
+            .iter()
+            .map(|arg| parse_arg(arg))
+            .collect::<Result<_, _>>()?;
+        Ok(ArgvTemplate {
+            program: PathBuf::from(program),
+            args,
+        })
+    }
+
+    /// The arguments with `value` filled in: one element per template element.
+    pub fn fill(&self, value: impl Fn(Placeholder) -> String) -> Vec<String> {
+        self.args
+            .iter()
+            .map(|parts| {
+                parts
+                    .iter()
+                    .map(|part| match part {
+                        ArgPart::Literal(text) => text.clone(),
+                        ArgPart::Value(p) => value(*p),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn parse_arg(arg: &str) -> Result<Vec<ArgPart>, String> {
+    let mut parts = Vec::new();
+    let mut rest = arg;
+    while let Some(open) = rest.find('<') {
+        let Some(len) = rest[open..].find('>') else {
+            break;
+        };
+        let token = &rest[open..=open + len];
+        let name_ok = token[1..token.len() - 1]
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_');
+        if !name_ok || token.len() < 3 {
+            // Not placeholder-shaped (e.g. "a<b c>d"): literal text.
+            parts.push(ArgPart::Literal(rest[..=open].to_string()));
+            rest = &rest[open + 1..];
+            continue;
+        }
+        let Some((_, placeholder)) = Placeholder::ALL.iter().find(|(t, _)| *t == token) else {
+            let known: Vec<&str> = Placeholder::ALL.iter().map(|(t, _)| *t).collect();
+            return Err(format!(
+                "unknown placeholder {token} in \"{arg}\" (it takes: {})",
+                known.join(" ")
+            ));
+        };
+        if open > 0 {
+            parts.push(ArgPart::Literal(rest[..open].to_string()));
+        }
+        parts.push(ArgPart::Value(*placeholder));
+        rest = &rest[open + token.len()..];
+    }
+    if !rest.is_empty() {
+        parts.push(ArgPart::Literal(rest.to_string()));
+    }
+    // Adjacent literals from skipped '<' are joined back.
+    let mut joined: Vec<ArgPart> = Vec::new();
+    for part in parts {
+        match (joined.last_mut(), part) {
+            (Some(ArgPart::Literal(prev)), ArgPart::Literal(text)) => prev.push_str(&text),
+            (_, part) => joined.push(part),
+        }
+    }
+    Ok(joined)
+}

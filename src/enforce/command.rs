@@ -1,0 +1,318 @@
+//! The `command` backend: the operator's own program per ban and unban (page someone, update
+//! a load balancer, a firewall syslog2ban has no backend for), from argv templates.
+//!
+//! Owns the runs: at most `concurrency` at once, each killed after `timeout`, one at a time
+//! per address (a ban and its unban never race), and its exit status and stderr counted in the
+//! place's metrics and `status`. Each placeholder fills exactly one argv element and no shell
+//! is involved, so an origin name or anything else from a log can never become a command. A
+//! command that has not started yet is replaced by a newer one for its address, so a slow
+//! program under a ban storm holds at most one waiting run per address.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info};
+
+use super::cut;
+use super::tool::{self, ToolError};
+use crate::ban::{BanCommand, BanReason};
+use crate::config::{ArgvTemplate, CommandConfig, Placeholder};
+use crate::metrics::{Metrics, TargetMetrics};
+use crate::target::Target;
+
+/// One run waiting for a slot.
+#[derive(Debug, Clone)]
+struct Job {
+    ban: bool,
+    reason: Option<Arc<BanReason>>,
+    decided: std::time::Instant,
+}
+
+/// Runs the command backend until the channel closes: `start`, a `ban` for every restored
+/// ban (a restart re-applies them, as a wiped firewall needs), then each command as it comes;
+/// on a clean stop, the last runs finish and `stop` runs.
+pub async fn run(
+    config: Arc<CommandConfig>,
+    restored: Vec<BanCommand>,
+    mut commands: mpsc::Receiver<BanCommand>,
+    metrics: Arc<TargetMetrics>,
+) {
+    if let Some(start) = &config.start {
+        once(&config, start, "start", &metrics).await;
+    }
+    let mut queue = Queue::default();
+    for command in restored {
+        queue.push(command);
+    }
+    let mut running: JoinSet<(Target, bool, Result<(), ToolError>, Job)> = JoinSet::new();
+    let mut cuts = JoinSet::new();
+    let mut open = true;
+    loop {
+        while cuts.try_join_next().is_some() {}
+        while running.len() < config.concurrency {
+            let Some((target, job)) = queue.next_free() else {
+                break;
+            };
+            let config = config.clone();
+            running.spawn(async move {
+                let template = if job.ban { &config.ban } else { &config.unban };
+                let args = arguments(template, &target, job.reason.as_deref());
+                let result = tool::run(&template.program, &args, None, config.timeout)
+                    .await
+                    .map(drop);
+                (target, job.ban, result, job)
+            });
+        }
+        if !open && running.is_empty() && queue.is_empty() {
+            break;
+        }
+        tokio::select! {
+            command = commands.recv(), if open => match command {
+                Some(command) => queue.push(command),
+                None => open = false,
+            },
+            Some(done) = running.join_next() => {
+                let Ok((target, ban, result, job)) = done else { continue };
+                queue.busy.remove(&target);
+                let action = if ban { "ban" } else { "unban" };
+                match result {
+                    Ok(()) => {
+                        metrics.succeeded();
+                        Metrics::inc(&metrics.batches);
+                        if ban {
+                            metrics.latency.observe(job.decided.elapsed());
+                            queue.applied.insert(target);
+                            if job.reason.as_ref().is_some_and(|r| r.kill_connections) {
+                                cuts.spawn(cut::connections_of(target));
+                            }
+                        } else {
+                            queue.applied.remove(&target);
+                        }
+                        debug!(%target, action, "Ban command ran");
+                    }
+                    Err(e) => {
+                        metrics.failed(format!("{action} {target}: {e}"));
+                        error!(%target, action, error = %e, "Ban command failed: the address may not be enforced");
+                    }
+                }
+            }
+        }
+    }
+    while cuts.join_next().await.is_some() {}
+    if let Some(stop) = &config.stop {
+        once(&config, stop, "stop", &metrics).await;
+    }
+}
+
+/// Runs `start` or `stop` (no placeholders have values there: they are filled empty).
+async fn once(
+    config: &CommandConfig,
+    template: &ArgvTemplate,
+    what: &str,
+    metrics: &TargetMetrics,
+) {
+    let args = template.fill(|_| String::new());
+    match tool::run(&template.program, &args, None, config.timeout).await {
+        Ok(_) => info!(program = %template.program.display(), "Ban command's {what} ran"),
+        Err(e) => {
+            metrics.failed(format!("{what}: {e}"));
+            error!(error = %e, "Ban command's {what} failed");
+        }
+    }
+}
+
+/// The argv of one run: each placeholder is exactly one value inside its element.
+fn arguments(template: &ArgvTemplate, target: &Target, reason: Option<&BanReason>) -> Vec<String> {
+    template.fill(|placeholder| match placeholder {
+        Placeholder::Ip => target.to_string(),
+        Placeholder::Jail => reason.map_or_else(String::new, |r| r.jail.to_string()),
+        Placeholder::Failures => reason.map_or(0, |r| r.failures).to_string(),
+        Placeholder::Bantime => reason
+            .and_then(|r| r.bantime)
+            .map_or_else(|| "-1".to_string(), |d| d.as_secs().to_string()),
+        Placeholder::Origin => reason.map_or_else(String::new, |r| r.origin.clone()),
+    })
+}
+
+/// Runs waiting for a slot, at most one per address, in arrival order.
+#[derive(Debug, Default)]
+struct Queue {
+    order: VecDeque<Target>,
+    waiting: HashMap<Target, Job>,
+    /// The last reason per banned address (an unban's placeholders name its ban).
+    reasons: HashMap<Target, Arc<BanReason>>,
+    /// Addresses whose ban command succeeded and has not been undone.
+    applied: HashSet<Target>,
+    /// Addresses with a run in progress.
+    busy: HashSet<Target>,
+}
+
+impl Queue {
+    fn push(&mut self, command: BanCommand) {
+        let (target, job) = match command {
+            BanCommand::Ban {
+                address,
+                decided,
+                reason,
+                ..
+            } => {
+                self.reasons.insert(address, reason.clone());
+                let job = Job {
+                    ban: true,
+                    reason: Some(reason),
+                    decided,
+                };
+                (address, job)
+            }
+            BanCommand::Unban { address, .. } => {
+                let reason = self.reasons.remove(&address);
+                let never_ran = !self.applied.contains(&address) && !self.busy.contains(&address);
+                if never_ran && self.waiting.remove(&address).is_some() {
+                    // Its ban never ran: both are done.
+                    self.order.retain(|t| *t != address);
+                    return;
+                }
+                let job = Job {
+                    ban: false,
+                    reason,
+                    decided: crate::clock::now(),
+                };
+                (address, job)
+            }
+        };
+        if self.waiting.insert(target, job).is_none() {
+            self.order.push_back(target);
+        }
+    }
+
+    /// The oldest waiting run whose address has none running; it is marked running.
+    fn next_free(&mut self) -> Option<(Target, Job)> {
+        let index = self.order.iter().position(|t| !self.busy.contains(t))?;
+        let target = self.order.remove(index)?;
+        let job = self.waiting.remove(&target)?;
+        self.busy.insert(target);
+        Some((target, job))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ban::Place;
+    use crate::config::JailName;
+    use std::time::Duration;
+
+    fn t(s: &str) -> Target {
+        s.parse().unwrap()
+    }
+
+    fn reason(origin: &str) -> Arc<BanReason> {
+        Arc::new(BanReason {
+            jail: JailName::new("sshd").unwrap(),
+            failures: 5,
+            origin: origin.into(),
+            bantime: Some(Duration::from_secs(600)),
+            kill_connections: false,
+        })
+    }
+
+    fn ban(address: &str) -> BanCommand {
+        BanCommand::Ban {
+            place: Place::Local,
+            address: t(address),
+            expires: None,
+            decided: crate::clock::now(),
+            reason: reason("web1"),
+        }
+    }
+
+    fn unban(address: &str) -> BanCommand {
+        BanCommand::Unban {
+            place: Place::Local,
+            address: t(address),
+        }
+    }
+
+    #[test]
+    fn each_placeholder_fills_one_element_whatever_it_holds() {
+        let template = ArgvTemplate::parse(&[
+            "/usr/local/sbin/block".into(),
+            "--ip=<ip>".into(),
+            "<jail>".into(),
+            "<failures>/<bantime>".into(),
+            "<origin>".into(),
+        ])
+        .unwrap();
+        let hostile = reason("web1; rm -rf / $(id) `id` \"'\n");
+        let args = arguments(&template, &t("2001:db8::/64"), Some(&hostile));
+        assert_eq!(
+            args,
+            vec![
+                "--ip=2001:db8::/64".to_string(),
+                "sshd".into(),
+                "5/600".into(),
+                "web1; rm -rf / $(id) `id` \"'\n".into(),
+            ]
+        );
+        let permanent = BanReason {
+            bantime: None,
+            ..(*hostile).clone()
+        };
+        assert_eq!(
+            arguments(&template, &t("198.51.100.1"), Some(&permanent))[2],
+            "5/-1"
+        );
+    }
+
+    #[test]
+    fn templates_reject_unknown_placeholders_and_a_placeholder_as_program() {
+        let err = ArgvTemplate::parse(&["/bin/x".into(), "<address>".into()]).unwrap_err();
+        assert!(err.contains("<address>") && err.contains("<ip>"), "{err}");
+        assert!(ArgvTemplate::parse(&["<ip>".into()]).is_err());
+        assert!(ArgvTemplate::parse(&[]).is_err());
+        // Not placeholder-shaped: kept as text.
+        let t = ArgvTemplate::parse(&["/bin/x".into(), "a<b c>d <".into()]).unwrap();
+        assert_eq!(t.fill(|_| String::new()), vec!["a<b c>d <".to_string()]);
+    }
+
+    #[test]
+    fn a_waiting_run_is_replaced_and_an_unban_of_an_unrun_ban_cancels_both() {
+        let mut queue = Queue::default();
+        queue.push(ban("198.51.100.1"));
+        queue.push(ban("198.51.100.2"));
+        queue.push(ban("198.51.100.1"));
+        assert_eq!(queue.order.len(), 2);
+        queue.push(unban("198.51.100.2"));
+        assert_eq!(queue.order.len(), 1);
+        let (first, job) = queue.next_free().unwrap();
+        assert_eq!((first, job.ban), (t("198.51.100.1"), true));
+        assert!(queue.next_free().is_none());
+        // While its ban runs, an unban waits (it must undo what the run does)...
+        queue.push(ban("198.51.100.1"));
+        queue.push(unban("198.51.100.1"));
+        assert!(queue.next_free().is_none());
+        // ...and runs once the ban has, with the ban's reason for its placeholders.
+        queue.busy.remove(&first);
+        queue.applied.insert(first);
+        let (_, job) = queue.next_free().unwrap();
+        assert!(!job.ban);
+        assert_eq!(job.reason.unwrap().origin, "web1");
+    }
+
+    #[test]
+    fn an_address_with_a_run_in_progress_waits() {
+        let mut queue = Queue::default();
+        queue.push(ban("198.51.100.1"));
+        queue.push(ban("198.51.100.2"));
+        queue.busy.insert(t("198.51.100.1"));
+        assert_eq!(queue.next_free().unwrap().0, t("198.51.100.2"));
+        assert!(queue.next_free().is_none());
+        assert!(!queue.is_empty());
+    }
+}

@@ -1,0 +1,290 @@
+//! The `hosts-deny` backend, for services behind tcp-wrappers with no firewall: one entry per
+//! banned address in a hosts.deny file, each after a marker line, so the file's own lines are
+//! never touched.
+//!
+//! Owns only the entries after its markers. Every change rewrites the file atomically (a
+//! temporary file in the same directory, synced, then renamed over it), so a daemon reading it
+//! sees the old file or the new one, never half. tcp-wrappers has no timeouts: the daemon's
+//! unban at a ban's end removes the entry, and the reconcile removes any entry whose ban ended
+//! while the daemon was down.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::nft::ElementChange;
+use crate::target::Target;
+
+/// The line before each of our entries.
+pub const MARKER: &str = "# syslog2ban: the next line is a ban; it is removed when the ban ends";
+
+/// Reading or writing the file failed.
+#[derive(Debug, Error)]
+#[error("{path}: {source}")]
+pub struct HostsDenyError {
+    /// The file.
+    path: PathBuf,
+    /// OS error.
+    source: std::io::Error,
+}
+
+/// The file and the daemon list of our entries.
+#[derive(Debug, Clone)]
+pub struct HostsDeny {
+    path: PathBuf,
+    daemons: String,
+}
+
+/// The file split into lines that are not ours and our entries.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Parsed {
+    others: Vec<String>,
+    ours: BTreeSet<Target>,
+}
+
+impl HostsDeny {
+    /// The backend writing `daemons: ADDRESS` entries to `path`.
+    pub fn new(path: PathBuf, daemons: String) -> Self {
+        HostsDeny { path, daemons }
+    }
+
+    /// The file, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies changes to our entries; the file is rewritten only if they change it.
+    pub fn apply(&self, changes: &[ElementChange]) -> Result<(), HostsDenyError> {
+        let mut parsed = self.read()?;
+        let before = parsed.ours.clone();
+        for change in changes {
+            match change {
+                ElementChange::Add(target, _) => parsed.ours.insert(*target),
+                ElementChange::Remove(target) => parsed.ours.remove(target),
+            };
+        }
+        if parsed.ours != before {
+            self.write(&parsed)?;
+        }
+        Ok(())
+    }
+
+    /// Makes our entries exactly `wanted`; returns (entries now, entries added or removed).
+    pub fn reconcile(&self, wanted: BTreeSet<Target>) -> Result<(usize, usize), HostsDenyError> {
+        let mut parsed = self.read()?;
+        let fixes = parsed.ours.symmetric_difference(&wanted).count();
+        if fixes > 0 {
+            parsed.ours = wanted;
+            self.write(&parsed)?;
+        }
+        Ok((parsed.ours.len(), fixes))
+    }
+
+    /// Our entries, as the reconcile compares them (tcp-wrappers keeps no timeouts).
+    pub fn entries(&self) -> Result<super::reconcile::Actual, HostsDenyError> {
+        Ok(self.read()?.ours.into_iter().map(|t| (t, None)).collect())
+    }
+
+    /// Removes all our entries (a clean stop that does not keep bans).
+    pub fn clear(&self) -> Result<(), HostsDenyError> {
+        self.reconcile(BTreeSet::new()).map(drop)
+    }
+
+    fn read(&self) -> Result<Parsed, HostsDenyError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Ok(parse(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Parsed::default()),
+            Err(source) => Err(self.error(source)),
+        }
+    }
+
+    fn write(&self, parsed: &Parsed) -> Result<(), HostsDenyError> {
+        let text = render(parsed, &self.daemons);
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = dir.join(format!(".{name}.syslog2ban-new"));
+        // The file keeps its mode (tcp-wrappers needs it world-readable, usually 0644).
+        let mode = std::fs::metadata(&self.path).map_or(0o644, |m| m.permissions().mode());
+        let written = (|| {
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(text.as_bytes())?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            file.sync_all()?;
+            std::fs::rename(&temp, &self.path)
+        })();
+        if let Err(source) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(self.error(source));
+        }
+        Ok(())
+    }
+
+    fn error(&self, source: std::io::Error) -> HostsDenyError {
+        HostsDenyError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+fn parse(text: &str) -> Parsed {
+    let mut parsed = Parsed::default();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line != MARKER {
+            parsed.others.push(line.to_string());
+            continue;
+        }
+        // Our entry follows its marker; anything else there is someone's edit, kept.
+        match lines.next() {
+            Some(entry) => match parse_entry(entry) {
+                Some(target) => {
+                    parsed.ours.insert(target);
+                }
+                None => parsed.others.push(entry.to_string()),
+            },
+            None => break,
+        }
+    }
+    parsed
+}
+
+/// `DAEMONS: ADDRESS` as `entry` writes it.
+fn parse_entry(entry: &str) -> Option<Target> {
+    let (_, client) = entry.split_once(':')?;
+    let client = client.trim();
+    if let Some(rest) = client.strip_prefix('[') {
+        let (address, prefix) = rest.split_once(']')?;
+        return match prefix.strip_prefix('/') {
+            Some(len) => format!("{address}/{len}").parse().ok(),
+            None if prefix.is_empty() => address.parse().ok(),
+            None => None,
+        };
+    }
+    match client.split_once('/') {
+        Some((address, mask)) => {
+            let mask: std::net::Ipv4Addr = mask.parse().ok()?;
+            let len = u32::from(mask).leading_ones();
+            format!("{address}/{len}").parse().ok()
+        }
+        None => client.parse().ok(),
+    }
+}
+
+/// One entry in tcp-wrappers' syntax: IPv6 in brackets, IPv4 prefixes as net/mask.
+fn entry(daemons: &str, target: &Target) -> String {
+    let net = target.net();
+    match net {
+        ipnet::IpNet::V6(v6) if target.is_host() => format!("{daemons}: [{}]", v6.addr()),
+        ipnet::IpNet::V6(v6) => format!("{daemons}: [{}]/{}", v6.network(), v6.prefix_len()),
+        ipnet::IpNet::V4(v4) if target.is_host() => format!("{daemons}: {}", v4.addr()),
+        ipnet::IpNet::V4(v4) => format!("{daemons}: {}/{}", v4.network(), v4.netmask()),
+    }
+}
+
+fn render(parsed: &Parsed, daemons: &str) -> String {
+    let mut text = String::new();
+    for line in &parsed.others {
+        text.push_str(line);
+        text.push('\n');
+    }
+    for target in &parsed.ours {
+        text.push_str(MARKER);
+        text.push('\n');
+        text.push_str(&entry(daemons, target));
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn t(s: &str) -> Target {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn entries_use_tcp_wrappers_syntax_and_read_back() {
+        for (target, line) in [
+            ("198.51.100.7", "ALL: 198.51.100.7"),
+            ("198.51.100.0/24", "ALL: 198.51.100.0/255.255.255.0"),
+            ("2001:db8::7", "ALL: [2001:db8::7]"),
+            ("2001:db8:1::/48", "ALL: [2001:db8:1::]/48"),
+        ] {
+            assert_eq!(entry("ALL", &t(target)), line);
+            assert_eq!(parse_entry(line), Some(t(target)), "{line}");
+        }
+    }
+
+    #[test]
+    fn the_files_own_lines_are_kept_in_place_and_ours_follow_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts.deny");
+        std::fs::write(&path, "# site policy\nsshd: 192.0.2.1\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let deny = HostsDeny::new(path.clone(), "sshd".into());
+        deny.apply(&[
+            ElementChange::Add(t("198.51.100.7"), Some(Duration::from_secs(60))),
+            ElementChange::Add(t("2001:db8::7"), None),
+        ])
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "# site policy\nsshd: 192.0.2.1\n{MARKER}\nsshd: 198.51.100.7\n{MARKER}\nsshd: [2001:db8::7]\n"
+            )
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        deny.apply(&[ElementChange::Remove(t("198.51.100.7"))])
+            .unwrap();
+        let (present, fixes) = deny
+            .reconcile([t("2001:db8::7")].into_iter().collect())
+            .unwrap();
+        assert_eq!((present, fixes), (1, 0));
+        deny.clear().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "# site policy\nsshd: 192.0.2.1\n"
+        );
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_reconcile_restores_a_wiped_file_and_drops_stale_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts.deny");
+        std::fs::write(&path, format!("{MARKER}\nALL: 198.51.100.9\n")).unwrap();
+        let deny = HostsDeny::new(path.clone(), "ALL".into());
+        let (present, fixes) = deny
+            .reconcile([t("198.51.100.7")].into_iter().collect())
+            .unwrap();
+        assert_eq!((present, fixes), (1, 2));
+        std::fs::remove_file(&path).unwrap();
+        let (present, fixes) = deny
+            .reconcile([t("198.51.100.7")].into_iter().collect())
+            .unwrap();
+        assert_eq!((present, fixes), (1, 1));
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("ALL: 198.51.100.7\n"));
+    }
+}

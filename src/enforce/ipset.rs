@@ -1,0 +1,391 @@
+//! The `ipset` backend, for hosts that run iptables: four ipset sets (single addresses and
+//! prefixes, per family, with kernel timeouts) and one DROP rule per set in each wanted hook's
+//! chain (`INPUT`, `FORWARD`). Element changes go to the kernel as one `ipset restore` batch on
+//! stdin, never one process per ban.
+//!
+//! Owns the sets and rules it creates and nothing else in iptables: it checks its rules with
+//! `-C` and inserts only what is missing, and removes only its own on a clean stop.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use tracing::info;
+
+use super::nft::ElementChange;
+use super::reconcile::Actual;
+use super::tool::{self, ToolError};
+use crate::config::{Hooks, IpsetConfig};
+use crate::target::Target;
+
+/// ipset's longest timeout (seconds). A longer ban is held without a kernel timeout and
+/// removed by the daemon's unban when it ends.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(2_147_483);
+/// How long one ipset or iptables run may take.
+const TOOL_LIMIT: Duration = Duration::from_secs(30);
+/// Elements per set (ipset's default of 65536 is too few for a botnet).
+const MAX_ELEMENTS: u32 = 1 << 20;
+/// Marks our rules, so an operator reading `iptables -S` knows whose they are.
+const COMMENT: &str = "syslog2ban";
+
+/// One of the four sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SetKind {
+    suffix: &'static str,
+    v6: bool,
+    host: bool,
+}
+
+const SETS: [SetKind; 4] = [
+    SetKind {
+        suffix: "4",
+        v6: false,
+        host: true,
+    },
+    SetKind {
+        suffix: "6",
+        v6: true,
+        host: true,
+    },
+    SetKind {
+        suffix: "net4",
+        v6: false,
+        host: false,
+    },
+    SetKind {
+        suffix: "net6",
+        v6: true,
+        host: false,
+    },
+];
+
+/// The sets and rules of one table name.
+#[derive(Debug, Clone)]
+pub struct Ipset {
+    tools: IpsetConfig,
+    /// Set names start with it (`<prefix>4`, `<prefix>net6`, ...).
+    prefix: String,
+    hooks: Hooks,
+}
+
+impl Ipset {
+    /// The backend for `table` (set names `table4`, `table6`, `table4net`... under 32 bytes).
+    pub fn new(tools: IpsetConfig, table: &str, hooks: Hooks) -> Self {
+        Ipset {
+            tools,
+            prefix: table.to_string(),
+            hooks,
+        }
+    }
+
+    fn set_name(&self, kind: &SetKind) -> String {
+        format!("{}{}", self.prefix, kind.suffix)
+    }
+
+    fn set_of(&self, target: &Target) -> String {
+        let kind = SETS
+            .iter()
+            .find(|k| k.v6 == target.is_ipv6() && k.host == target.is_host())
+            .expect("every target has a set");
+        self.set_name(kind)
+    }
+
+    /// The `ipset restore` lines that create the sets (kept when they exist).
+    fn create_script(&self) -> String {
+        let mut script = String::new();
+        for kind in &SETS {
+            let _ = writeln!(
+                script,
+                "create {} {} family {} timeout 0 maxelem {MAX_ELEMENTS}",
+                self.set_name(kind),
+                if kind.host { "hash:ip" } else { "hash:net" },
+                if kind.v6 { "inet6" } else { "inet" },
+            );
+        }
+        script
+    }
+
+    /// The DROP rules: (binary, chain, set) for each wanted hook and set.
+    fn rules(&self) -> Vec<(&Path, &'static str, String)> {
+        let mut rules = Vec::new();
+        for (chain, wanted) in [("INPUT", self.hooks.input), ("FORWARD", self.hooks.forward)] {
+            if !wanted {
+                continue;
+            }
+            for kind in &SETS {
+                let binary = if kind.v6 {
+                    &self.tools.ip6tables
+                } else {
+                    &self.tools.iptables
+                };
+                rules.push((binary.as_path(), chain, self.set_name(kind)));
+            }
+        }
+        rules
+    }
+
+    /// Creates the sets and rules that are missing; existing elements are kept. Returns how
+    /// many parts had to be created.
+    pub async fn setup(&self) -> Result<usize, ToolError> {
+        let missing_sets = self.missing_sets().await?;
+        if missing_sets > 0 {
+            self.restore(&self.create_script()).await?;
+        }
+        let mut added = 0;
+        for (binary, chain, set) in self.rules() {
+            if !rule_present(binary, chain, &set).await? {
+                tool::run(binary, rule_args("-I", chain, &set), None, TOOL_LIMIT).await?;
+                added += 1;
+            }
+        }
+        if missing_sets + added > 0 {
+            info!(sets = %self.prefix, rules = added, hooks = ?self.hooks.names(), "ipset sets and iptables rules ready");
+        }
+        Ok(missing_sets + added)
+    }
+
+    /// Removes our rules, then our sets.
+    pub async fn teardown(&self) -> Result<(), ToolError> {
+        for (binary, chain, set) in self.rules() {
+            while rule_present(binary, chain, &set).await? {
+                tool::run(binary, rule_args("-D", chain, &set), None, TOOL_LIMIT).await?;
+            }
+        }
+        let mut script = String::new();
+        for kind in &SETS {
+            let _ = writeln!(script, "destroy {}", self.set_name(kind));
+        }
+        self.restore(&script).await
+    }
+
+    /// Applies element changes as one `ipset restore` batch.
+    pub async fn apply(&self, changes: &[ElementChange]) -> Result<(), ToolError> {
+        self.restore(&self.batch_script(changes)).await
+    }
+
+    fn batch_script(&self, changes: &[ElementChange]) -> String {
+        let mut script = String::new();
+        for change in changes {
+            match change {
+                ElementChange::Add(target, timeout) => {
+                    // 0: no kernel timeout (permanent, or longer than ipset can hold).
+                    let seconds = timeout
+                        .filter(|t| *t <= MAX_TIMEOUT)
+                        .map_or(0, |t| t.as_secs().max(1));
+                    let _ = writeln!(
+                        script,
+                        "add {} {target} timeout {seconds}",
+                        self.set_of(target)
+                    );
+                }
+                ElementChange::Remove(target) => {
+                    let _ = writeln!(script, "del {} {target}", self.set_of(target));
+                }
+            }
+        }
+        script
+    }
+
+    /// Every element of our sets, with the kernel's remaining timeout (None: no timeout).
+    pub async fn list(&self) -> Result<Actual, ToolError> {
+        let mut actual = HashMap::new();
+        for kind in &SETS {
+            let listing = tool::run(
+                &self.tools.ipset,
+                ["save", &self.set_name(kind)],
+                None,
+                TOOL_LIMIT,
+            )
+            .await?;
+            parse_save(&listing, &mut actual);
+        }
+        Ok(actual)
+    }
+
+    async fn missing_sets(&self) -> Result<usize, ToolError> {
+        let mut missing = 0;
+        for kind in &SETS {
+            let name = self.set_name(kind);
+            match tool::run(&self.tools.ipset, ["list", "-n", &name], None, TOOL_LIMIT).await {
+                Ok(_) => {}
+                Err(e @ ToolError::Spawn { .. }) | Err(e @ ToolError::TimedOut { .. }) => {
+                    return Err(e)
+                }
+                Err(ToolError::Failed { .. }) => missing += 1,
+            }
+        }
+        Ok(missing)
+    }
+
+    async fn restore(&self, script: &str) -> Result<(), ToolError> {
+        if script.is_empty() {
+            return Ok(());
+        }
+        // -exist: adding a present element refreshes its timeout, deleting an absent one
+        // is no error, creating an existing set keeps it: every batch is idempotent.
+        tool::run(
+            &self.tools.ipset,
+            ["-exist", "restore"],
+            Some(script.as_bytes()),
+            TOOL_LIMIT,
+        )
+        .await
+        .map(drop)
+    }
+}
+
+fn rule_args<'a>(action: &'a str, chain: &'a str, set: &'a str) -> [&'a str; 14] {
+    [
+        "-w",
+        action,
+        chain,
+        "-m",
+        "set",
+        "--match-set",
+        set,
+        "src",
+        "-m",
+        "comment",
+        "--comment",
+        COMMENT,
+        "-j",
+        "DROP",
+    ]
+}
+
+async fn rule_present(binary: &Path, chain: &str, set: &str) -> Result<bool, ToolError> {
+    match tool::run(binary, rule_args("-C", chain, set), None, TOOL_LIMIT).await {
+        Ok(_) => Ok(true),
+        // -C exits 1 for "no such rule" (and 2 for a missing set, which setup creates first).
+        Err(e) if e.exited_with(1) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads `ipset save` lines: `add SET ADDRESS[/LEN] [timeout N] ...`.
+fn parse_save(listing: &str, into: &mut Actual) {
+    for line in listing.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("add") {
+            continue;
+        }
+        let (Some(_set), Some(address)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(target) = address.parse::<Target>() else {
+            continue;
+        };
+        let mut timeout = None;
+        while let Some(word) = words.next() {
+            if word == "timeout" {
+                timeout = words
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .filter(|n| *n > 0)
+                    .map(Duration::from_secs);
+            }
+        }
+        into.insert(target, timeout);
+    }
+}
+
+/// The reconcile's changes for ipset: an element held without a kernel timeout because its
+/// ban outlasts ipset's limit is as wanted, not re-added every round.
+pub fn settle(changes: Vec<ElementChange>, actual: &Actual) -> Vec<ElementChange> {
+    changes
+        .into_iter()
+        .filter(|change| match change {
+            ElementChange::Add(target, Some(left)) if *left > MAX_TIMEOUT => {
+                actual.get(target) != Some(&None)
+            }
+            _ => true,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn backend(hooks: Hooks) -> Ipset {
+        Ipset::new(
+            IpsetConfig {
+                ipset: PathBuf::from("ipset"),
+                iptables: PathBuf::from("iptables"),
+                ip6tables: PathBuf::from("ip6tables"),
+            },
+            "s2b",
+            hooks,
+        )
+    }
+
+    fn t(s: &str) -> Target {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn each_change_goes_to_its_family_and_kind_of_set() {
+        let script = backend(Hooks::default()).batch_script(&[
+            ElementChange::Add(t("198.51.100.7"), Some(Duration::from_millis(600_400))),
+            ElementChange::Add(t("2001:db8::/64"), None),
+            ElementChange::Add(t("198.51.100.0/24"), Some(Duration::from_secs(3 << 30))),
+            ElementChange::Remove(t("2001:db8::9")),
+        ]);
+        assert_eq!(
+            script,
+            "add s2b4 198.51.100.7 timeout 600\n\
+             add s2bnet6 2001:db8::/64 timeout 0\n\
+             add s2bnet4 198.51.100.0/24 timeout 0\n\
+             del s2b6 2001:db8::9\n"
+        );
+    }
+
+    #[test]
+    fn rules_cover_each_wanted_hook_and_both_families() {
+        let both = Hooks {
+            input: true,
+            forward: true,
+        };
+        let backend_both = backend(both);
+        let rules = backend_both.rules();
+        assert_eq!(rules.len(), 8);
+        assert!(rules
+            .iter()
+            .any(|(bin, chain, set)| bin.ends_with("ip6tables")
+                && *chain == "FORWARD"
+                && set == "s2bnet6"));
+        let input_only = backend(Hooks::default());
+        assert!(input_only
+            .rules()
+            .iter()
+            .all(|(_, chain, _)| *chain == "INPUT"));
+    }
+
+    #[test]
+    fn a_save_listing_reads_back_as_elements_with_timeouts() {
+        let mut actual = Actual::new();
+        parse_save(
+            "create s2b4 hash:ip family inet hashsize 1024 maxelem 1048576 timeout 0\n\
+             add s2b4 198.51.100.3 timeout 29\n\
+             add s2b4 198.51.100.4 timeout 0\n\
+             add s2bnet4 198.51.100.0/24 timeout 5\n\
+             garbage line\n",
+            &mut actual,
+        );
+        assert_eq!(actual.len(), 3);
+        assert_eq!(actual[&t("198.51.100.3")], Some(Duration::from_secs(29)));
+        assert_eq!(actual[&t("198.51.100.4")], None);
+        assert_eq!(actual[&t("198.51.100.0/24")], Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_ban_longer_than_ipset_can_time_is_not_re_added_every_round() {
+        let mut actual = Actual::new();
+        actual.insert(t("198.51.100.3"), None);
+        let long = ElementChange::Add(t("198.51.100.3"), Some(MAX_TIMEOUT * 2));
+        let missing = ElementChange::Add(t("198.51.100.4"), Some(MAX_TIMEOUT * 2));
+        assert_eq!(settle(vec![long, missing], &actual), vec![missing]);
+    }
+}
