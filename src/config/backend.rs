@@ -154,21 +154,33 @@ impl ArgvTemplate {
 
 fn parse_arg(arg: &str) -> Result<Vec<ArgPart>, String> {
     let mut parts = Vec::new();
-    let mut rest = arg;
-    while let Some(open) = rest.find('<') {
-        let Some(len) = rest[open..].find('>') else {
-            break;
-        };
-        let token = &rest[open..=open + len];
-        let name_ok = token[1..token.len() - 1]
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'_');
-        if !name_ok || token.len() < 3 {
-            // Not placeholder-shaped (e.g. "a<b c>d"): literal text.
-            parts.push(ArgPart::Literal(rest[..=open].to_string()));
-            rest = &rest[open + 1..];
+    let mut literal = String::new();
+    let mut chars = arg.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '<' {
+            literal.push(c);
             continue;
         }
+        // A placeholder is `<` lowercase letters or `_` `>`; anything else is literal text.
+        let mut ahead = chars.clone();
+        let mut name = String::new();
+        let mut closed = false;
+        while let Some(&n) = ahead.peek() {
+            ahead.next();
+            if n == '>' {
+                closed = true;
+                break;
+            }
+            if !(n.is_ascii_lowercase() || n == '_') {
+                break;
+            }
+            name.push(n);
+        }
+        if !closed || name.is_empty() {
+            literal.push('<');
+            continue;
+        }
+        let token = format!("<{name}>");
         let Some((_, placeholder)) = Placeholder::ALL.iter().find(|(t, _)| *t == token) else {
             let known: Vec<&str> = Placeholder::ALL.iter().map(|(t, _)| *t).collect();
             return Err(format!(
@@ -176,22 +188,14 @@ fn parse_arg(arg: &str) -> Result<Vec<ArgPart>, String> {
                 known.join(" ")
             ));
         };
-        if open > 0 {
-            parts.push(ArgPart::Literal(rest[..open].to_string()));
+        if !literal.is_empty() {
+            parts.push(ArgPart::Literal(std::mem::take(&mut literal)));
         }
         parts.push(ArgPart::Value(*placeholder));
-        rest = &rest[open + token.len()..];
+        chars = ahead;
     }
-    if !rest.is_empty() {
-        parts.push(ArgPart::Literal(rest.to_string()));
+    if !literal.is_empty() {
+        parts.push(ArgPart::Literal(literal));
     }
-    // Adjacent literals from skipped '<' are joined back.
-    let mut joined: Vec<ArgPart> = Vec::new();
-    for part in parts {
-        match (joined.last_mut(), part) {
-            (Some(ArgPart::Literal(prev)), ArgPart::Literal(text)) => prev.push_str(&text),
-            (_, part) => joined.push(part),
-        }
-    }
-    Ok(joined)
+    Ok(parts)
 }
