@@ -4,7 +4,7 @@
 set -euo pipefail
 # fail2ban: its /etc/fail2ban (jail.conf, paths, jail.d) is the input of the import-fail2ban
 # test; its server is never started.
-packages=(openssl nftables openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote fail2ban sudo man-db adduser)
+packages=(openssl nftables ipset iptables conntrack openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote fail2ban sudo man-db adduser)
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps.sh: run as root (sudo $0)" >&2
   exit 1

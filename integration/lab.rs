@@ -92,6 +92,14 @@ mount --bind /run/hostdev/shm /dev/shm
 ln -s /proc/self/fd /dev/fd; ln -s /proc/self/fd/0 /dev/stdin; ln -s /proc/self/fd/1 /dev/stdout; ln -s /proc/self/fd/2 /dev/stderr
 umount -l /run/hostdev
 ln -s "$LOGT" /dev/log
+# tcp-wrappers tests: /etc seen through an overlay (the host's /etc untouched) whose
+# hosts.deny is a symlink to the per-test file the daemon rewrites (rename-safe).
+if [ -f "$D/etc/hosts-deny-target" ]; then
+  mkdir -p "$D/ovl/u" "$D/ovl/w"
+  mount -t overlay s2betc -o lowerdir=/etc,upperdir="$D/ovl/u",workdir="$D/ovl/w" /etc
+  rm -f /etc/hosts.deny /etc/hosts.allow
+  ln -s "$(cat "$D/etc/hosts-deny-target")" /etc/hosts.deny
+fi
 for f in passwd shadow group; do mount --bind "$D/etc/$f" /etc/$f; done
 if [ -e "$D/etc/sudoers" ] && [ -e /etc/sudoers ]; then mount --bind "$D/etc/sudoers" /etc/sudoers; fi
 exec "$@"

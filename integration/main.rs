@@ -11,6 +11,8 @@
 //! resends counted once, malformed uploads refused with the right status).
 //! `attest.rs`: the firewall holds what `banned` says: drift repaired, one owner, no restart window.
 //! `hostile.rs`: hostile senders: foreign bytes in headers, one host flooding every listener.
+//! `backends.rs`: the ipset, hosts-deny (a libwrap sshd) and command backends, and
+//! `kill_connections`, each against the real tool.
 //! `forward.rs`: `hook = "forward"` drops an attacker's routed traffic, not the router's own.
 //! `package.rs`: the Debian package built, installed, started as its unit says, banning.
 //! `state.rs`: durable ban state across restarts and `kill -9` (SQLite store, restore into nft,
@@ -20,6 +22,7 @@
 //! the 2 s PAM delay per failed login and the 8 s bantime).
 
 mod attest;
+mod backends;
 mod fleet;
 mod fleet_lab;
 mod forward;

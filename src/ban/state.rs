@@ -543,7 +543,21 @@ impl BanState {
             let Some(holds) = self.holds.get_mut(&address) else {
                 continue;
             };
+            let ended: Vec<Place> = holds
+                .iter()
+                .filter(|h| h.jail == jail)
+                .flat_map(|h| h.places.clone())
+                .collect();
             holds.retain(|h| h.jail != jail);
+            // Kernel timeouts end most elements by themselves; the unban also ends them where
+            // the firewall has no timeout (hosts.deny, a command) or could not hold it.
+            let still = all_places(holds);
+            let mut commands: Vec<BanCommand> = ended
+                .into_iter()
+                .filter(|place| !still.contains(place))
+                .map(|place| BanCommand::Unban { place, address })
+                .collect();
+            commands.dedup();
             let empty = holds.is_empty();
             self.released(&jail);
             info!(%jail, %address, reason = "expired", target = %"local", "Unbanned");
@@ -553,7 +567,7 @@ impl BanState {
             ops.push(StoreOp::End {
                 address,
                 jail: jail.to_string(),
-                commands: Vec::new(),
+                commands,
             });
         }
         self.update_gauge();
