@@ -15,6 +15,7 @@ use criterion::{criterion_group, Criterion, Throughput};
 use syslog2ban::enforce::netlink::Netlink;
 use syslog2ban::enforce::nft::{batch_script, setup_script, ElementChange};
 use syslog2ban::enforce::session::{local_spawner, NftSession};
+use syslog2ban::target::Target;
 
 /// Set in the re-run inside the private namespace.
 const IN_NETNS: &str = "S2B_BENCH_IN_NETNS";
@@ -38,9 +39,12 @@ fn changes(n: usize) -> Vec<ElementChange> {
                 IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i))
             };
             if n > 1 && i % 10 == 9 {
-                ElementChange::Remove(address.into())
+                ElementChange::Remove(Target::from(address).into())
             } else {
-                ElementChange::Add(address.into(), Some(Duration::from_millis(3_599_123)))
+                ElementChange::Add(
+                    Target::from(address).into(),
+                    Some(Duration::from_millis(3_599_123)),
+                )
             }
         })
         .collect()

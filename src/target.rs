@@ -2,12 +2,17 @@
 //! attackers by prefix. Shown and stored as the bare address for a single host
 //! (`203.0.113.9`) and in CIDR form for a prefix (`2001:db8:1:2::/64`).
 //!
+//! A ban may cover only some ports of its target (a jail's `ports`): a firewall then holds
+//! one `Element` per port instead of one for the whole address.
+//!
 //! A leaf: jails produce targets, and the ban manager, the store, enforcement and control use
 //! them; it imports nothing of the project.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -91,6 +96,132 @@ impl<'de> Deserialize<'de> for Target {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A transport protocol a per-service ban names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// `tcp` or `udp`, as nft and ipset spell it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            other => Err(format!(
+                "\"{other}\" is not a protocol; use \"tcp\" or \"udp\""
+            )),
+        }
+    }
+}
+
+/// One port of one protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Port {
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// Its number.
+    pub number: u16,
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.protocol.as_str(), self.number)
+    }
+}
+
+/// The ports a ban covers; None where one is used means every port.
+pub type Ports = Arc<BTreeSet<Port>>;
+
+/// One thing a firewall holds: all traffic of a target, or one port of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Element {
+    /// The address or prefix.
+    pub target: Target,
+    /// The port, for a per-service ban.
+    pub port: Option<Port>,
+}
+
+impl Element {
+    /// The whole target.
+    pub fn all(target: Target) -> Self {
+        Element { target, port: None }
+    }
+
+    /// The elements of a ban of `target` on `ports` (None: every port).
+    pub fn of(target: Target, ports: Option<&Ports>) -> Vec<Element> {
+        match ports {
+            None => vec![Element::all(target)],
+            Some(ports) => ports
+                .iter()
+                .map(|port| Element {
+                    target,
+                    port: Some(*port),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<Target> for Element {
+    fn from(target: Target) -> Self {
+        Element::all(target)
+    }
+}
+
+impl FromStr for Element {
+    type Err = String;
+
+    /// `203.0.113.9` or `203.0.113.9 tcp:2222`, as `Display` writes it.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (target, port) = match text.trim().split_once(' ') {
+            Some((target, port)) => (target, Some(port)),
+            None => (text, None),
+        };
+        let port = match port {
+            None => None,
+            Some(port) => {
+                let (protocol, number) = port
+                    .split_once(':')
+                    .ok_or_else(|| format!("'{port}' is not PROTOCOL:PORT"))?;
+                Some(Port {
+                    protocol: protocol.parse()?,
+                    number: number
+                        .parse()
+                        .map_err(|_| format!("'{number}' is not a port"))?,
+                })
+            }
+        };
+        Ok(Element {
+            target: target.parse()?,
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            None => write!(f, "{}", self.target),
+            Some(port) => write!(f, "{} {port}", self.target),
+        }
     }
 }
 

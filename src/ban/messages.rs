@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::placement::Place;
 use crate::config::{BanTime, Increment, JailName, PlacementRule, RecidiveConfig};
-use crate::target::Target;
+use crate::target::{Ports, Target};
 
 /// What one firewall should do, as decided by the manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub enum BanCommand {
         decided: Instant,
         /// The hold behind it: what a command backend passes on and what follows a ban.
         reason: Arc<BanReason>,
+        /// The ports covered, the union of the holds there (None: every port).
+        ports: Option<Ports>,
     },
     /// Remove `address` now.
     Unban {
@@ -76,6 +78,8 @@ pub struct JailPolicy {
     pub placement: Vec<PlacementRule>,
     /// Cut the address's established connections once a ban is applied.
     pub kill_connections: bool,
+    /// The ports its bans cover (None: every port).
+    pub ports: Option<Ports>,
 }
 
 /// A request to the manager, answered on its `reply` channel.

@@ -207,6 +207,7 @@ mod tests {
             increment: None,
             placement: vec![PlacementRule::Local],
             kill_connections: false,
+            ports: None,
         };
         let state = BanState::new(
             vec![policy],

@@ -4,7 +4,7 @@
 //! Pure: every method takes the time (`Moment`) and returns the writes (`StoreOp`) that carry
 //! firewall commands forward; the manager task feeds it and sends the results on.
 
-use crate::target::Target;
+use crate::target::{Ports, Target};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -59,6 +59,8 @@ struct Hold {
     places: Vec<Place>,
     /// What the firewall commands carry about it.
     reason: Arc<BanReason>,
+    /// The ports it covers (None: every port).
+    ports: Option<Ports>,
 }
 
 /// What a new ban is made of.
@@ -112,6 +114,15 @@ fn reason_at(holds: &[Hold], place: &Place) -> Option<Arc<BanReason>> {
         .filter(|h| h.places.contains(place))
         .max_by_key(|h| (h.expires.is_none(), h.expires))
         .map(|h| h.reason.clone())
+}
+
+/// The ports the holds covering `place` ban together: every port if any of them does.
+fn ports_at(holds: &[Hold], place: &Place) -> Option<Ports> {
+    let mut union = std::collections::BTreeSet::new();
+    for hold in holds.iter().filter(|h| h.places.contains(place)) {
+        union.extend(hold.ports.as_ref()?.iter().copied());
+    }
+    Some(Arc::new(union))
 }
 
 /// Every place any of the holds is applied to, sorted.
@@ -204,9 +215,9 @@ impl BanState {
                 },
             };
             let places = self.places(&jail, &record.origin);
-            let kill_connections = self
-                .policy(&jail)
-                .is_some_and(|policy| policy.kill_connections);
+            let policy = self.policy(&jail);
+            let kill_connections = policy.as_ref().is_some_and(|p| p.kill_connections);
+            let ports = policy.and_then(|p| p.ports);
             let holds = self.holds.entry(record.address).or_default();
             if holds.iter().any(|h| h.jail == jail) {
                 continue;
@@ -226,6 +237,7 @@ impl BanState {
                 origin: record.origin,
                 places,
                 reason,
+                ports,
             });
             if let Some(deadline) = expires {
                 self.deadlines
@@ -244,6 +256,7 @@ impl BanState {
                     let expires = deadline_at(holds, &place)?;
                     let reason = reason_at(holds, &place)?;
                     Some(BanCommand::Ban {
+                        ports: ports_at(holds, &place),
                         place,
                         address: *address,
                         expires,
@@ -319,6 +332,7 @@ impl BanState {
                 increment: None,
                 placement: r.placement.clone(),
                 kill_connections: false,
+                ports: None,
             }),
             _ => None,
         }
@@ -375,8 +389,10 @@ impl BanState {
         let rules = new.placement.as_deref().unwrap_or(&policy.placement);
         let places = self.fleet.resolve(rules, &new.origin);
         let holds = self.holds.entry(new.address).or_default();
-        let before: Vec<Option<Option<Instant>>> =
-            places.iter().map(|p| deadline_at(holds, p)).collect();
+        let before: Vec<(Option<Option<Instant>>, Option<Ports>)> = places
+            .iter()
+            .map(|p| (deadline_at(holds, p), ports_at(holds, p)))
+            .collect();
         let reason = Arc::new(BanReason {
             jail: new.jail.clone(),
             failures: new.failures,
@@ -393,6 +409,7 @@ impl BanState {
             origin: new.origin.clone(),
             places: places.clone(),
             reason,
+            ports: policy.ports.clone(),
         });
         if let Some(deadline) = expires {
             self.deadlines
@@ -407,25 +424,29 @@ impl BanState {
         m.banned.fetch_add(1, Ordering::Relaxed);
         self.update_gauge();
         debug!(jail = %new.jail, address = %new.address, %bantime, earlier_bans = earlier, "Ban decided");
-        // Only tell a firewall when the address's deadline there moves later.
+        // Only tell a firewall when the address's deadline there moves later or the ban
+        // there covers more ports.
         let holds = &self.holds[&new.address];
         let commands: Vec<BanCommand> = places
             .into_iter()
             .zip(before)
-            .filter_map(|(place, before)| {
+            .filter_map(|(place, (before, ports_before))| {
                 let after = deadline_at(holds, &place).flatten();
+                let ports = ports_at(holds, &place);
                 let extends = match before {
                     None => true,
                     Some(None) => false,
                     Some(Some(b)) => after.is_none_or(|a| a > b),
                 };
+                let widens = before.is_some() && ports != ports_before;
                 let reason = reason_at(holds, &place)?;
-                extends.then_some(BanCommand::Ban {
+                (extends || widens).then_some(BanCommand::Ban {
                     place,
                     address: new.address,
                     expires: after,
                     decided: now.instant,
                     reason,
+                    ports,
                 })
             })
             .collect();
@@ -543,21 +564,41 @@ impl BanState {
             let Some(holds) = self.holds.get_mut(&address) else {
                 continue;
             };
-            let ended: Vec<Place> = holds
+            let mut ended: Vec<(Place, Option<Ports>)> = holds
                 .iter()
                 .filter(|h| h.jail == jail)
                 .flat_map(|h| h.places.clone())
+                .map(|place| {
+                    let ports = ports_at(holds, &place);
+                    (place, ports)
+                })
                 .collect();
+            ended.dedup();
             holds.retain(|h| h.jail != jail);
             // Kernel timeouts end most elements by themselves; the unban also ends them where
-            // the firewall has no timeout (hosts.deny, a command) or could not hold it.
+            // the firewall has no timeout (hosts.deny, a command) or could not hold it. Where
+            // other holds remain but cover fewer ports, the place gets the narrower ban.
             let still = all_places(holds);
-            let mut commands: Vec<BanCommand> = ended
+            let commands: Vec<BanCommand> = ended
                 .into_iter()
-                .filter(|place| !still.contains(place))
-                .map(|place| BanCommand::Unban { place, address })
+                .filter_map(|(place, ports_before)| {
+                    if !still.contains(&place) {
+                        return Some(BanCommand::Unban { place, address });
+                    }
+                    let ports = ports_at(holds, &place);
+                    if ports == ports_before {
+                        return None;
+                    }
+                    Some(BanCommand::Ban {
+                        expires: deadline_at(holds, &place).flatten(),
+                        reason: reason_at(holds, &place)?,
+                        ports,
+                        place,
+                        address,
+                        decided: now,
+                    })
+                })
                 .collect();
-            commands.dedup();
             let empty = holds.is_empty();
             self.released(&jail);
             info!(%jail, %address, reason = "expired", target = %"local", "Unbanned");

@@ -82,16 +82,19 @@ pub enum Placeholder {
     Bantime,
     /// `<origin>`: the attacked host's name as its logs gave it.
     Origin,
+    /// `<ports>`: `tcp:22,tcp:2222` for a per-service ban, empty when every port is banned.
+    Ports,
 }
 
 impl Placeholder {
     /// Every placeholder, with its spelling.
-    pub const ALL: [(&'static str, Placeholder); 5] = [
+    pub const ALL: [(&'static str, Placeholder); 6] = [
         ("<ip>", Placeholder::Ip),
         ("<jail>", Placeholder::Jail),
         ("<failures>", Placeholder::Failures),
         ("<bantime>", Placeholder::Bantime),
         ("<origin>", Placeholder::Origin),
+        ("<ports>", Placeholder::Ports),
     ];
 }
 

@@ -148,6 +148,10 @@ pub struct RawJailSettings {
     pub count_per_origin: Option<bool>,
     /// Cut the banned address's established connections once the ban is applied.
     pub kill_connections: Option<bool>,
+    /// Ban only these ports (default: every port).
+    pub ports: Option<Vec<i64>>,
+    /// The protocol of `ports`: "tcp" (default) or "udp".
+    pub protocol: Option<String>,
     /// Where bans go: "local", "origin", "all", "group:NAME", "target:NAME".
     pub placement: Option<Vec<String>>,
 }
@@ -238,6 +242,10 @@ pub struct RawJail {
     pub count_per_origin: Option<bool>,
     /// Overrides `[defaults] kill_connections`.
     pub kill_connections: Option<bool>,
+    /// Overrides `[defaults] ports`.
+    pub ports: Option<Vec<i64>>,
+    /// Overrides `[defaults] protocol`.
+    pub protocol: Option<String>,
     /// Overrides `[defaults] placement`.
     pub placement: Option<Vec<String>>,
     /// Which of the jail's modes is in force (default `normal`: `failregex` alone).
@@ -271,6 +279,8 @@ impl RawJail {
             prefix6: self.prefix6,
             count_per_origin: self.count_per_origin,
             kill_connections: self.kill_connections,
+            ports: self.ports.clone(),
+            protocol: self.protocol.clone(),
             placement: self.placement.clone(),
         }
     }

@@ -439,7 +439,7 @@ fn each_backend_takes_its_own_keys_and_says_whose_a_stray_key_is() {
         (
             "backend = \"ipset\"\ntable = \"a_table_name_far_too_long_for_ipset\"\n",
             "ban.table",
-            "27",
+            "26",
         ),
     ] {
         let dir = with_ban(ban);

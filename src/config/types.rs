@@ -16,6 +16,7 @@ pub use super::backend::Backend;
 use crate::fail2ban::Fail2banFilter;
 use crate::input::tls::TlsSettings;
 use crate::jail::filter::Filter;
+pub use crate::target::{Port, Ports, Protocol};
 
 /// Default largest frame: 64 KiB, as rsyslog's maxMessageSize tops out in common setups.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
@@ -270,6 +271,8 @@ pub struct JailConfig {
     pub count_per_origin: bool,
     /// Cut the banned address's established connections once the ban is applied.
     pub kill_connections: bool,
+    /// The ports its bans cover (None: every port).
+    pub ports: Option<Ports>,
     /// Where its bans go.
     pub placement: Vec<PlacementRule>,
 }

@@ -218,7 +218,12 @@ impl Running {
                     .iter()
                     .map(|place| match place.as_str() {
                         "local" => match &local {
-                            Ok(actual) => match actual.get(&ban.address) {
+                            Ok(actual) => match actual
+                                .iter()
+                                .filter(|(e, _)| e.target == ban.address)
+                                .map(|(_, left)| *left)
+                                .max()
+                            {
                                 Some(left) => PlaceCheck {
                                     place: place.clone(),
                                     enforced: Some(true),

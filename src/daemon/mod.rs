@@ -411,6 +411,7 @@ fn policies(config: &Config) -> Vec<JailPolicy> {
             increment: j.increment.clone(),
             placement: j.placement.clone(),
             kill_connections: j.kill_connections,
+            ports: j.ports.clone(),
         })
         .collect()
 }

@@ -20,13 +20,14 @@ use super::tool::{self, ToolError};
 use crate::ban::{BanCommand, BanReason};
 use crate::config::{ArgvTemplate, CommandConfig, Placeholder};
 use crate::metrics::{Metrics, TargetMetrics};
-use crate::target::Target;
+use crate::target::{Ports, Target};
 
 /// One run waiting for a slot.
 #[derive(Debug, Clone)]
 struct Job {
     ban: bool,
     reason: Option<Arc<BanReason>>,
+    ports: Option<Ports>,
     decided: std::time::Instant,
 }
 
@@ -58,7 +59,7 @@ pub async fn run(
             let config = config.clone();
             running.spawn(async move {
                 let template = if job.ban { &config.ban } else { &config.unban };
-                let args = arguments(template, &target, job.reason.as_deref());
+                let args = arguments(template, &target, job.reason.as_deref(), job.ports.as_ref());
                 let result = tool::run(&template.program, &args, None, config.timeout)
                     .await
                     .map(drop);
@@ -124,8 +125,20 @@ async fn once(
 }
 
 /// The argv of one run: each placeholder is exactly one value inside its element.
-fn arguments(template: &ArgvTemplate, target: &Target, reason: Option<&BanReason>) -> Vec<String> {
+fn arguments(
+    template: &ArgvTemplate,
+    target: &Target,
+    reason: Option<&BanReason>,
+    ports: Option<&Ports>,
+) -> Vec<String> {
     template.fill(|placeholder| match placeholder {
+        Placeholder::Ports => ports.map_or_else(String::new, |ports| {
+            ports
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
         Placeholder::Ip => target.to_string(),
         Placeholder::Jail => reason.map_or_else(String::new, |r| r.jail.to_string()),
         Placeholder::Failures => reason.map_or(0, |r| r.failures).to_string(),
@@ -141,8 +154,8 @@ fn arguments(template: &ArgvTemplate, target: &Target, reason: Option<&BanReason
 struct Queue {
     order: VecDeque<Target>,
     waiting: HashMap<Target, Job>,
-    /// The last reason per banned address (an unban's placeholders name its ban).
-    reasons: HashMap<Target, Arc<BanReason>>,
+    /// The last reason and ports per banned address (an unban's placeholders name its ban).
+    reasons: HashMap<Target, (Arc<BanReason>, Option<Ports>)>,
     /// Addresses whose ban command succeeded and has not been undone.
     applied: HashSet<Target>,
     /// Addresses with a run in progress.
@@ -156,18 +169,21 @@ impl Queue {
                 address,
                 decided,
                 reason,
+                ports,
                 ..
             } => {
-                self.reasons.insert(address, reason.clone());
+                self.reasons
+                    .insert(address, (reason.clone(), ports.clone()));
                 let job = Job {
                     ban: true,
                     reason: Some(reason),
+                    ports,
                     decided,
                 };
                 (address, job)
             }
             BanCommand::Unban { address, .. } => {
-                let reason = self.reasons.remove(&address);
+                let (reason, ports) = self.reasons.remove(&address).unzip();
                 let never_ran = !self.applied.contains(&address) && !self.busy.contains(&address);
                 if never_ran && self.waiting.remove(&address).is_some() {
                     // Its ban never ran: both are done.
@@ -177,6 +193,7 @@ impl Queue {
                 let job = Job {
                     ban: false,
                     reason,
+                    ports: ports.flatten(),
                     decided: crate::clock::now(),
                 };
                 (address, job)
@@ -229,6 +246,7 @@ mod tests {
             expires: None,
             decided: crate::clock::now(),
             reason: reason("web1"),
+            ports: None,
         }
     }
 
@@ -250,7 +268,7 @@ mod tests {
         ])
         .unwrap();
         let hostile = reason("web1; rm -rf / $(id) `id` \"'\n");
-        let args = arguments(&template, &t("2001:db8::/64"), Some(&hostile));
+        let args = arguments(&template, &t("2001:db8::/64"), Some(&hostile), None);
         assert_eq!(
             args,
             vec![
@@ -265,7 +283,7 @@ mod tests {
             ..(*hostile).clone()
         };
         assert_eq!(
-            arguments(&template, &t("198.51.100.1"), Some(&permanent))[2],
+            arguments(&template, &t("198.51.100.1"), Some(&permanent), None)[2],
             "5/-1"
         );
     }

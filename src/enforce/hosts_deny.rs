@@ -60,11 +60,18 @@ impl HostsDeny {
     pub fn apply(&self, changes: &[ElementChange]) -> Result<(), HostsDenyError> {
         let mut parsed = self.read()?;
         let before = parsed.ours.clone();
+        // tcp-wrappers denies an address to the listed daemons, not per port: a per-service
+        // ban is an entry for its address. Removals first, so a ban that narrows to ports
+        // (its whole-address element removed, its port elements added) keeps its entry.
         for change in changes {
-            match change {
-                ElementChange::Add(target, _) => parsed.ours.insert(*target),
-                ElementChange::Remove(target) => parsed.ours.remove(target),
-            };
+            if let ElementChange::Remove(e) = change {
+                parsed.ours.remove(&e.target);
+            }
+        }
+        for change in changes {
+            if let ElementChange::Add(e, _) = change {
+                parsed.ours.insert(e.target);
+            }
         }
         if parsed.ours != before {
             self.write(&parsed)?;
@@ -85,7 +92,12 @@ impl HostsDeny {
 
     /// Our entries, as the reconcile compares them (tcp-wrappers keeps no timeouts).
     pub fn entries(&self) -> Result<super::reconcile::Actual, HostsDenyError> {
-        Ok(self.read()?.ours.into_iter().map(|t| (t, None)).collect())
+        Ok(self
+            .read()?
+            .ours
+            .into_iter()
+            .map(|t| (crate::target::Element::all(t), None))
+            .collect())
     }
 
     /// Removes all our entries (a clean stop that does not keep bans).
@@ -238,8 +250,8 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         let deny = HostsDeny::new(path.clone(), "sshd".into());
         deny.apply(&[
-            ElementChange::Add(t("198.51.100.7"), Some(Duration::from_secs(60))),
-            ElementChange::Add(t("2001:db8::7"), None),
+            ElementChange::Add(t("198.51.100.7").into(), Some(Duration::from_secs(60))),
+            ElementChange::Add(t("2001:db8::7").into(), None),
         ])
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -253,7 +265,7 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o640
         );
-        deny.apply(&[ElementChange::Remove(t("198.51.100.7"))])
+        deny.apply(&[ElementChange::Remove(t("198.51.100.7").into())])
             .unwrap();
         let (present, fixes) = deny
             .reconcile([t("2001:db8::7")].into_iter().collect())

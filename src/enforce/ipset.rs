@@ -1,6 +1,6 @@
-//! The `ipset` backend, for hosts that run iptables: four ipset sets (single addresses and
-//! prefixes, per family, with kernel timeouts) and one DROP rule per set in each wanted hook's
-//! chain (`INPUT`, `FORWARD`). Element changes go to the kernel as one `ipset restore` batch on
+//! The `ipset` backend, for hosts that run iptables: eight ipset sets (single addresses and
+//! prefixes, per family, whole or per port, with kernel timeouts) and one DROP rule per set in
+//! each wanted hook's chain (`INPUT`, `FORWARD`). Element changes go to the kernel as one `ipset restore` batch on
 //! stdin, never one process per ban.
 //!
 //! Owns the sets and rules it creates and nothing else in iptables: it checks its rules with
@@ -17,7 +17,7 @@ use super::nft::ElementChange;
 use super::reconcile::Actual;
 use super::tool::{self, ToolError};
 use crate::config::{Hooks, IpsetConfig};
-use crate::target::Target;
+use crate::target::{Element, Port, Target};
 
 /// ipset's longest timeout (seconds). A longer ban is held without a kernel timeout and
 /// removed by the daemon's unban when it ends.
@@ -29,36 +29,38 @@ const MAX_ELEMENTS: u32 = 1 << 20;
 /// Marks our rules, so an operator reading `iptables -S` knows whose they are.
 const COMMENT: &str = "syslog2ban";
 
-/// One of the four sets.
+/// One of the eight sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SetKind {
     suffix: &'static str,
     v6: bool,
     host: bool,
+    /// Address and port (a per-service ban), matched as `src,dst`.
+    port: bool,
 }
 
-const SETS: [SetKind; 4] = [
+const fn kind(suffix: &'static str, v6: bool, host: bool, port: bool) -> SetKind {
     SetKind {
-        suffix: "4",
-        v6: false,
-        host: true,
-    },
-    SetKind {
-        suffix: "6",
-        v6: true,
-        host: true,
-    },
-    SetKind {
-        suffix: "net4",
-        v6: false,
-        host: false,
-    },
-    SetKind {
-        suffix: "net6",
-        v6: true,
-        host: false,
-    },
+        suffix,
+        v6,
+        host,
+        port,
+    }
+}
+
+const SETS: [SetKind; 8] = [
+    kind("4", false, true, false),
+    kind("6", true, true, false),
+    kind("net4", false, false, false),
+    kind("net6", true, false, false),
+    kind("p4", false, true, true),
+    kind("p6", true, true, true),
+    kind("netp4", false, false, true),
+    kind("netp6", true, false, true),
 ];
+
+/// The longest table name whose set names fit ipset's 31 bytes.
+pub const MAX_TABLE_NAME: usize = 26;
 
 /// The sets and rules of one table name.
 #[derive(Debug, Clone)]
@@ -70,7 +72,7 @@ pub struct Ipset {
 }
 
 impl Ipset {
-    /// The backend for `table` (set names `table4`, `table6`, `table4net`... under 32 bytes).
+    /// The backend for `table` (set names `table4`, `table6`, `tablenet4`, `tablep4`...).
     pub fn new(tools: IpsetConfig, table: &str, hooks: Hooks) -> Self {
         Ipset {
             tools,
@@ -83,11 +85,14 @@ impl Ipset {
         format!("{}{}", self.prefix, kind.suffix)
     }
 
-    fn set_of(&self, target: &Target) -> String {
+    fn set_of(&self, element: &Element) -> String {
+        let t = &element.target;
         let kind = SETS
             .iter()
-            .find(|k| k.v6 == target.is_ipv6() && k.host == target.is_host())
-            .expect("every target has a set");
+            .find(|k| {
+                k.v6 == t.is_ipv6() && k.host == t.is_host() && k.port == element.port.is_some()
+            })
+            .expect("every element has a set");
         self.set_name(kind)
     }
 
@@ -97,17 +102,18 @@ impl Ipset {
         for kind in &SETS {
             let _ = writeln!(
                 script,
-                "create {} {} family {} timeout 0 maxelem {MAX_ELEMENTS}",
+                "create {} {}{} family {} timeout 0 maxelem {MAX_ELEMENTS}",
                 self.set_name(kind),
                 if kind.host { "hash:ip" } else { "hash:net" },
+                if kind.port { ",port" } else { "" },
                 if kind.v6 { "inet6" } else { "inet" },
             );
         }
         script
     }
 
-    /// The DROP rules: (binary, chain, set) for each wanted hook and set.
-    fn rules(&self) -> Vec<(&Path, &'static str, String)> {
+    /// The DROP rules: (binary, chain, set, match) for each wanted hook and set.
+    fn rules(&self) -> Vec<(&Path, &'static str, String, &'static str)> {
         let mut rules = Vec::new();
         for (chain, wanted) in [("INPUT", self.hooks.input), ("FORWARD", self.hooks.forward)] {
             if !wanted {
@@ -119,7 +125,8 @@ impl Ipset {
                 } else {
                     &self.tools.iptables
                 };
-                rules.push((binary.as_path(), chain, self.set_name(kind)));
+                let direction = if kind.port { "src,dst" } else { "src" };
+                rules.push((binary.as_path(), chain, self.set_name(kind), direction));
             }
         }
         rules
@@ -133,9 +140,10 @@ impl Ipset {
             self.restore(&self.create_script()).await?;
         }
         let mut added = 0;
-        for (binary, chain, set) in self.rules() {
-            if !rule_present(binary, chain, &set).await? {
-                tool::run(binary, rule_args("-I", chain, &set), None, TOOL_LIMIT).await?;
+        for (binary, chain, set, direction) in self.rules() {
+            if !rule_present(binary, chain, &set, direction).await? {
+                let args = rule_args("-I", chain, &set, direction);
+                tool::run(binary, args, None, TOOL_LIMIT).await?;
                 added += 1;
             }
         }
@@ -147,9 +155,10 @@ impl Ipset {
 
     /// Removes our rules, then our sets.
     pub async fn teardown(&self) -> Result<(), ToolError> {
-        for (binary, chain, set) in self.rules() {
-            while rule_present(binary, chain, &set).await? {
-                tool::run(binary, rule_args("-D", chain, &set), None, TOOL_LIMIT).await?;
+        for (binary, chain, set, direction) in self.rules() {
+            while rule_present(binary, chain, &set, direction).await? {
+                let args = rule_args("-D", chain, &set, direction);
+                tool::run(binary, args, None, TOOL_LIMIT).await?;
             }
         }
         let mut script = String::new();
@@ -168,19 +177,20 @@ impl Ipset {
         let mut script = String::new();
         for change in changes {
             match change {
-                ElementChange::Add(target, timeout) => {
+                ElementChange::Add(element, timeout) => {
                     // 0: no kernel timeout (permanent, or longer than ipset can hold).
                     let seconds = timeout
                         .filter(|t| *t <= MAX_TIMEOUT)
                         .map_or(0, |t| t.as_secs().max(1));
                     let _ = writeln!(
                         script,
-                        "add {} {target} timeout {seconds}",
-                        self.set_of(target)
+                        "add {} {} timeout {seconds}",
+                        self.set_of(element),
+                        entry(element)
                     );
                 }
-                ElementChange::Remove(target) => {
-                    let _ = writeln!(script, "del {} {target}", self.set_of(target));
+                ElementChange::Remove(element) => {
+                    let _ = writeln!(script, "del {} {}", self.set_of(element), entry(element));
                 }
             }
         }
@@ -235,7 +245,20 @@ impl Ipset {
     }
 }
 
-fn rule_args<'a>(action: &'a str, chain: &'a str, set: &'a str) -> [&'a str; 14] {
+/// An element in ipset's syntax: `ADDRESS[/LEN]` or `ADDRESS[/LEN],tcp:2222`.
+fn entry(element: &Element) -> String {
+    match element.port {
+        None => element.target.to_string(),
+        Some(port) => format!("{},{port}", element.target),
+    }
+}
+
+fn rule_args<'a>(
+    action: &'a str,
+    chain: &'a str,
+    set: &'a str,
+    direction: &'a str,
+) -> [&'a str; 14] {
     [
         "-w",
         action,
@@ -244,7 +267,7 @@ fn rule_args<'a>(action: &'a str, chain: &'a str, set: &'a str) -> [&'a str; 14]
         "set",
         "--match-set",
         set,
-        "src",
+        direction,
         "-m",
         "comment",
         "--comment",
@@ -254,8 +277,20 @@ fn rule_args<'a>(action: &'a str, chain: &'a str, set: &'a str) -> [&'a str; 14]
     ]
 }
 
-async fn rule_present(binary: &Path, chain: &str, set: &str) -> Result<bool, ToolError> {
-    match tool::run(binary, rule_args("-C", chain, set), None, TOOL_LIMIT).await {
+async fn rule_present(
+    binary: &Path,
+    chain: &str,
+    set: &str,
+    direction: &str,
+) -> Result<bool, ToolError> {
+    match tool::run(
+        binary,
+        rule_args("-C", chain, set, direction),
+        None,
+        TOOL_LIMIT,
+    )
+    .await
+    {
         Ok(_) => Ok(true),
         // -C exits 1 for "no such rule" (and 2 for a missing set, which setup creates first).
         Err(e) if e.exited_with(1) => Ok(false),
@@ -273,8 +308,17 @@ fn parse_save(listing: &str, into: &mut Actual) {
         let (Some(_set), Some(address)) = (words.next(), words.next()) else {
             continue;
         };
+        let (address, port) = match address.split_once(',') {
+            Some((address, port)) => (address, Some(port)),
+            None => (address, None),
+        };
         let Ok(target) = address.parse::<Target>() else {
             continue;
+        };
+        let port = match port.map(parse_port) {
+            None => None,
+            Some(Some(port)) => Some(port),
+            Some(None) => continue,
         };
         let mut timeout = None;
         while let Some(word) = words.next() {
@@ -286,8 +330,17 @@ fn parse_save(listing: &str, into: &mut Actual) {
                     .map(Duration::from_secs);
             }
         }
-        into.insert(target, timeout);
+        into.insert(Element { target, port }, timeout);
     }
+}
+
+/// `tcp:2222` as ipset lists it.
+fn parse_port(text: &str) -> Option<Port> {
+    let (protocol, number) = text.split_once(':')?;
+    Some(Port {
+        protocol: protocol.parse().ok()?,
+        number: number.parse().ok()?,
+    })
 }
 
 /// The reconcile's changes for ipset: an element held without a kernel timeout because its
@@ -328,10 +381,16 @@ mod tests {
     #[test]
     fn each_change_goes_to_its_family_and_kind_of_set() {
         let script = backend(Hooks::default()).batch_script(&[
-            ElementChange::Add(t("198.51.100.7"), Some(Duration::from_millis(600_400))),
-            ElementChange::Add(t("2001:db8::/64"), None),
-            ElementChange::Add(t("198.51.100.0/24"), Some(Duration::from_secs(3 << 30))),
-            ElementChange::Remove(t("2001:db8::9")),
+            ElementChange::Add(
+                t("198.51.100.7").into(),
+                Some(Duration::from_millis(600_400)),
+            ),
+            ElementChange::Add(t("2001:db8::/64").into(), None),
+            ElementChange::Add(
+                t("198.51.100.0/24").into(),
+                Some(Duration::from_secs(3 << 30)),
+            ),
+            ElementChange::Remove(t("2001:db8::9").into()),
         ]);
         assert_eq!(
             script,
@@ -350,17 +409,20 @@ mod tests {
         };
         let backend_both = backend(both);
         let rules = backend_both.rules();
-        assert_eq!(rules.len(), 8);
+        assert_eq!(rules.len(), 16);
         assert!(rules
             .iter()
-            .any(|(bin, chain, set)| bin.ends_with("ip6tables")
+            .any(|(bin, chain, set, _)| bin.ends_with("ip6tables")
                 && *chain == "FORWARD"
                 && set == "s2bnet6"));
+        assert!(rules
+            .iter()
+            .any(|(_, _, set, direction)| set == "s2bnetp4" && *direction == "src,dst"));
         let input_only = backend(Hooks::default());
         assert!(input_only
             .rules()
             .iter()
-            .all(|(_, chain, _)| *chain == "INPUT"));
+            .all(|(_, chain, _, _)| *chain == "INPUT"));
     }
 
     #[test]
@@ -375,17 +437,23 @@ mod tests {
             &mut actual,
         );
         assert_eq!(actual.len(), 3);
-        assert_eq!(actual[&t("198.51.100.3")], Some(Duration::from_secs(29)));
-        assert_eq!(actual[&t("198.51.100.4")], None);
-        assert_eq!(actual[&t("198.51.100.0/24")], Some(Duration::from_secs(5)));
+        assert_eq!(
+            actual[&t("198.51.100.3").into()],
+            Some(Duration::from_secs(29))
+        );
+        assert_eq!(actual[&t("198.51.100.4").into()], None);
+        assert_eq!(
+            actual[&t("198.51.100.0/24").into()],
+            Some(Duration::from_secs(5))
+        );
     }
 
     #[test]
     fn a_ban_longer_than_ipset_can_time_is_not_re_added_every_round() {
         let mut actual = Actual::new();
-        actual.insert(t("198.51.100.3"), None);
-        let long = ElementChange::Add(t("198.51.100.3"), Some(MAX_TIMEOUT * 2));
-        let missing = ElementChange::Add(t("198.51.100.4"), Some(MAX_TIMEOUT * 2));
+        actual.insert(t("198.51.100.3").into(), None);
+        let long = ElementChange::Add(t("198.51.100.3").into(), Some(MAX_TIMEOUT * 2));
+        let missing = ElementChange::Add(t("198.51.100.4").into(), Some(MAX_TIMEOUT * 2));
         assert_eq!(settle(vec![long, missing], &actual), vec![missing]);
     }
 }

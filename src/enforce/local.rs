@@ -66,15 +66,14 @@ pub async fn run(
     metrics: Arc<TargetMetrics>,
     interval: Duration,
 ) {
-    let mut desired: Desired = restored
-        .into_iter()
-        .filter_map(|command| match command {
-            BanCommand::Ban {
-                address, expires, ..
-            } => Some((address, expires)),
-            BanCommand::Unban { .. } => None,
-        })
-        .collect();
+    let mut desired = Desired::new();
+    {
+        // Restored bans only set the desired state: the first reconcile applies them.
+        let mut unused = Batch::new();
+        for command in restored {
+            pending::record(&mut desired, &mut unused, command);
+        }
+    }
     let attest = firewall.attests();
     let mut cuts = JoinSet::new();
     let mut drifts = match &firewall {
@@ -97,7 +96,7 @@ pub async fn run(
         let now = crate::clock::now();
         if inflight.is_empty() {
             if attest && now >= reconcile_at {
-                desired.retain(|_, deadline| deadline.is_none_or(|d| d > now));
+                desired.retain(|_, wanted| wanted.live(now));
                 // The snapshot covers every queued change: they are all in `desired`.
                 pending.clear();
                 Metrics::set(&metrics.desired, desired.len() as u64);
@@ -252,7 +251,7 @@ fn matters(drift: &Drift, desired: &Desired, now: Instant) -> bool {
         || drift.removed.iter().any(|address| {
             desired
                 .get(&Target::from(*address))
-                .is_some_and(|deadline| deadline.is_none_or(|d| d > now))
+                .is_some_and(|wanted| wanted.live(now))
         })
 }
 
@@ -335,7 +334,7 @@ async fn reconcile(firewall: &Firewall, desired: &Desired) -> Result<Attested, F
         Firewall::HostsDeny { file, .. } => {
             let wanted = desired
                 .iter()
-                .filter(|(_, deadline)| deadline.is_none_or(|d| d > now))
+                .filter(|(_, wanted)| wanted.live(now))
                 .map(|(target, _)| *target)
                 .collect();
             let file = file.clone();
@@ -394,6 +393,7 @@ fn attested(actual: &reconcile::Actual, changes: &[ElementChange], repaired: usi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enforce::pending::Wanted;
 
     fn t(s: &str) -> Target {
         s.parse().unwrap()
@@ -403,8 +403,20 @@ mod tests {
     fn drift_matters_only_for_addresses_still_wanted() {
         let now = crate::clock::now();
         let mut desired = Desired::new();
-        desired.insert(t("198.51.100.1"), Some(now + Duration::from_secs(60)));
-        desired.insert(t("198.51.100.2"), Some(now - Duration::from_secs(1)));
+        desired.insert(
+            t("198.51.100.1"),
+            Wanted {
+                until: Some(now + Duration::from_secs(60)),
+                ports: None,
+            },
+        );
+        desired.insert(
+            t("198.51.100.2"),
+            Wanted {
+                until: Some(now - Duration::from_secs(1)),
+                ports: None,
+            },
+        );
         let removed = |a: &str| Drift {
             structural: false,
             removed: vec![a.parse().unwrap()],

@@ -19,7 +19,7 @@ use rustix::net::{
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::nft::{SET_NET4, SET_NET6, SET_V4, SET_V6};
+use super::nft::{SET_NET4, SET_NET6, SET_PORT4, SET_PORT6, SET_V4, SET_V6};
 
 const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
@@ -171,8 +171,10 @@ impl Transaction {
                                 self.present.insert(key, added);
                             }
                         }
-                        // Prefix bans are few: any removal there is checked in full.
-                        Some(SET_NET4 | SET_NET6) if !added => self.structural = true,
+                        // Prefix and per-port bans are few: any removal there is checked in full.
+                        Some(SET_NET4 | SET_NET6 | SET_PORT4 | SET_PORT6) if !added => {
+                            self.structural = true
+                        }
                         _ => {}
                     }
                 }
@@ -305,12 +307,15 @@ mod tests {
     #[test]
     fn a_ban_or_an_unban_of_our_own_loses_nothing_it_did_not_mean_to() {
         let mut tx = Transaction::default();
-        let ban = ElementChange::Add(t("198.51.100.66"), Some(Duration::from_secs(60)));
+        let ban = ElementChange::Add(t("198.51.100.66").into(), Some(Duration::from_secs(60)));
         let mut datagram = our_batch("syslog2ban", &[ban]);
         datagram.extend(new_gen());
         assert_eq!(tx.feed(&datagram, "syslog2ban"), vec![]);
         // An unban takes the address out: reported, the worker knows it is not wanted.
-        let mut datagram = our_batch("syslog2ban", &[ElementChange::Remove(t("2001:db8::1"))]);
+        let mut datagram = our_batch(
+            "syslog2ban",
+            &[ElementChange::Remove(t("2001:db8::1").into())],
+        );
         datagram.extend(new_gen());
         let drifts = tx.feed(&datagram, "syslog2ban");
         assert_eq!(
@@ -366,7 +371,7 @@ mod tests {
     #[test]
     fn transactions_split_across_datagrams_and_garbage_never_panics() {
         let mut tx = Transaction::default();
-        let change = ElementChange::Remove(t("198.51.100.7"));
+        let change = ElementChange::Remove(t("198.51.100.7").into());
         let batch = our_batch("syslog2ban", &[change]);
         let (first, second) = batch.split_at(batch.len() / 2);
         // Half a message is skipped; the transaction still ends cleanly.

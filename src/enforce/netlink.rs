@@ -76,12 +76,15 @@ pub struct Batch {
 /// Encodes `changes` for table `table` (family inet) as one transaction with the same shape as
 /// `nft::batch_script`: per set, every touched element is added (so the delete cannot fail on a
 /// missing one), deleted, and the additions added again with their exact timeout. None when
-/// the batch has a prefix or more than [`MAX_CHANGES`] changes (nft's job).
+/// the batch has a prefix, a per-port element or more than [`MAX_CHANGES`] changes (nft's job).
 pub fn encode(table: &str, changes: &[ElementChange], first_seq: u32) -> Option<Batch> {
     if changes.is_empty() || changes.len() > MAX_CHANGES {
         return None;
     }
-    if changes.iter().any(|c| !target(c).is_host()) {
+    if changes
+        .iter()
+        .any(|c| !target(c).is_host() || c.element().port.is_some())
+    {
         return None;
     }
     let mut out = Encoder::new(first_seq);
@@ -97,8 +100,8 @@ pub fn encode(table: &str, changes: &[ElementChange], first_seq: u32) -> Option<
         let touch: Vec<(IpAddr, Option<Duration>)> = mine
             .iter()
             .map(|c| match c {
-                ElementChange::Add(a, timeout) => (a.addr(), *timeout),
-                ElementChange::Remove(a) => (a.addr(), Some(Duration::from_secs(1))),
+                ElementChange::Add(a, timeout) => (a.target.addr(), *timeout),
+                ElementChange::Remove(a) => (a.target.addr(), Some(Duration::from_secs(1))),
             })
             .collect();
         let all: Vec<(IpAddr, Option<Duration>)> =
@@ -106,7 +109,7 @@ pub fn encode(table: &str, changes: &[ElementChange], first_seq: u32) -> Option<
         let adds: Vec<(IpAddr, Option<Duration>)> = mine
             .iter()
             .filter_map(|c| match c {
-                ElementChange::Add(a, timeout) => Some((a.addr(), *timeout)),
+                ElementChange::Add(a, timeout) => Some((a.target.addr(), *timeout)),
                 ElementChange::Remove(_) => None,
             })
             .collect();
@@ -126,9 +129,7 @@ impl Batch {
 }
 
 fn target(change: &ElementChange) -> &Target {
-    match change {
-        ElementChange::Add(a, _) | ElementChange::Remove(a) => a,
-    }
+    &change.element().target
 }
 
 struct Encoder {
@@ -354,6 +355,7 @@ fn acks(mut datagram: &[u8]) -> Result<Vec<(u32, i32)>, NetlinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::Element;
 
     fn host(text: &str) -> Target {
         text.parse().unwrap()
@@ -381,7 +383,7 @@ mod tests {
     #[test]
     fn one_ban_is_touch_delete_add_between_batch_markers() {
         let changes = [ElementChange::Add(
-            host("198.51.100.7"),
+            host("198.51.100.7").into(),
             Some(Duration::from_millis(1500)),
         )];
         let batch = encode("syslog2ban", &changes, 41).unwrap();
@@ -414,8 +416,8 @@ mod tests {
     #[test]
     fn families_go_to_their_sets_and_removals_have_no_final_add() {
         let changes = [
-            ElementChange::Remove(host("198.51.100.7")),
-            ElementChange::Add(host("2001:db8::9"), None),
+            ElementChange::Remove(host("198.51.100.7").into()),
+            ElementChange::Add(host("2001:db8::9").into(), None),
         ];
         let batch = encode("t", &changes, 0).unwrap();
         let parts = messages(&batch.bytes);
@@ -439,7 +441,9 @@ mod tests {
         let prefix = ElementChange::Add("2001:db8:1::/48".parse().unwrap(), None);
         assert!(encode("t", &[prefix], 0).is_none());
         let many: Vec<ElementChange> = (0..=MAX_CHANGES as u32)
-            .map(|i| ElementChange::Remove(Target::host(IpAddr::from(i.to_be_bytes()))))
+            .map(|i| {
+                ElementChange::Remove(Element::from(Target::host(IpAddr::from(i.to_be_bytes()))))
+            })
             .collect();
         assert!(encode("t", &many, 0).is_none());
         assert!(encode("t", &many[..MAX_CHANGES], 0).is_some());
@@ -450,7 +454,7 @@ mod tests {
         let many: Vec<ElementChange> = (0..MAX_CHANGES as u32)
             .map(|i| {
                 ElementChange::Add(
-                    Target::host(IpAddr::from((i | 0x0a00_0000).to_be_bytes())),
+                    Target::host(IpAddr::from((i | 0x0a00_0000).to_be_bytes())).into(),
                     Some(Duration::from_secs(600)),
                 )
             })

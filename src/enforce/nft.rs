@@ -3,7 +3,7 @@
 //! (never through a shell, and addresses are typed `Target`s, so no log text reaches nft).
 
 use crate::config::Hooks;
-use crate::target::Target;
+use crate::target::Element;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,6 +22,31 @@ pub const SET_V6: &str = "banned6";
 pub const SET_NET4: &str = "banned4net";
 /// IPv6 prefixes.
 pub const SET_NET6: &str = "banned6net";
+/// Per-service bans of IPv4 addresses and prefixes: address . protocol . port.
+pub const SET_PORT4: &str = "banned4port";
+/// Per-service bans of IPv6 addresses and prefixes.
+pub const SET_PORT6: &str = "banned6port";
+
+/// The sets: (name, IPv6, single addresses, per port).
+pub const SETS: [(&str, bool, bool, bool); 6] = [
+    (SET_V4, false, true, false),
+    (SET_V6, true, true, false),
+    (SET_NET4, false, false, false),
+    (SET_NET6, true, false, false),
+    (SET_PORT4, false, false, true),
+    (SET_PORT6, true, false, true),
+];
+
+/// The set an element belongs in.
+pub fn set_of(element: &Element) -> &'static str {
+    let t = &element.target;
+    SETS.iter()
+        .find(|(_, v6, host, port)| {
+            *v6 == t.is_ipv6() && *port == element.port.is_some() && (*port || *host == t.is_host())
+        })
+        .map(|(name, ..)| *name)
+        .expect("every element has a set")
+}
 
 /// Running nft failed.
 #[derive(Debug, Error)]
@@ -47,13 +72,22 @@ pub enum NftError {
 /// One element change in a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElementChange {
-    /// Put `address` in its set with this timeout (None: no timeout).
-    Add(Target, Option<Duration>),
-    /// Take `address` out.
-    Remove(Target),
+    /// Put the element in its set with this timeout (None: no timeout).
+    Add(Element, Option<Duration>),
+    /// Take it out.
+    Remove(Element),
 }
 
-/// The table, its four sets and the drop rules in a chain per hook (`input`, `forward`,
+impl ElementChange {
+    /// The element changed.
+    pub fn element(&self) -> &Element {
+        match self {
+            ElementChange::Add(e, _) | ElementChange::Remove(e) => e,
+        }
+    }
+}
+
+/// The table, its six sets and the drop rules in a chain per hook (`input`, `forward`,
 /// named after their hook). Re-running it keeps existing elements (the sets are only created
 /// when missing), so a restarted daemon keeps the kernel's bans; a chain of a hook no longer
 /// wanted is removed (added first, so the delete cannot fail and abort the batch).
@@ -63,7 +97,9 @@ pub fn setup_script(table: &str, hooks: Hooks) -> String {
          add set inet {table} {SET_V4} {{ type ipv4_addr; flags timeout; }}\n\
          add set inet {table} {SET_V6} {{ type ipv6_addr; flags timeout; }}\n\
          add set inet {table} {SET_NET4} {{ type ipv4_addr; flags interval, timeout; }}\n\
-         add set inet {table} {SET_NET6} {{ type ipv6_addr; flags interval, timeout; }}\n"
+         add set inet {table} {SET_NET6} {{ type ipv6_addr; flags interval, timeout; }}\n\
+         add set inet {table} {SET_PORT4} {{ type ipv4_addr . inet_proto . inet_service; flags interval, timeout; }}\n\
+         add set inet {table} {SET_PORT6} {{ type ipv6_addr . inet_proto . inet_service; flags interval, timeout; }}\n"
     );
     for (hook, wanted) in [("input", hooks.input), ("forward", hooks.forward)] {
         // Before the distribution's own filter chains (priority filter), so Docker's or
@@ -84,6 +120,11 @@ pub fn setup_script(table: &str, hooks: Hooks) -> String {
         ] {
             script.push_str(&format!(
                 "add rule inet {table} {hook} {family} saddr @{set} drop\n"
+            ));
+        }
+        for (family, set) in [("ip", SET_PORT4), ("ip6", SET_PORT6)] {
+            script.push_str(&format!(
+                "add rule inet {table} {hook} {family} saddr . meta l4proto . th dport @{set} drop\n"
             ));
         }
     }
@@ -109,19 +150,10 @@ pub fn teardown_script(table: &str) -> String {
 /// re-adding refreshing a timeout, which older kernels do not do.
 pub fn batch_script(table: &str, changes: &[ElementChange]) -> String {
     let mut out = String::new();
-    for (set, v6, host) in [
-        (SET_V4, false, true),
-        (SET_V6, true, true),
-        (SET_NET4, false, false),
-        (SET_NET6, true, false),
-    ] {
+    for (set, ..) in SETS {
         let mine: Vec<&ElementChange> = changes
             .iter()
-            .filter(|c| match c {
-                ElementChange::Add(a, _) | ElementChange::Remove(a) => {
-                    a.is_ipv6() == v6 && a.is_host() == host
-                }
-            })
+            .filter(|c| set_of(c.element()) == set)
             .collect();
         if mine.is_empty() {
             continue;
@@ -132,15 +164,17 @@ pub fn batch_script(table: &str, changes: &[ElementChange]) -> String {
         for change in &mine {
             let sep = |s: &String| if s.is_empty() { "" } else { ", " };
             match change {
-                ElementChange::Add(address, timeout) => {
-                    let element = element(*address, *timeout);
+                ElementChange::Add(e, timeout) => {
+                    let element = element(e, *timeout);
+                    let key = key(e);
                     let _ = write!(adds, "{}{element}", sep(&adds));
                     let _ = write!(touch, "{}{element}", sep(&touch));
-                    let _ = write!(all, "{}{address}", sep(&all));
+                    let _ = write!(all, "{}{key}", sep(&all));
                 }
-                ElementChange::Remove(address) => {
-                    let _ = write!(touch, "{}{address} timeout 1s", sep(&touch));
-                    let _ = write!(all, "{}{address}", sep(&all));
+                ElementChange::Remove(e) => {
+                    let key = key(e);
+                    let _ = write!(touch, "{}{key} timeout 1s", sep(&touch));
+                    let _ = write!(all, "{}{key}", sep(&all));
                 }
             }
         }
@@ -153,11 +187,24 @@ pub fn batch_script(table: &str, changes: &[ElementChange]) -> String {
     out
 }
 
-fn element(address: Target, timeout: Option<Duration>) -> String {
+/// An element's key in nft's syntax: `ADDRESS` or `ADDRESS . tcp . 2222`.
+fn key(e: &Element) -> String {
+    match e.port {
+        None => e.target.to_string(),
+        Some(port) => format!(
+            "{} . {} . {}",
+            e.target,
+            port.protocol.as_str(),
+            port.number
+        ),
+    }
+}
+
+fn element(e: &Element, timeout: Option<Duration>) -> String {
     match timeout {
         // nft takes milliseconds; round up so the kernel never frees an address early.
-        Some(t) => format!("{address} timeout {}ms", t.as_millis().max(1)),
-        None => address.to_string(),
+        Some(t) => format!("{} timeout {}ms", key(e), t.as_millis().max(1)),
+        None => key(e),
     }
 }
 
@@ -224,6 +271,35 @@ pub async fn apply(nft: &Path, script: &str) -> Result<(), NftError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_port_elements_go_to_the_concatenated_sets() {
+        let script = batch_script(
+            "t",
+            &[
+                ElementChange::Add(
+                    "198.51.100.0/24 tcp:2222".parse().unwrap(),
+                    Some(Duration::from_secs(5)),
+                ),
+                ElementChange::Remove("2001:db8::1 udp:53".parse().unwrap()),
+            ],
+        );
+        assert!(
+            script.contains(
+                "add element inet t banned4port { 198.51.100.0/24 . tcp . 2222 timeout 5000ms }"
+            ),
+            "{script}"
+        );
+        assert!(
+            script.contains("delete element inet t banned6port { 2001:db8::1 . udp . 53 }"),
+            "{script}"
+        );
+        let setup = setup_script("t", Hooks::default());
+        assert!(
+            setup.contains("ip saddr . meta l4proto . th dport @banned4port drop"),
+            "{setup}"
+        );
+    }
 
     #[test]
     fn batch_groups_by_family_and_is_idempotent_shape() {

@@ -10,71 +10,141 @@ use std::time::Instant;
 
 use super::nft::{self, ElementChange};
 use crate::ban::BanCommand;
-use crate::target::Target;
+use crate::target::{Element, Ports, Target};
 
-/// The deadline of each address a firewall should hold (None: permanent).
-pub type Desired = HashMap<Target, Option<Instant>>;
+/// What a firewall should hold for one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// Its deadline (None: permanent).
+    pub until: Option<Instant>,
+    /// The ports covered (None: every port).
+    pub ports: Option<Ports>,
+}
 
-/// One change waiting for the next batch.
-#[derive(Debug, Clone, Copy)]
+impl Wanted {
+    /// Whether it still holds at `now`.
+    pub fn live(&self, now: Instant) -> bool {
+        self.until.is_none_or(|d| d > now)
+    }
+}
+
+/// What each banned target should be held as.
+pub type Desired = HashMap<Target, Wanted>;
+
+/// One target's change waiting for the next batch.
+#[derive(Debug, Clone)]
 pub struct Pending {
-    /// None: remove. Some(None): add without timeout. Some(Some(t)): add until t.
+    /// None: unbanned. Some(None): held without timeout. Some(Some(t)): held until t.
     pub until: Option<Option<Instant>>,
     /// When the manager decided it (latency is measured from here).
     pub decided: Instant,
     /// Cut the address's established connections once the ban is applied.
     pub cut: bool,
+    /// The elements the ban consists of now.
+    pub add: Vec<Element>,
+    /// Elements to take out: an unban's, or those a narrower ban no longer covers.
+    pub remove: Vec<Element>,
 }
 
-/// Changes per address for the next batch.
+/// Changes per target for the next batch.
 pub type Batch = HashMap<Target, Pending>;
+
+/// The elements `wanted` holds for `target`.
+pub fn elements(target: Target, wanted: &Wanted) -> Vec<Element> {
+    Element::of(target, wanted.ports.as_ref())
+}
 
 /// Records a command in the desired state and the next batch.
 pub fn record(desired: &mut Desired, pending: &mut Batch, command: BanCommand) {
-    match command {
+    let (target, until, decided, cut, add, before) = match command {
         BanCommand::Ban {
             address,
             expires,
             decided,
             reason,
+            ports,
             ..
         } => {
-            desired.insert(address, expires);
-            pending.insert(
+            let add = Element::of(address, ports.as_ref());
+            let was = desired.insert(
                 address,
-                Pending {
-                    until: Some(expires),
-                    decided,
-                    cut: reason.kill_connections,
+                Wanted {
+                    until: expires,
+                    ports,
                 },
             );
+            // What the target held before (applied, or queued in this batch).
+            let before = was.map(|w| elements(address, &w)).unwrap_or_default();
+            (
+                address,
+                Some(expires),
+                decided,
+                reason.kill_connections,
+                add,
+                before,
+            )
         }
         BanCommand::Unban { address, .. } => {
-            desired.remove(&address);
-            pending.insert(
-                address,
-                Pending {
-                    until: None,
-                    decided: crate::clock::now(),
-                    cut: false,
-                },
+            let was = desired.remove(&address);
+            let remove = was.map_or_else(
+                || vec![Element::all(address)],
+                |wanted| elements(address, &wanted),
             );
+            let mut entry = Pending {
+                until: None,
+                decided: crate::clock::now(),
+                cut: false,
+                add: Vec::new(),
+                remove,
+            };
+            if let Some(earlier) = pending.remove(&address) {
+                merge_removals(&mut entry, earlier.remove);
+            }
+            pending.insert(address, entry);
+            return;
+        }
+    };
+    let mut entry = Pending {
+        until,
+        decided,
+        cut,
+        remove: Vec::new(),
+        add,
+    };
+    let earlier_removals = pending
+        .remove(&target)
+        .map(|p| p.remove)
+        .unwrap_or_default();
+    merge_removals(&mut entry, earlier_removals);
+    merge_removals(&mut entry, before);
+    pending.insert(target, entry);
+}
+
+/// Adds `removals` to the entry's, except what it adds again.
+fn merge_removals(entry: &mut Pending, removals: Vec<Element>) {
+    for element in removals {
+        if !entry.add.contains(&element) && !entry.remove.contains(&element) {
+            entry.remove.push(element);
         }
     }
 }
 
-/// The element changes of a batch, with timeouts as of `now` (ended bans are skipped).
+/// The element changes of a batch, with timeouts as of `now` (ended bans add nothing).
 pub fn changes(batch: &Batch, now: Instant) -> Vec<ElementChange> {
-    batch
-        .iter()
-        .filter_map(|(address, p)| match p.until {
-            None => Some(ElementChange::Remove(*address)),
-            Some(None) => Some(ElementChange::Add(*address, None)),
-            Some(Some(until)) => {
-                nft::remaining(until, now).map(|left| ElementChange::Add(*address, Some(left)))
-            }
-        })
-        .collect()
+    let mut out = Vec::new();
+    for p in batch.values() {
+        out.extend(p.remove.iter().map(|e| ElementChange::Remove(*e)));
+        let timeout = match p.until {
+            None => continue,
+            Some(None) => None,
+            Some(Some(until)) => match nft::remaining(until, now) {
+                Some(left) => Some(left),
+                None => continue,
+            },
+        };
+        out.extend(p.add.iter().map(|e| ElementChange::Add(*e, timeout)));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -104,6 +174,7 @@ mod tests {
                 bantime: None,
                 kill_connections: true,
             }),
+            ports: None,
         };
         record(
             &mut desired,
@@ -120,7 +191,7 @@ mod tests {
             },
         );
         assert_eq!(desired.len(), 1);
-        assert_eq!(desired[&t("198.51.100.66")], Some(until));
+        assert_eq!(desired[&t("198.51.100.66")].until, Some(until));
         // The ban's reason asks for its connections to be cut; the unban does not.
         assert!(pending[&t("198.51.100.66")].cut);
         assert!(!pending[&t("198.51.100.67")].cut);
@@ -129,8 +200,8 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                ElementChange::Add(t("198.51.100.66"), Some(Duration::from_secs(60))),
-                ElementChange::Remove(t("198.51.100.67")),
+                ElementChange::Add(t("198.51.100.66").into(), Some(Duration::from_secs(60))),
+                ElementChange::Remove(t("198.51.100.67").into()),
             ]
         );
     }
@@ -145,8 +216,68 @@ mod tests {
                 until: Some(Some(now)),
                 decided: now,
                 cut: false,
+                add: vec![t("198.51.100.66").into()],
+                remove: Vec::new(),
             },
         );
         assert!(changes(&pending, now).is_empty());
+    }
+
+    #[test]
+    fn a_ban_that_narrows_to_ports_takes_the_whole_address_out() {
+        let now = crate::clock::now();
+        let (mut desired, mut pending) = (Desired::new(), Batch::new());
+        let ban = |ports: Option<Ports>| BanCommand::Ban {
+            place: Place::Local,
+            address: t("198.51.100.66"),
+            expires: None,
+            decided: now,
+            reason: std::sync::Arc::new(crate::ban::BanReason {
+                jail: crate::config::JailName::new("ftp").unwrap(),
+                failures: 3,
+                origin: "web1".into(),
+                bantime: None,
+                kill_connections: false,
+            }),
+            ports,
+        };
+        record(&mut desired, &mut pending, ban(None));
+        pending.clear();
+        let port = crate::target::Port {
+            protocol: crate::target::Protocol::Tcp,
+            number: 21,
+        };
+        record(
+            &mut desired,
+            &mut pending,
+            ban(Some(std::sync::Arc::new([port].into()))),
+        );
+        let mut got = changes(&pending, now);
+        got.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(
+            got,
+            vec![
+                ElementChange::Add("198.51.100.66 tcp:21".parse().unwrap(), None),
+                ElementChange::Remove(t("198.51.100.66").into()),
+            ]
+        );
+        // The unban takes out what the ban holds now: the port element.
+        record(
+            &mut desired,
+            &mut pending,
+            BanCommand::Unban {
+                place: Place::Local,
+                address: t("198.51.100.66"),
+            },
+        );
+        let mut got = changes(&pending, now);
+        got.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(
+            got,
+            vec![
+                ElementChange::Remove(t("198.51.100.66").into()),
+                ElementChange::Remove("198.51.100.66 tcp:21".parse().unwrap()),
+            ]
+        );
     }
 }

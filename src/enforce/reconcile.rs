@@ -10,7 +10,8 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::nft::{self, ElementChange};
-use crate::target::Target;
+use super::pending::{self, Desired};
+use crate::target::{Element, Port, Target};
 
 /// An element present now lasts this much less than it should before it is re-added: nft
 /// reports whole seconds, and a ban extended while the host was unreachable must be renewed.
@@ -24,10 +25,10 @@ pub enum ListError {
     Shape(String),
 }
 
-/// One element found in a set: the target and its remaining time (None: no timeout).
-pub type Actual = HashMap<Target, Option<Duration>>;
+/// The elements found in a firewall, with their remaining time (None: no timeout).
+pub type Actual = HashMap<Element, Option<Duration>>;
 
-/// The elements of the table's four ban sets, from `nft -j list table inet TABLE`. Other
+/// The elements of the table's six ban sets, from `nft -j list table inet TABLE`. Other
 /// sets of the table (none are created by syslog2ban) are ignored.
 pub fn parse_listing(json: &str) -> Result<Actual, ListError> {
     let root: Value =
@@ -40,7 +41,7 @@ pub fn parse_listing(json: &str) -> Result<Actual, ListError> {
     for item in items {
         let Some(set) = item.get("set") else { continue };
         let name = set.get("name").and_then(Value::as_str).unwrap_or_default();
-        if ![nft::SET_V4, nft::SET_V6, nft::SET_NET4, nft::SET_NET6].contains(&name) {
+        if !nft::SETS.iter().any(|(set, ..)| *set == name) {
             continue;
         }
         for elem in set
@@ -59,10 +60,10 @@ pub fn parse_listing(json: &str) -> Result<Actual, ListError> {
                 }
                 None => (elem, None),
             };
-            let target = element_target(value).ok_or_else(|| {
+            let element = element_of(value).ok_or_else(|| {
                 ListError::Shape(format!("element {value} of set {name} is not an address"))
             })?;
-            actual.insert(target, remaining);
+            actual.insert(element, remaining);
         }
     }
     Ok(actual)
@@ -99,14 +100,14 @@ pub fn is_complete(json: &str, hooks: crate::config::Hooks) -> bool {
             })
             .count();
         if wanted {
-            chain && rules >= 4
+            chain && rules >= nft::SETS.len()
         } else {
             !chain
         }
     };
-    [nft::SET_V4, nft::SET_V6, nft::SET_NET4, nft::SET_NET6]
+    nft::SETS
         .iter()
-        .all(|s| sets.iter().any(|have| have == s))
+        .all(|(s, ..)| sets.iter().any(|have| have == s))
         && chain_ok("input", hooks.input)
         && chain_ok("forward", hooks.forward)
 }
@@ -126,6 +127,23 @@ pub fn owners(json: &str) -> Vec<String> {
         .collect()
 }
 
+/// An address element, or `{"concat": [ADDRESS, "tcp", 2222]}` of a per-port set.
+fn element_of(value: &Value) -> Option<Element> {
+    if let Some(parts) = value.get("concat").and_then(Value::as_array) {
+        let [address, protocol, port] = parts.as_slice() else {
+            return None;
+        };
+        return Some(Element {
+            target: element_target(address)?,
+            port: Some(Port {
+                protocol: protocol.as_str()?.parse().ok()?,
+                number: u16::try_from(port.as_u64()?).ok()?,
+            }),
+        });
+    }
+    element_target(value).map(Element::all)
+}
+
 /// `"198.51.100.66"` or `{"prefix": {"addr": "2001:db8::", "len": 64}}`.
 fn element_target(value: &Value) -> Option<Target> {
     match value {
@@ -140,40 +158,43 @@ fn element_target(value: &Value) -> Option<Target> {
     }
 }
 
-/// The changes that make `actual` hold exactly `desired` (deadline per target; None =
-/// permanent), as of `now`. Desired entries already past their deadline are ignored.
-pub fn diff(
-    desired: &HashMap<Target, Option<Instant>>,
-    actual: &Actual,
-    now: Instant,
-) -> Vec<ElementChange> {
+/// The changes that make `actual` hold exactly `desired` (per target: its deadline, None =
+/// permanent, and its ports), as of `now`. Desired entries past their deadline are ignored.
+pub fn diff(desired: &Desired, actual: &Actual, now: Instant) -> Vec<ElementChange> {
     let mut changes = Vec::new();
-    for (target, deadline) in desired {
-        let want = match deadline {
+    for (target, wanted) in desired {
+        let want = match wanted.until {
             None => None,
-            Some(deadline) => match nft::remaining(*deadline, now) {
+            Some(deadline) => match nft::remaining(deadline, now) {
                 Some(left) => Some(left),
                 None => continue,
             },
         };
-        let ok = match (actual.get(target), want) {
-            (None, _) => false,
-            // A permanent element where a timeout is wanted is stricter, but not what was
-            // decided; a timed one where permanence is wanted would expire.
-            (Some(None), want) => want.is_none(),
-            (Some(Some(_)), None) => false,
-            (Some(Some(have)), Some(want)) => *have + TIMEOUT_SLACK >= want,
-        };
-        if !ok {
-            changes.push(ElementChange::Add(*target, want));
+        for element in pending::elements(*target, wanted) {
+            let ok = match (actual.get(&element), want) {
+                (None, _) => false,
+                // A permanent element where a timeout is wanted is stricter, but not what was
+                // decided; a timed one where permanence is wanted would expire.
+                (Some(None), want) => want.is_none(),
+                (Some(Some(_)), None) => false,
+                (Some(Some(have)), Some(want)) => *have + TIMEOUT_SLACK >= want,
+            };
+            if !ok {
+                changes.push(ElementChange::Add(element, want));
+            }
         }
     }
-    for target in actual.keys() {
-        let wanted = desired
-            .get(target)
-            .is_some_and(|d| d.is_none_or(|d| d > now));
+    for element in actual.keys() {
+        let wanted = desired.get(&element.target).is_some_and(|w| {
+            w.live(now)
+                && match (&w.ports, element.port) {
+                    (None, None) => true,
+                    (Some(ports), Some(port)) => ports.contains(&port),
+                    _ => false,
+                }
+        });
         if !wanted {
-            changes.push(ElementChange::Remove(*target));
+            changes.push(ElementChange::Remove(*element));
         }
     }
     changes
@@ -182,6 +203,7 @@ pub fn diff(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enforce::pending::Wanted;
 
     // Shapes printed by nft 1.0.6 for the four sets of `nft::setup_script`.
     const LISTING: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
@@ -192,6 +214,10 @@ mod tests {
       {"set": {"family": "inet", "name": "banned4net", "table": "syslog2ban", "type": "ipv4_addr", "handle": 3, "flags": ["interval", "timeout"]}},
       {"set": {"family": "inet", "name": "banned6net", "table": "syslog2ban", "type": "ipv6_addr", "handle": 4, "flags": ["interval", "timeout"],
                "elem": [{"elem": {"val": {"prefix": {"addr": "2001:db8:5100::", "len": 64}}, "timeout": 60, "expires": 30}}]}},
+      {"set": {"family": "inet", "name": "banned4port", "table": "syslog2ban", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 6, "flags": ["interval", "timeout"],
+               "elem": [{"elem": {"val": {"concat": ["198.51.100.5", "tcp", 2222]}, "timeout": 30, "expires": 29}},
+                        {"concat": [{"prefix": {"addr": "198.51.100.0", "len": 24}}, "udp", 53]}]}},
+      {"set": {"family": "inet", "name": "banned6port", "table": "syslog2ban", "type": ["ipv6_addr", "inet_proto", "inet_service"], "handle": 7, "flags": ["interval", "timeout"]}},
       {"chain": {"family": "inet", "table": "syslog2ban", "name": "input", "handle": 5}}]}"#;
 
     fn t(s: &str) -> Target {
@@ -201,11 +227,21 @@ mod tests {
     #[test]
     fn reads_addresses_prefixes_and_remaining_time() {
         let actual = parse_listing(LISTING).unwrap();
-        assert_eq!(actual.len(), 3);
-        assert_eq!(actual[&t("198.51.100.66")], Some(Duration::from_secs(590)));
-        assert_eq!(actual[&t("198.51.100.70")], None);
+        assert_eq!(actual.len(), 5);
+        // Per-service elements: address or prefix, protocol, port.
+        let port = |s: &str| s.parse::<Element>().unwrap();
         assert_eq!(
-            actual[&t("2001:db8:5100::/64")],
+            actual[&port("198.51.100.5 tcp:2222")],
+            Some(Duration::from_secs(29))
+        );
+        assert_eq!(actual[&port("198.51.100.0/24 udp:53")], None);
+        assert_eq!(
+            actual[&t("198.51.100.66").into()],
+            Some(Duration::from_secs(590))
+        );
+        assert_eq!(actual[&t("198.51.100.70").into()], None);
+        assert_eq!(
+            actual[&t("2001:db8:5100::/64").into()],
             Some(Duration::from_secs(30))
         );
     }
@@ -218,7 +254,7 @@ mod tests {
         let rule = r#"{"rule": {"family": "inet", "table": "syslog2ban", "chain": "input", "handle": 6, "expr": []}}"#;
         let full = LISTING.replace(
             r#""handle": 5}}]}"#,
-            &format!(r#""handle": 5}}}}, {rule}, {rule}, {rule}, {rule}]}}"#),
+            &format!(r#""handle": 5}}}}, {rule}, {rule}, {rule}, {rule}, {rule}, {rule}]}}"#),
         );
         assert!(is_complete(&full, input), "{full}");
         assert!(!is_complete(&full.replace("banned6net", "other"), input));
@@ -257,25 +293,66 @@ mod tests {
         let actual = parse_listing(LISTING).unwrap();
         let mut desired = HashMap::new();
         // Present with 590 s left of 600: fine.
-        desired.insert(t("198.51.100.66"), Some(now + Duration::from_secs(592)));
+        desired.insert(
+            t("198.51.100.66"),
+            Wanted {
+                until: Some(now + Duration::from_secs(592)),
+                ports: None,
+            },
+        );
         // Present with 30 s left but 3600 s wanted (extended while unreachable): renew.
         desired.insert(
             t("2001:db8:5100::/64"),
-            Some(now + Duration::from_secs(3600)),
+            Wanted {
+                until: Some(now + Duration::from_secs(3600)),
+                ports: None,
+            },
         );
         // Missing: add with its remaining time.
-        desired.insert(t("198.51.100.80"), Some(now + Duration::from_secs(100)));
+        desired.insert(
+            t("198.51.100.80"),
+            Wanted {
+                until: Some(now + Duration::from_secs(100)),
+                ports: None,
+            },
+        );
         // Already over: not added.
-        desired.insert(t("198.51.100.81"), Some(now - Duration::from_secs(1)));
+        desired.insert(
+            t("198.51.100.81"),
+            Wanted {
+                until: Some(now - Duration::from_secs(1)),
+                ports: None,
+            },
+        );
+        // A per-service ban on two ports: one present, one missing.
+        let tcp = |number| Port {
+            protocol: crate::target::Protocol::Tcp,
+            number,
+        };
+        desired.insert(
+            t("198.51.100.5"),
+            Wanted {
+                until: Some(now + Duration::from_secs(20)),
+                ports: Some(std::sync::Arc::new([tcp(2222), tcp(2223)].into())),
+            },
+        );
         let mut changes = diff(&desired, &actual, now);
         changes.sort_by_key(|c| format!("{c:?}"));
         assert_eq!(
             changes,
             vec![
-                ElementChange::Add(t("198.51.100.80"), Some(Duration::from_secs(100))),
-                ElementChange::Add(t("2001:db8:5100::/64"), Some(Duration::from_secs(3600))),
-                // 198.51.100.70 is in the set but no ban holds it.
-                ElementChange::Remove(t("198.51.100.70")),
+                ElementChange::Add(
+                    "198.51.100.5 tcp:2223".parse().unwrap(),
+                    Some(Duration::from_secs(20))
+                ),
+                ElementChange::Add(t("198.51.100.80").into(), Some(Duration::from_secs(100))),
+                ElementChange::Add(
+                    t("2001:db8:5100::/64").into(),
+                    Some(Duration::from_secs(3600))
+                ),
+                // Present, but no ban holds them.
+                ElementChange::Remove("198.51.100.0/24 udp:53".parse().unwrap()),
+                ElementChange::Remove(t("198.51.100.70").into()),
             ]
         );
     }
@@ -284,9 +361,15 @@ mod tests {
     fn in_sync_gives_no_changes() {
         let now = Instant::now();
         let mut actual = Actual::new();
-        actual.insert(t("198.51.100.66"), None);
+        actual.insert(t("198.51.100.66").into(), None);
         let mut desired = HashMap::new();
-        desired.insert(t("198.51.100.66"), None);
+        desired.insert(
+            t("198.51.100.66"),
+            Wanted {
+                until: None,
+                ports: None,
+            },
+        );
         assert!(diff(&desired, &actual, now).is_empty());
         assert!(diff(&HashMap::new(), &Actual::new(), now).is_empty());
     }

@@ -32,7 +32,6 @@ use super::session::{NftPipes, NftSession, SessionError, Spawner, MAX_LINE};
 use crate::ban::BanCommand;
 use crate::config::{Hooks, TableName, TargetConfig, TargetName};
 use crate::metrics::{Metrics, TargetMetrics};
-use crate::target::Target;
 
 /// First retry after a failed connect or command; doubles up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -204,7 +203,7 @@ pub async fn run(
     let target = Arc::new(target);
     let name = target.name().clone();
     // What the host's sets should hold: the latest deadline per address.
-    let mut desired: HashMap<Target, Option<Instant>> = HashMap::new();
+    let mut desired = pending::Desired::new();
     let mut pending: Batch = HashMap::new();
     let mut link = Link::new(target.config.reconcile_interval);
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
@@ -220,7 +219,7 @@ pub async fn run(
                     inflight.spawn(async move { Outcome::Connected(connect(&t).await) });
                 }
                 Some(s) if must_reconcile || now >= reconcile_at => {
-                    desired.retain(|_, d| d.is_none_or(|d| d > now));
+                    desired.retain(|_, wanted| wanted.live(now));
                     // The snapshot covers every queued change: they are all in `desired`.
                     pending.clear();
                     let (s, t, snapshot) = (s.clone(), target.clone(), desired.clone());
@@ -543,7 +542,7 @@ async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
 async fn reconcile_host(
     session: &Arc<Session>,
     target: &RemoteTarget,
-    desired: &HashMap<Target, Option<Instant>>,
+    desired: &pending::Desired,
 ) -> Result<usize, RemoteError> {
     let listing = run_nft(
         session,

@@ -496,6 +496,7 @@ mod tests {
             prefix6: 128,
             count_per_origin,
             kill_connections: false,
+            ports: None,
             placement: crate::config::default_placement(),
         };
         Jail::new(&config)

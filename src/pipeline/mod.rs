@@ -177,6 +177,7 @@ mod tests {
             prefix6: 128,
             count_per_origin: false,
             kill_connections: false,
+            ports: None,
             placement: crate::config::default_placement(),
         }
     }

@@ -13,6 +13,7 @@ fn policy(jail: &str, bantime: BanTime) -> JailPolicy {
         increment: None,
         placement: vec![PlacementRule::Local],
         kill_connections: false,
+        ports: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn offence_bans_until_bantime_then_expires() {
             expires: Some(t + MIN),
             decided: t,
             reason: reason("sshd", Some(MIN)),
+            ports: None,
         }]
     );
     match &ops[0] {
@@ -135,6 +137,7 @@ fn a_second_jail_only_extends_never_shortens() {
             decided: t,
             // The permanent hold is the one the firewall's element now stands for.
             reason: reason("forever", None),
+            ports: None,
         }]
     );
     s.expire(t + Duration::from_secs(10_000));
@@ -236,6 +239,7 @@ fn increment_grows_with_earlier_bans_in_the_same_jail_or_all_jails() {
                 increment: Some(inc(overall)),
                 placement: vec![PlacementRule::Local],
                 kill_connections: false,
+                ports: None,
             },
             policy("postfix", BanTime::For(MIN)),
         ];
@@ -378,6 +382,7 @@ fn restore_puts_back_active_bans_with_remaining_time() {
                 bantime: Some(Duration::from_secs(510)),
                 kill_connections: false,
             }),
+            ports: None,
         }
     );
     assert!(matches!(commands[2], BanCommand::Ban { expires: None, .. }));
@@ -500,4 +505,50 @@ fn a_manual_ban_goes_where_it_is_told_or_to_the_origin_it_names() {
         )
         .unwrap();
     assert_eq!(places_of(&commands(&ops)), vec![remote("a"), remote("b")]);
+}
+
+#[test]
+fn ports_are_the_union_of_the_holds_and_every_port_wins_until_it_ends() {
+    let port = |number| crate::target::Port {
+        protocol: crate::target::Protocol::Tcp,
+        number,
+    };
+    let ftp = JailPolicy {
+        ports: Some(Arc::new([port(21)].into())),
+        ..policy("ftp", BanTime::For(10 * MIN))
+    };
+    let ssh = JailPolicy {
+        ports: Some(Arc::new([port(22)].into())),
+        ..policy("ssh", BanTime::For(MIN))
+    };
+    let mut s = BanState::new(
+        vec![ftp, ssh, policy("all", BanTime::For(2 * MIN))],
+        None,
+        Duration::from_secs(86400),
+        Arc::new(Metrics::default()),
+    )
+    .with_jitter(|| 0.0);
+    let now = Moment::now();
+    let t = now.instant;
+    let ports_of = |ops: &[StoreOp]| match commands(ops).as_slice() {
+        [BanCommand::Ban { ports, .. }] => ports.clone(),
+        other => panic!("{other:?}"),
+    };
+    let set = |list: &[u16]| Some(Arc::new(list.iter().map(|n| port(*n)).collect()));
+    assert_eq!(ports_of(&s.offence(&offence("ftp", t), now)), set(&[21]));
+    // A shorter ban on another port widens what the firewall holds, though no deadline moves.
+    assert_eq!(
+        ports_of(&s.offence(&offence("ssh", t), now)),
+        set(&[21, 22])
+    );
+    assert_eq!(ports_of(&s.offence(&offence("all", t), now)), None);
+    // ssh ends: every port is still banned by "all"; nothing to tell.
+    assert!(commands(&s.expire(t + MIN)).is_empty());
+    // "all" ends: the firewall narrows to ftp's port, until ftp's own end.
+    let narrowed = s.expire(t + 2 * MIN);
+    assert_eq!(ports_of(&narrowed), set(&[21]));
+    assert!(matches!(
+        commands(&s.expire(t + 10 * MIN)).as_slice(),
+        [BanCommand::Unban { .. }]
+    ));
 }

@@ -18,11 +18,11 @@ impl Compiler<'_> {
                 return None;
             }
         };
-        // ipset names its sets `<table>4` ... `<table>net6`, and takes at most 31 bytes.
-        if matches!(backend, Backend::Ipset(_)) && table.len() > 27 {
+        // ipset names its sets `<table>4` ... `<table>netp6`, and takes at most 31 bytes.
+        if matches!(backend, Backend::Ipset(_)) && table.len() > 26 {
             self.error(
                 "ban.table",
-                format!("\"{table}\" is too long for the ipset backend's set names (at most 27 characters)"),
+                format!("\"{table}\" is too long for the ipset backend's set names (at most 26 characters)"),
             );
             return None;
         }

@@ -33,6 +33,8 @@ impl Compiler<'_> {
             prefix6: 128,
             count_per_origin: false,
             kill_connections: false,
+            ports: None,
+            protocol: Protocol::Tcp,
             placement: default_placement(),
         };
         self.settings("defaults", &base, raw)
@@ -105,6 +107,34 @@ impl Compiler<'_> {
         }
         if let Some(kill) = raw.kill_connections {
             out.kill_connections = kill;
+        }
+        if let Some(list) = &raw.ports {
+            let ports: Vec<u16> = list
+                .iter()
+                .filter_map(|n| match u16::try_from(*n) {
+                    Ok(port) if port > 0 => Some(port),
+                    _ => {
+                        self.error(
+                            &format!("{prefix}.ports"),
+                            format!("{n} is not a port (1-65535)"),
+                        );
+                        None
+                    }
+                })
+                .collect();
+            if list.is_empty() {
+                self.error(
+                    &format!("{prefix}.ports"),
+                    "is empty; leave it out to ban every port",
+                );
+            }
+            out.ports = Some(ports);
+        }
+        if let Some(text) = &raw.protocol {
+            match text.parse::<Protocol>() {
+                Ok(protocol) => out.protocol = protocol,
+                Err(e) => self.error(&format!("{prefix}.protocol"), e),
+            }
         }
         if let Some(list) = &raw.placement {
             if let Some(rules) = self.placement(&format!("{prefix}.placement"), list) {
@@ -397,6 +427,17 @@ impl Compiler<'_> {
                 prefix6: settings.prefix6,
                 count_per_origin: settings.count_per_origin,
                 kill_connections: settings.kill_connections,
+                ports: settings.ports.as_ref().map(|ports| {
+                    Arc::new(
+                        ports
+                            .iter()
+                            .map(|&number| Port {
+                                protocol: settings.protocol,
+                                number,
+                            })
+                            .collect(),
+                    )
+                }),
                 placement: settings.placement,
             },
             enabled,
@@ -447,5 +488,7 @@ pub(in crate::config) struct Settings {
     prefix6: u8,
     count_per_origin: bool,
     kill_connections: bool,
+    ports: Option<Vec<u16>>,
+    protocol: Protocol,
     placement: Vec<PlacementRule>,
 }
