@@ -97,9 +97,14 @@ fn send_failures(lab: &Lab, address: &str, count: usize) {
 
 /// Whether `from` (an ATTACKER address) completes a TCP handshake with SERVER's service.
 fn connects(lab: &Lab, from: &str) -> bool {
+    connects_to(lab, from, SERVICE_PORT)
+}
+
+/// Whether `from` completes a TCP handshake with SERVER:`port`.
+fn connects_to(lab: &Lab, from: &str, port: &str) -> bool {
     lab.exec(
         &lab.atk,
-        &["nc", "-z", "-w", "2", "-s", from, SERVER_IP, SERVICE_PORT],
+        &["nc", "-z", "-w", "2", "-s", from, SERVER_IP, port],
         Duration::from_secs(5),
     )
     .success()
@@ -311,7 +316,11 @@ fn hosts_deny_backend_makes_a_libwrap_sshd_refuse_the_attacker() {
         ssh_banner(&lab, BYSTANDER_IP).starts_with("SSH-2.0-"),
         "sshd answers before any ban"
     );
+    let mut banned_at = Instant::now();
     for _ in 0..2 {
+        // The ban comes with sshd's log line, before the client gives up: the earliest it
+        // can start is when the second attempt does.
+        banned_at = Instant::now();
         let out = lab.ssh_wrong_password(ATTACKER_IP);
         assert_eq!(out.code(), Some(5), "a wrong password: {}", out.describe());
     }
@@ -327,7 +336,6 @@ fn hosts_deny_backend_makes_a_libwrap_sshd_refuse_the_attacker() {
         "no entry for {ATTACKER_IP}; log:\n{}",
         lab.log_of("syslog2ban")
     );
-    let banned_at = Instant::now();
     let text = fs::read_to_string(&deny).expect("read");
     assert!(
         text.starts_with("# the site's own line\n"),
@@ -600,4 +608,75 @@ fn kill_connections_cuts_an_established_session_within_a_second() {
         connects(&lab, BYSTANDER_IP),
         "an innocent address is refused"
     );
+}
+
+#[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
+fn a_per_service_ban_drops_its_port_and_leaves_the_others_open() {
+    if !preflight(
+        "per_service_ban",
+        &["ip", "nft", "ipset", "iptables", "nc", "logger"],
+    ) {
+        return;
+    }
+    const GUARDED: &str = "2222";
+    for (backend, ban, in_set) in [
+        (
+            "nftables",
+            "table = \"s2bport\"\nkeep_table = false\n",
+            &["nft", "list", "set", "inet", "s2bport", "banned4port"][..],
+        ),
+        (
+            "ipset",
+            "backend = \"ipset\"\ntable = \"s2bport\"\nkeep_table = false\n",
+            &["ipset", "list", "s2bportp4"][..],
+        ),
+    ] {
+        let mut lab = Lab::new(&format!("per_service_{backend}"));
+        service(&mut lab);
+        let srv = lab.srv.clone();
+        lab.spawn("guarded", &srv, &["nc", "-dlk", SERVER_IP, GUARDED], &[]);
+        assert!(
+            wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+                connects_to(&lab, ATTACKER_IP, GUARDED)
+            })
+            .is_some(),
+            "{backend}: the guarded port answers before a ban"
+        );
+        write_config(
+            &lab,
+            UDP_LISTEN,
+            ban,
+            &plain_jail(&format!("ports = [{GUARDED}]\nprotocol = \"tcp\"\n")),
+        );
+        start_daemon(&mut lab, "syslog2ban");
+        send_failures(&lab, ATTACKER_IP, 2);
+        let listed = |lab: &Lab| {
+            let out = in_srv(lab, in_set).stdout;
+            out.contains(ATTACKER_IP) && out.contains(GUARDED)
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+                listed(&lab)
+            })
+            .is_some(),
+            "{backend}: no per-port element; log:\n{}",
+            lab.log_of("syslog2ban")
+        );
+        assert!(
+            !connects_to(&lab, ATTACKER_IP, GUARDED),
+            "{backend}: the attacker still reaches the banned port"
+        );
+        assert!(
+            connects_to(&lab, ATTACKER_IP, SERVICE_PORT),
+            "{backend}: the ban cut the attacker from another port of the server"
+        );
+        assert!(
+            connects_to(&lab, BYSTANDER_IP, GUARDED),
+            "{backend}: an innocent address is refused on the banned port"
+        );
+    }
 }
