@@ -275,6 +275,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 imported.jails.len(),
                 imported.jails.join(", ")
             );
+            if let Some(backend) = imported.backend {
+                eprintln!("fail2ban's banaction: set `backend = \"{backend}\"` in [ban] of syslog2ban.toml");
+            }
             if !imported.unmapped.is_empty() {
                 eprintln!("not carried over ({}), review:", imported.unmapped.len());
                 for line in &imported.unmapped {

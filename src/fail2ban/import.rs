@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use super::firewall;
 use super::ini::{Ini, IniError, Options};
 use super::{load, FilterSpec};
 
@@ -39,6 +40,8 @@ pub struct Import {
     pub jails: Vec<String>,
     /// Settings that were not carried over, one line each, naming jail and key.
     pub unmapped: Vec<String>,
+    /// The `[ban] backend` the jails' banaction stands for, when they agree on one.
+    pub backend: Option<&'static str>,
 }
 
 /// The files beside `output` that are read after it (conf.d is merged in name order) and set
@@ -88,6 +91,10 @@ pub fn import(dir: &Path) -> Result<Import, ImportError> {
     let mut out = Import::default();
     let mut body = String::new();
     let mut disabled = 0;
+    // Port names resolve as on the host that ran fail2ban (usually this one).
+    let services =
+        firewall::Services::parse(&std::fs::read_to_string("/etc/services").unwrap_or_default());
+    let mut backends: Vec<&'static str> = Vec::new();
     for jail in ini.sections().map(str::to_string).collect::<Vec<_>>() {
         if NOT_JAILS.contains(&jail.as_str()) {
             continue;
@@ -103,10 +110,25 @@ pub fn import(dir: &Path) -> Result<Import, ImportError> {
             recidive(&ini, &vars, &mut body, &mut out)?;
             continue;
         }
-        if let Some(section) = map_jail(dir, &ini, &jail, &vars, &mut out)? {
+        if let Some(section) = map_jail(dir, &ini, &jail, &vars, &services, &mut out)? {
             body.push_str(&section);
+            match firewall::backend(&get("banaction")?.unwrap_or_default()) {
+                firewall::Backend::Maps(backend) => backends.push(backend),
+                firewall::Backend::Unmapped(why) => {
+                    out.unmapped.push(format!("[{jail}] banaction: {why}"));
+                }
+            }
             out.jails.push(jail);
         }
+    }
+    backends.dedup();
+    match backends.as_slice() {
+        [one] => out.backend = Some(one),
+        [] => {}
+        several => out.unmapped.push(format!(
+            "banaction: the jails use firewalls of backends {}; syslog2ban has one [ban] backend per host",
+            several.join(", ")
+        )),
     }
     let mut toml = String::new();
     let _ = writeln!(
@@ -117,6 +139,12 @@ pub fn import(dir: &Path) -> Result<Import, ImportError> {
     );
     if disabled > 0 {
         let _ = writeln!(toml, "# {disabled} disabled jail(s) were left out.");
+    }
+    if let Some(backend) = out.backend {
+        let _ = writeln!(
+            toml,
+            "# fail2ban's banaction corresponds to `backend = \"{backend}\"` in [ban] of syslog2ban.toml."
+        );
     }
     if !out.unmapped.is_empty() {
         toml.push_str("#\n# Not carried over (review these):\n");
@@ -272,6 +300,7 @@ fn map_jail(
     ini: &Ini,
     jail: &str,
     vars: &Options,
+    services: &firewall::Services,
     out: &mut Import,
 ) -> Result<Option<String>, ImportError> {
     let get = |key: &str| ini.get_with(jail, key, vars);
@@ -375,15 +404,39 @@ fn map_jail(
         let nets: Vec<String> = nets.iter().map(|n| quote(&n.to_string())).collect();
         let _ = writeln!(s, "ignoreip = [{}]", nets.join(", "));
     }
+    // fail2ban's multiport actions ban only the jail's ports; an allports one bans all.
+    let action = format!(
+        "{} {}",
+        get("banaction")?.unwrap_or_default(),
+        get("action")?.unwrap_or_default()
+    );
+    if !firewall::all_ports(&action) {
+        if let Some(raw) = get("port")? {
+            let protocol = get("protocol")?.unwrap_or_default();
+            match firewall::ports(&raw, &protocol, services) {
+                Ok(None) => {}
+                Ok(Some((ports, protocol))) => {
+                    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                    let _ = writeln!(
+                        s,
+                        "# fail2ban banned only these ports; leave both keys out to ban every port.\nports = [{}]\nprotocol = \"{protocol}\"",
+                        list.join(", ")
+                    );
+                }
+                Err(why) => unmapped.push(format!(
+                    "[{jail}] port = {}: {why}; every port is banned",
+                    raw.split_whitespace().collect::<Vec<_>>().join(" ")
+                )),
+            }
+        }
+    }
     increment(&mut s, unmapped, jail, &get)?;
     let defaults = ini.defaults();
     for (key, why) in [
         (
             "action",
-            "actions are not run; bans go to nftables (local or [target.*] with placement)",
+            "actions are not run; bans go to [ban] backend (local) or [target.*] with placement",
         ),
-        ("banaction", "syslog2ban manages its own nftables table"),
-        ("port", "syslog2ban drops every port from a banned address"),
         (
             "logpath",
             "forward this log to syslog2ban via syslog instead",
@@ -564,7 +617,8 @@ mod tests {
         std::fs::write(
             d.join("jail.conf"),
             "[DEFAULT]\nbantime = 10m\nfindtime = 10m\nmaxretry = 5\nfilter = %(__name__)s\n\
-             [demo]\nlogpath = /var/log/demo.log\n[other]\nport = 1\n[recidive]\nbantime = 1w\nfindtime = 1d\n",
+             banaction = iptables-multiport\nport = 0:65535\n\
+             [demo]\nport = 2222, 2223\nlogpath = /var/log/demo.log\n[other]\nport = 1\n[recidive]\nbantime = 1w\nfindtime = 1d\n",
         )
         .unwrap();
         std::fs::write(
@@ -597,6 +651,13 @@ mod tests {
             ),
             "{t}"
         );
+        // iptables-multiport banned only the jail's ports: carried over, with the backend.
+        assert!(
+            t.contains("ports = [2222, 2223]\nprotocol = \"tcp\"\n"),
+            "{t}"
+        );
+        assert_eq!(result.backend, Some("ipset"));
+        assert!(t.contains("backend = \"ipset\""), "{t}");
         assert!(
             !t.contains("[jail.other]"),
             "disabled jails are left out: {t}"

@@ -16,6 +16,7 @@
 
 pub mod date;
 mod filter;
+pub mod firewall;
 pub mod import;
 pub mod ini;
 mod matcher;
