@@ -73,6 +73,31 @@ fn stop_daemon(lab: &mut Lab, label: &str, pid: u32) {
     );
 }
 
+/// Stops the daemon (a clean stop), runs each `wipe` command in SERVER, checks that the wipe
+/// let the attacker through, restarts the daemon and waits until `restored` holds again.
+fn restart_over_wiped_firewall(
+    lab: &mut Lab,
+    pid: u32,
+    wipe: &[&[&str]],
+    restored: impl Fn(&Lab) -> bool,
+) {
+    stop_daemon(lab, "syslog2ban", pid);
+    for argv in wipe {
+        let out = in_srv(lab, argv);
+        assert!(out.success(), "{}", out.describe());
+    }
+    assert!(connects(lab, ATTACKER_IP), "the wipe opened the firewall");
+    start_daemon(lab, "syslog2ban-2");
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            restored(lab)
+        })
+        .is_some(),
+        "the restarted daemon did not restore the ban; log:\n{}",
+        lab.log_of("syslog2ban-2")
+    );
+}
+
 /// `count` sshd failures of `address` over UDP syslog to the daemon, from SERVER.
 fn send_failures(lab: &Lab, address: &str, count: usize) {
     for _ in 0..count {
@@ -212,26 +237,15 @@ fn ipset_backend_bans_through_iptables_expires_and_survives_a_wiped_firewall() {
 
     // A clean stop keeps the sets and rules; then someone flushes iptables and destroys the
     // sets. The restarted daemon must put the ban back.
-    stop_daemon(&mut lab, "syslog2ban", pid);
-    for argv in [
-        &["iptables", "-w", "-F", "INPUT"][..],
-        &["ip6tables", "-w", "-F", "INPUT"],
-        &["ipset", "destroy"],
-    ] {
-        let out = in_srv(&lab, argv);
-        assert!(out.success(), "{}", out.describe());
-    }
-    assert!(connects(&lab, ATTACKER_IP), "the wipe opened the firewall");
-    start_daemon(&mut lab, "syslog2ban-2");
-    assert!(
-        wait_until(
-            Duration::from_secs(5),
-            Duration::from_millis(50),
-            || in_set(&lab)
-        )
-        .is_some(),
-        "the restarted daemon did not restore the ban; log:\n{}",
-        lab.log_of("syslog2ban-2")
+    restart_over_wiped_firewall(
+        &mut lab,
+        pid,
+        &[
+            &["iptables", "-w", "-F", "INPUT"],
+            &["ip6tables", "-w", "-F", "INPUT"],
+            &["ipset", "destroy"],
+        ],
+        in_set,
     );
     assert!(
         !connects(&lab, ATTACKER_IP),
@@ -485,20 +499,11 @@ fn command_backend_runs_argv_never_a_shell_and_restores_after_a_restart() {
     assert_eq!(starts.len(), 2, "{log}");
 
     // Restart over a wiped firewall: `start` re-creates the table, the restored ban re-runs.
-    stop_daemon(&mut lab, "syslog2ban", pid);
-    let wiped = in_srv(&lab, &["nft", "delete", "table", "inet", "cmdtest"]);
-    assert!(wiped.success(), "{}", wiped.describe());
-    assert!(connects(&lab, ATTACKER_IP), "the wipe opened the firewall");
-    start_daemon(&mut lab, "syslog2ban-2");
-    assert!(
-        wait_until(
-            Duration::from_secs(5),
-            Duration::from_millis(50),
-            || in_set(&lab)
-        )
-        .is_some(),
-        "the restarted daemon did not re-run the ban; runs:\n{}",
-        fs::read_to_string(&runs).unwrap_or_default()
+    restart_over_wiped_firewall(
+        &mut lab,
+        pid,
+        &[&["nft", "delete", "table", "inet", "cmdtest"]],
+        in_set,
     );
     assert!(
         !connects(&lab, ATTACKER_IP),
