@@ -436,3 +436,71 @@ fn two_collectors_on_one_target_never_remove_each_others_bans() {
         "A must drop the second collector's ban"
     );
 }
+
+/// `[target.a] backend = "ipset"`: the ban reaches A's ipset sets over SSH (through A's
+/// iptables, the attacker's connection to A is dropped while B still accepts it), and the
+/// reconcile puts back an element deleted by hand and the rule of a flushed INPUT chain.
+#[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
+fn an_ipset_target_gets_bans_over_ssh_and_is_reconciled() {
+    let mut tools = TOOLS.to_vec();
+    tools.extend(["ipset", "iptables"]);
+    if !preflight("remote_ipset", &tools) {
+        return;
+    }
+    let mut f = Fleet::new("ripset");
+    f.target_a_extra = "backend = \"ipset\"\n".into();
+    f.start_daemon("");
+    f.wait_connected("a", Duration::from_secs(20));
+    let a = f.a.clone();
+    let set = format!("{NFT_TABLE}4");
+    let rules = f.exec_ok(&a, &["iptables", "-w", "-S", "INPUT"]);
+    assert!(rules.contains(&format!("--match-set {set} src")), "{rules}");
+
+    f.failures_from_a("sshd", ATTACKER);
+    let in_set = |f: &Fleet| {
+        f.lab
+            .exec(
+                &a,
+                &["ipset", "test", &set, ATTACKER],
+                Duration::from_secs(5),
+            )
+            .success()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            in_set(&f)
+        })
+        .is_some(),
+        "{ATTACKER} never reached A's ipset set: {}",
+        f.target_status("a")
+    );
+    assert!(!f.connects(ATTACKER, A_IP), "the attacker still reaches A");
+    assert!(f.connects(ATTACKER, B_IP), "B was not part of this ban");
+
+    f.exec_ok(&a, &["ipset", "del", &set, ATTACKER]);
+    assert!(
+        wait_until(
+            RECONCILE * 2 + Duration::from_secs(3),
+            Duration::from_millis(50),
+            || { in_set(&f) }
+        )
+        .is_some(),
+        "the reconcile did not put the deleted element back"
+    );
+    f.exec_ok(&a, &["iptables", "-w", "-F", "INPUT"]);
+    assert!(f.connects(ATTACKER, A_IP), "the flush opened A");
+    assert!(
+        wait_until(
+            RECONCILE * 2 + Duration::from_secs(3),
+            Duration::from_millis(200),
+            || { !f.connects(ATTACKER, A_IP) }
+        )
+        .is_some(),
+        "the reconcile did not put the rule back: {}",
+        f.target_status("a")
+    );
+}

@@ -59,6 +59,8 @@ pub struct Fleet {
     pub client_key: PathBuf,
     /// known_hosts with A's and B's keys.
     pub known_hosts: PathBuf,
+    /// More keys for `[target.a]` (e.g. `backend = "ipset"`), written by `start_daemon`.
+    pub target_a_extra: String,
 }
 
 impl Fleet {
@@ -115,6 +117,7 @@ impl Fleet {
             b,
             client_key,
             known_hosts,
+            target_a_extra: String::new(),
         };
         let mut known = String::new();
         for (ns, ip) in [(fleet.a.clone(), A_IP), (fleet.b.clone(), B_IP)] {
@@ -250,7 +253,12 @@ impl Fleet {
                 "[target.{name}]\naddress = \"{ip}\"\nport = {PORT}\nuser = \"root\"\n\
                  identity = \"{key}\"\nknown_hosts = \"{known}\"\nssh_config = \"{cfg}\"\n\
                  origins = [\"{ip}\"]\ngroups = [\"{group}\"]\nreconcile_interval = \"{rec}s\"\n\
-                 connect_timeout = \"3s\"\ncommand_timeout = \"5s\"\n\n",
+                 connect_timeout = \"3s\"\ncommand_timeout = \"5s\"\n{more}\n",
+                more = if name == "a" {
+                    self.target_a_extra.as_str()
+                } else {
+                    ""
+                },
                 key = self.client_key.display(),
                 known = self.known_hosts.display(),
                 cfg = ssh_config.display(),
@@ -369,6 +377,13 @@ impl Fleet {
             Duration::from_secs(10),
         );
         assert!(out.success(), "nft in {ns}: {}", out.describe());
+    }
+
+    /// Runs `argv` in `ns`; panics unless it succeeds. Its stdout.
+    pub fn exec_ok(&self, ns: &str, argv: &[&str]) -> String {
+        let out = self.lab.exec(ns, argv, Duration::from_secs(10));
+        assert!(out.success(), "{argv:?} in {ns}: {}", out.describe());
+        out.stdout
     }
 
     /// The `status --json` entry of a target.

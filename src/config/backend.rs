@@ -32,6 +32,15 @@ impl Backend {
     }
 }
 
+/// What enforces bans on a `[target.NAME]`, over its SSH session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetBackend {
+    /// nftables (the table `[target.NAME] table`).
+    Nftables,
+    /// ipset sets and iptables rules named after the table.
+    Ipset(IpsetConfig),
+}
+
 /// The `ipset` backend's tools.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpsetConfig {

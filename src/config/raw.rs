@@ -390,4 +390,12 @@ pub struct RawTarget {
     pub table: Option<String>,
     /// Hooks of its drop rules (default: `[ban] hook`).
     pub hook: Option<String>,
+    /// `"nftables"` (default) or `"ipset"`.
+    pub backend: Option<String>,
+    /// ipset backend: ipset on the host (default `ipset`).
+    pub ipset: Option<PathBuf>,
+    /// ipset backend: iptables on the host (default `iptables`).
+    pub iptables: Option<PathBuf>,
+    /// ipset backend: ip6tables on the host (default `ip6tables`).
+    pub ip6tables: Option<PathBuf>,
 }

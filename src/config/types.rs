@@ -507,6 +507,8 @@ pub struct TargetConfig {
     pub table: Option<TableName>,
     /// The hooks of its table's drop rules (default: `[ban] hook`).
     pub hooks: Option<Hooks>,
+    /// nftables or ipset on the host.
+    pub backend: super::backend::TargetBackend,
 }
 
 impl TargetConfig {
@@ -537,6 +539,7 @@ impl TargetConfig {
             reconcile_interval: Duration::from_secs(1),
             table: None,
             queue_limit: 10,
+            backend: super::backend::TargetBackend::Nftables,
         }
     }
 }

@@ -9,13 +9,14 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::info;
 
 use super::nft::ElementChange;
 use super::reconcile::Actual;
-use super::tool::{self, ToolError};
+use super::tool::{Local, Runner, ToolError};
 use crate::config::{Hooks, IpsetConfig};
 use crate::target::{Element, Port, Target};
 
@@ -62,22 +63,61 @@ const SETS: [SetKind; 8] = [
 /// The longest table name whose set names fit ipset's 31 bytes.
 pub const MAX_TABLE_NAME: usize = 26;
 
-/// The sets and rules of one table name.
+/// The sets and rules of one table name, on this host or a target.
 #[derive(Debug, Clone)]
 pub struct Ipset {
     tools: IpsetConfig,
     /// Set names start with it (`<prefix>4`, `<prefix>net6`, ...).
     prefix: String,
     hooks: Hooks,
+    /// Where ipset and iptables run.
+    runner: Arc<dyn Runner>,
 }
 
 impl Ipset {
-    /// The backend for `table` (set names `table4`, `table6`, `tablenet4`, `tablep4`...).
+    /// The backend for `table` on this host (set names `table4`, `table6`, `tablenet4`,
+    /// `tablep4`...).
     pub fn new(tools: IpsetConfig, table: &str, hooks: Hooks) -> Self {
+        Ipset::on(Arc::new(Local { limit: TOOL_LIMIT }), tools, table, hooks)
+    }
+
+    /// The same, with its tools run by `runner` (a target over SSH).
+    pub fn on(runner: Arc<dyn Runner>, tools: IpsetConfig, table: &str, hooks: Hooks) -> Self {
         Ipset {
             tools,
             prefix: table.to_string(),
             hooks,
+            runner,
+        }
+    }
+
+    async fn tool(
+        &self,
+        program: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String, ToolError> {
+        let args = args.iter().map(|a| (*a).to_string()).collect();
+        self.runner
+            .run(program, args, stdin.map(|s| s.as_bytes().to_vec()))
+            .await
+    }
+
+    async fn rule_present(
+        &self,
+        binary: &Path,
+        chain: &str,
+        set: &str,
+        direction: &str,
+    ) -> Result<bool, ToolError> {
+        match self
+            .tool(binary, &rule_args("-C", chain, set, direction), None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            // -C exits 1 for "no such rule" (and 2 for a missing set, which setup creates first).
+            Err(e) if e.exited_with(1) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -141,9 +181,9 @@ impl Ipset {
         }
         let mut added = 0;
         for (binary, chain, set, direction) in self.rules() {
-            if !rule_present(binary, chain, &set, direction).await? {
+            if !self.rule_present(binary, chain, &set, direction).await? {
                 let args = rule_args("-I", chain, &set, direction);
-                tool::run(binary, args, None, TOOL_LIMIT).await?;
+                self.tool(binary, &args, None).await?;
                 added += 1;
             }
         }
@@ -156,9 +196,9 @@ impl Ipset {
     /// Removes our rules, then our sets.
     pub async fn teardown(&self) -> Result<(), ToolError> {
         for (binary, chain, set, direction) in self.rules() {
-            while rule_present(binary, chain, &set, direction).await? {
+            while self.rule_present(binary, chain, &set, direction).await? {
                 let args = rule_args("-D", chain, &set, direction);
-                tool::run(binary, args, None, TOOL_LIMIT).await?;
+                self.tool(binary, &args, None).await?;
             }
         }
         let mut script = String::new();
@@ -201,13 +241,9 @@ impl Ipset {
     pub async fn list(&self) -> Result<Actual, ToolError> {
         let mut actual = HashMap::new();
         for kind in &SETS {
-            let listing = tool::run(
-                &self.tools.ipset,
-                ["save", &self.set_name(kind)],
-                None,
-                TOOL_LIMIT,
-            )
-            .await?;
+            let listing = self
+                .tool(&self.tools.ipset, &["save", &self.set_name(kind)], None)
+                .await?;
             parse_save(&listing, &mut actual);
         }
         Ok(actual)
@@ -217,7 +253,10 @@ impl Ipset {
         let mut missing = 0;
         for kind in &SETS {
             let name = self.set_name(kind);
-            match tool::run(&self.tools.ipset, ["list", "-n", &name], None, TOOL_LIMIT).await {
+            match self
+                .tool(&self.tools.ipset, &["list", "-n", &name], None)
+                .await
+            {
                 Ok(_) => {}
                 Err(e @ ToolError::Spawn { .. }) | Err(e @ ToolError::TimedOut { .. }) => {
                     return Err(e)
@@ -234,14 +273,9 @@ impl Ipset {
         }
         // -exist: adding a present element refreshes its timeout, deleting an absent one
         // is no error, creating an existing set keeps it: every batch is idempotent.
-        tool::run(
-            &self.tools.ipset,
-            ["-exist", "restore"],
-            Some(script.as_bytes()),
-            TOOL_LIMIT,
-        )
-        .await
-        .map(drop)
+        self.tool(&self.tools.ipset, &["-exist", "restore"], Some(script))
+            .await
+            .map(drop)
     }
 }
 
@@ -275,27 +309,6 @@ fn rule_args<'a>(
         "-j",
         "DROP",
     ]
-}
-
-async fn rule_present(
-    binary: &Path,
-    chain: &str,
-    set: &str,
-    direction: &str,
-) -> Result<bool, ToolError> {
-    match tool::run(
-        binary,
-        rule_args("-C", chain, set, direction),
-        None,
-        TOOL_LIMIT,
-    )
-    .await
-    {
-        Ok(_) => Ok(true),
-        // -C exits 1 for "no such rule" (and 2 for a missing set, which setup creates first).
-        Err(e) if e.exited_with(1) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 /// Reads `ipset save` lines: `add SET ADDRESS[/LEN] [timeout N] ...`.

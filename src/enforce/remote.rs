@@ -1,5 +1,6 @@
-//! Remote enforcement: one worker per `[target.NAME]`, keeping that host's nftables sets equal
-//! to the bans placed on it, over one long-lived multiplexed SSH session.
+//! Remote enforcement: one worker per `[target.NAME]`, keeping that host's nftables sets (or
+//! ipset sets, `backend = "ipset"`) equal to the bans placed on it, over one long-lived
+//! multiplexed SSH session.
 //!
 //! Owns the SSH session (system `ssh` with a control master, strict host-key checking), the
 //! queue of changes not yet applied, the desired state of the host's sets, and periodic
@@ -9,8 +10,8 @@
 //!
 //! No shell sees log-derived text: the remote commands are the fixed argv `[sudo -n] nft -e -i`
 //! (a long-running session that applies each batch, see `session.rs`), `nft -f -` (setup,
-//! reconcile, batches too long for one line) and `nft -j list table inet T`; element changes
-//! travel on stdin.
+//! reconcile, batches too long for one line) and `nft -j list table inet T`, or the ipset
+//! backend's fixed `ipset`/`iptables` argv (`SshRunner`); element changes travel on stdin.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -25,12 +26,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use super::nft::{self};
+use super::ipset::Ipset;
+use super::nft::{self, ElementChange};
 use super::pending::{self, Batch};
 use super::reconcile;
 use super::session::{NftPipes, NftSession, SessionError, Spawner, MAX_LINE};
+use super::tool::{Runner, Running, ToolError};
 use crate::ban::BanCommand;
-use crate::config::{Hooks, TableName, TargetConfig, TargetName};
+use crate::config::{Hooks, TableName, TargetBackend, TargetConfig, TargetName};
 use crate::metrics::{Metrics, TargetMetrics};
 
 /// First retry after a failed connect or command; doubles up to `MAX_BACKOFF`.
@@ -88,6 +91,50 @@ impl RemoteTarget {
     /// Its name.
     pub fn name(&self) -> &TargetName {
         &self.config.name
+    }
+
+    /// The ipset backend on the host, run over `session` (None: the target uses nftables).
+    fn ipset(&self, session: &Arc<Session>) -> Option<Ipset> {
+        let TargetBackend::Ipset(tools) = &self.config.backend else {
+            return None;
+        };
+        let runner = SshRunner {
+            session: session.clone(),
+            sudo: self.config.sudo,
+            limit: self.config.command_timeout,
+        };
+        Some(Ipset::on(
+            Arc::new(runner),
+            tools.clone(),
+            &self.table,
+            self.hooks,
+        ))
+    }
+
+    /// A tool's failure on the host, as the target's error.
+    fn tool_error(&self, what: &'static str, e: ToolError) -> RemoteError {
+        let target = self.config.name.clone();
+        match e {
+            ToolError::Spawn { source, .. } => RemoteError::Session {
+                target,
+                what,
+                detail: source.to_string(),
+            },
+            ToolError::TimedOut { after, .. } => RemoteError::Timeout {
+                target,
+                what,
+                after,
+            },
+            ToolError::Failed {
+                program,
+                status,
+                stderr,
+            } => RemoteError::Rejected {
+                target,
+                status: format!("{} {status}", program.display()),
+                stderr,
+            },
+        }
     }
 
     fn describe(&self) -> String {
@@ -235,6 +282,11 @@ pub async fn run(
                     inflight.spawn(async move {
                         let result = if changes.is_empty() {
                             Ok(())
+                        } else if let Some(ipset) = t.ipset(&s) {
+                            ipset
+                                .apply(&changes)
+                                .await
+                                .map_err(|e| t.tool_error("apply bans", e))
                         } else {
                             let script = nft::batch_script(&t.table, &changes);
                             match ns {
@@ -369,10 +421,12 @@ impl Link {
     }
 
     fn up(&mut self, session: Arc<Session>, target: &Arc<RemoteTarget>) {
-        self.nft = Some(Arc::new(tokio::sync::Mutex::new(NftSession::new(
-            &target.table,
-            remote_spawner(session.clone(), target.clone()),
-        ))));
+        self.nft = matches!(target.config.backend, TargetBackend::Nftables).then(|| {
+            Arc::new(tokio::sync::Mutex::new(NftSession::new(
+                &target.table,
+                remote_spawner(session.clone(), target.clone()),
+            )))
+        });
         self.session = Some(session);
         self.backoff = MIN_BACKOFF;
     }
@@ -520,6 +574,14 @@ async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
         }
         Ok(Ok(session)) => Arc::new(session),
     };
+    if let Some(ipset) = target.ipset(&session) {
+        // ipset sets carry no owner mark: each collector names its own (`table`).
+        ipset
+            .setup()
+            .await
+            .map_err(|e| target.tool_error("set up ipset sets and iptables rules", e))?;
+        return Ok(session);
+    }
     // Whose table is it? A missing table is created and marked as ours.
     if let Ok(listing) = run_nft(
         &session,
@@ -544,6 +606,19 @@ async fn reconcile_host(
     target: &RemoteTarget,
     desired: &pending::Desired,
 ) -> Result<usize, RemoteError> {
+    if let Some(ipset) = target.ipset(session) {
+        let fail = |e| target.tool_error("reconcile", e);
+        let repaired = ipset.setup().await.map_err(fail)?;
+        let actual = ipset.list().await.map_err(fail)?;
+        let changes: Vec<ElementChange> = super::ipset::settle(
+            reconcile::diff(desired, &actual, crate::clock::now()),
+            &actual,
+        );
+        if !changes.is_empty() {
+            ipset.apply(&changes).await.map_err(fail)?;
+        }
+        return Ok(changes.len() + repaired);
+    }
     let listing = run_nft(
         session,
         target,
@@ -564,6 +639,81 @@ async fn reconcile_host(
         run_nft(session, target, &["-f", "-"], Some(script), "reconcile").await?;
     }
     Ok(changes.len())
+}
+
+/// Runs a backend's tools on a target: `[sudo -n] PROGRAM ARGS` over the SSH session, each
+/// argument quoted for the remote shell, input on stdin.
+#[derive(Debug)]
+struct SshRunner {
+    session: Arc<Session>,
+    sudo: bool,
+    limit: Duration,
+}
+
+impl Runner for SshRunner {
+    fn run<'a>(
+        &'a self,
+        program: &'a std::path::Path,
+        args: Vec<String>,
+        stdin: Option<Vec<u8>>,
+    ) -> Running<'a> {
+        Box::pin(async move {
+            let spawn_error = |detail: String| ToolError::Spawn {
+                program: program.to_path_buf(),
+                source: std::io::Error::other(detail),
+            };
+            let run = async {
+                let mut command = if self.sudo {
+                    let mut c = self.session.clone().arc_command("sudo");
+                    c.arg("-n").arg(program.to_string_lossy().as_ref());
+                    c
+                } else {
+                    self.session
+                        .clone()
+                        .arc_command(program.to_string_lossy().as_ref())
+                };
+                command
+                    .args(&args)
+                    .stdin(if stdin.is_some() {
+                        Stdio::piped()
+                    } else {
+                        Stdio::null()
+                    })
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                let mut child = command.spawn().await.map_err(|e| spawn_error(chain(&e)))?;
+                if let (Some(bytes), Some(mut input)) = (stdin, child.stdin().take()) {
+                    input
+                        .write_all(&bytes)
+                        .await
+                        .map_err(|e| spawn_error(format!("writing its input: {e}")))?;
+                    input
+                        .shutdown()
+                        .await
+                        .map_err(|e| spawn_error(format!("closing its input: {e}")))?;
+                }
+                let output = child
+                    .wait_with_output()
+                    .await
+                    .map_err(|e| spawn_error(chain(&e)))?;
+                if output.status.success() {
+                    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+                } else {
+                    Err(ToolError::Failed {
+                        program: program.to_path_buf(),
+                        status: output.status.to_string(),
+                        stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+                    })
+                }
+            };
+            tokio::time::timeout(self.limit, run)
+                .await
+                .unwrap_or(Err(ToolError::TimedOut {
+                    program: program.to_path_buf(),
+                    after: self.limit,
+                }))
+        })
+    }
 }
 
 /// Runs `[sudo -n] nft ARGS` on the host with `stdin`, returning its stdout.

@@ -1,12 +1,15 @@
 //! Running a firewall tool (ipset, iptables, a user's ban command, ss, conntrack): argv only,
-//! input on stdin, a time limit, and a bounded capture of what it printed.
+//! input on stdin, a time limit, and a bounded capture of what it printed. `Runner` is where
+//! a tool runs: this host (`Local`), or a target over SSH (`remote.rs`).
 //!
 //! Owns process spawning for the non-nft backends. It never builds a command line from text:
 //! callers pass each argument as one element, so nothing a log carried is ever parsed by a
-//! shell.
+//! local shell (over SSH, each argument is quoted for the remote one).
 
 use std::ffi::OsStr;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -54,6 +57,38 @@ impl ToolError {
     /// Whether the program exited with exactly this status code.
     pub fn exited_with(&self, code: i32) -> bool {
         matches!(self, ToolError::Failed { status, .. } if status == &format!("exit status: {code}"))
+    }
+}
+
+/// A tool run's result, boxed so that backends can hold any runner.
+pub type Running<'a> = Pin<Box<dyn Future<Output = Result<String, ToolError>> + Send + 'a>>;
+
+/// Where a backend's tools run.
+pub trait Runner: Send + Sync + std::fmt::Debug {
+    /// Runs `program` with `args` and `stdin`; its stdout, or why it failed.
+    fn run<'a>(
+        &'a self,
+        program: &'a Path,
+        args: Vec<String>,
+        stdin: Option<Vec<u8>>,
+    ) -> Running<'a>;
+}
+
+/// This host, each run limited to `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct Local {
+    /// The time limit of one run.
+    pub limit: Duration,
+}
+
+impl Runner for Local {
+    fn run<'a>(
+        &'a self,
+        program: &'a Path,
+        args: Vec<String>,
+        stdin: Option<Vec<u8>>,
+    ) -> Running<'a> {
+        Box::pin(async move { run(program, &args, stdin.as_deref(), self.limit).await })
     }
 }
 

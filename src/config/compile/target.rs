@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::Compiler;
+use crate::config::backend::{IpsetConfig, TargetBackend};
 use crate::config::raw::RawTarget;
 use crate::config::types::*;
 
@@ -160,6 +161,31 @@ impl Compiler<'_> {
                 None
             }
         };
+        let ipset_keys = raw.ipset.is_some() || raw.iptables.is_some() || raw.ip6tables.is_some();
+        let backend = match raw.backend.as_deref() {
+            None | Some("nftables") if !ipset_keys => TargetBackend::Nftables,
+            None | Some("nftables") => {
+                self.error(
+                    &key("ipset"),
+                    "ipset, iptables and ip6tables are keys of backend \"ipset\"",
+                );
+                ok = false;
+                TargetBackend::Nftables
+            }
+            Some("ipset") => TargetBackend::Ipset(IpsetConfig {
+                ipset: raw.ipset.clone().unwrap_or_else(|| "ipset".into()),
+                iptables: raw.iptables.clone().unwrap_or_else(|| "iptables".into()),
+                ip6tables: raw.ip6tables.clone().unwrap_or_else(|| "ip6tables".into()),
+            }),
+            Some(other) => {
+                self.error(
+                    &key("backend"),
+                    format!("\"{other}\" is not a target backend; targets take \"nftables\" or \"ipset\" (hosts-deny and command work on this host only, for now)"),
+                );
+                ok = false;
+                TargetBackend::Nftables
+            }
+        };
         let (Some(connect_timeout), Some(command_timeout), Some(reconcile_interval)) =
             (connect_timeout, command_timeout, reconcile_interval)
         else {
@@ -183,6 +209,7 @@ impl Compiler<'_> {
             queue_limit,
             table,
             hooks,
+            backend,
         })
     }
 
