@@ -504,3 +504,87 @@ fn an_ipset_target_gets_bans_over_ssh_and_is_reconciled() {
         f.target_status("a")
     );
 }
+
+/// `[target.a] backend = "hosts-deny"`: the ban becomes an entry in A's tcp-wrappers file,
+/// written over SSH; A's sshd (linked with libwrap) then refuses the attacker before its
+/// banner while B still greets him, and an emptied file gets the entry back at the next
+/// reconcile.
+#[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
+fn a_hosts_deny_target_gets_bans_over_ssh_and_is_reconciled() {
+    if !preflight("remote_hosts_deny", TOOLS) {
+        return;
+    }
+    let mut f = Fleet::new("rdeny");
+    let a = f.a.clone();
+    // A's sshd reads /etc/hosts.deny; in its mount namespace that is a symlink to this file.
+    let srv_a = f.lab.dir.join("srv-a");
+    let deny = srv_a.join("wrap/hosts.deny");
+    fs::create_dir_all(deny.parent().expect("parent")).expect("mkdir wrap");
+    fs::write(&deny, "# A's own line\n").expect("write hosts.deny");
+    fs::write(
+        srv_a.join("etc/hosts-deny-target"),
+        deny.to_str().expect("utf-8"),
+    )
+    .expect("write target");
+    f.take_down(&a);
+    f.start_sshd(&a, "sshd-a2");
+    f.target_a_extra = format!(
+        "backend = \"hosts-deny\"\nhosts_deny = \"{}\"\n",
+        deny.display()
+    );
+    f.start_daemon("");
+    f.wait_connected("a", Duration::from_secs(20));
+
+    let banner = |f: &Fleet, server: &str| {
+        let out = f.lab.exec(
+            &f.lab.atk,
+            &["nc", "-w", "2", "-s", ATTACKER, server, &PORT.to_string()],
+            Duration::from_secs(6),
+        );
+        out.stdout.lines().next().unwrap_or_default().to_string()
+    };
+    assert!(
+        banner(&f, A_IP).starts_with("SSH-2.0-"),
+        "A greets before a ban"
+    );
+    f.failures_from_a("sshd", ATTACKER);
+    let entry = format!("ALL: {ATTACKER}");
+    let listed = || {
+        fs::read_to_string(&deny)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == entry)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), listed).is_some(),
+        "no entry on A: {}",
+        f.target_status("a")
+    );
+    assert!(
+        fs::read_to_string(&deny)
+            .expect("read")
+            .starts_with("# A's own line\n"),
+        "A's own line stays"
+    );
+    assert_eq!(banner(&f, A_IP), "", "A's sshd greeted the banned attacker");
+    assert!(
+        banner(&f, B_IP).starts_with("SSH-2.0-"),
+        "B was not part of this ban"
+    );
+
+    fs::write(&deny, "# A's own line\n").expect("empty the file");
+    assert!(
+        wait_until(
+            RECONCILE * 2 + Duration::from_secs(3),
+            Duration::from_millis(50),
+            listed
+        )
+        .is_some(),
+        "the reconcile did not put the entry back: {}",
+        f.target_status("a")
+    );
+}

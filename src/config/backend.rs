@@ -39,6 +39,8 @@ pub enum TargetBackend {
     Nftables,
     /// ipset sets and iptables rules named after the table.
     Ipset(IpsetConfig),
+    /// Entries in the host's tcp-wrappers file.
+    HostsDeny(HostsDenyConfig),
 }
 
 /// The `ipset` backend's tools.
@@ -59,6 +61,15 @@ pub struct HostsDenyConfig {
     pub path: PathBuf,
     /// The daemon list of each entry (default `ALL`).
     pub daemons: String,
+}
+
+/// Whether `daemons` is a tcp-wrappers daemon list such as `ALL` or `sshd, vsftpd` (nothing
+/// that could end an entry's line or start another field).
+pub fn daemon_list_ok(daemons: &str) -> bool {
+    !daemons.is_empty()
+        && daemons
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b" ,._-@".contains(&b))
 }
 
 /// The `command` backend's programs: each an argv template.

@@ -398,4 +398,8 @@ pub struct RawTarget {
     pub iptables: Option<PathBuf>,
     /// ipset backend: ip6tables on the host (default `ip6tables`).
     pub ip6tables: Option<PathBuf>,
+    /// hosts-deny backend: the file on the host (default `/etc/hosts.deny`).
+    pub hosts_deny: Option<PathBuf>,
+    /// hosts-deny backend: the daemon list of each entry (default `ALL`).
+    pub hosts_deny_daemons: Option<String>,
 }

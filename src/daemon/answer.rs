@@ -189,6 +189,7 @@ impl Running {
             Backend::HostsDeny(file) => (
                 enforce::hosts_deny::HostsDeny::new(file.path.clone(), file.daemons.clone())
                     .entries()
+                    .await
                     .map_err(|e| format!("cannot read the file: {e}")),
                 "the hosts.deny file",
             ),

@@ -6,16 +6,20 @@
 //! temporary file in the same directory, synced, then renamed over it), so a daemon reading it
 //! sees the old file or the new one, never half. tcp-wrappers has no timeouts: the daemon's
 //! unban at a ban's end removes the entry, and the reconcile removes any entry whose ban ended
-//! while the daemon was down.
+//! while the daemon was down. On a target the same file is read with `cat` and replaced with
+//! `tee` to a temporary file, `sync` and `mv` over its SSH session.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 use super::nft::ElementChange;
+use super::tool::{Runner, ToolError};
 use crate::target::Target;
 
 /// The line before each of our entries.
@@ -31,11 +35,14 @@ pub struct HostsDenyError {
     source: std::io::Error,
 }
 
-/// The file and the daemon list of our entries.
+/// The file and the daemon list of our entries, on this host or a target.
 #[derive(Debug, Clone)]
 pub struct HostsDeny {
     path: PathBuf,
     daemons: String,
+    /// None: this host's file, through the file system. Some: a target's, through `cat`,
+    /// `tee`, `chmod` and `mv` over its SSH session.
+    runner: Option<Arc<dyn Runner>>,
 }
 
 /// The file split into lines that are not ours and our entries.
@@ -46,9 +53,22 @@ struct Parsed {
 }
 
 impl HostsDeny {
-    /// The backend writing `daemons: ADDRESS` entries to `path`.
+    /// The backend writing `daemons: ADDRESS` entries to `path` on this host.
     pub fn new(path: PathBuf, daemons: String) -> Self {
-        HostsDeny { path, daemons }
+        HostsDeny {
+            path,
+            daemons,
+            runner: None,
+        }
+    }
+
+    /// The same for a file on a target, whose tools `runner` runs.
+    pub fn on(runner: Arc<dyn Runner>, path: PathBuf, daemons: String) -> Self {
+        HostsDeny {
+            path,
+            daemons,
+            runner: Some(runner),
+        }
     }
 
     /// The file, for messages.
@@ -57,8 +77,8 @@ impl HostsDeny {
     }
 
     /// Applies changes to our entries; the file is rewritten only if they change it.
-    pub fn apply(&self, changes: &[ElementChange]) -> Result<(), HostsDenyError> {
-        let mut parsed = self.read()?;
+    pub async fn apply(&self, changes: &[ElementChange]) -> Result<(), HostsDenyError> {
+        let mut parsed = self.read().await?;
         let before = parsed.ours.clone();
         // tcp-wrappers denies an address to the listed daemons, not per port: a per-service
         // ban is an entry for its address. Removals first, so a ban that narrows to ports
@@ -74,26 +94,30 @@ impl HostsDeny {
             }
         }
         if parsed.ours != before {
-            self.write(&parsed)?;
+            self.write(&parsed).await?;
         }
         Ok(())
     }
 
     /// Makes our entries exactly `wanted`; returns (entries now, entries added or removed).
-    pub fn reconcile(&self, wanted: BTreeSet<Target>) -> Result<(usize, usize), HostsDenyError> {
-        let mut parsed = self.read()?;
+    pub async fn reconcile(
+        &self,
+        wanted: BTreeSet<Target>,
+    ) -> Result<(usize, usize), HostsDenyError> {
+        let mut parsed = self.read().await?;
         let fixes = parsed.ours.symmetric_difference(&wanted).count();
         if fixes > 0 {
             parsed.ours = wanted;
-            self.write(&parsed)?;
+            self.write(&parsed).await?;
         }
         Ok((parsed.ours.len(), fixes))
     }
 
     /// Our entries, as the reconcile compares them (tcp-wrappers keeps no timeouts).
-    pub fn entries(&self) -> Result<super::reconcile::Actual, HostsDenyError> {
+    pub async fn entries(&self) -> Result<super::reconcile::Actual, HostsDenyError> {
         Ok(self
-            .read()?
+            .read()
+            .await?
             .ours
             .into_iter()
             .map(|t| (crate::target::Element::all(t), None))
@@ -101,19 +125,33 @@ impl HostsDeny {
     }
 
     /// Removes all our entries (a clean stop that does not keep bans).
-    pub fn clear(&self) -> Result<(), HostsDenyError> {
-        self.reconcile(BTreeSet::new()).map(drop)
+    pub async fn clear(&self) -> Result<(), HostsDenyError> {
+        self.reconcile(BTreeSet::new()).await.map(drop)
     }
 
-    fn read(&self) -> Result<Parsed, HostsDenyError> {
-        match std::fs::read_to_string(&self.path) {
+    async fn read(&self) -> Result<Parsed, HostsDenyError> {
+        let Some(runner) = &self.runner else {
+            let path = self.path.clone();
+            let text = tokio::task::spawn_blocking(move || match std::fs::read_to_string(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+                other => other,
+            })
+            .await
+            .map_err(|e| self.error(std::io::Error::other(e)))?
+            .map_err(|e| self.error(e))?;
+            return Ok(parse(&text));
+        };
+        let path = self.path.to_string_lossy().into_owned();
+        match runner.run(Path::new("cat"), vec![path], None).await {
             Ok(text) => Ok(parse(&text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Parsed::default()),
-            Err(source) => Err(self.error(source)),
+            Err(ToolError::Failed { stderr, .. }) if stderr.contains("No such file") => {
+                Ok(Parsed::default())
+            }
+            Err(e) => Err(self.error(std::io::Error::other(e.to_string()))),
         }
     }
 
-    fn write(&self, parsed: &Parsed) -> Result<(), HostsDenyError> {
+    async fn write(&self, parsed: &Parsed) -> Result<(), HostsDenyError> {
         let text = render(parsed, &self.daemons);
         let dir = self
             .path
@@ -126,20 +164,35 @@ impl HostsDeny {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let temp = dir.join(format!(".{name}.syslog2ban-new"));
-        // The file keeps its mode (tcp-wrappers needs it world-readable, usually 0644).
-        let mode = std::fs::metadata(&self.path).map_or(0o644, |m| m.permissions().mode());
-        let written = (|| {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(text.as_bytes())?;
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-            file.sync_all()?;
-            std::fs::rename(&temp, &self.path)
-        })();
-        if let Err(source) = written {
-            let _ = std::fs::remove_file(&temp);
-            return Err(self.error(source));
-        }
-        Ok(())
+        let Some(runner) = &self.runner else {
+            let path = self.path.clone();
+            return tokio::task::spawn_blocking(move || write_local(&path, &temp, &text))
+                .await
+                .map_err(|e| self.error(std::io::Error::other(e)))?
+                .map_err(|e| self.error(e));
+        };
+        let (path, temp) = (
+            self.path.to_string_lossy().into_owned(),
+            temp.to_string_lossy().into_owned(),
+        );
+        let run = |program: &'static str, args: Vec<String>, stdin: Option<Vec<u8>>| async move {
+            runner
+                .run(Path::new(program), args, stdin)
+                .await
+                .map_err(|e| self.error(std::io::Error::other(e.to_string())))
+        };
+        run("tee", vec![temp.clone()], Some(text.into_bytes())).await?;
+        // The file keeps its mode; a new one gets tee's (umask) mode, usually 0644.
+        let _ = run(
+            "chmod",
+            vec![format!("--reference={path}"), temp.clone()],
+            None,
+        )
+        .await;
+        run("sync", vec![temp.clone()], None).await?;
+        run("mv", vec!["-f".into(), temp, path], None)
+            .await
+            .map(drop)
     }
 
     fn error(&self, source: std::io::Error) -> HostsDenyError {
@@ -148,6 +201,23 @@ impl HostsDeny {
             source,
         }
     }
+}
+
+/// Writes `text` to `temp` (synced, with `path`'s mode) and renames it over `path`.
+fn write_local(path: &Path, temp: &Path, text: &str) -> std::io::Result<()> {
+    // The file keeps its mode (tcp-wrappers needs it world-readable, usually 0644).
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode());
+    let written = (|| {
+        let mut file = std::fs::File::create(temp)?;
+        file.write_all(text.as_bytes())?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        std::fs::rename(temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(temp);
+    }
+    written
 }
 
 fn parse(text: &str) -> Parsed {
@@ -242,8 +312,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_files_own_lines_are_kept_in_place_and_ours_follow_markers() {
+    #[tokio::test]
+    async fn the_files_own_lines_are_kept_in_place_and_ours_follow_markers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hosts.deny");
         std::fs::write(&path, "# site policy\nsshd: 192.0.2.1\n").unwrap();
@@ -253,6 +323,7 @@ mod tests {
             ElementChange::Add(t("198.51.100.7").into(), Some(Duration::from_secs(60))),
             ElementChange::Add(t("2001:db8::7").into(), None),
         ])
+        .await
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
@@ -266,12 +337,14 @@ mod tests {
             0o640
         );
         deny.apply(&[ElementChange::Remove(t("198.51.100.7").into())])
+            .await
             .unwrap();
         let (present, fixes) = deny
             .reconcile([t("2001:db8::7")].into_iter().collect())
+            .await
             .unwrap();
         assert_eq!((present, fixes), (1, 0));
-        deny.clear().unwrap();
+        deny.clear().await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "# site policy\nsshd: 192.0.2.1\n"
@@ -280,19 +353,21 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
-    #[test]
-    fn a_reconcile_restores_a_wiped_file_and_drops_stale_entries() {
+    #[tokio::test]
+    async fn a_reconcile_restores_a_wiped_file_and_drops_stale_entries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hosts.deny");
         std::fs::write(&path, format!("{MARKER}\nALL: 198.51.100.9\n")).unwrap();
         let deny = HostsDeny::new(path.clone(), "ALL".into());
         let (present, fixes) = deny
             .reconcile([t("198.51.100.7")].into_iter().collect())
+            .await
             .unwrap();
         assert_eq!((present, fixes), (1, 2));
         std::fs::remove_file(&path).unwrap();
         let (present, fixes) = deny
             .reconcile([t("198.51.100.7")].into_iter().collect())
+            .await
             .unwrap();
         assert_eq!((present, fixes), (1, 1));
         assert!(std::fs::read_to_string(&path)

@@ -337,13 +337,7 @@ async fn reconcile(firewall: &Firewall, desired: &Desired) -> Result<Attested, F
                 .filter(|(_, wanted)| wanted.live(now))
                 .map(|(target, _)| *target)
                 .collect();
-            let file = file.clone();
-            let (present, fixes) = tokio::task::spawn_blocking(move || file.reconcile(wanted))
-                .await
-                .map_err(|e| NftError::Rejected {
-                    status: "hosts.deny".into(),
-                    stderr: format!("the reconcile's thread failed: {e}"),
-                })??;
+            let (present, fixes) = file.reconcile(wanted).await?;
             return Ok(Attested { present, fixes });
         }
         Firewall::Log => {

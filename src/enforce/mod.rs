@@ -158,7 +158,7 @@ impl Firewall {
                 Ok(()) => info!("ipset sets and iptables rules removed"),
                 Err(e) => warn!(error = %e, "Could not remove ipset sets and iptables rules"),
             },
-            Firewall::HostsDeny { file, keep: false } => match file.clear() {
+            Firewall::HostsDeny { file, keep: false } => match file.clear().await {
                 Ok(()) => info!(path = %file.path().display(), "Ban entries removed"),
                 Err(e) => warn!(error = %e, "Could not remove ban entries"),
             },
@@ -217,16 +217,7 @@ impl Firewall {
                 })
             }
             Firewall::Ipset { ipset, .. } => Ok(ipset.apply(&changes).await?),
-            Firewall::HostsDeny { file, .. } => {
-                let file = file.clone();
-                tokio::task::spawn_blocking(move || file.apply(&changes))
-                    .await
-                    .map_err(|e| NftError::Rejected {
-                        status: "hosts.deny".into(),
-                        stderr: format!("the write's thread failed: {e}"),
-                    })?
-                    .map_err(Into::into)
-            }
+            Firewall::HostsDeny { file, .. } => Ok(file.apply(&changes).await?),
             Firewall::Log => {
                 for change in changes {
                     info!(?change, "Dry run: firewall change not applied");

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use super::hosts_deny::{HostsDeny, HostsDenyError};
 use super::ipset::Ipset;
 use super::nft::{self, ElementChange};
 use super::pending::{self, Batch};
@@ -93,22 +94,47 @@ impl RemoteTarget {
         &self.config.name
     }
 
-    /// The ipset backend on the host, run over `session` (None: the target uses nftables).
+    /// Runs tools on the host over `session`.
+    fn runner(&self, session: &Arc<Session>) -> Arc<dyn Runner> {
+        Arc::new(SshRunner {
+            session: session.clone(),
+            sudo: self.config.sudo,
+            limit: self.config.command_timeout,
+        })
+    }
+
+    /// The ipset backend on the host, run over `session` (None: another backend).
     fn ipset(&self, session: &Arc<Session>) -> Option<Ipset> {
         let TargetBackend::Ipset(tools) = &self.config.backend else {
             return None;
         };
-        let runner = SshRunner {
-            session: session.clone(),
-            sudo: self.config.sudo,
-            limit: self.config.command_timeout,
-        };
         Some(Ipset::on(
-            Arc::new(runner),
+            self.runner(session),
             tools.clone(),
             &self.table,
             self.hooks,
         ))
+    }
+
+    /// The hosts-deny backend on the host, over `session` (None: another backend).
+    fn hosts_deny(&self, session: &Arc<Session>) -> Option<HostsDeny> {
+        let TargetBackend::HostsDeny(file) = &self.config.backend else {
+            return None;
+        };
+        Some(HostsDeny::on(
+            self.runner(session),
+            file.path.clone(),
+            file.daemons.clone(),
+        ))
+    }
+
+    /// The hosts.deny file could not be read or replaced.
+    fn file_error(&self, what: &'static str, e: HostsDenyError) -> RemoteError {
+        RemoteError::Session {
+            target: self.config.name.clone(),
+            what,
+            detail: e.to_string(),
+        }
     }
 
     /// A tool's failure on the host, as the target's error.
@@ -287,6 +313,10 @@ pub async fn run(
                                 .apply(&changes)
                                 .await
                                 .map_err(|e| t.tool_error("apply bans", e))
+                        } else if let Some(file) = t.hosts_deny(&s) {
+                            file.apply(&changes)
+                                .await
+                                .map_err(|e| t.file_error("apply bans", e))
                         } else {
                             let script = nft::batch_script(&t.table, &changes);
                             match ns {
@@ -582,6 +612,10 @@ async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
             .map_err(|e| target.tool_error("set up ipset sets and iptables rules", e))?;
         return Ok(session);
     }
+    if target.hosts_deny(&session).is_some() {
+        // Nothing to create: the first reconcile writes the entries.
+        return Ok(session);
+    }
     // Whose table is it? A missing table is created and marked as ours.
     if let Ok(listing) = run_nft(
         &session,
@@ -618,6 +652,19 @@ async fn reconcile_host(
             ipset.apply(&changes).await.map_err(fail)?;
         }
         return Ok(changes.len() + repaired);
+    }
+    if let Some(file) = target.hosts_deny(session) {
+        let now = crate::clock::now();
+        let wanted = desired
+            .iter()
+            .filter(|(_, wanted)| wanted.live(now))
+            .map(|(target, _)| *target)
+            .collect();
+        let (_, fixes) = file
+            .reconcile(wanted)
+            .await
+            .map_err(|e| target.file_error("reconcile", e))?;
+        return Ok(fixes);
     }
     let listing = run_nft(
         session,

@@ -128,11 +128,7 @@ impl Compiler<'_> {
             }),
             "hosts-deny" => {
                 let daemons = raw.hosts_deny_daemons.as_deref().unwrap_or("ALL");
-                if daemons.is_empty()
-                    || !daemons
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b" ,._-@".contains(&b))
-                {
+                if !daemon_list_ok(daemons) {
                     self.error(
                         "ban.hosts_deny_daemons",
                         format!("\"{daemons}\" must be a daemon list such as \"ALL\" or \"sshd, vsftpd\""),

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::Compiler;
-use crate::config::backend::{IpsetConfig, TargetBackend};
+use crate::config::backend::{daemon_list_ok, HostsDenyConfig, IpsetConfig, TargetBackend};
 use crate::config::raw::RawTarget;
 use crate::config::types::*;
 
@@ -161,26 +161,58 @@ impl Compiler<'_> {
                 None
             }
         };
-        let ipset_keys = raw.ipset.is_some() || raw.iptables.is_some() || raw.ip6tables.is_some();
-        let backend = match raw.backend.as_deref() {
-            None | Some("nftables") if !ipset_keys => TargetBackend::Nftables,
-            None | Some("nftables") => {
+        let backend_name = raw.backend.as_deref().unwrap_or("nftables");
+        for (field, present, owner) in [
+            ("ipset", raw.ipset.is_some(), "ipset"),
+            ("iptables", raw.iptables.is_some(), "ipset"),
+            ("ip6tables", raw.ip6tables.is_some(), "ipset"),
+            ("hosts_deny", raw.hosts_deny.is_some(), "hosts-deny"),
+            (
+                "hosts_deny_daemons",
+                raw.hosts_deny_daemons.is_some(),
+                "hosts-deny",
+            ),
+        ] {
+            if present && owner != backend_name {
                 self.error(
-                    &key("ipset"),
-                    "ipset, iptables and ip6tables are keys of backend \"ipset\"",
+                    &key(field),
+                    format!("is a key of backend \"{owner}\", but backend is \"{backend_name}\""),
                 );
                 ok = false;
-                TargetBackend::Nftables
             }
-            Some("ipset") => TargetBackend::Ipset(IpsetConfig {
+        }
+        if let Some(daemons) = raw
+            .hosts_deny_daemons
+            .as_deref()
+            .filter(|d| !daemon_list_ok(d))
+        {
+            self.error(
+                &key("hosts_deny_daemons"),
+                format!("\"{daemons}\" must be a daemon list such as \"ALL\" or \"sshd, vsftpd\""),
+            );
+            ok = false;
+        }
+        let backend = match backend_name {
+            "nftables" => TargetBackend::Nftables,
+            "hosts-deny" => TargetBackend::HostsDeny(HostsDenyConfig {
+                path: raw
+                    .hosts_deny
+                    .clone()
+                    .unwrap_or_else(|| "/etc/hosts.deny".into()),
+                daemons: raw
+                    .hosts_deny_daemons
+                    .clone()
+                    .unwrap_or_else(|| "ALL".into()),
+            }),
+            "ipset" => TargetBackend::Ipset(IpsetConfig {
                 ipset: raw.ipset.clone().unwrap_or_else(|| "ipset".into()),
                 iptables: raw.iptables.clone().unwrap_or_else(|| "iptables".into()),
                 ip6tables: raw.ip6tables.clone().unwrap_or_else(|| "ip6tables".into()),
             }),
-            Some(other) => {
+            other => {
                 self.error(
                     &key("backend"),
-                    format!("\"{other}\" is not a target backend; targets take \"nftables\" or \"ipset\" (hosts-deny and command work on this host only, for now)"),
+                    format!("\"{other}\" is not a target backend; targets take \"nftables\", \"ipset\" or \"hosts-deny\" (the command backend runs on this host only, for now)"),
                 );
                 ok = false;
                 TargetBackend::Nftables
