@@ -588,3 +588,87 @@ fn a_hosts_deny_target_gets_bans_over_ssh_and_is_reconciled() {
         f.target_status("a")
     );
 }
+
+/// What a command target runs on A: keeps banned addresses out with nft in a table of its own.
+const A_BAN_SCRIPT: &str = r#"#!/bin/sh
+case "$1" in
+  start) printf '%s\n' 'add table inet cmdtest' \
+      'add set inet cmdtest banned { type ipv4_addr; }' \
+      'add chain inet cmdtest input { type filter hook input priority -10; }' \
+      'flush chain inet cmdtest input' \
+      'add rule inet cmdtest input ip saddr @banned drop' | nft -f - ;;
+  ban) nft add element inet cmdtest banned "{ $2 }" ;;
+  unban) nft delete element inet cmdtest banned "{ $2 }" ;;
+esac
+"#;
+
+/// `[target.a] backend = "command"`: the ban runs the operator's program on A over SSH (the
+/// attacker is dropped there, B still accepts him); a ban decided while A is down runs once
+/// A is back.
+#[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
+fn a_command_target_runs_its_program_over_ssh_and_retries_while_down() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !preflight("remote_command", TOOLS) {
+        return;
+    }
+    let mut f = Fleet::new("rcmd");
+    let a = f.a.clone();
+    let script = f.lab.dir.join("a-ban.sh");
+    fs::write(&script, A_BAN_SCRIPT).expect("write script");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let s = script.display();
+    f.target_a_extra = format!(
+        "backend = \"command\"\nstart = [\"{s}\", \"start\"]\n\
+         ban = [\"{s}\", \"ban\", \"<ip>\"]\nunban = [\"{s}\", \"unban\", \"<ip>\"]\n"
+    );
+    f.start_daemon("");
+    let in_set = |f: &Fleet, address: &str| {
+        f.lab
+            .exec(
+                &a,
+                &["nft", "list", "set", "inet", "cmdtest", "banned"],
+                Duration::from_secs(5),
+            )
+            .stdout
+            .contains(address)
+    };
+    f.failures_from_a("sshd", ATTACKER);
+    assert!(
+        wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+            in_set(&f, ATTACKER)
+        })
+        .is_some(),
+        "the program never banned {ATTACKER} on A: {}",
+        f.target_status("a")
+    );
+    assert!(!f.connects(ATTACKER, A_IP), "the attacker still reaches A");
+    assert!(f.connects(ATTACKER, B_IP), "B was not part of this ban");
+    assert_eq!(f.target_status("a")["backend"], "ssh+command");
+
+    // A goes away; a ban decided meanwhile cannot start there, and runs once A is back.
+    f.take_down(&a);
+    f.failures_from_a("sshd", ATTACKER2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        f.target_status("a")["errors"].as_u64() >= Some(1),
+        "the failed start is counted: {}",
+        f.target_status("a")
+    );
+    f.start_sshd(&a, "sshd-a2");
+    assert!(
+        wait_until(Duration::from_secs(40), Duration::from_millis(100), || {
+            in_set(&f, ATTACKER2)
+        })
+        .is_some(),
+        "the ban decided while A was down never ran there: {}",
+        f.target_status("a")
+    );
+    assert!(
+        !f.connects(ATTACKER2, A_IP),
+        "the second attacker still reaches A"
+    );
+}

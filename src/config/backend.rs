@@ -41,6 +41,20 @@ pub enum TargetBackend {
     Ipset(IpsetConfig),
     /// Entries in the host's tcp-wrappers file.
     HostsDeny(HostsDenyConfig),
+    /// A program on the host per ban and unban (`command_timeout` limits each run).
+    Command(CommandConfig),
+}
+
+impl TargetBackend {
+    /// The name `[target.NAME] backend` takes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TargetBackend::Nftables => "nftables",
+            TargetBackend::Ipset(_) => "ipset",
+            TargetBackend::HostsDeny(_) => "hosts-deny",
+            TargetBackend::Command(_) => "command",
+        }
+    }
 }
 
 /// The `ipset` backend's tools.

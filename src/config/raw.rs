@@ -402,4 +402,14 @@ pub struct RawTarget {
     pub hosts_deny: Option<PathBuf>,
     /// hosts-deny backend: the daemon list of each entry (default `ALL`).
     pub hosts_deny_daemons: Option<String>,
+    /// command backend: argv run on the host per ban.
+    pub ban: Option<Vec<String>>,
+    /// command backend: argv run on the host per unban.
+    pub unban: Option<Vec<String>>,
+    /// command backend: argv run on the host once at start.
+    pub start: Option<Vec<String>>,
+    /// command backend: argv run on the host once on a clean stop.
+    pub stop: Option<Vec<String>>,
+    /// command backend: most runs at once on the host (default 4).
+    pub command_concurrency: Option<i64>,
 }

@@ -437,7 +437,7 @@ impl Running {
                 backend: if self.options.dry_run {
                     "log".into()
                 } else {
-                    "ssh+nftables".into()
+                    format!("ssh+{}", t.backend.name())
                 },
                 table: (!self.options.dry_run).then(|| {
                     t.table

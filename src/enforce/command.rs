@@ -3,20 +3,24 @@
 //!
 //! Owns the runs: at most `concurrency` at once, each killed after `timeout`, one at a time
 //! per address (a ban and its unban never race), and its exit status and stderr counted in the
-//! place's metrics and `status`. Each placeholder fills exactly one argv element and no shell
+//! place's metrics and `status`. A run that could not start (the program is missing, or a
+//! target's SSH session is down) is retried with a growing pause; one that ran and failed is
+//! reported, not retried. Runs happen on this host or, for a target, over its SSH session
+//! (`Runner`). Each placeholder fills exactly one argv element and no shell
 //! is involved, so an origin name or anything else from a log can never become a command. A
 //! command that has not started yet is replaced by a newer one for its address, so a slow
 //! program under a ban storm holds at most one waiting run per address.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::cut;
-use super::tool::{self, ToolError};
+use super::tool::{Runner, ToolError};
 use crate::ban::{BanCommand, BanReason};
 use crate::config::{ArgvTemplate, CommandConfig, Placeholder};
 use crate::metrics::{Metrics, TargetMetrics};
@@ -28,70 +32,92 @@ struct Job {
     ban: bool,
     reason: Option<Arc<BanReason>>,
     ports: Option<Ports>,
-    decided: std::time::Instant,
+    decided: Instant,
+    /// A retried run waits until then.
+    not_before: Option<Instant>,
 }
+
+/// First pause before retrying a run that could not start; doubles up to `MAX_RETRY`.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// Runs the command backend until the channel closes: `start`, a `ban` for every restored
 /// ban (a restart re-applies them, as a wiped firewall needs), then each command as it comes;
 /// on a clean stop, the last runs finish and `stop` runs.
+/// `runner` runs the programs (this host, or a target over SSH); `cut_here` says whether a
+/// ban's `kill_connections` applies on this host (not for a target's bans).
 pub async fn run(
     config: Arc<CommandConfig>,
     restored: Vec<BanCommand>,
     mut commands: mpsc::Receiver<BanCommand>,
     metrics: Arc<TargetMetrics>,
+    runner: Arc<dyn Runner>,
+    cut_here: bool,
 ) {
     if let Some(start) = &config.start {
-        once(&config, start, "start", &metrics).await;
+        once(runner.as_ref(), start, "start", &metrics).await;
     }
+    let mut retry = FIRST_RETRY;
     let mut queue = Queue::default();
     for command in restored {
         queue.push(command);
     }
-    let mut running: JoinSet<(Target, bool, Result<(), ToolError>, Job)> = JoinSet::new();
+    let mut running: JoinSet<(Target, Result<(), ToolError>, Job)> = JoinSet::new();
     let mut cuts = JoinSet::new();
     let mut open = true;
     loop {
         while cuts.try_join_next().is_some() {}
+        let now = crate::clock::now();
         while running.len() < config.concurrency {
-            let Some((target, job)) = queue.next_free() else {
+            let Some((target, job)) = queue.next_free(now) else {
                 break;
             };
-            let config = config.clone();
+            let (config, runner) = (config.clone(), runner.clone());
             running.spawn(async move {
                 let template = if job.ban { &config.ban } else { &config.unban };
                 let args = arguments(template, &target, job.reason.as_deref(), job.ports.as_ref());
-                let result = tool::run(&template.program, &args, None, config.timeout)
-                    .await
-                    .map(drop);
-                (target, job.ban, result, job)
+                let result = runner.run(&template.program, args, None).await.map(drop);
+                (target, result, job)
             });
         }
-        if !open && running.is_empty() && queue.is_empty() {
+        // A clean stop does not wait for retries of runs that cannot start.
+        if !open && running.is_empty() && (queue.is_empty() || queue.only_retries()) {
             break;
         }
+        let wake = queue.next_retry();
         tokio::select! {
             command = commands.recv(), if open => match command {
                 Some(command) => queue.push(command),
                 None => open = false,
             },
+            _ = sleep_until(wake), if wake.is_some() && running.len() < config.concurrency => {}
             Some(done) = running.join_next() => {
-                let Ok((target, ban, result, job)) = done else { continue };
+                let Ok((target, result, job)) = done else { continue };
                 queue.busy.remove(&target);
+                let ban = job.ban;
                 let action = if ban { "ban" } else { "unban" };
                 match result {
                     Ok(()) => {
+                        retry = FIRST_RETRY;
                         metrics.succeeded();
                         Metrics::inc(&metrics.batches);
                         if ban {
                             metrics.latency.observe(job.decided.elapsed());
                             queue.applied.insert(target);
-                            if job.reason.as_ref().is_some_and(|r| r.kill_connections) {
+                            let kill = job.reason.as_ref().is_some_and(|r| r.kill_connections);
+                            if kill && cut_here {
                                 cuts.spawn(cut::connections_of(target));
                             }
                         } else {
                             queue.applied.remove(&target);
                         }
                         debug!(%target, action, "Ban command ran");
+                    }
+                    Err(e @ ToolError::Spawn { .. }) => {
+                        metrics.failed(format!("{action} {target}: {e}"));
+                        warn!(%target, action, error = %e, retry_in = ?retry, "Ban command could not start; retrying");
+                        queue.retry(target, job, crate::clock::now() + retry);
+                        retry = (retry * 2).min(MAX_RETRY);
                     }
                     Err(e) => {
                         metrics.failed(format!("{action} {target}: {e}"));
@@ -102,20 +128,25 @@ pub async fn run(
         }
     }
     while cuts.join_next().await.is_some() {}
+    if !queue.is_empty() {
+        warn!(waiting = queue.order.len(), "Stopping with ban commands that could not start; the bans are restored and run again on the next start");
+    }
     if let Some(stop) = &config.stop {
-        once(&config, stop, "stop", &metrics).await;
+        once(runner.as_ref(), stop, "stop", &metrics).await;
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
 /// Runs `start` or `stop` (no placeholders have values there: they are filled empty).
-async fn once(
-    config: &CommandConfig,
-    template: &ArgvTemplate,
-    what: &str,
-    metrics: &TargetMetrics,
-) {
+async fn once(runner: &dyn Runner, template: &ArgvTemplate, what: &str, metrics: &TargetMetrics) {
     let args = template.fill(|_| String::new());
-    match tool::run(&template.program, &args, None, config.timeout).await {
+    match runner.run(&template.program, args, None).await {
         Ok(_) => info!(program = %template.program.display(), "Ban command's {what} ran"),
         Err(e) => {
             metrics.failed(format!("{what}: {e}"));
@@ -179,6 +210,7 @@ impl Queue {
                     reason: Some(reason),
                     ports,
                     decided,
+                    not_before: None,
                 };
                 (address, job)
             }
@@ -195,6 +227,7 @@ impl Queue {
                     reason,
                     ports: ports.flatten(),
                     decided: crate::clock::now(),
+                    not_before: None,
                 };
                 (address, job)
             }
@@ -204,13 +237,40 @@ impl Queue {
         }
     }
 
-    /// The oldest waiting run whose address has none running; it is marked running.
-    fn next_free(&mut self) -> Option<(Target, Job)> {
-        let index = self.order.iter().position(|t| !self.busy.contains(t))?;
+    /// The oldest waiting run that is due and whose address has none running; it is marked
+    /// running.
+    fn next_free(&mut self, now: Instant) -> Option<(Target, Job)> {
+        let index = self.order.iter().position(|t| {
+            !self.busy.contains(t)
+                && self
+                    .waiting
+                    .get(t)
+                    .is_some_and(|j| j.not_before.is_none_or(|at| at <= now))
+        })?;
         let target = self.order.remove(index)?;
         let job = self.waiting.remove(&target)?;
         self.busy.insert(target);
         Some((target, job))
+    }
+
+    /// Puts back a run that could not start, due at `at`, unless a newer one replaced it.
+    fn retry(&mut self, target: Target, mut job: Job, at: Instant) {
+        if self.waiting.contains_key(&target) {
+            return;
+        }
+        job.not_before = Some(at);
+        self.waiting.insert(target, job);
+        self.order.push_back(target);
+    }
+
+    /// When the earliest retry is due.
+    fn next_retry(&self) -> Option<Instant> {
+        self.waiting.values().filter_map(|j| j.not_before).min()
+    }
+
+    /// Whether everything waiting is a retry.
+    fn only_retries(&self) -> bool {
+        self.waiting.values().all(|j| j.not_before.is_some())
     }
 
     fn is_empty(&self) -> bool {
@@ -308,17 +368,17 @@ mod tests {
         assert_eq!(queue.order.len(), 2);
         queue.push(unban("198.51.100.2"));
         assert_eq!(queue.order.len(), 1);
-        let (first, job) = queue.next_free().unwrap();
+        let (first, job) = queue.next_free(crate::clock::now()).unwrap();
         assert_eq!((first, job.ban), (t("198.51.100.1"), true));
-        assert!(queue.next_free().is_none());
+        assert!(queue.next_free(crate::clock::now()).is_none());
         // While its ban runs, an unban waits (it must undo what the run does)...
         queue.push(ban("198.51.100.1"));
         queue.push(unban("198.51.100.1"));
-        assert!(queue.next_free().is_none());
+        assert!(queue.next_free(crate::clock::now()).is_none());
         // ...and runs once the ban has, with the ban's reason for its placeholders.
         queue.busy.remove(&first);
         queue.applied.insert(first);
-        let (_, job) = queue.next_free().unwrap();
+        let (_, job) = queue.next_free(crate::clock::now()).unwrap();
         assert!(!job.ban);
         assert_eq!(job.reason.unwrap().origin, "web1");
     }
@@ -329,8 +389,34 @@ mod tests {
         queue.push(ban("198.51.100.1"));
         queue.push(ban("198.51.100.2"));
         queue.busy.insert(t("198.51.100.1"));
-        assert_eq!(queue.next_free().unwrap().0, t("198.51.100.2"));
-        assert!(queue.next_free().is_none());
+        assert_eq!(
+            queue.next_free(crate::clock::now()).unwrap().0,
+            t("198.51.100.2")
+        );
+        assert!(queue.next_free(crate::clock::now()).is_none());
         assert!(!queue.is_empty());
+    }
+
+    #[test]
+    fn a_run_that_could_not_start_waits_its_turn_unless_a_newer_one_replaced_it() {
+        let now = crate::clock::now();
+        let later = now + Duration::from_secs(5);
+        let mut queue = Queue::default();
+        queue.push(ban("198.51.100.1"));
+        let (target, job) = queue.next_free(now).unwrap();
+        queue.busy.remove(&target);
+        queue.retry(target, job, later);
+        assert!(queue.next_free(now).is_none(), "not due yet");
+        assert_eq!(queue.next_retry(), Some(later));
+        assert!(queue.only_retries());
+        let (again, job) = queue.next_free(later).unwrap();
+        assert_eq!((again, job.ban), (target, true));
+        // A newer command for the address replaces the retry.
+        queue.busy.remove(&again);
+        queue.push(unban("198.51.100.2"));
+        queue.push(ban("198.51.100.3"));
+        queue.retry(t("198.51.100.3"), job, later);
+        assert!(!queue.only_retries());
+        assert_eq!(queue.next_free(now).unwrap().0, t("198.51.100.2"));
     }
 }

@@ -278,19 +278,37 @@ pub fn start(
             metrics.target("local"),
             local.reconcile_interval,
         )),
-        LocalBackend::Command(config) => workers.spawn(command::run(
-            config,
-            local.restored,
-            local_rx,
-            metrics.target("local"),
-        )),
+        LocalBackend::Command(config) => {
+            let runner = Arc::new(tool::Local {
+                limit: config.timeout,
+            });
+            workers.spawn(command::run(
+                config,
+                local.restored,
+                local_rx,
+                metrics.target("local"),
+                runner,
+                true,
+            ))
+        }
     };
     queues.insert(Place::Local, local_tx);
     for target in remotes {
         let (tx, rx) = mpsc::channel(WORKER_QUEUE);
         let counters = metrics.target(target.name().as_str());
         queues.insert(Place::Remote(target.name().clone()), tx);
-        workers.spawn(remote::run(target, rx, counters));
+        match remote::CommandRunner::of(target.clone(), counters.clone()) {
+            // Its bans run the target's program over SSH; connection cuts are that host's.
+            Some((config, runner)) => workers.spawn(command::run(
+                config,
+                Vec::new(),
+                rx,
+                counters,
+                runner,
+                false,
+            )),
+            None => workers.spawn(remote::run(target, rx, counters)),
+        };
     }
     for name in dry_run_targets {
         let (tx, mut rx) = mpsc::channel::<BanCommand>(WORKER_QUEUE);

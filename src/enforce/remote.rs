@@ -34,7 +34,7 @@ use super::reconcile;
 use super::session::{NftPipes, NftSession, SessionError, Spawner, MAX_LINE};
 use super::tool::{Runner, Running, ToolError};
 use crate::ban::BanCommand;
-use crate::config::{Hooks, TableName, TargetBackend, TargetConfig, TargetName};
+use crate::config::{CommandConfig, Hooks, TableName, TargetBackend, TargetConfig, TargetName};
 use crate::metrics::{Metrics, TargetMetrics};
 
 /// First retry after a failed connect or command; doubles up to `MAX_BACKOFF`.
@@ -527,6 +527,39 @@ async fn close(session: Arc<Session>) {
 
 /// Opens the control master, then makes sure the table, sets and rules exist on the host.
 async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
+    let session = open_session(target).await?;
+    if let Some(ipset) = target.ipset(&session) {
+        // ipset sets carry no owner mark: each collector names its own (`table`).
+        ipset
+            .setup()
+            .await
+            .map_err(|e| target.tool_error("set up ipset sets and iptables rules", e))?;
+        return Ok(session);
+    }
+    if target.hosts_deny(&session).is_some() {
+        // Nothing to create: the first reconcile writes the entries.
+        return Ok(session);
+    }
+    // Whose table is it? A missing table is created and marked as ours.
+    if let Ok(listing) = run_nft(
+        &session,
+        target,
+        &["-j", "list", "table", "inet", &target.table],
+        None,
+        "list table",
+    )
+    .await
+    {
+        target.check_owner(&listing)?;
+    }
+    let setup = nft::setup_script(&target.table, target.hooks)
+        + &nft::owner_script(&target.table, &target.collector);
+    run_nft(&session, target, &["-f", "-"], Some(setup), "set up table").await?;
+    Ok(session)
+}
+
+/// Opens the SSH control master to the host (strict host keys).
+async fn open_session(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
     let c = &target.config;
     let control_dir = target.control_dir.join(c.name.as_str());
     std::fs::create_dir_all(&control_dir).map_err(|e| RemoteError::Connect {
@@ -560,14 +593,12 @@ async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
         builder.config_file(config);
     }
     let limit = c.connect_timeout + Duration::from_secs(5);
-    let session = match tokio::time::timeout(limit, builder.connect_mux(&c.address)).await {
-        Err(_) => {
-            return Err(RemoteError::Timeout {
-                target: c.name.clone(),
-                what: "connect",
-                after: limit,
-            })
-        }
+    match tokio::time::timeout(limit, builder.connect_mux(&c.address)).await {
+        Err(_) => Err(RemoteError::Timeout {
+            target: c.name.clone(),
+            what: "connect",
+            after: limit,
+        }),
         Ok(Err(e)) => {
             // ssh's banner lines (`@@@@`, `IT IS POSSIBLE...`) say nothing the error doesn't.
             let detail = chain(&e)
@@ -584,7 +615,7 @@ async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
             ]
             .iter()
             .any(|m| detail.contains(m));
-            return Err(if host_key {
+            Err(if host_key {
                 RemoteError::HostKey {
                     target: c.name.clone(),
                     host: target.describe(),
@@ -600,38 +631,10 @@ async fn connect(target: &RemoteTarget) -> Result<Arc<Session>, RemoteError> {
                     host: target.describe(),
                     detail,
                 }
-            });
+            })
         }
-        Ok(Ok(session)) => Arc::new(session),
-    };
-    if let Some(ipset) = target.ipset(&session) {
-        // ipset sets carry no owner mark: each collector names its own (`table`).
-        ipset
-            .setup()
-            .await
-            .map_err(|e| target.tool_error("set up ipset sets and iptables rules", e))?;
-        return Ok(session);
+        Ok(Ok(session)) => Ok(Arc::new(session)),
     }
-    if target.hosts_deny(&session).is_some() {
-        // Nothing to create: the first reconcile writes the entries.
-        return Ok(session);
-    }
-    // Whose table is it? A missing table is created and marked as ours.
-    if let Ok(listing) = run_nft(
-        &session,
-        target,
-        &["-j", "list", "table", "inet", &target.table],
-        None,
-        "list table",
-    )
-    .await
-    {
-        target.check_owner(&listing)?;
-    }
-    let setup = nft::setup_script(&target.table, target.hooks)
-        + &nft::owner_script(&target.table, &target.collector);
-    run_nft(&session, target, &["-f", "-"], Some(setup), "set up table").await?;
-    Ok(session)
 }
 
 /// Reads the host's sets, applies the difference to `desired`; returns the number of fixes.
@@ -759,6 +762,79 @@ impl Runner for SshRunner {
                     program: program.to_path_buf(),
                     after: self.limit,
                 }))
+        })
+    }
+}
+
+/// A command target's runner: opens the SSH session on first use and again after it broke
+/// (a run that could not start is retried by the command worker).
+#[derive(Debug)]
+pub struct CommandRunner {
+    target: Arc<RemoteTarget>,
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    metrics: Arc<TargetMetrics>,
+}
+
+impl CommandRunner {
+    /// The runner of a target whose backend is `command`; None for other backends.
+    pub fn of(
+        target: RemoteTarget,
+        metrics: Arc<TargetMetrics>,
+    ) -> Option<(Arc<CommandConfig>, Arc<dyn Runner>)> {
+        let TargetBackend::Command(config) = &target.config.backend else {
+            return None;
+        };
+        let config = Arc::new(config.clone());
+        let runner = CommandRunner {
+            target: Arc::new(target),
+            session: tokio::sync::Mutex::new(None),
+            metrics,
+        };
+        Some((config, Arc::new(runner)))
+    }
+}
+
+impl Runner for CommandRunner {
+    fn run<'a>(
+        &'a self,
+        program: &'a std::path::Path,
+        args: Vec<String>,
+        stdin: Option<Vec<u8>>,
+    ) -> Running<'a> {
+        Box::pin(async move {
+            let session = {
+                let mut slot = self.session.lock().await;
+                match slot.as_ref() {
+                    Some(session) => session.clone(),
+                    None => {
+                        let session = open_session(&self.target).await.map_err(|e| {
+                            Metrics::set(&self.metrics.connected, 0);
+                            ToolError::Spawn {
+                                program: program.to_path_buf(),
+                                source: std::io::Error::other(e.to_string()),
+                            }
+                        })?;
+                        info!(target = %self.target.name(), host = %self.target.describe(), "Connected to target");
+                        Metrics::set(&self.metrics.connected, 1);
+                        *slot = Some(session.clone());
+                        session
+                    }
+                }
+            };
+            let runner = SshRunner {
+                session,
+                sudo: self.target.config.sudo,
+                limit: self.target.config.command_timeout,
+            };
+            let result = runner.run(program, args, stdin).await;
+            if matches!(result, Err(ToolError::Spawn { .. })) {
+                // The session broke: the next run reconnects.
+                Metrics::set(&self.metrics.connected, 0);
+                if let Some(s) = self.session.lock().await.take() {
+                    tokio::spawn(close(s));
+                }
+            }
+            result
         })
     }
 }

@@ -156,10 +156,32 @@ impl Compiler<'_> {
     }
 
     fn command_backend(&mut self, raw: &raw::RawBan) -> Option<Backend> {
+        let timeout = match &raw.command_timeout {
+            None => DEFAULT_COMMAND_TIMEOUT,
+            Some(d) => self.positive("ban.command_timeout", d)?,
+        };
+        let keys = CommandKeys {
+            ban: &raw.ban,
+            unban: &raw.unban,
+            start: &raw.start,
+            stop: &raw.stop,
+            concurrency: raw.command_concurrency,
+        };
+        self.command_config("ban", keys, timeout)
+            .map(Backend::Command)
+    }
+
+    /// The command backend's keys under `prefix` (`ban`, `target.NAME`), compiled.
+    pub(super) fn command_config(
+        &mut self,
+        prefix: &str,
+        keys: CommandKeys<'_>,
+        timeout: Duration,
+    ) -> Option<CommandConfig> {
         let mut template = |key: &str, argv: &Option<Vec<String>>, required: bool| match argv {
             None if required => {
                 self.error(
-                    &format!("ban.{key}"),
+                    &format!("{prefix}.{key}"),
                     "the command backend needs it: an argv list such as [\"/usr/local/sbin/block\", \"<ip>\"]",
                 );
                 Err(())
@@ -168,38 +190,46 @@ impl Compiler<'_> {
             Some(argv) => match ArgvTemplate::parse(argv) {
                 Ok(t) => Ok(Some(t)),
                 Err(e) => {
-                    self.error(&format!("ban.{key}"), e);
+                    self.error(&format!("{prefix}.{key}"), e);
                     Err(())
                 }
             },
         };
-        let ban = template("ban", &raw.ban, true);
-        let unban = template("unban", &raw.unban, true);
-        let start = template("start", &raw.start, false);
-        let stop = template("stop", &raw.stop, false);
-        let timeout = match &raw.command_timeout {
-            None => Some(DEFAULT_COMMAND_TIMEOUT),
-            Some(d) => self.positive("ban.command_timeout", d),
-        };
-        let concurrency = match raw.command_concurrency {
+        let ban = template("ban", keys.ban, true);
+        let unban = template("unban", keys.unban, true);
+        let start = template("start", keys.start, false);
+        let stop = template("stop", keys.stop, false);
+        let concurrency = match keys.concurrency {
             None => Some(DEFAULT_COMMAND_CONCURRENCY),
             Some(n) => match usize::try_from(n) {
                 Ok(n) if (1..=256).contains(&n) => Some(n),
                 _ => {
-                    self.error("ban.command_concurrency", format!("{n} must be 1 to 256"));
+                    self.error(
+                        &format!("{prefix}.command_concurrency"),
+                        format!("{n} must be 1 to 256"),
+                    );
                     None
                 }
             },
         };
-        Some(Backend::Command(CommandConfig {
+        Some(CommandConfig {
             ban: ban.ok()?.expect("required"),
             unban: unban.ok()?.expect("required"),
             start: start.ok()?,
             stop: stop.ok()?,
-            timeout: timeout?,
+            timeout,
             concurrency: concurrency?,
-        }))
+        })
     }
+}
+
+/// The command backend's raw keys, wherever they are written.
+pub(super) struct CommandKeys<'a> {
+    pub ban: &'a Option<Vec<String>>,
+    pub unban: &'a Option<Vec<String>>,
+    pub start: &'a Option<Vec<String>>,
+    pub stop: &'a Option<Vec<String>>,
+    pub concurrency: Option<i64>,
 }
 
 /// The host name, with anything but letters, digits and `_` as `_`.

@@ -172,6 +172,15 @@ impl Compiler<'_> {
                 raw.hosts_deny_daemons.is_some(),
                 "hosts-deny",
             ),
+            ("ban", raw.ban.is_some(), "command"),
+            ("unban", raw.unban.is_some(), "command"),
+            ("start", raw.start.is_some(), "command"),
+            ("stop", raw.stop.is_some(), "command"),
+            (
+                "command_concurrency",
+                raw.command_concurrency.is_some(),
+                "command",
+            ),
         ] {
             if present && owner != backend_name {
                 self.error(
@@ -209,10 +218,28 @@ impl Compiler<'_> {
                 iptables: raw.iptables.clone().unwrap_or_else(|| "iptables".into()),
                 ip6tables: raw.ip6tables.clone().unwrap_or_else(|| "ip6tables".into()),
             }),
+            "command" => {
+                let keys = super::ban::CommandKeys {
+                    ban: &raw.ban,
+                    unban: &raw.unban,
+                    start: &raw.start,
+                    stop: &raw.stop,
+                    concurrency: raw.command_concurrency,
+                };
+                // A run on the host is limited like any remote command.
+                let timeout = command_timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
+                match self.command_config(&prefix, keys, timeout) {
+                    Some(command) => TargetBackend::Command(command),
+                    None => {
+                        ok = false;
+                        TargetBackend::Nftables
+                    }
+                }
+            }
             other => {
                 self.error(
                     &key("backend"),
-                    format!("\"{other}\" is not a target backend; targets take \"nftables\", \"ipset\" or \"hosts-deny\" (the command backend runs on this host only, for now)"),
+                    format!("\"{other}\" is not a target backend; targets take \"nftables\", \"ipset\", \"hosts-deny\" or \"command\""),
                 );
                 ok = false;
                 TargetBackend::Nftables
