@@ -683,5 +683,21 @@ fn a_per_service_ban_drops_its_port_and_leaves_the_others_open() {
             connects_to(&lab, BYSTANDER_IP, GUARDED),
             "{backend}: an innocent address is refused on the banned port"
         );
+        // Applied by its batch, not repaired afterwards by a reconcile.
+        let status = run(
+            command(DAEMON_BIN)
+                .args(["status", "--json", "--socket"])
+                .arg(socket(&lab)),
+            Duration::from_secs(5),
+        );
+        let status: serde_json::Value =
+            serde_json::from_str(&status.stdout).expect("status --json");
+        let local = &status["targets"][0];
+        assert_eq!(
+            local["errors"],
+            0,
+            "{backend}: a batch failed: {local}\nlog:\n{}",
+            lab.log_of("syslog2ban")
+        );
     }
 }

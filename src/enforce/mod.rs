@@ -205,7 +205,7 @@ impl Firewall {
                 ..
             } => {
                 let script = nft::batch_script(table, &changes);
-                if script.len() > session::MAX_LINE {
+                if script.len() > session::MAX_LINE || nft::crashes_echo(&changes) {
                     return Ok(nft::apply(nft, &script).await?);
                 }
                 session.lock().await.apply(&script).await.map_err(|e| {

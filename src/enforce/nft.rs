@@ -208,6 +208,13 @@ fn element(e: &Element, timeout: Option<Duration>) -> String {
     }
 }
 
+/// Whether `nft -e -i` cannot take this batch: nft 1.0.6 crashes echoing a transaction that
+/// touches a concatenated interval set (the per-port sets), after applying it. Such batches
+/// go to a one-shot `nft -f -`, which does not echo.
+pub fn crashes_echo(changes: &[ElementChange]) -> bool {
+    changes.iter().any(|c| c.element().port.is_some())
+}
+
 /// Time left until `expires`, or None when it already passed.
 pub fn remaining(expires: Instant, now: Instant) -> Option<Duration> {
     let left = expires.checked_duration_since(now)?;

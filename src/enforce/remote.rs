@@ -320,7 +320,9 @@ pub async fn run(
                         } else {
                             let script = nft::batch_script(&t.table, &changes);
                             match ns {
-                                Some(ns) if script.len() <= MAX_LINE => {
+                                Some(ns)
+                                    if script.len() <= MAX_LINE && !nft::crashes_echo(&changes) =>
+                                {
                                     ns.lock().await.apply(&script).await.map_err(|e| match e {
                                         SessionError::Rejected(stderr) => RemoteError::Rejected {
                                             target: t.name().clone(),
