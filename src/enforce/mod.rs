@@ -19,6 +19,7 @@ pub mod pending;
 pub mod reconcile;
 pub mod remote;
 pub mod session;
+pub mod ssh;
 pub mod tool;
 
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ use crate::metrics::Metrics;
 use hosts_deny::{HostsDeny, HostsDenyError};
 use ipset::Ipset;
 use nft::{ElementChange, NftError};
-pub use remote::RemoteTarget;
+pub use ssh::RemoteTarget;
 use tool::ToolError;
 
 /// A firewall change or reading failed.
@@ -297,7 +298,7 @@ pub fn start(
         let (tx, rx) = mpsc::channel(WORKER_QUEUE);
         let counters = metrics.target(target.name().as_str());
         queues.insert(Place::Remote(target.name().clone()), tx);
-        match remote::CommandRunner::of(target.clone(), counters.clone()) {
+        match ssh::CommandRunner::of(target.clone(), counters.clone()) {
             // Its bans run the target's program over SSH; connection cuts are that host's.
             Some((config, runner)) => workers.spawn(command::run(
                 config,
