@@ -19,6 +19,7 @@ pub mod fd_limit;
 pub mod input;
 pub mod jail;
 pub mod metrics;
+pub mod notify;
 pub mod ownership;
 pub mod parse;
 pub mod pipeline;

@@ -32,6 +32,8 @@ pub mod stage {
     pub const CONTROL: &str = "control";
     /// The `/metrics` endpoint.
     pub const METRICS: &str = "metrics";
+    /// Notification delivery (only when a `[notify.*]` is configured).
+    pub const NOTIFY: &str = "notify";
     /// All of them (the last two only when configured).
     pub const ALL: [&str; 6] = [PIPELINE, BAN_MANAGER, ENFORCER, STORE, CONTROL, METRICS];
 }

@@ -67,4 +67,8 @@ fn shipped_examples_load() {
     let quickstart = config::load(&dir("examples/quickstart.toml")).expect("quickstart loads");
     assert!(quickstart.jails.iter().any(|j| j.name.as_str() == "sshd"));
     config::load(&dir("examples/syslog2ban.toml")).expect("example loads");
+    let webhook =
+        config::load(&dir("examples/notify-webhook.toml")).expect("the webhook example loads");
+    assert_eq!(webhook.notifiers.len(), 1);
+    assert_eq!(webhook.jails[0].notify[0].as_str(), "ops");
 }

@@ -16,12 +16,12 @@ use tokio::sync::oneshot;
 
 /// A config in a temporary directory: one TCP listener on loopback port 0 (the kernel picks
 /// one; `status` reports it), the log backend, an sshd jail with 3 failures and a 2 s bantime.
-struct Setup {
-    dir: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Setup {
-    fn new(extra: &str) -> Setup {
+    pub(crate) fn new(extra: &str) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let main = format!(
             "[[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n\
@@ -36,11 +36,11 @@ impl Setup {
         setup
     }
 
-    fn jail(&self, maxretry: u32) {
+    pub(crate) fn jail(&self, maxretry: u32) {
         self.jail_banning_for(maxretry, "2s");
     }
 
-    fn jail_banning_for(&self, maxretry: u32, bantime: &str) {
+    pub(crate) fn jail_banning_for(&self, maxretry: u32, bantime: &str) {
         let jail = format!(
             "[jail.sshd]\nenabled = true\nprograms = [\"sshd\"]\n\
              failregex = ['^Failed password for \\S+ from <HOST> port \\d+ ssh2$']\n\
@@ -49,12 +49,12 @@ impl Setup {
         std::fs::write(self.dir.path().join("conf.d/sshd.toml"), jail).expect("write jail");
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.dir.path().join("ctl.sock")
     }
 
     /// Starts the daemon on its own task; returns its result's channel and the stop switch.
-    fn start(
+    pub(crate) fn start(
         &self,
         kill_stage: Option<&str>,
     ) -> (
@@ -64,7 +64,7 @@ impl Setup {
         self.start_with(kill_stage, false)
     }
 
-    fn start_with(
+    pub(crate) fn start_with(
         &self,
         kill_stage: Option<&str>,
         dry_run: bool,
@@ -87,7 +87,7 @@ impl Setup {
 }
 
 /// One control request, off the async workers (the client is blocking).
-async fn ask(socket: &Path, request: Request) -> Option<Response> {
+pub(crate) async fn ask(socket: &Path, request: Request) -> Option<Response> {
     let socket = socket.to_path_buf();
     tokio::task::spawn_blocking(move || syslog2ban::control::call(&socket, &request).ok())
         .await
@@ -96,7 +96,7 @@ async fn ask(socket: &Path, request: Request) -> Option<Response> {
 }
 
 /// The port the TCP listener was bound to, as `status` reports it.
-async fn bound_port(socket: &Path) -> u16 {
+pub(crate) async fn bound_port(socket: &Path) -> u16 {
     match ask(socket, Request::Status).await {
         Some(Response::Status(status)) => status.listeners[0]
             .bound
@@ -108,7 +108,7 @@ async fn bound_port(socket: &Path) -> u16 {
     }
 }
 
-async fn banned(socket: &Path) -> Vec<String> {
+pub(crate) async fn banned(socket: &Path) -> Vec<String> {
     match ask(socket, Request::Banned).await {
         Some(Response::Banned { bans }) => {
             bans.into_iter().map(|b| b.address.to_string()).collect()
@@ -118,7 +118,7 @@ async fn banned(socket: &Path) -> Vec<String> {
 }
 
 /// Stops the daemon; it must end within 10 s without an error.
-async fn stop_cleanly(
+pub(crate) async fn stop_cleanly(
     run: tokio::task::JoinHandle<Result<(), DaemonError>>,
     stop: oneshot::Sender<()>,
 ) {
@@ -131,7 +131,7 @@ async fn stop_cleanly(
 }
 
 /// Until the control socket answers (the daemon is up); fails the test after 10 s.
-async fn wait_answering(socket: &Path) {
+pub(crate) async fn wait_answering(socket: &Path) {
     assert!(
         until(Duration::from_secs(10), async || ask(
             socket,
@@ -144,7 +144,7 @@ async fn wait_answering(socket: &Path) {
     );
 }
 
-async fn until(within: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
+pub(crate) async fn until(within: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < within {
         if done().await {
@@ -155,7 +155,7 @@ async fn until(within: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
-fn send_failures(port: u16, address: &str, n: usize) {
+pub(crate) fn send_failures(port: u16, address: &str, n: usize) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     for _ in 0..n {
         send_on(&mut stream, address);
@@ -163,7 +163,7 @@ fn send_failures(port: u16, address: &str, n: usize) {
 }
 
 /// One octet-counted failure of `address` on `stream`.
-fn send_on(stream: &mut TcpStream, address: &str) {
+pub(crate) fn send_on(stream: &mut TcpStream, address: &str) {
     let frame = format!("<38>1 2026-12-03T10:00:00Z web1 sshd 4242 - - Failed password for root from {address} port 4242 ssh2");
     write!(stream, "{} {frame}", frame.len()).expect("send");
 }

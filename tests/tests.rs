@@ -19,6 +19,8 @@ mod inprocess;
 mod install_deps;
 // The packaged man pages are the CLI's current ones.
 mod manpages;
+// Webhook notifications through outages and restarts, with the daemon in this process.
+mod notify;
 // Real daemons' lines under real attacks (the capture lab's fixtures) through the shipped jails.
 mod real_captures;
 // `syslog2ban regex` as a user runs it.

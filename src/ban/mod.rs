@@ -7,6 +7,7 @@
 //! sends `BanCommand`s forward through the store thread) and never blocks on one:
 //! enforcement drains its channel continuously and batches on its own side.
 
+pub mod event;
 mod messages;
 pub mod placement;
 pub mod policy;

@@ -6,6 +6,10 @@
 //! whatever arrives while one transaction commits goes into the next (group commit). The
 //! manager hands the firewall commands to enforcement before their write reaches this thread,
 //! so a ban never waits for a commit; the `Banned` line is logged once the write is durable.
+//!
+//! The outbox: a ban's (and a ban end's) notifications are rows written in the same
+//! transaction, so they are neither lost nor repeated across a restart; the notify stage reads
+//! them on its own connection and deletes each once delivered.
 
 use crate::supervise::BusyClock;
 use crate::target::Target;
@@ -21,6 +25,7 @@ use tracing::{error, info};
 use crate::metrics::Metrics;
 use crate::throttle::{Decision, Throttle};
 
+use super::event::{self, SharedRoutes};
 use super::record::report;
 pub use super::record::{BanRecord, StoreOp};
 
@@ -61,6 +66,21 @@ fn from_millis(ms: i64) -> SystemTime {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Which notifiers hear which jail (none: the outbox stays empty).
+    routes: Option<SharedRoutes>,
+    /// Rung after a commit that queued notifications.
+    wake: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// A notification waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Its row (deliveries are in this order, per notifier).
+    pub id: i64,
+    /// The notifier.
+    pub notifier: String,
+    /// The JSON body.
+    pub body: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -125,10 +145,82 @@ impl Store {
                  started  INTEGER NOT NULL,
                  expires  INTEGER
              );
-             CREATE INDEX IF NOT EXISTS history_started ON history (started);",
+             CREATE INDEX IF NOT EXISTS history_started ON history (started);
+             CREATE TABLE IF NOT EXISTS outbox (
+                 id       INTEGER PRIMARY KEY,
+                 notifier TEXT    NOT NULL,
+                 body     TEXT    NOT NULL,
+                 created  INTEGER NOT NULL
+             );",
         )
         .map_err(sql)?;
-        Ok(Store { conn, path })
+        Ok(Store {
+            conn,
+            path,
+            routes: None,
+            wake: None,
+        })
+    }
+
+    /// Queues notifications by `routes` from now on, ringing `wake` after each commit that
+    /// queued some.
+    pub fn with_notifications(
+        mut self,
+        routes: SharedRoutes,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        self.routes = Some(routes);
+        self.wake = Some(wake);
+        self
+    }
+
+    /// The oldest `limit` notifications waiting.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, notifier, body FROM outbox ORDER BY id LIMIT ?1")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |row| {
+                Ok(Outgoing {
+                    id: row.get(0)?,
+                    notifier: row.get(1)?,
+                    body: row.get(2)?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Removes delivered notifications.
+    pub fn outbox_done(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut delete = tx
+                .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+                .map_err(sql)?;
+            for id in ids {
+                delete.execute(params![id]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Notifications waiting, per notifier.
+    pub fn outbox_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT notifier, COUNT(*) FROM outbox GROUP BY notifier")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
     fn sql(&self, source: rusqlite::Error) -> StoreError {
@@ -138,8 +230,9 @@ impl Store {
         }
     }
 
-    /// Applies a group of writes in one transaction.
+    /// Applies a group of writes (and the notifications they queue) in one transaction.
     pub fn write(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let mut queued = 0usize;
         let path = self.path.clone();
         let sql = |source| StoreError::Sql {
             path: path.clone(),
@@ -161,9 +254,43 @@ impl Store {
             let mut end = tx
                 .prepare_cached("DELETE FROM bans WHERE address = ?1 AND jail = ?2")
                 .map_err(sql)?;
+            let mut ended = tx
+                .prepare_cached(
+                    "SELECT origin, started, expires, failures, sample FROM bans WHERE address = ?1 AND jail = ?2",
+                )
+                .map_err(sql)?;
+            let mut outbox = tx
+                .prepare_cached("INSERT INTO outbox (notifier, body, created) VALUES (?1, ?2, ?3)")
+                .map_err(sql)?;
+            let routes = self.routes.as_ref().map(|r| {
+                r.read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .clone()
+            });
+            let now = millis(SystemTime::now());
+            let mut notify = |event: &str, record: &BanRecord| -> Result<(), rusqlite::Error> {
+                let Some(routes) = routes.as_ref().and_then(|r| r.get(&record.jail)) else {
+                    return Ok(());
+                };
+                let wanted: Vec<&str> = routes
+                    .iter()
+                    .filter(|r| if event == "ban" { r.ban } else { r.unban })
+                    .map(|r| r.notifier.as_str())
+                    .collect();
+                if wanted.is_empty() {
+                    return Ok(());
+                }
+                let body = event::body(event, record);
+                for notifier in wanted {
+                    outbox.execute(params![notifier, body, now])?;
+                    queued += 1;
+                }
+                Ok(())
+            };
             for op in ops {
                 match op {
                     StoreOp::Ban(r, _) => {
+                        notify("ban", r).map_err(sql)?;
                         let address = r.address.to_string();
                         let expires = r.expires.map(millis);
                         insert
@@ -188,13 +315,39 @@ impl Store {
                             .map_err(sql)?;
                     }
                     StoreOp::End { address, jail, .. } => {
-                        end.execute(params![address.to_string(), jail])
-                            .map_err(sql)?;
+                        let key = address.to_string();
+                        if routes.is_some() {
+                            // The end's notification tells what the ban was.
+                            let row = ended
+                                .query_row(params![key, jail], |row| {
+                                    Ok(BanRecord {
+                                        address: *address,
+                                        jail: jail.clone(),
+                                        origin: row.get(0)?,
+                                        started: from_millis(row.get(1)?),
+                                        expires: row.get::<_, Option<i64>>(2)?.map(from_millis),
+                                        failures: row.get(3)?,
+                                        sample: row.get(4)?,
+                                    })
+                                })
+                                .optional()
+                                .map_err(sql)?;
+                            if let Some(record) = row {
+                                notify("unban", &record).map_err(sql)?;
+                            }
+                        }
+                        end.execute(params![key, jail]).map_err(sql)?;
                     }
                 }
             }
         }
-        tx.commit().map_err(sql)
+        tx.commit().map_err(sql)?;
+        if queued > 0 {
+            if let Some(wake) = &self.wake {
+                wake.notify_one();
+            }
+        }
+        Ok(())
     }
 
     /// Active bans at `now`; expired ones are deleted on the way.
@@ -471,5 +624,57 @@ mod tests {
         assert_eq!(store.history_since(t0).unwrap().len(), 4);
         assert_eq!(store.purge_history(t0 + Duration::from_secs(1)).unwrap(), 4);
         assert!(store.history_since(t0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_ban_and_its_end_queue_notifications_in_their_own_transactions() {
+        let mut routes = event::Routes::new();
+        routes.insert(
+            "sshd".into(),
+            vec![event::Route {
+                notifier: "ops".into(),
+                ban: true,
+                unban: true,
+            }],
+        );
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mut store = Store::in_memory()
+            .unwrap()
+            .with_notifications(Arc::new(std::sync::RwLock::new(routes)), wake);
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ban = record(
+            "198.51.100.9",
+            "sshd",
+            t0,
+            Some(t0 + Duration::from_secs(60)),
+        );
+        let other = record("198.51.100.10", "postfix", t0, None);
+        store
+            .write(&[StoreOp::Ban(ban, vec![]), StoreOp::Ban(other, vec![])])
+            .unwrap();
+        let queued = store.outbox(10).unwrap();
+        assert_eq!(queued.len(), 1, "postfix has no notifier: {queued:?}");
+        assert!(
+            queued[0].body.contains("\"event\":\"ban\""),
+            "{}",
+            queued[0].body
+        );
+        store
+            .write(&[StoreOp::End {
+                address: "198.51.100.9".parse().unwrap(),
+                jail: "sshd".into(),
+                commands: vec![],
+            }])
+            .unwrap();
+        let queued = store.outbox(10).unwrap();
+        assert_eq!(queued.len(), 2);
+        let end: serde_json::Value = serde_json::from_str(&queued[1].body).unwrap();
+        // The end tells what the ended ban was, read from its row before it went.
+        assert_eq!(
+            (end["event"].as_str(), end["bantime"].as_u64()),
+            (Some("unban"), Some(60))
+        );
+        store.outbox_done(&[queued[0].id]).unwrap();
+        assert_eq!(store.outbox_counts().unwrap(), vec![("ops".to_string(), 1)]);
     }
 }

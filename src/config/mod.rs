@@ -14,6 +14,7 @@ mod backend;
 mod compile;
 mod duration;
 mod error;
+mod notify;
 mod raw;
 mod types;
 
@@ -26,6 +27,7 @@ pub use backend::*;
 use compile::Compiler;
 pub use duration::{ParsedDuration, RawDuration};
 pub use error::{ConfigError, ConfigErrors};
+pub use notify::*;
 use raw::RawJailSettings;
 pub use types::*;
 

@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// `[target.NAME]`: remote firewalls reached over SSH.
     #[serde(default)]
     pub target: BTreeMap<String, RawTarget>,
+    /// `[notify.NAME]`: who is told about bans.
+    #[serde(default)]
+    pub notify: BTreeMap<String, RawNotify>,
     /// `[jail.NAME]` tables; kept as raw figment values so each jail is extracted (and its
     /// errors reported) on its own.
     #[serde(default)]
@@ -148,6 +151,8 @@ pub struct RawJailSettings {
     pub count_per_origin: Option<bool>,
     /// Cut the banned address's established connections once the ban is applied.
     pub kill_connections: Option<bool>,
+    /// Notifiers told about this jail's bans (`[notify.NAME]` names).
+    pub notify: Option<Vec<String>>,
     /// Ban only these ports (default: every port).
     pub ports: Option<Vec<i64>>,
     /// The protocol of `ports`: "tcp" (default) or "udp".
@@ -242,6 +247,8 @@ pub struct RawJail {
     pub count_per_origin: Option<bool>,
     /// Overrides `[defaults] kill_connections`.
     pub kill_connections: Option<bool>,
+    /// Overrides `[defaults] notify`.
+    pub notify: Option<Vec<String>>,
     /// Overrides `[defaults] ports`.
     pub ports: Option<Vec<i64>>,
     /// Overrides `[defaults] protocol`.
@@ -279,6 +286,7 @@ impl RawJail {
             prefix6: self.prefix6,
             count_per_origin: self.count_per_origin,
             kill_connections: self.kill_connections,
+            notify: self.notify.clone(),
             ports: self.ports.clone(),
             protocol: self.protocol.clone(),
             placement: self.placement.clone(),
@@ -326,6 +334,23 @@ pub struct RawBan {
     pub collector: Option<String>,
     /// Path of the `nft` binary (default `nft`, looked up in PATH).
     pub nft: Option<PathBuf>,
+}
+
+/// `[notify.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// `"webhook"` (`"mail"`, `"abuseipdb"`, `"blocklist-de"` are not built yet).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// webhook: where to POST.
+    pub url: Option<String>,
+    /// webhook: HMAC-SHA256 key of the signature header.
+    pub secret: Option<String>,
+    /// Which events: `"ban"`, `"unban"` (default `["ban"]`).
+    pub events: Option<Vec<String>>,
+    /// Longest one delivery may take (default "10s").
+    pub timeout: Option<RawDuration>,
 }
 
 /// `[control]`.

@@ -72,6 +72,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Remote firewalls (`[target.NAME]`), in name order.
     pub targets: Vec<TargetConfig>,
+    /// `[notify.NAME]`: who is told about bans.
+    pub notifiers: Vec<super::notify::NotifierConfig>,
     /// Files that were read, in merge order.
     pub files: Vec<PathBuf>,
 }
@@ -273,6 +275,8 @@ pub struct JailConfig {
     pub kill_connections: bool,
     /// The ports its bans cover (None: every port).
     pub ports: Option<Ports>,
+    /// Notifiers told about its bans.
+    pub notify: Vec<super::notify::NotifierName>,
     /// Where its bans go.
     pub placement: Vec<PlacementRule>,
 }

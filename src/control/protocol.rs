@@ -126,6 +126,24 @@ pub struct StatusReport {
     /// Stages busy with one piece of work for too long (the watchdog is not fed meanwhile).
     #[serde(default)]
     pub stuck: Vec<StuckStage>,
+    /// The notifiers and their deliveries.
+    #[serde(default)]
+    pub notifiers: Vec<NotifierReport>,
+}
+
+/// One notifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifierReport {
+    /// Its name.
+    pub name: String,
+    /// Notifications delivered.
+    pub sent: u64,
+    /// Failed delivery attempts (each is retried).
+    pub failed: u64,
+    /// Notifications waiting.
+    pub queued: u64,
+    /// Why the last attempt failed, while failing.
+    pub last_error: Option<String>,
 }
 
 /// Where one ban is enforced.

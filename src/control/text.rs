@@ -56,6 +56,19 @@ pub fn render(response: &Response) -> String {
                     stuck.busy_secs
                 );
             }
+            for n in &status.notifiers {
+                say!(
+                    "Notifier {}: sent {}, queued {}, failed attempts {}{}",
+                    n.name,
+                    n.sent,
+                    n.queued,
+                    n.failed,
+                    n.last_error
+                        .as_deref()
+                        .map(|e| format!(", FAILING: {e}"))
+                        .unwrap_or_default()
+                );
+            }
             say!("Targets:");
             for t in &status.targets {
                 let netlink = if t.netlink_batches > 0 {

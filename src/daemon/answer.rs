@@ -7,7 +7,7 @@
 
 use super::*;
 use crate::config::PlacementRule;
-use crate::control::protocol::{PlaceCheck, VerifyReport};
+use crate::control::protocol::{NotifierReport, PlaceCheck, VerifyReport};
 use crate::target::Target;
 
 impl Running {
@@ -395,6 +395,18 @@ impl Running {
                 .map(|(stage, busy)| StuckStage {
                     stage: stage.to_string(),
                     busy_secs: busy.as_secs(),
+                })
+                .collect(),
+            notifiers: self
+                .metrics
+                .notifiers()
+                .iter()
+                .map(|n| NotifierReport {
+                    name: n.name.clone(),
+                    sent: Metrics::get(&n.sent),
+                    failed: Metrics::get(&n.failed),
+                    queued: Metrics::get(&n.queued),
+                    last_error: n.last_error.get(),
                 })
                 .collect(),
         }

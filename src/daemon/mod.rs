@@ -115,6 +115,8 @@ pub enum DaemonError {
 struct Running {
     options: RunOptions,
     config: Config,
+    /// Which notifiers hear which jail, shared with the store thread.
+    routes: ban::event::SharedRoutes,
     metrics: Arc<Metrics>,
     listeners: Vec<(ListenerConfig, ListenerHandle)>,
     input: InputContext,
@@ -159,9 +161,16 @@ pub async fn run(
     if dry_run {
         info!("Dry run: bans are logged, not applied, and kept in memory only (nothing stored)");
     }
+    // Notifications are queued in the store's outbox with the ban itself; a dry run sends none.
+    let routes: ban::event::SharedRoutes = Arc::new(std::sync::RwLock::new(routes(&config)));
+    let notify_wake = Arc::new(tokio::sync::Notify::new());
+    let notifying = !dry_run && !config.notifiers.is_empty();
+    let (store_routes, store_wake) = (routes.clone(), notify_wake.clone());
     let (store, purged, active, history) = tokio::task::spawn_blocking(move || {
         let mut store = if dry_run {
             Store::in_memory()?
+        } else if notifying {
+            Store::open(&state_dir)?.with_notifications(store_routes, store_wake)
         } else {
             Store::open(&state_dir)?
         };
@@ -260,9 +269,23 @@ pub async fn run(
     );
 
     let stop_side = CancellationToken::new();
+    if notifying {
+        crate::notify::announce(&config.notifiers);
+        supervisor.spawn(
+            stage::NOTIFY,
+            crate::notify::run(
+                config.state_dir.clone(),
+                config.notifiers.clone(),
+                notify_wake,
+                metrics.clone(),
+                stop_side.clone(),
+            ),
+        );
+    }
     let inputs = TaskTracker::new();
     let mut running = Running {
         supervisor: supervisor.clone(),
+        routes,
         options,
         metrics: metrics.clone(),
         listeners: Vec::new(),
@@ -600,6 +623,10 @@ impl Running {
             }
         }
         self.apply_jails(&new).await?;
+        *self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = routes(&new);
         let summary = format!(
             "Reloaded: {} listener(s) ({} stopped, {} started, {} TLS re-read), {} jail(s): {}",
             self.listeners.len(),
@@ -620,6 +647,27 @@ impl Running {
             Err(format!("{summary}; but: {}", failed.join("; ")))
         }
     }
+}
+
+/// Per jail, the notifiers its `notify` names and the events each hears.
+fn routes(config: &Config) -> ban::event::Routes {
+    config
+        .jails
+        .iter()
+        .map(|jail| {
+            let routes = jail
+                .notify
+                .iter()
+                .filter_map(|name| config.notifiers.iter().find(|n| &n.name == name))
+                .map(|n| ban::event::Route {
+                    notifier: n.name.to_string(),
+                    ban: n.events.ban,
+                    unban: n.events.unban,
+                })
+                .collect();
+            (jail.name.to_string(), routes)
+        })
+        .collect()
 }
 
 fn parse_address(text: &str) -> Result<Target, String> {

@@ -40,6 +40,9 @@ pub fn plan(old: &Config, new: &Config) -> Result<Vec<Change>, Vec<&'static str>
     if new.state_dir != old.state_dir {
         restart.push("state.dir");
     }
+    if new.notifiers != old.notifiers {
+        restart.push("[notify.*]");
+    }
     if !restart.is_empty() {
         return Err(restart);
     }

@@ -497,6 +497,7 @@ mod tests {
             count_per_origin,
             kill_connections: false,
             ports: None,
+            notify: Vec::new(),
             placement: crate::config::default_placement(),
         };
         Jail::new(&config)

@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+mod last_error;
+mod notifiers;
+pub use last_error::LastError;
+pub use notifiers::NotifierMetrics;
+
 /// Per-listener counters.
 #[derive(Debug, Default)]
 pub struct ListenerMetrics {
@@ -125,26 +130,6 @@ impl TargetMetrics {
     }
 }
 
-/// The error of the last attempt of something that is retried, while it fails.
-#[derive(Debug, Default)]
-pub struct LastError(Mutex<Option<String>>);
-
-impl LastError {
-    /// Replaces it (None after a success).
-    pub fn set(&self, error: Option<String>) {
-        // Only a String is behind the lock: a panic elsewhere cannot leave it inconsistent.
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = error;
-    }
-
-    /// The error, while failing.
-    pub fn get(&self) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
 /// The ban store's health.
 #[derive(Debug, Default)]
 pub struct StoreMetrics {
@@ -229,6 +214,7 @@ pub struct Metrics {
     listeners: Mutex<Vec<Arc<ListenerMetrics>>>,
     jails: Mutex<Vec<Arc<JailMetrics>>>,
     targets: Mutex<Vec<Arc<TargetMetrics>>>,
+    notifiers: Mutex<Vec<Arc<NotifierMetrics>>>,
     queues: Mutex<Vec<(String, GaugeFn)>>,
     /// Frames no parser could read.
     pub unparsed: AtomicU64,
@@ -317,6 +303,64 @@ impl Metrics {
                 ..Default::default()
             },
         )
+    }
+
+    /// The counters of a notifier (created on first use).
+    pub fn notifier(&self, name: &str) -> Arc<NotifierMetrics> {
+        get_or_add(
+            &self.notifiers,
+            name,
+            |m| &m.name,
+            || NotifierMetrics {
+                name: name.to_string(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// All notifier counters seen so far.
+    pub fn notifiers(&self) -> Vec<Arc<NotifierMetrics>> {
+        self.notifiers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The notifier families in Prometheus text.
+    fn render_notifiers(&self) -> String {
+        let notifiers = self.notifiers();
+        let mut out = String::new();
+        for (name, help, kind, value) in [
+            (
+                "syslog2ban_notify_sent_total",
+                "Notifications delivered per notifier.",
+                "counter",
+                (|n: &NotifierMetrics| &n.sent) as fn(&NotifierMetrics) -> &AtomicU64,
+            ),
+            (
+                "syslog2ban_notify_failures_total",
+                "Failed delivery attempts per notifier (each is retried).",
+                "counter",
+                |n| &n.failed,
+            ),
+            (
+                "syslog2ban_notify_queued",
+                "Notifications waiting in the outbox per notifier.",
+                "gauge",
+                |n| &n.queued,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for n in &notifiers {
+                let _ = writeln!(
+                    out,
+                    "{name}{} {}",
+                    label("notifier", &n.name),
+                    Self::get(value(n))
+                );
+            }
+        }
+        out
     }
 
     /// All firewall counters seen so far.
@@ -648,6 +692,7 @@ impl Metrics {
             );
             let _ = writeln!(out, "{name}_count{{target=\"{target}\"}} {count}");
         }
+        out.push_str(&self.render_notifiers());
         out
     }
 }

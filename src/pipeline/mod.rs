@@ -178,6 +178,7 @@ mod tests {
             count_per_origin: false,
             kill_connections: false,
             ports: None,
+            notify: Vec::new(),
             placement: crate::config::default_placement(),
         }
     }

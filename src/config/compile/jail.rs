@@ -33,6 +33,7 @@ impl Compiler<'_> {
             prefix6: 128,
             count_per_origin: false,
             kill_connections: false,
+            notify: Vec::new(),
             ports: None,
             protocol: Protocol::Tcp,
             placement: default_placement(),
@@ -107,6 +108,9 @@ impl Compiler<'_> {
         }
         if let Some(kill) = raw.kill_connections {
             out.kill_connections = kill;
+        }
+        if let Some(list) = &raw.notify {
+            out.notify = self.notify_list(&format!("{prefix}.notify"), list);
         }
         if let Some(list) = &raw.ports {
             let ports: Vec<u16> = list
@@ -427,6 +431,7 @@ impl Compiler<'_> {
                 prefix6: settings.prefix6,
                 count_per_origin: settings.count_per_origin,
                 kill_connections: settings.kill_connections,
+                notify: settings.notify,
                 ports: settings.ports.as_ref().map(|ports| {
                     Arc::new(
                         ports
@@ -488,6 +493,7 @@ pub(in crate::config) struct Settings {
     prefix6: u8,
     count_per_origin: bool,
     kill_connections: bool,
+    notify: Vec<crate::config::notify::NotifierName>,
     ports: Option<Vec<u16>>,
     protocol: Protocol,
     placement: Vec<PlacementRule>,

@@ -7,6 +7,7 @@
 mod ban;
 mod jail;
 mod listener;
+mod notify;
 mod target;
 
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ pub(in crate::config) struct Compiler<'a> {
     pub(in crate::config) errors: Vec<ConfigError>,
     /// Compiled before the jails, whose `placement` names them.
     pub(in crate::config) targets: Vec<TargetConfig>,
+    /// Compiled before the jails, whose `notify` names them.
+    pub(in crate::config) notifier_names: Vec<crate::config::notify::NotifierName>,
 }
 
 impl<'a> Compiler<'a> {
@@ -35,6 +38,7 @@ impl<'a> Compiler<'a> {
             figment,
             errors: Vec::new(),
             targets: Vec::new(),
+            notifier_names: Vec::new(),
         }
     }
 
@@ -165,6 +169,7 @@ impl<'a> Compiler<'a> {
         check::<RawRecidive>(self, "recidive");
         check::<RawMetrics>(self, "metrics");
         check::<BTreeMap<String, RawTarget>>(self, "target");
+        check::<BTreeMap<String, crate::config::raw::RawNotify>>(self, "notify");
     }
 
     pub(in crate::config) fn compile(mut self) -> Result<Config, ConfigErrors> {
@@ -206,6 +211,8 @@ impl<'a> Compiler<'a> {
             );
         }
         self.targets = self.targets(&raw.target);
+        let notifiers = self.notifiers(&raw.notify);
+        self.notifier_names = notifiers.iter().map(|n| n.name.clone()).collect();
         let defaults = self.defaults(&raw.defaults);
         let mut jails = Vec::new();
         let mut disabled_jails = Vec::new();
@@ -273,6 +280,7 @@ impl<'a> Compiler<'a> {
             recidive,
             metrics_listen,
             targets: std::mem::take(&mut self.targets),
+            notifiers,
             files: Vec::new(),
         })
     }

@@ -1,0 +1,191 @@
+//! A minimal HTTP/1.1 client for notifiers: one POST per connection (`Connection: close`),
+//! over TCP or TLS (rustls with the Mozilla roots of `webpki-roots`), and the status code of
+//! the answer. Nothing else of the answer is read beyond its first line.
+//!
+//! Owns the wire format of a delivery. Header values come from config or are computed
+//! (signatures, lengths); any that holds CR or LF is refused rather than sent, so nothing can
+//! add a header or a request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::HttpUrl;
+
+/// The longest status line read.
+const STATUS_LINE_CAP: usize = 8 * 1024;
+
+/// A delivery that did not get an answer.
+#[derive(Debug, Error)]
+pub enum HttpError {
+    /// Connecting, TLS, writing or reading failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// No answer within the time limit.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The answer did not start with an HTTP status line.
+    #[error("the answer is not HTTP: {0:?}")]
+    NotHttp(String),
+    /// A header value would have broken the request.
+    #[error("header {0} holds a line break; not sent")]
+    Header(String),
+}
+
+/// POSTs `body` to `url` with `headers`; the answer's status code.
+pub async fn post(
+    url: &HttpUrl,
+    headers: &[(&str, String)],
+    body: &[u8],
+    limit: Duration,
+) -> Result<u16, HttpError> {
+    for (name, value) in headers {
+        if value.contains(['\r', '\n']) {
+            return Err(HttpError::Header((*name).to_string()));
+        }
+    }
+    let host = if url.host.contains(':') {
+        format!("[{}]", url.host)
+    } else {
+        url.host.clone()
+    };
+    let mut request = format!(
+        "POST {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: syslog2ban/{}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n",
+        url.path,
+        url.port,
+        env!("CARGO_PKG_VERSION"),
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    let exchange = async {
+        let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
+        if url.tls {
+            let name = rustls_pki_types::ServerName::try_from(url.host.clone())
+                .map_err(|e| std::io::Error::other(format!("server name {}: {e}", url.host)))?;
+            let stream = connector()?.connect(name, tcp).await?;
+            exchange(stream, &bytes).await
+        } else {
+            exchange(tcp, &bytes).await
+        }
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .unwrap_or(Err(HttpError::Timeout(limit)))
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &[u8],
+) -> Result<u16, HttpError> {
+    stream.write_all(request).await?;
+    stream.flush().await?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < STATUS_LINE_CAP {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    status(&head)
+}
+
+/// The code of `HTTP/1.x NNN reason`.
+fn status(head: &[u8]) -> Result<u16, HttpError> {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line).trim_end().to_string();
+    let mut words = line.split(' ');
+    match (
+        words.next(),
+        words.next().and_then(|c| c.parse::<u16>().ok()),
+    ) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/1.") && (100..600).contains(&code) => Ok(code),
+        _ => Err(HttpError::NotHttp(line.chars().take(80).collect())),
+    }
+}
+
+fn connector() -> Result<tokio_rustls::TlsConnector, std::io::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    #[test]
+    fn status_lines_are_read_and_anything_else_refused() {
+        assert_eq!(status(b"HTTP/1.1 204 No Content\r\n").unwrap(), 204);
+        assert_eq!(status(b"HTTP/1.0 500 x\r\nA: b\r\n").unwrap(), 500);
+        assert!(status(b"SSH-2.0-OpenSSH\r\n").is_err());
+        assert!(status(b"").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_post_carries_its_headers_and_body_and_refuses_line_breaks() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"{\"a\":1}") {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(got).unwrap()
+        });
+        let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}/hook?x=1")).unwrap();
+        let code = post(
+            &url,
+            &[("Content-Type", "application/json".into())],
+            b"{\"a\":1}",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, 202);
+        let request = server.await.unwrap();
+        assert!(
+            request.starts_with("POST /hook?x=1 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("\r\nContent-Length: 7\r\n"), "{request}");
+        assert!(
+            request.contains("\r\nContent-Type: application/json\r\n"),
+            "{request}"
+        );
+        let refused = post(
+            &url,
+            &[("X-Evil", "a\r\nInjected: yes".into())],
+            b"{}",
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(matches!(refused, Err(HttpError::Header(_))));
+    }
+}

@@ -1,0 +1,249 @@
+//! Webhook notifications, with the whole daemon in this process (as `inprocess.rs` runs it)
+//! and a local HTTP receiver standing in for the webhook endpoint: the documented JSON with a
+//! valid HMAC signature; events queued while the receiver is down arrive once it is back,
+//! each exactly once, also across a restart of the daemon; restored bans announce nothing.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use syslog2ban::control::protocol::{Request, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::inprocess::{
+    ask, bound_port, send_failures, stop_cleanly, until, wait_answering, Setup,
+};
+
+const SECRET: &str = "s3cret-for-the-test";
+
+/// One request the receiver got: its head and its body.
+#[derive(Debug, Clone)]
+struct Received {
+    head: String,
+    body: String,
+}
+
+/// An HTTP endpoint on a fixed port that records each request and answers 204.
+struct Receiver {
+    got: Arc<Mutex<Vec<Received>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    port: u16,
+}
+
+impl Receiver {
+    async fn new() -> Receiver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        Receiver {
+            got: Arc::default(),
+            task: None,
+            port,
+        }
+    }
+
+    async fn up(&mut self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("rebind the receiver's port");
+        let got = self.got.clone();
+        self.task = Some(tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let got = got.clone();
+                tokio::spawn(async move {
+                    let mut data = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Ok(n) = conn.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        data.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&data).into_owned();
+                        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                            continue;
+                        };
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Content-Length: "))
+                            .and_then(|n| n.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() < length {
+                            continue;
+                        }
+                        got.lock().expect("receiver log").push(Received {
+                            head: head.to_string(),
+                            body: body.to_string(),
+                        });
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                });
+            }
+        }));
+    }
+
+    async fn down(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.got.lock().expect("receiver log").clone()
+    }
+}
+
+fn json(r: &Received) -> serde_json::Value {
+    serde_json::from_str(&r.body).expect("the body is JSON")
+}
+
+fn header<'a>(r: &'a Received, name: &str) -> Option<&'a str> {
+    r.head
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+}
+
+async fn notifier_status(socket: &std::path::Path) -> serde_json::Value {
+    match ask(socket, Request::Status).await {
+        Some(Response::Status(status)) => {
+            serde_json::to_value(&status.notifiers).expect("serializes")
+        }
+        other => panic!("status: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_gets_each_event_once_signed_through_outages_and_restarts() {
+    let mut receiver = Receiver::new().await;
+    let setup = Setup::new(&format!(
+        "\n[notify.ops]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n\
+         secret = \"{SECRET}\"\nevents = [\"ban\", \"unban\"]\ntimeout = \"2s\"\n",
+        receiver.port
+    ));
+    setup.jail_banning_for(3, "1h");
+    let jail_file = setup.dir.path().join("conf.d/sshd.toml");
+    let jail = std::fs::read_to_string(&jail_file).expect("read jail");
+    std::fs::write(&jail_file, format!("{jail}notify = [\"ops\"]\n")).expect("write jail");
+    let socket = setup.socket();
+
+    receiver.up().await;
+    let (run, stop) = setup.start(None);
+    wait_answering(&socket).await;
+    let port = bound_port(&socket).await;
+    send_failures(port, "198.51.100.71", 3);
+    assert!(
+        until(Duration::from_secs(10), async || receiver.received().len()
+            == 1)
+        .await,
+        "no webhook for the ban: {:?}",
+        receiver.received()
+    );
+    let first = receiver.received().remove(0);
+    assert!(
+        first.head.starts_with("POST /hook HTTP/1.1\r\n"),
+        "{}",
+        first.head
+    );
+    let v = json(&first);
+    assert_eq!(v["event"], "ban");
+    assert_eq!(v["jail"], "sshd");
+    assert_eq!(v["address"], "198.51.100.71");
+    assert_eq!(v["failures"], 3);
+    assert_eq!(v["bantime"], 3600);
+    // The sender's address: the listener does not trust claimed host names.
+    assert_eq!(v["origin"], "127.0.0.1");
+    assert!(
+        v["lines"][0]
+            .as_str()
+            .is_some_and(|l| l.contains("Failed password for root from 198.51.100.71")),
+        "{v}"
+    );
+    // The signature, computed here independently of the daemon.
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(first.body.as_bytes());
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        header(&first, "X-Syslog2ban-Signature"),
+        Some(format!("sha256={expected}").as_str())
+    );
+
+    // The receiver goes away: the next ban is queued, and the failed attempt is counted.
+    receiver.down().await;
+    send_failures(port, "198.51.100.72", 3);
+    assert!(
+        until(Duration::from_secs(10), async || {
+            let n = notifier_status(&socket).await;
+            n[0]["queued"] == 1 && n[0]["failed"].as_u64() >= Some(1)
+        })
+        .await,
+        "the undelivered event is not reported: {}",
+        notifier_status(&socket).await
+    );
+    // The daemon restarts while the receiver is still down.
+    stop_cleanly(run, stop).await;
+    let (run, stop) = setup.start(None);
+    wait_answering(&socket).await;
+    receiver.up().await;
+    assert!(
+        until(Duration::from_secs(40), async || receiver.received().len()
+            >= 2)
+        .await,
+        "the queued event never arrived: {}",
+        notifier_status(&socket).await
+    );
+    // Nothing else comes: no repeat, and no event for the two restored bans.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = receiver.received();
+    let addresses: Vec<String> = got
+        .iter()
+        .map(|r| json(r)["address"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        addresses,
+        vec!["198.51.100.71".to_string(), "198.51.100.72".to_string()],
+        "{got:?}"
+    );
+
+    // An unban is an event too.
+    let answer = ask(
+        &socket,
+        Request::Unban {
+            address: "198.51.100.71".into(),
+        },
+    )
+    .await;
+    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
+    assert!(
+        until(Duration::from_secs(10), async || receiver.received().len()
+            == 3)
+        .await,
+        "no webhook for the unban"
+    );
+    let unban = json(&receiver.received()[2]);
+    assert_eq!(
+        (unban["event"].as_str(), unban["address"].as_str()),
+        (Some("unban"), Some("198.51.100.71"))
+    );
+    assert_eq!(notifier_status(&socket).await[0]["sent"], 2);
+    stop_cleanly(run, stop).await;
+    receiver.down().await;
+}
