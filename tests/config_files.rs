@@ -69,6 +69,6 @@ fn shipped_examples_load() {
     config::load(&dir("examples/syslog2ban.toml")).expect("example loads");
     let webhook =
         config::load(&dir("examples/notify-webhook.toml")).expect("the webhook example loads");
-    assert_eq!(webhook.notifiers.len(), 1);
-    assert_eq!(webhook.jails[0].notify[0].as_str(), "ops");
+    assert_eq!(webhook.notifiers.len(), 2);
+    assert_eq!(webhook.jails[0].notify.len(), 2);
 }

@@ -247,3 +247,88 @@ async fn a_webhook_gets_each_event_once_signed_through_outages_and_restarts() {
     stop_cleanly(run, stop).await;
     receiver.down().await;
 }
+
+/// The AbuseIPDB reporter against a local server taking its v2 request shape (AbuseIPDB
+/// itself is not reachable from tests): two jails ban one attacker, seen over three
+/// connections, and one report leaves, with the API key, the categories and a comment
+/// without the user name; a restart (the bans restored) reports nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abuseipdb_gets_one_report_per_address_per_period() {
+    let mut receiver = Receiver::new().await;
+    let setup = Setup::new(&format!(
+        "\n[notify.abuse]\ntype = \"abuseipdb\"\nurl = \"http://127.0.0.1:{}/api/v2/report\"\n\
+         key = \"test-key\"\ncategories = [18, 22]\nperiod = \"1d\"\ntimeout = \"2s\"\n",
+        receiver.port
+    ));
+    setup.jail_banning_for(3, "1h");
+    let conf_d = setup.dir.path().join("conf.d");
+    let jail = std::fs::read_to_string(conf_d.join("sshd.toml")).expect("read jail");
+    std::fs::write(
+        conf_d.join("sshd.toml"),
+        format!("{jail}notify = [\"abuse\"]\n"),
+    )
+    .expect("write jail");
+    // A second jail hearing the same lines: the same attacker is banned twice.
+    std::fs::write(
+        conf_d.join("twin.toml"),
+        jail.replace("[jail.sshd]", "[jail.sshd-twin]") + "notify = [\"abuse\"]\n",
+    )
+    .expect("write twin jail");
+    let socket = setup.socket();
+    receiver.up().await;
+    let (run, stop) = setup.start(None);
+    wait_answering(&socket).await;
+    let port = bound_port(&socket).await;
+    for _ in 0..3 {
+        send_failures(port, "198.51.100.91", 1);
+    }
+    assert!(
+        until(Duration::from_secs(10), async || {
+            notifier_status(&socket).await[0]["dropped"] == 1
+        })
+        .await,
+        "the second ban was not recognised as reported: {} {:?}",
+        notifier_status(&socket).await,
+        receiver.received()
+    );
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let report = &got[0];
+    assert!(
+        report.head.starts_with("POST /api/v2/report HTTP/1.1\r\n"),
+        "{}",
+        report.head
+    );
+    assert_eq!(header(report, "Key"), Some("test-key"));
+    assert_eq!(
+        header(report, "Content-Type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert!(
+        report
+            .body
+            .starts_with("ip=198.51.100.91&categories=18%2C22&comment="),
+        "{}",
+        report.body
+    );
+    assert!(
+        report
+            .body
+            .contains("Failed+password+for+%5Buser%5D+from+198.51.100.91"),
+        "the comment keeps the attack and hides the user: {}",
+        report.body
+    );
+    assert!(!report.body.contains("root"), "{}", report.body);
+
+    stop_cleanly(run, stop).await;
+    let (run, stop) = setup.start(None);
+    wait_answering(&socket).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "restored bans were reported again"
+    );
+    stop_cleanly(run, stop).await;
+    receiver.down().await;
+}

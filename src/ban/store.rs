@@ -151,6 +151,12 @@ impl Store {
                  notifier TEXT    NOT NULL,
                  body     TEXT    NOT NULL,
                  created  INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS reported (
+                 notifier TEXT    NOT NULL,
+                 address  TEXT    NOT NULL,
+                 at       INTEGER NOT NULL,
+                 PRIMARY KEY (notifier, address)
              );",
         )
         .map_err(sql)?;
@@ -209,6 +215,39 @@ impl Store {
             }
         }
         tx.commit().map_err(sql)
+    }
+
+    /// When `notifier` last reported `address` (abuse reports: once per period).
+    pub fn reported_at(
+        &self,
+        notifier: &str,
+        address: &str,
+    ) -> Result<Option<SystemTime>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT at FROM reported WHERE notifier = ?1 AND address = ?2",
+                params![notifier, address],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|at| at.map(from_millis))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Records that `notifier` reported `address` at `at`.
+    pub fn mark_reported(
+        &mut self,
+        notifier: &str,
+        address: &str,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO reported (notifier, address, at) VALUES (?1, ?2, ?3)",
+                params![notifier, address, millis(at)],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
     }
 
     /// Notifications waiting, per notifier.

@@ -58,7 +58,30 @@ pub struct NotifierConfig {
 pub enum NotifierKind {
     /// A JSON POST.
     Webhook(WebhookConfig),
+    /// An AbuseIPDB v2 report per banned address.
+    AbuseIpdb(AbuseIpdbConfig),
 }
+
+/// `type = "abuseipdb"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbuseIpdbConfig {
+    /// The report endpoint (AbuseIPDB's, or a stand-in).
+    pub url: HttpUrl,
+    /// The API key (`Key` header).
+    pub key: String,
+    /// AbuseIPDB category ids.
+    pub categories: Vec<u8>,
+    /// An address is reported at most once in this long.
+    pub period: Duration,
+    /// More patterns whose matches are replaced in the comment (user names and addresses
+    /// other than the reported one always are); each a valid regex.
+    pub redact: Vec<String>,
+    /// Longest one report may take.
+    pub timeout: Duration,
+}
+
+/// AbuseIPDB's v2 report endpoint.
+pub const ABUSEIPDB_REPORT_URL: &str = "https://api.abuseipdb.com/api/v2/report";
 
 /// `type = "webhook"`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -340,7 +340,7 @@ pub struct RawBan {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNotify {
-    /// `"webhook"` (`"mail"`, `"abuseipdb"`, `"blocklist-de"` are not built yet).
+    /// `"webhook"` or `"abuseipdb"` (`"mail"`, `"blocklist-de"` are not built yet).
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// webhook: where to POST.
@@ -351,6 +351,14 @@ pub struct RawNotify {
     pub events: Option<Vec<String>>,
     /// Longest one delivery may take (default "10s").
     pub timeout: Option<RawDuration>,
+    /// abuseipdb: the API key.
+    pub key: Option<String>,
+    /// abuseipdb: category ids.
+    pub categories: Option<Vec<i64>>,
+    /// abuseipdb: report an address at most once in this long (default "1d").
+    pub period: Option<RawDuration>,
+    /// abuseipdb: more redaction patterns for the comment.
+    pub redact: Option<Vec<String>>,
 }
 
 /// `[control]`.

@@ -140,6 +140,9 @@ pub struct NotifierReport {
     pub sent: u64,
     /// Failed delivery attempts (each is retried).
     pub failed: u64,
+    /// Not sent on purpose (already reported this period).
+    #[serde(default)]
+    pub dropped: u64,
     /// Notifications waiting.
     pub queued: u64,
     /// Why the last attempt failed, while failing.

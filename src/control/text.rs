@@ -58,10 +58,11 @@ pub fn render(response: &Response) -> String {
             }
             for n in &status.notifiers {
                 say!(
-                    "Notifier {}: sent {}, queued {}, failed attempts {}{}",
+                    "Notifier {}: sent {}, queued {}, not sent on purpose {}, failed attempts {}{}",
                     n.name,
                     n.sent,
                     n.queued,
+                    n.dropped,
                     n.failed,
                     n.last_error
                         .as_deref()

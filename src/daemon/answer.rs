@@ -405,6 +405,7 @@ impl Running {
                     name: n.name.clone(),
                     sent: Metrics::get(&n.sent),
                     failed: Metrics::get(&n.failed),
+                    dropped: Metrics::get(&n.dropped),
                     queued: Metrics::get(&n.queued),
                     last_error: n.last_error.get(),
                 })

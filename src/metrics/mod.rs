@@ -344,6 +344,12 @@ impl Metrics {
                 |n| &n.failed,
             ),
             (
+                "syslog2ban_notify_dropped_total",
+                "Notifications not sent on purpose per notifier (already reported this period).",
+                "counter",
+                |n| &n.dropped,
+            ),
+            (
                 "syslog2ban_notify_queued",
                 "Notifications waiting in the outbox per notifier.",
                 "gauge",

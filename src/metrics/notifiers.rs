@@ -14,6 +14,8 @@ pub struct NotifierMetrics {
     pub sent: AtomicU64,
     /// Delivery attempts that failed (each is retried).
     pub failed: AtomicU64,
+    /// Notifications not sent on purpose (an address already reported this period).
+    pub dropped: AtomicU64,
     /// Notifications waiting in the outbox (gauge).
     pub queued: AtomicU64,
     /// Why the last attempt failed, while failing.

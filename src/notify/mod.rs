@@ -1,5 +1,5 @@
-//! Notifications: delivers what the store's outbox holds to each notifier (a webhook POST
-//! today), in order per notifier, beside the ban path: a ban never waits for a delivery, and
+//! Notifications: delivers what the store's outbox holds to each notifier (a webhook POST, an
+//! AbuseIPDB report), in order per notifier, beside the ban path: a ban never waits for a delivery, and
 //! a notifier that is down delays only its own queue.
 //!
 //! Owns delivery: the HTTP exchange, signatures, retries with backoff, and the per-notifier
@@ -8,6 +8,7 @@
 //! restart neither loses nor repeats one; only a crash between a delivery and its deletion
 //! sends it again, with the same `X-Syslog2ban-Delivery` id for the receiver to drop.
 
+pub mod abuseipdb;
 pub mod http;
 
 use std::collections::{HashMap, HashSet};
@@ -103,8 +104,13 @@ pub async fn run(
             }
             tokio::select! {
                 () = stop.cancelled() => return,
-                result = deliver(&notifier.config, row) => match result {
-                    Ok(()) => {
+                result = deliver(&notifier.config, row, &store) => match result {
+                    Ok(Delivery::Dropped(why)) => {
+                        Metrics::inc(&notifier.metrics.dropped);
+                        delivered.push(row.id);
+                        debug!(notifier = %row.notifier, id = row.id, why, "Notification not sent");
+                    }
+                    Ok(Delivery::Sent) => {
                         Metrics::inc(&notifier.metrics.sent);
                         notifier.metrics.last_error.set(None);
                         notifier.backoff = FIRST_BACKOFF;
@@ -185,10 +191,51 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-/// One delivery: Ok, or why not (the row stays queued).
-async fn deliver(config: &NotifierConfig, row: &Outgoing) -> Result<(), String> {
+/// What became of a queued notification.
+enum Delivery {
+    /// Delivered.
+    Sent,
+    /// Not to be sent (an address reported within the period, a report refused as invalid).
+    Dropped(String),
+}
+
+/// One delivery; Err: why not, and the row stays queued for a retry.
+async fn deliver(
+    config: &NotifierConfig,
+    row: &Outgoing,
+    store: &Arc<std::sync::Mutex<Store>>,
+) -> Result<Delivery, String> {
     match &config.kind {
-        NotifierKind::Webhook(webhook) => post(webhook, row).await,
+        NotifierKind::Webhook(webhook) => post(webhook, row).await.map(|()| Delivery::Sent),
+        NotifierKind::AbuseIpdb(abuse) => {
+            let address = serde_json::from_str::<serde_json::Value>(&row.body)
+                .ok()
+                .and_then(|v| v["address"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let (name, key) = (row.notifier.clone(), address.clone());
+            let last = blocking(store, move |s| s.reported_at(&name, &key))
+                .await
+                .map_err(|e| e.to_string())?;
+            let now = std::time::SystemTime::now();
+            if let Some(at) =
+                last.filter(|at| now.duration_since(*at).is_ok_and(|d| d < abuse.period))
+            {
+                let ago = now.duration_since(at).unwrap_or_default().as_secs();
+                return Ok(Delivery::Dropped(format!(
+                    "{address} was reported {ago} s ago (once per period)"
+                )));
+            }
+            match abuseipdb::report(abuse, &row.body).await? {
+                abuseipdb::Reported::Sent => {
+                    let name = row.notifier.clone();
+                    blocking(store, move |s| s.mark_reported(&name, &address, now))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(Delivery::Sent)
+                }
+                abuseipdb::Reported::Dropped(why) => Ok(Delivery::Dropped(why)),
+            }
+        }
     }
 }
 
@@ -228,6 +275,13 @@ pub fn announce(notifiers: &[NotifierConfig]) {
                 ban = n.events.ban,
                 unban = n.events.unban,
                 "Webhook notifier"
+            ),
+            NotifierKind::AbuseIpdb(a) => info!(
+                notifier = %n.name,
+                host = %a.url.host,
+                categories = ?a.categories,
+                period = %humantime::format_duration(a.period),
+                "AbuseIPDB reporter"
             ),
         }
     }
