@@ -16,6 +16,8 @@ pub mod enforce;
 pub mod fail2ban;
 pub mod fault;
 pub mod fd_limit;
+pub mod feed;
+pub mod http_client;
 pub mod input;
 pub mod jail;
 pub mod metrics;

@@ -34,6 +34,8 @@ pub mod stage {
     pub const METRICS: &str = "metrics";
     /// Notification delivery (only when a `[notify.*]` is configured).
     pub const NOTIFY: &str = "notify";
+    /// Blocklist feeds (only when a `[feed.*]` is configured).
+    pub const FEEDS: &str = "feeds";
     /// All of them (the last two only when configured).
     pub const ALL: [&str; 6] = [PIPELINE, BAN_MANAGER, ENFORCER, STORE, CONTROL, METRICS];
 }

@@ -70,5 +70,7 @@ fn shipped_examples_load() {
     let webhook =
         config::load(&dir("examples/notify-webhook.toml")).expect("the webhook example loads");
     assert_eq!(webhook.notifiers.len(), 2);
+    let feed = config::load(&dir("examples/feed-blocklist.toml")).expect("the feed example loads");
+    assert_eq!(feed.feeds[0].jail.as_str(), "feed-blocklist_de_ssh");
     assert_eq!(webhook.jails[0].notify.len(), 2);
 }

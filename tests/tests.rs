@@ -9,6 +9,8 @@ mod captures;
 mod config_files;
 // fail2ban's annotated sample logs through their filters (skipped without the corpus).
 mod fail2ban_compat;
+// Blocklist feeds from a local HTTP server, with the daemon in this process.
+mod feeds;
 // Every shipped jail against its fixtures.
 mod filters;
 // The source's shape: no import cycle between files, no stage importing a later one.

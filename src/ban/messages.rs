@@ -110,6 +110,15 @@ pub enum Request {
         /// Answer.
         reply: oneshot::Sender<Vec<JailName>>,
     },
+    /// End one jail's hold on an address (a feed no longer listing it).
+    Lift {
+        /// The jail.
+        jail: JailName,
+        /// The address.
+        address: Target,
+        /// Answer: whether the jail held it.
+        reply: oneshot::Sender<bool>,
+    },
     /// Lift every ban; answers how many addresses were freed.
     UnbanAll {
         /// Answer.

@@ -159,6 +159,15 @@ fn answer(state: &mut BanState, request: Request) -> Vec<StoreOp> {
             let _ = reply.send(jails);
             ops
         }
+        Request::Lift {
+            jail,
+            address,
+            reply,
+        } => {
+            let ops = state.lift(address, &jail, now.instant);
+            let _ = reply.send(!ops.is_empty());
+            ops
+        }
         Request::UnbanAll { reply } => {
             let (freed, ops) = state.unban_all();
             let _ = reply.send(freed);

@@ -561,58 +561,92 @@ impl BanState {
                 break;
             }
             self.deadlines.pop_first();
-            let Some(holds) = self.holds.get_mut(&address) else {
-                continue;
-            };
-            let mut ended: Vec<(Place, Option<Ports>)> = holds
-                .iter()
-                .filter(|h| h.jail == jail)
-                .flat_map(|h| h.places.clone())
-                .map(|place| {
-                    let ports = ports_at(holds, &place);
-                    (place, ports)
-                })
-                .collect();
-            ended.dedup();
-            holds.retain(|h| h.jail != jail);
-            // Kernel timeouts end most elements by themselves; the unban also ends them where
-            // the firewall has no timeout (hosts.deny, a command) or could not hold it. Where
-            // other holds remain but cover fewer ports, the place gets the narrower ban.
-            let still = all_places(holds);
-            let commands: Vec<BanCommand> = ended
-                .into_iter()
-                .filter_map(|(place, ports_before)| {
-                    if !still.contains(&place) {
-                        return Some(BanCommand::Unban { place, address });
-                    }
-                    let ports = ports_at(holds, &place);
-                    if ports == ports_before {
-                        return None;
-                    }
-                    Some(BanCommand::Ban {
-                        expires: deadline_at(holds, &place).flatten(),
-                        reason: reason_at(holds, &place)?,
-                        ports,
-                        place,
-                        address,
-                        decided: now,
-                    })
-                })
-                .collect();
-            let empty = holds.is_empty();
-            self.released(&jail);
-            info!(%jail, %address, reason = "expired", target = %"local", "Unbanned");
-            if empty {
-                self.holds.remove(&address);
-            }
-            ops.push(StoreOp::End {
-                address,
-                jail: jail.to_string(),
-                commands,
-            });
+            ops.extend(self.end_hold(address, &jail, now, "expired"));
         }
         self.update_gauge();
         ops
+    }
+
+    /// Ends `jail`'s hold on `address` only (a feed no longer listing it); other jails'
+    /// holds stay.
+    pub fn lift(&mut self, address: Target, jail: &JailName, now: Instant) -> Vec<StoreOp> {
+        let deadline = self
+            .holds
+            .get(&address)
+            .and_then(|holds| holds.iter().find(|h| &h.jail == jail))
+            .map(|h| h.expires);
+        let Some(deadline) = deadline else {
+            return Vec::new();
+        };
+        if let Some(deadline) = deadline {
+            self.deadlines.remove(&(deadline, address, jail.clone()));
+        }
+        let ops = self
+            .end_hold(address, jail, now, "lifted")
+            .into_iter()
+            .collect();
+        self.update_gauge();
+        ops
+    }
+
+    /// Removes one hold; the firewall commands it takes: an unban where no other hold covers
+    /// the place, or the narrower ban (fewer ports, an earlier end) the other holds make.
+    fn end_hold(
+        &mut self,
+        address: Target,
+        jail: &JailName,
+        now: Instant,
+        reason: &'static str,
+    ) -> Option<StoreOp> {
+        let holds = self.holds.get_mut(&address)?;
+        let mut ended: Vec<(Place, Option<Ports>, Option<Option<Instant>>)> = holds
+            .iter()
+            .filter(|h| &h.jail == jail)
+            .flat_map(|h| h.places.clone())
+            .map(|place| {
+                let ports = ports_at(holds, &place);
+                let deadline = deadline_at(holds, &place);
+                (place, ports, deadline)
+            })
+            .collect();
+        ended.dedup();
+        holds.retain(|h| &h.jail != jail);
+        // Kernel timeouts end most elements by themselves; the unban also ends them where
+        // the firewall has no timeout (hosts.deny, a command) or could not hold it. Where
+        // other holds remain but cover less, the place gets the narrower ban.
+        let still = all_places(holds);
+        let commands: Vec<BanCommand> = ended
+            .into_iter()
+            .filter_map(|(place, ports_before, deadline_before)| {
+                if !still.contains(&place) {
+                    return Some(BanCommand::Unban { place, address });
+                }
+                let ports = ports_at(holds, &place);
+                let deadline = deadline_at(holds, &place);
+                if ports == ports_before && deadline == deadline_before {
+                    return None;
+                }
+                Some(BanCommand::Ban {
+                    expires: deadline.flatten(),
+                    reason: reason_at(holds, &place)?,
+                    ports,
+                    place,
+                    address,
+                    decided: now,
+                })
+            })
+            .collect();
+        let empty = holds.is_empty();
+        self.released(jail);
+        info!(%jail, %address, reason, target = %"local", "Unbanned");
+        if empty {
+            self.holds.remove(&address);
+        }
+        Some(StoreOp::End {
+            address,
+            jail: jail.to_string(),
+            commands,
+        })
     }
 
     /// Every active ban, sorted by jail then address.

@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// `[notify.NAME]`: who is told about bans.
     #[serde(default)]
     pub notify: BTreeMap<String, RawNotify>,
+    /// `[feed.NAME]`: blocklists applied as bans.
+    #[serde(default)]
+    pub feed: BTreeMap<String, RawFeed>,
     /// `[jail.NAME]` tables; kept as raw figment values so each jail is extracted (and its
     /// errors reported) on its own.
     #[serde(default)]
@@ -359,6 +362,24 @@ pub struct RawNotify {
     pub period: Option<RawDuration>,
     /// abuseipdb: more redaction patterns for the comment.
     pub redact: Option<Vec<String>>,
+}
+
+/// `[feed.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeed {
+    /// `http://`, `https://` or `file:///` URL of the list.
+    pub url: Option<String>,
+    /// How often it is fetched (default "1h").
+    pub interval: Option<RawDuration>,
+    /// How long a listed address is banned (default -1: while listed).
+    pub bantime: Option<RawDuration>,
+    /// Where its bans go (default `[defaults] placement`).
+    pub placement: Option<Vec<String>>,
+    /// Most entries taken from one list (default 100000).
+    pub max_entries: Option<i64>,
+    /// Longest one fetch may take (default "30s").
+    pub timeout: Option<RawDuration>,
 }
 
 /// `[control]`.

@@ -74,6 +74,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// `[notify.NAME]`: who is told about bans.
     pub notifiers: Vec<super::notify::NotifierConfig>,
+    /// `[feed.NAME]`: blocklists applied as bans.
+    pub feeds: Vec<FeedConfig>,
     /// Files that were read, in merge order.
     pub files: Vec<PathBuf>,
 }
@@ -637,4 +639,37 @@ mod tests {
             assert!(TargetName::new(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// Where a feed's list comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedSource {
+    /// `http://` or `https://`, fetched with a conditional GET.
+    Http(super::notify::HttpUrl),
+    /// `file:///path`, read again every interval.
+    File(PathBuf),
+}
+
+/// A feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedConfig {
+    /// Its name.
+    pub name: String,
+    /// The jail its bans are held under (`feed-NAME`), so they are listed, stored and lifted
+    /// apart from the jails' own.
+    pub jail: JailName,
+    /// The list.
+    pub source: FeedSource,
+    /// How often it is fetched.
+    pub interval: Duration,
+    /// How long a listed address is banned (`Permanent`: while listed).
+    pub bantime: BanTime,
+    /// Where its bans go.
+    pub placement: Vec<PlacementRule>,
+    /// Most entries taken from one list (the rest is refused, and reported).
+    pub max_entries: usize,
+    /// Longest one fetch may take.
+    pub timeout: Duration,
+    /// Addresses never banned (`[defaults] ignoreip`).
+    pub ignoreip: Vec<IpNet>,
 }

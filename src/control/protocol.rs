@@ -129,6 +129,26 @@ pub struct StatusReport {
     /// The notifiers and their deliveries.
     #[serde(default)]
     pub notifiers: Vec<NotifierReport>,
+    /// The blocklist feeds.
+    #[serde(default)]
+    pub feeds: Vec<FeedReport>,
+}
+
+/// One blocklist feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedReport {
+    /// Its name.
+    pub name: String,
+    /// Entries of the list applied.
+    pub entries: u64,
+    /// Fetches tried.
+    pub fetches: u64,
+    /// Fetches that failed or brought nothing usable.
+    pub errors: u64,
+    /// Unix time of the last fetch that worked.
+    pub last_ok_unix: Option<u64>,
+    /// Why the last fetch failed, while failing (the previous list is kept).
+    pub last_error: Option<String>,
 }
 
 /// One notifier.

@@ -70,6 +70,18 @@ pub fn render(response: &Response) -> String {
                         .unwrap_or_default()
                 );
             }
+            for f in &status.feeds {
+                say!(
+                    "Feed {}: {} entries, {} fetches{}",
+                    f.name,
+                    f.entries,
+                    f.fetches,
+                    f.last_error
+                        .as_deref()
+                        .map(|e| format!(", FAILING: {e}"))
+                        .unwrap_or_default()
+                );
+            }
             say!("Targets:");
             for t in &status.targets {
                 let netlink = if t.netlink_batches > 0 {

@@ -7,7 +7,7 @@
 
 use super::*;
 use crate::config::PlacementRule;
-use crate::control::protocol::{NotifierReport, PlaceCheck, VerifyReport};
+use crate::control::protocol::{FeedReport, NotifierReport, PlaceCheck, VerifyReport};
 use crate::target::Target;
 
 impl Running {
@@ -408,6 +408,22 @@ impl Running {
                     dropped: Metrics::get(&n.dropped),
                     queued: Metrics::get(&n.queued),
                     last_error: n.last_error.get(),
+                })
+                .collect(),
+            feeds: self
+                .metrics
+                .feeds()
+                .iter()
+                .map(|f| {
+                    let last = Metrics::get(&f.last_ok_unix);
+                    FeedReport {
+                        name: f.name.clone(),
+                        entries: Metrics::get(&f.entries),
+                        fetches: Metrics::get(&f.fetches),
+                        errors: Metrics::get(&f.errors),
+                        last_ok_unix: (last > 0).then_some(last),
+                        last_error: f.last_error.get(),
+                    }
                 })
                 .collect(),
         }

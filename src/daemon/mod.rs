@@ -282,6 +282,28 @@ pub async fn run(
             ),
         );
     }
+    if !config.feeds.is_empty() {
+        // One task per feed, ended together by `stop_side`.
+        let (feeds, manager, metrics, stop) = (
+            config.feeds.clone(),
+            request_tx.clone(),
+            metrics.clone(),
+            stop_side.clone(),
+        );
+        supervisor.spawn(stage::FEEDS, async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for feed in feeds {
+                tasks.spawn(crate::feed::run(
+                    feed,
+                    manager.clone(),
+                    metrics.clone(),
+                    stop.clone(),
+                ));
+            }
+            drop(manager);
+            while tasks.join_next().await.is_some() {}
+        });
+    }
     let inputs = TaskTracker::new();
     let mut running = Running {
         supervisor: supervisor.clone(),
@@ -425,18 +447,24 @@ fn local_backend(config: &Config, dry_run: bool) -> LocalBackend {
 }
 
 fn policies(config: &Config) -> Vec<JailPolicy> {
-    config
-        .jails
-        .iter()
-        .map(|j| JailPolicy {
-            name: j.name.clone(),
-            bantime: j.bantime,
-            increment: j.increment.clone(),
-            placement: j.placement.clone(),
-            kill_connections: j.kill_connections,
-            ports: j.ports.clone(),
-        })
-        .collect()
+    let jails = config.jails.iter().map(|j| JailPolicy {
+        name: j.name.clone(),
+        bantime: j.bantime,
+        increment: j.increment.clone(),
+        placement: j.placement.clone(),
+        kill_connections: j.kill_connections,
+        ports: j.ports.clone(),
+    });
+    // A feed's bans are held by its own jail, with the feed's bantime and placement.
+    let feeds = config.feeds.iter().map(|f| JailPolicy {
+        name: f.jail.clone(),
+        bantime: f.bantime,
+        increment: None,
+        placement: f.placement.clone(),
+        kill_connections: false,
+        ports: None,
+    });
+    jails.chain(feeds).collect()
 }
 
 /// The remote targets, with their ssh control sockets under the state directory.

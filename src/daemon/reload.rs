@@ -43,6 +43,9 @@ pub fn plan(old: &Config, new: &Config) -> Result<Vec<Change>, Vec<&'static str>
     if new.notifiers != old.notifiers {
         restart.push("[notify.*]");
     }
+    if new.feeds != old.feeds {
+        restart.push("[feed.*]");
+    }
     if !restart.is_empty() {
         return Err(restart);
     }

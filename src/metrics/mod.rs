@@ -12,7 +12,7 @@ use std::time::Duration;
 mod last_error;
 mod notifiers;
 pub use last_error::LastError;
-pub use notifiers::NotifierMetrics;
+pub use notifiers::{FeedMetrics, NotifierMetrics};
 
 /// Per-listener counters.
 #[derive(Debug, Default)]
@@ -215,6 +215,7 @@ pub struct Metrics {
     jails: Mutex<Vec<Arc<JailMetrics>>>,
     targets: Mutex<Vec<Arc<TargetMetrics>>>,
     notifiers: Mutex<Vec<Arc<NotifierMetrics>>>,
+    feeds: Mutex<Vec<Arc<FeedMetrics>>>,
     queues: Mutex<Vec<(String, GaugeFn)>>,
     /// Frames no parser could read.
     pub unparsed: AtomicU64,
@@ -318,6 +319,27 @@ impl Metrics {
         )
     }
 
+    /// The counters of a feed (created on first use).
+    pub fn feed(&self, name: &str) -> Arc<FeedMetrics> {
+        get_or_add(
+            &self.feeds,
+            name,
+            |m| &m.name,
+            || FeedMetrics {
+                name: name.to_string(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// All feed counters seen so far.
+    pub fn feeds(&self) -> Vec<Arc<FeedMetrics>> {
+        self.feeds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// All notifier counters seen so far.
     pub fn notifiers(&self) -> Vec<Arc<NotifierMetrics>> {
         self.notifiers
@@ -330,6 +352,37 @@ impl Metrics {
     fn render_notifiers(&self) -> String {
         let notifiers = self.notifiers();
         let mut out = String::new();
+        let feeds = self.feeds();
+        for (name, help, kind, value) in [
+            (
+                "syslog2ban_feed_fetches_total",
+                "Fetches of each blocklist feed.",
+                "counter",
+                (|f: &FeedMetrics| &f.fetches) as fn(&FeedMetrics) -> &AtomicU64,
+            ),
+            (
+                "syslog2ban_feed_errors_total",
+                "Fetches that failed or brought nothing usable (the previous list stayed).",
+                "counter",
+                |f| &f.errors,
+            ),
+            (
+                "syslog2ban_feed_entries",
+                "Entries of each feed's applied list.",
+                "gauge",
+                |f| &f.entries,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for f in &feeds {
+                let _ = writeln!(
+                    out,
+                    "{name}{} {}",
+                    label("feed", &f.name),
+                    Self::get(value(f))
+                );
+            }
+        }
         for (name, help, kind, value) in [
             (
                 "syslog2ban_notify_sent_total",

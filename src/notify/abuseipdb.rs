@@ -11,8 +11,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::http;
 use crate::config::AbuseIpdbConfig;
+use crate::http_client as http;
 
 /// Most characters of a comment (AbuseIPDB takes 1024).
 const COMMENT_CAP: usize = 1000;

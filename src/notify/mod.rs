@@ -9,7 +9,6 @@
 //! sends it again, with the same `X-Syslog2ban-Delivery` id for the receiver to drop.
 
 pub mod abuseipdb;
-pub mod http;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -247,7 +246,9 @@ async fn post(webhook: &WebhookConfig, row: &Outgoing) -> Result<(), String> {
     if let Some(secret) = &webhook.secret {
         headers.push((SIGNATURE_HEADER, signature(secret, row.body.as_bytes())));
     }
-    match http::post(&webhook.url, &headers, row.body.as_bytes(), webhook.timeout).await {
+    match crate::http_client::post(&webhook.url, &headers, row.body.as_bytes(), webhook.timeout)
+        .await
+    {
         Ok(code) if (200..300).contains(&code) => Ok(()),
         Ok(code) => Err(format!("{} answered {code}", webhook.url.host)),
         Err(e) => Err(format!("{}:{}: {e}", webhook.url.host, webhook.url.port)),

@@ -552,3 +552,31 @@ fn ports_are_the_union_of_the_holds_and_every_port_wins_until_it_ends() {
         [BanCommand::Unban { .. }]
     ));
 }
+
+#[test]
+fn lifting_one_jails_hold_keeps_the_others_and_shortens_the_firewalls_deadline() {
+    let mut s = state();
+    let now = Moment::now();
+    let t = now.instant;
+    s.offence(&offence("sshd", t), now);
+    s.offence(&offence("forever", t), now);
+    let ops = s.lift(addr(), &name("forever"), t);
+    // sshd's minute still holds the address: the firewall gets that deadline back.
+    assert!(
+        matches!(commands(&ops).as_slice(), [BanCommand::Ban { expires, .. }] if *expires == Some(t + MIN)),
+        "{ops:?}"
+    );
+    assert!(s.is_banned(addr()));
+    assert!(
+        s.lift(addr(), &name("forever"), t).is_empty(),
+        "nothing left to lift"
+    );
+    let ops = s.lift(addr(), &name("sshd"), t);
+    assert!(matches!(
+        commands(&ops).as_slice(),
+        [BanCommand::Unban { .. }]
+    ));
+    assert!(!s.is_banned(addr()));
+    // The deadline went with the hold: nothing expires later.
+    assert!(s.expire(t + 2 * MIN).is_empty());
+}

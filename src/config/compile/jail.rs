@@ -480,6 +480,18 @@ impl Compiler<'_> {
     }
 }
 
+impl Settings {
+    /// Where bans go by default.
+    pub(in crate::config) fn placement(&self) -> &[PlacementRule] {
+        &self.placement
+    }
+
+    /// Addresses never banned.
+    pub(in crate::config) fn ignoreip(&self) -> &[IpNet] {
+        &self.ignoreip
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(in crate::config) struct Settings {
     maxretry: u32,

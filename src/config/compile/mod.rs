@@ -5,6 +5,7 @@
 //! and `target` (remote targets and placement).
 
 mod ban;
+mod feed;
 mod jail;
 mod listener;
 mod notify;
@@ -170,6 +171,7 @@ impl<'a> Compiler<'a> {
         check::<RawMetrics>(self, "metrics");
         check::<BTreeMap<String, RawTarget>>(self, "target");
         check::<BTreeMap<String, crate::config::raw::RawNotify>>(self, "notify");
+        check::<BTreeMap<String, crate::config::raw::RawFeed>>(self, "feed");
     }
 
     pub(in crate::config) fn compile(mut self) -> Result<Config, ConfigErrors> {
@@ -214,6 +216,7 @@ impl<'a> Compiler<'a> {
         let notifiers = self.notifiers(&raw.notify);
         self.notifier_names = notifiers.iter().map(|n| n.name.clone()).collect();
         let defaults = self.defaults(&raw.defaults);
+        let feeds = self.feeds(&raw.feed, &defaults);
         let mut jails = Vec::new();
         let mut disabled_jails = Vec::new();
         for name in raw.jail.keys() {
@@ -221,6 +224,17 @@ impl<'a> Compiler<'a> {
                 Some((jail, true)) => jails.push(jail),
                 Some((jail, false)) => disabled_jails.push(jail.name),
                 None => {}
+            }
+        }
+        for feed in &feeds {
+            if jails.iter().any(|j: &JailConfig| j.name == feed.jail) {
+                self.error(
+                    &format!("feed.{}", feed.name),
+                    format!(
+                        "a jail is named {}, which holds this feed's bans; rename one",
+                        feed.jail
+                    ),
+                );
             }
         }
         let ban = self.ban(&raw.ban);
@@ -281,6 +295,7 @@ impl<'a> Compiler<'a> {
             metrics_listen,
             targets: std::mem::take(&mut self.targets),
             notifiers,
+            feeds,
             files: Vec::new(),
         })
     }

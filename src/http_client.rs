@@ -1,8 +1,9 @@
-//! A minimal HTTP/1.1 client for notifiers: one POST per connection (`Connection: close`),
-//! over TCP or TLS (rustls with the Mozilla roots of `webpki-roots`), and the status code of
-//! the answer. Nothing else of the answer is read beyond its first line.
+//! A minimal HTTP client for notifiers and feeds: one request per connection, over TCP or TLS
+//! (rustls with the Mozilla roots of `webpki-roots`). A POST (a delivery) reads only the
+//! answer's status; a GET (a feed) is sent as HTTP/1.0, so the answer comes whole, without
+//! chunking, and is read up to a size cap.
 //!
-//! Owns the wire format of a delivery. Header values come from config or are computed
+//! Owns the wire format. A leaf: it knows nothing of bans. Header values come from config or are computed
 //! (signatures, lengths); any that holds CR or LF is refused rather than sent, so nothing can
 //! add a header or a request.
 
@@ -33,6 +34,9 @@ pub enum HttpError {
     /// A header value would have broken the request.
     #[error("header {0} holds a line break; not sent")]
     Header(String),
+    /// The answer's body is over the cap.
+    #[error("the answer is larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 /// POSTs `body` to `url` with `headers`; the answer's status code.
@@ -80,6 +84,119 @@ pub async fn post(
     tokio::time::timeout(limit, exchange)
         .await
         .unwrap_or(Err(HttpError::Timeout(limit)))
+}
+
+/// An answer to a GET.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body, up to the cap.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// GETs `url` with `headers` (HTTP/1.0); the answer with at most `max_body` bytes of body
+/// (a longer one is an error: the caller keeps what it had).
+pub async fn get(
+    url: &HttpUrl,
+    headers: &[(&str, String)],
+    limit: Duration,
+    max_body: usize,
+) -> Result<Answer, HttpError> {
+    for (name, value) in headers {
+        if value.contains(['\r', '\n']) {
+            return Err(HttpError::Header((*name).to_string()));
+        }
+    }
+    let host = if url.host.contains(':') {
+        format!("[{}]", url.host)
+    } else {
+        url.host.clone()
+    };
+    let mut request = format!(
+        "GET {} HTTP/1.0\r\nHost: {host}:{}\r\nUser-Agent: syslog2ban/{}\r\n",
+        url.path,
+        url.port,
+        env!("CARGO_PKG_VERSION"),
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let fetch = async {
+        let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
+        if url.tls {
+            let name = rustls_pki_types::ServerName::try_from(url.host.clone())
+                .map_err(|e| std::io::Error::other(format!("server name {}: {e}", url.host)))?;
+            let stream = connector()?.connect(name, tcp).await?;
+            read_answer(stream, request.as_bytes(), max_body).await
+        } else {
+            read_answer(tcp, request.as_bytes(), max_body).await
+        }
+    };
+    tokio::time::timeout(limit, fetch)
+        .await
+        .unwrap_or(Err(HttpError::Timeout(limit)))
+}
+
+async fn read_answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &[u8],
+    max_body: usize,
+) -> Result<Answer, HttpError> {
+    stream.write_all(request).await?;
+    stream.flush().await?;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let cap = max_body + STATUS_LINE_CAP * 8;
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(n) => n,
+            // A TLS peer closing without close_notify still sent the whole answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        if data.len() > cap {
+            return Err(HttpError::TooLarge(max_body));
+        }
+    }
+    let split = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| HttpError::NotHttp("no end of headers".into()))?;
+    let status = status(&data[..split])?;
+    let head = String::from_utf8_lossy(&data[..split]).into_owned();
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let body = data[split + 4..].to_vec();
+    if body.len() > max_body {
+        return Err(HttpError::TooLarge(max_body));
+    }
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
