@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::lab::{
     command, kill_pid, preflight, run, wait_until, Lab, ATTACKER_IP, BYSTANDER_IP, DAEMON_BIN,
-    SERVER_IP, SHIPPED_SSHD_JAIL, SSH_PORT,
+    NFT_BAN_SCRIPT, SERVER_IP, SHIPPED_SSHD_JAIL, SSH_PORT,
 };
 
 const SERVICE_PORT: &str = "8080";
@@ -399,22 +399,6 @@ fn hosts_deny_backend_makes_a_libwrap_sshd_refuse_the_attacker() {
     );
 }
 
-/// The command backend's test script: records each run's argv (one `[arg]` line per
-/// element), and keeps banned addresses out with nft, in a table of its own.
-const BAN_SCRIPT: &str = r#"#!/bin/sh
-log="$(dirname "$0")/runs.log"
-{ echo "run"; for a in "$@"; do printf '[%s]\n' "$a"; done; } >> "$log"
-case "$1" in
-  start) printf '%s\n' 'add table inet cmdtest' \
-      'add set inet cmdtest banned { type ipv4_addr; }' \
-      'add chain inet cmdtest input { type filter hook input priority -10; }' \
-      'flush chain inet cmdtest input' \
-      'add rule inet cmdtest input ip saddr @banned drop' | nft -f - ;;
-  ban) nft add element inet cmdtest banned "{ $2 }" ;;
-  unban) nft delete element inet cmdtest banned "{ $2 }" ;;
-esac
-"#;
-
 #[test]
 #[cfg_attr(
     not(s2b_netns),
@@ -427,7 +411,7 @@ fn command_backend_runs_argv_never_a_shell_and_restores_after_a_restart() {
     let mut lab = Lab::new("command_backend");
     service(&mut lab);
     let script = lab.dir.join("ban.sh");
-    fs::write(&script, BAN_SCRIPT).expect("write script");
+    fs::write(&script, NFT_BAN_SCRIPT).expect("write script");
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
     let runs = lab.dir.join("runs.log");
     let s = script.display();

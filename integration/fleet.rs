@@ -589,19 +589,6 @@ fn a_hosts_deny_target_gets_bans_over_ssh_and_is_reconciled() {
     );
 }
 
-/// What a command target runs on A: keeps banned addresses out with nft in a table of its own.
-const A_BAN_SCRIPT: &str = r#"#!/bin/sh
-case "$1" in
-  start) printf '%s\n' 'add table inet cmdtest' \
-      'add set inet cmdtest banned { type ipv4_addr; }' \
-      'add chain inet cmdtest input { type filter hook input priority -10; }' \
-      'flush chain inet cmdtest input' \
-      'add rule inet cmdtest input ip saddr @banned drop' | nft -f - ;;
-  ban) nft add element inet cmdtest banned "{ $2 }" ;;
-  unban) nft delete element inet cmdtest banned "{ $2 }" ;;
-esac
-"#;
-
 /// `[target.a] backend = "command"`: the ban runs the operator's program on A over SSH (the
 /// attacker is dropped there, B still accepts him); a ban decided while A is down runs once
 /// A is back.
@@ -618,7 +605,7 @@ fn a_command_target_runs_its_program_over_ssh_and_retries_while_down() {
     let mut f = Fleet::new("rcmd");
     let a = f.a.clone();
     let script = f.lab.dir.join("a-ban.sh");
-    fs::write(&script, A_BAN_SCRIPT).expect("write script");
+    fs::write(&script, crate::lab::NFT_BAN_SCRIPT).expect("write script");
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
     let s = script.display();
     f.target_a_extra = format!(

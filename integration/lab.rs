@@ -105,6 +105,22 @@ if [ -e "$D/etc/sudoers" ] && [ -e /etc/sudoers ]; then mount --bind "$D/etc/sud
 exec "$@"
 "#;
 
+/// The command backend's test script (`backends.rs`, `fleet.rs`): records each run's argv (one `[arg]` line per
+/// element), and keeps banned addresses out with nft, in a table of its own.
+pub const NFT_BAN_SCRIPT: &str = r#"#!/bin/sh
+log="$(dirname "$0")/runs.log"
+{ echo "run"; for a in "$@"; do printf '[%s]\n' "$a"; done; } >> "$log"
+case "$1" in
+  start) printf '%s\n' 'add table inet cmdtest' \
+      'add set inet cmdtest banned { type ipv4_addr; }' \
+      'add chain inet cmdtest input { type filter hook input priority -10; }' \
+      'flush chain inet cmdtest input' \
+      'add rule inet cmdtest input ip saddr @banned drop' | nft -f - ;;
+  ban) nft add element inet cmdtest banned "{ $2 }" ;;
+  unban) nft delete element inet cmdtest banned "{ $2 }" ;;
+esac
+"#;
+
 static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 // ---------------------------------------------------------------------------------------------

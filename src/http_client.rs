@@ -39,6 +39,48 @@ pub enum HttpError {
     TooLarge(usize),
 }
 
+/// A connection to the server, plain or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+/// Connects to `url`'s server (TLS for https).
+async fn open(url: &HttpUrl) -> Result<Box<dyn Stream>, HttpError> {
+    let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
+    if !url.tls {
+        return Ok(Box::new(tcp));
+    }
+    let name = rustls_pki_types::ServerName::try_from(url.host.clone())
+        .map_err(|e| std::io::Error::other(format!("server name {}: {e}", url.host)))?;
+    Ok(Box::new(connector()?.connect(name, tcp).await?))
+}
+
+/// The request line and headers, ending with the blank line.
+fn head(
+    request_line: &str,
+    url: &HttpUrl,
+    fixed: &str,
+    headers: &[(&str, String)],
+) -> Result<String, HttpError> {
+    let host = if url.host.contains(':') {
+        format!("[{}]", url.host)
+    } else {
+        url.host.clone()
+    };
+    let mut head = format!(
+        "{request_line}\r\nHost: {host}:{}\r\nUser-Agent: syslog2ban/{}\r\n{fixed}",
+        url.port,
+        env!("CARGO_PKG_VERSION"),
+    );
+    for (name, value) in headers {
+        if value.contains(['\r', '\n']) {
+            return Err(HttpError::Header((*name).to_string()));
+        }
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    Ok(head)
+}
+
 /// POSTs `body` to `url` with `headers`; the answer's status code.
 pub async fn post(
     url: &HttpUrl,
@@ -46,41 +88,11 @@ pub async fn post(
     body: &[u8],
     limit: Duration,
 ) -> Result<u16, HttpError> {
-    for (name, value) in headers {
-        if value.contains(['\r', '\n']) {
-            return Err(HttpError::Header((*name).to_string()));
-        }
-    }
-    let host = if url.host.contains(':') {
-        format!("[{}]", url.host)
-    } else {
-        url.host.clone()
-    };
-    let mut request = format!(
-        "POST {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: syslog2ban/{}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n",
-        url.path,
-        url.port,
-        env!("CARGO_PKG_VERSION"),
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    let mut bytes = request.into_bytes();
+    let fixed = format!("Content-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut bytes =
+        head(&format!("POST {} HTTP/1.1", url.path), url, &fixed, headers)?.into_bytes();
     bytes.extend_from_slice(body);
-    let exchange = async {
-        let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
-        if url.tls {
-            let name = rustls_pki_types::ServerName::try_from(url.host.clone())
-                .map_err(|e| std::io::Error::other(format!("server name {}: {e}", url.host)))?;
-            let stream = connector()?.connect(name, tcp).await?;
-            exchange(stream, &bytes).await
-        } else {
-            exchange(tcp, &bytes).await
-        }
-    };
+    let exchange = async { exchange(open(url).await?, &bytes).await };
     tokio::time::timeout(limit, exchange)
         .await
         .unwrap_or(Err(HttpError::Timeout(limit)))
@@ -115,44 +127,15 @@ pub async fn get(
     limit: Duration,
     max_body: usize,
 ) -> Result<Answer, HttpError> {
-    for (name, value) in headers {
-        if value.contains(['\r', '\n']) {
-            return Err(HttpError::Header((*name).to_string()));
-        }
-    }
-    let host = if url.host.contains(':') {
-        format!("[{}]", url.host)
-    } else {
-        url.host.clone()
-    };
-    let mut request = format!(
-        "GET {} HTTP/1.0\r\nHost: {host}:{}\r\nUser-Agent: syslog2ban/{}\r\n",
-        url.path,
-        url.port,
-        env!("CARGO_PKG_VERSION"),
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    let fetch = async {
-        let tcp = TcpStream::connect((url.host.as_str(), url.port)).await?;
-        if url.tls {
-            let name = rustls_pki_types::ServerName::try_from(url.host.clone())
-                .map_err(|e| std::io::Error::other(format!("server name {}: {e}", url.host)))?;
-            let stream = connector()?.connect(name, tcp).await?;
-            read_answer(stream, request.as_bytes(), max_body).await
-        } else {
-            read_answer(tcp, request.as_bytes(), max_body).await
-        }
-    };
+    let request = head(&format!("GET {} HTTP/1.0", url.path), url, "", headers)?;
+    let fetch = async { read_answer(open(url).await?, request.as_bytes(), max_body).await };
     tokio::time::timeout(limit, fetch)
         .await
         .unwrap_or(Err(HttpError::Timeout(limit)))
 }
 
-async fn read_answer<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+async fn read_answer(
+    mut stream: Box<dyn Stream>,
     request: &[u8],
     max_body: usize,
 ) -> Result<Answer, HttpError> {
@@ -199,10 +182,7 @@ async fn read_answer<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    request: &[u8],
-) -> Result<u16, HttpError> {
+async fn exchange(mut stream: Box<dyn Stream>, request: &[u8]) -> Result<u16, HttpError> {
     stream.write_all(request).await?;
     stream.flush().await?;
     let mut head = Vec::new();

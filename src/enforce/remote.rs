@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use openssh::{Session, Stdio};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
@@ -394,58 +393,14 @@ async fn run_nft(
     stdin: Option<String>,
     what: &'static str,
 ) -> Result<String, RemoteError> {
-    let c = &target.config;
-    let session_error = |detail: String| RemoteError::Session {
-        target: c.name.clone(),
-        what,
-        detail,
-    };
-    let run = async {
-        let mut command = nft_command(session, c);
-        command
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .await
-            .map_err(|e| session_error(chain(&e)))?;
-        if let Some(text) = stdin {
-            if let Some(mut input) = child.stdin().take() {
-                input
-                    .write_all(text.as_bytes())
-                    .await
-                    .map_err(|e| session_error(format!("writing the script: {e}")))?;
-                input
-                    .shutdown()
-                    .await
-                    .map_err(|e| session_error(format!("closing the script: {e}")))?;
-            }
-        }
-        let output = child
-            .wait_with_output()
-            .await
-            .map_err(|e| session_error(chain(&e)))?;
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Err(RemoteError::Rejected {
-                target: c.name.clone(),
-                status: output.status.to_string(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            })
-        }
-    };
-    tokio::time::timeout(c.command_timeout, run)
+    let args = args.iter().map(|a| (*a).to_string()).collect();
+    target
+        .runner(session)
+        .run(
+            std::path::Path::new(&target.config.nft),
+            args,
+            stdin.map(String::into_bytes),
+        )
         .await
-        .unwrap_or(Err(RemoteError::Timeout {
-            target: c.name.clone(),
-            what,
-            after: c.command_timeout,
-        }))
+        .map_err(|e| target.tool_error(what, e))
 }

@@ -190,14 +190,14 @@ pub enum RemoteError {
         /// What happened.
         detail: String,
     },
-    /// nft on the host rejected the script or listing.
-    #[error("target {target}: remote nft failed ({status}): {stderr}")]
+    /// A tool on the host (nft, ipset, the ban command...) exited with a failure.
+    #[error("target {target}: remote command failed ({status}): {stderr}")]
     Rejected {
         /// Target name.
         target: TargetName,
-        /// Exit status.
+        /// The program and its exit status.
         status: String,
-        /// nft's message.
+        /// What it printed on stderr.
         stderr: String,
     },
     /// The operation ran out of time.
