@@ -659,3 +659,59 @@ fn a_command_target_runs_its_program_over_ssh_and_retries_while_down() {
         "the second attacker still reaches A"
     );
 }
+
+/// `kill_connections` on a target: the attacker's open session to A's sshd is cut by `ss -K`
+/// run on A over SSH, within a second of the ban reaching A's set.
+#[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
+fn kill_connections_cuts_a_session_on_the_target() {
+    if !preflight("remote_kill_connections", TOOLS) {
+        return;
+    }
+    let mut f = Fleet::new("rkill");
+    f.start_daemon("[defaults]\nkill_connections = true\n");
+    f.wait_connected("a", Duration::from_secs(20));
+    let atk = f.lab.atk.clone();
+    // nc -d never sends: sshd waits for its banner, and only a reset ends the session.
+    f.lab.spawn(
+        "session",
+        &atk,
+        &["nc", "-d", "-s", ATTACKER, A_IP, &PORT.to_string()],
+        &[],
+    );
+    let a = f.a.clone();
+    let established = |f: &Fleet| {
+        f.lab
+            .exec(
+                &a,
+                &["ss", "-Htn", "state", "established", "dst", ATTACKER],
+                Duration::from_secs(5),
+            )
+            .stdout
+            .contains(&format!("{A_IP}:{PORT}"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            established(&f)
+        })
+        .is_some(),
+        "the attacker's session to A never came up"
+    );
+    f.failures_from_a("sshd", ATTACKER);
+    assert!(
+        f.wait_has(&a, ATTACKER, Duration::from_secs(10)).is_some(),
+        "{ATTACKER} not in A's set"
+    );
+    let cut = wait_until(Duration::from_secs(1), Duration::from_millis(20), || {
+        f.lab.exited("session").is_some()
+    });
+    assert!(
+        cut.is_some(),
+        "the attacker's session to A outlived the ban by 1 s: {}",
+        f.target_status("a")
+    );
+    assert!(!established(&f), "A still holds the session");
+}

@@ -44,15 +44,14 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 /// Runs the command backend until the channel closes: `start`, a `ban` for every restored
 /// ban (a restart re-applies them, as a wiped firewall needs), then each command as it comes;
 /// on a clean stop, the last runs finish and `stop` runs.
-/// `runner` runs the programs (this host, or a target over SSH); `cut_here` says whether a
-/// ban's `kill_connections` applies on this host (not for a target's bans).
+/// `runner` runs the programs, and a ban's `kill_connections` cuts, on the host they are for
+/// (this one, or a target over SSH).
 pub async fn run(
     config: Arc<CommandConfig>,
     restored: Vec<BanCommand>,
     mut commands: mpsc::Receiver<BanCommand>,
     metrics: Arc<TargetMetrics>,
     runner: Arc<dyn Runner>,
-    cut_here: bool,
 ) {
     if let Some(start) = &config.start {
         once(runner.as_ref(), start, "start", &metrics).await;
@@ -105,8 +104,8 @@ pub async fn run(
                             metrics.latency.observe(job.decided.elapsed());
                             queue.applied.insert(target);
                             let kill = job.reason.as_ref().is_some_and(|r| r.kill_connections);
-                            if kill && cut_here {
-                                cuts.spawn(cut::connections_of(target));
+                            if kill {
+                                cuts.spawn(cut::connections_of(runner.clone(), target));
                             }
                         } else {
                             queue.applied.remove(&target);

@@ -267,7 +267,7 @@ fn finished(
     match result {
         Ok(()) => {
             for (target, _) in batch.iter().filter(|(_, p)| p.cut && p.until.is_some()) {
-                cuts.spawn(cut::connections_of(*target));
+                cuts.spawn(cut::connections_of(cut::here(), *target));
             }
             metrics.succeeded();
             Metrics::inc(&metrics.batches);

@@ -289,7 +289,6 @@ pub fn start(
                 local_rx,
                 metrics.target("local"),
                 runner,
-                true,
             ))
         }
     };
@@ -299,15 +298,10 @@ pub fn start(
         let counters = metrics.target(target.name().as_str());
         queues.insert(Place::Remote(target.name().clone()), tx);
         match ssh::CommandRunner::of(target.clone(), counters.clone()) {
-            // Its bans run the target's program over SSH; connection cuts are that host's.
-            Some((config, runner)) => workers.spawn(command::run(
-                config,
-                Vec::new(),
-                rx,
-                counters,
-                runner,
-                false,
-            )),
+            // Its bans run the target's program over SSH, and cut connections there.
+            Some((config, runner)) => {
+                workers.spawn(command::run(config, Vec::new(), rx, counters, runner))
+            }
             None => workers.spawn(remote::run(target, rx, counters)),
         };
     }

@@ -57,6 +57,8 @@ pub async fn run(
     let mut pending: Batch = HashMap::new();
     let mut link = Link::new(target.config.reconcile_interval);
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
+    // Connection cuts on the host (`kill_connections`), beside the batches.
+    let mut cuts: JoinSet<()> = JoinSet::new();
     let mut reconcile_at = crate::clock::now();
     let mut must_reconcile = true;
     let mut open = true;
@@ -125,6 +127,7 @@ pub async fn run(
             }
         }
         Metrics::set(&metrics.queued, pending.len() as u64);
+        while cuts.try_join_next().is_some() {}
         if !open && inflight.is_empty() && (pending.is_empty() || link.session.is_none()) {
             break;
         }
@@ -167,6 +170,11 @@ pub async fn run(
                         for p in batch.values() {
                             metrics.latency.observe(applied.saturating_duration_since(p.decided));
                         }
+                        if let Some(session) = &link.session {
+                            for (address, _) in batch.iter().filter(|(_, p)| p.cut && p.until.is_some()) {
+                                cuts.spawn(super::cut::connections_of(target.runner(session), *address));
+                            }
+                        }
                         debug!(target = %name, elements = batch.len(), "Remote batch applied");
                     }
                     Outcome::Applied(Err(e), batch) => {
@@ -200,6 +208,7 @@ pub async fn run(
     if !pending.is_empty() {
         warn!(target = %name, queued = pending.len(), "Stopping with changes not applied to target; they are reconciled after the next start");
     }
+    while cuts.join_next().await.is_some() {}
     link.nft = None;
     if let Some(s) = link.session {
         close(s).await;
