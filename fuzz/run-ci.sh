@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 export RUSTC_BOOTSTRAP=1
 seconds="${FUZZ_SECONDS:-60}"
 per_input_timeout="${FUZZ_TIMEOUT:-10}"
-all_targets=(framing rfc3164 rfc5424 journal http fail2ban_filter config)
+all_targets=(framing rfc3164 rfc5424 journal http fail2ban_filter config feed)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
 build_flags=(--sanitizer none)
 

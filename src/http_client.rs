@@ -159,6 +159,11 @@ async fn read_answer(
             return Err(HttpError::TooLarge(max_body));
         }
     }
+    parse_answer(&data, max_body)
+}
+
+/// An answer read to its end: status, headers and a body of at most `max_body` bytes.
+pub fn parse_answer(data: &[u8], max_body: usize) -> Result<Answer, HttpError> {
     let split = data
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
