@@ -301,11 +301,11 @@ impl Store {
             let mut outbox = tx
                 .prepare_cached("INSERT INTO outbox (notifier, body, created) VALUES (?1, ?2, ?3)")
                 .map_err(sql)?;
-            let routes = self.routes.as_ref().map(|r| {
-                r.read()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .clone()
-            });
+            // Read in place for the transaction: a reload's write waits, no copy per commit.
+            let routes = self
+                .routes
+                .as_ref()
+                .map(|r| r.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
             let now = millis(SystemTime::now());
             let mut notify = |event: &str, record: &BanRecord| -> Result<(), rusqlite::Error> {
                 let Some(routes) = routes.as_ref().and_then(|r| r.get(&record.jail)) else {
