@@ -81,6 +81,8 @@ pub struct Outgoing {
     pub notifier: String,
     /// The JSON body.
     pub body: String,
+    /// When it was queued.
+    pub created: SystemTime,
 }
 
 impl std::fmt::Debug for Store {
@@ -152,6 +154,7 @@ impl Store {
                  body     TEXT    NOT NULL,
                  created  INTEGER NOT NULL
              );
+             CREATE INDEX IF NOT EXISTS outbox_notifier ON outbox (notifier, id);
              CREATE TABLE IF NOT EXISTS reported (
                  notifier TEXT    NOT NULL,
                  address  TEXT    NOT NULL,
@@ -180,18 +183,19 @@ impl Store {
         self
     }
 
-    /// The oldest `limit` notifications waiting.
-    pub fn outbox(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
+    /// The oldest `limit` notifications waiting for `notifier`.
+    pub fn outbox(&self, notifier: &str, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id, notifier, body FROM outbox ORDER BY id LIMIT ?1")
+            .prepare_cached("SELECT id, notifier, body, created FROM outbox WHERE notifier = ?1 ORDER BY id LIMIT ?2")
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map(params![limit as i64], |row| {
+            .query_map(params![notifier, limit as i64], |row| {
                 Ok(Outgoing {
                     id: row.get(0)?,
                     notifier: row.get(1)?,
                     body: row.get(2)?,
+                    created: from_millis(row.get(3)?),
                 })
             })
             .map_err(|e| self.sql(e))?;
@@ -691,7 +695,7 @@ mod tests {
         store
             .write(&[StoreOp::Ban(ban, vec![]), StoreOp::Ban(other, vec![])])
             .unwrap();
-        let queued = store.outbox(10).unwrap();
+        let queued = store.outbox("ops", 10).unwrap();
         assert_eq!(queued.len(), 1, "postfix has no notifier: {queued:?}");
         assert!(
             queued[0].body.contains("\"event\":\"ban\""),
@@ -705,7 +709,7 @@ mod tests {
                 commands: vec![],
             }])
             .unwrap();
-        let queued = store.outbox(10).unwrap();
+        let queued = store.outbox("ops", 10).unwrap();
         assert_eq!(queued.len(), 2);
         let end: serde_json::Value = serde_json::from_str(&queued[1].body).unwrap();
         // The end tells what the ended ban was, read from its row before it went.

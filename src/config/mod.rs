@@ -16,6 +16,7 @@ mod duration;
 mod error;
 mod notify;
 mod raw;
+mod template;
 mod types;
 
 use std::path::{Path, PathBuf};

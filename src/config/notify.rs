@@ -1,7 +1,10 @@
 //! `[notify.NAME]`, compiled: who is told about bans, and how. Plain data; the delivery is
 //! the `notify` stage's.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+pub use super::template::{Field, Template};
 
 /// A notifier's name: `[A-Za-z0-9_-]{1,32}`, as jails' (it appears in logs and metrics).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,6 +45,31 @@ pub struct Events {
     pub unban: bool,
 }
 
+/// At most `count` deliveries in any `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Deliveries.
+    pub count: u32,
+    /// In this long.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses `N/DURATION`, e.g. `30/1h`.
+    pub fn parse(text: &str) -> Result<Rate, String> {
+        let bad = || format!("\"{text}\" is not N/DURATION, e.g. \"30/1h\"");
+        let (count, per) = text.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let per = humantime::parse_duration(per.trim()).map_err(|_| bad())?;
+        if count == 0 || per.is_zero() {
+            return Err(format!(
+                "\"{text}\": both the count and the duration must be positive"
+            ));
+        }
+        Ok(Rate { count, per })
+    }
+}
+
 /// A notifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifierConfig {
@@ -49,6 +77,11 @@ pub struct NotifierConfig {
     pub name: NotifierName,
     /// What it hears.
     pub events: Events,
+    /// Some: the events are gathered and sent as one digest this often, instead of one
+    /// message each.
+    pub digest: Option<Duration>,
+    /// At most this many deliveries; the rest wait in the outbox.
+    pub rate: Option<Rate>,
     /// How it tells.
     pub kind: NotifierKind,
 }
@@ -60,6 +93,113 @@ pub enum NotifierKind {
     Webhook(WebhookConfig),
     /// An AbuseIPDB v2 report per banned address.
     AbuseIpdb(AbuseIpdbConfig),
+    /// A mail over SMTP.
+    Mail(MailConfig),
+    /// A blocklist.de report per banned address.
+    BlocklistDe(BlocklistDeConfig),
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// STARTTLS, required (the default).
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+    /// None: only for a relay on the same host or a trusted network.
+    None,
+}
+
+/// `type = "mail"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailConfig {
+    /// The SMTP server's host name (also the name its certificate must carry).
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// How the connection is protected.
+    pub tls: SmtpTls,
+    /// PEM file of an extra CA the server's certificate may chain to (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// User name and password for SMTP AUTH.
+    pub credentials: Option<(String, String)>,
+    /// The sender mailbox (`Name <addr>` or `addr`).
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
+    /// Subject template.
+    pub subject: Template,
+    /// Body template.
+    pub body: Template,
+    /// Some: the address's RDAP summary fills `<whois>`.
+    pub whois: Option<RdapConfig>,
+    /// Longest one delivery may take.
+    pub timeout: Duration,
+}
+
+/// RDAP (the JSON successor of WHOIS) lookups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdapConfig {
+    /// The address is appended to this URL (a bootstrap service that redirects to the
+    /// registry, or a registry's `/ip/`).
+    pub base: HttpUrl,
+    /// Longest one lookup may take.
+    pub timeout: Duration,
+}
+
+/// The RDAP bootstrap service used by default.
+pub const RDAP_DEFAULT_URL: &str = "https://rdap.org/ip/";
+
+/// The subject of a mail unless `subject` says otherwise.
+pub const DEFAULT_SUBJECT: &str = "[syslog2ban] <event> <ip> in <jail> (<failures> failures)";
+
+/// The body of a mail unless `body` says otherwise.
+pub const DEFAULT_BODY: &str = "syslog2ban: <event> <ip>
+
+jail:     <jail>
+origin:   <origin>
+failures: <failures>
+bantime:  <bantime>
+started:  <started>
+expires:  <expires>
+
+Matched lines:
+<lines>
+
+<whois>
+";
+
+/// `type = "blocklist-de"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlocklistDeConfig {
+    /// The report endpoint (blocklist.de's, or a stand-in).
+    pub url: HttpUrl,
+    /// The reporting server's e-mail address or id, as registered at blocklist.de.
+    pub server: String,
+    /// That server's API key.
+    pub key: String,
+    /// The service name reported (None: the jail's name).
+    pub service: Option<String>,
+    /// An address is reported at most once in this long.
+    pub period: Duration,
+    /// More redaction patterns for the logs sent.
+    pub redact: Vec<String>,
+    /// Longest one report may take.
+    pub timeout: Duration,
+}
+
+/// blocklist.de's HTTP report endpoint.
+pub const BLOCKLIST_DE_REPORT_URL: &str = "https://www.blocklist.de/en/httpreports.html";
+
+/// How a webhook's body is shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// The documented JSON event.
+    Json,
+    /// `{"text": ...}`, for Slack's and Mattermost's incoming webhooks.
+    Slack,
+    /// A plain-text message with a `Title` header, for ntfy topics.
+    Ntfy,
 }
 
 /// `type = "abuseipdb"`.
@@ -90,6 +230,8 @@ pub struct WebhookConfig {
     pub url: HttpUrl,
     /// HMAC-SHA256 key of the signature header (None: unsigned).
     pub secret: Option<String>,
+    /// The body's shape.
+    pub format: WebhookFormat,
     /// Longest one delivery may take.
     pub timeout: Duration,
 }
@@ -166,6 +308,20 @@ impl HttpUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_are_count_per_duration() {
+        assert_eq!(
+            Rate::parse("30/1h").unwrap(),
+            Rate {
+                count: 30,
+                per: Duration::from_secs(3600)
+            }
+        );
+        for bad in ["30", "0/1h", "x/1h", "5/", "5/0s"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn urls_are_taken_apart_and_odd_ones_refused() {

@@ -343,7 +343,7 @@ pub struct RawBan {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNotify {
-    /// `"webhook"` or `"abuseipdb"` (`"mail"`, `"blocklist-de"` are not built yet).
+    /// `"webhook"`, `"mail"`, `"abuseipdb"` or `"blocklist-de"`.
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// webhook: where to POST.
@@ -360,8 +360,40 @@ pub struct RawNotify {
     pub categories: Option<Vec<i64>>,
     /// abuseipdb: report an address at most once in this long (default "1d").
     pub period: Option<RawDuration>,
-    /// abuseipdb: more redaction patterns for the comment.
+    /// abuseipdb, blocklist-de: more redaction patterns for the lines sent.
     pub redact: Option<Vec<String>>,
+    /// webhook: `"json"` (default), `"slack"` or `"ntfy"`.
+    pub format: Option<String>,
+    /// With `"digest"` in `events`: how often a digest is sent (default "1h").
+    pub digest_interval: Option<RawDuration>,
+    /// At most this many deliveries per duration, e.g. `"30/1h"`.
+    pub rate: Option<String>,
+    /// mail: the SMTP server, `HOST:PORT` (port default 587, 465 with `tls = "tls"`).
+    pub smtp: Option<String>,
+    /// mail: `"starttls"` (default), `"tls"` or `"none"`.
+    pub tls: Option<String>,
+    /// mail: PEM file of an extra CA for the SMTP server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// mail: SMTP AUTH user name.
+    pub username: Option<String>,
+    /// mail: SMTP AUTH password.
+    pub password: Option<String>,
+    /// mail: the sender.
+    pub from: Option<String>,
+    /// mail: the recipients.
+    pub to: Option<Vec<String>>,
+    /// mail: subject template.
+    pub subject: Option<String>,
+    /// mail: body template.
+    pub body: Option<String>,
+    /// mail: look up the address over RDAP for `<whois>` (default false).
+    pub whois: Option<bool>,
+    /// mail: the RDAP URL the address is appended to (default "https://rdap.org/ip/").
+    pub rdap_url: Option<String>,
+    /// blocklist-de: the reporting server's registered e-mail address or id.
+    pub server: Option<String>,
+    /// blocklist-de: the service name reported (default: the jail's name).
+    pub service: Option<String>,
 }
 
 /// `[feed.NAME]`.

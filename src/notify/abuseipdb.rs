@@ -43,9 +43,16 @@ pub enum Reported {
 
 /// The comment for `lines` about `address`: redacted, one line after another, capped.
 pub fn comment(lines: &[&str], address: &str, extra: &[Regex]) -> String {
-    let mut text = lines.join(" | ");
-    text = USER
-        .replace_all(&text, |c: &regex::Captures| {
+    redact(&lines.join(" | "), address, extra)
+        .chars()
+        .take(COMMENT_CAP)
+        .collect()
+}
+
+/// `text` with user names, every address but `address`, and what `extra` matches replaced.
+pub fn redact(text: &str, address: &str, extra: &[Regex]) -> String {
+    let mut text = USER
+        .replace_all(text, |c: &regex::Captures| {
             let whole = &c[0];
             let before = whole.strip_suffix(&c[1]).unwrap_or(whole);
             format!("{before}[user]")
@@ -63,11 +70,11 @@ pub fn comment(lines: &[&str], address: &str, extra: &[Regex]) -> String {
     for pattern in extra {
         text = pattern.replace_all(&text, "[redacted]").into_owned();
     }
-    text.chars().take(COMMENT_CAP).collect()
+    text
 }
 
 /// `application/x-www-form-urlencoded` of one value.
-fn form_value(text: &str) -> String {
+pub(super) fn form_value(text: &str) -> String {
     let mut out = String::new();
     for b in text.bytes() {
         match b {

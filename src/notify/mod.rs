@@ -1,33 +1,37 @@
-//! Notifications: delivers what the store's outbox holds to each notifier (a webhook POST, an
-//! AbuseIPDB report), in order per notifier, beside the ban path: a ban never waits for a delivery, and
-//! a notifier that is down delays only its own queue.
+//! Notifications: delivers what the store's outbox holds to each notifier (a webhook POST, a
+//! mail, an AbuseIPDB or blocklist.de report), in order per notifier, beside the ban path: a
+//! ban never waits for a delivery, and a notifier that is down delays only its own queue.
 //!
-//! Owns delivery: the HTTP exchange, signatures, retries with backoff, and the per-notifier
-//! counters. It decides nothing about bans and never touches a firewall. It reads the outbox
+//! Owns delivery: when each notifier may send (retries with backoff, its rate limit, its
+//! digest period), the once-per-period rule of reports, and the per-notifier counters; each
+//! kind's message is its own module's. It decides nothing about bans and never touches a firewall. It reads the outbox
 //! on its own connection to the store's database and deletes each row once delivered, so a
 //! restart neither loses nor repeats one; only a crash between a delivery and its deletion
 //! sends it again, with the same `X-Syslog2ban-Delivery` id for the receiver to drop.
 
 pub mod abuseipdb;
+pub mod blocklist_de;
+pub mod event;
+pub mod mail;
+pub mod rdap;
+pub mod webhook;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::ban::store::{Outgoing, Store, StoreError};
-use crate::config::{NotifierConfig, NotifierKind, WebhookConfig};
+use crate::config::{NotifierConfig, NotifierKind};
 use crate::metrics::{Metrics, NotifierMetrics};
-use crate::throttle::Throttle;
-use crate::warn_throttled;
+use event::Event;
+pub use webhook::{signature, DELIVERY_HEADER, SIGNATURE_HEADER};
 
-/// Rows read from the outbox per round.
+/// Rows read from the outbox per notifier and round (and most events in one digest).
 const BATCH: usize = 500;
 /// First pause after a failed delivery; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -35,17 +39,62 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Even without a wake-up, the outbox is read this often (a notifier that came back).
 const IDLE_CHECK: Duration = Duration::from_secs(30);
 
-/// The header carrying `sha256=HEX` of the body, keyed with the notifier's `secret`.
-pub const SIGNATURE_HEADER: &str = "X-Syslog2ban-Signature";
-/// The header carrying the outbox row id (the same on a repeat).
-pub const DELIVERY_HEADER: &str = "X-Syslog2ban-Delivery";
-
 /// One notifier's delivery state.
 struct Notifier {
     config: NotifierConfig,
     metrics: Arc<NotifierMetrics>,
     backoff: Duration,
-    retry_at: Option<Instant>,
+    /// Not before this, after a failure or at its rate limit.
+    not_before: Option<Instant>,
+    /// When its last deliveries went, for its rate limit.
+    sent: VecDeque<Instant>,
+    /// The SMTP client of a mail notifier.
+    mailer: Option<mail::Mailer>,
+    rdap: rdap::Rdap,
+}
+
+impl Notifier {
+    /// When the rate limit lets the next delivery go (None: now).
+    fn rate_wait(&mut self, now: Instant) -> Option<Instant> {
+        let rate = self.config.rate?;
+        while self
+            .sent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= rate.per)
+        {
+            self.sent.pop_front();
+        }
+        (self.sent.len() >= rate.count as usize).then(|| self.sent[0] + rate.per)
+    }
+
+    fn succeeded(&mut self) {
+        Metrics::inc(&self.metrics.sent);
+        self.metrics.last_error.set(None);
+        self.backoff = FIRST_BACKOFF;
+        self.not_before = None;
+        if self.config.rate.is_some() {
+            self.sent.push_back(Instant::now());
+        }
+    }
+
+    fn failed(&mut self, why: String) {
+        Metrics::inc(&self.metrics.failed);
+        if self.metrics.last_error.get().as_deref() != Some(why.as_str()) {
+            warn!(notifier = %self.config.name, error = %why, retry_in = ?self.backoff, "Notification not delivered; it stays queued");
+        }
+        self.metrics.last_error.set(Some(why));
+        self.not_before = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The id a receiver sees for row `row` (the same when it is sent again).
+fn delivery_id(row: &Outgoing) -> String {
+    let created = row
+        .created
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{}.{created}", row.id)
 }
 
 /// Delivers the outbox of the database in `state_dir` until `stop`; `wake` is rung by the
@@ -57,99 +106,82 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
-    let mut by_name: HashMap<String, Notifier> = notifiers
-        .into_iter()
-        .map(|config| {
-            let metrics = metrics.notifier(config.name.as_str());
-            (
-                config.name.to_string(),
-                Notifier {
-                    config,
-                    metrics,
-                    backoff: FIRST_BACKOFF,
-                    retry_at: None,
-                },
-            )
-        })
-        .collect();
+    let mut all: Vec<Notifier> = Vec::new();
+    for config in notifiers {
+        let mailer = match &config.kind {
+            NotifierKind::Mail(m) => match mail::Mailer::new(m) {
+                Ok(mailer) => Some(mailer),
+                Err(e) => {
+                    // The stage ends: the supervisor stops the daemon, saying why.
+                    tracing::error!(notifier = %config.name, error = %e, "A mail notifier cannot be set up");
+                    return;
+                }
+            },
+            _ => None,
+        };
+        all.push(Notifier {
+            metrics: metrics.notifier(config.name.as_str()),
+            config,
+            backoff: FIRST_BACKOFF,
+            not_before: None,
+            sent: VecDeque::new(),
+            mailer,
+            rdap: rdap::Rdap::default(),
+        });
+    }
     let store = match open(state_dir).await {
         Ok(store) => Arc::new(std::sync::Mutex::new(store)),
         Err(e) => {
-            // The stage ends: the supervisor stops the daemon, saying why.
             tracing::error!(error = %e, "Notifications cannot read the outbox");
             return;
         }
     };
-    let unknown_log = Throttle::new(3, Duration::from_secs(3600));
     loop {
-        let rows = match blocking(&store, |s| s.outbox(BATCH)).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                warn!(error = %e, "Reading the notification outbox failed; retrying");
-                Vec::new()
-            }
-        };
-        let now = Instant::now();
-        let mut delivered = Vec::new();
-        // Per notifier in row order; a failure holds back the rest of that notifier's rows.
-        let mut held: HashSet<String> = HashSet::new();
-        for row in &rows {
-            let Some(notifier) = by_name.get_mut(&row.notifier) else {
-                warn_throttled!(unknown_log, notifier = %row.notifier, "Queued notifications for a notifier no longer configured are kept until it is back");
+        let mut next: Option<Instant> = None;
+        let mut more = false;
+        for notifier in &mut all {
+            let now = Instant::now();
+            if notifier.not_before.is_some_and(|at| at > now) {
+                next = earliest(next, notifier.not_before);
                 continue;
+            }
+            let name = notifier.config.name.to_string();
+            let rows = match blocking(&store, move |s| s.outbox(&name, BATCH)).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    warn!(error = %e, "Reading the notification outbox failed; retrying");
+                    next = earliest(next, Some(now + FIRST_BACKOFF));
+                    continue;
+                }
             };
-            if held.contains(&row.notifier) || notifier.retry_at.is_some_and(|at| at > now) {
+            if rows.is_empty() {
                 continue;
             }
-            tokio::select! {
+            let round = tokio::select! {
                 () = stop.cancelled() => return,
-                result = deliver(&notifier.config, row, &store) => match result {
-                    Ok(Delivery::Dropped(why)) => {
-                        Metrics::inc(&notifier.metrics.dropped);
-                        delivered.push(row.id);
-                        debug!(notifier = %row.notifier, id = row.id, why, "Notification not sent");
-                    }
-                    Ok(Delivery::Sent) => {
-                        Metrics::inc(&notifier.metrics.sent);
-                        notifier.metrics.last_error.set(None);
-                        notifier.backoff = FIRST_BACKOFF;
-                        notifier.retry_at = None;
-                        delivered.push(row.id);
-                        debug!(notifier = %row.notifier, id = row.id, "Notification delivered");
-                    }
-                    Err(why) => {
-                        Metrics::inc(&notifier.metrics.failed);
-                        if notifier.metrics.last_error.get().as_deref() != Some(why.as_str()) {
-                            warn!(notifier = %row.notifier, error = %why, retry_in = ?notifier.backoff, "Notification not delivered; it stays queued");
-                        }
-                        notifier.metrics.last_error.set(Some(why));
-                        notifier.retry_at = Some(Instant::now() + notifier.backoff);
-                        notifier.backoff = (notifier.backoff * 2).min(MAX_BACKOFF);
-                        held.insert(row.notifier.clone());
-                    }
-                },
-            }
-        }
-        if !delivered.is_empty() {
-            let ids = delivered.clone();
-            if let Err(e) = blocking(&store, move |s| s.outbox_done(&ids)).await {
-                warn!(error = %e, "Delivered notifications could not be taken off the outbox; they may be sent again");
-            }
+                round = deliver_rows(notifier, &rows, &store) => round,
+            };
+            next = earliest(next, round.wait_until);
+            more |= rows.len() == BATCH && round.progressed;
         }
         if let Ok(counts) = blocking(&store, |s| s.outbox_counts()).await {
-            for notifier in by_name.values() {
+            for notifier in &all {
                 let queued = counts
                     .iter()
                     .find(|(name, _)| name == notifier.config.name.as_str())
                     .map_or(0, |(_, n)| *n);
                 Metrics::set(&notifier.metrics.queued, queued);
             }
+            for (name, n) in &counts {
+                if !all.iter().any(|x| x.config.name.as_str() == name) {
+                    debug!(notifier = %name, queued = n, "Queued notifications for a notifier no longer configured are kept until it is back");
+                }
+            }
         }
-        if rows.len() == BATCH && !delivered.is_empty() {
+        if more {
             continue;
         }
-        let next_retry = by_name.values().filter_map(|n| n.retry_at).min();
-        let wait = next_retry
+        let wait = next
             .map(|at| at.saturating_duration_since(Instant::now()))
             .unwrap_or(IDLE_CHECK)
             .min(IDLE_CHECK);
@@ -158,6 +190,90 @@ pub async fn run(
             () = wake.notified() => {}
             () = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What one notifier's round did.
+struct Round {
+    /// Some rows were delivered or dropped.
+    progressed: bool,
+    /// It has rows it must not send before this.
+    wait_until: Option<Instant>,
+}
+
+/// Delivers `rows` (one notifier's, oldest first) as far as its state allows, and takes
+/// what went off the outbox.
+async fn deliver_rows(
+    notifier: &mut Notifier,
+    rows: &[Outgoing],
+    store: &Arc<std::sync::Mutex<Store>>,
+) -> Round {
+    let mut done = Vec::new();
+    let mut wait_until = None;
+    if let Some(period) = notifier.config.digest {
+        let due = rows[0].created + period;
+        match due.duration_since(SystemTime::now()) {
+            Ok(left) if !left.is_zero() => wait_until = Some(Instant::now() + left),
+            _ => {
+                if let Some(at) = notifier.rate_wait(Instant::now()) {
+                    wait_until = Some(at);
+                } else {
+                    match deliver_digest(notifier, rows).await {
+                        Ok(()) => {
+                            notifier.succeeded();
+                            done.extend(rows.iter().map(|r| r.id));
+                            debug!(notifier = %notifier.config.name, events = rows.len(), "Digest delivered");
+                        }
+                        Err(why) => {
+                            notifier.failed(why);
+                            wait_until = notifier.not_before;
+                        }
+                    }
+                }
+            }
+        }
+    } else {
+        for row in rows {
+            if let Some(at) = notifier.rate_wait(Instant::now()) {
+                wait_until = Some(at);
+                break;
+            }
+            match deliver(notifier, row, store).await {
+                Ok(Delivery::Dropped(why)) => {
+                    Metrics::inc(&notifier.metrics.dropped);
+                    done.push(row.id);
+                    debug!(notifier = %row.notifier, id = row.id, why, "Notification not sent");
+                }
+                Ok(Delivery::Sent) => {
+                    notifier.succeeded();
+                    done.push(row.id);
+                    debug!(notifier = %row.notifier, id = row.id, "Notification delivered");
+                }
+                Err(why) => {
+                    // The rest of this notifier's rows wait behind this one, in order.
+                    notifier.failed(why);
+                    wait_until = notifier.not_before;
+                    break;
+                }
+            }
+        }
+    }
+    let progressed = !done.is_empty();
+    if progressed {
+        if let Err(e) = blocking(store, move |s| s.outbox_done(&done)).await {
+            warn!(error = %e, "Delivered notifications could not be taken off the outbox; they may be sent again");
+        }
+    }
+    Round {
+        progressed,
+        wait_until,
     }
 }
 
@@ -200,104 +316,141 @@ enum Delivery {
 
 /// One delivery; Err: why not, and the row stays queued for a retry.
 async fn deliver(
-    config: &NotifierConfig,
+    notifier: &mut Notifier,
     row: &Outgoing,
     store: &Arc<std::sync::Mutex<Store>>,
 ) -> Result<Delivery, String> {
-    match &config.kind {
-        NotifierKind::Webhook(webhook) => post(webhook, row).await.map(|()| Delivery::Sent),
+    let event = match Event::parse(&row.body) {
+        Ok(event) => event,
+        Err(why) => return Ok(Delivery::Dropped(why)),
+    };
+    match &notifier.config.kind {
+        NotifierKind::Webhook(webhook) => {
+            webhook::post_event(webhook, &delivery_id(row), &row.body, &event).await?;
+            Ok(Delivery::Sent)
+        }
+        NotifierKind::Mail(_) => {
+            let mailer = notifier.mailer.as_ref().ok_or("no SMTP client")?;
+            let whois = match mailer.whois().filter(|_| mailer.wants_whois()) {
+                Some(config) => notifier.rdap.summary(config, &event.address).await,
+                None => String::new(),
+            };
+            mailer.send_event(&delivery_id(row), &event, &whois).await?;
+            Ok(Delivery::Sent)
+        }
         NotifierKind::AbuseIpdb(abuse) => {
-            let address = serde_json::from_str::<serde_json::Value>(&row.body)
-                .ok()
-                .and_then(|v| v["address"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            let (name, key) = (row.notifier.clone(), address.clone());
-            let last = blocking(store, move |s| s.reported_at(&name, &key))
-                .await
-                .map_err(|e| e.to_string())?;
-            let now = std::time::SystemTime::now();
-            if let Some(at) =
-                last.filter(|at| now.duration_since(*at).is_ok_and(|d| d < abuse.period))
-            {
-                let ago = now.duration_since(at).unwrap_or_default().as_secs();
-                return Ok(Delivery::Dropped(format!(
-                    "{address} was reported {ago} s ago (once per period)"
-                )));
-            }
-            match abuseipdb::report(abuse, &row.body).await? {
-                abuseipdb::Reported::Sent => {
-                    let name = row.notifier.clone();
-                    blocking(store, move |s| s.mark_reported(&name, &address, now))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    Ok(Delivery::Sent)
-                }
-                abuseipdb::Reported::Dropped(why) => Ok(Delivery::Dropped(why)),
-            }
+            once_per_period(row, &event, abuse.period, store, async {
+                abuseipdb::report(abuse, &row.body).await
+            })
+            .await
+        }
+        NotifierKind::BlocklistDe(config) => {
+            once_per_period(row, &event, config.period, store, async {
+                blocklist_de::report(config, &event).await
+            })
+            .await
         }
     }
 }
 
-async fn post(webhook: &WebhookConfig, row: &Outgoing) -> Result<(), String> {
-    let mut headers = vec![
-        ("Content-Type", "application/json".to_string()),
-        (DELIVERY_HEADER, row.id.to_string()),
-    ];
-    if let Some(secret) = &webhook.secret {
-        headers.push((SIGNATURE_HEADER, signature(secret, row.body.as_bytes())));
-    }
-    match crate::http_client::post(&webhook.url, &headers, row.body.as_bytes(), webhook.timeout)
+/// Runs `report` unless `row`'s notifier reported the address within `period`, and
+/// remembers when it did.
+async fn once_per_period(
+    row: &Outgoing,
+    event: &Event,
+    period: Duration,
+    store: &Arc<std::sync::Mutex<Store>>,
+    report: impl std::future::Future<Output = Result<abuseipdb::Reported, String>>,
+) -> Result<Delivery, String> {
+    let address = event.address.clone();
+    let (name, key) = (row.notifier.clone(), address.clone());
+    let last = blocking(store, move |s| s.reported_at(&name, &key))
         .await
-    {
-        Ok(code) if (200..300).contains(&code) => Ok(()),
-        Ok(code) => Err(format!("{} answered {code}", webhook.url.host)),
-        Err(e) => Err(format!("{}:{}: {e}", webhook.url.host, webhook.url.port)),
+        .map_err(|e| e.to_string())?;
+    let now = SystemTime::now();
+    if let Some(at) = last.filter(|at| now.duration_since(*at).is_ok_and(|d| d < period)) {
+        let ago = now.duration_since(at).unwrap_or_default().as_secs();
+        return Ok(Delivery::Dropped(format!(
+            "{address} was reported {ago} s ago (once per period)"
+        )));
+    }
+    match report.await? {
+        abuseipdb::Reported::Sent => {
+            let name = row.notifier.clone();
+            blocking(store, move |s| s.mark_reported(&name, &address, now))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Delivery::Sent)
+        }
+        abuseipdb::Reported::Dropped(why) => Ok(Delivery::Dropped(why)),
     }
 }
 
-/// `sha256=HEX` of HMAC-SHA256(`secret`, `body`).
-pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+/// One message for all of `rows`.
+async fn deliver_digest(notifier: &Notifier, rows: &[Outgoing]) -> Result<(), String> {
+    let (raws, events): (Vec<&str>, Vec<Event>) = rows
+        .iter()
+        .filter_map(|r| Event::parse(&r.body).ok().map(|e| (r.body.as_str(), e)))
+        .unzip();
+    let last = rows.last().map(delivery_id).unwrap_or_default();
+    let id = format!("digest.{last}");
+    match &notifier.config.kind {
+        NotifierKind::Webhook(webhook) => webhook::post_digest(webhook, &id, &raws, &events).await,
+        NotifierKind::Mail(_) => {
+            let mailer = notifier.mailer.as_ref().ok_or("no SMTP client")?;
+            mailer.send_digest(&id, &events).await
+        }
+        // Config allows digests only for mail and webhooks.
+        NotifierKind::AbuseIpdb(_) | NotifierKind::BlocklistDe(_) => Ok(()),
+    }
 }
 
 /// Logs the notifiers at start.
 pub fn announce(notifiers: &[NotifierConfig]) {
     for n in notifiers {
+        let digest = n.digest.map(|d| humantime::format_duration(d).to_string());
+        let rate = n
+            .rate
+            .map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per)));
         match &n.kind {
             NotifierKind::Webhook(w) => info!(
                 notifier = %n.name,
                 host = %w.url.host,
+                format = ?w.format,
                 signed = w.secret.is_some(),
                 ban = n.events.ban,
                 unban = n.events.unban,
+                digest,
+                rate,
                 "Webhook notifier"
+            ),
+            NotifierKind::Mail(m) => info!(
+                notifier = %n.name,
+                smtp = %format!("{}:{}", m.host, m.port),
+                tls = ?m.tls,
+                to = m.to.len(),
+                whois = m.whois.is_some(),
+                ban = n.events.ban,
+                unban = n.events.unban,
+                digest,
+                rate,
+                "Mail notifier"
             ),
             NotifierKind::AbuseIpdb(a) => info!(
                 notifier = %n.name,
                 host = %a.url.host,
                 categories = ?a.categories,
                 period = %humantime::format_duration(a.period),
+                rate,
                 "AbuseIPDB reporter"
             ),
+            NotifierKind::BlocklistDe(b) => info!(
+                notifier = %n.name,
+                host = %b.url.host,
+                period = %humantime::format_duration(b.period),
+                rate,
+                "blocklist.de reporter"
+            ),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_signature_is_rfc_4231_hmac_sha256() {
-        // RFC 4231, test case 2.
-        assert_eq!(
-            signature("Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
     }
 }
