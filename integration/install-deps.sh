@@ -3,8 +3,8 @@
 # Safe to re-run: apt-get skips what is already installed.
 set -euo pipefail
 # fail2ban: its /etc/fail2ban (jail.conf, paths, jail.d) is the input of the import-fail2ban
-# test; its server is never started.
-packages=(openssl nftables ipset iptables conntrack openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote fail2ban sudo man-db adduser)
+# test; its server is never started. python3-aiosmtpd: the SMTP server the mail notifier test sends to.
+packages=(openssl python3-aiosmtpd nftables ipset iptables conntrack openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote fail2ban sudo man-db adduser)
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps.sh: run as root (sudo $0)" >&2
   exit 1

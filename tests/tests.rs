@@ -23,6 +23,8 @@ mod install_deps;
 mod manpages;
 // Webhook notifications through outages and restarts, with the daemon in this process.
 mod notify;
+// Mail notifications to a real SMTP server (aiosmtpd) with RDAP, the daemon in this process.
+mod notify_mail;
 // Real daemons' lines under real attacks (the capture lab's fixtures) through the shipped jails.
 mod real_captures;
 // `syslog2ban regex` as a user runs it.

@@ -64,7 +64,9 @@ pub fn body(event: &str, record: &BanRecord) -> String {
             .and_then(|end| end.duration_since(record.started).ok())
             .map(|d| d.as_secs()),
         origin: &record.origin,
-        lines: if record.sample.is_empty() {
+        lines: if !record.lines.is_empty() {
+            record.lines.iter().map(String::as_str).collect()
+        } else if record.sample.is_empty() {
             Vec::new()
         } else {
             vec![record.sample.as_str()]
@@ -91,6 +93,7 @@ mod tests {
             expires: Some(started + Duration::from_secs(600)),
             failures: 3,
             sample: "Failed password for \"$(id)\" from 198.51.100.7 port 22 ssh2\r\nX: y".into(),
+            lines: Vec::new(),
         };
         let v: serde_json::Value = serde_json::from_str(&body("ban", &record)).unwrap();
         assert_eq!(v["event"], "ban");

@@ -254,6 +254,7 @@ mod tests {
             failures: 3,
             at: crate::clock::now(),
             sample: "Failed password for root from 198.51.100.66".into(),
+            lines: Vec::new(),
         }
     }
 

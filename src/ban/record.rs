@@ -29,6 +29,9 @@ pub struct BanRecord {
     pub failures: u32,
     /// The message that crossed the threshold.
     pub sample: String,
+    /// The matched lines that led to the ban, `sample` last, for notifications (not stored:
+    /// a restored ban is not announced again).
+    pub lines: Vec<String>,
 }
 
 /// A write for the store thread.

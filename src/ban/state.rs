@@ -72,6 +72,7 @@ struct NewBan<'a> {
     placement: Option<Vec<PlacementRule>>,
     failures: u32,
     sample: String,
+    lines: Vec<String>,
 }
 
 /// All ban state.
@@ -282,6 +283,7 @@ impl BanState {
             placement: None,
             failures: offence.failures,
             sample: offence.sample.clone(),
+            lines: offence.lines.clone(),
         };
         if let Some(op) = self.ban(new, now) {
             ops.push(op);
@@ -313,6 +315,7 @@ impl BanState {
             placement,
             failures: 0,
             sample: String::new(),
+            lines: Vec::new(),
         };
         Ok(match self.ban(new, now) {
             None => (false, Vec::new()),
@@ -459,6 +462,7 @@ impl BanState {
                 expires: expires_wall,
                 failures: new.failures,
                 sample: new.sample,
+                lines: new.lines,
             },
             commands,
         ))
@@ -489,6 +493,7 @@ impl BanState {
                 "{bans} bans within {}",
                 humantime::format_duration(config.findtime)
             ),
+            lines: Vec::new(),
         };
         self.ban(new, now)
     }

@@ -371,6 +371,7 @@ impl Store {
                                         expires: row.get::<_, Option<i64>>(2)?.map(from_millis),
                                         failures: row.get(3)?,
                                         sample: row.get(4)?,
+                                        lines: Vec::new(),
                                     })
                                 })
                                 .optional()
@@ -437,6 +438,7 @@ impl Store {
                 expires: expires.map(from_millis),
                 failures,
                 sample,
+                lines: Vec::new(),
             });
         }
         if skipped > 0 {
@@ -604,6 +606,7 @@ mod tests {
             expires,
             failures: 3,
             sample: "Failed password".into(),
+            lines: Vec::new(),
         }
     }
 

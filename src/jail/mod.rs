@@ -9,6 +9,7 @@
 
 mod connections;
 pub mod filter;
+mod lines;
 
 pub mod window;
 
@@ -25,6 +26,7 @@ use crate::parse::LogRecord;
 pub use crate::target::Target;
 use connections::ConnectionMemory;
 use filter::{Filter, FilterMatch};
+use lines::MatchedLines;
 use window::{Count, FailureWindow};
 
 /// An address that reached maxretry in a jail.
@@ -45,6 +47,9 @@ pub struct Offence {
     pub at: Instant,
     /// The message text that crossed the threshold (for logs and records).
     pub sample: String,
+    /// The matched lines of the address in the window, oldest first, `sample` last (only
+    /// `sample` in a jail without notifiers).
+    pub lines: Vec<String>,
 }
 
 /// What one message did in one jail.
@@ -169,6 +174,8 @@ pub struct Jail {
     findtime: Duration,
     /// Connections that counted, for follow-up lines.
     connections: ConnectionMemory,
+    /// Matched lines per address, for notifications (None: the jail has no notifiers).
+    lines: Option<MatchedLines>,
 }
 
 /// Failures counted across origins (the default: an attacker spraying many servers adds up),
@@ -267,6 +274,7 @@ impl Jail {
             window: Windows::new(config),
             findtime: config.findtime,
             connections: ConnectionMemory::new(connections::REMEMBERED),
+            lines: (!config.notify.is_empty()).then(MatchedLines::default),
         }
     }
 
@@ -288,6 +296,11 @@ impl Jail {
         self.classifier = Classifier::new(config);
         self.findtime = config.findtime;
         self.window.reconfigure(config);
+        match (config.notify.is_empty(), self.lines.is_some()) {
+            (true, true) => self.lines = None,
+            (false, false) => self.lines = Some(MatchedLines::default()),
+            _ => {}
+        }
     }
 
     /// The compiled filter.
@@ -379,7 +392,12 @@ impl Jail {
                 .count(address, port, now, self.findtime, attempts.count);
         }
         match self.window.record(origin, address, now, attempts.count) {
-            Count::Below(failures) => Verdict::Counted { address, failures },
+            Count::Below(failures) => {
+                if let Some(lines) = &mut self.lines {
+                    lines.keep(address, now, sample);
+                }
+                Verdict::Counted { address, failures }
+            }
             Count::Reached(failures) => Verdict::Offence(Offence {
                 target,
                 jail: self.name.clone(),
@@ -388,6 +406,10 @@ impl Jail {
                 failures,
                 at: now,
                 sample: sample.to_string(),
+                lines: match &mut self.lines {
+                    Some(lines) => lines.take(address, now, self.findtime, sample),
+                    None => vec![sample.to_string()],
+                },
             }),
         }
     }
@@ -411,6 +433,9 @@ impl Jail {
     /// Drops stale windows; call periodically (every findtime is plenty).
     pub fn sweep(&mut self, now: Instant) {
         self.window.sweep(now);
+        if let Some(lines) = &mut self.lines {
+            lines.sweep(now, self.findtime);
+        }
     }
 
     /// The counting window length.

@@ -43,6 +43,7 @@ fn offence(jail: &str, at: Instant) -> Offence {
         failures: 3,
         at,
         sample: "Failed password".into(),
+        lines: Vec::new(),
     }
 }
 
@@ -352,6 +353,7 @@ fn restore_puts_back_active_bans_with_remaining_time() {
         expires: left.map(|l| now.wall + Duration::from_secs(l)),
         failures: 3,
         sample: String::new(),
+        lines: Vec::new(),
     };
     let mut commands = s.restore(
         vec![
@@ -464,6 +466,7 @@ fn restore_recomputes_places_from_the_stored_origin() {
         expires: Some(now.wall + MIN),
         failures: 3,
         sample: String::new(),
+        lines: Vec::new(),
     };
     let commands = s.restore(vec![record], Vec::new(), now);
     assert_eq!(places_of(&commands), vec![remote("b")]);
