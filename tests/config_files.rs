@@ -69,8 +69,11 @@ fn shipped_examples_load() {
     config::load(&dir("examples/syslog2ban.toml")).expect("example loads");
     let webhook =
         config::load(&dir("examples/notify-webhook.toml")).expect("the webhook example loads");
-    assert_eq!(webhook.notifiers.len(), 2);
+    assert_eq!(webhook.notifiers.len(), 5);
+    let mail = config::load(&dir("examples/notify-mail.toml")).expect("the mail example loads");
+    assert_eq!(mail.notifiers.len(), 2);
+    assert!(mail.notifiers.iter().any(|n| n.digest.is_some()));
     let feed = config::load(&dir("examples/feed-blocklist.toml")).expect("the feed example loads");
     assert_eq!(feed.feeds[0].jail.as_str(), "feed-blocklist_de_ssh");
-    assert_eq!(webhook.jails[0].notify.len(), 2);
+    assert_eq!(webhook.jails[0].notify.len(), 5);
 }

@@ -332,3 +332,134 @@ async fn abuseipdb_gets_one_report_per_address_per_period() {
     stop_cleanly(run, stop).await;
     receiver.down().await;
 }
+
+/// The other notifier shapes against one local receiver, told apart by path: a digest webhook
+/// (one POST for three bans, after its interval), a Slack-format webhook limited to two
+/// messages an hour (the third waits in the outbox), and a blocklist.de reporter against a
+/// local server taking its documented report form (blocklist.de itself is not reachable from
+/// tests), once per address although two jails ban it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_rate_limits_chat_formats_and_blocklist_de_reports() {
+    let mut receiver = Receiver::new().await;
+    let port = receiver.port;
+    let setup = Setup::new(&format!(
+        "\n[notify.daily]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/digest\"\n\
+         events = [\"digest\"]\ndigest_interval = \"3s\"\n\
+         \n[notify.chat]\ntype = \"webhook\"\nformat = \"slack\"\nrate = \"2/1h\"\n\
+         url = \"http://127.0.0.1:{port}/slack\"\n\
+         \n[notify.bl]\ntype = \"blocklist-de\"\nurl = \"http://127.0.0.1:{port}/en/httpreports.html\"\n\
+         server = \"ops@example.org\"\nkey = \"bl-key\"\nservice = \"ssh\"\n"
+    ));
+    setup.jail_banning_for(3, "1h");
+    let conf_d = setup.dir.path().join("conf.d");
+    let jail = std::fs::read_to_string(conf_d.join("sshd.toml")).expect("read jail");
+    std::fs::write(
+        conf_d.join("sshd.toml"),
+        format!("{jail}notify = [\"daily\", \"chat\", \"bl\"]\n"),
+    )
+    .expect("write jail");
+    std::fs::write(
+        conf_d.join("twin.toml"),
+        jail.replace("[jail.sshd]", "[jail.sshd-twin]") + "notify = [\"bl\"]\n",
+    )
+    .expect("write twin jail");
+    let socket = setup.socket();
+    receiver.up().await;
+    let (run, stop) = setup.start(None);
+    wait_answering(&socket).await;
+    let listen = bound_port(&socket).await;
+    let attackers = ["198.51.100.81", "198.51.100.82", "198.51.100.83"];
+    for address in attackers {
+        send_failures(listen, address, 3);
+    }
+    let on = |path: &str| -> Vec<Received> {
+        receiver
+            .received()
+            .into_iter()
+            .filter(|r| r.head.starts_with(&format!("POST {path} ")))
+            .collect()
+    };
+    assert!(
+        until(Duration::from_secs(10), async || on("/en/httpreports.html")
+            .len()
+            == 3
+            && on("/slack").len() == 2)
+        .await,
+        "{:?}",
+        receiver.received()
+    );
+    assert!(
+        on("/digest").is_empty(),
+        "the digest came before its interval"
+    );
+
+    // blocklist.de: its form, one report per address although two jails banned each.
+    let mut reported: Vec<String> = Vec::new();
+    for report in on("/en/httpreports.html") {
+        assert_eq!(
+            header(&report, "Content-Type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        let fields: std::collections::HashMap<&str, &str> = report
+            .body
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        assert_eq!(
+            (
+                fields["server"],
+                fields["apikey"],
+                fields["service"],
+                fields["format"]
+            ),
+            ("ops%40example.org", "bl-key", "ssh", "json")
+        );
+        assert!(
+            fields["logs"].starts_with("Failed+password+for+%5Buser%5D+from+198.51.100.8"),
+            "{}",
+            report.body
+        );
+        reported.push(fields["ip"].to_string());
+    }
+    reported.sort();
+    assert_eq!(reported, attackers);
+
+    // Slack: text only, the lines quoted; the third message waits for the rate limit.
+    let chat = json(&on("/slack")[0]);
+    let text = chat["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("syslog2ban: banned 198.51.100.8")
+            && text.contains("\n&gt; Failed password for root from 198.51.100.8"),
+        "{text}"
+    );
+    let status = notifier_status(&socket).await;
+    let chat_status = status
+        .as_array()
+        .and_then(|all| all.iter().find(|n| n["name"] == "chat"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(chat_status["queued"], 1, "{status}");
+
+    // The digest: one POST with the three bans.
+    assert!(
+        until(Duration::from_secs(10), async || on("/digest").len() == 1).await,
+        "no digest: {status}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(on("/digest").len(), 1);
+    let digest = json(&on("/digest")[0]);
+    assert_eq!(digest["event"], "digest");
+    let mut digested: Vec<&str> = digest["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["address"].as_str())
+        .collect();
+    digested.sort();
+    assert_eq!(digested, attackers);
+    assert!(digest["events"][0]["lines"]
+        .as_array()
+        .is_some_and(|l| l.len() == 3));
+    stop_cleanly(run, stop).await;
+    receiver.down().await;
+}

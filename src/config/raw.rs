@@ -213,6 +213,8 @@ pub struct RawRecidive {
     pub bantime: Option<RawDuration>,
     /// Where recidive bans go (default: like `[defaults] placement`).
     pub placement: Option<Vec<String>>,
+    /// The notifiers told about recidive bans (default: like `[defaults] notify`).
+    pub notify: Option<Vec<String>>,
 }
 
 /// One `[jail.NAME]` table.

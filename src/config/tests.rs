@@ -451,3 +451,27 @@ fn each_backend_takes_its_own_keys_and_says_whose_a_stray_key_is() {
         assert!(e.message.contains(needle), "{ban}: {}", e.message);
     }
 }
+
+#[test]
+fn recidive_hears_the_default_notifiers_unless_it_names_its_own() {
+    let notifiers = "\n[notify.ops]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\n\
+                     [notify.mail]\ntype = \"mail\"\nsmtp = \"localhost\"\ntls = \"none\"\n\
+                     from = \"s2b@example.org\"\nto = [\"ops@example.org\"]\n";
+    let main = format!("{MAIN}{notifiers}[recidive]\nenabled = true\n")
+        .replace("[defaults]\n", "[defaults]\nnotify = [\"ops\"]\n");
+    let dir = dir_with(&[("syslog2ban.toml", &main), ("conf.d/sshd.toml", SSHD)]);
+    let config = load_no_env(dir.path()).expect("valid");
+    let recidive = config.recidive.expect("enabled");
+    assert_eq!(recidive.notify.len(), 1);
+    assert_eq!(recidive.notify[0].as_str(), "ops");
+    let main = main.replace(
+        "enabled = true\n",
+        "enabled = true\nnotify = [\"mail\", \"nobody\"]\n",
+    );
+    let dir = dir_with(&[("syslog2ban.toml", &main), ("conf.d/sshd.toml", SSHD)]);
+    let errors = load_no_env(dir.path()).expect_err("nobody is not a notifier");
+    assert!(
+        errors.to_string().contains("recidive.notify[1]"),
+        "{errors}"
+    );
+}

@@ -318,6 +318,8 @@ pub struct RecidiveConfig {
     pub bantime: BanTime,
     /// Where recidive bans go.
     pub placement: Vec<PlacementRule>,
+    /// The notifiers told about recidive bans.
+    pub notify: Vec<super::notify::NotifierName>,
 }
 
 /// `[ban]`, compiled.

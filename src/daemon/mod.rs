@@ -679,12 +679,17 @@ impl Running {
 
 /// Per jail, the notifiers its `notify` names and the events each hears.
 fn routes(config: &Config) -> ban::event::Routes {
+    let recidive = config
+        .recidive
+        .as_ref()
+        .map(|r| (crate::config::RECIDIVE_JAIL.to_string(), &r.notify));
     config
         .jails
         .iter()
-        .map(|jail| {
-            let routes = jail
-                .notify
+        .map(|jail| (jail.name.to_string(), &jail.notify))
+        .chain(recidive)
+        .map(|(jail, notify)| {
+            let routes = notify
                 .iter()
                 .filter_map(|name| config.notifiers.iter().find(|n| &n.name == name))
                 .map(|n| ban::event::Route {
@@ -693,7 +698,7 @@ fn routes(config: &Config) -> ban::event::Routes {
                     unban: n.events.unban,
                 })
                 .collect();
-            (jail.name.to_string(), routes)
+            (jail, routes)
         })
         .collect()
 }

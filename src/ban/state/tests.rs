@@ -286,6 +286,7 @@ fn recidive_bans_after_n_bans_in_any_jail_and_survives_restore() {
         findtime: Duration::from_secs(86400),
         bantime: BanTime::For(Duration::from_secs(7 * 86400)),
         placement: vec![PlacementRule::Local],
+        notify: Vec::new(),
     };
     let policies = vec![
         policy("sshd", BanTime::For(MIN)),

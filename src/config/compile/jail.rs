@@ -239,11 +239,16 @@ impl Compiler<'_> {
                 .placement("recidive.placement", list)
                 .unwrap_or_else(default_placement),
         };
+        let notify = match &raw.notify {
+            None => defaults.notify.clone(),
+            Some(list) => self.notify_list("recidive.notify", list),
+        };
         Some(RecidiveConfig {
             maxretry,
             findtime,
             bantime,
             placement,
+            notify,
         })
     }
 
