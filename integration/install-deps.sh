@@ -4,13 +4,14 @@
 set -euo pipefail
 # fail2ban: its /etc/fail2ban (jail.conf, paths, jail.d) is the input of the import-fail2ban
 # test; its server is never started. python3-aiosmtpd: the SMTP server the mail notifier test sends to.
-packages=(openssl python3-aiosmtpd nftables ipset iptables conntrack openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote fail2ban sudo man-db adduser)
+# redis-server: the engine the cluster tests share (each test starts its own on loopback).
+packages=(openssl python3-aiosmtpd redis-server nftables ipset iptables conntrack openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote fail2ban sudo man-db adduser)
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps.sh: run as root (sudo $0)" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-services=(ssh rsyslog fail2ban)
+services=(ssh rsyslog fail2ban redis-server)
 running() { command -v service >/dev/null 2>&1 && service "$1" status >/dev/null 2>&1; }
 declare -A was_running=()
 for svc in "${services[@]}"; do

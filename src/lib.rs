@@ -9,6 +9,7 @@
 
 pub mod ban;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod daemon;

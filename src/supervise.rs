@@ -36,6 +36,8 @@ pub mod stage {
     pub const NOTIFY: &str = "notify";
     /// Blocklist feeds (only when a `[feed.*]` is configured).
     pub const FEEDS: &str = "feeds";
+    /// The cluster's counter and follower.
+    pub const CLUSTER: &str = "cluster";
     /// All of them (the last two only when configured).
     pub const ALL: [&str; 6] = [PIPELINE, BAN_MANAGER, ENFORCER, STORE, CONTROL, METRICS];
 }

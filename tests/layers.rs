@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const STAGES: &[&str] = &[
-    "input", "parse", "route", "jail", "pipeline", "ban", "enforce", "notify",
+    "input", "parse", "route", "jail", "cluster", "pipeline", "ban", "enforce", "notify",
 ];
 
 type Module = Vec<String>;

@@ -5,6 +5,9 @@
 
 // Every raw capture from real senders through the framer and parser.
 mod captures;
+// Two or three collectors sharing a real redis-server: split attacks, a collector going away,
+// a paused engine, an emptied one.
+mod cluster;
 // Config files: everything in tests/config/valid loads, everything in invalid/ names its key.
 mod config_files;
 // fail2ban's annotated sample logs through their filters (skipped without the corpus).

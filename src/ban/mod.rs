@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
+use crate::cluster::{SharedBan, ToBan};
 use crate::jail::Offence;
 pub use messages::{BanCommand, BanError, BanInfo, BanReason, JailPolicy, Request};
 pub use placement::{Fleet, Place};
@@ -38,6 +39,46 @@ pub struct Inputs {
     /// The queue of each firewall's worker: the commands of those writes go there, before
     /// the writes are committed.
     pub firewalls: HashMap<Place, mpsc::Sender<BanCommand>>,
+    /// The cluster, when configured.
+    pub cluster: Option<ClusterLink>,
+}
+
+/// The ban manager's side of the cluster.
+#[derive(Debug)]
+pub struct ClusterLink {
+    /// This collector's name.
+    pub node: String,
+    /// Bans of other collectors to adopt, and requests.
+    pub from_cluster: mpsc::Receiver<ToBan>,
+    /// Bans decided here, to publish.
+    pub to_cluster: mpsc::Sender<SharedBan>,
+}
+
+/// Hands the bans among `ops` to the cluster for publishing (never waiting: the cluster
+/// buffers on its side; a full queue is counted and the ban stays local).
+fn publish(link: Option<&ClusterLink>, ops: &[StoreOp], metrics: &crate::metrics::Metrics) {
+    let Some(link) = link else { return };
+    for op in ops {
+        if let StoreOp::Ban(record, _) = op {
+            if record.jail.starts_with(crate::config::FEED_JAIL_PREFIX) {
+                // Every collector fetches its feeds itself.
+                continue;
+            }
+            let ban = SharedBan {
+                node: link.node.clone(),
+                jail: record.jail.clone(),
+                address: record.address,
+                failures: record.failures,
+                origin: record.origin.clone(),
+                started: record.started,
+                expires: record.expires,
+                sample: record.sample.clone(),
+            };
+            if link.to_cluster.try_send(ban).is_err() {
+                crate::metrics::Metrics::inc(&metrics.cluster.buffer_dropped);
+            }
+        }
+    }
 }
 
 /// Most offences decided in one turn of the manager's loop.
@@ -53,12 +94,15 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
         mut requests,
         store,
         firewalls,
+        mut cluster,
     } = inputs;
+    let mut cluster_open = cluster.is_some();
     // Far enough to never fire; avoids an Option in select!.
     let idle = Duration::from_secs(86400 * 365);
     let mut requests_open = true;
     let mut prune = tokio::time::interval(PRUNE_INTERVAL);
     loop {
+        let mut adopted = false;
         let next = state
             .next_deadline()
             .unwrap_or_else(|| crate::clock::now() + idle);
@@ -86,7 +130,31 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
                 state.prune_history(crate::clock::wall_now());
                 Vec::new()
             }
+            shared = async { cluster.as_mut()?.from_cluster.recv().await }, if cluster_open => match shared {
+                None => {
+                    cluster_open = false;
+                    Vec::new()
+                }
+                Some(ToBan::Adopt(ban)) => {
+                    adopted = true;
+                    state.adopt(&ban, Moment::now())
+                }
+                Some(ToBan::Republish) => {
+                    if let Some(link) = &cluster {
+                        for ban in state.shared_bans(&link.node, Moment::now()) {
+                            if link.to_cluster.try_send(ban).is_err() {
+                                crate::metrics::Metrics::inc(&state.metrics().cluster.buffer_dropped);
+                            }
+                        }
+                    }
+                    Vec::new()
+                }
+            },
         };
+        // Adopted bans are another collector's: not published again.
+        if !adopted {
+            publish(cluster.as_ref(), &ops, state.metrics());
+        }
         // The firewall is told first: the ban is in the kernel before the attacker's next
         // attempt, without waiting for the commit (which follows within a millisecond; the
         // `Banned` line is logged once it is durable).
@@ -235,6 +303,7 @@ mod tests {
             requests: requests_rx,
             store: store_tx,
             firewalls: HashMap::from([(Place::Local, firewall_tx)]),
+            cluster: None,
         };
         tokio::spawn(run(state, inputs));
         Manager {

@@ -16,7 +16,10 @@ use super::messages::{BanCommand, BanError, BanInfo, BanReason, JailPolicy};
 use super::placement::{Fleet, Place};
 use super::policy::grown_bantime;
 use super::record::{BanRecord, StoreOp};
-use crate::config::{BanTime, JailName, PlacementRule, RecidiveConfig, RECIDIVE_JAIL};
+use crate::cluster::SharedBan;
+use crate::config::{
+    BanTime, JailName, PlacementRule, RecidiveConfig, FEED_JAIL_PREFIX, RECIDIVE_JAIL,
+};
 use crate::jail::Offence;
 use crate::metrics::Metrics;
 
@@ -73,6 +76,9 @@ struct NewBan<'a> {
     failures: u32,
     sample: String,
     lines: Vec<String>,
+    /// Some: the ban ends then (None inside: never) instead of by the jail's bantime (an
+    /// adopted ban ends when it ends where it was decided).
+    until: Option<Option<SystemTime>>,
 }
 
 /// All ban state.
@@ -284,6 +290,7 @@ impl BanState {
             failures: offence.failures,
             sample: offence.sample.clone(),
             lines: offence.lines.clone(),
+            until: None,
         };
         if let Some(op) = self.ban(new, now) {
             ops.push(op);
@@ -294,6 +301,57 @@ impl BanState {
             ops.extend(self.recidive_check(offence.target, origin, now));
         }
         ops
+    }
+
+    /// Another collector's ban: held here with the same end, under the same jail (a jail
+    /// this collector does not have is ignored).
+    pub fn adopt(&mut self, ban: &SharedBan, now: Moment) -> Vec<StoreOp> {
+        let Ok(jail) = JailName::new(&ban.jail) else {
+            return Vec::new();
+        };
+        let new = NewBan {
+            jail: &jail,
+            address: ban.address,
+            origin: ban.origin.clone(),
+            placement: None,
+            failures: ban.failures,
+            sample: ban.sample.clone(),
+            lines: vec![ban.sample.clone()],
+            until: Some(ban.expires),
+        };
+        self.ban(new, now).into_iter().collect()
+    }
+
+    /// Every active ban, as the cluster shares it (an engine that lost its data gets them
+    /// again); bans of feeds are left out (each collector fetches its own).
+    pub fn shared_bans(&self, node: &str, now: Moment) -> Vec<SharedBan> {
+        let mut out = Vec::new();
+        for (address, holds) in &self.holds {
+            for hold in holds {
+                if hold.jail.as_str().starts_with(FEED_JAIL_PREFIX) {
+                    continue;
+                }
+                let expires = hold
+                    .expires
+                    .map(|at| now.wall + at.saturating_duration_since(now.instant));
+                out.push(SharedBan {
+                    node: node.to_string(),
+                    jail: hold.jail.to_string(),
+                    address: *address,
+                    failures: hold.reason.failures,
+                    origin: hold.origin.clone(),
+                    started: now.wall,
+                    expires,
+                    sample: String::new(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// A manual ban (`syslog2ban ban JAIL IP`): whether it is new, and its writes.
@@ -316,6 +374,7 @@ impl BanState {
             failures: 0,
             sample: String::new(),
             lines: Vec::new(),
+            until: None,
         };
         Ok(match self.ban(new, now) {
             None => (false, Vec::new()),
@@ -379,12 +438,20 @@ impl BanState {
             }
             None => 0,
         };
-        let bantime = grown_bantime(
-            policy.bantime,
-            policy.increment.as_ref(),
-            earlier,
-            (self.jitter)(),
-        );
+        let bantime = match new.until {
+            Some(None) => BanTime::Permanent,
+            Some(Some(end)) => match end.duration_since(now.wall) {
+                Ok(left) if !left.is_zero() => BanTime::For(left),
+                // Ended already where it was decided.
+                _ => return None,
+            },
+            None => grown_bantime(
+                policy.bantime,
+                policy.increment.as_ref(),
+                earlier,
+                (self.jitter)(),
+            ),
+        };
         let (expires, expires_wall) = match bantime {
             BanTime::Permanent => (None, None),
             BanTime::For(d) => (Some(now.instant + d), Some(now.wall + d)),
@@ -494,6 +561,7 @@ impl BanState {
                 humantime::format_duration(config.findtime)
             ),
             lines: Vec::new(),
+            until: None,
         };
         self.ban(new, now)
     }

@@ -1,5 +1,6 @@
-//! Human durations in config values: an integer of seconds, or numbers with units `s`, `m`,
-//! `h`, `d`, `w`, `mo` (30 days), `y` (365 days), one after another (`"1h 30m"`, `"1d12h"`).
+//! Human durations in config values: an integer of seconds, or numbers with units `ms`, `s`,
+//! `m`, `h`, `d`, `w`, `mo` (30 days), `y` (365 days), one after another (`"1h 30m"`,
+//! `"1d12h"`, `"250ms"`).
 //! Nothing else: `"10 minutes"`, `"1hr"` and the ambiguous `"1M"` are errors.
 //!
 //! Owns only the text → `Duration` conversion; knows nothing about which key it is parsing.
@@ -43,20 +44,21 @@ impl RawDuration {
     }
 }
 
-/// The units a duration may use, longest first so `mo` is not read as `m` + `o`.
+/// The units a duration may use, in milliseconds.
 const UNITS: &[(&str, u64)] = &[
-    ("mo", 30 * 86400),
-    ("s", 1),
-    ("m", 60),
-    ("h", 3600),
-    ("d", 86400),
-    ("w", 7 * 86400),
-    ("y", 365 * 86400),
+    ("ms", 1),
+    ("mo", 30 * 86_400_000),
+    ("s", 1000),
+    ("m", 60_000),
+    ("h", 3_600_000),
+    ("d", 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("y", 365 * 86_400_000),
 ];
 
 /// The grammar, for error messages.
-const GRAMMAR: &str = "write a number of seconds, or numbers with units s, m, h, d, w, mo (30 d) \
-                       or y (365 d), e.g. \"30s\", \"10m\", \"1h 30m\", \"2w\"";
+const GRAMMAR: &str = "write a number of seconds, or numbers with units ms, s, m, h, d, w, \
+                       mo (30 d) or y (365 d), e.g. \"30s\", \"10m\", \"1h 30m\", \"2w\"";
 
 fn parse_text(text: &str) -> Result<ParsedDuration, String> {
     let trimmed = text.trim();
@@ -81,7 +83,7 @@ fn parse_text(text: &str) -> Result<ParsedDuration, String> {
         let after = after.trim_start();
         let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
         let (unit, after) = after.split_at(letters);
-        let Some(&(_, seconds)) = UNITS.iter().find(|(name, _)| *name == unit) else {
+        let Some(&(_, millis)) = UNITS.iter().find(|(name, _)| *name == unit) else {
             if unit == "M" {
                 return Err(format!(
                     "\"{text}\": \"M\" is ambiguous; write \"m\" for minutes or \"mo\" for months"
@@ -92,12 +94,12 @@ fn parse_text(text: &str) -> Result<ParsedDuration, String> {
             ));
         };
         total = number
-            .checked_mul(seconds)
+            .checked_mul(millis)
             .and_then(|n| total.checked_add(n))
             .ok_or_else(|| format!("\"{text}\" is too long a duration"))?;
         rest = after.trim_start();
     }
-    Ok(ParsedDuration::Finite(Duration::from_secs(total)))
+    Ok(ParsedDuration::Finite(Duration::from_millis(total)))
 }
 
 #[cfg(test)]
@@ -106,6 +108,18 @@ mod tests {
 
     fn text(s: &str) -> Result<ParsedDuration, String> {
         RawDuration::Text(s.to_string()).parse()
+    }
+
+    #[test]
+    fn milliseconds_for_short_timeouts() {
+        assert_eq!(
+            text("250ms"),
+            Ok(ParsedDuration::Finite(Duration::from_millis(250)))
+        );
+        assert_eq!(
+            text("1s 500ms"),
+            Ok(ParsedDuration::Finite(Duration::from_millis(1500)))
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 #![deny(clippy::string_slice)]
 
 mod backend;
+mod cluster;
 mod compile;
 mod duration;
 mod error;
@@ -25,6 +26,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 
 pub use backend::*;
+pub use cluster::*;
 use compile::Compiler;
 pub use duration::{ParsedDuration, RawDuration};
 pub use error::{ConfigError, ConfigErrors};

@@ -49,6 +49,8 @@ pub struct RawConfig {
     /// `[feed.NAME]`: blocklists applied as bans.
     #[serde(default)]
     pub feed: BTreeMap<String, RawFeed>,
+    /// `[cluster]`: several collectors counting and banning as one.
+    pub cluster: Option<RawCluster>,
     /// `[jail.NAME]` tables; kept as raw figment values so each jail is extracted (and its
     /// errors reported) on its own.
     #[serde(default)]
@@ -396,6 +398,26 @@ pub struct RawNotify {
     pub server: Option<String>,
     /// blocklist-de: the service name reported (default: the jail's name).
     pub service: Option<String>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// `"redis"` (Valkey and Redis speak the same protocol).
+    pub engine: Option<String>,
+    /// `redis://` / `rediss://` URLs, tried in order.
+    pub urls: Option<Vec<String>>,
+    /// This collector's name (default: the host name).
+    pub node: Option<String>,
+    /// Key prefix (default "syslog2ban").
+    pub prefix: Option<String>,
+    /// Longest one engine call may take (default "250ms").
+    pub timeout: Option<RawDuration>,
+    /// PEM CA for `rediss://`.
+    pub ca_file: Option<PathBuf>,
+    /// Most failures and bans held while the engine is away (default 100000).
+    pub buffer: Option<i64>,
 }
 
 /// `[feed.NAME]`.

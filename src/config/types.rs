@@ -49,6 +49,9 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/syslog2ban/syslog2ban.sock";
 /// The name recidive bans carry; a user jail may not take it.
 pub const RECIDIVE_JAIL: &str = "recidive";
 
+/// The start of a feed's jail name (`feed-NAME`).
+pub const FEED_JAIL_PREFIX: &str = "feed-";
+
 /// The validated runtime configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -76,6 +79,8 @@ pub struct Config {
     pub notifiers: Vec<super::notify::NotifierConfig>,
     /// `[feed.NAME]`: blocklists applied as bans.
     pub feeds: Vec<FeedConfig>,
+    /// `[cluster]`: the shared engine, when several collectors count as one.
+    pub cluster: Option<super::cluster::ClusterConfig>,
     /// Files that were read, in merge order.
     pub files: Vec<PathBuf>,
 }

@@ -132,6 +132,38 @@ pub struct StatusReport {
     /// The blocklist feeds.
     #[serde(default)]
     pub feeds: Vec<FeedReport>,
+    /// The cluster, when configured (boxed: most daemons have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Box<ClusterReport>>,
+}
+
+/// This collector's view of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterReport {
+    /// This collector's name.
+    pub node: String,
+    /// The engine's servers (without passwords).
+    pub engine: Vec<String>,
+    /// The engine is unreachable: this collector counts and bans alone.
+    pub degraded: bool,
+    /// Seconds spent degraded so far.
+    pub degraded_secs: u64,
+    /// Failures waiting for the engine.
+    pub buffered_failures: u64,
+    /// Bans waiting to be published.
+    pub buffered_bans: u64,
+    /// Failures or bans dropped from a full buffer.
+    pub buffer_dropped: u64,
+    /// Bans the shared count decided here.
+    pub shared_offences: u64,
+    /// Bans published.
+    pub published: u64,
+    /// Bans of other collectors adopted.
+    pub adopted: u64,
+    /// The last engine error, while failing.
+    pub last_error: Option<String>,
+    /// Every collector, as of the last heartbeat.
+    pub peers: Vec<crate::metrics::Peer>,
 }
 
 /// One blocklist feed.

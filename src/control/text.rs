@@ -82,6 +82,36 @@ pub fn render(response: &Response) -> String {
                         .unwrap_or_default()
                 );
             }
+            if let Some(c) = &status.cluster {
+                let state = if c.degraded {
+                    format!(
+                        "DEGRADED (counting alone; {} failures and {} bans wait for the engine): {}",
+                        c.buffered_failures,
+                        c.buffered_bans,
+                        c.last_error.as_deref().unwrap_or("")
+                    )
+                } else {
+                    "connected".to_string()
+                };
+                say!(
+                    "Cluster {} on {}: {state}; {} s degraded so far; decided here {}, published {}, adopted {}",
+                    c.node,
+                    c.engine.join(", "),
+                    c.degraded_secs,
+                    c.shared_offences,
+                    c.published,
+                    c.adopted
+                );
+                for p in &c.peers {
+                    say!(
+                        "  collector {:<16} seen {} ms ago, lag {} ms{}",
+                        p.node,
+                        p.seen_ms_ago,
+                        p.lag_ms,
+                        if p.degraded { ", replaying" } else { "" }
+                    );
+                }
+            }
             say!("Targets:");
             for t in &status.targets {
                 let netlink = if t.netlink_batches > 0 {

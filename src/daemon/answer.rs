@@ -7,7 +7,9 @@
 
 use super::*;
 use crate::config::PlacementRule;
-use crate::control::protocol::{FeedReport, NotifierReport, PlaceCheck, VerifyReport};
+use crate::control::protocol::{
+    ClusterReport, FeedReport, NotifierReport, PlaceCheck, VerifyReport,
+};
 use crate::target::Target;
 
 impl Running {
@@ -426,6 +428,26 @@ impl Running {
                     }
                 })
                 .collect(),
+            cluster: self.config.cluster.as_ref().map(|c| {
+                let m = &self.metrics.cluster;
+                let now_ms = crate::clock::wall_now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                Box::new(ClusterReport {
+                    node: c.node.to_string(),
+                    engine: c.urls.iter().map(ToString::to_string).collect(),
+                    degraded: m.degraded.load(std::sync::atomic::Ordering::Relaxed),
+                    degraded_secs: m.degraded_ms(now_ms) / 1000,
+                    buffered_failures: Metrics::get(&m.buffered_failures),
+                    buffered_bans: Metrics::get(&m.buffered_bans),
+                    buffer_dropped: Metrics::get(&m.buffer_dropped),
+                    shared_offences: Metrics::get(&m.shared_offences),
+                    published: Metrics::get(&m.published),
+                    adopted: Metrics::get(&m.adopted),
+                    last_error: m.last_error.get(),
+                    peers: m.peers(),
+                })
+            }),
         }
     }
 

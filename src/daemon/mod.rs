@@ -49,6 +49,9 @@ const OFFENCE_QUEUE: usize = 4 * 1024;
 const STORE_QUEUE: usize = 16 * 1024;
 /// Control requests waiting for the daemon, and requests waiting for the ban manager.
 const CONTROL_QUEUE: usize = 64;
+/// Failures on their way to the cluster, and bans on their way from the manager to it: a
+/// full queue drops (counted) rather than slow ingest or bans.
+const CLUSTER_QUEUE: usize = 16 * 1024;
 /// A stage busy with one piece of work for longer than this is stuck: the watchdog is not fed.
 const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -245,6 +248,34 @@ pub async fn run(
         metrics.clone(),
     );
     let store_thread = supervisor.watch_thread(stage::STORE, store_thread);
+    // The cluster: failures from the pipeline, bans both ways with the manager. A dry run
+    // shares nothing (its bans are not real).
+    let cluster = config.cluster.clone().filter(|_| !dry_run);
+    let (sharing, cluster_link, cluster_links) = match &cluster {
+        Some(c) => {
+            let (failures_tx, failures_rx) = mpsc::channel(CLUSTER_QUEUE);
+            let (decided_tx, decided_rx) = mpsc::channel(CLUSTER_QUEUE);
+            let (to_ban_tx, to_ban_rx) = mpsc::channel(CONTROL_QUEUE);
+            (
+                Some(pipeline::Sharing {
+                    failures: failures_tx,
+                    metrics: metrics.clone(),
+                }),
+                Some(ban::ClusterLink {
+                    node: c.node.to_string(),
+                    from_cluster: to_ban_rx,
+                    to_cluster: decided_tx,
+                }),
+                Some(crate::cluster::Links {
+                    failures: failures_rx,
+                    decided: decided_rx,
+                    offences: offence_tx.clone(),
+                    to_ban: to_ban_tx,
+                }),
+            )
+        }
+        None => (None, None, None),
+    };
     let manager = supervisor.spawn(
         stage::BAN_MANAGER,
         ban::run(
@@ -254,6 +285,7 @@ pub async fn run(
                 requests: request_rx,
                 store: store_tx,
                 firewalls,
+                cluster: cluster_link,
             },
         ),
     );
@@ -264,11 +296,24 @@ pub async fn run(
             update_rx,
             config.jails.clone(),
             offence_tx,
+            sharing,
             metrics.clone(),
         ),
     );
 
     let stop_side = CancellationToken::new();
+    if let (Some(cluster), Some(links)) = (cluster, cluster_links) {
+        supervisor.spawn(
+            stage::CLUSTER,
+            crate::cluster::run(
+                cluster,
+                config.state_dir.clone(),
+                links,
+                metrics.clone(),
+                stop_side.clone(),
+            ),
+        );
+    }
     if notifying {
         crate::notify::announce(&config.notifiers);
         supervisor.spawn(

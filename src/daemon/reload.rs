@@ -46,6 +46,9 @@ pub fn plan(old: &Config, new: &Config) -> Result<Vec<Change>, Vec<&'static str>
     if new.feeds != old.feeds {
         restart.push("[feed.*]");
     }
+    if new.cluster != old.cluster {
+        restart.push("[cluster]");
+    }
     if !restart.is_empty() {
         return Err(restart);
     }

@@ -176,6 +176,8 @@ pub struct Jail {
     connections: ConnectionMemory,
     /// Matched lines per address, for notifications (None: the jail has no notifiers).
     lines: Option<MatchedLines>,
+    maxretry: u32,
+    per_origin: bool,
 }
 
 /// Failures counted across origins (the default: an attacker spraying many servers adds up),
@@ -275,6 +277,8 @@ impl Jail {
             findtime: config.findtime,
             connections: ConnectionMemory::new(connections::REMEMBERED),
             lines: (!config.notify.is_empty()).then(MatchedLines::default),
+            maxretry: config.maxretry,
+            per_origin: config.count_per_origin,
         }
     }
 
@@ -295,6 +299,8 @@ impl Jail {
         }
         self.classifier = Classifier::new(config);
         self.findtime = config.findtime;
+        self.maxretry = config.maxretry;
+        self.per_origin = config.count_per_origin;
         self.window.reconfigure(config);
         match (config.notify.is_empty(), self.lines.is_some()) {
             (true, true) => self.lines = None,
@@ -436,6 +442,16 @@ impl Jail {
         if let Some(lines) = &mut self.lines {
             lines.sweep(now, self.findtime);
         }
+    }
+
+    /// Failures that make an offence.
+    pub fn maxretry(&self) -> u32 {
+        self.maxretry
+    }
+
+    /// Whether each origin host counts on its own (`count_per_origin`).
+    pub fn counts_per_origin(&self) -> bool {
+        self.per_origin
     }
 
     /// The counting window length.

@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+mod cluster;
 mod last_error;
 mod notifiers;
+pub use cluster::{ClusterMetrics, Peer};
 pub use last_error::LastError;
 pub use notifiers::{FeedMetrics, NotifierMetrics};
 
@@ -227,6 +229,8 @@ pub struct Metrics {
     pub active_bans: AtomicU64,
     /// The ban store's health.
     pub store: StoreMetrics,
+    /// The shared engine, when `[cluster]` is configured.
+    pub cluster: ClusterMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -752,6 +756,10 @@ impl Metrics {
             let _ = writeln!(out, "{name}_count{{target=\"{target}\"}} {count}");
         }
         out.push_str(&self.render_notifiers());
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        out.push_str(&self.cluster.render(now_ms));
         out
     }
 }

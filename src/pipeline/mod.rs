@@ -28,6 +28,7 @@ mod matching;
 mod windows;
 
 use matching::{match_message, Hit, Matchers, Tally};
+pub use windows::Sharing;
 use windows::Windows;
 
 /// How often stale failure windows are dropped.
@@ -54,6 +55,7 @@ pub async fn run(
     mut updates: mpsc::Receiver<Update>,
     configs: Vec<JailConfig>,
     offences: mpsc::Sender<Offence>,
+    shared: Option<Sharing>,
     metrics: Arc<Metrics>,
 ) {
     let mut generation = 0;
@@ -80,7 +82,7 @@ pub async fn run(
             hit = hits.recv() => {
                 let Some(hit) = hit else { break };
                 // Stateful fail2ban filters match here: a bug they reach costs this hit only.
-                let offence = fault::contain(&metrics, || windows.record(hit)).flatten();
+                let offence = fault::contain(&metrics, || windows.record(hit, shared.as_ref())).flatten();
                 if let Some(offence) = offence {
                     if offences.send(offence).await.is_err() {
                         warn!("Ban manager stopped; offences are dropped");
@@ -210,7 +212,7 @@ mod tests {
         match_message(&state.matchers, message, &mut tally, &mut found);
         tally.flush(&state.matchers, metrics);
         for hit in found {
-            if let Some(offence) = state.windows.record(hit) {
+            if let Some(offence) = state.windows.record(hit, None) {
                 if offences.send(offence).await.is_err() {
                     return false;
                 }
@@ -394,6 +396,7 @@ mod tests {
             update_rx,
             vec![jail("passwords", password, 3)],
             offence_tx,
+            None,
             metrics.clone(),
         ));
         let failure = "Failed password for root from 203.0.113.9 port 22 ssh2";

@@ -8,11 +8,23 @@ use std::time::Instant;
 
 use tracing::debug;
 
+use tokio::sync::mpsc;
+
+use crate::cluster::SharedFailure;
 use crate::config::JailConfig;
 use crate::jail::{Jail, Offence, Verdict};
 use crate::metrics::{JailMetrics, Metrics};
+use crate::target::Target;
 
 use super::matching::Hit;
+
+/// Where counted failures go for the cluster's shared count.
+pub struct Sharing {
+    /// The cluster's queue.
+    pub failures: mpsc::Sender<SharedFailure>,
+    /// Where a failure the queue could not take is counted.
+    pub metrics: Arc<Metrics>,
+}
 
 /// The jails' failure windows (and stateful matchers), owned by the window task.
 pub(super) struct Windows {
@@ -57,8 +69,9 @@ impl Windows {
 
     /// Counts a hit; the offence when it reached maxretry. A hit matched with the jails of
     /// before a reload is dropped: it was decided by filters that are no longer in force
-    /// (only hits already in flight during the swap).
-    pub(super) fn record(&mut self, hit: Hit) -> Option<Offence> {
+    /// (only hits already in flight during the swap). With a cluster, each counted failure
+    /// is also handed to `shared` (never waiting: a full queue drops it, counted).
+    pub(super) fn record(&mut self, hit: Hit, shared: Option<&Sharing>) -> Option<Offence> {
         let (index, generation, origin_name) = match &hit {
             Hit::Failure {
                 jail,
@@ -79,7 +92,7 @@ impl Windows {
         }
         let jail = &mut self.jails[index];
         let counters = &self.counters[index];
-        let verdict = match hit {
+        let (verdict, weight, origin, sample) = match hit {
             Hit::Failure {
                 target,
                 attempts,
@@ -87,11 +100,40 @@ impl Windows {
                 at,
                 sample,
                 ..
-            } => jail.record(target, attempts, origin, at, &sample),
+            } => {
+                let verdict = jail.record(target, attempts, origin, at, &sample);
+                (verdict, attempts.count, origin, sample)
+            }
             Hit::Record {
                 record, origin, at, ..
-            } => jail.process(&record, origin, at),
+            } => {
+                let verdict = jail.process(&record, origin, at);
+                (verdict, 1, origin, record.message)
+            }
         };
+        if let Some(sharing) = shared.filter(|_| !jail.counts_per_origin()) {
+            let target = match &verdict {
+                Verdict::Counted { address, .. } => Some(Target::from(*address)),
+                Verdict::Offence(o) => Some(o.target),
+                Verdict::NoMatch | Verdict::Ignored => None,
+            };
+            if let Some(target) = target {
+                let failure = SharedFailure {
+                    jail: jail.name().clone(),
+                    target,
+                    weight,
+                    maxretry: jail.maxretry(),
+                    findtime: jail.findtime(),
+                    at: std::time::SystemTime::now(),
+                    origin,
+                    origin_name: origin_name.clone(),
+                    sample,
+                };
+                if sharing.failures.try_send(failure).is_err() {
+                    Metrics::inc(&sharing.metrics.cluster.buffer_dropped);
+                }
+            }
+        }
         let offence = match verdict {
             Verdict::NoMatch => None,
             Verdict::Ignored => {

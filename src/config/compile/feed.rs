@@ -29,7 +29,8 @@ impl Compiler<'_> {
     fn feed(&mut self, name: &str, raw: &RawFeed, defaults: &Settings) -> Option<FeedConfig> {
         let prefix = format!("feed.{name}");
         let key = |field: &str| format!("{prefix}.{field}");
-        let jail = match JailName::new(&format!("feed-{name}")) {
+        let jail = match JailName::new(&format!("{}{name}", crate::config::types::FEED_JAIL_PREFIX))
+        {
             Ok(jail) => jail,
             Err(_) => {
                 self.error(

@@ -5,6 +5,7 @@
 //! and `target` (remote targets and placement).
 
 mod ban;
+mod cluster;
 mod feed;
 mod jail;
 mod listener;
@@ -136,7 +137,7 @@ impl<'a> Compiler<'a> {
         use std::collections::BTreeMap;
         const SECTIONS: &[&str] = &[
             "listen", "defaults", "ban", "control", "state", "recidive", "metrics", "target",
-            "jail",
+            "notify", "feed", "cluster", "jail",
         ];
         if let Ok(top) = self
             .figment
@@ -172,6 +173,7 @@ impl<'a> Compiler<'a> {
         check::<BTreeMap<String, RawTarget>>(self, "target");
         check::<BTreeMap<String, crate::config::raw::RawNotify>>(self, "notify");
         check::<BTreeMap<String, crate::config::raw::RawFeed>>(self, "feed");
+        check::<crate::config::raw::RawCluster>(self, "cluster");
     }
 
     pub(in crate::config) fn compile(mut self) -> Result<Config, ConfigErrors> {
@@ -214,6 +216,7 @@ impl<'a> Compiler<'a> {
         }
         self.targets = self.targets(&raw.target);
         let notifiers = self.notifiers(&raw.notify);
+        let cluster = raw.cluster.as_ref().and_then(|c| self.cluster(c));
         self.notifier_names = notifiers.iter().map(|n| n.name.clone()).collect();
         let defaults = self.defaults(&raw.defaults);
         let feeds = self.feeds(&raw.feed, &defaults);
@@ -296,6 +299,7 @@ impl<'a> Compiler<'a> {
             targets: std::mem::take(&mut self.targets),
             notifiers,
             feeds,
+            cluster,
             files: Vec::new(),
         })
     }

@@ -1,0 +1,223 @@
+//! What the collectors keep on the engine, and the calls that read and write it:
+//!
+//! - `PREFIX:f:{ADDRESS}:JAIL`: a sorted set of one attacker's failures in one jail (scores:
+//!   Unix milliseconds), and `PREFIX:c:{ADDRESS}:JAIL`, the claim of the collector whose
+//!   failure made the count reach maxretry. The braces are a hash tag: every key of one
+//!   attacker lands on one Redis Cluster slot, so the counting script touches one slot.
+//! - `PREFIX:bans`: a Stream of the bans decided anywhere (resumable by id).
+//! - `PREFIX:nodes`: a hash of each collector's heartbeat and reading position.
+//! - `PREFIX:epoch`: a random value; its loss means the engine lost its data.
+//!
+//! Owns the key names, the script and the field layout of the stream. Nothing here decides
+//! a ban: the script only says which failure reached maxretry first.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::resp::{Connection, EngineError, Reply};
+use super::SharedBan;
+use crate::target::Target;
+
+/// Adds one failure and says whether it made the count reach maxretry first.
+/// KEYS: failures, claim. ARGV: failure time (ms), now (ms), findtime (ms), maxretry,
+/// weight, a unique member id, the claim's lifetime (ms), the claiming node.
+/// Returns {count, 1 if this call claimed the ban else 0}.
+const COUNT_SCRIPT: &str = r"
+local at = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local findtime = tonumber(ARGV[3])
+local maxretry = tonumber(ARGV[4])
+local weight = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - findtime)
+if at > now - findtime then
+  for i = 1, weight do
+    redis.call('ZADD', KEYS[1], at, ARGV[6] .. ':' .. i)
+  end
+end
+redis.call('PEXPIRE', KEYS[1], findtime)
+local count = redis.call('ZCARD', KEYS[1])
+if count >= maxretry then
+  if redis.call('SET', KEYS[2], ARGV[8], 'NX', 'PX', ARGV[7]) then
+    redis.call('DEL', KEYS[1])
+    return {count, 1}
+  end
+end
+return {count, 0}
+";
+
+/// Unix milliseconds of `t`.
+pub fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The milliseconds part of a stream id (`1733280000000-3`).
+pub fn id_millis(id: &str) -> u64 {
+    id.split('-')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Keys and calls of one cluster (`prefix`).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// What the count script answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    /// Failures of the attacker in the jail's window, across collectors.
+    pub count: u32,
+    /// This failure reached maxretry first: the ban is this collector's to make.
+    pub claimed: bool,
+}
+
+/// One failure, as the script takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct CountArgs<'a> {
+    /// The jail.
+    pub jail: &'a str,
+    /// The attacker.
+    pub target: Target,
+    /// When the failure happened.
+    pub at_ms: u64,
+    /// The jail's findtime.
+    pub findtime_ms: u64,
+    /// The jail's maxretry.
+    pub maxretry: u32,
+    /// Attempts the line counted.
+    pub weight: u32,
+    /// A member id unique to this failure.
+    pub member: &'a str,
+    /// This collector.
+    pub node: &'a str,
+}
+
+impl Keys {
+    /// The keys of cluster `prefix`.
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The stream of bans.
+    pub fn bans(&self) -> String {
+        format!("{}:bans", self.prefix)
+    }
+
+    /// The heartbeat hash.
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// The epoch key.
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
+    fn failures(&self, target: Target, jail: &str) -> (String, String) {
+        (
+            format!("{}:f:{{{target}}}:{jail}", self.prefix),
+            format!("{}:c:{{{target}}}:{jail}", self.prefix),
+        )
+    }
+
+    /// Loads the count script; its SHA1.
+    pub async fn load_script(&self, conn: &mut Connection) -> Result<String, EngineError> {
+        conn.call(&[b"SCRIPT", b"LOAD", COUNT_SCRIPT.as_bytes()])
+            .await?
+            .text()
+            .ok_or_else(|| EngineError::Protocol("SCRIPT LOAD answered no SHA".into()))
+    }
+
+    /// Counts one failure (`sha` from `load_script`; reloaded if the engine lost it).
+    pub async fn count(
+        &self,
+        conn: &mut Connection,
+        sha: &mut String,
+        args: CountArgs<'_>,
+    ) -> Result<Counted, EngineError> {
+        let (failures, claim) = self.failures(args.target, args.jail);
+        let now = millis(SystemTime::now());
+        // The claim lives one findtime: the attacker's next spell can be claimed again.
+        let ttl = args.findtime_ms.max(1);
+        let owned: Vec<Vec<u8>> = vec![
+            failures.into_bytes(),
+            claim.into_bytes(),
+            args.at_ms.to_string().into_bytes(),
+            now.to_string().into_bytes(),
+            args.findtime_ms.to_string().into_bytes(),
+            args.maxretry.to_string().into_bytes(),
+            args.weight.to_string().into_bytes(),
+            args.member.as_bytes().to_vec(),
+            ttl.to_string().into_bytes(),
+            args.node.as_bytes().to_vec(),
+        ];
+        let mut reloaded = false;
+        loop {
+            let mut call: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"2"];
+            call.extend(owned.iter().map(Vec::as_slice));
+            let reply = match conn.call(&call).await {
+                Err(EngineError::Server(e)) if e.starts_with("NOSCRIPT") && !reloaded => {
+                    // The engine restarted: load the script again, once.
+                    *sha = self.load_script(conn).await?;
+                    reloaded = true;
+                    continue;
+                }
+                other => other?,
+            };
+            let items = reply.items();
+            let (Some(count), Some(claimed)) = (
+                items.first().and_then(Reply::int),
+                items.get(1).and_then(Reply::int),
+            ) else {
+                return Err(EngineError::Protocol(format!(
+                    "the count script answered {reply:?}"
+                )));
+            };
+            return Ok(Counted {
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+                claimed: claimed == 1,
+            });
+        }
+    }
+
+    /// Publishes `ban` on the stream (capped near `cap` entries); its id.
+    pub async fn publish(
+        &self,
+        conn: &mut Connection,
+        ban: &SharedBan,
+        cap: usize,
+    ) -> Result<String, EngineError> {
+        let fields = ban.fields();
+        let mut args: Vec<&[u8]> = vec![b"XADD"];
+        let key = self.bans();
+        let cap = cap.to_string();
+        args.extend([key.as_bytes(), b"MAXLEN", b"~", cap.as_bytes(), b"*"]);
+        for (name, value) in &fields {
+            args.push(name.as_bytes());
+            args.push(value.as_bytes());
+        }
+        conn.call(&args)
+            .await?
+            .text()
+            .ok_or_else(|| EngineError::Protocol("XADD answered no id".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attackers_keys_share_a_hash_tag() {
+        let keys = Keys::new("s2b");
+        let (f, c) = keys.failures("198.51.100.7".parse().unwrap(), "sshd");
+        assert_eq!(f, "s2b:f:{198.51.100.7}:sshd");
+        assert_eq!(c, "s2b:c:{198.51.100.7}:sshd");
+        assert_eq!(id_millis("1733280000000-3"), 1_733_280_000_000);
+        assert_eq!(id_millis("garbage"), 0);
+    }
+}

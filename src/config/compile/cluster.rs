@@ -1,0 +1,104 @@
+//! `[cluster]`: the shared engine.
+
+use std::time::Duration;
+
+use super::Compiler;
+use crate::config::cluster::{ClusterConfig, EngineUrl, NodeName};
+use crate::config::raw::RawCluster;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+const DEFAULT_BUFFER: usize = 100_000;
+const DEFAULT_PREFIX: &str = "syslog2ban";
+
+impl Compiler<'_> {
+    /// Compiles `[cluster]`.
+    pub(super) fn cluster(&mut self, raw: &RawCluster) -> Option<ClusterConfig> {
+        match raw.engine.as_deref() {
+            Some("redis" | "valkey") => {}
+            Some(other) => {
+                self.error(
+                    "cluster.engine",
+                    format!("\"{other}\" is not an engine; use \"redis\" (Valkey or Redis)"),
+                );
+                return None;
+            }
+            None => {
+                self.error("cluster.engine", "required: \"redis\" (Valkey or Redis)");
+                return None;
+            }
+        }
+        let urls = raw.urls.clone().unwrap_or_default();
+        if urls.is_empty() {
+            self.error(
+                "cluster.urls",
+                "required: the engine's servers, e.g. [\"redis://10.0.0.5:6379\"]",
+            );
+            return None;
+        }
+        let mut servers = Vec::new();
+        for (i, url) in urls.iter().enumerate() {
+            match EngineUrl::parse(url) {
+                Ok(u) => servers.push(u),
+                Err(e) => {
+                    self.error(&format!("cluster.urls[{i}]"), e);
+                    return None;
+                }
+            }
+        }
+        let node = match raw.node.clone().or_else(host_name) {
+            Some(name) => match NodeName::new(&name) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.error("cluster.node", e);
+                    return None;
+                }
+            },
+            None => {
+                self.error("cluster.node", "required: this collector's name");
+                return None;
+            }
+        };
+        let prefix = raw.prefix.clone().unwrap_or_else(|| DEFAULT_PREFIX.into());
+        if prefix.is_empty() || prefix.contains(['{', '}', ' ']) {
+            self.error(
+                "cluster.prefix",
+                format!("\"{prefix}\" must be non-empty, without braces or spaces"),
+            );
+            return None;
+        }
+        let timeout = match &raw.timeout {
+            None => DEFAULT_TIMEOUT,
+            Some(d) => self.positive("cluster.timeout", d)?,
+        };
+        if let Some(path) = &raw.ca_file {
+            if let Err(e) = std::fs::metadata(path) {
+                self.error("cluster.ca_file", format!("{}: {e}", path.display()));
+                return None;
+            }
+        }
+        let buffer = match raw.buffer {
+            None => DEFAULT_BUFFER,
+            Some(n) if n >= 1 => n as usize,
+            Some(n) => {
+                self.error("cluster.buffer", format!("{n} must be at least 1"));
+                return None;
+            }
+        };
+        Some(ClusterConfig {
+            urls: servers,
+            node,
+            prefix,
+            timeout,
+            ca_file: raw.ca_file.clone(),
+            buffer,
+        })
+    }
+}
+
+/// The kernel's host name.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}

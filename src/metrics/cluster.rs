@@ -1,0 +1,189 @@
+//! The cluster's counters (`syslog2ban_cluster_*`) and the view `status` shows: whether the
+//! engine is reachable, what waits for it, and every collector with its lag.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use super::last_error::LastError;
+
+/// One collector as the engine last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// Its `node` name.
+    pub node: String,
+    /// Milliseconds since its last heartbeat.
+    pub seen_ms_ago: u64,
+    /// How far behind the newest shared ban its reading is, in milliseconds.
+    pub lag_ms: u64,
+    /// It counts alone (the engine was unreachable for it).
+    pub degraded: bool,
+}
+
+/// The cluster's counters.
+#[derive(Debug, Default)]
+pub struct ClusterMetrics {
+    /// A `[cluster]` is configured (nothing is rendered otherwise).
+    pub enabled: AtomicBool,
+    /// The engine is unreachable: this collector counts and bans alone (gauge 0/1).
+    pub degraded: AtomicBool,
+    /// Unix milliseconds when the current degraded spell began (0: none).
+    pub degraded_since_ms: AtomicU64,
+    /// Milliseconds spent degraded, all spells ended so far.
+    pub degraded_ms_total: AtomicU64,
+    /// Engine calls made.
+    pub calls: AtomicU64,
+    /// Engine calls that failed or timed out.
+    pub call_errors: AtomicU64,
+    /// Failures waiting for the engine (gauge).
+    pub buffered_failures: AtomicU64,
+    /// Bans waiting to be published (gauge).
+    pub buffered_bans: AtomicU64,
+    /// Failures or bans dropped because the buffer was full.
+    pub buffer_dropped: AtomicU64,
+    /// Bans the shared count decided here.
+    pub shared_offences: AtomicU64,
+    /// Bans published.
+    pub published: AtomicU64,
+    /// Bans of other collectors adopted.
+    pub adopted: AtomicU64,
+    /// Times this collector republished its active bans (an engine that lost its data).
+    pub republished: AtomicU64,
+    /// The last engine error, while failing.
+    pub last_error: LastError,
+    /// Every collector of the cluster, as of the last heartbeat.
+    pub peers: Mutex<Vec<Peer>>,
+}
+
+fn get(v: &AtomicU64) -> u64 {
+    v.load(Ordering::Relaxed)
+}
+
+impl ClusterMetrics {
+    /// Replaces the peers' view.
+    pub fn set_peers(&self, peers: Vec<Peer>) {
+        *self.peers.lock().unwrap_or_else(PoisonError::into_inner) = peers;
+    }
+
+    /// The peers' view.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Milliseconds degraded, the current spell included, as of `now_ms`.
+    pub fn degraded_ms(&self, now_ms: u64) -> u64 {
+        let since = get(&self.degraded_since_ms);
+        let current = if since > 0 {
+            now_ms.saturating_sub(since)
+        } else {
+            0
+        };
+        get(&self.degraded_ms_total) + current
+    }
+
+    /// The Prometheus families, when a cluster is configured.
+    pub fn render(&self, now_ms: u64) -> String {
+        let mut out = String::new();
+        if !self.enabled.load(Ordering::Relaxed) {
+            return out;
+        }
+        let rows: [(&str, &str, &str, u64); 12] = [
+            (
+                "degraded",
+                "1 while the engine is unreachable and this collector counts alone",
+                "gauge",
+                u64::from(self.degraded.load(Ordering::Relaxed)),
+            ),
+            (
+                "degraded_seconds_total",
+                "Seconds spent counting alone",
+                "counter",
+                self.degraded_ms(now_ms) / 1000,
+            ),
+            (
+                "calls_total",
+                "Engine calls made",
+                "counter",
+                get(&self.calls),
+            ),
+            (
+                "call_errors_total",
+                "Engine calls that failed or timed out",
+                "counter",
+                get(&self.call_errors),
+            ),
+            (
+                "buffered_failures",
+                "Failures waiting for the engine",
+                "gauge",
+                get(&self.buffered_failures),
+            ),
+            (
+                "buffered_bans",
+                "Bans waiting to be published",
+                "gauge",
+                get(&self.buffered_bans),
+            ),
+            (
+                "buffer_dropped_total",
+                "Failures or bans dropped from a full buffer",
+                "counter",
+                get(&self.buffer_dropped),
+            ),
+            (
+                "shared_offences_total",
+                "Bans decided here by the shared count",
+                "counter",
+                get(&self.shared_offences),
+            ),
+            (
+                "published_total",
+                "Bans published to the other collectors",
+                "counter",
+                get(&self.published),
+            ),
+            (
+                "adopted_total",
+                "Bans of other collectors adopted",
+                "counter",
+                get(&self.adopted),
+            ),
+            (
+                "republished_total",
+                "Times the active bans were republished to an emptied engine",
+                "counter",
+                get(&self.republished),
+            ),
+            (
+                "peers",
+                "Collectors seen by the engine",
+                "gauge",
+                self.peers().len() as u64,
+            ),
+        ];
+        for (name, help, kind, value) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP syslog2ban_cluster_{name} {help}\n# TYPE syslog2ban_cluster_{name} {kind}\nsyslog2ban_cluster_{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP syslog2ban_cluster_peer_lag_seconds How far behind the newest shared ban each collector reads\n# TYPE syslog2ban_cluster_peer_lag_seconds gauge"
+        );
+        for peer in self.peers() {
+            let _ = writeln!(
+                out,
+                "syslog2ban_cluster_peer_lag_seconds{{node=\"{}\"}} {}",
+                peer.node,
+                peer.lag_ms as f64 / 1000.0
+            );
+        }
+        out
+    }
+}

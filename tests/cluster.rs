@@ -1,0 +1,295 @@
+//! Several collectors on one engine: two (or three) whole daemons in this process (as
+//! `inprocess.rs` runs one, with the log backend), each with its own listener and state
+//! directory, sharing a real `redis-server` on loopback that the test starts, pauses
+//! (SIGSTOP), and restarts empty. What a user checks: which collectors hold the ban, the
+//! failures in the store, and `status`. Skipped without redis-server, except under CI.
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use syslog2ban::ban::store::Store;
+use syslog2ban::control::protocol::{ClusterReport, Request, Response};
+
+use crate::inprocess::{
+    ask, banned, bound_port, send_failures, stop_cleanly, until, wait_answering, Setup,
+};
+
+const ATTACKER: &str = "198.51.100.60";
+
+/// redis-server on a loopback port, without persistence; stopped by PID when dropped.
+struct Engine {
+    child: Child,
+    port: u16,
+}
+
+impl Engine {
+    fn start(port: u16) -> Engine {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let start = std::time::Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Engine { child, port }
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("signal redis-server");
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // A paused engine must be able to die.
+        self.signal(rustix::process::Signal::CONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_present() -> bool {
+    let present = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must have redis-server (integration/install-deps.sh)"
+        );
+        println!("skipped: no redis-server (apt-get install redis-server)");
+    }
+    present
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A collector named `node` on the engine at `port`, its sshd jail banning at 5 for an hour.
+fn collector(node: &str, port: u16) -> Setup {
+    let setup = Setup::new(&format!(
+        "\n[cluster]\nengine = \"redis\"\nurls = [\"redis://127.0.0.1:{port}\"]\nnode = \"{node}\"\n\
+         timeout = \"200ms\"\n"
+    ));
+    setup.jail_banning_for(5, "1h");
+    setup
+}
+
+async fn cluster_status(socket: &Path) -> ClusterReport {
+    match ask(socket, Request::Status).await {
+        Some(Response::Status(status)) => *status.cluster.expect("a cluster section"),
+        other => panic!("status: {other:?}"),
+    }
+}
+
+async fn holds(socket: &Path, address: &str) -> bool {
+    banned(socket).await.iter().any(|a| a == address)
+}
+
+/// Failures of the active ban of `address` in the store of `setup` (read after a stop).
+fn stored_failures(setup: &Setup, address: &str) -> Vec<u32> {
+    let mut store = Store::open(&setup.dir.path().join("state")).expect("open store");
+    store
+        .active(SystemTime::now())
+        .expect("read")
+        .into_iter()
+        .filter(|b| b.address.to_string() == address)
+        .map(|b| b.failures)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_attack_adds_up_and_one_collector_bans_for_both() {
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let (a, b) = (collector("a", engine.port), collector("b", engine.port));
+    let (run_a, stop_a) = a.start(None);
+    let (run_b, stop_b) = b.start(None);
+    let (sock_a, sock_b) = (a.socket(), b.socket());
+    wait_answering(&sock_a).await;
+    wait_answering(&sock_b).await;
+    let (port_a, port_b) = (bound_port(&sock_a).await, bound_port(&sock_b).await);
+
+    send_failures(port_a, ATTACKER, 2);
+    send_failures(port_b, ATTACKER, 2);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!holds(&sock_a, ATTACKER).await && !holds(&sock_b, ATTACKER).await);
+    // The fifth, through either: both hold the ban within a second.
+    send_failures(port_b, ATTACKER, 1);
+    assert!(
+        until(Duration::from_secs(1), async || holds(&sock_a, ATTACKER)
+            .await
+            && holds(&sock_b, ATTACKER).await)
+        .await,
+        "a: {:?} b: {:?}",
+        cluster_status(&sock_a).await,
+        cluster_status(&sock_b).await
+    );
+    let (ca, cb) = (cluster_status(&sock_a).await, cluster_status(&sock_b).await);
+    assert_eq!(
+        (cb.shared_offences, cb.published, cb.adopted),
+        (1, 1, 0),
+        "{cb:?}"
+    );
+    assert_eq!(
+        (ca.shared_offences, ca.published, ca.adopted),
+        (0, 0, 1),
+        "{ca:?}"
+    );
+    assert!(!ca.degraded && !cb.degraded);
+    // Both collectors are seen, with no lag once the ban is read.
+    assert!(
+        until(Duration::from_secs(3), async || {
+            let peers = cluster_status(&sock_a).await.peers;
+            peers.len() == 2 && peers.iter().all(|p| p.lag_ms == 0)
+        })
+        .await,
+        "{:?}",
+        cluster_status(&sock_a).await.peers
+    );
+    stop_cleanly(run_a, stop_a).await;
+    stop_cleanly(run_b, stop_b).await;
+    // One ban each, with the five failures of the whole attack.
+    assert_eq!(stored_failures(&b, ATTACKER), vec![5]);
+    assert_eq!(stored_failures(&a, ATTACKER), vec![5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_goes_away_leaves_its_count_and_gets_the_ban_back() {
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let (a, b) = (collector("a", engine.port), collector("b", engine.port));
+    let (run_a, stop_a) = a.start(None);
+    let (run_b, stop_b) = b.start(None);
+    let (sock_a, sock_b) = (a.socket(), b.socket());
+    wait_answering(&sock_a).await;
+    wait_answering(&sock_b).await;
+    let (port_a, port_b) = (bound_port(&sock_a).await, bound_port(&sock_b).await);
+    send_failures(port_a, ATTACKER, 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A goes away; its sender fails over to B.
+    stop_cleanly(run_a, stop_a).await;
+    send_failures(port_b, ATTACKER, 1);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!holds(&sock_b, ATTACKER).await, "the fourth failure banned");
+    send_failures(port_b, ATTACKER, 1);
+    assert!(
+        until(Duration::from_secs(1), async || holds(&sock_b, ATTACKER)
+            .await)
+        .await,
+        "the fifth failure did not ban: {:?}",
+        cluster_status(&sock_b).await
+    );
+    // A comes back and holds the ban it missed.
+    let (run_a, stop_a) = a.start(None);
+    wait_answering(&sock_a).await;
+    assert!(
+        until(Duration::from_secs(3), async || holds(&sock_a, ATTACKER)
+            .await)
+        .await,
+        "the restarted collector does not hold the ban: {:?}",
+        cluster_status(&sock_a).await
+    );
+    stop_cleanly(run_a, stop_a).await;
+    stop_cleanly(run_b, stop_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_engine_never_blinds_a_collector_and_an_emptied_one_gets_the_bans_again() {
+    if !redis_present() {
+        return;
+    }
+    let port = free_port();
+    let mut engine = Engine::start(port);
+    let (a, b) = (collector("a", port), collector("b", port));
+    let (run_a, stop_a) = a.start(None);
+    let (run_b, stop_b) = b.start(None);
+    let (sock_a, sock_b) = (a.socket(), b.socket());
+    wait_answering(&sock_a).await;
+    wait_answering(&sock_b).await;
+    let (port_a, port_b) = (bound_port(&sock_a).await, bound_port(&sock_b).await);
+
+    engine.signal(rustix::process::Signal::STOP);
+    // One collector alone: bans at once, the engine or not.
+    let alone = "198.51.100.61";
+    send_failures(port_a, alone, 5);
+    assert!(
+        until(Duration::from_secs(1), async || holds(&sock_a, alone).await).await,
+        "a paused engine delayed a local ban"
+    );
+    // A split attack while paused: neither collector alone has five.
+    send_failures(port_a, ATTACKER, 2);
+    send_failures(port_b, ATTACKER, 3);
+    assert!(
+        until(Duration::from_secs(5), async || cluster_status(&sock_b)
+            .await
+            .degraded)
+        .await,
+        "b does not say it counts alone"
+    );
+    assert!(!holds(&sock_a, ATTACKER).await && !holds(&sock_b, ATTACKER).await);
+    engine.signal(rustix::process::Signal::CONT);
+    // Resumed: the buffered failures add up, and the ban of the lone attack reaches b.
+    assert!(
+        until(Duration::from_secs(10), async || holds(&sock_a, ATTACKER)
+            .await
+            && holds(&sock_b, ATTACKER).await
+            && holds(&sock_b, alone).await)
+        .await,
+        "a: {:?} b: {:?}",
+        cluster_status(&sock_a).await,
+        cluster_status(&sock_b).await
+    );
+    let (ca, cb) = (cluster_status(&sock_a).await, cluster_status(&sock_b).await);
+    assert!(!ca.degraded && !cb.degraded, "{ca:?} {cb:?}");
+    assert_eq!(
+        ca.shared_offences + cb.shared_offences,
+        2,
+        "each attack decided once: {ca:?} {cb:?}"
+    );
+
+    // The engine restarts empty: the collectors publish their bans again, and a third
+    // collector that starts now adopts them.
+    drop(engine);
+    engine = Engine::start(port);
+    let c = collector("c", port);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (run_c, stop_c) = c.start(None);
+    let sock_c = c.socket();
+    wait_answering(&sock_c).await;
+    assert!(
+        until(Duration::from_secs(5), async || holds(&sock_c, ATTACKER)
+            .await
+            && holds(&sock_c, alone).await)
+        .await,
+        "c: {:?}",
+        cluster_status(&sock_c).await
+    );
+    stop_cleanly(run_c, stop_c).await;
+    stop_cleanly(run_a, stop_a).await;
+    stop_cleanly(run_b, stop_b).await;
+    drop(engine);
+}
