@@ -19,8 +19,10 @@ use crate::target::Target;
 
 /// Adds one failure and says whether it made the count reach maxretry first.
 /// KEYS: failures, claim. ARGV: failure time (ms), now (ms), findtime (ms), maxretry,
-/// weight, a unique member id, the claim's lifetime (ms), the claiming node.
-/// Returns {count, 1 if this call claimed the ban else 0}.
+/// weight, the failure's id, the claim's lifetime (ms).
+/// Returns {count, 1 if this failure holds the claim else 0}. Idempotent per failure id: a
+/// failure sent again (its first reply was lost to a timeout, but the engine ran it) is not
+/// counted twice, and if it took the claim the first time, it is told so again.
 const COUNT_SCRIPT: &str = r"
 local at = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
@@ -36,13 +38,33 @@ end
 redis.call('PEXPIRE', KEYS[1], findtime)
 local count = redis.call('ZCARD', KEYS[1])
 if count >= maxretry then
-  if redis.call('SET', KEYS[2], ARGV[8], 'NX', 'PX', ARGV[7]) then
+  if redis.call('SET', KEYS[2], ARGV[6], 'NX', 'PX', ARGV[7]) then
     redis.call('DEL', KEYS[1])
     return {count, 1}
   end
 end
+if redis.call('GET', KEYS[2]) == ARGV[6] then
+  return {count, 1}
+end
 return {count, 0}
 ";
+
+/// Reads the count script's `{count, claimed}`.
+fn counted(reply: Reply) -> Result<Counted, EngineError> {
+    let items = reply.items();
+    let (Some(count), Some(claimed)) = (
+        items.first().and_then(Reply::int),
+        items.get(1).and_then(Reply::int),
+    ) else {
+        return Err(EngineError::Protocol(format!(
+            "the count script answered {reply:?}"
+        )));
+    };
+    Ok(Counted {
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        claimed: claimed == 1,
+    })
+}
 
 /// Unix milliseconds of `t`.
 pub fn millis(t: SystemTime) -> u64 {
@@ -88,10 +110,8 @@ pub struct CountArgs<'a> {
     pub maxretry: u32,
     /// Attempts the line counted.
     pub weight: u32,
-    /// A member id unique to this failure.
+    /// The failure's id, unique in the cluster and the same when it is sent again.
     pub member: &'a str,
-    /// This collector.
-    pub node: &'a str,
 }
 
 impl Keys {
@@ -132,55 +152,57 @@ impl Keys {
             .ok_or_else(|| EngineError::Protocol("SCRIPT LOAD answered no SHA".into()))
     }
 
-    /// Counts one failure (`sha` from `load_script`; reloaded if the engine lost it).
-    pub async fn count(
+    /// Counts failures in one round trip (`sha` from `load_script`; loaded again if the
+    /// engine lost it), in order.
+    pub async fn count_all(
         &self,
         conn: &mut Connection,
         sha: &mut String,
-        args: CountArgs<'_>,
-    ) -> Result<Counted, EngineError> {
-        let (failures, claim) = self.failures(args.target, args.jail);
-        let now = millis(SystemTime::now());
-        // The claim lives one findtime: the attacker's next spell can be claimed again.
-        let ttl = args.findtime_ms.max(1);
-        let owned: Vec<Vec<u8>> = vec![
-            failures.into_bytes(),
-            claim.into_bytes(),
-            args.at_ms.to_string().into_bytes(),
-            now.to_string().into_bytes(),
-            args.findtime_ms.to_string().into_bytes(),
-            args.maxretry.to_string().into_bytes(),
-            args.weight.to_string().into_bytes(),
-            args.member.as_bytes().to_vec(),
-            ttl.to_string().into_bytes(),
-            args.node.as_bytes().to_vec(),
-        ];
+        failures: &[CountArgs<'_>],
+    ) -> Result<Vec<Counted>, EngineError> {
+        let now = millis(SystemTime::now()).to_string();
+        let owned: Vec<Vec<Vec<u8>>> = failures
+            .iter()
+            .map(|args| {
+                let (failures, claim) = self.failures(args.target, args.jail);
+                // The claim lives one findtime: the attacker's next spell can be claimed again.
+                let ttl = args.findtime_ms.max(1);
+                vec![
+                    failures.into_bytes(),
+                    claim.into_bytes(),
+                    args.at_ms.to_string().into_bytes(),
+                    now.clone().into_bytes(),
+                    args.findtime_ms.to_string().into_bytes(),
+                    args.maxretry.to_string().into_bytes(),
+                    args.weight.to_string().into_bytes(),
+                    args.member.as_bytes().to_vec(),
+                    ttl.to_string().into_bytes(),
+                ]
+            })
+            .collect();
         let mut reloaded = false;
         loop {
-            let mut call: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"2"];
-            call.extend(owned.iter().map(Vec::as_slice));
-            let reply = match conn.call(&call).await {
-                Err(EngineError::Server(e)) if e.starts_with("NOSCRIPT") && !reloaded => {
-                    // The engine restarted: load the script again, once.
-                    *sha = self.load_script(conn).await?;
-                    reloaded = true;
-                    continue;
-                }
-                other => other?,
-            };
-            let items = reply.items();
-            let (Some(count), Some(claimed)) = (
-                items.first().and_then(Reply::int),
-                items.get(1).and_then(Reply::int),
-            ) else {
-                return Err(EngineError::Protocol(format!(
-                    "the count script answered {reply:?}"
-                )));
-            };
-            return Ok(Counted {
-                count: u32::try_from(count).unwrap_or(u32::MAX),
-                claimed: claimed == 1,
-            });
+            let commands: Vec<Vec<&[u8]>> = owned
+                .iter()
+                .map(|args| {
+                    let mut call: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"2"];
+                    call.extend(args.iter().map(Vec::as_slice));
+                    call
+                })
+                .collect();
+            let replies = conn.pipeline(&commands).await?;
+            let noscript = replies
+                .iter()
+                .any(|r| matches!(r, Err(EngineError::Server(e)) if e.starts_with("NOSCRIPT")));
+            if noscript && !reloaded {
+                // The engine restarted: the script is loaded again and the batch sent again
+                // (a NOSCRIPT reply ran nothing; an engine that lost its script lost the
+                // counts of this batch's others too).
+                *sha = self.load_script(conn).await?;
+                reloaded = true;
+                continue;
+            }
+            return replies.into_iter().map(|r| counted(r?)).collect();
         }
     }
 

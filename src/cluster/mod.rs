@@ -41,6 +41,8 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const FOLLOW_BLOCK: Duration = Duration::from_millis(1000);
 /// Bans read per follower call.
 const FOLLOW_BATCH: usize = 500;
+/// Most failures counted in one round trip.
+const COUNT_BATCH: usize = 256;
 /// Entries the ban stream keeps (approximately).
 const STREAM_CAP: usize = 100_000;
 /// The follower's position, in the state directory.
@@ -197,6 +199,7 @@ pub async fn run(
         bans: VecDeque::new(),
         epoch: None,
         sequence: 0,
+        started_ms: millis(SystemTime::now()),
         offences,
         to_ban: to_ban.clone(),
     };
@@ -234,19 +237,27 @@ impl Shared {
     }
 }
 
+/// A failure with its id in the cluster (kept when it is sent again).
+struct Pending {
+    id: String,
+    failure: SharedFailure,
+}
+
 /// The counting side's state.
 struct Counter {
     shared: Shared,
     /// The connection and the count script's SHA1; None: degraded.
     conn: Option<(Connection, String)>,
     /// Failures waiting for the engine, oldest first.
-    failures: VecDeque<SharedFailure>,
+    failures: VecDeque<Pending>,
     /// Bans waiting to be published, oldest first.
     bans: VecDeque<SharedBan>,
     /// The engine's epoch as last read.
     epoch: Option<String>,
-    /// Member ids of this collector's failures.
+    /// The last failure id given out, and when this run started (ids stay unique across
+    /// restarts).
     sequence: u64,
+    started_ms: u64,
     offences: mpsc::Sender<Offence>,
     to_ban: mpsc::Sender<ToBan>,
 }
@@ -265,7 +276,15 @@ impl Counter {
             tokio::select! {
                 () = stop.cancelled() => return,
                 failure = failures.recv() => match failure {
-                    Some(f) => self.failure(f).await,
+                    Some(first) => {
+                        // What queued meanwhile goes in the same round trip.
+                        let mut batch = vec![self.pending(first)];
+                        while batch.len() < COUNT_BATCH {
+                            let Ok(next) = failures.try_recv() else { break };
+                            batch.push(self.pending(next));
+                        }
+                        self.count(batch).await;
+                    }
                     None => return,
                 },
                 ban = decided.recv() => match ban {
@@ -279,6 +298,17 @@ impl Counter {
                     self.heartbeat().await;
                 }
             }
+        }
+    }
+
+    fn pending(&mut self, failure: SharedFailure) -> Pending {
+        self.sequence += 1;
+        Pending {
+            id: format!(
+                "{}:{}:{}",
+                self.shared.config.node, self.started_ms, self.sequence
+            ),
+            failure,
         }
     }
 
@@ -332,12 +362,13 @@ impl Counter {
                 break;
             }
         }
-        while self.conn.is_some() {
-            let Some(failure) = self.failures.pop_front() else {
-                break;
-            };
-            if !self.try_count(&failure).await {
-                self.failures.push_front(failure);
+        while self.conn.is_some() && !self.failures.is_empty() {
+            let n = self.failures.len().min(COUNT_BATCH);
+            let batch: Vec<Pending> = self.failures.drain(..n).collect();
+            if !self.try_count(&batch).await {
+                for failure in batch.into_iter().rev() {
+                    self.failures.push_front(failure);
+                }
             }
         }
         self.gauges();
@@ -357,15 +388,18 @@ impl Counter {
         list.push_back(item);
     }
 
-    async fn failure(&mut self, failure: SharedFailure) {
-        if self.conn.is_none() || !self.try_count(&failure).await {
+    /// Counts `batch` (failures that queued up together), or buffers it.
+    async fn count(&mut self, batch: Vec<Pending>) {
+        if self.conn.is_none() || !self.try_count(&batch).await {
             let cap = self.shared.config.buffer;
-            Self::buffer(
-                &mut self.failures,
-                failure,
-                cap,
-                &self.shared.metrics.cluster,
-            );
+            for failure in batch {
+                Self::buffer(
+                    &mut self.failures,
+                    failure,
+                    cap,
+                    &self.shared.metrics.cluster,
+                );
+            }
             self.gauges();
         }
     }
@@ -378,51 +412,62 @@ impl Counter {
         }
     }
 
-    /// Counts `failure` on the engine; false when the engine did not answer.
-    async fn try_count(&mut self, failure: &SharedFailure) -> bool {
+    /// Counts `failures` on the engine in one round trip; false when the engine did not
+    /// answer (none of them is then known to be counted).
+    async fn try_count(&mut self, failures: &[Pending]) -> bool {
         let Some((conn, sha)) = self.conn.as_mut() else {
             return false;
         };
-        self.sequence += 1;
-        let member = format!("{}:{}", self.shared.config.node, self.sequence);
-        let jail = failure.jail.to_string();
-        let args = CountArgs {
-            jail: &jail,
-            target: failure.target,
-            at_ms: millis(failure.at),
-            findtime_ms: failure.findtime.as_millis() as u64,
-            maxretry: failure.maxretry,
-            weight: failure.weight.max(1),
-            member: &member,
-            node: self.shared.config.node.as_str(),
-        };
-        Metrics::inc(&self.shared.cm().calls);
-        match self.shared.keys.count(conn, sha, args).await {
-            Ok(counted) => {
-                if counted.claimed {
-                    Metrics::inc(&self.shared.cm().shared_offences);
-                    debug!(jail = %failure.jail, address = %failure.target, failures = counted.count, "The shared count reached maxretry here");
-                    let offence = Offence {
-                        jail: failure.jail.clone(),
-                        target: failure.target,
-                        origin: failure.origin,
-                        origin_name: failure.origin_name.clone(),
-                        failures: counted.count,
-                        at: crate::clock::now(),
-                        sample: failure.sample.clone(),
-                        lines: vec![failure.sample.clone()],
-                    };
-                    if self.offences.send(offence).await.is_err() {
-                        debug!("Ban manager stopped; a shared offence is dropped");
-                    }
-                }
-                true
-            }
+        let jails: Vec<String> = failures
+            .iter()
+            .map(|f| f.failure.jail.to_string())
+            .collect();
+        let args: Vec<CountArgs> = failures
+            .iter()
+            .zip(&jails)
+            .map(|(pending, jail)| CountArgs {
+                jail,
+                target: pending.failure.target,
+                at_ms: millis(pending.failure.at),
+                findtime_ms: pending.failure.findtime.as_millis() as u64,
+                maxretry: pending.failure.maxretry,
+                weight: pending.failure.weight.max(1),
+                member: &pending.id,
+            })
+            .collect();
+        self.shared
+            .cm()
+            .calls
+            .fetch_add(failures.len() as u64, Ordering::Relaxed);
+        let counted = match self.shared.keys.count_all(conn, sha, &args).await {
+            Ok(counted) => counted,
             Err(e) => {
                 self.degrade(&e);
-                false
+                return false;
+            }
+        };
+        for (pending, counted) in failures.iter().zip(counted) {
+            if !counted.claimed {
+                continue;
+            }
+            let failure = &pending.failure;
+            Metrics::inc(&self.shared.cm().shared_offences);
+            debug!(jail = %failure.jail, address = %failure.target, failures = counted.count, "The shared count reached maxretry here");
+            let offence = Offence {
+                jail: failure.jail.clone(),
+                target: failure.target,
+                origin: failure.origin,
+                origin_name: failure.origin_name.clone(),
+                failures: counted.count,
+                at: crate::clock::now(),
+                sample: failure.sample.clone(),
+                lines: vec![failure.sample.clone()],
+            };
+            if self.offences.send(offence).await.is_err() {
+                debug!("Ban manager stopped; a shared offence is dropped");
             }
         }
+        true
     }
 
     /// Publishes `ban`; false when the engine did not answer.
@@ -623,10 +668,14 @@ async fn follow(
                     break;
                 }
             };
-            let Some(stream) = reply.items().first() else {
-                continue;
+            let caught_up = || {
+                // Nothing more to read: everything published until now is read.
+                shared
+                    .cursor_ms
+                    .store(millis(SystemTime::now()), Ordering::Relaxed);
             };
-            let Some(entries) = stream.items().get(1) else {
+            let Some(entries) = reply.items().first().and_then(|s| s.items().get(1)) else {
+                caught_up();
                 continue;
             };
             for entry in entries.items() {
@@ -652,9 +701,13 @@ async fn follow(
                 }
                 cursor = id;
             }
-            shared
-                .cursor_ms
-                .store(id_millis(&cursor), Ordering::Relaxed);
+            if entries.items().len() < FOLLOW_BATCH {
+                caught_up();
+            } else {
+                shared
+                    .cursor_ms
+                    .store(id_millis(&cursor), Ordering::Relaxed);
+            }
             write_cursor(&path, &cursor);
         }
     }

@@ -172,6 +172,33 @@ impl Connection {
             .map_err(|_| EngineError::Timeout(timeout))?
     }
 
+    /// Sends several commands at once and reads their replies in order (one round trip):
+    /// each reply or its error reply; Err when the connection failed.
+    pub async fn pipeline(
+        &mut self,
+        commands: &[Vec<&[u8]>],
+    ) -> Result<Vec<Result<Reply, EngineError>>, EngineError> {
+        let timeout = self.timeout;
+        let exchange = async {
+            let mut bytes = Vec::new();
+            for args in commands {
+                bytes.extend_from_slice(&encode(args));
+            }
+            self.stream.get_mut().write_all(&bytes).await?;
+            let mut replies = Vec::with_capacity(commands.len());
+            for _ in commands {
+                match read_reply(&mut self.stream, 0).await {
+                    Err(EngineError::Server(e)) => replies.push(Err(EngineError::Server(e))),
+                    other => replies.push(Ok(other?)),
+                }
+            }
+            Ok(replies)
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| EngineError::Timeout(timeout))?
+    }
+
     async fn exchange(&mut self, args: &[&[u8]]) -> Result<Reply, EngineError> {
         self.stream.get_mut().write_all(&encode(args)).await?;
         read_reply(&mut self.stream, 0).await
