@@ -74,6 +74,9 @@ fn shipped_examples_load() {
     assert_eq!(mail.notifiers.len(), 2);
     assert!(mail.notifiers.iter().any(|n| n.digest.is_some()));
     let feed = config::load(&dir("examples/feed-blocklist.toml")).expect("the feed example loads");
+    let cluster = config::load(&dir("examples/cluster.toml")).expect("the cluster example loads");
+    let c = cluster.cluster.expect("a [cluster]");
+    assert_eq!((c.node.as_str(), c.urls[0].tls), ("collector-a", true));
     assert_eq!(feed.feeds[0].jail.as_str(), "feed-blocklist_de_ssh");
     assert_eq!(webhook.jails[0].notify.len(), 5);
 }
