@@ -7,7 +7,7 @@
 #                                        S2B_BENCH_CONNECTIONS=4, S2B_BENCH_LINES=200000,
 #                                        S2B_BENCH_ATTACKERS=300 for ban latency,
 #                                        S2B_BENCH_KEEP=1 keeps the temp dir,
-#                                        S2B_BENCH_ONLY=ingest|regex|latency|storm|fail2ban|memory
+#                                        S2B_BENCH_ONLY=ingest|regex|latency|storm|cluster|fail2ban|memory
 #                                        runs one part, S2B_BENCH_STORM_MESSAGES=2000000,
 #                                        S2B_BENCH_STORM_ATTACKERS=50000, S2B_BENCH_F2B_LINES=100000,
 #                                        S2B_BENCH_F2B_ATTACKERS=10000,
@@ -228,6 +228,15 @@ dir = "$d/state"
 [metrics]
 listen = "127.0.0.1:9617"
 TOML
+    if [[ -n ${BENCH_CLUSTER:-} ]]; then
+        cat >> "$d/syslog2ban.toml" <<TOML
+
+[cluster]
+engine = "redis"
+urls = ["redis://127.0.0.1:6399"]
+node = "bench"
+TOML
+    fi
 }
 
 # A CA and a server certificate for the TLS listener (P-256, valid two days).
@@ -502,6 +511,14 @@ storm() { # $1 = nobans | bans, $2 = messages, $3 = attackers, $4 = pool (defaul
     if [[ $1 == bans ]]; then
         say "  bans decided $bans, in the set $inset; $(awk -v n="$inset" -v a="$t0" -v b="$t3" 'BEGIN { printf "%.0f", n / (b - a) }') bans/s; last message sent → last ban in the set: $last s; netlink batches $(metric syslog2ban_enforce_batches_total)"
     fi
+    if [[ -n ${BENCH_CLUSTER:-} ]]; then
+        local calls dropped shared published
+        calls=$(metric syslog2ban_cluster_calls_total)
+        dropped=$(metric syslog2ban_cluster_buffer_dropped_total)
+        shared=$(metric syslog2ban_cluster_shared_offences_total)
+        published=$(metric syslog2ban_cluster_published_total)
+        say "  cluster: $calls engine calls = $(awk -v n="$calls" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')/s until received; $dropped failures dropped from the full queue; $shared bans decided by the shared count, $published published"
+    fi
     STORM_RATE=$rate
     STORM_BANS=$inset
     stop_pid "$DAEMON"
@@ -511,6 +528,23 @@ if part storm; then
     nobans_rate=$STORM_RATE
     storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS"
     say "  ban storm ratio, with bans / without: $(awk -v a="$STORM_RATE" -v b="$nobans_rate" 'BEGIN { printf "%.2f", a / b }')"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 6b. Cluster: the ban storm with [cluster] on a redis-server in the namespace (one collector;
+#    the engine sees only failures) and without, in one run: msgs/s with bans on, engine
+#    calls/s, failures the engine queue dropped. (Only with S2B_BENCH_ONLY=cluster or a full
+#    run with redis-server installed.)
+if part cluster && command -v redis-server >/dev/null; then
+    inns_bg "$DIR/redis.pid" "$DIR/redis.log" redis-server --bind 127.0.0.1 --port 6399 \
+        --save "" --appendonly no
+    REDIS=$BGPID
+    sleep 0.5
+    storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS"
+    cluster_off=$STORM_RATE
+    BENCH_CLUSTER=1 storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS"
+    say "  cluster on / off (ban storm, one collector): $(awk -v a="$STORM_RATE" -v b="$cluster_off" 'BEGIN { printf "%.2f", a / b }')"
+    stop_pid "$REDIS"
 fi
 
 # ---------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
 //! that reason (`build.rs`); as root without the tools a test prints `SKIP: ...` and passes,
 //! unless `CI=true`, where it fails naming what is missing. See `lab.rs` for the topology and the teardown guarantees.
 //!
+//! `cluster.rs`: two collectors on a real redis-server, a split attack and a `kill -9` with
+//! rsyslog failing over, each collector banning in its own nftables.
 //! `operator.rs`: the control CLI, reload (and SIGHUP) and /metrics against a real daemon.
 //! `journal.rs`: the real systemd-journal-upload against the journal-upload listener (bans,
 //! resends counted once, malformed uploads refused with the right status).
@@ -23,6 +25,7 @@
 
 mod attest;
 mod backends;
+mod cluster;
 mod fleet;
 mod fleet_lab;
 mod forward;

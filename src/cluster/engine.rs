@@ -14,7 +14,6 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::resp::{Connection, EngineError, Reply};
-use super::SharedBan;
 use crate::target::Target;
 
 /// Adds one failure and says whether it made the count reach maxretry first.
@@ -206,19 +205,18 @@ impl Keys {
         }
     }
 
-    /// Publishes `ban` on the stream (capped near `cap` entries); its id.
+    /// Publishes an entry of `fields` on the ban stream (capped near `cap` entries); its id.
     pub async fn publish(
         &self,
         conn: &mut Connection,
-        ban: &SharedBan,
+        fields: &[(&str, String)],
         cap: usize,
     ) -> Result<String, EngineError> {
-        let fields = ban.fields();
         let mut args: Vec<&[u8]> = vec![b"XADD"];
         let key = self.bans();
         let cap = cap.to_string();
         args.extend([key.as_bytes(), b"MAXLEN", b"~", cap.as_bytes(), b"*"]);
-        for (name, value) in &fields {
+        for (name, value) in fields {
             args.push(name.as_bytes());
             args.push(value.as_bytes());
         }

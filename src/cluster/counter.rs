@@ -1,0 +1,401 @@
+//! The counter: takes the failures the jails counted to the shared count, hands the ban
+//! manager an offence when one of them reached maxretry first, publishes the bans decided
+//! here, and keeps the heartbeat and the epoch. Buffers what the engine cannot take.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::engine::{id_millis, millis, CountArgs};
+use super::messages::{SharedBan, SharedFailure, ToBan};
+use super::resp::{Connection, EngineError, Reply};
+use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, STREAM_CAP};
+use crate::jail::Offence;
+use crate::metrics::{ClusterMetrics, Metrics, Peer};
+
+/// A failure with its id in the cluster (kept when it is sent again).
+pub(super) struct Pending {
+    id: String,
+    failure: SharedFailure,
+}
+
+/// The counting side's state.
+pub(super) struct Counter {
+    shared: Shared,
+    /// The connection and the count script's SHA1; None: degraded.
+    conn: Option<(Connection, String)>,
+    /// Failures waiting for the engine, oldest first.
+    failures: VecDeque<Pending>,
+    /// Bans waiting to be published, oldest first.
+    bans: VecDeque<SharedBan>,
+    /// The engine's epoch as last read.
+    epoch: Option<String>,
+    /// The last failure id given out, and when this run started (ids stay unique across
+    /// restarts).
+    sequence: u64,
+    started_ms: u64,
+    offences: mpsc::Sender<Offence>,
+    to_ban: mpsc::Sender<ToBan>,
+}
+
+impl Counter {
+    pub(super) fn new(
+        shared: Shared,
+        offences: mpsc::Sender<Offence>,
+        to_ban: mpsc::Sender<ToBan>,
+    ) -> Counter {
+        Counter {
+            shared,
+            conn: None,
+            failures: VecDeque::new(),
+            bans: VecDeque::new(),
+            epoch: None,
+            sequence: 0,
+            started_ms: millis(SystemTime::now()),
+            offences,
+            to_ban,
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut failures: mpsc::Receiver<SharedFailure>,
+        mut decided: mpsc::Receiver<SharedBan>,
+        stop: CancellationToken,
+    ) {
+        self.reconnect().await;
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                failure = failures.recv() => match failure {
+                    Some(first) => {
+                        // What queued meanwhile goes in the same round trip.
+                        let mut batch = vec![self.pending(first)];
+                        while batch.len() < COUNT_BATCH {
+                            let Ok(next) = failures.try_recv() else { break };
+                            batch.push(self.pending(next));
+                        }
+                        self.count(batch).await;
+                    }
+                    None => return,
+                },
+                ban = decided.recv() => match ban {
+                    Some(b) => self.publish(b).await,
+                    None => return,
+                },
+                _ = heartbeat.tick() => {
+                    if self.conn.is_none() {
+                        self.reconnect().await;
+                    }
+                    self.heartbeat().await;
+                }
+            }
+        }
+    }
+
+    fn pending(&mut self, failure: SharedFailure) -> Pending {
+        self.sequence += 1;
+        Pending {
+            id: format!(
+                "{}:{}:{}",
+                self.shared.config.node, self.started_ms, self.sequence
+            ),
+            failure,
+        }
+    }
+
+    fn degrade(&mut self, error: &EngineError) {
+        let cm = self.shared.cm();
+        Metrics::inc(&cm.call_errors);
+        self.conn = None;
+        if !cm.degraded.swap(true, Ordering::Relaxed) {
+            cm.degraded_since_ms
+                .store(millis(SystemTime::now()), Ordering::Relaxed);
+            warn!(error = %error, "Cluster engine unreachable: counting and banning alone, buffering for it");
+        }
+        cm.last_error.set(Some(error.to_string()));
+    }
+
+    async fn reconnect(&mut self) {
+        let shared = self.shared.clone();
+        let connected = async {
+            let mut conn = shared.connect(shared.config.timeout).await?;
+            let sha = shared.keys.load_script(&mut conn).await?;
+            Ok::<_, EngineError>((conn, sha))
+        }
+        .await;
+        match connected {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                let cm = self.shared.cm();
+                if cm.degraded.swap(false, Ordering::Relaxed) {
+                    let since = cm.degraded_since_ms.swap(0, Ordering::Relaxed);
+                    let spent = millis(SystemTime::now()).saturating_sub(since);
+                    cm.degraded_ms_total.fetch_add(spent, Ordering::Relaxed);
+                    info!(
+                        degraded_for = ?Duration::from_millis(spent),
+                        failures = self.failures.len(),
+                        bans = self.bans.len(),
+                        "Cluster engine back: replaying what waited"
+                    );
+                }
+                cm.last_error.set(None);
+                self.replay().await;
+            }
+            Err(e) => self.degrade(&e),
+        }
+    }
+
+    /// Sends what waited, bans first (the other collectors need them most).
+    async fn replay(&mut self) {
+        while let Some(ban) = self.bans.pop_front() {
+            if !self.try_publish(&ban).await {
+                self.bans.push_front(ban);
+                break;
+            }
+        }
+        while self.conn.is_some() && !self.failures.is_empty() {
+            let n = self.failures.len().min(COUNT_BATCH);
+            let batch: Vec<Pending> = self.failures.drain(..n).collect();
+            if !self.try_count(&batch).await {
+                for failure in batch.into_iter().rev() {
+                    self.failures.push_front(failure);
+                }
+            }
+        }
+        self.gauges();
+    }
+
+    fn gauges(&self) {
+        let cm = self.shared.cm();
+        Metrics::set(&cm.buffered_failures, self.failures.len() as u64);
+        Metrics::set(&cm.buffered_bans, self.bans.len() as u64);
+    }
+
+    fn buffer<T>(list: &mut VecDeque<T>, item: T, cap: usize, cm: &ClusterMetrics) {
+        if list.len() >= cap {
+            list.pop_front();
+            Metrics::inc(&cm.buffer_dropped);
+        }
+        list.push_back(item);
+    }
+
+    /// Counts `batch` (failures that queued up together), or buffers it.
+    async fn count(&mut self, batch: Vec<Pending>) {
+        if self.conn.is_none() || !self.try_count(&batch).await {
+            let cap = self.shared.config.buffer;
+            for failure in batch {
+                Self::buffer(
+                    &mut self.failures,
+                    failure,
+                    cap,
+                    &self.shared.metrics.cluster,
+                );
+            }
+            self.gauges();
+        }
+    }
+
+    async fn publish(&mut self, ban: SharedBan) {
+        if self.conn.is_none() || !self.try_publish(&ban).await {
+            let cap = self.shared.config.buffer;
+            Self::buffer(&mut self.bans, ban, cap, &self.shared.metrics.cluster);
+            self.gauges();
+        }
+    }
+
+    /// Counts `failures` on the engine in one round trip; false when the engine did not
+    /// answer (none of them is then known to be counted).
+    async fn try_count(&mut self, failures: &[Pending]) -> bool {
+        let Some((conn, sha)) = self.conn.as_mut() else {
+            return false;
+        };
+        let jails: Vec<String> = failures
+            .iter()
+            .map(|f| f.failure.jail.to_string())
+            .collect();
+        let args: Vec<CountArgs> = failures
+            .iter()
+            .zip(&jails)
+            .map(|(pending, jail)| CountArgs {
+                jail,
+                target: pending.failure.target,
+                at_ms: millis(pending.failure.at),
+                findtime_ms: pending.failure.findtime.as_millis() as u64,
+                maxretry: pending.failure.maxretry,
+                weight: pending.failure.weight.max(1),
+                member: &pending.id,
+            })
+            .collect();
+        self.shared
+            .cm()
+            .calls
+            .fetch_add(failures.len() as u64, Ordering::Relaxed);
+        let counted = match self.shared.keys.count_all(conn, sha, &args).await {
+            Ok(counted) => counted,
+            Err(e) => {
+                self.degrade(&e);
+                return false;
+            }
+        };
+        for (pending, counted) in failures.iter().zip(counted) {
+            if !counted.claimed {
+                continue;
+            }
+            let failure = &pending.failure;
+            Metrics::inc(&self.shared.cm().shared_offences);
+            debug!(jail = %failure.jail, address = %failure.target, failures = counted.count, "The shared count reached maxretry here");
+            let offence = Offence {
+                jail: failure.jail.clone(),
+                target: failure.target,
+                origin: failure.origin,
+                origin_name: failure.origin_name.clone(),
+                failures: counted.count,
+                at: crate::clock::now(),
+                sample: failure.sample.clone(),
+                lines: vec![failure.sample.clone()],
+            };
+            if self.offences.send(offence).await.is_err() {
+                debug!("Ban manager stopped; a shared offence is dropped");
+            }
+        }
+        true
+    }
+
+    /// Publishes `ban`; false when the engine did not answer.
+    async fn try_publish(&mut self, ban: &SharedBan) -> bool {
+        let Some((conn, _)) = self.conn.as_mut() else {
+            return false;
+        };
+        Metrics::inc(&self.shared.cm().calls);
+        match self
+            .shared
+            .keys
+            .publish(conn, &ban.fields(), STREAM_CAP)
+            .await
+        {
+            Ok(_) => {
+                Metrics::inc(&self.shared.cm().published);
+                true
+            }
+            Err(e) => {
+                self.degrade(&e);
+                false
+            }
+        }
+    }
+
+    /// Writes this collector's heartbeat, reads every collector's, and checks the epoch.
+    async fn heartbeat(&mut self) {
+        let Some((conn, _)) = self.conn.as_mut() else {
+            return;
+        };
+        let keys = self.shared.keys.clone();
+        let node = self.shared.config.node.to_string();
+        let now = millis(SystemTime::now());
+        let cursor = self.shared.cursor_ms.load(Ordering::Relaxed);
+        let degraded = u8::from(!self.failures.is_empty() || !self.bans.is_empty());
+        let beat = format!("{now} {cursor} {degraded}");
+        let result = async {
+            conn.call(&[
+                b"HSET",
+                keys.nodes().as_bytes(),
+                node.as_bytes(),
+                beat.as_bytes(),
+            ])
+            .await?;
+            let all = conn.call(&[b"HGETALL", keys.nodes().as_bytes()]).await?;
+            let newest = conn
+                .call(&[
+                    b"XREVRANGE",
+                    keys.bans().as_bytes(),
+                    b"+",
+                    b"-",
+                    b"COUNT",
+                    b"1",
+                ])
+                .await?;
+            let epoch = conn.call(&[b"GET", keys.epoch().as_bytes()]).await?;
+            Ok::<_, EngineError>((all, newest, epoch))
+        }
+        .await;
+        let (all, newest, epoch) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.degrade(&e);
+                return;
+            }
+        };
+        let newest_ms = newest
+            .items()
+            .first()
+            .and_then(|entry| entry.items().first().and_then(Reply::text))
+            .map_or(0, |id| id_millis(&id));
+        let peers: Vec<Peer> = all
+            .items()
+            .chunks(2)
+            .filter_map(|pair| {
+                let node = pair.first()?.text()?;
+                let beat = pair.get(1)?.text()?;
+                let mut parts = beat.split(' ').map(|p| p.parse::<u64>().unwrap_or(0));
+                let (seen, cursor, degraded) = (parts.next()?, parts.next()?, parts.next()?);
+                Some(Peer {
+                    node,
+                    seen_ms_ago: now.saturating_sub(seen),
+                    lag_ms: newest_ms.saturating_sub(cursor),
+                    degraded: degraded == 1,
+                })
+            })
+            .collect();
+        self.shared.cm().set_peers(peers);
+        self.check_epoch(epoch.text()).await;
+    }
+
+    /// An engine without our epoch lost its data (or is new): the bans are published again.
+    async fn check_epoch(&mut self, epoch: Option<String>) {
+        let current = match epoch {
+            Some(e) => e,
+            None => {
+                let Some((conn, _)) = self.conn.as_mut() else {
+                    return;
+                };
+                let mine = format!("{}-{}", self.shared.config.node, rand::random::<u64>());
+                let key = self.shared.keys.epoch();
+                match conn
+                    .call(&[b"SET", key.as_bytes(), mine.as_bytes(), b"NX"])
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.degrade(&e);
+                        return;
+                    }
+                }
+                match conn.call(&[b"GET", key.as_bytes()]).await {
+                    Ok(reply) => reply.text().unwrap_or(mine),
+                    Err(e) => {
+                        self.degrade(&e);
+                        return;
+                    }
+                }
+            }
+        };
+        let lost = self.epoch.as_ref().is_some_and(|seen| *seen != current)
+            || (self.epoch.is_none()
+                && current.starts_with(&format!("{}-", self.shared.config.node)));
+        if lost {
+            warn!(
+                "The cluster engine lost its data (a new epoch): publishing the active bans again"
+            );
+            Metrics::inc(&self.shared.cm().republished);
+            let _ = self.to_ban.send(ToBan::Republish).await;
+        }
+        self.epoch = Some(current);
+    }
+}

@@ -1,0 +1,165 @@
+//! What the cluster exchanges with the pipeline and the ban manager: failures in, bans both
+//! ways, and a ban as the Stream carries it.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+
+use super::engine::millis;
+use super::resp::Reply;
+use crate::config::JailName;
+use crate::input::Origin;
+use crate::jail::Offence;
+use crate::target::Target;
+
+/// A failure a jail counted, for the shared count.
+#[derive(Debug, Clone)]
+pub struct SharedFailure {
+    /// The jail.
+    pub jail: JailName,
+    /// The attacker.
+    pub target: Target,
+    /// Attempts the line counted.
+    pub weight: u32,
+    /// The jail's maxretry and findtime.
+    pub maxretry: u32,
+    /// The jail's findtime.
+    pub findtime: Duration,
+    /// When it happened.
+    pub at: SystemTime,
+    /// Where the message came from.
+    pub origin: Origin,
+    /// The origin's proven or trusted name.
+    pub origin_name: Option<Arc<str>>,
+    /// The line.
+    pub sample: String,
+}
+
+/// A ban as the collectors share it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedBan {
+    /// The collector that decided it.
+    pub node: String,
+    /// The jail.
+    pub jail: String,
+    /// The banned address or prefix.
+    pub address: Target,
+    /// Failures that led to it.
+    pub failures: u32,
+    /// The attacked host.
+    pub origin: String,
+    /// When it started.
+    pub started: SystemTime,
+    /// When it ends; None = permanent.
+    pub expires: Option<SystemTime>,
+    /// The line that crossed maxretry.
+    pub sample: String,
+}
+
+impl SharedBan {
+    /// The stream entry's fields.
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("node", self.node.clone()),
+            ("jail", self.jail.clone()),
+            ("address", self.address.to_string()),
+            ("failures", self.failures.to_string()),
+            ("origin", self.origin.clone()),
+            ("started", millis(self.started).to_string()),
+            ("expires", self.expires.map_or(0, millis).to_string()),
+            ("sample", self.sample.clone()),
+        ]
+    }
+
+    /// Reads a stream entry's fields (`[name, value, ...]`).
+    pub fn from_fields(items: &[Reply]) -> Result<SharedBan, String> {
+        let get = |name: &str| -> Result<String, String> {
+            items
+                .chunks(2)
+                .find(|pair| pair.first().and_then(Reply::text).as_deref() == Some(name))
+                .and_then(|pair| pair.get(1).and_then(Reply::text))
+                .ok_or_else(|| format!("no {name} field"))
+        };
+        let number = |text: String, name: &str| -> Result<u64, String> {
+            text.parse().map_err(|_| format!("{name} is not a number"))
+        };
+        let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        let expires = number(get("expires")?, "expires")?;
+        Ok(SharedBan {
+            node: get("node")?,
+            jail: get("jail")?,
+            address: get("address")?
+                .parse()
+                .map_err(|_| "the address is not one".to_string())?,
+            failures: u32::try_from(number(get("failures")?, "failures")?).unwrap_or(u32::MAX),
+            origin: get("origin")?,
+            started: at(number(get("started")?, "started")?),
+            expires: (expires != 0).then(|| at(expires)),
+            sample: get("sample").unwrap_or_default(),
+        })
+    }
+}
+
+/// What the cluster asks of the ban manager.
+#[derive(Debug, Clone)]
+pub enum ToBan {
+    /// Another collector's ban: hold it here too, until it ends there.
+    Adopt(SharedBan),
+    /// The engine lost its data: publish every active ban again.
+    Republish,
+}
+
+/// The cluster's channels.
+#[derive(Debug)]
+pub struct Links {
+    /// Failures from the jails.
+    pub failures: mpsc::Receiver<SharedFailure>,
+    /// Bans this collector decided, to publish.
+    pub decided: mpsc::Receiver<SharedBan>,
+    /// Offences the shared count decided, to the ban manager.
+    pub offences: mpsc::Sender<Offence>,
+    /// Adoptions and requests, to the ban manager.
+    pub to_ban: mpsc::Sender<ToBan>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_ban_survives_its_stream_fields() {
+        let ban = SharedBan {
+            node: "a".into(),
+            jail: "sshd".into(),
+            address: "198.51.100.7".parse().unwrap(),
+            failures: 5,
+            origin: "web1".into(),
+            started: SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000),
+            expires: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_600_000)),
+            sample: "Failed password".into(),
+        };
+        let items: Vec<Reply> = ban
+            .fields()
+            .into_iter()
+            .flat_map(|(k, v)| {
+                [
+                    Reply::Bulk(Some(k.as_bytes().to_vec())),
+                    Reply::Bulk(Some(v.into_bytes())),
+                ]
+            })
+            .collect();
+        assert_eq!(SharedBan::from_fields(&items).unwrap(), ban);
+        let permanent = SharedBan {
+            expires: None,
+            ..ban
+        };
+        let items: Vec<Reply> = permanent
+            .fields()
+            .into_iter()
+            .flat_map(|(k, v)| [Reply::Status(k.into()), Reply::Status(v)])
+            .collect();
+        assert_eq!(SharedBan::from_fields(&items).unwrap(), permanent);
+        assert!(SharedBan::from_fields(&items[2..]).is_err());
+    }
+}
