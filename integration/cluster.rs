@@ -1,14 +1,17 @@
-//! Two collectors on one engine, in network namespaces: a real `redis-server`, two syslog2ban
-//! daemons each enforcing on its own nftables, and a web server whose rsyslog forwards to
-//! collector A and fails over to B (examples/clients/rsyslog-failover.conf's chain).
+//! Two collectors on one engine, in network namespaces (on the fleet test bed): a real
+//! `redis-server`, two syslog2ban daemons each enforcing on its own nftables and on server A
+//! over SSH (each in its own table there), and server B as the web server whose rsyslog
+//! forwards to collector ONE and fails over to TWO (examples/clients/rsyslog-failover.conf's
+//! chain).
 //!
 //! ```text
-//!  ENGINE (Lab.srv)  br0 198.51.100.5/24   redis-server :6379
-//!      ├── A    eth0 198.51.100.1/24   syslog2ban tcp :5514, nft
-//!      ├── B    eth0 198.51.100.2/24   syslog2ban tcp :5514, nft
-//!      └── WEB  eth0 198.51.100.10/24  rsyslogd: imuxsock -> A, failing over to B
+//!  ONE (Lab.srv)  br0 198.51.100.1/24   syslog2ban tcp :5514, nft; redis-server :6379
+//!      ├── TWO  eth0 198.51.100.2/24    syslog2ban tcp :5514, nft
+//!      ├── A    eth0 198.51.100.10/24   sshd :2222, nft: tables syslog2ban_one, syslog2ban_two
+//!      ├── B    eth0 198.51.100.20/24   rsyslogd: imuxsock -> ONE, failing over to TWO
+//!      └── ATTACKER
 //! ```
-//! What a user checks: the attacker's address in each collector's nft set.
+//! What a user checks: the attacker's address in each collector's nft set and in A's.
 
 use std::fs;
 use std::path::PathBuf;
@@ -16,84 +19,67 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::lab::{kill_pid, tool, wait_until, Lab, DAEMON_BIN, NFT_TABLE, SYSLOG_TCP_PORT};
+use crate::fleet_lab::{Fleet, A_IP, COLLECTOR_IP, PORT};
+use crate::lab::{kill_pid, tool, wait_until, DAEMON_BIN, NFT_TABLE, SYSLOG_TCP_PORT};
 
-const ENGINE_IP: &str = "198.51.100.5";
-const A_IP: &str = "198.51.100.1";
-const B_IP: &str = "198.51.100.2";
-const WEB_IP: &str = "198.51.100.10";
+const TWO_IP: &str = "198.51.100.2";
 const ATTACKER: &str = "198.51.100.66";
 const TOOLS: &[&str] = &[
     "ip",
     "nft",
     "ss",
+    "sshd",
+    "ssh",
+    "ssh-keygen",
     "redis-server",
     "rsyslogd",
     "logger",
     "kill",
     "python3",
+    "unshare",
+    "mount",
 ];
 
 struct Cluster {
-    lab: Lab,
-    a: String,
-    b: String,
+    fleet: Fleet,
+    one: String,
+    two: String,
     web: String,
     devlog: PathBuf,
 }
 
 impl Cluster {
     fn new(test: &str) -> Cluster {
-        let mut lab = Lab::bare(test);
-        let engine = lab.srv.clone();
-        let a = format!("{}-a", lab.id);
-        let b = format!("{}-b", lab.id);
-        let web = format!("{}-web", lab.id);
-        for ns in [&engine, &a, &b, &web] {
-            lab.add_netns(ns);
-        }
-        lab.ip(&["-n", &engine, "link", "add", "br0", "type", "bridge"]);
-        lab.ip(&["-n", &engine, "link", "set", "br0", "up"]);
+        let mut fleet = Fleet::new(test);
+        let one = fleet.lab.srv.clone();
+        let two = format!("{}-two", fleet.lab.id);
+        let lab = &mut fleet.lab;
+        lab.add_netns(&two);
+        // Created in ONE with the peer moved straight into TWO: nothing ever appears in the
+        // root namespace.
+        lab.ip(&[
+            "-n", &one, "link", "add", "v-two", "type", "veth", "peer", "name", "eth0", "netns",
+            &two,
+        ]);
+        lab.ip(&["-n", &one, "link", "set", "v-two", "master", "br0", "up"]);
+        lab.ip(&["-n", &two, "link", "set", "eth0", "up"]);
         lab.ip(&[
             "-n",
-            &engine,
+            &two,
             "addr",
             "add",
-            &format!("{ENGINE_IP}/24"),
+            &format!("{TWO_IP}/24"),
             "dev",
-            "br0",
+            "eth0",
         ]);
-        for (ns, port, addr) in [
-            (&a, "v-a", A_IP),
-            (&b, "v-b", B_IP),
-            (&web, "v-web", WEB_IP),
-        ] {
-            // Created in ENGINE with the peer moved straight into its namespace: nothing ever
-            // appears in the root namespace.
-            lab.ip(&[
-                "-n", &engine, "link", "add", port, "type", "veth", "peer", "name", "eth0",
-                "netns", ns,
-            ]);
-            lab.ip(&["-n", &engine, "link", "set", port, "master", "br0", "up"]);
-            lab.ip(&["-n", ns, "link", "set", "eth0", "up"]);
-            lab.ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
-            ]);
-        }
         let redis = tool("redis-server");
         lab.spawn(
             "redis-server",
-            &engine,
+            &one,
             &[
                 redis.as_os_str(),
                 "--bind".as_ref(),
-                ENGINE_IP.as_ref(),
+                COLLECTOR_IP.as_ref(),
                 "--port".as_ref(),
                 "6379".as_ref(),
                 "--save".as_ref(),
@@ -105,18 +91,19 @@ impl Cluster {
             ],
             &[],
         );
-        let engine_ns = engine.clone();
+        let engine_ns = one.clone();
         lab.wait_ready(
             "redis-server",
             "tcp :6379",
             Duration::from_secs(10),
-            move |lab| lab.listening_in(&engine_ns, false, &format!("{ENGINE_IP}:6379")),
+            move |lab| lab.listening_in(&engine_ns, false, &format!("{COLLECTOR_IP}:6379")),
         );
         let devlog = lab.dir.join("web-devlog");
+        let web = fleet.b.clone();
         let mut cluster = Cluster {
-            lab,
-            a,
-            b,
+            fleet,
+            one,
+            two,
             web,
             devlog,
         };
@@ -125,7 +112,7 @@ impl Cluster {
     }
 
     fn dir(&self, node: &str) -> PathBuf {
-        self.lab.dir.join(node)
+        self.fleet.lab.dir.join(node)
     }
 
     fn socket(&self, node: &str) -> PathBuf {
@@ -138,16 +125,28 @@ impl Cluster {
         let dir = self.dir(node);
         let conf_d = dir.join("conf.d");
         fs::create_dir_all(&conf_d).expect("mkdir conf.d");
+        let ssh_config = dir.join("ssh_config");
+        fs::write(
+            &ssh_config,
+            "# empty: only the target's own settings apply\n",
+        )
+        .expect("write ssh_config");
         fs::write(
             dir.join("syslog2ban.toml"),
             format!(
                 "[[listen]]\ntype = \"tcp\"\naddress = \"{ip}:{SYSLOG_TCP_PORT}\"\n\n\
                  [ban]\nbackend = \"nftables\"\ntable = \"{NFT_TABLE}\"\n\n\
                  [control]\nsocket = \"{}\"\n\n[state]\ndir = \"{}\"\n\n\
-                 [cluster]\nengine = \"redis\"\nurls = [\"redis://{ENGINE_IP}:6379\"]\n\
-                 node = \"{node}\"\n",
+                 [cluster]\nengine = \"redis\"\nurls = [\"redis://{COLLECTOR_IP}:6379\"]\n\
+                 node = \"{node}\"\n\n\
+                 [target.a]\naddress = \"{A_IP}\"\nport = {PORT}\nuser = \"root\"\n\
+                 identity = \"{key}\"\nknown_hosts = \"{known}\"\nssh_config = \"{ssh_config}\"\n\
+                 table = \"{NFT_TABLE}_{node}\"\nconnect_timeout = \"3s\"\ncommand_timeout = \"5s\"\n",
                 self.socket(node).display(),
-                dir.join("state").display()
+                dir.join("state").display(),
+                key = self.fleet.client_key.display(),
+                known = self.fleet.known_hosts.display(),
+                ssh_config = ssh_config.display(),
             ),
         )
         .expect("write config");
@@ -155,7 +154,8 @@ impl Cluster {
             conf_d.join("sshd.toml"),
             "[jail.sshd]\nenabled = true\nprograms = [\"sshd\"]\n\
              failregex = ['^Failed password for \\S+ from <HOST> port \\d+ ssh2$']\n\
-             maxretry = 5\nfindtime = \"10m\"\nbantime = \"1h\"\n",
+             maxretry = 5\nfindtime = \"10m\"\nbantime = \"1h\"\n\
+             placement = [\"local\", \"target:a\"]\n",
         )
         .expect("write jail");
         let argv = [
@@ -165,10 +165,11 @@ impl Cluster {
             dir.as_os_str(),
         ];
         let pid = self
+            .fleet
             .lab
             .spawn(label, ns, &argv, &[("RUST_LOG", "info,syslog2ban=debug")]);
         let (ns, listen) = (ns.to_string(), format!("{ip}:{SYSLOG_TCP_PORT}"));
-        self.lab.wait_ready(
+        self.fleet.lab.wait_ready(
             label,
             &format!("tcp {listen}"),
             Duration::from_secs(15),
@@ -179,7 +180,7 @@ impl Cluster {
 
     /// rsyslogd in WEB: what is logged to its socket goes to A, and to B while A is away.
     fn start_rsyslog(&mut self) {
-        let d = self.lab.dir.clone();
+        let d = self.fleet.lab.dir.clone();
         let work = d.join("rsyslog-work");
         fs::create_dir_all(&work).expect("mkdir rsyslog-work");
         let fwd = |ip: &str| {
@@ -197,14 +198,14 @@ impl Cluster {
              action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\")\n",
             work.display(),
             self.devlog.display(),
-            fwd(A_IP),
-            fwd(B_IP),
+            fwd(COLLECTOR_IP),
+            fwd(TWO_IP),
         );
         let conf_path = d.join("rsyslog.conf");
         fs::write(&conf_path, conf).expect("write rsyslog.conf");
         let web = self.web.clone();
         let rsyslogd = tool("rsyslogd");
-        self.lab.spawn(
+        self.fleet.lab.spawn(
             "rsyslogd",
             &web,
             &[
@@ -218,7 +219,7 @@ impl Cluster {
             &[],
         );
         let sock = self.devlog.clone();
-        self.lab.wait_ready(
+        self.fleet.lab.wait_ready(
             "rsyslogd",
             "its socket",
             Duration::from_secs(10),
@@ -228,7 +229,7 @@ impl Cluster {
 
     /// sshd-style lines logged on WEB (through rsyslog).
     fn log(&self, line: &str) {
-        let out = self.lab.exec(
+        let out = self.fleet.lab.exec(
             &self.web,
             &[
                 tool("logger").as_os_str(),
@@ -249,9 +250,9 @@ impl Cluster {
         ));
     }
 
-    /// Whether `ns`'s nft set holds `address`.
-    fn holds(&self, ns: &str, address: &str) -> bool {
-        let out = self.lab.exec(
+    /// Whether `ns`'s nft table `table` holds `address`.
+    fn holds_in(&self, ns: &str, table: &str, address: &str) -> bool {
+        let out = self.fleet.lab.exec(
             ns,
             &[
                 tool("nft").as_os_str(),
@@ -259,7 +260,7 @@ impl Cluster {
                 "list".as_ref(),
                 "set".as_ref(),
                 "inet".as_ref(),
-                NFT_TABLE.as_ref(),
+                table.as_ref(),
                 "banned4".as_ref(),
             ],
             Duration::from_secs(10),
@@ -274,6 +275,11 @@ impl Cluster {
         })
     }
 
+    /// Whether the collector in `ns` holds `address` in its own table.
+    fn holds(&self, ns: &str, address: &str) -> bool {
+        self.holds_in(ns, NFT_TABLE, address)
+    }
+
     fn status(&self, node: &str) -> Value {
         let out = crate::lab::run(
             crate::lab::command(DAEMON_BIN)
@@ -285,69 +291,79 @@ impl Cluster {
     }
 }
 
-/// Acceptance 1 and 2 of the cluster: a split attack, then a collector killed mid-attack.
+/// A collector killed with -9 mid-attack: its count stays on the engine, rsyslog fails over,
+/// the other collector bans on its own firewall and on server A, and the killed one, back,
+/// holds the ban on both too.
 #[test]
 fn collectors_count_together_and_survive_a_kill_9_with_rsyslog_failing_over() {
     if !crate::lab::preflight("cluster", TOOLS) {
         return;
     }
     let mut c = Cluster::new("cluster");
-    let (a, b) = (c.a.clone(), c.b.clone());
-    let pid_a = c.start_collector("a", &a, A_IP, "collector-a");
-    c.start_collector("b", &b, B_IP, "collector-b");
+    let (one, two, a) = (c.one.clone(), c.two.clone(), c.fleet.a.clone());
+    let pid_one = c.start_collector("one", &one, COLLECTOR_IP, "collector-one");
+    c.start_collector("two", &two, TWO_IP, "collector-two");
+    c.fleet
+        .wait_connected_at(&c.socket("one"), "a", Duration::from_secs(20));
+    c.fleet
+        .wait_connected_at(&c.socket("two"), "a", Duration::from_secs(20));
 
-    // Three failures reach A (rsyslog's first choice); nothing is banned.
+    // Three failures reach ONE (rsyslog's first choice); nothing is banned.
     for _ in 0..3 {
         c.failure();
     }
     assert!(
         wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
-            c.status("a")["jails"][0]["total_failed"].as_u64() == Some(3)
+            c.status("one")["jails"][0]["total_failed"].as_u64() == Some(3)
         })
         .is_some(),
-        "A did not count three failures: {}",
-        c.status("a")
+        "ONE did not count three failures: {}",
+        c.status("one")
     );
-    assert!(!c.holds(&a, ATTACKER) && !c.holds(&b, ATTACKER));
+    assert!(!c.holds(&one, ATTACKER) && !c.holds(&two, ATTACKER));
 
-    // A dies; rsyslog notices when a write fails (the server logs on meanwhile: lines no jail
-    // counts) and fails over to B.
-    assert!(kill_pid(pid_a, "KILL"), "kill -9 A");
-    c.lab.note("collector A killed (-9)");
+    // ONE dies; rsyslog notices when a write fails (the web server logs on meanwhile: lines
+    // no jail counts) and fails over to TWO.
+    assert!(kill_pid(pid_one, "KILL"), "kill -9 ONE");
+    c.fleet.lab.note("collector ONE killed (-9)");
     assert!(
         wait_until(Duration::from_secs(15), Duration::from_millis(200), || {
             c.log("Connection closed by 198.51.100.99 port 1 [preauth]");
-            c.status("b")["listeners"][0]["messages"].as_u64() >= Some(1)
+            c.status("two")["listeners"][0]["messages"].as_u64() >= Some(1)
         })
         .is_some(),
-        "rsyslog did not fail over to B: {}",
-        c.status("b")
+        "rsyslog did not fail over to TWO: {}",
+        c.status("two")
     );
     c.failure();
     std::thread::sleep(Duration::from_secs(1));
-    assert!(!c.holds(&b, ATTACKER), "the fourth failure banned");
+    assert!(!c.holds(&two, ATTACKER), "the fourth failure banned");
     c.failure();
+    let table_two = format!("{NFT_TABLE}_two");
     assert!(
-        wait_until(Duration::from_secs(1), Duration::from_millis(25), || c
-            .holds(&b, ATTACKER))
+        wait_until(Duration::from_secs(1), Duration::from_millis(25), || {
+            c.holds(&two, ATTACKER) && c.holds_in(&a, &table_two, ATTACKER)
+        })
         .is_some(),
-        "the fifth failure did not ban on B: {}",
-        c.status("b")
+        "the fifth failure did not ban on TWO and on A within 1 s: {}",
+        c.status("two")
     );
     assert_eq!(
-        c.status("b")["cluster"]["shared_offences"],
+        c.status("two")["cluster"]["shared_offences"],
         1,
         "{}",
-        c.status("b")
+        c.status("two")
     );
 
-    // A comes back and holds the ban in its own firewall.
-    c.start_collector("a", &a, A_IP, "collector-a-2");
+    // ONE comes back and holds the ban on its own firewall and in its table on A.
+    c.start_collector("one", &one, COLLECTOR_IP, "collector-one-2");
+    let table_one = format!("{NFT_TABLE}_one");
     assert!(
-        wait_until(Duration::from_secs(5), Duration::from_millis(50), || c
-            .holds(&a, ATTACKER))
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            c.holds(&one, ATTACKER) && c.holds_in(&a, &table_one, ATTACKER)
+        })
         .is_some(),
-        "the restarted A does not hold the ban: {}",
-        c.status("a")
+        "the restarted ONE does not hold the ban: {}",
+        c.status("one")
     );
 }

@@ -395,6 +395,32 @@ impl Fleet {
             .unwrap_or_else(|| panic!("target {name} not in status: {v}"))
     }
 
+    /// [`Fleet::wait_connected`] for the daemon answering on `socket`.
+    pub fn wait_connected_at(&self, socket: &Path, name: &str, within: Duration) {
+        let status = || {
+            let out = run(
+                command(crate::lab::DAEMON_BIN)
+                    .args(["status", "--json", "--socket"])
+                    .arg(socket),
+                Duration::from_secs(10),
+            );
+            let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+            v["targets"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["target"] == name).cloned())
+                .unwrap_or(Value::Null)
+        };
+        let ok = wait_until(within, Duration::from_millis(50), || {
+            let t = status();
+            t["remote"]["connected"] == true && t["remote"]["reconciles"].as_u64() >= Some(1)
+        });
+        assert!(
+            ok.is_some(),
+            "target {name} not connected within {within:?}: {}",
+            status()
+        );
+    }
+
     pub fn wait_connected(&self, name: &str, within: Duration) {
         let ok = wait_until(within, Duration::from_millis(50), || {
             let t = self.target_status(name);
