@@ -2,9 +2,9 @@
 //! manager an offence when one of them reached maxretry first, publishes the bans decided
 //! here, and keeps the heartbeat and the epoch. Buffers what the engine cannot take.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,12 @@ use super::engine::{id_millis, millis, CountArgs};
 use super::messages::{SharedBan, SharedFailure, ToBan};
 use super::resp::{Connection, EngineError, Reply};
 use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, STREAM_CAP};
+use crate::config::JailName;
 use crate::jail::Offence;
+use crate::target::Target;
+
+/// Most attackers remembered as banned here (a storm past it only costs engine calls).
+const BANNED_HERE_CAP: usize = 1_000_000;
 use crate::metrics::{ClusterMetrics, Metrics, Peer};
 
 /// A failure with its id in the cluster (kept when it is sent again).
@@ -34,6 +39,9 @@ pub(super) struct Counter {
     bans: VecDeque<SharedBan>,
     /// The engine's epoch as last read.
     epoch: Option<String>,
+    /// Attackers this collector's own count is banning, per jail, until their failures
+    /// count again.
+    banned_here: HashMap<(JailName, Target), Instant>,
     /// The last failure id given out, and when this run started (ids stay unique across
     /// restarts).
     sequence: u64,
@@ -54,6 +62,7 @@ impl Counter {
             failures: VecDeque::new(),
             bans: VecDeque::new(),
             epoch: None,
+            banned_here: HashMap::new(),
             sequence: 0,
             started_ms: millis(SystemTime::now()),
             offences,
@@ -90,6 +99,8 @@ impl Counter {
                     None => return,
                 },
                 _ = heartbeat.tick() => {
+                    let now = Instant::now();
+                    self.banned_here.retain(|_, until| *until > now);
                     if self.conn.is_none() {
                         self.reconnect().await;
                     }
@@ -186,8 +197,30 @@ impl Counter {
         list.push_back(item);
     }
 
+    /// Takes out of `batch` the failures of attackers this collector's own count is banning
+    /// (in a storm, most failures arrive after the threshold: they would only cost engine
+    /// calls), remembering each such attacker for its jail's findtime.
+    fn skip_banned_here(&mut self, batch: &mut Vec<Pending>) {
+        let now = Instant::now();
+        batch.retain(|pending| {
+            let f = &pending.failure;
+            let key = (f.jail.clone(), f.target);
+            if f.reached {
+                if self.banned_here.len() < BANNED_HERE_CAP {
+                    self.banned_here.insert(key, now + f.findtime);
+                }
+                return false;
+            }
+            !self.banned_here.get(&key).is_some_and(|until| *until > now)
+        });
+    }
+
     /// Counts `batch` (failures that queued up together), or buffers it.
-    async fn count(&mut self, batch: Vec<Pending>) {
+    async fn count(&mut self, mut batch: Vec<Pending>) {
+        self.skip_banned_here(&mut batch);
+        if batch.is_empty() {
+            return;
+        }
         if self.conn.is_none() || !self.try_count(&batch).await {
             let cap = self.shared.config.buffer;
             for failure in batch {

@@ -34,6 +34,9 @@ pub struct SharedFailure {
     pub origin_name: Option<Arc<str>>,
     /// The line.
     pub sample: String,
+    /// This failure made the local count reach maxretry: the collector bans the attacker
+    /// itself, and its later failures in the jail need no shared count.
+    pub reached: bool,
 }
 
 /// A ban as the collectors share it.

@@ -128,6 +128,7 @@ impl Windows {
                     origin,
                     origin_name: origin_name.clone(),
                     sample,
+                    reached: matches!(verdict, Verdict::Offence(_)),
                 };
                 if sharing.failures.try_send(failure).is_err() {
                     Metrics::inc(&sharing.metrics.cluster.buffer_dropped);
