@@ -7,7 +7,7 @@
 #                                        S2B_BENCH_CONNECTIONS=4, S2B_BENCH_LINES=200000,
 #                                        S2B_BENCH_ATTACKERS=300 for ban latency,
 #                                        S2B_BENCH_KEEP=1 keeps the temp dir,
-#                                        S2B_BENCH_ONLY=ingest|regex|latency|storm|cluster|fail2ban|memory
+#                                        S2B_BENCH_ONLY=ingest|regex|latency|storm|cluster|cluster2|fail2ban|memory
 #                                        runs one part, S2B_BENCH_STORM_MESSAGES=2000000,
 #                                        S2B_BENCH_STORM_ATTACKERS=50000, S2B_BENCH_F2B_LINES=100000,
 #                                        S2B_BENCH_F2B_ATTACKERS=10000,
@@ -86,8 +86,10 @@ cleanup() {
         for p in $(ip netns pids "$NS"); do kill -KILL "$p" 2>/dev/null; done
         ip netns del "$NS"
     fi
+    for cg in "${CGROUPS[@]}"; do rmdir "$cg" 2>/dev/null; done
     if [[ ${S2B_BENCH_KEEP:-0} == 1 ]]; then echo "keeping $DIR" >&2; else rm -rf "$DIR"; fi
 }
+CGROUPS=()
 trap cleanup EXIT
 
 ip netns add "$NS"
@@ -550,6 +552,89 @@ if part cluster && command -v redis-server >/dev/null; then
     cluster_off=$STORM_RATE
     BENCH_CLUSTER=1 storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS"
     say "  cluster on / off (ban storm, one collector, the engine on the same 2 cores): $(awk -v a="$STORM_RATE" -v b="$cluster_off" 'BEGIN { printf "%.2f", a / b }')"
+    stop_pid "$REDIS"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 6c. Two collectors against one engine, each held to the same CPU share by a cgroup
+#     (S2B_BENCH_CLUSTER_CPU µs per 100 ms, default 30000 = 0.3 core; cgroup v1 cpu quota or
+#     v2 cpu.max): the ban-storm stream through one collector, then split in half over two
+#     (the same attackers reach both). Total msgs/s until every message is received; the
+#     load generators and the engine are not limited. (S2B_BENCH_ONLY=cluster2.)
+CG_SHARE=${S2B_BENCH_CLUSTER_CPU:-30000}
+cg_limit() { # $1 = name, $2 = pid: a cgroup with the CPU share, the process moved into it
+    local cg
+    if [[ -w /sys/fs/cgroup/cpu ]]; then
+        cg=/sys/fs/cgroup/cpu/$1
+        mkdir -p "$cg"
+        echo 100000 > "$cg/cpu.cfs_period_us"
+        echo "$CG_SHARE" > "$cg/cpu.cfs_quota_us"
+    elif [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+        cg=/sys/fs/cgroup/$1
+        mkdir -p "$cg"
+        echo "$CG_SHARE 100000" > "$cg/cpu.max"
+    else
+        die "no cgroup cpu controller to limit the collectors with"
+    fi
+    CGROUPS+=("$cg")
+    echo "$2" > "$cg/cgroup.procs"
+}
+metric_at() { # $1 = metrics port, $2 = metric name prefix
+    inns "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "http://127.0.0.1:$1/metrics" \
+        | awk -v m="$2" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'
+}
+cluster_storm() { # $1 = collectors (1 or 2)
+    local n=$1 i pids=() ports=() mports=()
+    for ((i = 1; i <= n; i++)); do
+        local d=$DIR/s2b-cluster$n-$i
+        BENCH_CLUSTER=1 write_config "$d" storm sshd
+        # Collector i: its own ports, table and node name.
+        sed -i -e "s/127.0.0.1:5514/127.0.0.1:$((5514 + 10 * i))/" -e "s/127.0.0.1:6514/127.0.0.1:$((6514 + 10 * i))/" \
+            -e "s/127.0.0.1:9617/127.0.0.1:$((9617 + 10 * i))/" -e "s/\"s2bbench\"/\"s2bbench$i\"/" \
+            -e "s/node = \"bench\"/node = \"bench$i\"/" "$d/syslog2ban.toml"
+        inns_bg "$d/daemon.pid" "$d/daemon.log" "$BIN" run --config "$d"
+        pids+=("$BGPID")
+        for _ in $(seq 100); do grep -q "Ready" "$d/daemon.log" 2>/dev/null && break; sleep 0.1; done
+        grep -q "Ready" "$d/daemon.log" || { cat "$d/daemon.log" >&2; die "collector $i not ready"; }
+        cg_limit "s2bbench-$$-$n-$i" "$BGPID"
+        ports+=($((5514 + 10 * i)))
+        mports+=($((9617 + 10 * i)))
+    done
+    local each=$((STORM_MESSAGES / n)) t0 t2 got want=$((STORM_MESSAGES / n * n)) senders=()
+    t0=$(date +%s.%N)
+    for port in "${ports[@]}"; do
+        inns "$LOADGEN" send --transport tcp-octet --target "127.0.0.1:$port" --connections "$CONNS" \
+            --count "$each" --attackers "$STORM_ATTACKERS" >/dev/null &
+        senders+=("$!")
+    done
+    for s in "${senders[@]}"; do wait "$s"; done
+    for _ in $(seq 1200); do
+        got=0
+        for m in "${mports[@]}"; do got=$((got + $(metric_at "$m" 'syslog2ban_messages_received_total{listener="tcp'))); done
+        [[ $got -ge $want ]] && break
+        sleep 0.05
+    done
+    t2=$(date +%s.%N)
+    local bans=0 calls=0 dropped=0
+    for m in "${mports[@]}"; do
+        bans=$((bans + $(metric_at "$m" syslog2ban_bans_total)))
+        calls=$((calls + $(metric_at "$m" syslog2ban_cluster_calls_total)))
+        dropped=$((dropped + $(metric_at "$m" syslog2ban_cluster_buffer_dropped_total)))
+    done
+    CLUSTER_RATE=$(awk -v n="$got" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')
+    say "cluster storm, $n collector(s) at $CG_SHARE µs/100 ms of CPU each: received $got of $want in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $CLUSTER_RATE msgs/s; bans decided $bans (adopted included); engine calls $calls = $(awk -v n="$calls" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')/s; dropped from the engine queue $dropped"
+    for p in "${pids[@]}"; do stop_pid "$p"; done
+}
+if [[ ${S2B_BENCH_ONLY:-} == cluster2 ]]; then
+    command -v redis-server >/dev/null || die "missing redis-server (apt-get install -y redis-server)"
+    inns_bg "$DIR/redis2.pid" "$DIR/redis2.log" redis-server --bind 127.0.0.1 --port 6399 \
+        --save "" --appendonly no
+    REDIS=$BGPID
+    sleep 0.5
+    cluster_storm 1
+    one=$CLUSTER_RATE
+    cluster_storm 2
+    say "  two collectors / one, each at the same CPU share: $(awk -v a="$CLUSTER_RATE" -v b="$one" 'BEGIN { printf "%.2f", a / b }')"
     stop_pid "$REDIS"
 fi
 

@@ -266,11 +266,7 @@ async fn a_paused_engine_never_blinds_a_collector_and_an_emptied_one_gets_the_ba
     let (ca, cb) = (cluster_status(&sock_a).await, cluster_status(&sock_b).await);
     assert!(!ca.degraded && !cb.degraded, "{ca:?} {cb:?}");
     // The lone attack was A's own to ban; the split one was decided once, by the shared count.
-    assert_eq!(
-        ca.shared_offences + cb.shared_offences,
-        1,
-        "{ca:?} {cb:?}"
-    );
+    assert_eq!(ca.shared_offences + cb.shared_offences, 1, "{ca:?} {cb:?}");
 
     // The engine restarts empty: the collectors publish their bans again, and a third
     // collector that starts now adopts them.
