@@ -7,7 +7,6 @@
 //! (signatures, lengths); any that holds CR or LF is refused rather than sent, so nothing can
 //! add a header or a request.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -51,7 +50,11 @@ async fn open(url: &HttpUrl) -> Result<Box<dyn Stream>, HttpError> {
     }
     let name = rustls_pki_types::ServerName::try_from(url.host.clone())
         .map_err(|e| std::io::Error::other(format!("server name {}: {e}", url.host)))?;
-    Ok(Box::new(connector()?.connect(name, tcp).await?))
+    Ok(Box::new(
+        crate::tls_client::connector(None)?
+            .connect(name, tcp)
+            .await?,
+    ))
 }
 
 /// The request line and headers, ending with the blank line.
@@ -214,18 +217,6 @@ fn status(head: &[u8]) -> Result<u16, HttpError> {
         (Some(v), Some(code)) if v.starts_with("HTTP/1.") && (100..600).contains(&code) => Ok(code),
         _ => Err(HttpError::NotHttp(line.chars().take(80).collect())),
     }
-}
-
-fn connector() -> Result<tokio_rustls::TlsConnector, std::io::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ pub mod supervise;
 pub mod systemd;
 pub mod target;
 pub mod throttle;
+pub mod tls_client;
 
 /// Helpers shared by the unit tests.
 #[cfg(test)]

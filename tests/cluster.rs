@@ -4,7 +4,6 @@
 //! (SIGSTOP), and restarts empty. What a user checks: which collectors hold the ban, the
 //! failures in the store, and `status`. Skipped without redis-server, except under CI.
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
@@ -13,7 +12,8 @@ use syslog2ban::ban::store::Store;
 use syslog2ban::control::protocol::{ClusterReport, Request, Response};
 
 use crate::inprocess::{
-    ask, banned, bound_port, send_failures, stop_cleanly, until, wait_answering, Setup,
+    ask, banned, bound_port, free_port, send_failures, stop_cleanly, until, wait_answering,
+    wait_listening, Setup,
 };
 
 const ATTACKER: &str = "198.51.100.60";
@@ -33,14 +33,7 @@ impl Engine {
             .stdout(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        let start = std::time::Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(port, "redis-server");
         Engine { child, port }
     }
 
@@ -76,14 +69,6 @@ fn redis_present() -> bool {
     present
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// A collector named `node` on the engine at `port`, its sshd jail banning at 5 for an hour.
 fn collector(node: &str, port: u16) -> Setup {
     let setup = Setup::new(&format!(
@@ -92,6 +77,39 @@ fn collector(node: &str, port: u16) -> Setup {
     ));
     setup.jail_banning_for(5, "1h");
     setup
+}
+
+/// A collector up: its setup, control socket, listener port, and its run and stop switch.
+struct Up {
+    setup: Setup,
+    socket: std::path::PathBuf,
+    port: u16,
+    run: tokio::task::JoinHandle<Result<(), syslog2ban::daemon::DaemonError>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts collector `node` on the engine at `engine` and waits until it answers.
+async fn up(node: &str, engine: u16) -> Up {
+    let setup = collector(node, engine);
+    let (run, stop) = setup.start(None);
+    let socket = setup.socket();
+    wait_answering(&socket).await;
+    let port = bound_port(&socket).await;
+    Up {
+        setup,
+        socket,
+        port,
+        run,
+        stop,
+    }
+}
+
+impl Up {
+    /// Stops it cleanly; its setup stays for a restart.
+    async fn down(self) -> Setup {
+        stop_cleanly(self.run, self.stop).await;
+        self.setup
+    }
 }
 
 async fn cluster_status(socket: &Path) -> ClusterReport {
@@ -123,30 +141,27 @@ async fn a_split_attack_adds_up_and_one_collector_bans_for_both() {
         return;
     }
     let engine = Engine::start(free_port());
-    let (a, b) = (collector("a", engine.port), collector("b", engine.port));
-    let (run_a, stop_a) = a.start(None);
-    let (run_b, stop_b) = b.start(None);
-    let (sock_a, sock_b) = (a.socket(), b.socket());
-    wait_answering(&sock_a).await;
-    wait_answering(&sock_b).await;
-    let (port_a, port_b) = (bound_port(&sock_a).await, bound_port(&sock_b).await);
+    let (a, b) = (up("a", engine.port).await, up("b", engine.port).await);
 
-    send_failures(port_a, ATTACKER, 2);
-    send_failures(port_b, ATTACKER, 2);
+    send_failures(a.port, ATTACKER, 2);
+    send_failures(b.port, ATTACKER, 2);
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!holds(&sock_a, ATTACKER).await && !holds(&sock_b, ATTACKER).await);
+    assert!(!holds(&a.socket, ATTACKER).await && !holds(&b.socket, ATTACKER).await);
     // The fifth, through either: both hold the ban within a second.
-    send_failures(port_b, ATTACKER, 1);
+    send_failures(b.port, ATTACKER, 1);
     assert!(
-        until(Duration::from_secs(1), async || holds(&sock_a, ATTACKER)
+        until(Duration::from_secs(1), async || holds(&a.socket, ATTACKER)
             .await
-            && holds(&sock_b, ATTACKER).await)
+            && holds(&b.socket, ATTACKER).await)
         .await,
         "a: {:?} b: {:?}",
-        cluster_status(&sock_a).await,
-        cluster_status(&sock_b).await
+        cluster_status(&a.socket).await,
+        cluster_status(&b.socket).await
     );
-    let (ca, cb) = (cluster_status(&sock_a).await, cluster_status(&sock_b).await);
+    let (ca, cb) = (
+        cluster_status(&a.socket).await,
+        cluster_status(&b.socket).await,
+    );
     assert_eq!(
         (cb.shared_offences, cb.published, cb.adopted),
         (1, 1, 0),
@@ -161,15 +176,14 @@ async fn a_split_attack_adds_up_and_one_collector_bans_for_both() {
     // Both collectors are seen, with no lag once the ban is read.
     assert!(
         until(Duration::from_secs(3), async || {
-            let peers = cluster_status(&sock_a).await.peers;
+            let peers = cluster_status(&a.socket).await.peers;
             peers.len() == 2 && peers.iter().all(|p| p.lag_ms == 0)
         })
         .await,
         "{:?}",
-        cluster_status(&sock_a).await.peers
+        cluster_status(&a.socket).await.peers
     );
-    stop_cleanly(run_a, stop_a).await;
-    stop_cleanly(run_b, stop_b).await;
+    let (a, b) = (a.down().await, b.down().await);
     // One ban each, with the five failures of the whole attack.
     assert_eq!(stored_failures(&b, ATTACKER), vec![5]);
     assert_eq!(stored_failures(&a, ATTACKER), vec![5]);
@@ -181,30 +195,28 @@ async fn a_collector_that_goes_away_leaves_its_count_and_gets_the_ban_back() {
         return;
     }
     let engine = Engine::start(free_port());
-    let (a, b) = (collector("a", engine.port), collector("b", engine.port));
-    let (run_a, stop_a) = a.start(None);
-    let (run_b, stop_b) = b.start(None);
-    let (sock_a, sock_b) = (a.socket(), b.socket());
-    wait_answering(&sock_a).await;
-    wait_answering(&sock_b).await;
-    let (port_a, port_b) = (bound_port(&sock_a).await, bound_port(&sock_b).await);
-    send_failures(port_a, ATTACKER, 3);
+    let (a, b) = (up("a", engine.port).await, up("b", engine.port).await);
+    send_failures(a.port, ATTACKER, 3);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // A goes away; its sender fails over to B.
-    stop_cleanly(run_a, stop_a).await;
-    send_failures(port_b, ATTACKER, 1);
+    let a_setup = a.down().await;
+    send_failures(b.port, ATTACKER, 1);
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!holds(&sock_b, ATTACKER).await, "the fourth failure banned");
-    send_failures(port_b, ATTACKER, 1);
     assert!(
-        until(Duration::from_secs(1), async || holds(&sock_b, ATTACKER)
+        !holds(&b.socket, ATTACKER).await,
+        "the fourth failure banned"
+    );
+    send_failures(b.port, ATTACKER, 1);
+    assert!(
+        until(Duration::from_secs(1), async || holds(&b.socket, ATTACKER)
             .await)
         .await,
         "the fifth failure did not ban: {:?}",
-        cluster_status(&sock_b).await
+        cluster_status(&b.socket).await
     );
     // A comes back and holds the ban it missed.
-    let (run_a, stop_a) = a.start(None);
+    let (run_a, stop_a) = a_setup.start(None);
+    let sock_a = a_setup.socket();
     wait_answering(&sock_a).await;
     assert!(
         until(Duration::from_secs(3), async || holds(&sock_a, ATTACKER)
@@ -214,7 +226,7 @@ async fn a_collector_that_goes_away_leaves_its_count_and_gets_the_ban_back() {
         cluster_status(&sock_a).await
     );
     stop_cleanly(run_a, stop_a).await;
-    stop_cleanly(run_b, stop_b).await;
+    b.down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,13 +236,8 @@ async fn a_paused_engine_never_blinds_a_collector_and_an_emptied_one_gets_the_ba
     }
     let port = free_port();
     let mut engine = Engine::start(port);
-    let (a, b) = (collector("a", port), collector("b", port));
-    let (run_a, stop_a) = a.start(None);
-    let (run_b, stop_b) = b.start(None);
-    let (sock_a, sock_b) = (a.socket(), b.socket());
-    wait_answering(&sock_a).await;
-    wait_answering(&sock_b).await;
-    let (port_a, port_b) = (bound_port(&sock_a).await, bound_port(&sock_b).await);
+    let (a, b) = (up("a", port).await, up("b", port).await);
+    let (sock_a, sock_b, port_a, port_b) = (a.socket.clone(), b.socket.clone(), a.port, b.port);
 
     engine.signal(rustix::process::Signal::STOP);
     // One collector alone: bans at once, the engine or not.
@@ -263,8 +270,18 @@ async fn a_paused_engine_never_blinds_a_collector_and_an_emptied_one_gets_the_ba
         cluster_status(&sock_a).await,
         cluster_status(&sock_b).await
     );
+    // Both reconnect and replay (a collector tries again every second).
+    assert!(
+        until(Duration::from_secs(5), async || {
+            let (ca, cb) = (cluster_status(&sock_a).await, cluster_status(&sock_b).await);
+            !ca.degraded && !cb.degraded && ca.buffered_failures + cb.buffered_failures == 0
+        })
+        .await,
+        "{:?} {:?}",
+        cluster_status(&sock_a).await,
+        cluster_status(&sock_b).await
+    );
     let (ca, cb) = (cluster_status(&sock_a).await, cluster_status(&sock_b).await);
-    assert!(!ca.degraded && !cb.degraded, "{ca:?} {cb:?}");
     // The lone attack was A's own to ban; the split one was decided once, by the shared count.
     assert_eq!(ca.shared_offences + cb.shared_offences, 1, "{ca:?} {cb:?}");
 
@@ -272,21 +289,18 @@ async fn a_paused_engine_never_blinds_a_collector_and_an_emptied_one_gets_the_ba
     // collector that starts now adopts them.
     drop(engine);
     engine = Engine::start(port);
-    let c = collector("c", port);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (run_c, stop_c) = c.start(None);
-    let sock_c = c.socket();
-    wait_answering(&sock_c).await;
+    let c = up("c", port).await;
     assert!(
-        until(Duration::from_secs(5), async || holds(&sock_c, ATTACKER)
+        until(Duration::from_secs(5), async || holds(&c.socket, ATTACKER)
             .await
-            && holds(&sock_c, alone).await)
+            && holds(&c.socket, alone).await)
         .await,
         "c: {:?}",
-        cluster_status(&sock_c).await
+        cluster_status(&c.socket).await
     );
-    stop_cleanly(run_c, stop_c).await;
-    stop_cleanly(run_a, stop_a).await;
-    stop_cleanly(run_b, stop_b).await;
+    c.down().await;
+    a.down().await;
+    b.down().await;
     drop(engine);
 }

@@ -155,6 +155,27 @@ pub(crate) async fn until(within: Duration, mut done: impl AsyncFnMut() -> bool)
     false
 }
 
+/// A loopback port free at the moment (for a peer the test starts).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Until something listens on loopback `port`; fails the test after 10 s naming `what`.
+pub(crate) fn wait_listening(port: u16, what: &str) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what} did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub(crate) fn send_failures(port: u16, address: &str, n: usize) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     for _ in 0..n {

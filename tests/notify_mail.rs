@@ -20,7 +20,9 @@ use syslog2ban::control::protocol::{Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::inprocess::{ask, bound_port, stop_cleanly, until, wait_answering, Setup};
+use crate::inprocess::{
+    ask, bound_port, free_port, stop_cleanly, until, wait_answering, wait_listening, Setup,
+};
 
 const PYTHON: &str = "/usr/bin/python3";
 const ATTACKER: &str = "198.51.100.7";
@@ -116,14 +118,6 @@ fn certificate(dir: &Path) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn smtp_server(dir: &Path) -> (SmtpServer, u16) {
     let port = free_port();
     let maildir = dir.join("maildir");
@@ -140,14 +134,7 @@ fn smtp_server(dir: &Path) -> (SmtpServer, u16) {
         .spawn()
         .expect("start aiosmtpd");
     let server = SmtpServer { child, maildir };
-    let start = std::time::Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "aiosmtpd did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port, "aiosmtpd");
     (server, port)
 }
 

@@ -211,7 +211,7 @@ impl Counter {
                 }
                 return false;
             }
-            !self.banned_here.get(&key).is_some_and(|until| *until > now)
+            self.banned_here.get(&key).is_none_or(|until| *until <= now)
         });
     }
 

@@ -5,7 +5,6 @@
 //! capped and anything malformed is an error, never a panic. A call that times out leaves the
 //! connection in an unknown state; the caller drops it and connects again.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -95,34 +94,6 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-fn tls_connector(ca_pem: Option<&[u8]>) -> Result<tokio_rustls::TlsConnector, std::io::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(pem) = ca_pem {
-        let mut reader = pem;
-        for cert in rustls_pemfile_certs(&mut reader)? {
-            roots.add(cert).map_err(std::io::Error::other)?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-/// The certificates of a PEM file.
-fn rustls_pemfile_certs(
-    pem: &mut &[u8],
-) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, std::io::Error> {
-    use rustls_pki_types::pem::PemObject;
-    rustls_pki_types::CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| std::io::Error::other(format!("CA file: {e}")))
-}
-
 impl Connection {
     /// Connects to `url` (TLS for `rediss://`, with `ca_pem` trusted besides the Mozilla
     /// roots), authenticates and selects its database, all within `timeout` per step.
@@ -138,9 +109,12 @@ impl Connection {
         let stream: Box<dyn Stream> = if url.tls {
             let name = rustls_pki_types::ServerName::try_from(url.host.clone())
                 .map_err(|e| std::io::Error::other(format!("server name {}: {e}", url.host)))?;
-            let tls = tokio::time::timeout(timeout, tls_connector(ca_pem)?.connect(name, tcp))
-                .await
-                .map_err(|_| EngineError::Timeout(timeout))??;
+            let tls = tokio::time::timeout(
+                timeout,
+                crate::tls_client::connector(ca_pem)?.connect(name, tcp),
+            )
+            .await
+            .map_err(|_| EngineError::Timeout(timeout))??;
             Box::new(tls)
         } else {
             Box::new(tcp)
