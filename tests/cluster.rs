@@ -183,10 +183,42 @@ async fn a_split_attack_adds_up_and_one_collector_bans_for_both() {
         "{:?}",
         cluster_status(&a.socket).await.peers
     );
-    let (a, b) = (a.down().await, b.down().await);
+    let (a_setup, b_setup) = (a.down().await, b.down().await);
     // One ban each, with the five failures of the whole attack.
-    assert_eq!(stored_failures(&b, ATTACKER), vec![5]);
-    assert_eq!(stored_failures(&a, ATTACKER), vec![5]);
+    assert_eq!(stored_failures(&b_setup, ATTACKER), vec![5]);
+    assert_eq!(stored_failures(&a_setup, ATTACKER), vec![5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unban_by_hand_on_one_collector_lifts_the_address_on_all() {
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let (a, b) = (up("a", engine.port).await, up("b", engine.port).await);
+    send_failures(a.port, ATTACKER, 5);
+    assert!(
+        until(Duration::from_secs(2), async || holds(&b.socket, ATTACKER)
+            .await)
+        .await,
+        "the ban did not reach b"
+    );
+    let answer = ask(
+        &b.socket,
+        Request::Unban {
+            address: ATTACKER.into(),
+        },
+    )
+    .await;
+    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
+    assert!(
+        until(Duration::from_secs(1), async || !holds(&a.socket, ATTACKER)
+            .await)
+        .await,
+        "the unban on b did not lift the ban on a"
+    );
+    a.down().await;
+    b.down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use crate::cluster::{SharedBan, ToBan};
+use crate::cluster::{Published, SharedBan, ToBan};
 use crate::jail::Offence;
 pub use messages::{BanCommand, BanError, BanInfo, BanReason, JailPolicy, Request};
 pub use placement::{Fleet, Place};
@@ -50,8 +50,8 @@ pub struct ClusterLink {
     pub node: String,
     /// Bans of other collectors to adopt, and requests.
     pub from_cluster: mpsc::Receiver<ToBan>,
-    /// Bans decided here, to publish.
-    pub to_cluster: mpsc::Sender<SharedBan>,
+    /// Bans decided here, and addresses lifted here by hand, to publish.
+    pub to_cluster: mpsc::Sender<Published>,
 }
 
 /// Hands the bans among `ops` to the cluster for publishing (never waiting: the cluster
@@ -74,7 +74,7 @@ fn publish(link: Option<&ClusterLink>, ops: &[StoreOp], metrics: &crate::metrics
                 expires: record.expires,
                 sample: record.sample.clone(),
             };
-            if link.to_cluster.try_send(ban).is_err() {
+            if link.to_cluster.try_send(Published::Ban(ban)).is_err() {
                 crate::metrics::Metrics::inc(&metrics.cluster.buffer_dropped);
             }
         }
@@ -124,7 +124,16 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
                     requests_open = false;
                     Vec::new()
                 }
-                Some(request) => answer(&mut state, request),
+                Some(request) => {
+                    // A lift by hand is the operator's word for the whole cluster.
+                    if let (Request::Unban { address, .. }, Some(link)) = (&request, &cluster) {
+                        let lifted = Published::Unban { node: link.node.clone(), address: *address };
+                        if link.to_cluster.try_send(lifted).is_err() {
+                            crate::metrics::Metrics::inc(&state.metrics().cluster.buffer_dropped);
+                        }
+                    }
+                    answer(&mut state, request)
+                }
             },
             _ = prune.tick() => {
                 state.prune_history(crate::clock::wall_now());
@@ -139,10 +148,11 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
                     adopted = true;
                     state.adopt(&ban, Moment::now())
                 }
+                Some(ToBan::Unban(address)) => state.unban(address).1,
                 Some(ToBan::Republish) => {
                     if let Some(link) = &cluster {
                         for ban in state.shared_bans(&link.node, Moment::now()) {
-                            if link.to_cluster.try_send(ban).is_err() {
+                            if link.to_cluster.try_send(Published::Ban(ban)).is_err() {
                                 crate::metrics::Metrics::inc(&state.metrics().cluster.buffer_dropped);
                             }
                         }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::engine::{id_millis, millis, CountArgs};
-use super::messages::{SharedBan, SharedFailure, ToBan};
+use super::messages::{Published, SharedFailure, ToBan};
 use super::resp::{Connection, EngineError, Reply};
 use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, STREAM_CAP};
 use crate::config::JailName;
@@ -36,7 +36,7 @@ pub(super) struct Counter {
     /// Failures waiting for the engine, oldest first.
     failures: VecDeque<Pending>,
     /// Bans waiting to be published, oldest first.
-    bans: VecDeque<SharedBan>,
+    bans: VecDeque<Published>,
     /// The engine's epoch as last read.
     epoch: Option<String>,
     /// Attackers this collector's own count is banning, per jail, until their failures
@@ -73,7 +73,7 @@ impl Counter {
     pub(super) async fn run(
         mut self,
         mut failures: mpsc::Receiver<SharedFailure>,
-        mut decided: mpsc::Receiver<SharedBan>,
+        mut decided: mpsc::Receiver<Published>,
         stop: CancellationToken,
     ) {
         self.reconnect().await;
@@ -235,7 +235,7 @@ impl Counter {
         }
     }
 
-    async fn publish(&mut self, ban: SharedBan) {
+    async fn publish(&mut self, ban: Published) {
         if self.conn.is_none() || !self.try_publish(&ban).await {
             let cap = self.shared.config.buffer;
             Self::buffer(&mut self.bans, ban, cap, &self.shared.metrics.cluster);
@@ -302,7 +302,7 @@ impl Counter {
     }
 
     /// Publishes `ban`; false when the engine did not answer.
-    async fn try_publish(&mut self, ban: &SharedBan) -> bool {
+    async fn try_publish(&mut self, ban: &Published) -> bool {
         let Some((conn, _)) = self.conn.as_mut() else {
             return false;
         };

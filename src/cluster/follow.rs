@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::engine::{id_millis, millis};
-use super::messages::{SharedBan, ToBan};
+use super::messages::{Published, ToBan};
 use super::resp::Reply;
 use super::shared::{Shared, CURSOR_FILE, FOLLOW_BATCH, FOLLOW_BLOCK, HEARTBEAT};
 use crate::metrics::Metrics;
@@ -101,22 +101,28 @@ pub(super) async fn follow(
                 let Some(id) = entry.items().first().and_then(Reply::text) else {
                     continue;
                 };
-                match entry
+                let request = match entry
                     .items()
                     .get(1)
-                    .map(|f| SharedBan::from_fields(f.items()))
+                    .map(|f| Published::from_fields(f.items()))
                 {
-                    Some(Ok(ban)) if ban.node != node => {
-                        Metrics::inc(&shared.cm().adopted);
-                        if to_ban.send(ToBan::Adopt(ban)).await.is_err() {
-                            return;
+                    Some(Ok(published)) if published.node() != node => match published {
+                        Published::Ban(ban) => {
+                            Metrics::inc(&shared.cm().adopted);
+                            Some(ToBan::Adopt(ban))
                         }
-                    }
-                    Some(Ok(_)) => {}
+                        Published::Unban { address, .. } => Some(ToBan::Unban(address)),
+                    },
+                    Some(Ok(_)) | None => None,
                     Some(Err(e)) => {
-                        warn!(id, error = %e, "A shared ban entry is unreadable; skipped")
+                        warn!(id, error = %e, "A shared ban entry is unreadable; skipped");
+                        None
                     }
-                    None => {}
+                };
+                if let Some(request) = request {
+                    if to_ban.send(request).await.is_err() {
+                        return;
+                    }
                 }
                 cursor = id;
             }

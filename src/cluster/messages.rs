@@ -104,11 +104,69 @@ impl SharedBan {
     }
 }
 
+/// An entry of the ban stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// A ban decided on a collector.
+    Ban(SharedBan),
+    /// An address lifted by hand (`unban`) on a collector: lifted everywhere.
+    Unban {
+        /// The collector where it was lifted.
+        node: String,
+        /// The address or prefix.
+        address: Target,
+    },
+}
+
+impl Published {
+    /// The collector it comes from.
+    pub fn node(&self) -> &str {
+        match self {
+            Published::Ban(ban) => &ban.node,
+            Published::Unban { node, .. } => node,
+        }
+    }
+
+    /// The stream entry's fields (a ban's carry no `event`, as before unbans were shared).
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Published::Ban(ban) => ban.fields(),
+            Published::Unban { node, address } => vec![
+                ("event", "unban".to_string()),
+                ("node", node.clone()),
+                ("address", address.to_string()),
+            ],
+        }
+    }
+
+    /// Reads a stream entry's fields.
+    pub fn from_fields(items: &[Reply]) -> Result<Published, String> {
+        let field = |name: &str| {
+            items
+                .chunks(2)
+                .find(|pair| pair.first().and_then(Reply::text).as_deref() == Some(name))
+                .and_then(|pair| pair.get(1).and_then(Reply::text))
+        };
+        match field("event").as_deref() {
+            None | Some("ban") => SharedBan::from_fields(items).map(Published::Ban),
+            Some("unban") => Ok(Published::Unban {
+                node: field("node").ok_or("no node field")?,
+                address: field("address")
+                    .and_then(|a| a.parse().ok())
+                    .ok_or("no address field, or not an address")?,
+            }),
+            Some(other) => Err(format!("unknown event {other:?}")),
+        }
+    }
+}
+
 /// What the cluster asks of the ban manager.
 #[derive(Debug, Clone)]
 pub enum ToBan {
     /// Another collector's ban: hold it here too, until it ends there.
     Adopt(SharedBan),
+    /// Another collector lifted this address by hand: lift it here too.
+    Unban(Target),
     /// The engine lost its data: publish every active ban again.
     Republish,
 }
@@ -118,8 +176,8 @@ pub enum ToBan {
 pub struct Links {
     /// Failures from the jails.
     pub failures: mpsc::Receiver<SharedFailure>,
-    /// Bans this collector decided, to publish.
-    pub decided: mpsc::Receiver<SharedBan>,
+    /// Bans this collector decided, and addresses lifted here by hand, to publish.
+    pub decided: mpsc::Receiver<Published>,
     /// Offences the shared count decided, to the ban manager.
     pub offences: mpsc::Sender<Offence>,
     /// Adoptions and requests, to the ban manager.
@@ -164,5 +222,24 @@ mod tests {
             .collect();
         assert_eq!(SharedBan::from_fields(&items).unwrap(), permanent);
         assert!(SharedBan::from_fields(&items[2..]).is_err());
+        let unban = Published::Unban {
+            node: "b".into(),
+            address: "198.51.100.0/24".parse().unwrap(),
+        };
+        let items: Vec<Reply> = unban
+            .fields()
+            .into_iter()
+            .flat_map(|(k, v)| [Reply::Status(k.into()), Reply::Status(v)])
+            .collect();
+        assert_eq!(Published::from_fields(&items).unwrap(), unban);
+        let ban_items: Vec<Reply> = permanent
+            .fields()
+            .into_iter()
+            .flat_map(|(k, v)| [Reply::Status(k.into()), Reply::Status(v)])
+            .collect();
+        assert_eq!(
+            Published::from_fields(&ban_items).unwrap(),
+            Published::Ban(permanent)
+        );
     }
 }

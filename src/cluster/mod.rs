@@ -31,7 +31,7 @@ use tracing::info;
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use engine::Keys;
-pub use messages::{Links, SharedBan, SharedFailure, ToBan};
+pub use messages::{Links, Published, SharedBan, SharedFailure, ToBan};
 use shared::Shared;
 
 /// Runs the counter and the follower until `stop`.
