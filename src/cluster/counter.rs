@@ -18,6 +18,8 @@ use crate::config::JailName;
 use crate::jail::Offence;
 use crate::target::Target;
 
+/// Longest a stop waits to publish the bans still buffered.
+const STOP_FLUSH: Duration = Duration::from_secs(2);
 /// Most attackers remembered as banned here (a storm past it only costs engine calls).
 const BANNED_HERE_CAP: usize = 1_000_000;
 use crate::metrics::{ClusterMetrics, Metrics, Peer};
@@ -81,7 +83,10 @@ impl Counter {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => {
+                    self.flush_at_stop().await;
+                    return;
+                }
                 failure = failures.recv() => match failure {
                     Some(first) => {
                         // What queued meanwhile goes in the same round trip.
@@ -118,6 +123,29 @@ impl Counter {
                 self.shared.config.node, self.started_ms, self.sequence
             ),
             failure,
+        }
+    }
+
+    /// At a stop, bans still waiting get one more chance to reach the others (within
+    /// `STOP_FLUSH`); what cannot is said in the log.
+    async fn flush_at_stop(&mut self) {
+        if self.bans.is_empty() {
+            return;
+        }
+        let flush = async {
+            if self.conn.is_none() {
+                // Replays on success.
+                self.reconnect().await;
+            } else {
+                self.replay().await;
+            }
+        };
+        let _ = tokio::time::timeout(STOP_FLUSH, flush).await;
+        if !self.bans.is_empty() {
+            warn!(
+                bans = self.bans.len(),
+                "Stopping with bans the other collectors were not told of (the engine is away); they stay in this collector's store"
+            );
         }
     }
 
