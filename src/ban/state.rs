@@ -5,7 +5,7 @@
 //! firewall commands forward; the manager task feeds it and sends the results on.
 
 use crate::target::{Ports, Target};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -16,10 +16,7 @@ use super::messages::{BanCommand, BanError, BanInfo, BanReason, JailPolicy};
 use super::placement::{Fleet, Place};
 use super::policy::grown_bantime;
 use super::record::{BanRecord, StoreOp};
-use crate::cluster::SharedBan;
-use crate::config::{
-    BanTime, JailName, PlacementRule, RecidiveConfig, FEED_JAIL_PREFIX, RECIDIVE_JAIL,
-};
+use crate::config::{BanTime, JailName, PlacementRule, RecidiveConfig, RECIDIVE_JAIL};
 use crate::jail::Offence;
 use crate::metrics::Metrics;
 
@@ -96,6 +93,8 @@ pub struct BanState {
     metrics: Arc<Metrics>,
     /// Random draws for rndtime; a function so tests can fix it.
     jitter: fn() -> f64,
+    /// Jails of adopted bans this collector lacks (warned about once each).
+    unknown_adopted: HashSet<JailName>,
 }
 
 /// The latest deadline of the holds applied at `place`: None when no hold is, Some(None)
@@ -162,6 +161,7 @@ impl BanState {
             fleet: Fleet::default(),
             metrics,
             jitter: random_jitter,
+            unknown_adopted: HashSet::new(),
         };
         state.reconfigure(policies, recidive);
         state
@@ -301,52 +301,6 @@ impl BanState {
             ops.extend(self.recidive_check(offence.target, origin, now));
         }
         ops
-    }
-
-    /// Another collector's ban: held here with the same end, under the same jail (a jail
-    /// this collector does not have is ignored).
-    pub fn adopt(&mut self, ban: &SharedBan, now: Moment) -> Vec<StoreOp> {
-        let Ok(jail) = JailName::new(&ban.jail) else {
-            return Vec::new();
-        };
-        let new = NewBan {
-            jail: &jail,
-            address: ban.address,
-            origin: ban.origin.clone(),
-            placement: None,
-            failures: ban.failures,
-            sample: ban.sample.clone(),
-            lines: vec![ban.sample.clone()],
-            until: Some(ban.expires),
-        };
-        self.ban(new, now).into_iter().collect()
-    }
-
-    /// Every active ban, as the cluster shares it (an engine that lost its data gets them
-    /// again); bans of feeds are left out (each collector fetches its own).
-    pub fn shared_bans(&self, node: &str, now: Moment) -> Vec<SharedBan> {
-        let mut out = Vec::new();
-        for (address, holds) in &self.holds {
-            for hold in holds {
-                if hold.jail.as_str().starts_with(FEED_JAIL_PREFIX) {
-                    continue;
-                }
-                let expires = hold
-                    .expires
-                    .map(|at| now.wall + at.saturating_duration_since(now.instant));
-                out.push(SharedBan {
-                    node: node.to_string(),
-                    jail: hold.jail.to_string(),
-                    address: *address,
-                    failures: hold.reason.failures,
-                    origin: hold.origin.clone(),
-                    started: now.wall,
-                    expires,
-                    sample: String::new(),
-                });
-            }
-        }
-        out
     }
 
     /// The counters.
@@ -776,6 +730,8 @@ impl BanState {
         });
     }
 }
+
+mod shared;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,65 @@
+//! The cluster's side of ban state: adopting another collector's ban, and listing the active
+//! bans for an engine that lost them. The cluster stage never touches ban state itself; the
+//! ban manager calls these with what it received.
+
+use tracing::warn;
+
+use super::{BanState, Moment, NewBan};
+use crate::ban::record::StoreOp;
+use crate::cluster::SharedBan;
+use crate::config::{JailName, FEED_JAIL_PREFIX};
+
+impl BanState {
+    /// Another collector's ban: held here with the same end, under the same jail (a jail
+    /// this collector does not have is ignored).
+    pub fn adopt(&mut self, ban: &SharedBan, now: Moment) -> Vec<StoreOp> {
+        let Ok(jail) = JailName::new(&ban.jail) else {
+            return Vec::new();
+        };
+        if self.policy(&jail).is_none() {
+            // Once per jail: a storm of such bans must not flood the log.
+            if self.unknown_adopted.insert(jail.clone()) {
+                warn!(jail = %jail, node = %ban.node, "Another collector bans in a jail this one does not have; its bans are not held here (the collectors' jails should be the same)");
+            }
+            return Vec::new();
+        }
+        let new = NewBan {
+            jail: &jail,
+            address: ban.address,
+            origin: ban.origin.clone(),
+            placement: None,
+            failures: ban.failures,
+            sample: ban.sample.clone(),
+            lines: vec![ban.sample.clone()],
+            until: Some(ban.expires),
+        };
+        self.ban(new, now).into_iter().collect()
+    }
+
+    /// Every active ban, as the cluster shares it (an engine that lost its data gets them
+    /// again); bans of feeds are left out (each collector fetches its own).
+    pub fn shared_bans(&self, node: &str, now: Moment) -> Vec<SharedBan> {
+        let mut out = Vec::new();
+        for (address, holds) in &self.holds {
+            for hold in holds {
+                if hold.jail.as_str().starts_with(FEED_JAIL_PREFIX) {
+                    continue;
+                }
+                let expires = hold
+                    .expires
+                    .map(|at| now.wall + at.saturating_duration_since(now.instant));
+                out.push(SharedBan {
+                    node: node.to_string(),
+                    jail: hold.jail.to_string(),
+                    address: *address,
+                    failures: hold.reason.failures,
+                    origin: hold.origin.clone(),
+                    started: now.wall,
+                    expires,
+                    sample: String::new(),
+                });
+            }
+        }
+        out
+    }
+}
