@@ -252,27 +252,10 @@ impl Cluster {
 
     /// Whether `ns`'s nft table `table` holds `address`.
     fn holds_in(&self, ns: &str, table: &str, address: &str) -> bool {
-        let out = self.fleet.lab.exec(
-            ns,
-            &[
-                tool("nft").as_os_str(),
-                "-j".as_ref(),
-                "list".as_ref(),
-                "set".as_ref(),
-                "inet".as_ref(),
-                table.as_ref(),
-                "banned4".as_ref(),
-            ],
-            Duration::from_secs(10),
-        );
-        let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
-        v["nftables"].as_array().into_iter().flatten().any(|item| {
-            item["set"]["elem"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|e| e.as_str() == Some(address) || e["elem"]["val"].as_str() == Some(address))
-        })
+        self.fleet
+            .set_in(ns, table)
+            .iter()
+            .any(|(element, _)| element == address)
     }
 
     /// Whether the collector in `ns` holds `address` in its own table.

@@ -327,6 +327,11 @@ impl Fleet {
 
     /// The elements of `banned4` on a server: address → seconds left (None: no timeout).
     pub fn remote_set(&self, ns: &str) -> Vec<(String, Option<u64>)> {
+        self.set_in(ns, NFT_TABLE)
+    }
+
+    /// The elements (and seconds left) of set `banned4` of nft table `table` in `ns`.
+    pub fn set_in(&self, ns: &str, table: &str) -> Vec<(String, Option<u64>)> {
         let out = self.lab.exec(
             ns,
             &[
@@ -335,7 +340,7 @@ impl Fleet {
                 "list".as_ref(),
                 "set".as_ref(),
                 "inet".as_ref(),
-                NFT_TABLE.as_ref(),
+                table.as_ref(),
                 "banned4".as_ref(),
             ],
             Duration::from_secs(10),
