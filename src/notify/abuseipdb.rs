@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::event::Event;
 use crate::config::AbuseIpdbConfig;
 use crate::http_client as http;
 
@@ -88,26 +89,18 @@ pub(super) fn form_value(text: &str) -> String {
     out
 }
 
-/// Reports the ban in `body` (the outbox's event JSON). Err: retry later.
-pub async fn report(config: &AbuseIpdbConfig, body: &str) -> Result<Reported, String> {
-    let Ok(event) = serde_json::from_str::<serde_json::Value>(body) else {
-        return Ok(Reported::Dropped("the event is not JSON".into()));
-    };
-    if event["event"] != "ban" {
+/// Reports the ban `event`. Err: retry later.
+pub async fn report(config: &AbuseIpdbConfig, event: &Event) -> Result<Reported, String> {
+    if event.event != "ban" {
         return Ok(Reported::Dropped("only bans are reported".into()));
     }
-    let Some(address) = event["address"].as_str() else {
-        return Ok(Reported::Dropped("the event has no address".into()));
-    };
+    let address = event.address.as_str();
     if address.contains('/') {
         return Ok(Reported::Dropped(format!(
             "{address} is a prefix; AbuseIPDB takes single addresses"
         )));
     }
-    let lines: Vec<&str> = event["lines"]
-        .as_array()
-        .map(|l| l.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
+    let lines: Vec<&str> = event.lines.iter().map(String::as_str).collect();
     let extra: Vec<Regex> = config
         .redact
         .iter()

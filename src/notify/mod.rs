@@ -340,7 +340,7 @@ async fn deliver(
         }
         NotifierKind::AbuseIpdb(abuse) => {
             once_per_period(row, &event, abuse.period, store, async {
-                abuseipdb::report(abuse, &row.body).await
+                abuseipdb::report(abuse, &event).await
             })
             .await
         }
