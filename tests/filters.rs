@@ -1,12 +1,14 @@
 //! Every shipped jail in `conf.d/` against its fixtures in `tests/fixtures/<jail>/`:
 //! `match.log` (`EXPECTED_IP LINE`: must match with that address), `nomatch.log` (`LINE`: must
-//! not match), `injection.log` (`FORBIDDEN_IP LINE`: must never yield that address).
+//! not match), `injection.log` (`FORBIDDEN_IP LINE`: must never yield that address, as a
+//! failure or as a login, in any mode of the jail).
 
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use syslog2ban::config::{self, JailConfig};
+use syslog2ban::jail::filter::{Filter, FilterMatch};
 use syslog2ban::regex_check::check_line;
 
 fn root() -> PathBuf {
@@ -41,6 +43,24 @@ fn split_address(path: &Path, number: usize, line: &str) -> (IpAddr, String) {
         .parse()
         .unwrap_or_else(|_| panic!("{}:{number}: '{ip}' is not an address", path.display()));
     (ip, rest.to_string())
+}
+
+/// The jail's filter in each of its modes beyond normal (those of fail2ban's names it has).
+fn modes_of(jail: &JailConfig) -> Vec<Filter> {
+    let file = root().join("conf.d").join(format!("{}.toml", jail.name));
+    ["ddos", "extra", "aggressive"]
+        .into_iter()
+        .filter_map(|mode| {
+            config::load_jails_in_mode(
+                std::slice::from_ref(&file),
+                Some(jail.name.as_str()),
+                Some(mode),
+            )
+            .ok()
+        })
+        .filter_map(|mut jails| jails.pop())
+        .map(|j| j.filter)
+        .collect()
 }
 
 #[test]
@@ -88,15 +108,22 @@ fn every_shipped_filter_passes_its_fixtures() {
         }
         let injection = dir.join("injection.log");
         if injection.is_file() {
-            for (n, line) in fixture_lines(&injection) {
-                let (forbidden, log) = split_address(&injection, n, &line);
-                let got = check_line(&jail.filter, n, &log, now);
-                checked += 1;
-                if got.host == Some(forbidden) {
-                    failures.push(format!(
-                        "{}:{n}: injected {forbidden} was captured ({log})",
-                        injection.display()
-                    ));
+            // In every mode, and for logins too: a forged login must not forgive an address.
+            for filter in std::iter::once(jail.filter.clone()).chain(modes_of(jail)) {
+                for (n, line) in fixture_lines(&injection) {
+                    let (forbidden, log) = split_address(&injection, n, &line);
+                    checked += 1;
+                    let Ok(record) = syslog2ban::parse::parse_line(&log, now) else {
+                        continue;
+                    };
+                    if let FilterMatch::Failure { host, .. } = filter.check(&record.message) {
+                        if host == forbidden {
+                            failures.push(format!(
+                                "{}:{n}: injected {forbidden} was captured ({log})",
+                                injection.display()
+                            ));
+                        }
+                    }
                 }
             }
         }

@@ -1066,7 +1066,10 @@ class Postgres:
             s["log_line_prefix"] = "%m [%p] %q%u@%d "
             s["log_connections"] = "on"
         else:
+            # %h puts the client's address on every line; log_connections writes the login
+            # ("connection authorized: user=U") that forgives a typo.
             s["log_line_prefix"] = "%m [%p] %h "
+            s["log_connections"] = "on"
         return s
 
     def run(self, debian_default):
@@ -1126,7 +1129,9 @@ MY_USERS = {"app": "App-db-pw-9", "alice": "Wonderland-2024"}
 
 class MariaDB:
     """MariaDB 10.11 started by mysqld_safe --syslog (Debian's way to send its error log to
-    syslog: `logger -t mysqld -p daemon.error`), skip-name-resolve, log_warnings=2."""
+    syslog: `logger -t mysqld -p daemon.error`), skip-name-resolve, log_warnings=2, and the
+    server_audit plugin writing CONNECT events to syslog (the only log of a successful login,
+    which forgives a typo)."""
 
     def __init__(self, lab):
         self.lab = lab
@@ -1143,7 +1148,9 @@ class MariaDB:
             lab.srv_run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={self.data}",
                          "--auth-root-authentication-method=socket", "--skip-test-db"])
         self.opts = ["--port=3306", "--bind-address=*", "--skip-name-resolve", "--log-warnings=2",
-                     f"--socket={self.sock}", f"--pid-file={self.run_dir}/mysqld.pid", "--skip-log-bin"]
+                     f"--socket={self.sock}", f"--pid-file={self.run_dir}/mysqld.pid", "--skip-log-bin",
+                     "--plugin-load-add=server_audit", "--server-audit-logging=ON",
+                     "--server-audit-events=CONNECT", "--server-audit-output-type=syslog"]
         self.done_users = False
 
     def run(self):

@@ -20,6 +20,8 @@ use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::Look;
 use thiserror::Error;
 
+use super::attempts::UserKey;
+
 /// What `<HOST>` expands to: an IPv4 address, or an IPv6 address (possibly with an embedded
 /// IPv4 tail), optionally in brackets. The capture is validated with `IpAddr::from_str`, so the
 /// pattern only needs to be a tight superset. Digits are `[0-9]`, not `\d`: an address has no
@@ -73,6 +75,9 @@ pub enum FilterMatch {
         host: IpAddr,
         /// The `user` capture, when the pattern has one.
         user: Option<String>,
+        /// The user name (and the pattern's `realm` capture) as a key, for a login to find
+        /// the same user's failures; None when the pattern has no `user` group.
+        identity: Option<UserKey>,
         /// Which failregex matched.
         failregex: usize,
         /// Attempts the line reports (its `count` group, 1 to [`MAX_COUNT_PER_LINE`]); 1
@@ -169,6 +174,9 @@ struct FailPattern {
     /// the name on every match.
     host: usize,
     user: Option<usize>,
+    /// Group number of `realm`: what the user logged in to, when a daemon serves several
+    /// (a web server's request), so a login elsewhere forgives nothing.
+    realm: Option<usize>,
     /// Group number of `count`: a line that reports several attempts ("3 attempts").
     count: Option<usize>,
     /// Group number of `port`: the client's port, which names its connection.
@@ -189,6 +197,7 @@ pub const MAX_COUNT_PER_LINE: u32 = 100;
 struct Captured {
     host: IpAddr,
     user: Option<String>,
+    identity: Option<UserKey>,
     count: u32,
     port: Option<u16>,
 }
@@ -204,6 +213,7 @@ impl FailPattern {
         // Filter::compile checked that there is a host group; usize::MAX would never match.
         let host = group("host").unwrap_or(usize::MAX);
         let user = group("user");
+        let realm = group("realm");
         let count = group("count");
         let port = group("port");
         let followup = group("followup").is_some();
@@ -214,6 +224,7 @@ impl FailPattern {
             prefixes,
             host,
             user,
+            realm,
             count,
             port,
             followup,
@@ -223,7 +234,7 @@ impl FailPattern {
 
     /// The address, user and count of a match. `ascii` says the message is pure ASCII.
     fn capture(&self, message: &str, ascii: bool) -> Option<Captured> {
-        let (host, user, count, port) = match (&self.ascii, ascii) {
+        let (host, user, realm, count, port) = match (&self.ascii, ascii) {
             (Some(regex), true) => {
                 let caps = regex.captures(message.as_bytes())?;
                 // ASCII text: every byte offset is a char boundary.
@@ -235,6 +246,7 @@ impl FailPattern {
                 (
                     text(Some(self.host))?,
                     text(self.user),
+                    text(self.realm),
                     text(self.count),
                     text(self.port),
                 )
@@ -246,6 +258,7 @@ impl FailPattern {
                 (
                     text(Some(self.host))?,
                     text(self.user),
+                    text(self.realm),
                     text(self.count),
                     text(self.port),
                 )
@@ -264,6 +277,7 @@ impl FailPattern {
         Some(Captured {
             host: host.parse().ok()?,
             user: user.map(str::to_string),
+            identity: user.map(|user| UserKey::new(user, realm.unwrap_or(""))),
             count,
             port: port.and_then(|p| p.parse().ok()),
         })
@@ -425,6 +439,7 @@ impl Filter {
         FilterMatch::Failure {
             host: normalize(captured.host),
             user: captured.user,
+            identity: captured.identity,
             failregex: index,
             count: captured.count,
             port: captured.port,
@@ -547,6 +562,7 @@ mod tests {
             FilterMatch::Failure {
                 host: "198.51.100.1".parse().unwrap(),
                 user: Some("bob".into()),
+                identity: Some(UserKey::new("bob", "")),
                 failregex: 1,
                 count: 1,
                 port: None,
@@ -622,6 +638,7 @@ mod tests {
             Some((failregex, _, _)) if f.is_ignored(message) => FilterMatch::Ignored { failregex },
             Some((failregex, host, user)) => FilterMatch::Failure {
                 host: normalize(host),
+                identity: user.as_deref().map(|u| UserKey::new(u, "")),
                 user,
                 failregex,
                 count: 1,

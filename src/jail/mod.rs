@@ -7,7 +7,7 @@
 // Reads network or config input: a byte index inside a UTF-8 character would panic.
 #![deny(clippy::string_slice)]
 
-mod connections;
+mod attempts;
 pub mod filter;
 mod lines;
 
@@ -24,7 +24,8 @@ use crate::fail2ban::Fail2banMatcher;
 use crate::input::Origin;
 use crate::parse::LogRecord;
 pub use crate::target::Target;
-use connections::ConnectionMemory;
+use attempts::AttemptMemory;
+pub use attempts::UserKey;
 use filter::{Filter, FilterMatch};
 use lines::MatchedLines;
 use window::{Count, FailureWindow};
@@ -89,6 +90,8 @@ pub struct Attempts {
     pub count: u32,
     /// The client's port: with the address, the connection the line belongs to.
     pub port: Option<u16>,
+    /// The user name the line names: a login forgives that user's failures.
+    pub user: Option<UserKey>,
     /// Counts only if nothing of its connection counted before (a "closed while
     /// authenticating" line after "Failed password" lines of the same connection).
     pub followup: bool,
@@ -102,6 +105,7 @@ impl Attempts {
     pub const ONE: Attempts = Attempts {
         count: 1,
         port: None,
+        user: None,
         followup: false,
         gained: false,
     };
@@ -134,6 +138,7 @@ impl Classifier {
             FilterMatch::Ignored { .. } => return Classified::Ignored,
             FilterMatch::Failure {
                 host,
+                identity,
                 count,
                 port,
                 followup,
@@ -144,6 +149,7 @@ impl Classifier {
                 Attempts {
                     count,
                     port,
+                    user: identity,
                     followup,
                     gained,
                 },
@@ -172,8 +178,8 @@ pub struct Jail {
     classifier: Classifier,
     window: Windows,
     findtime: Duration,
-    /// Connections that counted, for follow-up lines.
-    connections: ConnectionMemory,
+    /// The connections and users of counted failures, for follow-up lines and logins.
+    attempts: AttemptMemory,
     /// Matched lines per address, for notifications (None: the jail has no notifiers).
     lines: Option<MatchedLines>,
     maxretry: u32,
@@ -275,7 +281,7 @@ impl Jail {
             classifier: Classifier::new(config),
             window: Windows::new(config),
             findtime: config.findtime,
-            connections: ConnectionMemory::new(connections::REMEMBERED),
+            attempts: AttemptMemory::new(attempts::REMEMBERED),
             lines: (!config.notify.is_empty()).then(MatchedLines::default),
             maxretry: config.maxretry,
             per_origin: config.count_per_origin,
@@ -382,20 +388,31 @@ impl Jail {
     ) -> Verdict {
         let address = target.addr();
         if attempts.gained {
-            // A login, not a failure: it takes back its own connection's failures only.
-            if let Some(port) = attempts.port {
-                let forgiven = self.connections.forgive(address, port, now, self.findtime);
-                self.window.forgive(origin, address, forgiven);
-            }
+            // A login, not a failure: it takes back its own connection's failures and its
+            // user's from this address, nothing else.
+            let forgiven =
+                self.attempts
+                    .forgive(address, attempts.port, attempts.user, now, self.findtime);
+            self.window.forgive(origin, address, forgiven);
             return Verdict::NoMatch;
         }
-        // Remembering connections costs a map entry per failure: only for filters that use it.
-        if let Some(port) = attempts.port.filter(|_| self.filter.tracks_connections()) {
-            if attempts.followup && self.connections.seen(address, port, now, self.findtime) {
-                return Verdict::Ignored;
+        // Remembering attempts costs a map entry per failure: only for filters that use it.
+        if self.filter.tracks_connections() {
+            if let (true, Some(port)) = (attempts.followup, attempts.port) {
+                if self.attempts.seen(address, port, now, self.findtime) {
+                    return Verdict::Ignored;
+                }
             }
-            self.connections
-                .count(address, port, now, self.findtime, attempts.count);
+            if attempts.port.is_some() || attempts.user.is_some() {
+                self.attempts.note(
+                    address,
+                    attempts.port,
+                    attempts.user,
+                    attempts.count,
+                    now,
+                    self.findtime,
+                );
+            }
         }
         match self.window.record(origin, address, now, attempts.count) {
             Count::Below(failures) => {
@@ -496,6 +513,7 @@ fn fail2ban_match(matcher: &mut Fail2banMatcher, own: &Filter, record: &LogRecor
     }
     FilterMatch::Failure {
         host: host.to_canonical(),
+        identity: None,
         user: out.user,
         failregex,
         count: 1,
@@ -576,6 +594,47 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_login_forgives_its_users_failures_from_its_address_only() {
+        let mut config_jail = jail(10);
+        config_jail.filter = Filter::compile(
+            &[
+                r"^Failed password for (?P<user>\S+) from <HOST> port (?P<port>\d+) ssh2$".into(),
+                r"^Accepted password for (?P<user>\S+) from <HOST> port (?P<port>\d+) ssh2(?P<gained>)$"
+                    .into(),
+            ],
+            &[],
+        )
+        .unwrap();
+        let mut j = config_jail;
+        let t = Instant::now();
+        let (a, b) = ("203.0.113.9", "203.0.113.10");
+        for line in [
+            format!("Failed password for alice from {a} port 4000 ssh2"),
+            format!("Failed password for root from {a} port 4001 ssh2"),
+            format!("Failed password for root from {a} port 4001 ssh2"),
+            format!("Failed password for alice from {b} port 4002 ssh2"),
+        ] {
+            j.process(&record(&line), Origin::Local, t);
+        }
+        let failures =
+            |j: &Jail, ip: &str| j.current_failures(Origin::Local, ip.parse().unwrap(), t);
+        assert_eq!((failures(&j, a), failures(&j, b)), (3, 1));
+        // alice logs in from a on a new connection: her typo goes, root's guesses stay, and
+        // b's failure for alice stays.
+        let login = format!("Accepted password for alice from {a} port 4003 ssh2");
+        assert_eq!(
+            j.process(&record(&login), Origin::Local, t),
+            Verdict::NoMatch
+        );
+        assert_eq!((failures(&j, a), failures(&j, b)), (2, 1));
+        // An attacker logging in with its own account on the connection it guessed root on
+        // takes nothing back.
+        let own = format!("Accepted password for mallory from {a} port 4001 ssh2");
+        j.process(&record(&own), Origin::Local, t);
+        assert_eq!(failures(&j, a), 2);
     }
 
     #[test]
