@@ -3,6 +3,8 @@
 (the stock command-line clients give up after the first failure). Python stdlib only.
 
   clients.py smtp-auth HOST PORT MECH USER PW [PW...]   EHLO, then one AUTH per password
+  clients.py smtp-auth-send HOST PORT MECH USER FROM TO PW [PW...]
+                                                        the same, then (logged in) one message
   clients.py imap HOST USER PW [PW...]                  one LOGIN per password, then LOGOUT
   clients.py pop3 HOST USER PW [PW...]                  USER/PASS per password, then QUIT
   clients.py ftp HOST USER PW [PW...]                   USER/PASS per password, then QUIT
@@ -19,7 +21,7 @@ import sys
 import time
 
 
-def smtp_auth(host, port, mech, user, *pws):
+def smtp_auth(host, port, mech, user, *pws, send=None):
     s = smtplib.SMTP(host, int(port), local_hostname="client.example.net", timeout=30)
     s.ehlo()
     ok = False
@@ -36,6 +38,10 @@ def smtp_auth(host, port, mech, user, *pws):
         except smtplib.SMTPServerDisconnected as e:
             print("disconnected", e)
             return 1
+    if ok and send:
+        frm, to = send
+        msg = f"From: <{frm}>\r\nTo: <{to}>\r\nSubject: lab\r\n\r\nhello\r\n"
+        print("sent", s.sendmail(frm, [to], msg))
     try:
         s.quit()
     except smtplib.SMTPServerDisconnected:
@@ -126,9 +132,13 @@ def raw(host, port, wait, data):
     return 0
 
 
+def smtp_auth_send(host, port, mech, user, frm, to, *pws):
+    return smtp_auth(host, port, mech, user, *pws, send=(frm, to))
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
-    fn = {"smtp-auth": smtp_auth, "imap": imap, "pop3": pop3, "ftp": ftp, "raw": raw}[cmd]
+    fn = {"smtp-auth": smtp_auth, "smtp-auth-send": smtp_auth_send, "imap": imap, "pop3": pop3, "ftp": ftp, "raw": raw}[cmd]
     return fn(*args)
 
 

@@ -829,8 +829,10 @@ service auth {{
             A("benign-typo", "benign", "u20", [self.py("imap", S4, "carol", "Carol-pw-7", MAIL_USERS["carol"])], 2, 1,
               "carol mistypes once, then logs in, same IMAP connection")
             A("benign-typo", "benign", "u20",
-              [self.py("smtp-auth", S4, "587", "plain", "alice", "wonderland-2024", MAIL_USERS["alice"])], 2, 1,
-              "alice: one wrong AUTH, then the right one, same SMTP session")
+              [self.py("smtp-auth-send", S4, "587", "plain", "alice", "alice@example.org", "bob@example.org",
+                       "wonderland-2024", MAIL_USERS["alice"])], 2, 1,
+              "alice: one wrong AUTH, then the right one, and sends her mail, same SMTP session (as a "
+              "mail client does)")
             A("benign-typo", "benign", "u20",
               [self.curl(f"pop3://{S4}/", "bob", "Bob-mail-pq"), self.curl(f"pop3://{S4}/", "bob", MAIL_USERS["bob"])], 2, 2,
               "bob: wrong POP3 password, reconnects with the right one")
