@@ -4,6 +4,10 @@
 //!   counted before: sshd's "Connection closed by authenticating user U IP port N [preauth]"
 //!   is the only trace of a key-only attempt, but it also follows every "Failed password"
 //!   line of the same connection;
+//! - a line that opens an attempt counts it, and the connection's next failure line, the
+//!   same attempt, adds nothing: sshd's "Invalid user U from IP port N" comes before the
+//!   first "Failed password for invalid user U ... port N", and is the only line of a
+//!   connection that never sends a password;
 //! - a successful login takes back the failures of its own connection and those of the same
 //!   user name from the same address (a typo, then the right password, possibly on a new
 //!   connection). A login never takes back another user's failures, so an attacker holding
@@ -51,6 +55,8 @@ struct Noted {
     user: Option<UserKey>,
     /// Attempts it counted (what a login would take back).
     count: u32,
+    /// It opened an attempt that no failure line of its connection has completed yet.
+    open: bool,
 }
 
 /// Recently counted failures, by address.
@@ -81,14 +87,39 @@ impl AttemptMemory {
         })
     }
 
+    /// Whether an earlier line of connection (`address`, `port`) opened an attempt within
+    /// `findtime` that no failure line has completed yet; if so, it is now completed.
+    pub fn complete(
+        &mut self,
+        address: IpAddr,
+        port: u16,
+        now: Instant,
+        findtime: Duration,
+    ) -> bool {
+        let Some(notes) = self.by_address.get_mut(&address) else {
+            return false;
+        };
+        match notes.iter_mut().find(|n| {
+            n.open && n.port == Some(port) && now.saturating_duration_since(n.at) < findtime
+        }) {
+            Some(opened) => {
+                opened.open = false;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Notes a counted line of `address` at `now` with `count` attempts, its connection's
-    /// `port` and its `user`, when the line names them.
+    /// `port` and its `user`, when the line names them; `opens` when it opened an attempt.
+    #[allow(clippy::too_many_arguments)]
     pub fn note(
         &mut self,
         address: IpAddr,
         port: Option<u16>,
         user: Option<UserKey>,
         count: u32,
+        opens: bool,
         now: Instant,
         findtime: Duration,
     ) {
@@ -98,6 +129,7 @@ impl AttemptMemory {
             Some(same) => {
                 same.at = now;
                 same.count = same.count.saturating_add(count);
+                same.open |= opens;
             }
             None => {
                 if notes.len() >= PER_ADDRESS {
@@ -108,6 +140,7 @@ impl AttemptMemory {
                     port,
                     user,
                     count,
+                    open: opens,
                 });
             }
         }
@@ -185,7 +218,7 @@ mod tests {
         let (t0, a) = (Instant::now(), "198.51.100.66".parse().unwrap());
         let mut m = AttemptMemory::new(10);
         assert!(!m.seen(a, 40000, t0, TEN_MINUTES));
-        m.note(a, Some(40000), None, 1, t0, TEN_MINUTES);
+        m.note(a, Some(40000), None, 1, false, t0, TEN_MINUTES);
         assert!(m.seen(a, 40000, t0, TEN_MINUTES));
         assert!(!m.seen(a, 40001, t0, TEN_MINUTES), "another port");
         assert!(
@@ -198,9 +231,9 @@ mod tests {
     fn a_login_forgives_what_its_connection_counted() {
         let (t0, a) = (Instant::now(), "198.51.100.20".parse().unwrap());
         let mut m = AttemptMemory::new(10);
-        m.note(a, Some(40000), None, 1, t0, TEN_MINUTES);
-        m.note(a, Some(40000), None, 2, t0, TEN_MINUTES);
-        m.note(a, Some(40001), None, 1, t0, TEN_MINUTES);
+        m.note(a, Some(40000), None, 1, false, t0, TEN_MINUTES);
+        m.note(a, Some(40000), None, 2, false, t0, TEN_MINUTES);
+        m.note(a, Some(40001), None, 1, false, t0, TEN_MINUTES);
         assert_eq!(m.forgive(a, Some(40000), None, t0, TEN_MINUTES), 3);
         assert_eq!(m.forgive(a, Some(40000), None, t0, TEN_MINUTES), 0, "once");
         assert_eq!(
@@ -215,10 +248,10 @@ mod tests {
         let (t0, a) = (Instant::now(), "198.51.100.20".parse().unwrap());
         let b = "198.51.100.66".parse().unwrap();
         let mut m = AttemptMemory::new(10);
-        m.note(a, Some(40000), user("alice"), 1, t0, TEN_MINUTES);
-        m.note(a, None, user("alice"), 2, t0, TEN_MINUTES);
-        m.note(a, Some(40001), user("root"), 5, t0, TEN_MINUTES);
-        m.note(b, None, user("alice"), 7, t0, TEN_MINUTES);
+        m.note(a, Some(40000), user("alice"), 1, false, t0, TEN_MINUTES);
+        m.note(a, None, user("alice"), 2, false, t0, TEN_MINUTES);
+        m.note(a, Some(40001), user("root"), 5, false, t0, TEN_MINUTES);
+        m.note(b, None, user("alice"), 7, false, t0, TEN_MINUTES);
         // alice logs in from a on a new connection: her 3 go, root's 5 and b's 7 stay.
         assert_eq!(m.forgive(a, Some(40002), user("alice"), t0, TEN_MINUTES), 3);
         // A login as alice on root's connection takes nothing of root's.
@@ -226,6 +259,21 @@ mod tests {
         assert_eq!(m.forgive(a, None, user("root"), t0, TEN_MINUTES), 5);
         assert_eq!(m.forgive(b, None, user("alice"), t0, TEN_MINUTES), 7);
         assert_eq!(m.len(), 0);
+    }
+
+    #[test]
+    fn an_opened_attempt_is_completed_once_by_its_own_connection() {
+        let (t0, a) = (Instant::now(), "198.51.100.66".parse().unwrap());
+        let mut m = AttemptMemory::new(10);
+        m.note(a, Some(40000), user("oracle"), 1, true, t0, TEN_MINUTES);
+        assert!(!m.complete(a, 40001, t0, TEN_MINUTES), "another connection");
+        assert!(m.complete(a, 40000, t0, TEN_MINUTES));
+        assert!(!m.complete(a, 40000, t0, TEN_MINUTES), "once");
+        m.note(a, Some(40002), None, 1, true, t0, TEN_MINUTES);
+        assert!(
+            !m.complete(a, 40002, t0 + TEN_MINUTES, TEN_MINUTES),
+            "too late"
+        );
     }
 
     #[test]
@@ -238,6 +286,7 @@ mod tests {
                 Some(port),
                 None,
                 1,
+                false,
                 t0 + Duration::from_millis(u64::from(port)),
                 TEN_MINUTES,
             );
@@ -253,7 +302,7 @@ mod tests {
         let (t0, a) = (Instant::now(), "198.51.100.66".parse().unwrap());
         let mut m = AttemptMemory::new(1000);
         for port in 0..(PER_ADDRESS as u16 + 4) {
-            m.note(a, Some(port), None, 1, t0, TEN_MINUTES);
+            m.note(a, Some(port), None, 1, false, t0, TEN_MINUTES);
         }
         assert_eq!(m.len(), PER_ADDRESS);
         assert!(!m.seen(a, 0, t0, TEN_MINUTES));

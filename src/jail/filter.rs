@@ -88,6 +88,10 @@ pub enum FilterMatch {
         /// The line ends a connection and counts only if nothing of that connection counted
         /// before (the pattern's `(?P<followup>)` group).
         followup: bool,
+        /// The line opens its connection's attempt before the credentials come (sshd's
+        /// "Invalid user U from IP port N"): the connection's next failure line is the same
+        /// attempt (the pattern's `(?P<opens>)` group).
+        opens: bool,
         /// The line is a successful login that forgives its connection's failures (the
         /// pattern's `(?P<gained>)` group).
         gained: bool,
@@ -184,6 +188,9 @@ struct FailPattern {
     /// The pattern has an empty `(?P<followup>)` group: its line ends a connection and counts
     /// only if nothing of that connection counted before.
     followup: bool,
+    /// The pattern has an empty `(?P<opens>)` group: its line is the first of an attempt
+    /// whose failure line comes next on the same connection.
+    opens: bool,
     /// The pattern has an empty `(?P<gained>)` group: its line is a successful login, which
     /// counts nothing and takes back what its connection counted.
     gained: bool,
@@ -217,6 +224,7 @@ impl FailPattern {
         let count = group("count");
         let port = group("port");
         let followup = group("followup").is_some();
+        let opens = group("opens").is_some();
         let gained = group("gained").is_some();
         FailPattern {
             unicode,
@@ -228,6 +236,7 @@ impl FailPattern {
             count,
             port,
             followup,
+            opens,
             gained,
         }
     }
@@ -295,7 +304,8 @@ pub struct Filter {
     unprefixed: Vec<usize>,
     ignore: Option<RegexSet>,
     sources: Vec<String>,
-    /// Some failregex has a `followup` or `gained` group: the jail must remember connections.
+    /// Some failregex has a `followup`, `opens` or `gained` group: the jail must remember
+    /// connections.
     tracks_connections: bool,
 }
 
@@ -347,7 +357,7 @@ impl Filter {
         }
         let ignore = compile_ignore(ignoreregex)?;
         let (by_first_byte, unprefixed) = first_byte_table(&expanded);
-        let tracks_connections = expanded.iter().any(|p| p.followup || p.gained);
+        let tracks_connections = expanded.iter().any(|p| p.followup || p.opens || p.gained);
         Ok(Filter {
             fail: expanded,
             by_first_byte,
@@ -444,6 +454,7 @@ impl Filter {
             count: captured.count,
             port: captured.port,
             followup: self.fail[index].followup,
+            opens: self.fail[index].opens,
             gained: self.fail[index].gained,
         }
     }
@@ -567,6 +578,7 @@ mod tests {
                 count: 1,
                 port: None,
                 followup: false,
+                opens: false,
                 gained: false,
             }
         );
@@ -644,6 +656,7 @@ mod tests {
                 count: 1,
                 port: None,
                 followup: false,
+                opens: false,
                 gained: false,
             },
         }

@@ -95,6 +95,10 @@ pub struct Attempts {
     /// Counts only if nothing of its connection counted before (a "closed while
     /// authenticating" line after "Failed password" lines of the same connection).
     pub followup: bool,
+    /// Opens its connection's attempt: the connection's next failure line is the same
+    /// attempt and adds nothing ("Invalid user U ... port N", then "Failed password for
+    /// invalid user U ... port N").
+    pub opens: bool,
     /// A successful login: counts nothing, and takes back what its connection counted (a
     /// user's typo before the right password).
     pub gained: bool,
@@ -107,6 +111,7 @@ impl Attempts {
         port: None,
         user: None,
         followup: false,
+        opens: false,
         gained: false,
     };
 }
@@ -142,6 +147,7 @@ impl Classifier {
                 count,
                 port,
                 followup,
+                opens,
                 gained,
                 ..
             } => (
@@ -151,6 +157,7 @@ impl Classifier {
                     port,
                     user: identity,
                     followup,
+                    opens,
                     gained,
                 },
             ),
@@ -397,10 +404,18 @@ impl Jail {
             return Verdict::NoMatch;
         }
         // Remembering attempts costs a map entry per failure: only for filters that use it.
+        let mut count = attempts.count;
         if self.filter.tracks_connections() {
-            if let (true, Some(port)) = (attempts.followup, attempts.port) {
-                if self.attempts.seen(address, port, now, self.findtime) {
+            if let Some(port) = attempts.port {
+                if attempts.followup && self.attempts.seen(address, port, now, self.findtime) {
                     return Verdict::Ignored;
+                }
+                // The attempt an earlier line of this connection opened, and counted.
+                if !attempts.opens && self.attempts.complete(address, port, now, self.findtime) {
+                    count -= 1;
+                    if count == 0 {
+                        return Verdict::Ignored;
+                    }
                 }
             }
             if attempts.port.is_some() || attempts.user.is_some() {
@@ -408,13 +423,14 @@ impl Jail {
                     address,
                     attempts.port,
                     attempts.user,
-                    attempts.count,
+                    count,
+                    attempts.opens,
                     now,
                     self.findtime,
                 );
             }
         }
-        match self.window.record(origin, address, now, attempts.count) {
+        match self.window.record(origin, address, now, count) {
             Count::Below(failures) => {
                 if let Some(lines) = &mut self.lines {
                     lines.keep(address, now, sample);
@@ -519,6 +535,7 @@ fn fail2ban_match(matcher: &mut Fail2banMatcher, own: &Filter, record: &LogRecor
         count: 1,
         port: None,
         followup: false,
+        opens: false,
         gained: false,
     }
 }
