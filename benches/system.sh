@@ -7,7 +7,7 @@
 #                                        S2B_BENCH_CONNECTIONS=4, S2B_BENCH_LINES=200000,
 #                                        S2B_BENCH_ATTACKERS=300 for ban latency,
 #                                        S2B_BENCH_KEEP=1 keeps the temp dir,
-#                                        S2B_BENCH_ONLY=ingest|regex|latency|storm|cluster|cluster2|fail2ban|memory
+#                                        S2B_BENCH_ONLY=ingest|regex|latency|storm|udp|cluster|cluster2|fail2ban|memory
 #                                        runs one part, S2B_BENCH_STORM_MESSAGES=2000000,
 #                                        S2B_BENCH_STORM_ATTACKERS=50000, S2B_BENCH_F2B_LINES=100000,
 #                                        S2B_BENCH_F2B_ATTACKERS=10000,
@@ -37,6 +37,7 @@
 #  5. Memory per tracked failing address: tests/tracker_memory.rs.
 #  6. Ban storm: the same stream with and without bans (see below).
 #  7. fail2ban-server on the same failures, beside syslog2ban (see below).
+#  8. UDP loss beside rsyslog imudp (see 6a below).
 # Cleans up processes (by PID), the namespace and the temp dir on any exit (trap).
 set -euo pipefail
 
@@ -432,12 +433,20 @@ for line in sys.stdin:
 le = ", ".join(f"<={k}s {buckets.get(k, 0)}" for k in ("0.00025", "0.0005", "0.001", "0.002", "0.005"))
 print(f"count {count}, mean {1000 * total / max(count, 1):.2f} ms, {le}")
 PY
-latency() { # $1 = label, $2 = background rate (0 = none)
-    local d=$DIR/s2b-latency-$1
+latency() { # $1 = label, $2 = background rate (0 = none), $3 = storm: the background bans
+    local d=$DIR/s2b-latency-${1// /-}
     write_config "$d" latency sshd
     start_daemon "$d"
-    local bg=
-    if [[ $2 != 0 ]]; then
+    local bg= b0=0 t0=0
+    if [[ ${3:-} == storm ]]; then
+        # Background: the ban-storm mix (30% sshd failures) from 90,000 attackers (numbers
+        # below the probe's first, 100,000), so bans pour in while the probe runs.
+        inns_bg "$d/background.pid" "$d/background.json" "$LOADGEN" send --transport tcp-octet \
+            --connections 2 --rate "$2" --duration 600s --attackers 90000
+        bg=$BGPID
+        sleep 6
+        b0=$(metric syslog2ban_bans_total); t0=$(date +%s.%N)
+    elif [[ $2 != 0 ]]; then
         # Background: sshd non-failures and other programs only, so nothing else is banned.
         inns_bg "$d/background.pid" "$d/background.json" "$LOADGEN" send --transport tcp-octet \
             --connections 2 --rate "$2" --duration 600s --sshd-failures 0
@@ -447,6 +456,9 @@ latency() { # $1 = label, $2 = background rate (0 = none)
     local res
     res=$(inns "$LOADGEN" ban-latency --attackers "$ATTACKERS" --maxretry 5 --attacker-rate 1000 \
         --monitor "nft monitor elements")
+    if [[ ${3:-} == storm ]]; then
+        say "  background bans while the probe ran: $(awk -v a="$b0" -v b="$(metric syslog2ban_bans_total)" -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%d in %.1f s = %.0f/s", b - a, t1 - t0, (b - a) / (t1 - t0) }')"
+    fi
     [[ -n $bg ]] && stop_pid "$bg"
     say "ban latency ($1): $res"
     say "  daemon histogram (decision → firewall batch applied): $(metrics | "$PY" "$DIR/histogram.py"); batches $(metric syslog2ban_enforce_batches_total)"
@@ -454,6 +466,7 @@ latency() { # $1 = label, $2 = background rate (0 = none)
 }
 part latency && latency idle 0
 part latency && latency "under 200k msgs/s background" 200000
+part latency && latency "during a ban storm, 200k msgs/s" 200000 storm
 
 # ---------------------------------------------------------------------------------------
 # 6. Ban storm: the same stream with every attacker in ignoreip (no bans) and without (about
@@ -530,6 +543,74 @@ if part storm; then
     nobans_rate=$STORM_RATE
     storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS"
     say "  ban storm ratio, with bans / without: $(awk -v a="$STORM_RATE" -v b="$nobans_rate" 'BEGIN { printf "%.2f", a / b }')"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 6a. UDP loss, beside rsyslog imudp → omfile on the same streams: one relay (one socket, one
+#     source port) paced at 200k msgs/s, the same relay at full speed, and four senders at
+#     full speed; 10 s each. syslog2ban runs the ban-storm config (maxretry 3, bans on: the
+#     stream's 50,000 attackers are banned while it runs). Loss = sent − received (the UDP
+#     listener's counter; rsyslog: lines in its file once it stops growing).
+UDP_SPECS=("1 200000" "1 0" "$CONNS 0")
+udp_send() { # $1 = senders, $2 = rate (0: full speed), $3 = target
+    local rate=()
+    [[ $2 != 0 ]] && rate=(--rate "$2")
+    inns "$LOADGEN" send --transport udp --connections "$1" "${rate[@]}" --duration 10s \
+        --attackers "$STORM_ATTACKERS" --target "$3"
+}
+udp_label() { [[ $2 == 0 ]] && echo "$1 sender(s) at full speed" || echo "$1 sender(s) paced at $2 msgs/s"; }
+if part udp; then
+    d=$DIR/s2b-udp
+    write_config "$d" storm sshd
+    start_daemon "$d"
+    for spec in "${UDP_SPECS[@]}"; do
+        read -r senders rate <<<"$spec"
+        u0=$(metric 'syslog2ban_messages_received_total{listener="udp')
+        k0=$(metric syslog2ban_udp_kernel_drops_total)
+        c0=$(cpu_ticks "$DAEMON")
+        out=$(udp_send "$senders" "$rate" 127.0.0.1:5514)
+        prev=-1
+        for _ in $(seq 100); do # until the counter stops moving
+            urecv=$(( $(metric 'syslog2ban_messages_received_total{listener="udp') - u0 ))
+            [[ $urecv == "$prev" && $(metric 'syslog2ban_queue_depth{queue="input"}') == 0 ]] && break
+            prev=$urecv; sleep 0.2
+        done
+        usent=$(echo "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
+        srate=$(echo "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["rate"])')
+        say "syslog2ban UDP, $(udp_label "$senders" "$rate"): sent $usent ($srate msgs/s), received $urecv, loss $(awk -v s="$usent" -v r="$urecv" 'BEGIN { printf "%d (%.3f%%)", s - r, s ? 100 * (s - r) / s : 0 }'); kernel drops $(( $(metric syslog2ban_udp_kernel_drops_total) - k0 )); daemon CPU $(awk -v a="$c0" -v b="$(cpu_ticks "$DAEMON")" -v k="$CLK" 'BEGIN { printf "%.1f s", (b - a) / k }'); bans so far $(metric syslog2ban_bans_total)"
+    done
+    stop_pid "$DAEMON"
+
+    RU=$DIR/rsyslog-udp
+    mkdir -p "$RU/work"
+    cat > "$RU/rsyslog.conf" <<CONF
+global(workDirectory="$RU/work")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="5516" rcvbufSize="32m")
+action(type="omfile" file="$RU/out.log")
+CONF
+    inns rsyslogd -n -f "$RU/rsyslog.conf" -i "$RU/rsyslogd.pid" >"$RU/rsyslogd.log" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 50); do [[ -s $RU/rsyslogd.pid ]] && break; sleep 0.1; done
+    RUPID=$(cat "$RU/rsyslogd.pid"); PIDS+=("$RUPID")
+    sleep 1
+    for spec in "${UDP_SPECS[@]}"; do
+        read -r senders rate <<<"$spec"
+        l0=$(wc -l < "$RU/out.log" 2>/dev/null || echo 0)
+        c0=$(cpu_ticks "$RUPID")
+        out=$(udp_send "$senders" "$rate" 127.0.0.1:5516)
+        prev=-1
+        for _ in $(seq 100); do
+            lines=$(( $(wc -l < "$RU/out.log" 2>/dev/null || echo 0) - l0 ))
+            [[ $lines == "$prev" ]] && break
+            prev=$lines; sleep 0.5
+        done
+        usent=$(echo "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
+        srate=$(echo "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["rate"])')
+        say "rsyslog imudp → omfile, $(udp_label "$senders" "$rate"): sent $usent ($srate msgs/s), written $lines, loss $(awk -v s="$usent" -v r="$lines" 'BEGIN { printf "%d (%.3f%%)", s - r, s ? 100 * (s - r) / s : 0 }'); CPU $(awk -v a="$c0" -v b="$(cpu_ticks "$RUPID")" -v k="$CLK" 'BEGIN { printf "%.1f s", (b - a) / k }')"
+    done
+    stop_pid "$RUPID"
+    rm -f "$RU/out.log"
 fi
 
 # ---------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-//! Datagram listeners: UDP (one message per datagram, RFC 5426) and unix datagram sockets
-//! (`/dev/log` style). Each datagram is one frame, handed on with its transport origin.
+//! Datagram listeners: UDP (one message per datagram, RFC 5426, received in batches) and unix
+//! datagram sockets (`/dev/log` style). Each datagram is one frame, handed on with its
+//! transport origin.
 //!
 //! Owns binding (or taking the socket systemd passed), the receive loops, allow-lists and the
 //! size check. It never reads what a datagram says.
@@ -9,13 +10,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use ipnet::IpNet;
+use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
 use tracing::{debug, warn};
 
 use super::activation;
-use super::message::{allowed, message, InputContext, Origin, Payload};
+use super::message::{allowed, message, message_at, InputContext, Origin, Payload};
+use super::mmsg::{Batch, BATCH};
 use crate::metrics::{ListenerMetrics, Metrics};
 
 /// A UDP socket: inherited from systemd, or bound here with the configured SO_RCVBUF.
@@ -70,28 +73,75 @@ pub(super) async fn udp_loop(
     ctx: InputContext,
 ) {
     // One byte more than allowed tells an oversize datagram from one that just fits.
-    let mut buf = vec![0u8; max_frame + 1];
+    let mut batch = Batch::new(max_frame + 1);
+    let mut accepted: Vec<(SocketAddr, std::ops::Range<usize>)> = Vec::with_capacity(BATCH);
     loop {
-        let received = tokio::select! {
+        let ready = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
-            r = socket.recv_from(&mut buf) => r,
+            r = socket.readable() => r,
         };
-        let (len, peer) = match received {
-            Ok(r) => r,
+        let received = match ready
+            .and_then(|()| socket.try_io(Interest::READABLE, || batch.receive(&socket)))
+        {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 warn!(listener = %counters.label, error = %e, "Receive failed");
                 continue;
             }
         };
-        if !allowed(&allow, peer.ip()) {
-            Metrics::inc(&counters.refused_senders);
-            debug!(listener = %counters.label, %peer, "Datagram from a sender outside allow dropped");
-            continue;
+        // One allocation and one clock reading for the whole batch: each message is a slice
+        // of the batch's bytes, and they all arrived now.
+        accepted.clear();
+        let mut bytes = BytesMut::new();
+        for i in 0..received {
+            let Some((data, Some(peer))) = batch.datagram(i) else {
+                continue;
+            };
+            if !allowed(&allow, peer.ip()) {
+                Metrics::inc(&counters.refused_senders);
+                debug!(listener = %counters.label, %peer, "Datagram from a sender outside allow dropped");
+                continue;
+            }
+            let Some(data) = accept(&counters, data, max_frame, Origin::Peer(peer)) else {
+                continue;
+            };
+            let start = bytes.len();
+            bytes.extend_from_slice(data);
+            accepted.push((peer, start..bytes.len()));
         }
-        if !deliver(&ctx, &counters, Origin::Peer(peer), &buf[..len], max_frame).await {
-            return;
+        let bytes = bytes.freeze();
+        let arrived = (crate::clock::now(), crate::clock::wall_now());
+        for (peer, range) in accepted.drain(..) {
+            let origin = Origin::Peer(peer);
+            let frame = bytes.slice(range);
+            let queue = ctx.tx.for_frame(&origin, &frame);
+            let raw = message_at(&ctx, origin, None, Payload::Frame(frame), arrived);
+            if queue.send(raw).await.is_err() {
+                return;
+            }
         }
     }
+}
+
+/// A datagram's message, or None (counted) when it is oversize or empty.
+fn accept<'a>(
+    counters: &ListenerMetrics,
+    data: &'a [u8],
+    max_frame: usize,
+    origin: Origin,
+) -> Option<&'a [u8]> {
+    if data.len() > max_frame {
+        Metrics::inc(&counters.oversize);
+        debug!(listener = %counters.label, %origin, "Oversize datagram skipped");
+        return None;
+    }
+    let data = trim_datagram(data);
+    if data.is_empty() {
+        return None;
+    }
+    Metrics::inc(&counters.messages);
+    Some(data)
 }
 
 pub(super) async fn unix_loop(
@@ -129,18 +179,11 @@ async fn deliver(
     data: &[u8],
     max_frame: usize,
 ) -> bool {
-    if data.len() > max_frame {
-        Metrics::inc(&counters.oversize);
-        debug!(listener = %counters.label, %origin, "Oversize datagram skipped");
+    let Some(data) = accept(counters, data, max_frame, origin) else {
         return true;
-    }
-    let data = trim_datagram(data);
-    if data.is_empty() {
-        return true;
-    }
-    Metrics::inc(&counters.messages);
+    };
     ctx.tx
-        .to(&origin)
+        .for_frame(&origin, data)
         .send(message(
             ctx,
             origin,

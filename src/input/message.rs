@@ -110,7 +110,8 @@ pub struct InputContext {
 }
 
 /// The queues of the parallel matching workers. Every origin always goes to the same queue,
-/// so the messages of one connection (or one datagram sender) stay in order.
+/// and so does every sender a relay's frames name, so the messages of one connection (or
+/// one datagram sender), and of each host a relay forwards for, stay in order.
 #[derive(Debug, Clone)]
 pub struct Fanout(Arc<[mpsc::Sender<RawMessage>]>);
 
@@ -123,30 +124,39 @@ impl Fanout {
 
     /// The queue of `origin`.
     pub fn to(&self, origin: &Origin) -> &mpsc::Sender<RawMessage> {
+        self.queue(origin_key(origin))
+    }
+
+    /// The queue of a syslog frame from `origin`: by the origin and the frame's own sender
+    /// (its header's host name, or its program where the header has no host name), so what
+    /// one relay (or `/dev/log`) forwards for many hosts spreads over the workers while the
+    /// messages of each host stay in order.
+    pub fn for_frame(&self, origin: &Origin, frame: &[u8]) -> &mpsc::Sender<RawMessage> {
+        if self.0.len() == 1 {
+            return &self.0[0];
+        }
+        let sender = header_sender(frame).map_or(0, |name| {
+            // FNV-1a: a few bytes, mixed again below.
+            name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
+        });
+        self.queue(origin_key(origin) ^ sender.rotate_left(17))
+    }
+
+    fn queue(&self, key: u64) -> &mpsc::Sender<RawMessage> {
         let n = self.0.len();
         if n == 1 {
             return &self.0[0];
         }
-        let key = match origin {
-            Origin::Local => 0,
-            Origin::Peer(peer) => {
-                let ip = match peer.ip() {
-                    IpAddr::V4(v4) => u64::from(u32::from(v4)),
-                    IpAddr::V6(v6) => {
-                        let bits = u128::from(v6);
-                        (bits as u64) ^ ((bits >> 64) as u64)
-                    }
-                };
-                // splitmix64's finalizer: every input bit reaches the low bits, so ports that
-                // differ only in high bits (Linux hands out every other ephemeral port) still
-                // spread over the queues.
-                let mut z = ip ^ (u64::from(peer.port()) << 32);
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^ (z >> 31)
-            }
-        };
-        &self.0[(key as usize) % n]
+        // splitmix64's finalizer: every input bit reaches the low bits, so ports that differ
+        // only in high bits (Linux hands out every other ephemeral port) still spread over
+        // the queues.
+        let mut z = key;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        &self.0[(z as usize) % n]
     }
 
     /// Every queue (for depth gauges).
@@ -159,6 +169,47 @@ impl From<mpsc::Sender<RawMessage>> for Fanout {
     fn from(queue: mpsc::Sender<RawMessage>) -> Self {
         Fanout::new(vec![queue])
     }
+}
+
+/// An origin as a key: the peer's address and port (local sockets: 0).
+fn origin_key(origin: &Origin) -> u64 {
+    match origin {
+        Origin::Local => 0,
+        Origin::Peer(peer) => {
+            let ip = match peer.ip() {
+                IpAddr::V4(v4) => u64::from(u32::from(v4)),
+                IpAddr::V6(v6) => {
+                    let bits = u128::from(v6);
+                    (bits as u64) ^ ((bits >> 64) as u64)
+                }
+            };
+            ip ^ (u64::from(peer.port()) << 32)
+        }
+    }
+}
+
+/// Who a syslog frame says sent it, cheaply, without parsing it: RFC 5424's HOSTNAME (the
+/// third field after `<PRI>`), or the token after an RFC 3164 timestamp (`Mmm dd hh:mm:ss`
+/// or an ISO one): the host name, or, in a header without one (`/dev/log`), the program, cut
+/// at its `[pid]` so every process of a program stays together. None for anything else.
+fn header_sender(frame: &[u8]) -> Option<&[u8]> {
+    let rest = frame.strip_prefix(b"<")?;
+    let close = rest.iter().take(4).position(|&b| b == b'>')?;
+    let rest = &rest[close + 1..];
+    let mut fields = rest.split(|&b| b == b' ');
+    let token = match rest.first()? {
+        // RFC 5424: VERSION TIMESTAMP HOSTNAME.
+        b'1'..=b'9' if rest.get(1) == Some(&b' ') => fields.nth(2)?,
+        // RFC 3164 with an ISO timestamp.
+        b'0'..=b'9' => fields.nth(1)?,
+        // RFC 3164: "Mmm dd hh:mm:ss " is 16 bytes (the day is space-padded).
+        b'A'..=b'Z' if rest.len() > 16 && rest[15] == b' ' => {
+            rest[16..].split(|&b| b == b' ').next()?
+        }
+        _ => return None,
+    };
+    let token = token.split(|&b| b == b'[').next().unwrap_or(token);
+    (!token.is_empty()).then_some(token)
 }
 
 /// The acceptor and client checks of a TLS listener; replaced whole on reload, so each new
@@ -177,13 +228,26 @@ pub(super) fn message(
     identity: Option<Arc<str>>,
     payload: Payload,
 ) -> RawMessage {
+    let arrived = (crate::clock::now(), crate::clock::wall_now());
+    message_at(ctx, origin, identity, payload, arrived)
+}
+
+/// Like [`message`], for a message that arrived at `arrived` (monotonic, wall clock): a
+/// batch of datagrams read in one call reads the clocks once.
+pub(super) fn message_at(
+    ctx: &InputContext,
+    origin: Origin,
+    identity: Option<Arc<str>>,
+    payload: Payload,
+    arrived: (Instant, SystemTime),
+) -> RawMessage {
     RawMessage {
         origin,
         identity,
         trust_hostname: ctx.trust_hostname,
         payload,
-        received: crate::clock::now(),
-        received_at: crate::clock::wall_now(),
+        received: arrived.0,
+        received_at: arrived.1,
     }
 }
 
@@ -213,5 +277,53 @@ mod tests {
         // One origin always goes to the same queue.
         assert_eq!(queue(40001), queue(40001));
         assert!(fanout.to(&Origin::Local).same_channel(&fanout.queues()[0]));
+    }
+
+    #[test]
+    fn the_sender_in_a_frame_header_is_found_in_each_format() {
+        let sender = |frame: &str| header_sender(frame.as_bytes()).map(|s| s.to_vec());
+        let some = |s: &str| Some(s.as_bytes().to_vec());
+        assert_eq!(
+            sender("<38>1 2026-12-03T20:17:27.103447+00:00 web3 sshd 5434 - -  Failed"),
+            some("web3")
+        );
+        assert_eq!(
+            sender("<38>Dec  3 20:17:27 web3 sshd[5434]: Failed"),
+            some("web3")
+        );
+        assert_eq!(
+            sender("<38>2026-12-03T20:17:27+00:00 web3 sshd[5434]: Failed"),
+            some("web3")
+        );
+        // /dev/log: no host name, the program without its pid.
+        assert_eq!(
+            sender("<38>Dec  3 20:17:27 sshd[5434]: Failed"),
+            some("sshd")
+        );
+        assert_eq!(sender("no header"), None);
+        assert_eq!(sender("<38>"), None);
+        assert_eq!(sender("<38>Dec 3"), None);
+    }
+
+    #[test]
+    fn a_relays_hosts_spread_over_the_queues_and_each_host_keeps_one() {
+        let (txs, _rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| mpsc::channel(1)).unzip();
+        let fanout = Fanout::new(txs);
+        let relay = Origin::Peer(SocketAddr::from(([198, 51, 100, 1], 514)));
+        let queue = |host: usize, pid: usize| {
+            let frame = format!("<38>Dec  3 20:17:27 host{host} sshd[{pid}]: x");
+            let chosen = fanout.for_frame(&relay, frame.as_bytes());
+            fanout
+                .queues()
+                .iter()
+                .position(|q| q.same_channel(chosen))
+                .unwrap()
+        };
+        let mut used = [0usize; 2];
+        for host in 0..200 {
+            used[queue(host, 1)] += 1;
+            assert_eq!(queue(host, 1), queue(host, 2), "one host, one queue");
+        }
+        assert!(used[0] > 60 && used[1] > 60, "uneven spread: {used:?}");
     }
 }

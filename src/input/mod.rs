@@ -17,6 +17,7 @@ pub mod framing;
 pub mod http;
 pub mod journal;
 mod message;
+mod mmsg;
 pub mod peers;
 mod stream;
 pub mod tls;

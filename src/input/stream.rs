@@ -312,7 +312,7 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
                     Metrics::inc(&counters.messages);
                     if ctx
                         .tx
-                        .to(&origin)
+                        .for_frame(&origin, &frame)
                         .send(message(
                             ctx,
                             origin,
@@ -355,7 +355,7 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
         Metrics::inc(&counters.messages);
         let _ = ctx
             .tx
-            .to(&origin)
+            .for_frame(&origin, &frame)
             .send(message(ctx, origin, identity, Payload::Frame(frame)))
             .await;
     }
