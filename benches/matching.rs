@@ -58,7 +58,9 @@ impl State {
         let mut counted = 0;
         for &index in self.router.jails_for(&record.program).iter() {
             match self.jails[index].process(record, origin, now) {
-                Verdict::Counted { .. } | Verdict::Offence(_) => counted += 1,
+                Verdict::Counted { .. } | Verdict::Reported { .. } | Verdict::Offence(_) => {
+                    counted += 1
+                }
                 Verdict::NoMatch | Verdict::Ignored => {}
             }
         }

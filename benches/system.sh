@@ -440,11 +440,13 @@ latency() { # $1 = label, $2 = background rate (0 = none), $3 = storm: the backg
     local bg= b0=0 t0=0
     if [[ ${3:-} == storm ]]; then
         # Background: the ban-storm mix (30% sshd failures) from 90,000 attackers (numbers
-        # below the probe's first, 100,000), so bans pour in while the probe runs.
+        # below the probe's first, 100,000), 2M distinct messages (about 6.7 failures per
+        # attacker) so each attacker's fifth failure, and its ban, comes at its own time
+        # over the first 10 s, while the probe runs.
         inns_bg "$d/background.pid" "$d/background.json" "$LOADGEN" send --transport tcp-octet \
-            --connections 2 --rate "$2" --duration 600s --attackers 90000
+            --connections 2 --rate "$2" --duration 600s --attackers 90000 --pool 2000000
         bg=$BGPID
-        sleep 6
+        sleep 3
         b0=$(metric syslog2ban_bans_total); t0=$(date +%s.%N)
     elif [[ $2 != 0 ]]; then
         # Background: sshd non-failures and other programs only, so nothing else is banned.

@@ -637,6 +637,8 @@ fn fail2ban_filters_in_jails_on_syslog_records() {
                     t += std::time::Duration::from_secs(1);
                     let banned = match jail.process(&record, Origin::Local, t) {
                         Verdict::Offence(o) => Some(o.target.addr()),
+                        // Its earlier offence stands: the address is banned.
+                        Verdict::Reported { address } => Some(address),
                         _ => None,
                     };
                     let Some(ann) = ann else {
@@ -911,6 +913,8 @@ fn import_fail2ban_config_checks_and_bans_the_same_sample_lines() {
                 t += std::time::Duration::from_secs(1);
                 let banned = match jail.process(&record, Origin::Local, t) {
                     Verdict::Offence(o) => Some(o.target.addr()),
+                    // Its earlier offence stands: the address is banned.
+                    Verdict::Reported { address } => Some(address),
                     _ => None,
                 };
                 let Some(ok) = ban_agrees(ann.as_ref(), banned) else {

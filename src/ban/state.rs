@@ -17,7 +17,7 @@ use super::placement::{Fleet, Place};
 use super::policy::grown_bantime;
 use super::record::{BanRecord, StoreOp};
 use crate::config::{BanTime, JailName, PlacementRule, RecidiveConfig, RECIDIVE_JAIL};
-use crate::jail::Offence;
+use crate::jail::{Lifted, Offence};
 use crate::metrics::Metrics;
 
 /// The time, both monotonic (timers) and wall clock (what is stored).
@@ -95,6 +95,8 @@ pub struct BanState {
     jitter: fn() -> f64,
     /// Jails of adopted bans this collector lacks (warned about once each).
     unknown_adopted: HashSet<JailName>,
+    /// Told whenever a ban ends, so the jails count its address again.
+    lifted: Lifted,
 }
 
 /// The latest deadline of the holds applied at `place`: None when no hold is, Some(None)
@@ -162,6 +164,7 @@ impl BanState {
             metrics,
             jitter: random_jitter,
             unknown_adopted: HashSet::new(),
+            lifted: Lifted::default(),
         };
         state.reconfigure(policies, recidive);
         state
@@ -170,6 +173,12 @@ impl BanState {
     /// The targets placement resolves against (fixed for the daemon's life).
     pub fn with_fleet(mut self, fleet: Fleet) -> Self {
         self.fleet = fleet;
+        self
+    }
+
+    /// Where the end of every ban is told (the pipeline's jails).
+    pub fn with_lifted(mut self, lifted: Lifted) -> Self {
+        self.lifted = lifted;
         self
     }
 
@@ -566,6 +575,7 @@ impl BanState {
     }
 
     fn released(&self, jail: &JailName) {
+        self.lifted.bump();
         let m = self.metrics.jail(jail.as_str());
         Metrics::inc(&m.unbans);
         let _ = m

@@ -187,13 +187,16 @@ pub async fn run(
         stage: stage::STORE,
         reason: format!("reading the store failed: {e}"),
     })??;
+    // The ban manager tells the jails when a ban ends, so they count its address again.
+    let lifted = crate::jail::Lifted::default();
     let mut state = BanState::new(
         policies(&config),
         config.recidive.clone(),
         config.dbpurgeage,
         metrics.clone(),
     )
-    .with_fleet(Fleet::new(&config.targets));
+    .with_fleet(Fleet::new(&config.targets))
+    .with_lifted(lifted.clone());
     let restore = state.restore(active, history, now);
     info!(
         restored = restore.len(),
@@ -297,6 +300,7 @@ pub async fn run(
             config.jails.clone(),
             offence_tx,
             sharing,
+            lifted,
             metrics.clone(),
         ),
     );

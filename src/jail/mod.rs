@@ -13,7 +13,9 @@ mod lines;
 
 pub mod window;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +62,12 @@ pub enum Verdict {
     NoMatch,
     /// A failure matched but ignoreregex or ignoreip excluded it.
     Ignored,
+    /// A failure of an address this jail reported within findtime whose ban has not been
+    /// lifted since: counted, and no new offence (it would only repeat the ban decided).
+    Reported {
+        /// The address.
+        address: IpAddr,
+    },
     /// A failure was counted; the address is still below maxretry.
     Counted {
         /// The address.
@@ -174,6 +182,28 @@ impl Classifier {
     }
 }
 
+/// A count the ban stage bumps whenever a ban ends (expiry, unban, a feed dropping it), so
+/// the jails forget which addresses they reported: a lifted address counts again from its
+/// next failure. Shared by handle; reading it is one relaxed atomic load.
+#[derive(Debug, Clone, Default)]
+pub struct Lifted(Arc<AtomicU64>);
+
+impl Lifted {
+    /// A ban ended.
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many bans have ended so far.
+    pub fn epoch(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Addresses a jail remembers having reported (a memory bound, not a limit on bans: past
+/// it, the memory starts over and the next failures of those addresses report them again).
+const REPORTED_CAP: usize = 200_000;
+
 /// One running jail.
 #[derive(Debug)]
 pub struct Jail {
@@ -191,6 +221,10 @@ pub struct Jail {
     lines: Option<MatchedLines>,
     maxretry: u32,
     per_origin: bool,
+    /// Addresses whose offence this jail reported, and when: during a ban storm most of an
+    /// attacker's failures arrive after its threshold, and each would only repeat the ban.
+    /// Forgotten when a ban is lifted (see [`Lifted`]) and after findtime.
+    reported: HashMap<IpAddr, Instant>,
 }
 
 /// Failures counted across origins (the default: an attacker spraying many servers adds up),
@@ -292,6 +326,7 @@ impl Jail {
             lines: (!config.notify.is_empty()).then(MatchedLines::default),
             maxretry: config.maxretry,
             per_origin: config.count_per_origin,
+            reported: HashMap::new(),
         }
     }
 
@@ -394,6 +429,14 @@ impl Jail {
         sample: &str,
     ) -> Verdict {
         let address = target.addr();
+        if !attempts.gained
+            && self
+                .reported
+                .get(&address)
+                .is_some_and(|at| now.saturating_duration_since(*at) < self.findtime)
+        {
+            return Verdict::Reported { address };
+        }
         if attempts.gained {
             // A login, not a failure: it takes back its own connection's failures and its
             // user's from this address, nothing else.
@@ -437,20 +480,32 @@ impl Jail {
                 }
                 Verdict::Counted { address, failures }
             }
-            Count::Reached(failures) => Verdict::Offence(Offence {
-                target,
-                jail: self.name.clone(),
-                origin,
-                origin_name: None,
-                failures,
-                at: now,
-                sample: sample.to_string(),
-                lines: match &mut self.lines {
-                    Some(lines) => lines.take(address, now, self.findtime, sample),
-                    None => vec![sample.to_string()],
-                },
-            }),
+            Count::Reached(failures) => {
+                if self.reported.len() >= REPORTED_CAP {
+                    self.reported.clear();
+                }
+                self.reported.insert(address, now);
+                Verdict::Offence(Offence {
+                    target,
+                    jail: self.name.clone(),
+                    origin,
+                    origin_name: None,
+                    failures,
+                    at: now,
+                    sample: sample.to_string(),
+                    lines: match &mut self.lines {
+                        Some(lines) => lines.take(address, now, self.findtime, sample),
+                        None => vec![sample.to_string()],
+                    },
+                })
+            }
         }
+    }
+
+    /// Forgets which addresses this jail reported: a ban was lifted somewhere, and the
+    /// next failures of every address count again.
+    pub fn forget_reported(&mut self) {
+        self.reported.clear();
     }
 
     /// Failures of `address` (as seen from `origin`, when counting per origin) in the window.
@@ -475,6 +530,9 @@ impl Jail {
         if let Some(lines) = &mut self.lines {
             lines.sweep(now, self.findtime);
         }
+        let findtime = self.findtime;
+        self.reported
+            .retain(|_, at| now.saturating_duration_since(*at) < findtime);
     }
 
     /// Failures that make an offence.

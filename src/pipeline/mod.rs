@@ -21,7 +21,7 @@ use tracing::{error, warn};
 use crate::config::JailConfig;
 use crate::fault;
 use crate::input::RawMessage;
-use crate::jail::Offence;
+use crate::jail::{Lifted, Offence};
 use crate::metrics::Metrics;
 
 mod matching;
@@ -56,10 +56,17 @@ pub async fn run(
     configs: Vec<JailConfig>,
     offences: mpsc::Sender<Offence>,
     shared: Option<Sharing>,
+    lifted: Lifted,
     metrics: Arc<Metrics>,
 ) {
     let mut generation = 0;
-    let mut windows = Windows::build(&configs, generation, HashMap::new(), &metrics);
+    let mut windows = Windows::build(
+        &configs,
+        generation,
+        HashMap::new(),
+        lifted.clone(),
+        &metrics,
+    );
     let (matchers_tx, matchers_rx) =
         watch::channel(Arc::new(Matchers::build(&configs, generation, &metrics)));
     let (hits_tx, mut hits) = mpsc::channel(HIT_QUEUE);
@@ -93,8 +100,8 @@ pub async fn run(
             update = updates.recv(), if updates_open => match update {
                 Some(Update::Jails(configs, applied)) => {
                                         generation += 1;
-                    let previous = std::mem::replace(&mut windows, Windows::build(&[], generation, HashMap::new(), &metrics)).into_previous();
-                    windows = Windows::build(&configs, generation, previous, &metrics);
+                    let previous = std::mem::replace(&mut windows, Windows::build(&[], generation, HashMap::new(), lifted.clone(), &metrics)).into_previous();
+                    windows = Windows::build(&configs, generation, previous, lifted.clone(), &metrics);
                     // Workers take the new matchers before their next message: every message
                     // that arrives after the acknowledgement is matched with them.
                     matchers_tx.send_replace(Arc::new(Matchers::build(&configs, generation, &metrics)));
@@ -195,7 +202,7 @@ mod tests {
         fn build(configs: &[JailConfig], metrics: &Metrics) -> Self {
             Both {
                 matchers: Matchers::build(configs, 0, metrics),
-                windows: Windows::build(configs, 0, HashMap::new(), metrics),
+                windows: Windows::build(configs, 0, HashMap::new(), Lifted::default(), metrics),
             }
         }
     }
@@ -397,6 +404,7 @@ mod tests {
             vec![jail("passwords", password, 3)],
             offence_tx,
             None,
+            Lifted::default(),
             metrics.clone(),
         ));
         let failure = "Failed password for root from 203.0.113.9 port 22 ssh2";
@@ -433,5 +441,57 @@ mod tests {
             .await
             .expect("pipeline ends when the inputs close")
             .unwrap();
+    }
+
+    /// After its offence an address's failures repeat nothing until a ban is lifted; then
+    /// they count again from the next one.
+    #[tokio::test]
+    async fn a_reported_address_counts_again_once_a_ban_is_lifted() {
+        let metrics = Metrics::default();
+        let password = r"^Failed password for \S+ from <HOST> port \d+ ssh2$";
+        let lifted = Lifted::default();
+        let mut windows = Windows::build(
+            &[jail("passwords", password, 2)],
+            0,
+            HashMap::new(),
+            lifted.clone(),
+            &metrics,
+        );
+        let matchers = Matchers::build(&[jail("passwords", password, 2)], 0, &metrics);
+        let feed = |windows: &mut Windows, n: usize| {
+            let mut offences = 0;
+            for _ in 0..n {
+                let mut found = Vec::new();
+                let mut tally = Tally::default();
+                match_message(
+                    &matchers,
+                    message("Failed password for root from 203.0.113.9 port 22 ssh2"),
+                    &mut tally,
+                    &mut found,
+                );
+                for hit in found {
+                    offences += usize::from(windows.record(hit, None).is_some());
+                }
+            }
+            offences
+        };
+        assert_eq!(
+            feed(&mut windows, 6),
+            1,
+            "one offence, then its failures repeat nothing"
+        );
+        lifted.bump();
+        assert_eq!(
+            feed(&mut windows, 2),
+            1,
+            "lifted: the next two failures are an offence again"
+        );
+        assert_eq!(
+            metrics
+                .jail("passwords")
+                .failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+            8
+        );
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::cluster::SharedFailure;
 use crate::config::JailConfig;
-use crate::jail::{Jail, Offence, Verdict};
+use crate::jail::{Jail, Lifted, Offence, Verdict};
 use crate::metrics::{JailMetrics, Metrics};
 use crate::target::Target;
 
@@ -31,6 +31,9 @@ pub(super) struct Windows {
     generation: u64,
     jails: Vec<Jail>,
     counters: Vec<Arc<JailMetrics>>,
+    /// Bans ended so far, as last seen: when it moves, the jails forget what they reported.
+    lifted: Lifted,
+    lifted_seen: u64,
 }
 
 impl Windows {
@@ -38,6 +41,7 @@ impl Windows {
         configs: &[JailConfig],
         generation: u64,
         mut previous: HashMap<String, Jail>,
+        lifted: Lifted,
         metrics: &Metrics,
     ) -> Self {
         let jails: Vec<Jail> = configs
@@ -57,6 +61,8 @@ impl Windows {
                 .map(|c| metrics.jail(c.name.as_str()))
                 .collect(),
             jails,
+            lifted_seen: lifted.epoch(),
+            lifted,
         }
     }
 
@@ -86,6 +92,11 @@ impl Windows {
                 ..
             } => (*jail, *generation, origin_name.clone()),
         };
+        let lifted = self.lifted.epoch();
+        if lifted != self.lifted_seen {
+            self.lifted_seen = lifted;
+            self.jails.iter_mut().for_each(Jail::forget_reported);
+        }
         if generation != self.generation || index >= self.jails.len() {
             debug!("Failure matched before a reload dropped");
             return None;
@@ -115,7 +126,7 @@ impl Windows {
             let target = match &verdict {
                 Verdict::Counted { address, .. } => Some(Target::from(*address)),
                 Verdict::Offence(o) => Some(o.target),
-                Verdict::NoMatch | Verdict::Ignored => None,
+                Verdict::NoMatch | Verdict::Ignored | Verdict::Reported { .. } => None,
             };
             if let Some(target) = target {
                 let failure = SharedFailure {
@@ -139,6 +150,11 @@ impl Windows {
             Verdict::NoMatch => None,
             Verdict::Ignored => {
                 Metrics::inc(&counters.ignored);
+                None
+            }
+            Verdict::Reported { address } => {
+                Metrics::inc(&counters.failures);
+                debug!(jail = %jail.name(), %address, "Failure of an address already reported");
                 None
             }
             Verdict::Counted { address, failures } => {

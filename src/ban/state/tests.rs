@@ -148,7 +148,8 @@ fn a_second_jail_only_extends_never_shortens() {
 
 #[test]
 fn manual_ban_and_unban() {
-    let mut s = state();
+    let lifted = crate::jail::Lifted::default();
+    let mut s = state().with_lifted(lifted.clone());
     let now = Moment::now();
     assert_eq!(
         s.manual_ban(&name("nope"), addr(), None, None, now)
@@ -166,7 +167,9 @@ fn manual_ban_and_unban() {
     assert!(!new && ops.is_empty());
     s.manual_ban(&name("long"), addr(), None, None, now)
         .unwrap();
+    assert_eq!(lifted.epoch(), 0);
     let (mut jails, ops) = s.unban(addr());
+    assert_eq!(lifted.epoch(), 2, "each ended hold tells the jails");
     jails.sort();
     assert_eq!(jails, vec![name("long"), name("sshd")]);
     assert_eq!(ops.len(), 2, "both rows end");
