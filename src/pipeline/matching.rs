@@ -182,7 +182,7 @@ pub(super) fn match_message(
 ) {
     let now: DateTime<Utc> = message.received_at.into();
     tally.pending += 1;
-    let record = match message.payload {
+    let mut record = match message.payload {
         Payload::Frame(frame) => match parse::parse_syslog(&frame, now) {
             Ok(r) => r,
             Err(e) => {
@@ -215,6 +215,9 @@ pub(super) fn match_message(
         .shared
         .get(&record.program)
         .map(|m| (m, m.set.matches(&record.message)));
+    // Failures found here, whose samples are filled in after the loop: the last one takes
+    // the message text, the others a copy.
+    let first_failure = found.len();
     for &index in targets.iter() {
         let jail = &matchers.jails[index];
         if jail.stateful {
@@ -262,8 +265,22 @@ pub(super) fn match_message(
                 origin: message.origin,
                 origin_name: origin_name(),
                 at: message.received,
-                sample: record.message.clone(),
+                sample: String::new(),
             }),
         }
+    }
+    let mut failures = found[first_failure..]
+        .iter_mut()
+        .filter_map(|hit| match hit {
+            Hit::Failure { sample, .. } => Some(sample),
+            Hit::Record { .. } => None,
+        })
+        .peekable();
+    while let Some(sample) = failures.next() {
+        *sample = if failures.peek().is_some() {
+            record.message.clone()
+        } else {
+            std::mem::take(&mut record.message)
+        };
     }
 }

@@ -287,6 +287,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn every_jail_a_message_fails_in_gets_its_text() {
+        let metrics = Metrics::default();
+        let any = r"^Failed password for \S+ from <HOST> port \d+ ssh2$";
+        let matchers = Matchers::build(&[jail("one", any, 5), jail("two", any, 5)], 0, &metrics);
+        let (mut found, mut tally) = (Vec::new(), Tally::default());
+        let text = "Failed password for root from 203.0.113.9 port 22 ssh2";
+        match_message(&matchers, message(text), &mut tally, &mut found);
+        let samples: Vec<&str> = found
+            .iter()
+            .map(|hit| match hit {
+                Hit::Failure { sample, .. } => sample.as_str(),
+                Hit::Record { .. } => "",
+            })
+            .collect();
+        assert_eq!(samples, [text, text]);
+    }
+
     #[tokio::test]
     async fn journal_entries_are_read_into_records_and_matched() {
         let metrics = Metrics::default();
