@@ -9,7 +9,9 @@
 #                                        S2B_BENCH_KEEP=1 keeps the temp dir,
 #                                        S2B_BENCH_ONLY=ingest|regex|latency|storm|udp|cluster|cluster2|fail2ban|memory
 #                                        runs one part, S2B_BENCH_STORM_MESSAGES=2000000,
-#                                        S2B_BENCH_STORM_ATTACKERS=50000, S2B_BENCH_F2B_LINES=100000,
+#                                        S2B_BENCH_STORM_ATTACKERS=50000, S2B_BENCH_STORM_POOL=N
+#                                        (distinct messages cycled; loadgen's default 200000),
+#                                        S2B_BENCH_F2B_LINES=100000,
 #                                        S2B_BENCH_F2B_ATTACKERS=10000,
 #                                        S2B_BENCH_BIN=PATH measures another daemon binary)
 #
@@ -492,6 +494,12 @@ storm() { # $1 = nobans | bans, $2 = messages, $3 = attackers, $4 = pool (defaul
     start_daemon "$d"
     local pool=()
     [[ -n ${4:-} ]] && pool=(--pool "$4")
+    # Bans decided over time (every 0.1 s), for the fastest second of the ban path.
+    local bansampler=
+    if [[ $1 == bans ]]; then
+        ( while :; do echo "$(date +%s.%N) $(metric syslog2ban_bans_total)"; sleep 0.1; done ) > "$d/bans.samples" &
+        bansampler=$!; PIDS+=("$bansampler")
+    fi
     local c0 t0 t1 t2 t3 sent want got
     c0=$(cpu_ticks "$DAEMON")
     t0=$(date +%s.%N)
@@ -526,7 +534,21 @@ storm() { # $1 = nobans | bans, $2 = messages, $3 = attackers, $4 = pool (defaul
     say "ban storm ($1, $2 messages, $3 attackers): received $got of $want in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $rate msgs/s (until received and matched)"
     say "  daemon CPU $(awk -v a="$c0" -v b="$c2" -v k="$CLK" -v t0="$t0" -v t2="$t2" 'BEGIN { printf "%.0f%% of one core", 100 * (b - a) / k / (t2 - t0) }'), peak RSS $(awk '/VmHWM/ {print $2, $3}' "/proc/$DAEMON/status")"
     if [[ $1 == bans ]]; then
-        say "  bans decided $bans, in the set $inset; $(awk -v n="$inset" -v a="$t0" -v b="$t3" 'BEGIN { printf "%.0f", n / (b - a) }') bans/s; last message sent → last ban in the set: $last s; netlink batches $(metric syslog2ban_enforce_batches_total)"
+        stop_pid "$bansampler"
+        local peak
+        peak=$("$PY" - "$d/bans.samples" <<'PY'
+import sys
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
+best = 0.0
+for i, (t, n) in enumerate(rows):
+    for u, m in rows[i + 1:]:
+        if u - t >= 1.0:
+            best = max(best, (m - n) / (u - t))
+            break
+print(f"{best:.0f}")
+PY
+)
+        say "  bans decided $bans, in the set $inset; $(awk -v n="$inset" -v a="$t0" -v b="$t3" 'BEGIN { printf "%.0f", n / (b - a) }') bans/s over the run, $peak bans/s decided in its fastest second; last message sent → last ban in the set: $last s; netlink batches $(metric syslog2ban_enforce_batches_total)"
     fi
     if [[ -n ${BENCH_CLUSTER:-} ]]; then
         local calls dropped shared published
@@ -541,9 +563,9 @@ storm() { # $1 = nobans | bans, $2 = messages, $3 = attackers, $4 = pool (defaul
     stop_pid "$DAEMON"
 }
 if part storm; then
-    storm nobans "$STORM_MESSAGES" "$STORM_ATTACKERS"
+    storm nobans "$STORM_MESSAGES" "$STORM_ATTACKERS" "${S2B_BENCH_STORM_POOL:-}"
     nobans_rate=$STORM_RATE
-    storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS"
+    storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS" "${S2B_BENCH_STORM_POOL:-}"
     say "  ban storm ratio, with bans / without: $(awk -v a="$STORM_RATE" -v b="$nobans_rate" 'BEGIN { printf "%.2f", a / b }')"
 fi
 
