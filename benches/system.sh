@@ -748,7 +748,8 @@ fi
 #    own config dir, socket, pid file and database (never the system service), the sshd jail
 #    with maxretry 3 reading a log file that gets the whole stream appended at once, and the
 #    dummy action (it writes `+IP` to a file; no firewall is touched). Lines/s until its last
-#    ban, bans made; then syslog2ban on the same lines over TCP.
+#    ban, bans made; then syslog2ban on the same lines over TCP. Then its ban latency and
+#    overshoot on part 4's paced attacker (S2B_BENCH_F2B_LATENCY_ATTACKERS=20).
 F2B_LINES=${S2B_BENCH_F2B_LINES:-100000}
 F2B_ATTACKERS=${S2B_BENCH_F2B_ATTACKERS:-10000}
 if part fail2ban; then
@@ -812,6 +813,51 @@ CONF
     stop_pid "$F2B"
     storm bans "$F2B_LINES" "$F2B_ATTACKERS" "$F2B_LINES"
     say "  syslog2ban on the same lines: $STORM_BANS bans (fail2ban-server: $banned); rate ratio syslog2ban / fail2ban-server: $(awk -v a="$STORM_RATE" -v b="$f2b_rate" 'BEGIN { printf "%.0fx", a / b }')"
+
+    # fail2ban-server's ban latency and overshoot on the paced attacker of part 4 (maxretry 5,
+    # failures at 1000/s appended to its log one by one, until the dummy action writes the
+    # ban): a fresh server (new database), F2B_LATENCY_ATTACKERS attackers one after another.
+    rm -f "$F/fail2ban.sqlite3" "$F/bans"
+    : > "$F/auth.log"
+    sed -i 's/^maxretry = 3$/maxretry = 5/' "$F/etc/jail.local"
+    inns_bg "$F/server.pidfile" "$F/server.out" fail2ban-server -f -x -c "$F/etc"
+    F2B=$BGPID
+    for _ in $(seq 100); do f2bc status sshd >/dev/null 2>&1 && break; sleep 0.2; done
+    f2b_latency=$("$PY" - "$F/auth.log" "$F/bans" "${S2B_BENCH_F2B_LATENCY_ATTACKERS:-20}" <<'PY'
+import json, os, sys, time
+log, bans, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def banned(ip):
+    try:
+        return f"+{ip}\n" in open(bans).read()
+    except OSError:
+        return False
+lat, over = [], []
+with open(log, "a", buffering=1) as out:
+    for a in range(n):
+        ip = f"198.19.250.{a + 1}"
+        sent, t5, start = 0, None, time.monotonic()
+        while True:
+            now = time.strftime("%b %e %H:%M:%S")
+            out.write(f"{now} bench sshd[{4000 + a}]: Failed password for root from {ip} port {40000 + sent} ssh2\n")
+            sent += 1
+            if sent == 5:
+                t5 = time.monotonic()
+            if sent >= 5 and banned(ip):
+                lat.append(time.monotonic() - t5)
+                over.append(sent - 5)
+                break
+            if sent >= 5 and time.monotonic() - t5 > 10:
+                break
+            # Paced at 1000/s from the attacker's start, never a catch-up burst.
+            time.sleep(max(0.0, start + sent / 1000 - time.monotonic()))
+lat.sort()
+pick = lambda q: round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 1) if lat else None
+print(json.dumps({"attackers": n, "measured": len(lat), "latency_ms": {"p50": pick(0.5), "p99": pick(0.99), "max": pick(1.0)},
+                  "overshoot": {"attackers_with_overshoot": sum(1 for o in over if o > 0), "max": max(over, default=0)}}))
+PY
+)
+    stop_pid "$F2B"
+    say "fail2ban-server ban latency (polling backend, paced attacker at 1000 failures/s, maxretry 5): $f2b_latency"
 fi
 
 # ---------------------------------------------------------------------------------------
