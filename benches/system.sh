@@ -583,6 +583,8 @@ udp_send() { # $1 = senders, $2 = rate (0: full speed), $3 = target
         --attackers "$STORM_ATTACKERS" --target "$3"
 }
 udp_label() { [[ $2 == 0 ]] && echo "$1 sender(s) at full speed" || echo "$1 sender(s) paced at $2 msgs/s"; }
+jget() { echo "$1" | "$PY" -c "import json,sys; print(json.load(sys.stdin)['$2'])"; } # $1 = JSON, $2 = key
+loss() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%d (%.3f%%)", s - r, s ? 100 * (s - r) / s : 0 }'; } # sent, received
 if part udp; then
     d=$DIR/s2b-udp
     write_config "$d" storm sshd
@@ -599,9 +601,8 @@ if part udp; then
             [[ $urecv == "$prev" && $(metric 'syslog2ban_queue_depth{queue="input"}') == 0 ]] && break
             prev=$urecv; sleep 0.2
         done
-        usent=$(echo "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
-        srate=$(echo "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["rate"])')
-        say "syslog2ban UDP, $(udp_label "$senders" "$rate"): sent $usent ($srate msgs/s), received $urecv, loss $(awk -v s="$usent" -v r="$urecv" 'BEGIN { printf "%d (%.3f%%)", s - r, s ? 100 * (s - r) / s : 0 }'); kernel drops $(( $(metric syslog2ban_udp_kernel_drops_total) - k0 )); daemon CPU $(awk -v a="$c0" -v b="$(cpu_ticks "$DAEMON")" -v k="$CLK" 'BEGIN { printf "%.1f s", (b - a) / k }'); bans so far $(metric syslog2ban_bans_total)"
+        usent=$(jget "$out" messages)
+        say "syslog2ban UDP, $(udp_label "$senders" "$rate"): sent $usent ($(jget "$out" rate) msgs/s), received $urecv, loss $(loss "$usent" "$urecv"); kernel drops $(( $(metric syslog2ban_udp_kernel_drops_total) - k0 )); daemon CPU $(awk -v a="$c0" -v b="$(cpu_ticks "$DAEMON")" -v k="$CLK" 'BEGIN { printf "%.1f s", (b - a) / k }'); bans so far $(metric syslog2ban_bans_total)"
     done
     stop_pid "$DAEMON"
 
@@ -629,9 +630,8 @@ CONF
             [[ $lines == "$prev" ]] && break
             prev=$lines; sleep 0.5
         done
-        usent=$(echo "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
-        srate=$(echo "$out" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["rate"])')
-        say "rsyslog imudp → omfile, $(udp_label "$senders" "$rate"): sent $usent ($srate msgs/s), written $lines, loss $(awk -v s="$usent" -v r="$lines" 'BEGIN { printf "%d (%.3f%%)", s - r, s ? 100 * (s - r) / s : 0 }'); CPU $(awk -v a="$c0" -v b="$(cpu_ticks "$RUPID")" -v k="$CLK" 'BEGIN { printf "%.1f s", (b - a) / k }')"
+        usent=$(jget "$out" messages)
+        say "rsyslog imudp → omfile, $(udp_label "$senders" "$rate"): sent $usent ($(jget "$out" rate) msgs/s), written $lines, loss $(loss "$usent" "$lines"); CPU $(awk -v a="$c0" -v b="$(cpu_ticks "$RUPID")" -v k="$CLK" 'BEGIN { printf "%.1f s", (b - a) / k }')"
     done
     stop_pid "$RUPID"
     rm -f "$RU/out.log"

@@ -255,18 +255,22 @@ pub(super) fn message_at(
 mod tests {
     use super::*;
 
+    /// Which of the fanout's queues `chosen` is.
+    fn index_of(fanout: &Fanout, chosen: &mpsc::Sender<RawMessage>) -> usize {
+        fanout
+            .queues()
+            .iter()
+            .position(|q| q.same_channel(chosen))
+            .expect("one of the fanout's queues")
+    }
+
     #[test]
     fn fanout_spreads_connections_of_one_host_over_the_queues() {
         let (txs, _rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| mpsc::channel(1)).unzip();
         let fanout = Fanout::new(txs);
         let queue = |port: u16| {
             let origin = Origin::Peer(SocketAddr::from(([127, 0, 0, 1], port)));
-            let chosen = fanout.to(&origin);
-            fanout
-                .queues()
-                .iter()
-                .position(|q| q.same_channel(chosen))
-                .unwrap()
+            index_of(&fanout, fanout.to(&origin))
         };
         // Linux hands out every other ephemeral port: such neighbours must not all collide.
         let mut used = [0usize; 2];
@@ -312,12 +316,7 @@ mod tests {
         let relay = Origin::Peer(SocketAddr::from(([198, 51, 100, 1], 514)));
         let queue = |host: usize, pid: usize| {
             let frame = format!("<38>Dec  3 20:17:27 host{host} sshd[{pid}]: x");
-            let chosen = fanout.for_frame(&relay, frame.as_bytes());
-            fanout
-                .queues()
-                .iter()
-                .position(|q| q.same_channel(chosen))
-                .unwrap()
+            index_of(&fanout, fanout.for_frame(&relay, frame.as_bytes()))
         };
         let mut used = [0usize; 2];
         for host in 0..200 {
