@@ -15,7 +15,7 @@ pub mod record;
 pub mod state;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -54,9 +54,55 @@ pub struct ClusterLink {
     pub to_cluster: mpsc::Sender<Published>,
 }
 
-/// Hands the bans among `ops` to the cluster for publishing (never waiting: the cluster
-/// buffers on its side; a full queue is counted and the ban stays local).
-fn publish(link: Option<&ClusterLink>, ops: &[StoreOp], metrics: &crate::metrics::Metrics) {
+/// Most messages waiting for the cluster's queue (a ban storm's bans while the engine is slow);
+/// past it the oldest are dropped, counted. Every ban is also in the ban state, which the
+/// cluster republishes whole when its engine lost them.
+const OUTGOING_CAP: usize = 1_000_000;
+
+/// What the manager hands to the cluster, in order: the queue is never waited on, so what it
+/// cannot take yet waits here and goes as soon as it has room.
+#[derive(Default)]
+struct Outgoing(VecDeque<Published>);
+
+impl Outgoing {
+    fn push(&mut self, message: Published, metrics: &crate::metrics::Metrics) {
+        if self.0.len() >= OUTGOING_CAP {
+            self.0.pop_front();
+            crate::metrics::Metrics::inc(&metrics.cluster.buffer_dropped);
+        }
+        self.0.push_back(message);
+    }
+
+    /// Sends what the queue takes now.
+    fn flush(&mut self, link: Option<&ClusterLink>) {
+        let Some(link) = link else {
+            self.0.clear();
+            return;
+        };
+        while let Some(message) = self.0.pop_front() {
+            match link.to_cluster.try_send(message) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(message)) => {
+                    self.0.push_front(message);
+                    return;
+                }
+                // The cluster stage is gone (the daemon is stopping): nothing to hand to.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.0.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Queues the bans among `ops` for the cluster to publish.
+fn publish(
+    outgoing: &mut Outgoing,
+    link: Option<&ClusterLink>,
+    ops: &[StoreOp],
+    metrics: &crate::metrics::Metrics,
+) {
     let Some(link) = link else { return };
     for op in ops {
         if let StoreOp::Ban(record, _) = op {
@@ -74,9 +120,7 @@ fn publish(link: Option<&ClusterLink>, ops: &[StoreOp], metrics: &crate::metrics
                 expires: record.expires,
                 sample: record.sample.clone(),
             };
-            if link.to_cluster.try_send(Published::Ban(ban)).is_err() {
-                crate::metrics::Metrics::inc(&metrics.cluster.buffer_dropped);
-            }
+            outgoing.push(Published::Ban(ban), metrics);
         }
     }
 }
@@ -97,6 +141,9 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
         mut cluster,
     } = inputs;
     let mut cluster_open = cluster.is_some();
+    let mut outgoing = Outgoing::default();
+    // A handle of its own: waiting for room in the cluster's queue borrows nothing else.
+    let to_cluster = cluster.as_ref().map(|link| link.to_cluster.clone());
     // Far enough to never fire; avoids an Option in select!.
     let idle = Duration::from_secs(86400 * 365);
     let mut requests_open = true;
@@ -128,9 +175,7 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
                     // A lift by hand is the operator's word for the whole cluster.
                     if let (Request::Unban { address, .. }, Some(link)) = (&request, &cluster) {
                         let lifted = Published::Unban { node: link.node.clone(), address: *address };
-                        if link.to_cluster.try_send(lifted).is_err() {
-                            crate::metrics::Metrics::inc(&state.metrics().cluster.buffer_dropped);
-                        }
+                        outgoing.push(lifted, state.metrics());
                     }
                     answer(&mut state, request)
                 }
@@ -152,19 +197,25 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
                 Some(ToBan::Republish) => {
                     if let Some(link) = &cluster {
                         for ban in state.shared_bans(&link.node, Moment::now()) {
-                            if link.to_cluster.try_send(Published::Ban(ban)).is_err() {
-                                crate::metrics::Metrics::inc(&state.metrics().cluster.buffer_dropped);
-                            }
+                            outgoing.push(Published::Ban(ban), state.metrics());
                         }
                     }
                     Vec::new()
                 }
             },
+            permit = async { to_cluster.as_ref()?.reserve().await.ok() }, if !outgoing.0.is_empty() => {
+                // Room again: the oldest waiting message goes, the rest after this turn.
+                if let (Some(permit), Some(message)) = (permit, outgoing.0.pop_front()) {
+                    permit.send(message);
+                }
+                Vec::new()
+            }
         };
         // Adopted bans are another collector's: not published again.
         if !adopted {
-            publish(cluster.as_ref(), &ops, state.metrics());
+            publish(&mut outgoing, cluster.as_ref(), &ops, state.metrics());
         }
+        outgoing.flush(cluster.as_ref());
         // The firewall is told first: the ban is in the kernel before the attacker's next
         // attempt, without waiting for the commit (which follows within a millisecond; the
         // `Banned` line is logged once it is durable).
@@ -413,5 +464,48 @@ mod tests {
             })
         ));
         assert!(matches!(m.store.recv().await, Some(StoreOp::End { .. })));
+    }
+    #[test]
+    fn what_the_cluster_queue_cannot_take_waits_in_order_and_nothing_is_lost() {
+        let (to_cluster, mut published) = mpsc::channel(2);
+        let (_to_ban, from_cluster) = mpsc::channel(1);
+        let link = ClusterLink {
+            node: "a".into(),
+            from_cluster,
+            to_cluster,
+        };
+        let metrics = crate::metrics::Metrics::default();
+        let lifted = |n: u8| Published::Unban {
+            node: "a".into(),
+            address: crate::target::Target::from(std::net::IpAddr::from([198, 51, 100, n])),
+        };
+        let mut outgoing = Outgoing::default();
+        for n in 1..=5 {
+            outgoing.push(lifted(n), &metrics);
+        }
+        outgoing.flush(Some(&link));
+        assert_eq!(outgoing.0.len(), 3, "the queue took two");
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let Ok(Published::Unban { address, .. }) = published.try_recv() else {
+                outgoing.flush(Some(&link));
+                continue;
+            };
+            seen.push(address.to_string());
+        }
+        assert_eq!(
+            seen,
+            [
+                "198.51.100.1",
+                "198.51.100.2",
+                "198.51.100.3",
+                "198.51.100.4",
+                "198.51.100.5"
+            ]
+        );
+        assert_eq!(
+            crate::metrics::Metrics::get(&metrics.cluster.buffer_dropped),
+            0
+        );
     }
 }
