@@ -128,7 +128,7 @@ import os, sys, time, urllib.request
 url, out, stop = sys.argv[1:4]
 def scrape():
     body = urllib.request.urlopen(url, timeout=2).read().decode()
-    v = {"tcp": 0, "udp": 0, "failures": 0, "unrouted": 0, "input_queue": 0}
+    v = {"tcp": 0, "udp": 0, "failures": 0, "unrouted": 0, "input_queue": 0, "bans": 0}
     for line in body.splitlines():
         if line.startswith("#") or " " not in line:
             continue
@@ -143,6 +143,8 @@ def scrape():
             v["unrouted"] += int(value)
         elif name == 'syslog2ban_queue_depth{queue="input"}':
             v["input_queue"] = int(value)
+        elif name.startswith("syslog2ban_bans_total"):
+            v["bans"] += int(value)
     return v
 with open(out, "w") as f:
     while not os.path.exists(stop):
@@ -152,7 +154,7 @@ with open(out, "w") as f:
         except OSError:
             time.sleep(0.05)
             continue
-        f.write(f'{t:.3f} {v["tcp"]} {v["udp"]} {v["failures"]} {v["unrouted"]} {v["input_queue"]}\n')
+        f.write(f'{t:.3f} {v["tcp"]} {v["udp"]} {v["failures"]} {v["unrouted"]} {v["input_queue"]} {v["bans"]}\n')
         f.flush()
         time.sleep(0.25)
 PY
@@ -494,11 +496,14 @@ storm() { # $1 = nobans | bans, $2 = messages, $3 = attackers, $4 = pool (defaul
     start_daemon "$d"
     local pool=()
     [[ -n ${4:-} ]] && pool=(--pool "$4")
-    # Bans decided over time (every 0.1 s), for the fastest second of the ban path.
+    # Bans decided over time (the sampler's last column, every 0.25 s from one process), for
+    # the fastest second of the ban path.
     local bansampler=
     if [[ $1 == bans ]]; then
-        ( while :; do echo "$(date +%s.%N) $(metric syslog2ban_bans_total)"; sleep 0.1; done ) > "$d/bans.samples" &
-        bansampler=$!; PIDS+=("$bansampler")
+        rm -f "$d/stop"
+        inns_bg "$d/bansampler.pid" "$d/bansampler.log" "$PY" "$DIR/sample.py" \
+            http://127.0.0.1:9617/metrics "$d/bans.samples" "$d/stop"
+        bansampler=$BGPID
     fi
     local c0 t0 t1 t2 t3 sent want got
     c0=$(cpu_ticks "$DAEMON")
@@ -534,11 +539,12 @@ storm() { # $1 = nobans | bans, $2 = messages, $3 = attackers, $4 = pool (defaul
     say "ban storm ($1, $2 messages, $3 attackers): received $got of $want in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $rate msgs/s (until received and matched)"
     say "  daemon CPU $(awk -v a="$c0" -v b="$c2" -v k="$CLK" -v t0="$t0" -v t2="$t2" 'BEGIN { printf "%.0f%% of one core", 100 * (b - a) / k / (t2 - t0) }'), peak RSS $(awk '/VmHWM/ {print $2, $3}' "/proc/$DAEMON/status")"
     if [[ $1 == bans ]]; then
-        stop_pid "$bansampler"
+        touch "$d/stop"
+        for _ in $(seq 100); do kill -0 "$bansampler" 2>/dev/null || break; sleep 0.05; done
         local peak
         peak=$("$PY" - "$d/bans.samples" <<'PY'
 import sys
-rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
+rows = [(float(f[0]), float(f[6])) for f in (l.split() for l in open(sys.argv[1])) if len(f) == 7]
 best = 0.0
 for i, (t, n) in enumerate(rows):
     for u, m in rows[i + 1:]:
