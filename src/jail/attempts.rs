@@ -42,7 +42,8 @@ impl UserKey {
     /// web request; empty when the daemon has one).
     pub fn new(user: &str, realm: &str) -> Self {
         static KEYS: OnceLock<RandomState> = OnceLock::new();
-        // The length keeps ("ab", "c") and ("a", "bc") apart.
+        // Hashing the pair (each str ends with a terminator byte) keeps ("ab", "c") and
+        // ("a", "bc") apart.
         UserKey(KEYS.get_or_init(RandomState::new).hash_one((user, realm)))
     }
 }
