@@ -122,10 +122,11 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
     echo "start: $(date -u +%FT%TZ) $(uptime)"
 } | tee "$DIR/summary.txt"
 
-# The metrics sampler: GET /metrics every 0.25 s until $DIR/stop exists.
+# The metrics sampler: GET /metrics every 0.25 s (or argv[4] s) until the stop file exists.
 cat > "$DIR/sample.py" <<'PY'
 import os, sys, time, urllib.request
 url, out, stop = sys.argv[1:4]
+every = float(sys.argv[4]) if len(sys.argv) > 4 else 0.25
 def scrape():
     body = urllib.request.urlopen(url, timeout=2).read().decode()
     v = {"tcp": 0, "udp": 0, "failures": 0, "unrouted": 0, "input_queue": 0, "bans": 0}
@@ -156,7 +157,7 @@ with open(out, "w") as f:
             continue
         f.write(f'{t:.3f} {v["tcp"]} {v["udp"]} {v["failures"]} {v["unrouted"]} {v["input_queue"]} {v["bans"]}\n')
         f.flush()
-        time.sleep(0.25)
+        time.sleep(every)
 PY
 
 metrics() { inns "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "http://127.0.0.1:9617/metrics"; }
@@ -496,28 +497,28 @@ storm() { # $1 = nobans | bans, $2 = messages, $3 = attackers, $4 = pool (defaul
     start_daemon "$d"
     local pool=()
     [[ -n ${4:-} ]] && pool=(--pool "$4")
-    # Bans decided over time (the sampler's last column, every 0.25 s from one process), for
-    # the fastest second of the ban path.
-    local bansampler=
-    if [[ $1 == bans ]]; then
-        rm -f "$d/stop"
-        inns_bg "$d/bansampler.pid" "$d/bansampler.log" "$PY" "$DIR/sample.py" \
-            http://127.0.0.1:9617/metrics "$d/bans.samples" "$d/stop"
-        bansampler=$BGPID
-    fi
-    local c0 t0 t1 t2 t3 sent want got
+    # One sampler process every 0.05 s (a python start per look would take CPU from the
+    # daemon): when everything sent is received and matched, and bans over time, for the
+    # fastest second of the ban path.
+    rm -f "$d/stop"
+    inns_bg "$d/sampler.pid" "$d/sampler.log" "$PY" "$DIR/sample.py" \
+        http://127.0.0.1:9617/metrics "$d/storm.samples" "$d/stop" 0.05
+    local sampler=$BGPID
+    local c0 t0 t1 t2 t3 sent want got=0 queue ts
     c0=$(cpu_ticks "$DAEMON")
     t0=$(date +%s.%N)
     sent=$(inns "$LOADGEN" send --transport tcp-octet --connections "$CONNS" --count "$2" \
         --attackers "$3" "${pool[@]}")
     t1=$(date +%s.%N)
     want=$(echo "$sent" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
-    for _ in $(seq 600); do
-        got=$(metric 'syslog2ban_messages_received_total{listener="tcp')
-        [[ $got -ge $want && $(metric 'syslog2ban_queue_depth{queue="input"}') == 0 ]] && break
+    t2=
+    for _ in $(seq 1200); do
+        # Columns: time tcp udp failures unrouted input_queue bans.
+        read -r ts got _ _ _ queue _ < <(tail -n1 "$d/storm.samples" 2>/dev/null) || true
+        if [[ -n ${queue:-} && ${got:-0} -ge $want && $queue == 0 ]]; then t2=$ts; break; fi
         sleep 0.05
     done
-    t2=$(date +%s.%N)
+    [[ -n $t2 ]] || t2=$(date +%s.%N)
     local bans=0 inset=0 last=0 stable=0
     if [[ $1 == bans ]]; then
         # Until the set holds every ban decided, and nothing new for 1 s.
@@ -540,9 +541,9 @@ storm() { # $1 = nobans | bans, $2 = messages, $3 = attackers, $4 = pool (defaul
     say "  daemon CPU $(awk -v a="$c0" -v b="$c2" -v k="$CLK" -v t0="$t0" -v t2="$t2" 'BEGIN { printf "%.0f%% of one core", 100 * (b - a) / k / (t2 - t0) }'), peak RSS $(awk '/VmHWM/ {print $2, $3}' "/proc/$DAEMON/status")"
     if [[ $1 == bans ]]; then
         touch "$d/stop"
-        for _ in $(seq 100); do kill -0 "$bansampler" 2>/dev/null || break; sleep 0.05; done
+        for _ in $(seq 100); do kill -0 "$sampler" 2>/dev/null || break; sleep 0.05; done
         local peak
-        peak=$("$PY" - "$d/bans.samples" <<'PY'
+        peak=$("$PY" - "$d/storm.samples" <<'PY'
 import sys
 rows = [(float(f[0]), float(f[6])) for f in (l.split() for l in open(sys.argv[1])) if len(f) == 7]
 best = 0.0
@@ -566,6 +567,7 @@ PY
     fi
     STORM_RATE=$rate
     STORM_BANS=$inset
+    touch "$d/stop"
     stop_pid "$DAEMON"
 }
 if part storm; then
