@@ -192,7 +192,7 @@ fn origin_key(origin: &Origin) -> u64 {
 /// third field after `<PRI>`), or the token after an RFC 3164 timestamp (`Mmm dd hh:mm:ss`
 /// or an ISO one): the host name, or, in a header without one (`/dev/log`), the program, cut
 /// at its `[pid]` so every process of a program stays together. None for anything else.
-fn header_sender(frame: &[u8]) -> Option<&[u8]> {
+pub fn header_sender(frame: &[u8]) -> Option<&[u8]> {
     let rest = frame.strip_prefix(b"<")?;
     let close = rest.iter().take(4).position(|&b| b == b'>')?;
     let rest = &rest[close + 1..];

@@ -22,7 +22,7 @@ pub mod peers;
 mod stream;
 pub mod tls;
 
-pub use message::{Fanout, InputContext, InputError, Origin, Payload, RawMessage};
+pub use message::{header_sender, Fanout, InputContext, InputError, Origin, Payload, RawMessage};
 pub use stream::AcceptBackoff;
 
 use std::net::SocketAddr;

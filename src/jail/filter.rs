@@ -242,7 +242,8 @@ impl FailPattern {
     }
 
     /// The address, user and count of a match. `ascii` says the message is pure ASCII.
-    fn capture(&self, message: &str, ascii: bool) -> Option<Captured> {
+    /// `identify`: key the user name too (only filters that remember attempts use it).
+    fn capture(&self, message: &str, ascii: bool, identify: bool) -> Option<Captured> {
         let (host, user, realm, count, port) = match (&self.ascii, ascii) {
             (Some(regex), true) => {
                 let caps = regex.captures(message.as_bytes())?;
@@ -286,7 +287,9 @@ impl FailPattern {
         Some(Captured {
             host: host.parse().ok()?,
             user: user.map(str::to_string),
-            identity: user.map(|user| UserKey::new(user, realm.unwrap_or(""))),
+            identity: user
+                .filter(|_| identify)
+                .map(|user| UserKey::new(user, realm.unwrap_or(""))),
             count,
             port: port.and_then(|p| p.parse().ok()),
         })
@@ -434,7 +437,8 @@ impl Filter {
         let mut hits = hits;
         let Some((index, captured)) = hits.find_map(|index| {
             // Checked here, not per message: most messages have no candidate at all.
-            let captured = self.fail[index].capture(message, message.is_ascii())?;
+            let captured =
+                self.fail[index].capture(message, message.is_ascii(), self.tracks_connections)?;
             Some((index, captured))
         }) else {
             return FilterMatch::None;
@@ -573,7 +577,8 @@ mod tests {
             FilterMatch::Failure {
                 host: "198.51.100.1".parse().unwrap(),
                 user: Some("bob".into()),
-                identity: Some(UserKey::new("bob", "")),
+                // The filter remembers no attempts: no key is made.
+                identity: None,
                 failregex: 1,
                 count: 1,
                 port: None,
@@ -650,7 +655,10 @@ mod tests {
             Some((failregex, _, _)) if f.is_ignored(message) => FilterMatch::Ignored { failregex },
             Some((failregex, host, user)) => FilterMatch::Failure {
                 host: normalize(host),
-                identity: user.as_deref().map(|u| UserKey::new(u, "")),
+                identity: user
+                    .as_deref()
+                    .filter(|_| f.tracks_connections)
+                    .map(|u| UserKey::new(u, "")),
                 user,
                 failregex,
                 count: 1,
