@@ -8,7 +8,7 @@
 #                                        S2B_BENCH_ATTACKERS=300 for ban latency,
 #                                        S2B_BENCH_KEEP=1 keeps the temp dir,
 #                                        S2B_BENCH_ONLY=ingest|regex|latency|storm|udp|cluster|cluster2|fail2ban|memory
-#                                        runs one part, S2B_BENCH_STORM_MESSAGES=2000000,
+#                                        runs one part (or several: storm,latency), S2B_BENCH_STORM_MESSAGES=2000000,
 #                                        S2B_BENCH_STORM_ATTACKERS=50000, S2B_BENCH_STORM_POOL=N
 #                                        (distinct messages cycled; loadgen's default 200000),
 #                                        S2B_BENCH_F2B_LINES=100000,
@@ -54,7 +54,7 @@ PY=/usr/bin/python3
 
 die() { echo "system.sh: $*" >&2; exit 1; }
 # Whether a part runs (all of them unless S2B_BENCH_ONLY names one).
-part() { [[ -z ${S2B_BENCH_ONLY:-} || ${S2B_BENCH_ONLY} == "$1" ]]; }
+part() { [[ -z ${S2B_BENCH_ONLY:-} || ",${S2B_BENCH_ONLY}," == *",$1,"* ]]; }
 [[ $(id -u) == 0 ]] || die "needs root (network namespace, nftables)"
 for t in ip nft cargo rsyslogd fail2ban-regex openssl "$PY"; do
     command -v "$t" >/dev/null || die "missing $t (apt-get install -y rsyslog fail2ban nftables iproute2)"
@@ -570,11 +570,49 @@ PY
     touch "$d/stop"
     stop_pid "$DAEMON"
 }
+# rsyslog imtcp -> omfile on the ban storm's stream: until every line is in the file.
+rsyslog_storm() { # $1 = messages, $2 = attackers, $3 = pool (default: loadgen's)
+    local r=$DIR/rsyslog-storm
+    mkdir -p "$r/work"
+    cat > "$r/rsyslog.conf" <<CONF
+global(workDirectory="$r/work")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="5516")
+action(type="omfile" file="$r/out.log")
+CONF
+    inns rsyslogd -n -f "$r/rsyslog.conf" -i "$r/rsyslogd.pid" >"$r/rsyslogd.log" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 50); do [[ -s $r/rsyslogd.pid ]] && break; sleep 0.1; done
+    local pid pool=() t0 t2 size prev=-1 stable=0 lines c0 c2
+    pid=$(cat "$r/rsyslogd.pid"); PIDS+=("$pid")
+    for _ in $(seq 50); do inns "$PY" -c 'import socket; socket.create_connection(("127.0.0.1", 5516), 1)' 2>/dev/null && break; sleep 0.1; done
+    [[ -n ${3:-} ]] && pool=(--pool "$3")
+    c0=$(cpu_ticks "$pid")
+    t0=$(date +%s.%N)
+    inns "$LOADGEN" send --transport tcp-octet --connections "$CONNS" --count "$1" \
+        --attackers "$2" "${pool[@]}" --target 127.0.0.1:5516 >/dev/null
+    t2=$t0
+    # Until the file stops growing for 0.5 s; the end is its last growth.
+    for _ in $(seq 1200); do
+        size=$(stat -c %s "$r/out.log" 2>/dev/null || echo 0)
+        if [[ $size != "$prev" ]]; then prev=$size; t2=$(date +%s.%N); stable=0; else stable=$((stable + 1)); fi
+        [[ ${stable:-0} -ge 10 ]] && break
+        sleep 0.05
+    done
+    c2=$(cpu_ticks "$pid")
+    lines=$(wc -l < "$r/out.log")
+    RSYSLOG_STORM_RATE=$(awk -v n="$lines" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')
+    say "rsyslog imtcp → omfile, the same stream: $lines of $1 lines written in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $RSYSLOG_STORM_RATE lines/s; CPU $(awk -v a="$c0" -v b="$c2" -v k="$CLK" -v t0="$t0" -v t2="$t2" 'BEGIN { printf "%.0f%% of one core", 100 * (b - a) / k / (t2 - t0) }')"
+    stop_pid "$pid"
+    rm -f "$r/out.log"
+}
 if part storm; then
     storm nobans "$STORM_MESSAGES" "$STORM_ATTACKERS" "${S2B_BENCH_STORM_POOL:-}"
     nobans_rate=$STORM_RATE
     storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS" "${S2B_BENCH_STORM_POOL:-}"
     say "  ban storm ratio, with bans / without: $(awk -v a="$STORM_RATE" -v b="$nobans_rate" 'BEGIN { printf "%.2f", a / b }')"
+    rsyslog_storm "$STORM_MESSAGES" "$STORM_ATTACKERS" "${S2B_BENCH_STORM_POOL:-}"
+    say "  syslog2ban with bans / rsyslog imtcp → omfile on the same stream: $(awk -v a="$STORM_RATE" -v b="$RSYSLOG_STORM_RATE" 'BEGIN { printf "%.2f", a / b }')"
 fi
 
 # ---------------------------------------------------------------------------------------

@@ -228,6 +228,45 @@ impl Supervisor {
     }
 }
 
+/// Runs `work` on a thread of its own, in a current-thread runtime (timers and I/O on): for a
+/// serial stage that must not wait for a turn among the tasks that keep the shared runtime's
+/// threads busy (a ban storm's connections and matching workers). Resolves when `work` ends;
+/// a panic in it is raised again here, so a supervised task awaiting this dies of it and the
+/// daemon stops, as if `work` had been a task. On a current-thread runtime (tests that move
+/// tokio's clock) it runs in place: there is no pool to wait in, and the stage must keep that
+/// runtime's clock.
+pub async fn on_own_thread<F>(name: &str, work: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread
+    {
+        return work.await;
+    }
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|runtime| runtime.block_on(work))
+            }));
+            let _ = done_tx.send(outcome);
+        });
+    if let Err(e) = spawned {
+        panic!("cannot start thread {name}: {e}");
+    }
+    match done.await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => panic!("thread {name} cannot start its runtime: {e}"),
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        Err(_) => panic!("thread {name} ended without a word"),
+    }
+}
+
 /// When a stage started the piece of work it is on (none: waiting for work).
 #[derive(Debug)]
 pub struct BusyClock {
@@ -312,5 +351,25 @@ mod tests {
         assert!(supervisor.stuck(Duration::from_secs(10)).is_empty());
         drop(busy);
         assert!(supervisor.stuck(Duration::ZERO).is_empty());
+    }
+
+    /// A stage on its own thread ends like a task: its result comes back, and its panic is
+    /// the awaiting task's panic (which the supervisor reports as the stage's death).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stage_on_its_own_thread_ends_and_panics_like_a_task() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        on_own_thread("test-ok", async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let _ = tx.send(std::thread::current().name().map(str::to_string));
+        })
+        .await;
+        assert_eq!(rx.await.unwrap().as_deref(), Some("test-ok"));
+        let died = tokio::spawn(on_own_thread("test-panic", async {
+            panic!("stage bug");
+        }))
+        .await
+        .expect_err("the panic reaches the awaiting task");
+        assert!(died.is_panic());
+        assert_eq!(panic_text(&*died.into_panic()), "stage bug");
     }
 }

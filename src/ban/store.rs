@@ -502,6 +502,11 @@ impl Store {
 const MAX_BACKLOG: usize = 200_000;
 /// While failing, a commit is retried this often (with whatever arrived meanwhile).
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// A commit of this many writes means more are coming: the next one waits [`COALESCE`].
+const BUSY_BATCH: usize = 16;
+/// How long a busy store gathers writes before its next commit: bans are enforced
+/// meanwhile; only their row waits.
+const COALESCE: Duration = Duration::from_millis(10);
 /// Attempts at a clean stop before writes still failing are given up.
 const FINAL_ATTEMPTS: u32 = 3;
 
@@ -524,6 +529,7 @@ pub fn spawn(
             let mut closed = false;
             let mut final_attempts = 0;
             let failures_log = Throttle::new(3, Duration::from_secs(60));
+            let mut busy = false;
             loop {
                 let mut batch = std::mem::take(&mut backlog);
                 if batch.is_empty() {
@@ -531,15 +537,21 @@ pub fn spawn(
                         Some(op) => batch.push(op),
                         None => break,
                     }
+                    // Under a ban storm a commit per handful of bans costs more than the
+                    // rows: wait a moment for more. A lone ban is committed at once.
+                    if busy {
+                        std::thread::sleep(COALESCE);
+                    }
                 } else if !closed {
                     closed = gather_for(&mut ops, &mut batch, RETRY_EVERY);
                 }
                 while let Ok(op) = ops.try_recv() {
                     batch.push(op);
                 }
-                let busy = clock.busy();
+                busy = batch.len() >= BUSY_BATCH;
+                let working = clock.busy();
                 let written = store.write(&batch);
-                drop(busy);
+                drop(working);
                 match written {
                     Ok(()) => {
                         if Metrics::get(&health.failing) == 1 {

@@ -41,8 +41,10 @@ mod answer;
 pub mod reload;
 pub mod settings;
 
-/// Frames in flight between the sockets and the jails.
-const INPUT_QUEUE: usize = 16 * 1024;
+/// Batches of frames in flight between the sockets and each matching worker: what one read
+/// brought for that worker, up to `input::BATCH_MAX` frames. A sender that trickles fills
+/// batches of one, so the count is in batches, not frames.
+const INPUT_QUEUE: usize = 1024;
 /// Offences waiting for the ban manager.
 const OFFENCE_QUEUE: usize = 4 * 1024;
 /// Writes waiting for the store thread (group-committed, so rarely more than a batch).
@@ -279,17 +281,22 @@ pub async fn run(
         }
         None => (None, None, None),
     };
+    // The ban manager is the one owner of ban state, so it runs on a thread of its own: in a
+    // ban storm it must not wait for a turn among the connections and matching workers.
     let manager = supervisor.spawn(
         stage::BAN_MANAGER,
-        ban::run(
-            state,
-            ban::Inputs {
-                offences: offence_rx,
-                requests: request_rx,
-                store: store_tx,
-                firewalls,
-                cluster: cluster_link,
-            },
+        crate::supervise::on_own_thread(
+            stage::BAN_MANAGER,
+            ban::run(
+                state,
+                ban::Inputs {
+                    offences: offence_rx,
+                    requests: request_rx,
+                    store: store_tx,
+                    firewalls,
+                    cluster: cluster_link,
+                },
+            ),
         ),
     );
     let pipeline = supervisor.spawn(

@@ -75,6 +75,7 @@ pub(super) async fn udp_loop(
     // One byte more than allowed tells an oversize datagram from one that just fits.
     let mut batch = Batch::new(max_frame + 1);
     let mut accepted: Vec<(SocketAddr, std::ops::Range<usize>)> = Vec::with_capacity(BATCH);
+    let mut batcher = ctx.tx.batcher();
     loop {
         let ready = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
@@ -115,11 +116,13 @@ pub(super) async fn udp_loop(
         for (peer, range) in accepted.drain(..) {
             let origin = Origin::Peer(peer);
             let frame = bytes.slice(range);
-            let queue = ctx.tx.for_frame(&origin, &frame);
             let raw = message_at(&ctx, origin, None, Payload::Frame(frame), arrived);
-            if queue.send(raw).await.is_err() {
+            if batcher.push(raw).await.is_err() {
                 return;
             }
+        }
+        if batcher.flush().await.is_err() {
+            return;
         }
     }
 }
@@ -183,7 +186,6 @@ async fn deliver(
         return true;
     };
     ctx.tx
-        .for_frame(&origin, data)
         .send(message(
             ctx,
             origin,

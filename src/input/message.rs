@@ -6,6 +6,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -109,31 +110,88 @@ pub struct InputContext {
     pub trust_hostname: bool,
 }
 
-/// The queues of the parallel matching workers. Every origin always goes to the same queue,
-/// and so does every sender a relay's frames name, so the messages of one connection (or
-/// one datagram sender), and of each host a relay forwards for, stay in order.
+/// Messages bound for one matching worker, handed over together: one queue operation (and
+/// one wake-up) per batch instead of per message is most of what the queues cost.
+pub type Batch = Vec<RawMessage>;
+
+/// Most messages in one batch (bounds a queue's memory at its capacity times this).
+pub const BATCH_MAX: usize = 64;
+
+/// The queues of the parallel matching workers. Every connection (and every datagram
+/// sender) always goes to the same queue, and so does every sender a relay's frames name, so
+/// the messages of one connection or datagram sender, and of each host a relay forwards for,
+/// stay in order.
 #[derive(Debug, Clone)]
-pub struct Fanout(Arc<[mpsc::Sender<RawMessage>]>);
+pub struct Fanout {
+    queues: Arc<[mpsc::Sender<Batch>]>,
+    /// Hands each new connection the next queue, so a few long connections (four relays,
+    /// two workers) share the workers evenly; a hash of their ports often would not.
+    next_lane: Arc<AtomicUsize>,
+}
+
+/// The matching workers are gone (shutdown): nothing more can be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the matching workers have stopped")]
+pub struct Closed;
 
 impl Fanout {
     /// Over these queues (at least one).
-    pub fn new(queues: Vec<mpsc::Sender<RawMessage>>) -> Self {
+    pub fn new(queues: Vec<mpsc::Sender<Batch>>) -> Self {
         assert!(!queues.is_empty(), "a fanout needs at least one queue");
-        Fanout(queues.into())
+        Fanout {
+            queues: queues.into(),
+            next_lane: Arc::default(),
+        }
     }
 
-    /// The queue of `origin`.
-    pub fn to(&self, origin: &Origin) -> &mpsc::Sender<RawMessage> {
-        self.queue(origin_key(origin))
+    /// Sends one message on its own (a journal entry, a datagram from a unix socket: each
+    /// arrives alone), to the queue a [`Batcher`] would put it in.
+    pub async fn send(&self, message: RawMessage) -> Result<(), Closed> {
+        let queue = self.queue_of(&message, None);
+        self.queues[queue]
+            .send(vec![message])
+            .await
+            .map_err(|_| Closed)
     }
 
-    /// The queue of a syslog frame from `origin`: by the origin and the frame's own sender
-    /// (its header's host name, or its program where the header has no host name), so what
-    /// one relay (or `/dev/log`) forwards for many hosts spreads over the workers while the
-    /// messages of each host stay in order.
-    pub fn for_frame(&self, origin: &Origin, frame: &[u8]) -> &mpsc::Sender<RawMessage> {
-        if self.0.len() == 1 {
-            return &self.0[0];
+    /// A batcher for one datagram socket: what one receive call brought goes on together,
+    /// each sender's to the queue its address and port pick.
+    pub fn batcher(&self) -> Batcher {
+        self.batcher_in(None)
+    }
+
+    /// A batcher for one connection: its messages go to the connection's own queue (the
+    /// next one in turn), and what a relay forwards for other hosts spreads from there.
+    pub fn connection_batcher(&self) -> Batcher {
+        let lane = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.queues.len();
+        self.batcher_in(Some(lane))
+    }
+
+    fn batcher_in(&self, lane: Option<usize>) -> Batcher {
+        Batcher {
+            fanout: self.clone(),
+            lane,
+            pending: (0..self.queues.len()).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// The queue of `message`: a syslog frame's by its connection's lane (or its origin) and
+    /// its header, a journal entry's by its origin.
+    fn queue_of(&self, message: &RawMessage, lane: Option<usize>) -> usize {
+        match &message.payload {
+            Payload::Frame(frame) => self.queue_for_frame(&message.origin, lane, frame),
+            Payload::Journal(_) => lane.unwrap_or_else(|| self.queue(origin_key(&message.origin))),
+        }
+    }
+
+    /// The queue of a syslog frame from `origin` (on a connection in `lane`): by the lane or
+    /// origin and the frame's own sender (its header's host name, or its program where the
+    /// header has no host name), so what one relay (or `/dev/log`) forwards for many hosts
+    /// spreads over the workers while the messages of each host stay in order.
+    fn queue_for_frame(&self, origin: &Origin, lane: Option<usize>, frame: &[u8]) -> usize {
+        let n = self.queues.len();
+        if n == 1 {
+            return 0;
         }
         let sender = header_sender(frame).map_or(0, |name| {
             // FNV-1a: a few bytes, mixed again below.
@@ -141,13 +199,16 @@ impl Fanout {
                 (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
             })
         });
-        self.queue(origin_key(origin) ^ sender.rotate_left(17))
+        match lane {
+            Some(lane) => (lane + self.queue(sender)) % n,
+            None => self.queue(origin_key(origin) ^ sender.rotate_left(17)),
+        }
     }
 
-    fn queue(&self, key: u64) -> &mpsc::Sender<RawMessage> {
-        let n = self.0.len();
+    fn queue(&self, key: u64) -> usize {
+        let n = self.queues.len();
         if n == 1 {
-            return &self.0[0];
+            return 0;
         }
         // splitmix64's finalizer: every input bit reaches the low bits, so ports that differ
         // only in high bits (Linux hands out every other ephemeral port) still spread over
@@ -156,18 +217,63 @@ impl Fanout {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
-        &self.0[(z as usize) % n]
+        (z as usize) % n
     }
 
-    /// Every queue (for depth gauges).
-    pub fn queues(&self) -> &[mpsc::Sender<RawMessage>] {
-        &self.0
+    /// Every queue (for depth gauges, in batches).
+    pub fn queues(&self) -> &[mpsc::Sender<Batch>] {
+        &self.queues
     }
 }
 
-impl From<mpsc::Sender<RawMessage>> for Fanout {
-    fn from(queue: mpsc::Sender<RawMessage>) -> Self {
+impl From<mpsc::Sender<Batch>> for Fanout {
+    fn from(queue: mpsc::Sender<Batch>) -> Self {
         Fanout::new(vec![queue])
+    }
+}
+
+/// Collects one listener task's messages per worker queue and sends each queue's batch when
+/// it is full or when the task is about to wait for its socket ([`Batcher::flush`]), so a
+/// batch never waits for traffic that has not arrived yet.
+#[derive(Debug)]
+pub struct Batcher {
+    fanout: Fanout,
+    /// A connection's own queue (None: datagrams, by sender).
+    lane: Option<usize>,
+    pending: Vec<Batch>,
+}
+
+impl Batcher {
+    /// Adds `message`; sends its queue's batch once full.
+    pub async fn push(&mut self, message: RawMessage) -> Result<(), Closed> {
+        let queue = self.fanout.queue_of(&message, self.lane);
+        let batch = &mut self.pending[queue];
+        if batch.capacity() == 0 {
+            batch.reserve_exact(BATCH_MAX);
+        }
+        batch.push(message);
+        if batch.len() >= BATCH_MAX {
+            let full = std::mem::take(batch);
+            self.fanout.queues[queue]
+                .send(full)
+                .await
+                .map_err(|_| Closed)?;
+        }
+        Ok(())
+    }
+
+    /// Sends every batch that holds a message.
+    pub async fn flush(&mut self) -> Result<(), Closed> {
+        for (queue, batch) in self.pending.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                let full = std::mem::take(batch);
+                self.fanout.queues[queue]
+                    .send(full)
+                    .await
+                    .map_err(|_| Closed)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -255,22 +361,13 @@ pub(super) fn message_at(
 mod tests {
     use super::*;
 
-    /// Which of the fanout's queues `chosen` is.
-    fn index_of(fanout: &Fanout, chosen: &mpsc::Sender<RawMessage>) -> usize {
-        fanout
-            .queues()
-            .iter()
-            .position(|q| q.same_channel(chosen))
-            .expect("one of the fanout's queues")
-    }
-
     #[test]
     fn fanout_spreads_connections_of_one_host_over_the_queues() {
         let (txs, _rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| mpsc::channel(1)).unzip();
         let fanout = Fanout::new(txs);
         let queue = |port: u16| {
             let origin = Origin::Peer(SocketAddr::from(([127, 0, 0, 1], port)));
-            index_of(&fanout, fanout.to(&origin))
+            fanout.queue(origin_key(&origin))
         };
         // Linux hands out every other ephemeral port: such neighbours must not all collide.
         let mut used = [0usize; 2];
@@ -280,7 +377,7 @@ mod tests {
         assert!(used[0] > 60 && used[1] > 60, "uneven spread: {used:?}");
         // One origin always goes to the same queue.
         assert_eq!(queue(40001), queue(40001));
-        assert!(fanout.to(&Origin::Local).same_channel(&fanout.queues()[0]));
+        assert_eq!(fanout.queue(origin_key(&Origin::Local)), 0);
     }
 
     #[test]
@@ -316,7 +413,7 @@ mod tests {
         let relay = Origin::Peer(SocketAddr::from(([198, 51, 100, 1], 514)));
         let queue = |host: usize, pid: usize| {
             let frame = format!("<38>Dec  3 20:17:27 host{host} sshd[{pid}]: x");
-            index_of(&fanout, fanout.for_frame(&relay, frame.as_bytes()))
+            fanout.queue_for_frame(&relay, None, frame.as_bytes())
         };
         let mut used = [0usize; 2];
         for host in 0..200 {
@@ -324,5 +421,70 @@ mod tests {
             assert_eq!(queue(host, 1), queue(host, 2), "one host, one queue");
         }
         assert!(used[0] > 60 && used[1] > 60, "uneven spread: {used:?}");
+    }
+
+    /// Connections take the queues in turn: four connections of one host over two workers
+    /// are two each, whatever their ports; a relay's hosts still spread from its lane.
+    #[test]
+    fn connections_share_the_queues_evenly() {
+        let (txs, _rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| mpsc::channel(1)).unzip();
+        let fanout = Fanout::new(txs);
+        let frame = b"<38>1 2026-12-03T20:17:27Z web01 sshd 1 - - Failed";
+        let mut used = [0usize; 2];
+        for port in [40001, 40003, 40005, 40007] {
+            let batcher = fanout.connection_batcher();
+            let origin = Origin::Peer(SocketAddr::from(([127, 0, 0, 1], port)));
+            used[fanout.queue_for_frame(&origin, batcher.lane, frame)] += 1;
+        }
+        assert_eq!(used, [2, 2]);
+        let relay = fanout.connection_batcher();
+        let origin = Origin::Peer(SocketAddr::from(([198, 51, 100, 1], 514)));
+        let mut hosts = [0usize; 2];
+        for host in 0..200 {
+            let frame = format!("<38>Dec  3 20:17:27 host{host} sshd[1]: x");
+            hosts[fanout.queue_for_frame(&origin, relay.lane, frame.as_bytes())] += 1;
+        }
+        assert!(hosts[0] > 60 && hosts[1] > 60, "uneven spread: {hosts:?}");
+    }
+
+    fn frame_message(port: u16, text: &str) -> RawMessage {
+        RawMessage {
+            origin: Origin::Peer(SocketAddr::from(([127, 0, 0, 1], port))),
+            identity: None,
+            trust_hostname: false,
+            payload: Payload::Frame(Bytes::copy_from_slice(text.as_bytes())),
+            received: Instant::now(),
+            received_at: SystemTime::now(),
+        }
+    }
+
+    /// A batch goes on when full or flushed, never before; messages keep their order.
+    #[tokio::test]
+    async fn a_batcher_sends_full_batches_and_flushes_the_rest_in_order() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let fanout = Fanout::new(vec![tx]);
+        let mut batcher = fanout.batcher();
+        for i in 0..BATCH_MAX + 3 {
+            let text = format!("<38>Dec  3 20:17:27 web sshd[1]: {i}");
+            batcher.push(frame_message(40001, &text)).await.unwrap();
+        }
+        let full = rx.try_recv().expect("a full batch went on at once");
+        assert_eq!(full.len(), BATCH_MAX);
+        assert!(rx.try_recv().is_err(), "the rest waits for flush");
+        batcher.flush().await.unwrap();
+        let rest = rx.try_recv().expect("flushed");
+        assert_eq!(rest.len(), 3);
+        let text = |m: &RawMessage| match &m.payload {
+            Payload::Frame(b) => String::from_utf8_lossy(b).into_owned(),
+            Payload::Journal(_) => unreachable!(),
+        };
+        assert!(text(&full[0]).ends_with(": 0"));
+        assert!(text(&rest[2]).ends_with(&format!(": {}", BATCH_MAX + 2)));
+        batcher.flush().await.unwrap();
+        assert!(rx.try_recv().is_err(), "nothing left to flush");
+        drop(rx);
+        let text = "<38>Dec  3 20:17:27 web sshd[1]: late";
+        batcher.push(frame_message(40001, text)).await.unwrap();
+        assert_eq!(batcher.flush().await, Err(Closed));
     }
 }

@@ -22,7 +22,10 @@ pub mod peers;
 mod stream;
 pub mod tls;
 
-pub use message::{header_sender, Fanout, InputContext, InputError, Origin, Payload, RawMessage};
+pub use message::{
+    header_sender, Batch, Batcher, Closed, Fanout, InputContext, InputError, Origin, Payload,
+    RawMessage, BATCH_MAX,
+};
 pub use stream::AcceptBackoff;
 
 use std::net::SocketAddr;

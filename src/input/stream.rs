@@ -21,7 +21,7 @@ use tracing::{debug, info_span, Instrument};
 
 use super::framing::{FrameError, Framer};
 use super::journal::{self, JournalShared, Protocol};
-use super::message::{allowed, message, InputContext, Origin, Payload, SharedTls};
+use super::message::{allowed, message, message_at, InputContext, Origin, Payload, SharedTls};
 use super::peers::PeerTable;
 use super::tls;
 use crate::config::ConnectionLimits;
@@ -304,24 +304,23 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
     let origin = Origin::Peer(peer);
     let mut framer = Framer::new(limits.max_frame);
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut batcher = ctx.tx.connection_batcher();
     debug!("Connection opened");
     loop {
+        // Every frame of one read arrived at once: one clock reading for them all.
+        let arrived = (crate::clock::now(), crate::clock::wall_now());
         while let Some(frame) = framer.next_frame(&mut buf) {
             match frame {
                 Ok(frame) => {
                     Metrics::inc(&counters.messages);
-                    if ctx
-                        .tx
-                        .for_frame(&origin, &frame)
-                        .send(message(
-                            ctx,
-                            origin,
-                            identity.clone(),
-                            Payload::Frame(frame),
-                        ))
-                        .await
-                        .is_err()
-                    {
+                    let raw = message_at(
+                        ctx,
+                        origin,
+                        identity.clone(),
+                        Payload::Frame(frame),
+                        arrived,
+                    );
+                    if batcher.push(raw).await.is_err() {
                         return;
                     }
                 }
@@ -330,6 +329,10 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
                     debug!("Oversize frame skipped");
                 }
             }
+        }
+        // What this read brought goes on before waiting for the next one.
+        if batcher.flush().await.is_err() {
+            return;
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
@@ -353,11 +356,11 @@ async fn tcp_connection<S: tokio::io::AsyncRead + Unpin>(
     }
     if let Some(frame) = framer.finish(&mut buf) {
         Metrics::inc(&counters.messages);
-        let _ = ctx
-            .tx
-            .for_frame(&origin, &frame)
-            .send(message(ctx, origin, identity, Payload::Frame(frame)))
-            .await;
+        // Through the batcher: the connection's last frame goes where its others went.
+        let last = message(ctx, origin, identity, Payload::Frame(frame));
+        if batcher.push(last).await.is_ok() {
+            let _ = batcher.flush().await;
+        }
     }
     debug!("Connection closed");
 }

@@ -20,7 +20,7 @@ use tracing::{error, warn};
 
 use crate::config::JailConfig;
 use crate::fault;
-use crate::input::RawMessage;
+use crate::input::Batch;
 use crate::jail::{Lifted, Offence};
 use crate::metrics::Metrics;
 
@@ -33,8 +33,9 @@ use windows::Windows;
 
 /// How often stale failure windows are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-/// Failures (and stateful jails' records) waiting for the window task.
-const HIT_QUEUE: usize = 16 * 1024;
+/// Batches of failures (and of stateful jails' records) waiting for the window task: one
+/// batch per input batch that had any, so at most `HIT_QUEUE` times `input::BATCH_MAX` hits.
+const HIT_QUEUE: usize = 256;
 
 /// A change pushed into the running pipeline.
 #[derive(Debug)]
@@ -51,16 +52,16 @@ pub fn worker_count() -> usize {
 /// Runs until every `messages` channel closes (all listeners stopped). `messages` holds one
 /// receiver per worker (see [`worker_count`]).
 pub async fn run(
-    messages: Vec<mpsc::Receiver<RawMessage>>,
-    mut updates: mpsc::Receiver<Update>,
+    messages: Vec<mpsc::Receiver<Batch>>,
+    updates: mpsc::Receiver<Update>,
     configs: Vec<JailConfig>,
     offences: mpsc::Sender<Offence>,
     shared: Option<Sharing>,
     lifted: Lifted,
     metrics: Arc<Metrics>,
 ) {
-    let mut generation = 0;
-    let mut windows = Windows::build(
+    let generation = 0;
+    let windows = Windows::build(
         &configs,
         generation,
         HashMap::new(),
@@ -69,7 +70,16 @@ pub async fn run(
     );
     let (matchers_tx, matchers_rx) =
         watch::channel(Arc::new(Matchers::build(&configs, generation, &metrics)));
-    let (hits_tx, mut hits) = mpsc::channel(HIT_QUEUE);
+    let (hits_tx, hits) = mpsc::channel(HIT_QUEUE);
+    let waiting = hits_tx.downgrade();
+    metrics.register_queue(
+        "failures",
+        Box::new(move || {
+            waiting
+                .upgrade()
+                .map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64)
+        }),
+    );
     let mut workers = tokio::task::JoinSet::new();
     for rx in messages {
         workers.spawn(worker(
@@ -82,35 +92,25 @@ pub async fn run(
     // The window task holds no sender: `hits` ends when the last worker does.
     drop(hits_tx);
     drop(matchers_rx);
-    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
-    let mut updates_open = true;
+    let task = WindowTask {
+        hits,
+        updates,
+        windows,
+        generation,
+        matchers: matchers_tx,
+        offences,
+        shared,
+        lifted,
+        metrics,
+    };
+    // The one serial stage gets a thread of its own: on the runtime it would wait for a turn
+    // among the matching workers and connections, which keep every runtime thread busy in a
+    // ban storm, and its queue would push back into matching.
+    let windows = crate::supervise::on_own_thread("jail-windows", task.run());
+    tokio::pin!(windows);
     loop {
         tokio::select! {
-            hit = hits.recv() => {
-                let Some(hit) = hit else { break };
-                // Stateful fail2ban filters match here: a bug they reach costs this hit only.
-                let offence = fault::contain(&metrics, || windows.record(hit, shared.as_ref())).flatten();
-                if let Some(offence) = offence {
-                    if offences.send(offence).await.is_err() {
-                        warn!("Ban manager stopped; offences are dropped");
-                        return;
-                    }
-                }
-            }
-            update = updates.recv(), if updates_open => match update {
-                Some(Update::Jails(configs, applied)) => {
-                                        generation += 1;
-                    let previous = std::mem::replace(&mut windows, Windows::build(&[], generation, HashMap::new(), lifted.clone(), &metrics)).into_previous();
-                    windows = Windows::build(&configs, generation, previous, lifted.clone(), &metrics);
-                    // Workers take the new matchers before their next message: every message
-                    // that arrives after the acknowledgement is matched with them.
-                    matchers_tx.send_replace(Arc::new(Matchers::build(&configs, generation, &metrics)));
-                    // The reloader may have gone; the update is in effect either way.
-                    let _ = applied.send(());
-                }
-                None => updates_open = false,
-            },
-            _ = sweep.tick() => windows.sweep(crate::clock::now()),
+            () = &mut windows => return,
             Some(done) = workers.join_next(), if !workers.is_empty() => {
                 // Workers end when their queue closes (shutdown); a panic past `fault::contain`
                 // ends the pipeline, and the supervisor stops the daemon.
@@ -123,33 +123,120 @@ pub async fn run(
     }
 }
 
-/// Parses, routes and matches one worker's messages; hands failures on.
+/// The task that owns every jail's failure window: failures in, offences out, jail configs
+/// swapped on reload.
+struct WindowTask {
+    hits: mpsc::Receiver<Vec<Hit>>,
+    updates: mpsc::Receiver<Update>,
+    windows: Windows,
+    generation: u64,
+    matchers: watch::Sender<Arc<Matchers>>,
+    offences: mpsc::Sender<Offence>,
+    shared: Option<Sharing>,
+    lifted: Lifted,
+    metrics: Arc<Metrics>,
+}
+
+impl WindowTask {
+    /// Runs until every worker has stopped (or the ban manager has).
+    async fn run(mut self) {
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        let mut updates_open = true;
+        loop {
+            tokio::select! {
+                batch = self.hits.recv() => {
+                    let Some(batch) = batch else { break };
+                    if self.record(batch).await.is_err() {
+                        warn!("Ban manager stopped; offences are dropped");
+                        return;
+                    }
+                }
+                update = self.updates.recv(), if updates_open => match update {
+                    Some(Update::Jails(configs, applied)) => {
+                        self.reload(&configs);
+                        // The reloader may have gone; the update is in effect either way.
+                        let _ = applied.send(());
+                    }
+                    None => updates_open = false,
+                },
+                _ = sweep.tick() => self.windows.sweep(crate::clock::now()),
+            }
+        }
+    }
+
+    /// Counts a batch of failures; sends the offences they make. Err: the ban manager is gone.
+    async fn record(&mut self, batch: Vec<Hit>) -> Result<(), ()> {
+        for hit in batch {
+            // Stateful fail2ban filters match here: a bug they reach costs this hit only.
+            let windows = &mut self.windows;
+            let shared = self.shared.as_ref();
+            let offence = fault::contain(&self.metrics, || windows.record(hit, shared)).flatten();
+            if let Some(offence) = offence {
+                self.offences.send(offence).await.map_err(|_| ())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Swaps in the jails of a reload, keeping the windows of those that still exist.
+    fn reload(&mut self, configs: &[JailConfig]) {
+        self.generation += 1;
+        let generation = self.generation;
+        let empty = Windows::build(
+            &[],
+            generation,
+            HashMap::new(),
+            self.lifted.clone(),
+            &self.metrics,
+        );
+        let previous = std::mem::replace(&mut self.windows, empty).into_previous();
+        self.windows = Windows::build(
+            configs,
+            generation,
+            previous,
+            self.lifted.clone(),
+            &self.metrics,
+        );
+        // Workers take the new matchers before their next message: every message that
+        // arrives after the acknowledgement is matched with them.
+        self.matchers.send_replace(Arc::new(Matchers::build(
+            configs,
+            generation,
+            &self.metrics,
+        )));
+    }
+}
+
+/// Parses, routes and matches one worker's messages; hands failures on, a batch of them per
+/// batch of messages.
 async fn worker(
-    mut messages: mpsc::Receiver<RawMessage>,
+    mut messages: mpsc::Receiver<Batch>,
     mut matchers: watch::Receiver<Arc<Matchers>>,
-    hits: mpsc::Sender<Hit>,
+    hits: mpsc::Sender<Vec<Hit>>,
     metrics: Arc<Metrics>,
 ) {
     let mut current = matchers.borrow_and_update().clone();
     let mut found = Vec::new();
     let mut tally = Tally::default();
-    while let Some(message) = messages.recv().await {
+    while let Some(batch) = messages.recv().await {
         if matchers.has_changed().unwrap_or(false) {
             tally.flush(&current, &metrics);
             current = matchers.borrow_and_update().clone();
         }
-        // A bug reached by one message costs that message; its partial hits are dropped.
-        if fault::contain(&metrics, || {
-            match_message(&current, message, &mut tally, &mut found)
-        })
-        .is_none()
-        {
-            found.clear();
-        }
-        for hit in found.drain(..) {
-            if hits.send(hit).await.is_err() {
-                return;
+        let mut batch_hits = Vec::new();
+        for message in batch {
+            // A bug reached by one message costs that message; its partial hits are dropped.
+            if fault::contain(&metrics, || {
+                match_message(&current, message, &mut tally, &mut found)
+            })
+            .is_none()
+            {
+                found.clear();
             }
+            batch_hits.append(&mut found);
+        }
+        if !batch_hits.is_empty() && hits.send(batch_hits).await.is_err() {
+            return;
         }
         // Counters shared by all workers are touched in batches (every worker bumping them
         // per message makes the cores fight over one cache line), and whenever the queue
@@ -165,7 +252,7 @@ async fn worker(
 mod tests {
     use super::*;
     use crate::config::{BanTime, JailName};
-    use crate::input::{Origin, Payload};
+    use crate::input::{Origin, Payload, RawMessage};
     use crate::jail::filter::Filter;
     use bytes::Bytes;
     use std::time::SystemTime;
@@ -428,7 +515,7 @@ mod tests {
         let failure = "Failed password for root from 203.0.113.9 port 22 ssh2";
         for port in [40001, 40002, 40003] {
             let m = peer_message(failure, port);
-            fanout.to(&m.origin).send(m).await.unwrap();
+            fanout.send(m).await.unwrap();
         }
         let offence = tokio::time::timeout(Duration::from_secs(5), offences.recv())
             .await
@@ -447,7 +534,7 @@ mod tests {
             "Failed password for root from 203.0.113.10 port 22 ssh2",
             40004,
         );
-        fanout.to(&m.origin).send(m).await.unwrap();
+        fanout.send(m).await.unwrap();
         let offence = tokio::time::timeout(Duration::from_secs(5), offences.recv())
             .await
             .expect("offence in time")

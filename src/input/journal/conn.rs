@@ -187,12 +187,7 @@ impl Conn<'_> {
             received,
             received_at: crate::clock::wall_now(),
         };
-        self.ctx
-            .tx
-            .to(&self.origin)
-            .send(message)
-            .await
-            .map_err(|_| Gone)
+        self.ctx.tx.send(message).await.map_err(|_| Gone)
     }
 
     /// Feeds body bytes to the parser, delivering every entry completed, and counts the

@@ -82,7 +82,7 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::message::{Payload, RawMessage};
+    use crate::input::message::Payload;
     use export::Entry;
     use std::sync::Arc;
     use std::time::Duration;
@@ -97,7 +97,7 @@ mod tests {
         shared: JournalShared,
         counters: ListenerMetrics,
         ctx: InputContext,
-        rx: mpsc::Receiver<RawMessage>,
+        rx: mpsc::Receiver<crate::input::Batch>,
     }
 
     fn harness(protocol: Protocol) -> Harness {
@@ -138,10 +138,12 @@ mod tests {
 
         fn records(&mut self) -> Vec<Entry> {
             let mut out = Vec::new();
-            while let Ok(m) = self.rx.try_recv() {
-                match m.payload {
-                    Payload::Journal(entry) => out.push(*entry),
-                    Payload::Frame(_) => panic!("journal input sent a frame"),
+            while let Ok(batch) = self.rx.try_recv() {
+                for m in batch {
+                    match m.payload {
+                        Payload::Journal(entry) => out.push(*entry),
+                        Payload::Frame(_) => panic!("journal input sent a frame"),
+                    }
                 }
             }
             out
