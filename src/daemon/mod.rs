@@ -44,7 +44,7 @@ pub mod settings;
 /// Batches of frames in flight between the sockets and each matching worker: what one read
 /// brought for that worker, up to `input::BATCH_MAX` frames. A sender that trickles fills
 /// batches of one, so the count is in batches, not frames.
-const INPUT_QUEUE: usize = 1024;
+const INPUT_QUEUE: usize = 256;
 /// Offences waiting for the ban manager.
 const OFFENCE_QUEUE: usize = 4 * 1024;
 /// Writes waiting for the store thread (group-committed, so rarely more than a batch).
