@@ -346,22 +346,28 @@ S2B_SSHD_RATE=$S2B_TCP_RATE
 ingest all
 fi
 
+# rsyslogd in the namespace: imtcp on 127.0.0.1:$2 → omfile $1/out.log; sets RSPID once it
+# accepts connections.
+start_rsyslog_tcp() { # $1 = dir, $2 = port
+    mkdir -p "$1/work"
+    cat > "$1/rsyslog.conf" <<CONF
+global(workDirectory="$1/work")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="$2")
+action(type="omfile" file="$1/out.log")
+CONF
+    inns rsyslogd -n -f "$1/rsyslog.conf" -i "$1/rsyslogd.pid" >"$1/rsyslogd.log" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 50); do [[ -s $1/rsyslogd.pid ]] && break; sleep 0.1; done
+    RSPID=$(cat "$1/rsyslogd.pid"); PIDS+=("$RSPID")
+    for _ in $(seq 50); do inns "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $2), 1)" 2>/dev/null && break; sleep 0.1; done
+}
+
 # ---------------------------------------------------------------------------------------
 # 2. rsyslog: imtcp → omfile on the same stream
 if part ingest; then
 RS=$DIR/rsyslog
-mkdir -p "$RS/work"
-cat > "$RS/rsyslog.conf" <<CONF
-global(workDirectory="$RS/work")
-module(load="imtcp")
-input(type="imtcp" address="127.0.0.1" port="5515")
-action(type="omfile" file="$RS/out.log")
-CONF
-inns rsyslogd -n -f "$RS/rsyslog.conf" -i "$RS/rsyslogd.pid" >"$RS/rsyslogd.log" 2>&1 &
-PIDS+=("$!")
-for _ in $(seq 50); do [[ -s $RS/rsyslogd.pid ]] && break; sleep 0.1; done
-RSPID=$(cat "$RS/rsyslogd.pid"); PIDS+=("$RSPID")
-for _ in $(seq 50); do inns "$PY" -c 'import socket; socket.create_connection(("127.0.0.1", 5515), 1)' 2>/dev/null && break; sleep 0.1; done
+start_rsyslog_tcp "$RS" 5515
 # Size sampler: output bytes every 0.25 s.
 ( while [[ ! -f $RS/stop ]]; do echo "$(date +%s.%N) $(stat -c %s "$RS/out.log" 2>/dev/null || echo 0)"; sleep 0.25; done ) > "$RS/samples" &
 RSSAMP=$!; PIDS+=("$RSSAMP")
@@ -573,19 +579,8 @@ PY
 # rsyslog imtcp -> omfile on the ban storm's stream: until every line is in the file.
 rsyslog_storm() { # $1 = messages, $2 = attackers, $3 = pool (default: loadgen's)
     local r=$DIR/rsyslog-storm
-    mkdir -p "$r/work"
-    cat > "$r/rsyslog.conf" <<CONF
-global(workDirectory="$r/work")
-module(load="imtcp")
-input(type="imtcp" address="127.0.0.1" port="5516")
-action(type="omfile" file="$r/out.log")
-CONF
-    inns rsyslogd -n -f "$r/rsyslog.conf" -i "$r/rsyslogd.pid" >"$r/rsyslogd.log" 2>&1 &
-    PIDS+=("$!")
-    for _ in $(seq 50); do [[ -s $r/rsyslogd.pid ]] && break; sleep 0.1; done
-    local pid pool=() t0 t2 size prev=-1 stable=0 lines c0 c2
-    pid=$(cat "$r/rsyslogd.pid"); PIDS+=("$pid")
-    for _ in $(seq 50); do inns "$PY" -c 'import socket; socket.create_connection(("127.0.0.1", 5516), 1)' 2>/dev/null && break; sleep 0.1; done
+    start_rsyslog_tcp "$r" 5516
+    local pid=$RSPID pool=() t0 t2 size prev=-1 stable=0 lines c0 c2
     [[ -n ${3:-} ]] && pool=(--pool "$3")
     c0=$(cpu_ticks "$pid")
     t0=$(date +%s.%N)

@@ -253,27 +253,27 @@ impl Batcher {
         }
         batch.push(message);
         if batch.len() >= BATCH_MAX {
-            let full = std::mem::take(batch);
-            self.fanout.queues[queue]
-                .send(full)
-                .await
-                .map_err(|_| Closed)?;
+            self.send(queue).await?;
         }
         Ok(())
     }
 
     /// Sends every batch that holds a message.
     pub async fn flush(&mut self) -> Result<(), Closed> {
-        for (queue, batch) in self.pending.iter_mut().enumerate() {
-            if !batch.is_empty() {
-                let full = std::mem::take(batch);
-                self.fanout.queues[queue]
-                    .send(full)
-                    .await
-                    .map_err(|_| Closed)?;
+        for queue in 0..self.pending.len() {
+            if !self.pending[queue].is_empty() {
+                self.send(queue).await?;
             }
         }
         Ok(())
+    }
+
+    async fn send(&mut self, queue: usize) -> Result<(), Closed> {
+        let batch = std::mem::take(&mut self.pending[queue]);
+        self.fanout.queues[queue]
+            .send(batch)
+            .await
+            .map_err(|_| Closed)
     }
 }
 
