@@ -210,7 +210,8 @@ pub async fn run(
         firewall.setup().await?;
     }
 
-    // One input queue per matching worker; the listeners pick one by origin.
+    // One input queue per matching worker; a connection takes the next one in turn, a
+    // datagram sender the one its address and port pick.
     let (raw_txs, raw_rxs): (Vec<_>, Vec<_>) = (0..pipeline::worker_count())
         .map(|_| mpsc::channel(INPUT_QUEUE))
         .unzip();

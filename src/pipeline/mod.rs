@@ -1,11 +1,12 @@
 //! The per-message path: parse → route → jails, with offences sent on to the ban manager.
 //!
 //! Matching is stateless for most jails, so it runs in parallel: one worker per core takes
-//! messages (each origin always from the same worker, so one sender's messages stay in order),
-//! parses and routes them and runs the jails' filters; only failures go on, to the one task
-//! that owns every jail's failure window (and the jails whose matching keeps state between
-//! messages, fail2ban filters with multi-line buffers, which see their records there, in
-//! order). That task turns failures into offences.
+//! batches of messages (each connection and each datagram sender always from the same worker,
+//! so one sender's messages stay in order), parses and routes them and runs the jails'
+//! filters; only failures go on, to the one task that owns every jail's failure window, on a
+//! thread of its own (and the jails whose matching keeps state between messages, fail2ban
+//! filters with multi-line buffers, which see their records there, in order). That task
+//! turns failures into offences.
 //!
 //! Owns the jails' runtime state and swaps jail configs on reload while keeping the windows
 //! of jails that still exist. It calls the stages in order and adds no logic of its own
