@@ -346,28 +346,34 @@ S2B_SSHD_RATE=$S2B_TCP_RATE
 ingest all
 fi
 
-# rsyslogd in the namespace: imtcp on 127.0.0.1:$2 → omfile $1/out.log; sets RSPID once it
-# accepts connections.
-start_rsyslog_tcp() { # $1 = dir, $2 = port
+# rsyslogd in the namespace: imtcp (or imudp, 32 MiB receive buffer) on 127.0.0.1:$2 →
+# omfile $1/out.log; sets RSPID once it is ready (TCP: accepts connections).
+start_rsyslog() { # $1 = dir, $2 = port, $3 = tcp | udp
+    local input="input(type=\"imtcp\" address=\"127.0.0.1\" port=\"$2\")"
+    [[ $3 == udp ]] && input="input(type=\"imudp\" address=\"127.0.0.1\" port=\"$2\" rcvbufSize=\"32m\")"
     mkdir -p "$1/work"
     cat > "$1/rsyslog.conf" <<CONF
 global(workDirectory="$1/work")
-module(load="imtcp")
-input(type="imtcp" address="127.0.0.1" port="$2")
+module(load="im$3")
+$input
 action(type="omfile" file="$1/out.log")
 CONF
     inns rsyslogd -n -f "$1/rsyslog.conf" -i "$1/rsyslogd.pid" >"$1/rsyslogd.log" 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 50); do [[ -s $1/rsyslogd.pid ]] && break; sleep 0.1; done
     RSPID=$(cat "$1/rsyslogd.pid"); PIDS+=("$RSPID")
-    for _ in $(seq 50); do inns "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $2), 1)" 2>/dev/null && break; sleep 0.1; done
+    if [[ $3 == udp ]]; then
+        sleep 1
+    else
+        for _ in $(seq 50); do inns "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $2), 1)" 2>/dev/null && break; sleep 0.1; done
+    fi
 }
 
 # ---------------------------------------------------------------------------------------
 # 2. rsyslog: imtcp → omfile on the same stream
 if part ingest; then
 RS=$DIR/rsyslog
-start_rsyslog_tcp "$RS" 5515
+start_rsyslog "$RS" 5515 tcp
 # Size sampler: output bytes every 0.25 s.
 ( while [[ ! -f $RS/stop ]]; do echo "$(date +%s.%N) $(stat -c %s "$RS/out.log" 2>/dev/null || echo 0)"; sleep 0.25; done ) > "$RS/samples" &
 RSSAMP=$!; PIDS+=("$RSSAMP")
@@ -579,7 +585,7 @@ PY
 # rsyslog imtcp -> omfile on the ban storm's stream: until every line is in the file.
 rsyslog_storm() { # $1 = messages, $2 = attackers, $3 = pool (default: loadgen's)
     local r=$DIR/rsyslog-storm
-    start_rsyslog_tcp "$r" 5516
+    start_rsyslog "$r" 5516 tcp
     local pid=$RSPID pool=() t0 t2 size prev=-1 stable=0 lines c0 c2
     [[ -n ${3:-} ]] && pool=(--pool "$3")
     c0=$(cpu_ticks "$pid")
@@ -648,18 +654,8 @@ if part udp; then
     stop_pid "$DAEMON"
 
     RU=$DIR/rsyslog-udp
-    mkdir -p "$RU/work"
-    cat > "$RU/rsyslog.conf" <<CONF
-global(workDirectory="$RU/work")
-module(load="imudp")
-input(type="imudp" address="127.0.0.1" port="5516" rcvbufSize="32m")
-action(type="omfile" file="$RU/out.log")
-CONF
-    inns rsyslogd -n -f "$RU/rsyslog.conf" -i "$RU/rsyslogd.pid" >"$RU/rsyslogd.log" 2>&1 &
-    PIDS+=("$!")
-    for _ in $(seq 50); do [[ -s $RU/rsyslogd.pid ]] && break; sleep 0.1; done
-    RUPID=$(cat "$RU/rsyslogd.pid"); PIDS+=("$RUPID")
-    sleep 1
+    start_rsyslog "$RU" 5516 udp
+    RUPID=$RSPID
     for spec in "${UDP_SPECS[@]}"; do
         read -r senders rate <<<"$spec"
         l0=$(wc -l < "$RU/out.log" 2>/dev/null || echo 0)

@@ -28,7 +28,7 @@ use crate::control::{self, ControlError, Envelope};
 use crate::enforce::{self, Firewall, FirewallError, LocalBackend, RemoteTarget};
 use crate::fd_limit;
 use crate::input::{self, InputContext, InputError, ListenerHandle};
-use crate::metrics::Metrics;
+use crate::metrics::{depth, Metrics};
 use crate::ownership::{self, OwnershipError};
 use crate::pipeline::{self, Update};
 use crate::supervise::{self, stage, Supervisor};
@@ -574,14 +574,6 @@ fn register_queues<B: Send + 'static, C: Send + 'static>(
         "firewall",
         Box::new(move || firewalls.iter().map(|d| d()).sum()),
     );
-}
-
-/// A queue-depth gauge. Weak: the gauge must not keep a channel open at shutdown.
-fn depth<T: Send + 'static>(tx: mpsc::WeakSender<T>) -> crate::metrics::GaugeFn {
-    Box::new(move || {
-        tx.upgrade()
-            .map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64)
-    })
 }
 
 impl Running {

@@ -210,6 +210,15 @@ fn label(name: &str, value: &str) -> String {
 /// A gauge read at scrape time (queue depths).
 pub type GaugeFn = Box<dyn Fn() -> u64 + Send + Sync>;
 
+/// A queue-depth gauge over a bounded channel: what waits in it. Weak: the gauge must not keep
+/// a channel open at shutdown.
+pub fn depth<T: Send + 'static>(tx: tokio::sync::mpsc::WeakSender<T>) -> GaugeFn {
+    Box::new(move || {
+        tx.upgrade()
+            .map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64)
+    })
+}
+
 /// All counters of one daemon.
 #[derive(Default)]
 pub struct Metrics {

@@ -72,15 +72,7 @@ pub async fn run(
     let (matchers_tx, matchers_rx) =
         watch::channel(Arc::new(Matchers::build(&configs, generation, &metrics)));
     let (hits_tx, hits) = mpsc::channel(HIT_QUEUE);
-    let waiting = hits_tx.downgrade();
-    metrics.register_queue(
-        "failures",
-        Box::new(move || {
-            waiting
-                .upgrade()
-                .map_or(0, |tx| (tx.max_capacity() - tx.capacity()) as u64)
-        }),
-    );
+    metrics.register_queue("failures", crate::metrics::depth(hits_tx.downgrade()));
     let mut workers = tokio::task::JoinSet::new();
     for rx in messages {
         workers.spawn(worker(
