@@ -730,10 +730,11 @@ cluster_storm() { # $1 = collectors (1 or 2)
     for ((i = 1; i <= n; i++)); do
         local d=$DIR/s2b-cluster$n-$i
         BENCH_CLUSTER=1 write_config "$d" storm sshd
-        # Collector i: its own ports, table and node name.
+        # Collector i: its own ports, table and node name; each run its own tables and keys
+        # on the engine (the one-collector run's bans and counts must not reach the next).
         sed -i -e "s/127.0.0.1:5514/127.0.0.1:$((5514 + 10 * i))/" -e "s/127.0.0.1:6514/127.0.0.1:$((6514 + 10 * i))/" \
-            -e "s/127.0.0.1:9617/127.0.0.1:$((9617 + 10 * i))/" -e "s/\"s2bbench\"/\"s2bbench$i\"/" \
-            -e "s/node = \"bench\"/node = \"bench$i\"/" "$d/syslog2ban.toml"
+            -e "s/127.0.0.1:9617/127.0.0.1:$((9617 + 10 * i))/" -e "s/\"s2bbench\"/\"s2bbench$n$i\"/" \
+            -e "s/node = \"bench\"/node = \"bench$i\"\nprefix = \"s2bbench$n:\"/" "$d/syslog2ban.toml"
         inns_bg "$d/daemon.pid" "$d/daemon.log" "$BIN" run --config "$d"
         pids+=("$BGPID")
         for _ in $(seq 100); do grep -q "Ready" "$d/daemon.log" 2>/dev/null && break; sleep 0.1; done

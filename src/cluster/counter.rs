@@ -420,6 +420,7 @@ impl Counter {
 
     /// An engine without our epoch lost its data (or is new): the bans are published again.
     async fn check_epoch(&mut self, epoch: Option<String>) {
+        let mut created = false;
         let current = match epoch {
             Some(e) => e,
             None => {
@@ -432,7 +433,8 @@ impl Counter {
                     .call(&[b"SET", key.as_bytes(), mine.as_bytes(), b"NX"])
                     .await
                 {
-                    Ok(_) => {}
+                    // OK: ours; nil: another collector set one first.
+                    Ok(reply) => created = reply.text().is_some(),
                     Err(e) => {
                         self.degrade(&e);
                         return;
@@ -447,16 +449,21 @@ impl Counter {
                 }
             }
         };
-        let lost = self.epoch.as_ref().is_some_and(|seen| *seen != current)
-            || (self.epoch.is_none()
-                && current.starts_with(&format!("{}-", self.shared.config.node)));
-        if lost {
+        // An epoch this node made in an earlier run is no loss: its bans are in the stream.
+        if self.epoch.as_ref().is_some_and(|seen| *seen != current) {
             warn!(
                 "The cluster engine lost its data (a new epoch): publishing the active bans again"
             );
-            Metrics::inc(&self.shared.cm().republished);
-            let _ = self.to_ban.send(ToBan::Republish).await;
+        } else if self.epoch.is_none() && created {
+            info!(
+                "The cluster engine is new or was emptied: publishing this collector's active bans"
+            );
+        } else {
+            self.epoch = Some(current);
+            return;
         }
+        Metrics::inc(&self.shared.cm().republished);
+        let _ = self.to_ban.send(ToBan::Republish).await;
         self.epoch = Some(current);
     }
 }

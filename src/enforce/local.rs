@@ -105,7 +105,8 @@ pub async fn run(
                     Outcome::Reconciled(reconcile(&firewall, &snapshot).await)
                 });
             } else if !pending.is_empty() {
-                let batch = std::mem::take(&mut pending);
+                // At most one netlink transaction's worth: a larger batch would go to nft.
+                let batch = pending::take(&mut pending, netlink::MAX_CHANGES);
                 let changes = pending::changes(&batch, now);
                 if changes.is_empty() {
                     continue;

@@ -129,6 +129,30 @@ fn merge_removals(entry: &mut Pending, removals: Vec<Element>) {
     }
 }
 
+/// Takes out of `pending` a batch of at most `max` element changes (or one target, whatever
+/// its size); the rest waits for the next batch. A storm queues more than one transaction
+/// carries while a batch is in the kernel.
+pub fn take(pending: &mut Batch, max: usize) -> Batch {
+    let size = |p: &Pending| p.add.len() + p.remove.len();
+    if pending.values().map(size).sum::<usize>() <= max {
+        return std::mem::take(pending);
+    }
+    let mut room = max;
+    let chosen: Vec<Target> = pending
+        .iter()
+        .take_while(|(_, p)| {
+            let fits = size(p) <= room || room == max;
+            room = room.saturating_sub(size(p));
+            fits
+        })
+        .map(|(target, _)| *target)
+        .collect();
+    chosen
+        .into_iter()
+        .filter_map(|target| Some((target, pending.remove(&target)?)))
+        .collect()
+}
+
 /// The element changes of a batch, with timeouts as of `now` (ended bans add nothing).
 pub fn changes(batch: &Batch, now: Instant) -> Vec<ElementChange> {
     let mut out = Vec::new();
@@ -155,6 +179,29 @@ mod tests {
 
     fn t(s: &str) -> Target {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_batch_takes_what_one_transaction_carries_and_leaves_the_rest() {
+        let now = crate::clock::now();
+        let mut pending = Batch::new();
+        for i in 0..10u8 {
+            pending.insert(
+                t(&format!("198.51.100.{i}")),
+                Pending {
+                    until: Some(None),
+                    decided: now,
+                    cut: false,
+                    add: vec![Element::all(t(&format!("198.51.100.{i}")))],
+                    remove: Vec::new(),
+                },
+            );
+        }
+        let first = take(&mut pending, 4);
+        assert_eq!((first.len(), pending.len()), (4, 6));
+        assert!(first.keys().all(|k| !pending.contains_key(k)));
+        let rest = take(&mut pending, 100);
+        assert_eq!((rest.len(), pending.len()), (6, 0));
     }
 
     #[test]
