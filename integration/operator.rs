@@ -444,7 +444,21 @@ fn control_cli_matches_the_nft_set() {
         "unban of another address",
     );
 
-    // Unban everything.
+    // A ban of an address the set holds already (put there by hand, about to time out):
+    // the new ban's timeout replaces the old one (the daemon's exclusive add is refused and
+    // the batch goes again in the replacing shape).
+    let nft = lab::tool("nft").display().to_string();
+    let stale = [
+        nft.as_str(),
+        "add",
+        "element",
+        "inet",
+        lab::NFT_TABLE,
+        "banned4",
+        "{ 198.51.100.201 timeout 2s }",
+    ];
+    let out = lab.exec(&lab.srv, &stale, Duration::from_secs(10));
+    assert!(out.success(), "{}", out.describe());
     ctl_ok(&lab, &["ban", "sshd", "198.51.100.201"]);
     wait_set(
         &lab,
@@ -452,6 +466,14 @@ fn control_cli_matches_the_nft_set() {
         &["198.51.100.201"],
         "ban sshd 198.51.100.201",
     );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        set_elements(&lab, "banned4"),
+        vec!["198.51.100.201".to_string()],
+        "the ban (8 s) kept the 2 s timeout of the element that was there before it"
+    );
+
+    // Unban everything.
     let v = ctl_ok(&lab, &["unban", "--all"]);
     assert_eq!(v["result"], "done", "{v}");
     wait_set(&lab, "banned4", &[], "unban --all");

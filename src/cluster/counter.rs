@@ -74,7 +74,7 @@ impl Counter {
 
     pub(super) async fn run(
         mut self,
-        mut failures: mpsc::Receiver<SharedFailure>,
+        mut failures: mpsc::Receiver<Vec<SharedFailure>>,
         mut decided: mpsc::Receiver<Published>,
         stop: CancellationToken,
     ) {
@@ -90,10 +90,11 @@ impl Counter {
                 failure = failures.recv() => match failure {
                     Some(first) => {
                         // What queued meanwhile goes in the same round trip.
-                        let mut batch = vec![self.pending(first)];
+                        let mut batch: Vec<Pending> =
+                            first.into_iter().map(|f| self.pending(f)).collect();
                         while batch.len() < COUNT_BATCH {
                             let Ok(next) = failures.try_recv() else { break };
-                            batch.push(self.pending(next));
+                            batch.extend(next.into_iter().map(|f| self.pending(f)));
                         }
                         self.count(batch).await;
                     }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,9 @@ use super::messages::{Published, ToBan};
 use super::resp::Reply;
 use super::shared::{Shared, CURSOR_FILE, FOLLOW_BATCH, FOLLOW_BLOCK, HEARTBEAT};
 use crate::metrics::Metrics;
+
+/// Longest the saved position lags the one read.
+const CURSOR_SAVE: Duration = Duration::from_secs(1);
 
 fn read_cursor(path: &Path) -> String {
     std::fs::read_to_string(path)
@@ -43,9 +46,23 @@ pub(super) async fn follow(
 ) {
     let path = state_dir.join(CURSOR_FILE);
     let mut cursor = read_cursor(&path);
-    shared
-        .cursor_ms
-        .store(id_millis(&cursor), Ordering::Relaxed);
+    read_stream(&shared, &path, &mut cursor, &to_ban, &stop).await;
+    write_cursor(&path, &cursor);
+}
+
+/// Follows the stream from `cursor` until `stop` (or the ban manager is gone). The position
+/// is saved at most every [`CURSOR_SAVE`] while bans flow (a file write per read cost a
+/// storm's follower more than the reading) and at the end; after a crash, up to that much
+/// is read again, which adopts nothing twice.
+async fn read_stream(
+    shared: &Shared,
+    path: &Path,
+    cursor: &mut String,
+    to_ban: &mpsc::Sender<ToBan>,
+    stop: &CancellationToken,
+) {
+    let mut saved = Instant::now();
+    shared.cursor_ms.store(id_millis(cursor), Ordering::Relaxed);
     let key = shared.keys.bans();
     let node = shared.config.node.to_string();
     let block = FOLLOW_BLOCK.as_millis().to_string();
@@ -124,16 +141,17 @@ pub(super) async fn follow(
                         return;
                     }
                 }
-                cursor = id;
+                *cursor = id;
             }
             if entries.items().len() < FOLLOW_BATCH {
                 caught_up();
             } else {
-                shared
-                    .cursor_ms
-                    .store(id_millis(&cursor), Ordering::Relaxed);
+                shared.cursor_ms.store(id_millis(cursor), Ordering::Relaxed);
             }
-            write_cursor(&path, &cursor);
+            if saved.elapsed() >= CURSOR_SAVE {
+                write_cursor(path, cursor);
+                saved = Instant::now();
+            }
         }
     }
 }

@@ -175,7 +175,7 @@ pub enum ToBan {
 #[derive(Debug)]
 pub struct Links {
     /// Failures from the jails.
-    pub failures: mpsc::Receiver<SharedFailure>,
+    pub failures: mpsc::Receiver<Vec<SharedFailure>>,
     /// Bans this collector decided, and addresses lifted here by hand, to publish.
     pub decided: mpsc::Receiver<Published>,
     /// Offences the shared count decided, to the ban manager.

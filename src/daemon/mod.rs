@@ -51,9 +51,11 @@ const OFFENCE_QUEUE: usize = 4 * 1024;
 const STORE_QUEUE: usize = 16 * 1024;
 /// Control requests waiting for the daemon, and requests waiting for the ban manager.
 const CONTROL_QUEUE: usize = 64;
-/// Failures on their way to the cluster, and bans on their way from the manager to it: a
-/// full queue drops (counted) rather than slow ingest or bans.
+/// Bans on their way from the manager to the cluster.
 const CLUSTER_QUEUE: usize = 16 * 1024;
+/// Failures on their way to the cluster, one batch of hits per entry (up to
+/// `input::BATCH_MAX` failures each): a full queue drops (counted) rather than slow ingest.
+const CLUSTER_FAILURE_BATCHES: usize = 1024;
 /// A stage busy with one piece of work for longer than this is stuck: the watchdog is not fed.
 const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -259,7 +261,7 @@ pub async fn run(
     let cluster = config.cluster.clone().filter(|_| !dry_run);
     let (sharing, cluster_link, cluster_links) = match &cluster {
         Some(c) => {
-            let (failures_tx, failures_rx) = mpsc::channel(CLUSTER_QUEUE);
+            let (failures_tx, failures_rx) = mpsc::channel(CLUSTER_FAILURE_BATCHES);
             let (decided_tx, decided_rx) = mpsc::channel(CLUSTER_QUEUE);
             let (to_ban_tx, to_ban_rx) = mpsc::channel(CONTROL_QUEUE);
             (
@@ -315,14 +317,19 @@ pub async fn run(
 
     let stop_side = CancellationToken::new();
     if let (Some(cluster), Some(links)) = (cluster, cluster_links) {
+        // A thread of its own, like the ban manager: in a storm the shared count must not
+        // wait for a turn among the matching workers (its queue would overflow).
         supervisor.spawn(
             stage::CLUSTER,
-            crate::cluster::run(
-                cluster,
-                config.state_dir.clone(),
-                links,
-                metrics.clone(),
-                stop_side.clone(),
+            crate::supervise::on_own_thread(
+                stage::CLUSTER,
+                crate::cluster::run(
+                    cluster,
+                    config.state_dir.clone(),
+                    links,
+                    metrics.clone(),
+                    stop_side.clone(),
+                ),
             ),
         );
     }

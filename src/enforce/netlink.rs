@@ -4,7 +4,9 @@
 //! Owns the binary encoding of one nf_tables transaction (batch begin, `NEWSETELEM` /
 //! `DELSETELEM` messages, batch end) and reading the kernel's acknowledgements. The kernel
 //! applies the batch inside the `send` call and queues one ack per message before it returns,
-//! so a batch costs two system calls and no process. Prefix bans (interval sets, where nft
+//! so a batch costs two system calls and no process. A batch of additions is first sent as
+//! exclusive adds (one insert per element); only if an element is there already is it sent
+//! again in the replacing shape. Prefix bans (interval sets, where nft
 //! merges ranges) and very large batches are not encoded here: [`encode`] declines them and
 //! the caller uses nft. Tables, sets and rules are created by nft, never here. Knows nothing
 //! about bans; addresses are typed [`Target`]s, so no log text reaches the kernel.
@@ -33,12 +35,15 @@ const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
+const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
+/// Not a kernel value: tells the encoder to send NEWSETELEM with NLM_F_EXCL.
+const NEW_EXCLUSIVE: u16 = u16::MAX;
 const NFPROTO_INET: u8 = 1;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -78,6 +83,38 @@ pub struct Batch {
 /// missing one), deleted, and the additions added again with their exact timeout. None when
 /// the batch has a prefix, a per-port element or more than [`MAX_CHANGES`] changes (nft's job).
 pub fn encode(table: &str, changes: &[ElementChange], first_seq: u32) -> Option<Batch> {
+    encode_as(table, changes, first_seq, Shape::Replace)
+}
+
+/// Encodes a batch of additions only as one exclusive add per set: the kernel refuses the
+/// whole transaction (EEXIST) if any element is already there, so a storm's new bans cost one
+/// insert each instead of three, and an element that is there (a renewal) is never left with
+/// its old timeout. None when a change is a removal, or as [`encode`].
+pub fn encode_new(table: &str, changes: &[ElementChange], first_seq: u32) -> Option<Batch> {
+    if changes
+        .iter()
+        .any(|c| matches!(c, ElementChange::Remove(_)))
+    {
+        return None;
+    }
+    encode_as(table, changes, first_seq, Shape::Exclusive)
+}
+
+/// How a transaction sets its elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Touch, delete, add: exact timeouts whatever the set held.
+    Replace,
+    /// One add that fails if an element exists.
+    Exclusive,
+}
+
+fn encode_as(
+    table: &str,
+    changes: &[ElementChange],
+    first_seq: u32,
+    shape: Shape,
+) -> Option<Batch> {
     if changes.is_empty() || changes.len() > MAX_CHANGES {
         return None;
     }
@@ -113,6 +150,10 @@ pub fn encode(table: &str, changes: &[ElementChange], first_seq: u32) -> Option<
                 ElementChange::Remove(_) => None,
             })
             .collect();
+        if shape == Shape::Exclusive {
+            out.elements(NEW_EXCLUSIVE, table, set, &adds);
+            continue;
+        }
         out.elements(NFT_MSG_NEWSETELEM, table, set, &touch);
         out.elements(NFT_MSG_DELSETELEM, table, set, &all);
         out.elements(NFT_MSG_NEWSETELEM, table, set, &adds);
@@ -167,10 +208,13 @@ impl Encoder {
         elements: &[(IpAddr, Option<Duration>)],
     ) {
         for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
-            let flags = if kind == NFT_MSG_NEWSETELEM {
-                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE
-            } else {
-                NLM_F_REQUEST | NLM_F_ACK
+            let (kind, flags) = match kind {
+                NFT_MSG_NEWSETELEM => (kind, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE),
+                NEW_EXCLUSIVE => (
+                    NFT_MSG_NEWSETELEM,
+                    NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                ),
+                _ => (kind, NLM_F_REQUEST | NLM_F_ACK),
             };
             let start = self.header((NFNL_SUBSYS_NFTABLES << 8) | kind, flags, NFPROTO_INET);
             if self.acks == 0 {
@@ -277,14 +321,25 @@ impl Netlink {
         table: &str,
         changes: &[ElementChange],
     ) -> Option<Result<(), NetlinkError>> {
+        if let Some(batch) = encode_new(table, changes, self.seq) {
+            match self.send(&batch) {
+                // Some element was there already (a renewal): the kernel applied nothing.
+                Err(NetlinkError::Refused(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                other => return Some(other),
+            }
+        }
         let batch = encode(table, changes, self.seq)?;
+        Some(self.send(&batch))
+    }
+
+    fn send(&mut self, batch: &Batch) -> Result<(), NetlinkError> {
         self.seq = batch.first.wrapping_add(batch.acks);
-        let result = self.transact(&batch);
+        let result = self.transact(batch);
         if let Err(NetlinkError::Socket(_) | NetlinkError::Garbled(_)) = &result {
             // A fresh socket has no stale answers in its queue.
             self.socket = None;
         }
-        Some(result)
+        result
     }
 
     fn transact(&mut self, batch: &Batch) -> Result<(), NetlinkError> {
@@ -411,6 +466,33 @@ mod tests {
         assert!(text.contains("syslog2ban\0") && text.contains("banned4\0"));
         assert!(payload.windows(4).any(|w| w == [198, 51, 100, 7]));
         assert!(payload.windows(8).any(|w| w == 1500u64.to_be_bytes()));
+    }
+
+    #[test]
+    fn new_bans_are_one_exclusive_add_and_removals_never_take_that_shape() {
+        let changes = [
+            ElementChange::Add(host("198.51.100.7").into(), Some(Duration::from_secs(60))),
+            ElementChange::Add(host("2001:db8::9").into(), None),
+        ];
+        let batch = encode_new("t", &changes, 0).unwrap();
+        let parts = messages(&batch.bytes);
+        let new = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM;
+        let kinds: Vec<u16> = parts.iter().map(|m| m.0).collect();
+        assert_eq!(kinds, [NFNL_MSG_BATCH_BEGIN, new, new, NFNL_MSG_BATCH_END]);
+        assert_eq!(batch.acks, 2);
+        assert!(parts[1..3]
+            .iter()
+            .all(|m| m.1 & NLM_F_EXCL != 0 && m.1 & NLM_F_CREATE != 0));
+        // The replacing shape never asks for exclusivity.
+        let replacing = encode("t", &changes, 0).unwrap();
+        assert!(messages(&replacing.bytes)
+            .iter()
+            .all(|m| m.1 & NLM_F_EXCL == 0));
+        let with_removal = [
+            changes[0],
+            ElementChange::Remove(host("198.51.100.8").into()),
+        ];
+        assert!(encode_new("t", &with_removal, 0).is_none());
     }
 
     #[test]

@@ -159,13 +159,25 @@ impl WindowTask {
 
     /// Counts a batch of failures; sends the offences they make. Err: the ban manager is gone.
     async fn record(&mut self, batch: Vec<Hit>) -> Result<(), ()> {
+        let mut counted = Vec::new();
         for hit in batch {
             // Stateful fail2ban filters match here: a bug they reach costs this hit only.
             let windows = &mut self.windows;
-            let shared = self.shared.as_ref();
+            let shared = self.shared.is_some().then_some(&mut counted);
             let offence = fault::contain(&self.metrics, || windows.record(hit, shared)).flatten();
             if let Some(offence) = offence {
                 self.offences.send(offence).await.map_err(|_| ())?;
+            }
+        }
+        if let (Some(sharing), false) = (&self.shared, counted.is_empty()) {
+            // Never waiting: a full queue drops the batch, counted.
+            let n = counted.len() as u64;
+            if sharing.failures.try_send(counted).is_err() {
+                sharing
+                    .metrics
+                    .cluster
+                    .buffer_dropped
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
         }
         Ok(())

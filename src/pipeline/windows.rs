@@ -20,8 +20,8 @@ use super::matching::Hit;
 
 /// Where counted failures go for the cluster's shared count.
 pub struct Sharing {
-    /// The cluster's queue.
-    pub failures: mpsc::Sender<SharedFailure>,
+    /// The cluster's queue: the failures of one batch of hits per entry.
+    pub failures: mpsc::Sender<Vec<SharedFailure>>,
     /// Where a failure the queue could not take is counted.
     pub metrics: Arc<Metrics>,
 }
@@ -76,8 +76,12 @@ impl Windows {
     /// Counts a hit; the offence when it reached maxretry. A hit matched with the jails of
     /// before a reload is dropped: it was decided by filters that are no longer in force
     /// (only hits already in flight during the swap). With a cluster, each counted failure
-    /// is also handed to `shared` (never waiting: a full queue drops it, counted).
-    pub(super) fn record(&mut self, hit: Hit, shared: Option<&Sharing>) -> Option<Offence> {
+    /// is also added to `shared`, for the cluster's queue.
+    pub(super) fn record(
+        &mut self,
+        hit: Hit,
+        shared: Option<&mut Vec<SharedFailure>>,
+    ) -> Option<Offence> {
         let (index, generation, origin_name) = match &hit {
             Hit::Failure {
                 jail,
@@ -141,9 +145,7 @@ impl Windows {
                     sample,
                     reached: matches!(verdict, Verdict::Offence(_)),
                 };
-                if sharing.failures.try_send(failure).is_err() {
-                    Metrics::inc(&sharing.metrics.cluster.buffer_dropped);
-                }
+                sharing.push(failure);
             }
         }
         let offence = match verdict {
