@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::engine::{id_millis, millis, CountArgs};
+use super::engine::{id_millis, millis, CountArgs, FailureId};
 use super::messages::{Published, SharedFailure, ToBan};
 use super::resp::{Connection, EngineError, Reply};
 use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, STREAM_CAP};
@@ -24,9 +24,10 @@ const STOP_FLUSH: Duration = Duration::from_secs(2);
 const BANNED_HERE_CAP: usize = 1_000_000;
 use crate::metrics::{ClusterMetrics, Metrics, Peer};
 
-/// A failure with its id in the cluster (kept when it is sent again).
+/// A failure with its number in this run (its id in the cluster, kept when it is sent
+/// again).
 pub(super) struct Pending {
-    id: String,
+    sequence: u64,
     failure: SharedFailure,
 }
 
@@ -119,10 +120,7 @@ impl Counter {
     fn pending(&mut self, failure: SharedFailure) -> Pending {
         self.sequence += 1;
         Pending {
-            id: format!(
-                "{}:{}:{}",
-                self.shared.config.node, self.started_ms, self.sequence
-            ),
+            sequence: self.sequence,
             failure,
         }
     }
@@ -278,21 +276,22 @@ impl Counter {
         let Some((conn, sha)) = self.conn.as_mut() else {
             return false;
         };
-        let jails: Vec<String> = failures
-            .iter()
-            .map(|f| f.failure.jail.to_string())
-            .collect();
+        let node = self.shared.config.node.as_str();
+        let started_ms = self.started_ms;
         let args: Vec<CountArgs> = failures
             .iter()
-            .zip(&jails)
-            .map(|(pending, jail)| CountArgs {
-                jail,
+            .map(|pending| CountArgs {
+                jail: pending.failure.jail.as_str(),
                 target: pending.failure.target,
                 at_ms: millis(pending.failure.at),
                 findtime_ms: pending.failure.findtime.as_millis() as u64,
                 maxretry: pending.failure.maxretry,
                 weight: pending.failure.weight.max(1),
-                member: &pending.id,
+                member: FailureId {
+                    node,
+                    started_ms,
+                    sequence: pending.sequence,
+                },
             })
             .collect();
         self.shared

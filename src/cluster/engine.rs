@@ -13,7 +13,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::resp::{Connection, EngineError, Reply};
+use super::resp::{self, Connection, EngineError, Reply};
 use crate::target::Target;
 
 /// Adds one failure and says whether it made the count reach maxretry first.
@@ -110,7 +110,25 @@ pub struct CountArgs<'a> {
     /// Attempts the line counted.
     pub weight: u32,
     /// The failure's id, unique in the cluster and the same when it is sent again.
-    pub member: &'a str,
+    pub member: FailureId<'a>,
+}
+
+/// A failure's id in the cluster: the collector, when its run started, and the failure's
+/// number in that run.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureId<'a> {
+    /// The collector.
+    pub node: &'a str,
+    /// When its run started (Unix milliseconds).
+    pub started_ms: u64,
+    /// The failure's number in the run.
+    pub sequence: u64,
+}
+
+impl std::fmt::Display for FailureId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.node, self.started_ms, self.sequence)
+    }
 }
 
 impl Keys {
@@ -136,13 +154,6 @@ impl Keys {
         format!("{}:epoch", self.prefix)
     }
 
-    fn failures(&self, target: Target, jail: &str) -> (String, String) {
-        (
-            format!("{}:f:{{{target}}}:{jail}", self.prefix),
-            format!("{}:c:{{{target}}}:{jail}", self.prefix),
-        )
-    }
-
     /// Loads the count script; its SHA1.
     pub async fn load_script(&self, conn: &mut Connection) -> Result<String, EngineError> {
         conn.call(&[b"SCRIPT", b"LOAD", COUNT_SCRIPT.as_bytes()])
@@ -159,37 +170,11 @@ impl Keys {
         sha: &mut String,
         failures: &[CountArgs<'_>],
     ) -> Result<Vec<Counted>, EngineError> {
-        let now = millis(SystemTime::now()).to_string();
-        let owned: Vec<Vec<Vec<u8>>> = failures
-            .iter()
-            .map(|args| {
-                let (failures, claim) = self.failures(args.target, args.jail);
-                // The claim lives one findtime: the attacker's next spell can be claimed again.
-                let ttl = args.findtime_ms.max(1);
-                vec![
-                    failures.into_bytes(),
-                    claim.into_bytes(),
-                    args.at_ms.to_string().into_bytes(),
-                    now.clone().into_bytes(),
-                    args.findtime_ms.to_string().into_bytes(),
-                    args.maxretry.to_string().into_bytes(),
-                    args.weight.to_string().into_bytes(),
-                    args.member.as_bytes().to_vec(),
-                    ttl.to_string().into_bytes(),
-                ]
-            })
-            .collect();
+        let now = millis(SystemTime::now());
         let mut reloaded = false;
         loop {
-            let commands: Vec<Vec<&[u8]>> = owned
-                .iter()
-                .map(|args| {
-                    let mut call: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"2"];
-                    call.extend(args.iter().map(Vec::as_slice));
-                    call
-                })
-                .collect();
-            let replies = conn.pipeline(&commands).await?;
+            let bytes = self.count_commands(sha, now, failures);
+            let replies = conn.pipeline_encoded(&bytes, failures.len()).await?;
             let noscript = replies
                 .iter()
                 .any(|r| matches!(r, Err(EngineError::Server(e)) if e.starts_with("NOSCRIPT")));
@@ -203,6 +188,47 @@ impl Keys {
             }
             return replies.into_iter().map(|r| counted(r?)).collect();
         }
+    }
+
+    /// One EVALSHA per failure, written straight into one buffer (a storm sends hundreds
+    /// per round trip; building each argument as its own string cost more than the call).
+    fn count_commands(&self, sha: &str, now_ms: u64, failures: &[CountArgs<'_>]) -> Vec<u8> {
+        use std::fmt::Write as _;
+        let mut out = Vec::with_capacity(failures.len() * 256);
+        let mut arg = String::with_capacity(128);
+        // Writing to a String cannot fail.
+        let put = |out: &mut Vec<u8>, arg: &mut String, value: std::fmt::Arguments<'_>| {
+            arg.clear();
+            let _ = arg.write_fmt(value);
+            resp::bulk(out, arg.as_bytes());
+        };
+        for args in failures {
+            let (target, jail) = (args.target, args.jail);
+            // The claim lives one findtime: the attacker's next spell can be claimed again.
+            let ttl = args.findtime_ms.max(1);
+            resp::array_header(&mut out, 12);
+            resp::bulk(&mut out, b"EVALSHA");
+            resp::bulk(&mut out, sha.as_bytes());
+            resp::bulk(&mut out, b"2");
+            put(
+                &mut out,
+                &mut arg,
+                format_args!("{}:f:{{{target}}}:{jail}", self.prefix),
+            );
+            put(
+                &mut out,
+                &mut arg,
+                format_args!("{}:c:{{{target}}}:{jail}", self.prefix),
+            );
+            put(&mut out, &mut arg, format_args!("{}", args.at_ms));
+            put(&mut out, &mut arg, format_args!("{now_ms}"));
+            put(&mut out, &mut arg, format_args!("{}", args.findtime_ms));
+            put(&mut out, &mut arg, format_args!("{}", args.maxretry));
+            put(&mut out, &mut arg, format_args!("{}", args.weight));
+            put(&mut out, &mut arg, format_args!("{}", args.member));
+            put(&mut out, &mut arg, format_args!("{ttl}"));
+        }
+        out
     }
 
     /// Publishes an entry of `fields` on the ban stream (capped near `cap` entries); its id.
@@ -232,11 +258,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_attackers_keys_share_a_hash_tag() {
+    fn a_count_call_names_the_attackers_keys_under_one_hash_tag() {
         let keys = Keys::new("s2b");
-        let (f, c) = keys.failures("198.51.100.7".parse().unwrap(), "sshd");
-        assert_eq!(f, "s2b:f:{198.51.100.7}:sshd");
-        assert_eq!(c, "s2b:c:{198.51.100.7}:sshd");
+        let member = FailureId {
+            node: "a",
+            started_ms: 17,
+            sequence: 4,
+        };
+        let failure = CountArgs {
+            jail: "sshd",
+            target: "198.51.100.7".parse().unwrap(),
+            at_ms: 1000,
+            findtime_ms: 600_000,
+            maxretry: 5,
+            weight: 1,
+            member,
+        };
+        let bytes = keys.count_commands("0123", 2000, &[failure, failure]);
+        let one = resp::encode(&[
+            b"EVALSHA",
+            b"0123",
+            b"2",
+            b"s2b:f:{198.51.100.7}:sshd",
+            b"s2b:c:{198.51.100.7}:sshd",
+            b"1000",
+            b"2000",
+            b"600000",
+            b"5",
+            b"1",
+            b"a:17:4",
+            b"600000",
+        ]);
+        assert_eq!(bytes, [one.clone(), one].concat());
         assert_eq!(id_millis("1733280000000-3"), 1_733_280_000_000);
         assert_eq!(id_millis("garbage"), 0);
     }

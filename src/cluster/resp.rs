@@ -152,15 +152,25 @@ impl Connection {
         &mut self,
         commands: &[Vec<&[u8]>],
     ) -> Result<Vec<Result<Reply, EngineError>>, EngineError> {
+        let mut bytes = Vec::new();
+        for args in commands {
+            encode_into(&mut bytes, args);
+        }
+        self.pipeline_encoded(&bytes, commands.len()).await
+    }
+
+    /// Sends `commands` commands already encoded in `bytes` and reads their replies, as
+    /// [`Connection::pipeline`].
+    pub async fn pipeline_encoded(
+        &mut self,
+        bytes: &[u8],
+        commands: usize,
+    ) -> Result<Vec<Result<Reply, EngineError>>, EngineError> {
         let timeout = self.timeout;
         let exchange = async {
-            let mut bytes = Vec::new();
-            for args in commands {
-                bytes.extend_from_slice(&encode(args));
-            }
-            self.stream.get_mut().write_all(&bytes).await?;
-            let mut replies = Vec::with_capacity(commands.len());
-            for _ in commands {
+            self.stream.get_mut().write_all(bytes).await?;
+            let mut replies = Vec::with_capacity(commands);
+            for _ in 0..commands {
                 match read_reply(&mut self.stream, 0).await {
                     Err(EngineError::Server(e)) => replies.push(Err(EngineError::Server(e))),
                     other => replies.push(Ok(other?)),
@@ -181,13 +191,32 @@ impl Connection {
 
 /// A command as RESP: an array of bulk strings.
 pub fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
+    let mut out = Vec::new();
+    encode_into(&mut out, args);
     out
+}
+
+/// Appends `args` as one RESP command to `out`.
+pub fn encode_into(out: &mut Vec<u8>, args: &[&[u8]]) {
+    array_header(out, args.len());
+    for arg in args {
+        bulk(out, arg);
+    }
+}
+
+/// Appends the header of a command of `n` arguments (each then written with [`bulk`]).
+pub fn array_header(out: &mut Vec<u8>, n: usize) {
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "*{n}\r\n");
+}
+
+/// Appends one argument as a bulk string.
+pub fn bulk(out: &mut Vec<u8>, arg: &[u8]) {
+    use std::io::Write as _;
+    let _ = write!(out, "${}\r\n", arg.len());
+    out.extend_from_slice(arg);
+    out.extend_from_slice(b"\r\n");
 }
 
 async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<String, EngineError> {
