@@ -198,7 +198,7 @@ struct LatencyArgs {
     /// Pause between attackers.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20ms")]
     pause: Duration,
-    /// The monitor command (run without a shell); it must print nft's `add element` lines.
+    /// The monitor command (run without a shell); it must print nft's `add element` / `create element` lines.
     #[arg(long, default_value = "nft monitor elements")]
     monitor: String,
 }

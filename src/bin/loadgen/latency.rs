@@ -31,8 +31,12 @@ async fn monitor(
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let now = Instant::now();
-            // add element inet TABLE SET { ADDR timeout ..., ADDR ... }
-            let Some(rest) = line.strip_prefix("add element ") else {
+            // add element inet TABLE SET { ADDR timeout ..., ADDR ... }; `create element`
+            // for an exclusive add (the daemon's new bans).
+            let Some(rest) = line
+                .strip_prefix("add element ")
+                .or_else(|| line.strip_prefix("create element "))
+            else {
                 continue;
             };
             let Some((_, elements)) = rest.split_once('{') else {
