@@ -581,6 +581,9 @@ PY
     STORM_BANS=$inset
     touch "$d/stop"
     stop_pid "$DAEMON"
+    # The daemon keeps its table at a stop (keep_table); the next run must not start by
+    # adopting and reconciling this run's bans.
+    inns nft delete table inet s2bbench 2>/dev/null || true
 }
 # rsyslog imtcp -> omfile on the ban storm's stream: until every line is in the file.
 rsyslog_storm() { # $1 = messages, $2 = attackers, $3 = pool (default: loadgen's)

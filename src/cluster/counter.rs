@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use super::engine::{id_millis, millis, CountArgs, FailureId};
 use super::messages::{Published, SharedFailure, ToBan};
 use super::resp::{Connection, EngineError, Reply};
-use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, STREAM_CAP};
+use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, PUBLISH_BATCH, STREAM_CAP};
 use crate::config::JailName;
 use crate::jail::Offence;
 use crate::target::Target;
@@ -102,7 +102,15 @@ impl Counter {
                     None => return,
                 },
                 ban = decided.recv() => match ban {
-                    Some(b) => self.publish(b).await,
+                    Some(first) => {
+                        // A storm's bans go out together: one round trip per batch.
+                        let mut batch = vec![first];
+                        while batch.len() < PUBLISH_BATCH {
+                            let Ok(next) = decided.try_recv() else { break };
+                            batch.push(next);
+                        }
+                        self.publish(batch).await;
+                    }
                     None => return,
                 },
                 _ = heartbeat.tick() => {
@@ -192,10 +200,13 @@ impl Counter {
 
     /// Sends what waited, bans first (the other collectors need them most).
     async fn replay(&mut self) {
-        while let Some(ban) = self.bans.pop_front() {
-            if !self.try_publish(&ban).await {
-                self.bans.push_front(ban);
-                break;
+        while self.conn.is_some() && !self.bans.is_empty() {
+            let n = self.bans.len().min(PUBLISH_BATCH);
+            let batch: Vec<Published> = self.bans.drain(..n).collect();
+            if !self.try_publish(&batch).await {
+                for ban in batch.into_iter().rev() {
+                    self.bans.push_front(ban);
+                }
             }
         }
         while self.conn.is_some() && !self.failures.is_empty() {
@@ -262,10 +273,12 @@ impl Counter {
         }
     }
 
-    async fn publish(&mut self, ban: Published) {
-        if self.conn.is_none() || !self.try_publish(&ban).await {
+    async fn publish(&mut self, bans: Vec<Published>) {
+        if self.conn.is_none() || !self.try_publish(&bans).await {
             let cap = self.shared.config.buffer;
-            Self::buffer(&mut self.bans, ban, cap, &self.shared.metrics.cluster);
+            for ban in bans {
+                Self::buffer(&mut self.bans, ban, cap, &self.shared.metrics.cluster);
+            }
             self.gauges();
         }
     }
@@ -329,20 +342,17 @@ impl Counter {
         true
     }
 
-    /// Publishes `ban`; false when the engine did not answer.
-    async fn try_publish(&mut self, ban: &Published) -> bool {
+    /// Publishes `bans` in one round trip; false when the engine did not answer.
+    async fn try_publish(&mut self, bans: &[Published]) -> bool {
         let Some((conn, _)) = self.conn.as_mut() else {
             return false;
         };
-        Metrics::inc(&self.shared.cm().calls);
-        match self
-            .shared
-            .keys
-            .publish(conn, &ban.fields(), STREAM_CAP)
-            .await
-        {
-            Ok(_) => {
-                Metrics::inc(&self.shared.cm().published);
+        let cm = self.shared.cm();
+        cm.calls.fetch_add(bans.len() as u64, Ordering::Relaxed);
+        let entries: Vec<_> = bans.iter().map(Published::fields).collect();
+        match self.shared.keys.publish(conn, &entries, STREAM_CAP).await {
+            Ok(()) => {
+                cm.published.fetch_add(bans.len() as u64, Ordering::Relaxed);
                 true
             }
             Err(e) => {

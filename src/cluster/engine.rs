@@ -231,25 +231,41 @@ impl Keys {
         out
     }
 
-    /// Publishes an entry of `fields` on the ban stream (capped near `cap` entries); its id.
+    /// Publishes one entry per item of `entries` on the ban stream (capped near `cap`
+    /// entries), in order, in one round trip. On an error some of them may be on the stream
+    /// already; sending them again only adds entries every collector adopts once.
     pub async fn publish(
         &self,
         conn: &mut Connection,
-        fields: &[(&str, String)],
+        entries: &[Vec<(&str, String)>],
         cap: usize,
-    ) -> Result<String, EngineError> {
-        let mut args: Vec<&[u8]> = vec![b"XADD"];
+    ) -> Result<(), EngineError> {
         let key = self.bans();
         let cap = cap.to_string();
-        args.extend([key.as_bytes(), b"MAXLEN", b"~", cap.as_bytes(), b"*"]);
-        for (name, value) in fields {
-            args.push(name.as_bytes());
-            args.push(value.as_bytes());
+        let mut bytes = Vec::new();
+        for fields in entries {
+            resp::array_header(&mut bytes, 6 + 2 * fields.len());
+            for arg in [
+                b"XADD",
+                key.as_bytes(),
+                b"MAXLEN",
+                b"~",
+                cap.as_bytes(),
+                b"*",
+            ] {
+                resp::bulk(&mut bytes, arg);
+            }
+            for (name, value) in fields {
+                resp::bulk(&mut bytes, name.as_bytes());
+                resp::bulk(&mut bytes, value.as_bytes());
+            }
         }
-        conn.call(&args)
-            .await?
-            .text()
-            .ok_or_else(|| EngineError::Protocol("XADD answered no id".into()))
+        for reply in conn.pipeline_encoded(&bytes, entries.len()).await? {
+            if reply?.text().is_none() {
+                return Err(EngineError::Protocol("XADD answered no id".into()));
+            }
+        }
+        Ok(())
     }
 }
 

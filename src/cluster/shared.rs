@@ -18,6 +18,8 @@ pub(super) const FOLLOW_BLOCK: Duration = Duration::from_millis(1000);
 pub(super) const FOLLOW_BATCH: usize = 500;
 /// Most failures counted in one round trip.
 pub(super) const COUNT_BATCH: usize = 256;
+/// Most bans published in one round trip.
+pub(super) const PUBLISH_BATCH: usize = 256;
 /// Entries the ban stream keeps (approximately).
 pub(super) const STREAM_CAP: usize = 100_000;
 /// The follower's position, in the state directory.
