@@ -1,7 +1,8 @@
 //! The cluster: several collectors that count and ban as one, on a shared Valkey/Redis engine.
 //! Optional: without `[cluster]` none of this runs.
 //!
-//! Two tasks. The counter takes every failure the jails counted (after matching and ignoreip),
+//! Two tasks, on a thread of their own (in a storm they must not wait for a turn among the
+//! matching workers). The counter takes every failure the jails counted (after matching and ignoreip),
 //! adds it to the attacker's shared count with one script call, and when that call is the one
 //! that reached maxretry, hands the ban manager an offence; it also publishes the bans this
 //! collector decided to a Stream, and keeps a heartbeat. The follower reads the Stream from
