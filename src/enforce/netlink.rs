@@ -42,8 +42,6 @@ const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
-/// Not a kernel value: tells the encoder to send NEWSETELEM with NLM_F_EXCL.
-const NEW_EXCLUSIVE: u16 = u16::MAX;
 const NFPROTO_INET: u8 = 1;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -151,12 +149,18 @@ fn encode_as(
             })
             .collect();
         if shape == Shape::Exclusive {
-            out.elements(NEW_EXCLUSIVE, table, set, &adds);
+            out.elements(
+                NFT_MSG_NEWSETELEM,
+                NLM_F_CREATE | NLM_F_EXCL,
+                table,
+                set,
+                &adds,
+            );
             continue;
         }
-        out.elements(NFT_MSG_NEWSETELEM, table, set, &touch);
-        out.elements(NFT_MSG_DELSETELEM, table, set, &all);
-        out.elements(NFT_MSG_NEWSETELEM, table, set, &adds);
+        out.elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, table, set, &touch);
+        out.elements(NFT_MSG_DELSETELEM, 0, table, set, &all);
+        out.elements(NFT_MSG_NEWSETELEM, NLM_F_CREATE, table, set, &adds);
     }
     out.control(NFNL_MSG_BATCH_END);
     Some(out.finish())
@@ -199,23 +203,17 @@ impl Encoder {
         self.close_message(start);
     }
 
-    /// One element message per chunk of `elements`.
+    /// One element message per chunk of `elements`, with `flags` besides request and ack.
     fn elements(
         &mut self,
         kind: u16,
+        flags: u16,
         table: &str,
         set: &str,
         elements: &[(IpAddr, Option<Duration>)],
     ) {
         for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
-            let (kind, flags) = match kind {
-                NFT_MSG_NEWSETELEM => (kind, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE),
-                NEW_EXCLUSIVE => (
-                    NFT_MSG_NEWSETELEM,
-                    NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-                ),
-                _ => (kind, NLM_F_REQUEST | NLM_F_ACK),
-            };
+            let flags = NLM_F_REQUEST | NLM_F_ACK | flags;
             let start = self.header((NFNL_SUBSYS_NFTABLES << 8) | kind, flags, NFPROTO_INET);
             if self.acks == 0 {
                 self.first = self.seq;
