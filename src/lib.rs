@@ -21,6 +21,7 @@ pub mod feed;
 pub mod http_client;
 pub mod input;
 pub mod jail;
+pub mod log_output;
 pub mod metrics;
 pub mod notify;
 pub mod ownership;

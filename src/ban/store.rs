@@ -558,7 +558,8 @@ pub fn spawn(
                             info!(writes = batch.len(), "Ban store writes succeed again; the delayed writes are committed");
                         }
                         health.succeeded();
-                        batch.iter().for_each(report);
+                        // One write for the commit's lines, not one per ban.
+                        crate::log_output::gathered(|| batch.iter().for_each(report));
                     }
                     Err(e) => {
                         health.failed(e.to_string());

@@ -88,31 +88,11 @@ impl AttemptMemory {
         })
     }
 
-    /// Whether an earlier line of connection (`address`, `port`) opened an attempt within
-    /// `findtime` that no failure line has completed yet; if so, it is now completed.
-    pub fn complete(
-        &mut self,
-        address: IpAddr,
-        port: u16,
-        now: Instant,
-        findtime: Duration,
-    ) -> bool {
-        let Some(notes) = self.by_address.get_mut(&address) else {
-            return false;
-        };
-        match notes.iter_mut().find(|n| {
-            n.open && n.port == Some(port) && now.saturating_duration_since(n.at) < findtime
-        }) {
-            Some(opened) => {
-                opened.open = false;
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Notes a counted line of `address` at `now` with `count` attempts, its connection's
     /// `port` and its `user`, when the line names them; `opens` when it opened an attempt.
+    /// Returns the attempts it adds: `count`, less the one an earlier line of the same
+    /// connection opened within `findtime` and counted already (that attempt is now
+    /// completed). 0: the line adds nothing and is not noted. One map lookup per line.
     #[allow(clippy::too_many_arguments)]
     pub fn note(
         &mut self,
@@ -123,9 +103,19 @@ impl AttemptMemory {
         opens: bool,
         now: Instant,
         findtime: Duration,
-    ) {
+    ) -> u32 {
         let notes = self.by_address.entry(address).or_default();
         notes.retain(|n| now.saturating_duration_since(n.at) < findtime);
+        let mut count = count;
+        if !opens && port.is_some() {
+            if let Some(opened) = notes.iter_mut().find(|n| n.open && n.port == port) {
+                opened.open = false;
+                count = count.saturating_sub(1);
+                if count == 0 {
+                    return 0;
+                }
+            }
+        }
         match notes.iter_mut().find(|n| n.port == port && n.user == user) {
             Some(same) => {
                 same.at = now;
@@ -158,6 +148,7 @@ impl AttemptMemory {
                 }
             }
         }
+        count
     }
 
     /// A login of `user` (when the line names it) succeeded on connection `port` (when the
@@ -266,13 +257,27 @@ mod tests {
     fn an_opened_attempt_is_completed_once_by_its_own_connection() {
         let (t0, a) = (Instant::now(), "198.51.100.66".parse().unwrap());
         let mut m = AttemptMemory::new(10);
-        m.note(a, Some(40000), user("oracle"), 1, true, t0, TEN_MINUTES);
-        assert!(!m.complete(a, 40001, t0, TEN_MINUTES), "another connection");
-        assert!(m.complete(a, 40000, t0, TEN_MINUTES));
-        assert!(!m.complete(a, 40000, t0, TEN_MINUTES), "once");
-        m.note(a, Some(40002), None, 1, true, t0, TEN_MINUTES);
-        assert!(
-            !m.complete(a, 40002, t0 + TEN_MINUTES, TEN_MINUTES),
+        let line = |m: &mut AttemptMemory, port, count, opens, at| {
+            m.note(a, Some(port), user("oracle"), count, opens, at, TEN_MINUTES)
+        };
+        assert_eq!(
+            line(&mut m, 40000, 1, true, t0),
+            1,
+            "the opening line counts"
+        );
+        assert_eq!(line(&mut m, 40001, 1, false, t0), 1, "another connection");
+        assert_eq!(line(&mut m, 40000, 1, false, t0), 0, "the same attempt");
+        assert_eq!(line(&mut m, 40000, 1, false, t0), 1, "completed once");
+        assert_eq!(line(&mut m, 40000, 2, true, t0), 2);
+        assert_eq!(
+            line(&mut m, 40000, 3, false, t0),
+            2,
+            "one of three was opened"
+        );
+        assert_eq!(line(&mut m, 40002, 1, true, t0), 1);
+        assert_eq!(
+            line(&mut m, 40002, 1, false, t0 + TEN_MINUTES),
+            1,
             "too late"
         );
     }

@@ -453,16 +453,10 @@ impl Jail {
                 if attempts.followup && self.attempts.seen(address, port, now, self.findtime) {
                     return Verdict::Ignored;
                 }
-                // The attempt an earlier line of this connection opened, and counted.
-                if !attempts.opens && self.attempts.complete(address, port, now, self.findtime) {
-                    count -= 1;
-                    if count == 0 {
-                        return Verdict::Ignored;
-                    }
-                }
             }
             if attempts.port.is_some() || attempts.user.is_some() {
-                self.attempts.note(
+                // Less the attempt an earlier line of this connection opened, and counted.
+                count = self.attempts.note(
                     address,
                     attempts.port,
                     attempts.user,
@@ -471,6 +465,9 @@ impl Jail {
                     now,
                     self.findtime,
                 );
+                if count == 0 {
+                    return Verdict::Ignored;
+                }
             }
         }
         match self.window.record(origin, address, now, count) {

@@ -118,7 +118,9 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
     pub fn record_n(&mut self, address: K, now: Instant, n: u32) -> Count {
         self.epoch.get_or_insert(now);
         let now = self.tick(now);
-        if !self.failures.contains_key(&address) {
+        // The lookup only when a new address could need room: one hash lookup per failure
+        // fewer in the common case.
+        if self.may_need_room() && !self.failures.contains_key(&address) {
             self.make_room(now);
         }
         let findtime = self.findtime_ticks;
@@ -147,9 +149,19 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
         Count::Below(count as u32)
     }
 
+    /// Whether `make_room` would do anything for a new address.
+    fn may_need_room(&self) -> bool {
+        self.due_for_sweep() || self.failures.len() >= self.max_tracked
+    }
+
+    /// The map doubled since the last sweep (and is past a small size).
+    fn due_for_sweep(&self) -> bool {
+        self.failures.len() > 1024 && self.failures.len() > 2 * self.swept_len
+    }
+
     /// Keeps the map below the cap before a new address is added.
     fn make_room(&mut self, now: u32) {
-        if self.failures.len() > 1024 && self.failures.len() > 2 * self.swept_len {
+        if self.due_for_sweep() {
             self.sweep_ticks(now);
         }
         if self.failures.len() < self.max_tracked {

@@ -110,6 +110,52 @@ impl Matchers {
     }
 }
 
+/// What a worker hands to the window task for one input batch: its hits, and the text of
+/// the messages they failed in, side by side in one buffer. One allocation a batch, freed by
+/// the window task at once: a string per failure, allocated by a worker and freed on the
+/// window thread, cost a contended cross-thread free each in a ban storm.
+#[derive(Debug, Default)]
+pub(super) struct Hits {
+    pub(super) hits: Vec<Hit>,
+    text: String,
+}
+
+/// How far a batch's hits had got before one message: what a message that failed half-way
+/// is cut back to.
+pub(super) struct Mark {
+    hits: usize,
+    text: usize,
+}
+
+impl Hits {
+    /// The text of a failure's message (empty if the range is not this batch's).
+    #[cfg(test)]
+    pub(super) fn sample(&self, range: &Range<usize>) -> &str {
+        self.text.get(range.clone()).unwrap_or_default()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+
+    pub(super) fn mark(&self) -> Mark {
+        Mark {
+            hits: self.hits.len(),
+            text: self.text.len(),
+        }
+    }
+
+    pub(super) fn truncate(&mut self, mark: Mark) {
+        self.hits.truncate(mark.hits);
+        self.text.truncate(mark.text);
+    }
+
+    /// Splits into the hits and the text their samples point into.
+    pub(super) fn into_parts(self) -> (Vec<Hit>, String) {
+        (self.hits, self.text)
+    }
+}
+
 /// What a worker hands to the window task.
 #[derive(Debug)]
 pub(super) enum Hit {
@@ -122,7 +168,8 @@ pub(super) enum Hit {
         origin: Origin,
         origin_name: Option<Arc<str>>,
         at: Instant,
-        sample: String,
+        /// The message's text: a range of the batch's [`Hits`] text.
+        sample: Range<usize>,
     },
     /// A record for a jail that matches where its state lives.
     Record {
@@ -178,11 +225,11 @@ pub(super) fn match_message(
     matchers: &Matchers,
     message: RawMessage,
     tally: &mut Tally,
-    found: &mut Vec<Hit>,
+    found: &mut Hits,
 ) {
     let now: DateTime<Utc> = message.received_at.into();
     tally.pending += 1;
-    let mut record = match message.payload {
+    let record = match message.payload {
         Payload::Frame(frame) => match parse::parse_syslog(&frame, now) {
             Ok(r) => r,
             Err(e) => {
@@ -215,13 +262,14 @@ pub(super) fn match_message(
         .shared
         .get(&record.program)
         .map(|m| (m, m.set.matches(&record.message)));
-    // Failures found here, whose samples are filled in after the loop: the last one takes
-    // the message text, the others a copy.
-    let first_failure = found.len();
+    // Every failure of this message points at one copy of its text.
+    let text_start = found.text.len();
+    let sample = text_start..text_start + record.message.len();
+    let mut failed = false;
     for &index in targets.iter() {
         let jail = &matchers.jails[index];
         if jail.stateful {
-            found.push(Hit::Record {
+            found.hits.push(Hit::Record {
                 jail: index,
                 generation: matchers.generation,
                 record: Box::new(record.clone()),
@@ -257,30 +305,22 @@ pub(super) fn match_message(
                 }
                 tally.ignored[index] += 1;
             }
-            Classified::Failure(target, attempts) => found.push(Hit::Failure {
-                jail: index,
-                generation: matchers.generation,
-                target,
-                attempts,
-                origin: message.origin,
-                origin_name: origin_name(),
-                at: message.received,
-                sample: String::new(),
-            }),
+            Classified::Failure(target, attempts) => {
+                failed = true;
+                found.hits.push(Hit::Failure {
+                    jail: index,
+                    generation: matchers.generation,
+                    target,
+                    attempts,
+                    origin: message.origin,
+                    origin_name: origin_name(),
+                    at: message.received,
+                    sample: sample.clone(),
+                });
+            }
         }
     }
-    let mut failures = found[first_failure..]
-        .iter_mut()
-        .filter_map(|hit| match hit {
-            Hit::Failure { sample, .. } => Some(sample),
-            Hit::Record { .. } => None,
-        })
-        .peekable();
-    while let Some(sample) = failures.next() {
-        *sample = if failures.peek().is_some() {
-            record.message.clone()
-        } else {
-            std::mem::take(&mut record.message)
-        };
+    if failed {
+        found.text.push_str(&record.message);
     }
 }

@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 mod matching;
 mod windows;
 
-use matching::{match_message, Hit, Matchers, Tally};
+use matching::{match_message, Hits, Matchers, Tally};
 pub use windows::Sharing;
 use windows::Windows;
 
@@ -119,7 +119,7 @@ pub async fn run(
 /// The task that owns every jail's failure window: failures in, offences out, jail configs
 /// swapped on reload.
 struct WindowTask {
-    hits: mpsc::Receiver<Vec<Hit>>,
+    hits: mpsc::Receiver<Hits>,
     updates: mpsc::Receiver<Update>,
     windows: Windows,
     generation: u64,
@@ -158,13 +158,15 @@ impl WindowTask {
     }
 
     /// Counts a batch of failures; sends the offences they make. Err: the ban manager is gone.
-    async fn record(&mut self, batch: Vec<Hit>) -> Result<(), ()> {
+    async fn record(&mut self, batch: Hits) -> Result<(), ()> {
         let mut counted = Vec::new();
-        for hit in batch {
+        let (hits, text) = batch.into_parts();
+        for hit in hits {
             // Stateful fail2ban filters match here: a bug they reach costs this hit only.
             let windows = &mut self.windows;
             let shared = self.shared.is_some().then_some(&mut counted);
-            let offence = fault::contain(&self.metrics, || windows.record(hit, shared)).flatten();
+            let offence =
+                fault::contain(&self.metrics, || windows.record(hit, &text, shared)).flatten();
             if let Some(offence) = offence {
                 self.offences.send(offence).await.map_err(|_| ())?;
             }
@@ -217,28 +219,27 @@ impl WindowTask {
 async fn worker(
     mut messages: mpsc::Receiver<Batch>,
     mut matchers: watch::Receiver<Arc<Matchers>>,
-    hits: mpsc::Sender<Vec<Hit>>,
+    hits: mpsc::Sender<Hits>,
     metrics: Arc<Metrics>,
 ) {
     let mut current = matchers.borrow_and_update().clone();
-    let mut found = Vec::new();
     let mut tally = Tally::default();
     while let Some(batch) = messages.recv().await {
         if matchers.has_changed().unwrap_or(false) {
             tally.flush(&current, &metrics);
             current = matchers.borrow_and_update().clone();
         }
-        let mut batch_hits = Vec::new();
+        let mut batch_hits = Hits::default();
         for message in batch {
             // A bug reached by one message costs that message; its partial hits are dropped.
+            let mark = batch_hits.mark();
             if fault::contain(&metrics, || {
-                match_message(&current, message, &mut tally, &mut found)
+                match_message(&current, message, &mut tally, &mut batch_hits)
             })
             .is_none()
             {
-                found.clear();
+                batch_hits.truncate(mark);
             }
-            batch_hits.append(&mut found);
         }
         if !batch_hits.is_empty() && hits.send(batch_hits).await.is_err() {
             return;
@@ -255,6 +256,7 @@ async fn worker(
 
 #[cfg(test)]
 mod tests {
+    use super::matching::Hit;
     use super::*;
     use crate::config::{BanTime, JailName};
     use crate::input::{Origin, Payload, RawMessage};
@@ -306,12 +308,13 @@ mod tests {
         offences: &mpsc::Sender<Offence>,
         metrics: &Metrics,
     ) -> bool {
-        let mut found = Vec::new();
+        let mut found = Hits::default();
         let mut tally = Tally::default();
         match_message(&state.matchers, message, &mut tally, &mut found);
         tally.flush(&state.matchers, metrics);
-        for hit in found {
-            if let Some(offence) = state.windows.record(hit, None) {
+        let (hits, text) = found.into_parts();
+        for hit in hits {
+            if let Some(offence) = state.windows.record(hit, &text, None) {
                 if offences.send(offence).await.is_err() {
                     return false;
                 }
@@ -384,17 +387,26 @@ mod tests {
         let metrics = Metrics::default();
         let any = r"^Failed password for \S+ from <HOST> port \d+ ssh2$";
         let matchers = Matchers::build(&[jail("one", any, 5), jail("two", any, 5)], 0, &metrics);
-        let (mut found, mut tally) = (Vec::new(), Tally::default());
+        let (mut found, mut tally) = (Hits::default(), Tally::default());
         let text = "Failed password for root from 203.0.113.9 port 22 ssh2";
+        let other = "Failed password for bob from 203.0.113.8 port 22 ssh2";
         match_message(&matchers, message(text), &mut tally, &mut found);
+        match_message(
+            &matchers,
+            message("Accepted password"),
+            &mut tally,
+            &mut found,
+        );
+        match_message(&matchers, message(other), &mut tally, &mut found);
         let samples: Vec<&str> = found
+            .hits
             .iter()
             .map(|hit| match hit {
-                Hit::Failure { sample, .. } => sample.as_str(),
+                Hit::Failure { sample, .. } => found.sample(sample),
                 Hit::Record { .. } => "",
             })
             .collect();
-        assert_eq!(samples, [text, text]);
+        assert_eq!(samples, [text, text, other, other]);
     }
 
     #[tokio::test]
@@ -571,7 +583,7 @@ mod tests {
         let feed = |windows: &mut Windows, n: usize| {
             let mut offences = 0;
             for _ in 0..n {
-                let mut found = Vec::new();
+                let mut found = Hits::default();
                 let mut tally = Tally::default();
                 match_message(
                     &matchers,
@@ -579,8 +591,9 @@ mod tests {
                     &mut tally,
                     &mut found,
                 );
-                for hit in found {
-                    offences += usize::from(windows.record(hit, None).is_some());
+                let (hits, text) = found.into_parts();
+                for hit in hits {
+                    offences += usize::from(windows.record(hit, &text, None).is_some());
                 }
             }
             offences

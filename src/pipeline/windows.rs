@@ -2,6 +2,7 @@
 //! fail2ban matchers), which turn hits into offences, kept across reloads for the jails that
 //! still exist.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -80,6 +81,7 @@ impl Windows {
     pub(super) fn record(
         &mut self,
         hit: Hit,
+        text: &str,
         shared: Option<&mut Vec<SharedFailure>>,
     ) -> Option<Offence> {
         let (index, generation, origin_name) = match &hit {
@@ -116,14 +118,16 @@ impl Windows {
                 sample,
                 ..
             } => {
-                let verdict = jail.record(target, attempts, origin, at, &sample);
-                (verdict, attempts.count, origin, sample)
+                // Never panics on a range from another batch: an empty sample instead.
+                let sample = text.get(sample).unwrap_or_default();
+                let verdict = jail.record(target, attempts, origin, at, sample);
+                (verdict, attempts.count, origin, Cow::Borrowed(sample))
             }
             Hit::Record {
                 record, origin, at, ..
             } => {
                 let verdict = jail.process(&record, origin, at);
-                (verdict, 1, origin, record.message)
+                (verdict, 1, origin, Cow::Owned(record.message))
             }
         };
         if let Some(sharing) = shared.filter(|_| !jail.counts_per_origin()) {
@@ -142,7 +146,7 @@ impl Windows {
                     at: std::time::SystemTime::now(),
                     origin,
                     origin_name: origin_name.clone(),
-                    sample,
+                    sample: sample.into_owned(),
                     reached: matches!(verdict, Verdict::Offence(_)),
                 };
                 sharing.push(failure);
