@@ -24,7 +24,8 @@ pub enum BanCommand {
         address: Target,
         /// Deadline; the element's kernel timeout is the time left until it.
         expires: Option<Instant>,
-        /// When the ban was decided (for the latency histogram).
+        /// When the message that made the offence arrived, or when a ban by hand or from
+        /// another collector was decided: where the latency histogram starts.
         decided: Instant,
         /// The hold behind it: what a command backend passes on and what follows a ban.
         reason: Arc<BanReason>,

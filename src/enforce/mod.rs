@@ -272,12 +272,17 @@ pub fn start(
     let mut queues = Queues::new();
     let (local_tx, local_rx) = mpsc::channel(WORKER_QUEUE);
     match local.backend {
-        LocalBackend::Firewall(firewall) => workers.spawn(local::run(
-            firewall,
-            local.restored,
-            local_rx,
-            metrics.target("local"),
-            local.reconcile_interval,
+        // On a thread of its own: during a ban storm a ban waits for this worker's turn
+        // among the connections and matching workers otherwise (milliseconds at the tail).
+        LocalBackend::Firewall(firewall) => workers.spawn(crate::supervise::on_own_thread(
+            "local-firewall",
+            local::run(
+                firewall,
+                local.restored,
+                local_rx,
+                metrics.target("local"),
+                local.reconcile_interval,
+            ),
         )),
         LocalBackend::Command(config) => {
             let runner = Arc::new(tool::Local {

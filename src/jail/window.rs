@@ -21,6 +21,11 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(100);
 /// At the cap, stale entries are swept out at most this often (10 ticks = 1 s).
 const SWEEP_AT_CAP_TICKS: u32 = 10;
+/// Queue entries a compaction pass checks per failure recorded. A pass over everything at
+/// once stalled the window task for 10-30 ms with 70,000 addresses tracked (a ban storm's
+/// bans waited behind it); spread out, it ends within a few thousand failures and never
+/// stops the one being counted for long.
+const COMPACT_STEP: usize = 8;
 
 /// Failure times per key (an address, or origin and address) for one jail.
 #[derive(Debug)]
@@ -35,9 +40,11 @@ pub struct FailureWindow<K = IpAddr> {
     /// failures. Entries are never updated in place: each failure queues its address again,
     /// and an entry counts only while it describes the address's latest failure (see
     /// `Queued::is_current`); the others are skipped and compacted away.
-    by_progress: Vec<VecDeque<Queued<K>>>,
+    by_progress: Vec<Level<K>>,
     /// Entries in `by_progress`, current or not.
     queued: usize,
+    /// The level a compaction pass is at (levels below it are done); None: no pass.
+    compacting: Option<usize>,
     /// Entries present at the last sweep; a sweep runs when the map doubles past it.
     swept_len: usize,
     evicted: u64,
@@ -45,6 +52,31 @@ pub struct FailureWindow<K = IpAddr> {
     evicted_reported: u64,
     /// Tick of the last sweep.
     last_sweep: u32,
+}
+
+/// One count's eviction queue, oldest first: `kept`, then `queue`. A compaction pass moves
+/// the current entries from the front of `queue` to the back of `kept`, a few per failure,
+/// and swaps them when `queue` is empty; new entries join `queue` meanwhile. Outside a pass
+/// `kept` is empty.
+#[derive(Debug)]
+struct Level<K> {
+    kept: VecDeque<Queued<K>>,
+    queue: VecDeque<Queued<K>>,
+}
+
+impl<K> Default for Level<K> {
+    fn default() -> Self {
+        Level {
+            kept: VecDeque::new(),
+            queue: VecDeque::new(),
+        }
+    }
+}
+
+impl<K> Level<K> {
+    fn pop_front(&mut self) -> Option<Queued<K>> {
+        self.kept.pop_front().or_else(|| self.queue.pop_front())
+    }
 }
 
 /// An address as queued for eviction when its count became `failures` at tick `at`.
@@ -89,6 +121,7 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
             failures: HashMap::new(),
             by_progress: Vec::new(),
             queued: 0,
+            compacting: None,
             swept_len: 0,
             evicted: 0,
             evicted_reported: 0,
@@ -134,18 +167,12 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
             self.failures.remove(&address);
             return Count::Reached(count as u32);
         }
-        if self.by_progress.len() < count {
-            self.by_progress.resize_with(count, VecDeque::new);
-        }
-        self.by_progress[count - 1].push_back(Queued {
-            key: address,
-            at: now,
-        });
-        self.queued += 1;
+        self.enqueue(count - 1, address, now);
         // Amortised: the queues never hold much more than one entry per tracked address.
-        if self.queued > 2 * self.failures.len() + 1024 {
-            self.compact();
+        if self.compacting.is_none() && self.queued > 2 * self.failures.len() + 1024 {
+            self.compacting = Some(0);
         }
+        self.compact_step(COMPACT_STEP);
         Count::Below(count as u32)
     }
 
@@ -213,11 +240,7 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
             // Queued again at its new count, so eviction by least progress still finds it.
             Some(at) => {
                 let level = times.len() - 1;
-                if self.by_progress.len() <= level {
-                    self.by_progress.resize_with(level + 1, VecDeque::new);
-                }
-                self.by_progress[level].push_back(Queued { key: address, at });
-                self.queued += 1;
+                self.enqueue(level, address, at);
             }
         }
     }
@@ -270,21 +293,49 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
                 .is_some_and(|&t| now.saturating_sub(t) < findtime)
         });
         self.failures.shrink_to(self.failures.len() * 2);
-        self.compact();
+        // The queues' entries of the addresses dropped go in a pass, spread over the next
+        // failures.
+        self.compacting = Some(0);
         self.swept_len = self.failures.len();
         self.last_sweep = now;
     }
 
-    /// Drops queue entries that no longer describe their address.
-    fn compact(&mut self) {
-        let failures = &self.failures;
-        let mut queued = 0;
-        for (level, queue) in self.by_progress.iter_mut().enumerate() {
-            queue.retain(|entry| entry.is_current(level, failures));
-            queue.shrink_to(queue.len() * 2);
-            queued += queue.len();
+    /// Queues `key` at count `level + 1` from tick `at`.
+    fn enqueue(&mut self, level: usize, key: K, at: u32) {
+        if self.by_progress.len() <= level {
+            self.by_progress.resize_with(level + 1, Level::default);
         }
-        self.queued = queued;
+        self.by_progress[level].queue.push_back(Queued { key, at });
+        self.queued += 1;
+    }
+
+    /// Checks up to `budget` entries of the compaction pass, if one runs: entries that no
+    /// longer describe their address are dropped.
+    fn compact_step(&mut self, mut budget: usize) {
+        while let Some(level) = self.compacting {
+            let Some(queue) = self.by_progress.get_mut(level) else {
+                self.compacting = None;
+                return;
+            };
+            while budget > 0 {
+                let Some(entry) = queue.queue.pop_front() else {
+                    break;
+                };
+                budget -= 1;
+                if entry.is_current(level, &self.failures) {
+                    queue.kept.push_back(entry);
+                } else {
+                    self.queued -= 1;
+                }
+            }
+            if !queue.queue.is_empty() {
+                return;
+            }
+            // This level is done: what was kept is the queue, in its order, and the old
+            // queue's room goes.
+            queue.queue = std::mem::take(&mut queue.kept);
+            self.compacting = Some(level + 1);
+        }
     }
 }
 
@@ -458,7 +509,44 @@ mod tests {
                 Count::Below(_)
             ));
         }
-        assert!(w.queued <= 1024 + 2, "{} queue entries", w.queued);
+        // A compaction pass starts past 1,026 entries and checks 8 per failure: at most
+        // 1026 / 7 more entries are queued before it ends.
+        assert!(w.queued <= 1024 + 2 + 150, "{} queue entries", w.queued);
+    }
+
+    #[test]
+    fn a_compaction_pass_drops_stale_entries_and_keeps_the_eviction_order() {
+        let t0 = Instant::now();
+        let addresses: Vec<IpAddr> = (1..=6).map(|i| ip(&format!("198.51.100.{i}"))).collect();
+        let window = || {
+            let mut w: FailureWindow = FailureWindow::new(5, Duration::from_secs(600), BIG);
+            for a in &addresses {
+                w.record(*a, t0);
+            }
+            // Every other address reaches two failures: its first entry is stale.
+            for a in addresses.iter().step_by(2) {
+                w.record(*a, t0 + Duration::from_secs(1));
+            }
+            assert_eq!((w.queued, w.compacting), (9, None));
+            w.compacting = Some(0);
+            w
+        };
+        let evictions = |w: &mut FailureWindow| {
+            std::iter::from_fn(|| w.least_progress())
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+        };
+        let order = [".2", ".4", ".6", ".1", ".3", ".5"].map(|s| format!("198.51.100{s}"));
+        // Half-way through the first level (one stale entry dropped, one kept).
+        let mut w = window();
+        w.compact_step(2);
+        assert_eq!((w.queued, w.compacting), (8, Some(0)));
+        assert_eq!(evictions(&mut w), order);
+        // The whole pass.
+        let mut w = window();
+        w.compact_step(100);
+        assert_eq!((w.queued, w.compacting), (6, None));
+        assert_eq!(evictions(&mut w), order);
     }
 
     #[test]

@@ -742,7 +742,7 @@ impl Metrics {
         );
         drop(queues);
         let name = "syslog2ban_enforce_latency_seconds";
-        let _ = writeln!(out, "# HELP {name} From ban decision to the firewall holding it, per target.\n# TYPE {name} histogram");
+        let _ = writeln!(out, "# HELP {name} From the offending message's arrival (or the decision, for bans by hand or adopted) to the firewall holding it, per target.\n# TYPE {name} histogram");
         for t in &targets {
             let (h, target) = (&t.latency, &t.name);
             for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&h.buckets) {
