@@ -26,6 +26,10 @@ const SWEEP_AT_CAP_TICKS: u32 = 10;
 /// bans waited behind it); spread out, it ends within a few thousand failures and never
 /// stops the one being counted for long.
 const COMPACT_STEP: usize = 8;
+/// Queue entries whose failures left the window that are dropped per failure recorded (with
+/// their address when it has no newer failure): the map sheds stale addresses as it goes,
+/// without a pass over it.
+const EXPIRE_STEP: usize = 8;
 
 /// Failure times per key (an address, or origin and address) for one jail.
 #[derive(Debug)]
@@ -45,8 +49,6 @@ pub struct FailureWindow<K = IpAddr> {
     queued: usize,
     /// The level a compaction pass is at (levels below it are done); None: no pass.
     compacting: Option<usize>,
-    /// Entries present at the last sweep; a sweep runs when the map doubles past it.
-    swept_len: usize,
     evicted: u64,
     /// Of `evicted`, how many `take_new_evictions` has reported.
     evicted_reported: u64,
@@ -74,6 +76,10 @@ impl<K> Default for Level<K> {
 }
 
 impl<K> Level<K> {
+    fn front(&self) -> Option<&Queued<K>> {
+        self.kept.front().or_else(|| self.queue.front())
+    }
+
     fn pop_front(&mut self) -> Option<Queued<K>> {
         self.kept.pop_front().or_else(|| self.queue.pop_front())
     }
@@ -122,7 +128,6 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
             by_progress: Vec::new(),
             queued: 0,
             compacting: None,
-            swept_len: 0,
             evicted: 0,
             evicted_reported: 0,
             last_sweep: 0,
@@ -151,9 +156,10 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
     pub fn record_n(&mut self, address: K, now: Instant, n: u32) -> Count {
         self.epoch.get_or_insert(now);
         let now = self.tick(now);
+        self.expire_step(now, EXPIRE_STEP);
         // The lookup only when a new address could need room: one hash lookup per failure
         // fewer in the common case.
-        if self.may_need_room() && !self.failures.contains_key(&address) {
+        if self.failures.len() >= self.max_tracked && !self.failures.contains_key(&address) {
             self.make_room(now);
         }
         let findtime = self.findtime_ticks;
@@ -176,24 +182,8 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
         Count::Below(count as u32)
     }
 
-    /// Whether `make_room` would do anything for a new address.
-    fn may_need_room(&self) -> bool {
-        self.due_for_sweep() || self.failures.len() >= self.max_tracked
-    }
-
-    /// The map doubled since the last sweep (and is past a small size).
-    fn due_for_sweep(&self) -> bool {
-        self.failures.len() > 1024 && self.failures.len() > 2 * self.swept_len
-    }
-
     /// Keeps the map below the cap before a new address is added.
     fn make_room(&mut self, now: u32) {
-        if self.due_for_sweep() {
-            self.sweep_ticks(now);
-        }
-        if self.failures.len() < self.max_tracked {
-            return;
-        }
         // A sweep is O(tracked): at most one per second at the cap, or a flood would sweep
         // on every new address.
         if now.saturating_sub(self.last_sweep) >= SWEEP_AT_CAP_TICKS {
@@ -279,10 +269,40 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
         self.failures.remove(&address);
     }
 
-    /// Drops addresses whose failures all fell out of the window.
+    /// Drops addresses whose failures all fell out of the window (found from the front of
+    /// the queues: the work grows with what left, not with what is tracked), and gives back
+    /// the map's room when it holds a quarter of what it could.
     pub fn sweep(&mut self, now: Instant) {
         let now = self.tick(now);
-        self.sweep_ticks(now);
+        self.expire_step(now, usize::MAX);
+        if self.failures.capacity() > 4 * self.failures.len() + 1024 {
+            self.failures.shrink_to(self.failures.len() * 2);
+        }
+    }
+
+    /// Drops up to `budget` entries, from the front of each queue, whose failure left the
+    /// window; an address whose latest failure that was (its current entry) goes with its
+    /// entry. Each queue is in time order, so its front holds what left first (an address
+    /// queued again by `forgive`, with an older time, waits behind newer entries and goes
+    /// later).
+    fn expire_step(&mut self, now: u32, mut budget: usize) {
+        let findtime = self.findtime_ticks;
+        for (level, queue) in self.by_progress.iter_mut().enumerate() {
+            while budget > 0 {
+                match queue.front() {
+                    Some(entry) if now.saturating_sub(entry.at) >= findtime => {}
+                    _ => break,
+                }
+                let Some(entry) = queue.pop_front() else {
+                    break;
+                };
+                budget -= 1;
+                self.queued -= 1;
+                if entry.is_current(level, &self.failures) {
+                    self.failures.remove(&entry.key);
+                }
+            }
+        }
     }
 
     fn sweep_ticks(&mut self, now: u32) {
@@ -296,7 +316,6 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
         // The queues' entries of the addresses dropped go in a pass, spread over the next
         // failures.
         self.compacting = Some(0);
-        self.swept_len = self.failures.len();
         self.last_sweep = now;
     }
 
@@ -401,9 +420,36 @@ mod tests {
             w.record(IpAddr::from([198, 51, 100, i]), t0);
         }
         w.record(ip("203.0.113.1"), t0 + Duration::from_secs(20));
-        assert_eq!(w.tracked(), 257);
+        // The new failure took the oldest few with it; the sweep takes the rest.
+        assert_eq!(w.tracked(), 257 - EXPIRE_STEP);
         w.sweep(t0 + Duration::from_secs(20));
         assert_eq!(w.tracked(), 1);
+        assert_eq!(w.queued, 1);
+    }
+
+    #[test]
+    fn stale_addresses_leave_as_new_failures_arrive() {
+        let t0 = Instant::now();
+        let mut w: FailureWindow = FailureWindow::new(1000, Duration::from_secs(10), BIG);
+        let old: Vec<IpAddr> = (0..100u8)
+            .map(|i| IpAddr::from([198, 51, 100, i]))
+            .collect();
+        for a in &old {
+            w.record(*a, t0);
+        }
+        // Still inside the window: nothing goes.
+        w.record(ip("203.0.113.1"), t0 + Duration::from_secs(9));
+        assert_eq!(w.tracked(), 101);
+        // Past it, each new failure takes up to EXPIRE_STEP of them, oldest first.
+        let later = t0 + Duration::from_secs(11);
+        w.record(ip("203.0.113.2"), later);
+        assert_eq!(w.tracked(), 102 - EXPIRE_STEP);
+        assert_eq!(w.current(old[0], later), 0);
+        assert_eq!(w.current(ip("203.0.113.1"), later), 1, "newer: kept");
+        for _ in 0..(100 / EXPIRE_STEP) {
+            w.record(ip("203.0.113.2"), later);
+        }
+        assert_eq!(w.tracked(), 2, "only the two recent addresses");
     }
 
     #[test]
@@ -425,11 +471,13 @@ mod tests {
             "the oldest was evicted"
         );
         assert_eq!(w.evicted(), 901);
-        // Stale entries go before live ones are evicted.
+        // Stale entries go before live ones are evicted: the new failure's step makes room.
         let later = t0 + Duration::from_secs(700);
         w.record(ip("203.0.113.2"), later);
-        assert_eq!(w.tracked(), 1);
+        assert_eq!(w.tracked(), 100 - EXPIRE_STEP + 1);
         assert_eq!(w.evicted(), 901);
+        w.sweep(later);
+        assert_eq!(w.tracked(), 1);
     }
 
     fn spoofed(i: u32) -> IpAddr {
