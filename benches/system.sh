@@ -684,12 +684,12 @@ if part udp; then
     RUPID=$RSPID
     for spec in "${UDP_SPECS[@]}"; do
         read -r senders rate <<<"$spec"
-        l0=$(wc -l < "$RU/out.log" 2>/dev/null || echo 0)
+        l0=$({ wc -l < "$RU/out.log"; } 2>/dev/null || echo 0)
         c0=$(cpu_ticks "$RUPID")
         out=$(udp_send "$senders" "$rate" 127.0.0.1:5516)
         prev=-1
         for _ in $(seq 100); do
-            lines=$(( $(wc -l < "$RU/out.log" 2>/dev/null || echo 0) - l0 ))
+            lines=$(( $({ wc -l < "$RU/out.log"; } 2>/dev/null || echo 0) - l0 ))
             [[ $lines == "$prev" ]] && break
             prev=$lines; sleep 0.5
         done
