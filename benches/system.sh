@@ -125,6 +125,14 @@ thread_cpu() {
     } END { for (n in t) printf "%s %.2f s, ", n, t[n] }' | sed 's/, $//'
 }
 
+# Context switches per thread name since start (voluntary: the thread slept, e.g. waiting on
+# a queue; each is a wake-up someone paid for).
+thread_switches() {
+    for f in /proc/"$1"/task/*/status; do
+        awk '/^Name:/ { n = $2 } /^voluntary_ctxt_switches:/ { v = $2 } /^nonvoluntary_ctxt_switches:/ { i = $2 } END { print n, v, i }' "$f" 2>/dev/null
+    done | awk '{ v[$1] += $2; i[$1] += $3 } END { for (n in v) printf "%s %d/%d, ", n, v[n], i[n] }' | sed 's/, $//'
+}
+
 {
     echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {print int($2/1024) " MiB"}' /proc/meminfo), kernel $(uname -r)"
     echo "commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo '+dirty')"
@@ -563,6 +571,7 @@ storm() { # $1 = nobans | bans, $2 = messages, $3 = attackers, $4 = pool (defaul
     say "ban storm ($1, $2 messages, $3 attackers): received $got of $want in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $rate msgs/s (until received and matched)"
     say "  daemon CPU $(awk -v a="$c0" -v b="$c2" -v k="$CLK" -v t0="$t0" -v t2="$t2" 'BEGIN { printf "%.0f%% of one core", 100 * (b - a) / k / (t2 - t0) }'), peak RSS $(awk '/VmHWM/ {print $2, $3}' "/proc/$DAEMON/status")"
     say "  CPU by thread since start: $(thread_cpu "$DAEMON")"
+    say "  context switches by thread since start (voluntary/involuntary): $(thread_switches "$DAEMON")"
     if [[ $1 == bans ]]; then
         touch "$d/stop"
         for _ in $(seq 100); do kill -0 "$sampler" 2>/dev/null || break; sleep 0.05; done
@@ -792,6 +801,9 @@ cluster_storm() { # $1 = collectors (1 or 2)
     done
     CLUSTER_RATE=$(awk -v n="$got" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')
     say "cluster storm, $n collector(s) at $CG_SHARE µs/100 ms of CPU each: received $got of $want in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $CLUSTER_RATE msgs/s; bans decided $bans (adopted included); engine calls $calls = $(awk -v n="$calls" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')/s; dropped from the engine queue $dropped"
+    for ((i = 0; i < n; i++)); do
+        say "  collector $((i + 1)) CPU by thread: $(thread_cpu "${pids[$i]}")"
+    done
     for p in "${pids[@]}"; do stop_pid "$p"; done
 }
 if [[ ${S2B_BENCH_ONLY:-} == cluster2 ]]; then

@@ -189,18 +189,20 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
                     cluster_open = false;
                     Vec::new()
                 }
-                Some(ToBan::Adopt(ban)) => {
+                Some(first) => {
+                    // None of it is published again: adopted bans are another collector's, and
+                    // the rest yields no new ban. What else is queued (another collector's
+                    // share of a storm) goes in the same turn, as one batch to the firewall.
                     adopted = true;
-                    state.adopt(&ban, Moment::now())
-                }
-                Some(ToBan::Unban(address)) => state.unban(address).1,
-                Some(ToBan::Republish) => {
-                    if let Some(link) = &cluster {
-                        for ban in state.shared_bans(&link.node, Moment::now()) {
-                            outgoing.push(Published::Ban(ban), state.metrics());
+                    let (mut ops, mut taken, mut next) = (Vec::new(), 0, Some(first));
+                    while let (Some(message), Some(link)) = (next.take(), cluster.as_mut()) {
+                        ops.extend(from_cluster(&mut state, message, &link.node, &mut outgoing));
+                        taken += 1;
+                        if taken < OFFENCE_BATCH {
+                            next = link.from_cluster.try_recv().ok();
                         }
                     }
-                    Vec::new()
+                    ops
                 }
             },
             permit = async { to_cluster.as_ref()?.reserve().await.ok() }, if !outgoing.0.is_empty() => {
@@ -231,6 +233,25 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
     }
     // Expiries still due are the kernel's business; nothing else to flush.
     warn_if_pending(&state);
+}
+
+/// What a message from the cluster changes here (`node`: this collector).
+fn from_cluster(
+    state: &mut BanState,
+    message: ToBan,
+    node: &str,
+    outgoing: &mut Outgoing,
+) -> Vec<StoreOp> {
+    match message {
+        ToBan::Adopt(ban) => state.adopt(&ban, Moment::now()),
+        ToBan::Unban(address) => state.unban(address).1,
+        ToBan::Republish => {
+            for ban in state.shared_bans(node, Moment::now()) {
+                outgoing.push(Published::Ban(ban), state.metrics());
+            }
+            Vec::new()
+        }
+    }
 }
 
 /// Queues `command` for the worker of its firewall.

@@ -17,7 +17,7 @@ use super::placement::{Fleet, Place};
 use super::policy::grown_bantime;
 use super::record::{BanRecord, StoreOp};
 use crate::config::{BanTime, JailName, PlacementRule, RecidiveConfig, RECIDIVE_JAIL};
-use crate::jail::{Lifted, Offence};
+use crate::jail::{BanFeedback, Offence};
 use crate::metrics::Metrics;
 
 /// The time, both monotonic (timers) and wall clock (what is stored).
@@ -96,7 +96,7 @@ pub struct BanState {
     /// Jails of adopted bans this collector lacks (warned about once each).
     unknown_adopted: HashSet<JailName>,
     /// Told whenever a ban ends, so the jails count its address again.
-    lifted: Lifted,
+    feedback: BanFeedback,
 }
 
 /// The latest deadline of the holds applied at `place`: None when no hold is, Some(None)
@@ -164,7 +164,7 @@ impl BanState {
             metrics,
             jitter: random_jitter,
             unknown_adopted: HashSet::new(),
-            lifted: Lifted::default(),
+            feedback: BanFeedback::default(),
         };
         state.reconfigure(policies, recidive);
         state
@@ -177,8 +177,8 @@ impl BanState {
     }
 
     /// Where the end of every ban is told (the pipeline's jails).
-    pub fn with_lifted(mut self, lifted: Lifted) -> Self {
-        self.lifted = lifted;
+    pub fn with_feedback(mut self, feedback: BanFeedback) -> Self {
+        self.feedback = feedback;
         self
     }
 
@@ -448,6 +448,9 @@ impl BanState {
             self.deadlines
                 .insert((deadline, new.address, new.jail.clone()));
         }
+        // The jail's windows learn of bans they did not decide (adopted, claimed by the
+        // cluster's count, by hand): their address's failures need not count again.
+        self.feedback.banned(new.jail, new.address.addr());
         self.history
             .entry(new.address)
             .or_default()
@@ -575,7 +578,7 @@ impl BanState {
     }
 
     fn released(&self, jail: &JailName) {
-        self.lifted.bump();
+        self.feedback.ban_ended();
         let m = self.metrics.jail(jail.as_str());
         Metrics::inc(&m.unbans);
         let _ = m

@@ -42,8 +42,8 @@ pub(super) struct Counter {
     bans: VecDeque<Published>,
     /// The engine's epoch as last read.
     epoch: Option<String>,
-    /// Attackers this collector's own count is banning, per jail, until their failures
-    /// count again.
+    /// Attackers this collector is banning (its own count reached maxretry, or the shared
+    /// count was claimed here), per jail, until their failures count again.
     banned_here: HashMap<(JailName, Target), Instant>,
     /// The last failure id given out, and when this run started (ids stay unique across
     /// restarts).
@@ -235,9 +235,9 @@ impl Counter {
         list.push_back(item);
     }
 
-    /// Takes out of `batch` the failures of attackers this collector's own count is banning
-    /// (in a storm, most failures arrive after the threshold: they would only cost engine
-    /// calls), remembering each such attacker for its jail's findtime.
+    /// Takes out of `batch` the failures of attackers this collector is banning (in a
+    /// storm, most failures arrive after the threshold: they would only cost engine calls),
+    /// remembering each attacker its own count reached maxretry on for its jail's findtime.
     fn skip_banned_here(&mut self, batch: &mut Vec<Pending>) {
         let now = Instant::now();
         batch.retain(|pending| {
@@ -323,6 +323,12 @@ impl Counter {
                 continue;
             }
             let failure = &pending.failure;
+            // Banned here now: the attacker's failures still queued need no more calls.
+            if self.banned_here.len() < BANNED_HERE_CAP {
+                let until = Instant::now() + failure.findtime;
+                self.banned_here
+                    .insert((failure.jail.clone(), failure.target), until);
+            }
             Metrics::inc(&self.shared.cm().shared_offences);
             debug!(jail = %failure.jail, address = %failure.target, failures = counted.count, "The shared count reached maxretry here");
             let offence = Offence {

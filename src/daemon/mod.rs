@@ -192,7 +192,7 @@ pub async fn run(
         reason: format!("reading the store failed: {e}"),
     })??;
     // The ban manager tells the jails when a ban ends, so they count its address again.
-    let lifted = crate::jail::Lifted::default();
+    let feedback = crate::jail::BanFeedback::default();
     let mut state = BanState::new(
         policies(&config),
         config.recidive.clone(),
@@ -200,7 +200,7 @@ pub async fn run(
         metrics.clone(),
     )
     .with_fleet(Fleet::new(&config.targets))
-    .with_lifted(lifted.clone());
+    .with_feedback(feedback.clone());
     let restore = state.restore(active, history, now);
     info!(
         restored = restore.len(),
@@ -310,7 +310,7 @@ pub async fn run(
             config.jails.clone(),
             offence_tx,
             sharing,
-            lifted,
+            feedback,
             metrics.clone(),
         ),
     );

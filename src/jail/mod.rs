@@ -15,8 +15,8 @@ pub mod window;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -182,21 +182,77 @@ impl Classifier {
     }
 }
 
-/// A count the ban stage bumps whenever a ban ends (expiry, unban, a feed dropping it), so
-/// the jails forget which addresses they reported: a lifted address counts again from its
-/// next failure. Shared by handle; reading it is one relaxed atomic load.
+/// What the ban manager tells the window task, the one way news flows back against the
+/// pipeline. Shared by handle; reading it costs an atomic load or two per hit.
+/// - Bans ended (expiry, unban, a feed dropping one): a count the jails compare with the one
+///   they last saw, forgetting which addresses they reported when it moved, so a lifted
+///   address counts again from its next failure.
+/// - Bans made: their addresses are taken as reported in their jail. The windows know the
+///   bans of their own offences already; this tells them of the others (adopted from another
+///   collector, claimed by the cluster's shared count, made by hand), so a storm's later
+///   failures of an attacker banned that way are neither counted again here nor sent to the
+///   cluster's engine.
 #[derive(Debug, Clone, Default)]
-pub struct Lifted(Arc<AtomicU64>);
+pub struct BanFeedback(Arc<FeedbackInner>);
 
-impl Lifted {
+#[derive(Debug, Default)]
+struct FeedbackInner {
+    lifted: AtomicU64,
+    banned_waiting: AtomicBool,
+    banned: Mutex<Vec<BanMade>>,
+}
+
+/// A ban made, as the window task takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanMade {
+    /// The jail it is held under.
+    pub jail: JailName,
+    /// The banned address (the prefix's own address for a prefix ban, as the jail keys it).
+    pub address: IpAddr,
+    /// Bans ended when it was handed over: one ended after it may have been this one.
+    lifted: u64,
+}
+
+/// Most bans waiting for the window task (past it, failures of the others are counted again,
+/// and their offences find the ban already held).
+const BANNED_CAP: usize = 100_000;
+
+impl BanFeedback {
     /// A ban ended.
-    pub fn bump(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    pub fn ban_ended(&self) {
+        self.0.lifted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many bans have ended so far.
-    pub fn epoch(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+    pub fn lifted_epoch(&self) -> u64 {
+        self.0.lifted.load(Ordering::Relaxed)
+    }
+
+    /// `jail` bans `address` now.
+    pub fn banned(&self, jail: &JailName, address: IpAddr) {
+        let lifted = self.lifted_epoch();
+        let mut queue = self.0.banned.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.len() < BANNED_CAP {
+            queue.push(BanMade {
+                jail: jail.clone(),
+                address,
+                lifted,
+            });
+        }
+        self.0.banned_waiting.store(true, Ordering::Release);
+    }
+
+    /// The bans made since the last call, less any made before a ban ended (that may have
+    /// been it: its address must count again).
+    pub fn take_banned(&self) -> Vec<BanMade> {
+        if !self.0.banned_waiting.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut taken =
+            std::mem::take(&mut *self.0.banned.lock().unwrap_or_else(|p| p.into_inner()));
+        let lifted = self.lifted_epoch();
+        taken.retain(|ban| ban.lifted == lifted);
+        taken
     }
 }
 
@@ -223,7 +279,8 @@ pub struct Jail {
     per_origin: bool,
     /// Addresses whose offence this jail reported, and when: during a ban storm most of an
     /// attacker's failures arrive after its threshold, and each would only repeat the ban.
-    /// Forgotten when a ban is lifted (see [`Lifted`]) and after findtime.
+    /// Forgotten when a ban is lifted (see [`BanFeedback`]) and after findtime; bans made
+    /// elsewhere are added.
     reported: HashMap<IpAddr, Instant>,
 }
 
@@ -478,10 +535,7 @@ impl Jail {
                 Verdict::Counted { address, failures }
             }
             Count::Reached(failures) => {
-                if self.reported.len() >= REPORTED_CAP {
-                    self.reported.clear();
-                }
-                self.reported.insert(address, now);
+                self.mark_reported(address, now);
                 Verdict::Offence(Offence {
                     target,
                     jail: self.name.clone(),
@@ -497,6 +551,15 @@ impl Jail {
                 })
             }
         }
+    }
+
+    /// Takes `address` as reported at `now` (its offence reported, or a ban of it made
+    /// elsewhere): its failures within findtime repeat nothing.
+    pub fn mark_reported(&mut self, address: IpAddr, now: Instant) {
+        if self.reported.len() >= REPORTED_CAP {
+            self.reported.clear();
+        }
+        self.reported.insert(address, now);
     }
 
     /// Forgets which addresses this jail reported: a ban was lifted somewhere, and the

@@ -22,7 +22,7 @@ use tracing::{error, warn};
 use crate::config::JailConfig;
 use crate::fault;
 use crate::input::Batch;
-use crate::jail::{Lifted, Offence};
+use crate::jail::{BanFeedback, Offence};
 use crate::metrics::Metrics;
 
 mod matching;
@@ -58,7 +58,7 @@ pub async fn run(
     configs: Vec<JailConfig>,
     offences: mpsc::Sender<Offence>,
     shared: Option<Sharing>,
-    lifted: Lifted,
+    feedback: BanFeedback,
     metrics: Arc<Metrics>,
 ) {
     let generation = 0;
@@ -66,7 +66,7 @@ pub async fn run(
         &configs,
         generation,
         HashMap::new(),
-        lifted.clone(),
+        feedback.clone(),
         &metrics,
     );
     let (matchers_tx, matchers_rx) =
@@ -93,7 +93,7 @@ pub async fn run(
         matchers: matchers_tx,
         offences,
         shared,
-        lifted,
+        feedback,
         metrics,
     };
     // The one serial stage gets a thread of its own: on the runtime it would wait for a turn
@@ -126,7 +126,7 @@ struct WindowTask {
     matchers: watch::Sender<Arc<Matchers>>,
     offences: mpsc::Sender<Offence>,
     shared: Option<Sharing>,
-    lifted: Lifted,
+    feedback: BanFeedback,
     metrics: Arc<Metrics>,
 }
 
@@ -193,7 +193,7 @@ impl WindowTask {
             &[],
             generation,
             HashMap::new(),
-            self.lifted.clone(),
+            self.feedback.clone(),
             &self.metrics,
         );
         let previous = std::mem::replace(&mut self.windows, empty).into_previous();
@@ -201,7 +201,7 @@ impl WindowTask {
             configs,
             generation,
             previous,
-            self.lifted.clone(),
+            self.feedback.clone(),
             &self.metrics,
         );
         // Workers take the new matchers before their next message: every message that
@@ -296,7 +296,13 @@ mod tests {
         fn build(configs: &[JailConfig], metrics: &Metrics) -> Self {
             Both {
                 matchers: Matchers::build(configs, 0, metrics),
-                windows: Windows::build(configs, 0, HashMap::new(), Lifted::default(), metrics),
+                windows: Windows::build(
+                    configs,
+                    0,
+                    HashMap::new(),
+                    BanFeedback::default(),
+                    metrics,
+                ),
             }
         }
     }
@@ -526,7 +532,7 @@ mod tests {
             vec![jail("passwords", password, 3)],
             offence_tx,
             None,
-            Lifted::default(),
+            BanFeedback::default(),
             metrics.clone(),
         ));
         let failure = "Failed password for root from 203.0.113.9 port 22 ssh2";
@@ -571,12 +577,12 @@ mod tests {
     async fn a_reported_address_counts_again_once_a_ban_is_lifted() {
         let metrics = Metrics::default();
         let password = r"^Failed password for \S+ from <HOST> port \d+ ssh2$";
-        let lifted = Lifted::default();
+        let feedback = BanFeedback::default();
         let mut windows = Windows::build(
             &[jail("passwords", password, 2)],
             0,
             HashMap::new(),
-            lifted.clone(),
+            feedback.clone(),
             &metrics,
         );
         let matchers = Matchers::build(&[jail("passwords", password, 2)], 0, &metrics);
@@ -603,7 +609,7 @@ mod tests {
             1,
             "one offence, then its failures repeat nothing"
         );
-        lifted.bump();
+        feedback.ban_ended();
         assert_eq!(
             feed(&mut windows, 2),
             1,
@@ -615,6 +621,59 @@ mod tests {
                 .failures
                 .load(std::sync::atomic::Ordering::Relaxed),
             8
+        );
+    }
+
+    /// A ban the windows did not decide (adopted from another collector, claimed by the
+    /// cluster's count, by hand) stops its address's failures from counting, until a ban is
+    /// lifted; one handed over before a lift is not taken (it may be the one lifted).
+    #[tokio::test]
+    async fn a_ban_made_elsewhere_stops_the_count_until_a_lift() {
+        let metrics = Metrics::default();
+        let password = r"^Failed password for \S+ from <HOST> port \d+ ssh2$";
+        let configs = [jail("passwords", password, 2)];
+        let feedback = BanFeedback::default();
+        let mut windows = Windows::build(&configs, 0, HashMap::new(), feedback.clone(), &metrics);
+        let matchers = Matchers::build(&configs, 0, &metrics);
+        let attacker: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+        let feed = |windows: &mut Windows, n: usize| {
+            let mut offences = 0;
+            for _ in 0..n {
+                let mut found = Hits::default();
+                match_message(
+                    &matchers,
+                    message("Failed password for root from 203.0.113.9 port 22 ssh2"),
+                    &mut Tally::default(),
+                    &mut found,
+                );
+                let (hits, text) = found.into_parts();
+                for hit in hits {
+                    offences += usize::from(windows.record(hit, &text, None).is_some());
+                }
+            }
+            offences
+        };
+        feedback.banned(
+            &crate::config::JailName::new("passwords").unwrap(),
+            attacker,
+        );
+        assert_eq!(
+            feed(&mut windows, 4),
+            0,
+            "banned elsewhere: nothing to report"
+        );
+        feedback.banned(&crate::config::JailName::new("other").unwrap(), attacker);
+        feedback.ban_ended();
+        assert_eq!(feed(&mut windows, 2), 1, "lifted: counted again");
+        feedback.banned(
+            &crate::config::JailName::new("passwords").unwrap(),
+            attacker,
+        );
+        feedback.ban_ended();
+        assert_eq!(
+            feed(&mut windows, 2),
+            1,
+            "a ban handed over before a lift is not taken"
         );
     }
 }

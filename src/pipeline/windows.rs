@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::cluster::SharedFailure;
 use crate::config::JailConfig;
-use crate::jail::{Jail, Lifted, Offence, Verdict};
+use crate::jail::{BanFeedback, Jail, Offence, Verdict};
 use crate::metrics::{JailMetrics, Metrics};
 use crate::target::Target;
 
@@ -32,8 +32,9 @@ pub(super) struct Windows {
     generation: u64,
     jails: Vec<Jail>,
     counters: Vec<Arc<JailMetrics>>,
+    /// What the ban manager tells the jails (bans ended, bans made).
+    feedback: BanFeedback,
     /// Bans ended so far, as last seen: when it moves, the jails forget what they reported.
-    lifted: Lifted,
     lifted_seen: u64,
 }
 
@@ -42,7 +43,7 @@ impl Windows {
         configs: &[JailConfig],
         generation: u64,
         mut previous: HashMap<String, Jail>,
-        lifted: Lifted,
+        feedback: BanFeedback,
         metrics: &Metrics,
     ) -> Self {
         let jails: Vec<Jail> = configs
@@ -62,8 +63,8 @@ impl Windows {
                 .map(|c| metrics.jail(c.name.as_str()))
                 .collect(),
             jails,
-            lifted_seen: lifted.epoch(),
-            lifted,
+            lifted_seen: feedback.lifted_epoch(),
+            feedback,
         }
     }
 
@@ -98,10 +99,15 @@ impl Windows {
                 ..
             } => (*jail, *generation, origin_name.clone()),
         };
-        let lifted = self.lifted.epoch();
+        let lifted = self.feedback.lifted_epoch();
         if lifted != self.lifted_seen {
             self.lifted_seen = lifted;
             self.jails.iter_mut().for_each(Jail::forget_reported);
+        }
+        for ban in self.feedback.take_banned() {
+            if let Some(jail) = self.jails.iter_mut().find(|j| j.name() == &ban.jail) {
+                jail.mark_reported(ban.address, crate::clock::now());
+            }
         }
         if generation != self.generation || index >= self.jails.len() {
             debug!("Failure matched before a reload dropped");

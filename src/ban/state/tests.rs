@@ -148,8 +148,8 @@ fn a_second_jail_only_extends_never_shortens() {
 
 #[test]
 fn manual_ban_and_unban() {
-    let lifted = crate::jail::Lifted::default();
-    let mut s = state().with_lifted(lifted.clone());
+    let feedback = crate::jail::BanFeedback::default();
+    let mut s = state().with_feedback(feedback.clone());
     let now = Moment::now();
     assert_eq!(
         s.manual_ban(&name("nope"), addr(), None, None, now)
@@ -167,9 +167,26 @@ fn manual_ban_and_unban() {
     assert!(!new && ops.is_empty());
     s.manual_ban(&name("long"), addr(), None, None, now)
         .unwrap();
-    assert_eq!(lifted.epoch(), 0);
+    assert_eq!(feedback.lifted_epoch(), 0);
+    let made: Vec<String> = feedback
+        .take_banned()
+        .iter()
+        .map(|b| format!("{} {}", b.jail, b.address))
+        .collect();
+    assert_eq!(
+        made,
+        [
+            format!("sshd {}", addr().addr()),
+            format!("long {}", addr().addr())
+        ],
+        "the jails hear of each ban made, once"
+    );
     let (mut jails, ops) = s.unban(addr());
-    assert_eq!(lifted.epoch(), 2, "each ended hold tells the jails");
+    assert_eq!(
+        feedback.lifted_epoch(),
+        2,
+        "each ended hold tells the jails"
+    );
     jails.sort();
     assert_eq!(jails, vec![name("long"), name("sshd")]);
     assert_eq!(ops.len(), 2, "both rows end");
