@@ -235,7 +235,7 @@ impl Supervisor {
 /// daemon stops, as if `work` had been a task. On a current-thread runtime (tests that move
 /// tokio's clock) it runs in place: there is no pool to wait in, and the stage must keep that
 /// runtime's clock.
-pub async fn on_own_thread<F>(name: &str, work: F)
+pub async fn on_own_thread<F>(name: &str, priority: Priority, work: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -248,7 +248,9 @@ where
     let spawned = std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            favour_this_thread();
+            if priority == Priority::Favoured {
+                favour_this_thread();
+            }
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -266,6 +268,16 @@ where
         Ok(Err(payload)) => std::panic::resume_unwind(payload),
         Err(_) => panic!("thread {name} ended without a word"),
     }
+}
+
+/// How a stage's own thread is scheduled against the rest of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// On the path from a failure to its ban, and never backlogged for long: run first (see
+    /// [`SERIAL_STAGE_FAVOUR`]).
+    Favoured,
+    /// Side work that may fall behind and drop (the cluster's count): never ahead of ingest.
+    AsIs,
 }
 
 /// How far a serial stage's thread is favoured over the rest of the daemon (the matching
@@ -380,13 +392,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stage_on_its_own_thread_ends_and_panics_like_a_task() {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        on_own_thread("test-ok", async move {
+        on_own_thread("test-ok", Priority::AsIs, async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
             let _ = tx.send(std::thread::current().name().map(str::to_string));
         })
         .await;
         assert_eq!(rx.await.unwrap().as_deref(), Some("test-ok"));
-        let died = tokio::spawn(on_own_thread("test-panic", async {
+        let died = tokio::spawn(on_own_thread("test-panic", Priority::AsIs, async {
             panic!("stage bug");
         }))
         .await
@@ -401,7 +413,7 @@ mod tests {
         let nice = || rustix::process::getpriority_process(Some(rustix::thread::gettid()));
         let here = nice().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        on_own_thread("test-nice", async move {
+        on_own_thread("test-nice", Priority::Favoured, async move {
             let _ = tx.send(nice().unwrap());
         })
         .await;

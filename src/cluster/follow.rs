@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::engine::{id_millis, millis};
-use super::messages::{Published, ToBan};
+use super::messages::{from_node, Published, ToBan};
 use super::resp::Reply;
 use super::shared::{Shared, CURSOR_FILE, FOLLOW_BATCH, FOLLOW_BLOCK, HEARTBEAT};
 use crate::metrics::Metrics;
@@ -118,24 +118,22 @@ async fn read_stream(
                 let Some(id) = entry.items().first().and_then(Reply::text) else {
                     continue;
                 };
-                let request = match entry
-                    .items()
-                    .get(1)
-                    .map(|f| Published::from_fields(f.items()))
-                {
-                    Some(Ok(published)) if published.node() != node => match published {
-                        Published::Ban(ban) => {
-                            Metrics::inc(&shared.cm().adopted);
-                            Some(ToBan::Adopt(ban))
+                let fields = entry.items().get(1).map(Reply::items).unwrap_or_default();
+                let request =
+                    match (!from_node(fields, &node)).then(|| Published::from_fields(fields)) {
+                        Some(Ok(published)) if published.node() != node => match published {
+                            Published::Ban(ban) => {
+                                Metrics::inc(&shared.cm().adopted);
+                                Some(ToBan::Adopt(ban))
+                            }
+                            Published::Unban { address, .. } => Some(ToBan::Unban(address)),
+                        },
+                        Some(Ok(_)) | None => None,
+                        Some(Err(e)) => {
+                            warn!(id, error = %e, "A shared ban entry is unreadable; skipped");
+                            None
                         }
-                        Published::Unban { address, .. } => Some(ToBan::Unban(address)),
-                    },
-                    Some(Ok(_)) | None => None,
-                    Some(Err(e)) => {
-                        warn!(id, error = %e, "A shared ban entry is unreadable; skipped");
-                        None
-                    }
-                };
+                    };
                 if let Some(request) = request {
                     if to_ban.send(request).await.is_err() {
                         return;

@@ -78,11 +78,7 @@ impl SharedBan {
     /// Reads a stream entry's fields (`[name, value, ...]`).
     pub fn from_fields(items: &[Reply]) -> Result<SharedBan, String> {
         let get = |name: &str| -> Result<String, String> {
-            items
-                .chunks(2)
-                .find(|pair| pair.first().and_then(Reply::text).as_deref() == Some(name))
-                .and_then(|pair| pair.get(1).and_then(Reply::text))
-                .ok_or_else(|| format!("no {name} field"))
+            field(items, name).ok_or_else(|| format!("no {name} field"))
         };
         let number = |text: String, name: &str| -> Result<u64, String> {
             text.parse().map_err(|_| format!("{name} is not a number"))
@@ -102,6 +98,25 @@ impl SharedBan {
             sample: get("sample").unwrap_or_default(),
         })
     }
+}
+
+/// The value of field `name` among a stream entry's `[name, value, ...]` (names compared as
+/// bytes: a storm's follower reads tens of thousands of entries).
+fn field(items: &[Reply], name: &str) -> Option<String> {
+    items
+        .chunks(2)
+        .find(|pair| pair.first().and_then(Reply::bytes) == Some(name.as_bytes()))
+        .and_then(|pair| pair.get(1).and_then(Reply::text))
+}
+
+/// Whether a stream entry's fields say it comes from collector `node` (its own entries a
+/// follower skips without reading them further).
+pub fn from_node(items: &[Reply], node: &str) -> bool {
+    items
+        .chunks(2)
+        .find(|pair| pair.first().and_then(Reply::bytes) == Some(b"node".as_slice()))
+        .and_then(|pair| pair.get(1).and_then(Reply::bytes))
+        == Some(node.as_bytes())
 }
 
 /// An entry of the ban stream.
@@ -141,12 +156,7 @@ impl Published {
 
     /// Reads a stream entry's fields.
     pub fn from_fields(items: &[Reply]) -> Result<Published, String> {
-        let field = |name: &str| {
-            items
-                .chunks(2)
-                .find(|pair| pair.first().and_then(Reply::text).as_deref() == Some(name))
-                .and_then(|pair| pair.get(1).and_then(Reply::text))
-        };
+        let field = |name: &str| field(items, name);
         match field("event").as_deref() {
             None | Some("ban") => SharedBan::from_fields(items).map(Published::Ban),
             Some("unban") => Ok(Published::Unban {
@@ -211,6 +221,8 @@ mod tests {
             })
             .collect();
         assert_eq!(SharedBan::from_fields(&items).unwrap(), ban);
+        assert!(from_node(&items, "a"));
+        assert!(!from_node(&items, "ab") && !from_node(&items, "sshd"));
         let permanent = SharedBan {
             expires: None,
             ..ban

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::EngineUrl;
@@ -61,6 +61,15 @@ impl Reply {
         }
     }
 
+    /// The bytes of a bulk or status reply, as sent.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Reply::Bulk(Some(b)) => Some(b),
+            Reply::Status(s) => Some(s.as_bytes()),
+            _ => None,
+        }
+    }
+
     /// The text of a bulk or status reply.
     pub fn text(&self) -> Option<String> {
         match self {
@@ -84,9 +93,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 
 /// One connection to the engine.
 pub struct Connection {
-    stream: BufReader<Box<dyn Stream>>,
+    stream: Box<dyn Stream>,
+    /// Bytes read and not yet taken as replies, from `start` on (a pipeline's replies arrive
+    /// together: each is parsed in place, none moved until the next read).
+    read: Vec<u8>,
+    start: usize,
     timeout: Duration,
 }
+
+/// Room made for each read from the engine.
+const READ_CHUNK: usize = 64 * 1024;
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,10 +135,7 @@ impl Connection {
         } else {
             Box::new(tcp)
         };
-        let mut conn = Connection {
-            stream: BufReader::new(stream),
-            timeout,
-        };
+        let mut conn = Connection::over(stream, timeout);
         if let Some(password) = &url.password {
             let mut auth: Vec<&[u8]> = vec![b"AUTH"];
             if let Some(user) = &url.username {
@@ -136,6 +149,15 @@ impl Connection {
                 .await?;
         }
         Ok(conn)
+    }
+
+    fn over(stream: Box<dyn Stream>, timeout: Duration) -> Connection {
+        Connection {
+            stream,
+            read: Vec::new(),
+            start: 0,
+            timeout,
+        }
     }
 
     /// Sends one command and reads its reply; an error reply is `EngineError::Server`.
@@ -168,13 +190,10 @@ impl Connection {
     ) -> Result<Vec<Result<Reply, EngineError>>, EngineError> {
         let timeout = self.timeout;
         let exchange = async {
-            self.stream.get_mut().write_all(bytes).await?;
+            self.stream.write_all(bytes).await?;
             let mut replies = Vec::with_capacity(commands);
             for _ in 0..commands {
-                match read_reply(&mut self.stream, 0).await {
-                    Err(EngineError::Server(e)) => replies.push(Err(EngineError::Server(e))),
-                    other => replies.push(Ok(other?)),
-                }
+                replies.push(self.next_reply().await?.map_err(EngineError::Server));
             }
             Ok(replies)
         };
@@ -184,8 +203,36 @@ impl Connection {
     }
 
     async fn exchange(&mut self, args: &[&[u8]]) -> Result<Reply, EngineError> {
-        self.stream.get_mut().write_all(&encode(args)).await?;
-        read_reply(&mut self.stream, 0).await
+        self.stream.write_all(&encode(args)).await?;
+        self.next_reply().await?.map_err(EngineError::Server)
+    }
+
+    /// The next reply, or the engine's error reply as text; Err when the connection failed
+    /// or the bytes are not RESP. Reads until a whole reply is there, then builds it once.
+    async fn next_reply(&mut self) -> Result<Result<Reply, String>, EngineError> {
+        loop {
+            let unread = self.read.get(self.start..).unwrap_or_default();
+            if let Some(end) = reply_end(unread, 0, 0)? {
+                let (reply, _) = build(unread, 0, 0)?;
+                self.start += end;
+                if self.start >= self.read.len() {
+                    self.read.clear();
+                    self.start = 0;
+                }
+                return Ok(reply);
+            }
+            if self.start > 0 {
+                self.read.drain(..self.start);
+                self.start = 0;
+            }
+            self.read.reserve(READ_CHUNK);
+            if self.stream.read_buf(&mut self.read).await? == 0 {
+                return Err(EngineError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the engine closed the connection",
+                )));
+            }
+        }
     }
 }
 
@@ -219,31 +266,58 @@ pub fn bulk(out: &mut Vec<u8>, arg: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<String, EngineError> {
-    let mut line = Vec::new();
-    let n = (&mut *reader)
-        .take(MAX_LINE as u64)
-        .read_until(b'\n', &mut line)
-        .await?;
-    if n == 0 {
-        return Err(EngineError::Io(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the engine closed the connection",
-        )));
-    }
-    if !line.ends_with(b"\r\n") {
-        return Err(EngineError::Protocol("a line without CRLF".into()));
-    }
-    line.truncate(line.len() - 2);
-    String::from_utf8(line).map_err(|_| EngineError::Protocol("a line that is not UTF-8".into()))
+/// A reply's first line: its type and what follows the type byte.
+enum Head<'a> {
+    Status(&'a [u8]),
+    Error(&'a [u8]),
+    Int(&'a [u8]),
+    /// A bulk string's length (None: nil).
+    Bulk(Option<usize>),
+    /// An array's length (None: nil).
+    Array(Option<usize>),
 }
 
-use tokio::io::AsyncBufRead;
+/// The first line of the reply at `buf[at..]` and where the rest starts; None when the line
+/// is not all there yet.
+fn head(buf: &[u8], at: usize) -> Result<Option<(Head<'_>, usize)>, EngineError> {
+    let rest = buf.get(at..).unwrap_or_default();
+    let window = rest.get(..MAX_LINE).unwrap_or(rest);
+    let Some(newline) = window.iter().position(|&b| b == b'\n') else {
+        if rest.len() >= MAX_LINE {
+            return Err(EngineError::Protocol("a line over the cap".into()));
+        }
+        return Ok(None);
+    };
+    let Some(line) = window.get(..newline).and_then(|l| l.strip_suffix(b"\r")) else {
+        return Err(EngineError::Protocol("a line without CRLF".into()));
+    };
+    let next = at + newline + 1;
+    let (&kind, text) = line
+        .split_first()
+        .ok_or_else(|| EngineError::Protocol("an empty line".into()))?;
+    let head = match kind {
+        b'+' => Head::Status(text),
+        b'-' => Head::Error(text),
+        b':' => Head::Int(text),
+        b'$' => Head::Bulk(length(text, MAX_BULK)?),
+        b'*' => Head::Array(length(text, MAX_ARRAY)?),
+        _ => {
+            return Err(EngineError::Protocol(format!(
+                "unknown reply type in {:?}",
+                String::from_utf8_lossy(line.get(..40).unwrap_or(line))
+            )))
+        }
+    };
+    Ok(Some((head, next)))
+}
 
-fn length(text: &str, cap: usize) -> Result<Option<usize>, EngineError> {
-    let n: i64 = text
-        .parse()
-        .map_err(|_| EngineError::Protocol(format!("bad length {text:?}")))?;
+fn length(text: &[u8], cap: usize) -> Result<Option<usize>, EngineError> {
+    let n: i64 = std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| {
+            EngineError::Protocol(format!("bad length {:?}", String::from_utf8_lossy(text)))
+        })?;
     if n < 0 {
         return Ok(None);
     }
@@ -256,62 +330,84 @@ fn length(text: &str, cap: usize) -> Result<Option<usize>, EngineError> {
     Ok(Some(n))
 }
 
-/// Reads one reply; `depth` is its nesting.
-fn read_reply<'a, R: AsyncBufRead + Unpin + Send>(
-    reader: &'a mut R,
-    depth: usize,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, EngineError>> + Send + 'a>> {
-    Box::pin(async move {
-        let line = read_line(reader).await?;
-        let mut chars = line.chars();
-        let kind = chars.next();
-        let rest = chars.as_str();
-        match kind {
-            Some('+') => Ok(Reply::Status(rest.to_string())),
-            Some('-') => Err(EngineError::Server(rest.to_string())),
-            Some(':') => rest
-                .parse()
-                .map(Reply::Int)
-                .map_err(|_| EngineError::Protocol(format!("bad integer {rest:?}"))),
-            Some('$') => match length(rest, MAX_BULK)? {
-                None => Ok(Reply::Bulk(None)),
-                Some(n) => {
-                    let mut data = vec![0u8; n + 2];
-                    reader.read_exact(&mut data).await?;
-                    if !data.ends_with(b"\r\n") {
-                        return Err(EngineError::Protocol("a bulk string without CRLF".into()));
-                    }
-                    data.truncate(n);
-                    Ok(Reply::Bulk(Some(data)))
-                }
-            },
-            Some('*') => {
-                if depth >= MAX_DEPTH {
-                    return Err(EngineError::Protocol("arrays nested too deep".into()));
-                }
-                match length(rest, MAX_ARRAY)? {
-                    None => Ok(Reply::Array(None)),
-                    Some(n) => {
-                        let mut items = Vec::with_capacity(n.min(1024));
-                        for _ in 0..n {
-                            // An error inside an array (a script's) is an element, not the
-                            // end of the reply: read the rest so the connection stays usable.
-                            match read_reply(reader, depth + 1).await {
-                                Ok(item) => items.push(item),
-                                Err(EngineError::Server(e)) => {
-                                    items.push(Reply::Status(format!("ERR {e}")))
-                                }
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        Ok(Reply::Array(Some(items)))
-                    }
+/// Where the reply at `buf[at..]` (nested `depth` deep) ends, without building it; None when
+/// it is not all there yet. Checks what [`build`] relies on.
+fn reply_end(buf: &[u8], at: usize, depth: usize) -> Result<Option<usize>, EngineError> {
+    let Some((head, next)) = head(buf, at)? else {
+        return Ok(None);
+    };
+    match head {
+        Head::Bulk(Some(n)) => {
+            let end = next + n + 2;
+            match buf.get(next + n..end) {
+                None => Ok(None),
+                Some(b"\r\n") => Ok(Some(end)),
+                Some(_) => Err(EngineError::Protocol("a bulk string without CRLF".into())),
+            }
+        }
+        Head::Array(Some(n)) => {
+            if depth >= MAX_DEPTH {
+                return Err(EngineError::Protocol("arrays nested too deep".into()));
+            }
+            let mut end = next;
+            for _ in 0..n {
+                match reply_end(buf, end, depth + 1)? {
+                    Some(e) => end = e,
+                    None => return Ok(None),
                 }
             }
-            _ => Err(EngineError::Protocol(format!(
-                "unknown reply type in {:?}",
-                line.chars().take(40).collect::<String>()
-            ))),
+            Ok(Some(end))
+        }
+        _ => Ok(Some(next)),
+    }
+}
+
+/// Builds the reply at `buf[at..]`, which [`reply_end`] found whole, and where it ends; an
+/// error reply is its text. Inside an array, an error (a script's) is an element, so the
+/// rest is read and the connection stays usable.
+fn build(
+    buf: &[u8],
+    at: usize,
+    depth: usize,
+) -> Result<(Result<Reply, String>, usize), EngineError> {
+    let (head, next) =
+        head(buf, at)?.ok_or_else(|| EngineError::Protocol("a reply cut short".into()))?;
+    let text = |bytes: &[u8]| {
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| EngineError::Protocol("a line that is not UTF-8".into()))
+    };
+    Ok(match head {
+        Head::Status(s) => (Ok(Reply::Status(text(s)?)), next),
+        Head::Error(e) => (Err(text(e)?), next),
+        Head::Int(n) => {
+            let n = std::str::from_utf8(n)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| {
+                    EngineError::Protocol(format!("bad integer {:?}", String::from_utf8_lossy(n)))
+                })?;
+            (Ok(Reply::Int(n)), next)
+        }
+        Head::Bulk(None) => (Ok(Reply::Bulk(None)), next),
+        Head::Bulk(Some(n)) => {
+            let data = buf
+                .get(next..next + n)
+                .ok_or_else(|| EngineError::Protocol("a bulk string cut short".into()))?;
+            (Ok(Reply::Bulk(Some(data.to_vec()))), next + n + 2)
+        }
+        Head::Array(None) => (Ok(Reply::Array(None)), next),
+        Head::Array(Some(n)) => {
+            if depth >= MAX_DEPTH {
+                return Err(EngineError::Protocol("arrays nested too deep".into()));
+            }
+            let mut items = Vec::with_capacity(n.min(1024));
+            let mut end = next;
+            for _ in 0..n {
+                let (item, e) = build(buf, end, depth + 1)?;
+                items.push(item.unwrap_or_else(|e| Reply::Status(format!("ERR {e}"))));
+                end = e;
+            }
+            (Ok(Reply::Array(Some(items))), end)
         }
     })
 }
@@ -320,9 +416,13 @@ fn read_reply<'a, R: AsyncBufRead + Unpin + Send>(
 mod tests {
     use super::*;
 
+    /// The first reply of `bytes`, sent by an engine that then closes the connection.
     async fn parse(bytes: &[u8]) -> Result<Reply, EngineError> {
-        let mut reader = BufReader::new(bytes);
-        read_reply(&mut reader, 0).await
+        let (ours, mut engine) = tokio::io::duplex(bytes.len().max(1));
+        engine.write_all(bytes).await.unwrap();
+        drop(engine);
+        let mut conn = Connection::over(Box::new(ours), Duration::from_secs(5));
+        conn.next_reply().await?.map_err(EngineError::Server)
     }
 
     #[tokio::test]
@@ -352,9 +452,65 @@ mod tests {
         ] {
             assert!(parse(bad).await.is_err(), "{bad:?}");
         }
+        assert!(
+            matches!(
+                parse(&[b'+'; MAX_LINE + 1]).await,
+                Err(EngineError::Protocol(_))
+            ),
+            "a line that never ends is refused, not waited for"
+        );
         assert_eq!(
             encode(&[b"GET", b"k"]),
             b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".to_vec()
+        );
+    }
+
+    /// Replies that arrive a byte at a time, and several in one read (a pipeline's), are
+    /// each read whole and in order; an error inside an array is an element.
+    #[tokio::test]
+    async fn replies_split_or_together_are_read_in_order() {
+        let bytes =
+            b"*3\r\n$5\r\nhello\r\n-ERR inside\r\n*1\r\n:7\r\n+OK\r\n$-1\r\n-NOSCRIPT x\r\n";
+        let (ours, mut engine) = tokio::io::duplex(1);
+        let writer = tokio::spawn(async move {
+            for byte in bytes {
+                engine.write_all(&[*byte]).await.unwrap();
+            }
+        });
+        let mut conn = Connection::over(Box::new(ours), Duration::from_secs(5));
+        assert_eq!(
+            conn.next_reply().await.unwrap(),
+            Ok(Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"hello".to_vec())),
+                Reply::Status("ERR ERR inside".into()),
+                Reply::Array(Some(vec![Reply::Int(7)])),
+            ])))
+        );
+        assert_eq!(
+            conn.next_reply().await.unwrap(),
+            Ok(Reply::Status("OK".into()))
+        );
+        assert_eq!(conn.next_reply().await.unwrap(), Ok(Reply::Bulk(None)));
+        assert_eq!(
+            conn.next_reply().await.unwrap(),
+            Err("NOSCRIPT x".to_string())
+        );
+        writer.await.unwrap();
+        assert!(conn.next_reply().await.is_err(), "then the engine is gone");
+
+        let (ours, mut engine) = tokio::io::duplex(bytes.len());
+        engine.write_all(bytes).await.unwrap();
+        let mut conn = Connection::over(Box::new(ours), Duration::from_secs(5));
+        let first = conn.next_reply().await.unwrap();
+        assert!(matches!(first, Ok(Reply::Array(Some(ref items))) if items.len() == 3));
+        assert_eq!(
+            conn.next_reply().await.unwrap(),
+            Ok(Reply::Status("OK".into()))
+        );
+        assert_eq!(
+            conn.read.len(),
+            bytes.len(),
+            "taken in place, nothing moved"
         );
     }
 }

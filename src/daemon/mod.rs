@@ -290,6 +290,7 @@ pub async fn run(
         stage::BAN_MANAGER,
         crate::supervise::on_own_thread(
             stage::BAN_MANAGER,
+            crate::supervise::Priority::Favoured,
             ban::run(
                 state,
                 ban::Inputs {
@@ -318,11 +319,14 @@ pub async fn run(
     let stop_side = CancellationToken::new();
     if let (Some(cluster), Some(links)) = (cluster, cluster_links) {
         // A thread of its own, like the ban manager: in a storm the shared count must not
-        // wait for a turn among the matching workers (its queue would overflow).
+        // wait for a turn among the matching workers (its queue would overflow). Not
+        // favoured: when the cores are short it falls behind and drops counts (each collector
+        // still counts and bans alone), never ingest.
         supervisor.spawn(
             stage::CLUSTER,
             crate::supervise::on_own_thread(
                 stage::CLUSTER,
+                crate::supervise::Priority::AsIs,
                 crate::cluster::run(
                     cluster,
                     config.state_dir.clone(),

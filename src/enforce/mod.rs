@@ -276,6 +276,7 @@ pub fn start(
         // among the connections and matching workers otherwise (milliseconds at the tail).
         LocalBackend::Firewall(firewall) => workers.spawn(crate::supervise::on_own_thread(
             "local-firewall",
+            crate::supervise::Priority::Favoured,
             local::run(
                 firewall,
                 local.restored,

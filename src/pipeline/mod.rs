@@ -99,7 +99,11 @@ pub async fn run(
     // The one serial stage gets a thread of its own: on the runtime it would wait for a turn
     // among the matching workers and connections, which keep every runtime thread busy in a
     // ban storm, and its queue would push back into matching.
-    let windows = crate::supervise::on_own_thread("jail-windows", task.run());
+    let windows = crate::supervise::on_own_thread(
+        "jail-windows",
+        crate::supervise::Priority::Favoured,
+        task.run(),
+    );
     tokio::pin!(windows);
     loop {
         tokio::select! {
