@@ -546,7 +546,7 @@ impl BanState {
                 self.deadlines
                     .remove(&(deadline, address, hold.jail.clone()));
             }
-            self.released(&hold.jail);
+            self.released(&hold.jail, address);
             debug!(jail = %hold.jail, %address, "Unban decided");
             // One removal per address and firewall, after its last row is gone.
             let commands = match (i == last).then(|| places.take()).flatten() {
@@ -577,8 +577,8 @@ impl BanState {
         (addresses.len(), ops)
     }
 
-    fn released(&self, jail: &JailName) {
-        self.feedback.ban_ended();
+    fn released(&self, jail: &JailName, address: Target) {
+        self.feedback.lifted(jail, address.addr());
         let m = self.metrics.jail(jail.as_str());
         Metrics::inc(&m.unbans);
         let _ = m
@@ -677,7 +677,7 @@ impl BanState {
             })
             .collect();
         let empty = holds.is_empty();
-        self.released(jail);
+        self.released(jail, address);
         info!(%jail, %address, reason, target = %"local", "Unbanned");
         if empty {
             self.holds.remove(&address);

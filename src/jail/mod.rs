@@ -15,7 +15,7 @@ pub mod window;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -183,76 +183,91 @@ impl Classifier {
 }
 
 /// What the ban manager tells the window task, the one way news flows back against the
-/// pipeline. Shared by handle; reading it costs an atomic load or two per hit.
-/// - Bans ended (expiry, unban, a feed dropping one): a count the jails compare with the one
-///   they last saw, forgetting which addresses they reported when it moved, so a lifted
-///   address counts again from its next failure.
-/// - Bans made: their addresses are taken as reported in their jail. The windows know the
-///   bans of their own offences already; this tells them of the others (adopted from another
+/// pipeline: each ban it makes and each ban that ends, in order. Shared by handle; the window
+/// task checks it before each hit (one atomic load while nothing is new).
+/// - A ban made: its address is taken as reported in its jail. The windows know the bans of
+///   their own offences already; this tells them of the others (adopted from another
 ///   collector, claimed by the cluster's shared count, made by hand), so a storm's later
 ///   failures of an attacker banned that way are neither counted again here nor sent to the
 ///   cluster's engine.
+/// - A ban ended (expiry, unban, a feed dropping one): its jail forgets the address, which
+///   counts again from its next failure. Only that jail and address: in a long storm bans
+///   end all the time, and each must not make every reported attacker count again.
 #[derive(Debug, Clone, Default)]
 pub struct BanFeedback(Arc<FeedbackInner>);
 
 #[derive(Debug, Default)]
 struct FeedbackInner {
-    lifted: AtomicU64,
-    banned_waiting: AtomicBool,
-    banned: Mutex<Vec<BanMade>>,
+    waiting: AtomicBool,
+    news: Mutex<BanNews>,
 }
 
-/// A ban made, as the window task takes it.
+/// What changed since the window task last looked.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BanNews {
+    /// The changes, oldest first.
+    pub changes: Vec<BanChange>,
+    /// More changed than the news holds (100,000 changes): the list is incomplete, and every jail must
+    /// forget every address it reported (the safe side: they count again).
+    pub overflowed: bool,
+}
+
+/// One change to the bans, as the failure windows need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BanMade {
-    /// The jail it is held under.
-    pub jail: JailName,
-    /// The banned address (the prefix's own address for a prefix ban, as the jail keys it).
-    pub address: IpAddr,
-    /// Bans ended when it was handed over: one ended after it may have been this one.
-    lifted: u64,
+pub enum BanChange {
+    /// `jail` bans `address` (the prefix's own address for a prefix ban, as the jail keys it).
+    Banned {
+        /// The jail.
+        jail: JailName,
+        /// The address.
+        address: IpAddr,
+    },
+    /// `jail`'s ban of `address` ended.
+    Lifted {
+        /// The jail.
+        jail: JailName,
+        /// The address.
+        address: IpAddr,
+    },
 }
 
-/// Most bans waiting for the window task (past it, failures of the others are counted again,
-/// and their offences find the ban already held).
-const BANNED_CAP: usize = 100_000;
+/// Most changes waiting for the window task; past it, the news says only that it overflowed.
+pub(crate) const NEWS_CAP: usize = 100_000;
 
 impl BanFeedback {
-    /// A ban ended.
-    pub fn ban_ended(&self) {
-        self.0.lifted.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// How many bans have ended so far.
-    pub fn lifted_epoch(&self) -> u64 {
-        self.0.lifted.load(Ordering::Relaxed)
-    }
-
     /// `jail` bans `address` now.
     pub fn banned(&self, jail: &JailName, address: IpAddr) {
-        let lifted = self.lifted_epoch();
-        let mut queue = self.0.banned.lock().unwrap_or_else(|p| p.into_inner());
-        if queue.len() < BANNED_CAP {
-            queue.push(BanMade {
-                jail: jail.clone(),
-                address,
-                lifted,
-            });
-        }
-        self.0.banned_waiting.store(true, Ordering::Release);
+        self.push(BanChange::Banned {
+            jail: jail.clone(),
+            address,
+        });
     }
 
-    /// The bans made since the last call, less any made before a ban ended (that may have
-    /// been it: its address must count again).
-    pub fn take_banned(&self) -> Vec<BanMade> {
-        if !self.0.banned_waiting.swap(false, Ordering::Acquire) {
-            return Vec::new();
+    /// `jail`'s ban of `address` ended.
+    pub fn lifted(&self, jail: &JailName, address: IpAddr) {
+        self.push(BanChange::Lifted {
+            jail: jail.clone(),
+            address,
+        });
+    }
+
+    fn push(&self, change: BanChange) {
+        let mut news = self.0.news.lock().unwrap_or_else(|p| p.into_inner());
+        if news.changes.len() < NEWS_CAP {
+            news.changes.push(change);
+        } else {
+            news.overflowed = true;
         }
-        let mut taken =
-            std::mem::take(&mut *self.0.banned.lock().unwrap_or_else(|p| p.into_inner()));
-        let lifted = self.lifted_epoch();
-        taken.retain(|ban| ban.lifted == lifted);
-        taken
+        self.0.waiting.store(true, Ordering::Release);
+    }
+
+    /// What changed since the last call, or None when nothing did.
+    pub fn take(&self) -> Option<BanNews> {
+        if !self.0.waiting.swap(false, Ordering::Acquire) {
+            return None;
+        }
+        let news = std::mem::take(&mut *self.0.news.lock().unwrap_or_else(|p| p.into_inner()));
+        (news.overflowed || !news.changes.is_empty()).then_some(news)
     }
 }
 
@@ -562,8 +577,13 @@ impl Jail {
         self.reported.insert(address, now);
     }
 
-    /// Forgets which addresses this jail reported: a ban was lifted somewhere, and the
-    /// next failures of every address count again.
+    /// Forgets that this jail reported `address` (its ban here ended): it counts again.
+    pub fn forget(&mut self, address: IpAddr) {
+        self.reported.remove(&address);
+    }
+
+    /// Forgets which addresses this jail reported (the news of bans overflowed): the next
+    /// failures of every address count again.
     pub fn forget_reported(&mut self) {
         self.reported.clear();
     }

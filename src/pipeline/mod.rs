@@ -613,7 +613,16 @@ mod tests {
             1,
             "one offence, then its failures repeat nothing"
         );
-        feedback.ban_ended();
+        let jail = crate::config::JailName::new("passwords").unwrap();
+        feedback.lifted(&jail, "203.0.113.10".parse().unwrap());
+        let other = crate::config::JailName::new("other").unwrap();
+        feedback.lifted(&other, "203.0.113.9".parse().unwrap());
+        assert_eq!(
+            feed(&mut windows, 2),
+            0,
+            "another address's or jail's lift changes nothing"
+        );
+        feedback.lifted(&jail, "203.0.113.9".parse().unwrap());
         assert_eq!(
             feed(&mut windows, 2),
             1,
@@ -624,13 +633,13 @@ mod tests {
                 .jail("passwords")
                 .failures
                 .load(std::sync::atomic::Ordering::Relaxed),
-            8
+            10
         );
     }
 
     /// A ban the windows did not decide (adopted from another collector, claimed by the
-    /// cluster's count, by hand) stops its address's failures from counting, until a ban is
-    /// lifted; one handed over before a lift is not taken (it may be the one lifted).
+    /// cluster's count, by hand) stops its address's failures from counting until that ban
+    /// is lifted; changes apply in order; news that overflowed forgets everything.
     #[tokio::test]
     async fn a_ban_made_elsewhere_stops_the_count_until_a_lift() {
         let metrics = Metrics::default();
@@ -657,27 +666,25 @@ mod tests {
             }
             offences
         };
-        feedback.banned(
-            &crate::config::JailName::new("passwords").unwrap(),
-            attacker,
-        );
+        let passwords = crate::config::JailName::new("passwords").unwrap();
+        feedback.banned(&passwords, attacker);
         assert_eq!(
             feed(&mut windows, 4),
             0,
             "banned elsewhere: nothing to report"
         );
-        feedback.banned(&crate::config::JailName::new("other").unwrap(), attacker);
-        feedback.ban_ended();
+        feedback.lifted(&passwords, attacker);
         assert_eq!(feed(&mut windows, 2), 1, "lifted: counted again");
-        feedback.banned(
-            &crate::config::JailName::new("passwords").unwrap(),
-            attacker,
-        );
-        feedback.ban_ended();
+        feedback.banned(&passwords, attacker);
+        feedback.lifted(&passwords, attacker);
+        assert_eq!(feed(&mut windows, 2), 1, "banned, then lifted: counted");
+        for _ in 0..=crate::jail::NEWS_CAP {
+            feedback.banned(&passwords, "203.0.113.77".parse().unwrap());
+        }
         assert_eq!(
             feed(&mut windows, 2),
             1,
-            "a ban handed over before a lift is not taken"
+            "news that overflowed: every jail forgets what it reported"
         );
     }
 }

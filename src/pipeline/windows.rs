@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::cluster::SharedFailure;
 use crate::config::JailConfig;
-use crate::jail::{BanFeedback, Jail, Offence, Verdict};
+use crate::jail::{BanChange, BanFeedback, BanNews, Jail, Offence, Verdict};
 use crate::metrics::{JailMetrics, Metrics};
 use crate::target::Target;
 
@@ -32,10 +32,8 @@ pub(super) struct Windows {
     generation: u64,
     jails: Vec<Jail>,
     counters: Vec<Arc<JailMetrics>>,
-    /// What the ban manager tells the jails (bans ended, bans made).
+    /// What the ban manager tells the jails (bans made, bans ended).
     feedback: BanFeedback,
-    /// Bans ended so far, as last seen: when it moves, the jails forget what they reported.
-    lifted_seen: u64,
 }
 
 impl Windows {
@@ -63,7 +61,6 @@ impl Windows {
                 .map(|c| metrics.jail(c.name.as_str()))
                 .collect(),
             jails,
-            lifted_seen: feedback.lifted_epoch(),
             feedback,
         }
     }
@@ -99,15 +96,8 @@ impl Windows {
                 ..
             } => (*jail, *generation, origin_name.clone()),
         };
-        let lifted = self.feedback.lifted_epoch();
-        if lifted != self.lifted_seen {
-            self.lifted_seen = lifted;
-            self.jails.iter_mut().for_each(Jail::forget_reported);
-        }
-        for ban in self.feedback.take_banned() {
-            if let Some(jail) = self.jails.iter_mut().find(|j| j.name() == &ban.jail) {
-                jail.mark_reported(ban.address, crate::clock::now());
-            }
+        if let Some(news) = self.feedback.take() {
+            self.apply(news);
         }
         if generation != self.generation || index >= self.jails.len() {
             debug!("Failure matched before a reload dropped");
@@ -188,6 +178,27 @@ impl Windows {
                 .fetch_add(evicted, std::sync::atomic::Ordering::Relaxed);
         }
         offence
+    }
+
+    /// Takes in the ban manager's news: bans made are reported addresses in their jail, bans
+    /// ended are forgotten there; news that overflowed makes every jail forget everything.
+    fn apply(&mut self, news: BanNews) {
+        if news.overflowed {
+            self.jails.iter_mut().for_each(Jail::forget_reported);
+            return;
+        }
+        let now = crate::clock::now();
+        for change in news.changes {
+            let (BanChange::Banned { jail, address } | BanChange::Lifted { jail, address }) =
+                &change;
+            let Some(held) = self.jails.iter_mut().find(|j| j.name() == jail) else {
+                continue;
+            };
+            match change {
+                BanChange::Banned { .. } => held.mark_reported(*address, now),
+                BanChange::Lifted { .. } => held.forget(*address),
+            }
+        }
     }
 
     pub(super) fn sweep(&mut self, now: Instant) {

@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::{Increment, PlacementRule};
 use crate::input::Origin;
+use crate::jail::BanChange;
 
 fn name(s: &str) -> JailName {
     JailName::new(s).unwrap()
@@ -167,26 +168,29 @@ fn manual_ban_and_unban() {
     assert!(!new && ops.is_empty());
     s.manual_ban(&name("long"), addr(), None, None, now)
         .unwrap();
-    assert_eq!(feedback.lifted_epoch(), 0);
-    let made: Vec<String> = feedback
-        .take_banned()
-        .iter()
-        .map(|b| format!("{} {}", b.jail, b.address))
-        .collect();
+    let ip = addr().addr();
+    let banned = |jail: &str| BanChange::Banned {
+        jail: name(jail),
+        address: ip,
+    };
+    let lifted = |jail: &str| BanChange::Lifted {
+        jail: name(jail),
+        address: ip,
+    };
     assert_eq!(
-        made,
-        [
-            format!("sshd {}", addr().addr()),
-            format!("long {}", addr().addr())
-        ],
+        feedback.take().map(|n| n.changes),
+        Some(vec![banned("sshd"), banned("long")]),
         "the jails hear of each ban made, once"
     );
     let (mut jails, ops) = s.unban(addr());
+    let mut ended = feedback.take().map(|n| n.changes).unwrap_or_default();
+    ended.sort_by_key(|c| format!("{c:?}"));
     assert_eq!(
-        feedback.lifted_epoch(),
-        2,
-        "each ended hold tells the jails"
+        ended,
+        [lifted("long"), lifted("sshd")],
+        "each ended hold tells its jail"
     );
+    assert_eq!(feedback.take(), None, "nothing new");
     jails.sort();
     assert_eq!(jails, vec![name("long"), name("sshd")]);
     assert_eq!(ops.len(), 2, "both rows end");
