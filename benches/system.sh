@@ -12,6 +12,7 @@
 #                                        S2B_BENCH_STORM_ATTACKERS=50000, S2B_BENCH_STORM_POOL=N,
 #                                        S2B_BENCH_STORM_ROUNDS=3 (median of the rounds' ratios),
 #                                        S2B_BENCH_CLUSTER_ROUNDS=3 (cluster2: the same),
+#                                        S2B_BENCH_STORM_BANTIME=1h (bans that end mid-storm: 1s),
 #                                        (distinct messages cycled; loadgen's default 200000),
 #                                        S2B_BENCH_F2B_LINES=100000,
 #                                        S2B_BENCH_F2B_ATTACKERS=10000,
@@ -214,9 +215,9 @@ write_config() { # $1 = dir, $2 = "ingest" | "latency", $3 = "sshd" | "all"
         defaults='ignoreip = ["127.0.0.0/8", "::1", "198.18.0.0/15", "2001:db8::/32"]'
     elif [[ $2 == storm ]]; then
         # fail2ban's sshd defaults but maxretry 3: every attacker with 3 failures is banned.
-        defaults='maxretry = 3
-findtime = "10m"
-bantime = "1h"'
+        defaults="maxretry = 3
+findtime = \"10m\"
+bantime = \"${S2B_BENCH_STORM_BANTIME:-1h}\""
     else
         defaults='maxretry = 5
 findtime = "10m"
