@@ -189,21 +189,23 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
                     cluster_open = false;
                     Vec::new()
                 }
-                Some(first) => {
-                    // None of it is published again: adopted bans are another collector's, and
-                    // the rest yields no new ban. What else is queued (another collector's
-                    // share of a storm) goes in the same turn, as one batch to the firewall.
-                    adopted = true;
-                    let (mut ops, mut taken, mut next) = (Vec::new(), 0, Some(first));
-                    while let (Some(message), Some(link)) = (next.take(), cluster.as_mut()) {
-                        ops.extend(from_cluster(&mut state, message, &link.node, &mut outgoing));
-                        taken += 1;
-                        if taken < OFFENCE_BATCH {
-                            next = link.from_cluster.try_recv().ok();
+                // `cluster` is there: the message came from it.
+                Some(first) => match cluster.as_mut() {
+                    None => Vec::new(),
+                    Some(link) => {
+                        // None of it is published again: adopted bans are another
+                        // collector's, and the rest yields no new ban. What else is queued
+                        // (another collector's share of a storm) goes in the same turn, as one
+                        // batch to the firewall.
+                        adopted = true;
+                        let mut ops = apply_from_cluster(&mut state, first, &link.node, &mut outgoing);
+                        for _ in 1..OFFENCE_BATCH {
+                            let Ok(next) = link.from_cluster.try_recv() else { break };
+                            ops.extend(apply_from_cluster(&mut state, next, &link.node, &mut outgoing));
                         }
+                        ops
                     }
-                    ops
-                }
+                },
             },
             permit = async { to_cluster.as_ref()?.reserve().await.ok() }, if !outgoing.0.is_empty() => {
                 // Room again: the oldest waiting message goes, the rest after this turn.
@@ -236,7 +238,7 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
 }
 
 /// What a message from the cluster changes here (`node`: this collector).
-fn from_cluster(
+fn apply_from_cluster(
     state: &mut BanState,
     message: ToBan,
     node: &str,

@@ -24,6 +24,17 @@ const STOP_FLUSH: Duration = Duration::from_secs(2);
 const BANNED_HERE_CAP: usize = 1_000_000;
 use crate::metrics::{ClusterMetrics, Metrics, Peer};
 
+/// Notes an attacker banned here until `until`, within [`BANNED_HERE_CAP`].
+fn remember(
+    banned_here: &mut HashMap<(JailName, Target), Instant>,
+    key: (JailName, Target),
+    until: Instant,
+) {
+    if banned_here.len() < BANNED_HERE_CAP {
+        banned_here.insert(key, until);
+    }
+}
+
 /// A failure with its number in this run (its id in the cluster, kept when it is sent
 /// again).
 pub(super) struct Pending {
@@ -244,9 +255,7 @@ impl Counter {
             let f = &pending.failure;
             let key = (f.jail.clone(), f.target);
             if f.reached {
-                if self.banned_here.len() < BANNED_HERE_CAP {
-                    self.banned_here.insert(key, now + f.findtime);
-                }
+                remember(&mut self.banned_here, key, now + f.findtime);
                 return false;
             }
             self.banned_here.get(&key).is_none_or(|until| *until <= now)
@@ -324,11 +333,11 @@ impl Counter {
             }
             let failure = &pending.failure;
             // Banned here now: the attacker's failures still queued need no more calls.
-            if self.banned_here.len() < BANNED_HERE_CAP {
-                let until = Instant::now() + failure.findtime;
-                self.banned_here
-                    .insert((failure.jail.clone(), failure.target), until);
-            }
+            remember(
+                &mut self.banned_here,
+                (failure.jail.clone(), failure.target),
+                Instant::now() + failure.findtime,
+            );
             Metrics::inc(&self.shared.cm().shared_offences);
             debug!(jail = %failure.jail, address = %failure.target, failures = counted.count, "The shared count reached maxretry here");
             let offence = Offence {

@@ -121,14 +121,14 @@ async fn read_stream(
                 let fields = entry.items().get(1).map(Reply::items).unwrap_or_default();
                 let request =
                     match (!from_node(fields, &node)).then(|| Published::from_fields(fields)) {
-                        Some(Ok(published)) if published.node() != node => match published {
+                        Some(Ok(published)) => match published {
                             Published::Ban(ban) => {
                                 Metrics::inc(&shared.cm().adopted);
                                 Some(ToBan::Adopt(ban))
                             }
                             Published::Unban { address, .. } => Some(ToBan::Unban(address)),
                         },
-                        Some(Ok(_)) | None => None,
+                        None => None,
                         Some(Err(e)) => {
                             warn!(id, error = %e, "A shared ban entry is unreadable; skipped");
                             None

@@ -102,21 +102,21 @@ impl SharedBan {
 
 /// The value of field `name` among a stream entry's `[name, value, ...]` (names compared as
 /// bytes: a storm's follower reads tens of thousands of entries).
-fn field(items: &[Reply], name: &str) -> Option<String> {
+fn value<'a>(items: &'a [Reply], name: &str) -> Option<&'a Reply> {
     items
         .chunks(2)
         .find(|pair| pair.first().and_then(Reply::bytes) == Some(name.as_bytes()))
-        .and_then(|pair| pair.get(1).and_then(Reply::text))
+        .and_then(|pair| pair.get(1))
+}
+
+fn field(items: &[Reply], name: &str) -> Option<String> {
+    value(items, name).and_then(Reply::text)
 }
 
 /// Whether a stream entry's fields say it comes from collector `node` (its own entries a
 /// follower skips without reading them further).
 pub fn from_node(items: &[Reply], node: &str) -> bool {
-    items
-        .chunks(2)
-        .find(|pair| pair.first().and_then(Reply::bytes) == Some(b"node".as_slice()))
-        .and_then(|pair| pair.get(1).and_then(Reply::bytes))
-        == Some(node.as_bytes())
+    value(items, "node").and_then(Reply::bytes) == Some(node.as_bytes())
 }
 
 /// An entry of the ban stream.

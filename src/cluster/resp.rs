@@ -311,13 +311,18 @@ fn head(buf: &[u8], at: usize) -> Result<Option<(Head<'_>, usize)>, EngineError>
     Ok(Some((head, next)))
 }
 
-fn length(text: &[u8], cap: usize) -> Result<Option<usize>, EngineError> {
-    let n: i64 = std::str::from_utf8(text)
+/// The decimal number of a reply line (`what` names it in the error).
+fn number(text: &[u8], what: &str) -> Result<i64, EngineError> {
+    std::str::from_utf8(text)
         .ok()
         .and_then(|t| t.parse().ok())
         .ok_or_else(|| {
-            EngineError::Protocol(format!("bad length {:?}", String::from_utf8_lossy(text)))
-        })?;
+            EngineError::Protocol(format!("bad {what} {:?}", String::from_utf8_lossy(text)))
+        })
+}
+
+fn length(text: &[u8], cap: usize) -> Result<Option<usize>, EngineError> {
+    let n = number(text, "length")?;
     if n < 0 {
         return Ok(None);
     }
@@ -379,15 +384,7 @@ fn build(
     Ok(match head {
         Head::Status(s) => (Ok(Reply::Status(text(s)?)), next),
         Head::Error(e) => (Err(text(e)?), next),
-        Head::Int(n) => {
-            let n = std::str::from_utf8(n)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .ok_or_else(|| {
-                    EngineError::Protocol(format!("bad integer {:?}", String::from_utf8_lossy(n)))
-                })?;
-            (Ok(Reply::Int(n)), next)
-        }
+        Head::Int(n) => (Ok(Reply::Int(number(n, "integer")?)), next),
         Head::Bulk(None) => (Ok(Reply::Bulk(None)), next),
         Head::Bulk(Some(n)) => {
             let data = buf

@@ -207,8 +207,8 @@ struct FeedbackInner {
 pub struct BanNews {
     /// The changes, oldest first.
     pub changes: Vec<BanChange>,
-    /// More changed than the news holds (100,000 changes): the list is incomplete, and every jail must
-    /// forget every address it reported (the safe side: they count again).
+    /// More changed than the news holds (100,000 changes): the list is incomplete, and
+    /// every jail must forget every address it reported (the safe side: they count again).
     pub overflowed: bool,
 }
 
@@ -263,7 +263,10 @@ impl BanFeedback {
 
     /// What changed since the last call, or None when nothing did.
     pub fn take(&self) -> Option<BanNews> {
-        if !self.0.waiting.swap(false, Ordering::Acquire) {
+        // A load first: the window task asks before every hit, and a swap would write the
+        // flag's cache line each time.
+        if !self.0.waiting.load(Ordering::Relaxed) || !self.0.waiting.swap(false, Ordering::Acquire)
+        {
             return None;
         }
         let news = std::mem::take(&mut *self.0.news.lock().unwrap_or_else(|p| p.into_inner()));
@@ -294,8 +297,8 @@ pub struct Jail {
     per_origin: bool,
     /// Addresses whose offence this jail reported, and when: during a ban storm most of an
     /// attacker's failures arrive after its threshold, and each would only repeat the ban.
-    /// Forgotten when a ban is lifted (see [`BanFeedback`]) and after findtime; bans made
-    /// elsewhere are added.
+    /// Forgotten when its ban in this jail ends (see [`BanFeedback`]) and after findtime;
+    /// bans made elsewhere are added.
     reported: HashMap<IpAddr, Instant>,
 }
 

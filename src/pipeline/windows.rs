@@ -189,16 +189,25 @@ impl Windows {
         }
         let now = crate::clock::now();
         for change in news.changes {
-            let (BanChange::Banned { jail, address } | BanChange::Lifted { jail, address }) =
-                &change;
-            let Some(held) = self.jails.iter_mut().find(|j| j.name() == jail) else {
-                continue;
-            };
             match change {
-                BanChange::Banned { .. } => held.mark_reported(*address, now),
-                BanChange::Lifted { .. } => held.forget(*address),
+                BanChange::Banned { jail, address } => {
+                    if let Some(jail) = self.jail_named(&jail) {
+                        jail.mark_reported(address, now);
+                    }
+                }
+                BanChange::Lifted { jail, address } => {
+                    if let Some(jail) = self.jail_named(&jail) {
+                        jail.forget(address);
+                    }
+                }
             }
         }
+    }
+
+    /// The running jail called `name` (a ban of a jail gone since a reload, or of a feed, has
+    /// none).
+    fn jail_named(&mut self, name: &crate::config::JailName) -> Option<&mut Jail> {
+        self.jails.iter_mut().find(|j| j.name() == name)
     }
 
     pub(super) fn sweep(&mut self, now: Instant) {
