@@ -217,6 +217,15 @@ async fn an_unban_by_hand_on_one_collector_lifts_the_address_on_all() {
         .await,
         "the unban on b did not lift the ban on a"
     );
+    // b held the ban adopted, so its jail took the attacker as reported; the lift must undo
+    // that, or the attacker's return would go uncounted there.
+    send_failures(b.port, ATTACKER, 5);
+    assert!(
+        until(Duration::from_secs(2), async || holds(&b.socket, ATTACKER)
+            .await)
+        .await,
+        "after the lift, b did not ban the attacker's return"
+    );
     a.down().await;
     b.down().await;
 }
