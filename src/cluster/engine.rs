@@ -195,38 +195,52 @@ impl Keys {
     fn count_commands(&self, sha: &str, now_ms: u64, failures: &[CountArgs<'_>]) -> Vec<u8> {
         use std::fmt::Write as _;
         let mut out = Vec::with_capacity(failures.len() * 256);
-        let mut arg = String::with_capacity(128);
-        // Writing to a String cannot fail.
-        let put = |out: &mut Vec<u8>, arg: &mut String, value: std::fmt::Arguments<'_>| {
-            arg.clear();
-            let _ = arg.write_fmt(value);
-            resp::bulk(out, arg.as_bytes());
+        // What every call starts with: the command, the script and its two keys.
+        let mut head = Vec::with_capacity(64);
+        resp::array_header(&mut head, 12);
+        resp::bulk(&mut head, b"EVALSHA");
+        resp::bulk(&mut head, sha.as_bytes());
+        resp::bulk(&mut head, b"2");
+        let prefix = self.prefix.as_bytes();
+        let mut target_text = String::with_capacity(48);
+        // `PREFIX:f:{TARGET}:JAIL`, then the claim's `PREFIX:c:{...}`.
+        let key = |out: &mut Vec<u8>, kind: &[u8], target: &str, jail: &str| {
+            resp::bulk_header(
+                out,
+                prefix.len() + kind.len() + target.len() + 2 + jail.len(),
+            );
+            for part in [prefix, kind, target.as_bytes(), b"}:", jail.as_bytes()] {
+                out.extend_from_slice(part);
+            }
+            out.extend_from_slice(b"\r\n");
         };
         for args in failures {
-            let (target, jail) = (args.target, args.jail);
+            target_text.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(target_text, "{}", args.target);
             // The claim lives one findtime: the attacker's next spell can be claimed again.
             let ttl = args.findtime_ms.max(1);
-            resp::array_header(&mut out, 12);
-            resp::bulk(&mut out, b"EVALSHA");
-            resp::bulk(&mut out, sha.as_bytes());
-            resp::bulk(&mut out, b"2");
-            put(
+            out.extend_from_slice(&head);
+            key(&mut out, b":f:{", &target_text, args.jail);
+            key(&mut out, b":c:{", &target_text, args.jail);
+            resp::bulk_number(&mut out, args.at_ms);
+            resp::bulk_number(&mut out, now_ms);
+            resp::bulk_number(&mut out, args.findtime_ms);
+            resp::bulk_number(&mut out, u64::from(args.maxretry));
+            resp::bulk_number(&mut out, u64::from(args.weight));
+            let member = args.member;
+            let (mut started, mut sequence) = ([0; 20], [0; 20]);
+            let started = resp::decimal(member.started_ms, &mut started);
+            let sequence = resp::decimal(member.sequence, &mut sequence);
+            resp::bulk_header(
                 &mut out,
-                &mut arg,
-                format_args!("{}:f:{{{target}}}:{jail}", self.prefix),
+                member.node.len() + started.len() + sequence.len() + 2,
             );
-            put(
-                &mut out,
-                &mut arg,
-                format_args!("{}:c:{{{target}}}:{jail}", self.prefix),
-            );
-            put(&mut out, &mut arg, format_args!("{}", args.at_ms));
-            put(&mut out, &mut arg, format_args!("{now_ms}"));
-            put(&mut out, &mut arg, format_args!("{}", args.findtime_ms));
-            put(&mut out, &mut arg, format_args!("{}", args.maxretry));
-            put(&mut out, &mut arg, format_args!("{}", args.weight));
-            put(&mut out, &mut arg, format_args!("{}", args.member));
-            put(&mut out, &mut arg, format_args!("{ttl}"));
+            for part in [member.node.as_bytes(), b":", started, b":", sequence] {
+                out.extend_from_slice(part);
+            }
+            out.extend_from_slice(b"\r\n");
+            resp::bulk_number(&mut out, ttl);
         }
         out
     }
