@@ -805,6 +805,7 @@ cluster_storm() { # $1 = collectors (1 or 2), $2 = round
     say "cluster storm, $n collector(s) at $CG_SHARE µs/100 ms of CPU each: received $got of $want in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $CLUSTER_RATE msgs/s; bans decided $bans (adopted included); engine calls $calls = $(awk -v n="$calls" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')/s; dropped from the engine queue $dropped"
     for ((i = 0; i < n; i++)); do
         say "  collector $((i + 1)) CPU by thread: $(thread_cpu "${pids[$i]}")"
+        say "  collector $((i + 1)) context switches (voluntary/involuntary) by thread: $(thread_switches "${pids[$i]}")"
     done
     for p in "${pids[@]}"; do stop_pid "$p"; done
     for ((i = 1; i <= n; i++)); do inns nft delete table inet "s2bbench$n${i}r$2" 2>/dev/null || true; done

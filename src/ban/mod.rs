@@ -245,7 +245,10 @@ fn apply_from_cluster(
     outgoing: &mut Outgoing,
 ) -> Vec<StoreOp> {
     match message {
-        ToBan::Adopt(ban) => state.adopt(&ban, Moment::now()),
+        ToBan::Adopt(bans) => {
+            let now = Moment::now();
+            bans.iter().flat_map(|ban| state.adopt(ban, now)).collect()
+        }
         ToBan::Unban(address) => state.unban(address).1,
         ToBan::Republish => {
             for ban in state.shared_bans(node, Moment::now()) {

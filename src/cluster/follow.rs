@@ -3,7 +3,7 @@
 //! to the ban manager to adopt.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::engine::{id_millis, millis};
-use super::messages::{from_node, Published, ToBan};
+use super::messages::{from_node, Published, SharedBan, ToBan};
 use super::resp::Reply;
 use super::shared::{Shared, CURSOR_FILE, FOLLOW_BATCH, FOLLOW_BLOCK, HEARTBEAT};
 use crate::metrics::Metrics;
@@ -35,6 +35,72 @@ fn write_cursor(path: &Path, id: &str) {
     {
         debug!("The cluster cursor could not be saved");
     }
+}
+
+/// Adoptions read from the stream and not yet with the ban manager, and the id of the last
+/// entry read.
+#[derive(Default)]
+struct Batch {
+    bans: Vec<SharedBan>,
+    read_to: Option<String>,
+}
+
+impl Batch {
+    /// Sends the adoptions (if any) to the ban manager, then moves `cursor` past what was
+    /// read; false when the manager is gone (the cursor then stays before them).
+    async fn hand_over(&mut self, to_ban: &mpsc::Sender<ToBan>, cursor: &mut String) -> bool {
+        if !self.bans.is_empty()
+            && to_ban
+                .send(ToBan::Adopt(std::mem::take(&mut self.bans)))
+                .await
+                .is_err()
+        {
+            return false;
+        }
+        if let Some(id) = self.read_to.take() {
+            *cursor = id;
+        }
+        true
+    }
+}
+
+/// Hands what one read of the stream found to the ban manager: the other collectors' bans
+/// together (counted in `adopted`), an unban in between after the adoptions before it, so
+/// the stream's order is kept; `node`'s own entries need nothing. The position moves past
+/// an entry only once the manager has it. False when the manager is gone.
+async fn hand_entries(
+    entries: &[Reply],
+    node: &str,
+    adopted: &AtomicU64,
+    to_ban: &mpsc::Sender<ToBan>,
+    cursor: &mut String,
+) -> bool {
+    let mut adopt = Batch::default();
+    for entry in entries {
+        let Some(id) = entry.items().first().and_then(Reply::text) else {
+            continue;
+        };
+        let fields = entry.items().get(1).map(Reply::items).unwrap_or_default();
+        match (!from_node(fields, node)).then(|| Published::from_fields(fields)) {
+            Some(Ok(Published::Ban(ban))) => {
+                Metrics::inc(adopted);
+                adopt.bans.push(ban);
+            }
+            Some(Ok(Published::Unban { address, .. })) => {
+                let handed = adopt.hand_over(to_ban, cursor).await
+                    && to_ban.send(ToBan::Unban(address)).await.is_ok();
+                if !handed {
+                    return false;
+                }
+            }
+            None => {}
+            Some(Err(e)) => {
+                warn!(id, error = %e, "A shared ban entry is unreadable; skipped");
+            }
+        }
+        adopt.read_to = Some(id);
+    }
+    adopt.hand_over(to_ban, cursor).await
 }
 
 /// Reads the ban stream and hands the other collectors' bans to the ban manager.
@@ -114,32 +180,8 @@ async fn read_stream(
                 caught_up();
                 continue;
             };
-            for entry in entries.items() {
-                let Some(id) = entry.items().first().and_then(Reply::text) else {
-                    continue;
-                };
-                let fields = entry.items().get(1).map(Reply::items).unwrap_or_default();
-                let request =
-                    match (!from_node(fields, &node)).then(|| Published::from_fields(fields)) {
-                        Some(Ok(published)) => match published {
-                            Published::Ban(ban) => {
-                                Metrics::inc(&shared.cm().adopted);
-                                Some(ToBan::Adopt(ban))
-                            }
-                            Published::Unban { address, .. } => Some(ToBan::Unban(address)),
-                        },
-                        None => None,
-                        Some(Err(e)) => {
-                            warn!(id, error = %e, "A shared ban entry is unreadable; skipped");
-                            None
-                        }
-                    };
-                if let Some(request) = request {
-                    if to_ban.send(request).await.is_err() {
-                        return;
-                    }
-                }
-                *cursor = id;
+            if !hand_entries(entries.items(), &node, &shared.cm().adopted, to_ban, cursor).await {
+                return;
             }
             if entries.items().len() < FOLLOW_BATCH {
                 caught_up();
@@ -151,5 +193,96 @@ async fn read_stream(
                 saved = Instant::now();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::SharedBan;
+
+    fn entry(id: &str, fields: Vec<(&'static str, String)>) -> Reply {
+        let fields = fields
+            .into_iter()
+            .flat_map(|(k, v)| [Reply::Status(k.into()), Reply::Status(v)])
+            .collect();
+        Reply::Array(Some(vec![
+            Reply::Status(id.into()),
+            Reply::Array(Some(fields)),
+        ]))
+    }
+
+    fn ban(id: &str, node: &str, address: &str) -> Reply {
+        let ban = SharedBan {
+            node: node.into(),
+            jail: "sshd".into(),
+            address: address.parse().unwrap(),
+            failures: 5,
+            origin: "web1".into(),
+            started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            expires: None,
+            sample: "Failed password".into(),
+        };
+        entry(id, Published::Ban(ban).fields())
+    }
+
+    #[tokio::test]
+    async fn a_read_reaches_the_manager_as_one_adoption_in_stream_order() {
+        let (to_ban, mut from_follower) = mpsc::channel(8);
+        let adopted = AtomicU64::new(0);
+        let unban = Published::Unban {
+            node: "b".into(),
+            address: "198.51.100.9".parse().unwrap(),
+        };
+        let entries = [
+            ban("1-0", "b", "198.51.100.1"),
+            ban("2-0", "a", "198.51.100.2"),
+            ban("3-0", "b", "198.51.100.3"),
+            entry("4-0", unban.fields()),
+            ban("5-0", "c", "198.51.100.5"),
+        ];
+        let mut cursor = "0".to_string();
+        assert!(hand_entries(&entries, "a", &adopted, &to_ban, &mut cursor).await);
+        let addresses = |message: ToBan| match message {
+            ToBan::Adopt(bans) => bans.iter().map(|b| b.address.to_string()).collect(),
+            ToBan::Unban(address) => vec![format!("unban {address}")],
+            ToBan::Republish => vec!["republish".to_string()],
+        };
+        let mut got = Vec::new();
+        while let Ok(message) = from_follower.try_recv() {
+            got.push(addresses(message));
+        }
+        // Three messages for five entries: this collector's own ban needs nothing, the unban
+        // comes after the adoptions before it and before the one after it.
+        assert_eq!(
+            got,
+            [
+                vec!["198.51.100.1".to_string(), "198.51.100.3".to_string()],
+                vec!["unban 198.51.100.9".to_string()],
+                vec!["198.51.100.5".to_string()],
+            ]
+        );
+        assert_eq!(adopted.load(Ordering::Relaxed), 3);
+        assert_eq!(cursor, "5-0", "the position is past the last entry read");
+    }
+
+    #[tokio::test]
+    async fn without_a_manager_the_position_stays_before_what_it_did_not_take() {
+        let (to_ban, from_follower) = mpsc::channel(8);
+        drop(from_follower);
+        let adopted = AtomicU64::new(0);
+        let mut cursor = "0".to_string();
+        let entries = [
+            ban("1-0", "a", "198.51.100.2"),
+            ban("2-0", "b", "198.51.100.3"),
+        ];
+        assert!(!hand_entries(&entries, "a", &adopted, &to_ban, &mut cursor).await);
+        assert_eq!(
+            cursor, "0",
+            "an adoption the manager did not take is read again"
+        );
+        let own = [ban("1-0", "a", "198.51.100.2")];
+        assert!(hand_entries(&own, "a", &adopted, &to_ban, &mut cursor).await);
+        assert_eq!(cursor, "1-0", "an entry that needs nothing is passed");
     }
 }

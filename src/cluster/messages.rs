@@ -173,8 +173,10 @@ impl Published {
 /// What the cluster asks of the ban manager.
 #[derive(Debug, Clone)]
 pub enum ToBan {
-    /// Another collector's ban: hold it here too, until it ends there.
-    Adopt(SharedBan),
+    /// Other collectors' bans, in the order one read of the stream found them: hold them
+    /// here too, until they end there. (One message per read, not per ban: a storm's
+    /// adoptions then wake the ban manager once per read.)
+    Adopt(Vec<SharedBan>),
     /// Another collector lifted this address by hand: lift it here too.
     Unban(Target),
     /// The engine lost its data: publish every active ban again.
