@@ -93,8 +93,16 @@ pub fn render(response: &Response) -> String {
                 } else {
                     "connected".to_string()
                 };
+                let dropped = if c.buffer_dropped > 0 {
+                    format!(
+                        "; NOT SHARED: {} failures or bans dropped from full queues to the engine (counted and banned here only)",
+                        c.buffer_dropped
+                    )
+                } else {
+                    String::new()
+                };
                 say!(
-                    "Cluster {} on {}: {state}; {} s degraded so far; decided here {}, published {}, adopted {}",
+                    "Cluster {} on {}: {state}; {} s degraded so far; decided here {}, published {}, adopted {}{dropped}",
                     c.node,
                     c.engine.join(", "),
                     c.degraded_secs,
@@ -223,4 +231,53 @@ pub fn ago(unix: Option<u64>) -> String {
             format!("{}s ago", now.saturating_sub(at))
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::{ClusterReport, StatusReport};
+
+    fn status_with_cluster(buffer_dropped: u64) -> String {
+        let cluster = ClusterReport {
+            node: "one".into(),
+            engine: vec!["redis://127.0.0.1:6379".into()],
+            degraded: false,
+            degraded_secs: 0,
+            buffered_failures: 0,
+            buffered_bans: 0,
+            buffer_dropped,
+            shared_offences: 2,
+            published: 2,
+            adopted: 3,
+            last_error: None,
+            peers: Vec::new(),
+        };
+        render(&Response::Status(StatusReport {
+            version: "test".into(),
+            listeners: Vec::new(),
+            jails: Vec::new(),
+            targets: Vec::new(),
+            store: None,
+            stuck: Vec::new(),
+            notifiers: Vec::new(),
+            feeds: Vec::new(),
+            cluster: Some(Box::new(cluster)),
+        }))
+    }
+
+    #[test]
+    fn status_says_when_failures_were_not_shared_with_the_cluster() {
+        let fine = status_with_cluster(0);
+        assert!(
+            fine.contains("Cluster one on redis://127.0.0.1:6379: connected"),
+            "{fine}"
+        );
+        assert!(!fine.contains("NOT SHARED"), "{fine}");
+        let dropping = status_with_cluster(7);
+        assert!(
+            dropping.contains("NOT SHARED: 7 failures or bans dropped"),
+            "{dropping}"
+        );
+    }
 }

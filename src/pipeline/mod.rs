@@ -24,6 +24,7 @@ use crate::fault;
 use crate::input::Batch;
 use crate::jail::{BanFeedback, Offence};
 use crate::metrics::Metrics;
+use crate::throttle::{Decision, Throttle};
 
 mod matching;
 mod windows;
@@ -34,6 +35,8 @@ use windows::Windows;
 
 /// How often stale failure windows are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// At most one warning this often that failures did not fit the queue to the cluster.
+const ENGINE_DROPS_LOG: Duration = Duration::from_secs(60);
 /// Batches of failures (and of stateful jails' records) waiting for the window task: one
 /// batch per input batch that had any, so at most `HIT_QUEUE` times `input::BATCH_MAX` hits.
 const HIT_QUEUE: usize = 256;
@@ -86,6 +89,7 @@ pub async fn run(
     drop(hits_tx);
     drop(matchers_rx);
     let task = WindowTask {
+        engine_drops_log: Throttle::new(1, ENGINE_DROPS_LOG),
         hits,
         updates,
         windows,
@@ -132,6 +136,8 @@ struct WindowTask {
     shared: Option<Sharing>,
     feedback: BanFeedback,
     metrics: Arc<Metrics>,
+    /// Says, at most once per [`ENGINE_DROPS_LOG`], that failures did not reach the cluster.
+    engine_drops_log: Throttle,
 }
 
 impl WindowTask {
@@ -184,6 +190,13 @@ impl WindowTask {
                     .cluster
                     .buffer_dropped
                     .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                if let Decision::Write { held_back } = self.engine_drops_log.check() {
+                    warn!(
+                        dropped = n,
+                        earlier_drops_not_logged = held_back,
+                        "The queue to the cluster engine is full: these failures count on this collector only, not across collectors, until the counter catches up"
+                    );
+                }
             }
         }
         Ok(())
