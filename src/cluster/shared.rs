@@ -18,7 +18,7 @@ pub(super) const FOLLOW_BLOCK: Duration = Duration::from_millis(1000);
 pub(super) const FOLLOW_BATCH: usize = 500;
 /// Most failures counted in one round trip. The counter waits on the engine, not on the CPU:
 /// with 256, a CPU-limited collector in a storm dropped 40-50% of its failures from the full
-/// queue to the counter; with 2048, 5-10% (and no slower ingest).
+/// queue to the counter; with 2048, 8-15% (and no slower ingest).
 pub(super) const COUNT_BATCH: usize = 2048;
 /// Most bans published in one round trip.
 pub(super) const PUBLISH_BATCH: usize = 256;
