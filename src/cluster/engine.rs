@@ -114,7 +114,7 @@ pub struct CountArgs<'a> {
 }
 
 /// A failure's id in the cluster: the collector, when its run started, and the failure's
-/// number in that run.
+/// number in that run; the script's member is `NODE:STARTED_MS:SEQUENCE`.
 #[derive(Debug, Clone, Copy)]
 pub struct FailureId<'a> {
     /// The collector.
@@ -123,12 +123,6 @@ pub struct FailureId<'a> {
     pub started_ms: u64,
     /// The failure's number in the run.
     pub sequence: u64,
-}
-
-impl std::fmt::Display for FailureId<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.node, self.started_ms, self.sequence)
-    }
 }
 
 impl Keys {
@@ -202,27 +196,17 @@ impl Keys {
         resp::bulk(&mut head, sha.as_bytes());
         resp::bulk(&mut head, b"2");
         let prefix = self.prefix.as_bytes();
-        let mut target_text = String::with_capacity(48);
-        // `PREFIX:f:{TARGET}:JAIL`, then the claim's `PREFIX:c:{...}`.
-        let key = |out: &mut Vec<u8>, kind: &[u8], target: &str, jail: &str| {
-            resp::bulk_header(
-                out,
-                prefix.len() + kind.len() + target.len() + 2 + jail.len(),
-            );
-            for part in [prefix, kind, target.as_bytes(), b"}:", jail.as_bytes()] {
-                out.extend_from_slice(part);
-            }
-            out.extend_from_slice(b"\r\n");
-        };
+        let mut target = String::with_capacity(48);
         for args in failures {
-            target_text.clear();
+            target.clear();
             // Writing to a String cannot fail.
-            let _ = write!(target_text, "{}", args.target);
+            let _ = write!(target, "{}", args.target);
+            let (target, jail) = (target.as_bytes(), args.jail.as_bytes());
             // The claim lives one findtime: the attacker's next spell can be claimed again.
             let ttl = args.findtime_ms.max(1);
             out.extend_from_slice(&head);
-            key(&mut out, b":f:{", &target_text, args.jail);
-            key(&mut out, b":c:{", &target_text, args.jail);
+            resp::bulk_parts(&mut out, &[prefix, b":f:{", target, b"}:", jail]);
+            resp::bulk_parts(&mut out, &[prefix, b":c:{", target, b"}:", jail]);
             resp::bulk_number(&mut out, args.at_ms);
             resp::bulk_number(&mut out, now_ms);
             resp::bulk_number(&mut out, args.findtime_ms);
@@ -230,16 +214,16 @@ impl Keys {
             resp::bulk_number(&mut out, u64::from(args.weight));
             let member = args.member;
             let (mut started, mut sequence) = ([0; 20], [0; 20]);
-            let started = resp::decimal(member.started_ms, &mut started);
-            let sequence = resp::decimal(member.sequence, &mut sequence);
-            resp::bulk_header(
+            resp::bulk_parts(
                 &mut out,
-                member.node.len() + started.len() + sequence.len() + 2,
+                &[
+                    member.node.as_bytes(),
+                    b":",
+                    resp::decimal(member.started_ms, &mut started),
+                    b":",
+                    resp::decimal(member.sequence, &mut sequence),
+                ],
             );
-            for part in [member.node.as_bytes(), b":", started, b":", sequence] {
-                out.extend_from_slice(part);
-            }
-            out.extend_from_slice(b"\r\n");
             resp::bulk_number(&mut out, ttl);
         }
         out

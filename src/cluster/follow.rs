@@ -199,7 +199,6 @@ async fn read_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::SharedBan;
 
     fn entry(id: &str, fields: Vec<(&'static str, String)>) -> Reply {
         let fields = fields

@@ -277,16 +277,18 @@ pub fn array_header(out: &mut Vec<u8>, n: usize) {
     line_header(out, b'*', n);
 }
 
-/// Appends the header of one argument of `len` bytes, written next by the caller, who then
-/// ends it with CRLF.
-pub fn bulk_header(out: &mut Vec<u8>, len: usize) {
-    line_header(out, b'$', len);
-}
-
 /// Appends one argument as a bulk string.
 pub fn bulk(out: &mut Vec<u8>, arg: &[u8]) {
-    bulk_header(out, arg.len());
-    out.extend_from_slice(arg);
+    bulk_parts(out, &[arg]);
+}
+
+/// Appends one argument made of `parts` in order (a key from its pieces, without building
+/// it first).
+pub fn bulk_parts(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    line_header(out, b'$', parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
