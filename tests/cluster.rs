@@ -15,6 +15,7 @@ use crate::inprocess::{
     ask, banned, bound_port, free_port, send_failures, stop_cleanly, until, wait_answering,
     wait_listening, Setup,
 };
+use crate::notify::Receiver;
 
 const ATTACKER: &str = "198.51.100.60";
 
@@ -69,13 +70,25 @@ fn redis_present() -> bool {
     present
 }
 
-/// A collector named `node` on the engine at `port`, its sshd jail banning at 5 for an hour.
-fn collector(node: &str, port: u16) -> Setup {
+/// A collector named `node` on the engine at `port`, its sshd jail banning at 5 for an hour;
+/// with `webhook`, the jail's bans and unbans are posted there.
+fn collector(node: &str, port: u16, webhook: Option<u16>) -> Setup {
+    let notifier = webhook.map_or_else(String::new, |hook| {
+        format!(
+            "\n[notify.ops]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/hook\"\n\
+             events = [\"ban\", \"unban\"]\n"
+        )
+    });
     let setup = Setup::new(&format!(
         "\n[cluster]\nengine = \"redis\"\nurls = [\"redis://127.0.0.1:{port}\"]\nnode = \"{node}\"\n\
-         timeout = \"200ms\"\n"
+         timeout = \"200ms\"\n{notifier}"
     ));
     setup.jail_banning_for(5, "1h");
+    if webhook.is_some() {
+        let jail_file = setup.dir.path().join("conf.d/sshd.toml");
+        let jail = std::fs::read_to_string(&jail_file).expect("read jail");
+        std::fs::write(&jail_file, format!("{jail}notify = [\"ops\"]\n")).expect("write jail");
+    }
     setup
 }
 
@@ -90,7 +103,12 @@ struct Up {
 
 /// Starts collector `node` on the engine at `engine` and waits until it answers.
 async fn up(node: &str, engine: u16) -> Up {
-    let setup = collector(node, engine);
+    up_notifying(node, engine, None).await
+}
+
+/// As `up`, with its bans and unbans posted to the webhook on port `webhook`.
+async fn up_notifying(node: &str, engine: u16, webhook: Option<u16>) -> Up {
+    let setup = collector(node, engine, webhook);
     let (run, stop) = setup.start(None);
     let socket = setup.socket();
     wait_answering(&socket).await;
@@ -195,7 +213,14 @@ async fn an_unban_by_hand_on_one_collector_lifts_the_address_on_all() {
         return;
     }
     let engine = Engine::start(free_port());
-    let (a, b) = (up("a", engine.port).await, up("b", engine.port).await);
+    // Both collectors notify the same endpoint: it hears the ban and the unban once each,
+    // from the collector that decided the ban.
+    let mut hook = Receiver::new().await;
+    hook.up().await;
+    let (a, b) = (
+        up_notifying("a", engine.port, Some(hook.port)).await,
+        up_notifying("b", engine.port, Some(hook.port)).await,
+    );
     send_failures(a.port, ATTACKER, 5);
     assert!(
         until(Duration::from_secs(2), async || holds(&b.socket, ATTACKER)
@@ -216,6 +241,29 @@ async fn an_unban_by_hand_on_one_collector_lifts_the_address_on_all() {
             .await)
         .await,
         "the unban on b did not lift the ban on a"
+    );
+    let events = async || -> Vec<String> {
+        hook.received()
+            .iter()
+            .map(|r| {
+                let event: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+                format!("{} {}", event["event"], event["address"])
+            })
+            .collect()
+    };
+    assert!(
+        until(Duration::from_secs(5), async || events().await.len() >= 2).await,
+        "{:?}",
+        events().await
+    );
+    // A repeat from the other collector would be posted as promptly as these were.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        events().await,
+        vec![
+            format!("\"ban\" \"{ATTACKER}\""),
+            format!("\"unban\" \"{ATTACKER}\"")
+        ]
     );
     // b held the ban adopted, so its jail took the attacker as reported; the lift must undo
     // that, or the attacker's return would go uncounted there.

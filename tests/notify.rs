@@ -20,20 +20,20 @@ const SECRET: &str = "s3cret-for-the-test";
 
 /// One request the receiver got: its head and its body.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     head: String,
-    body: String,
+    pub(crate) body: String,
 }
 
 /// An HTTP endpoint on a fixed port that records each request and answers 204.
-struct Receiver {
+pub(crate) struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Receiver {
-    async fn new() -> Receiver {
+    pub(crate) async fn new() -> Receiver {
         let port = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind")
@@ -47,7 +47,7 @@ impl Receiver {
         }
     }
 
-    async fn up(&mut self) {
+    pub(crate) async fn up(&mut self) {
         let listener = TcpListener::bind(("127.0.0.1", self.port))
             .await
             .expect("rebind the receiver's port");
@@ -102,7 +102,7 @@ impl Receiver {
         }
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.got.lock().expect("receiver log").clone()
     }
 }

@@ -94,6 +94,7 @@ mod tests {
             failures: 3,
             sample: "Failed password for \"$(id)\" from 198.51.100.7 port 22 ssh2\r\nX: y".into(),
             lines: Vec::new(),
+            decided_by: None,
         };
         let v: serde_json::Value = serde_json::from_str(&body("ban", &record)).unwrap();
         assert_eq!(v["event"], "ban");

@@ -29,6 +29,9 @@ pub struct BanRecord {
     pub failures: u32,
     /// The message that crossed the threshold.
     pub sample: String,
+    /// The collector that decided it, when another one did (None: this one). Only the
+    /// deciding collector announces a ban and its end: a fleet's notifiers hear it once.
+    pub decided_by: Option<String>,
     /// The matched lines that led to the ban, `sample` last, for notifications (not stored:
     /// a restored ban is not announced again).
     pub lines: Vec<String>,

@@ -76,6 +76,8 @@ struct NewBan<'a> {
     /// Some: the ban ends then (None inside: never) instead of by the jail's bantime (an
     /// adopted ban ends when it ends where it was decided).
     until: Option<Option<SystemTime>>,
+    /// Some: another collector decided it (adopted).
+    decided_by: Option<String>,
 }
 
 /// All ban state.
@@ -300,6 +302,7 @@ impl BanState {
             sample: offence.sample.clone(),
             lines: offence.lines.clone(),
             until: None,
+            decided_by: None,
         };
         if let Some(op) = self.ban(new, now) {
             ops.push(op);
@@ -338,6 +341,7 @@ impl BanState {
             sample: String::new(),
             lines: Vec::new(),
             until: None,
+            decided_by: None,
         };
         Ok(match self.ban(new, now) {
             None => (false, Vec::new()),
@@ -496,6 +500,7 @@ impl BanState {
                 failures: new.failures,
                 sample: new.sample,
                 lines: new.lines,
+                decided_by: new.decided_by,
             },
             commands,
         ))
@@ -528,6 +533,7 @@ impl BanState {
             ),
             lines: Vec::new(),
             until: None,
+            decided_by: None,
         };
         self.ban(new, now)
     }

@@ -137,6 +137,7 @@ impl Store {
                  expires  INTEGER,
                  failures INTEGER NOT NULL,
                  sample   TEXT    NOT NULL,
+                 decided_by TEXT,
                  PRIMARY KEY (address, jail)
              );
              CREATE TABLE IF NOT EXISTS history (
@@ -163,6 +164,16 @@ impl Store {
              );",
         )
         .map_err(sql)?;
+        // Stores written before the cluster knew who decided a ban: theirs were all decided
+        // here (NULL).
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('bans')")
+            .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+            .map_err(sql)?;
+        if !columns.iter().any(|c| c == "decided_by") {
+            conn.execute_batch("ALTER TABLE bans ADD COLUMN decided_by TEXT")
+                .map_err(sql)?;
+        }
         Ok(Store {
             conn,
             path,
@@ -285,8 +296,8 @@ impl Store {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO bans (address, jail, origin, started, expires, failures, sample)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR REPLACE INTO bans (address, jail, origin, started, expires, failures, sample, decided_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(sql)?;
             let mut history = tx
@@ -299,7 +310,7 @@ impl Store {
                 .map_err(sql)?;
             let mut ended = tx
                 .prepare_cached(
-                    "SELECT origin, started, expires, failures, sample FROM bans WHERE address = ?1 AND jail = ?2",
+                    "SELECT origin, started, expires, failures, sample, decided_by FROM bans WHERE address = ?1 AND jail = ?2",
                 )
                 .map_err(sql)?;
             let mut outbox = tx
@@ -312,6 +323,10 @@ impl Store {
                 .map(|r| r.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
             let now = millis(SystemTime::now());
             let mut notify = |event: &str, record: &BanRecord| -> Result<(), rusqlite::Error> {
+                if record.decided_by.is_some() {
+                    // Announced by the collector that decided it.
+                    return Ok(());
+                }
                 let Some(routes) = routes.as_ref().and_then(|r| r.get(&record.jail)) else {
                     return Ok(());
                 };
@@ -344,7 +359,8 @@ impl Store {
                                 millis(r.started),
                                 expires,
                                 r.failures,
-                                r.sample
+                                r.sample,
+                                r.decided_by
                             ])
                             .map_err(sql)?;
                         history
@@ -372,6 +388,7 @@ impl Store {
                                         failures: row.get(3)?,
                                         sample: row.get(4)?,
                                         lines: Vec::new(),
+                                        decided_by: row.get(5)?,
                                     })
                                 })
                                 .optional()
@@ -405,7 +422,7 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let mut stmt = self
             .conn
-            .prepare("SELECT address, jail, origin, started, expires, failures, sample FROM bans")
+            .prepare("SELECT address, jail, origin, started, expires, failures, sample, decided_by FROM bans")
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([], |row| {
@@ -417,13 +434,14 @@ impl Store {
                     row.get::<_, Option<i64>>(4)?,
                     row.get::<_, u32>(5)?,
                     row.get::<_, String>(6)?,
+                    row.get::<_, Option<String>>(7)?,
                 ))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         let mut skipped = 0usize;
         for row in rows {
-            let (address, jail, origin, started, expires, failures, sample) =
+            let (address, jail, origin, started, expires, failures, sample, decided_by) =
                 row.map_err(|e| self.sql(e))?;
             // A row that does not parse was not written by us; skip it rather than fail start-up.
             let Ok(address) = address.parse() else {
@@ -439,6 +457,7 @@ impl Store {
                 failures,
                 sample,
                 lines: Vec::new(),
+                decided_by,
             });
         }
         if skipped > 0 {
@@ -620,6 +639,7 @@ mod tests {
             failures: 3,
             sample: "Failed password".into(),
             lines: Vec::new(),
+            decided_by: None,
         }
     }
 
@@ -685,8 +705,8 @@ mod tests {
         assert!(store.history_since(t0).unwrap().is_empty());
     }
 
-    #[test]
-    fn a_ban_and_its_end_queue_notifications_in_their_own_transactions() {
+    /// `store` with sshd's bans and unbans queued for notifier `ops`.
+    fn notifying_sshd(store: Store) -> Store {
         let mut routes = event::Routes::new();
         routes.insert(
             "sshd".into(),
@@ -697,9 +717,12 @@ mod tests {
             }],
         );
         let wake = Arc::new(tokio::sync::Notify::new());
-        let mut store = Store::in_memory()
-            .unwrap()
-            .with_notifications(Arc::new(std::sync::RwLock::new(routes)), wake);
+        store.with_notifications(Arc::new(std::sync::RwLock::new(routes)), wake)
+    }
+
+    #[test]
+    fn a_ban_and_its_end_queue_notifications_in_their_own_transactions() {
+        let mut store = notifying_sshd(Store::in_memory().unwrap());
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let ban = record(
             "198.51.100.9",
@@ -735,5 +758,43 @@ mod tests {
         );
         store.outbox_done(&[queued[0].id]).unwrap();
         assert_eq!(store.outbox_counts().unwrap(), vec![("ops".to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_ban_another_collector_decided_is_announced_there_not_here() {
+        let dir = tempfile::tempdir().unwrap();
+        // A store from before `decided_by`: its bans were all decided here.
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE bans (address TEXT NOT NULL, jail TEXT NOT NULL, origin TEXT NOT NULL,
+                     started INTEGER NOT NULL, expires INTEGER, failures INTEGER NOT NULL,
+                     sample TEXT NOT NULL, PRIMARY KEY (address, jail));
+                 INSERT INTO bans VALUES ('198.51.100.1', 'sshd', 'web1', 1, NULL, 5, 'x');",
+            )
+            .unwrap();
+        }
+        let mut store = notifying_sshd(Store::open(dir.path()).unwrap());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let adopted = BanRecord {
+            decided_by: Some("b".into()),
+            ..record("198.51.100.2", "sshd", t0, None)
+        };
+        store.write(&[StoreOp::Ban(adopted, vec![])]).unwrap();
+        assert!(store.outbox("ops", 10).unwrap().is_empty());
+        let mut active = store.active(t0).unwrap();
+        active.sort_by_key(|r| r.address);
+        let deciders: Vec<Option<&str>> = active.iter().map(|r| r.decided_by.as_deref()).collect();
+        assert_eq!(deciders, vec![None, Some("b")]);
+        let end = |address: &str| StoreOp::End {
+            address: address.parse().unwrap(),
+            jail: "sshd".into(),
+            commands: vec![],
+        };
+        store.write(&[end("198.51.100.2")]).unwrap();
+        assert!(store.outbox("ops", 10).unwrap().is_empty());
+        // The old row's end is this collector's to announce.
+        store.write(&[end("198.51.100.1")]).unwrap();
+        assert_eq!(store.outbox("ops", 10).unwrap().len(), 1);
     }
 }

@@ -32,6 +32,7 @@ impl BanState {
             sample: ban.sample.clone(),
             lines: vec![ban.sample.clone()],
             until: Some(ban.expires),
+            decided_by: Some(ban.node.clone()),
         };
         self.ban(new, now).into_iter().collect()
     }

@@ -379,6 +379,7 @@ fn restore_puts_back_active_bans_with_remaining_time() {
         failures: 3,
         sample: String::new(),
         lines: Vec::new(),
+        decided_by: None,
     };
     let mut commands = s.restore(
         vec![
@@ -492,6 +493,7 @@ fn restore_recomputes_places_from_the_stored_origin() {
         failures: 3,
         sample: String::new(),
         lines: Vec::new(),
+        decided_by: None,
     };
     let commands = s.restore(vec![record], Vec::new(), now);
     assert_eq!(places_of(&commands), vec![remote("b")]);
