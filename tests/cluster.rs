@@ -108,7 +108,11 @@ async fn up(node: &str, engine: u16) -> Up {
 
 /// As `up`, with its bans and unbans posted to the webhook on port `webhook`.
 async fn up_notifying(node: &str, engine: u16, webhook: Option<u16>) -> Up {
-    let setup = collector(node, engine, webhook);
+    launch(collector(node, engine, webhook)).await
+}
+
+/// Starts the collector `setup` describes and waits until it answers.
+async fn launch(setup: Setup) -> Up {
     let (run, stop) = setup.start(None);
     let socket = setup.socket();
     wait_answering(&socket).await;
@@ -135,6 +139,20 @@ async fn cluster_status(socket: &Path) -> ClusterReport {
         Some(Response::Status(status)) => *status.cluster.expect("a cluster section"),
         other => panic!("status: {other:?}"),
     }
+}
+
+/// Whether every collector of `all` holds (or, with `held` false, does not hold) the
+/// attacker's ban within `limit`.
+async fn all_within(limit: Duration, all: &[&Up], held: bool) -> bool {
+    until(limit, async || {
+        for up in all {
+            if holds(&up.socket, ATTACKER).await != held {
+                return false;
+            }
+        }
+        true
+    })
+    .await
 }
 
 async fn holds(socket: &Path, address: &str) -> bool {
@@ -205,6 +223,46 @@ async fn a_split_attack_adds_up_and_one_collector_bans_for_both() {
     // One ban each, with the five failures of the whole attack.
     assert_eq!(stored_failures(&b_setup, ATTACKER), vec![5]);
     assert_eq!(stored_failures(&a_setup, ATTACKER), vec![5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_ban_one_collector_decided_alone_the_attackers_return_counts_from_zero() {
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let short = |node| {
+        let setup = collector(node, engine.port, None);
+        setup.jail_banning_for(5, "2s");
+        setup
+    };
+    let (a, b) = (launch(short("a")).await, launch(short("b")).await);
+    // All five through a: its own count bans, before the shared count could.
+    send_failures(a.port, ATTACKER, 5);
+    assert!(
+        all_within(Duration::from_secs(1), &[&a, &b], true).await,
+        "the ban is not on both"
+    );
+    assert!(
+        all_within(Duration::from_secs(5), &[&a, &b], false).await,
+        "the ban did not end"
+    );
+    // Back within findtime: the first four failures a counted before its ban must not
+    // count again on the engine, or b would ban at this one.
+    send_failures(b.port, ATTACKER, 1);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !holds(&b.socket, ATTACKER).await && !holds(&a.socket, ATTACKER).await,
+        "one failure after the ban banned again: {:?}",
+        cluster_status(&b.socket).await
+    );
+    send_failures(b.port, ATTACKER, 4);
+    assert!(
+        all_within(Duration::from_secs(1), &[&a, &b], true).await,
+        "the return's fifth failure did not ban"
+    );
+    a.down().await;
+    b.down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

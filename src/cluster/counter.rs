@@ -249,6 +249,7 @@ impl Counter {
     /// Takes out of `batch` the failures of attackers this collector is banning (in a
     /// storm, most failures arrive after the threshold: they would only cost engine calls),
     /// remembering each attacker its own count reached maxretry on for its jail's findtime.
+    /// The failure that reached it stays: it takes the claim on the engine (see `try_count`).
     fn skip_banned_here(&mut self, batch: &mut Vec<Pending>) {
         let now = Instant::now();
         batch.retain(|pending| {
@@ -256,7 +257,7 @@ impl Counter {
             let key = (f.jail.clone(), f.target);
             if f.reached {
                 remember(&mut self.banned_here, key, now + f.findtime);
-                return false;
+                return true;
             }
             self.banned_here.get(&key).is_none_or(|until| *until <= now)
         });
@@ -307,7 +308,15 @@ impl Counter {
                 target: pending.failure.target,
                 at_ms: millis(pending.failure.at),
                 findtime_ms: pending.failure.findtime.as_millis() as u64,
-                maxretry: pending.failure.maxretry,
+                // A failure that made the local count reach maxretry takes the claim (a
+                // count of one suffices), which also clears the shared count: another
+                // collector that has not adopted this ban yet cannot decide it again, and
+                // the attacker's return starts from zero everywhere.
+                maxretry: if pending.failure.reached {
+                    1
+                } else {
+                    pending.failure.maxretry
+                },
                 weight: pending.failure.weight.max(1),
                 member: FailureId {
                     node,
@@ -328,7 +337,8 @@ impl Counter {
             }
         };
         for (pending, counted) in failures.iter().zip(counted) {
-            if !counted.claimed {
+            // A local decision's claim: the ban is under way here already.
+            if !counted.claimed || pending.failure.reached {
                 continue;
             }
             let failure = &pending.failure;

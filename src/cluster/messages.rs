@@ -35,7 +35,8 @@ pub struct SharedFailure {
     /// The line.
     pub sample: String,
     /// This failure made the local count reach maxretry: the collector bans the attacker
-    /// itself, and its later failures in the jail need no shared count.
+    /// itself; this failure only takes the claim on the engine, and the attacker's later
+    /// failures in the jail need no shared count.
     pub reached: bool,
 }
 
