@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::engine::{id_millis, millis, CountArgs, FailureId};
+use super::engine::{id_millis, millis, CountArgs, Counted, FailureId};
 use super::messages::{Published, SharedFailure, ToBan};
 use super::resp::{Connection, EngineError, Reply};
 use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, PUBLISH_BATCH, STREAM_CAP};
@@ -62,6 +62,10 @@ pub(super) struct Counter {
     started_ms: u64,
     offences: mpsc::Sender<Offence>,
     to_ban: mpsc::Sender<ToBan>,
+    /// The encoded calls of the last batch and their answers, kept for the next (a storm's
+    /// batch is half a megabyte: allocated once, not per round trip).
+    commands: Vec<u8>,
+    counted: Vec<Counted>,
 }
 
 impl Counter {
@@ -77,6 +81,8 @@ impl Counter {
             bans: VecDeque::new(),
             epoch: None,
             banned_here: HashMap::new(),
+            commands: Vec::new(),
+            counted: Vec::new(),
             sequence: 0,
             started_ms: millis(SystemTime::now()),
             offences,
@@ -325,18 +331,21 @@ impl Counter {
                 },
             })
             .collect();
-        self.shared
-            .cm()
-            .calls
-            .fetch_add(failures.len() as u64, Ordering::Relaxed);
-        let counted = match self.shared.keys.count_all(conn, sha, &args).await {
-            Ok(counted) => counted,
-            Err(e) => {
-                self.degrade(&e);
-                return false;
-            }
-        };
-        for (pending, counted) in failures.iter().zip(counted) {
+        let cm = self.shared.cm();
+        cm.calls.fetch_add(failures.len() as u64, Ordering::Relaxed);
+        Metrics::inc(&cm.round_trips);
+        let mut counted = std::mem::take(&mut self.counted);
+        let result = self
+            .shared
+            .keys
+            .count_all(conn, sha, &args, &mut self.commands, &mut counted)
+            .await;
+        if let Err(e) = result {
+            self.counted = counted;
+            self.degrade(&e);
+            return false;
+        }
+        for (pending, &counted) in failures.iter().zip(&counted) {
             // A local decision's claim: the ban is under way here already.
             if !counted.claimed || pending.failure.reached {
                 continue;
@@ -364,6 +373,7 @@ impl Counter {
                 debug!("Ban manager stopped; a shared offence is dropped");
             }
         }
+        self.counted = counted;
         true
     }
 
@@ -374,6 +384,7 @@ impl Counter {
         };
         let cm = self.shared.cm();
         cm.calls.fetch_add(bans.len() as u64, Ordering::Relaxed);
+        Metrics::inc(&cm.round_trips);
         let entries: Vec<_> = bans.iter().map(Published::fields).collect();
         match self.shared.keys.publish(conn, &entries, STREAM_CAP).await {
             Ok(()) => {

@@ -156,39 +156,59 @@ impl Keys {
             .ok_or_else(|| EngineError::Protocol("SCRIPT LOAD answered no SHA".into()))
     }
 
-    /// Counts failures in one round trip (`sha` from `load_script`; loaded again if the
-    /// engine lost it), in order.
+    /// Counts `failures` in one round trip, their answers in order into `counted` (Err:
+    /// the first reply that was not the script's; every reply is read all the same, so the
+    /// connection stays in step). `commands` is the buffer they are encoded in, kept by the
+    /// caller between calls: a storm's batches are half a megabyte each. Loads the script
+    /// again if the engine lost it.
     pub async fn count_all(
         &self,
         conn: &mut Connection,
         sha: &mut String,
         failures: &[CountArgs<'_>],
-    ) -> Result<Vec<Counted>, EngineError> {
+        commands: &mut Vec<u8>,
+        counted: &mut Vec<Counted>,
+    ) -> Result<(), EngineError> {
         let now = millis(SystemTime::now());
         let mut reloaded = false;
         loop {
-            let bytes = self.count_commands(sha, now, failures);
-            let replies = conn.pipeline_encoded(&bytes, failures.len()).await?;
-            let noscript = replies
-                .iter()
-                .any(|r| matches!(r, Err(EngineError::Server(e)) if e.starts_with("NOSCRIPT")));
-            if noscript && !reloaded {
+            self.count_commands(sha, now, failures, commands);
+            counted.clear();
+            let mut first_error = None;
+            conn.pipeline_each(commands, failures.len(), |reply| {
+                match reply.and_then(self::counted) {
+                    Ok(answer) => counted.push(answer),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            })
+            .await?;
+            match first_error {
+                None => return Ok(()),
                 // The engine restarted: the script is loaded again and the batch sent again
                 // (a NOSCRIPT reply ran nothing; an engine that lost its script lost the
                 // counts of this batch's others too).
-                *sha = self.load_script(conn).await?;
-                reloaded = true;
-                continue;
+                Some(EngineError::Server(e)) if e.starts_with("NOSCRIPT") && !reloaded => {
+                    *sha = self.load_script(conn).await?;
+                    reloaded = true;
+                }
+                Some(e) => return Err(e),
             }
-            return replies.into_iter().map(|r| counted(r?)).collect();
         }
     }
 
     /// One EVALSHA per failure, written straight into one buffer (a storm sends hundreds
     /// per round trip; building each argument as its own string cost more than the call).
-    fn count_commands(&self, sha: &str, now_ms: u64, failures: &[CountArgs<'_>]) -> Vec<u8> {
+    fn count_commands(
+        &self,
+        sha: &str,
+        now_ms: u64,
+        failures: &[CountArgs<'_>],
+        out: &mut Vec<u8>,
+    ) {
         use std::fmt::Write as _;
-        let mut out = Vec::with_capacity(failures.len() * 256);
+        out.clear();
         // What every call starts with: the command, the script and its two keys.
         let mut head = Vec::with_capacity(64);
         resp::array_header(&mut head, 12);
@@ -205,17 +225,17 @@ impl Keys {
             // The claim lives one findtime: the attacker's next spell can be claimed again.
             let ttl = args.findtime_ms.max(1);
             out.extend_from_slice(&head);
-            resp::bulk_parts(&mut out, &[prefix, b":f:{", target, b"}:", jail]);
-            resp::bulk_parts(&mut out, &[prefix, b":c:{", target, b"}:", jail]);
-            resp::bulk_number(&mut out, args.at_ms);
-            resp::bulk_number(&mut out, now_ms);
-            resp::bulk_number(&mut out, args.findtime_ms);
-            resp::bulk_number(&mut out, u64::from(args.maxretry));
-            resp::bulk_number(&mut out, u64::from(args.weight));
+            resp::bulk_parts(out, &[prefix, b":f:{", target, b"}:", jail]);
+            resp::bulk_parts(out, &[prefix, b":c:{", target, b"}:", jail]);
+            resp::bulk_number(out, args.at_ms);
+            resp::bulk_number(out, now_ms);
+            resp::bulk_number(out, args.findtime_ms);
+            resp::bulk_number(out, u64::from(args.maxretry));
+            resp::bulk_number(out, u64::from(args.weight));
             let member = args.member;
             let (mut started, mut sequence) = ([0; 20], [0; 20]);
             resp::bulk_parts(
-                &mut out,
+                out,
                 &[
                     member.node.as_bytes(),
                     b":",
@@ -224,9 +244,8 @@ impl Keys {
                     resp::decimal(member.sequence, &mut sequence),
                 ],
             );
-            resp::bulk_number(&mut out, ttl);
+            resp::bulk_number(out, ttl);
         }
-        out
     }
 
     /// Publishes one entry per item of `entries` on the ban stream (capped near `cap`
@@ -288,7 +307,8 @@ mod tests {
             weight: 1,
             member,
         };
-        let bytes = keys.count_commands("0123", 2000, &[failure, failure]);
+        let mut bytes = b"left from the batch before".to_vec();
+        keys.count_commands("0123", 2000, &[failure, failure], &mut bytes);
         let one = resp::encode(&[
             b"EVALSHA",
             b"0123",

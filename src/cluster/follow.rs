@@ -159,6 +159,9 @@ async fn read_stream(
                 key.as_bytes(),
                 cursor.as_bytes(),
             ];
+            let cm = shared.cm();
+            Metrics::inc(&cm.calls);
+            Metrics::inc(&cm.round_trips);
             let read = tokio::select! {
                 () = stop.cancelled() => return,
                 r = conn.call(&request) => r,

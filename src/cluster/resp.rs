@@ -188,14 +188,27 @@ impl Connection {
         bytes: &[u8],
         commands: usize,
     ) -> Result<Vec<Result<Reply, EngineError>>, EngineError> {
+        let mut replies = Vec::with_capacity(commands);
+        self.pipeline_each(bytes, commands, |reply| replies.push(reply))
+            .await?;
+        Ok(replies)
+    }
+
+    /// As [`Connection::pipeline_encoded`], handing each reply to `each` as it is read
+    /// instead of collecting them (a storm's batch of 2048 needs no list of replies).
+    pub async fn pipeline_each(
+        &mut self,
+        bytes: &[u8],
+        commands: usize,
+        mut each: impl FnMut(Result<Reply, EngineError>),
+    ) -> Result<(), EngineError> {
         let timeout = self.timeout;
         let exchange = async {
             self.stream.write_all(bytes).await?;
-            let mut replies = Vec::with_capacity(commands);
             for _ in 0..commands {
-                replies.push(self.next_reply().await?.map_err(EngineError::Server));
+                each(self.next_reply().await?.map_err(EngineError::Server));
             }
-            Ok(replies)
+            Ok(())
         };
         tokio::time::timeout(timeout, exchange)
             .await

@@ -35,6 +35,8 @@ pub struct ClusterMetrics {
     pub degraded_ms_total: AtomicU64,
     /// Engine calls made.
     pub calls: AtomicU64,
+    /// Round trips to the engine that carried them (a storm's calls go in batches).
+    pub round_trips: AtomicU64,
     /// Engine calls that failed or timed out.
     pub call_errors: AtomicU64,
     /// Failures waiting for the engine (gauge).
@@ -92,7 +94,7 @@ impl ClusterMetrics {
         if !self.enabled.load(Ordering::Relaxed) {
             return out;
         }
-        let rows: [(&str, &str, &str, u64); 12] = [
+        let rows: [(&str, &str, &str, u64); 13] = [
             (
                 "degraded",
                 "1 while the engine is unreachable and this collector counts alone",
@@ -110,6 +112,12 @@ impl ClusterMetrics {
                 "Engine calls made",
                 "counter",
                 get(&self.calls),
+            ),
+            (
+                "round_trips_total",
+                "Round trips to the engine (calls go in batches of up to 2048)",
+                "counter",
+                get(&self.round_trips),
             ),
             (
                 "call_errors_total",
