@@ -749,7 +749,9 @@ fi
 #     (S2B_BENCH_CLUSTER_CPU µs per 100 ms, default 30000 = 0.3 core; cgroup v1 cpu quota or
 #     v2 cpu.max): the ban-storm stream through one collector, then split in half over two
 #     (the same attackers reach both). Total msgs/s until every message is received; the
-#     load generators and the engine are not limited. (S2B_BENCH_ONLY=cluster2.)
+#     load generators and the engine are not limited. Then once the whole stream through the
+#     first of two collectors: the CPU the second spends per ban it only adopts.
+#     (S2B_BENCH_ONLY=cluster2.)
 CG_SHARE=${S2B_BENCH_CLUSTER_CPU:-30000}
 cg_limit() { # $1 = name, $2 = pid: a cgroup with the CPU share, the process moved into it
     local cg
@@ -772,8 +774,8 @@ metric_at() { # $1 = metrics port, $2 = metric name prefix
     inns "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "http://127.0.0.1:$1/metrics" \
         | awk -v m="$2" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'
 }
-cluster_storm() { # $1 = collectors (1 or 2), $2 = round
-    local n=$1 i pids=() ports=() mports=()
+cluster_storm() { # $1 = collectors (1 or 2), $2 = round, $3 = "adopt": the whole stream to the first
+    local n=$1 i pids=() ports=() mports=() adopt=${3:-}
     for ((i = 1; i <= n; i++)); do
         local d=$DIR/s2b-cluster$n-$i-r$2
         BENCH_CLUSTER=1 write_config "$d" storm sshd
@@ -790,9 +792,12 @@ cluster_storm() { # $1 = collectors (1 or 2), $2 = round
         ports+=($((5514 + 10 * i)))
         mports+=($((9617 + 10 * i)))
     done
-    local each=$((STORM_MESSAGES / n)) t0 t2 got want=$((STORM_MESSAGES / n * n)) senders=()
+    local each=$((STORM_MESSAGES / n)) t0 t2 got want=$((STORM_MESSAGES / n * n)) senders=() sending=("${ports[@]}")
+    if [[ $adopt == adopt ]]; then
+        each=$STORM_MESSAGES want=$STORM_MESSAGES sending=("${ports[0]}")
+    fi
     t0=$(date +%s.%N)
-    for port in "${ports[@]}"; do
+    for port in "${sending[@]}"; do
         inns "$LOADGEN" send --transport tcp-octet --target "127.0.0.1:$port" --connections "$CONNS" \
             --count "$each" --attackers "$STORM_ATTACKERS" >/dev/null &
         senders+=("$!")
@@ -825,6 +830,12 @@ cluster_storm() { # $1 = collectors (1 or 2), $2 = round
         say "  collector $((i + 1)) CPU by thread: $(thread_cpu "${pids[$i]}")"
         say "  collector $((i + 1)) context switches (voluntary/involuntary) by thread: $(thread_switches "${pids[$i]}")"
     done
+    if [[ $adopt == adopt ]]; then
+        local adopted cpu
+        adopted=$(metric_at "${mports[1]}" syslog2ban_cluster_adopted_total)
+        cpu=$(process_cpu "${pids[1]}")
+        say "  the adopting collector (no messages of its own): $adopted bans adopted with $cpu s of CPU = $(awk -v c="$cpu" -v n="$adopted" 'BEGIN { printf "%.1f", n ? c * 1e6 / n : 0 }') µs per adopted ban"
+    fi
     for p in "${pids[@]}"; do stop_pid "$p"; done
     for ((i = 1; i <= n; i++)); do inns nft delete table inet "s2bbench$n${i}r$2" 2>/dev/null || true; done
 }
@@ -849,6 +860,10 @@ if [[ ${S2B_BENCH_ONLY:-} == cluster2 ]]; then
         say "  two collectors / one, each at the same CPU share: ${cluster_ratios[-1]}; by CPU spent on the stream (one $one_cpu s, two $CLUSTER_CPU s together): ${cpu_ratios[-1]}"
     done
     say "cluster storm, median of ${#cluster_ratios[@]} round(s): two collectors / one $(median "${cluster_ratios[@]}") (${cluster_ratios[*]}); by CPU spent $(median "${cpu_ratios[@]}") (${cpu_ratios[*]})"
+    # What a ban costs a collector that only adopts it: every collector pays it for every
+    # ban of the cluster, so it bounds how far collectors scale in a storm.
+    say "cluster storm, the whole stream through collector 1 of 2 (collector 2 only adopts)"
+    cluster_storm 2 adopt adopt
     stop_pid "$REDIS"
 fi
 
