@@ -451,3 +451,55 @@ async fn a_paused_engine_never_blinds_a_collector_and_an_emptied_one_gets_the_ba
     b.down().await;
     drop(engine);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_count_script_names_who_holds_the_claim() {
+    use syslog2ban::cluster::engine::{millis, CountArgs, Counted, FailureId, Keys};
+    use syslog2ban::cluster::resp::Connection;
+    use syslog2ban::config::EngineUrl;
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let url = EngineUrl::parse(&format!("redis://127.0.0.1:{}", engine.port)).unwrap();
+    let mut conn = Connection::connect(&url, None, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let keys = Keys::new("t");
+    let mut sha = keys.load_script(&mut conn).await.expect("load the script");
+    let now = millis(SystemTime::now());
+    let failure = |node, sequence| CountArgs {
+        jail: "sshd",
+        target: ATTACKER.parse().unwrap(),
+        at_ms: now,
+        findtime_ms: 600_000,
+        maxretry: 3,
+        weight: 1,
+        member: FailureId {
+            node,
+            started_ms: 1,
+            sequence,
+        },
+    };
+    let (mut commands, mut counted) = (Vec::new(), Vec::new());
+    let mut count = async |failures: &[CountArgs<'_>]| -> Vec<Counted> {
+        keys.count_all(&mut conn, &mut sha, failures, &mut commands, &mut counted)
+            .await
+            .expect("counted");
+        counted.clone()
+    };
+    let answers = count(&[failure("a", 1), failure("b", 1), failure("a", 2)]).await;
+    let claims: Vec<(bool, bool)> = answers
+        .iter()
+        .map(|c| (c.claimed, c.claimed_elsewhere))
+        .collect();
+    assert_eq!(claims, vec![(false, false), (false, false), (true, false)]);
+    // After a's claim: b's next failure is told another collector bans (it need not send
+    // more), a's claiming failure sent again is told it holds the claim.
+    let answers = count(&[failure("b", 2), failure("a", 2)]).await;
+    let claims: Vec<(bool, bool)> = answers
+        .iter()
+        .map(|c| (c.claimed, c.claimed_elsewhere))
+        .collect();
+    assert_eq!(claims, vec![(false, true), (true, false)]);
+}

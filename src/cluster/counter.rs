@@ -20,18 +20,18 @@ use crate::target::Target;
 
 /// Longest a stop waits to publish the bans still buffered.
 const STOP_FLUSH: Duration = Duration::from_secs(2);
-/// Most attackers remembered as banned here (a storm past it only costs engine calls).
-const BANNED_HERE_CAP: usize = 1_000_000;
+/// Most attackers remembered as settled (a storm past it only costs engine calls).
+const SETTLED_CAP: usize = 1_000_000;
 use crate::metrics::{ClusterMetrics, Metrics, Peer};
 
-/// Notes an attacker banned here until `until`, within [`BANNED_HERE_CAP`].
+/// Notes an attacker settled until `until`, within [`SETTLED_CAP`].
 fn remember(
-    banned_here: &mut HashMap<(JailName, Target), Instant>,
+    settled: &mut HashMap<(JailName, Target), Instant>,
     key: (JailName, Target),
     until: Instant,
 ) {
-    if banned_here.len() < BANNED_HERE_CAP {
-        banned_here.insert(key, until);
+    if settled.len() < SETTLED_CAP {
+        settled.insert(key, until);
     }
 }
 
@@ -53,9 +53,10 @@ pub(super) struct Counter {
     bans: VecDeque<Published>,
     /// The engine's epoch as last read.
     epoch: Option<String>,
-    /// Attackers this collector is banning (its own count reached maxretry, or the shared
-    /// count was claimed here), per jail, until their failures count again.
-    banned_here: HashMap<(JailName, Target), Instant>,
+    /// Attackers whose claim is taken, per jail: by this collector (its own count reached
+    /// maxretry, or the shared count was claimed here) or by another (its ban is on its way
+    /// here). Until the claim lapses no failure of theirs can take it, so none is sent.
+    settled: HashMap<(JailName, Target), Instant>,
     /// The last failure id given out, and when this run started (ids stay unique across
     /// restarts).
     sequence: u64,
@@ -80,7 +81,7 @@ impl Counter {
             failures: VecDeque::new(),
             bans: VecDeque::new(),
             epoch: None,
-            banned_here: HashMap::new(),
+            settled: HashMap::new(),
             commands: Vec::new(),
             counted: Vec::new(),
             sequence: 0,
@@ -132,7 +133,7 @@ impl Counter {
                 },
                 _ = heartbeat.tick() => {
                     let now = Instant::now();
-                    self.banned_here.retain(|_, until| *until > now);
+                    self.settled.retain(|_, until| *until > now);
                     if self.conn.is_none() {
                         self.reconnect().await;
                     }
@@ -252,26 +253,26 @@ impl Counter {
         list.push_back(item);
     }
 
-    /// Takes out of `batch` the failures of attackers this collector is banning (in a
-    /// storm, most failures arrive after the threshold: they would only cost engine calls),
-    /// remembering each attacker its own count reached maxretry on for its jail's findtime.
-    /// The failure that reached it stays: it takes the claim on the engine (see `try_count`).
-    fn skip_banned_here(&mut self, batch: &mut Vec<Pending>) {
+    /// Takes out of `batch` the failures of settled attackers (in a storm, most failures
+    /// arrive after the threshold: they would only cost engine calls), remembering each
+    /// attacker its own count reached maxretry on for its jail's findtime. The failure that
+    /// reached it stays: it takes the claim on the engine (see `try_count`).
+    fn skip_settled(&mut self, batch: &mut Vec<Pending>) {
         let now = Instant::now();
         batch.retain(|pending| {
             let f = &pending.failure;
             let key = (f.jail.clone(), f.target);
             if f.reached {
-                remember(&mut self.banned_here, key, now + f.findtime);
+                remember(&mut self.settled, key, now + f.findtime);
                 return true;
             }
-            self.banned_here.get(&key).is_none_or(|until| *until <= now)
+            self.settled.get(&key).is_none_or(|until| *until <= now)
         });
     }
 
     /// Counts `batch` (failures that queued up together), or buffers it.
     async fn count(&mut self, mut batch: Vec<Pending>) {
-        self.skip_banned_here(&mut batch);
+        self.skip_settled(&mut batch);
         if batch.is_empty() {
             return;
         }
@@ -346,14 +347,23 @@ impl Counter {
             return false;
         }
         for (pending, &counted) in failures.iter().zip(&counted) {
+            let failure = &pending.failure;
+            if counted.claimed_elsewhere {
+                // Another collector bans: this one adopts the ban soon, and until then the
+                // attacker's failures need no more calls.
+                remember(
+                    &mut self.settled,
+                    (failure.jail.clone(), failure.target),
+                    Instant::now() + failure.findtime,
+                );
+            }
             // A local decision's claim: the ban is under way here already.
-            if !counted.claimed || pending.failure.reached {
+            if !counted.claimed || failure.reached {
                 continue;
             }
-            let failure = &pending.failure;
             // Banned here now: the attacker's failures still queued need no more calls.
             remember(
-                &mut self.banned_here,
+                &mut self.settled,
                 (failure.jail.clone(), failure.target),
                 Instant::now() + failure.findtime,
             );

@@ -19,9 +19,10 @@ use crate::target::Target;
 /// Adds one failure and says whether it made the count reach maxretry first.
 /// KEYS: failures, claim. ARGV: failure time (ms), now (ms), findtime (ms), maxretry,
 /// weight, the failure's id, the claim's lifetime (ms).
-/// Returns {count, 1 if this failure holds the claim else 0}. Idempotent per failure id: a
-/// failure sent again (its first reply was lost to a timeout, but the engine ran it) is not
-/// counted twice, and if it took the claim the first time, it is told so again.
+/// Returns {count, 1 if this failure holds the claim, 2 if another failure does, else 0}.
+/// Idempotent per failure id: a failure sent again (its first reply was lost to a timeout,
+/// but the engine ran it) is not counted twice, and if it took the claim the first time, it
+/// is told so again.
 const COUNT_SCRIPT: &str = r"
 local at = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
@@ -42,8 +43,12 @@ if count >= maxretry then
     return {count, 1}
   end
 end
-if redis.call('GET', KEYS[2]) == ARGV[6] then
+local holder = redis.call('GET', KEYS[2])
+if holder == ARGV[6] then
   return {count, 1}
+end
+if holder then
+  return {count, 2}
 end
 return {count, 0}
 ";
@@ -62,6 +67,7 @@ fn counted(reply: Reply) -> Result<Counted, EngineError> {
     Ok(Counted {
         count: u32::try_from(count).unwrap_or(u32::MAX),
         claimed: claimed == 1,
+        claimed_elsewhere: claimed == 2,
     })
 }
 
@@ -92,6 +98,9 @@ pub struct Counted {
     pub count: u32,
     /// This failure reached maxretry first: the ban is this collector's to make.
     pub claimed: bool,
+    /// Another failure holds the attacker's claim (its collector bans; no failure can take
+    /// the claim until it lapses, one findtime after it was taken).
+    pub claimed_elsewhere: bool,
 }
 
 /// One failure, as the script takes it.
