@@ -101,6 +101,7 @@ fn bench(c: &mut Criterion) {
                         target: *target,
                         at_ms,
                         findtime_ms: 600_000,
+                        claim_ms: 600_000,
                         maxretry: 3,
                         weight: 1,
                         member: FailureId {

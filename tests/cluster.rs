@@ -473,6 +473,7 @@ async fn the_count_script_names_who_holds_the_claim() {
         target: ATTACKER.parse().unwrap(),
         at_ms: now,
         findtime_ms: 600_000,
+        claim_ms: 600_000,
         maxretry: 3,
         weight: 1,
         member: FailureId {
@@ -489,17 +490,21 @@ async fn the_count_script_names_who_holds_the_claim() {
         counted.clone()
     };
     let answers = count(&[failure("a", 1), failure("b", 1), failure("a", 2)]).await;
-    let claims: Vec<(bool, bool)> = answers
+    let claims: Vec<(bool, Option<&str>)> = answers
         .iter()
-        .map(|c| (c.claimed, c.claimed_elsewhere))
+        .map(|c| (c.claimed, c.holder.as_deref()))
         .collect();
-    assert_eq!(claims, vec![(false, false), (false, false), (true, false)]);
-    // After a's claim: b's next failure is told another collector bans (it need not send
-    // more), a's claiming failure sent again is told it holds the claim.
-    let answers = count(&[failure("b", 2), failure("a", 2)]).await;
-    let claims: Vec<(bool, bool)> = answers
+    assert_eq!(claims, vec![(false, None), (false, None), (true, None)]);
+    // After a's claim: b's next failure is told a holds it (b need not send more, and a
+    // ban b decides alone is a's), a's claiming failure sent again that it holds it, and
+    // a's next failure that a's earlier one does.
+    let answers = count(&[failure("b", 2), failure("a", 2), failure("a", 3)]).await;
+    let claims: Vec<(bool, Option<&str>)> = answers
         .iter()
-        .map(|c| (c.claimed, c.claimed_elsewhere))
+        .map(|c| (c.claimed, c.holder.as_deref()))
         .collect();
-    assert_eq!(claims, vec![(false, true), (true, false)]);
+    assert_eq!(
+        claims,
+        vec![(false, Some("a")), (true, None), (false, Some("a"))]
+    );
 }

@@ -16,12 +16,13 @@ pub mod state;
 pub mod store;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use crate::cluster::{Published, SharedBan, ToBan};
+use crate::cluster::{ClaimedElsewhere, Published, SharedBan, ToBan};
 use crate::jail::Offence;
 pub use messages::{BanCommand, BanError, BanInfo, BanReason, JailPolicy, Request};
 pub use placement::{Fleet, Place};
@@ -52,6 +53,9 @@ pub struct ClusterLink {
     pub from_cluster: mpsc::Receiver<ToBan>,
     /// Bans decided here, and addresses lifted here by hand, to publish.
     pub to_cluster: mpsc::Sender<Published>,
+    /// Attackers whose shared count another collector claimed: a ban decided here for one
+    /// of them is that collector's to publish and announce.
+    pub claims: Arc<ClaimedElsewhere>,
 }
 
 /// Most messages waiting for the cluster's queue (a ban storm's bans while the engine is slow);
@@ -106,6 +110,10 @@ fn publish(
     let Some(link) = link else { return };
     for op in ops {
         if let StoreOp::Ban(record, _) = op {
+            if record.decided_by.is_some() {
+                // Another collector's decision: it publishes it.
+                continue;
+            }
             if record.jail.starts_with(crate::config::FEED_JAIL_PREFIX) {
                 // Every collector fetches its feeds itself.
                 continue;
@@ -157,12 +165,12 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
             _ = tokio::time::sleep_until(next.into()) => state.expire(crate::clock::now()),
             offence = offences.recv() => {
                 let Some(offence) = offence else { break };
-                let mut ops = state.offence(&offence, Moment::now());
+                let mut ops = decide(&mut state, &offence, cluster.as_ref());
                 // Offences already queued (a ban storm) are decided in the same turn, so
                 // their commands reach the firewall worker together, as one batch.
                 for _ in 1..OFFENCE_BATCH {
                     let Ok(offence) = offences.try_recv() else { break };
-                    ops.extend(state.offence(&offence, Moment::now()));
+                    ops.extend(decide(&mut state, &offence, cluster.as_ref()));
                 }
                 ops
             }
@@ -235,6 +243,14 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
     }
     // Expiries still due are the kernel's business; nothing else to flush.
     warn_if_pending(&state);
+}
+
+/// Bans for `offence`. When another collector holds the attacker's shared claim, its ban is
+/// on its way here: the ban is held at once all the same, recorded as that collector's (it
+/// publishes and announces it, not this one).
+fn decide(state: &mut BanState, offence: &Offence, cluster: Option<&ClusterLink>) -> Vec<StoreOp> {
+    let holder = cluster.and_then(|link| link.claims.holder(&offence.jail, offence.target));
+    state.offence_decided_by(offence, holder.as_deref(), Moment::now())
 }
 
 /// What a message from the cluster changes here (`node`: this collector).
@@ -365,7 +381,7 @@ mod tests {
         firewall: mpsc::Receiver<BanCommand>,
     }
 
-    fn start() -> Manager {
+    fn state() -> BanState {
         let policy = JailPolicy {
             name: sshd(),
             bantime: BanTime::For(BANTIME),
@@ -374,13 +390,17 @@ mod tests {
             kill_connections: false,
             ports: None,
         };
-        let state = BanState::new(
+        BanState::new(
             vec![policy],
             None,
             Duration::from_secs(86400),
             Arc::new(Metrics::default()),
         )
-        .with_jitter(|| 0.0);
+        .with_jitter(|| 0.0)
+    }
+
+    fn start() -> Manager {
+        let state = state();
         let (offences, offences_rx) = mpsc::channel(8);
         let (requests, requests_rx) = mpsc::channel(8);
         let (store_tx, store) = mpsc::channel(8);
@@ -499,6 +519,7 @@ mod tests {
             node: "a".into(),
             from_cluster,
             to_cluster,
+            claims: Arc::default(),
         };
         let metrics = crate::metrics::Metrics::default();
         let lifted = |n: u8| Published::Unban {
@@ -533,5 +554,46 @@ mod tests {
             crate::metrics::Metrics::get(&metrics.cluster.buffer_dropped),
             0
         );
+    }
+
+    #[test]
+    fn a_ban_decided_here_for_an_attacker_another_collector_claimed_is_that_ones() {
+        let (to_cluster, _published) = mpsc::channel(8);
+        let (_to_ban, from_cluster) = mpsc::channel(1);
+        let link = ClusterLink {
+            node: "a".into(),
+            from_cluster,
+            to_cluster,
+            claims: Arc::default(),
+        };
+        let claimed = offence("198.51.100.8");
+        let later = std::time::Instant::now() + Duration::from_secs(60);
+        link.claims.note(&sshd(), claimed.target, "b", later);
+        let mut state = state();
+        let mut ops = decide(&mut state, &claimed, Some(&link));
+        ops.extend(decide(&mut state, &offence("198.51.100.9"), Some(&link)));
+        // Both are held here at once (their firewall commands go out)...
+        assert!(ops.iter().all(|op| !op.commands().is_empty()));
+        let deciders: Vec<Option<&str>> = ops
+            .iter()
+            .map(|op| match op {
+                StoreOp::Ban(record, _) => record.decided_by.as_deref(),
+                StoreOp::End { .. } => panic!("no end: {op:?}"),
+            })
+            .collect();
+        assert_eq!(deciders, vec![Some("b"), None]);
+        // ...and only the one decided here is published from here.
+        let metrics = Metrics::default();
+        let mut outgoing = Outgoing::default();
+        publish(&mut outgoing, Some(&link), &ops, &metrics);
+        let published: Vec<String> = outgoing
+            .0
+            .iter()
+            .map(|p| match p {
+                Published::Ban(ban) => ban.address.to_string(),
+                Published::Unban { .. } => panic!("no unban"),
+            })
+            .collect();
+        assert_eq!(published, vec!["198.51.100.9"]);
     }
 }

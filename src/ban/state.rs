@@ -288,6 +288,17 @@ impl BanState {
 
     /// Applies an offence; returns the writes (and firewall commands) it leads to.
     pub fn offence(&mut self, offence: &Offence, now: Moment) -> Vec<StoreOp> {
+        self.offence_decided_by(offence, None, now)
+    }
+
+    /// As [`BanState::offence`], the ban recorded as decided by collector `node` when
+    /// another one holds the attacker's shared claim (its ban, on its way, is that one).
+    pub fn offence_decided_by(
+        &mut self,
+        offence: &Offence,
+        node: Option<&str>,
+        now: Moment,
+    ) -> Vec<StoreOp> {
         let now = now.at(offence.at);
         let mut ops = Vec::new();
         let new = NewBan {
@@ -302,7 +313,7 @@ impl BanState {
             sample: offence.sample.clone(),
             lines: offence.lines.clone(),
             until: None,
-            decided_by: None,
+            decided_by: node.map(str::to_string),
         };
         if let Some(op) = self.ban(new, now) {
             ops.push(op);

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::engine::{id_millis, millis, CountArgs, Counted, FailureId};
-use super::messages::{Published, SharedFailure, ToBan};
+use super::messages::{ClaimedElsewhere, Published, SharedFailure, ToBan};
 use super::resp::{Connection, EngineError, Reply};
 use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, PUBLISH_BATCH, STREAM_CAP};
 use crate::config::JailName;
@@ -67,6 +68,8 @@ pub(super) struct Counter {
     /// batch is half a megabyte: allocated once, not per round trip).
     commands: Vec<u8>,
     counted: Vec<Counted>,
+    /// Claims other collectors hold, for the ban manager.
+    claims: Arc<ClaimedElsewhere>,
 }
 
 impl Counter {
@@ -74,6 +77,7 @@ impl Counter {
         shared: Shared,
         offences: mpsc::Sender<Offence>,
         to_ban: mpsc::Sender<ToBan>,
+        claims: Arc<ClaimedElsewhere>,
     ) -> Counter {
         Counter {
             shared,
@@ -84,6 +88,7 @@ impl Counter {
             settled: HashMap::new(),
             commands: Vec::new(),
             counted: Vec::new(),
+            claims,
             sequence: 0,
             started_ms: millis(SystemTime::now()),
             offences,
@@ -134,6 +139,7 @@ impl Counter {
                 _ = heartbeat.tick() => {
                     let now = Instant::now();
                     self.settled.retain(|_, until| *until > now);
+                    self.claims.prune(now);
                     if self.conn.is_none() {
                         self.reconnect().await;
                     }
@@ -255,7 +261,7 @@ impl Counter {
 
     /// Takes out of `batch` the failures of settled attackers (in a storm, most failures
     /// arrive after the threshold: they would only cost engine calls), remembering each
-    /// attacker its own count reached maxretry on for its jail's findtime. The failure that
+    /// attacker its own count reached maxretry on for as long as its claim holds. The failure that
     /// reached it stays: it takes the claim on the engine (see `try_count`).
     fn skip_settled(&mut self, batch: &mut Vec<Pending>) {
         let now = Instant::now();
@@ -263,7 +269,7 @@ impl Counter {
             let f = &pending.failure;
             let key = (f.jail.clone(), f.target);
             if f.reached {
-                remember(&mut self.settled, key, now + f.findtime);
+                remember(&mut self.settled, key, now + f.claim_for);
                 return true;
             }
             self.settled.get(&key).is_none_or(|until| *until <= now)
@@ -315,6 +321,7 @@ impl Counter {
                 target: pending.failure.target,
                 at_ms: millis(pending.failure.at),
                 findtime_ms: pending.failure.findtime.as_millis() as u64,
+                claim_ms: pending.failure.claim_for.as_millis() as u64,
                 // A failure that made the local count reach maxretry takes the claim (a
                 // count of one suffices), which also clears the shared count: another
                 // collector that has not adopted this ban yet cannot decide it again, and
@@ -346,16 +353,26 @@ impl Counter {
             self.degrade(&e);
             return false;
         }
-        for (pending, &counted) in failures.iter().zip(&counted) {
+        let node = self.shared.config.node.as_str();
+        for (pending, counted) in failures.iter().zip(&counted) {
             let failure = &pending.failure;
-            if counted.claimed_elsewhere {
-                // Another collector bans: this one adopts the ban soon, and until then the
-                // attacker's failures need no more calls.
+            if let Some(holder) = &counted.holder {
+                // The claim is taken: the attacker's failures need no more calls, and if
+                // another collector holds it, its ban arrives here soon (and a ban this
+                // collector's own count decides meanwhile is that collector's).
+                let until = Instant::now() + failure.claim_for;
                 remember(
                     &mut self.settled,
                     (failure.jail.clone(), failure.target),
-                    Instant::now() + failure.findtime,
+                    until,
                 );
+                if holder != node {
+                    self.claims
+                        .note(&failure.jail, failure.target, holder, until);
+                }
+            }
+            if counted.claimed {
+                self.claims.forget(&failure.jail, failure.target);
             }
             // A local decision's claim: the ban is under way here already.
             if !counted.claimed || failure.reached {
@@ -365,7 +382,7 @@ impl Counter {
             remember(
                 &mut self.settled,
                 (failure.jail.clone(), failure.target),
-                Instant::now() + failure.findtime,
+                Instant::now() + failure.claim_for,
             );
             Metrics::inc(&self.shared.cm().shared_offences);
             debug!(jail = %failure.jail, address = %failure.target, failures = counted.count, "The shared count reached maxretry here");

@@ -19,7 +19,8 @@ use crate::target::Target;
 /// Adds one failure and says whether it made the count reach maxretry first.
 /// KEYS: failures, claim. ARGV: failure time (ms), now (ms), findtime (ms), maxretry,
 /// weight, the failure's id, the claim's lifetime (ms).
-/// Returns {count, 1 if this failure holds the claim, 2 if another failure does, else 0}.
+/// Returns {count, 1 if this failure holds the claim, else 0}, or {count, 2, the holder's
+/// failure id} when another failure holds it.
 /// Idempotent per failure id: a failure sent again (its first reply was lost to a timeout,
 /// but the engine ran it) is not counted twice, and if it took the claim the first time, it
 /// is told so again.
@@ -48,7 +49,7 @@ if holder == ARGV[6] then
   return {count, 1}
 end
 if holder then
-  return {count, 2}
+  return {count, 2, holder}
 end
 return {count, 0}
 ";
@@ -64,10 +65,15 @@ fn counted(reply: Reply) -> Result<Counted, EngineError> {
             "the count script answered {reply:?}"
         )));
     };
+    // The holder's id is `NODE:STARTED_MS:SEQUENCE`, and node names have no colon.
+    let holder = (claimed == 2)
+        .then(|| items.get(2).and_then(Reply::text))
+        .flatten()
+        .map(|id| id.split(':').next().unwrap_or_default().to_string());
     Ok(Counted {
         count: u32::try_from(count).unwrap_or(u32::MAX),
         claimed: claimed == 1,
-        claimed_elsewhere: claimed == 2,
+        holder,
     })
 }
 
@@ -92,15 +98,16 @@ pub struct Keys {
 }
 
 /// What the count script answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counted {
     /// Failures of the attacker in the jail's window, across collectors.
     pub count: u32,
     /// This failure reached maxretry first: the ban is this collector's to make.
     pub claimed: bool,
-    /// Another failure holds the attacker's claim (its collector bans; no failure can take
-    /// the claim until it lapses, one findtime after it was taken).
-    pub claimed_elsewhere: bool,
+    /// The collector whose failure holds the attacker's claim, when not this failure (that
+    /// collector bans; no failure can take the claim until it lapses, one findtime after it
+    /// was taken). It can be this collector, by an earlier failure.
+    pub holder: Option<String>,
 }
 
 /// One failure, as the script takes it.
@@ -118,6 +125,9 @@ pub struct CountArgs<'a> {
     pub maxretry: u32,
     /// Attempts the line counted.
     pub weight: u32,
+    /// How long a claim it takes holds (the jail's findtime, or its bantime if shorter:
+    /// the attacker's next spell can be claimed again).
+    pub claim_ms: u64,
     /// The failure's id, unique in the cluster and the same when it is sent again.
     pub member: FailureId<'a>,
 }
@@ -231,8 +241,7 @@ impl Keys {
             // Writing to a String cannot fail.
             let _ = write!(target, "{}", args.target);
             let (target, jail) = (target.as_bytes(), args.jail.as_bytes());
-            // The claim lives one findtime: the attacker's next spell can be claimed again.
-            let ttl = args.findtime_ms.max(1);
+            let ttl = args.claim_ms.max(1);
             out.extend_from_slice(&head);
             resp::bulk_parts(out, &[prefix, b":f:{", target, b"}:", jail]);
             resp::bulk_parts(out, &[prefix, b":c:{", target, b"}:", jail]);
@@ -312,6 +321,7 @@ mod tests {
             target: "198.51.100.7".parse().unwrap(),
             at_ms: 1000,
             findtime_ms: 600_000,
+            claim_ms: 600_000,
             maxretry: 5,
             weight: 1,
             member,

@@ -1,8 +1,9 @@
 //! What the cluster exchanges with the pipeline and the ban manager: failures in, bans both
 //! ways, and a ban as the Stream carries it.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -26,6 +27,9 @@ pub struct SharedFailure {
     pub maxretry: u32,
     /// The jail's findtime.
     pub findtime: Duration,
+    /// How long a claim on the attacker holds: the jail's findtime, or its bantime if
+    /// shorter.
+    pub claim_for: Duration,
     /// When it happened.
     pub at: SystemTime,
     /// Where the message came from.
@@ -184,6 +188,54 @@ pub enum ToBan {
     Republish,
 }
 
+/// Attackers whose shared count another collector claimed, per jail, with that collector's
+/// name: a ban this collector's own count decides for one of them (before the other's ban
+/// arrives) is held here at once, but it is the other collector's to publish and announce.
+/// Written by the counter, read by the ban manager.
+#[derive(Debug, Default)]
+pub struct ClaimedElsewhere(Mutex<Claims>);
+
+/// Per jail and attacker: the collector holding the claim, and when it lapses.
+type Claims = HashMap<(JailName, Target), (Arc<str>, Instant)>;
+
+/// Most attackers remembered as claimed elsewhere (past it, a storm's double decisions are
+/// only published twice).
+const CLAIMED_ELSEWHERE_CAP: usize = 1_000_000;
+
+impl ClaimedElsewhere {
+    fn map(&self) -> std::sync::MutexGuard<'_, Claims> {
+        // The map holds no invariant a panicking holder could break.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `node` holds the claim of `target` in `jail` until `until`.
+    pub fn note(&self, jail: &JailName, target: Target, node: &str, until: Instant) {
+        let mut map = self.map();
+        if map.len() < CLAIMED_ELSEWHERE_CAP || map.contains_key(&(jail.clone(), target)) {
+            map.insert((jail.clone(), target), (Arc::from(node), until));
+        }
+    }
+
+    /// This collector took the claim: nobody else holds it.
+    pub fn forget(&self, jail: &JailName, target: Target) {
+        self.map().remove(&(jail.clone(), target));
+    }
+
+    /// The collector that holds the claim of `target` in `jail` now, if another does.
+    pub fn holder(&self, jail: &JailName, target: Target) -> Option<Arc<str>> {
+        let map = self.map();
+        let (node, until) = map.get(&(jail.clone(), target))?;
+        (*until > Instant::now()).then(|| node.clone())
+    }
+
+    /// Drops the claims that lapsed by `now`.
+    pub fn prune(&self, now: Instant) {
+        self.map().retain(|_, (_, until)| *until > now);
+    }
+}
+
 /// The cluster's channels.
 #[derive(Debug)]
 pub struct Links {
@@ -195,6 +247,8 @@ pub struct Links {
     pub offences: mpsc::Sender<Offence>,
     /// Adoptions and requests, to the ban manager.
     pub to_ban: mpsc::Sender<ToBan>,
+    /// What the counter learns of claims other collectors hold, for the ban manager.
+    pub claims: Arc<ClaimedElsewhere>,
 }
 
 #[cfg(test)]

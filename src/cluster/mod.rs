@@ -32,7 +32,7 @@ use tracing::info;
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use engine::Keys;
-pub use messages::{Links, Published, SharedBan, SharedFailure, ToBan};
+pub use messages::{ClaimedElsewhere, Links, Published, SharedBan, SharedFailure, ToBan};
 use shared::Shared;
 
 /// Runs the counter and the follower until `stop`.
@@ -68,8 +68,9 @@ pub async fn run(
         decided,
         offences,
         to_ban,
+        claims,
     } = links;
-    let counter = counter::Counter::new(shared.clone(), offences, to_ban.clone());
+    let counter = counter::Counter::new(shared.clone(), offences, to_ban.clone(), claims);
     tokio::join!(
         counter.run(failures, decided, stop.clone()),
         follow::follow(shared, state_dir, to_ban, stop)

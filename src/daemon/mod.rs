@@ -264,6 +264,7 @@ pub async fn run(
             let (failures_tx, failures_rx) = mpsc::channel(CLUSTER_FAILURE_BATCHES);
             let (decided_tx, decided_rx) = mpsc::channel(CLUSTER_QUEUE);
             let (to_ban_tx, to_ban_rx) = mpsc::channel(CONTROL_QUEUE);
+            let claims = Arc::new(crate::cluster::ClaimedElsewhere::default());
             (
                 Some(pipeline::Sharing {
                     failures: failures_tx,
@@ -273,12 +274,14 @@ pub async fn run(
                     node: c.node.to_string(),
                     from_cluster: to_ban_rx,
                     to_cluster: decided_tx,
+                    claims: claims.clone(),
                 }),
                 Some(crate::cluster::Links {
                     failures: failures_rx,
                     decided: decided_rx,
                     offences: offence_tx.clone(),
                     to_ban: to_ban_tx,
+                    claims,
                 }),
             )
         }

@@ -294,6 +294,8 @@ pub struct Jail {
     /// Matched lines per address, for notifications (None: the jail has no notifiers).
     lines: Option<MatchedLines>,
     maxretry: u32,
+    /// How long a shared claim on the attacker holds (see [`Jail::claim_for`]).
+    claim_for: Duration,
     per_origin: bool,
     /// Addresses whose offence this jail reported, and when: during a ban storm most of an
     /// attacker's failures arrive after its threshold, and each would only repeat the ban.
@@ -400,6 +402,7 @@ impl Jail {
             attempts: AttemptMemory::new(attempts::REMEMBERED),
             lines: (!config.notify.is_empty()).then(MatchedLines::default),
             maxretry: config.maxretry,
+            claim_for: claim_for(config),
             per_origin: config.count_per_origin,
             reported: HashMap::new(),
         }
@@ -423,6 +426,7 @@ impl Jail {
         self.classifier = Classifier::new(config);
         self.findtime = config.findtime;
         self.maxretry = config.maxretry;
+        self.claim_for = claim_for(config);
         self.per_origin = config.count_per_origin;
         self.window.reconfigure(config);
         match (config.notify.is_empty(), self.lines.is_some()) {
@@ -631,6 +635,19 @@ impl Jail {
     /// The counting window length.
     pub fn findtime(&self) -> Duration {
         self.findtime
+    }
+
+    /// How long a cluster's claim on an attacker of this jail holds: findtime, or the
+    /// bantime if shorter (an attacker back after a short ban can be claimed again).
+    pub fn claim_for(&self) -> Duration {
+        self.claim_for
+    }
+}
+
+fn claim_for(config: &JailConfig) -> Duration {
+    match config.bantime {
+        crate::config::BanTime::For(bantime) => bantime.min(config.findtime),
+        crate::config::BanTime::Permanent => config.findtime,
     }
 }
 

@@ -139,6 +139,7 @@ impl Windows {
                     weight,
                     maxretry: jail.maxretry(),
                     findtime: jail.findtime(),
+                    claim_for: jail.claim_for(),
                     at: std::time::SystemTime::now(),
                     origin,
                     origin_name: origin_name.clone(),
