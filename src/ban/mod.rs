@@ -511,9 +511,10 @@ mod tests {
         ));
         assert!(matches!(m.store.recv().await, Some(StoreOp::End { .. })));
     }
-    #[test]
-    fn what_the_cluster_queue_cannot_take_waits_in_order_and_nothing_is_lost() {
-        let (to_cluster, mut published) = mpsc::channel(2);
+
+    /// Collector a's link, its queue to the cluster `room` deep (and that queue's end).
+    fn cluster_link(room: usize) -> (ClusterLink, mpsc::Receiver<Published>) {
+        let (to_cluster, published) = mpsc::channel(room);
         let (_to_ban, from_cluster) = mpsc::channel(1);
         let link = ClusterLink {
             node: "a".into(),
@@ -521,6 +522,12 @@ mod tests {
             to_cluster,
             claims: Arc::default(),
         };
+        (link, published)
+    }
+
+    #[test]
+    fn what_the_cluster_queue_cannot_take_waits_in_order_and_nothing_is_lost() {
+        let (link, mut published) = cluster_link(2);
         let metrics = crate::metrics::Metrics::default();
         let lifted = |n: u8| Published::Unban {
             node: "a".into(),
@@ -558,14 +565,7 @@ mod tests {
 
     #[test]
     fn a_ban_decided_here_for_an_attacker_another_collector_claimed_is_that_ones() {
-        let (to_cluster, _published) = mpsc::channel(8);
-        let (_to_ban, from_cluster) = mpsc::channel(1);
-        let link = ClusterLink {
-            node: "a".into(),
-            from_cluster,
-            to_cluster,
-            claims: Arc::default(),
-        };
+        let (link, _published) = cluster_link(8);
         let claimed = offence("198.51.100.8");
         let later = std::time::Instant::now() + Duration::from_secs(60);
         link.claims.note(&sshd(), claimed.target, "b", later);
