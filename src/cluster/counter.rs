@@ -261,8 +261,8 @@ impl Counter {
 
     /// Takes out of `batch` the failures of settled attackers (in a storm, most failures
     /// arrive after the threshold: they would only cost engine calls), remembering each
-    /// attacker its own count reached maxretry on for as long as its claim holds. The failure that
-    /// reached it stays: it takes the claim on the engine (see `try_count`).
+    /// attacker its own count reached maxretry on for as long as its claim holds. The
+    /// failure that reached it stays: it takes the claim on the engine (see `try_count`).
     fn skip_settled(&mut self, batch: &mut Vec<Pending>) {
         let now = Instant::now();
         batch.retain(|pending| {

@@ -311,4 +311,27 @@ mod tests {
             Published::Ban(permanent)
         );
     }
+
+    #[test]
+    fn a_claim_held_elsewhere_is_named_until_it_lapses_or_is_taken_here() {
+        let claims = ClaimedElsewhere::default();
+        let sshd = JailName::new("sshd").unwrap();
+        let postfix = JailName::new("postfix").unwrap();
+        let (one, two): (Target, Target) = (
+            "198.51.100.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+        );
+        let now = Instant::now();
+        claims.note(&sshd, one, "b", now + Duration::from_secs(60));
+        claims.note(&sshd, two, "c", now);
+        assert_eq!(claims.holder(&sshd, one).as_deref(), Some("b"));
+        // Per jail, and a lapsed claim names nobody.
+        assert_eq!(claims.holder(&postfix, one), None);
+        assert_eq!(claims.holder(&sshd, two), None);
+        claims.prune(now + Duration::from_secs(1));
+        assert_eq!(claims.map().len(), 1, "the lapsed claim is dropped");
+        // This collector took the claim (after the other's lapsed): nobody else holds it.
+        claims.forget(&sshd, one);
+        assert_eq!(claims.holder(&sshd, one), None);
+    }
 }
