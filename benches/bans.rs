@@ -68,6 +68,7 @@ fn shared(i: u32) -> SharedBan {
         started: now,
         expires: Some(now + Duration::from_secs(3600)),
         sample: format!("Failed password for root from {} port 22 ssh2", attacker(i)),
+        republished: false,
     }
 }
 

@@ -127,6 +127,7 @@ fn publish(
                 started: record.started,
                 expires: record.expires,
                 sample: record.sample.clone(),
+                republished: false,
             };
             outgoing.push(Published::Ban(ban), metrics);
         }

@@ -61,6 +61,8 @@ struct Hold {
     reason: Arc<BanReason>,
     /// The ports it covers (None: every port).
     ports: Option<Ports>,
+    /// This collector decided it (not adopted, not recorded as another collector's).
+    decided_here: bool,
 }
 
 /// What a new ban is made of.
@@ -256,6 +258,7 @@ impl BanState {
                 places,
                 reason,
                 ports,
+                decided_here: record.decided_by.is_none(),
             });
             if let Some(deadline) = expires {
                 self.deadlines
@@ -458,6 +461,7 @@ impl BanState {
             places: places.clone(),
             reason,
             ports: policy.ports.clone(),
+            decided_here: new.decided_by.is_none(),
         });
         if let Some(deadline) = expires {
             self.deadlines

@@ -224,6 +224,7 @@ mod tests {
             started: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             expires: None,
             sample: "Failed password".into(),
+            republished: false,
         };
         entry(id, Published::Ban(ban).fields())
     }

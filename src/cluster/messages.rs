@@ -63,12 +63,15 @@ pub struct SharedBan {
     pub expires: Option<SystemTime>,
     /// The line that crossed maxretry.
     pub sample: String,
+    /// Published again for an engine that lost its data (`node` then holds it, whoever
+    /// decided it). The field is left out of the entry when false, as before it existed.
+    pub republished: bool,
 }
 
 impl SharedBan {
     /// The stream entry's fields.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut fields = vec![
             ("node", self.node.clone()),
             ("jail", self.jail.clone()),
             ("address", self.address.to_string()),
@@ -77,7 +80,11 @@ impl SharedBan {
             ("started", millis(self.started).to_string()),
             ("expires", self.expires.map_or(0, millis).to_string()),
             ("sample", self.sample.clone()),
-        ]
+        ];
+        if self.republished {
+            fields.push(("republished", "1".into()));
+        }
+        fields
     }
 
     /// Reads a stream entry's fields (`[name, value, ...]`).
@@ -101,6 +108,7 @@ impl SharedBan {
             started: at(number(get("started")?, "started")?),
             expires: (expires != 0).then(|| at(expires)),
             sample: get("sample").unwrap_or_default(),
+            republished: field(items, "republished").as_deref() == Some("1"),
         })
     }
 }
@@ -266,6 +274,7 @@ mod tests {
             started: SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000),
             expires: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_600_000)),
             sample: "Failed password".into(),
+            republished: false,
         };
         let items: Vec<Reply> = ban
             .fields()
@@ -282,6 +291,7 @@ mod tests {
         assert!(!from_node(&items, "ab") && !from_node(&items, "sshd"));
         let permanent = SharedBan {
             expires: None,
+            republished: true,
             ..ban
         };
         let items: Vec<Reply> = permanent

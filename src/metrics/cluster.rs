@@ -47,6 +47,10 @@ pub struct ClusterMetrics {
     pub buffer_dropped: AtomicU64,
     /// Bans the shared count decided here.
     pub shared_offences: AtomicU64,
+    /// Bans decided here that another collector decided too, before either knew of the
+    /// other's (its ban arrived for an attacker this collector had banned): announced by
+    /// both. Each of the two collectors counts it.
+    pub double_decisions: AtomicU64,
     /// Bans published.
     pub published: AtomicU64,
     /// Bans of other collectors adopted.
@@ -94,7 +98,7 @@ impl ClusterMetrics {
         if !self.enabled.load(Ordering::Relaxed) {
             return out;
         }
-        let rows: [(&str, &str, &str, u64); 13] = [
+        let rows: [(&str, &str, &str, u64); 14] = [
             (
                 "degraded",
                 "1 while the engine is unreachable and this collector counts alone",
@@ -148,6 +152,12 @@ impl ClusterMetrics {
                 "Bans decided here by the shared count",
                 "counter",
                 get(&self.shared_offences),
+            ),
+            (
+                "double_decisions_total",
+                "Bans decided here that another collector decided too (announced by both; each counts it)",
+                "counter",
+                get(&self.double_decisions),
             ),
             (
                 "published_total",

@@ -8,6 +8,7 @@ use super::{BanState, Moment, NewBan};
 use crate::ban::record::StoreOp;
 use crate::cluster::SharedBan;
 use crate::config::{JailName, FEED_JAIL_PREFIX};
+use crate::metrics::Metrics;
 
 impl BanState {
     /// Another collector's ban: held here with the same end, under the same jail (a jail
@@ -22,6 +23,17 @@ impl BanState {
                 warn!(jail = %jail, node = %ban.node, "Another collector bans in a jail this one does not have; its bans are not held here (the collectors' jails should be the same)");
             }
             return Vec::new();
+        }
+        // Decided here too, before this collector knew of the other's decision: both
+        // announce it. Counted once; a republished ban may be one this collector decided.
+        if let Some(hold) = self
+            .holds
+            .get_mut(&ban.address)
+            .and_then(|holds| holds.iter_mut().find(|h| h.jail == jail && h.decided_here))
+            .filter(|_| !ban.republished)
+        {
+            hold.decided_here = false;
+            Metrics::inc(&self.metrics.cluster.double_decisions);
         }
         let new = NewBan {
             jail: &jail,
@@ -58,6 +70,7 @@ impl BanState {
                     started: now.wall,
                     expires,
                     sample: String::new(),
+                    republished: true,
                 });
             }
         }

@@ -610,3 +610,35 @@ fn lifting_one_jails_hold_keeps_the_others_and_shortens_the_firewalls_deadline()
     // The deadline went with the hold: nothing expires later.
     assert!(s.expire(t + 2 * MIN).is_empty());
 }
+
+#[test]
+fn a_ban_decided_here_and_by_another_collector_is_counted_once_as_decided_twice() {
+    let mut s = state();
+    let now = Moment::now();
+    let doubles = |s: &BanState| Metrics::get(&s.metrics().cluster.double_decisions);
+    let shared = |address: Target, republished: bool| crate::cluster::SharedBan {
+        node: "b".into(),
+        jail: "sshd".into(),
+        address,
+        failures: 3,
+        origin: "web1".into(),
+        started: now.wall,
+        expires: Some(now.wall + MIN),
+        sample: String::new(),
+        republished,
+    };
+    s.offence(&offence("sshd", now.instant), now);
+    // b's ban of the same attacker arrives: both decided it. Read again, it counts no more.
+    assert!(s.adopt(&shared(addr(), false), now).is_empty());
+    assert!(s.adopt(&shared(addr(), false), now).is_empty());
+    assert_eq!(doubles(&s), 1);
+    // Adopted first, then the same from b again: not decided here.
+    let other: Target = "203.0.113.10".parse().unwrap();
+    assert_eq!(s.adopt(&shared(other, false), now).len(), 1);
+    assert!(s.adopt(&shared(other, false), now).is_empty());
+    // A republish (an engine that lost its data) carries this collector's own bans too.
+    let mine: Target = "203.0.113.11".parse().unwrap();
+    s.manual_ban(&name("sshd"), mine, None, None, now).unwrap();
+    assert!(s.adopt(&shared(mine, true), now).is_empty());
+    assert_eq!(doubles(&s), 1);
+}
