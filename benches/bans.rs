@@ -72,32 +72,35 @@ fn shared(i: u32) -> SharedBan {
     }
 }
 
+/// Times `apply` on `iters` inputs made by `make`, on a state that starts empty.
+fn per_ban<T>(
+    b: &mut criterion::Bencher<'_>,
+    make: fn(u32) -> T,
+    apply: fn(&mut BanState, &T) -> Vec<StoreOp>,
+) {
+    b.iter_custom(|iters| {
+        let mut state = state();
+        let inputs: Vec<T> = (0..iters as u32).map(make).collect();
+        let t0 = Instant::now();
+        for input in &inputs {
+            std::hint::black_box(apply(&mut state, input));
+        }
+        t0.elapsed()
+    })
+}
+
 /// Each iteration bans a new attacker, as a storm does: every sample starts from an empty
 /// state that grows by one hold per ban (a storm's 50,000 bans are up to 50,000 holds).
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("ban");
     group.throughput(Throughput::Elements(1));
     group.bench_function("offence (decide)", |b| {
-        b.iter_custom(|iters| {
-            let mut state = state();
-            let offences: Vec<Offence> = (0..iters as u32).map(offence).collect();
-            let t0 = Instant::now();
-            for offence in &offences {
-                std::hint::black_box(state.offence(offence, Moment::now()));
-            }
-            t0.elapsed()
+        per_ban(b, offence, |state, offence| {
+            state.offence(offence, Moment::now())
         })
     });
     group.bench_function("adopt", |b| {
-        b.iter_custom(|iters| {
-            let mut state = state();
-            let bans: Vec<SharedBan> = (0..iters as u32).map(shared).collect();
-            let t0 = Instant::now();
-            for ban in &bans {
-                std::hint::black_box(state.adopt(ban, Moment::now()));
-            }
-            t0.elapsed()
-        })
+        per_ban(b, shared, |state, ban| state.adopt(ban, Moment::now()))
     });
     const BATCH: u32 = 256;
     group.throughput(Throughput::Elements(u64::from(BATCH)));

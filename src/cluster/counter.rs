@@ -356,34 +356,29 @@ impl Counter {
         let node = self.shared.config.node.as_str();
         for (pending, counted) in failures.iter().zip(&counted) {
             let failure = &pending.failure;
-            if let Some(holder) = &counted.holder {
-                // The claim is taken: the attacker's failures need no more calls, and if
-                // another collector holds it, its ban arrives here soon (and a ban this
-                // collector's own count decides meanwhile is that collector's).
+            if counted.claimed || counted.holder.is_some() {
+                // The claim is taken: the attacker's failures need no more calls until it
+                // lapses.
                 let until = Instant::now() + failure.claim_for;
                 remember(
                     &mut self.settled,
                     (failure.jail.clone(), failure.target),
                     until,
                 );
-                if holder != node {
-                    self.claims
-                        .note(&failure.jail, failure.target, holder, until);
+                match &counted.holder {
+                    // Another collector's ban arrives here soon, and a ban this collector's
+                    // own count decides meanwhile is that collector's.
+                    Some(holder) if holder != node => {
+                        self.claims
+                            .note(&failure.jail, failure.target, holder, until);
+                    }
+                    _ => self.claims.forget(&failure.jail, failure.target),
                 }
             }
-            if counted.claimed {
-                self.claims.forget(&failure.jail, failure.target);
-            }
-            // A local decision's claim: the ban is under way here already.
+            // Claimed by a local decision: the ban is under way here already.
             if !counted.claimed || failure.reached {
                 continue;
             }
-            // Banned here now: the attacker's failures still queued need no more calls.
-            remember(
-                &mut self.settled,
-                (failure.jail.clone(), failure.target),
-                Instant::now() + failure.claim_for,
-            );
             Metrics::inc(&self.shared.cm().shared_offences);
             debug!(jail = %failure.jail, address = %failure.target, failures = counted.count, "The shared count reached maxretry here");
             let offence = Offence {

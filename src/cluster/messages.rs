@@ -221,8 +221,9 @@ impl ClaimedElsewhere {
     /// `node` holds the claim of `target` in `jail` until `until`.
     pub fn note(&self, jail: &JailName, target: Target, node: &str, until: Instant) {
         let mut map = self.map();
-        if map.len() < CLAIMED_ELSEWHERE_CAP || map.contains_key(&(jail.clone(), target)) {
-            map.insert((jail.clone(), target), (Arc::from(node), until));
+        let key = (jail.clone(), target);
+        if map.len() < CLAIMED_ELSEWHERE_CAP || map.contains_key(&key) {
+            map.insert(key, (Arc::from(node), until));
         }
     }
 
