@@ -80,7 +80,7 @@ echo "writing $N active bans into $DIR/state/syslog2ban.sqlite3 ..." >&2
 import ipaddress, sqlite3, sys, time
 path, n, n4 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 c = sqlite3.connect(path)
-# The schema of src/ban/store.rs (Store::open).
+# The schema of src/ban/store/mod.rs (Store::open: no key index on bans, see store/rows.rs).
 c.executescript("""
 PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS bans (
@@ -91,7 +91,7 @@ CREATE TABLE IF NOT EXISTS bans (
     expires  INTEGER,
     failures INTEGER NOT NULL,
     sample   TEXT    NOT NULL,
-    PRIMARY KEY (address, jail)
+    decided_by TEXT
 );
 CREATE TABLE IF NOT EXISTS history (
     id       INTEGER PRIMARY KEY,
@@ -109,7 +109,7 @@ assert len({ipaddress.ip_address(a) for a in addrs}) == n
 now = int(time.time() * 1000)
 started, expires = now - 60_000, now + 3_600_000
 sample = "Failed password for root from %s port 4242 ssh2"
-c.executemany("INSERT INTO bans VALUES (?, 'sshd', '198.51.100.10', ?, ?, 5, ?)",
+c.executemany("INSERT INTO bans VALUES (?, 'sshd', '198.51.100.10', ?, ?, 5, ?, NULL)",
               ((a, started, expires, sample % a) for a in addrs))
 c.executemany("INSERT INTO history (address, jail, origin, started, expires) VALUES (?, 'sshd', '198.51.100.10', ?, ?)",
               ((a, started, expires) for a in addrs))

@@ -249,7 +249,7 @@ pub async fn run(
     if restored > 0 {
         info!(bans = restored, "Restored bans sent to the firewall");
     }
-    let store_thread = store::spawn(
+    let store_thread = store::writer::spawn(
         store,
         store_rx,
         supervisor.clock(stage::STORE),

@@ -7,27 +7,27 @@
 //! manager hands the firewall commands to enforcement before their write reaches this thread,
 //! so a ban never waits for a commit; the `Banned` line is logged once the write is durable.
 //!
+//! Active bans' rows are appended and found again through an in-memory index (`rows`), not a
+//! key index on disk; the thread that commits is `writer`'s.
+//!
 //! The outbox: a ban's (and a ban end's) notifications are rows written in the same
 //! transaction, so they are neither lost nor repeated across a restart; the notify stage reads
 //! them on its own connection and deletes each once delivered.
 
-use crate::supervise::BusyClock;
+mod rows;
+pub mod writer;
+
 use crate::target::Target;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use thiserror::Error;
-use tokio::sync::mpsc;
-use tracing::{error, info};
-
-use crate::metrics::Metrics;
-use crate::throttle::{Decision, Throttle};
 
 use super::event::{self, SharedRoutes};
-use super::record::report;
 pub use super::record::{BanRecord, StoreOp};
+use rows::{Changes, RowIndex};
 
 /// The database file inside `[state] dir`.
 pub const DB_FILE: &str = "syslog2ban.sqlite3";
@@ -53,6 +53,57 @@ pub enum StoreError {
     },
 }
 
+/// The active bans' columns, in the order every statement names them.
+const BAN_COLUMNS: &str = "address, jail, origin, started, expires, failures, sample, decided_by";
+
+/// Creates the `bans` table, or brings an older one to this version's shape, in one
+/// transaction that takes the write lock first (the notify stage opens the file too):
+/// `decided_by` (before the cluster knew who decided a ban, all were decided here: NULL), and
+/// no key index (rows are found through [`RowIndex`]; a store from before it is copied into a
+/// table without one).
+fn bans_table(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let existing: Option<String> = tx
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'bans'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let create = |name: &str| {
+        format!(
+            "CREATE TABLE {name} (
+                 address  TEXT    NOT NULL,
+                 jail     TEXT    NOT NULL,
+                 origin   TEXT    NOT NULL,
+                 started  INTEGER NOT NULL,
+                 expires  INTEGER,
+                 failures INTEGER NOT NULL,
+                 sample   TEXT    NOT NULL,
+                 decided_by TEXT
+             );"
+        )
+    };
+    match existing {
+        None => tx.execute_batch(&create("bans"))?,
+        Some(sql) => {
+            if !sql.contains("decided_by") {
+                tx.execute_batch("ALTER TABLE bans ADD COLUMN decided_by TEXT")?;
+            }
+            if sql.contains("PRIMARY KEY") {
+                tx.execute_batch(&format!(
+                    "{}
+                     INSERT INTO bans_rows ({BAN_COLUMNS}) SELECT {BAN_COLUMNS} FROM bans;
+                     DROP TABLE bans;
+                     ALTER TABLE bans_rows RENAME TO bans;",
+                    create("bans_rows")
+                ))?;
+            }
+        }
+    }
+    tx.commit()
+}
+
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -70,6 +121,8 @@ pub struct Store {
     routes: Option<SharedRoutes>,
     /// Rung after a commit that queued notifications.
     wake: Option<Arc<tokio::sync::Notify>>,
+    /// Where each active ban's row is, read from the table at the first write or `active`.
+    index: Option<RowIndex>,
 }
 
 /// A notification waiting in the outbox.
@@ -118,7 +171,7 @@ impl Store {
         Store::init(conn, path)
     }
 
-    fn init(conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
+    fn init(mut conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
         let sql = |source| StoreError::Sql {
             path: path.clone(),
             source,
@@ -129,17 +182,6 @@ impl Store {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA busy_timeout = 5000;
-             CREATE TABLE IF NOT EXISTS bans (
-                 address  TEXT    NOT NULL,
-                 jail     TEXT    NOT NULL,
-                 origin   TEXT    NOT NULL,
-                 started  INTEGER NOT NULL,
-                 expires  INTEGER,
-                 failures INTEGER NOT NULL,
-                 sample   TEXT    NOT NULL,
-                 decided_by TEXT,
-                 PRIMARY KEY (address, jail)
-             );
              CREATE TABLE IF NOT EXISTS history (
                  id       INTEGER PRIMARY KEY,
                  address  TEXT    NOT NULL,
@@ -164,21 +206,13 @@ impl Store {
              );",
         )
         .map_err(sql)?;
-        // Stores written before the cluster knew who decided a ban: theirs were all decided
-        // here (NULL).
-        let columns: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_table_info('bans')")
-            .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
-            .map_err(sql)?;
-        if !columns.iter().any(|c| c == "decided_by") {
-            conn.execute_batch("ALTER TABLE bans ADD COLUMN decided_by TEXT")
-                .map_err(sql)?;
-        }
+        bans_table(&mut conn).map_err(sql)?;
         Ok(Store {
             conn,
             path,
             routes: None,
             wake: None,
+            index: None,
         })
     }
 
@@ -292,30 +326,32 @@ impl Store {
             path: path.clone(),
             source,
         };
+        if self.index.is_none() {
+            self.index = Some(self.load_index()?);
+        }
+        let index = self.index.get_or_insert_with(RowIndex::default);
+        let mut changes = Changes::default();
         let tx = self.conn.transaction().map_err(sql)?;
         {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO bans (address, jail, origin, started, expires, failures, sample, decided_by)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(sql)?;
-            let mut history = tx
-                .prepare_cached(
-                    "INSERT INTO history (address, jail, origin, started, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(sql)?;
-            let mut end = tx
-                .prepare_cached("DELETE FROM bans WHERE address = ?1 AND jail = ?2")
-                .map_err(sql)?;
-            let mut ended = tx
-                .prepare_cached(
-                    "SELECT origin, started, expires, failures, sample, decided_by FROM bans WHERE address = ?1 AND jail = ?2",
-                )
-                .map_err(sql)?;
-            let mut outbox = tx
-                .prepare_cached("INSERT INTO outbox (notifier, body, created) VALUES (?1, ?2, ?3)")
-                .map_err(sql)?;
+            let prepare = |statement: &str| tx.prepare_cached(statement).map_err(sql);
+            let mut insert = prepare(&format!(
+                "INSERT INTO bans ({BAN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?;
+            let mut renew = prepare(
+                "UPDATE bans SET origin = ?2, started = ?3, expires = ?4, failures = ?5, sample = ?6,
+                     decided_by = ?7 WHERE rowid = ?1",
+            )?;
+            let mut history = prepare(
+                "INSERT INTO history (address, jail, origin, started, expires)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut end = prepare("DELETE FROM bans WHERE rowid = ?1")?;
+            let mut ended = prepare(
+                "SELECT origin, started, expires, failures, sample, decided_by FROM bans
+                     WHERE rowid = ?1",
+            )?;
+            let mut outbox =
+                prepare("INSERT INTO outbox (notifier, body, created) VALUES (?1, ?2, ?3)")?;
             // Read in place for the transaction: a reload's write waits, no copy per commit.
             let routes = self
                 .routes
@@ -351,18 +387,34 @@ impl Store {
                         notify("ban", r).map_err(sql)?;
                         let address = r.address.to_string();
                         let expires = r.expires.map(millis);
-                        insert
-                            .execute(params![
-                                address,
-                                r.jail,
-                                r.origin,
-                                millis(r.started),
-                                expires,
-                                r.failures,
-                                r.sample,
-                                r.decided_by
-                            ])
-                            .map_err(sql)?;
+                        let key = index.key(r.address, &r.jail);
+                        match changes.row(index, key) {
+                            // A renewal: the row is the ban's until it ends.
+                            Some(rowid) => renew
+                                .execute(params![
+                                    rowid,
+                                    r.origin,
+                                    millis(r.started),
+                                    expires,
+                                    r.failures,
+                                    r.sample,
+                                    r.decided_by
+                                ])
+                                .map(drop),
+                            None => insert
+                                .insert(params![
+                                    address,
+                                    r.jail,
+                                    r.origin,
+                                    millis(r.started),
+                                    expires,
+                                    r.failures,
+                                    r.sample,
+                                    r.decided_by
+                                ])
+                                .map(|rowid| changes.set(key, Some(rowid))),
+                        }
+                        .map_err(sql)?;
                         history
                             .execute(params![
                                 address,
@@ -374,11 +426,15 @@ impl Store {
                             .map_err(sql)?;
                     }
                     StoreOp::End { address, jail, .. } => {
-                        let key = address.to_string();
+                        let key = index.key(*address, jail);
+                        let Some(rowid) = changes.row(index, key) else {
+                            // Not stored (already ended): nothing to remove or announce.
+                            continue;
+                        };
                         if routes.is_some() {
                             // The end's notification tells what the ban was.
                             let row = ended
-                                .query_row(params![key, jail], |row| {
+                                .query_row(params![rowid], |row| {
                                     Ok(BanRecord {
                                         address: *address,
                                         jail: jail.clone(),
@@ -397,12 +453,14 @@ impl Store {
                                 notify("unban", &record).map_err(sql)?;
                             }
                         }
-                        end.execute(params![key, jail]).map_err(sql)?;
+                        end.execute(params![rowid]).map_err(sql)?;
+                        changes.set(key, None);
                     }
                 }
             }
         }
         tx.commit().map_err(sql)?;
+        index.apply(changes);
         if queued > 0 {
             if let Some(wake) = &self.wake {
                 wake.notify_one();
@@ -420,9 +478,10 @@ impl Store {
                 params![now_ms],
             )
             .map_err(|e| self.sql(e))?;
+        self.index = Some(self.load_index()?);
         let mut stmt = self
             .conn
-            .prepare("SELECT address, jail, origin, started, expires, failures, sample, decided_by FROM bans")
+            .prepare(&format!("SELECT {BAN_COLUMNS} FROM bans"))
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([], |row| {
@@ -464,6 +523,42 @@ impl Store {
             tracing::warn!(skipped, db = %self.path.display(), "Skipped stored bans whose address does not parse");
         }
         Ok(out)
+    }
+
+    /// Reads where every active ban's row is. Of two rows for one ban (this version writes
+    /// none, but an older one or a hand's edit may have) the later is kept, the other deleted.
+    fn load_index(&mut self) -> Result<RowIndex, StoreError> {
+        let mut index = RowIndex::default();
+        let mut duplicates = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT rowid, address, jail FROM bans ORDER BY rowid")
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(|e| self.sql(e))?;
+            for row in rows {
+                let (rowid, address, jail) = row.map_err(|e| self.sql(e))?;
+                // A row whose address does not parse is skipped, as `active` skips it.
+                if let Ok(address) = address.parse() {
+                    let key = index.key(address, &jail);
+                    duplicates.extend(index.found(key, rowid));
+                }
+            }
+        }
+        for rowid in duplicates {
+            self.conn
+                .execute("DELETE FROM bans WHERE rowid = ?1", params![rowid])
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(index)
     }
 
     /// Ban history since `since`: (address, jail, started), oldest first.
@@ -514,110 +609,6 @@ impl Store {
             .map(|n| n.unwrap_or(0))
             .map_err(|e| self.sql(e))
     }
-}
-
-/// Writes kept for retry while the store fails (a full or read-only disk); beyond it the
-/// oldest are dropped, counted and logged.
-const MAX_BACKLOG: usize = 200_000;
-/// While failing, a commit is retried this often (with whatever arrived meanwhile).
-const RETRY_EVERY: Duration = Duration::from_secs(1);
-/// A commit of this many writes means more are coming: the next one waits [`COALESCE`].
-const BUSY_BATCH: usize = 16;
-/// How long a busy store gathers writes before its next commit: bans are enforced
-/// meanwhile; only their row waits.
-const COALESCE: Duration = Duration::from_millis(10);
-/// Attempts at a clean stop before writes still failing are given up.
-const FINAL_ATTEMPTS: u32 = 3;
-
-/// Runs the store thread: group-commits writes and logs each once it is durable. A failed
-/// commit is kept and retried, in order, until it succeeds (bounded by [`MAX_BACKLOG`]); the
-/// bans are enforced meanwhile, and `status`, the log and the metrics say the store is failing.
-/// Ends when `ops` closes.
-pub fn spawn(
-    mut store: Store,
-    mut ops: mpsc::Receiver<StoreOp>,
-    clock: Arc<BusyClock>,
-    metrics: Arc<Metrics>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("ban-store".into())
-        .spawn(move || {
-            info!(db = %store.path.display(), "Ban store open");
-            let health = &metrics.store;
-            let mut backlog: Vec<StoreOp> = Vec::new();
-            let mut closed = false;
-            let mut final_attempts = 0;
-            let failures_log = Throttle::new(3, Duration::from_secs(60));
-            let mut busy = false;
-            loop {
-                let mut batch = std::mem::take(&mut backlog);
-                if batch.is_empty() {
-                    match ops.blocking_recv() {
-                        Some(op) => batch.push(op),
-                        None => break,
-                    }
-                    // Under a ban storm a commit per handful of bans costs more than the
-                    // rows: wait a moment for more. A lone ban is committed at once.
-                    if busy {
-                        std::thread::sleep(COALESCE);
-                    }
-                } else if !closed {
-                    closed = gather_for(&mut ops, &mut batch, RETRY_EVERY);
-                }
-                while let Ok(op) = ops.try_recv() {
-                    batch.push(op);
-                }
-                busy = batch.len() >= BUSY_BATCH;
-                let working = clock.busy();
-                let written = store.write(&batch);
-                drop(working);
-                match written {
-                    Ok(()) => {
-                        if Metrics::get(&health.failing) == 1 {
-                            info!(writes = batch.len(), "Ban store writes succeed again; the delayed writes are committed");
-                        }
-                        health.succeeded();
-                        // One write for the commit's lines, not one per ban.
-                        crate::log_output::gathered(|| batch.iter().for_each(report));
-                    }
-                    Err(e) => {
-                        health.failed(e.to_string());
-                        if batch.len() > MAX_BACKLOG {
-                            let lost = batch.len() - MAX_BACKLOG;
-                            batch.drain(..lost);
-                            health.lost.fetch_add(lost as u64, std::sync::atomic::Ordering::Relaxed);
-                            error!(lost, "Ban store backlog full: the oldest writes are dropped (their bans stay enforced until they expire or the daemon restarts)");
-                        }
-                        Metrics::set(&health.pending, batch.len() as u64);
-                        if let Decision::Write { held_back } = failures_log.check() {
-                            error!(error = %e, pending = batch.len(), held_back, "Ban store write failed; bans are enforced and the writes kept for retry");
-                        }
-                        if closed {
-                            final_attempts += 1;
-                            if final_attempts >= FINAL_ATTEMPTS {
-                                error!(writes = batch.len(), "Stopping with ban store writes that could not be committed");
-                                break;
-                            }
-                        }
-                        backlog = batch;
-                    }
-                }
-            }
-        })
-        .expect("spawning a thread only fails when the OS is out of resources")
-}
-
-/// Adds what arrives within `wait` to `batch`; true when `ops` closed.
-fn gather_for(ops: &mut mpsc::Receiver<StoreOp>, batch: &mut Vec<StoreOp>, wait: Duration) -> bool {
-    let deadline = std::time::Instant::now() + wait;
-    while std::time::Instant::now() < deadline {
-        match ops.try_recv() {
-            Ok(op) => batch.push(op),
-            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(20)),
-            Err(mpsc::error::TryRecvError::Disconnected) => return true,
-        }
-    }
-    false
 }
 
 #[cfg(test)]
@@ -760,20 +751,27 @@ mod tests {
         assert_eq!(store.outbox_counts().unwrap(), vec![("ops".to_string(), 1)]);
     }
 
+    /// A store as written before `decided_by` and before the key index went, with `rows`
+    /// (SQL inserts into `bans`).
+    fn older_store(dir: &Path, rows: &str) {
+        let conn = Connection::open(dir.join(DB_FILE)).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE bans (address TEXT NOT NULL, jail TEXT NOT NULL, origin TEXT NOT NULL,
+                 started INTEGER NOT NULL, expires INTEGER, failures INTEGER NOT NULL,
+                 sample TEXT NOT NULL, PRIMARY KEY (address, jail));
+             {rows}"
+        ))
+        .unwrap();
+    }
+
     #[test]
     fn a_ban_another_collector_decided_is_announced_there_not_here() {
         let dir = tempfile::tempdir().unwrap();
         // A store from before `decided_by`: its bans were all decided here.
-        {
-            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE bans (address TEXT NOT NULL, jail TEXT NOT NULL, origin TEXT NOT NULL,
-                     started INTEGER NOT NULL, expires INTEGER, failures INTEGER NOT NULL,
-                     sample TEXT NOT NULL, PRIMARY KEY (address, jail));
-                 INSERT INTO bans VALUES ('198.51.100.1', 'sshd', 'web1', 1, NULL, 5, 'x');",
-            )
-            .unwrap();
-        }
+        older_store(
+            dir.path(),
+            "INSERT INTO bans VALUES ('198.51.100.1', 'sshd', 'web1', 1, NULL, 5, 'x');",
+        );
         let mut store = notifying_sshd(Store::open(dir.path()).unwrap());
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let adopted = BanRecord {
@@ -796,5 +794,116 @@ mod tests {
         // The old row's end is this collector's to announce.
         store.write(&[end("198.51.100.1")]).unwrap();
         assert_eq!(store.outbox("ops", 10).unwrap().len(), 1);
+    }
+
+    fn ban_indexes(store: &Store) -> i64 {
+        store
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'bans'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_renewal_rewrites_the_bans_row_and_an_end_removes_it_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ban = |expires: u64| {
+            StoreOp::Ban(
+                record(
+                    "198.51.100.5",
+                    "sshd",
+                    t0,
+                    Some(t0 + Duration::from_secs(expires)),
+                ),
+                Vec::new(),
+            )
+        };
+        let end = || StoreOp::End {
+            address: "198.51.100.5".parse().unwrap(),
+            jail: "sshd".into(),
+            commands: Vec::new(),
+        };
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            assert_eq!(ban_indexes(&store), 0, "no key index on disk");
+            // Renewed in the same transaction and in the next one.
+            store.write(&[ban(60), ban(600)]).unwrap();
+            store.write(&[ban(6000)]).unwrap();
+            assert_eq!(store.active_count().unwrap(), 1);
+            store
+                .write(&[StoreOp::Ban(
+                    record("198.51.100.5", "postfix", t0, None),
+                    Vec::new(),
+                )])
+                .unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        // An end first, before anything else read the table: the row is found again.
+        store.write(&[end()]).unwrap();
+        let active = store.active(t0).unwrap();
+        assert_eq!(active.len(), 1, "{active:?}");
+        assert_eq!(active[0].jail, "postfix");
+        store.write(&[end(), ban(60), end()]).unwrap();
+        assert_eq!(
+            store.active_count().unwrap(),
+            1,
+            "ended within one transaction"
+        );
+        assert_eq!(store.history_since(t0).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn an_older_store_loses_its_key_index_and_keeps_its_bans_and_duplicates_go() {
+        let dir = tempfile::tempdir().unwrap();
+        older_store(
+            dir.path(),
+            "INSERT INTO bans VALUES ('198.51.100.1', 'sshd', 'web1', 1, NULL, 5, 'x');
+             INSERT INTO bans VALUES ('198.51.100.2', 'sshd', 'web1', 1, NULL, 5, 'x');",
+        );
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .conn
+            .execute_batch("UPDATE bans SET decided_by = 'b' WHERE address = '198.51.100.2'")
+            .unwrap();
+        assert_eq!(ban_indexes(&store), 0);
+        // A second opener (the notify stage) finds it done.
+        drop(Store::open(dir.path()).unwrap());
+        // Two rows for one ban (a hand's edit): the later is the ban.
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO bans VALUES ('198.51.100.1', 'sshd', 'web2', 2, NULL, 6, 'y', NULL);",
+            )
+            .unwrap();
+        drop(store);
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut active = store.active(UNIX_EPOCH).unwrap();
+        active.sort_by_key(|r| r.address);
+        let got: Vec<(String, &str, Option<&str>)> = active
+            .iter()
+            .map(|r| {
+                (
+                    r.address.to_string(),
+                    r.origin.as_str(),
+                    r.decided_by.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("198.51.100.1".to_string(), "web2", None),
+                ("198.51.100.2".to_string(), "web1", Some("b"))
+            ]
+        );
+        assert_eq!(
+            store.active_count().unwrap(),
+            2,
+            "the duplicate row was deleted"
+        );
     }
 }
