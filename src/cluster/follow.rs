@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 
 use super::engine::{id_millis, millis};
 use super::messages::{from_node, Published, SharedBan, ToBan};
-use super::resp::Reply;
+use super::resp::Frame;
 use super::shared::{Shared, CURSOR_FILE, FOLLOW_BATCH, FOLLOW_BLOCK, HEARTBEAT};
 use crate::metrics::Metrics;
 
@@ -69,19 +69,28 @@ impl Batch {
 /// the stream's order is kept; `node`'s own entries need nothing. The position moves past
 /// an entry only once the manager has it. False when the manager is gone.
 async fn hand_entries(
-    entries: &[Reply],
+    entries: Frame<'_>,
     node: &str,
     adopted: &AtomicU64,
     to_ban: &mpsc::Sender<ToBan>,
     cursor: &mut String,
 ) -> bool {
     let mut adopt = Batch::default();
-    for entry in entries {
-        let Some(id) = entry.items().first().and_then(Reply::text) else {
+    let mut fields = Vec::new();
+    for entry in entries.items() {
+        let mut parts = entry.items();
+        let Some(id) = parts.next().and_then(Frame::text) else {
             continue;
         };
-        let fields = entry.items().get(1).map(Reply::items).unwrap_or_default();
-        match (!from_node(fields, node)).then(|| Published::from_fields(fields)) {
+        fields.clear();
+        let mut values = parts.next().map(Frame::items).into_iter().flatten();
+        while let (Some(name), Some(value)) = (values.next(), values.next()) {
+            fields.push((
+                name.bytes().unwrap_or_default(),
+                value.bytes().unwrap_or_default(),
+            ));
+        }
+        match (!from_node(&fields, node)).then(|| Published::from_fields(&fields)) {
             Some(Ok(Published::Ban(ban))) => {
                 Metrics::inc(adopted);
                 adopt.bans.push(ban);
@@ -164,7 +173,7 @@ async fn read_stream(
             Metrics::inc(&cm.round_trips);
             let read = tokio::select! {
                 () = stop.cancelled() => return,
-                r = conn.call(&request) => r,
+                r = conn.call_in_place(&request) => r,
             };
             let reply = match read {
                 Ok(reply) => reply,
@@ -179,11 +188,11 @@ async fn read_stream(
                     .cursor_ms
                     .store(millis(SystemTime::now()), Ordering::Relaxed);
             };
-            let Some(entries) = reply.items().first().and_then(|s| s.items().get(1)) else {
+            let Some(entries) = reply.items().next().and_then(|s| s.items().nth(1)) else {
                 caught_up();
                 continue;
             };
-            if !hand_entries(entries.items(), &node, &shared.cm().adopted, to_ban, cursor).await {
+            if !hand_entries(entries, &node, &shared.cm().adopted, to_ban, cursor).await {
                 return;
             }
             if entries.items().len() < FOLLOW_BATCH {
@@ -201,20 +210,28 @@ async fn read_stream(
 
 #[cfg(test)]
 mod tests {
+    use super::super::resp;
     use super::*;
 
-    fn entry(id: &str, fields: Vec<(&'static str, String)>) -> Reply {
-        let fields = fields
-            .into_iter()
-            .flat_map(|(k, v)| [Reply::Status(k.into()), Reply::Status(v)])
-            .collect();
-        Reply::Array(Some(vec![
-            Reply::Status(id.into()),
-            Reply::Array(Some(fields)),
-        ]))
+    type Entry = (String, Vec<(&'static str, String)>);
+
+    /// Stream entries as XREAD sends them: `[id, [name, value, ...]]` each.
+    fn xread_entries(list: &[Entry]) -> Vec<u8> {
+        let mut out = Vec::new();
+        resp::array_header(&mut out, list.len());
+        for (id, fields) in list {
+            resp::array_header(&mut out, 2);
+            resp::bulk(&mut out, id.as_bytes());
+            resp::array_header(&mut out, fields.len() * 2);
+            for (name, value) in fields {
+                resp::bulk(&mut out, name.as_bytes());
+                resp::bulk(&mut out, value.as_bytes());
+            }
+        }
+        out
     }
 
-    fn ban(id: &str, node: &str, address: &str) -> Reply {
+    fn ban(id: &str, node: &str, address: &str) -> Entry {
         let ban = SharedBan {
             node: node.into(),
             jail: "sshd".into(),
@@ -226,7 +243,7 @@ mod tests {
             sample: "Failed password".into(),
             republished: false,
         };
-        entry(id, Published::Ban(ban).fields())
+        (id.to_string(), Published::Ban(ban).fields())
     }
 
     #[tokio::test]
@@ -241,11 +258,13 @@ mod tests {
             ban("1-0", "b", "198.51.100.1"),
             ban("2-0", "a", "198.51.100.2"),
             ban("3-0", "b", "198.51.100.3"),
-            entry("4-0", unban.fields()),
+            ("4-0".to_string(), unban.fields()),
             ban("5-0", "c", "198.51.100.5"),
         ];
         let mut cursor = "0".to_string();
-        assert!(hand_entries(&entries, "a", &adopted, &to_ban, &mut cursor).await);
+        let bytes = xread_entries(&entries);
+        let read = Frame::read(&bytes).unwrap();
+        assert!(hand_entries(read, "a", &adopted, &to_ban, &mut cursor).await);
         let addresses = |message: ToBan| match message {
             ToBan::Adopt(bans) => bans.iter().map(|b| b.address.to_string()).collect(),
             ToBan::Unban(address) => vec![format!("unban {address}")],
@@ -279,13 +298,16 @@ mod tests {
             ban("1-0", "a", "198.51.100.2"),
             ban("2-0", "b", "198.51.100.3"),
         ];
-        assert!(!hand_entries(&entries, "a", &adopted, &to_ban, &mut cursor).await);
+        let bytes = xread_entries(&entries);
+        let read = Frame::read(&bytes).unwrap();
+        assert!(!hand_entries(read, "a", &adopted, &to_ban, &mut cursor).await);
         assert_eq!(
             cursor, "0",
             "an adoption the manager did not take is read again"
         );
-        let own = [ban("1-0", "a", "198.51.100.2")];
-        assert!(hand_entries(&own, "a", &adopted, &to_ban, &mut cursor).await);
+        let own = xread_entries(&[ban("1-0", "a", "198.51.100.2")]);
+        let read = Frame::read(&own).unwrap();
+        assert!(hand_entries(read, "a", &adopted, &to_ban, &mut cursor).await);
         assert_eq!(cursor, "1-0", "an entry that needs nothing is passed");
     }
 }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use super::engine::millis;
-use super::resp::Reply;
 use crate::config::JailName;
 use crate::input::Origin;
 use crate::jail::Offence;
@@ -87,49 +86,61 @@ impl SharedBan {
         fields
     }
 
-    /// Reads a stream entry's fields (`[name, value, ...]`).
-    pub fn from_fields(items: &[Reply]) -> Result<SharedBan, String> {
-        let get = |name: &str| -> Result<String, String> {
-            field(items, name).ok_or_else(|| format!("no {name} field"))
+    /// Reads a stream entry's fields.
+    pub fn from_fields(fields: &Fields<'_>) -> Result<SharedBan, String> {
+        let get = |name: &str| -> Result<&str, String> {
+            text(fields, name).ok_or_else(|| format!("no {name} field"))
         };
-        let number = |text: String, name: &str| -> Result<u64, String> {
-            text.parse().map_err(|_| format!("{name} is not a number"))
+        let number = |name: &str| -> Result<u64, String> {
+            get(name)?
+                .parse()
+                .map_err(|_| format!("{name} is not a number"))
         };
+        let owned = |name: &str| field(fields, name).ok_or_else(|| format!("no {name} field"));
         let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
-        let expires = number(get("expires")?, "expires")?;
+        let expires = number("expires")?;
         Ok(SharedBan {
-            node: get("node")?,
-            jail: get("jail")?,
+            node: owned("node")?,
+            jail: owned("jail")?,
             address: get("address")?
                 .parse()
                 .map_err(|_| "the address is not one".to_string())?,
-            failures: u32::try_from(number(get("failures")?, "failures")?).unwrap_or(u32::MAX),
-            origin: get("origin")?,
-            started: at(number(get("started")?, "started")?),
+            failures: u32::try_from(number("failures")?).unwrap_or(u32::MAX),
+            origin: owned("origin")?,
+            started: at(number("started")?),
             expires: (expires != 0).then(|| at(expires)),
-            sample: get("sample").unwrap_or_default(),
-            republished: field(items, "republished").as_deref() == Some("1"),
+            sample: field(fields, "sample").unwrap_or_default(),
+            republished: value(fields, "republished") == Some(b"1"),
         })
     }
 }
 
-/// The value of field `name` among a stream entry's `[name, value, ...]` (names compared as
-/// bytes: a storm's follower reads tens of thousands of entries).
-fn value<'a>(items: &'a [Reply], name: &str) -> Option<&'a Reply> {
-    items
-        .chunks(2)
-        .find(|pair| pair.first().and_then(Reply::bytes) == Some(name.as_bytes()))
-        .and_then(|pair| pair.get(1))
+/// A stream entry's fields as read: (name, value) pairs, in order, borrowed from the reply.
+pub type Fields<'a> = [(&'a [u8], &'a [u8])];
+
+/// The value of field `name` (names compared as bytes: a storm's follower reads tens of
+/// thousands of entries).
+fn value<'a>(fields: &Fields<'a>, name: &str) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|(n, _)| *n == name.as_bytes())
+        .map(|(_, v)| *v)
 }
 
-fn field(items: &[Reply], name: &str) -> Option<String> {
-    value(items, name).and_then(Reply::text)
+/// Field `name` as UTF-8 (None: missing, or not text).
+fn text<'a>(fields: &Fields<'a>, name: &str) -> Option<&'a str> {
+    value(fields, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Field `name` as owned text (bytes that are not UTF-8 replaced, as in a log line).
+fn field(fields: &Fields<'_>, name: &str) -> Option<String> {
+    value(fields, name).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// Whether a stream entry's fields say it comes from collector `node` (its own entries a
 /// follower skips without reading them further).
-pub fn from_node(items: &[Reply], node: &str) -> bool {
-    value(items, "node").and_then(Reply::bytes) == Some(node.as_bytes())
+pub fn from_node(fields: &Fields<'_>, node: &str) -> bool {
+    value(fields, "node") == Some(node.as_bytes())
 }
 
 /// An entry of the ban stream.
@@ -168,17 +179,19 @@ impl Published {
     }
 
     /// Reads a stream entry's fields.
-    pub fn from_fields(items: &[Reply]) -> Result<Published, String> {
-        let field = |name: &str| field(items, name);
-        match field("event").as_deref() {
-            None | Some("ban") => SharedBan::from_fields(items).map(Published::Ban),
-            Some("unban") => Ok(Published::Unban {
-                node: field("node").ok_or("no node field")?,
-                address: field("address")
+    pub fn from_fields(fields: &Fields<'_>) -> Result<Published, String> {
+        match value(fields, "event") {
+            None | Some(b"ban") => SharedBan::from_fields(fields).map(Published::Ban),
+            Some(b"unban") => Ok(Published::Unban {
+                node: field(fields, "node").ok_or("no node field")?,
+                address: text(fields, "address")
                     .and_then(|a| a.parse().ok())
                     .ok_or("no address field, or not an address")?,
             }),
-            Some(other) => Err(format!("unknown event {other:?}")),
+            Some(other) => Err(format!(
+                "unknown event {:?}",
+                String::from_utf8_lossy(other)
+            )),
         }
     }
 }
@@ -277,50 +290,44 @@ mod tests {
             sample: "Failed password".into(),
             republished: false,
         };
-        let items: Vec<Reply> = ban
-            .fields()
-            .into_iter()
-            .flat_map(|(k, v)| {
-                [
-                    Reply::Bulk(Some(k.as_bytes().to_vec())),
-                    Reply::Bulk(Some(v.into_bytes())),
-                ]
-            })
-            .collect();
-        assert_eq!(SharedBan::from_fields(&items).unwrap(), ban);
-        assert!(from_node(&items, "a"));
-        assert!(!from_node(&items, "ab") && !from_node(&items, "sshd"));
+        // As the follower reads them: borrowed name and value pairs.
+        let read = |fields: &[(&'static str, String)], check: &dyn Fn(&Fields<'_>)| {
+            let pairs: Vec<(&[u8], &[u8])> = fields
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+                .collect();
+            check(&pairs);
+        };
+        read(&ban.fields(), &|fields| {
+            assert_eq!(SharedBan::from_fields(fields).unwrap(), ban);
+            assert!(from_node(fields, "a"));
+            assert!(!from_node(fields, "ab") && !from_node(fields, "sshd"));
+        });
         let permanent = SharedBan {
             expires: None,
             republished: true,
-            ..ban
+            ..ban.clone()
         };
-        let items: Vec<Reply> = permanent
-            .fields()
-            .into_iter()
-            .flat_map(|(k, v)| [Reply::Status(k.into()), Reply::Status(v)])
-            .collect();
-        assert_eq!(SharedBan::from_fields(&items).unwrap(), permanent);
-        assert!(SharedBan::from_fields(&items[2..]).is_err());
+        read(&permanent.fields(), &|fields| {
+            assert_eq!(SharedBan::from_fields(fields).unwrap(), permanent);
+            assert!(SharedBan::from_fields(&fields[1..]).is_err(), "no node");
+            assert_eq!(
+                Published::from_fields(fields).unwrap(),
+                Published::Ban(permanent.clone())
+            );
+        });
         let unban = Published::Unban {
             node: "b".into(),
             address: "198.51.100.0/24".parse().unwrap(),
         };
-        let items: Vec<Reply> = unban
-            .fields()
-            .into_iter()
-            .flat_map(|(k, v)| [Reply::Status(k.into()), Reply::Status(v)])
-            .collect();
-        assert_eq!(Published::from_fields(&items).unwrap(), unban);
-        let ban_items: Vec<Reply> = permanent
-            .fields()
-            .into_iter()
-            .flat_map(|(k, v)| [Reply::Status(k.into()), Reply::Status(v)])
-            .collect();
-        assert_eq!(
-            Published::from_fields(&ban_items).unwrap(),
-            Published::Ban(permanent)
-        );
+        read(&unban.fields(), &|fields| {
+            assert_eq!(Published::from_fields(fields).unwrap(), unban);
+        });
+        let mut odd = ban.fields();
+        odd.push(("event", "renamed".into()));
+        read(&odd, &|fields| {
+            assert!(Published::from_fields(fields).is_err(), "an unknown event");
+        });
     }
 
     #[test]
