@@ -101,7 +101,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("adopt", |b| {
-        per_ban(b, shared, |state, ban| state.adopt(ban, Moment::now()))
+        per_ban(b, shared, |state, ban| {
+            state.adopt(ban, "this", Moment::now())
+        })
     });
     const BATCH: u32 = 40;
     group.throughput(Throughput::Elements(u64::from(BATCH)));

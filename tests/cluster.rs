@@ -270,15 +270,9 @@ async fn an_unban_by_hand_on_one_collector_lifts_the_address_on_all() {
     if !redis_present() {
         return;
     }
-    let engine = Engine::start(free_port());
     // Both collectors notify the same endpoint: it hears the ban and the unban once each,
     // from the collector that decided the ban.
-    let mut hook = Receiver::new().await;
-    hook.up().await;
-    let (a, b) = (
-        up_notifying("a", engine.port, Some(hook.port)).await,
-        up_notifying("b", engine.port, Some(hook.port)).await,
-    );
+    let (_engine, hook, a, b) = notifying_pair().await;
     send_failures(a.port, ATTACKER, 5);
     assert!(
         until(Duration::from_secs(2), async || holds(&b.socket, ATTACKER)
@@ -286,31 +280,17 @@ async fn an_unban_by_hand_on_one_collector_lifts_the_address_on_all() {
         .await,
         "the ban did not reach b"
     );
-    let answer = ask(
-        &b.socket,
-        Request::Unban {
-            address: ATTACKER.into(),
-        },
-    )
-    .await;
-    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
+    unban_by_hand(&b.socket, ATTACKER).await;
     assert!(
         until(Duration::from_secs(1), async || !holds(&a.socket, ATTACKER)
             .await)
         .await,
         "the unban on b did not lift the ban on a"
     );
-    let events = async || -> Vec<String> {
-        hook.received()
-            .iter()
-            .map(|r| {
-                let event: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
-                format!("{} {}", event["event"], event["address"])
-            })
-            .collect()
-    };
+    let events = async || hook_events(&hook);
+    // Notifications wait `ANNOUNCE_DELAY` in a cluster.
     assert!(
-        until(Duration::from_secs(5), async || events().await.len() >= 2).await,
+        until(Duration::from_secs(10), async || events().await.len() >= 2).await,
         "{:?}",
         events().await
     );
@@ -331,6 +311,92 @@ async fn an_unban_by_hand_on_one_collector_lifts_the_address_on_all() {
             .await)
         .await,
         "after the lift, b did not ban the attacker's return"
+    );
+    a.down().await;
+    b.down().await;
+}
+
+/// An engine, a webhook receiver, and collectors a and b both notifying it.
+async fn notifying_pair() -> (Engine, Receiver, Up, Up) {
+    let engine = Engine::start(free_port());
+    let mut hook = Receiver::new().await;
+    hook.up().await;
+    let a = up_notifying("a", engine.port, Some(hook.port)).await;
+    let b = up_notifying("b", engine.port, Some(hook.port)).await;
+    (engine, hook, a, b)
+}
+
+/// Lifts `address` on the collector at `socket`, as `syslog2ban unban` does.
+async fn unban_by_hand(socket: &Path, address: &str) {
+    let answer = ask(
+        socket,
+        Request::Unban {
+            address: address.into(),
+        },
+    )
+    .await;
+    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
+}
+
+/// The webhook's events as `"event" "address"`.
+fn hook_events(hook: &Receiver) -> Vec<String> {
+    hook.received()
+        .iter()
+        .map(|r| {
+            let event: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+            format!("{} {}", event["event"], event["address"])
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_both_collectors_decided_at_once_is_announced_once() {
+    if !redis_present() {
+        return;
+    }
+    let (engine, hook, a, b) = notifying_pair().await;
+    // The engine paused (for less than the collectors' 200 ms timeout): neither collector can
+    // learn of the other's count or ban, and each bans on its own five failures.
+    engine.signal(rustix::process::Signal::STOP);
+    send_failures(a.port, ATTACKER, 5);
+    send_failures(b.port, ATTACKER, 5);
+    let both = until(Duration::from_millis(150), async || {
+        holds(&a.socket, ATTACKER).await && holds(&b.socket, ATTACKER).await
+    })
+    .await;
+    engine.signal(rustix::process::Signal::CONT);
+    assert!(
+        both,
+        "each collector bans on its own count, the engine or not"
+    );
+    assert!(
+        until(Duration::from_secs(10), async || !hook_events(&hook)
+            .is_empty())
+        .await,
+        "no notification"
+    );
+    // A second one would have been posted by now.
+    tokio::time::sleep(syslog2ban::cluster::ANNOUNCE_DELAY + Duration::from_secs(1)).await;
+    assert_eq!(
+        hook_events(&hook),
+        vec![format!("\"ban\" \"{ATTACKER}\"")],
+        "decided on both, announced by one"
+    );
+    // Its end too: lifted on b, announced by a, whose decision it is.
+    unban_by_hand(&b.socket, ATTACKER).await;
+    assert!(
+        until(Duration::from_secs(10), async || hook_events(&hook).len()
+            >= 2)
+        .await,
+        "no unban notification"
+    );
+    tokio::time::sleep(syslog2ban::cluster::ANNOUNCE_DELAY + Duration::from_secs(1)).await;
+    assert_eq!(
+        hook_events(&hook),
+        vec![
+            format!("\"ban\" \"{ATTACKER}\""),
+            format!("\"unban\" \"{ATTACKER}\"")
+        ]
     );
     a.down().await;
     b.down().await;

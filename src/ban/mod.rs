@@ -264,7 +264,9 @@ fn apply_from_cluster(
     match message {
         ToBan::Adopt(bans) => {
             let now = Moment::now();
-            bans.iter().flat_map(|ban| state.adopt(ban, now)).collect()
+            bans.iter()
+                .flat_map(|ban| state.adopt(ban, node, now))
+                .collect()
         }
         ToBan::Unban(address) => state.unban(address).1,
         ToBan::Republish => {
@@ -579,7 +581,7 @@ mod tests {
             .iter()
             .map(|op| match op {
                 StoreOp::Ban(record, _) => record.decided_by.as_deref(),
-                StoreOp::End { .. } => panic!("no end: {op:?}"),
+                StoreOp::End { .. } | StoreOp::Yield { .. } => panic!("only bans: {op:?}"),
             })
             .collect();
         assert_eq!(deciders, vec![Some("b"), None]);

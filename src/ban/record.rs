@@ -52,6 +52,17 @@ pub enum StoreOp {
         /// The firewall commands it sent (none: the kernel times it out).
         commands: Vec<BanCommand>,
     },
+    /// A ban decided here was decided by collector `to` too, which announces it (the two
+    /// agree by name, see `BanState::adopt`): it stays, recorded as `to`'s, and its
+    /// notifications not yet sent are withdrawn.
+    Yield {
+        /// Address.
+        address: Target,
+        /// Jail.
+        jail: String,
+        /// The collector that announces it.
+        to: String,
+    },
 }
 
 impl StoreOp {
@@ -59,6 +70,7 @@ impl StoreOp {
     pub fn commands(&self) -> &[BanCommand] {
         match self {
             StoreOp::Ban(_, commands) | StoreOp::End { commands, .. } => commands,
+            StoreOp::Yield { .. } => &[],
         }
     }
 }
@@ -82,7 +94,7 @@ pub(super) fn report(op: &StoreOp) {
             let target = places(commands);
             info!(%jail, %address, reason = "unban", %target, "Unbanned")
         }
-        StoreOp::End { .. } => {}
+        StoreOp::End { .. } | StoreOp::Yield { .. } => {}
     }
 }
 

@@ -63,6 +63,8 @@ struct Hold {
     ports: Option<Ports>,
     /// This collector decided it (not adopted, not recorded as another collector's).
     decided_here: bool,
+    /// Another collector's decision of it arrived too (counted once; see `adopt`).
+    decided_twice: bool,
 }
 
 /// What a new ban is made of.
@@ -259,6 +261,7 @@ impl BanState {
                 reason,
                 ports,
                 decided_here: record.decided_by.is_none(),
+                decided_twice: false,
             });
             if let Some(deadline) = expires {
                 self.deadlines
@@ -462,6 +465,7 @@ impl BanState {
             reason,
             ports: policy.ports.clone(),
             decided_here: new.decided_by.is_none(),
+            decided_twice: false,
         });
         if let Some(deadline) = expires {
             self.deadlines

@@ -210,7 +210,7 @@ async fn read_stream(
 
 #[cfg(test)]
 mod tests {
-    use super::super::resp;
+    use super::super::resp::{self, OwnedReply};
     use super::*;
 
     type Entry = (String, Vec<(&'static str, String)>);
@@ -263,8 +263,8 @@ mod tests {
         ];
         let mut cursor = "0".to_string();
         let bytes = xread_entries(&entries);
-        let read = Frame::read(&bytes).unwrap();
-        assert!(hand_entries(read, "a", &adopted, &to_ban, &mut cursor).await);
+        let read = OwnedReply::read(bytes).unwrap();
+        assert!(hand_entries(read.frame(), "a", &adopted, &to_ban, &mut cursor).await);
         let addresses = |message: ToBan| match message {
             ToBan::Adopt(bans) => bans.iter().map(|b| b.address.to_string()).collect(),
             ToBan::Unban(address) => vec![format!("unban {address}")],
@@ -299,15 +299,15 @@ mod tests {
             ban("2-0", "b", "198.51.100.3"),
         ];
         let bytes = xread_entries(&entries);
-        let read = Frame::read(&bytes).unwrap();
-        assert!(!hand_entries(read, "a", &adopted, &to_ban, &mut cursor).await);
+        let read = OwnedReply::read(bytes).unwrap();
+        assert!(!hand_entries(read.frame(), "a", &adopted, &to_ban, &mut cursor).await);
         assert_eq!(
             cursor, "0",
             "an adoption the manager did not take is read again"
         );
         let own = xread_entries(&[ban("1-0", "a", "198.51.100.2")]);
-        let read = Frame::read(&own).unwrap();
-        assert!(hand_entries(read, "a", &adopted, &to_ban, &mut cursor).await);
+        let read = OwnedReply::read(own).unwrap();
+        assert!(hand_entries(read.frame(), "a", &adopted, &to_ban, &mut cursor).await);
         assert_eq!(cursor, "1-0", "an entry that needs nothing is passed");
     }
 }

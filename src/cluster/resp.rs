@@ -88,27 +88,59 @@ impl Reply {
     }
 }
 
-/// A reply read in place: its bytes in the connection's buffer, walked without copying. A
-/// storm's follower reads 500 stream entries of 16 strings per call; built as [`Reply`]s they
-/// were an allocation each.
+/// One element of a reply read in place: where its first line starts, and how many elements
+/// its subtree holds (itself included), so that its next sibling is one step away.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    at: usize,
+    size: usize,
+}
+
+/// Indexes the reply at `buf[at..]`, which [`reply_end`] found whole, into `tape` (elements in
+/// order, each before its own); returns where it ends. One pass: walking a stream entry's 16
+/// strings level by level, as the follower does, would read each line again at every level.
+fn index(buf: &[u8], at: usize, tape: &mut Vec<Node>) -> Result<usize, EngineError> {
+    let slot = tape.len();
+    tape.push(Node { at, size: 1 });
+    let (head, next) =
+        head(buf, at)?.ok_or_else(|| EngineError::Protocol("a reply cut short".into()))?;
+    let end = match head {
+        Head::Bulk(Some(n)) => next + n + 2,
+        Head::Array(Some(n)) => {
+            let mut end = next;
+            for _ in 0..n {
+                end = index(buf, end, tape)?;
+            }
+            end
+        }
+        _ => next,
+    };
+    let size = tape.len() - slot;
+    if let Some(node) = tape.get_mut(slot) {
+        node.size = size;
+    }
+    Ok(end)
+}
+
+/// A reply read in place: its bytes in the connection's buffer and their index, nothing copied.
+/// A storm's follower reads 500 stream entries of 16 strings per call; built as [`Reply`]s
+/// they were an allocation each.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
     buf: &'a [u8],
-    at: usize,
+    tape: &'a [Node],
+    node: usize,
 }
 
 impl<'a> Frame<'a> {
-    /// The reply that fills `buf`, checked whole.
-    pub fn read(buf: &'a [u8]) -> Result<Frame<'a>, EngineError> {
-        match reply_end(buf, 0, 0)? {
-            Some(_) => Ok(Frame { buf, at: 0 }),
-            None => Err(EngineError::Protocol("a reply cut short".into())),
-        }
+    fn head(self) -> Option<(Head<'a>, usize)> {
+        let at = self.tape.get(self.node)?.at;
+        head(self.buf, at).ok().flatten()
     }
 
     /// The bytes of a bulk or status reply, as sent.
     pub fn bytes(self) -> Option<&'a [u8]> {
-        match head(self.buf, self.at).ok().flatten()? {
+        match self.head()? {
             (Head::Status(s), _) => Some(s),
             (Head::Bulk(Some(n)), next) => self.buf.get(next..next + n),
             _ => None,
@@ -123,13 +155,15 @@ impl<'a> Frame<'a> {
 
     /// The elements of an array reply (nil and others: none).
     pub fn items(self) -> Items<'a> {
-        let (at, left) = match head(self.buf, self.at).ok().flatten() {
-            Some((Head::Array(Some(n)), next)) => (next, n),
-            _ => (self.at, 0),
+        let left = match self.head() {
+            Some((Head::Array(Some(n)), _)) => n,
+            _ => 0,
         };
         Items {
-            buf: self.buf,
-            at,
+            frame: Frame {
+                node: self.node + 1,
+                ..self
+            },
             left,
         }
     }
@@ -138,8 +172,8 @@ impl<'a> Frame<'a> {
 /// The elements of an array [`Frame`], in order.
 #[derive(Debug, Clone)]
 pub struct Items<'a> {
-    buf: &'a [u8],
-    at: usize,
+    /// The next element.
+    frame: Frame<'a>,
     left: usize,
 }
 
@@ -150,18 +184,14 @@ impl<'a> Iterator for Items<'a> {
         if self.left == 0 {
             return None;
         }
-        let item = Frame {
-            buf: self.buf,
-            at: self.at,
-        };
-        // The whole reply was checked before a frame of it was made: every element ends.
-        match reply_end(self.buf, self.at, 0) {
-            Ok(Some(end)) => {
-                self.at = end;
-                self.left -= 1;
-            }
-            _ => self.left = 0,
+        let item = self.frame;
+        let size = self.frame.tape.get(item.node).map_or(0, |n| n.size);
+        if size == 0 {
+            self.left = 0;
+            return None;
         }
+        self.frame.node += size;
+        self.left -= 1;
         Some(item)
     }
 
@@ -171,6 +201,36 @@ impl<'a> Iterator for Items<'a> {
 }
 
 impl ExactSizeIterator for Items<'_> {}
+
+/// A reply's bytes and their index, owned (what tests build replies with).
+#[cfg(test)]
+#[derive(Debug)]
+pub struct OwnedReply {
+    buf: Vec<u8>,
+    tape: Vec<Node>,
+}
+
+#[cfg(test)]
+impl OwnedReply {
+    /// The one reply that `buf` holds, checked whole.
+    pub fn read(buf: Vec<u8>) -> Result<OwnedReply, EngineError> {
+        if reply_end(&buf, 0, 0)?.is_none() {
+            return Err(EngineError::Protocol("a reply cut short".into()));
+        }
+        let mut tape = Vec::new();
+        index(&buf, 0, &mut tape)?;
+        Ok(OwnedReply { buf, tape })
+    }
+
+    /// The reply, to walk.
+    pub fn frame(&self) -> Frame<'_> {
+        Frame {
+            buf: &self.buf,
+            tape: &self.tape,
+            node: 0,
+        }
+    }
+}
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
@@ -182,6 +242,8 @@ pub struct Connection {
     /// together: each is parsed in place, none moved until the next read).
     read: Vec<u8>,
     start: usize,
+    /// The index of the last reply read in place (kept: its room is reused).
+    tape: Vec<Node>,
     timeout: Duration,
 }
 
@@ -240,6 +302,7 @@ impl Connection {
             stream,
             read: Vec::new(),
             start: 0,
+            tape: Vec::new(),
             timeout,
         }
     }
@@ -318,7 +381,13 @@ impl Connection {
         if let Some((Head::Error(e), _)) = head(buf, 0)? {
             return Err(EngineError::Server(String::from_utf8_lossy(e).into_owned()));
         }
-        Ok(Frame { buf, at: 0 })
+        self.tape.clear();
+        index(buf, 0, &mut self.tape)?;
+        Ok(Frame {
+            buf,
+            tape: &self.tape,
+            node: 0,
+        })
     }
 
     /// The next reply, or the engine's error reply as text; Err when the connection failed
@@ -698,6 +767,23 @@ mod tests {
             conn.call_in_place(&[b"PING"]).await,
             Err(EngineError::Server(e)) if e == "NOSCRIPT x"
         ));
-        assert!(Frame::read(b"*2\r\n:1\r\n").is_err(), "cut short");
+        assert!(
+            OwnedReply::read(b"*2\r\n:1\r\n".to_vec()).is_err(),
+            "cut short"
+        );
+        let kept = OwnedReply::read(b"*2\r\n*1\r\n$1\r\na\r\n$1\r\nb\r\n".to_vec()).unwrap();
+        let texts: Vec<Option<String>> = kept
+            .frame()
+            .items()
+            .map(|item| match item.items().next() {
+                Some(inner) => inner.text(),
+                None => item.text(),
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [Some("a".to_string()), Some("b".to_string())],
+            "siblings past a nested array"
+        );
     }
 }

@@ -259,6 +259,11 @@ pub async fn run(
     // The cluster: failures from the pipeline, bans both ways with the manager. A dry run
     // shares nothing (its bans are not real).
     let cluster = config.cluster.clone().filter(|_| !dry_run);
+    // The dry run shares nothing: no notification waits for another collector there.
+    let announce_delay = match &cluster {
+        Some(_) => crate::cluster::ANNOUNCE_DELAY,
+        None => std::time::Duration::ZERO,
+    };
     let (sharing, cluster_link, cluster_links) = match &cluster {
         Some(c) => {
             let (failures_tx, failures_rx) = mpsc::channel(CLUSTER_FAILURE_BATCHES);
@@ -347,6 +352,7 @@ pub async fn run(
             crate::notify::run(
                 config.state_dir.clone(),
                 config.notifiers.clone(),
+                announce_delay,
                 notify_wake,
                 metrics.clone(),
                 stop_side.clone(),

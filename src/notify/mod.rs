@@ -97,11 +97,13 @@ fn delivery_id(row: &Outgoing) -> String {
     format!("{}.{created}", row.id)
 }
 
-/// Delivers the outbox of the database in `state_dir` until `stop`; `wake` is rung by the
+/// Delivers the outbox of the database in `state_dir` until `stop`, each notification once it
+/// has waited `delay` (a cluster's: see `cluster::ANNOUNCE_DELAY`); `wake` is rung by the
 /// store after a commit that queued notifications.
 pub async fn run(
     state_dir: PathBuf,
     notifiers: Vec<NotifierConfig>,
+    delay: Duration,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
@@ -146,8 +148,26 @@ pub async fn run(
                 continue;
             }
             let name = notifier.config.name.to_string();
-            let rows = match blocking(&store, move |s| s.outbox(&name, BATCH)).await {
-                Ok(rows) => rows,
+            let before = SystemTime::now().checked_sub(delay).unwrap_or(UNIX_EPOCH);
+            let rows = match blocking(&store, move |s| {
+                if delay.is_zero() {
+                    return Ok((s.outbox(&name, BATCH)?, None));
+                }
+                // The first of those not ready yet is when to look again.
+                let rows = s.outbox_before(&name, BATCH, before)?;
+                Ok((rows, s.outbox_first_after(&name, before)?))
+            })
+            .await
+            {
+                Ok((rows, waiting)) => {
+                    if let Some(queued) = waiting {
+                        let wait = (queued + delay)
+                            .duration_since(SystemTime::now())
+                            .unwrap_or_default();
+                        next = earliest(next, Some(now + wait));
+                    }
+                    rows
+                }
                 Err(e) => {
                     warn!(error = %e, "Reading the notification outbox failed; retrying");
                     next = earliest(next, Some(now + FIRST_BACKOFF));

@@ -12,8 +12,8 @@ use crate::metrics::Metrics;
 
 impl BanState {
     /// Another collector's ban: held here with the same end, under the same jail (a jail
-    /// this collector does not have is ignored).
-    pub fn adopt(&mut self, ban: &SharedBan, now: Moment) -> Vec<StoreOp> {
+    /// this collector does not have is ignored). `node` is this collector.
+    pub fn adopt(&mut self, ban: &SharedBan, node: &str, now: Moment) -> Vec<StoreOp> {
         let Ok(jail) = JailName::new(&ban.jail) else {
             return Vec::new();
         };
@@ -24,16 +24,30 @@ impl BanState {
             }
             return Vec::new();
         }
-        // Decided here too, before this collector knew of the other's decision: both
-        // announce it. Counted once; a republished ban may be one this collector decided.
+        // Decided here too, before this collector knew of the other's decision (counted on
+        // each; a republished ban may be one this collector decided). One of the two
+        // announces it, by a rule both apply alike: the collector whose name sorts first.
+        // The other's notifications wait long enough to be withdrawn (`ANNOUNCE_DELAY`).
         if let Some(hold) = self
             .holds
             .get_mut(&ban.address)
-            .and_then(|holds| holds.iter_mut().find(|h| h.jail == jail && h.decided_here))
+            .and_then(|holds| {
+                holds
+                    .iter_mut()
+                    .find(|h| h.jail == jail && h.decided_here && !h.decided_twice)
+            })
             .filter(|_| !ban.republished)
         {
-            hold.decided_here = false;
+            hold.decided_twice = true;
             Metrics::inc(&self.metrics.cluster.double_decisions);
+            if ban.node.as_str() < node {
+                hold.decided_here = false;
+                return vec![StoreOp::Yield {
+                    address: ban.address,
+                    jail: jail.to_string(),
+                    to: ban.node.clone(),
+                }];
+            }
         }
         let new = NewBan {
             jail: &jail,

@@ -64,12 +64,7 @@ fn addr() -> Target {
 }
 
 fn commands(ops: &[StoreOp]) -> Vec<BanCommand> {
-    ops.iter()
-        .flat_map(|op| match op {
-            StoreOp::Ban(_, c) => c.clone(),
-            StoreOp::End { commands, .. } => commands.clone(),
-        })
-        .collect()
+    ops.iter().flat_map(|op| op.commands().to_vec()).collect()
 }
 
 #[test]
@@ -612,7 +607,7 @@ fn lifting_one_jails_hold_keeps_the_others_and_shortens_the_firewalls_deadline()
 }
 
 #[test]
-fn a_ban_decided_here_and_by_another_collector_is_counted_once_as_decided_twice() {
+fn a_ban_decided_here_and_by_another_collector_is_counted_and_announced_by_one() {
     let mut s = state();
     let now = Moment::now();
     let doubles = |s: &BanState| Metrics::get(&s.metrics().cluster.double_decisions);
@@ -628,17 +623,32 @@ fn a_ban_decided_here_and_by_another_collector_is_counted_once_as_decided_twice(
         republished,
     };
     s.offence(&offence("sshd", now.instant), now);
-    // b's ban of the same attacker arrives: both decided it. Read again, it counts no more.
-    assert!(s.adopt(&shared(addr(), false), now).is_empty());
-    assert!(s.adopt(&shared(addr(), false), now).is_empty());
+    // b's ban of the same attacker arrives at a: both decided it. a's name sorts first: a
+    // announces it, nothing changes. Read again, it counts no more.
+    assert!(s.adopt(&shared(addr(), false), "a", now).is_empty());
+    assert!(s.adopt(&shared(addr(), false), "a", now).is_empty());
     assert_eq!(doubles(&s), 1);
     // Adopted first, then the same from b again: not decided here.
     let other: Target = "203.0.113.10".parse().unwrap();
-    assert_eq!(s.adopt(&shared(other, false), now).len(), 1);
-    assert!(s.adopt(&shared(other, false), now).is_empty());
+    assert_eq!(s.adopt(&shared(other, false), "a", now).len(), 1);
+    assert!(s.adopt(&shared(other, false), "a", now).is_empty());
     // A republish (an engine that lost its data) carries this collector's own bans too.
     let mine: Target = "203.0.113.11".parse().unwrap();
     s.manual_ban(&name("sshd"), mine, None, None, now).unwrap();
-    assert!(s.adopt(&shared(mine, true), now).is_empty());
+    assert!(s.adopt(&shared(mine, true), "a", now).is_empty());
+    assert_eq!(doubles(&s), 1);
+
+    // At c, whose name sorts after b's, the same double is b's to announce: c's ban stays,
+    // recorded as b's, once.
+    let mut s = state();
+    s.offence(&offence("sshd", now.instant), now);
+    let ops = s.adopt(&shared(addr(), false), "c", now);
+    assert!(
+        matches!(ops.as_slice(), [StoreOp::Yield { address, jail, to }]
+            if *address == addr() && jail == "sshd" && to == "b"),
+        "{ops:?}"
+    );
+    assert!(s.adopt(&shared(addr(), false), "c", now).is_empty());
+    assert!(s.is_banned(addr()));
     assert_eq!(doubles(&s), 1);
 }

@@ -104,6 +104,11 @@ fn bans_table(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// How a ban's notifications name it in the outbox.
+fn outbox_ban(jail: &str, address: Target) -> String {
+    format!("{jail} {address}")
+}
+
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -195,7 +200,8 @@ impl Store {
                  id       INTEGER PRIMARY KEY,
                  notifier TEXT    NOT NULL,
                  body     TEXT    NOT NULL,
-                 created  INTEGER NOT NULL
+                 created  INTEGER NOT NULL,
+                 ban      TEXT
              );
              CREATE INDEX IF NOT EXISTS outbox_notifier ON outbox (notifier, id);
              CREATE TABLE IF NOT EXISTS reported (
@@ -207,6 +213,18 @@ impl Store {
         )
         .map_err(sql)?;
         bans_table(&mut conn).map_err(sql)?;
+        // An outbox from before yielded bans could be withdrawn: its rows name no ban.
+        let named: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'ban'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sql)?;
+        if named == 0 {
+            conn.execute_batch("ALTER TABLE outbox ADD COLUMN ban TEXT")
+                .map_err(sql)?;
+        }
         Ok(Store {
             conn,
             path,
@@ -230,12 +248,29 @@ impl Store {
 
     /// The oldest `limit` notifications waiting for `notifier`.
     pub fn outbox(&self, notifier: &str, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
+        self.outbox_before(
+            notifier,
+            limit,
+            UNIX_EPOCH + Duration::from_secs(u32::MAX.into()),
+        )
+    }
+
+    /// As [`Store::outbox`], of the notifications queued by `before` only.
+    pub fn outbox_before(
+        &self,
+        notifier: &str,
+        limit: usize,
+        before: SystemTime,
+    ) -> Result<Vec<Outgoing>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id, notifier, body, created FROM outbox WHERE notifier = ?1 ORDER BY id LIMIT ?2")
+            .prepare_cached(
+                "SELECT id, notifier, body, created FROM outbox WHERE notifier = ?1 AND created <= ?3
+                 ORDER BY id LIMIT ?2",
+            )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map(params![notifier, limit as i64], |row| {
+            .query_map(params![notifier, limit as i64, millis(before)], |row| {
                 Ok(Outgoing {
                     id: row.get(0)?,
                     notifier: row.get(1)?,
@@ -245,6 +280,22 @@ impl Store {
             })
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// When the first notification for `notifier` queued after `after` was queued.
+    pub fn outbox_first_after(
+        &self,
+        notifier: &str,
+        after: SystemTime,
+    ) -> Result<Option<SystemTime>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT MIN(created) FROM outbox WHERE notifier = ?1 AND created > ?2",
+                params![notifier, millis(after)],
+                |row| row.get::<_, Option<i64>>(0),
+            )
+            .map(|at| at.map(from_millis))
+            .map_err(|e| self.sql(e))
     }
 
     /// Removes delivered notifications.
@@ -350,8 +401,15 @@ impl Store {
                 "SELECT origin, started, expires, failures, sample, decided_by FROM bans
                      WHERE rowid = ?1",
             )?;
-            let mut outbox =
-                prepare("INSERT INTO outbox (notifier, body, created) VALUES (?1, ?2, ?3)")?;
+            let mut outbox = prepare(
+                "INSERT INTO outbox (notifier, body, created, ban) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut yielded = prepare("UPDATE bans SET decided_by = ?2 WHERE rowid = ?1")?;
+            // This ban's, not an earlier one's still waiting for its notifier.
+            let mut withdraw = prepare(
+                "DELETE FROM outbox WHERE ban = ?1
+                     AND created >= (SELECT started FROM bans WHERE rowid = ?2)",
+            )?;
             // Read in place for the transaction: a reload's write waits, no copy per commit.
             let routes = self
                 .routes
@@ -375,8 +433,10 @@ impl Store {
                     return Ok(());
                 }
                 let body = event::body(event, record);
+                // A ban's notifications name it, so that a yield can withdraw them.
+                let ban = (event == "ban").then(|| outbox_ban(&record.jail, record.address));
                 for notifier in wanted {
-                    outbox.execute(params![notifier, body, now])?;
+                    outbox.execute(params![notifier, body, now, ban])?;
                     queued += 1;
                 }
                 Ok(())
@@ -455,6 +515,15 @@ impl Store {
                         }
                         end.execute(params![rowid]).map_err(sql)?;
                         changes.set(key, None);
+                    }
+                    StoreOp::Yield { address, jail, to } => {
+                        let key = index.key(*address, jail);
+                        if let Some(rowid) = changes.row(index, key) {
+                            yielded.execute(params![rowid, to]).map_err(sql)?;
+                            withdraw
+                                .execute(params![outbox_ban(jail, *address), rowid])
+                                .map_err(sql)?;
+                        }
                     }
                 }
             }
@@ -904,6 +973,76 @@ mod tests {
             store.active_count().unwrap(),
             2,
             "the duplicate row was deleted"
+        );
+    }
+
+    #[test]
+    fn a_yielded_ban_is_the_others_to_announce_and_its_waiting_notifications_go() {
+        let mut store = notifying_sshd(Store::in_memory().unwrap());
+        let t0 = SystemTime::now() - Duration::from_secs(1);
+        let (yielded, kept) = ("198.51.100.9", "198.51.100.10");
+        // An earlier ban of the same address, its notification still waiting (its notifier
+        // down): not this ban's to withdraw.
+        store
+            .conn
+            .execute(
+                "INSERT INTO outbox (notifier, body, created, ban) VALUES ('ops', 'earlier', ?1, ?2)",
+                params![millis(t0 - Duration::from_secs(60)), format!("sshd {yielded}")],
+            )
+            .unwrap();
+        store
+            .write(&[
+                StoreOp::Ban(record(yielded, "sshd", t0, None), vec![]),
+                StoreOp::Ban(record(kept, "sshd", t0, None), vec![]),
+            ])
+            .unwrap();
+        assert_eq!(store.outbox("ops", 10).unwrap().len(), 3);
+        store
+            .write(&[StoreOp::Yield {
+                address: yielded.parse().unwrap(),
+                jail: "sshd".into(),
+                to: "b".into(),
+            }])
+            .unwrap();
+        let waiting: Vec<String> = store
+            .outbox("ops", 10)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.body)
+            .collect();
+        assert_eq!(waiting.len(), 2, "{waiting:?}");
+        assert_eq!(waiting[0], "earlier");
+        assert!(waiting[1].contains(kept), "{waiting:?}");
+        let deciders: Vec<(String, Option<String>)> = store
+            .active(t0)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.address.to_string(), r.decided_by))
+            .collect();
+        assert!(deciders.contains(&(yielded.to_string(), Some("b".to_string()))));
+        assert!(deciders.contains(&(kept.to_string(), None)));
+        // Its end is b's to announce too.
+        let end = |address: &str| StoreOp::End {
+            address: address.parse().unwrap(),
+            jail: "sshd".into(),
+            commands: vec![],
+        };
+        store.write(&[end(yielded), end(kept)]).unwrap();
+        let events: Vec<String> = store
+            .outbox("ops", 10)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.body)
+            .filter(|body| body.contains("unban"))
+            .collect();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].contains(kept));
+        // Notifications not yet old enough wait.
+        assert!(store.outbox_before("ops", 10, t0).unwrap().len() == 1);
+        assert!(store.outbox_first_after("ops", t0).unwrap().is_some());
+        assert_eq!(
+            store.outbox_first_after("ops", SystemTime::now()).unwrap(),
+            None
         );
     }
 }
