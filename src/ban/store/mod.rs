@@ -225,6 +225,12 @@ impl Store {
             conn.execute_batch("ALTER TABLE outbox ADD COLUMN ban TEXT")
                 .map_err(sql)?;
         }
+        // A yield finds its ban's notifications without reading a long queue (a notifier down
+        // for hours); only ban notifications are in it.
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS outbox_ban ON outbox (ban) WHERE ban IS NOT NULL",
+        )
+        .map_err(sql)?;
         Ok(Store {
             conn,
             path,
@@ -520,9 +526,12 @@ impl Store {
                         let key = index.key(*address, jail);
                         if let Some(rowid) = changes.row(index, key) {
                             yielded.execute(params![rowid, to]).map_err(sql)?;
-                            withdraw
-                                .execute(params![outbox_ban(jail, *address), rowid])
-                                .map_err(sql)?;
+                            // Nothing was queued for a jail nobody hears.
+                            if routes.as_ref().is_some_and(|r| r.contains_key(jail)) {
+                                withdraw
+                                    .execute(params![outbox_ban(jail, *address), rowid])
+                                    .map_err(sql)?;
+                            }
                         }
                     }
                 }
