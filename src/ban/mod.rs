@@ -264,7 +264,7 @@ fn apply_from_cluster(
     match message {
         ToBan::Adopt(bans) => {
             let now = Moment::now();
-            bans.iter()
+            bans.into_iter()
                 .flat_map(|ban| state.adopt(ban, node, now))
                 .collect()
         }

@@ -12,8 +12,9 @@ use crate::metrics::Metrics;
 
 impl BanState {
     /// Another collector's ban: held here with the same end, under the same jail (a jail
-    /// this collector does not have is ignored). `node` is this collector.
-    pub fn adopt(&mut self, ban: &SharedBan, node: &str, now: Moment) -> Vec<StoreOp> {
+    /// this collector does not have is ignored). `node` is this collector. Taken whole: a
+    /// storm adopts tens of thousands, and its strings move into the record.
+    pub fn adopt(&mut self, ban: SharedBan, node: &str, now: Moment) -> Vec<StoreOp> {
         let Ok(jail) = JailName::new(&ban.jail) else {
             return Vec::new();
         };
@@ -44,21 +45,22 @@ impl BanState {
                 hold.decided_here = false;
                 return vec![StoreOp::Yield {
                     address: ban.address,
-                    jail: jail.to_string(),
-                    to: ban.node.clone(),
+                    jail: ban.jail,
+                    to: ban.node,
                 }];
             }
         }
         let new = NewBan {
             jail: &jail,
             address: ban.address,
-            origin: ban.origin.clone(),
+            origin: ban.origin,
             placement: None,
             failures: ban.failures,
-            sample: ban.sample.clone(),
-            lines: vec![ban.sample.clone()],
+            sample: ban.sample,
+            // Lines are for notifications, and another collector's ban is announced there.
+            lines: Vec::new(),
             until: Some(ban.expires),
-            decided_by: Some(ban.node.clone()),
+            decided_by: Some(ban.node),
         };
         self.ban(new, now).into_iter().collect()
     }

@@ -625,30 +625,30 @@ fn a_ban_decided_here_and_by_another_collector_is_counted_and_announced_by_one()
     s.offence(&offence("sshd", now.instant), now);
     // b's ban of the same attacker arrives at a: both decided it. a's name sorts first: a
     // announces it, nothing changes. Read again, it counts no more.
-    assert!(s.adopt(&shared(addr(), false), "a", now).is_empty());
-    assert!(s.adopt(&shared(addr(), false), "a", now).is_empty());
+    assert!(s.adopt(shared(addr(), false), "a", now).is_empty());
+    assert!(s.adopt(shared(addr(), false), "a", now).is_empty());
     assert_eq!(doubles(&s), 1);
     // Adopted first, then the same from b again: not decided here.
     let other: Target = "203.0.113.10".parse().unwrap();
-    assert_eq!(s.adopt(&shared(other, false), "a", now).len(), 1);
-    assert!(s.adopt(&shared(other, false), "a", now).is_empty());
+    assert_eq!(s.adopt(shared(other, false), "a", now).len(), 1);
+    assert!(s.adopt(shared(other, false), "a", now).is_empty());
     // A republish (an engine that lost its data) carries this collector's own bans too.
     let mine: Target = "203.0.113.11".parse().unwrap();
     s.manual_ban(&name("sshd"), mine, None, None, now).unwrap();
-    assert!(s.adopt(&shared(mine, true), "a", now).is_empty());
+    assert!(s.adopt(shared(mine, true), "a", now).is_empty());
     assert_eq!(doubles(&s), 1);
 
     // At c, whose name sorts after b's, the same double is b's to announce: c's ban stays,
     // recorded as b's, once.
     let mut s = state();
     s.offence(&offence("sshd", now.instant), now);
-    let ops = s.adopt(&shared(addr(), false), "c", now);
+    let ops = s.adopt(shared(addr(), false), "c", now);
     assert!(
         matches!(ops.as_slice(), [StoreOp::Yield { address, jail, to }]
             if *address == addr() && jail == "sshd" && to == "b"),
         "{ops:?}"
     );
-    assert!(s.adopt(&shared(addr(), false), "c", now).is_empty());
+    assert!(s.adopt(shared(addr(), false), "c", now).is_empty());
     assert!(s.is_banned(addr()));
     assert_eq!(doubles(&s), 1);
 }
