@@ -84,7 +84,15 @@ pub(super) fn report(op: &StoreOp) {
                 Some(d) => BanTime::For(d).to_string(),
                 None => "permanent".into(),
             };
-            info!(jail = %r.jail, address = %r.address, origin = %r.origin, failures = r.failures, %bantime, %target, "Banned");
+            // Another collector's decision (adopted) says whose it is.
+            match &r.decided_by {
+                None => {
+                    info!(jail = %r.jail, address = %r.address, origin = %r.origin, failures = r.failures, %bantime, %target, "Banned")
+                }
+                Some(node) => {
+                    info!(jail = %r.jail, address = %r.address, origin = %r.origin, failures = r.failures, %bantime, %target, decided_by = %node, "Banned")
+                }
+            }
         }
         StoreOp::End {
             address,
@@ -94,7 +102,11 @@ pub(super) fn report(op: &StoreOp) {
             let target = places(commands);
             info!(%jail, %address, reason = "unban", %target, "Unbanned")
         }
-        StoreOp::End { .. } | StoreOp::Yield { .. } => {}
+        StoreOp::Yield { address, jail, to } => {
+            // One per double decision: a storm's thousands stay out of the info log.
+            tracing::debug!(%jail, %address, announced_by = %to, "Banned here and by another collector; that one announces it");
+        }
+        StoreOp::End { .. } => {}
     }
 }
 
