@@ -259,7 +259,7 @@ pub async fn run(
     // The cluster: failures from the pipeline, bans both ways with the manager. A dry run
     // shares nothing (its bans are not real).
     let cluster = config.cluster.clone().filter(|_| !dry_run);
-    // The dry run shares nothing: no notification waits for another collector there.
+    // Notifications wait for a yield only where bans are shared.
     let announce_delay = match &cluster {
         Some(_) => crate::cluster::ANNOUNCE_DELAY,
         None => std::time::Duration::ZERO,

@@ -56,12 +56,12 @@ pub enum StoreError {
 /// The active bans' columns, in the order every statement names them.
 const BAN_COLUMNS: &str = "address, jail, origin, started, expires, failures, sample, decided_by";
 
-/// Creates the `bans` table, or brings an older one to this version's shape, in one
-/// transaction that takes the write lock first (the notify stage opens the file too):
-/// `decided_by` (before the cluster knew who decided a ban, all were decided here: NULL), and
-/// no key index (rows are found through [`RowIndex`]; a store from before it is copied into a
-/// table without one).
-fn bans_table(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Creates the `bans` table, or brings an older store to this version's shape, in one
+/// transaction that takes the write lock first (the notify stage opens the file too): the
+/// bans' `decided_by` (before the cluster knew who decided a ban, all were decided here:
+/// NULL), no key index on bans (rows are found through [`RowIndex`]; a store from before it is
+/// copied into a table without one), and the outbox's `ban` (rows from before name no ban).
+fn up_to_date(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let existing: Option<String> = tx
         .query_row(
@@ -101,6 +101,19 @@ fn bans_table(conn: &mut Connection) -> rusqlite::Result<()> {
             }
         }
     }
+    let named: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'ban'",
+        [],
+        |row| row.get(0),
+    )?;
+    if named == 0 {
+        tx.execute_batch("ALTER TABLE outbox ADD COLUMN ban TEXT")?;
+    }
+    // A yield finds its ban's notifications without reading a long queue (a notifier down
+    // for hours); only ban notifications are in it.
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS outbox_ban ON outbox (ban) WHERE ban IS NOT NULL",
+    )?;
     tx.commit()
 }
 
@@ -212,25 +225,7 @@ impl Store {
              );",
         )
         .map_err(sql)?;
-        bans_table(&mut conn).map_err(sql)?;
-        // An outbox from before yielded bans could be withdrawn: its rows name no ban.
-        let named: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'ban'",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(sql)?;
-        if named == 0 {
-            conn.execute_batch("ALTER TABLE outbox ADD COLUMN ban TEXT")
-                .map_err(sql)?;
-        }
-        // A yield finds its ban's notifications without reading a long queue (a notifier down
-        // for hours); only ban notifications are in it.
-        conn.execute_batch(
-            "CREATE INDEX IF NOT EXISTS outbox_ban ON outbox (ban) WHERE ban IS NOT NULL",
-        )
-        .map_err(sql)?;
+        up_to_date(&mut conn).map_err(sql)?;
         Ok(Store {
             conn,
             path,
@@ -874,6 +869,16 @@ mod tests {
         assert_eq!(store.outbox("ops", 10).unwrap().len(), 1);
     }
 
+    /// The bodies waiting for notifier `ops`.
+    fn bodies(store: &Store) -> Vec<String> {
+        store
+            .outbox("ops", 10)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.body)
+            .collect()
+    }
+
     fn ban_indexes(store: &Store) -> i64 {
         store
             .conn
@@ -940,9 +945,19 @@ mod tests {
         older_store(
             dir.path(),
             "INSERT INTO bans VALUES ('198.51.100.1', 'sshd', 'web1', 1, NULL, 5, 'x');
-             INSERT INTO bans VALUES ('198.51.100.2', 'sshd', 'web1', 1, NULL, 5, 'x');",
+             INSERT INTO bans VALUES ('198.51.100.2', 'sshd', 'web1', 1, NULL, 5, 'x');
+             CREATE TABLE outbox (id INTEGER PRIMARY KEY, notifier TEXT NOT NULL,
+                 body TEXT NOT NULL, created INTEGER NOT NULL);
+             INSERT INTO outbox (notifier, body, created) VALUES ('ops', 'waiting', 1);",
         );
         let store = Store::open(dir.path()).unwrap();
+        // The outbox from before names no ban; what waited there still does.
+        let waiting = bodies(&store);
+        assert_eq!(waiting, ["waiting"]);
+        store
+            .conn
+            .execute("INSERT INTO outbox (notifier, body, created, ban) VALUES ('ops', 'new', 2, 'sshd x')", [])
+            .unwrap();
         store
             .conn
             .execute_batch("UPDATE bans SET decided_by = 'b' WHERE address = '198.51.100.2'")
@@ -1013,12 +1028,7 @@ mod tests {
                 to: "b".into(),
             }])
             .unwrap();
-        let waiting: Vec<String> = store
-            .outbox("ops", 10)
-            .unwrap()
-            .into_iter()
-            .map(|row| row.body)
-            .collect();
+        let waiting = bodies(&store);
         assert_eq!(waiting.len(), 2, "{waiting:?}");
         assert_eq!(waiting[0], "earlier");
         assert!(waiting[1].contains(kept), "{waiting:?}");
@@ -1037,11 +1047,8 @@ mod tests {
             commands: vec![],
         };
         store.write(&[end(yielded), end(kept)]).unwrap();
-        let events: Vec<String> = store
-            .outbox("ops", 10)
-            .unwrap()
+        let events: Vec<String> = bodies(&store)
             .into_iter()
-            .map(|row| row.body)
             .filter(|body| body.contains("unban"))
             .collect();
         assert_eq!(events.len(), 1, "{events:?}");
