@@ -820,7 +820,7 @@ cluster_storm() { # $1 = collectors (1 or 2), $2 = round, $3 = "adopt": the whol
         dropped=$((dropped + $(metric_at "$m" syslog2ban_cluster_buffer_dropped_total)))
     done
     CLUSTER_RATE=$(awk -v n="$got" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')
-    say "cluster storm, $n collector(s) at $CG_SHARE µs/100 ms of CPU each: received $got of $want in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $CLUSTER_RATE msgs/s; bans decided $bans (adopted included); engine calls $calls = $(awk -v n="$calls" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')/s in $trips round trips; dropped from the engine queue $dropped; bans published $published, decided on both $((doubles / 2)) (double_decisions_total / 2)"
+    say "cluster storm, $n collector(s) at $CG_SHARE µs/100 ms of CPU each: received $got of $want in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $CLUSTER_RATE msgs/s; bans decided $bans (adopted included); engine calls $calls = $(awk -v n="$calls" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')/s in $trips round trips; dropped from the engine queue $dropped; bans published $published, decided on both $doubles (double_decisions_total)"
     # The CPU the collectors spent on the stream, all threads: the ratio it implies at equal
     # budgets (2 x one's / the two's sum) is steadier than the wall-clock one, which also
     # counts how the throttling periods fall.

@@ -349,6 +349,32 @@ fn hook_events(hook: &Receiver) -> Vec<String> {
         .collect()
 }
 
+/// The entries of the engine's ban stream (default prefix) that ban `address`.
+async fn stream_entries(port: u16, address: &str) -> usize {
+    use syslog2ban::cluster::resp::{Connection, Reply};
+    let url = syslog2ban::config::EngineUrl::parse(&format!("redis://127.0.0.1:{port}"))
+        .expect("an engine url");
+    let mut conn = Connection::connect(&url, None, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let entries = conn
+        .call(&[b"XRANGE", b"syslog2ban:bans", b"-", b"+"])
+        .await
+        .expect("XRANGE");
+    entries
+        .items()
+        .iter()
+        .filter(|entry| {
+            entry.items().get(1).is_some_and(|fields| {
+                fields.items().chunks(2).any(|pair| {
+                    pair.iter().map(Reply::text).collect::<Vec<_>>()
+                        == [Some("address".into()), Some(address.into())]
+                })
+            })
+        })
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ban_both_collectors_decided_at_once_is_announced_once() {
     if !redis_present() {
@@ -381,6 +407,13 @@ async fn a_ban_both_collectors_decided_at_once_is_announced_once() {
         hook_events(&hook),
         vec![format!("\"ban\" \"{ATTACKER}\"")],
         "decided on both, announced by one"
+    );
+    // Each collector's claim went to the engine before its ban: the one that lost it did not
+    // publish its ban.
+    assert_eq!(
+        stream_entries(engine.port, ATTACKER).await,
+        1,
+        "published by both"
     );
     // Its end too: lifted on b, announced by a, whose decision it is.
     unban_by_hand(&b.socket, ATTACKER).await;

@@ -269,6 +269,10 @@ fn apply_from_cluster(
                 .collect()
         }
         ToBan::Unban(address) => state.unban(address).1,
+        ToBan::Yield(bans) => bans
+            .iter()
+            .filter_map(|y| state.yield_to(&y.jail, y.address, &y.to))
+            .collect(),
         ToBan::Republish => {
             for ban in state.shared_bans(node, Moment::now()) {
                 outgoing.push(Published::Ban(ban), state.metrics());

@@ -63,7 +63,8 @@ struct Hold {
     ports: Option<Ports>,
     /// This collector decided it (not adopted, not recorded as another collector's).
     decided_here: bool,
-    /// Another collector's decision of it arrived too (counted once; see `adopt`).
+    /// Another collector decided it too, and which one announces it is settled (see
+    /// `adopt` and `yield_to`).
     decided_twice: bool,
 }
 

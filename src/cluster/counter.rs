@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::engine::{id_millis, millis, CountArgs, Counted, FailureId};
-use super::messages::{ClaimedElsewhere, Published, SharedFailure, ToBan};
+use super::messages::{ClaimedElsewhere, Published, SharedFailure, ToBan, Yielded};
 use super::resp::{Connection, EngineError, Reply};
 use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, PUBLISH_BATCH, STREAM_CAP};
 use crate::config::JailName;
@@ -99,6 +99,7 @@ impl Counter {
     pub(super) async fn run(
         mut self,
         mut failures: mpsc::Receiver<Vec<SharedFailure>>,
+        mut reached: mpsc::Receiver<SharedFailure>,
         mut decided: mpsc::Receiver<Published>,
         stop: CancellationToken,
     ) {
@@ -106,26 +107,28 @@ impl Counter {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // In order: claims of local decisions before the bans they made are published,
+            // and both before the counted failures, which in a storm are always waiting.
             tokio::select! {
+                biased;
                 () = stop.cancelled() => {
                     self.flush_at_stop().await;
                     return;
                 }
-                failure = failures.recv() => match failure {
+                failure = reached.recv() => match failure {
                     Some(first) => {
-                        // What queued meanwhile goes in the same round trip.
-                        let mut batch: Vec<Pending> =
-                            first.into_iter().map(|f| self.pending(f)).collect();
-                        while batch.len() < COUNT_BATCH {
-                            let Ok(next) = failures.try_recv() else { break };
-                            batch.extend(next.into_iter().map(|f| self.pending(f)));
-                        }
-                        self.count(batch).await;
+                        let seed = vec![self.pending(first)];
+                        self.count_round(seed, &mut reached, &mut failures).await;
                     }
                     None => return,
                 },
                 ban = decided.recv() => match ban {
                     Some(first) => {
+                        // The claims of these bans were queued before them: taken first.
+                        if let Ok(claim) = reached.try_recv() {
+                            let seed = vec![self.pending(claim)];
+                            self.count_round(seed, &mut reached, &mut failures).await;
+                        }
                         // A storm's bans go out together: one round trip per batch.
                         let mut batch = vec![first];
                         while batch.len() < PUBLISH_BATCH {
@@ -145,8 +148,35 @@ impl Counter {
                     }
                     self.heartbeat().await;
                 }
+                failure = failures.recv() => match failure {
+                    Some(first) => {
+                        let seed = first.into_iter().map(|f| self.pending(f)).collect();
+                        self.count_round(seed, &mut reached, &mut failures).await;
+                    }
+                    None => return,
+                },
             }
         }
+    }
+
+    /// One round trip of counting: `seed`, then the claims of local decisions that queued,
+    /// then as many counted failures as fit (a storm's round trips are long: every one that
+    /// goes out is filled).
+    async fn count_round(
+        &mut self,
+        mut batch: Vec<Pending>,
+        reached: &mut mpsc::Receiver<SharedFailure>,
+        failures: &mut mpsc::Receiver<Vec<SharedFailure>>,
+    ) {
+        while batch.len() < COUNT_BATCH {
+            let Ok(next) = reached.try_recv() else { break };
+            batch.push(self.pending(next));
+        }
+        while batch.len() < COUNT_BATCH {
+            let Ok(next) = failures.try_recv() else { break };
+            batch.extend(next.into_iter().map(|f| self.pending(f)));
+        }
+        self.count(batch).await;
     }
 
     fn pending(&mut self, failure: SharedFailure) -> Pending {
@@ -297,6 +327,10 @@ impl Counter {
     }
 
     async fn publish(&mut self, bans: Vec<Published>) {
+        let bans = self.withhold_claimed_elsewhere(bans).await;
+        if bans.is_empty() {
+            return;
+        }
         if self.conn.is_none() || !self.try_publish(&bans).await {
             let cap = self.shared.config.buffer;
             for ban in bans {
@@ -304,6 +338,50 @@ impl Counter {
             }
             self.gauges();
         }
+    }
+
+    /// Leaves out of `bans` those decided here whose claim another collector took first
+    /// (each collector's own count reached maxretry before it learnt of the other's ban):
+    /// that collector publishes and announces it, and the ban manager is told so. Without
+    /// this both would publish, and each adopt the other's ban.
+    async fn withhold_claimed_elsewhere(&mut self, bans: Vec<Published>) -> Vec<Published> {
+        let node = self.shared.config.node.as_str();
+        let mut yielded = Vec::new();
+        let bans: Vec<Published> = bans
+            .into_iter()
+            .filter(|message| {
+                let Published::Ban(ban) = message else {
+                    return true;
+                };
+                if ban.republished || ban.node != node {
+                    return true;
+                }
+                let Ok(jail) = JailName::new(&ban.jail) else {
+                    return true;
+                };
+                match self.claims.holder(&jail, ban.address) {
+                    Some(to) => {
+                        yielded.push(Yielded {
+                            jail,
+                            address: ban.address,
+                            to,
+                        });
+                        false
+                    }
+                    None => true,
+                }
+            })
+            .collect();
+        if !yielded.is_empty() {
+            debug!(
+                bans = yielded.len(),
+                "Bans decided here whose claim another collector took first: not published"
+            );
+            if self.to_ban.send(ToBan::Yield(yielded)).await.is_err() {
+                debug!("Ban manager stopped; yields are dropped");
+            }
+        }
+        bans
     }
 
     /// Counts `failures` on the engine in one round trip; false when the engine did not

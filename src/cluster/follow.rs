@@ -269,6 +269,7 @@ mod tests {
             ToBan::Adopt(bans) => bans.iter().map(|b| b.address.to_string()).collect(),
             ToBan::Unban(address) => vec![format!("unban {address}")],
             ToBan::Republish => vec!["republish".to_string()],
+            ToBan::Yield(_) => vec!["yield".to_string()],
         };
         let mut got = Vec::new();
         while let Ok(message) = from_follower.try_recv() {

@@ -207,6 +207,20 @@ pub enum ToBan {
     Unban(Target),
     /// The engine lost its data: publish every active ban again.
     Republish,
+    /// Bans decided here whose claim another collector took first: that collector
+    /// publishes and announces them; these were not published.
+    Yield(Vec<Yielded>),
+}
+
+/// A ban decided here that is another collector's to publish and announce.
+#[derive(Debug, Clone)]
+pub struct Yielded {
+    /// The jail.
+    pub jail: JailName,
+    /// The banned address or prefix.
+    pub address: Target,
+    /// The collector holding the claim.
+    pub to: Arc<str>,
 }
 
 /// Attackers whose shared count another collector claimed, per jail, with that collector's
@@ -263,6 +277,10 @@ impl ClaimedElsewhere {
 pub struct Links {
     /// Failures from the jails.
     pub failures: mpsc::Receiver<Vec<SharedFailure>>,
+    /// The failures that made a local count reach maxretry, on a queue of their own: each
+    /// takes the attacker's claim before the ban it made is published (not seconds later,
+    /// behind a storm's counted failures).
+    pub reached: mpsc::Receiver<SharedFailure>,
     /// Bans this collector decided, and addresses lifted here by hand, to publish.
     pub decided: mpsc::Receiver<Published>,
     /// Offences the shared count decided, to the ban manager.

@@ -5,7 +5,10 @@
 //! matching workers). The counter takes every failure the jails counted (after matching and ignoreip),
 //! adds it to the attacker's shared count with one script call, and when that call is the one
 //! that reached maxretry, hands the ban manager an offence; it also publishes the bans this
-//! collector decided to a Stream, and keeps a heartbeat. The follower reads the Stream from
+//! collector decided to a Stream, and keeps a heartbeat. A ban this collector's own count
+//! decided takes the attacker's claim first (its failure comes on a queue of its own, ahead
+//! of the counted failures); when another collector holds the claim, that one publishes and
+//! announces it, and this one's is not published. The follower reads the Stream from
 //! where it stopped (its position is kept in the state directory) and hands the ban manager
 //! the bans of the other collectors to adopt. When the engine is unreachable or slow, the
 //! counter keeps failures and bans in a bounded buffer, the jails go on banning alone (the
@@ -32,7 +35,7 @@ use tracing::info;
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use engine::Keys;
-pub use messages::{ClaimedElsewhere, Links, Published, SharedBan, SharedFailure, ToBan};
+pub use messages::{ClaimedElsewhere, Links, Published, SharedBan, SharedFailure, ToBan, Yielded};
 use shared::Shared;
 
 /// How long a ban's notifications wait before they go out when collectors share bans. A ban
@@ -71,6 +74,7 @@ pub async fn run(
     };
     let Links {
         failures,
+        reached,
         decided,
         offences,
         to_ban,
@@ -78,7 +82,7 @@ pub async fn run(
     } = links;
     let counter = counter::Counter::new(shared.clone(), offences, to_ban.clone(), claims);
     tokio::join!(
-        counter.run(failures, decided, stop.clone()),
+        counter.run(failures, reached, decided, stop.clone()),
         follow::follow(shared, state_dir, to_ban, stop)
     );
 }

@@ -267,12 +267,14 @@ pub async fn run(
     let (sharing, cluster_link, cluster_links) = match &cluster {
         Some(c) => {
             let (failures_tx, failures_rx) = mpsc::channel(CLUSTER_FAILURE_BATCHES);
+            let (reached_tx, reached_rx) = mpsc::channel(CLUSTER_QUEUE);
             let (decided_tx, decided_rx) = mpsc::channel(CLUSTER_QUEUE);
             let (to_ban_tx, to_ban_rx) = mpsc::channel(CONTROL_QUEUE);
             let claims = Arc::new(crate::cluster::ClaimedElsewhere::default());
             (
                 Some(pipeline::Sharing {
                     failures: failures_tx,
+                    reached: reached_tx,
                     metrics: metrics.clone(),
                 }),
                 Some(ban::ClusterLink {
@@ -283,6 +285,7 @@ pub async fn run(
                 }),
                 Some(crate::cluster::Links {
                     failures: failures_rx,
+                    reached: reached_rx,
                     decided: decided_rx,
                     offences: offence_tx.clone(),
                     to_ban: to_ban_tx,

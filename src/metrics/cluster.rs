@@ -155,7 +155,7 @@ impl ClusterMetrics {
             ),
             (
                 "double_decisions_total",
-                "Bans decided here that another collector decided too (announced by both; each counts it)",
+                "Bans decided here that another collector decided too and announces (counted by the one that yields: once per double)",
                 "counter",
                 get(&self.double_decisions),
             ),

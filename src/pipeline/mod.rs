@@ -178,6 +178,9 @@ impl WindowTask {
             let offence =
                 fault::contain(&self.metrics, || windows.record(hit, &text, shared)).flatten();
             if let Some(offence) = offence {
+                if let Some(sharing) = &self.shared {
+                    sharing.claim_first(&mut counted);
+                }
                 self.offences.send(offence).await.map_err(|_| ())?;
             }
         }

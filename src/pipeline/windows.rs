@@ -23,8 +23,27 @@ use super::matching::Hit;
 pub struct Sharing {
     /// The cluster's queue: the failures of one batch of hits per entry.
     pub failures: mpsc::Sender<Vec<SharedFailure>>,
+    /// The cluster's queue for the failure that made a local count reach maxretry: it takes
+    /// the attacker's claim before the ban is published.
+    pub reached: mpsc::Sender<SharedFailure>,
     /// Where a failure the queue could not take is counted.
     pub metrics: Arc<Metrics>,
+}
+
+impl Sharing {
+    /// Sends the failure that just made a local count reach maxretry (the last of
+    /// `counted`, if it is one) to the cluster's claim queue, ahead of the offence it made:
+    /// the claim is then taken before the ban is published. When that queue is full it
+    /// stays in `counted`, for the failures' queue.
+    pub(super) fn claim_first(&self, counted: &mut Vec<SharedFailure>) {
+        if !counted.last().is_some_and(|f| f.reached) {
+            return;
+        }
+        let Some(failure) = counted.pop() else { return };
+        if let Err(mpsc::error::TrySendError::Full(failure)) = self.reached.try_send(failure) {
+            counted.push(failure);
+        }
+    }
 }
 
 /// The jails' failure windows (and stateful matchers), owned by the window task.

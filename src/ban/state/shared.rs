@@ -9,6 +9,7 @@ use crate::ban::record::StoreOp;
 use crate::cluster::SharedBan;
 use crate::config::{JailName, FEED_JAIL_PREFIX};
 use crate::metrics::Metrics;
+use crate::target::Target;
 
 impl BanState {
     /// Another collector's ban: held here with the same end, under the same jail (a jail
@@ -25,10 +26,12 @@ impl BanState {
             }
             return Vec::new();
         }
-        // Decided here too, before this collector knew of the other's decision (counted on
-        // each; a republished ban may be one this collector decided). One of the two
-        // announces it, by a rule both apply alike: the collector whose name sorts first.
-        // The other's notifications wait long enough to be withdrawn (`ANNOUNCE_DELAY`).
+        // Decided here too, and published by both (usually the collector that lost the
+        // attacker's claim does not publish, see `yield_to`; both do when the claim could
+        // not be taken in time: the engine away, or a jail counting per origin). One of
+        // the two announces it, by a rule both apply alike: the collector whose name sorts
+        // first. The other's notifications wait long enough to be withdrawn
+        // (`ANNOUNCE_DELAY`). A republished ban may be one this collector decided.
         if let Some(hold) = self
             .holds
             .get_mut(&ban.address)
@@ -40,8 +43,9 @@ impl BanState {
             .filter(|_| !ban.republished)
         {
             hold.decided_twice = true;
-            Metrics::inc(&self.metrics.cluster.double_decisions);
             if ban.node.as_str() < node {
+                // Counted by the collector that yields: once per double in the cluster.
+                Metrics::inc(&self.metrics.cluster.double_decisions);
                 hold.decided_here = false;
                 return vec![StoreOp::Yield {
                     address: ban.address,
@@ -63,6 +67,27 @@ impl BanState {
             decided_by: Some(ban.node),
         };
         self.ban(new, now).into_iter().collect()
+    }
+
+    /// A ban decided here whose claim collector `to` took first, so that collector
+    /// publishes and announces it (this one did not publish it): recorded as its decision
+    /// here, and the notifications of it that wait here withdrawn. This overrides the rule
+    /// by name in `adopt` for a ban whose other decision arrived first: that collector never
+    /// receives this one's.
+    pub fn yield_to(&mut self, jail: &JailName, address: Target, to: &str) -> Option<StoreOp> {
+        let hold = self
+            .holds
+            .get_mut(&address)?
+            .iter_mut()
+            .find(|h| &h.jail == jail && h.decided_here)?;
+        hold.decided_here = false;
+        hold.decided_twice = true;
+        Metrics::inc(&self.metrics.cluster.double_decisions);
+        Some(StoreOp::Yield {
+            address,
+            jail: jail.to_string(),
+            to: to.to_string(),
+        })
     }
 
     /// Every active ban, as the cluster shares it (an engine that lost its data gets them

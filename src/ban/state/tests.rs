@@ -606,12 +606,9 @@ fn lifting_one_jails_hold_keeps_the_others_and_shortens_the_firewalls_deadline()
     assert!(s.expire(t + 2 * MIN).is_empty());
 }
 
-#[test]
-fn a_ban_decided_here_and_by_another_collector_is_counted_and_announced_by_one() {
-    let mut s = state();
-    let now = Moment::now();
-    let doubles = |s: &BanState| Metrics::get(&s.metrics().cluster.double_decisions);
-    let shared = |address: Target, republished: bool| crate::cluster::SharedBan {
+/// Collector b's sshd ban of `address` for a minute from `now`, as its stream entry reads.
+fn from_b(address: Target, republished: bool, now: Moment) -> crate::cluster::SharedBan {
+    crate::cluster::SharedBan {
         node: "b".into(),
         jail: "sshd".into(),
         address,
@@ -621,13 +618,22 @@ fn a_ban_decided_here_and_by_another_collector_is_counted_and_announced_by_one()
         expires: Some(now.wall + MIN),
         sample: String::new(),
         republished,
-    };
+    }
+}
+
+#[test]
+fn a_ban_decided_here_and_by_another_collector_is_counted_and_announced_by_one() {
+    let mut s = state();
+    let now = Moment::now();
+    let doubles = |s: &BanState| Metrics::get(&s.metrics().cluster.double_decisions);
+    let shared = |address: Target, republished: bool| from_b(address, republished, now);
     s.offence(&offence("sshd", now.instant), now);
     // b's ban of the same attacker arrives at a: both decided it. a's name sorts first: a
-    // announces it, nothing changes. Read again, it counts no more.
+    // announces it, nothing changes (b, which yields, counts the double). Read again, still
+    // nothing.
     assert!(s.adopt(shared(addr(), false), "a", now).is_empty());
     assert!(s.adopt(shared(addr(), false), "a", now).is_empty());
-    assert_eq!(doubles(&s), 1);
+    assert_eq!(doubles(&s), 0);
     // Adopted first, then the same from b again: not decided here.
     let other: Target = "203.0.113.10".parse().unwrap();
     assert_eq!(s.adopt(shared(other, false), "a", now).len(), 1);
@@ -636,7 +642,7 @@ fn a_ban_decided_here_and_by_another_collector_is_counted_and_announced_by_one()
     let mine: Target = "203.0.113.11".parse().unwrap();
     s.manual_ban(&name("sshd"), mine, None, None, now).unwrap();
     assert!(s.adopt(shared(mine, true), "a", now).is_empty());
-    assert_eq!(doubles(&s), 1);
+    assert_eq!(doubles(&s), 0);
 
     // At c, whose name sorts after b's, the same double is b's to announce: c's ban stays,
     // recorded as b's, once.
@@ -651,4 +657,44 @@ fn a_ban_decided_here_and_by_another_collector_is_counted_and_announced_by_one()
     assert!(s.adopt(shared(addr(), false), "c", now).is_empty());
     assert!(s.is_banned(addr()));
     assert_eq!(doubles(&s), 1);
+}
+
+#[test]
+fn a_ban_whose_claim_another_collector_took_is_that_ones_once() {
+    let mut s = state();
+    let now = Moment::now();
+    let doubles = |s: &BanState| Metrics::get(&s.metrics().cluster.double_decisions);
+    let sshd = name("sshd");
+    let b_ban = |address: Target| from_b(address, false, now);
+    // Decided here; b took the claim first: recorded as b's, once.
+    s.offence(&offence("sshd", now.instant), now);
+    let op = s.yield_to(&sshd, addr(), "b");
+    assert!(
+        matches!(&op, Some(StoreOp::Yield { address, jail, to })
+            if *address == addr() && jail == "sshd" && to == "b"),
+        "{op:?}"
+    );
+    assert!(s.yield_to(&sshd, addr(), "b").is_none());
+    assert_eq!(doubles(&s), 1);
+    // b's ban then arrives: held already, nothing to write, not a second double.
+    assert!(s.adopt(b_ban(addr()), "a", now).is_empty());
+    assert!(s.is_banned(addr()));
+    assert_eq!(doubles(&s), 1);
+    // b's ban arrived first and a, sorting first, kept it; but b never gets a's (a did not
+    // publish it: b holds the claim), so a yields after all.
+    let other: Target = "203.0.113.10".parse().unwrap();
+    let mut o = offence("sshd", now.instant);
+    o.target = other;
+    s.offence(&o, now);
+    assert!(s.adopt(b_ban(other), "a", now).is_empty());
+    assert!(s.yield_to(&sshd, other, "b").is_some());
+    assert_eq!(doubles(&s), 2);
+    // An adopted ban, or none at all, has nothing to yield.
+    let adopted: Target = "203.0.113.11".parse().unwrap();
+    assert_eq!(s.adopt(b_ban(adopted), "a", now).len(), 1);
+    assert!(s.yield_to(&sshd, adopted, "b").is_none());
+    assert!(s
+        .yield_to(&sshd, "203.0.113.12".parse().unwrap(), "b")
+        .is_none());
+    assert_eq!(doubles(&s), 2);
 }
