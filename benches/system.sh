@@ -12,6 +12,7 @@
 #                                        S2B_BENCH_STORM_ATTACKERS=50000, S2B_BENCH_STORM_POOL=N,
 #                                        S2B_BENCH_STORM_ROUNDS=3 (median of the rounds' ratios),
 #                                        S2B_BENCH_CLUSTER_ROUNDS=3 (cluster2: the same),
+#                                        S2B_BENCH_CLUSTER_SPLIT=connections|mirror (cluster2: how the stream splits),
 #                                        S2B_BENCH_STORM_BANTIME=1h (bans that end mid-storm: 1s),
 #                                        (distinct messages cycled; loadgen's default 200000),
 #                                        S2B_BENCH_F2B_LINES=100000,
@@ -747,12 +748,19 @@ fi
 # ---------------------------------------------------------------------------------------
 # 6c. Two collectors against one engine, each held to the same CPU share by a cgroup
 #     (S2B_BENCH_CLUSTER_CPU µs per 100 ms, default 30000 = 0.3 core; cgroup v1 cpu quota or
-#     v2 cpu.max): the ban-storm stream through one collector, then split in half over two
-#     (the same attackers reach both). Total msgs/s until every message is received; the
+#     v2 cpu.max): the ban-storm stream through one collector, then split over two: its
+#     connections take the collectors in turn (S2B_BENCH_CLUSTER_SPLIT=connections, the
+#     default: as a fleet's servers split between collectors; the same attackers reach both),
+#     or each collector gets its own sender with the first half of the stream
+#     (S2B_BENCH_CLUSTER_SPLIT=mirror: the two get the same messages in step, the worst case
+#     for bans decided on both). Total msgs/s until every message is received; the
 #     load generators and the engine are not limited. Then once the whole stream through the
 #     first of two collectors: the CPU the second spends per ban it only adopts.
 #     (S2B_BENCH_ONLY=cluster2.)
 CG_SHARE=${S2B_BENCH_CLUSTER_CPU:-30000}
+CLUSTER_SPLIT=${S2B_BENCH_CLUSTER_SPLIT:-connections}
+[[ $CLUSTER_SPLIT == connections || $CLUSTER_SPLIT == mirror ]] \
+    || die "S2B_BENCH_CLUSTER_SPLIT is connections or mirror, not $CLUSTER_SPLIT"
 cg_limit() { # $1 = name, $2 = pid: a cgroup with the CPU share, the process moved into it
     local cg
     if [[ -w /sys/fs/cgroup/cpu ]]; then
@@ -797,11 +805,20 @@ cluster_storm() { # $1 = collectors (1 or 2), $2 = round, $3 = "adopt": the whol
         each=$STORM_MESSAGES want=$STORM_MESSAGES sending=("${ports[0]}")
     fi
     t0=$(date +%s.%N)
-    for port in "${sending[@]}"; do
-        inns "$LOADGEN" send --transport tcp-octet --target "127.0.0.1:$port" --connections "$CONNS" \
-            --count "$each" --attackers "$STORM_ATTACKERS" >/dev/null &
+    if [[ $CLUSTER_SPLIT == connections && ${#sending[@]} -gt 1 ]]; then
+        # The one stream, its connections taking the collectors in turn.
+        local targets=()
+        for port in "${sending[@]}"; do targets+=(--target "127.0.0.1:$port"); done
+        inns "$LOADGEN" send --transport tcp-octet "${targets[@]}" --connections "$CONNS" \
+            --count "$want" --attackers "$STORM_ATTACKERS" >/dev/null &
         senders+=("$!")
-    done
+    else
+        for port in "${sending[@]}"; do
+            inns "$LOADGEN" send --transport tcp-octet --target "127.0.0.1:$port" --connections "$CONNS" \
+                --count "$each" --attackers "$STORM_ATTACKERS" >/dev/null &
+            senders+=("$!")
+        done
+    fi
     for s in "${senders[@]}"; do wait "$s"; done
     for _ in $(seq 1200); do
         got=0

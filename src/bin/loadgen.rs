@@ -117,9 +117,10 @@ enum WireFormat {
 
 #[derive(Args)]
 struct SendArgs {
-    /// Listener address.
+    /// Listener address; given more than once, the connections take them in turn (one
+    /// stream split over several collectors, as servers split between them).
     #[arg(long, default_value = "127.0.0.1:5514")]
-    target: SocketAddr,
+    target: Vec<SocketAddr>,
     /// Transport and framing.
     #[arg(long, value_enum, default_value_t = Transport::TcpOctet)]
     transport: Transport,
@@ -356,7 +357,7 @@ async fn send(args: SendArgs) -> Result<()> {
         // Each connection starts at its own place in the pool.
         let offset = pool.len() / connections * c;
         let pool = pool.clone();
-        let target = args.target;
+        let target = args.target[c % args.target.len()];
         let transport = args.transport;
         let tls = tls.clone();
         tasks.push(tokio::spawn(async move {
@@ -391,7 +392,7 @@ async fn send(args: SendArgs) -> Result<()> {
             Transport::Tls => "tls",
         },
         "format": match args.format { WireFormat::Rfc5424 => "rfc5424", WireFormat::Rfc3164 => "rfc3164" },
-        "target": args.target.to_string(),
+        "target": args.target.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
         "connections": connections,
         "requested_rate": args.rate,
         "messages": total.messages,

@@ -416,7 +416,10 @@ impl Connection {
                 self.read.drain(..self.start);
                 self.start = 0;
             }
-            self.read.reserve(READ_CHUNK);
+            // Room for as much again as is waiting: a long reply is scanned from its start
+            // after each read, so reads that double keep the scanning within twice its size.
+            let waiting = self.read.len() - self.start;
+            self.read.reserve(READ_CHUNK.max(waiting));
             if self.stream.read_buf(&mut self.read).await? == 0 {
                 return Err(EngineError::Io(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
