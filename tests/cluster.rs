@@ -18,6 +18,8 @@ use crate::inprocess::{
 use crate::notify::Receiver;
 
 const ATTACKER: &str = "198.51.100.60";
+/// The collectors' `announce_delay`: how long their notifications wait.
+const ANNOUNCE_DELAY: Duration = Duration::from_secs(1);
 
 /// redis-server on a loopback port, without persistence; stopped by PID when dropped.
 struct Engine {
@@ -81,7 +83,8 @@ fn collector(node: &str, port: u16, webhook: Option<u16>) -> Setup {
     });
     let setup = Setup::new(&format!(
         "\n[cluster]\nengine = \"redis\"\nurls = [\"redis://127.0.0.1:{port}\"]\nnode = \"{node}\"\n\
-         timeout = \"200ms\"\n{notifier}"
+         timeout = \"200ms\"\nannounce_delay = \"{}s\"\n{notifier}",
+        ANNOUNCE_DELAY.as_secs()
     ));
     setup.jail_banning_for(5, "1h");
     if webhook.is_some() {
@@ -288,7 +291,7 @@ async fn an_unban_by_hand_on_one_collector_lifts_the_address_on_all() {
         "the unban on b did not lift the ban on a"
     );
     let events = async || hook_events(&hook);
-    // Notifications wait `ANNOUNCE_DELAY` in a cluster.
+    // Notifications wait `ANNOUNCE_DELAY` in these collectors.
     assert!(
         until(Duration::from_secs(10), async || events().await.len() >= 2).await,
         "{:?}",
@@ -402,7 +405,7 @@ async fn a_ban_both_collectors_decided_at_once_is_announced_once() {
         "no notification"
     );
     // A second one would have been posted by now.
-    tokio::time::sleep(syslog2ban::cluster::ANNOUNCE_DELAY + Duration::from_secs(1)).await;
+    tokio::time::sleep(ANNOUNCE_DELAY + Duration::from_secs(1)).await;
     assert_eq!(
         hook_events(&hook),
         vec![format!("\"ban\" \"{ATTACKER}\"")],
@@ -423,7 +426,7 @@ async fn a_ban_both_collectors_decided_at_once_is_announced_once() {
         .await,
         "no unban notification"
     );
-    tokio::time::sleep(syslog2ban::cluster::ANNOUNCE_DELAY + Duration::from_secs(1)).await;
+    tokio::time::sleep(ANNOUNCE_DELAY + Duration::from_secs(1)).await;
     assert_eq!(
         hook_events(&hook),
         vec![

@@ -77,6 +77,7 @@ fn shipped_examples_load() {
     let cluster = config::load(&dir("examples/cluster.toml")).expect("the cluster example loads");
     let c = cluster.cluster.expect("a [cluster]");
     assert_eq!((c.node.as_str(), c.urls[0].tls), ("collector-a", true));
+    assert_eq!(c.announce_delay, std::time::Duration::from_secs(3));
     assert_eq!(feed.feeds[0].jail.as_str(), "feed-blocklist_de_ssh");
     assert_eq!(webhook.jails[0].notify.len(), 5);
 }

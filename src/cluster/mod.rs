@@ -38,12 +38,6 @@ use engine::Keys;
 pub use messages::{ClaimedElsewhere, Links, Published, SharedBan, SharedFailure, ToBan, Yielded};
 use shared::Shared;
 
-/// How long a ban's notifications wait before they go out when collectors share bans. A ban
-/// two collectors decided at once (each before the other's reached it) is announced by one
-/// of them; the other withdraws its notifications when the first one's ban reaches it:
-/// within milliseconds normally, within seconds when a storm saturates the collectors.
-pub const ANNOUNCE_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
-
 /// Runs the counter and the follower until `stop`.
 pub async fn run(
     config: ClusterConfig,

@@ -187,6 +187,10 @@ pub struct ClusterConfig {
     pub ca_file: Option<PathBuf>,
     /// Most failures and bans held for the engine while it is away.
     pub buffer: usize,
+    /// How long a ban's notifications wait before they go out: a ban two collectors decided
+    /// at once is announced by one, and the other's notifications must still be waiting
+    /// when it learns so.
+    pub announce_delay: Duration,
 }
 
 #[cfg(test)]

@@ -418,6 +418,8 @@ pub struct RawCluster {
     pub ca_file: Option<PathBuf>,
     /// Most failures and bans held while the engine is away (default 100000).
     pub buffer: Option<i64>,
+    /// How long a ban's notifications wait before they go out (default "3s").
+    pub announce_delay: Option<RawDuration>,
 }
 
 /// `[feed.NAME]`.

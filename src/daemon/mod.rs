@@ -260,10 +260,9 @@ pub async fn run(
     // shares nothing (its bans are not real).
     let cluster = config.cluster.clone().filter(|_| !dry_run);
     // Notifications wait for a yield only where bans are shared.
-    let announce_delay = match &cluster {
-        Some(_) => crate::cluster::ANNOUNCE_DELAY,
-        None => std::time::Duration::ZERO,
-    };
+    let announce_delay = cluster
+        .as_ref()
+        .map_or(std::time::Duration::ZERO, |c| c.announce_delay);
     let (sharing, cluster_link, cluster_links) = match &cluster {
         Some(c) => {
             let (failures_tx, failures_rx) = mpsc::channel(CLUSTER_FAILURE_BATCHES);

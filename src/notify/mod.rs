@@ -98,7 +98,7 @@ fn delivery_id(row: &Outgoing) -> String {
 }
 
 /// Delivers the outbox of the database in `state_dir` until `stop`, each notification once it
-/// has waited `delay` (a cluster's: see `cluster::ANNOUNCE_DELAY`); `wake` is rung by the
+/// has waited `delay` (a cluster's `announce_delay`); `wake` is rung by the
 /// store after a commit that queued notifications.
 pub async fn run(
     state_dir: PathBuf,

@@ -31,7 +31,7 @@ impl BanState {
         // not be taken in time: the engine away, or a jail counting per origin). One of
         // the two announces it, by a rule both apply alike: the collector whose name sorts
         // first. The other's notifications wait long enough to be withdrawn
-        // (`ANNOUNCE_DELAY`). A republished ban may be one this collector decided.
+        // (`[cluster] announce_delay`). A republished ban may be one this collector decided.
         if let Some(hold) = self
             .holds
             .get_mut(&ban.address)

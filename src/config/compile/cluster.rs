@@ -4,11 +4,15 @@ use std::time::Duration;
 
 use super::Compiler;
 use crate::config::cluster::{ClusterConfig, EngineUrl, NodeName};
+use crate::config::duration::{ParsedDuration, RawDuration};
 use crate::config::raw::RawCluster;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 const DEFAULT_BUFFER: usize = 100_000;
 const DEFAULT_PREFIX: &str = "syslog2ban";
+const DEFAULT_ANNOUNCE_DELAY: Duration = Duration::from_secs(3);
+/// Longest `announce_delay`: notifications are for people, and an hour late is no longer news.
+const MAX_ANNOUNCE_DELAY: Duration = Duration::from_secs(3600);
 
 impl Compiler<'_> {
     /// Compiles `[cluster]`.
@@ -84,6 +88,21 @@ impl Compiler<'_> {
                 return None;
             }
         };
+        let announce_delay = match raw.announce_delay.as_ref().map(RawDuration::parse) {
+            None => DEFAULT_ANNOUNCE_DELAY,
+            Some(Ok(ParsedDuration::Finite(d))) if d <= MAX_ANNOUNCE_DELAY => d,
+            Some(Ok(_)) => {
+                self.error(
+                    "cluster.announce_delay",
+                    "must be a duration from 0s to 1h (how long notifications wait)",
+                );
+                return None;
+            }
+            Some(Err(e)) => {
+                self.error("cluster.announce_delay", e);
+                return None;
+            }
+        };
         Some(ClusterConfig {
             urls: servers,
             node,
@@ -91,6 +110,7 @@ impl Compiler<'_> {
             timeout,
             ca_file: raw.ca_file.clone(),
             buffer,
+            announce_delay,
         })
     }
 }
