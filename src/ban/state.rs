@@ -61,11 +61,30 @@ struct Hold {
     reason: Arc<BanReason>,
     /// The ports it covers (None: every port).
     ports: Option<Ports>,
-    /// This collector decided it (not adopted, not recorded as another collector's).
-    decided_here: bool,
-    /// Another collector decided it too, and which one announces it is settled (see
-    /// `adopt` and `yield_to`).
-    decided_twice: bool,
+    /// Whose decision it is: the collector that announces it.
+    decided: Decided,
+}
+
+/// Which collector's decision a hold is, as far as this one knows (a ban two collectors
+/// decided at once is announced by one of them: see `adopt` and `yield_to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decided {
+    /// This collector's.
+    Here,
+    /// This collector's, and another decided it too: this one announces it.
+    HereAndElsewhere,
+    /// Another collector's: adopted, recorded as its decision, or yielded to it.
+    Elsewhere,
+}
+
+impl Decided {
+    /// A new hold's: here unless the ban names the collector that decided it.
+    fn by(decided_by: Option<&str>) -> Decided {
+        match decided_by {
+            None => Decided::Here,
+            Some(_) => Decided::Elsewhere,
+        }
+    }
 }
 
 /// What a new ban is made of.
@@ -261,8 +280,7 @@ impl BanState {
                 places,
                 reason,
                 ports,
-                decided_here: record.decided_by.is_none(),
-                decided_twice: false,
+                decided: Decided::by(record.decided_by.as_deref()),
             });
             if let Some(deadline) = expires {
                 self.deadlines
@@ -465,8 +483,7 @@ impl BanState {
             places: places.clone(),
             reason,
             ports: policy.ports.clone(),
-            decided_here: new.decided_by.is_none(),
-            decided_twice: false,
+            decided: Decided::by(new.decided_by.as_deref()),
         });
         if let Some(deadline) = expires {
             self.deadlines

@@ -4,7 +4,7 @@
 
 use tracing::warn;
 
-use super::{BanState, Moment, NewBan};
+use super::{BanState, Decided, Moment, NewBan};
 use crate::ban::record::StoreOp;
 use crate::cluster::SharedBan;
 use crate::config::{JailName, FEED_JAIL_PREFIX};
@@ -38,21 +38,21 @@ impl BanState {
             .and_then(|holds| {
                 holds
                     .iter_mut()
-                    .find(|h| h.jail == jail && h.decided_here && !h.decided_twice)
+                    .find(|h| h.jail == jail && h.decided == Decided::Here)
             })
             .filter(|_| !ban.republished)
         {
-            hold.decided_twice = true;
             if ban.node.as_str() < node {
                 // Counted by the collector that yields: once per double in the cluster.
                 Metrics::inc(&self.metrics.cluster.double_decisions);
-                hold.decided_here = false;
+                hold.decided = Decided::Elsewhere;
                 return vec![StoreOp::Yield {
                     address: ban.address,
                     jail: ban.jail,
                     to: ban.node,
                 }];
             }
+            hold.decided = Decided::HereAndElsewhere;
         }
         let new = NewBan {
             jail: &jail,
@@ -79,9 +79,8 @@ impl BanState {
             .holds
             .get_mut(&address)?
             .iter_mut()
-            .find(|h| &h.jail == jail && h.decided_here)?;
-        hold.decided_here = false;
-        hold.decided_twice = true;
+            .find(|h| &h.jail == jail && h.decided != Decided::Elsewhere)?;
+        hold.decided = Decided::Elsewhere;
         Metrics::inc(&self.metrics.cluster.double_decisions);
         Some(StoreOp::Yield {
             address,
