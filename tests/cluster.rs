@@ -315,6 +315,19 @@ async fn an_unban_by_hand_on_one_collector_lifts_the_address_on_all() {
         .await,
         "after the lift, b did not ban the attacker's return"
     );
+    // a held the attacker's claim; the lift took it off the engine too, so the return is
+    // b's ban: published, held by a, announced by b.
+    assert!(
+        until(Duration::from_secs(2), async || holds(&a.socket, ATTACKER)
+            .await)
+        .await,
+        "b's ban of the return did not reach a (recorded as a's, by a's old claim?)"
+    );
+    assert!(
+        until(Duration::from_secs(10), async || events().await.len() >= 3).await,
+        "the return's ban was not announced: {:?}",
+        events().await
+    );
     a.down().await;
     b.down().await;
 }

@@ -70,6 +70,8 @@ pub(super) struct Counter {
     counted: Vec<Counted>,
     /// Claims other collectors hold, for the ban manager.
     claims: Arc<ClaimedElsewhere>,
+    /// The jails, whose claims on an address lifted by hand here are lifted on the engine.
+    jails: Vec<JailName>,
 }
 
 impl Counter {
@@ -78,6 +80,7 @@ impl Counter {
         offences: mpsc::Sender<Offence>,
         to_ban: mpsc::Sender<ToBan>,
         claims: Arc<ClaimedElsewhere>,
+        jails: Vec<JailName>,
     ) -> Counter {
         Counter {
             shared,
@@ -89,6 +92,7 @@ impl Counter {
             commands: Vec::new(),
             counted: Vec::new(),
             claims,
+            jails,
             sequence: 0,
             started_ms: millis(SystemTime::now()),
             offences,
@@ -486,7 +490,17 @@ impl Counter {
         cm.calls.fetch_add(bans.len() as u64, Ordering::Relaxed);
         Metrics::inc(&cm.round_trips);
         let entries: Vec<_> = bans.iter().map(Published::fields).collect();
-        match self.shared.keys.publish(conn, &entries, STREAM_CAP).await {
+        let mut result = self.shared.keys.publish(conn, &entries, STREAM_CAP).await;
+        // An address lifted by hand here: its claims and counts go too (after the unban is on
+        // the stream; if this fails, both go again with the batch).
+        for message in bans {
+            if let (Published::Unban { address, .. }, Ok(())) = (message, &result) {
+                result = self.shared.keys.lift(conn, *address, &self.jails).await;
+                self.claims.forget_address(*address);
+                self.settled.retain(|(_, target), _| target != address);
+            }
+        }
+        match result {
             Ok(()) => {
                 cm.published.fetch_add(bans.len() as u64, Ordering::Relaxed);
                 true

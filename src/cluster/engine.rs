@@ -14,6 +14,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::resp::{self, Connection, EngineError, Reply};
+use crate::config::JailName;
 use crate::target::Target;
 
 /// Adds one failure and says whether it made the count reach maxretry first.
@@ -264,6 +265,30 @@ impl Keys {
             );
             resp::bulk_number(out, ttl);
         }
+    }
+
+    /// Lifts the claims and counts of `target` in `jails`: an address lifted by hand is the
+    /// operator's word for the whole cluster, so its return is counted afresh and the next
+    /// collector to ban it holds the claim. One DEL: the keys share the attacker's hash tag.
+    pub async fn lift(
+        &self,
+        conn: &mut Connection,
+        target: Target,
+        jails: &[JailName],
+    ) -> Result<(), EngineError> {
+        if jails.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = jails
+            .iter()
+            .flat_map(|jail| {
+                ["f", "c"].map(|kind| format!("{}:{kind}:{{{target}}}:{jail}", self.prefix))
+            })
+            .collect();
+        let mut args: Vec<&[u8]> = vec![b"DEL"];
+        args.extend(keys.iter().map(String::as_bytes));
+        conn.call(&args).await?;
+        Ok(())
     }
 
     /// Publishes one entry per item of `entries` on the ban stream (capped near `cap`

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::engine::{id_millis, millis};
-use super::messages::{from_node, Published, SharedBan, ToBan};
+use super::messages::{from_node, ClaimedElsewhere, Published, SharedBan, ToBan};
 use super::resp::Frame;
 use super::shared::{Shared, CURSOR_FILE, FOLLOW_BATCH, FOLLOW_BLOCK, HEARTBEAT};
 use crate::metrics::Metrics;
@@ -73,6 +74,7 @@ async fn hand_entries(
     node: &str,
     adopted: &AtomicU64,
     to_ban: &mpsc::Sender<ToBan>,
+    claims: &ClaimedElsewhere,
     cursor: &mut String,
 ) -> bool {
     let mut adopt = Batch::default();
@@ -96,6 +98,9 @@ async fn hand_entries(
                 adopt.bans.push(ban);
             }
             Some(Ok(Published::Unban { address, .. })) => {
+                // Lifted by hand: whoever claimed it no longer does (the collector that
+                // lifted it lifted the claim on the engine too).
+                claims.forget_address(address);
                 let handed = adopt.hand_over(to_ban, cursor).await
                     && to_ban.send(ToBan::Unban(address)).await.is_ok();
                 if !handed {
@@ -117,11 +122,12 @@ pub(super) async fn follow(
     shared: Shared,
     state_dir: PathBuf,
     to_ban: mpsc::Sender<ToBan>,
+    claims: Arc<ClaimedElsewhere>,
     stop: CancellationToken,
 ) {
     let path = state_dir.join(CURSOR_FILE);
     let mut cursor = read_cursor(&path);
-    read_stream(&shared, &path, &mut cursor, &to_ban, &stop).await;
+    read_stream(&shared, &path, &mut cursor, &to_ban, &claims, &stop).await;
     write_cursor(&path, &cursor);
 }
 
@@ -134,6 +140,7 @@ async fn read_stream(
     path: &Path,
     cursor: &mut String,
     to_ban: &mpsc::Sender<ToBan>,
+    claims: &ClaimedElsewhere,
     stop: &CancellationToken,
 ) {
     let mut saved = Instant::now();
@@ -192,7 +199,7 @@ async fn read_stream(
                 caught_up();
                 continue;
             };
-            if !hand_entries(entries, &node, &shared.cm().adopted, to_ban, cursor).await {
+            if !hand_entries(entries, &node, &shared.cm().adopted, to_ban, claims, cursor).await {
                 return;
             }
             if entries.items().len() < FOLLOW_BATCH {
@@ -264,7 +271,19 @@ mod tests {
         let mut cursor = "0".to_string();
         let bytes = xread_entries(&entries);
         let read = OwnedReply::read(bytes).unwrap();
-        assert!(hand_entries(read.frame(), "a", &adopted, &to_ban, &mut cursor).await);
+        let claims = ClaimedElsewhere::default();
+        let sshd = crate::config::JailName::new("sshd").unwrap();
+        let far = std::time::Instant::now() + Duration::from_secs(60);
+        claims.note(&sshd, "198.51.100.9".parse().unwrap(), "b", far);
+        claims.note(&sshd, "198.51.100.1".parse().unwrap(), "b", far);
+        assert!(hand_entries(read.frame(), "a", &adopted, &to_ban, &claims, &mut cursor).await);
+        // The address lifted by hand is claimed by nobody any more; the others still are.
+        assert!(claims
+            .holder(&sshd, "198.51.100.9".parse().unwrap())
+            .is_none());
+        assert!(claims
+            .holder(&sshd, "198.51.100.1".parse().unwrap())
+            .is_some());
         let addresses = |message: ToBan| match message {
             ToBan::Adopt(bans) => bans.iter().map(|b| b.address.to_string()).collect(),
             ToBan::Unban(address) => vec![format!("unban {address}")],
@@ -301,14 +320,15 @@ mod tests {
         ];
         let bytes = xread_entries(&entries);
         let read = OwnedReply::read(bytes).unwrap();
-        assert!(!hand_entries(read.frame(), "a", &adopted, &to_ban, &mut cursor).await);
+        let claims = ClaimedElsewhere::default();
+        assert!(!hand_entries(read.frame(), "a", &adopted, &to_ban, &claims, &mut cursor).await);
         assert_eq!(
             cursor, "0",
             "an adoption the manager did not take is read again"
         );
         let own = xread_entries(&[ban("1-0", "a", "198.51.100.2")]);
         let read = OwnedReply::read(own).unwrap();
-        assert!(hand_entries(read.frame(), "a", &adopted, &to_ban, &mut cursor).await);
+        assert!(hand_entries(read.frame(), "a", &adopted, &to_ban, &claims, &mut cursor).await);
         assert_eq!(cursor, "1-0", "an entry that needs nothing is passed");
     }
 }

@@ -254,6 +254,11 @@ impl ClaimedElsewhere {
         }
     }
 
+    /// `target` was lifted by hand: no claim on it holds any more, in any jail.
+    pub fn forget_address(&self, target: Target) {
+        self.map().retain(|(_, t), _| *t != target);
+    }
+
     /// This collector took the claim: nobody else holds it.
     pub fn forget(&self, jail: &JailName, target: Target) {
         self.map().remove(&(jail.clone(), target));
@@ -289,6 +294,8 @@ pub struct Links {
     pub to_ban: mpsc::Sender<ToBan>,
     /// What the counter learns of claims other collectors hold, for the ban manager.
     pub claims: Arc<ClaimedElsewhere>,
+    /// The jails, whose claims on an address lifted by hand are lifted with it.
+    pub jails: Vec<JailName>,
 }
 
 #[cfg(test)]

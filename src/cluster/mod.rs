@@ -73,10 +73,17 @@ pub async fn run(
         offences,
         to_ban,
         claims,
+        jails,
     } = links;
-    let counter = counter::Counter::new(shared.clone(), offences, to_ban.clone(), claims);
+    let counter = counter::Counter::new(
+        shared.clone(),
+        offences,
+        to_ban.clone(),
+        claims.clone(),
+        jails,
+    );
     tokio::join!(
         counter.run(failures, reached, decided, stop.clone()),
-        follow::follow(shared, state_dir, to_ban, stop)
+        follow::follow(shared, state_dir, to_ban, claims, stop)
     );
 }

@@ -289,6 +289,7 @@ pub async fn run(
                     offences: offence_tx.clone(),
                     to_ban: to_ban_tx,
                     claims,
+                    jails: config.jails.iter().map(|j| j.name.clone()).collect(),
                 }),
             )
         }
