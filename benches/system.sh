@@ -514,6 +514,9 @@ latency() { # $1 = label, $2 = background rate (0 = none), $3 = storm: the backg
     say "ban latency ($1): $res"
     say "  daemon histogram (decision → firewall batch applied): $(metrics | "$PY" "$DIR/histogram.py"); batches $(metric syslog2ban_enforce_batches_total)"
     stop_pid "$DAEMON"
+    # The table stays at a stop (keep_table): the next daemon (the storm's first run) must
+    # not start by adopting the tens of thousands of bans of this one's storm.
+    inns nft delete table inet s2bbench 2>/dev/null || true
 }
 part latency && latency idle 0
 part latency && latency "under 200k msgs/s background" 200000

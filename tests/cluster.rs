@@ -332,6 +332,31 @@ async fn an_unban_by_hand_on_one_collector_lifts_the_address_on_all() {
     b.down().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_lift_elsewhere_the_attackers_return_counts_across_collectors() {
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let (a, b) = (up("a", engine.port).await, up("b", engine.port).await);
+    // a bans on its own count: it holds the claim, and sends none of the attacker's later
+    // failures to the engine while that lasts.
+    send_failures(a.port, ATTACKER, 5);
+    assert!(all_within(Duration::from_secs(2), &[&a, &b], true).await);
+    // Lifted by hand on b: the claim goes, and a must count the return on the engine again.
+    unban_by_hand(&b.socket, ATTACKER).await;
+    assert!(all_within(Duration::from_secs(2), &[&a, &b], false).await);
+    send_failures(a.port, ATTACKER, 2);
+    send_failures(b.port, ATTACKER, 3);
+    assert!(
+        all_within(Duration::from_secs(2), &[&a, &b], true).await,
+        "the return split over both (2 + 3) did not add up: {:?}",
+        cluster_status(&a.socket).await
+    );
+    a.down().await;
+    b.down().await;
+}
+
 /// An engine, a webhook receiver, and collectors a and b both notifying it.
 async fn notifying_pair() -> (Engine, Receiver, Up, Up) {
     let engine = Engine::start(free_port());

@@ -72,6 +72,8 @@ pub(super) struct Counter {
     claims: Arc<ClaimedElsewhere>,
     /// The jails, whose claims on an address lifted by hand here are lifted on the engine.
     jails: Vec<JailName>,
+    /// Addresses another collector lifted by hand: no longer settled here.
+    lifted: mpsc::Receiver<Target>,
 }
 
 impl Counter {
@@ -81,6 +83,7 @@ impl Counter {
         to_ban: mpsc::Sender<ToBan>,
         claims: Arc<ClaimedElsewhere>,
         jails: Vec<JailName>,
+        lifted: mpsc::Receiver<Target>,
     ) -> Counter {
         Counter {
             shared,
@@ -93,6 +96,7 @@ impl Counter {
             counted: Vec::new(),
             claims,
             jails,
+            lifted,
             sequence: 0,
             started_ms: millis(SystemTime::now()),
             offences,
@@ -298,6 +302,9 @@ impl Counter {
     /// attacker its own count reached maxretry on for as long as its claim holds. The
     /// failure that reached it stays: it takes the claim on the engine (see `try_count`).
     fn skip_settled(&mut self, batch: &mut Vec<Pending>) {
+        while let Ok(address) = self.lifted.try_recv() {
+            self.settled.retain(|(_, target), _| *target != address);
+        }
         let now = Instant::now();
         batch.retain(|pending| {
             let f = &pending.failure;

@@ -16,6 +16,7 @@ use super::messages::{from_node, ClaimedElsewhere, Published, SharedBan, ToBan};
 use super::resp::Frame;
 use super::shared::{Shared, CURSOR_FILE, FOLLOW_BATCH, FOLLOW_BLOCK, HEARTBEAT};
 use crate::metrics::Metrics;
+use crate::target::Target;
 
 /// Longest the saved position lags the one read.
 const CURSOR_SAVE: Duration = Duration::from_secs(1);
@@ -73,10 +74,10 @@ async fn hand_entries(
     entries: Frame<'_>,
     node: &str,
     adopted: &AtomicU64,
-    to_ban: &mpsc::Sender<ToBan>,
-    claims: &ClaimedElsewhere,
+    follower: &Follower,
     cursor: &mut String,
 ) -> bool {
+    let to_ban = &follower.to_ban;
     let mut adopt = Batch::default();
     let mut fields = Vec::new();
     for entry in entries.items() {
@@ -100,7 +101,8 @@ async fn hand_entries(
             Some(Ok(Published::Unban { address, .. })) => {
                 // Lifted by hand: whoever claimed it no longer does (the collector that
                 // lifted it lifted the claim on the engine too).
-                claims.forget_address(address);
+                follower.claims.forget_address(address);
+                let _ = follower.lifted.try_send(address);
                 let handed = adopt.hand_over(to_ban, cursor).await
                     && to_ban.send(ToBan::Unban(address)).await.is_ok();
                 if !handed {
@@ -117,17 +119,27 @@ async fn hand_entries(
     adopt.hand_over(to_ban, cursor).await
 }
 
+/// Where the follower hands what it reads.
+pub(super) struct Follower {
+    /// The ban manager: adoptions and lifts.
+    pub to_ban: mpsc::Sender<ToBan>,
+    /// Claims held elsewhere, which a lift by hand ends.
+    pub claims: Arc<ClaimedElsewhere>,
+    /// The counter, told of lifts by hand (their attackers' failures count on the engine
+    /// again).
+    pub lifted: mpsc::Sender<Target>,
+}
+
 /// Reads the ban stream and hands the other collectors' bans to the ban manager.
 pub(super) async fn follow(
     shared: Shared,
     state_dir: PathBuf,
-    to_ban: mpsc::Sender<ToBan>,
-    claims: Arc<ClaimedElsewhere>,
+    follower: Follower,
     stop: CancellationToken,
 ) {
     let path = state_dir.join(CURSOR_FILE);
     let mut cursor = read_cursor(&path);
-    read_stream(&shared, &path, &mut cursor, &to_ban, &claims, &stop).await;
+    read_stream(&shared, &path, &mut cursor, &follower, &stop).await;
     write_cursor(&path, &cursor);
 }
 
@@ -139,8 +151,7 @@ async fn read_stream(
     shared: &Shared,
     path: &Path,
     cursor: &mut String,
-    to_ban: &mpsc::Sender<ToBan>,
-    claims: &ClaimedElsewhere,
+    follower: &Follower,
     stop: &CancellationToken,
 ) {
     let mut saved = Instant::now();
@@ -199,7 +210,7 @@ async fn read_stream(
                 caught_up();
                 continue;
             };
-            if !hand_entries(entries, &node, &shared.cm().adopted, to_ban, claims, cursor).await {
+            if !hand_entries(entries, &node, &shared.cm().adopted, follower, cursor).await {
                 return;
             }
             if entries.items().len() < FOLLOW_BATCH {
@@ -271,13 +282,21 @@ mod tests {
         let mut cursor = "0".to_string();
         let bytes = xread_entries(&entries);
         let read = OwnedReply::read(bytes).unwrap();
-        let claims = ClaimedElsewhere::default();
+        let (lifted, mut counter) = mpsc::channel(8);
+        let follower = Follower {
+            to_ban,
+            claims: Arc::default(),
+            lifted,
+        };
+        let claims = &follower.claims;
         let sshd = crate::config::JailName::new("sshd").unwrap();
         let far = std::time::Instant::now() + Duration::from_secs(60);
         claims.note(&sshd, "198.51.100.9".parse().unwrap(), "b", far);
         claims.note(&sshd, "198.51.100.1".parse().unwrap(), "b", far);
-        assert!(hand_entries(read.frame(), "a", &adopted, &to_ban, &claims, &mut cursor).await);
-        // The address lifted by hand is claimed by nobody any more; the others still are.
+        assert!(hand_entries(read.frame(), "a", &adopted, &follower, &mut cursor).await);
+        // The address lifted by hand is claimed by nobody any more, and the counter is told;
+        // the others still are.
+        assert_eq!(counter.try_recv().ok(), "198.51.100.9".parse().ok());
         assert!(claims
             .holder(&sshd, "198.51.100.9".parse().unwrap())
             .is_none());
@@ -320,15 +339,19 @@ mod tests {
         ];
         let bytes = xread_entries(&entries);
         let read = OwnedReply::read(bytes).unwrap();
-        let claims = ClaimedElsewhere::default();
-        assert!(!hand_entries(read.frame(), "a", &adopted, &to_ban, &claims, &mut cursor).await);
+        let follower = Follower {
+            to_ban,
+            claims: Arc::default(),
+            lifted: mpsc::channel(1).0,
+        };
+        assert!(!hand_entries(read.frame(), "a", &adopted, &follower, &mut cursor).await);
         assert_eq!(
             cursor, "0",
             "an adoption the manager did not take is read again"
         );
         let own = xread_entries(&[ban("1-0", "a", "198.51.100.2")]);
         let read = OwnedReply::read(own).unwrap();
-        assert!(hand_entries(read.frame(), "a", &adopted, &to_ban, &claims, &mut cursor).await);
+        assert!(hand_entries(read.frame(), "a", &adopted, &follower, &mut cursor).await);
         assert_eq!(cursor, "1-0", "an entry that needs nothing is passed");
     }
 }

@@ -38,6 +38,10 @@ use engine::Keys;
 pub use messages::{ClaimedElsewhere, Links, Published, SharedBan, SharedFailure, ToBan, Yielded};
 use shared::Shared;
 
+/// Most lifts by hand waiting for the counter (past it one is missed there: that attacker's
+/// failures skip the engine until its old claim lapses; they count locally all the same).
+const LIFTED_QUEUE: usize = 1024;
+
 /// Runs the counter and the follower until `stop`.
 pub async fn run(
     config: ClusterConfig,
@@ -75,15 +79,23 @@ pub async fn run(
         claims,
         jails,
     } = links;
+    // Addresses another collector lifted by hand, from the follower to the counter.
+    let (lifted_tx, lifted) = tokio::sync::mpsc::channel(LIFTED_QUEUE);
     let counter = counter::Counter::new(
         shared.clone(),
         offences,
         to_ban.clone(),
         claims.clone(),
         jails,
+        lifted,
     );
+    let follower = follow::Follower {
+        to_ban,
+        claims,
+        lifted: lifted_tx,
+    };
     tokio::join!(
         counter.run(failures, reached, decided, stop.clone()),
-        follow::follow(shared, state_dir, to_ban, claims, stop)
+        follow::follow(shared, state_dir, follower, stop)
     );
 }
