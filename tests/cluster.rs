@@ -104,6 +104,11 @@ struct Up {
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
+/// Collectors a and b on `engine`, both answering.
+async fn up_pair(engine: &Engine) -> (Up, Up) {
+    (up("a", engine.port).await, up("b", engine.port).await)
+}
+
 /// Starts collector `node` on the engine at `engine` and waits until it answers.
 async fn up(node: &str, engine: u16) -> Up {
     up_notifying(node, engine, None).await
@@ -180,7 +185,7 @@ async fn a_split_attack_adds_up_and_one_collector_bans_for_both() {
         return;
     }
     let engine = Engine::start(free_port());
-    let (a, b) = (up("a", engine.port).await, up("b", engine.port).await);
+    let (a, b) = up_pair(&engine).await;
 
     send_failures(a.port, ATTACKER, 2);
     send_failures(b.port, ATTACKER, 2);
@@ -338,7 +343,7 @@ async fn after_a_lift_elsewhere_the_attackers_return_counts_across_collectors() 
         return;
     }
     let engine = Engine::start(free_port());
-    let (a, b) = (up("a", engine.port).await, up("b", engine.port).await);
+    let (a, b) = up_pair(&engine).await;
     // a bans on its own count: it holds the claim, and sends none of the attacker's later
     // failures to the engine while that lasts.
     send_failures(a.port, ATTACKER, 5);
@@ -482,7 +487,7 @@ async fn a_collector_that_goes_away_leaves_its_count_and_gets_the_ban_back() {
         return;
     }
     let engine = Engine::start(free_port());
-    let (a, b) = (up("a", engine.port).await, up("b", engine.port).await);
+    let (a, b) = up_pair(&engine).await;
     send_failures(a.port, ATTACKER, 3);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // A goes away; its sender fails over to B.

@@ -55,6 +55,21 @@ end
 return {count, 0}
 ";
 
+/// The kind of an attacker's key: its failures in a jail, or the claim on it there.
+const FAILURES: &[u8] = b"f";
+const CLAIM: &[u8] = b"c";
+
+/// The parts of an attacker's key, `PREFIX:KIND:{TARGET}:JAIL`, for the count calls and the
+/// lift alike: the hash tag puts every key of one attacker on one slot.
+fn attacker_key<'a>(
+    prefix: &'a [u8],
+    kind: &'a [u8],
+    target: &'a [u8],
+    jail: &'a [u8],
+) -> [&'a [u8]; 7] {
+    [prefix, b":", kind, b":{", target, b"}:", jail]
+}
+
 /// Reads the count script's `{count, claimed}`.
 fn counted(reply: Reply) -> Result<Counted, EngineError> {
     let items = reply.items();
@@ -244,8 +259,8 @@ impl Keys {
             let (target, jail) = (target.as_bytes(), args.jail.as_bytes());
             let ttl = args.claim_ms.max(1);
             out.extend_from_slice(&head);
-            resp::bulk_parts(out, &[prefix, b":f:{", target, b"}:", jail]);
-            resp::bulk_parts(out, &[prefix, b":c:{", target, b"}:", jail]);
+            resp::bulk_parts(out, &attacker_key(prefix, FAILURES, target, jail));
+            resp::bulk_parts(out, &attacker_key(prefix, CLAIM, target, jail));
             resp::bulk_number(out, args.at_ms);
             resp::bulk_number(out, now_ms);
             resp::bulk_number(out, args.findtime_ms);
@@ -279,14 +294,23 @@ impl Keys {
         if jails.is_empty() {
             return Ok(());
         }
-        let keys: Vec<String> = jails
+        let target = target.to_string();
+        let keys: Vec<Vec<u8>> = jails
             .iter()
             .flat_map(|jail| {
-                ["f", "c"].map(|kind| format!("{}:{kind}:{{{target}}}:{jail}", self.prefix))
+                [FAILURES, CLAIM].map(|kind| {
+                    attacker_key(
+                        self.prefix.as_bytes(),
+                        kind,
+                        target.as_bytes(),
+                        jail.as_str().as_bytes(),
+                    )
+                    .concat()
+                })
             })
             .collect();
         let mut args: Vec<&[u8]> = vec![b"DEL"];
-        args.extend(keys.iter().map(String::as_bytes));
+        args.extend(keys.iter().map(Vec::as_slice));
         conn.call(&args).await?;
         Ok(())
     }
