@@ -89,14 +89,19 @@ cleanup() {
     # Newest first: real PIDs come after their `ip netns exec` wrappers.
     local i
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    if ip netns list | grep -qw "$NS"; then
-        for p in $(ip netns pids "$NS"); do kill -KILL "$p" 2>/dev/null; done
-        ip netns del "$NS"
-    fi
+    local ns
+    for ns in "${HOSTS[@]}" "$NS"; do
+        if ip netns list | grep -qw "$ns"; then
+            for p in $(ip netns pids "$ns"); do kill -KILL "$p" 2>/dev/null; done
+            ip netns del "$ns"
+        fi
+    done
     for cg in "${CGROUPS[@]}"; do rmdir "$cg" 2>/dev/null; done
     if [[ ${S2B_BENCH_KEEP:-0} == 1 ]]; then echo "keeping $DIR" >&2; else rm -rf "$DIR"; fi
 }
 CGROUPS=()
+# Namespaces standing for other hosts (part 6c's collectors).
+HOSTS=()
 trap cleanup EXIT
 
 ip netns add "$NS"
@@ -105,9 +110,12 @@ inns() { ip netns exec "$NS" "$@"; }
 # Starts "$@" in the namespace in the background; BGPID is its own PID (`ip netns exec` forks,
 # so $! would be the wrapper, and signalling that leaves the command running).
 inns_bg() { # $1 = pid file, $2 = output file, rest = command
-    local pidfile=$1 out=$2; shift 2
+    in_ns_bg "$NS" "$@"
+}
+in_ns_bg() { # $1 = namespace, $2 = pid file, $3 = output file, rest = command
+    local ns=$1 pidfile=$2 out=$3; shift 3
     rm -f "$pidfile"
-    inns sh -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" >"$out" 2>&1 &
+    ip netns exec "$ns" sh -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" >"$out" 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 100); do [[ -s $pidfile ]] && break; sleep 0.05; done
     BGPID=$(cat "$pidfile")
@@ -781,27 +789,28 @@ cg_limit() { # $1 = name, $2 = pid: a cgroup with the CPU share, the process mov
     CGROUPS+=("$cg")
     echo "$2" > "$cg/cgroup.procs"
 }
-metric_at() { # $1 = metrics port, $2 = metric name prefix
-    inns "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "http://127.0.0.1:$1/metrics" \
+metric_at() { # $1 = metrics address (host:port), $2 = metric name prefix
+    inns "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "http://$1/metrics" \
         | awk -v m="$2" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'
 }
 cluster_storm() { # $1 = collectors (1 or 2), $2 = round, $3 = "adopt": the whole stream to the first
     local n=$1 i pids=() ports=() mports=() adopt=${3:-}
     for ((i = 1; i <= n; i++)); do
-        local d=$DIR/s2b-cluster$n-$i-r$2
+        # Collector i's host, and the engine as it reaches it (its link's bench side).
+        local d=$DIR/s2b-cluster$n-$i-r$2 host=198.51.100.$((4 * i + 2)) engine=198.51.100.$((4 * i + 1))
         BENCH_CLUSTER=1 write_config "$d" storm sshd
-        # Collector i: its own ports, table and node name; each run its own state dir, tables
-        # and keys on the engine (no run's bans and counts may reach the next).
-        sed -i -e "s/127.0.0.1:5514/127.0.0.1:$((5514 + 10 * i))/" -e "s/127.0.0.1:6514/127.0.0.1:$((6514 + 10 * i))/" \
-            -e "s/127.0.0.1:9617/127.0.0.1:$((9617 + 10 * i))/" -e "s/\"s2bbench\"/\"s2bbench$n${i}r$2\"/" \
+        # Collector i: on its host's address, its own node name; each run its own state dir,
+        # table and keys on the engine (no run's bans and counts may reach the next).
+        sed -i -e "s/127.0.0.1:\([0-9]*\)/$host:\1/" -e "s|redis://$host:6399|redis://$engine:6399|" \
+            -e "s/\"s2bbench\"/\"s2bbench$n${i}r$2\"/" \
             -e "s/node = \"bench\"/node = \"bench$i\"\nprefix = \"s2bbench$n-$2:\"/" "$d/syslog2ban.toml"
-        inns_bg "$d/daemon.pid" "$d/daemon.log" "$BIN" run --config "$d"
+        in_ns_bg "$NS-c$i" "$d/daemon.pid" "$d/daemon.log" "$BIN" run --config "$d"
         pids+=("$BGPID")
         for _ in $(seq 100); do grep -q "Ready" "$d/daemon.log" 2>/dev/null && break; sleep 0.1; done
         grep -q "Ready" "$d/daemon.log" || { cat "$d/daemon.log" >&2; die "collector $i not ready"; }
         cg_limit "s2bbench-$$-$n-$i" "$BGPID"
-        ports+=($((5514 + 10 * i)))
-        mports+=($((9617 + 10 * i)))
+        ports+=("$host:5514")
+        mports+=("$host:9617")
     done
     local each=$((STORM_MESSAGES / n)) t0 t2 got want=$((STORM_MESSAGES / n * n)) senders=() sending=("${ports[@]}")
     if [[ $adopt == adopt ]]; then
@@ -811,13 +820,13 @@ cluster_storm() { # $1 = collectors (1 or 2), $2 = round, $3 = "adopt": the whol
     if [[ $CLUSTER_SPLIT == connections && ${#sending[@]} -gt 1 ]]; then
         # The one stream, its connections taking the collectors in turn.
         local targets=()
-        for port in "${sending[@]}"; do targets+=(--target "127.0.0.1:$port"); done
+        for port in "${sending[@]}"; do targets+=(--target "$port"); done
         inns "$LOADGEN" send --transport tcp-octet "${targets[@]}" --connections "$CONNS" \
             --count "$want" --attackers "$STORM_ATTACKERS" >/dev/null &
         senders+=("$!")
     else
         for port in "${sending[@]}"; do
-            inns "$LOADGEN" send --transport tcp-octet --target "127.0.0.1:$port" --connections "$CONNS" \
+            inns "$LOADGEN" send --transport tcp-octet --target "$port" --connections "$CONNS" \
                 --count "$each" --attackers "$STORM_ATTACKERS" >/dev/null &
             senders+=("$!")
         done
@@ -859,12 +868,28 @@ cluster_storm() { # $1 = collectors (1 or 2), $2 = round, $3 = "adopt": the whol
         say "  the adopting collector (no messages of its own): $adopted bans adopted with $cpu s of CPU = $(awk -v c="$cpu" -v n="$adopted" 'BEGIN { printf "%.1f", n ? c * 1e6 / n : 0 }') µs per adopted ban"
     fi
     for p in "${pids[@]}"; do stop_pid "$p"; done
-    for ((i = 1; i <= n; i++)); do inns nft delete table inet "s2bbench$n${i}r$2" 2>/dev/null || true; done
+    for ((i = 1; i <= n; i++)); do ip netns exec "$NS-c$i" nft delete table inet "s2bbench$n${i}r$2" 2>/dev/null || true; done
 }
 if [[ ${S2B_BENCH_ONLY:-} == cluster2 ]]; then
     command -v redis-server >/dev/null || die "missing redis-server (apt-get install -y redis-server)"
-    inns_bg "$DIR/redis2.pid" "$DIR/redis2.log" redis-server --bind 127.0.0.1 --port 6399 \
-        --save "" --appendonly no
+    # Each collector is a host of its own, as in a fleet: a namespace (its own nftables, so
+    # neither hears the other's firewall notifications) linked to the bench's, where the
+    # senders and the engine run, by a veth pair: collector i at 198.51.100.(4i+2), the bench
+    # side at 4i+1.
+    engine_binds=()
+    for i in 1 2; do
+        HOSTS+=("$NS-c$i")
+        ip netns add "$NS-c$i"
+        ip -n "$NS-c$i" link set lo up
+        ip -n "$NS" link add "c$i" type veth peer name eth0 netns "$NS-c$i"
+        ip -n "$NS" addr add "198.51.100.$((4 * i + 1))/30" dev "c$i"
+        ip -n "$NS-c$i" addr add "198.51.100.$((4 * i + 2))/30" dev eth0
+        ip -n "$NS" link set "c$i" up
+        ip -n "$NS-c$i" link set eth0 up
+        engine_binds+=("198.51.100.$((4 * i + 1))")
+    done
+    inns_bg "$DIR/redis2.pid" "$DIR/redis2.log" redis-server --bind "${engine_binds[@]}" --port 6399 \
+        --protected-mode no --save "" --appendonly no
     REDIS=$BGPID
     sleep 0.5
     # Rounds, as in the storm part: throttled 70 ms in every 100 ms, a collector's rate varies
