@@ -494,6 +494,10 @@ async fn write_stream<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     Ok(sent)
 }
 
+/// Datagrams per `sendmmsg` call: one system call per datagram kept the sender on this
+/// 2-core VM below 200k msgs/s once the daemon took its share of the CPU.
+const UDP_BATCH: usize = 64;
+
 async fn send_udp(target: SocketAddr, pool: &Pool, mut at: usize, plan: Plan) -> Result<Sent> {
     let local: SocketAddr = if target.is_ipv4() {
         "0.0.0.0:0".parse()?
@@ -504,26 +508,54 @@ async fn send_udp(target: SocketAddr, pool: &Pool, mut at: usize, plan: Plan) ->
     socket.connect(target).await?;
     let mut sent = Sent::default();
     while !plan.done(sent.messages) {
-        let n = plan.allowed(sent.messages, 64);
+        let n = plan.allowed(sent.messages, UDP_BATCH as u64) as usize;
         if n == 0 {
             tokio::time::sleep(Duration::from_micros(500)).await;
             continue;
         }
-        for _ in 0..n {
-            let datagram = pool.span(at, at + 1);
-            match socket.send(datagram).await {
-                Ok(len) => {
+        let datagrams: Vec<usize> = (0..n).map(|i| (at + i) % pool.len()).collect();
+        let result = socket
+            .async_io(tokio::io::Interest::WRITABLE, || {
+                send_batch(&socket, pool, &datagrams)
+            })
+            .await;
+        match result {
+            Ok(count) => {
+                for &datagram in datagrams.iter().take(count) {
                     sent.messages += 1;
-                    sent.bytes += len as u64;
-                    sent.failures += pool.failures_in(at, at + 1);
+                    sent.bytes += pool.span(datagram, datagram + 1).len() as u64;
+                    sent.failures += pool.failures_in(datagram, datagram + 1);
                 }
-                // ECONNREFUSED after an ICMP port unreachable, ENOBUFS: counted, not fatal.
-                Err(_) => sent.errors += 1,
+                at = (at + count.max(1)) % pool.len();
             }
-            at = (at + 1) % pool.len();
+            // ECONNREFUSED after an ICMP port unreachable, ENOBUFS: counted, not fatal (the
+            // first datagram of the batch is skipped).
+            Err(_) => {
+                sent.errors += 1;
+                at = (at + 1) % pool.len();
+            }
         }
     }
     Ok(sent)
+}
+
+/// One `sendmmsg` of the pool's datagrams `datagrams`: how many the kernel took.
+fn send_batch(socket: &UdpSocket, pool: &Pool, datagrams: &[usize]) -> std::io::Result<usize> {
+    use rustix::net::{sendmmsg, MMsgHdr, SendAncillaryBuffer, SendFlags};
+    let iovs: Vec<[std::io::IoSlice<'_>; 1]> = datagrams
+        .iter()
+        .map(|&d| [std::io::IoSlice::new(pool.span(d, d + 1))])
+        .collect();
+    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = datagrams
+        .iter()
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut headers: Vec<MMsgHdr<'_>> = iovs
+        .iter()
+        .zip(controls.iter_mut())
+        .map(|(iov, control)| MMsgHdr::new(iov, control))
+        .collect();
+    Ok(sendmmsg(socket, &mut headers, SendFlags::DONTWAIT)?)
 }
 
 fn file(args: FileArgs) -> Result<()> {
