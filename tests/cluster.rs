@@ -653,3 +653,71 @@ async fn the_count_script_names_who_holds_the_claim() {
         vec![(false, Some("a")), (true, None), (false, Some("a"))]
     );
 }
+
+/// The claim on `address` in the sshd jail, taken on the engine at `port` by a collector
+/// named `node` through the count script (as that collector's fifth failure would).
+async fn claim_as(port: u16, address: &str, node: &str) {
+    use syslog2ban::cluster::engine::{millis, CountArgs, FailureId, Keys};
+    use syslog2ban::cluster::resp::Connection;
+    use syslog2ban::config::EngineUrl;
+    let url = EngineUrl::parse(&format!("redis://127.0.0.1:{port}")).expect("an engine url");
+    let mut conn = Connection::connect(&url, None, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let keys = Keys::new("syslog2ban");
+    let mut sha = keys.load_script(&mut conn).await.expect("load the script");
+    let claim = CountArgs {
+        jail: "sshd",
+        target: address.parse().expect("an address"),
+        at_ms: millis(SystemTime::now()),
+        findtime_ms: 600_000,
+        claim_ms: 600_000,
+        maxretry: 1,
+        weight: 1,
+        member: FailureId {
+            node,
+            started_ms: 1,
+            sequence: 1,
+        },
+    };
+    let (mut commands, mut counted) = (Vec::new(), Vec::new());
+    keys.count_all(&mut conn, &mut sha, &[claim], &mut commands, &mut counted)
+        .await
+        .expect("counted");
+    assert!(counted[0].claimed, "{node} takes the claim");
+}
+
+/// A collector that took an attacker's claim and stopped before publishing its ban: the
+/// collector whose own count banned the attacker held its ban back for that one's, and
+/// publishes it once that one's is overdue, so the other collectors get it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_held_back_for_a_claim_holder_that_never_publishes_it_reaches_the_others() {
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let (a, b) = up_pair(&engine).await;
+    claim_as(engine.port, ATTACKER, "ghost").await;
+    send_failures(a.port, ATTACKER, 5);
+    assert!(
+        until(Duration::from_secs(2), async || holds(&a.socket, ATTACKER)
+            .await)
+        .await,
+        "a bans on its own count"
+    );
+    // Held back: the claim is ghost's, whose ban would come within seconds.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!holds(&b.socket, ATTACKER).await);
+    assert_eq!(stream_entries(engine.port, ATTACKER).await, 0);
+    // Ten seconds after its decision, a publishes it.
+    assert!(
+        until(Duration::from_secs(12), async || holds(&b.socket, ATTACKER)
+            .await)
+        .await,
+        "b never got the ban: {:?}",
+        cluster_status(&a.socket).await
+    );
+    assert_eq!(stream_entries(engine.port, ATTACKER).await, 1);
+    a.down().await;
+    b.down().await;
+}

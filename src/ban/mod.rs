@@ -110,10 +110,9 @@ fn publish(
     let Some(link) = link else { return };
     for op in ops {
         if let StoreOp::Ban(record, _) = op {
-            if record.decided_by.is_some() {
-                // Another collector's decision: it publishes it.
-                continue;
-            }
+            // A ban decided here for an attacker whose claim another collector holds
+            // (`decided_by`) goes too: the counter holds it back for that collector's, and
+            // publishes it only if that one never comes. (Adopted bans never pass here.)
             if record.jail.starts_with(crate::config::FEED_JAIL_PREFIX) {
                 // Every collector fetches its feeds itself.
                 continue;
@@ -589,7 +588,8 @@ mod tests {
             })
             .collect();
         assert_eq!(deciders, vec![Some("b"), None]);
-        // ...and only the one decided here is published from here.
+        // ...and both go to the counter, which publishes the one decided here and holds the
+        // other back for b's (publishing it only should b's never come).
         let metrics = Metrics::default();
         let mut outgoing = Outgoing::default();
         publish(&mut outgoing, Some(&link), &ops, &metrics);
@@ -601,6 +601,6 @@ mod tests {
                 Published::Unban { .. } => panic!("no unban"),
             })
             .collect();
-        assert_eq!(published, vec!["198.51.100.9"]);
+        assert_eq!(published, vec!["198.51.100.8", "198.51.100.9"]);
     }
 }

@@ -23,6 +23,11 @@ use crate::target::Target;
 const STOP_FLUSH: Duration = Duration::from_secs(2);
 /// Most attackers remembered as settled (a storm past it only costs engine calls).
 const SETTLED_CAP: usize = 1_000_000;
+/// How long a ban held back for the collector holding its claim waits for that collector's
+/// ban before this one publishes it: the holder publishes right after its claim, so a ban
+/// that has not arrived by then (a storm's backlog takes a few seconds) means the holder
+/// stopped between the two, and the other collectors would never get it.
+const HOLDER_PUBLISHES_WITHIN: Duration = Duration::from_secs(10);
 use crate::metrics::{ClusterMetrics, Metrics, Peer};
 
 /// Notes an attacker settled until `until`, within [`SETTLED_CAP`].
@@ -155,6 +160,7 @@ impl Counter {
                         self.reconnect().await;
                     }
                     self.heartbeat().await;
+                    self.publish_overdue(now).await;
                 }
                 failure = failures.recv() => match failure {
                     Some(first) => {
@@ -338,7 +344,40 @@ impl Counter {
     }
 
     async fn publish(&mut self, bans: Vec<Published>) {
+        for message in &bans {
+            if let Published::Unban { address, .. } = message {
+                // Lifted here: a ban of it held back for a claim holder must not go out later.
+                self.claims.forget_address(*address);
+            }
+        }
         let bans = self.withhold_claimed_elsewhere(bans).await;
+        self.publish_now(bans).await;
+    }
+
+    /// Publishes the bans held back for a claim holder whose own ban did not arrive in
+    /// time: it stopped between its claim and its publication, or the others would never
+    /// hold them. Should it publish after all, both are adopted, as for a double decision
+    /// without a claim; the announcement stays with it.
+    async fn publish_overdue(&mut self, now: Instant) {
+        let overdue = self.claims.overdue(now);
+        if overdue.is_empty() {
+            return;
+        }
+        let cm = self.shared.cm();
+        cm.holder_overdue
+            .fetch_add(overdue.len() as u64, Ordering::Relaxed);
+        warn!(
+            bans = overdue.len(),
+            first = %overdue[0].address,
+            within = ?HOLDER_PUBLISHES_WITHIN,
+            "Bans another collector claimed were not published by it in time (it may have stopped); published here"
+        );
+        self.publish_now(overdue.into_iter().map(Published::Ban).collect())
+            .await;
+    }
+
+    /// Publishes `bans` now, or buffers them while the engine is away.
+    async fn publish_now(&mut self, bans: Vec<Published>) {
         if bans.is_empty() {
             return;
         }
@@ -354,7 +393,8 @@ impl Counter {
     /// Leaves out of `bans` those decided here whose claim another collector took first
     /// (each collector's own count reached maxretry before it learnt of the other's ban):
     /// that collector publishes and announces it, and the ban manager is told so. Without
-    /// this both would publish, and each adopt the other's ban.
+    /// this both would publish, and each adopt the other's ban. Each is held back until
+    /// that collector's ban arrives, or published after [`HOLDER_PUBLISHES_WITHIN`].
     async fn withhold_claimed_elsewhere(&mut self, bans: Vec<Published>) -> Vec<Published> {
         let node = self.shared.config.node.as_str();
         let mut yielded = Vec::new();
@@ -372,6 +412,11 @@ impl Counter {
                 };
                 match self.claims.holder(&jail, ban.address) {
                     Some(to) => {
+                        self.claims.hold_back(
+                            jail.clone(),
+                            ban.clone(),
+                            Instant::now() + HOLDER_PUBLISHES_WITHIN,
+                        );
                         yielded.push(Yielded {
                             jail,
                             address: ban.address,

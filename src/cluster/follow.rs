@@ -103,6 +103,7 @@ async fn hand_entries(
                 // lifted it lifted the claim on the engine too).
                 follower.claims.forget_address(address);
                 let _ = follower.lifted.try_send(address);
+                follower.claims.arrived(&adopt.bans);
                 let handed = adopt.hand_over(to_ban, cursor).await
                     && to_ban.send(ToBan::Unban(address)).await.is_ok();
                 if !handed {
@@ -116,6 +117,8 @@ async fn hand_entries(
         }
         adopt.read_to = Some(id);
     }
+    // Bans held back here for these collectors need not be published by this one.
+    follower.claims.arrived(&adopt.bans);
     adopt.hand_over(to_ban, cursor).await
 }
 

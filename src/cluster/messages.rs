@@ -226,20 +226,30 @@ pub struct Yielded {
 /// Attackers whose shared count another collector claimed, per jail, with that collector's
 /// name: a ban this collector's own count decides for one of them (before the other's ban
 /// arrives) is held here at once, but it is the other collector's to publish and announce.
-/// Written by the counter, read by the ban manager.
+/// Written by the counter, read by the ban manager. Also the bans held back that way, until
+/// the claim holder's ban arrives (the follower says so) or is overdue.
 #[derive(Debug, Default)]
-pub struct ClaimedElsewhere(Mutex<Claims>);
+pub struct ClaimedElsewhere(Mutex<Held>);
 
 /// Per jail and attacker: the collector holding the claim, and when it lapses.
 type Claims = HashMap<(JailName, Target), (Arc<str>, Instant)>;
 
-/// Most attackers remembered as claimed elsewhere (past it, a storm's double decisions are
-/// only published twice).
+#[derive(Debug, Default)]
+struct Held {
+    claims: Claims,
+    /// Bans decided here and not published because another collector holds the claim, per
+    /// jail and attacker, with the time by which that collector's ban should have arrived.
+    awaited: HashMap<(JailName, Target), (SharedBan, Instant)>,
+}
+
+/// Most attackers remembered as claimed elsewhere, and most bans held back (past it, a
+/// storm's double decisions are only published twice, and a ban held back past it is
+/// not published should its claim holder never publish it).
 const CLAIMED_ELSEWHERE_CAP: usize = 1_000_000;
 
 impl ClaimedElsewhere {
-    fn map(&self) -> std::sync::MutexGuard<'_, Claims> {
-        // The map holds no invariant a panicking holder could break.
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        // The maps hold no invariant a panicking holder could break.
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -247,33 +257,73 @@ impl ClaimedElsewhere {
 
     /// `node` holds the claim of `target` in `jail` until `until`.
     pub fn note(&self, jail: &JailName, target: Target, node: &str, until: Instant) {
-        let mut map = self.map();
+        let claims = &mut self.held().claims;
         let key = (jail.clone(), target);
-        if map.len() < CLAIMED_ELSEWHERE_CAP || map.contains_key(&key) {
-            map.insert(key, (Arc::from(node), until));
+        if claims.len() < CLAIMED_ELSEWHERE_CAP || claims.contains_key(&key) {
+            claims.insert(key, (Arc::from(node), until));
         }
     }
 
-    /// `target` was lifted by hand: no claim on it holds any more, in any jail.
+    /// `target` was lifted by hand: no claim on it holds any more, in any jail, and no ban
+    /// of it held back is published.
     pub fn forget_address(&self, target: Target) {
-        self.map().retain(|(_, t), _| *t != target);
+        let mut held = self.held();
+        held.claims.retain(|(_, t), _| *t != target);
+        held.awaited.retain(|(_, t), _| *t != target);
     }
 
     /// This collector took the claim: nobody else holds it.
     pub fn forget(&self, jail: &JailName, target: Target) {
-        self.map().remove(&(jail.clone(), target));
+        self.held().claims.remove(&(jail.clone(), target));
     }
 
     /// The collector that holds the claim of `target` in `jail` now, if another does.
     pub fn holder(&self, jail: &JailName, target: Target) -> Option<Arc<str>> {
-        let map = self.map();
-        let (node, until) = map.get(&(jail.clone(), target))?;
+        let held = self.held();
+        let (node, until) = held.claims.get(&(jail.clone(), target))?;
         (*until > Instant::now()).then(|| node.clone())
     }
 
     /// Drops the claims that lapsed by `now`.
     pub fn prune(&self, now: Instant) {
-        self.map().retain(|_, (_, until)| *until > now);
+        self.held().claims.retain(|_, (_, until)| *until > now);
+    }
+
+    /// `ban` (decided here, in `jail`) was not published because another collector holds
+    /// its claim; that collector's ban should arrive by `due`.
+    pub fn hold_back(&self, jail: JailName, ban: SharedBan, due: Instant) {
+        let awaited = &mut self.held().awaited;
+        if awaited.len() < CLAIMED_ELSEWHERE_CAP {
+            awaited.insert((jail, ban.address), (ban, due));
+        }
+    }
+
+    /// Bans of other collectors read from the stream: the bans held back for them here are
+    /// published.
+    pub fn arrived(&self, bans: &[SharedBan]) {
+        let awaited = &mut self.held().awaited;
+        if awaited.is_empty() {
+            return;
+        }
+        for ban in bans {
+            if let Ok(jail) = JailName::new(&ban.jail) {
+                awaited.remove(&(jail, ban.address));
+            }
+        }
+    }
+
+    /// The bans held back whose claim holder's ban did not arrive by `now`, taken out.
+    pub fn overdue(&self, now: Instant) -> Vec<SharedBan> {
+        let awaited = &mut self.held().awaited;
+        let due: Vec<(JailName, Target)> = awaited
+            .iter()
+            .filter(|(_, (_, due))| *due <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        due.iter()
+            .filter_map(|key| awaited.remove(key))
+            .map(|(ban, _)| ban)
+            .collect()
     }
 }
 
@@ -372,9 +422,45 @@ mod tests {
         assert_eq!(claims.holder(&postfix, one), None);
         assert_eq!(claims.holder(&sshd, two), None);
         claims.prune(now + Duration::from_secs(1));
-        assert_eq!(claims.map().len(), 1, "the lapsed claim is dropped");
+        assert_eq!(claims.held().claims.len(), 1, "the lapsed claim is dropped");
         // This collector took the claim (after the other's lapsed): nobody else holds it.
         claims.forget(&sshd, one);
         assert_eq!(claims.holder(&sshd, one), None);
+    }
+
+    #[test]
+    fn a_ban_held_back_goes_out_when_overdue_unless_it_arrived_or_was_lifted() {
+        let claims = ClaimedElsewhere::default();
+        let sshd = JailName::new("sshd").unwrap();
+        let ban = |address: &str| SharedBan {
+            node: "a".into(),
+            jail: "sshd".into(),
+            address: address.parse().unwrap(),
+            failures: 5,
+            origin: "web1".into(),
+            started: SystemTime::now(),
+            expires: None,
+            sample: String::new(),
+            republished: false,
+        };
+        let (arrives, lifted, never) = (
+            ban("198.51.100.1"),
+            ban("198.51.100.2"),
+            ban("198.51.100.3"),
+        );
+        let now = Instant::now();
+        let due = now + Duration::from_secs(10);
+        for held in [&arrives, &lifted, &never] {
+            claims.hold_back(sshd.clone(), held.clone(), due);
+        }
+        assert!(claims.overdue(now).is_empty(), "not due yet");
+        // The holder's ban of the first arrives (from whichever collector), the second is
+        // lifted by hand.
+        let mut theirs = arrives.clone();
+        theirs.node = "b".into();
+        claims.arrived(&[theirs]);
+        claims.forget_address(lifted.address);
+        assert_eq!(claims.overdue(due), vec![never]);
+        assert!(claims.overdue(due).is_empty(), "taken out once");
     }
 }

@@ -53,6 +53,9 @@ pub struct ClusterMetrics {
     pub double_decisions: AtomicU64,
     /// Bans published.
     pub published: AtomicU64,
+    /// Bans decided here and held back for the collector holding their claim, published
+    /// here because that collector's ban did not arrive in time.
+    pub holder_overdue: AtomicU64,
     /// Bans of other collectors adopted.
     pub adopted: AtomicU64,
     /// Times this collector republished its active bans (an engine that lost its data).
@@ -98,7 +101,7 @@ impl ClusterMetrics {
         if !self.enabled.load(Ordering::Relaxed) {
             return out;
         }
-        let rows: [(&str, &str, &str, u64); 14] = [
+        let rows: [(&str, &str, &str, u64); 15] = [
             (
                 "degraded",
                 "1 while the engine is unreachable and this collector counts alone",
@@ -164,6 +167,12 @@ impl ClusterMetrics {
                 "Bans published to the other collectors",
                 "counter",
                 get(&self.published),
+            ),
+            (
+                "holder_overdue_total",
+                "Bans held back for the collector holding their claim and published here because its ban did not arrive within 10 s",
+                "counter",
+                get(&self.holder_overdue),
             ),
             (
                 "adopted_total",
