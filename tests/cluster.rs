@@ -295,6 +295,8 @@ async fn an_unban_by_hand_on_one_collector_lifts_the_address_on_all() {
         .await,
         "the unban on b did not lift the ban on a"
     );
+    // The lift is on the stream, but it is no ban: b published none.
+    assert_eq!(cluster_status(&b.socket).await.published, 0);
     let events = async || hook_events(&hook);
     // Notifications wait `ANNOUNCE_DELAY` in these collectors.
     assert!(

@@ -554,7 +554,12 @@ impl Counter {
         }
         match result {
             Ok(()) => {
-                cm.published.fetch_add(bans.len() as u64, Ordering::Relaxed);
+                // Bans only: lifts are entries of the stream too, but not bans.
+                let published = bans
+                    .iter()
+                    .filter(|message| matches!(message, Published::Ban(_)))
+                    .count();
+                cm.published.fetch_add(published as u64, Ordering::Relaxed);
                 true
             }
             Err(e) => {
