@@ -288,7 +288,8 @@ const SERIAL_STAGE_FAVOUR: i32 = 5;
 /// storm), a failure crosses three serial stages on their own threads before its ban is in the
 /// kernel, and each wake-up waited for a running matching worker's time slice: milliseconds
 /// at the tail. Favoured, the stage's thread runs first; the threads it starts (the firewall's
-/// netlink thread, its drift monitor) inherit it. Needs root, CAP_SYS_NICE or an RLIMIT_NICE
+/// netlink thread) inherit it, except side work that gives it back ([`unfavour_this_thread`]).
+/// Needs root, CAP_SYS_NICE or an RLIMIT_NICE
 /// that allows it (the shipped unit's `LimitNICE=-5`); without, the thread stays as it is,
 /// said at debug level.
 fn favour_this_thread() {
@@ -298,6 +299,19 @@ fn favour_this_thread() {
     });
     if let Err(e) = favoured {
         tracing::debug!(error = %e, "A serial stage's thread keeps its priority");
+    }
+}
+
+/// Gives this thread the process's own nice value again: for side work started from a
+/// favoured stage (the drift monitor reading a storm's notifications), which must not run
+/// ahead of ingest. Raising one's nice value needs no privilege.
+pub fn unfavour_this_thread() {
+    let process = rustix::process::getpid();
+    let tid = rustix::thread::gettid();
+    let restored = rustix::process::getpriority_process(Some(process))
+        .and_then(|nice| rustix::process::setpriority_process(Some(tid), nice));
+    if let Err(e) = restored {
+        tracing::debug!(error = %e, "A side thread keeps the priority it inherited");
     }
 }
 
@@ -424,5 +438,21 @@ mod tests {
             assert!(stage <= here, "never less favoured than the caller");
         }
         assert_eq!(nice().unwrap(), here, "the caller's thread is unchanged");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn side_work_started_from_a_favoured_stage_gives_the_favour_back() {
+        let nice_of = |id| rustix::process::getpriority_process(Some(id)).unwrap();
+        let process = nice_of(rustix::process::getpid());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        on_own_thread("test-unfavour", Priority::Favoured, async move {
+            let side = std::thread::spawn(move || {
+                unfavour_this_thread();
+                nice_of(rustix::thread::gettid())
+            });
+            let _ = tx.send(side.join().unwrap());
+        })
+        .await;
+        assert_eq!(rx.await.unwrap(), process);
     }
 }

@@ -72,7 +72,11 @@ pub fn start(table: &str) -> std::io::Result<mpsc::Receiver<Drift>> {
     let table = table.to_string();
     std::thread::Builder::new()
         .name("nft-monitor".into())
-        .spawn(move || listen(&socket, &table, &tx))?;
+        .spawn(move || {
+            // Started from the favoured firewall stage; drift can wait for ingest.
+            crate::supervise::unfavour_this_thread();
+            listen(&socket, &table, &tx)
+        })?;
     Ok(rx)
 }
 
