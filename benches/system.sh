@@ -711,6 +711,8 @@ if part udp; then
         say "syslog2ban UDP, $(udp_label "$senders" "$rate"): sent $usent ($(jget "$out" rate) msgs/s), received $urecv, loss $(loss "$usent" "$urecv"); kernel drops $(( $(metric syslog2ban_udp_kernel_drops_total) - k0 )); daemon CPU $(awk -v a="$c0" -v b="$(cpu_ticks "$DAEMON")" -v k="$CLK" 'BEGIN { printf "%.1f s", (b - a) / k }'); bans so far $(metric syslog2ban_bans_total)"
     done
     stop_pid "$DAEMON"
+    # Its bans stay in the kept table: the next part's first daemon must not adopt them.
+    inns nft delete table inet s2bbench 2>/dev/null || true
 
     RU=$DIR/rsyslog-udp
     start_rsyslog "$RU" 5516 udp

@@ -175,25 +175,33 @@ impl Fanout {
         }
     }
 
-    /// The queue of `message`: a syslog frame's by its connection's lane (or its origin) and
-    /// its header, a journal entry's by its origin.
+    /// The queue of `message`: by its connection's lane (or its origin) and the host it is
+    /// from (a syslog frame's header, a journal entry's `_HOSTNAME`).
     fn queue_of(&self, message: &RawMessage, lane: Option<usize>) -> usize {
-        match &message.payload {
-            Payload::Frame(frame) => self.queue_for_frame(&message.origin, lane, frame),
-            Payload::Journal(_) => lane.unwrap_or_else(|| self.queue(origin_key(&message.origin))),
-        }
+        let sender = match &message.payload {
+            Payload::Frame(frame) => header_sender(frame),
+            // An uploader relaying other hosts' journals (journal-remote's output uploaded
+            // on) carries many hosts, as a syslog relay does.
+            Payload::Journal(entry) => entry.get("_HOSTNAME"),
+        };
+        self.queue_for_sender(&message.origin, lane, sender)
     }
 
-    /// The queue of a syslog frame from `origin` (on a connection in `lane`): by the lane or
-    /// origin and the frame's own sender (its header's host name, or its program where the
-    /// header has no host name), so what one relay (or `/dev/log`) forwards for many hosts
-    /// spreads over the workers while the messages of each host stay in order.
-    fn queue_for_frame(&self, origin: &Origin, lane: Option<usize>, frame: &[u8]) -> usize {
+    /// The queue of a message from `origin` (on a connection in `lane`) whose own sender is
+    /// `sender` (a header's host name, or its program where the header has no host name):
+    /// what one relay (or `/dev/log`) forwards for many hosts spreads over the workers while
+    /// the messages of each host stay in order.
+    fn queue_for_sender(
+        &self,
+        origin: &Origin,
+        lane: Option<usize>,
+        sender: Option<&[u8]>,
+    ) -> usize {
         let n = self.queues.len();
         if n == 1 {
             return 0;
         }
-        let sender = header_sender(frame).map_or(0, |name| {
+        let sender = sender.map_or(0, |name| {
             // FNV-1a: a few bytes, mixed again below.
             name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
                 (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -413,12 +421,50 @@ mod tests {
         let relay = Origin::Peer(SocketAddr::from(([198, 51, 100, 1], 514)));
         let queue = |host: usize, pid: usize| {
             let frame = format!("<38>Dec  3 20:17:27 host{host} sshd[{pid}]: x");
-            fanout.queue_for_frame(&relay, None, frame.as_bytes())
+            fanout.queue_for_sender(&relay, None, header_sender(frame.as_bytes()))
         };
         let mut used = [0usize; 2];
         for host in 0..200 {
             used[queue(host, 1)] += 1;
             assert_eq!(queue(host, 1), queue(host, 2), "one host, one queue");
+        }
+        assert!(used[0] > 60 && used[1] > 60, "uneven spread: {used:?}");
+    }
+
+    #[test]
+    fn a_journal_relays_hosts_spread_over_the_queues_and_each_host_keeps_one() {
+        use super::super::journal::export::Field;
+        let (txs, _rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| mpsc::channel(1)).unzip();
+        let fanout = Fanout::new(txs);
+        let relay = Origin::Peer(SocketAddr::from(([198, 51, 100, 1], 19532)));
+        let entry = |host: usize, pid: usize| RawMessage {
+            origin: relay,
+            identity: None,
+            trust_hostname: false,
+            payload: Payload::Journal(Box::new(Entry {
+                fields: vec![
+                    Field {
+                        name: "_HOSTNAME".into(),
+                        value: format!("host{host}").into_bytes(),
+                    },
+                    Field {
+                        name: "_PID".into(),
+                        value: pid.to_string().into_bytes(),
+                    },
+                ],
+            })),
+            received: Instant::now(),
+            received_at: SystemTime::now(),
+        };
+        let mut used = [0usize; 2];
+        for host in 0..200 {
+            let queue = fanout.queue_of(&entry(host, 1), None);
+            used[queue] += 1;
+            assert_eq!(
+                queue,
+                fanout.queue_of(&entry(host, 2), None),
+                "one host, one queue"
+            );
         }
         assert!(used[0] > 60 && used[1] > 60, "uneven spread: {used:?}");
     }
@@ -434,7 +480,7 @@ mod tests {
         for port in [40001, 40003, 40005, 40007] {
             let batcher = fanout.connection_batcher();
             let origin = Origin::Peer(SocketAddr::from(([127, 0, 0, 1], port)));
-            used[fanout.queue_for_frame(&origin, batcher.lane, frame)] += 1;
+            used[fanout.queue_for_sender(&origin, batcher.lane, header_sender(frame))] += 1;
         }
         assert_eq!(used, [2, 2]);
         let relay = fanout.connection_batcher();
@@ -442,7 +488,8 @@ mod tests {
         let mut hosts = [0usize; 2];
         for host in 0..200 {
             let frame = format!("<38>Dec  3 20:17:27 host{host} sshd[1]: x");
-            hosts[fanout.queue_for_frame(&origin, relay.lane, frame.as_bytes())] += 1;
+            hosts[fanout.queue_for_sender(&origin, relay.lane, header_sender(frame.as_bytes()))] +=
+                1;
         }
         assert!(hosts[0] > 60 && hosts[1] > 60, "uneven spread: {hosts:?}");
     }
