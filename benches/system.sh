@@ -737,24 +737,33 @@ fi
 
 # ---------------------------------------------------------------------------------------
 # 6b. Cluster: the ban storm with [cluster] on a redis-server in the namespace (one collector;
-#    the engine sees only failures) and without, in one run: msgs/s with bans on, engine
-#    calls/s, failures the engine queue dropped. (Only with S2B_BENCH_ONLY=cluster or a full
-#    run with redis-server installed.)
+#    the engine sees only failures) and without: msgs/s with bans on, engine calls/s,
+#    failures the engine queue dropped. In rounds (S2B_BENCH_CLUSTER_ROUNDS, 3), each ratio
+#    taken within its round, the median reported, the engine emptied between rounds. (Only
+#    with S2B_BENCH_ONLY=cluster or a full run with redis-server installed.)
 if part cluster && command -v redis-server >/dev/null; then
     inns_bg "$DIR/redis.pid" "$DIR/redis.log" redis-server --bind 127.0.0.1 --port 6399 \
         --save "" --appendonly no
     REDIS=$BGPID
     sleep 0.5
-    # Ingest: the attackers in ignoreip, so no failure is counted and the engine sees nothing.
-    storm nobans "$STORM_MESSAGES" "$STORM_ATTACKERS"
-    cluster_off=$STORM_RATE
-    BENCH_CLUSTER=1 storm nobans "$STORM_MESSAGES" "$STORM_ATTACKERS"
-    say "  cluster on / off (ingest, no failure counted, one collector): $(awk -v a="$STORM_RATE" -v b="$cluster_off" 'BEGIN { printf "%.2f", a / b }')"
-    # The ban storm: every counted failure goes to the engine too.
-    storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS"
-    cluster_off=$STORM_RATE
-    BENCH_CLUSTER=1 storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS"
-    say "  cluster on / off (ban storm, one collector, the engine on the same 2 cores): $(awk -v a="$STORM_RATE" -v b="$cluster_off" 'BEGIN { printf "%.2f", a / b }')"
+    ingest_ratios=() storm_ratios=()
+    for round in $(seq "${S2B_BENCH_CLUSTER_ROUNDS:-3}"); do
+        say "cluster on and off, round $round"
+        inns redis-cli -p 6399 FLUSHALL >/dev/null
+        # Ingest: the attackers in ignoreip, so no failure is counted and the engine sees nothing.
+        storm nobans "$STORM_MESSAGES" "$STORM_ATTACKERS"
+        cluster_off=$STORM_RATE
+        BENCH_CLUSTER=1 storm nobans "$STORM_MESSAGES" "$STORM_ATTACKERS"
+        ingest_ratios+=("$(awk -v a="$STORM_RATE" -v b="$cluster_off" 'BEGIN { printf "%.2f", a / b }')")
+        say "  cluster on / off (ingest, no failure counted, one collector): ${ingest_ratios[-1]}"
+        # The ban storm: every counted failure goes to the engine too.
+        storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS"
+        cluster_off=$STORM_RATE
+        BENCH_CLUSTER=1 storm bans "$STORM_MESSAGES" "$STORM_ATTACKERS"
+        storm_ratios+=("$(awk -v a="$STORM_RATE" -v b="$cluster_off" 'BEGIN { printf "%.2f", a / b }')")
+        say "  cluster on / off (ban storm, one collector, the engine on the same 2 cores): ${storm_ratios[-1]}"
+    done
+    say "cluster on / off, median of ${#ingest_ratios[@]} round(s): ingest $(median "${ingest_ratios[@]}") (${ingest_ratios[*]}); ban storm $(median "${storm_ratios[@]}") (${storm_ratios[*]})"
     stop_pid "$REDIS"
 fi
 
