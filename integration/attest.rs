@@ -614,3 +614,115 @@ fn a_full_disk_loses_no_ban() {
         "bans lost across the full disk and the restart"
     );
 }
+
+/// A storm's batch goes to the kernel with our drift monitor away, so the kernel builds no
+/// notification of each element for it. Another tool's change inside such a window is still
+/// reported (the window's generations do not add up), a window with only our batch in it is
+/// not, and outside windows a removal is reported as before. This test's thread in SERVER,
+/// with real nft, the daemon's netlink socket and its monitor.
+#[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
+fn another_tools_change_while_a_batch_is_applied_unheard_is_reported() {
+    let test = "another_tools_change_while_a_batch_is_applied_unheard_is_reported";
+    if !lab::preflight(test, &["nft"]) {
+        return;
+    }
+    let lab = Lab::new(test);
+    let namespace = std::fs::File::open(format!("/run/netns/{}", lab.srv)).expect("SERVER");
+    std::thread::spawn(move || {
+        // This thread only: what it starts (nft) runs there too.
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&namespace),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("into SERVER");
+        unheard_windows();
+    })
+    .join()
+    .expect("the namespace's thread");
+}
+
+fn unheard_windows() {
+    use std::process::Command;
+    use syslog2ban::enforce::monitor::{self, Drift};
+    use syslog2ban::enforce::netlink::Netlink;
+    use syslog2ban::enforce::nft::ElementChange;
+    use syslog2ban::enforce::unheard::Window;
+    use syslog2ban::target::Target;
+    use tokio::sync::mpsc::error::TryRecvError;
+
+    const TABLE: &str = "s2bunheard";
+    let nft = |args: &str| {
+        let out = Command::new(lab::tool("nft"))
+            .args(args.split(' '))
+            .output()
+            .expect("run nft");
+        assert!(out.status.success(), "nft {args}: {out:?}");
+    };
+    nft(&format!("add table inet {TABLE}"));
+    nft(&format!(
+        "add set inet {TABLE} banned4 {{ type ipv4_addr ; flags timeout ; }}"
+    ));
+    let (mut drifts, quiet) = monitor::start(TABLE).expect("the monitor");
+    let next_drift = |drifts: &mut tokio::sync::mpsc::Receiver<Drift>, within: Duration| {
+        let until = Instant::now() + within;
+        loop {
+            match drifts.try_recv() {
+                Ok(drift) => return Some(drift),
+                Err(TryRecvError::Disconnected) => panic!("the monitor stopped"),
+                Err(TryRecvError::Empty) if Instant::now() >= until => return None,
+                Err(TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    };
+    let bans = |from: u8, to: u8| -> Vec<ElementChange> {
+        (from..to)
+            .map(|i| {
+                let address: Target = format!("198.51.100.{i}").parse().expect("an address");
+                ElementChange::Add(address.into(), Some(Duration::from_secs(600)))
+            })
+            .collect()
+    };
+    let mut netlink = Netlink::default();
+    // The table's creation heard, the monitor counts from there.
+    assert!(next_drift(&mut drifts, Duration::from_millis(300)).is_none());
+
+    // Only our batch in the window: nothing to report.
+    let window = Window::open(&mut netlink, &quiet, 1).expect("the window opens");
+    let applied = netlink
+        .apply(TABLE, &bans(1, 60))
+        .expect("netlink takes it");
+    assert!(applied.is_ok(), "{applied:?}");
+    window.close(&mut netlink, Some(&applied));
+    assert_eq!(next_drift(&mut drifts, Duration::from_millis(500)), None);
+
+    // Another tool takes one of our bans out while the window is open: its notification is
+    // never heard, but the generations do not add up.
+    let window = Window::open(&mut netlink, &quiet, 2).expect("the window opens");
+    nft(&format!(
+        "delete element inet {TABLE} banned4 {{ 198.51.100.1 }}"
+    ));
+    let applied = netlink
+        .apply(TABLE, &bans(60, 120))
+        .expect("netlink takes it");
+    assert!(applied.is_ok(), "{applied:?}");
+    window.close(&mut netlink, Some(&applied));
+    let drift = next_drift(&mut drifts, Duration::from_secs(2)).expect("the change is reported");
+    assert!(drift.structural, "{drift:?}");
+
+    // Listening again: a removal outside a window is reported by what it removed.
+    nft(&format!(
+        "delete element inet {TABLE} banned4 {{ 198.51.100.2 }}"
+    ));
+    let drift = next_drift(&mut drifts, Duration::from_secs(2)).expect("the removal is reported");
+    assert_eq!(
+        drift,
+        Drift {
+            structural: false,
+            removed: vec!["198.51.100.2".parse().expect("an address")]
+        }
+    );
+}

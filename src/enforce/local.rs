@@ -24,6 +24,7 @@ use super::netlink;
 use super::nft::{self, ElementChange, NftError};
 use super::pending::{self, Batch};
 use super::reconcile;
+use super::unheard::Quiet;
 use super::{Firewall, FirewallError};
 use crate::ban::BanCommand;
 use crate::metrics::{Metrics, TargetMetrics};
@@ -76,16 +77,18 @@ pub async fn run(
     }
     let attest = firewall.attests();
     let mut cuts = JoinSet::new();
-    let mut drifts = match &firewall {
+    let (mut drifts, quiet) = match &firewall {
         Firewall::Nftables { table, .. } => match monitor::start(table) {
-            Ok(rx) => Some(rx),
+            Ok((drifts, quiet)) => (Some(drifts), Some(quiet)),
             Err(e) => {
                 warn!(error = %e, "Cannot follow nftables changes; drift is repaired every reconcile_interval only");
-                None
+                (None, None)
             }
         },
-        _ => None,
+        _ => (None, None),
     };
+    // Numbers the windows in which a storm's batch is applied unheard.
+    let mut window: u32 = 0;
     let drift_log = Throttle::new(5, Duration::from_secs(60));
     let mut pending: Batch = HashMap::new();
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
@@ -115,9 +118,13 @@ pub async fn run(
                     // A storm's batch: the kernel's work grows with it, so the netlink round
                     // trip runs on a blocking thread while the next batch gathers here.
                     let (firewall, metrics) = (firewall.clone(), metrics.clone());
+                    // Unheard by our own monitor while it listens (see `unheard`).
+                    let quiet = quiet.clone().filter(|_| drifts.is_some());
+                    window = window.wrapping_add(1);
+                    let unheard = quiet.map(|quiet| (quiet, window));
                     inflight.spawn(async move {
                         let started = crate::clock::now();
-                        let result = apply_off_thread(firewall, changes, &metrics).await;
+                        let result = apply_off_thread(firewall, changes, &metrics, unheard).await;
                         Outcome::Applied(result, batch, started.elapsed())
                     });
                     continue;
@@ -206,15 +213,20 @@ pub async fn run(
     while cuts.join_next().await.is_some() {}
 }
 
-/// A batch over netlink on a blocking thread, or through nft when netlink cannot take it.
+/// A batch over netlink on a blocking thread (with `unheard`, our drift monitor away while it
+/// is applied, in that window), or through nft when netlink cannot take it.
 async fn apply_off_thread(
     firewall: Firewall,
     changes: Vec<ElementChange>,
     metrics: &TargetMetrics,
+    unheard: Option<(Quiet, u32)>,
 ) -> Result<(), FirewallError> {
     let on_thread = firewall.clone();
     let joined = tokio::task::spawn_blocking(move || {
-        let result = on_thread.apply_now(&changes);
+        let result = match &unheard {
+            Some((quiet, window)) => on_thread.apply_unheard(&changes, quiet, *window),
+            None => on_thread.apply_now(&changes),
+        };
         (result, changes)
     })
     .await;

@@ -21,6 +21,7 @@ pub mod remote;
 pub mod session;
 pub mod ssh;
 pub mod tool;
+pub mod unheard;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -179,22 +180,26 @@ impl Firewall {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .apply(table, changes)?;
-        match result {
-            Ok(()) => Some(Ok(())),
-            // The table or a set is gone: nft would fail too. The caller reconciles, which
-            // re-creates them and applies this batch with every other ban.
-            Err(netlink::NetlinkError::Refused(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                Some(Err(NftError::Rejected {
-                    status: "netlink".into(),
-                    stderr: format!("the kernel refused the batch: {e}"),
-                }))
-            }
-            Err(e) => {
-                // nft gets the batch: it either applies it or says clearly why not.
-                warn!(error = %e, "Netlink batch failed; handing it to nft");
-                None
-            }
-        }
+        netlink_outcome(result)
+    }
+
+    /// As [`Firewall::apply_now`], for a storm's batch: applied with the drift monitor away
+    /// (`quiet`), so the kernel builds no notification of each element for it; window
+    /// `window`'s markers let the monitor check that nothing else went unheard meanwhile.
+    pub(crate) fn apply_unheard(
+        &self,
+        changes: &[ElementChange],
+        quiet: &unheard::Quiet,
+        window: u32,
+    ) -> Option<Result<(), NftError>> {
+        let Firewall::Nftables { table, netlink, .. } = self else {
+            return None;
+        };
+        let mut netlink = netlink
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result = unheard::apply(&mut netlink, table, changes, quiet, window)?;
+        netlink_outcome(result)
     }
 
     pub(crate) async fn apply(&self, changes: Vec<ElementChange>) -> Result<(), FirewallError> {
@@ -322,4 +327,25 @@ pub fn start(
     }
     let all_done = tokio::spawn(async move { while workers.join_next().await.is_some() {} });
     (queues, all_done)
+}
+
+/// What a netlink batch's result means for the caller: done, refused (the caller reconciles),
+/// or None: nft gets the batch.
+fn netlink_outcome(result: Result<(), netlink::NetlinkError>) -> Option<Result<(), NftError>> {
+    match result {
+        Ok(()) => Some(Ok(())),
+        // The table or a set is gone: nft would fail too. The caller reconciles, which
+        // re-creates them and applies this batch with every other ban.
+        Err(netlink::NetlinkError::Refused(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(Err(NftError::Rejected {
+                status: "netlink".into(),
+                stderr: format!("the kernel refused the batch: {e}"),
+            }))
+        }
+        Err(e) => {
+            // nft gets the batch: it either applies it or says clearly why not.
+            warn!(error = %e, "Netlink batch failed; handing it to nft");
+            None
+        }
+    }
 }

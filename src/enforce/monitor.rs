@@ -10,22 +10,23 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::net::netlink::{self, SocketAddrNetlink};
 use rustix::net::{
-    bind, recv, socket_with, sockopt, AddressFamily, RecvFlags, SocketFlags, SocketType,
+    bind, getsockname, recvfrom, send, socket_with, sockopt, AddressFamily, RecvFlags, SendFlags,
+    SocketFlags, SocketType,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::nft::{SET_NET4, SET_NET6, SET_PORT4, SET_PORT6, SET_V4, SET_V6};
+use super::unheard::{Generations, Marker, Quiet, GROUPS};
 
 const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
-/// The multicast group of nf_tables notifications.
-const NFNLGRP_NFTABLES: u32 = 7;
 const NFPROTO_INET: u8 = 1;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_DELCHAIN: u16 = 5;
@@ -33,8 +34,12 @@ const NFT_MSG_DELRULE: u16 = 8;
 const NFT_MSG_DELSET: u16 = 11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
-/// Ends a transaction's notifications.
+/// Ends a transaction's notifications; also the answer to `GETGEN`.
 const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+/// The generation id in a `NEWGEN` message (big-endian).
+const NFTA_GEN_ID: u16 = 1;
+const NLM_F_REQUEST: u16 = 0x1;
 /// `destroy` (Linux 6.3+): a delete that ignores missing objects.
 const NFT_MSG_DESTROYTABLE: u16 = 26;
 const NFT_MSG_DESTROYSETELEM: u16 = 30;
@@ -64,20 +69,39 @@ pub struct Drift {
     pub removed: Vec<IpAddr>,
 }
 
-/// Starts the listening thread; drifts arrive on the returned queue until it is dropped.
+/// Starts the listening thread; drifts arrive on the returned queue until it is dropped. The
+/// [`Quiet`] lets the worker apply a storm's batch unheard (see [`super::unheard`]).
 /// An error: notifications cannot be had (the periodic reconcile still runs).
-pub fn start(table: &str) -> std::io::Result<mpsc::Receiver<Drift>> {
-    let socket = subscribe()?;
+pub fn start(table: &str) -> std::io::Result<(mpsc::Receiver<Drift>, Quiet)> {
+    let socket = Arc::new(subscribe()?);
+    let portid = SocketAddrNetlink::try_from(getsockname(&*socket)?)
+        .map_err(std::io::Error::from)?
+        .pid();
+    // The generation now, so that the first window has something to count from.
+    send(&*socket, &getgen_request(), SendFlags::empty())?;
     let (tx, rx) = mpsc::channel(64);
     let table = table.to_string();
+    let listening = socket.clone();
     std::thread::Builder::new()
         .name("nft-monitor".into())
         .spawn(move || {
             // Started from the favoured firewall stage; drift can wait for ingest.
             crate::supervise::unfavour_this_thread();
-            listen(&socket, &table, &tx)
+            listen(&listening, &table, &tx)
         })?;
-    Ok(rx)
+    Ok((rx, Quiet::new(socket, portid)))
+}
+
+/// `GETGEN`: the kernel answers with a `NEWGEN` message carrying the current generation.
+fn getgen_request() -> Vec<u8> {
+    let mut out = Vec::with_capacity(NLMSG_HDRLEN + NFGENMSG_LEN);
+    out.extend_from_slice(&((NLMSG_HDRLEN + NFGENMSG_LEN) as u32).to_ne_bytes());
+    out.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN).to_ne_bytes());
+    out.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    out.extend_from_slice(&1u32.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(&[0; NFGENMSG_LEN]);
+    out
 }
 
 fn subscribe() -> std::io::Result<OwnedFd> {
@@ -87,10 +111,7 @@ fn subscribe() -> std::io::Result<OwnedFd> {
         SocketFlags::CLOEXEC,
         Some(netlink::NETFILTER),
     )?;
-    bind(
-        &socket,
-        &SocketAddrNetlink::new(0, 1 << (NFNLGRP_NFTABLES - 1)),
-    )?;
+    bind(&socket, &SocketAddrNetlink::new(0, GROUPS))?;
     // Best effort: the default buffer also works, it only overflows sooner.
     let _ = sockopt::set_socket_recv_buffer_size(&socket, RECV_BUFFER);
     sockopt::set_socket_timeout(&socket, sockopt::Timeout::Recv, Some(POLL))?;
@@ -100,33 +121,73 @@ fn subscribe() -> std::io::Result<OwnedFd> {
 fn listen(socket: &OwnedFd, table: &str, tx: &mpsc::Sender<Drift>) {
     let mut buf = vec![0u8; 256 * 1024];
     let mut transaction = Transaction::default();
+    let mut generations = Generations::default();
+    let unheard = || Drift {
+        structural: true,
+        removed: Vec::new(),
+    };
     loop {
         if tx.is_closed() {
             return;
         }
-        let drift = match recv(socket, &mut buf[..], RecvFlags::empty()) {
-            Ok((n, _)) => transaction.feed(buf.get(..n).unwrap_or_default(), table),
-            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => continue,
+        let mut drift = Vec::new();
+        match recvfrom(socket, &mut buf[..], RecvFlags::empty()) {
+            Ok((n, _, from)) => {
+                let datagram = buf.get(..n).unwrap_or_default();
+                let sender = from
+                    .and_then(|a| SocketAddrNetlink::try_from(a).ok())
+                    .map_or(0, |a| a.pid());
+                if sender != 0 {
+                    // From user space: only the worker's markers mean anything.
+                    let marker = Marker::decode(datagram);
+                    if marker.is_some_and(|m| generations.marker(m, std::time::Instant::now())) {
+                        debug!("Another transaction may have gone unheard while a batch of ours was applied; reconciling");
+                        drift.push(unheard());
+                    }
+                } else {
+                    drift = transaction.feed(datagram, table);
+                    generation_ids(datagram).for_each(|id| generations.heard(id));
+                }
+            }
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => {
+                if generations.expired(std::time::Instant::now()) {
+                    drift.push(unheard());
+                }
+            }
             Err(e) if e == rustix::io::Errno::NOBUFS => {
                 // Notifications were lost: anything may have happened.
                 debug!("nftables notifications overflowed; reconciling");
                 transaction = Transaction::default();
-                vec![Drift {
-                    structural: true,
-                    removed: Vec::new(),
-                }]
+                generations.lost();
+                drift.push(unheard());
             }
             Err(e) => {
                 warn!(error = %e, "nftables notifications stopped; the periodic reconcile goes on");
                 return;
             }
-        };
+        }
         for drift in drift {
             if tx.blocking_send(drift).is_err() {
                 return;
             }
         }
     }
+}
+
+/// The generation ids of the transactions whose end a datagram holds (`NEWGEN`).
+fn generation_ids(mut datagram: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    std::iter::from_fn(move || loop {
+        let (message, rest) = next_message(datagram)?;
+        datagram = rest;
+        if let Some((NFT_MSG_NEWGEN, _, attributes)) = message {
+            if let Some(id) = attribute(attributes, NFTA_GEN_ID)
+                .and_then(|v| v.try_into().ok())
+                .map(u32::from_be_bytes)
+            {
+                return Some(id);
+            }
+        }
+    })
 }
 
 /// The notifications of the transaction in progress.

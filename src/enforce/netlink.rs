@@ -42,6 +42,9 @@ const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
 const NFPROTO_INET: u8 = 1;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -309,6 +312,8 @@ pub struct Netlink {
     seq: u32,
     /// Where the kernel's answers are read (kept between batches).
     answers: Vec<u8>,
+    /// Transactions the kernel committed from here (a refused batch commits nothing).
+    committed: u32,
 }
 
 impl Netlink {
@@ -330,18 +335,50 @@ impl Netlink {
         Some(self.send(&batch))
     }
 
-    fn send(&mut self, batch: &Batch) -> Result<(), NetlinkError> {
-        self.seq = batch.first.wrapping_add(batch.acks);
-        let result = self.transact(batch);
-        if let Err(NetlinkError::Socket(_) | NetlinkError::Garbled(_)) = &result {
-            // A fresh socket has no stale answers in its queue.
-            self.socket = None;
-        }
+    /// Transactions committed from this socket so far (wrapping).
+    pub fn committed(&self) -> u32 {
+        self.committed
+    }
+
+    /// The ruleset's generation: one more with every committed transaction, ours or another
+    /// tool's.
+    pub fn generation(&mut self) -> Result<u32, NetlinkError> {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let result = self.ask_generation(seq);
+        self.forget_socket_after(&result);
         result
     }
 
-    fn transact(&mut self, batch: &Batch) -> Result<(), NetlinkError> {
-        let socket = match &mut self.socket {
+    /// Sends `message` to the user-space netlink socket `portid` (the drift monitor's), never
+    /// waiting: a full queue there is an error.
+    pub fn send_to(&mut self, portid: u32, message: &[u8]) -> Result<(), NetlinkError> {
+        let socket = self.socket()?;
+        let address = rustix::net::netlink::SocketAddrNetlink::new(portid, 0);
+        rustix::net::sendto(socket, message, rustix::net::SendFlags::DONTWAIT, &address)
+            .map_err(std::io::Error::from)?;
+        Ok(())
+    }
+
+    fn send(&mut self, batch: &Batch) -> Result<(), NetlinkError> {
+        self.seq = batch.first.wrapping_add(batch.acks);
+        let result = self.transact(batch);
+        if result.is_ok() {
+            self.committed = self.committed.wrapping_add(1);
+        }
+        self.forget_socket_after(&result);
+        result
+    }
+
+    fn forget_socket_after<T>(&mut self, result: &Result<T, NetlinkError>) {
+        if let Err(NetlinkError::Socket(_) | NetlinkError::Garbled(_)) = result {
+            // A fresh socket has no stale answers in its queue.
+            self.socket = None;
+        }
+    }
+
+    fn socket(&mut self) -> Result<&mut Socket, NetlinkError> {
+        Ok(match &mut self.socket {
             Some(socket) => socket,
             none => {
                 let socket = Socket::new(
@@ -352,7 +389,44 @@ impl Netlink {
                 socket.set_read_timeout(Some(ACK_TIMEOUT))?;
                 none.insert(socket)
             }
-        };
+        })
+    }
+
+    fn ask_generation(&mut self, seq: u32) -> Result<u32, NetlinkError> {
+        let mut request = Vec::with_capacity(NLMSG_HDRLEN + 4);
+        request.extend_from_slice(&((NLMSG_HDRLEN + 4) as u32).to_ne_bytes());
+        request.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN).to_ne_bytes());
+        request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+        request.extend_from_slice(&seq.to_ne_bytes());
+        request.extend_from_slice(&[0; 8]);
+        self.socket()?;
+        // Opened above; the answers buffer is borrowed beside it.
+        let socket = self
+            .socket
+            .as_ref()
+            .ok_or(NetlinkError::Garbled("no socket"))?;
+        if socket.send(&request)? != request.len() {
+            return Err(NetlinkError::Garbled("short send"));
+        }
+        self.answers.resize(64 * 1024, 0);
+        let mut generation = None;
+        loop {
+            let n = (&*socket).read(&mut self.answers)?;
+            let (id, acked) = generation_in(&self.answers[..n], seq)?;
+            generation = generation.or(id);
+            if acked {
+                return generation.ok_or(NetlinkError::Garbled("no generation in the answer"));
+            }
+        }
+    }
+
+    fn transact(&mut self, batch: &Batch) -> Result<(), NetlinkError> {
+        self.socket()?;
+        // Opened above; the answers buffer is borrowed beside it.
+        let socket = self
+            .socket
+            .as_ref()
+            .ok_or(NetlinkError::Garbled("no socket"))?;
         // Unconnected and unbound: the datagram goes to the kernel, and the first send binds
         // the socket to a port id of its own.
         let sent = socket.send(&batch.bytes)?;
@@ -380,6 +454,52 @@ impl Netlink {
             None => Ok(()),
         }
     }
+}
+
+/// In one datagram of answers to the `GETGEN` numbered `seq`: the generation, and whether its
+/// ack came (an error answer is the kernel refusing it).
+fn generation_in(mut datagram: &[u8], seq: u32) -> Result<(Option<u32>, bool), NetlinkError> {
+    let (mut generation, mut acked) = (None, false);
+    while datagram.len() >= NLMSG_HDRLEN {
+        let length = u32::from_ne_bytes(datagram[0..4].try_into().expect("4 bytes")) as usize;
+        if length < NLMSG_HDRLEN || length > datagram.len() {
+            return Err(NetlinkError::Garbled("message length"));
+        }
+        let kind = u16::from_ne_bytes(datagram[4..6].try_into().expect("2 bytes"));
+        let this = u32::from_ne_bytes(datagram[8..12].try_into().expect("4 bytes")) == seq;
+        if this && kind == NLMSG_ERROR {
+            let code = datagram
+                .get(16..20)
+                .and_then(|b| b.try_into().ok())
+                .map(i32::from_ne_bytes)
+                .ok_or(NetlinkError::Garbled("short error message"))?;
+            if code != 0 {
+                return Err(NetlinkError::Refused(std::io::Error::from_raw_os_error(
+                    -code,
+                )));
+            }
+            acked = true;
+        } else if this && kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
+            // After the nfgenmsg header: attributes (length, type, value).
+            let mut attributes = &datagram[NLMSG_HDRLEN + 4..length];
+            while attributes.len() >= 4 {
+                let size = u16::from_ne_bytes([attributes[0], attributes[1]]) as usize;
+                let kind = u16::from_ne_bytes([attributes[2], attributes[3]]) & 0x3fff;
+                if size < 4 || size > attributes.len() {
+                    break;
+                }
+                if kind == NFTA_GEN_ID && size == 8 {
+                    generation = Some(u32::from_be_bytes(
+                        attributes[4..8].try_into().expect("4 bytes"),
+                    ));
+                }
+                attributes = &attributes[size.next_multiple_of(4).min(attributes.len())..];
+            }
+        }
+        let aligned = length.next_multiple_of(4).min(datagram.len());
+        datagram = &datagram[aligned..];
+    }
+    Ok((generation, acked))
 }
 
 /// The (sequence number, error code) of every `NLMSG_ERROR` in one datagram; an ack is code 0.
