@@ -38,6 +38,9 @@ pub use super::pending::Desired;
 const SETTLE: Duration = Duration::from_millis(50);
 /// Batches up to this many changes go to the kernel inline; larger ones on a blocking thread.
 const INLINE_CHANGES: usize = 16;
+/// How long batches are heard by the drift monitor after a structural drift (see
+/// `unheard`).
+const HEARD_AFTER_DRIFT: Duration = Duration::from_secs(60);
 /// First pause after a failed reconcile; doubles up to the reconcile interval.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 
@@ -89,6 +92,9 @@ pub async fn run(
     };
     // Numbers the windows in which a storm's batch is applied unheard.
     let mut window: u32 = 0;
+    // After a structural drift (an unsound window among them) batches are heard for a while:
+    // another tool busy with nftables would otherwise make each window cost a reconcile.
+    let mut unheard_from = crate::clock::now();
     let drift_log = Throttle::new(5, Duration::from_secs(60));
     let mut pending: Batch = HashMap::new();
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
@@ -119,7 +125,9 @@ pub async fn run(
                     // trip runs on a blocking thread while the next batch gathers here.
                     let (firewall, metrics) = (firewall.clone(), metrics.clone());
                     // Unheard by our own monitor while it listens (see `unheard`).
-                    let quiet = quiet.clone().filter(|_| drifts.is_some());
+                    let quiet = quiet
+                        .clone()
+                        .filter(|_| drifts.is_some() && now >= unheard_from);
                     window = window.wrapping_add(1);
                     let unheard = quiet.map(|quiet| (quiet, window));
                     inflight.spawn(async move {
@@ -201,6 +209,9 @@ pub async fn run(
                 }
             }
             Some(drift) = recv_drift(&mut drifts), if attest => {
+                if drift.structural {
+                    unheard_from = crate::clock::now() + HEARD_AFTER_DRIFT;
+                }
                 if matters(&drift, &desired, crate::clock::now()) {
                     warn_throttled!(drift_log, structural = drift.structural, removed = drift.removed.len(), "Something else changed our nftables table; reconciling");
                     reconcile_at = reconcile_at.min(crate::clock::now() + SETTLE);

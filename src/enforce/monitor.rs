@@ -149,11 +149,7 @@ fn listen(socket: &OwnedFd, table: &str, tx: &mpsc::Sender<Drift>) {
                     generation_ids(datagram).for_each(|id| generations.heard(id));
                 }
             }
-            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => {
-                if generations.expired(std::time::Instant::now()) {
-                    drift.push(unheard());
-                }
-            }
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => {}
             Err(e) if e == rustix::io::Errno::NOBUFS => {
                 // Notifications were lost: anything may have happened.
                 debug!("nftables notifications overflowed; reconciling");
@@ -165,6 +161,10 @@ fn listen(socket: &OwnedFd, table: &str, tx: &mpsc::Sender<Drift>) {
                 warn!(error = %e, "nftables notifications stopped; the periodic reconcile goes on");
                 return;
             }
+        }
+        // Checked on every turn: a busy table's notifications never let the read time out.
+        if generations.expired(std::time::Instant::now()) {
+            drift.push(unheard());
         }
         for drift in drift {
             if tx.blocking_send(drift).is_err() {

@@ -20,7 +20,8 @@
 //! go out) has an id in that range and fails the count; so does one wholly unheard. A window
 //! judged unsound, or a marker lost, is a structural drift: the worker reconciles.
 //!
-//! Owns the markers and the judging; the socket calls are the worker's and the monitor's.
+//! Owns the window's steps on the worker's side, the markers and the monitor's judging; the
+//! monitor's socket and its reading are the monitor's.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
