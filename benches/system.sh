@@ -11,7 +11,7 @@
 #                                        runs one part (or several: storm,latency), S2B_BENCH_STORM_MESSAGES=2000000,
 #                                        S2B_BENCH_STORM_ATTACKERS=50000, S2B_BENCH_STORM_POOL=N,
 #                                        S2B_BENCH_STORM_ROUNDS=3 (median of the rounds' ratios),
-#                                        S2B_BENCH_CLUSTER_ROUNDS=3 (cluster2: the same),
+#                                        S2B_BENCH_CLUSTER_ROUNDS=3 (cluster on/off; cluster2: 5),
 #                                        S2B_BENCH_CLUSTER_SPLIT=connections|mirror (cluster2: how the stream splits),
 #                                        S2B_BENCH_STORM_BANTIME=1h (bans that end mid-storm: 1s),
 #                                        (distinct messages cycled; loadgen's default 200000),
@@ -904,10 +904,11 @@ if [[ ${S2B_BENCH_ONLY:-} == cluster2 ]]; then
     REDIS=$BGPID
     sleep 0.5
     # Rounds, as in the storm part: throttled 70 ms in every 100 ms, a collector's rate varies
-    # by ±15% between runs, so each round's ratio is taken within it and the median reported.
+    # by ±15% between runs, so each round's ratio is taken within it and the median reported;
+    # five by default (rounds of the same code spread over 1.52-1.83).
     cluster_ratios=()
     cpu_ratios=()
-    for round in $(seq "${S2B_BENCH_CLUSTER_ROUNDS:-3}"); do
+    for round in $(seq "${S2B_BENCH_CLUSTER_ROUNDS:-5}"); do
         say "cluster storm, round $round"
         cluster_storm 1 "$round"
         one=$CLUSTER_RATE

@@ -481,7 +481,7 @@ fn generation_in(mut datagram: &[u8], seq: u32) -> Result<(Option<u32>, bool), N
             acked = true;
         } else if this && kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
             // After the nfgenmsg header: attributes (length, type, value).
-            let mut attributes = &datagram[NLMSG_HDRLEN + 4..length];
+            let mut attributes = datagram.get(NLMSG_HDRLEN + 4..length).unwrap_or_default();
             while attributes.len() >= 4 {
                 let size = u16::from_ne_bytes([attributes[0], attributes[1]]) as usize;
                 let kind = u16::from_ne_bytes([attributes[2], attributes[3]]) & 0x3fff;
