@@ -9,7 +9,9 @@
 //! again in the replacing shape. Prefix bans (interval sets, where nft
 //! merges ranges) and very large batches are not encoded here: [`encode`] declines them and
 //! the caller uses nft. Tables, sets and rules are created by nft, never here. Knows nothing
-//! about bans; addresses are typed [`Target`]s, so no log text reaches the kernel.
+//! about bans; addresses are typed [`Target`]s, so no log text reaches the kernel. Also reads
+//! the ruleset's generation (`GETGEN`) and sends the drift monitor its markers (see
+//! [`super::unheard`]).
 
 use std::io::Read as _;
 use std::net::IpAddr;
@@ -682,5 +684,49 @@ mod tests {
             acks(&datagram[..30]),
             Err(NetlinkError::Garbled(_))
         ));
+    }
+
+    #[test]
+    fn the_generation_is_read_from_its_answer_and_ack() {
+        let header = |out: &mut Vec<u8>, length: u32, kind: u16, seq: u32| {
+            out.extend_from_slice(&length.to_ne_bytes());
+            out.extend_from_slice(&kind.to_ne_bytes());
+            out.extend_from_slice(&0u16.to_ne_bytes());
+            out.extend_from_slice(&seq.to_ne_bytes());
+            out.extend_from_slice(&0u32.to_ne_bytes());
+        };
+        let newgen = |out: &mut Vec<u8>, seq: u32, generation: u32| {
+            header(out, 28, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN, seq);
+            out.extend_from_slice(&[0; 4]); // nfgenmsg
+            out.extend_from_slice(&8u16.to_ne_bytes());
+            out.extend_from_slice(&NFTA_GEN_ID.to_ne_bytes());
+            out.extend_from_slice(&generation.to_be_bytes());
+        };
+        let ack = |out: &mut Vec<u8>, seq: u32, code: i32| {
+            header(out, 20, NLMSG_ERROR, seq);
+            out.extend_from_slice(&code.to_ne_bytes());
+        };
+        let mut datagram = Vec::new();
+        // An answer to an earlier request, then this one's.
+        newgen(&mut datagram, 6, 40);
+        newgen(&mut datagram, 7, 42);
+        ack(&mut datagram, 7, 0);
+        assert_eq!(generation_in(&datagram, 7).unwrap(), (Some(42), true));
+        assert_eq!(generation_in(&datagram[..28], 7).unwrap(), (None, false));
+        let mut refused = Vec::new();
+        ack(&mut refused, 7, -1);
+        assert!(matches!(
+            generation_in(&refused, 7),
+            Err(NetlinkError::Refused(_))
+        ));
+        // A NEWGEN cut short of its attributes reads as none, without a panic.
+        let mut short = Vec::new();
+        header(
+            &mut short,
+            16,
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN,
+            7,
+        );
+        assert_eq!(generation_in(&short, 7).unwrap(), (None, false));
     }
 }
