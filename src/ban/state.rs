@@ -107,7 +107,9 @@ struct NewBan<'a> {
 /// All ban state.
 #[derive(Debug)]
 pub struct BanState {
-    policies: HashMap<JailName, JailPolicy>,
+    /// Shared, not cloned, per ban: a storm decides tens of thousands a second. Recidive's
+    /// is among them.
+    policies: HashMap<JailName, Arc<JailPolicy>>,
     recidive: Option<(JailName, RecidiveConfig)>,
     holds: HashMap<Target, Vec<Hold>>,
     deadlines: BTreeSet<(Instant, Target, JailName)>,
@@ -225,8 +227,25 @@ impl BanState {
 
     /// Replaces the jail policies; existing bans keep their deadlines.
     pub fn reconfigure(&mut self, policies: Vec<JailPolicy>, recidive: Option<RecidiveConfig>) {
-        self.policies = policies.into_iter().map(|p| (p.name.clone(), p)).collect();
+        self.policies = policies
+            .into_iter()
+            .map(|p| (p.name.clone(), Arc::new(p)))
+            .collect();
         self.recidive = recidive.map(|r| (JailName::new(RECIDIVE_JAIL).expect("valid name"), r));
+        if let Some((name, r)) = &self.recidive {
+            // A jail of that name is refused by the config: recidive's own is the only one.
+            self.policies.insert(
+                name.clone(),
+                Arc::new(JailPolicy {
+                    name: name.clone(),
+                    bantime: r.bantime,
+                    increment: None,
+                    placement: r.placement.clone(),
+                    kill_connections: false,
+                    ports: None,
+                }),
+            );
+        }
     }
 
     /// Rebuilds state from the store at start-up; returns the firewall commands that put
@@ -259,7 +278,7 @@ impl BanState {
             let places = self.places(&jail, &record.origin);
             let policy = self.policy(&jail);
             let kill_connections = policy.as_ref().is_some_and(|p| p.kill_connections);
-            let ports = policy.and_then(|p| p.ports);
+            let ports = policy.and_then(|p| p.ports.clone());
             let holds = self.holds.entry(record.address).or_default();
             if holds.iter().any(|h| h.jail == jail) {
                 continue;
@@ -386,21 +405,8 @@ impl BanState {
     }
 
     /// (bantime, increment) of a jail, recidive included.
-    fn policy(&self, jail: &JailName) -> Option<JailPolicy> {
-        if let Some(p) = self.policies.get(jail) {
-            return Some(p.clone());
-        }
-        match &self.recidive {
-            Some((name, r)) if name == jail => Some(JailPolicy {
-                name: name.clone(),
-                bantime: r.bantime,
-                increment: None,
-                placement: r.placement.clone(),
-                kill_connections: false,
-                ports: None,
-            }),
-            _ => None,
-        }
+    fn policy(&self, jail: &JailName) -> Option<Arc<JailPolicy>> {
+        self.policies.get(jail).cloned()
     }
 
     /// Earlier bans of `address` within the retention window, optionally only in `jail`.
