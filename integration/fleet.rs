@@ -238,8 +238,12 @@ fn a_sudo_ban_account_applies_and_reconciles() {
         return;
     }
     let mut f = Fleet::new("rsudo");
+    // A table of its own on A: the fleet's target `a` (root on the same host) reconciles
+    // `syslog2ban` there and would take this target's bans out as strays.
+    const TABLE: &str = "viasudo";
     let target = format!(
         "[target.s]\naddress = \"{A_IP}\"\nport = {PORT}\nuser = \"nlban\"\nsudo = true\nidentity = \"{}\"\n\
+         table = \"{TABLE}\"\n\
          known_hosts = \"{}\"\nssh_config = \"{}\"\nreconcile_interval = \"{}s\"\n\n\
          [jail.viasudo]\nenabled = true\nprograms = [\"sudod\"]\n\
          failregex = ['^Failed password for \\S+ from <HOST> port \\d+ ssh2$']\n\
@@ -252,20 +256,23 @@ fn a_sudo_ban_account_applies_and_reconciles() {
     f.start_daemon(&target);
     f.wait_connected("s", Duration::from_secs(20));
     f.failures_from_a("sudod", ATTACKER);
+    let a = f.a.clone();
+    let has = |f: &Fleet, within| {
+        wait_until(within, Duration::from_millis(25), || {
+            f.set_in(&a, TABLE).iter().any(|(address, _)| address == ATTACKER)
+        })
+    };
     assert!(
-        f.wait_has(&f.a, ATTACKER, Duration::from_secs(10))
-            .is_some(),
+        has(&f, Duration::from_secs(10)).is_some(),
         "the ban did not reach A through sudo: {}",
         f.target_status("s")
     );
-    let a = f.a.clone();
     f.nft(
         &a,
-        &format!("delete element inet {NFT_TABLE} banned4 {{ {ATTACKER} }}"),
+        &format!("delete element inet {TABLE} banned4 {{ {ATTACKER} }}"),
     );
     assert!(
-        f.wait_has(&a, ATTACKER, RECONCILE * 2 + Duration::from_secs(3))
-            .is_some(),
+        has(&f, RECONCILE * 2 + Duration::from_secs(3)).is_some(),
         "reconcile through sudo did not restore the ban"
     );
     let sshd_log = f.lab.log_of(&format!("sshd-{a}"));
