@@ -259,7 +259,9 @@ fn a_sudo_ban_account_applies_and_reconciles() {
     let a = f.a.clone();
     let has = |f: &Fleet, within| {
         wait_until(within, Duration::from_millis(25), || {
-            f.set_in(&a, TABLE).iter().any(|(address, _)| address == ATTACKER)
+            f.set_in(&a, TABLE)
+                .iter()
+                .any(|(address, _)| address == ATTACKER)
         })
     };
     assert!(
