@@ -21,6 +21,7 @@ use rustix::net::{
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::netlink::{self as nl, align, attribute, attributes};
 use super::nft::{SET_NET4, SET_NET6, SET_PORT4, SET_PORT6, SET_V4, SET_V6};
 use super::unheard::{Generations, Marker, Quiet, GROUPS};
 
@@ -36,10 +37,6 @@ const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 /// Ends a transaction's notifications; also the answer to `GETGEN`.
 const NFT_MSG_NEWGEN: u16 = 15;
-const NFT_MSG_GETGEN: u16 = 16;
-/// The generation id in a `NEWGEN` message (big-endian).
-const NFTA_GEN_ID: u16 = 1;
-const NLM_F_REQUEST: u16 = 0x1;
 /// `destroy` (Linux 6.3+): a delete that ignores missing objects.
 const NFT_MSG_DESTROYTABLE: u16 = 26;
 const NFT_MSG_DESTROYSETELEM: u16 = 30;
@@ -51,7 +48,6 @@ const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_DATA_VALUE: u16 = 1;
-const NLA_TYPE_MASK: u16 = 0x3fff;
 /// Events the kernel may queue before it drops some (ENOBUFS): a ban storm's own batches
 /// are notified too.
 const RECV_BUFFER: usize = 8 * 1024 * 1024;
@@ -78,7 +74,7 @@ pub fn start(table: &str) -> std::io::Result<(mpsc::Receiver<Drift>, Quiet)> {
         .map_err(std::io::Error::from)?
         .pid();
     // The generation now, so that the first window has something to count from.
-    send(&*socket, &getgen_request(), SendFlags::empty())?;
+    send(&*socket, &nl::getgen_request(1, 0), SendFlags::empty())?;
     let (tx, rx) = mpsc::channel(64);
     let table = table.to_string();
     let listening = socket.clone();
@@ -90,18 +86,6 @@ pub fn start(table: &str) -> std::io::Result<(mpsc::Receiver<Drift>, Quiet)> {
             listen(&listening, &table, &tx)
         })?;
     Ok((rx, Quiet::new(socket, portid)))
-}
-
-/// `GETGEN`: the kernel answers with a `NEWGEN` message carrying the current generation.
-fn getgen_request() -> Vec<u8> {
-    let mut out = Vec::with_capacity(NLMSG_HDRLEN + NFGENMSG_LEN);
-    out.extend_from_slice(&((NLMSG_HDRLEN + NFGENMSG_LEN) as u32).to_ne_bytes());
-    out.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN).to_ne_bytes());
-    out.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    out.extend_from_slice(&1u32.to_ne_bytes());
-    out.extend_from_slice(&0u32.to_ne_bytes());
-    out.extend_from_slice(&[0; NFGENMSG_LEN]);
-    out
 }
 
 fn subscribe() -> std::io::Result<OwnedFd> {
@@ -180,10 +164,7 @@ fn generation_ids(mut datagram: &[u8]) -> impl Iterator<Item = u32> + '_ {
         let (message, rest) = next_message(datagram)?;
         datagram = rest;
         if let Some((NFT_MSG_NEWGEN, _, attributes)) = message {
-            if let Some(id) = attribute(attributes, NFTA_GEN_ID)
-                .and_then(|v| v.try_into().ok())
-                .map(u32::from_be_bytes)
-            {
+            if let Some(id) = nl::generation_attribute(attributes) {
                 return Some(id);
             }
         }
@@ -283,28 +264,6 @@ fn next_message(datagram: &[u8]) -> Option<(Option<(u16, u8, &[u8])>, &[u8])> {
     let family = *message.first()?;
     let attributes = message.get(NFGENMSG_LEN..).unwrap_or_default();
     Some((Some((kind & 0xff, family, attributes)), rest))
-}
-
-fn align(length: usize) -> usize {
-    length.div_ceil(4) * 4
-}
-
-/// The attributes of a block: (type without flags, payload).
-fn attributes(mut block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let length = u16::from_ne_bytes(block.get(0..2)?.try_into().ok()?) as usize;
-        let kind = u16::from_ne_bytes(block.get(2..4)?.try_into().ok()?) & NLA_TYPE_MASK;
-        if length < 4 {
-            return None;
-        }
-        let payload = block.get(4..length)?;
-        block = block.get(align(length).min(block.len())..)?;
-        Some((kind, payload))
-    })
-}
-
-fn attribute(block: &[u8], kind: u16) -> Option<&[u8]> {
-    attributes(block).find(|(k, _)| *k == kind).map(|(_, v)| v)
 }
 
 fn string_attribute(block: &[u8], kind: u16) -> Option<&str> {

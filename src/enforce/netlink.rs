@@ -56,6 +56,7 @@ const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 const NFTA_DATA_VALUE: u16 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
+const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// Why a netlink batch was not applied.
 #[derive(Debug, Error)]
@@ -395,12 +396,7 @@ impl Netlink {
     }
 
     fn ask_generation(&mut self, seq: u32) -> Result<u32, NetlinkError> {
-        let mut request = Vec::with_capacity(NLMSG_HDRLEN + 4);
-        request.extend_from_slice(&((NLMSG_HDRLEN + 4) as u32).to_ne_bytes());
-        request.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN).to_ne_bytes());
-        request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-        request.extend_from_slice(&seq.to_ne_bytes());
-        request.extend_from_slice(&[0; 8]);
+        let request = getgen_request(seq, NLM_F_ACK);
         self.socket()?;
         // Opened above; the answers buffer is borrowed beside it.
         let socket = self
@@ -458,6 +454,49 @@ impl Netlink {
     }
 }
 
+/// A `GETGEN` request numbered `seq` (`flags` besides `NLM_F_REQUEST`): the kernel answers
+/// with a `NEWGEN` message carrying the current generation.
+pub(super) fn getgen_request(seq: u32, flags: u16) -> Vec<u8> {
+    let mut request = Vec::with_capacity(NLMSG_HDRLEN + 4);
+    request.extend_from_slice(&((NLMSG_HDRLEN + 4) as u32).to_ne_bytes());
+    request.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN).to_ne_bytes());
+    request.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+    request.extend_from_slice(&seq.to_ne_bytes());
+    request.extend_from_slice(&[0; 8]);
+    request
+}
+
+/// The generation id in the attributes of a `NEWGEN` message (big-endian).
+pub(super) fn generation_attribute(block: &[u8]) -> Option<u32> {
+    attribute(block, NFTA_GEN_ID)
+        .and_then(|v| v.try_into().ok())
+        .map(u32::from_be_bytes)
+}
+
+/// A netlink length rounded up to the 4-byte alignment.
+pub(super) fn align(length: usize) -> usize {
+    length.div_ceil(4) * 4
+}
+
+/// The attributes of a block: (type without flags, payload).
+pub(super) fn attributes(mut block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let length = u16::from_ne_bytes(block.get(0..2)?.try_into().ok()?) as usize;
+        let kind = u16::from_ne_bytes(block.get(2..4)?.try_into().ok()?) & NLA_TYPE_MASK;
+        if length < 4 {
+            return None;
+        }
+        let payload = block.get(4..length)?;
+        block = block.get(align(length).min(block.len())..)?;
+        Some((kind, payload))
+    })
+}
+
+/// The payload of the first attribute of type `kind` in a block.
+pub(super) fn attribute(block: &[u8], kind: u16) -> Option<&[u8]> {
+    attributes(block).find(|(k, _)| *k == kind).map(|(_, v)| v)
+}
+
 /// In one datagram of answers to the `GETGEN` numbered `seq`: the generation, and whether its
 /// ack came (an error answer is the kernel refusing it).
 fn generation_in(mut datagram: &[u8], seq: u32) -> Result<(Option<u32>, bool), NetlinkError> {
@@ -482,21 +521,9 @@ fn generation_in(mut datagram: &[u8], seq: u32) -> Result<(Option<u32>, bool), N
             }
             acked = true;
         } else if this && kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
-            // After the nfgenmsg header: attributes (length, type, value).
-            let mut attributes = datagram.get(NLMSG_HDRLEN + 4..length).unwrap_or_default();
-            while attributes.len() >= 4 {
-                let size = u16::from_ne_bytes([attributes[0], attributes[1]]) as usize;
-                let kind = u16::from_ne_bytes([attributes[2], attributes[3]]) & 0x3fff;
-                if size < 4 || size > attributes.len() {
-                    break;
-                }
-                if kind == NFTA_GEN_ID && size == 8 {
-                    generation = Some(u32::from_be_bytes(
-                        attributes[4..8].try_into().expect("4 bytes"),
-                    ));
-                }
-                attributes = &attributes[size.next_multiple_of(4).min(attributes.len())..];
-            }
+            // After the nfgenmsg header.
+            let block = datagram.get(NLMSG_HDRLEN + 4..length).unwrap_or_default();
+            generation = generation.or(generation_attribute(block));
         }
         let aligned = length.next_multiple_of(4).min(datagram.len());
         datagram = &datagram[aligned..];
