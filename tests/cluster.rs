@@ -691,14 +691,14 @@ async fn claim_as(port: u16, address: &str, node: &str) {
 
 /// A collector that took an attacker's claim and stopped before publishing its ban: the
 /// collector whose own count banned the attacker held its ban back for that one's, and
-/// publishes it once that one's is overdue, so the other collectors get it.
+/// publishes it once that one's is overdue, so the other collectors get it; and announces
+/// it, since the holder never will.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ban_held_back_for_a_claim_holder_that_never_publishes_it_reaches_the_others() {
     if !redis_present() {
         return;
     }
-    let engine = Engine::start(free_port());
-    let (a, b) = up_pair(&engine).await;
+    let (engine, hook, a, b) = notifying_pair().await;
     claim_as(engine.port, ATTACKER, "ghost").await;
     send_failures(a.port, ATTACKER, 5);
     assert!(
@@ -720,6 +720,18 @@ async fn a_ban_held_back_for_a_claim_holder_that_never_publishes_it_reaches_the_
         cluster_status(&a.socket).await
     );
     assert_eq!(stream_entries(engine.port, ATTACKER).await, 1);
+    // Not announced while it was the holder's; announced once after it was published here.
+    let ban = format!("\"ban\" \"{ATTACKER}\"");
+    assert!(
+        until(ANNOUNCE_DELAY + Duration::from_secs(4), async || {
+            hook_events(&hook).contains(&ban)
+        })
+        .await,
+        "never announced: {:?}",
+        hook_events(&hook)
+    );
+    tokio::time::sleep(ANNOUNCE_DELAY * 2).await;
+    assert_eq!(hook_events(&hook), vec![ban]);
     a.down().await;
     b.down().await;
 }

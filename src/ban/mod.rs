@@ -272,6 +272,10 @@ fn apply_from_cluster(
             .iter()
             .filter_map(|y| state.yield_to(&y.jail, y.address, &y.to))
             .collect(),
+        ToBan::TakeOver(bans) => bans
+            .iter()
+            .filter_map(|(jail, address)| state.take_over(jail, *address))
+            .collect(),
         ToBan::Republish => {
             for ban in state.shared_bans(node, Moment::now()) {
                 outgoing.push(Published::Ban(ban), state.metrics());
@@ -584,7 +588,9 @@ mod tests {
             .iter()
             .map(|op| match op {
                 StoreOp::Ban(record, _) => record.decided_by.as_deref(),
-                StoreOp::End { .. } | StoreOp::Yield { .. } => panic!("only bans: {op:?}"),
+                StoreOp::End { .. } | StoreOp::Yield { .. } | StoreOp::TakeOver { .. } => {
+                    panic!("only bans: {op:?}")
+                }
             })
             .collect();
         assert_eq!(deciders, vec![Some("b"), None]);

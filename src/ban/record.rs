@@ -63,6 +63,14 @@ pub enum StoreOp {
         /// The collector that announces it.
         to: String,
     },
+    /// A ban decided here and recorded as the claim holder's, which never published it:
+    /// this collector published it and announces it (and its end) after all.
+    TakeOver {
+        /// Address.
+        address: Target,
+        /// Jail.
+        jail: String,
+    },
 }
 
 impl StoreOp {
@@ -70,7 +78,7 @@ impl StoreOp {
     pub fn commands(&self) -> &[BanCommand] {
         match self {
             StoreOp::Ban(_, commands) | StoreOp::End { commands, .. } => commands,
-            StoreOp::Yield { .. } => &[],
+            StoreOp::Yield { .. } | StoreOp::TakeOver { .. } => &[],
         }
     }
 }
@@ -105,6 +113,9 @@ pub(super) fn report(op: &StoreOp) {
         StoreOp::Yield { address, jail, to } => {
             // One per double decision: a storm's thousands stay out of the info log.
             tracing::debug!(%jail, %address, announced_by = %to, "Banned here and by another collector; that one announces it");
+        }
+        StoreOp::TakeOver { address, jail } => {
+            info!(%jail, %address, "Announced here: the collector holding its claim did not publish it in time")
         }
         StoreOp::End { .. } => {}
     }

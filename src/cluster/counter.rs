@@ -372,8 +372,16 @@ impl Counter {
             within = ?HOLDER_PUBLISHES_WITHIN,
             "Bans another collector claimed were not published by it in time (it may have stopped); published here"
         );
+        let taken: Vec<(JailName, Target)> = overdue
+            .iter()
+            .filter_map(|ban| Some((JailName::new(&ban.jail).ok()?, ban.address)))
+            .collect();
         self.publish_now(overdue.into_iter().map(Published::Ban).collect())
             .await;
+        // Nobody else announces them now: the holder that would have is gone.
+        if self.to_ban.send(ToBan::TakeOver(taken)).await.is_err() {
+            debug!("Ban manager stopped; overdue bans not taken over");
+        }
     }
 
     /// Publishes `bans` now, or buffers them while the engine is away.

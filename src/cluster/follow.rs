@@ -311,6 +311,7 @@ mod tests {
             ToBan::Unban(address) => vec![format!("unban {address}")],
             ToBan::Republish => vec!["republish".to_string()],
             ToBan::Yield(_) => vec!["yield".to_string()],
+            ToBan::TakeOver(_) => vec!["take over".to_string()],
         };
         let mut got = Vec::new();
         while let Ok(message) = from_follower.try_recv() {

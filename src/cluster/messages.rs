@@ -210,6 +210,10 @@ pub enum ToBan {
     /// Bans decided here whose claim another collector took first: that collector
     /// publishes and announces them; these were not published.
     Yield(Vec<Yielded>),
+    /// Bans decided here and held back for another collector's claim, whose holder never
+    /// published them (it stopped in between): published from here now, so announced from
+    /// here too. Each is the jail and the banned address or prefix.
+    TakeOver(Vec<(JailName, Target)>),
 }
 
 /// A ban decided here that is another collector's to publish and announce.

@@ -89,6 +89,22 @@ impl BanState {
         })
     }
 
+    /// A ban decided here and held back for the collector holding its claim, which never
+    /// published it: this collector published it after all, so it announces it (and its
+    /// end). Nothing when the ban ended meanwhile or is no longer recorded as another's.
+    pub fn take_over(&mut self, jail: &JailName, address: Target) -> Option<StoreOp> {
+        let hold = self
+            .holds
+            .get_mut(&address)?
+            .iter_mut()
+            .find(|h| &h.jail == jail && h.decided == Decided::Elsewhere)?;
+        hold.decided = Decided::Here;
+        Some(StoreOp::TakeOver {
+            address,
+            jail: jail.to_string(),
+        })
+    }
+
     /// Every active ban, as the cluster shares it (an engine that lost its data gets them
     /// again); bans of feeds are left out (each collector fetches its own).
     pub fn shared_bans(&self, node: &str, now: Moment) -> Vec<SharedBan> {

@@ -698,3 +698,31 @@ fn a_ban_whose_claim_another_collector_took_is_that_ones_once() {
         .is_none());
     assert_eq!(doubles(&s), 2);
 }
+
+#[test]
+fn a_ban_held_back_for_a_claim_holder_is_taken_over_once() {
+    let mut s = state();
+    let sshd = name("sshd");
+    let now = Moment::now();
+    // Decided here while b held the claim: recorded as b's.
+    let ops = s.offence_decided_by(&offence("sshd", now.instant), Some("b"), now);
+    assert!(
+        matches!(&ops[..], [StoreOp::Ban(record, _)] if record.decided_by.as_deref() == Some("b"))
+    );
+    // b never published it: this collector did, and announces it; once.
+    let op = s.take_over(&sshd, addr());
+    assert!(
+        matches!(&op, Some(StoreOp::TakeOver { address, jail }) if *address == addr() && jail == "sshd"),
+        "{op:?}"
+    );
+    assert!(s.take_over(&sshd, addr()).is_none());
+    // A ban decided here, or none at all, has nothing to take over.
+    let mine: Target = "203.0.113.20".parse().unwrap();
+    let mut o = offence("sshd", now.instant);
+    o.target = mine;
+    s.offence(&o, now);
+    assert!(s.take_over(&sshd, mine).is_none());
+    assert!(s
+        .take_over(&sshd, "203.0.113.21".parse().unwrap())
+        .is_none());
+}

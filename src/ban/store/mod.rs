@@ -122,6 +122,31 @@ fn outbox_ban(jail: &str, address: Target) -> String {
     format!("{jail} {address}")
 }
 
+/// The stored ban in row `rowid` (read with `statement`: `SELECT origin, started, expires,
+/// failures, sample, decided_by FROM bans WHERE rowid = ?1`), for a notification.
+fn stored(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    rowid: i64,
+    address: Target,
+    jail: &str,
+) -> rusqlite::Result<Option<BanRecord>> {
+    statement
+        .query_row(params![rowid], |row| {
+            Ok(BanRecord {
+                address,
+                jail: jail.to_string(),
+                origin: row.get(0)?,
+                started: from_millis(row.get(1)?),
+                expires: row.get::<_, Option<i64>>(2)?.map(from_millis),
+                failures: row.get(3)?,
+                sample: row.get(4)?,
+                lines: Vec::new(),
+                decided_by: row.get(5)?,
+            })
+        })
+        .optional()
+}
+
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -494,22 +519,7 @@ impl Store {
                         };
                         if routes.is_some() {
                             // The end's notification tells what the ban was.
-                            let row = ended
-                                .query_row(params![rowid], |row| {
-                                    Ok(BanRecord {
-                                        address: *address,
-                                        jail: jail.clone(),
-                                        origin: row.get(0)?,
-                                        started: from_millis(row.get(1)?),
-                                        expires: row.get::<_, Option<i64>>(2)?.map(from_millis),
-                                        failures: row.get(3)?,
-                                        sample: row.get(4)?,
-                                        lines: Vec::new(),
-                                        decided_by: row.get(5)?,
-                                    })
-                                })
-                                .optional()
-                                .map_err(sql)?;
+                            let row = stored(&mut ended, rowid, *address, jail).map_err(sql)?;
                             if let Some(record) = row {
                                 notify("unban", &record).map_err(sql)?;
                             }
@@ -528,6 +538,22 @@ impl Store {
                                     .map_err(sql)?;
                             }
                         }
+                    }
+                    StoreOp::TakeOver { address, jail } => {
+                        let key = index.key(*address, jail);
+                        let Some(rowid) = changes.row(index, key) else {
+                            continue;
+                        };
+                        let row = stored(&mut ended, rowid, *address, jail).map_err(sql)?;
+                        // Already this collector's: announced once.
+                        let Some(mut record) = row.filter(|r| r.decided_by.is_some()) else {
+                            continue;
+                        };
+                        yielded
+                            .execute(params![rowid, None::<String>])
+                            .map_err(sql)?;
+                        record.decided_by = None;
+                        notify("ban", &record).map_err(sql)?;
                     }
                 }
             }
@@ -1060,5 +1086,43 @@ mod tests {
             store.outbox_first_after("ops", SystemTime::now()).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn a_ban_taken_over_from_a_claim_holder_is_announced_here_and_its_end_too() {
+        let mut store = notifying_sshd(Store::in_memory().unwrap());
+        let t0 = SystemTime::now() - Duration::from_secs(1);
+        let address = "198.51.100.11";
+        let mut held_back = record(address, "sshd", t0, None);
+        held_back.decided_by = Some("ghost".into());
+        store.write(&[StoreOp::Ban(held_back, vec![])]).unwrap();
+        assert!(bodies(&store).is_empty(), "the holder's to announce");
+        let take_over = StoreOp::TakeOver {
+            address: address.parse().unwrap(),
+            jail: "sshd".into(),
+        };
+        store.write(std::slice::from_ref(&take_over)).unwrap();
+        let waiting = bodies(&store);
+        assert_eq!(waiting.len(), 1, "{waiting:?}");
+        assert!(waiting[0].contains(address) && !waiting[0].contains("unban"));
+        let deciders: Vec<Option<String>> = store
+            .active(t0)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.decided_by)
+            .collect();
+        assert_eq!(deciders, vec![None]);
+        // Taken over once only: a repeat finds it this collector's and queues nothing more.
+        store.write(&[take_over]).unwrap();
+        store
+            .write(&[StoreOp::End {
+                address: address.parse().unwrap(),
+                jail: "sshd".into(),
+                commands: vec![],
+            }])
+            .unwrap();
+        let events = bodies(&store);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(events[1].contains("unban"));
     }
 }
