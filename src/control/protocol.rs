@@ -324,6 +324,13 @@ pub struct AttestReport {
     pub last_reconcile_unix: Option<u64>,
     /// The last error, if the last batch or reconcile failed.
     pub last_error: Option<String>,
+    /// A storm's batches applied with the drift monitor away.
+    #[serde(default)]
+    pub unheard_batches: u64,
+    /// Of those, the ones after which another transaction may have gone unheard (each
+    /// cost a reconcile).
+    #[serde(default)]
+    pub unheard_unsound: u64,
 }
 
 /// The state of a remote target.

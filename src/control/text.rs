@@ -143,6 +143,13 @@ pub fn render(response: &Response) -> String {
                         a.fixes,
                         ago(a.last_reconcile_unix)
                     );
+                    if a.unheard_batches > 0 {
+                        say!(
+                            "           storm batches unheard {}, judged unsound {}",
+                            a.unheard_batches,
+                            a.unheard_unsound
+                        );
+                    }
                     if let Some(e) = &a.last_error {
                         say!("           last error: {e}");
                     }

@@ -478,6 +478,8 @@ impl Running {
                 fixes: Metrics::get(&local.reconcile_fixes),
                 last_reconcile_unix: (last > 0).then_some(last),
                 last_error: local.last_error(),
+                unheard_batches: Metrics::get(&local.unheard_batches),
+                unheard_unsound: Metrics::get(&local.unheard_unsound),
             }),
         }];
         for t in &self.config.targets {

@@ -212,6 +212,9 @@ pub async fn run(
                 if drift.structural {
                     unheard_from = crate::clock::now() + HEARD_AFTER_DRIFT;
                 }
+                if drift.unheard {
+                    Metrics::inc(&metrics.unheard_unsound);
+                }
                 if matters(&drift, &desired, crate::clock::now()) {
                     warn_throttled!(drift_log, structural = drift.structural, removed = drift.removed.len(), "Something else changed our nftables table; reconciling");
                     reconcile_at = reconcile_at.min(crate::clock::now() + SETTLE);
@@ -233,6 +236,9 @@ async fn apply_off_thread(
     unheard: Option<(Quiet, u32)>,
 ) -> Result<(), FirewallError> {
     let on_thread = firewall.clone();
+    if unheard.is_some() {
+        Metrics::inc(&metrics.unheard_batches);
+    }
     let joined = tokio::task::spawn_blocking(move || {
         let result = match &unheard {
             Some((quiet, window)) => on_thread.apply_unheard(&changes, quiet, *window),
@@ -438,6 +444,7 @@ mod tests {
         let removed = |a: &str| Drift {
             structural: false,
             removed: vec![a.parse().unwrap()],
+            unheard: false,
         };
         assert!(matters(&removed("198.51.100.1"), &desired, now));
         // Expired, or unbanned (not desired): its removal is expected.
@@ -446,6 +453,7 @@ mod tests {
         let structural = Drift {
             structural: true,
             removed: Vec::new(),
+            unheard: false,
         };
         assert!(matters(&structural, &Desired::new(), now));
     }

@@ -63,6 +63,9 @@ pub struct Drift {
     /// Addresses that left `banned4` / `banned6` and were not put back in the same
     /// transaction.
     pub removed: Vec<IpAddr>,
+    /// A batch of ours applied unheard was judged unsound: another transaction may have
+    /// gone unheard meanwhile, or a marker was lost (structural too).
+    pub unheard: bool,
 }
 
 /// Starts the listening thread; drifts arrive on the returned queue until it is dropped. The
@@ -109,6 +112,7 @@ fn listen(socket: &OwnedFd, table: &str, tx: &mpsc::Sender<Drift>) {
     let unheard = || Drift {
         structural: true,
         removed: Vec::new(),
+        unheard: true,
     };
     loop {
         if tx.is_closed() {
@@ -241,6 +245,7 @@ impl Transaction {
         (done.structural || !removed.is_empty()).then_some(Drift {
             structural: done.structural,
             removed,
+            unheard: false,
         })
     }
 }
@@ -347,6 +352,7 @@ mod tests {
             vec![Drift {
                 structural: false,
                 removed: vec!["2001:db8::1".parse().unwrap()],
+                unheard: false,
             }]
         );
     }

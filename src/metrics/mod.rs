@@ -89,6 +89,12 @@ pub struct TargetMetrics {
     pub batches: AtomicU64,
     /// Local only: of those, the batches sent to the kernel over netlink (the rest ran nft).
     pub netlink_batches: AtomicU64,
+    /// Local only: batches applied with the drift monitor away (a storm's; see
+    /// `enforce::unheard`).
+    pub unheard_batches: AtomicU64,
+    /// Local only: of those, the ones judged unsound afterwards (another transaction may
+    /// have gone unheard, or a marker was lost): each cost a reconcile.
+    pub unheard_unsound: AtomicU64,
     /// Batches (or connections, for remote targets) that failed.
     pub errors: AtomicU64,
     /// Time from a ban decision to the firewall holding it.
@@ -659,6 +665,18 @@ impl Metrics {
             "Of the applied batches, those sent straight to the kernel over netlink.",
             "counter",
             by_target(|t| &t.netlink_batches),
+        );
+        family(
+            "syslog2ban_enforce_unheard_batches_total",
+            "Of the netlink batches, a storm's applied with the drift monitor away.",
+            "counter",
+            by_target(|t| &t.unheard_batches),
+        );
+        family(
+            "syslog2ban_enforce_unheard_unsound_total",
+            "Unheard batches after which another transaction may have gone unheard (each cost a reconcile).",
+            "counter",
+            by_target(|t| &t.unheard_unsound),
         );
         family(
             "syslog2ban_enforce_errors_total",
