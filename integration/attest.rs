@@ -252,7 +252,10 @@ fn restart_with_a_thousand_bans_never_takes_one_out() {
         "storm batches applied unheard: {}",
         attested["unheard_batches"]
     ));
-    assert!(attested["unheard_batches"].as_u64() >= Some(1), "{attested}");
+    assert!(
+        attested["unheard_batches"].as_u64() >= Some(1),
+        "{attested}"
+    );
     assert_eq!(attested["unheard_unsound"], 0, "{attested}");
     assert_eq!(
         attested["reconciles"], 1,

@@ -475,3 +475,44 @@ fn recidive_hears_the_default_notifiers_unless_it_names_its_own() {
         "{errors}"
     );
 }
+
+#[test]
+fn two_targets_managing_the_same_table_on_one_host_are_refused() {
+    let target = |name: &str, address: &str, extra: &str| {
+        format!("\n[target.{name}]\naddress = \"{address}\"\norigins = [\"{name}\"]\n{extra}")
+    };
+    let load = |targets: &str| {
+        let main = format!("{MAIN}{targets}");
+        let dir = dir_with(&[("syslog2ban.toml", &main)]);
+        load_no_env(dir.path())
+    };
+    // The same host and port, both on [ban] table: refused on the second, naming the first.
+    let errors = load(&format!(
+        "{}{}",
+        target("a", "web1.example", ""),
+        target("b", "WEB1.example", "user = \"deploy\"\nsudo = true\n")
+    ))
+    .unwrap_err()
+    .0;
+    let e = errors
+        .iter()
+        .find(|e| e.key == "target.b.address")
+        .unwrap_or_else(|| panic!("{errors:?}"));
+    assert!(
+        e.message.contains("target.a's host") && e.message.contains("syslog2ban"),
+        "{}",
+        e.message
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    // A table of its own, another port, or another host: fine.
+    for second in [
+        target("b", "web1.example", "table = \"viasudo\"\n"),
+        target("b", "web1.example", "port = 2222\n"),
+        target("b", "web2.example", ""),
+        target("b", "web1.example", "backend = \"ipset\"\n"),
+    ] {
+        let config = load(&format!("{}{second}", target("a", "web1.example", "")))
+            .unwrap_or_else(|e| panic!("{second}: {e:?}"));
+        assert_eq!(config.targets.len(), 2);
+    }
+}

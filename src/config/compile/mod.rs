@@ -241,6 +241,11 @@ impl<'a> Compiler<'a> {
             }
         }
         let ban = self.ban(&raw.ban);
+        if let Some(ban) = &ban {
+            let targets = std::mem::take(&mut self.targets);
+            self.distinct_targets(&targets, &ban.table);
+            self.targets = targets;
+        }
         let control_socket = raw
             .control
             .socket

@@ -18,6 +18,41 @@ impl Compiler<'_> {
             .collect()
     }
 
+    /// Two targets managing the same thing on the same host (the nft table, the ipset sets
+    /// named after it, the hosts.deny file) would each reconcile away the other's bans: an
+    /// error on the second, naming the first. Hosts are compared as written (`web1` and its
+    /// address are not known to be one); `command` targets run their own programs.
+    pub(super) fn distinct_targets(&mut self, targets: &[TargetConfig], ban_table: &TableName) {
+        let mut managed: BTreeMap<(String, u16, &str, String), &TargetName> = BTreeMap::new();
+        for target in targets {
+            let table = target.table.as_ref().unwrap_or(ban_table).to_string();
+            let thing = match &target.backend {
+                TargetBackend::Nftables => ("nftables table", table),
+                TargetBackend::Ipset(_) => ("ipset sets of table", table),
+                TargetBackend::HostsDeny(file) => ("file", file.path.display().to_string()),
+                TargetBackend::Command(_) => continue,
+            };
+            let key = (
+                target.address.to_ascii_lowercase(),
+                target.port,
+                thing.0,
+                thing.1,
+            );
+            if let Some(first) = managed.get(&key) {
+                let (what, which) = (key.2, &key.3);
+                self.error(
+                    &format!("target.{}.address", target.name),
+                    format!(
+                        "{}:{} is target.{first}'s host, with the same {what} ({which}): the two would take out each other's bans; give this one its own `table` (or `hosts_deny` file), or merge them",
+                        target.address, target.port
+                    ),
+                );
+            } else {
+                managed.insert(key, &target.name);
+            }
+        }
+    }
+
     fn target(&mut self, name: &str, raw: &RawTarget) -> Option<TargetConfig> {
         let prefix = format!("target.{name}");
         let key = |field: &str| format!("{prefix}.{field}");
