@@ -165,12 +165,12 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
             _ = tokio::time::sleep_until(next.into()) => state.expire(crate::clock::now()),
             offence = offences.recv() => {
                 let Some(offence) = offence else { break };
-                let mut ops = decide(&mut state, &offence, cluster.as_ref());
+                let mut ops = decide(&mut state, offence, cluster.as_ref());
                 // Offences already queued (a ban storm) are decided in the same turn, so
                 // their commands reach the firewall worker together, as one batch.
                 for _ in 1..OFFENCE_BATCH {
                     let Ok(offence) = offences.try_recv() else { break };
-                    ops.extend(decide(&mut state, &offence, cluster.as_ref()));
+                    ops.extend(decide(&mut state, offence, cluster.as_ref()));
                 }
                 ops
             }
@@ -248,7 +248,7 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
 /// Bans for `offence`. When another collector holds the attacker's shared claim, its ban is
 /// on its way here: the ban is held at once all the same, recorded as that collector's (it
 /// publishes and announces it, not this one).
-fn decide(state: &mut BanState, offence: &Offence, cluster: Option<&ClusterLink>) -> Vec<StoreOp> {
+fn decide(state: &mut BanState, offence: Offence, cluster: Option<&ClusterLink>) -> Vec<StoreOp> {
     let holder = cluster.and_then(|link| link.claims.holder(&offence.jail, offence.target));
     state.offence_decided_by(offence, holder.as_deref(), Moment::now())
 }
@@ -580,8 +580,8 @@ mod tests {
         let later = std::time::Instant::now() + Duration::from_secs(60);
         link.claims.note(&sshd(), claimed.target, "b", later);
         let mut state = state();
-        let mut ops = decide(&mut state, &claimed, Some(&link));
-        ops.extend(decide(&mut state, &offence("198.51.100.9"), Some(&link)));
+        let mut ops = decide(&mut state, claimed, Some(&link));
+        ops.extend(decide(&mut state, offence("198.51.100.9"), Some(&link)));
         // Both are held here at once (their firewall commands go out)...
         assert!(ops.iter().all(|op| !op.commands().is_empty()));
         let deciders: Vec<Option<&str>> = ops

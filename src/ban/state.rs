@@ -49,12 +49,17 @@ impl Moment {
     }
 }
 
+/// A list per address with room for one: nearly every address is banned by one jail (a
+/// `Vec`'s first push would make room for four, hundreds of bytes each in a storm).
+fn one<T>() -> Vec<T> {
+    Vec::with_capacity(1)
+}
+
 /// One jail's hold on an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Hold {
     jail: JailName,
     expires: Option<Instant>,
-    origin: String,
     /// The firewalls this hold is applied to.
     places: Vec<Place>,
     /// What the firewall commands carry about it.
@@ -260,7 +265,7 @@ impl BanState {
             if let Ok(jail) = JailName::new(&jail) {
                 self.history
                     .entry(address)
-                    .or_default()
+                    .or_insert_with(one)
                     .push((jail, started));
             }
         }
@@ -279,7 +284,7 @@ impl BanState {
             let policy = self.policy(&jail);
             let kill_connections = policy.as_ref().is_some_and(|p| p.kill_connections);
             let ports = policy.and_then(|p| p.ports.clone());
-            let holds = self.holds.entry(record.address).or_default();
+            let holds = self.holds.entry(record.address).or_insert_with(one);
             if holds.iter().any(|h| h.jail == jail) {
                 continue;
             }
@@ -295,7 +300,6 @@ impl BanState {
             holds.push(Hold {
                 jail: jail.clone(),
                 expires,
-                origin: record.origin,
                 places,
                 reason,
                 ports,
@@ -332,39 +336,37 @@ impl BanState {
 
     /// Applies an offence; returns the writes (and firewall commands) it leads to.
     pub fn offence(&mut self, offence: &Offence, now: Moment) -> Vec<StoreOp> {
-        self.offence_decided_by(offence, None, now)
+        self.offence_decided_by(offence.clone(), None, now)
     }
 
     /// As [`BanState::offence`], the ban recorded as decided by collector `node` when
     /// another one holds the attacker's shared claim (its ban, on its way, is that one).
     pub fn offence_decided_by(
         &mut self,
-        offence: &Offence,
+        offence: Offence,
         node: Option<&str>,
         now: Moment,
     ) -> Vec<StoreOp> {
         let now = now.at(offence.at);
         let mut ops = Vec::new();
+        let origin = offence
+            .origin_name
+            .as_deref()
+            .map_or_else(|| offence.origin.to_string(), str::to_string);
+        // Moved, not copied: a storm decides tens of thousands a second.
         let new = NewBan {
             jail: &offence.jail,
             address: offence.target,
-            origin: offence
-                .origin_name
-                .as_deref()
-                .map_or_else(|| offence.origin.to_string(), str::to_string),
+            origin: origin.clone(),
             placement: None,
             failures: offence.failures,
-            sample: offence.sample.clone(),
-            lines: offence.lines.clone(),
+            sample: offence.sample,
+            lines: offence.lines,
             until: None,
             decided_by: node.map(str::to_string),
         };
         if let Some(op) = self.ban(new, now) {
             ops.push(op);
-            let origin = offence
-                .origin_name
-                .as_deref()
-                .map_or_else(|| offence.origin.to_string(), str::to_string);
             ops.extend(self.recidive_check(offence.target, origin, now));
         }
         ops
@@ -467,7 +469,7 @@ impl BanState {
         };
         let rules = new.placement.as_deref().unwrap_or(&policy.placement);
         let places = self.fleet.resolve(rules, &new.origin);
-        let holds = self.holds.entry(new.address).or_default();
+        let holds = self.holds.entry(new.address).or_insert_with(one);
         let before: Vec<(Option<Option<Instant>>, Option<Ports>)> = places
             .iter()
             .map(|p| (deadline_at(holds, p), ports_at(holds, p)))
@@ -485,7 +487,6 @@ impl BanState {
         holds.push(Hold {
             jail: new.jail.clone(),
             expires,
-            origin: new.origin.clone(),
             places: places.clone(),
             reason,
             ports: policy.ports.clone(),
@@ -500,7 +501,7 @@ impl BanState {
         self.feedback.banned(new.jail, new.address.addr());
         self.history
             .entry(new.address)
-            .or_default()
+            .or_insert_with(one)
             .push((new.jail.clone(), now.wall));
         let m = self.metrics.jail(new.jail.as_str());
         Metrics::inc(&m.bans);
@@ -750,7 +751,7 @@ impl BanState {
                     remaining_secs: h
                         .expires
                         .map(|e| e.saturating_duration_since(now).as_secs_f64().ceil() as u64),
-                    origin: h.origin.clone(),
+                    origin: h.reason.origin.clone(),
                     places: h.places.iter().map(ToString::to_string).collect(),
                 })
             })

@@ -122,7 +122,7 @@ impl BanState {
                     jail: hold.jail.to_string(),
                     address: *address,
                     failures: hold.reason.failures,
-                    origin: hold.origin.clone(),
+                    origin: hold.reason.origin.clone(),
                     started: now.wall,
                     expires,
                     sample: String::new(),

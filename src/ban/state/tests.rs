@@ -705,7 +705,7 @@ fn a_ban_held_back_for_a_claim_holder_is_taken_over_once() {
     let sshd = name("sshd");
     let now = Moment::now();
     // Decided here while b held the claim: recorded as b's.
-    let ops = s.offence_decided_by(&offence("sshd", now.instant), Some("b"), now);
+    let ops = s.offence_decided_by(offence("sshd", now.instant), Some("b"), now);
     assert!(
         matches!(&ops[..], [StoreOp::Ban(record, _)] if record.decided_by.as_deref() == Some("b"))
     );
