@@ -89,8 +89,17 @@ pub async fn serve(
                     .as_ref()
                     .map_or(("", ""), |r| (r.method.as_str(), r.path.as_str()));
                 let (status, content_type, body) = match (method, path) {
+                    // Rendering reads /proc/net/udp (the UDP listeners' drops): off the
+                    // async workers, which carry ingest.
                     ("GET", "/metrics") => {
-                        ("200 OK", "text/plain; version=0.0.4", metrics.render())
+                        match tokio::task::spawn_blocking(move || metrics.render()).await {
+                            Ok(text) => ("200 OK", "text/plain; version=0.0.4", text),
+                            Err(_) => (
+                                "500 Internal Server Error",
+                                "text/plain",
+                                "the metrics could not be rendered\n".to_string(),
+                            ),
+                        }
                     }
                     ("GET", _) => (
                         "404 Not Found",
