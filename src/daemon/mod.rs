@@ -15,11 +15,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::ban::store::{self, Store, StoreError};
 use crate::ban::{self, BanInfo, BanState, Fleet, JailPolicy, Moment};
-use crate::config::{self, Backend, Config, JailName, ListenerConfig};
+use crate::config::{Backend, Config, JailName, ListenerConfig};
 use crate::control::protocol::{
     AttestReport, JailReport, ListenerReport, RemoteReport, Request, Response, StatusReport,
     StoreReport, StuckStage, TargetReport,
@@ -38,6 +38,7 @@ use crate::throttle::Throttle;
 use crate::warn_throttled;
 
 mod answer;
+mod live;
 pub mod reload;
 pub mod settings;
 
@@ -597,156 +598,6 @@ fn register_queues<B: Send + 'static, C: Send + 'static>(
         "firewall",
         Box::new(move || firewalls.iter().map(|d| d()).sum()),
     );
-}
-
-impl Running {
-    /// Hands `config`'s jails to the pipeline and their policies to the ban manager. The
-    /// pipeline keeps the windows of jails that still exist; the manager keeps every ban (bans
-    /// of removed jails run out as decided). Both acknowledge, so once this returns the jails
-    /// are in effect for every later message.
-    async fn apply_jails(&mut self, config: &Config) -> Result<(), String> {
-        let stopping = || "the daemon is stopping".to_string();
-        let (jails_applied, jails_done) = oneshot::channel();
-        self.pipeline
-            .send(Update::Jails(config.jails.clone(), jails_applied))
-            .await
-            .map_err(|_| stopping())?;
-        jails_done.await.map_err(|_| stopping())?;
-        self.ask(|reply| ban::Request::Reconfigure {
-            policies: policies(config),
-            recidive: config.recidive.clone(),
-            reply,
-        })
-        .await
-        .ok_or_else(stopping)
-    }
-
-    /// `set JAIL KEY VALUE`: the jail's setting changes now, failure windows and bans kept;
-    /// with `persist` it is also written to conf.d/zz-set.toml first (a file that cannot be
-    /// written changes nothing). Answers the value now in effect.
-    async fn set(
-        &mut self,
-        jail: &str,
-        key: &str,
-        value: &str,
-        persist: bool,
-    ) -> Result<String, String> {
-        let mut new = self.config.clone();
-        let Some(target) = new.jails.iter_mut().find(|j| j.name.as_str() == jail) else {
-            return Err(self.unknown_jail(jail));
-        };
-        settings::set(target, key, value)?;
-        let now = settings::get(target, key)?;
-        if persist {
-            let path = self.options.config_path.clone();
-            let (jail, key, value) = (jail.to_string(), key.to_string(), now.clone());
-            let file =
-                tokio::task::spawn_blocking(move || settings::persist(&path, &jail, &key, &value))
-                    .await
-                    .map_err(|e| format!("writing the setting failed: {e}"))??;
-            info!(file = %file.display(), "Setting persisted");
-        }
-        self.apply_jails(&new).await?;
-        info!(jail, key, value = %now, persisted = persist, "Jail setting changed");
-        self.config = new;
-        Ok(now)
-    }
-
-    /// Re-reads the config and applies what changed. On error nothing changes.
-    async fn reload(&mut self) -> Result<String, String> {
-        // MONOTONIC_USEC lets Type=notify-reload (systemd 253+) match the reload to its SIGHUP.
-        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-        let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000;
-        systemd::notify(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=Reloading"
-        ));
-        let result = self.reload_inner().await;
-        systemd::notify("READY=1\nSTATUS=Ready");
-        result
-    }
-
-    async fn reload_inner(&mut self) -> Result<String, String> {
-        // Reading and compiling files blocks: not on an async worker.
-        let path = self.options.config_path.clone();
-        let mut new = tokio::task::spawn_blocking(move || config::load(&path))
-            .await
-            .map_err(|e| format!("loading the config failed: {e}"))?
-            .map_err(|e| e.to_string())?;
-        fd_limit::fit_connections(&mut new.listeners, fd_limit::current());
-        log_fail2ban_filters(&new.jails);
-        let changes = reload::plan(&self.config, &new).map_err(|restart| {
-            format!(
-                "{} changed; these take effect only on restart",
-                restart.join(", ")
-            )
-        })?;
-        let (mut stopped, mut started, mut tls_reloaded) = (0, 0, 0);
-        let mut failed = Vec::new();
-        for change in changes {
-            match change {
-                reload::Change::StopListener(label) => {
-                    if let Some(i) = self.listeners.iter().position(|(c, _)| c.label == label) {
-                        self.listeners.remove(i).1.stop();
-                        info!(listener = %label, "Listener stopped by reload");
-                        stopped += 1;
-                    }
-                }
-                // Unchanged TLS listeners keep their sockets and connections but re-read
-                // their certificates (renewed files take effect for new connections).
-                reload::Change::ReloadTls(label) => {
-                    let Some((_, handle)) = self.listeners.iter().find(|(c, _)| c.label == label)
-                    else {
-                        continue;
-                    };
-                    match handle.reload_tls() {
-                        Ok(_) => tls_reloaded += 1,
-                        Err(e) => failed.push(format!(
-                            "{label}: certificates not reloaded, old ones kept: {e}"
-                        )),
-                    }
-                }
-                reload::Change::StartListener(config) => {
-                    // A changed listener on the same address needs the old socket closed first.
-                    tokio::task::yield_now().await;
-                    match input::start(&config, &self.input).await {
-                        Ok(handle) => {
-                            self.listeners.push((*config, handle));
-                            started += 1;
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "Listener did not start on reload");
-                            failed.push(e.to_string());
-                        }
-                    }
-                }
-                reload::Change::Jails => {}
-            }
-        }
-        self.apply_jails(&new).await?;
-        *self
-            .routes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = routes(&new);
-        let summary = format!(
-            "Reloaded: {} listener(s) ({} stopped, {} started, {} TLS re-read), {} jail(s): {}",
-            self.listeners.len(),
-            stopped,
-            started,
-            tls_reloaded,
-            new.jails.len(),
-            new.jails
-                .iter()
-                .map(|j| j.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        self.config = new;
-        if failed.is_empty() {
-            Ok(summary)
-        } else {
-            Err(format!("{summary}; but: {}", failed.join("; ")))
-        }
-    }
 }
 
 /// Per jail, the notifiers its `notify` names and the events each hears.

@@ -1,3 +1,4 @@
+use super::render::label;
 use super::*;
 
 #[test]
