@@ -98,7 +98,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("offence (decide)", |b| {
         per_ban(b, offence, |state, offence| {
-            state.offence(&offence, Moment::now())
+            state.offence_decided_by(offence, None, Moment::now())
         })
     });
     group.bench_function("adopt", |b| {
