@@ -130,22 +130,28 @@ fn merge_removals(entry: &mut Pending, removals: Vec<Element>) {
 }
 
 /// Takes out of `pending` a batch of at most `max` element changes (or one target, whatever
-/// its size); the rest waits for the next batch. A storm queues more than one transaction
-/// carries while a batch is in the kernel.
+/// its size), the oldest decisions first; the rest waits for the next batch. A storm queues
+/// more than one transaction carries while a batch is in the kernel, and the map's order
+/// would let some addresses wait batch after batch while newer ones went first.
 pub fn take(pending: &mut Batch, max: usize) -> Batch {
     let size = |p: &Pending| p.add.len() + p.remove.len();
     if pending.values().map(size).sum::<usize>() <= max {
         return std::mem::take(pending);
     }
-    let mut room = max;
-    let chosen: Vec<Target> = pending
+    let mut by_age: Vec<(Instant, Target, usize)> = pending
         .iter()
-        .take_while(|(_, p)| {
-            let fits = size(p) <= room || room == max;
-            room = room.saturating_sub(size(p));
+        .map(|(target, p)| (p.decided, *target, size(p)))
+        .collect();
+    by_age.sort_unstable_by_key(|(decided, _, _)| *decided);
+    let mut room = max;
+    let chosen: Vec<Target> = by_age
+        .into_iter()
+        .take_while(|(_, _, size)| {
+            let fits = *size <= room || room == max;
+            room = room.saturating_sub(*size);
             fits
         })
-        .map(|(target, _)| *target)
+        .map(|(_, target, _)| target)
         .collect();
     chosen
         .into_iter()
@@ -202,6 +208,41 @@ mod tests {
         assert!(first.keys().all(|k| !pending.contains_key(k)));
         let rest = take(&mut pending, 100);
         assert_eq!((rest.len(), pending.len()), (6, 0));
+    }
+
+    #[test]
+    fn a_batch_that_cannot_take_everything_takes_the_oldest_decisions_first() {
+        let now = crate::clock::now();
+        let mut pending = Batch::new();
+        // Decided in the reverse of their addresses' order, a millisecond apart.
+        for i in 0..50u8 {
+            let target = t(&format!("198.51.100.{i}"));
+            pending.insert(
+                target,
+                Pending {
+                    until: Some(None),
+                    decided: now - Duration::from_millis(u64::from(i)),
+                    cut: false,
+                    add: vec![Element::all(target)],
+                    remove: Vec::new(),
+                },
+            );
+        }
+        let mut order = Vec::new();
+        while !pending.is_empty() {
+            let batch = take(&mut pending, 10);
+            assert_eq!(batch.len(), 10);
+            let mut ages: Vec<u8> = batch
+                .keys()
+                .map(|k| k.to_string().rsplit('.').next().unwrap().parse().unwrap())
+                .collect();
+            ages.sort_unstable_by(|a, b| b.cmp(a));
+            order.push(ages);
+        }
+        let expected: Vec<Vec<u8>> = (0..5u8)
+            .map(|b| (0..10u8).map(|i| 49 - 10 * b - i).collect())
+            .collect();
+        assert_eq!(order, expected, "oldest (highest address) first");
     }
 
     #[test]
