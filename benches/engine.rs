@@ -108,6 +108,7 @@ fn bench(c: &mut Criterion) {
                             node: "bench",
                             started_ms,
                             sequence: n,
+                            entry: None,
                         },
                     })
                     .collect();

@@ -627,6 +627,7 @@ async fn the_count_script_names_who_holds_the_claim() {
             node,
             started_ms: 1,
             sequence,
+            entry: None,
         },
     };
     let (mut commands, mut counted) = (Vec::new(), Vec::new());
@@ -680,6 +681,7 @@ async fn claim_as(port: u16, address: &str, node: &str) {
             node,
             started_ms: 1,
             sequence: 1,
+            entry: None,
         },
     };
     let (mut commands, mut counted) = (Vec::new(), Vec::new());
@@ -734,4 +736,83 @@ async fn a_ban_held_back_for_a_claim_holder_that_never_publishes_it_reaches_the_
     assert_eq!(hook_events(&hook), vec![ban]);
     a.down().await;
     b.down().await;
+}
+
+/// A collector named `node` as `collector` makes it, with a journal-upload listener on
+/// `journal` too.
+fn collector_with_journal(node: &str, engine: u16, journal: u16) -> Setup {
+    let setup = collector(node, engine, None);
+    let main = setup.dir.path().join("syslog2ban.toml");
+    let text = std::fs::read_to_string(&main).expect("read config");
+    std::fs::write(
+        &main,
+        format!(
+            "{text}\n[[listen]]\ntype = \"journal-upload\"\naddress = \"127.0.0.1:{journal}\"\n"
+        ),
+    )
+    .expect("write config");
+    setup
+}
+
+/// Uploads journal entries (cursor numbers `seqnums`, each a failed password of `address`)
+/// to the journal-upload listener on `port`, as systemd-journal-upload does; waits for the
+/// answer.
+fn upload_entries(port: u16, address: &str, seqnums: &[u32]) {
+    use std::io::{Read, Write};
+    let mut body = String::new();
+    for seqnum in seqnums {
+        body.push_str(&format!(
+            "__CURSOR=s=5f1e0c55;i={seqnum:x};b=0a1b2c3d;m={seqnum:x};t=6;x=9\n\
+             __REALTIME_TIMESTAMP=1764892800000000\n_HOSTNAME=web1\nSYSLOG_IDENTIFIER=sshd\n\
+             _PID=4242\nMESSAGE=Failed password for root from {address} port 4242 ssh2\n\n"
+        ));
+    }
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        stream,
+        "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/vnd.fdo.journal\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+}
+
+/// systemd-journal-upload failing over resends, to the next collector, entries the first one
+/// may have counted already: they count once in the shared count (maxretry 5: entries 1-3
+/// through a, then 2-4 through b, is four failures, not six), and the fifth bans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_entries_resent_to_another_collector_count_once() {
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let (journal_a, journal_b) = (free_port(), free_port());
+    let a = launch(collector_with_journal("a", engine.port, journal_a)).await;
+    let b = launch(collector_with_journal("b", engine.port, journal_b)).await;
+    wait_listening(journal_a, "a's journal listener");
+    wait_listening(journal_b, "b's journal listener");
+    upload_entries(journal_a, ATTACKER, &[1, 2, 3]);
+    upload_entries(journal_b, ATTACKER, &[2, 3, 4]);
+    // Each collector's own count stays below 5; a double count would ban now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for socket in [&a.socket, &b.socket] {
+        assert!(!holds(socket, ATTACKER).await, "banned on a resent entry");
+    }
+    upload_entries(journal_b, ATTACKER, &[5]);
+    assert!(
+        until(Duration::from_secs(3), async || holds(&a.socket, ATTACKER)
+            .await
+            && holds(&b.socket, ATTACKER).await)
+        .await,
+        "the fifth entry did not ban: {:?}",
+        cluster_status(&b.socket).await
+    );
+    let (a, b) = (a.down().await, b.down().await);
+    assert_eq!(
+        [stored_failures(&a, ATTACKER), stored_failures(&b, ATTACKER)].concat(),
+        vec![5, 5]
+    );
 }

@@ -478,6 +478,7 @@ impl Counter {
                     node,
                     started_ms,
                     sequence: pending.sequence,
+                    entry: pending.failure.entry,
                 },
             })
             .collect();

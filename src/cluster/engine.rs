@@ -19,12 +19,13 @@ use crate::target::Target;
 
 /// Adds one failure and says whether it made the count reach maxretry first.
 /// KEYS: failures, claim. ARGV: failure time (ms), now (ms), findtime (ms), maxretry,
-/// weight, the failure's id, the claim's lifetime (ms).
+/// weight, what the failure counts as (its id, or its journal entry's), the claim's
+/// lifetime (ms), the failure's id (what a claim it takes holds).
 /// Returns {count, 1 if this failure holds the claim, else 0}, or {count, 2, the holder's
 /// failure id} when another failure holds it.
 /// Idempotent per failure id: a failure sent again (its first reply was lost to a timeout,
 /// but the engine ran it) is not counted twice, and if it took the claim the first time, it
-/// is told so again.
+/// is told so again. A journal entry's failure counts once whichever collectors it reached.
 const COUNT_SCRIPT: &str = r"
 local at = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
@@ -40,13 +41,13 @@ end
 redis.call('PEXPIRE', KEYS[1], findtime)
 local count = redis.call('ZCARD', KEYS[1])
 if count >= maxretry then
-  if redis.call('SET', KEYS[2], ARGV[6], 'NX', 'PX', ARGV[7]) then
+  if redis.call('SET', KEYS[2], ARGV[8], 'NX', 'PX', ARGV[7]) then
     redis.call('DEL', KEYS[1])
     return {count, 1}
   end
 end
 local holder = redis.call('GET', KEYS[2])
-if holder == ARGV[6] then
+if holder == ARGV[8] then
   return {count, 1}
 end
 if holder then
@@ -54,6 +55,17 @@ if holder then
 end
 return {count, 0}
 ";
+
+/// `key` in lower-case hex.
+fn hex(key: [u8; 16]) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0; 32];
+    for (i, byte) in key.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(byte >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    out
+}
 
 /// The kind of an attacker's key: its failures in a jail, or the claim on it there.
 const FAILURES: &[u8] = b"f";
@@ -149,7 +161,9 @@ pub struct CountArgs<'a> {
 }
 
 /// A failure's id in the cluster: the collector, when its run started, and the failure's
-/// number in that run; the script's member is `NODE:STARTED_MS:SEQUENCE`.
+/// number in that run (`NODE:STARTED_MS:SEQUENCE`, what a claim it takes holds). It counts
+/// as that id, or, from a journal entry, as `j:` and the entry's key in hex: an uploader
+/// that failed over resends entries the first collector may have counted already.
 #[derive(Debug, Clone, Copy)]
 pub struct FailureId<'a> {
     /// The collector.
@@ -158,6 +172,8 @@ pub struct FailureId<'a> {
     pub started_ms: u64,
     /// The failure's number in the run.
     pub sequence: u64,
+    /// The journal entry it came from, the same on every collector.
+    pub entry: Option<[u8; 16]>,
 }
 
 impl Keys {
@@ -246,7 +262,7 @@ impl Keys {
         out.clear();
         // What every call starts with: the command, the script and its two keys.
         let mut head = Vec::with_capacity(64);
-        resp::array_header(&mut head, 12);
+        resp::array_header(&mut head, 13);
         resp::bulk(&mut head, b"EVALSHA");
         resp::bulk(&mut head, sha.as_bytes());
         resp::bulk(&mut head, b"2");
@@ -268,17 +284,19 @@ impl Keys {
             resp::bulk_number(out, u64::from(args.weight));
             let member = args.member;
             let (mut started, mut sequence) = ([0; 20], [0; 20]);
-            resp::bulk_parts(
-                out,
-                &[
-                    member.node.as_bytes(),
-                    b":",
-                    resp::decimal(member.started_ms, &mut started),
-                    b":",
-                    resp::decimal(member.sequence, &mut sequence),
-                ],
-            );
+            let id = [
+                member.node.as_bytes(),
+                b":",
+                resp::decimal(member.started_ms, &mut started),
+                b":",
+                resp::decimal(member.sequence, &mut sequence),
+            ];
+            match member.entry {
+                Some(entry) => resp::bulk_parts(out, &[b"j:", &hex(entry)]),
+                None => resp::bulk_parts(out, &id),
+            }
             resp::bulk_number(out, ttl);
+            resp::bulk_parts(out, &id);
         }
     }
 
@@ -364,6 +382,7 @@ mod tests {
             node: "a",
             started_ms: 17,
             sequence: 4,
+            entry: None,
         };
         let failure = CountArgs {
             jail: "sshd",
@@ -390,8 +409,28 @@ mod tests {
             b"1",
             b"a:17:4",
             b"600000",
+            b"a:17:4",
         ]);
         assert_eq!(bytes, [one.clone(), one].concat());
+        // From a journal entry: it counts as the entry, its claim is still this failure's.
+        let mut entry = [0u8; 16];
+        entry[0] = 0xab;
+        entry[15] = 0x01;
+        let journal = CountArgs {
+            member: FailureId {
+                entry: Some(entry),
+                ..member
+            },
+            ..failure
+        };
+        keys.count_commands("0123", 2000, &[journal], &mut bytes);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains(
+                "$34\r\nj:ab000000000000000000000000000001\r\n$6\r\n600000\r\n$6\r\na:17:4\r\n"
+            ),
+            "{text:?}"
+        );
         assert_eq!(id_millis("1733280000000-3"), 1_733_280_000_000);
         assert_eq!(id_millis("garbage"), 0);
     }

@@ -37,6 +37,9 @@ pub struct SharedFailure {
     pub origin_name: Option<Arc<str>>,
     /// The line.
     pub sample: String,
+    /// The journal entry it came from (its key, the same on every collector): the shared
+    /// count takes it once, whichever collectors an uploader sent it to.
+    pub entry: Option<[u8; 16]>,
     /// This failure made the local count reach maxretry: the collector bans the attacker
     /// itself; this failure only takes the claim on the engine, and the attacker's later
     /// failures in the jail need no shared count.

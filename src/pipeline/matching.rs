@@ -13,7 +13,7 @@ use regex::RegexSet;
 use tracing::debug;
 
 use crate::config::JailConfig;
-use crate::input::{Origin, Payload, RawMessage};
+use crate::input::{journal, Origin, Payload, RawMessage};
 use crate::jail::filter::{Filter, FilterMatch};
 use crate::jail::{Classified, Classifier};
 use crate::metrics::{JailMetrics, Metrics};
@@ -170,6 +170,9 @@ pub(super) enum Hit {
         at: Instant,
         /// The message's text: a range of the batch's [`Hits`] text.
         sample: Range<usize>,
+        /// A journal entry's identity, the same on every collector (its failure's id in
+        /// the cluster's shared count).
+        entry: Option<[u8; 16]>,
     },
     /// A record for a jail that matches where its state lives.
     Record {
@@ -229,9 +232,9 @@ pub(super) fn match_message(
 ) {
     let now: DateTime<Utc> = message.received_at.into();
     tally.pending += 1;
-    let record = match message.payload {
+    let (record, entry) = match message.payload {
         Payload::Frame(frame) => match parse::parse_syslog(&frame, now) {
-            Ok(r) => r,
+            Ok(r) => (r, None),
             Err(e) => {
                 tally.unparsed += 1;
                 debug!(origin = %message.origin, error = %e, "Unparsed frame");
@@ -239,7 +242,7 @@ pub(super) fn match_message(
             }
         },
         Payload::Journal(entry) => match parse::journal::to_record(&entry) {
-            Some(r) => r,
+            Some(r) => (r, Some(entry)),
             None => {
                 // No MESSAGE: nothing a jail could match.
                 tally.unparsed += 1;
@@ -247,6 +250,10 @@ pub(super) fn match_message(
             }
         },
     };
+    // Only computed for a failure, and once per message.
+    let mut entry_key = None;
+    let mut entry_key =
+        || *entry_key.get_or_insert_with(|| entry.as_deref().and_then(journal::shared_key));
     let targets = matchers.router.jails_for(&record.program);
     if targets.is_empty() {
         tally.unrouted += 1;
@@ -316,6 +323,7 @@ pub(super) fn match_message(
                     origin_name: origin_name(),
                     at: message.received,
                     sample: sample.clone(),
+                    entry: entry_key(),
                 });
             }
         }

@@ -124,25 +124,32 @@ impl Windows {
         }
         let jail = &mut self.jails[index];
         let counters = &self.counters[index];
-        let (verdict, weight, origin, sample) = match hit {
+        let (verdict, weight, origin, sample, entry) = match hit {
             Hit::Failure {
                 target,
                 attempts,
                 origin,
                 at,
                 sample,
+                entry,
                 ..
             } => {
                 // Never panics on a range from another batch: an empty sample instead.
                 let sample = text.get(sample).unwrap_or_default();
                 let verdict = jail.record(target, attempts, origin, at, sample);
-                (verdict, attempts.count, origin, Cow::Borrowed(sample))
+                (
+                    verdict,
+                    attempts.count,
+                    origin,
+                    Cow::Borrowed(sample),
+                    entry,
+                )
             }
             Hit::Record {
                 record, origin, at, ..
             } => {
                 let verdict = jail.process(&record, origin, at);
-                (verdict, 1, origin, Cow::Owned(record.message))
+                (verdict, 1, origin, Cow::Owned(record.message), None)
             }
         };
         if let Some(sharing) = shared.filter(|_| !jail.counts_per_origin()) {
@@ -163,6 +170,7 @@ impl Windows {
                     origin,
                     origin_name: origin_name.clone(),
                     sample: sample.into_owned(),
+                    entry,
                     reached: matches!(verdict, Verdict::Offence(_)),
                 };
                 sharing.push(failure);

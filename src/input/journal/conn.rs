@@ -143,6 +143,18 @@ pub(super) fn entry_id(entry: &Entry) -> Option<Vec<u8>> {
     Some(id)
 }
 
+/// An entry's identity as a cluster counts it: the first 16 bytes of the SHA-256 of its
+/// [`entry_id`]. An uploader that fails over sends the entries the first collector did not
+/// acknowledge again to the next one; with this as the failure's id in the shared count, one
+/// the first collector had counted already is not counted twice. None: no identity.
+pub fn shared_key(entry: &Entry) -> Option<[u8; 16]> {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(entry_id(entry)?);
+    let mut key = [0; 16];
+    key.copy_from_slice(&digest[..16]);
+    Some(key)
+}
+
 /// One connection's view: shared settings, counters, the pipeline.
 pub(super) struct Conn<'a> {
     pub(super) origin: Origin,
@@ -289,5 +301,13 @@ mod tests {
             Some(b"seq;b;;2;".to_vec())
         );
         assert_eq!(entry_id(&entry(&[("MESSAGE", "x")])), None);
+        // The cluster's key: the same for the same entry wherever it arrives.
+        let one = shared_key(&entry(&[("__CURSOR", "s=1;i=2"), ("MESSAGE", "a")]));
+        let again = shared_key(&entry(&[("MESSAGE", "a"), ("__CURSOR", "s=1;i=2")]));
+        let other = shared_key(&entry(&[("__CURSOR", "s=1;i=3"), ("MESSAGE", "a")]));
+        assert!(one.is_some());
+        assert_eq!(one, again);
+        assert_ne!(one, other);
+        assert_eq!(shared_key(&entry(&[("MESSAGE", "x")])), None);
     }
 }

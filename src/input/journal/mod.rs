@@ -33,7 +33,9 @@ pub mod export;
 mod upload;
 
 use conn::{read_more, Conn, Gone};
-pub use conn::{Dedupe, JournalShared, Protocol, DEDUPE_CAP, DEDUPE_WINDOW, MAX_FIELDS};
+pub use conn::{
+    shared_key, Dedupe, JournalShared, Protocol, DEDUPE_CAP, DEDUPE_WINDOW, MAX_FIELDS,
+};
 pub use upload::serve_upload;
 
 /// Serves one `journal-stream` connection: the export format until end of stream.
