@@ -20,7 +20,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::fleet_lab::{Fleet, A_IP, COLLECTOR_IP, PORT};
-use crate::lab::{kill_pid, tool, wait_until, DAEMON_BIN, NFT_TABLE, SYSLOG_TCP_PORT};
+use crate::lab::{
+    kill_pid, tool, wait_until, DAEMON_BIN, JOURNAL_UPLOAD_PORT, NFT_TABLE, SYSLOG_TCP_PORT,
+};
 
 const TWO_IP: &str = "198.51.100.2";
 const ATTACKER: &str = "198.51.100.66";
@@ -122,6 +124,7 @@ impl Cluster {
             dir.join("syslog2ban.toml"),
             format!(
                 "[[listen]]\ntype = \"tcp\"\naddress = \"{ip}:{SYSLOG_TCP_PORT}\"\n\n\
+                 [[listen]]\ntype = \"journal-upload\"\naddress = \"{ip}:{JOURNAL_UPLOAD_PORT}\"\n\n\
                  [ban]\nbackend = \"nftables\"\ntable = \"{NFT_TABLE}\"\n\n\
                  [control]\nsocket = \"{}\"\n\n[state]\ndir = \"{}\"\n\n\
                  [cluster]\nengine = \"redis\"\nurls = [\"redis://{COLLECTOR_IP}:6379\"]\n\
@@ -237,6 +240,41 @@ impl Cluster {
         ));
     }
 
+    /// Uploads journal entries `seqnums` (each a failed password of `address`, with the
+    /// cursor a journal would give it) from WEB to the collector at `ip`, with the real
+    /// `systemd-journal-upload` reading an export stream.
+    fn upload(&self, ip: &str, address: &str, seqnums: &[u32]) {
+        let boot = "0123456789abcdef0123456789abcdef";
+        let export: String = seqnums
+            .iter()
+            .map(|seq| {
+                format!(
+                    "__CURSOR=s=7a1f0c7a9d2b4c6e8f0a1b2c3d4e5f60;i={seq:x};b={boot};m={seq:x};t={seq:x};x={seq:x}\n\
+                     __REALTIME_TIMESTAMP={}\n_BOOT_ID={boot}\n_HOSTNAME=web\n\
+                     SYSLOG_IDENTIFIER=sshd\n_PID=4242\n_TRANSPORT=syslog\n\
+                     MESSAGE=Failed password for root from {address} port 4242 ssh2\n\n",
+                    1_795_595_782_000_000u64 + u64::from(*seq)
+                )
+            })
+            .collect();
+        let file = self
+            .fleet
+            .lab
+            .dir
+            .join(format!("upload-{ip}-{}.export", seqnums[0]));
+        fs::write(&file, export).expect("write export file");
+        let script = format!(
+            "exec {} --url=http://{ip}:{JOURNAL_UPLOAD_PORT} - < {}",
+            tool("systemd-journal-upload").display(),
+            file.display()
+        );
+        let out = self
+            .fleet
+            .lab
+            .exec(&self.web, &["sh", "-c", &script], Duration::from_secs(20));
+        assert!(out.success(), "systemd-journal-upload: {}", out.describe());
+    }
+
     /// Whether `ns`'s nft table `table` holds `address`.
     fn holds_in(&self, ns: &str, table: &str, address: &str) -> bool {
         self.fleet
@@ -336,4 +374,76 @@ fn collectors_count_together_and_survive_a_kill_9_with_rsyslog_failing_over() {
         "the restarted ONE does not hold the ban: {}",
         c.status("one")
     );
+}
+
+/// systemd-journal-upload failing over: the entries the first collector had counted but not
+/// acknowledged are resent to the second, and count once in the shared count.
+#[test]
+fn journal_upload_failing_over_counts_resent_entries_once() {
+    let tools = [
+        crate::fleet_lab::TOOLS,
+        MORE_TOOLS,
+        &["systemd-journal-upload"],
+    ]
+    .concat();
+    if !crate::lab::preflight("cluster-journal", &tools) {
+        return;
+    }
+    let attacker = "198.51.100.67";
+    let mut c = Cluster::new("cluster-journal");
+    let (one, two, a) = (c.one.clone(), c.two.clone(), c.fleet.a.clone());
+    let pid_one = c.start_collector("one", &one, COLLECTOR_IP, "collector-one");
+    c.start_collector("two", &two, TWO_IP, "collector-two");
+    let total_failed = |c: &Cluster, node| c.status(node)["jails"][0]["total_failed"].as_u64();
+
+    // Entries 1-3 reach ONE, which counts them (and shares them); then it dies.
+    c.upload(COLLECTOR_IP, attacker, &[1, 2, 3]);
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            total_failed(&c, "one") == Some(3)
+        })
+        .is_some(),
+        "ONE did not count three entries: {}",
+        c.status("one")
+    );
+    // Its counter sends what it counted within milliseconds; give it the time.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(kill_pid(pid_one, "KILL"), "kill -9 ONE");
+    c.fleet.lab.note("collector ONE killed (-9)");
+
+    // The uploader resends from its last acknowledged cursor: 2 and 3 again, and 4.
+    c.upload(TWO_IP, attacker, &[2, 3, 4]);
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            total_failed(&c, "two") == Some(3)
+        })
+        .is_some(),
+        "TWO did not count three entries: {}",
+        c.status("two")
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !c.holds(&two, attacker),
+        "four distinct entries banned at maxretry 5 (a resent entry counted twice): {}",
+        c.status("two")
+    );
+    c.upload(TWO_IP, attacker, &[5]);
+    let table_two = format!("{NFT_TABLE}_two");
+    assert!(
+        wait_until(Duration::from_secs(3), Duration::from_millis(25), || {
+            c.holds(&two, attacker) && c.holds_in(&a, &table_two, attacker)
+        })
+        .is_some(),
+        "the fifth entry did not ban on TWO and on A: {}",
+        c.status("two")
+    );
+    assert_eq!(
+        c.status("two")["cluster"]["shared_offences"],
+        1,
+        "{}",
+        c.status("two")
+    );
+    c.fleet
+        .lab
+        .note("entries 1-3 via ONE, 2-4 via TWO: no ban; entry 5: banned on TWO and on A");
 }
