@@ -1,6 +1,7 @@
-//! Ending bans: by hand (`unban`), at their deadline (`expire`), or one jail's at a time
-//! (`lift`), each with the store write and the firewall commands that are still needed (a
-//! place another jail's hold still covers keeps the address, with that hold's deadline).
+//! Ending bans: by hand (`unban`, `unban_all`), at their deadline (`expire`: the kernel times
+//! the element out itself, only the store is told), or one jail's hold only (`lift`, a feed
+//! no longer listing an address), each with the store write and the firewall commands still
+//! needed (where another jail's hold covers the place, the narrower ban it makes).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
