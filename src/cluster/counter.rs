@@ -635,7 +635,7 @@ impl Counter {
                 Some(Peer {
                     node,
                     seen_ms_ago: now.saturating_sub(seen),
-                    lag_ms: newest_ms.saturating_sub(cursor),
+                    lag_ms: lag(newest_ms, cursor, seen),
                     degraded: degraded == 1,
                 })
             })
@@ -691,5 +691,28 @@ impl Counter {
         Metrics::inc(&self.shared.cm().republished);
         let _ = self.to_ban.send(ToBan::Republish).await;
         self.epoch = Some(current);
+    }
+}
+
+/// How far behind the newest shared ban (published at `newest_ms`) a collector reads, from
+/// its heartbeat: the time of the last entry it read (`cursor_ms`), or, before its first read
+/// (0), the time it was last seen, so that a collector that stopped before it read anything
+/// shows the bans published since, not the age of the Unix epoch.
+fn lag(newest_ms: u64, cursor_ms: u64, seen_ms: u64) -> u64 {
+    let read_up_to = if cursor_ms == 0 { seen_ms } else { cursor_ms };
+    newest_ms.saturating_sub(read_up_to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag;
+
+    #[test]
+    fn a_collector_that_never_read_lags_by_what_was_published_since_it_was_seen() {
+        let t = 1_796_483_281_466;
+        assert_eq!(lag(t, t - 250, t - 1000), 250, "by its cursor");
+        assert_eq!(lag(t, 0, t - 1000), 1000, "never read: since last seen");
+        assert_eq!(lag(0, 0, t), 0, "nothing published");
+        assert_eq!(lag(t - 5, t, t), 0, "read past the newest: none");
     }
 }
