@@ -399,10 +399,11 @@ fn two_collectors_on_one_target_never_remove_each_others_bans() {
     );
     let pid = f.lab.pid_of("two-shared").expect("running");
     assert!(crate::lab::kill_pid(pid, "TERM"));
-    // Gone, with its socket and its state-dir lock, before the next one starts.
+    // Gone, with its state-dir lock, before the next one starts (its socket file may stay
+    // behind a moment: the next one replaces it, and the waits below poll through that).
     assert!(
         wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
-            f.lab.exited("two-shared").is_some() && !socket.exists()
+            f.lab.exited("two-shared").is_some()
         })
         .is_some(),
         "the refused collector did not stop\n{}",
