@@ -394,18 +394,20 @@ fn journal_upload_failing_over_counts_resent_entries_once() {
     let (one, two, a) = (c.one.clone(), c.two.clone(), c.fleet.a.clone());
     let pid_one = c.start_collector("one", &one, COLLECTOR_IP, "collector-one");
     c.start_collector("two", &two, TWO_IP, "collector-two");
-    let total_failed = |c: &Cluster, node| c.status(node)["jails"][0]["total_failed"].as_u64();
+    let counts_three = |c: &Cluster, node: &str| {
+        let counted = wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            c.status(node)["jails"][0]["total_failed"].as_u64() == Some(3)
+        });
+        assert!(
+            counted.is_some(),
+            "{node} did not count three entries: {}",
+            c.status(node)
+        );
+    };
 
     // Entries 1-3 reach ONE, which counts them (and shares them); then it dies.
     c.upload(COLLECTOR_IP, attacker, &[1, 2, 3]);
-    assert!(
-        wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
-            total_failed(&c, "one") == Some(3)
-        })
-        .is_some(),
-        "ONE did not count three entries: {}",
-        c.status("one")
-    );
+    counts_three(&c, "one");
     // Its counter sends what it counted within milliseconds; give it the time.
     std::thread::sleep(Duration::from_millis(500));
     assert!(kill_pid(pid_one, "KILL"), "kill -9 ONE");
@@ -413,14 +415,7 @@ fn journal_upload_failing_over_counts_resent_entries_once() {
 
     // The uploader resends from its last acknowledged cursor: 2 and 3 again, and 4.
     c.upload(TWO_IP, attacker, &[2, 3, 4]);
-    assert!(
-        wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
-            total_failed(&c, "two") == Some(3)
-        })
-        .is_some(),
-        "TWO did not count three entries: {}",
-        c.status("two")
-    );
+    counts_three(&c, "two");
     std::thread::sleep(Duration::from_secs(1));
     assert!(
         !c.holds(&two, attacker),

@@ -1,5 +1,5 @@
 //! The Journal Export Format parser (`input::journal::export::Parser`) fed in pieces, and
-//! `to_record` on every entry it yields.
+//! `to_record` and the cluster's `shared_key` on every entry it yields.
 //!
 //! Input: one control byte, then the stream. Low 5 bits: read size (1-32 bytes, 31 = the
 //! whole stream at once); top 3 bits pick the limits, from tiny (so fields and entries go over
@@ -9,6 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use syslog2ban::input::journal::export::{Entry, Limits, Parser};
+use syslog2ban::input::journal::shared_key;
 use syslog2ban::parse::journal::to_record;
 
 const LIMITS: [Limits; 8] = [
@@ -28,6 +29,7 @@ const LIMITS: [Limits; 8] = [
 fn use_entry(entry: &Entry) {
     let _ = to_record(entry);
     let _ = entry.text("MESSAGE");
+    let _ = shared_key(entry);
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -39,6 +39,9 @@ pub(super) struct Matchers {
     /// For programs heard by several jails: all their failregex in one multi-pattern set, so
     /// a message costs one pass however many jails hear it.
     pub(super) shared: HashMap<String, SharedMatcher>,
+    /// Journal failures carry their entry's key for the cluster's shared count (a hash per
+    /// failure: only with a cluster).
+    pub(super) entry_keys: bool,
 }
 
 /// One `RegexSet` over the failregex of every jail of a program; `ranges[i]` are the set
@@ -106,7 +109,14 @@ impl Matchers {
             router,
             jails,
             shared,
+            entry_keys: false,
         }
+    }
+
+    /// With `on`, journal failures carry their entry's key (see [`Matchers::entry_keys`]).
+    pub(super) fn with_entry_keys(mut self, on: bool) -> Self {
+        self.entry_keys = on;
+        self
     }
 }
 
@@ -250,10 +260,16 @@ pub(super) fn match_message(
             }
         },
     };
-    // Only computed for a failure, and once per message.
-    let mut entry_key = None;
-    let mut entry_key =
-        || *entry_key.get_or_insert_with(|| entry.as_deref().and_then(journal::shared_key));
+    // Only with a cluster, only for a failure, and once per message.
+    let mut key_of_entry = None;
+    let mut entry_key = || {
+        *key_of_entry.get_or_insert_with(|| {
+            entry
+                .as_deref()
+                .filter(|_| matchers.entry_keys)
+                .and_then(journal::shared_key)
+        })
+    };
     let targets = matchers.router.jails_for(&record.program);
     if targets.is_empty() {
         tally.unrouted += 1;

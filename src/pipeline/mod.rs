@@ -72,8 +72,9 @@ pub async fn run(
         feedback.clone(),
         &metrics,
     );
-    let (matchers_tx, matchers_rx) =
-        watch::channel(Arc::new(Matchers::build(&configs, generation, &metrics)));
+    let (matchers_tx, matchers_rx) = watch::channel(Arc::new(
+        Matchers::build(&configs, generation, &metrics).with_entry_keys(shared.is_some()),
+    ));
     let (hits_tx, hits) = mpsc::channel(HIT_QUEUE);
     metrics.register_queue("failures", crate::metrics::depth(hits_tx.downgrade()));
     let mut workers = tokio::task::JoinSet::new();
@@ -226,11 +227,10 @@ impl WindowTask {
         );
         // Workers take the new matchers before their next message: every message that
         // arrives after the acknowledgement is matched with them.
-        self.matchers.send_replace(Arc::new(Matchers::build(
-            configs,
-            generation,
-            &self.metrics,
-        )));
+        self.matchers.send_replace(Arc::new(
+            Matchers::build(configs, generation, &self.metrics)
+                .with_entry_keys(self.shared.is_some()),
+        ));
     }
 }
 
@@ -433,6 +433,63 @@ mod tests {
             })
             .collect();
         assert_eq!(samples, [text, text, other, other]);
+    }
+
+    #[test]
+    fn a_journal_failure_carries_its_entrys_key_only_with_a_cluster() {
+        let metrics = Metrics::default();
+        let any = r"^Failed password for \S+ from <HOST> port \d+ ssh2$";
+        let journal = |cursor: &str| {
+            let field = |name: &str, value: &str| crate::input::journal::export::Field {
+                name: name.into(),
+                value: value.into(),
+            };
+            let entry = crate::input::journal::export::Entry {
+                fields: vec![
+                    field("__CURSOR", cursor),
+                    field("SYSLOG_IDENTIFIER", "sshd"),
+                    field(
+                        "MESSAGE",
+                        "Failed password for root from 203.0.113.9 port 22 ssh2",
+                    ),
+                ],
+            };
+            RawMessage {
+                payload: Payload::Journal(Box::new(entry)),
+                ..message("unused")
+            }
+        };
+        let keys = |matchers: &Matchers, messages: Vec<RawMessage>| {
+            let (mut found, mut tally) = (Hits::default(), Tally::default());
+            for m in messages {
+                match_message(matchers, m, &mut tally, &mut found);
+            }
+            found
+                .hits
+                .iter()
+                .map(|hit| match hit {
+                    Hit::Failure { entry, .. } => *entry,
+                    Hit::Record { .. } => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let two_jails = [jail("one", any, 5), jail("two", any, 5)];
+        let plain = Matchers::build(&two_jails, 0, &metrics);
+        assert_eq!(keys(&plain, vec![journal("s=1;i=1")]), [None, None]);
+        let keyed = Matchers::build(&two_jails, 0, &metrics).with_entry_keys(true);
+        let found = keys(
+            &keyed,
+            vec![
+                journal("s=1;i=1"),
+                journal("s=1;i=2"),
+                message("Failed password for root from 203.0.113.9 port 22 ssh2"),
+            ],
+        );
+        // Both jails' failures of one entry carry its key; another entry has another; a
+        // syslog frame has none.
+        assert!(found[0].is_some() && found[0] == found[1]);
+        assert!(found[2].is_some() && found[2] != found[0] && found[2] == found[3]);
+        assert_eq!(found[4..], [None, None]);
     }
 
     #[tokio::test]

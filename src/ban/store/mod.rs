@@ -308,14 +308,14 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut end = prepare("DELETE FROM bans WHERE rowid = ?1")?;
-            let mut ended = prepare(
+            let mut row_of = prepare(
                 "SELECT origin, started, expires, failures, sample, decided_by FROM bans
                      WHERE rowid = ?1",
             )?;
             let mut outbox = prepare(
                 "INSERT INTO outbox (notifier, body, created, ban) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            let mut yielded = prepare("UPDATE bans SET decided_by = ?2 WHERE rowid = ?1")?;
+            let mut decided_by = prepare("UPDATE bans SET decided_by = ?2 WHERE rowid = ?1")?;
             // This ban's, not an earlier one's still waiting for its notifier.
             let mut withdraw = prepare(
                 "DELETE FROM outbox WHERE ban = ?1
@@ -404,7 +404,7 @@ impl Store {
                         };
                         if routes.is_some() {
                             // The end's notification tells what the ban was.
-                            let row = stored(&mut ended, rowid, *address, jail).map_err(sql)?;
+                            let row = stored(&mut row_of, rowid, *address, jail).map_err(sql)?;
                             if let Some(record) = row {
                                 notify("unban", &record).map_err(sql)?;
                             }
@@ -415,7 +415,7 @@ impl Store {
                     StoreOp::Yield { address, jail, to } => {
                         let key = index.key(*address, jail);
                         if let Some(rowid) = changes.row(index, key) {
-                            yielded.execute(params![rowid, to]).map_err(sql)?;
+                            decided_by.execute(params![rowid, to]).map_err(sql)?;
                             // Nothing was queued for a jail nobody hears.
                             if routes.as_ref().is_some_and(|r| r.contains_key(jail)) {
                                 withdraw
@@ -429,12 +429,12 @@ impl Store {
                         let Some(rowid) = changes.row(index, key) else {
                             continue;
                         };
-                        let row = stored(&mut ended, rowid, *address, jail).map_err(sql)?;
+                        let row = stored(&mut row_of, rowid, *address, jail).map_err(sql)?;
                         // Already this collector's: announced once.
                         let Some(mut record) = row.filter(|r| r.decided_by.is_some()) else {
                             continue;
                         };
-                        yielded
+                        decided_by
                             .execute(params![rowid, None::<String>])
                             .map_err(sql)?;
                         record.decided_by = None;
