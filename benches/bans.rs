@@ -70,6 +70,7 @@ fn shared(i: u32) -> SharedBan {
         expires: Some(now + Duration::from_secs(3600)),
         sample: format!("Failed password for root from {} port 22 ssh2", attacker(i)),
         republished: false,
+        more_origins: Vec::new(),
     }
 }
 

@@ -116,6 +116,72 @@ fn remote_bans_follow_placement_and_refuse_wrong_host_keys() {
     );
 }
 
+/// `placement = ["origin"]`: an attacker banned on A who goes on to B offends there and is
+/// banned on B too (a jail that bans where the attack happened must not leave the next
+/// server open for the first ban's bantime); A keeps its ban, and a restarted collector
+/// holds both (a reconcile would otherwise remove the one it forgot).
+#[test]
+#[cfg_attr(
+    not(s2b_netns),
+    ignore = "root-only: network namespaces and real peers; runs as root or with CI=true"
+)]
+fn an_attacker_banned_on_one_server_is_banned_on_the_next_it_attacks() {
+    if !preflight("remote_widen", TOOLS) {
+        return;
+    }
+    let mut f = Fleet::with_ban_on_a("rwiden");
+    f.wait_connected("b", Duration::from_secs(20));
+    assert!(!f.has(&f.b, ATTACKER), "origin placement leaked to B");
+    assert!(f.connects(ATTACKER, B_IP), "B open before the attack on it");
+
+    f.failures_from_b("sshd", ATTACKER);
+    let took = f
+        .wait_has(&f.b, ATTACKER, Duration::from_secs(10))
+        .unwrap_or_else(|| {
+            panic!(
+                "{ATTACKER} not banned on B after attacking it: {:?}\n{}",
+                f.remote_set(&f.b),
+                f.lab.log_of("syslog2ban")
+            )
+        });
+    f.lab.note(&format!("ban widened to B after {took:.2?}"));
+    assert!(!f.connects(ATTACKER, B_IP), "B must drop the attacker now");
+    assert!(f.has(&f.a, ATTACKER), "A lost its ban");
+    let log = f.lab.log_of("syslog2ban");
+    assert!(
+        log.contains(&format!(
+            "Banned jail=sshd address={ATTACKER} origin={B_IP}"
+        )),
+        "the widening is logged as a ban from B:\n{log}"
+    );
+
+    // Restarted: both servers keep it through the reconciles that follow.
+    let pid = f.lab.pid_of("syslog2ban").expect("running");
+    assert!(crate::lab::kill_pid(pid, "TERM"));
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
+            f.lab.exited("syslog2ban").is_some()
+        })
+        .is_some(),
+        "the collector did not stop"
+    );
+    f.lab.launch_daemon(
+        "syslog2ban-again",
+        crate::lab::Listener::Tcp,
+        &crate::lab::DaemonOptions::default(),
+    );
+    f.wait_connected("a", Duration::from_secs(20));
+    f.wait_connected("b", Duration::from_secs(20));
+    std::thread::sleep(RECONCILE * 2 + Duration::from_millis(500));
+    assert!(
+        f.has(&f.a, ATTACKER) && f.has(&f.b, ATTACKER),
+        "after a restart both keep the ban: A {:?}, B {:?}\n{}",
+        f.remote_set(&f.a),
+        f.remote_set(&f.b),
+        f.lab.log_of("syslog2ban-again")
+    );
+}
+
 /// Acceptance 2: B is down while a fleet-wide ban is decided; A gets it at once, B gets it
 /// after sshd is back, with the time that was left, not a fresh bantime.
 #[test]

@@ -314,15 +314,23 @@ impl Fleet {
 
     /// [`Fleet::failures_from_a`] to the collector's `port`.
     pub fn failures_from_a_to(&self, program: &str, attacker: &str, port: u16) {
+        self.failures_from(&self.a, "server-a", program, attacker, port);
+    }
+
+    /// `program` on B reports three failed passwords from `attacker` to the collector.
+    pub fn failures_from_b(&self, program: &str, attacker: &str) {
+        self.failures_from(&self.b, "server-b", program, attacker, SYSLOG_TCP_PORT);
+    }
+
+    fn failures_from(&self, ns: &str, host: &str, program: &str, attacker: &str, port: u16) {
         let msgs: Vec<String> = (0..3)
             .map(|i| {
                 format!(
-                    "<38>1 2026-11-25T10:00:0{i}Z server-a {program} 4242 - - Failed password for root from {attacker} port 4{i}000 ssh2"
+                    "<38>1 2026-11-25T10:00:0{i}Z {host} {program} 4242 - - Failed password for root from {attacker} port 4{i}000 ssh2"
                 )
             })
             .collect();
-        self.lab
-            .send_frames_from(&self.a, COLLECTOR_IP, port, &msgs);
+        self.lab.send_frames_from(ns, COLLECTOR_IP, port, &msgs);
     }
 
     /// The elements of `banned4` on a server: address → seconds left (None: no timeout).

@@ -95,6 +95,7 @@ mod tests {
             sample: "Failed password for \"$(id)\" from 198.51.100.7 port 22 ssh2\r\nX: y".into(),
             lines: Vec::new(),
             decided_by: None,
+            more_origins: Vec::new(),
         };
         let v: serde_json::Value = serde_json::from_str(&body("ban", &record)).unwrap();
         assert_eq!(v["event"], "ban");

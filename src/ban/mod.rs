@@ -127,6 +127,7 @@ fn publish(
                 expires: record.expires,
                 sample: record.sample.clone(),
                 republished: false,
+                more_origins: record.more_origins.clone(),
             };
             outgoing.push(Published::Ban(ban), metrics);
         }

@@ -19,8 +19,13 @@ pub struct BanRecord {
     pub address: Target,
     /// The jail that banned it.
     pub jail: String,
-    /// Where the failures came from.
+    /// Where the failures came from (for a ban widened to another attacked host, that
+    /// host: see `more_origins`).
     pub origin: String,
+    /// The other attacked hosts the ban covers: a jail that bans where the attack happened
+    /// (`placement = ["origin"]`) widens its ban to each host the banned attacker goes on to
+    /// attack. Their places are resolved again on restore, as `origin`'s are.
+    pub more_origins: Vec<String>,
     /// When the ban started.
     pub started: SystemTime,
     /// When it ends; None = permanent.

@@ -4,7 +4,7 @@
 //! Pure: every method takes the time (`Moment`) and returns the writes (`StoreOp`) that carry
 //! firewall commands forward; the manager task feeds it and sends the results on.
 
-use crate::target::{Ports, Target};
+use crate::target::Target;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,6 +19,9 @@ use super::record::{BanRecord, StoreOp};
 use crate::config::{BanTime, JailName, PlacementRule, RecidiveConfig, RECIDIVE_JAIL};
 use crate::jail::{BanFeedback, Offence};
 use crate::metrics::Metrics;
+use hold::{
+    all_places, before_at, changed_commands, deadline_at, ports_at, reason_at, Decided, Hold,
+};
 
 /// The time, both monotonic (timers) and wall clock (what is stored).
 #[derive(Debug, Clone, Copy)]
@@ -55,43 +58,6 @@ fn one<T>() -> Vec<T> {
     Vec::with_capacity(1)
 }
 
-/// One jail's hold on an address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Hold {
-    jail: JailName,
-    expires: Option<Instant>,
-    /// The firewalls this hold is applied to.
-    places: Vec<Place>,
-    /// What the firewall commands carry about it.
-    reason: Arc<BanReason>,
-    /// The ports it covers (None: every port).
-    ports: Option<Ports>,
-    /// Whose decision it is: the collector that announces it.
-    decided: Decided,
-}
-
-/// Which collector's decision a hold is, as far as this one knows (a ban two collectors
-/// decided at once is announced by one of them: see `adopt` and `yield_to`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decided {
-    /// This collector's.
-    Here,
-    /// This collector's, and another decided it too: this one announces it.
-    HereAndElsewhere,
-    /// Another collector's: adopted, recorded as its decision, or yielded to it.
-    Elsewhere,
-}
-
-impl Decided {
-    /// A new hold's: here unless the ban names the collector that decided it.
-    fn by(decided_by: Option<&str>) -> Decided {
-        match decided_by {
-            None => Decided::Here,
-            Some(_) => Decided::Elsewhere,
-        }
-    }
-}
-
 /// What a new ban is made of.
 struct NewBan<'a> {
     jail: &'a JailName,
@@ -107,6 +73,8 @@ struct NewBan<'a> {
     until: Option<Option<SystemTime>>,
     /// Some: another collector decided it (adopted).
     decided_by: Option<String>,
+    /// Other attacked hosts the ban covers (an adopted ban widened where it was decided).
+    more_origins: Vec<String>,
 }
 
 /// All ban state.
@@ -130,48 +98,6 @@ pub struct BanState {
     unknown_adopted: HashSet<JailName>,
     /// Told whenever a ban ends, so the jails count its address again.
     feedback: BanFeedback,
-}
-
-/// The latest deadline of the holds applied at `place`: None when no hold is, Some(None)
-/// when one of them is permanent.
-fn deadline_at(holds: &[Hold], place: &Place) -> Option<Option<Instant>> {
-    let mut covering = holds.iter().filter(|h| h.places.contains(place)).peekable();
-    covering.peek()?;
-    Some(
-        covering
-            .map(|h| h.expires)
-            .try_fold(None::<Instant>, |acc, e| {
-                e.map(|e| Some(acc.map_or(e, |a| a.max(e))))
-            })
-            .flatten(),
-    )
-}
-
-/// The reason behind the command for `place`: the covering hold that lasts longest
-/// (a permanent one first), and among equals the newest.
-fn reason_at(holds: &[Hold], place: &Place) -> Option<Arc<BanReason>> {
-    holds
-        .iter()
-        .filter(|h| h.places.contains(place))
-        .max_by_key(|h| (h.expires.is_none(), h.expires))
-        .map(|h| h.reason.clone())
-}
-
-/// The ports the holds covering `place` ban together: every port if any of them does.
-fn ports_at(holds: &[Hold], place: &Place) -> Option<Ports> {
-    let mut union = std::collections::BTreeSet::new();
-    for hold in holds.iter().filter(|h| h.places.contains(place)) {
-        union.extend(hold.ports.as_ref()?.iter().copied());
-    }
-    Some(Arc::new(union))
-}
-
-/// Every place any of the holds is applied to, sorted.
-fn all_places(holds: &[Hold]) -> Vec<Place> {
-    let mut places: Vec<Place> = holds.iter().flat_map(|h| h.places.clone()).collect();
-    places.sort();
-    places.dedup();
-    places
 }
 
 fn random_jitter() -> f64 {
@@ -280,7 +206,12 @@ impl BanState {
                     _ => continue,
                 },
             };
-            let places = self.places(&jail, &record.origin);
+            let mut places = self.places(&jail, &record.origin);
+            for origin in &record.more_origins {
+                places.extend(self.places(&jail, origin));
+            }
+            places.sort();
+            places.dedup();
             let policy = self.policy(&jail);
             let kill_connections = policy.as_ref().is_some_and(|p| p.kill_connections);
             let ports = policy.and_then(|p| p.ports.clone());
@@ -304,6 +235,7 @@ impl BanState {
                 reason,
                 ports,
                 decided: Decided::by(record.decided_by.as_deref()),
+                more_origins: record.more_origins.clone(),
             });
             if let Some(deadline) = expires {
                 self.deadlines
@@ -363,7 +295,12 @@ impl BanState {
             sample: offence.sample,
             lines: offence.lines,
             until: None,
-            decided_by: node.map(str::to_string),
+            // A claim is about an attacker's first ban in the jail; widening a ban held
+            // already to another attacked host is this collector's own decision.
+            decided_by: node
+                .filter(|_| !self.holds(offence.jail.as_str(), offence.target))
+                .map(str::to_string),
+            more_origins: Vec::new(),
         };
         if let Some(op) = self.ban(new, now) {
             ops.push(op);
@@ -399,6 +336,7 @@ impl BanState {
             lines: Vec::new(),
             until: None,
             decided_by: None,
+            more_origins: Vec::new(),
         };
         Ok(match self.ban(new, now) {
             None => (false, Vec::new()),
@@ -429,51 +367,22 @@ impl BanState {
 
     fn ban(&mut self, new: NewBan<'_>, now: Moment) -> Option<StoreOp> {
         let policy = self.policy(new.jail)?;
+        let rules = new.placement.as_deref().unwrap_or(&policy.placement);
+        let places = self.resolve(rules, &new.origin, &new.more_origins);
         if self
             .holds
             .get(&new.address)
             .is_some_and(|h| h.iter().any(|h| &h.jail == new.jail))
         {
-            // Messages already in flight when the ban was decided; nothing new to do.
-            debug!(jail = %new.jail, address = %new.address, "Already banned");
-            return None;
+            return self.widen(new, places, &policy, now);
         }
-        let since = now
-            .wall
-            .checked_sub(self.retention)
-            .unwrap_or(std::time::UNIX_EPOCH);
-        let earlier = match &policy.increment {
-            Some(inc) => {
-                let scope = (!inc.overalljails).then_some(new.jail);
-                self.earlier_bans(new.address, scope, since)
-            }
-            None => 0,
-        };
-        let bantime = match new.until {
-            Some(None) => BanTime::Permanent,
-            Some(Some(end)) => match end.duration_since(now.wall) {
-                Ok(left) if !left.is_zero() => BanTime::For(left),
-                // Ended already where it was decided.
-                _ => return None,
-            },
-            None => grown_bantime(
-                policy.bantime,
-                policy.increment.as_ref(),
-                earlier,
-                (self.jitter)(),
-            ),
-        };
+        let bantime = self.bantime_of(&new, &policy, now)?;
         let (expires, expires_wall) = match bantime {
             BanTime::Permanent => (None, None),
             BanTime::For(d) => (Some(now.instant + d), Some(now.wall + d)),
         };
-        let rules = new.placement.as_deref().unwrap_or(&policy.placement);
-        let places = self.fleet.resolve(rules, &new.origin);
         let holds = self.holds.entry(new.address).or_insert_with(one);
-        let before: Vec<(Option<Option<Instant>>, Option<Ports>)> = places
-            .iter()
-            .map(|p| (deadline_at(holds, p), ports_at(holds, p)))
-            .collect();
+        let before = before_at(holds, &places);
         let reason = Arc::new(BanReason {
             jail: new.jail.clone(),
             failures: new.failures,
@@ -487,58 +396,29 @@ impl BanState {
         holds.push(Hold {
             jail: new.jail.clone(),
             expires,
-            places: places.clone(),
+            places,
             reason,
             ports: policy.ports.clone(),
             decided: Decided::by(new.decided_by.as_deref()),
+            more_origins: new.more_origins.clone(),
         });
         if let Some(deadline) = expires {
             self.deadlines
                 .insert((deadline, new.address, new.jail.clone()));
         }
-        // The jail's windows learn of bans they did not decide (adopted, claimed by the
-        // cluster's count, by hand): their address's failures need not count again.
-        self.feedback.banned(new.jail, new.address.addr());
-        self.history
-            .entry(new.address)
-            .or_insert_with(one)
-            .push((new.jail.clone(), now.wall));
+        self.banned_now(new.jail, new.address, now);
         let m = self.metrics.jail(new.jail.as_str());
-        Metrics::inc(&m.bans);
         m.banned.fetch_add(1, Ordering::Relaxed);
         self.update_gauge();
-        debug!(jail = %new.jail, address = %new.address, %bantime, earlier_bans = earlier, "Ban decided");
-        // Only tell a firewall when the address's deadline there moves later or the ban
-        // there covers more ports.
-        let holds = &self.holds[&new.address];
-        let commands: Vec<BanCommand> = places
-            .into_iter()
-            .zip(before)
-            .filter_map(|(place, (before, ports_before))| {
-                let after = deadline_at(holds, &place).flatten();
-                let ports = ports_at(holds, &place);
-                let extends = match before {
-                    None => true,
-                    Some(None) => false,
-                    Some(Some(b)) => after.is_none_or(|a| a > b),
-                };
-                let widens = before.is_some() && ports != ports_before;
-                let reason = reason_at(holds, &place)?;
-                (extends || widens).then_some(BanCommand::Ban {
-                    place,
-                    address: new.address,
-                    expires: after,
-                    decided: now.instant,
-                    reason,
-                    ports,
-                })
-            })
-            .collect();
+        debug!(jail = %new.jail, address = %new.address, %bantime, "Ban decided");
+        let commands =
+            changed_commands(&self.holds[&new.address], new.address, before, now.instant);
         Some(StoreOp::Ban(
             BanRecord {
                 address: new.address,
                 jail: new.jail.to_string(),
                 origin: new.origin,
+                more_origins: new.more_origins,
                 started: now.wall,
                 expires: expires_wall,
                 failures: new.failures,
@@ -548,6 +428,67 @@ impl BanState {
             },
             commands,
         ))
+    }
+
+    /// The places `rules` give for a ban from `origin` and `more` attacked hosts, sorted,
+    /// without duplicates.
+    fn resolve(&self, rules: &[PlacementRule], origin: &str, more: &[String]) -> Vec<Place> {
+        let mut places = self.fleet.resolve(rules, origin);
+        if !more.is_empty() {
+            for origin in more {
+                places.extend(self.fleet.resolve(rules, origin));
+            }
+            places.sort();
+            places.dedup();
+        }
+        places
+    }
+
+    /// How long `new` bans: until it ends where it was decided (adopted), or the jail's
+    /// bantime grown by the address's earlier bans. None: it ended already.
+    fn bantime_of(
+        &mut self,
+        new: &NewBan<'_>,
+        policy: &JailPolicy,
+        now: Moment,
+    ) -> Option<BanTime> {
+        let since = now
+            .wall
+            .checked_sub(self.retention)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let earlier = match &policy.increment {
+            Some(inc) => {
+                let scope = (!inc.overalljails).then_some(new.jail);
+                self.earlier_bans(new.address, scope, since)
+            }
+            None => 0,
+        };
+        Some(match new.until {
+            Some(None) => BanTime::Permanent,
+            Some(Some(end)) => match end.duration_since(now.wall) {
+                Ok(left) if !left.is_zero() => BanTime::For(left),
+                // Ended already where it was decided.
+                _ => return None,
+            },
+            None => grown_bantime(
+                policy.bantime,
+                policy.increment.as_ref(),
+                earlier,
+                (self.jitter)(),
+            ),
+        })
+    }
+
+    /// What a ban made now in `jail` leaves behind besides its hold: the windows learn of it
+    /// (a ban they did not decide, adopted, claimed by the cluster's count or by hand: the
+    /// address's failures need not count again), it joins the history, and it is counted.
+    fn banned_now(&mut self, jail: &JailName, address: Target, now: Moment) {
+        self.feedback.banned(jail, address.addr());
+        self.history
+            .entry(address)
+            .or_insert_with(one)
+            .push((jail.clone(), now.wall));
+        Metrics::inc(&self.metrics.jail(jail.as_str()).bans);
     }
 
     /// After a ban in another jail: enough bans within recidive's window earn the long ban.
@@ -578,6 +519,7 @@ impl BanState {
             lines: Vec::new(),
             until: None,
             decided_by: None,
+            more_origins: Vec::new(),
         };
         self.ban(new, now)
     }
@@ -642,7 +584,9 @@ impl BanState {
 }
 
 mod ending;
+mod hold;
 mod shared;
+mod widen;
 
 #[cfg(test)]
 mod tests;

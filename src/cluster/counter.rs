@@ -412,7 +412,8 @@ impl Counter {
                 let Published::Ban(ban) = message else {
                     return true;
                 };
-                if ban.republished || ban.node != node {
+                // A widened ban is no first decision racing another collector's claim.
+                if ban.republished || ban.node != node || !ban.more_origins.is_empty() {
                     return true;
                 }
                 let Ok(jail) = JailName::new(&ban.jail) else {

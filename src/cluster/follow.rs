@@ -263,6 +263,7 @@ mod tests {
             expires: None,
             sample: "Failed password".into(),
             republished: false,
+            more_origins: Vec::new(),
         };
         (id.to_string(), Published::Ban(ban).fields())
     }

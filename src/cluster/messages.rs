@@ -68,6 +68,9 @@ pub struct SharedBan {
     /// Published again for an engine that lost its data (`node` then holds it, whoever
     /// decided it). The field is left out of the entry when false, as before it existed.
     pub republished: bool,
+    /// Other attacked hosts the ban covers, when a jail that bans where the attack happened
+    /// widened it to them (a JSON array; left out when empty, as before it existed).
+    pub more_origins: Vec<String>,
 }
 
 impl SharedBan {
@@ -85,6 +88,12 @@ impl SharedBan {
         ];
         if self.republished {
             fields.push(("republished", "1".into()));
+        }
+        if !self.more_origins.is_empty() {
+            fields.push((
+                "more_origins",
+                serde_json::Value::from(self.more_origins.as_slice()).to_string(),
+            ));
         }
         fields
     }
@@ -114,6 +123,11 @@ impl SharedBan {
             expires: (expires != 0).then(|| at(expires)),
             sample: field(fields, "sample").unwrap_or_default(),
             republished: value(fields, "republished") == Some(b"1"),
+            more_origins: match text(fields, "more_origins") {
+                None => Vec::new(),
+                Some(list) => serde_json::from_str(list)
+                    .map_err(|_| "more_origins is not a list of names".to_string())?,
+            },
         })
     }
 }
@@ -371,6 +385,7 @@ mod tests {
             expires: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_600_000)),
             sample: "Failed password".into(),
             republished: false,
+            more_origins: Vec::new(),
         };
         // As the follower reads them: borrowed name and value pairs.
         let read = |fields: &[(&'static str, String)], check: &dyn Fn(&Fields<'_>)| {
@@ -388,11 +403,18 @@ mod tests {
         let permanent = SharedBan {
             expires: None,
             republished: true,
+            more_origins: vec!["web2".into(), "a \"quoted\", name".into()],
             ..ban.clone()
         };
         read(&permanent.fields(), &|fields| {
             assert_eq!(SharedBan::from_fields(fields).unwrap(), permanent);
             assert!(SharedBan::from_fields(&fields[1..]).is_err(), "no node");
+            let mut garbled: Vec<(&[u8], &[u8])> = fields.to_vec();
+            garbled.last_mut().unwrap().1 = b"web2";
+            assert!(
+                SharedBan::from_fields(&garbled).is_err(),
+                "more_origins not a list"
+            );
             assert_eq!(
                 Published::from_fields(fields).unwrap(),
                 Published::Ban(permanent.clone())
@@ -449,6 +471,7 @@ mod tests {
             expires: None,
             sample: String::new(),
             republished: false,
+            more_origins: Vec::new(),
         };
         let (arrives, lifted, never) = (
             ban("198.51.100.1"),

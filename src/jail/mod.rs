@@ -8,15 +8,15 @@
 #![deny(clippy::string_slice)]
 
 mod attempts;
+mod feedback;
 pub mod filter;
 mod lines;
+mod reported;
 
 pub mod window;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -28,8 +28,12 @@ use crate::parse::LogRecord;
 pub use crate::target::Target;
 use attempts::AttemptMemory;
 pub use attempts::UserKey;
+#[cfg(test)]
+pub(crate) use feedback::NEWS_CAP;
+pub use feedback::{BanChange, BanFeedback, BanNews};
 use filter::{Filter, FilterMatch};
 use lines::MatchedLines;
+use reported::Reported;
 use window::{Count, FailureWindow};
 
 /// An address that reached maxretry in a jail.
@@ -182,101 +186,14 @@ impl Classifier {
     }
 }
 
-/// What the ban manager tells the window task, the one way news flows back against the
-/// pipeline: each ban it makes and each ban that ends, in order. Shared by handle; the window
-/// task checks it before each hit (one atomic load while nothing is new).
-/// - A ban made: its address is taken as reported in its jail. The windows know the bans of
-///   their own offences already; this tells them of the others (adopted from another
-///   collector, claimed by the cluster's shared count, made by hand), so a storm's later
-///   failures of an attacker banned that way are neither counted again here nor sent to the
-///   cluster's engine.
-/// - A ban ended (expiry, unban, a feed dropping one): its jail forgets the address, which
-///   counts again from its next failure. Only that jail and address: in a long storm bans
-///   end all the time, and each must not make every reported attacker count again.
-#[derive(Debug, Clone, Default)]
-pub struct BanFeedback(Arc<FeedbackInner>);
-
-#[derive(Debug, Default)]
-struct FeedbackInner {
-    waiting: AtomicBool,
-    news: Mutex<BanNews>,
+/// Whether a jail's bans go to the firewalls of the host that was attacked (so a ban covers
+/// only the hosts it came from).
+fn bans_where_attacked(config: &JailConfig) -> bool {
+    config
+        .placement
+        .iter()
+        .any(|rule| matches!(rule, crate::config::PlacementRule::Origin))
 }
-
-/// What changed since the window task last looked.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct BanNews {
-    /// The changes, oldest first.
-    pub changes: Vec<BanChange>,
-    /// More changed than the news holds (100,000 changes): the list is incomplete, and
-    /// every jail must forget every address it reported (the safe side: they count again).
-    pub overflowed: bool,
-}
-
-/// One change to the bans, as the failure windows need it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BanChange {
-    /// `jail` bans `address` (the prefix's own address for a prefix ban, as the jail keys it).
-    Banned {
-        /// The jail.
-        jail: JailName,
-        /// The address.
-        address: IpAddr,
-    },
-    /// `jail`'s ban of `address` ended.
-    Lifted {
-        /// The jail.
-        jail: JailName,
-        /// The address.
-        address: IpAddr,
-    },
-}
-
-/// Most changes waiting for the window task; past it, the news says only that it overflowed.
-pub(crate) const NEWS_CAP: usize = 100_000;
-
-impl BanFeedback {
-    /// `jail` bans `address` now.
-    pub fn banned(&self, jail: &JailName, address: IpAddr) {
-        self.push(BanChange::Banned {
-            jail: jail.clone(),
-            address,
-        });
-    }
-
-    /// `jail`'s ban of `address` ended.
-    pub fn lifted(&self, jail: &JailName, address: IpAddr) {
-        self.push(BanChange::Lifted {
-            jail: jail.clone(),
-            address,
-        });
-    }
-
-    fn push(&self, change: BanChange) {
-        let mut news = self.0.news.lock().unwrap_or_else(|p| p.into_inner());
-        if news.changes.len() < NEWS_CAP {
-            news.changes.push(change);
-        } else {
-            news.overflowed = true;
-        }
-        self.0.waiting.store(true, Ordering::Release);
-    }
-
-    /// What changed since the last call, or None when nothing did.
-    pub fn take(&self) -> Option<BanNews> {
-        // A load first: the window task asks before every hit, and a swap would write the
-        // flag's cache line each time.
-        if !self.0.waiting.load(Ordering::Relaxed) || !self.0.waiting.swap(false, Ordering::Acquire)
-        {
-            return None;
-        }
-        let news = std::mem::take(&mut *self.0.news.lock().unwrap_or_else(|p| p.into_inner()));
-        (news.overflowed || !news.changes.is_empty()).then_some(news)
-    }
-}
-
-/// Addresses a jail remembers having reported (a memory bound, not a limit on bans: past
-/// it, the memory starts over and the next failures of those addresses report them again).
-const REPORTED_CAP: usize = 200_000;
 
 /// One running jail.
 #[derive(Debug)]
@@ -297,11 +214,12 @@ pub struct Jail {
     /// How long a shared claim on the attacker holds (see [`Jail::claim_for`]).
     claim_for: Duration,
     per_origin: bool,
-    /// Addresses whose offence this jail reported, and when: during a ban storm most of an
-    /// attacker's failures arrive after its threshold, and each would only repeat the ban.
-    /// Forgotten when its ban in this jail ends (see [`BanFeedback`]) and after findtime;
-    /// bans made elsewhere are added.
-    reported: HashMap<IpAddr, Instant>,
+    /// Addresses whose offence this jail reported, and when (per attacked host when its
+    /// bans go where the attack happened): during a ban storm most of an attacker's failures
+    /// arrive after its threshold, and each would only repeat the ban. Forgotten when its
+    /// ban in this jail ends (see [`BanFeedback`]) and after findtime; bans made elsewhere
+    /// are added.
+    reported: Reported,
 }
 
 /// Failures counted across origins (the default: an attacker spraying many servers adds up),
@@ -404,7 +322,7 @@ impl Jail {
             maxretry: config.maxretry,
             claim_for: claim_for(config),
             per_origin: config.count_per_origin,
-            reported: HashMap::new(),
+            reported: Reported::new(bans_where_attacked(config)),
         }
     }
 
@@ -428,6 +346,7 @@ impl Jail {
         self.maxretry = config.maxretry;
         self.claim_for = claim_for(config);
         self.per_origin = config.count_per_origin;
+        self.reported.set_per_host(bans_where_attacked(config));
         self.window.reconfigure(config);
         match (config.notify.is_empty(), self.lines.is_some()) {
             (true, true) => self.lines = None,
@@ -448,11 +367,23 @@ impl Jail {
 
     /// Runs the filter and counts a failure, as of `now`.
     pub fn process(&mut self, record: &LogRecord, origin: Origin, now: Instant) -> Verdict {
+        self.process_from(record, origin, None, now)
+    }
+
+    /// As [`Jail::process`], for a sender the listener names `name` (its TLS identity or
+    /// trusted host name: the attacked host, for placement).
+    pub fn process_from(
+        &mut self,
+        record: &LogRecord,
+        origin: Origin,
+        name: Option<&Arc<str>>,
+        now: Instant,
+    ) -> Verdict {
         let matched = match &mut self.fail2ban {
             Some(matcher) => fail2ban_match(matcher, &self.filter, record),
             None => self.filter.check(&record.message),
         };
-        self.count(matched, record, origin, now)
+        self.count(matched, record, origin, name, now)
     }
 
     /// Like `process`, with this jail's failregex hits already found by a matcher shared with
@@ -469,7 +400,7 @@ impl Jail {
             Some(matcher) => fail2ban_match(matcher, &self.filter, record),
             None => self.filter.check_hits(&record.message, hits),
         };
-        self.count(matched, record, origin, now)
+        self.count(matched, record, origin, None, now)
     }
 
     /// The filter's answer's effect: ignoreip, prefix, and the failure window.
@@ -478,13 +409,14 @@ impl Jail {
         matched: FilterMatch,
         record: &LogRecord,
         origin: Origin,
+        name: Option<&Arc<str>>,
         now: Instant,
     ) -> Verdict {
         match self.classifier.classify(matched) {
             Classified::NoMatch => Verdict::NoMatch,
             Classified::Ignored => Verdict::Ignored,
             Classified::Failure(target, attempts) => {
-                self.record(target, attempts, origin, now, &record.message)
+                self.record(target, attempts, origin, name, now, &record.message)
             }
         }
     }
@@ -504,6 +436,7 @@ impl Jail {
         target: Target,
         attempts: Attempts,
         origin: Origin,
+        name: Option<&Arc<str>>,
         now: Instant,
         sample: &str,
     ) -> Verdict {
@@ -511,8 +444,7 @@ impl Jail {
         if !attempts.gained
             && self
                 .reported
-                .get(&address)
-                .is_some_and(|at| now.saturating_duration_since(*at) < self.findtime)
+                .covers(address, origin, name, now, self.findtime)
         {
             return Verdict::Reported { address };
         }
@@ -557,7 +489,7 @@ impl Jail {
                 Verdict::Counted { address, failures }
             }
             Count::Reached(failures) => {
-                self.mark_reported(address, now);
+                self.reported.mark(address, origin, name, now);
                 Verdict::Offence(Offence {
                     target,
                     jail: self.name.clone(),
@@ -575,18 +507,16 @@ impl Jail {
         }
     }
 
-    /// Takes `address` as reported at `now` (its offence reported, or a ban of it made
-    /// elsewhere): its failures within findtime repeat nothing.
+    /// Takes `address` as reported at `now` by a ban of it made elsewhere: its failures
+    /// within findtime repeat nothing (in a jail whose bans go where the attack happened
+    /// they still count: which hosts that ban covers is the ban manager's to know).
     pub fn mark_reported(&mut self, address: IpAddr, now: Instant) {
-        if self.reported.len() >= REPORTED_CAP {
-            self.reported.clear();
-        }
-        self.reported.insert(address, now);
+        self.reported.mark_banned_elsewhere(address, now);
     }
 
     /// Forgets that this jail reported `address` (its ban here ended): it counts again.
     pub fn forget(&mut self, address: IpAddr) {
-        self.reported.remove(&address);
+        self.reported.forget(address);
     }
 
     /// Forgets which addresses this jail reported (the news of bans overflowed): the next
@@ -617,9 +547,7 @@ impl Jail {
         if let Some(lines) = &mut self.lines {
             lines.sweep(now, self.findtime);
         }
-        let findtime = self.findtime;
-        self.reported
-            .retain(|_, at| now.saturating_duration_since(*at) < findtime);
+        self.reported.sweep(now, self.findtime);
     }
 
     /// Failures that make an offence.
@@ -708,7 +636,11 @@ mod tests {
     }
 
     fn jail_counting(maxretry: u32, count_per_origin: bool) -> Jail {
-        let config = JailConfig {
+        Jail::new(&config(maxretry, count_per_origin))
+    }
+
+    fn config(maxretry: u32, count_per_origin: bool) -> JailConfig {
+        JailConfig {
             name: JailName::new("sshd").unwrap(),
             programs: vec!["sshd".into()],
             filter: Filter::compile(
@@ -733,8 +665,7 @@ mod tests {
             ports: None,
             notify: Vec::new(),
             placement: crate::config::default_placement(),
-        };
-        Jail::new(&config)
+        }
     }
 
     fn record(msg: &str) -> LogRecord {
@@ -846,6 +777,49 @@ mod tests {
         assert!(matches!(
             per_origin.process(&msg, web(1), t),
             Verdict::Offence(_)
+        ));
+    }
+
+    #[test]
+    fn a_jail_banning_where_attacked_counts_an_attacker_again_on_the_next_host() {
+        let t = Instant::now();
+        let msg = record("Failed password for root from 203.0.113.9 port 22 ssh2");
+        let web = |n: u8| Origin::Peer(std::net::SocketAddr::from(([198, 51, 100, n], 514)));
+        let mut placed = config(2, false);
+        placed.placement = vec![crate::config::PlacementRule::Origin];
+        let mut j = Jail::new(&placed);
+        j.process(&msg, web(1), t);
+        assert!(matches!(j.process(&msg, web(1), t), Verdict::Offence(_)));
+        // web1's later failures repeat the report; web2's count towards a ban there.
+        assert!(matches!(
+            j.process(&msg, web(1), t),
+            Verdict::Reported { .. }
+        ));
+        assert!(matches!(
+            j.process(&msg, web(2), t),
+            Verdict::Counted { .. }
+        ));
+        assert!(matches!(j.process(&msg, web(2), t), Verdict::Offence(_)));
+        assert!(matches!(
+            j.process(&msg, web(2), t),
+            Verdict::Reported { .. }
+        ));
+        // A host named by its TLS identity or trusted name is that name's, whatever relays it.
+        let web7: Arc<str> = Arc::from("web7");
+        assert!(matches!(
+            j.process_from(&msg, web(1), Some(&web7), t),
+            Verdict::Counted { .. }
+        ));
+        // Placed locally (the default), one report covers every origin.
+        let mut local = jail(2);
+        local.process(&msg, web(1), t);
+        assert!(matches!(
+            local.process(&msg, web(1), t),
+            Verdict::Offence(_)
+        ));
+        assert!(matches!(
+            local.process(&msg, web(2), t),
+            Verdict::Reported { .. }
         ));
     }
 

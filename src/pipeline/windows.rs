@@ -136,7 +136,8 @@ impl Windows {
             } => {
                 // Never panics on a range from another batch: an empty sample instead.
                 let sample = text.get(sample).unwrap_or_default();
-                let verdict = jail.record(target, attempts, origin, at, sample);
+                let verdict =
+                    jail.record(target, attempts, origin, origin_name.as_ref(), at, sample);
                 (
                     verdict,
                     attempts.count,
@@ -148,7 +149,7 @@ impl Windows {
             Hit::Record {
                 record, origin, at, ..
             } => {
-                let verdict = jail.process(&record, origin, at);
+                let verdict = jail.process_from(&record, origin, origin_name.as_ref(), at);
                 (verdict, 1, origin, Cow::Owned(record.message), None)
             }
         };

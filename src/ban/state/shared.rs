@@ -32,6 +32,9 @@ impl BanState {
         // the two announces it, by a rule both apply alike: the collector whose name sorts
         // first. The other's notifications wait long enough to be withdrawn
         // (`[cluster] announce_delay`). A republished ban may be one this collector decided.
+        // A ban widened where it was decided to another attacked host widens it here too,
+        // whoever decided it first.
+        let widens = self.would_widen(&jail, ban.address, &ban.origin, &ban.more_origins);
         if let Some(hold) = self
             .holds
             .get_mut(&ban.address)
@@ -40,7 +43,7 @@ impl BanState {
                     .iter_mut()
                     .find(|h| h.jail == jail && h.decided == Decided::Here)
             })
-            .filter(|_| !ban.republished)
+            .filter(|_| !ban.republished && !widens)
         {
             if ban.node.as_str() < node {
                 // Counted by the collector that yields: once per double in the cluster.
@@ -65,6 +68,7 @@ impl BanState {
             lines: Vec::new(),
             until: Some(ban.expires),
             decided_by: Some(ban.node),
+            more_origins: ban.more_origins,
         };
         self.ban(new, now).into_iter().collect()
     }
@@ -127,6 +131,7 @@ impl BanState {
                     expires,
                     sample: String::new(),
                     republished: true,
+                    more_origins: hold.more_origins.clone(),
                 });
             }
         }

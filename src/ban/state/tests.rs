@@ -375,6 +375,7 @@ fn restore_puts_back_active_bans_with_remaining_time() {
         sample: String::new(),
         lines: Vec::new(),
         decided_by: None,
+        more_origins: Vec::new(),
     };
     let mut commands = s.restore(
         vec![
@@ -489,6 +490,7 @@ fn restore_recomputes_places_from_the_stored_origin() {
         sample: String::new(),
         lines: Vec::new(),
         decided_by: None,
+        more_origins: Vec::new(),
     };
     let commands = s.restore(vec![record], Vec::new(), now);
     assert_eq!(places_of(&commands), vec![remote("b")]);
@@ -618,6 +620,7 @@ fn from_b(address: Target, republished: bool, now: Moment) -> crate::cluster::Sh
         expires: Some(now.wall + MIN),
         sample: String::new(),
         republished,
+        more_origins: Vec::new(),
     }
 }
 
@@ -725,4 +728,87 @@ fn a_ban_held_back_for_a_claim_holder_is_taken_over_once() {
     assert!(s
         .take_over(&sshd, "203.0.113.21".parse().unwrap())
         .is_none());
+}
+
+/// The record of a write that is a ban.
+fn ban_record(ops: &[StoreOp]) -> &BanRecord {
+    match ops {
+        [StoreOp::Ban(record, _), ..] => record,
+        other => panic!("expected a ban: {other:?}"),
+    }
+}
+
+#[test]
+fn a_ban_on_the_attacked_host_widens_to_the_next_host_the_attacker_offends_on() {
+    let mut s = fleet_state();
+    let now = Moment::now();
+    let t = now.instant;
+    let ops = s.offence(&offence_from("sshd", "198.51.100.10", t), now);
+    assert_eq!(places_of(&commands(&ops)), vec![remote("a")]);
+    // Half a minute later the attacker offends on b: b gets the ban, and a's deadline moves
+    // to the fresh bantime's end with it.
+    let later = Moment {
+        instant: t + MIN / 2,
+        wall: now.wall + MIN / 2,
+    };
+    let ops = s.offence(&offence_from("sshd", "198.51.100.20", later.instant), later);
+    let sent = commands(&ops);
+    assert_eq!(places_of(&sent), vec![remote("a"), remote("b")]);
+    assert!(sent.iter().all(|c| matches!(c,
+        BanCommand::Ban { expires, .. } if *expires == Some(later.instant + MIN))));
+    let record = ban_record(&ops);
+    assert_eq!(record.origin, "198.51.100.20");
+    assert_eq!(record.more_origins, vec!["198.51.100.10".to_string()]);
+    assert_eq!(record.expires, Some(later.wall + MIN));
+    // Again from either host: covered, nothing to do.
+    assert!(s
+        .offence(&offence_from("sshd", "198.51.100.10", later.instant), later)
+        .is_empty());
+    assert!(s
+        .offence(&offence_from("sshd", "198.51.100.20", later.instant), later)
+        .is_empty());
+    // One ban, ending once, on both.
+    assert_eq!(s.banned_count(), 1);
+    assert!(s.expire(t + MIN).is_empty(), "the first deadline moved");
+    let mut ended = places_of(&commands(&s.expire(later.instant + MIN)));
+    ended.sort();
+    assert_eq!(ended, vec![remote("a"), remote("b")]);
+
+    // Restored from that record, the ban is on both hosts again.
+    let mut restored = fleet_state();
+    let commands = restored.restore(vec![record.clone()], Vec::new(), later);
+    assert_eq!(places_of(&commands), vec![remote("a"), remote("b")]);
+}
+
+#[test]
+fn another_collectors_widened_ban_widens_this_ones_whoever_decided_first() {
+    let now = Moment::now();
+    let t = now.instant;
+    // Decided here on a; b (whose name sorts first) widened it to b's host: this collector
+    // widens too instead of yielding the ban it decided.
+    let mut s = fleet_state();
+    s.offence(&offence_from("sshd", "198.51.100.10", t), now);
+    let widened = crate::cluster::SharedBan {
+        origin: "198.51.100.20".into(),
+        more_origins: vec!["198.51.100.10".into()],
+        ..from_b(addr(), false, now)
+    };
+    let ops = s.adopt(widened.clone(), "c", now);
+    assert_eq!(places_of(&commands(&ops)), vec![remote("b")], "{ops:?}");
+    assert!(!ops.iter().any(|op| matches!(op, StoreOp::Yield { .. })));
+    // A collector that never held it adopts it on both hosts at once.
+    let mut fresh = fleet_state();
+    let ops = fresh.adopt(widened, "c", now);
+    assert_eq!(places_of(&commands(&ops)), vec![remote("a"), remote("b")]);
+    assert_eq!(
+        ban_record(&ops).more_origins,
+        vec!["198.51.100.10".to_string()]
+    );
+    // Republished, it carries its hosts.
+    let shared = fresh.shared_bans("c", now);
+    assert_eq!(shared.len(), 1);
+    assert_eq!(
+        (shared[0].origin.as_str(), shared[0].more_origins.as_slice()),
+        ("198.51.100.20", ["198.51.100.10".to_string()].as_slice())
+    );
 }

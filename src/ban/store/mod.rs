@@ -55,13 +55,14 @@ pub enum StoreError {
 }
 
 /// The active bans' columns, in the order every statement names them.
-const BAN_COLUMNS: &str = "address, jail, origin, started, expires, failures, sample, decided_by";
+const BAN_COLUMNS: &str =
+    "address, jail, origin, started, expires, failures, sample, decided_by, more_origins";
 
 /// Creates the `bans` table, or brings an older store to this version's shape, in one
 /// transaction that takes the write lock first (the notify stage opens the file too): the
 /// bans' `decided_by` (before the cluster knew who decided a ban, all were decided here:
-/// NULL), no key index on bans (rows are found through [`RowIndex`]; a store from before it is
-/// copied into a table without one), and the outbox's `ban` (rows from before name no ban).
+/// NULL) and `more_origins` (NULL: one attacked host), no key index on bans (rows are found
+/// through [`RowIndex`]; a store from before it is copied into a table without one), and the outbox's `ban` (rows from before name no ban).
 fn up_to_date(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let existing: Option<String> = tx
@@ -81,7 +82,8 @@ fn up_to_date(conn: &mut Connection) -> rusqlite::Result<()> {
                  expires  INTEGER,
                  failures INTEGER NOT NULL,
                  sample   TEXT    NOT NULL,
-                 decided_by TEXT
+                 decided_by TEXT,
+                 more_origins TEXT
              );"
         )
     };
@@ -90,6 +92,9 @@ fn up_to_date(conn: &mut Connection) -> rusqlite::Result<()> {
         Some(sql) => {
             if !sql.contains("decided_by") {
                 tx.execute_batch("ALTER TABLE bans ADD COLUMN decided_by TEXT")?;
+            }
+            if !sql.contains("more_origins") {
+                tx.execute_batch("ALTER TABLE bans ADD COLUMN more_origins TEXT")?;
             }
             if sql.contains("PRIMARY KEY") {
                 tx.execute_batch(&format!(
@@ -124,7 +129,7 @@ fn outbox_ban(jail: &str, address: Target) -> String {
 }
 
 /// The stored ban in row `rowid` (read with `statement`: `SELECT origin, started, expires,
-/// failures, sample, decided_by FROM bans WHERE rowid = ?1`), for a notification.
+/// failures, sample, decided_by, more_origins FROM bans WHERE rowid = ?1`), for a notification.
 fn stored(
     statement: &mut rusqlite::CachedStatement<'_>,
     rowid: i64,
@@ -143,9 +148,23 @@ fn stored(
                 sample: row.get(4)?,
                 lines: Vec::new(),
                 decided_by: row.get(5)?,
+                more_origins: origins_from_column(row.get(6)?),
             })
         })
         .optional()
+}
+
+/// `more_origins` as stored: NULL for none, else a JSON array of the names.
+fn origins_column(origins: &[String]) -> Option<String> {
+    (!origins.is_empty()).then(|| serde_json::Value::from(origins).to_string())
+}
+
+/// The `more_origins` column read back (a value we did not write counts as none: the ban
+/// then covers its `origin`'s hosts, as before the column existed).
+fn origins_from_column(column: Option<String>) -> Vec<String> {
+    column
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -297,11 +316,11 @@ impl Store {
         {
             let prepare = |statement: &str| tx.prepare_cached(statement).map_err(sql);
             let mut insert = prepare(&format!(
-                "INSERT INTO bans ({BAN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                "INSERT INTO bans ({BAN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?;
             let mut renew = prepare(
                 "UPDATE bans SET origin = ?2, started = ?3, expires = ?4, failures = ?5, sample = ?6,
-                     decided_by = ?7 WHERE rowid = ?1",
+                     decided_by = ?7, more_origins = ?8 WHERE rowid = ?1",
             )?;
             let mut history = prepare(
                 "INSERT INTO history (address, jail, origin, started, expires)
@@ -309,8 +328,8 @@ impl Store {
             )?;
             let mut end = prepare("DELETE FROM bans WHERE rowid = ?1")?;
             let mut row_of = prepare(
-                "SELECT origin, started, expires, failures, sample, decided_by FROM bans
-                     WHERE rowid = ?1",
+                "SELECT origin, started, expires, failures, sample, decided_by, more_origins
+                     FROM bans WHERE rowid = ?1",
             )?;
             let mut outbox = prepare(
                 "INSERT INTO outbox (notifier, body, created, ban) VALUES (?1, ?2, ?3, ?4)",
@@ -369,7 +388,8 @@ impl Store {
                                     expires,
                                     r.failures,
                                     r.sample,
-                                    r.decided_by
+                                    r.decided_by,
+                                    origins_column(&r.more_origins)
                                 ])
                                 .map(drop),
                             None => insert
@@ -381,7 +401,8 @@ impl Store {
                                     expires,
                                     r.failures,
                                     r.sample,
-                                    r.decided_by
+                                    r.decided_by,
+                                    origins_column(&r.more_origins)
                                 ])
                                 .map(|rowid| changes.set(key, Some(rowid))),
                         }
@@ -478,13 +499,14 @@ impl Store {
                     row.get::<_, u32>(5)?,
                     row.get::<_, String>(6)?,
                     row.get::<_, Option<String>>(7)?,
+                    origins_from_column(row.get(8)?),
                 ))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         let mut skipped = 0usize;
         for row in rows {
-            let (address, jail, origin, started, expires, failures, sample, decided_by) =
+            let (address, jail, origin, started, expires, failures, sample, decided_by, more) =
                 row.map_err(|e| self.sql(e))?;
             // A row that does not parse was not written by us; skip it rather than fail start-up.
             let Ok(address) = address.parse() else {
@@ -501,6 +523,7 @@ impl Store {
                 sample,
                 lines: Vec::new(),
                 decided_by,
+                more_origins: more,
             });
         }
         if skipped > 0 {
@@ -615,7 +638,49 @@ mod tests {
             sample: "Failed password".into(),
             lines: Vec::new(),
             decided_by: None,
+            more_origins: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_widened_ban_keeps_its_other_hosts_through_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let first = record(
+            "203.0.113.1",
+            "sshd",
+            t0,
+            Some(t0 + Duration::from_secs(60)),
+        );
+        let widened = BanRecord {
+            origin: "198.51.100.20".into(),
+            more_origins: vec!["198.51.100.10".into(), "web \"7\"".into()],
+            expires: Some(t0 + Duration::from_secs(90)),
+            ..first.clone()
+        };
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store
+                .write(&[StoreOp::Ban(first.clone(), Vec::new())])
+                .unwrap();
+            let active = store.active(t0).unwrap();
+            assert!(active[0].more_origins.is_empty());
+            store
+                .write(&[StoreOp::Ban(widened.clone(), Vec::new())])
+                .unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let active = store.active(t0).unwrap();
+        assert_eq!(active.len(), 1, "a widening renews the one row");
+        assert_eq!(active[0].origin, widened.origin);
+        assert_eq!(active[0].more_origins, widened.more_origins);
+        assert_eq!(active[0].expires, widened.expires);
+        // A value we did not write reads as no other hosts.
+        store
+            .conn
+            .execute_batch("UPDATE bans SET more_origins = 'web2'")
+            .unwrap();
+        assert!(store.active(t0).unwrap()[0].more_origins.is_empty());
     }
 
     #[test]
@@ -880,7 +945,7 @@ mod tests {
         store
             .conn
             .execute_batch(
-                "INSERT INTO bans VALUES ('198.51.100.1', 'sshd', 'web2', 2, NULL, 6, 'y', NULL);",
+                "INSERT INTO bans VALUES ('198.51.100.1', 'sshd', 'web2', 2, NULL, 6, 'y', NULL, NULL);",
             )
             .unwrap();
         drop(store);
