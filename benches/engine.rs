@@ -110,6 +110,7 @@ fn bench(c: &mut Criterion) {
                             sequence: n,
                             entry: None,
                         },
+                        origin: None,
                     })
                     .collect();
                 let t0 = thread_cpu();

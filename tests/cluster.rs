@@ -12,8 +12,8 @@ use syslog2ban::ban::store::Store;
 use syslog2ban::control::protocol::{ClusterReport, Request, Response};
 
 use crate::inprocess::{
-    ask, banned, bound_port, free_port, send_failures, stop_cleanly, until, wait_answering,
-    wait_listening, Setup,
+    ask, banned, bound_port, free_port, send_failures, send_failures_from, stop_cleanly, until,
+    wait_answering, wait_listening, Setup,
 };
 use crate::notify::Receiver;
 
@@ -231,6 +231,44 @@ async fn a_split_attack_adds_up_and_one_collector_bans_for_both() {
     // One ban each, with the five failures of the whole attack.
     assert_eq!(stored_failures(&b_setup, ATTACKER), vec![5]);
     assert_eq!(stored_failures(&a_setup, ATTACKER), vec![5]);
+}
+
+/// A jail counting per origin host: a sender that fails over to the other collector keeps
+/// its count of the attacker there, and another sender's failures do not add to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_failing_over_keeps_its_count_in_a_jail_counting_per_origin() {
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let per_origin = |node: &str| {
+        let setup = collector(node, engine.port, None);
+        let jail_file = setup.dir.path().join("conf.d/sshd.toml");
+        let jail = std::fs::read_to_string(&jail_file).expect("read jail");
+        std::fs::write(&jail_file, format!("{jail}count_per_origin = true\n")).expect("write jail");
+        setup
+    };
+    let a = launch(per_origin("a")).await;
+    let b = launch(per_origin("b")).await;
+    send_failures_from("127.0.0.2", a.port, ATTACKER, 2);
+    send_failures_from("127.0.0.3", a.port, ATTACKER, 4);
+    // 127.0.0.2 fails over to b.
+    send_failures_from("127.0.0.2", b.port, ATTACKER, 2);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !holds(&a.socket, ATTACKER).await && !holds(&b.socket, ATTACKER).await,
+        "one sender's failures must not add to another's"
+    );
+    // Its fifth, through b: both hold the ban.
+    send_failures_from("127.0.0.2", b.port, ATTACKER, 1);
+    assert!(
+        all_within(Duration::from_secs(2), &[&a, &b], true).await,
+        "a: {:?} b: {:?}",
+        cluster_status(&a.socket).await,
+        cluster_status(&b.socket).await
+    );
+    let (_a_setup, b_setup) = (a.down().await, b.down().await);
+    assert_eq!(stored_failures(&b_setup, ATTACKER), vec![5]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -629,6 +667,7 @@ async fn the_count_script_names_who_holds_the_claim() {
             sequence,
             entry: None,
         },
+        origin: None,
     };
     let (mut commands, mut counted) = (Vec::new(), Vec::new());
     let mut count = async |failures: &[CountArgs<'_>]| -> Vec<Counted> {
@@ -655,6 +694,43 @@ async fn the_count_script_names_who_holds_the_claim() {
         claims,
         vec![(false, Some("a")), (true, None), (false, Some("a"))]
     );
+
+    // A jail counting per origin host: a sender's failures add up on whichever collectors
+    // they reach, apart from another sender's, and its claim is its own.
+    let from = |node, sequence, origin| CountArgs {
+        origin: Some(origin),
+        ..failure(node, sequence)
+    };
+    let answers = count(&[
+        from("a", 10, "192.0.2.1"),
+        from("b", 10, "192.0.2.1"),
+        from("a", 11, "192.0.2.2"),
+        from("b", 11, "192.0.2.1"),
+    ])
+    .await;
+    let seen: Vec<(u32, bool)> = answers.iter().map(|c| (c.count, c.claimed)).collect();
+    assert_eq!(seen, vec![(1, false), (2, false), (1, false), (3, true)]);
+    // A lift by hand takes the per-sender counts and claims too.
+    let sshd = syslog2ban::config::JailName::new("sshd").unwrap();
+    keys.lift(&mut conn, ATTACKER.parse().unwrap(), &[sshd])
+        .await
+        .expect("lifted");
+    let answers = keys
+        .count_all(
+            &mut conn,
+            &mut sha,
+            &[from("a", 12, "192.0.2.2"), from("b", 12, "192.0.2.1")],
+            &mut commands,
+            &mut counted,
+        )
+        .await
+        .map(|()| counted.clone())
+        .expect("counted");
+    let seen: Vec<(u32, Option<&str>)> = answers
+        .iter()
+        .map(|c| (c.count, c.holder.as_deref()))
+        .collect();
+    assert_eq!(seen, vec![(1, None), (1, None)]);
 }
 
 /// The claim on `address` in the sshd jail, taken on the engine at `port` by a collector
@@ -683,6 +759,7 @@ async fn claim_as(port: u16, address: &str, node: &str) {
             sequence: 1,
             entry: None,
         },
+        origin: None,
     };
     let (mut commands, mut counted) = (Vec::new(), Vec::new());
     keys.count_all(&mut conn, &mut sha, &[claim], &mut commands, &mut counted)

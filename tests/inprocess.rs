@@ -183,6 +183,20 @@ pub(crate) fn send_failures(port: u16, address: &str, n: usize) {
     }
 }
 
+/// As [`send_failures`], from the loopback address `source` (another sender).
+pub(crate) fn send_failures_from(source: &str, port: u16, address: &str, n: usize) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let from: std::net::SocketAddr = format!("{source}:0").parse().expect("a source address");
+    socket.bind(&from.into()).expect("bind the source");
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    socket.connect(&to.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
+    for _ in 0..n {
+        send_on(&mut stream, address);
+    }
+}
+
 /// One octet-counted failure of `address` on `stream`.
 pub(crate) fn send_on(stream: &mut TcpStream, address: &str) {
     let frame = format!("<38>1 2026-12-03T10:00:00Z web1 sshd 4242 - - Failed password for root from {address} port 4242 ssh2");

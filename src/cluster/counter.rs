@@ -16,8 +16,10 @@ use super::messages::{ClaimedElsewhere, Published, SharedFailure, ToBan, Yielded
 use super::resp::{Connection, EngineError, Reply};
 use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, PUBLISH_BATCH, STREAM_CAP};
 use crate::config::JailName;
+use crate::input::Origin;
 use crate::jail::Offence;
 use crate::target::Target;
+use std::net::IpAddr;
 
 /// Longest a stop waits to publish the bans still buffered.
 const STOP_FLUSH: Duration = Duration::from_secs(2);
@@ -30,12 +32,29 @@ const SETTLED_CAP: usize = 1_000_000;
 const HOLDER_PUBLISHES_WITHIN: Duration = Duration::from_secs(10);
 use crate::metrics::{ClusterMetrics, Metrics, Peer};
 
+/// An attacker in a jail, and its sender when the jail counts per origin host (None for a
+/// local socket's).
+type Attacker = (JailName, Target, Option<IpAddr>);
+
+fn attacker(failure: &SharedFailure) -> Attacker {
+    let sender = match failure.origin {
+        Origin::Peer(peer) if failure.per_origin => Some(peer.ip()),
+        Origin::Peer(_) | Origin::Local => None,
+    };
+    (failure.jail.clone(), failure.target, sender)
+}
+
+/// How a jail counting per origin host names the sender on the engine: its address, or, for
+/// a local socket, this collector (each collector's local senders are its own host's).
+fn origin_key(failure: &SharedFailure, node: &str) -> Option<String> {
+    failure.per_origin.then(|| match failure.origin {
+        Origin::Peer(peer) => peer.ip().to_string(),
+        Origin::Local => format!("local.{node}"),
+    })
+}
+
 /// Notes an attacker settled until `until`, within [`SETTLED_CAP`].
-fn remember(
-    settled: &mut HashMap<(JailName, Target), Instant>,
-    key: (JailName, Target),
-    until: Instant,
-) {
+fn remember(settled: &mut HashMap<Attacker, Instant>, key: Attacker, until: Instant) {
     if settled.len() < SETTLED_CAP {
         settled.insert(key, until);
     }
@@ -62,7 +81,7 @@ pub(super) struct Counter {
     /// Attackers whose claim is taken, per jail: by this collector (its own count reached
     /// maxretry, or the shared count was claimed here) or by another (its ban is on its way
     /// here). Until the claim lapses no failure of theirs can take it, so none is sent.
-    settled: HashMap<(JailName, Target), Instant>,
+    settled: HashMap<Attacker, Instant>,
     /// The last failure id given out, and when this run started (ids stay unique across
     /// restarts).
     sequence: u64,
@@ -309,12 +328,12 @@ impl Counter {
     /// failure that reached it stays: it takes the claim on the engine (see `try_count`).
     fn skip_settled(&mut self, batch: &mut Vec<Pending>) {
         while let Ok(address) = self.lifted.try_recv() {
-            self.settled.retain(|(_, target), _| *target != address);
+            self.settled.retain(|(_, target, _), _| *target != address);
         }
         let now = Instant::now();
         batch.retain(|pending| {
             let f = &pending.failure;
-            let key = (f.jail.clone(), f.target);
+            let key = attacker(f);
             if f.reached {
                 remember(&mut self.settled, key, now + f.claim_for);
                 return true;
@@ -457,9 +476,14 @@ impl Counter {
         };
         let node = self.shared.config.node.as_str();
         let started_ms = self.started_ms;
+        let origins: Vec<Option<String>> = failures
+            .iter()
+            .map(|pending| origin_key(&pending.failure, node))
+            .collect();
         let args: Vec<CountArgs> = failures
             .iter()
-            .map(|pending| CountArgs {
+            .zip(&origins)
+            .map(|(pending, origin)| CountArgs {
                 jail: pending.failure.jail.as_str(),
                 target: pending.failure.target,
                 at_ms: millis(pending.failure.at),
@@ -481,6 +505,7 @@ impl Counter {
                     sequence: pending.sequence,
                     entry: pending.failure.entry,
                 },
+                origin: origin.as_deref(),
             })
             .collect();
         let cm = self.shared.cm();
@@ -504,11 +529,7 @@ impl Counter {
                 // The claim is taken: the attacker's failures need no more calls until it
                 // lapses.
                 let until = Instant::now() + failure.claim_for;
-                remember(
-                    &mut self.settled,
-                    (failure.jail.clone(), failure.target),
-                    until,
-                );
+                remember(&mut self.settled, attacker(failure), until);
                 match &counted.holder {
                     // Another collector's ban arrives here soon, and a ban this collector's
                     // own count decides meanwhile is that collector's.
@@ -559,7 +580,7 @@ impl Counter {
             if let (Published::Unban { address, .. }, Ok(())) = (message, &result) {
                 result = self.shared.keys.lift(conn, *address, &self.jails).await;
                 self.claims.forget_address(*address);
-                self.settled.retain(|(_, target), _| target != address);
+                self.settled.retain(|(_, target, _), _| target != address);
             }
         }
         match result {

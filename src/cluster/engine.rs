@@ -3,7 +3,9 @@
 //! - `PREFIX:f:{ADDRESS}:JAIL`: a sorted set of one attacker's failures in one jail (scores:
 //!   Unix milliseconds), and `PREFIX:c:{ADDRESS}:JAIL`, the claim of the collector whose
 //!   failure made the count reach maxretry. The braces are a hash tag: every key of one
-//!   attacker lands on one Redis Cluster slot, so the counting script touches one slot.
+//!   attacker lands on one Redis Cluster slot, so the counting script touches one slot. A
+//!   jail that counts per origin host has both per sender (`...:JAIL@ORIGIN`), and
+//!   `PREFIX:o:{ADDRESS}:JAIL` lists them, so that a lift by hand finds them.
 //! - `PREFIX:bans`: a Stream of the bans decided anywhere (resumable by id).
 //! - `PREFIX:nodes`: a hash of each collector's heartbeat and reading position.
 //! - `PREFIX:epoch`: a random value; its loss means the engine lost its data.
@@ -18,7 +20,8 @@ use crate::config::JailName;
 use crate::target::Target;
 
 /// Adds one failure and says whether it made the count reach maxretry first.
-/// KEYS: failures, claim. ARGV: failure time (ms), now (ms), findtime (ms), maxretry,
+/// KEYS: failures, claim, and for a jail counting per origin the list of the attacker's
+/// per-origin keys. ARGV: failure time (ms), now (ms), findtime (ms), maxretry,
 /// weight, what the failure counts as (its id, or its journal entry's), the claim's
 /// lifetime (ms), the failure's id (what a claim it takes holds).
 /// Returns {count, 1 if this failure holds the claim, else 0}, or {count, 2, the holder's
@@ -39,6 +42,10 @@ if at > now - findtime then
   end
 end
 redis.call('PEXPIRE', KEYS[1], findtime)
+if KEYS[3] then
+  redis.call('SADD', KEYS[3], KEYS[1], KEYS[2])
+  redis.call('PEXPIRE', KEYS[3], math.max(findtime, tonumber(ARGV[7])))
+end
 local count = redis.call('ZCARD', KEYS[1])
 if count >= maxretry then
   if redis.call('SET', KEYS[2], ARGV[8], 'NX', 'PX', ARGV[7]) then
@@ -67,9 +74,11 @@ fn hex(key: [u8; 16]) -> [u8; 32] {
     out
 }
 
-/// The kind of an attacker's key: its failures in a jail, or the claim on it there.
+/// The kind of an attacker's key: its failures in a jail, the claim on it there, or the
+/// list of its per-origin keys there.
 const FAILURES: &[u8] = b"f";
 const CLAIM: &[u8] = b"c";
+const PER_ORIGIN: &[u8] = b"o";
 
 /// The parts of an attacker's key, `PREFIX:KIND:{TARGET}:JAIL`, for the count calls and the
 /// lift alike: the hash tag puts every key of one attacker on one slot.
@@ -158,6 +167,9 @@ pub struct CountArgs<'a> {
     pub claim_ms: u64,
     /// The failure's id, unique in the cluster and the same when it is sent again.
     pub member: FailureId<'a>,
+    /// The sender, when the jail counts per origin host: the attacker's count and claim are
+    /// then that sender's, on every collector it reaches.
+    pub origin: Option<&'a str>,
 }
 
 /// A failure's id in the cluster: the collector, when its run started, and the failure's
@@ -261,11 +273,15 @@ impl Keys {
         use std::fmt::Write as _;
         out.clear();
         // What every call starts with: the command, the script and its two keys.
-        let mut head = Vec::with_capacity(64);
-        resp::array_header(&mut head, 13);
-        resp::bulk(&mut head, b"EVALSHA");
-        resp::bulk(&mut head, sha.as_bytes());
-        resp::bulk(&mut head, b"2");
+        let head = |keys: &[u8]| {
+            let mut head = Vec::with_capacity(64);
+            resp::array_header(&mut head, 11 + usize::from(keys[0] - b'0'));
+            resp::bulk(&mut head, b"EVALSHA");
+            resp::bulk(&mut head, sha.as_bytes());
+            resp::bulk(&mut head, keys);
+            head
+        };
+        let (shared, per_origin) = (head(b"2"), head(b"3"));
         let prefix = self.prefix.as_bytes();
         let mut target = String::with_capacity(48);
         for args in failures {
@@ -274,9 +290,21 @@ impl Keys {
             let _ = write!(target, "{}", args.target);
             let (target, jail) = (target.as_bytes(), args.jail.as_bytes());
             let ttl = args.claim_ms.max(1);
-            out.extend_from_slice(&head);
-            resp::bulk_parts(out, &attacker_key(prefix, FAILURES, target, jail));
-            resp::bulk_parts(out, &attacker_key(prefix, CLAIM, target, jail));
+            match args.origin {
+                None => {
+                    out.extend_from_slice(&shared);
+                    resp::bulk_parts(out, &attacker_key(prefix, FAILURES, target, jail));
+                    resp::bulk_parts(out, &attacker_key(prefix, CLAIM, target, jail));
+                }
+                Some(origin) => {
+                    out.extend_from_slice(&per_origin);
+                    for kind in [FAILURES, CLAIM] {
+                        let key = attacker_key(prefix, kind, target, jail);
+                        resp::bulk_parts(out, &[&key[..], &[b"@", origin.as_bytes()]].concat());
+                    }
+                    resp::bulk_parts(out, &attacker_key(prefix, PER_ORIGIN, target, jail));
+                }
+            }
             resp::bulk_number(out, args.at_ms);
             resp::bulk_number(out, now_ms);
             resp::bulk_number(out, args.findtime_ms);
@@ -300,9 +328,11 @@ impl Keys {
         }
     }
 
-    /// Lifts the claims and counts of `target` in `jails`: an address lifted by hand is the
-    /// operator's word for the whole cluster, so its return is counted afresh and the next
-    /// collector to ban it holds the claim. One DEL: the keys share the attacker's hash tag.
+    /// Lifts the claims and counts of `target` in `jails` (per sender too, for jails counting
+    /// per origin): an address lifted by hand is the operator's word for the whole cluster, so
+    /// its return is counted afresh and the next collector to ban it holds the claim. Two
+    /// round trips (the per-origin lists, then one DEL): the keys share the attacker's hash
+    /// tag.
     pub async fn lift(
         &self,
         conn: &mut Connection,
@@ -313,20 +343,36 @@ impl Keys {
             return Ok(());
         }
         let target = target.to_string();
-        let keys: Vec<Vec<u8>> = jails
+        let key = |kind: &[u8], jail: &JailName| {
+            attacker_key(
+                self.prefix.as_bytes(),
+                kind,
+                target.as_bytes(),
+                jail.as_str().as_bytes(),
+            )
+            .concat()
+        };
+        let lists: Vec<Vec<u8>> = jails.iter().map(|jail| key(PER_ORIGIN, jail)).collect();
+        let mut keys: Vec<Vec<u8>> = jails
             .iter()
-            .flat_map(|jail| {
-                [FAILURES, CLAIM].map(|kind| {
-                    attacker_key(
-                        self.prefix.as_bytes(),
-                        kind,
-                        target.as_bytes(),
-                        jail.as_str().as_bytes(),
-                    )
-                    .concat()
-                })
-            })
+            .flat_map(|jail| [key(FAILURES, jail), key(CLAIM, jail)])
             .collect();
+        // The per-origin keys of jails counting per sender, listed first: one round trip for
+        // every jail's list, then one DEL for all.
+        let mut reads = Vec::new();
+        for list in &lists {
+            resp::encode_into(&mut reads, &[b"SMEMBERS", list.as_slice()]);
+        }
+        for members in conn.pipeline_encoded(&reads, lists.len()).await? {
+            keys.extend(
+                members?
+                    .items()
+                    .iter()
+                    .filter_map(Reply::text)
+                    .map(String::into_bytes),
+            );
+        }
+        keys.extend(lists);
         let mut args: Vec<&[u8]> = vec![b"DEL"];
         args.extend(keys.iter().map(Vec::as_slice));
         conn.call(&args).await?;
@@ -393,6 +439,7 @@ mod tests {
             maxretry: 5,
             weight: 1,
             member,
+            origin: None,
         };
         let mut bytes = b"left from the batch before".to_vec();
         keys.count_commands("0123", 2000, &[failure, failure], &mut bytes);
@@ -424,13 +471,36 @@ mod tests {
             ..failure
         };
         keys.count_commands("0123", 2000, &[journal], &mut bytes);
-        let text = String::from_utf8(bytes).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(
             text.contains(
                 "$34\r\nj:ab000000000000000000000000000001\r\n$6\r\n600000\r\n$6\r\na:17:4\r\n"
             ),
             "{text:?}"
         );
+        // A jail counting per origin: the sender's own keys, and the list of them.
+        let per_origin = CountArgs {
+            origin: Some("192.0.2.4"),
+            ..failure
+        };
+        keys.count_commands("0123", 2000, &[per_origin], &mut bytes);
+        let sender = resp::encode(&[
+            b"EVALSHA",
+            b"0123",
+            b"3",
+            b"s2b:f:{198.51.100.7}:sshd@192.0.2.4",
+            b"s2b:c:{198.51.100.7}:sshd@192.0.2.4",
+            b"s2b:o:{198.51.100.7}:sshd",
+            b"1000",
+            b"2000",
+            b"600000",
+            b"5",
+            b"1",
+            b"a:17:4",
+            b"600000",
+            b"a:17:4",
+        ]);
+        assert_eq!(bytes, sender);
         assert_eq!(id_millis("1733280000000-3"), 1_733_280_000_000);
         assert_eq!(id_millis("garbage"), 0);
     }

@@ -44,6 +44,9 @@ pub struct SharedFailure {
     /// itself; this failure only takes the claim on the engine, and the attacker's later
     /// failures in the jail need no shared count.
     pub reached: bool,
+    /// The jail counts per origin host: the failure adds to its sender's count of the
+    /// attacker only (on every collector that sender reaches).
+    pub per_origin: bool,
 }
 
 /// A ban as the collectors share it.

@@ -153,7 +153,7 @@ impl Windows {
                 (verdict, 1, origin, Cow::Owned(record.message), None)
             }
         };
-        if let Some(sharing) = shared.filter(|_| !jail.counts_per_origin()) {
+        if let Some(sharing) = shared {
             let target = match &verdict {
                 Verdict::Counted { address, .. } => Some(Target::from(*address)),
                 Verdict::Offence(o) => Some(o.target),
@@ -173,6 +173,7 @@ impl Windows {
                     sample: sample.into_owned(),
                     entry,
                     reached: matches!(verdict, Verdict::Offence(_)),
+                    per_origin: jail.counts_per_origin(),
                 };
                 sharing.push(failure);
             }

@@ -28,7 +28,8 @@ impl BanState {
         }
         // Decided here too, and published by both (usually the collector that lost the
         // attacker's claim does not publish, see `yield_to`; both do when the claim could
-        // not be taken in time: the engine away, or a jail counting per origin). One of
+        // not be taken in time, the engine away, or each holds a claim of its own: two
+        // senders reaching maxretry in a jail counting per origin). One of
         // the two announces it, by a rule both apply alike: the collector whose name sorts
         // first. The other's notifications wait long enough to be withdrawn
         // (`[cluster] announce_delay`). A republished ban may be one this collector decided.
