@@ -17,13 +17,13 @@ cd "$(dirname "$0")/.."
 export RUSTC_BOOTSTRAP=1
 seconds="${FUZZ_SECONDS:-60}"
 per_input_timeout="${FUZZ_TIMEOUT:-10}"
-all_targets=(framing rfc3164 rfc5424 journal http fail2ban_filter config feed)
+all_targets=(framing rfc3164 rfc5424 journal http fail2ban_filter config feed resp)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
 build_flags=(--sanitizer none)
 
 max_len() {
   case "$1" in
-    journal | http) echo 65536 ;;
+    journal | http | resp) echo 65536 ;;
     *) echo 4096 ;;
   esac
 }

@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::engine::{id_millis, millis};
-use super::messages::{from_node, ClaimedElsewhere, Published, SharedBan, ToBan};
+use super::messages::{
+    from_node, read_entry, stream_entries, ClaimedElsewhere, Published, SharedBan, ToBan,
+};
 use super::resp::Frame;
 use super::shared::{Shared, CURSOR_FILE, FOLLOW_BATCH, FOLLOW_BLOCK, HEARTBEAT};
 use crate::metrics::Metrics;
@@ -81,18 +83,9 @@ async fn hand_entries(
     let mut adopt = Batch::default();
     let mut fields = Vec::new();
     for entry in entries.items() {
-        let mut parts = entry.items();
-        let Some(id) = parts.next().and_then(Frame::text) else {
+        let Some(id) = read_entry(entry, &mut fields) else {
             continue;
         };
-        fields.clear();
-        let mut values = parts.next().map(Frame::items).into_iter().flatten();
-        while let (Some(name), Some(value)) = (values.next(), values.next()) {
-            fields.push((
-                name.bytes().unwrap_or_default(),
-                value.bytes().unwrap_or_default(),
-            ));
-        }
         match (!from_node(&fields, node)).then(|| Published::from_fields(&fields)) {
             Some(Ok(Published::Ban(ban))) => {
                 Metrics::inc(adopted);
@@ -209,7 +202,7 @@ async fn read_stream(
                     .cursor_ms
                     .store(millis(SystemTime::now()), Ordering::Relaxed);
             };
-            let Some(entries) = reply.items().next().and_then(|s| s.items().nth(1)) else {
+            let Some(entries) = stream_entries(reply) else {
                 caught_up();
                 continue;
             };

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use super::engine::millis;
+use super::resp::Frame;
 use crate::config::JailName;
 use crate::input::Origin;
 use crate::jail::Offence;
@@ -137,6 +138,31 @@ impl SharedBan {
 
 /// A stream entry's fields as read: (name, value) pairs, in order, borrowed from the reply.
 pub type Fields<'a> = [(&'a [u8], &'a [u8])];
+
+/// The entries of an XREAD reply of one stream (`[[key, [entry, ...]]]`; nil when nothing
+/// new): None when it holds none.
+pub fn stream_entries(reply: Frame<'_>) -> Option<Frame<'_>> {
+    reply
+        .items()
+        .next()
+        .and_then(|stream| stream.items().nth(1))
+}
+
+/// One stream entry (`[id, [name, value, ...]]`): its id, its fields put in `fields` (what
+/// is not a string reads as empty). None: no id, the entry is skipped.
+pub fn read_entry<'a>(entry: Frame<'a>, fields: &mut Vec<(&'a [u8], &'a [u8])>) -> Option<String> {
+    let mut parts = entry.items();
+    let id = parts.next().and_then(Frame::text)?;
+    fields.clear();
+    let mut values = parts.next().map(Frame::items).into_iter().flatten();
+    while let (Some(name), Some(value)) = (values.next(), values.next()) {
+        fields.push((
+            name.bytes().unwrap_or_default(),
+            value.bytes().unwrap_or_default(),
+        ));
+    }
+    Some(id)
+}
 
 /// The value of field `name` (names compared as bytes: a storm's follower reads tens of
 /// thousands of entries).

@@ -35,7 +35,10 @@ use tracing::info;
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use engine::Keys;
-pub use messages::{ClaimedElsewhere, Links, Published, SharedBan, SharedFailure, ToBan, Yielded};
+pub use messages::{
+    from_node, read_entry, stream_entries, ClaimedElsewhere, Links, Published, SharedBan,
+    SharedFailure, ToBan, Yielded,
+};
 use shared::Shared;
 
 /// Most lifts by hand waiting for the counter (past it one is missed there: that attacker's

@@ -202,6 +202,29 @@ impl<'a> Iterator for Items<'a> {
 
 impl ExactSizeIterator for Items<'_> {}
 
+/// The whole replies at the start of `buf`, read both ways a connection reads them (built
+/// as [`Reply`]s for calls, indexed in place for the follower's stream reads), `each` called
+/// with every one in place; how many bytes they took. What the `resp` fuzz target drives
+/// without a socket: a reply from the engine (or whoever answers on its address) is network
+/// input.
+pub fn read_whole(buf: &[u8], mut each: impl FnMut(Frame<'_>)) -> Result<usize, EngineError> {
+    let mut at = 0;
+    let mut tape = Vec::new();
+    while let Some(len) = reply_end(buf.get(at..).unwrap_or_default(), 0, 0)? {
+        let reply = buf.get(at..at + len).unwrap_or_default();
+        let _ = build(reply, 0, 0)?;
+        tape.clear();
+        index(reply, 0, &mut tape)?;
+        each(Frame {
+            buf: reply,
+            tape: &tape,
+            node: 0,
+        });
+        at += len;
+    }
+    Ok(at)
+}
+
 /// A reply's bytes and their index, owned (what tests build replies with).
 #[cfg(test)]
 #[derive(Debug)]
@@ -685,6 +708,18 @@ mod tests {
             encode(&[b"GET", b"k"]),
             b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".to_vec()
         );
+    }
+
+    #[test]
+    fn whole_replies_are_read_in_place_and_a_partial_one_is_left() {
+        let mut seen = Vec::new();
+        let took = read_whole(b"+OK\r\n*2\r\n$1\r\na\r\n:7\r\n$5\r\nab", |reply| {
+            seen.push((reply.text(), reply.items().len()));
+        })
+        .unwrap();
+        assert_eq!(took, 20);
+        assert_eq!(seen, vec![(Some("OK".to_string()), 0), (None, 2)]);
+        assert!(read_whole(b"?\r\n", |_| ()).is_err());
     }
 
     /// Replies that arrive a byte at a time, and several in one read (a pipeline's), are
