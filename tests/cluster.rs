@@ -88,9 +88,7 @@ fn collector(node: &str, port: u16, webhook: Option<u16>) -> Setup {
     ));
     setup.jail_banning_for(5, "1h");
     if webhook.is_some() {
-        let jail_file = setup.dir.path().join("conf.d/sshd.toml");
-        let jail = std::fs::read_to_string(&jail_file).expect("read jail");
-        std::fs::write(&jail_file, format!("{jail}notify = [\"ops\"]\n")).expect("write jail");
+        setup.add_to_jail("notify = [\"ops\"]");
     }
     setup
 }
@@ -243,9 +241,7 @@ async fn a_sender_failing_over_keeps_its_count_in_a_jail_counting_per_origin() {
     let engine = Engine::start(free_port());
     let per_origin = |node: &str| {
         let setup = collector(node, engine.port, None);
-        let jail_file = setup.dir.path().join("conf.d/sshd.toml");
-        let jail = std::fs::read_to_string(&jail_file).expect("read jail");
-        std::fs::write(&jail_file, format!("{jail}count_per_origin = true\n")).expect("write jail");
+        setup.add_to_jail("count_per_origin = true");
         setup
     };
     let a = launch(per_origin("a")).await;

@@ -49,6 +49,13 @@ impl Setup {
         std::fs::write(self.dir.path().join("conf.d/sshd.toml"), jail).expect("write jail");
     }
 
+    /// Appends `lines` (TOML keys) to the sshd jail `jail_banning_for` wrote.
+    pub(crate) fn add_to_jail(&self, lines: &str) {
+        let file = self.dir.path().join("conf.d/sshd.toml");
+        let jail = std::fs::read_to_string(&file).expect("read jail");
+        std::fs::write(&file, format!("{jail}{lines}\n")).expect("write jail");
+    }
+
     pub(crate) fn socket(&self) -> PathBuf {
         self.dir.path().join("ctl.sock")
     }

@@ -135,9 +135,7 @@ async fn a_webhook_gets_each_event_once_signed_through_outages_and_restarts() {
         receiver.port
     ));
     setup.jail_banning_for(3, "1h");
-    let jail_file = setup.dir.path().join("conf.d/sshd.toml");
-    let jail = std::fs::read_to_string(&jail_file).expect("read jail");
-    std::fs::write(&jail_file, format!("{jail}notify = [\"ops\"]\n")).expect("write jail");
+    setup.add_to_jail("notify = [\"ops\"]");
     let socket = setup.socket();
 
     receiver.up().await;
@@ -263,11 +261,7 @@ async fn abuseipdb_gets_one_report_per_address_per_period() {
     setup.jail_banning_for(3, "1h");
     let conf_d = setup.dir.path().join("conf.d");
     let jail = std::fs::read_to_string(conf_d.join("sshd.toml")).expect("read jail");
-    std::fs::write(
-        conf_d.join("sshd.toml"),
-        format!("{jail}notify = [\"abuse\"]\n"),
-    )
-    .expect("write jail");
+    setup.add_to_jail("notify = [\"abuse\"]");
     // A second jail hearing the same lines: the same attacker is banned twice.
     std::fs::write(
         conf_d.join("twin.toml"),
@@ -353,11 +347,7 @@ async fn digests_rate_limits_chat_formats_and_blocklist_de_reports() {
     setup.jail_banning_for(3, "1h");
     let conf_d = setup.dir.path().join("conf.d");
     let jail = std::fs::read_to_string(conf_d.join("sshd.toml")).expect("read jail");
-    std::fs::write(
-        conf_d.join("sshd.toml"),
-        format!("{jail}notify = [\"daily\", \"chat\", \"bl\"]\n"),
-    )
-    .expect("write jail");
+    setup.add_to_jail("notify = [\"daily\", \"chat\", \"bl\"]");
     std::fs::write(
         conf_d.join("twin.toml"),
         jail.replace("[jail.sshd]", "[jail.sshd-twin]") + "notify = [\"bl\"]\n",
@@ -462,4 +452,87 @@ async fn digests_rate_limits_chat_formats_and_blocklist_de_reports() {
         .is_some_and(|l| l.len() == 3));
     stop_cleanly(run, stop).await;
     receiver.down().await;
+}
+
+/// `reload` hands the notifiers over: a webhook moved to another receiver gets the next ban
+/// there and the first hears nothing more; a mail notifier that cannot be set up (its CA file
+/// holds no certificate) makes the reload fail naming its key, and the webhook goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_a_webhook_and_refuses_a_notifier_that_cannot_be_set_up() {
+    let mut first = Receiver::new().await;
+    let mut second = Receiver::new().await;
+    let setup = Setup::new(&format!(
+        "\n[notify.ops]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n\
+         events = [\"ban\"]\ntimeout = \"2s\"\n",
+        first.port
+    ));
+    setup.jail_banning_for(3, "1h");
+    setup.add_to_jail("notify = [\"ops\"]");
+    let socket = setup.socket();
+    first.up().await;
+    second.up().await;
+    let (run, stop) = setup.start(None);
+    wait_answering(&socket).await;
+    let port = bound_port(&socket).await;
+    send_failures(port, "198.51.100.81", 3);
+    assert!(
+        until(Duration::from_secs(10), async || first.received().len()
+            == 1)
+        .await,
+        "no webhook for the first ban: {}",
+        notifier_status(&socket).await
+    );
+
+    let main = setup.dir.path().join("syslog2ban.toml");
+    let text = std::fs::read_to_string(&main).expect("read config");
+    let moved = text.replace(
+        &format!("127.0.0.1:{}/hook", first.port),
+        &format!("127.0.0.1:{}/hook", second.port),
+    );
+    std::fs::write(&main, &moved).expect("write config");
+    let answer = ask(&socket, Request::Reload).await;
+    assert!(
+        matches!(&answer, Some(Response::Done { message }) if message.contains("1 notifier(s) (changed)")),
+        "{answer:?}"
+    );
+    send_failures(port, "198.51.100.82", 3);
+    assert!(
+        until(Duration::from_secs(10), async || second.received().len()
+            == 1)
+        .await,
+        "the moved webhook got nothing: {}",
+        notifier_status(&socket).await
+    );
+    assert_eq!(json(&second.received()[0])["address"], "198.51.100.82");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(first.received().len(), 1, "the old receiver still hears");
+
+    let bad_ca = setup.dir.path().join("bad-ca.pem");
+    std::fs::write(&bad_ca, "not a certificate\n").expect("write the CA file");
+    std::fs::write(
+        &main,
+        format!(
+            "{moved}\n[notify.admin]\ntype = \"mail\"\nsmtp = \"localhost:25\"\nca_file = \"{}\"\n\
+             from = \"syslog2ban@example.org\"\nto = [\"admin@example.org\"]\n",
+            bad_ca.display()
+        ),
+    )
+    .expect("write config");
+    let answer = ask(&socket, Request::Reload).await;
+    assert!(
+        matches!(&answer, Some(Response::Error { message })
+            if message.contains("notify.admin.ca_file") && message.contains("no PEM certificate")),
+        "{answer:?}"
+    );
+    send_failures(port, "198.51.100.83", 3);
+    assert!(
+        until(Duration::from_secs(10), async || second.received().len()
+            == 2)
+        .await,
+        "after the refused reload the webhook must go on: {}",
+        notifier_status(&socket).await
+    );
+    first.down().await;
+    second.down().await;
+    stop_cleanly(run, stop).await;
 }

@@ -282,9 +282,7 @@ async fn a_mail_per_ban_over_starttls_with_lines_and_inert_whois_and_none_after_
         tls_dir.path().join("ca.pem").display()
     ));
     setup.jail_banning_for(3, "1h");
-    let jail_file = setup.dir.path().join("conf.d/sshd.toml");
-    let jail = std::fs::read_to_string(&jail_file).expect("read jail");
-    std::fs::write(&jail_file, format!("{jail}notify = [\"admin\"]\n")).expect("write jail");
+    setup.add_to_jail("notify = [\"admin\"]");
     let socket = setup.socket();
 
     let (run, stop) = setup.start(None);

@@ -97,6 +97,14 @@ impl Running {
                 restart.join(", ")
             )
         })?;
+        let notifiers_changed = new.notifiers != self.config.notifiers;
+        if notifiers_changed {
+            // A mail notifier's CA file is read: not on an async worker.
+            let notifiers = new.notifiers.clone();
+            tokio::task::spawn_blocking(move || crate::notify::check(&notifiers))
+                .await
+                .map_err(|e| format!("checking the notifiers failed: {e}"))??;
+        }
         let (mut stopped, mut started, mut tls_reloaded) = (0, 0, 0);
         let mut failed = Vec::new();
         for change in changes {
@@ -144,12 +152,18 @@ impl Running {
             .routes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = routes(&new);
+        if notifiers_changed {
+            crate::notify::announce(&new.notifiers);
+            self.notifiers.send_replace(new.notifiers.clone());
+        }
         let summary = format!(
-            "Reloaded: {} listener(s) ({} stopped, {} started, {} TLS re-read), {} jail(s): {}",
+            "Reloaded: {} listener(s) ({} stopped, {} started, {} TLS re-read), {} notifier(s){}, {} jail(s): {}",
             self.listeners.len(),
             stopped,
             started,
             tls_reloaded,
+            new.notifiers.len(),
+            if notifiers_changed { " (changed)" } else { "" },
             new.jails.len(),
             new.jails
                 .iter()

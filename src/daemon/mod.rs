@@ -125,6 +125,8 @@ struct Running {
     config: Config,
     /// Which notifiers hear which jail, shared with the store thread.
     routes: ban::event::SharedRoutes,
+    /// The notifiers, for the notify stage (a reload sends new ones).
+    notifiers: tokio::sync::watch::Sender<Vec<crate::config::NotifierConfig>>,
     metrics: Arc<Metrics>,
     listeners: Vec<(ListenerConfig, ListenerHandle)>,
     input: InputContext,
@@ -172,7 +174,10 @@ pub async fn run(
     // Notifications are queued in the store's outbox with the ban itself; a dry run sends none.
     let routes: ban::event::SharedRoutes = Arc::new(std::sync::RwLock::new(routes(&config)));
     let notify_wake = Arc::new(tokio::sync::Notify::new());
-    let notifying = !dry_run && !config.notifiers.is_empty();
+    // The notify stage runs whenever notifications can be sent, notifiers or not: a reload
+    // may add the first.
+    let notifying = !dry_run;
+    let (notifiers, notifiers_rx) = tokio::sync::watch::channel(config.notifiers.clone());
     let (store_routes, store_wake) = (routes.clone(), notify_wake.clone());
     let (store, purged, active, history) = tokio::task::spawn_blocking(move || {
         let mut store = if dry_run {
@@ -355,7 +360,7 @@ pub async fn run(
             stage::NOTIFY,
             crate::notify::run(
                 config.state_dir.clone(),
-                config.notifiers.clone(),
+                notifiers_rx,
                 announce_delay,
                 notify_wake,
                 metrics.clone(),
@@ -389,6 +394,7 @@ pub async fn run(
     let mut running = Running {
         supervisor: supervisor.clone(),
         routes,
+        notifiers,
         options,
         metrics: metrics.clone(),
         listeners: Vec::new(),
@@ -600,7 +606,7 @@ fn register_queues<B: Send + 'static, C: Send + 'static>(
     );
 }
 
-/// Per jail, the notifiers its `notify` names and the events each hears.
+/// Per jail with notifiers, the notifiers its `notify` names and the events each hears.
 fn routes(config: &Config) -> ban::event::Routes {
     let recidive = config
         .recidive
@@ -620,9 +626,11 @@ fn routes(config: &Config) -> ban::event::Routes {
                     ban: n.events.ban,
                     unban: n.events.unban,
                 })
-                .collect();
+                .collect::<Vec<_>>();
             (jail, routes)
         })
+        // A jail nobody hears has no entry: the store reads nothing for its bans' ends.
+        .filter(|(_, routes)| !routes.is_empty())
         .collect()
 }
 

@@ -43,6 +43,8 @@ impl Mailer {
             let mut builder = TlsParameters::builder(config.host.clone());
             if let Some(path) = &config.ca_file {
                 let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                crate::tls_client::ca_certificates(&pem)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 let cert = Certificate::from_pem(&pem)
                     .map_err(|e| format!("{}: not a PEM certificate: {e}", path.display()))?;
                 builder = builder.add_root_certificate(cert);

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -98,39 +98,27 @@ fn delivery_id(row: &Outgoing) -> String {
 }
 
 /// Delivers the outbox of the database in `state_dir` until `stop`, each notification once it
-/// has waited `delay` (a cluster's `announce_delay`); `wake` is rung by the
-/// store after a commit that queued notifications.
+/// has waited `delay` (a cluster's `announce_delay`); `wake` is rung by the store after a
+/// commit that queued notifications. The notifiers are `notifiers`' latest: a reload hands
+/// new ones over (see [`set_up`]).
 pub async fn run(
     state_dir: PathBuf,
-    notifiers: Vec<NotifierConfig>,
+    mut notifiers: watch::Receiver<Vec<NotifierConfig>>,
     delay: Duration,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
-    let mut all: Vec<Notifier> = Vec::new();
-    for config in notifiers {
-        let mailer = match &config.kind {
-            NotifierKind::Mail(m) => match mail::Mailer::new(m) {
-                Ok(mailer) => Some(mailer),
-                Err(e) => {
-                    // The stage ends: the supervisor stops the daemon, saying why.
-                    tracing::error!(notifier = %config.name, error = %e, "A mail notifier cannot be set up");
-                    return;
-                }
-            },
-            _ => None,
-        };
-        all.push(Notifier {
-            metrics: metrics.notifier(config.name.as_str()),
-            config,
-            backoff: FIRST_BACKOFF,
-            not_before: None,
-            sent: VecDeque::new(),
-            mailer,
-            rdap: rdap::Rdap::default(),
-        });
-    }
+    let first = notifiers.borrow_and_update().clone();
+    let mut all = match set_up(&first, &mut Vec::new(), &metrics) {
+        Ok(all) => all,
+        Err(e) => {
+            // The stage ends: the supervisor stops the daemon, saying why.
+            tracing::error!(error = %e, "A notifier cannot be set up");
+            return;
+        }
+    };
+    let mut watching = true;
     let store = match open(state_dir).await {
         Ok(store) => Arc::new(std::sync::Mutex::new(store)),
         Err(e) => {
@@ -209,8 +197,74 @@ pub async fn run(
             () = stop.cancelled() => return,
             () = wake.notified() => {}
             () = tokio::time::sleep(wait) => {}
+            changed = notifiers.changed(), if watching => match changed {
+                Ok(()) => {
+                    let configs = notifiers.borrow_and_update().clone();
+                    match set_up(&configs, &mut all, &metrics) {
+                        Ok(new) => {
+                            all = new;
+                            info!(notifiers = all.len(), "Notifiers reloaded");
+                        }
+                        // Checked before the reload was accepted; a file changed since.
+                        Err(e) => warn!(error = %e, "Reloaded notifiers not taken; the earlier ones go on"),
+                    }
+                }
+                // The daemon is stopping: no more reloads.
+                Err(_) => watching = false,
+            },
         }
     }
+}
+
+/// The notifiers `configs` describe. One whose configuration did not change is taken from
+/// `old` with its state (backoff, rate-limit history, SMTP client); the others start afresh.
+/// Err, naming the notifier: a mail notifier's client cannot be set up (a CA file that does
+/// not read); `old` is then left as it was.
+fn set_up(
+    configs: &[NotifierConfig],
+    old: &mut Vec<Notifier>,
+    metrics: &Metrics,
+) -> Result<Vec<Notifier>, String> {
+    // Every new client first, so that an error changes nothing.
+    let mut mailers = Vec::with_capacity(configs.len());
+    for config in configs {
+        let kept = old.iter().any(|n| n.config == *config);
+        mailers.push(match &config.kind {
+            NotifierKind::Mail(m) if !kept => {
+                Some(mail::Mailer::new(m).map_err(|e| format!("notifier {}: {e}", config.name))?)
+            }
+            _ => None,
+        });
+    }
+    Ok(configs
+        .iter()
+        .zip(mailers)
+        .map(
+            |(config, mailer)| match old.iter().position(|n| n.config == *config) {
+                Some(i) => old.swap_remove(i),
+                None => Notifier {
+                    metrics: metrics.notifier(config.name.as_str()),
+                    config: config.clone(),
+                    backoff: FIRST_BACKOFF,
+                    not_before: None,
+                    sent: VecDeque::new(),
+                    mailer,
+                    rdap: rdap::Rdap::default(),
+                },
+            },
+        )
+        .collect())
+}
+
+/// Whether every notifier of `configs` can be set up (a reload checks before it is
+/// accepted): Err names the first that cannot. Reads CA files: call off the async workers.
+pub fn check(configs: &[NotifierConfig]) -> Result<(), String> {
+    configs.iter().try_for_each(|config| match &config.kind {
+        NotifierKind::Mail(m) => mail::Mailer::new(m)
+            .map(drop)
+            .map_err(|e| format!("notifier {}: {e}", config.name)),
+        _ => Ok(()),
+    })
 }
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {

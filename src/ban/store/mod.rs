@@ -423,7 +423,7 @@ impl Store {
                             // Not stored (already ended): nothing to remove or announce.
                             continue;
                         };
-                        if routes.is_some() {
+                        if routes.as_ref().is_some_and(|r| r.contains_key(jail)) {
                             // The end's notification tells what the ban was.
                             let row = stored(&mut row_of, rowid, *address, jail).map_err(sql)?;
                             if let Some(record) = row {

@@ -75,8 +75,8 @@ impl Compiler<'_> {
             Some(d) => self.positive("cluster.timeout", d)?,
         };
         if let Some(path) = &raw.ca_file {
-            if let Err(e) = std::fs::metadata(path) {
-                self.error("cluster.ca_file", format!("{}: {e}", path.display()));
+            if let Err(e) = crate::tls_client::check_ca_file(path) {
+                self.error("cluster.ca_file", e);
                 return None;
             }
         }

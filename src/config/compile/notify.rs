@@ -372,8 +372,8 @@ impl Compiler<'_> {
             }
         };
         if let Some(path) = &raw.ca_file {
-            if let Err(e) = std::fs::metadata(path) {
-                self.error(&key("ca_file"), format!("{}: {e}", path.display()));
+            if let Err(e) = crate::tls_client::check_ca_file(path) {
+                self.error(&key("ca_file"), e);
                 return None;
             }
         }
