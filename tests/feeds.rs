@@ -163,3 +163,74 @@ async fn a_feed_bans_its_list_lifts_what_leaves_it_and_keeps_it_through_bad_fetc
     assert_eq!(feed_status(&socket).await["entries"], 1);
     stop_cleanly(run, stop).await;
 }
+
+/// `reload` starts a feed the config did not have; a feed moved to another list starts again
+/// from the bans its jail holds (the new list's address is banned, the old one's lifted); a
+/// feed removed has its bans lifted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_a_feed_and_moves_one_to_another_list() {
+    let first: Page = Arc::new(Mutex::new(("200 OK".into(), "198.51.100.160\n".into())));
+    let second: Page = Arc::new(Mutex::new(("200 OK".into(), "198.51.100.161\n".into())));
+    let (first_port, _) = serve(first).await;
+    let (second_port, _) = serve(second).await;
+    let setup = Setup::new("");
+    setup.jail_banning_for(3, "1h");
+    let socket = setup.socket();
+    let (run, stop) = setup.start(None);
+    wait_answering(&socket).await;
+    let main = setup.dir.path().join("syslog2ban.toml");
+    let base = std::fs::read_to_string(&main).expect("read config");
+    let feed = |port: u16| {
+        format!(
+            "{base}\n[feed.bl]\nurl = \"http://127.0.0.1:{port}/list.txt\"\ninterval = \"1s\"\n"
+        )
+    };
+    let has = |list: &[String], a: &str| list.iter().any(|b| b == a);
+
+    std::fs::write(&main, feed(first_port)).expect("write config");
+    let answer = ask(&socket, Request::Reload).await;
+    assert!(
+        matches!(&answer, Some(Response::Done { message }) if message.contains("1 feed(s)")),
+        "{answer:?}"
+    );
+    assert!(
+        until(Duration::from_secs(5), async || has(
+            &banned(&socket).await,
+            "198.51.100.160"
+        ))
+        .await,
+        "the feed added by reload banned nothing: {:?}",
+        banned(&socket).await
+    );
+
+    std::fs::write(&main, feed(second_port)).expect("write config");
+    let answer = ask(&socket, Request::Reload).await;
+    assert!(matches!(answer, Some(Response::Done { .. })), "{answer:?}");
+    assert!(
+        until(Duration::from_secs(5), async || {
+            let b = banned(&socket).await;
+            has(&b, "198.51.100.161") && !has(&b, "198.51.100.160")
+        })
+        .await,
+        "the moved feed did not take its new list: {:?}",
+        banned(&socket).await
+    );
+
+    // Removed: its bans (for as long as listed, by default) are lifted.
+    std::fs::write(&main, &base).expect("write config");
+    let answer = ask(&socket, Request::Reload).await;
+    assert!(
+        matches!(&answer, Some(Response::Done { message }) if message.contains("0 feed(s)")),
+        "{answer:?}"
+    );
+    assert!(
+        until(Duration::from_secs(5), async || !has(
+            &banned(&socket).await,
+            "198.51.100.161"
+        ))
+        .await,
+        "a removed feed's ban stayed: {:?}",
+        banned(&socket).await
+    );
+    stop_cleanly(run, stop).await;
+}

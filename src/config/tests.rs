@@ -226,6 +226,18 @@ fn jail_names_are_restricted() {
     assert!(JailName::new("").is_err());
 }
 
+#[test]
+fn a_jail_may_not_take_a_feeds_jail_name() {
+    let jail =
+        "[jail.feed-bl]\nenabled = true\nprograms = [\"sshd\"]\nfailregex = ['^x <HOST>$']\n";
+    let dir = dir_with(&[("syslog2ban.toml", MAIN), ("conf.d/f.toml", jail)]);
+    let errors = load_no_env(dir.path()).unwrap_err().to_string();
+    assert!(
+        errors.contains("jail.feed-bl") && errors.contains("blocklist feeds"),
+        "{errors}"
+    );
+}
+
 /// A fail2ban-style filter written for these tests.
 const DEMO_FILTER: &str = "[DEFAULT]\n_daemon = demo(?:-auth)?\n[Definition]\nfailregex = ^(?:\\S+ )?%(_daemon)s(?:\\[\\d+\\])?: bad <what> from <HOST>$\n[Init]\nwhat = login\n";
 

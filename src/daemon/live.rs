@@ -156,14 +156,19 @@ impl Running {
             crate::notify::announce(&new.notifiers);
             self.notifiers.send_replace(new.notifiers.clone());
         }
+        // After the policies: a new feed's jail is known to the ban manager before it bans.
+        if new.feeds != self.config.feeds {
+            self.feeds.send_replace(new.feeds.clone());
+        }
         let summary = format!(
-            "Reloaded: {} listener(s) ({} stopped, {} started, {} TLS re-read), {} notifier(s){}, {} jail(s): {}",
+            "Reloaded: {} listener(s) ({} stopped, {} started, {} TLS re-read), {} notifier(s){}, {} feed(s), {} jail(s): {}",
             self.listeners.len(),
             stopped,
             started,
             tls_reloaded,
             new.notifiers.len(),
             if notifiers_changed { " (changed)" } else { "" },
+            new.feeds.len(),
             new.jails.len(),
             new.jails
                 .iter()

@@ -127,6 +127,8 @@ struct Running {
     routes: ban::event::SharedRoutes,
     /// The notifiers, for the notify stage (a reload sends new ones).
     notifiers: tokio::sync::watch::Sender<Vec<crate::config::NotifierConfig>>,
+    /// The feeds, for the feeds stage (a reload sends new ones).
+    feeds: tokio::sync::watch::Sender<Vec<crate::config::FeedConfig>>,
     metrics: Arc<Metrics>,
     listeners: Vec<(ListenerConfig, ListenerHandle)>,
     input: InputContext,
@@ -368,33 +370,23 @@ pub async fn run(
             ),
         );
     }
-    if !config.feeds.is_empty() {
-        // One task per feed, ended together by `stop_side`.
-        let (feeds, manager, metrics, stop) = (
-            config.feeds.clone(),
+    // Feeds, or none yet: a reload may add them.
+    let (feeds, feeds_rx) = tokio::sync::watch::channel(config.feeds.clone());
+    supervisor.spawn(
+        stage::FEEDS,
+        crate::feed::run_all(
+            feeds_rx,
             request_tx.clone(),
             metrics.clone(),
             stop_side.clone(),
-        );
-        supervisor.spawn(stage::FEEDS, async move {
-            let mut tasks = tokio::task::JoinSet::new();
-            for feed in feeds {
-                tasks.spawn(crate::feed::run(
-                    feed,
-                    manager.clone(),
-                    metrics.clone(),
-                    stop.clone(),
-                ));
-            }
-            drop(manager);
-            while tasks.join_next().await.is_some() {}
-        });
-    }
+        ),
+    );
     let inputs = TaskTracker::new();
     let mut running = Running {
         supervisor: supervisor.clone(),
         routes,
         notifiers,
+        feeds,
         options,
         metrics: metrics.clone(),
         listeners: Vec::new(),

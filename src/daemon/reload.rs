@@ -4,8 +4,8 @@
 //! listeners stop, start or stay (an unchanged listener keeps its socket and connections; a
 //! TLS one re-reads its certificates), that the jails are handed over (the pipeline keeps
 //! the failure windows of jails that still exist, the manager keeps every ban; the notifiers
-//! are handed over too), and which changes only a restart can apply (then nothing changes at
-//! all).
+//! and feeds are handed over too), and which changes only a restart can apply (then nothing
+//! changes at all).
 
 use crate::config::{Config, ListenerConfig, ListenerKind};
 
@@ -40,9 +40,6 @@ pub fn plan(old: &Config, new: &Config) -> Result<Vec<Change>, Vec<&'static str>
     }
     if new.state_dir != old.state_dir {
         restart.push("state.dir");
-    }
-    if new.feeds != old.feeds {
-        restart.push("[feed.*]");
     }
     if new.cluster != old.cluster {
         restart.push("[cluster]");

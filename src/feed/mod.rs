@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -104,6 +104,84 @@ pub async fn run(
             () = tokio::time::sleep(feed.interval) => {}
         }
     }
+}
+
+/// Runs every feed of `feeds` until `stop`, each on a task of its own: a reload that sends new
+/// feeds stops those removed or changed (a changed one starts again from the bans its jail
+/// holds, as after a restart) and starts the new; an unchanged feed goes on undisturbed. The
+/// bans of a feed no longer configured (removed by a reload, or while the daemon was down)
+/// are lifted: a listed address is banned for as long as it is listed, by default forever.
+pub async fn run_all(
+    mut feeds: watch::Receiver<Vec<FeedConfig>>,
+    manager: mpsc::Sender<Request>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut running: Vec<(FeedConfig, CancellationToken)> = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let wanted = feeds.borrow_and_update().clone();
+        running.retain(|(feed, token)| {
+            let kept = wanted.contains(feed);
+            if !kept {
+                token.cancel();
+            }
+            kept
+        });
+        if lift_unlisted(&wanted, &manager).await.is_none() {
+            break;
+        }
+        for feed in wanted {
+            if running.iter().any(|(f, _)| *f == feed) {
+                continue;
+            }
+            let token = stop.child_token();
+            tasks.spawn(run(
+                feed.clone(),
+                manager.clone(),
+                metrics.clone(),
+                token.clone(),
+            ));
+            running.push((feed, token));
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            changed = feeds.changed() => if changed.is_err() {
+                break;
+            },
+            // A feed that ended (the ban manager stopping) is not started again.
+            Some(_) = tasks.join_next() => {}
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Lifts the bans held by the jails of feeds that are not in `wanted`; None when the ban
+/// manager is gone.
+async fn lift_unlisted(wanted: &[FeedConfig], manager: &mpsc::Sender<Request>) -> Option<()> {
+    let bans = ask(manager, |reply| Request::List { reply }).await?;
+    let mut lifted = std::collections::BTreeMap::<String, usize>::new();
+    for ban in bans {
+        let gone = ban.jail.starts_with(crate::config::FEED_JAIL_PREFIX)
+            && !wanted.iter().any(|f| f.jail.as_str() == ban.jail);
+        let Ok(jail) = crate::config::JailName::new(&ban.jail) else {
+            continue;
+        };
+        if gone
+            && ask(manager, |reply| Request::Lift {
+                jail,
+                address: ban.address,
+                reply,
+            })
+            .await?
+        {
+            *lifted.entry(ban.jail).or_default() += 1;
+        }
+    }
+    for (jail, n) in lifted {
+        info!(%jail, lifted = n, "A feed no longer configured: its bans are lifted");
+    }
+    Some(())
 }
 
 /// The previous answer's ETag and Last-Modified, for a conditional GET.

@@ -331,6 +331,12 @@ impl Compiler<'_> {
                 "'recidive' is the built-in jail over the ban history; configure it in [recidive]",
             );
         }
+        if name.starts_with(crate::config::types::FEED_JAIL_PREFIX) {
+            self.error(
+                &prefix,
+                "names starting with 'feed-' are the jails of blocklist feeds ([feed.NAME] holds its bans in jail feed-NAME)",
+            );
+        }
         let fail2ban = match &raw.fail2ban_filter {
             Some(spec) => {
                 // `failregex = []` is how a file overrides a native jail of the same name
