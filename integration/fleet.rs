@@ -119,7 +119,8 @@ fn remote_bans_follow_placement_and_refuse_wrong_host_keys() {
 /// `placement = ["origin"]`: an attacker banned on A who goes on to B offends there and is
 /// banned on B too (a jail that bans where the attack happened must not leave the next
 /// server open for the first ban's bantime); A keeps its ban, and a restarted collector
-/// holds both (a reconcile would otherwise remove the one it forgot).
+/// holds both (a reconcile would otherwise remove the one it forgot), and a ban by hand
+/// where it was told to go.
 #[test]
 #[cfg_attr(
     not(s2b_netns),
@@ -155,7 +156,14 @@ fn an_attacker_banned_on_one_server_is_banned_on_the_next_it_attacks() {
         "the widening is logged as a ban from B:\n{log}"
     );
 
-    // Restarted: both servers keep it through the reconciles that follow.
+    // A ban by hand told to go to B only (not where the jail would place it).
+    const BY_HAND: &str = "198.51.100.78";
+    let placed = f.lab.ctl(&["ban", "sshd", BY_HAND, "--place", "target:b"]);
+    assert!(placed.status.is_some_and(|s| s.success()), "{placed:?}");
+    assert!(f.wait_has(&f.b, BY_HAND, Duration::from_secs(10)).is_some());
+
+    // Restarted: both servers keep the widened ban, and B the one by hand, through the
+    // reconciles that follow.
     let pid = f.lab.pid_of("syslog2ban").expect("running");
     assert!(crate::lab::kill_pid(pid, "TERM"));
     assert!(
@@ -174,8 +182,8 @@ fn an_attacker_banned_on_one_server_is_banned_on_the_next_it_attacks() {
     f.wait_connected("b", Duration::from_secs(20));
     std::thread::sleep(RECONCILE * 2 + Duration::from_millis(500));
     assert!(
-        f.has(&f.a, ATTACKER) && f.has(&f.b, ATTACKER),
-        "after a restart both keep the ban: A {:?}, B {:?}\n{}",
+        f.has(&f.a, ATTACKER) && f.has(&f.b, ATTACKER) && f.has(&f.b, BY_HAND),
+        "after a restart both keep the bans: A {:?}, B {:?}\n{}",
         f.remote_set(&f.a),
         f.remote_set(&f.b),
         f.lab.log_of("syslog2ban-again")

@@ -96,6 +96,7 @@ mod tests {
             lines: Vec::new(),
             decided_by: None,
             more_origins: Vec::new(),
+            placement: None,
         };
         let v: serde_json::Value = serde_json::from_str(&body("ban", &record)).unwrap();
         assert_eq!(v["event"], "ban");

@@ -26,6 +26,9 @@ pub struct BanRecord {
     /// (`placement = ["origin"]`) widens its ban to each host the banned attacker goes on to
     /// attack. Their places are resolved again on restore, as `origin`'s are.
     pub more_origins: Vec<String>,
+    /// Where a manual ban was told to go (`ban --place`), instead of the jail's placement;
+    /// restored with it.
+    pub placement: Option<Vec<crate::config::PlacementRule>>,
     /// When the ban started.
     pub started: SystemTime,
     /// When it ends; None = permanent.

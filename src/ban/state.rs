@@ -141,15 +141,6 @@ impl BanState {
         self
     }
 
-    /// Where a ban of `jail` from `origin` goes. Jails no longer configured keep the
-    /// default (local).
-    fn places(&self, jail: &JailName, origin: &str) -> Vec<Place> {
-        match self.policy(jail) {
-            Some(p) => self.fleet.resolve(&p.placement, origin),
-            None => vec![Place::Local],
-        }
-    }
-
     /// Fixes the random draw (tests).
     pub fn with_jitter(mut self, jitter: fn() -> f64) -> Self {
         self.jitter = jitter;
@@ -206,13 +197,16 @@ impl BanState {
                     _ => continue,
                 },
             };
-            let mut places = self.places(&jail, &record.origin);
-            for origin in &record.more_origins {
-                places.extend(self.places(&jail, origin));
-            }
-            places.sort();
-            places.dedup();
             let policy = self.policy(&jail);
+            // As decided: a manual ban's `--place`, else the jail's placement (a jail no
+            // longer configured: here).
+            let places = match (&record.placement, &policy) {
+                (Some(rules), _) => self.resolve(rules, &record.origin, &record.more_origins),
+                (None, Some(policy)) => {
+                    self.resolve(&policy.placement, &record.origin, &record.more_origins)
+                }
+                (None, None) => vec![Place::Local],
+            };
             let kill_connections = policy.as_ref().is_some_and(|p| p.kill_connections);
             let ports = policy.and_then(|p| p.ports.clone());
             let holds = self.holds.entry(record.address).or_insert_with(one);
@@ -419,6 +413,7 @@ impl BanState {
                 jail: new.jail.to_string(),
                 origin: new.origin,
                 more_origins: new.more_origins,
+                placement: new.placement,
                 started: now.wall,
                 expires: expires_wall,
                 failures: new.failures,

@@ -610,6 +610,23 @@ impl PlacementRule {
     }
 }
 
+impl PlacementRule {
+    /// A placement as [`fmt::Display`] wrote it, read back without the configured targets
+    /// (a stored ban's: a target or group no longer configured resolves to none of them).
+    pub fn from_stored(text: &str) -> Option<PlacementRule> {
+        Some(match text {
+            "local" => PlacementRule::Local,
+            "origin" => PlacementRule::Origin,
+            "all" => PlacementRule::All,
+            other => match other.split_once(':')? {
+                ("group", g) => PlacementRule::Group(g.to_string()),
+                ("target", t) => PlacementRule::Target(TargetName::new(t).ok()?),
+                _ => return None,
+            },
+        })
+    }
+}
+
 /// The default placement: this host only, as fail2ban does.
 pub fn default_placement() -> Vec<PlacementRule> {
     vec![PlacementRule::Local]

@@ -376,6 +376,7 @@ fn restore_puts_back_active_bans_with_remaining_time() {
         lines: Vec::new(),
         decided_by: None,
         more_origins: Vec::new(),
+        placement: None,
     };
     let mut commands = s.restore(
         vec![
@@ -491,6 +492,7 @@ fn restore_recomputes_places_from_the_stored_origin() {
         lines: Vec::new(),
         decided_by: None,
         more_origins: Vec::new(),
+        placement: None,
     };
     let commands = s.restore(vec![record], Vec::new(), now);
     assert_eq!(places_of(&commands), vec![remote("b")]);
@@ -532,6 +534,24 @@ fn a_manual_ban_goes_where_it_is_told_or_to_the_origin_it_names() {
         )
         .unwrap();
     assert_eq!(places_of(&commands(&ops)), vec![remote("a"), remote("b")]);
+}
+
+#[test]
+fn a_manual_ban_told_where_to_go_is_restored_there() {
+    let now = Moment::now();
+    let mut s = fleet_state();
+    let only_b = vec![PlacementRule::Target(
+        crate::config::TargetName::new("b").unwrap(),
+    )];
+    let (_, ops) = s
+        .manual_ban(&name("sshd"), addr(), Some(only_b.clone()), None, now)
+        .unwrap();
+    let record = ban_record(&ops).clone();
+    assert_eq!(record.placement, Some(only_b));
+    // Not where the jail's placement would put a ban from "manual" (no target: here).
+    let mut restored = fleet_state();
+    let commands = restored.restore(vec![record], Vec::new(), now);
+    assert_eq!(places_of(&commands), vec![remote("b")]);
 }
 
 #[test]

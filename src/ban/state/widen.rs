@@ -99,6 +99,13 @@ impl BanState {
                 jail: new.jail.to_string(),
                 origin: new.origin,
                 more_origins: origins,
+                // A manual ban told where to go widens with the jail's placement kept for the
+                // hosts before it (restored as both).
+                placement: new.placement.map(|told| {
+                    let mut rules = policy.placement.clone();
+                    rules.extend(told.into_iter().filter(|r| !policy.placement.contains(r)));
+                    rules
+                }),
                 started: now.wall,
                 expires: left.map(|d| now.wall + d),
                 failures: new.failures,

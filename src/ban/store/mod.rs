@@ -18,6 +18,7 @@ mod outbox;
 mod rows;
 pub mod writer;
 
+use crate::config::PlacementRule;
 use crate::target::Target;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,13 +56,13 @@ pub enum StoreError {
 }
 
 /// The active bans' columns, in the order every statement names them.
-const BAN_COLUMNS: &str =
-    "address, jail, origin, started, expires, failures, sample, decided_by, more_origins";
+const BAN_COLUMNS: &str = "address, jail, origin, started, expires, failures, sample, decided_by, \
+     more_origins, placement";
 
 /// Creates the `bans` table, or brings an older store to this version's shape, in one
 /// transaction that takes the write lock first (the notify stage opens the file too): the
 /// bans' `decided_by` (before the cluster knew who decided a ban, all were decided here:
-/// NULL) and `more_origins` (NULL: one attacked host), no key index on bans (rows are found
+/// NULL), `more_origins` (NULL: one attacked host) and `placement` (NULL: the jail's), no key index on bans (rows are found
 /// through [`RowIndex`]; a store from before it is copied into a table without one), and the outbox's `ban` (rows from before name no ban).
 fn up_to_date(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -83,7 +84,8 @@ fn up_to_date(conn: &mut Connection) -> rusqlite::Result<()> {
                  failures INTEGER NOT NULL,
                  sample   TEXT    NOT NULL,
                  decided_by TEXT,
-                 more_origins TEXT
+                 more_origins TEXT,
+                 placement TEXT
              );"
         )
     };
@@ -95,6 +97,9 @@ fn up_to_date(conn: &mut Connection) -> rusqlite::Result<()> {
             }
             if !sql.contains("more_origins") {
                 tx.execute_batch("ALTER TABLE bans ADD COLUMN more_origins TEXT")?;
+            }
+            if !sql.contains("placement") {
+                tx.execute_batch("ALTER TABLE bans ADD COLUMN placement TEXT")?;
             }
             if sql.contains("PRIMARY KEY") {
                 tx.execute_batch(&format!(
@@ -129,7 +134,8 @@ fn outbox_ban(jail: &str, address: Target) -> String {
 }
 
 /// The stored ban in row `rowid` (read with `statement`: `SELECT origin, started, expires,
-/// failures, sample, decided_by, more_origins FROM bans WHERE rowid = ?1`), for a notification.
+/// failures, sample, decided_by, more_origins, placement FROM bans WHERE rowid = ?1`), for a
+/// notification.
 fn stored(
     statement: &mut rusqlite::CachedStatement<'_>,
     rowid: i64,
@@ -149,6 +155,7 @@ fn stored(
                 lines: Vec::new(),
                 decided_by: row.get(5)?,
                 more_origins: origins_from_column(row.get(6)?),
+                placement: placement_from_column(row.get(7)?),
             })
         })
         .optional()
@@ -157,6 +164,26 @@ fn stored(
 /// `more_origins` as stored: NULL for none, else a JSON array of the names.
 fn origins_column(origins: &[String]) -> Option<String> {
     (!origins.is_empty()).then(|| serde_json::Value::from(origins).to_string())
+}
+
+/// `placement` as stored: NULL for the jail's, else a JSON array of the rules as written.
+fn placement_column(rules: Option<&[PlacementRule]>) -> Option<String> {
+    rules.map(|rules| {
+        let written: Vec<String> = rules.iter().map(ToString::to_string).collect();
+        serde_json::Value::from(written).to_string()
+    })
+}
+
+/// The `placement` column read back (a value we did not write counts as the jail's; a rule
+/// that does not read is left out).
+fn placement_from_column(column: Option<String>) -> Option<Vec<PlacementRule>> {
+    let written: Vec<String> = serde_json::from_str(&column?).ok()?;
+    Some(
+        written
+            .iter()
+            .filter_map(|r| PlacementRule::from_stored(r))
+            .collect(),
+    )
 }
 
 /// The `more_origins` column read back (a value we did not write counts as none: the ban
@@ -316,11 +343,11 @@ impl Store {
         {
             let prepare = |statement: &str| tx.prepare_cached(statement).map_err(sql);
             let mut insert = prepare(&format!(
-                "INSERT INTO bans ({BAN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                "INSERT INTO bans ({BAN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ))?;
             let mut renew = prepare(
                 "UPDATE bans SET origin = ?2, started = ?3, expires = ?4, failures = ?5, sample = ?6,
-                     decided_by = ?7, more_origins = ?8 WHERE rowid = ?1",
+                     decided_by = ?7, more_origins = ?8, placement = ?9 WHERE rowid = ?1",
             )?;
             let mut history = prepare(
                 "INSERT INTO history (address, jail, origin, started, expires)
@@ -328,8 +355,8 @@ impl Store {
             )?;
             let mut end = prepare("DELETE FROM bans WHERE rowid = ?1")?;
             let mut row_of = prepare(
-                "SELECT origin, started, expires, failures, sample, decided_by, more_origins
-                     FROM bans WHERE rowid = ?1",
+                "SELECT origin, started, expires, failures, sample, decided_by, more_origins,
+                     placement FROM bans WHERE rowid = ?1",
             )?;
             let mut outbox = prepare(
                 "INSERT INTO outbox (notifier, body, created, ban) VALUES (?1, ?2, ?3, ?4)",
@@ -389,7 +416,8 @@ impl Store {
                                     r.failures,
                                     r.sample,
                                     r.decided_by,
-                                    origins_column(&r.more_origins)
+                                    origins_column(&r.more_origins),
+                                    placement_column(r.placement.as_deref())
                                 ])
                                 .map(drop),
                             None => insert
@@ -402,7 +430,8 @@ impl Store {
                                     r.failures,
                                     r.sample,
                                     r.decided_by,
-                                    origins_column(&r.more_origins)
+                                    origins_column(&r.more_origins),
+                                    placement_column(r.placement.as_deref())
                                 ])
                                 .map(|rowid| changes.set(key, Some(rowid))),
                         }
@@ -500,14 +529,25 @@ impl Store {
                     row.get::<_, String>(6)?,
                     row.get::<_, Option<String>>(7)?,
                     origins_from_column(row.get(8)?),
+                    placement_from_column(row.get(9)?),
                 ))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         let mut skipped = 0usize;
         for row in rows {
-            let (address, jail, origin, started, expires, failures, sample, decided_by, more) =
-                row.map_err(|e| self.sql(e))?;
+            let (
+                address,
+                jail,
+                origin,
+                started,
+                expires,
+                failures,
+                sample,
+                decided_by,
+                more,
+                rules,
+            ) = row.map_err(|e| self.sql(e))?;
             // A row that does not parse was not written by us; skip it rather than fail start-up.
             let Ok(address) = address.parse() else {
                 skipped += 1;
@@ -524,6 +564,7 @@ impl Store {
                 lines: Vec::new(),
                 decided_by,
                 more_origins: more,
+                placement: rules,
             });
         }
         if skipped > 0 {
@@ -639,11 +680,12 @@ mod tests {
             lines: Vec::new(),
             decided_by: None,
             more_origins: Vec::new(),
+            placement: None,
         }
     }
 
     #[test]
-    fn a_widened_ban_keeps_its_other_hosts_through_a_reopen() {
+    fn a_widened_ban_keeps_its_other_hosts_and_placement_through_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let first = record(
@@ -655,6 +697,11 @@ mod tests {
         let widened = BanRecord {
             origin: "198.51.100.20".into(),
             more_origins: vec!["198.51.100.10".into(), "web \"7\"".into()],
+            placement: Some(vec![
+                PlacementRule::Origin,
+                PlacementRule::Group("web".into()),
+                PlacementRule::Target(crate::config::TargetName::new("b").unwrap()),
+            ]),
             expires: Some(t0 + Duration::from_secs(90)),
             ..first.clone()
         };
@@ -674,13 +721,16 @@ mod tests {
         assert_eq!(active.len(), 1, "a widening renews the one row");
         assert_eq!(active[0].origin, widened.origin);
         assert_eq!(active[0].more_origins, widened.more_origins);
+        assert_eq!(active[0].placement, widened.placement);
         assert_eq!(active[0].expires, widened.expires);
         // A value we did not write reads as no other hosts.
         store
             .conn
-            .execute_batch("UPDATE bans SET more_origins = 'web2'")
+            .execute_batch("UPDATE bans SET more_origins = 'web2', placement = 'all'")
             .unwrap();
-        assert!(store.active(t0).unwrap()[0].more_origins.is_empty());
+        let read = &store.active(t0).unwrap()[0];
+        assert!(read.more_origins.is_empty());
+        assert_eq!(read.placement, None, "the jail's placement");
     }
 
     #[test]
@@ -945,7 +995,7 @@ mod tests {
         store
             .conn
             .execute_batch(
-                "INSERT INTO bans VALUES ('198.51.100.1', 'sshd', 'web2', 2, NULL, 6, 'y', NULL, NULL);",
+                "INSERT INTO bans VALUES ('198.51.100.1', 'sshd', 'web2', 2, NULL, 6, 'y', NULL, NULL, NULL);",
             )
             .unwrap();
         drop(store);
