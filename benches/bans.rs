@@ -71,6 +71,7 @@ fn shared(i: u32) -> SharedBan {
         sample: format!("Failed password for root from {} port 22 ssh2", attacker(i)),
         republished: false,
         more_origins: Vec::new(),
+        placement: None,
     }
 }
 

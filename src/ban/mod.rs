@@ -128,6 +128,7 @@ fn publish(
                 sample: record.sample.clone(),
                 republished: false,
                 more_origins: record.more_origins.clone(),
+                placement: record.placement.clone(),
             };
             outgoing.push(Published::Ban(ban), metrics);
         }

@@ -257,6 +257,7 @@ mod tests {
             sample: "Failed password".into(),
             republished: false,
             more_origins: Vec::new(),
+            placement: None,
         };
         (id.to_string(), Published::Ban(ban).fields())
     }

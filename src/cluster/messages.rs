@@ -75,6 +75,9 @@ pub struct SharedBan {
     /// Other attacked hosts the ban covers, when a jail that bans where the attack happened
     /// widened it to them (a JSON array; left out when empty, as before it existed).
     pub more_origins: Vec<String>,
+    /// Where a ban by hand was told to go (`ban --place`), instead of the jail's placement
+    /// (a JSON array of the rules as written; left out for the jail's).
+    pub placement: Option<Vec<crate::config::PlacementRule>>,
 }
 
 impl SharedBan {
@@ -98,6 +101,10 @@ impl SharedBan {
                 "more_origins",
                 serde_json::Value::from(self.more_origins.as_slice()).to_string(),
             ));
+        }
+        if let Some(rules) = &self.placement {
+            let written: Vec<String> = rules.iter().map(ToString::to_string).collect();
+            fields.push(("placement", serde_json::Value::from(written).to_string()));
         }
         fields
     }
@@ -131,6 +138,19 @@ impl SharedBan {
                 None => Vec::new(),
                 Some(list) => serde_json::from_str(list)
                     .map_err(|_| "more_origins is not a list of names".to_string())?,
+            },
+            placement: match text(fields, "placement") {
+                None => None,
+                Some(list) => {
+                    let written: Vec<String> = serde_json::from_str(list)
+                        .map_err(|_| "placement is not a list of rules".to_string())?;
+                    let rules = written
+                        .iter()
+                        .map(|r| crate::config::PlacementRule::from_stored(r))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| format!("placement {list} names an unknown rule"))?;
+                    Some(rules)
+                }
             },
         })
     }
@@ -415,6 +435,7 @@ mod tests {
             sample: "Failed password".into(),
             republished: false,
             more_origins: Vec::new(),
+            placement: None,
         };
         // As the follower reads them: borrowed name and value pairs.
         let read = |fields: &[(&'static str, String)], check: &dyn Fn(&Fields<'_>)| {
@@ -433,6 +454,10 @@ mod tests {
             expires: None,
             republished: true,
             more_origins: vec!["web2".into(), "a \"quoted\", name".into()],
+            placement: Some(vec![
+                crate::config::PlacementRule::Local,
+                crate::config::PlacementRule::Group("web".into()),
+            ]),
             ..ban.clone()
         };
         read(&permanent.fields(), &|fields| {
@@ -501,6 +526,7 @@ mod tests {
             sample: String::new(),
             republished: false,
             more_origins: Vec::new(),
+            placement: None,
         };
         let (arrives, lifted, never) = (
             ban("198.51.100.1"),

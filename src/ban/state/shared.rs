@@ -62,7 +62,7 @@ impl BanState {
             jail: &jail,
             address: ban.address,
             origin: ban.origin,
-            placement: None,
+            placement: ban.placement,
             failures: ban.failures,
             sample: ban.sample,
             // Lines are for notifications, and another collector's ban is announced there.
@@ -133,6 +133,9 @@ impl BanState {
                     sample: String::new(),
                     republished: true,
                     more_origins: hold.more_origins.clone(),
+                    // Not kept per hold: a ban by hand is placed by the jail's placement
+                    // where it is republished to.
+                    placement: None,
                 });
             }
         }

@@ -550,8 +550,16 @@ fn a_manual_ban_told_where_to_go_is_restored_there() {
     assert_eq!(record.placement, Some(only_b));
     // Not where the jail's placement would put a ban from "manual" (no target: here).
     let mut restored = fleet_state();
-    let commands = restored.restore(vec![record], Vec::new(), now);
-    assert_eq!(places_of(&commands), vec![remote("b")]);
+    let put_back = restored.restore(vec![record.clone()], Vec::new(), now);
+    assert_eq!(places_of(&put_back), vec![remote("b")]);
+    // Another collector adopting it places it there too.
+    let shared = crate::cluster::SharedBan {
+        origin: record.origin,
+        placement: record.placement,
+        ..from_b(addr(), false, now)
+    };
+    let ops = fleet_state().adopt(shared, "c", now);
+    assert_eq!(places_of(&commands(&ops)), vec![remote("b")]);
 }
 
 #[test]
@@ -641,6 +649,7 @@ fn from_b(address: Target, republished: bool, now: Moment) -> crate::cluster::Sh
         sample: String::new(),
         republished,
         more_origins: Vec::new(),
+        placement: None,
     }
 }
 
