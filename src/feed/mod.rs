@@ -164,17 +164,18 @@ async fn lift_unlisted(wanted: &[FeedConfig], manager: &mpsc::Sender<Request>) -
     for ban in bans {
         let gone = ban.jail.starts_with(crate::config::FEED_JAIL_PREFIX)
             && !wanted.iter().any(|f| f.jail.as_str() == ban.jail);
-        let Ok(jail) = crate::config::JailName::new(&ban.jail) else {
+        let Some(jail) = gone
+            .then(|| crate::config::JailName::new(&ban.jail).ok())
+            .flatten()
+        else {
             continue;
         };
-        if gone
-            && ask(manager, |reply| Request::Lift {
-                jail,
-                address: ban.address,
-                reply,
-            })
-            .await?
-        {
+        let lift = |reply| Request::Lift {
+            jail,
+            address: ban.address,
+            reply,
+        };
+        if ask(manager, lift).await? {
             *lifted.entry(ban.jail).or_default() += 1;
         }
     }

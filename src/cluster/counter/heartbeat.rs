@@ -1,0 +1,157 @@
+//! The counter's heartbeat: this collector's beat and reading position written to the
+//! engine every second, every collector's read back for `status` (who is there, how far
+//! behind it reads), and the engine's epoch checked (an engine that lost its data gets the
+//! active bans published again).
+//!
+//! Owns only that exchange; counting and publishing are the counter's.
+
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use super::super::engine::{id_millis, millis};
+use super::super::messages::ToBan;
+use super::super::resp::{EngineError, Reply};
+use super::Counter;
+use crate::metrics::{Metrics, Peer};
+
+impl Counter {
+    /// Writes this collector's heartbeat, reads every collector's, and checks the epoch.
+    pub(super) async fn heartbeat(&mut self) {
+        let Some((conn, _)) = self.conn.as_mut() else {
+            return;
+        };
+        let keys = self.shared.keys.clone();
+        let node = self.shared.config.node.to_string();
+        let now = millis(SystemTime::now());
+        let cursor = self.shared.cursor_ms.load(Ordering::Relaxed);
+        let degraded = u8::from(!self.failures.is_empty() || !self.bans.is_empty());
+        let beat = format!("{now} {cursor} {degraded}");
+        let result = async {
+            conn.call(&[
+                b"HSET",
+                keys.nodes().as_bytes(),
+                node.as_bytes(),
+                beat.as_bytes(),
+            ])
+            .await?;
+            let all = conn.call(&[b"HGETALL", keys.nodes().as_bytes()]).await?;
+            let newest = conn
+                .call(&[
+                    b"XREVRANGE",
+                    keys.bans().as_bytes(),
+                    b"+",
+                    b"-",
+                    b"COUNT",
+                    b"1",
+                ])
+                .await?;
+            let epoch = conn.call(&[b"GET", keys.epoch().as_bytes()]).await?;
+            Ok::<_, EngineError>((all, newest, epoch))
+        }
+        .await;
+        let (all, newest, epoch) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.degrade(&e);
+                return;
+            }
+        };
+        let newest_ms = newest
+            .items()
+            .first()
+            .and_then(|entry| entry.items().first().and_then(Reply::text))
+            .map_or(0, |id| id_millis(&id));
+        let peers: Vec<Peer> = all
+            .items()
+            .chunks(2)
+            .filter_map(|pair| {
+                let node = pair.first()?.text()?;
+                let beat = pair.get(1)?.text()?;
+                let mut parts = beat.split(' ').map(|p| p.parse::<u64>().unwrap_or(0));
+                let (seen, cursor, degraded) = (parts.next()?, parts.next()?, parts.next()?);
+                Some(Peer {
+                    node,
+                    seen_ms_ago: now.saturating_sub(seen),
+                    lag_ms: lag(newest_ms, cursor, seen),
+                    degraded: degraded == 1,
+                })
+            })
+            .collect();
+        self.shared.cm().set_peers(peers);
+        self.check_epoch(epoch.text()).await;
+    }
+
+    /// An engine without our epoch lost its data (or is new): the bans are published again.
+    async fn check_epoch(&mut self, epoch: Option<String>) {
+        let mut created = false;
+        let current = match epoch {
+            Some(e) => e,
+            None => {
+                let Some((conn, _)) = self.conn.as_mut() else {
+                    return;
+                };
+                let mine = format!("{}-{}", self.shared.config.node, rand::random::<u64>());
+                let key = self.shared.keys.epoch();
+                match conn
+                    .call(&[b"SET", key.as_bytes(), mine.as_bytes(), b"NX"])
+                    .await
+                {
+                    // OK: ours; nil: another collector set one first.
+                    Ok(reply) => created = reply.text().is_some(),
+                    Err(e) => {
+                        self.degrade(&e);
+                        return;
+                    }
+                }
+                match conn.call(&[b"GET", key.as_bytes()]).await {
+                    Ok(reply) => reply.text().unwrap_or(mine),
+                    Err(e) => {
+                        self.degrade(&e);
+                        return;
+                    }
+                }
+            }
+        };
+        // An epoch this node made in an earlier run is no loss: its bans are in the stream.
+        if self.epoch.as_ref().is_some_and(|seen| *seen != current) {
+            warn!(
+                "The cluster engine lost its data (a new epoch): publishing the active bans again"
+            );
+        } else if self.epoch.is_none() && created {
+            info!(
+                "The cluster engine is new or was emptied: publishing this collector's active bans"
+            );
+        } else {
+            self.epoch = Some(current);
+            return;
+        }
+        Metrics::inc(&self.shared.cm().republished);
+        let _ = self.to_ban.send(ToBan::Republish).await;
+        self.epoch = Some(current);
+    }
+}
+
+/// How far behind the newest shared ban (published at `newest_ms`) a collector reads, from
+/// its heartbeat: the time of the last entry it read (`cursor_ms`), or, before its first read
+/// (0), the time it was last seen, so that a collector that stopped before it read anything
+/// shows the bans published since, not the age of the Unix epoch.
+fn lag(newest_ms: u64, cursor_ms: u64, seen_ms: u64) -> u64 {
+    let read_up_to = if cursor_ms == 0 { seen_ms } else { cursor_ms };
+    newest_ms.saturating_sub(read_up_to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag;
+
+    #[test]
+    fn a_collector_that_never_read_lags_by_what_was_published_since_it_was_seen() {
+        let t = 1_796_483_281_466;
+        assert_eq!(lag(t, t - 250, t - 1000), 250, "by its cursor");
+        assert_eq!(lag(t, 0, t - 1000), 1000, "never read: since last seen");
+        assert_eq!(lag(0, 0, t), 0, "nothing published");
+        assert_eq!(lag(t - 5, t, t), 0, "read past the newest: none");
+    }
+}
