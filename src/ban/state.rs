@@ -77,6 +77,26 @@ struct NewBan<'a> {
     more_origins: Vec<String>,
 }
 
+impl NewBan<'_> {
+    /// The ban as the store records it: started at `started`, ending at `expires` (None:
+    /// never).
+    fn into_record(self, expires: Option<SystemTime>, started: SystemTime) -> BanRecord {
+        BanRecord {
+            address: self.address,
+            jail: self.jail.to_string(),
+            origin: self.origin,
+            more_origins: self.more_origins,
+            placement: self.placement,
+            started,
+            expires,
+            failures: self.failures,
+            sample: self.sample,
+            lines: self.lines,
+            decided_by: self.decided_by,
+        }
+    }
+}
+
 /// All ban state.
 #[derive(Debug)]
 pub struct BanState {
@@ -408,19 +428,7 @@ impl BanState {
         let commands =
             changed_commands(&self.holds[&new.address], new.address, before, now.instant);
         Some(StoreOp::Ban(
-            BanRecord {
-                address: new.address,
-                jail: new.jail.to_string(),
-                origin: new.origin,
-                more_origins: new.more_origins,
-                placement: new.placement,
-                started: now.wall,
-                expires: expires_wall,
-                failures: new.failures,
-                sample: new.sample,
-                lines: new.lines,
-                decided_by: new.decided_by,
-            },
+            new.into_record(expires_wall, now.wall),
             commands,
         ))
     }

@@ -13,7 +13,7 @@ use tracing::debug;
 use super::{before_at, changed_commands, BanState, Moment, NewBan};
 use crate::ban::messages::{BanReason, JailPolicy};
 use crate::ban::placement::Place;
-use crate::ban::record::{BanRecord, StoreOp};
+use crate::ban::record::StoreOp;
 use crate::config::{BanTime, JailName};
 use crate::target::Target;
 
@@ -25,7 +25,7 @@ impl BanState {
     /// from that host (its line, notifications and history row say so).
     pub(super) fn widen(
         &mut self,
-        new: NewBan<'_>,
+        mut new: NewBan<'_>,
         places: Vec<Place>,
         policy: &JailPolicy,
         now: Moment,
@@ -93,26 +93,20 @@ impl BanState {
         debug!(jail = %new.jail, address = %new.address, origin = %new.origin, "Ban widened to another attacked host");
         let commands =
             changed_commands(&self.holds[&new.address], new.address, before, now.instant);
+        // A manual ban told where to go widens with the jail's placement kept for the hosts
+        // before it (restored as both).
+        let placement = new.placement.take().map(|told| {
+            let mut rules = policy.placement.clone();
+            rules.extend(told.into_iter().filter(|r| !policy.placement.contains(r)));
+            rules
+        });
+        let record = NewBan {
+            more_origins: origins,
+            placement,
+            ..new
+        };
         Some(StoreOp::Ban(
-            BanRecord {
-                address: new.address,
-                jail: new.jail.to_string(),
-                origin: new.origin,
-                more_origins: origins,
-                // A manual ban told where to go widens with the jail's placement kept for the
-                // hosts before it (restored as both).
-                placement: new.placement.map(|told| {
-                    let mut rules = policy.placement.clone();
-                    rules.extend(told.into_iter().filter(|r| !policy.placement.contains(r)));
-                    rules
-                }),
-                started: now.wall,
-                expires: left.map(|d| now.wall + d),
-                failures: new.failures,
-                sample: new.sample,
-                lines: new.lines,
-                decided_by: new.decided_by,
-            },
+            record.into_record(left.map(|d| now.wall + d), now.wall),
             commands,
         ))
     }
