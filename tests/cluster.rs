@@ -431,6 +431,22 @@ fn hook_events(hook: &Receiver) -> Vec<String> {
         .collect()
 }
 
+/// The webhook hears the attacker's ban once: within the announce delay and a margin, and
+/// no second time after.
+async fn announced_once(hook: &Receiver) {
+    let ban = format!("\"ban\" \"{ATTACKER}\"");
+    assert!(
+        until(ANNOUNCE_DELAY + Duration::from_secs(4), async || {
+            hook_events(hook).contains(&ban)
+        })
+        .await,
+        "never announced: {:?}",
+        hook_events(hook)
+    );
+    tokio::time::sleep(ANNOUNCE_DELAY * 2).await;
+    assert_eq!(hook_events(hook), vec![ban]);
+}
+
 /// The entries of the engine's ban stream (default prefix) that ban `address`.
 async fn stream_entries(port: u16, address: &str) -> usize {
     use syslog2ban::cluster::resp::{Connection, Reply};
@@ -732,6 +748,11 @@ async fn the_count_script_names_who_holds_the_claim() {
 /// The claim on `address` in the sshd jail, taken on the engine at `port` by a collector
 /// named `node` through the count script (as that collector's fifth failure would).
 async fn claim_as(port: u16, address: &str, node: &str) {
+    claim_as_from(port, address, node, None).await;
+}
+
+/// As `claim_as`, in a jail counting per sender: the claim of `sender`'s count.
+async fn claim_as_from(port: u16, address: &str, node: &str, sender: Option<&str>) {
     use syslog2ban::cluster::engine::{millis, CountArgs, FailureId, Keys};
     use syslog2ban::cluster::resp::Connection;
     use syslog2ban::config::EngineUrl;
@@ -755,7 +776,7 @@ async fn claim_as(port: u16, address: &str, node: &str) {
             sequence: 1,
             entry: None,
         },
-        origin: None,
+        origin: sender,
     };
     let (mut commands, mut counted) = (Vec::new(), Vec::new());
     keys.count_all(&mut conn, &mut sha, &[claim], &mut commands, &mut counted)
@@ -796,17 +817,42 @@ async fn a_ban_held_back_for_a_claim_holder_that_never_publishes_it_reaches_the_
     );
     assert_eq!(stream_entries(engine.port, ATTACKER).await, 1);
     // Not announced while it was the holder's; announced once after it was published here.
-    let ban = format!("\"ban\" \"{ATTACKER}\"");
+    announced_once(&hook).await;
+    a.down().await;
+    b.down().await;
+}
+
+/// In a jail counting per sender, a claim another collector holds on one sender's count of
+/// an attacker says nothing of another sender's: a ban this collector decides on that
+/// other sender's count is its own, announced and published at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_senders_claim_elsewhere_leaves_a_ban_decided_here_this_collectors() {
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let mut hook = Receiver::new().await;
+    hook.up().await;
+    let per_origin = |node: &str| {
+        let setup = collector(node, engine.port, Some(hook.port));
+        setup.add_to_jail("count_per_origin = true");
+        setup
+    };
+    let a = launch(per_origin("a")).await;
+    let b = launch(per_origin("b")).await;
+    // ghost holds 127.0.0.2's claim; a learns so from that sender's next failure.
+    claim_as_from(engine.port, ATTACKER, "ghost", Some("127.0.0.2")).await;
+    send_failures_from("127.0.0.2", a.port, ATTACKER, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // 127.0.0.3's five: a's own ban, on b at once (not held back for ghost's).
+    send_failures_from("127.0.0.3", a.port, ATTACKER, 5);
     assert!(
-        until(ANNOUNCE_DELAY + Duration::from_secs(4), async || {
-            hook_events(&hook).contains(&ban)
-        })
-        .await,
-        "never announced: {:?}",
-        hook_events(&hook)
+        all_within(Duration::from_secs(3), &[&a, &b], true).await,
+        "a: {:?} b: {:?}",
+        cluster_status(&a.socket).await,
+        cluster_status(&b.socket).await
     );
-    tokio::time::sleep(ANNOUNCE_DELAY * 2).await;
-    assert_eq!(hook_events(&hook), vec![ban]);
+    announced_once(&hook).await;
     a.down().await;
     b.down().await;
 }

@@ -106,6 +106,10 @@ pub struct BanState {
     recidive: Option<(JailName, RecidiveConfig)>,
     holds: HashMap<Target, Vec<Hold>>,
     deadlines: BTreeSet<(Instant, Target, JailName)>,
+    /// Where the holds made by a ban told where to go (`ban --place`) are placed: rare, so
+    /// kept beside the holds rather than in each (a storm holds tens of thousands). Kept so
+    /// that a republished or widened ban goes on saying so.
+    told: HashMap<(Target, JailName), Vec<PlacementRule>>,
     /// Earlier bans per address (jail, start), kept for `retention`.
     history: HashMap<Target, Vec<(JailName, SystemTime)>>,
     retention: Duration,
@@ -137,6 +141,7 @@ impl BanState {
             recidive: None,
             holds: HashMap::new(),
             deadlines: BTreeSet::new(),
+            told: HashMap::new(),
             history: HashMap::new(),
             retention,
             fleet: Fleet::default(),
@@ -254,6 +259,10 @@ impl BanState {
             if let Some(deadline) = expires {
                 self.deadlines
                     .insert((deadline, record.address, jail.clone()));
+            }
+            if let Some(rules) = &record.placement {
+                self.told
+                    .insert((record.address, jail.clone()), rules.clone());
             }
             self.metrics
                 .jail(jail.as_str())
@@ -419,6 +428,10 @@ impl BanState {
         if let Some(deadline) = expires {
             self.deadlines
                 .insert((deadline, new.address, new.jail.clone()));
+        }
+        if let Some(rules) = &new.placement {
+            self.told
+                .insert((new.address, new.jail.clone()), rules.clone());
         }
         self.banned_now(new.jail, new.address, now);
         let m = self.metrics.jail(new.jail.as_str());

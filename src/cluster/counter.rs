@@ -533,8 +533,11 @@ impl Counter {
                 remember(&mut self.settled, attacker(failure), until);
                 match &counted.holder {
                     // Another collector's ban arrives here soon, and a ban this collector's
-                    // own count decides meanwhile is that collector's.
-                    Some(holder) if holder != node => {
+                    // own count decides meanwhile is that collector's. Not in a jail counting
+                    // per sender: that claim is one sender's, and a ban decided here on
+                    // another sender's count is this collector's own (the manager's claims
+                    // are per attacker).
+                    Some(holder) if holder != node && !failure.per_origin => {
                         self.claims
                             .note(&failure.jail, failure.target, holder, until);
                     }

@@ -33,6 +33,7 @@ impl BanState {
                     .remove(&(deadline, address, hold.jail.clone()));
             }
             self.released(&hold.jail, address);
+            self.told.remove(&(address, hold.jail.clone()));
             debug!(jail = %hold.jail, %address, "Unban decided");
             // One removal per address and firewall, after its last row is gone.
             let commands = match (i == last).then(|| places.take()).flatten() {
@@ -160,6 +161,7 @@ impl BanState {
             .collect();
         let empty = holds.is_empty();
         self.released(jail, address);
+        self.told.remove(&(address, jail.clone()));
         info!(%jail, %address, reason, target = %"local", "Unbanned");
         if empty {
             self.holds.remove(&address);

@@ -133,9 +133,7 @@ impl BanState {
                     sample: String::new(),
                     republished: true,
                     more_origins: hold.more_origins.clone(),
-                    // Not kept per hold: a ban by hand is placed by the jail's placement
-                    // where it is republished to.
-                    placement: None,
+                    placement: self.told.get(&(*address, hold.jail.clone())).cloned(),
                 });
             }
         }

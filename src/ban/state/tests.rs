@@ -563,6 +563,40 @@ fn a_manual_ban_told_where_to_go_is_restored_there() {
 }
 
 #[test]
+fn a_ban_told_where_to_go_says_so_when_republished_and_after_an_offence_widens_it() {
+    let now = Moment::now();
+    let mut s = fleet_state();
+    let only_b = vec![PlacementRule::Target(
+        crate::config::TargetName::new("b").unwrap(),
+    )];
+    s.manual_ban(&name("sshd"), addr(), Some(only_b.clone()), None, now)
+        .unwrap();
+    // An engine that lost its data gets it back with where it was told to go.
+    let republished = s.shared_bans("a", now);
+    assert_eq!(republished.len(), 1);
+    assert_eq!(republished[0].placement, Some(only_b.clone()));
+    // The attacker offends on a: the hold widens there, and what is stored still has b.
+    let ops = s.offence(&offence_from("sshd", "198.51.100.10", now.instant), now);
+    assert_eq!(places_of(&commands(&ops)), vec![remote("a")]);
+    let record = ban_record(&ops).clone();
+    assert_eq!(
+        record.placement,
+        Some(vec![PlacementRule::Origin, only_b[0].clone()])
+    );
+    let put_back = fleet_state().restore(vec![record], Vec::new(), now);
+    assert_eq!(places_of(&put_back), vec![remote("a"), remote("b")]);
+    assert_eq!(
+        s.shared_bans("a", now)[0].placement,
+        Some(vec![PlacementRule::Origin, only_b[0].clone()])
+    );
+    // Once it ends, a new ban of the address is placed by the jail alone.
+    s.unban(addr());
+    let ops = s.offence(&offence_from("sshd", "198.51.100.10", now.instant), now);
+    assert_eq!(ban_record(&ops).placement, None);
+    assert_eq!(s.shared_bans("a", now)[0].placement, None);
+}
+
+#[test]
 fn ports_are_the_union_of_the_holds_and_every_port_wins_until_it_ends() {
     let port = |number| crate::target::Port {
         protocol: crate::target::Protocol::Tcp,

@@ -93,13 +93,26 @@ impl BanState {
         debug!(jail = %new.jail, address = %new.address, origin = %new.origin, "Ban widened to another attacked host");
         let commands =
             changed_commands(&self.holds[&new.address], new.address, before, now.instant);
-        // A manual ban told where to go widens with the jail's placement kept for the hosts
-        // before it (restored as both).
-        let placement = new.placement.take().map(|told| {
-            let mut rules = policy.placement.clone();
-            rules.extend(told.into_iter().filter(|r| !policy.placement.contains(r)));
-            rules
-        });
+        // A hold told where to go (by this ban or an earlier one) keeps the jail's placement
+        // for the hosts an offence adds and every rule it was told: restored and
+        // republished as all of them.
+        let key = (new.address, new.jail.clone());
+        let told = match (self.told.remove(&key), new.placement.take()) {
+            (None, None) => None,
+            (earlier, now_told) => {
+                let mut rules = policy.placement.clone();
+                for rule in earlier.into_iter().chain(now_told).flatten() {
+                    if !rules.contains(&rule) {
+                        rules.push(rule);
+                    }
+                }
+                Some(rules)
+            }
+        };
+        if let Some(rules) = &told {
+            self.told.insert(key, rules.clone());
+        }
+        let placement = told;
         let record = NewBan {
             more_origins: origins,
             placement,
