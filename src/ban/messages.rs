@@ -91,6 +91,14 @@ pub enum Request {
         /// Answer.
         reply: oneshot::Sender<Vec<BanInfo>>,
     },
+    /// The addresses held by the jails whose names start with `prefix` (the feeds' own
+    /// jails), without listing every ban.
+    HeldBy {
+        /// The start of the jails' names.
+        prefix: &'static str,
+        /// Answer: (jail, address) per hold, in no order.
+        reply: oneshot::Sender<Vec<(JailName, Target)>>,
+    },
     /// Ban by hand, as if `jail` had reached maxretry.
     Ban {
         /// Jail whose bantime applies.

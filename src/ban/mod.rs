@@ -321,6 +321,10 @@ fn answer(state: &mut BanState, request: Request) -> Vec<StoreOp> {
             let _ = reply.send(state.list(now.instant));
             Vec::new()
         }
+        Request::HeldBy { prefix, reply } => {
+            let _ = reply.send(state.held_by(prefix));
+            Vec::new()
+        }
         Request::Ban {
             jail,
             address,

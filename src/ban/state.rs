@@ -565,6 +565,20 @@ impl BanState {
         out
     }
 
+    /// (jail, address) of every hold of the jails whose names start with `prefix`, in no
+    /// order: a feed's bans without formatting and sorting every other ban.
+    pub fn held_by(&self, prefix: &str) -> Vec<(JailName, Target)> {
+        self.holds
+            .iter()
+            .flat_map(|(address, holds)| {
+                holds
+                    .iter()
+                    .filter(|h| h.jail.as_str().starts_with(prefix))
+                    .map(|h| (h.jail.clone(), *address))
+            })
+            .collect()
+    }
+
     /// The next deadline, for the manager's timer.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|(d, _, _)| *d)

@@ -80,11 +80,11 @@ pub async fn run(
 ) {
     let counters = metrics.feed(&feed.name);
     // The feed's bans restored from the store are the list as last applied.
-    let mut current: BTreeSet<Target> = match ask(&manager, |reply| Request::List { reply }).await {
-        Some(bans) => bans
+    let mut current: BTreeSet<Target> = match feed_holds(&manager).await {
+        Some(holds) => holds
             .into_iter()
-            .filter(|b| b.jail == feed.jail.as_str())
-            .map(|b| b.address)
+            .filter(|(jail, _)| *jail == feed.jail)
+            .map(|(_, address)| address)
             .collect(),
         None => return,
     };
@@ -156,27 +156,33 @@ pub async fn run_all(
     while tasks.join_next().await.is_some() {}
 }
 
+/// Every hold of a feed's jail (jail, address); None when the ban manager is gone.
+async fn feed_holds(
+    manager: &mpsc::Sender<Request>,
+) -> Option<Vec<(crate::config::JailName, Target)>> {
+    ask(manager, |reply| Request::HeldBy {
+        prefix: crate::config::FEED_JAIL_PREFIX,
+        reply,
+    })
+    .await
+}
+
 /// Lifts the bans held by the jails of feeds that are not in `wanted`; None when the ban
 /// manager is gone.
 async fn lift_unlisted(wanted: &[FeedConfig], manager: &mpsc::Sender<Request>) -> Option<()> {
-    let bans = ask(manager, |reply| Request::List { reply }).await?;
     let mut lifted = std::collections::BTreeMap::<String, usize>::new();
-    for ban in bans {
-        let gone = ban.jail.starts_with(crate::config::FEED_JAIL_PREFIX)
-            && !wanted.iter().any(|f| f.jail.as_str() == ban.jail);
-        let Some(jail) = gone
-            .then(|| crate::config::JailName::new(&ban.jail).ok())
-            .flatten()
-        else {
+    for (jail, address) in feed_holds(manager).await? {
+        if wanted.iter().any(|f| f.jail == jail) {
             continue;
-        };
+        }
+        let name = jail.to_string();
         let lift = |reply| Request::Lift {
             jail,
-            address: ban.address,
+            address,
             reply,
         };
         if ask(manager, lift).await? {
-            *lifted.entry(ban.jail).or_default() += 1;
+            *lifted.entry(name).or_default() += 1;
         }
     }
     for (jail, n) in lifted {

@@ -143,6 +143,22 @@ fn a_second_jail_only_extends_never_shortens() {
 }
 
 #[test]
+fn held_by_names_only_the_holds_of_jails_with_the_prefix() {
+    let mut s = state();
+    let now = Moment::now();
+    let other: Target = "198.51.100.77".parse().unwrap();
+    s.manual_ban(&name("long"), addr(), None, None, now)
+        .unwrap();
+    s.manual_ban(&name("sshd"), addr(), None, None, now)
+        .unwrap();
+    s.manual_ban(&name("long"), other, None, None, now).unwrap();
+    let mut held = s.held_by("lo");
+    held.sort();
+    assert_eq!(held, vec![(name("long"), other), (name("long"), addr())]);
+    assert!(s.held_by("feed-").is_empty());
+}
+
+#[test]
 fn manual_ban_and_unban() {
     let feedback = crate::jail::BanFeedback::default();
     let mut s = state().with_feedback(feedback.clone());
