@@ -5,13 +5,15 @@
 //! chain).
 //!
 //! ```text
-//!  ONE (Lab.srv)  br0 198.51.100.1/24   syslog2ban tcp :5514, nft; redis-server :6379
+//!  ONE (Lab.srv)  br0 198.51.100.1/24   syslog2ban tcp :5514, nft; redis-server TLS :6379
 //!      ├── TWO  eth0 198.51.100.2/24    syslog2ban tcp :5514, nft
 //!      ├── A    eth0 198.51.100.10/24   sshd :2222, nft: tables syslog2ban_one, syslog2ban_two
 //!      ├── B    eth0 198.51.100.20/24   rsyslogd: imuxsock -> ONE, failing over to TWO
 //!      └── ATTACKER
 //! ```
-//! What a user checks: the attacker's address in each collector's nft set and in A's.
+//! What a user checks: the attacker's address in each collector's nft set and in A's. The
+//! engine is reached as a production one should be: over TLS (its certificate from a CA the
+//! collectors are given in `ca_file`) as an ACL user with a password, the default user off.
 
 use std::fs;
 use std::path::PathBuf;
@@ -27,7 +29,10 @@ use crate::lab::{
 const TWO_IP: &str = "198.51.100.2";
 const ATTACKER: &str = "198.51.100.66";
 /// What the fleet bed needs, and the engine, rsyslog and its client.
-const MORE_TOOLS: &[&str] = &["redis-server", "rsyslogd", "logger", "kill"];
+const MORE_TOOLS: &[&str] = &["redis-server", "rsyslogd", "logger", "kill", "openssl"];
+/// The collectors' ACL user and password on the engine.
+const ENGINE_USER: &str = "syslog2ban";
+const ENGINE_PASSWORD: &str = "s2b-cluster-pw";
 
 struct Cluster {
     fleet: Fleet,
@@ -35,6 +40,8 @@ struct Cluster {
     two: String,
     web: String,
     devlog: PathBuf,
+    /// The CA of the engine's certificate, the collectors' `ca_file`.
+    engine_ca: PathBuf,
 }
 
 impl Cluster {
@@ -61,25 +68,57 @@ impl Cluster {
             "dev",
             "eth0",
         ]);
-        let redis = tool("redis-server");
-        lab.spawn(
-            "redis-server",
-            &one,
-            &[
-                redis.as_os_str(),
-                "--bind".as_ref(),
-                COLLECTOR_IP.as_ref(),
-                "--port".as_ref(),
-                "6379".as_ref(),
-                "--save".as_ref(),
-                "".as_ref(),
-                "--appendonly".as_ref(),
-                "no".as_ref(),
-                "--protected-mode".as_ref(),
-                "no".as_ref(),
-            ],
-            &[],
+        let pki = lab.dir.join("engine-pki");
+        fs::create_dir_all(&pki).expect("mkdir engine-pki");
+        crate::tls::make_pki(&pki, "engine-ca", &[("engine", COLLECTOR_IP)]);
+        let file = |name: &str| pki.join(name).display().to_string();
+        let redis = tool("redis-server").display().to_string();
+        let password = format!(">{ENGINE_PASSWORD}");
+        let argv: Vec<&str> = vec![
+            &redis,
+            "--bind",
+            COLLECTOR_IP,
+            "--port",
+            "0",
+            "--tls-port",
+            "6379",
+            "--tls-cert-file",
+        ];
+        let (cert, key, ca) = (
+            file("engine.pem"),
+            file("engine.key"),
+            file("engine-ca.pem"),
         );
+        let argv: Vec<&str> = argv
+            .into_iter()
+            .chain([
+                cert.as_str(),
+                "--tls-key-file",
+                key.as_str(),
+                "--tls-ca-cert-file",
+                ca.as_str(),
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--user",
+                ENGINE_USER,
+                "on",
+                password.as_str(),
+                "~*",
+                "&*",
+                "+@all",
+                "--user",
+                "default",
+                "off",
+            ])
+            .collect();
+        let argv: Vec<&std::ffi::OsStr> = argv.iter().map(|a| a.as_ref()).collect();
+        lab.spawn("redis-server", &one, &argv, &[]);
         let engine_ns = one.clone();
         lab.wait_ready(
             "redis-server",
@@ -95,6 +134,7 @@ impl Cluster {
             two,
             web,
             devlog,
+            engine_ca: pki.join("engine-ca.pem"),
         };
         cluster.start_rsyslog();
         cluster
@@ -127,8 +167,9 @@ impl Cluster {
                  [[listen]]\ntype = \"journal-upload\"\naddress = \"{ip}:{JOURNAL_UPLOAD_PORT}\"\n\n\
                  [ban]\nbackend = \"nftables\"\ntable = \"{NFT_TABLE}\"\n\n\
                  [control]\nsocket = \"{}\"\n\n[state]\ndir = \"{}\"\n\n\
-                 [cluster]\nengine = \"redis\"\nurls = [\"redis://{COLLECTOR_IP}:6379\"]\n\
-                 node = \"{node}\"\n\n\
+                 [cluster]\nengine = \"redis\"\n\
+                 urls = [\"rediss://{ENGINE_USER}:{ENGINE_PASSWORD}@{COLLECTOR_IP}:6379\"]\n\
+                 ca_file = \"{ca}\"\nnode = \"{node}\"\n\n\
                  [target.a]\naddress = \"{A_IP}\"\nport = {PORT}\nuser = \"root\"\n\
                  identity = \"{key}\"\nknown_hosts = \"{known}\"\nssh_config = \"{ssh_config}\"\n\
                  table = \"{NFT_TABLE}_{node}\"\nconnect_timeout = \"3s\"\ncommand_timeout = \"5s\"\n",
@@ -137,6 +178,7 @@ impl Cluster {
                 key = self.fleet.client_key.display(),
                 known = self.fleet.known_hosts.display(),
                 ssh_config = ssh_config.display(),
+                ca = self.engine_ca.display(),
             ),
         )
         .expect("write config");

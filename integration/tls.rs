@@ -30,7 +30,8 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA (`name`.pem/.key) and, signed by it, certificates for each (file, CN/SAN DNS name).
+/// A CA (`name`.pem/.key) and, signed by it, certificates for each (file, CN/SAN name: a
+/// DNS name, or an IP address), each also valid for 127.0.0.1.
 pub(crate) fn make_pki(dir: &Path, ca: &str, certs: &[(&str, &str)]) {
     openssl(
         dir,
@@ -75,7 +76,12 @@ pub(crate) fn make_pki(dir: &Path, ca: &str, certs: &[(&str, &str)]) {
         std::fs::write(
             dir.join(format!("{file}.ext")),
             format!(
-                "subjectAltName=DNS:{name},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+                "subjectAltName={}:{name},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+                if name.parse::<std::net::IpAddr>().is_ok() {
+                    "IP"
+                } else {
+                    "DNS"
+                }
             ),
         )
         .expect("write ext");

@@ -29,15 +29,48 @@ struct Engine {
 
 impl Engine {
     fn start(port: u16) -> Engine {
+        Engine::start_with(port, &[])
+    }
+
+    /// A replica of the engine on `primary`.
+    fn start_replica(port: u16, primary: u16) -> Engine {
+        Engine::start_with(port, &["--replicaof", "127.0.0.1", &primary.to_string()])
+    }
+
+    fn start_with(port: u16, more: &[&str]) -> Engine {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port"])
             .arg(port.to_string())
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            // A replica is in step at once, not after the default 5 s wait for more.
+            .args(["--repl-diskless-sync-delay", "0"])
+            // What replication writes goes to a file of this engine's, never the checkout.
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .arg("--dbfilename")
+            .arg(Engine::dump_file(port))
+            .args(more)
             .stdout(Stdio::null())
             .spawn()
             .expect("start redis-server");
         wait_listening(port, "redis-server");
         Engine { child, port }
+    }
+
+    fn dump_file(port: u16) -> String {
+        format!("syslog2ban-test-engine-{port}.rdb")
+    }
+
+    /// Sends one command, as `redis-cli` would.
+    async fn command(&self, args: &[&str]) {
+        let url = syslog2ban::config::EngineUrl::parse(&format!("redis://127.0.0.1:{}", self.port))
+            .expect("an engine url");
+        let mut conn =
+            syslog2ban::cluster::resp::Connection::connect(&url, None, Duration::from_secs(5))
+                .await
+                .expect("connect");
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        conn.call(&args).await.expect("the engine accepts it");
     }
 
     fn signal(&self, signal: rustix::process::Signal) {
@@ -52,6 +85,7 @@ impl Drop for Engine {
         self.signal(rustix::process::Signal::CONT);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(std::env::temp_dir().join(Engine::dump_file(self.port)));
     }
 }
 
@@ -75,15 +109,25 @@ fn redis_present() -> bool {
 /// A collector named `node` on the engine at `port`, its sshd jail banning at 5 for an hour;
 /// with `webhook`, the jail's bans and unbans are posted there.
 fn collector(node: &str, port: u16, webhook: Option<u16>) -> Setup {
+    collector_on(node, &[port], webhook)
+}
+
+/// As `collector`, its `urls` the engines on `ports`, in that order.
+fn collector_on(node: &str, ports: &[u16], webhook: Option<u16>) -> Setup {
     let notifier = webhook.map_or_else(String::new, |hook| {
         format!(
             "\n[notify.ops]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/hook\"\n\
              events = [\"ban\", \"unban\"]\n"
         )
     });
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|port| format!("\"redis://127.0.0.1:{port}\""))
+        .collect();
     let setup = Setup::new(&format!(
-        "\n[cluster]\nengine = \"redis\"\nurls = [\"redis://127.0.0.1:{port}\"]\nnode = \"{node}\"\n\
+        "\n[cluster]\nengine = \"redis\"\nurls = [{}]\nnode = \"{node}\"\n\
          timeout = \"200ms\"\nannounce_delay = \"{}s\"\n{notifier}",
+        urls.join(", "),
         ANNOUNCE_DELAY.as_secs()
     ));
     setup.jail_banning_for(5, "1h");
@@ -855,6 +899,55 @@ async fn another_senders_claim_elsewhere_leaves_a_ban_decided_here_this_collecto
     announced_once(&hook).await;
     a.down().await;
     b.down().await;
+}
+
+/// A replica listed first is passed over for the primary; after a failover (the replica
+/// promoted, the old primary made its replica, so the last ban it took is lost) the collector
+/// writes to the new primary and publishes its active bans there again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_writes_to_the_primary_and_after_a_failover_publishes_its_bans_again() {
+    if !redis_present() {
+        return;
+    }
+    let (first, second) = ("198.51.100.61", "198.51.100.62");
+    let primary = Engine::start(free_port());
+    let replica = Engine::start_replica(free_port(), primary.port);
+    let a = launch(collector_on("a", &[replica.port, primary.port], None)).await;
+    send_failures(a.port, first, 5);
+    assert!(
+        until(Duration::from_secs(3), async || {
+            stream_entries(replica.port, first).await == 1
+        })
+        .await,
+        "the ban never reached the primary (and its replica): {:?}",
+        cluster_status(&a.socket).await
+    );
+    assert!(!cluster_status(&a.socket).await.degraded);
+    // The failover: the replica stops copying and takes writes; a ban then goes to the old
+    // primary alone, which becomes the new one's replica and so loses it.
+    replica.command(&["REPLICAOF", "NO", "ONE"]).await;
+    send_failures(a.port, second, 5);
+    assert!(
+        until(Duration::from_secs(3), async || {
+            stream_entries(primary.port, second).await == 1
+        })
+        .await
+    );
+    let promoted = replica.port.to_string();
+    primary
+        .command(&["REPLICAOF", "127.0.0.1", &promoted])
+        .await;
+    assert!(
+        until(Duration::from_secs(8), async || {
+            stream_entries(replica.port, second).await >= 1
+                && !cluster_status(&a.socket).await.degraded
+        })
+        .await,
+        "the lost ban was not published to the new primary: {:?}",
+        cluster_status(&a.socket).await
+    );
+    assert!(stream_entries(replica.port, first).await >= 1);
+    a.down().await;
 }
 
 /// A collector named `node` as `collector` makes it, with a journal-upload listener on

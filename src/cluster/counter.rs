@@ -78,6 +78,10 @@ pub(super) struct Counter {
     bans: VecDeque<Published>,
     /// The engine's epoch as last read.
     epoch: Option<String>,
+    /// The replication id of the primary last connected to (when it tells it).
+    primary: Option<String>,
+    /// The active bans were published again for a new primary since the last heartbeat.
+    republished_for_primary: bool,
     /// Attackers whose claim is taken, per jail (and sender, in a jail counting per origin):
     /// by this collector (its own count reached maxretry, or the shared count was claimed
     /// here) or by another (its ban is on its way here). Until the claim lapses no failure
@@ -116,6 +120,8 @@ impl Counter {
             failures: VecDeque::new(),
             bans: VecDeque::new(),
             epoch: None,
+            primary: None,
+            republished_for_primary: false,
             settled: HashMap::new(),
             commands: Vec::new(),
             counted: Vec::new(),
@@ -259,14 +265,14 @@ impl Counter {
     async fn reconnect(&mut self) {
         let shared = self.shared.clone();
         let connected = async {
-            let mut conn = shared.connect(shared.config.timeout).await?;
+            let (mut conn, primary) = shared.connect(shared.config.timeout).await?;
             let sha = shared.keys.load_script(&mut conn).await?;
-            Ok::<_, EngineError>((conn, sha))
+            Ok::<_, EngineError>((conn, sha, primary))
         }
         .await;
         match connected {
-            Ok(conn) => {
-                self.conn = Some(conn);
+            Ok((conn, sha, primary)) => {
+                self.conn = Some((conn, sha));
                 let cm = self.shared.cm();
                 if cm.degraded.swap(false, Ordering::Relaxed) {
                     let since = cm.degraded_since_ms.swap(0, Ordering::Relaxed);
@@ -280,6 +286,7 @@ impl Counter {
                     );
                 }
                 cm.last_error.set(None);
+                self.check_primary(primary).await;
                 self.replay().await;
             }
             Err(e) => self.degrade(&e),

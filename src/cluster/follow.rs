@@ -162,7 +162,7 @@ async fn read_stream(
             c = shared.connect(shared.config.timeout + FOLLOW_BLOCK) => c,
         };
         let mut conn = match connected {
-            Ok(conn) => conn,
+            Ok((conn, _)) => conn,
             Err(e) => {
                 debug!(error = %e, "The cluster follower cannot reach the engine");
                 tokio::select! {

@@ -37,6 +37,9 @@ pub enum EngineError {
     /// The answer is not RESP.
     #[error("the answer is not RESP: {0}")]
     Protocol(String),
+    /// No server of `urls` could be written to: why, per server.
+    #[error("no server takes writes: {0}")]
+    NoPrimary(String),
 }
 
 /// One reply.

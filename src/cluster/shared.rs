@@ -43,15 +43,76 @@ impl Shared {
         &self.metrics.cluster
     }
 
-    /// Connects to the first server that answers, with `timeout` per call.
-    pub(super) async fn connect(&self, timeout: Duration) -> Result<Connection, EngineError> {
-        let mut last = None;
+    /// Connects to the first server of `urls` that answers and takes writes, with
+    /// `timeout` per call; with the primary's replication id when it tells it. A replica
+    /// is passed over: after a failover the old primary comes back as one, and a collector
+    /// that kept to it would be refused every write (`READONLY`) and stay degraded.
+    pub(super) async fn connect(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Connection, Option<String>), EngineError> {
+        let mut why = Vec::new();
         for url in &self.config.urls {
-            match Connection::connect(url, self.ca.as_deref(), timeout).await {
-                Ok(conn) => return Ok(conn),
-                Err(e) => last = Some(format!("{url}: {e}")),
+            let attempt = async {
+                let mut conn = Connection::connect(url, self.ca.as_deref(), timeout).await?;
+                let role = match conn.call(&[b"INFO", b"replication"]).await {
+                    Ok(reply) => Role::of(&reply.text().unwrap_or_default()),
+                    // Not allowed (an ACL without INFO): taken as it answers.
+                    Err(EngineError::Server(_)) => Role::Primary(None),
+                    Err(e) => return Err(e),
+                };
+                Ok((conn, role))
+            }
+            .await;
+            match attempt {
+                Ok((conn, Role::Primary(id))) => return Ok((conn, id)),
+                Ok((_, Role::Replica)) => why.push(format!("{url}: a replica (read-only)")),
+                Err(e) => why.push(format!("{url}: {e}")),
             }
         }
-        Err(EngineError::Protocol(last.unwrap_or_default()))
+        Err(EngineError::NoPrimary(why.join("; ")))
+    }
+}
+
+/// What `INFO replication` says of a server.
+#[derive(Debug, PartialEq, Eq)]
+enum Role {
+    /// It takes writes; its replication id, which a failover or a restart changes.
+    Primary(Option<String>),
+    /// A replica: read-only.
+    Replica,
+}
+
+impl Role {
+    fn of(info: &str) -> Role {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        match field("role") {
+            Some("slave" | "replica") => Role::Replica,
+            _ => Role::Primary(field("master_replid").map(str::to_string)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Role;
+
+    #[test]
+    fn a_replica_is_told_from_a_primary_and_a_primary_by_its_replication_id() {
+        let primary = "# Replication\r\nrole:master\r\nconnected_slaves:1\r\n\
+                       master_replid:8f1e\r\nmaster_replid2:0000\r\n";
+        assert_eq!(Role::of(primary), Role::Primary(Some("8f1e".into())));
+        let replica = "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\n\
+                       master_replid:8f1e\r\n";
+        assert_eq!(Role::of(replica), Role::Replica);
+        assert_eq!(
+            Role::of(""),
+            Role::Primary(None),
+            "says nothing: as it answers"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The counter's heartbeat: this collector's beat and reading position written to the
 //! engine every second, every collector's read back for `status` (who is there, how far
 //! behind it reads), and the engine's epoch checked (an engine that lost its data gets the
-//! active bans published again).
+//! active bans published again); and, on each reconnection, whether the primary changed
+//! (a failover may have lost what the old one took last: the same).
 //!
 //! Owns only that exchange; counting and publishing are the counter's.
 
@@ -85,6 +86,8 @@ impl Counter {
 
     /// An engine without our epoch lost its data (or is new): the bans are published again.
     async fn check_epoch(&mut self, epoch: Option<String>) {
+        // A new primary's republication covers an epoch lost with it.
+        let republished = std::mem::take(&mut self.republished_for_primary);
         let mut created = false;
         let current = match epoch {
             Some(e) => e,
@@ -115,6 +118,10 @@ impl Counter {
             }
         };
         // An epoch this node made in an earlier run is no loss: its bans are in the stream.
+        if republished {
+            self.epoch = Some(current);
+            return;
+        }
         if self.epoch.as_ref().is_some_and(|seen| *seen != current) {
             warn!(
                 "The cluster engine lost its data (a new epoch): publishing the active bans again"
@@ -130,6 +137,23 @@ impl Counter {
         Metrics::inc(&self.shared.cm().republished);
         let _ = self.to_ban.send(ToBan::Republish).await;
         self.epoch = Some(current);
+    }
+
+    /// A primary other than the last one (a failover promoted a replica, or the server
+    /// restarted): what the old one took last may never have reached it (replication is
+    /// asynchronous, a restart loads its last save), and the epoch, copied or saved with
+    /// the rest, does not say so. The active bans are published again; the other
+    /// collectors already holding them change nothing.
+    pub(super) async fn check_primary(&mut self, primary: Option<String>) {
+        let Some(primary) = primary else { return };
+        let changed = self.primary.as_ref().is_some_and(|was| *was != primary);
+        self.primary = Some(primary);
+        if changed {
+            warn!("The cluster engine's primary changed (a failover or a restart): publishing the active bans again");
+            Metrics::inc(&self.shared.cm().republished);
+            let _ = self.to_ban.send(ToBan::Republish).await;
+            self.republished_for_primary = true;
+        }
     }
 }
 
