@@ -61,6 +61,48 @@ impl Engine {
         format!("syslog2ban-test-engine-{port}.rdb")
     }
 
+    /// A sentinel monitoring the engine on `primary` as `master` (its config written to
+    /// `dir`, which the sentinel rewrites), quick to judge it down and to fail over.
+    fn start_sentinel(port: u16, primary: u16, master: &str, dir: &Path) -> Engine {
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\n\
+                 sentinel monitor {master} 127.0.0.1 {primary} 1\n\
+                 sentinel down-after-milliseconds {master} 500\n\
+                 sentinel failover-timeout {master} 5000\n",
+                dir.display()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server --sentinel");
+        wait_listening(port, "redis sentinel");
+        Engine { child, port }
+    }
+
+    /// Whether `INFO replication` has `line`.
+    async fn info_has(&self, line: &str) -> bool {
+        let url = syslog2ban::config::EngineUrl::parse(&format!("redis://127.0.0.1:{}", self.port))
+            .expect("an engine url");
+        let Ok(mut conn) =
+            syslog2ban::cluster::resp::Connection::connect(&url, None, Duration::from_secs(2))
+                .await
+        else {
+            return false;
+        };
+        conn.call(&[b"INFO", b"replication"])
+            .await
+            .ok()
+            .and_then(|reply| reply.text())
+            .is_some_and(|info| info.lines().any(|l| l.trim() == line))
+    }
+
     /// Sends one command, as `redis-cli` would.
     async fn command(&self, args: &[&str]) {
         let url = syslog2ban::config::EngineUrl::parse(&format!("redis://127.0.0.1:{}", self.port))
@@ -114,6 +156,11 @@ fn collector(node: &str, port: u16, webhook: Option<u16>) -> Setup {
 
 /// As `collector`, its `urls` the engines on `ports`, in that order.
 fn collector_on(node: &str, ports: &[u16], webhook: Option<u16>) -> Setup {
+    collector_with(node, ports, webhook, "")
+}
+
+/// As `collector_on`, with `more` lines in its `[cluster]`.
+fn collector_with(node: &str, ports: &[u16], webhook: Option<u16>, more: &str) -> Setup {
     let notifier = webhook.map_or_else(String::new, |hook| {
         format!(
             "\n[notify.ops]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/hook\"\n\
@@ -126,7 +173,7 @@ fn collector_on(node: &str, ports: &[u16], webhook: Option<u16>) -> Setup {
         .collect();
     let setup = Setup::new(&format!(
         "\n[cluster]\nengine = \"redis\"\nurls = [{}]\nnode = \"{node}\"\n\
-         timeout = \"200ms\"\nannounce_delay = \"{}s\"\n{notifier}",
+         timeout = \"200ms\"\nannounce_delay = \"{}s\"\n{more}\n{notifier}",
         urls.join(", "),
         ANNOUNCE_DELAY.as_secs()
     ));
@@ -948,6 +995,60 @@ async fn a_collector_writes_to_the_primary_and_after_a_failover_publishes_its_ba
     );
     assert!(stream_entries(replica.port, first).await >= 1);
     a.down().await;
+}
+
+/// With sentinels configured, a collector whose primary dies writes to the replica the
+/// sentinels promote, though `urls` names only the dead one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sentinels_lead_a_collector_to_the_primary_they_promote() {
+    if !redis_present() {
+        return;
+    }
+    let (before, after) = ("198.51.100.63", "198.51.100.64");
+    let primary = Engine::start(free_port());
+    let replica = Engine::start_replica(free_port(), primary.port);
+    // The sentinel learns of the replica from the primary: only once it is in step.
+    assert!(
+        until(Duration::from_secs(5), async || {
+            replica.info_has("master_link_status:up").await
+        })
+        .await,
+        "the replica never caught up"
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sentinel = Engine::start_sentinel(free_port(), primary.port, "engine", dir.path());
+    let sentinels = format!(
+        "sentinels = [\"redis://127.0.0.1:{}\"]\nsentinel_master = \"engine\"",
+        sentinel.port
+    );
+    let a = launch(collector_with("a", &[primary.port], None, &sentinels)).await;
+    send_failures(a.port, before, 5);
+    assert!(
+        until(Duration::from_secs(3), async || {
+            stream_entries(primary.port, before).await == 1
+        })
+        .await
+    );
+    drop(primary);
+    assert!(
+        until(Duration::from_secs(15), async || {
+            replica.info_has("role:master").await
+        })
+        .await,
+        "the sentinel never promoted the replica"
+    );
+    send_failures(a.port, after, 5);
+    assert!(
+        until(Duration::from_secs(8), async || {
+            stream_entries(replica.port, after).await >= 1
+                && !cluster_status(&a.socket).await.degraded
+        })
+        .await,
+        "the collector never reached the promoted primary: {:?}",
+        cluster_status(&a.socket).await
+    );
+    a.down().await;
+    drop(sentinel);
 }
 
 /// A collector named `node` as `collector` makes it, with a journal-upload listener on

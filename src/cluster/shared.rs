@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::engine::Keys;
-use super::resp::{Connection, EngineError};
-use crate::config::ClusterConfig;
+use super::resp::{Connection, EngineError, Reply};
+use crate::config::{ClusterConfig, EngineUrl, SentinelConfig};
 use crate::metrics::{ClusterMetrics, Metrics};
 
 /// How often the heartbeat is written, the peers read and a lost engine tried again.
@@ -43,34 +43,105 @@ impl Shared {
         &self.metrics.cluster
     }
 
-    /// Connects to the first server of `urls` that answers and takes writes, with
-    /// `timeout` per call; with the primary's replication id when it tells it. A replica
-    /// is passed over: after a failover the old primary comes back as one, and a collector
-    /// that kept to it would be refused every write (`READONLY`) and stay degraded.
+    /// Connects to the primary the sentinels name, if any are configured, else (or when
+    /// that fails) to the first server of `urls` that answers and takes writes, with
+    /// `timeout` per call; with the primary's replication id when it tells it. A replica is
+    /// passed over: after a failover the old primary comes back as one, and a collector that
+    /// kept to it would be refused every write (`READONLY`) and stay degraded.
     pub(super) async fn connect(
         &self,
         timeout: Duration,
     ) -> Result<(Connection, Option<String>), EngineError> {
         let mut why = Vec::new();
-        for url in &self.config.urls {
-            let attempt = async {
-                let mut conn = Connection::connect(url, self.ca.as_deref(), timeout).await?;
-                let role = match conn.call(&[b"INFO", b"replication"]).await {
-                    Ok(reply) => Role::of(&reply.text().unwrap_or_default()),
-                    // Not allowed (an ACL without INFO): taken as it answers.
-                    Err(EngineError::Server(_)) => Role::Primary(None),
-                    Err(e) => return Err(e),
-                };
-                Ok((conn, role))
-            }
-            .await;
-            match attempt {
-                Ok((conn, Role::Primary(id))) => return Ok((conn, id)),
-                Ok((_, Role::Replica)) => why.push(format!("{url}: a replica (read-only)")),
+        let named = match &self.config.sentinel {
+            Some(sentinel) => match self.ask_sentinels(sentinel, timeout).await {
+                Ok(url) => Some(url),
+                Err(e) => {
+                    why.push(e);
+                    None
+                }
+            },
+            None => None,
+        };
+        for url in named.iter().chain(&self.config.urls) {
+            match self.primary_at(url, timeout).await {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => why.push(format!("{url}: a replica (read-only)")),
                 Err(e) => why.push(format!("{url}: {e}")),
             }
         }
         Err(EngineError::NoPrimary(why.join("; ")))
+    }
+
+    /// A connection to `url` and its replication id, or None when it is a replica.
+    async fn primary_at(
+        &self,
+        url: &EngineUrl,
+        timeout: Duration,
+    ) -> Result<Option<(Connection, Option<String>)>, EngineError> {
+        let mut conn = Connection::connect(url, self.ca.as_deref(), timeout).await?;
+        let role = match conn.call(&[b"INFO", b"replication"]).await {
+            Ok(reply) => Role::of(&reply.text().unwrap_or_default()),
+            // Not allowed (an ACL without INFO): taken as it answers.
+            Err(EngineError::Server(_)) => Role::Primary(None),
+            Err(e) => return Err(e),
+        };
+        Ok(match role {
+            Role::Primary(id) => Some((conn, id)),
+            Role::Replica => None,
+        })
+    }
+
+    /// The primary the first sentinel that knows it names, reached with the scheme,
+    /// credentials and database of the first of `urls`; why not, per sentinel.
+    async fn ask_sentinels(
+        &self,
+        sentinel: &SentinelConfig,
+        timeout: Duration,
+    ) -> Result<EngineUrl, String> {
+        let Some(template) = self.config.urls.first() else {
+            return Err("no urls to reach the primary with".into());
+        };
+        let mut why = Vec::new();
+        for url in &sentinel.urls {
+            let asked = async {
+                let mut conn = Connection::connect(url, self.ca.as_deref(), timeout).await?;
+                conn.call(&[
+                    b"SENTINEL",
+                    b"get-master-addr-by-name",
+                    sentinel.master.as_bytes(),
+                ])
+                .await
+            }
+            .await;
+            let reply = match asked {
+                Ok(reply) => reply,
+                Err(e) => {
+                    why.push(format!("sentinel {url}: {e}"));
+                    continue;
+                }
+            };
+            let items = reply.items();
+            let host = items.first().and_then(Reply::text);
+            let port = items
+                .get(1)
+                .and_then(Reply::text)
+                .and_then(|p| p.parse().ok());
+            match (host, port) {
+                (Some(host), Some(port)) => {
+                    return Ok(EngineUrl {
+                        host,
+                        port,
+                        ..template.clone()
+                    })
+                }
+                _ => why.push(format!(
+                    "sentinel {url}: knows no primary named \"{}\"",
+                    sentinel.master
+                )),
+            }
+        }
+        Err(why.join("; "))
     }
 }
 

@@ -172,11 +172,24 @@ impl std::fmt::Display for NodeName {
     }
 }
 
+/// `sentinels` and `sentinel_master`: where to ask which server is the primary. The
+/// primary they name is reached with the scheme, user, password and database of the first
+/// of `urls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelConfig {
+    /// The sentinels, asked in order.
+    pub urls: Vec<EngineUrl>,
+    /// The name they monitor the primary by.
+    pub master: String,
+}
+
 /// `[cluster]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
     /// The engine's servers, tried in order (a primary and its replicas after a failover).
     pub urls: Vec<EngineUrl>,
+    /// Sentinels that name the primary, asked before `urls` are tried.
+    pub sentinel: Option<SentinelConfig>,
     /// This collector's name.
     pub node: NodeName,
     /// Prefix of every key (several clusters on one engine).

@@ -408,6 +408,10 @@ pub struct RawCluster {
     pub engine: Option<String>,
     /// `redis://` / `rediss://` URLs, tried in order.
     pub urls: Option<Vec<String>>,
+    /// Redis Sentinels to ask for the primary, tried in order.
+    pub sentinels: Option<Vec<String>>,
+    /// The name the sentinels monitor the primary by.
+    pub sentinel_master: Option<String>,
     /// This collector's name (default: the host name).
     pub node: Option<String>,
     /// Key prefix (default "syslog2ban").

@@ -142,7 +142,7 @@ pub struct StatusReport {
 pub struct ClusterReport {
     /// This collector's name.
     pub node: String,
-    /// The engine's servers (without passwords).
+    /// The engine's sentinels and servers, in the order they are tried (without passwords).
     pub engine: Vec<String>,
     /// The engine is unreachable: this collector counts and bans alone.
     pub degraded: bool,

@@ -435,7 +435,17 @@ impl Running {
                     .map_or(0, |d| d.as_millis() as u64);
                 Box::new(ClusterReport {
                     node: c.node.to_string(),
-                    engine: c.urls.iter().map(ToString::to_string).collect(),
+                    // The sentinels first: they are asked first.
+                    engine: c
+                        .sentinel
+                        .iter()
+                        .flat_map(|s| {
+                            s.urls
+                                .iter()
+                                .map(|url| format!("sentinel {url} (primary \"{}\")", s.master))
+                        })
+                        .chain(c.urls.iter().map(ToString::to_string))
+                        .collect(),
                     degraded: m.degraded.load(std::sync::atomic::Ordering::Relaxed),
                     degraded_secs: m.degraded_ms(now_ms) / 1000,
                     buffered_failures: Metrics::get(&m.buffered_failures),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::Compiler;
-use crate::config::cluster::{ClusterConfig, EngineUrl, NodeName};
+use crate::config::cluster::{ClusterConfig, EngineUrl, NodeName, SentinelConfig};
 use crate::config::duration::{ParsedDuration, RawDuration};
 use crate::config::raw::RawCluster;
 
@@ -39,16 +39,8 @@ impl Compiler<'_> {
             );
             return None;
         }
-        let mut servers = Vec::new();
-        for (i, url) in urls.iter().enumerate() {
-            match EngineUrl::parse(url) {
-                Ok(u) => servers.push(u),
-                Err(e) => {
-                    self.error(&format!("cluster.urls[{i}]"), e);
-                    return None;
-                }
-            }
-        }
+        let servers = self.engine_urls("cluster.urls", &urls)?;
+        let sentinel = self.sentinel(raw)?;
         let node = match raw.node.clone().or_else(host_name) {
             Some(name) => match NodeName::new(&name) {
                 Ok(n) => n,
@@ -105,6 +97,7 @@ impl Compiler<'_> {
         };
         Some(ClusterConfig {
             urls: servers,
+            sentinel,
             node,
             prefix,
             timeout,
@@ -112,6 +105,52 @@ impl Compiler<'_> {
             buffer,
             announce_delay,
         })
+    }
+}
+
+impl Compiler<'_> {
+    /// Each of `urls` parsed; None (reported at `key[i]`) when one does not.
+    fn engine_urls(&mut self, key: &str, urls: &[String]) -> Option<Vec<EngineUrl>> {
+        let mut servers = Vec::new();
+        for (i, url) in urls.iter().enumerate() {
+            match EngineUrl::parse(url) {
+                Ok(u) => servers.push(u),
+                Err(e) => {
+                    self.error(&format!("{key}[{i}]"), e);
+                    return None;
+                }
+            }
+        }
+        Some(servers)
+    }
+
+    /// `sentinels` with `sentinel_master`: both or neither. Some(None): no sentinels.
+    fn sentinel(&mut self, raw: &RawCluster) -> Option<Option<SentinelConfig>> {
+        let sentinels = raw.sentinels.clone().unwrap_or_default();
+        match (sentinels.is_empty(), raw.sentinel_master.as_deref()) {
+            (true, None) => Some(None),
+            (true, Some(_)) => {
+                self.error(
+                    "cluster.sentinel_master",
+                    "set without sentinels: list them in cluster.sentinels, e.g. [\"redis://10.0.0.7:26379\"]",
+                );
+                None
+            }
+            (false, None | Some("")) => {
+                self.error(
+                    "cluster.sentinel_master",
+                    "required with cluster.sentinels: the name they monitor the primary by (`sentinel monitor NAME ...`)",
+                );
+                None
+            }
+            (false, Some(master)) => {
+                let urls = self.engine_urls("cluster.sentinels", &sentinels)?;
+                Some(Some(SentinelConfig {
+                    urls,
+                    master: master.to_string(),
+                }))
+            }
+        }
     }
 }
 
