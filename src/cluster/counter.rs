@@ -80,8 +80,9 @@ pub(super) struct Counter {
     epoch: Option<String>,
     /// The replication id of the primary last connected to (when it tells it).
     primary: Option<String>,
-    /// The active bans were published again for a new primary since the last heartbeat.
-    republished_for_primary: bool,
+    /// The active bans were published again for a new primary since the last heartbeat's
+    /// epoch check.
+    republished_since_beat: bool,
     /// Attackers whose claim is taken, per jail (and sender, in a jail counting per origin):
     /// by this collector (its own count reached maxretry, or the shared count was claimed
     /// here) or by another (its ban is on its way here). Until the claim lapses no failure
@@ -121,7 +122,7 @@ impl Counter {
             bans: VecDeque::new(),
             epoch: None,
             primary: None,
-            republished_for_primary: false,
+            republished_since_beat: false,
             settled: HashMap::new(),
             commands: Vec::new(),
             counted: Vec::new(),

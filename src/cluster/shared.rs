@@ -63,7 +63,13 @@ impl Shared {
             },
             None => None,
         };
-        for url in named.iter().chain(&self.config.urls) {
+        // The primary the sentinels name first; a server of `urls` only once.
+        let listed = self
+            .config
+            .urls
+            .iter()
+            .filter(|u| Some(*u) != named.as_ref());
+        for url in named.iter().chain(listed) {
             match self.primary_at(url, timeout).await {
                 Ok(Some(found)) => return Ok(found),
                 Ok(None) => why.push(format!("{url}: a replica (read-only)")),

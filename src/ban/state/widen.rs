@@ -112,10 +112,9 @@ impl BanState {
         if let Some(rules) = &told {
             self.told.insert(key, rules.clone());
         }
-        let placement = told;
         let record = NewBan {
             more_origins: origins,
-            placement,
+            placement: told,
             ..new
         };
         Some(StoreOp::Ban(

@@ -86,8 +86,9 @@ impl Counter {
 
     /// An engine without our epoch lost its data (or is new): the bans are published again.
     async fn check_epoch(&mut self, epoch: Option<String>) {
-        // A new primary's republication covers an epoch lost with it.
-        let republished = std::mem::take(&mut self.republished_for_primary);
+        // Bans published again since the last beat (for a new primary) cover an epoch lost
+        // with the old one.
+        let republished = std::mem::take(&mut self.republished_since_beat);
         let mut created = false;
         let current = match epoch {
             Some(e) => e,
@@ -117,11 +118,11 @@ impl Counter {
                 }
             }
         };
-        // An epoch this node made in an earlier run is no loss: its bans are in the stream.
         if republished {
             self.epoch = Some(current);
             return;
         }
+        // An epoch this node made in an earlier run is no loss: its bans are in the stream.
         if self.epoch.as_ref().is_some_and(|seen| *seen != current) {
             warn!(
                 "The cluster engine lost its data (a new epoch): publishing the active bans again"
@@ -134,8 +135,7 @@ impl Counter {
             self.epoch = Some(current);
             return;
         }
-        Metrics::inc(&self.shared.cm().republished);
-        let _ = self.to_ban.send(ToBan::Republish).await;
+        self.republish().await;
         self.epoch = Some(current);
     }
 
@@ -150,10 +150,16 @@ impl Counter {
         self.primary = Some(primary);
         if changed {
             warn!("The cluster engine's primary changed (a failover or a restart): publishing the active bans again");
-            Metrics::inc(&self.shared.cm().republished);
-            let _ = self.to_ban.send(ToBan::Republish).await;
-            self.republished_for_primary = true;
+            self.republish().await;
+            // The next beat's epoch check need not ask a second time.
+            self.republished_since_beat = true;
         }
+    }
+
+    /// Asks the ban manager to publish every active ban again (counted).
+    async fn republish(&mut self) {
+        Metrics::inc(&self.shared.cm().republished);
+        let _ = self.to_ban.send(ToBan::Republish).await;
     }
 }
 
