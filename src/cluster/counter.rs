@@ -147,35 +147,40 @@ impl Counter {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // In order: claims of local decisions before the bans they made are published,
-            // and both before the counted failures, which in a storm are always waiting.
+            // In order: the bans decided here first, after the claims queued before them
+            // (each ban's claim is queued before the ban), then further claims, then the
+            // counted failures, which in a storm are always waiting. Claims come as fast as
+            // round trips go in a storm: taken before the bans, they would hold the bans
+            // back for seconds while the other collectors count their attackers on.
             tokio::select! {
                 biased;
                 () = stop.cancelled() => {
                     self.flush_at_stop().await;
                     return;
                 }
-                failure = reached.recv() => match failure {
-                    Some(first) => {
-                        let seed = vec![self.pending(first)];
-                        self.count_round(seed, &mut reached, &mut failures).await;
-                    }
-                    None => return,
-                },
                 ban = decided.recv() => match ban {
                     Some(first) => {
-                        // The claims of these bans were queued before them: taken first.
-                        if let Ok(claim) = reached.try_recv() {
-                            let seed = vec![self.pending(claim)];
-                            self.count_round(seed, &mut reached, &mut failures).await;
-                        }
                         // A storm's bans go out together: one round trip per batch.
                         let mut batch = vec![first];
                         while batch.len() < PUBLISH_BATCH {
                             let Ok(next) = decided.try_recv() else { break };
                             batch.push(next);
                         }
+                        // Their claims, queued before them, go first; alone: a round trip
+                        // filled with failures would hold the bans back longer.
+                        let claims: Vec<Pending> = (0..reached.len())
+                            .map_while(|_| reached.try_recv().ok())
+                            .map(|claim| self.pending(claim))
+                            .collect();
+                        self.count(claims).await;
                         self.publish(batch).await;
+                    }
+                    None => return,
+                },
+                failure = reached.recv() => match failure {
+                    Some(first) => {
+                        let seed = vec![self.pending(first)];
+                        self.count_round(seed, &mut reached, &mut failures).await;
                     }
                     None => return,
                 },
