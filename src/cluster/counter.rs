@@ -166,13 +166,16 @@ impl Counter {
                             let Ok(next) = decided.try_recv() else { break };
                             batch.push(next);
                         }
-                        // Their claims, queued before them, go first; alone: a round trip
-                        // filled with failures would hold the bans back longer.
+                        // Their claims, queued before them, go first (with the failures
+                        // waiting, as in any round trip: a round trip of claims alone would
+                        // leave the failures' queue to overflow).
                         let claims: Vec<Pending> = (0..reached.len())
                             .map_while(|_| reached.try_recv().ok())
                             .map(|claim| self.pending(claim))
                             .collect();
-                        self.count(claims).await;
+                        if !claims.is_empty() {
+                            self.count_round(claims, &mut reached, &mut failures).await;
+                        }
                         self.publish(batch).await;
                     }
                     None => return,
