@@ -1129,3 +1129,123 @@ async fn journal_entries_resent_to_another_collector_count_once() {
         vec![5, 5]
     );
 }
+
+/// A collector whose own decisions come faster than its round trips to the engine (a storm:
+/// every local decision queues the attacker's claim) still publishes the bans it decides,
+/// not only once the claims pause: the other collectors would count those attackers on and
+/// decide their bans themselves meanwhile (a storm's bans were published 2-3 s late).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_decided_here_is_published_while_claims_keep_coming() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use syslog2ban::cluster::{ClaimedElsewhere, Links, Published, SharedBan, SharedFailure};
+    use syslog2ban::config::{ClusterConfig, EngineUrl, JailName, NodeName};
+    use syslog2ban::input::Origin;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+    if !redis_present() {
+        return;
+    }
+    const CLAIMS: usize = 300_000;
+    let engine = Engine::start(free_port());
+    let state = tempfile::tempdir().unwrap();
+    let config = ClusterConfig {
+        urls: vec![EngineUrl::parse(&format!("redis://127.0.0.1:{}", engine.port)).unwrap()],
+        sentinel: None,
+        node: NodeName::new("a").unwrap(),
+        prefix: "syslog2ban".into(),
+        timeout: Duration::from_secs(5),
+        ca_file: None,
+        buffer: 10_000,
+        announce_delay: ANNOUNCE_DELAY,
+    };
+    let jail = JailName::new("sshd").unwrap();
+    let (_failures_tx, failures) = mpsc::channel(16);
+    let (reached_tx, reached) = mpsc::channel(64);
+    let (decided_tx, decided) = mpsc::channel(16);
+    let (offences, _offences_rx) = mpsc::channel(1024);
+    let (to_ban, _to_ban_rx) = mpsc::channel(1024);
+    let links = Links {
+        failures,
+        reached,
+        decided,
+        offences,
+        to_ban,
+        claims: Arc::new(ClaimedElsewhere::default()),
+        jails: vec![jail.clone()],
+    };
+    let stop = CancellationToken::new();
+    let cluster = tokio::spawn(syslog2ban::cluster::run(
+        config,
+        state.path().to_path_buf(),
+        links,
+        Arc::new(syslog2ban::metrics::Metrics::default()),
+        stop.clone(),
+    ));
+    // The storm's local decisions: each attacker's failure that reached maxretry, its claim
+    // queued as fast as the counter takes them.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let feeder = tokio::spawn({
+        let (sent, jail) = (sent.clone(), jail.clone());
+        async move {
+            for i in 0..CLAIMS {
+                let claim = SharedFailure {
+                    jail: jail.clone(),
+                    target: std::net::IpAddr::from(std::net::Ipv4Addr::from(
+                        0xc612_0000 + i as u32,
+                    ))
+                    .into(),
+                    weight: 1,
+                    maxretry: 3,
+                    findtime: Duration::from_secs(600),
+                    claim_for: Duration::from_secs(600),
+                    at: SystemTime::now(),
+                    origin: Origin::Local,
+                    origin_name: None,
+                    sample: "Failed password for root".into(),
+                    entry: None,
+                    reached: true,
+                    per_origin: false,
+                };
+                if reached_tx.send(claim).await.is_err() {
+                    return;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    assert!(
+        until(Duration::from_secs(10), async || sent
+            .load(Ordering::Relaxed)
+            > 1000)
+        .await,
+        "the counter takes the claims"
+    );
+    let ban = SharedBan {
+        node: "a".into(),
+        jail: "sshd".into(),
+        address: ATTACKER.parse().unwrap(),
+        failures: 3,
+        origin: "local".into(),
+        started: SystemTime::now(),
+        expires: Some(SystemTime::now() + Duration::from_secs(3600)),
+        sample: "Failed password for root".into(),
+        republished: false,
+        more_origins: Vec::new(),
+        placement: None,
+    };
+    decided_tx.send(Published::Ban(ban)).await.unwrap();
+    let published = until(Duration::from_secs(20), async || {
+        stream_entries(engine.port, ATTACKER).await > 0
+    })
+    .await;
+    let claims_by_then = sent.load(Ordering::Relaxed);
+    feeder.abort();
+    stop.cancel();
+    let _ = cluster.await;
+    assert!(published, "the ban was never published");
+    assert!(
+        claims_by_then < CLAIMS,
+        "the ban was published only once the claims stopped ({claims_by_then} of {CLAIMS})"
+    );
+}
