@@ -850,8 +850,11 @@ cluster_storm() { # $1 = collectors (1 or 2), $2 = round, $3 = "adopt": the whol
         sleep 0.05
     done
     t2=$(date +%s.%N)
-    local bans=0 calls=0 trips=0 dropped=0 published=0 doubles=0
+    local bans=0 calls=0 trips=0 dropped=0 published=0 doubles=0 within_quarter=0 within_second=0 timed=0
     for m in "${mports[@]}"; do
+        within_quarter=$((within_quarter + $(metric_at "$m" 'syslog2ban_cluster_publish_delay_seconds_bucket{le="0.25"}')))
+        within_second=$((within_second + $(metric_at "$m" 'syslog2ban_cluster_publish_delay_seconds_bucket{le="1"}')))
+        timed=$((timed + $(metric_at "$m" syslog2ban_cluster_publish_delay_seconds_count)))
         published=$((published + $(metric_at "$m" syslog2ban_cluster_published_total)))
         doubles=$((doubles + $(metric_at "$m" syslog2ban_cluster_double_decisions_total)))
         bans=$((bans + $(metric_at "$m" syslog2ban_bans_total)))
@@ -860,7 +863,7 @@ cluster_storm() { # $1 = collectors (1 or 2), $2 = round, $3 = "adopt": the whol
         dropped=$((dropped + $(metric_at "$m" syslog2ban_cluster_buffer_dropped_total)))
     done
     CLUSTER_RATE=$(awk -v n="$got" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')
-    say "cluster storm, $n collector(s) at $CG_SHARE µs/100 ms of CPU each: received $got of $want in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $CLUSTER_RATE msgs/s; bans decided $bans (adopted included); engine calls $calls = $(awk -v n="$calls" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')/s in $trips round trips; dropped from the engine queue $dropped; bans published $published, decided on both $doubles (double_decisions_total)"
+    say "cluster storm, $n collector(s) at $CG_SHARE µs/100 ms of CPU each: received $got of $want in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $CLUSTER_RATE msgs/s; bans decided $bans (adopted included); engine calls $calls = $(awk -v n="$calls" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')/s in $trips round trips; dropped from the engine queue $dropped; bans published $published, decided on both $doubles (double_decisions_total); published within 0.25 s of the failure that made them $within_quarter of $timed, within 1 s $within_second"
     # The CPU the collectors spent on the stream, all threads: the ratio it implies at equal
     # budgets (2 x one's / the two's sum) is steadier than the wall-clock one, which also
     # counts how the throttling periods fall.

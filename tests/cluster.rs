@@ -1175,11 +1175,12 @@ async fn a_ban_decided_here_is_published_while_claims_keep_coming() {
         jails: vec![jail.clone()],
     };
     let stop = CancellationToken::new();
+    let metrics = Arc::new(syslog2ban::metrics::Metrics::default());
     let cluster = tokio::spawn(syslog2ban::cluster::run(
         config,
         state.path().to_path_buf(),
         links,
-        Arc::new(syslog2ban::metrics::Metrics::default()),
+        metrics.clone(),
         stop.clone(),
     ));
     // The storm's local decisions: each attacker's failure that reached maxretry, its claim
@@ -1247,5 +1248,11 @@ async fn a_ban_decided_here_is_published_while_claims_keep_coming() {
     assert!(
         claims_by_then < CLAIMS,
         "the ban was published only once the claims stopped ({claims_by_then} of {CLAIMS})"
+    );
+    // And how late it went out is in the metrics, once.
+    let rendered = metrics.cluster.render(0);
+    assert!(
+        rendered.contains("\nsyslog2ban_cluster_publish_delay_seconds_count 1\n"),
+        "{rendered}"
     );
 }

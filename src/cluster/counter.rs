@@ -606,11 +606,20 @@ impl Counter {
         match result {
             Ok(()) => {
                 // Bans only: lifts are entries of the stream too, but not bans.
-                let published = bans
-                    .iter()
-                    .filter(|message| matches!(message, Published::Ban(_)))
-                    .count();
-                cm.published.fetch_add(published as u64, Ordering::Relaxed);
+                let now = SystemTime::now();
+                let mut published = 0;
+                for message in bans {
+                    let Published::Ban(ban) = message else {
+                        continue;
+                    };
+                    published += 1;
+                    // A republished ban started long ago: its delay says nothing.
+                    if !ban.republished {
+                        cm.publish_delay
+                            .observe(now.duration_since(ban.started).unwrap_or_default());
+                    }
+                }
+                cm.published.fetch_add(published, Ordering::Relaxed);
                 true
             }
             Err(e) => {

@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use super::last_error::LastError;
+use super::Histogram;
 
 /// One collector as the engine last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +61,9 @@ pub struct ClusterMetrics {
     pub adopted: AtomicU64,
     /// Times this collector republished its active bans (an engine that lost its data).
     pub republished: AtomicU64,
+    /// From the failure that made a ban decided here to its publication on the engine: how
+    /// late the other collectors can learn of it.
+    pub publish_delay: Histogram,
     /// The last engine error, while failing.
     pub last_error: LastError,
     /// Every collector of the cluster, as of the last heartbeat.
@@ -211,6 +215,9 @@ impl ClusterMetrics {
                 peer.lag_ms as f64 / 1000.0
             );
         }
+        let name = "syslog2ban_cluster_publish_delay_seconds";
+        let _ = writeln!(out, "# HELP {name} From the failure that made a ban decided here to its publication on the engine.\n# TYPE {name} histogram");
+        self.publish_delay.render_into(&mut out, name, "");
         out
     }
 }

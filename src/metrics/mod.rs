@@ -4,6 +4,7 @@
 //! their own counters and bump atomics; nothing here blocks the hot path. Counters are kept
 //! by listener label and jail name, so a reload keeps the counts of what still exists.
 
+use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -179,6 +180,35 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros
             .fetch_add(value.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Appends the histogram's series of family `name` (its HELP and TYPE written by the
+    /// caller), each with `labels` (`target="local"`, or empty) before `le`.
+    fn render_into(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
+                Metrics::get(bucket)
+            );
+        }
+        let count = Metrics::get(&self.count);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let braces = |labels: &str| {
+            if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{labels}}}")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{} {}",
+            braces(labels),
+            Metrics::get(&self.sum_micros) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
     }
 }
 

@@ -7,10 +7,7 @@ use std::sync::atomic::AtomicU64;
 
 use std::sync::{Arc, PoisonError};
 
-use super::{
-    FeedMetrics, JailMetrics, ListenerMetrics, Metrics, NotifierMetrics, TargetMetrics,
-    LATENCY_BUCKETS,
-};
+use super::{FeedMetrics, JailMetrics, ListenerMetrics, Metrics, NotifierMetrics, TargetMetrics};
 
 /// The kernel's receive-queue drops of the UDP socket with this inode (/proc/net/udp{,6}).
 fn udp_drops(inode: u64) -> Option<u64> {
@@ -333,25 +330,8 @@ impl Metrics {
         let name = "syslog2ban_enforce_latency_seconds";
         let _ = writeln!(out, "# HELP {name} From the offending message's arrival (or the decision, for bans by hand or adopted) to the firewall holding it, per target.\n# TYPE {name} histogram");
         for t in &targets {
-            let (h, target) = (&t.latency, &t.name);
-            for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&h.buckets) {
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{target=\"{target}\",le=\"{bound}\"}} {}",
-                    Self::get(bucket)
-                );
-            }
-            let count = Self::get(&h.count);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{target=\"{target}\",le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "{name}_sum{{target=\"{target}\"}} {}",
-                Self::get(&h.sum_micros) as f64 / 1e6
-            );
-            let _ = writeln!(out, "{name}_count{{target=\"{target}\"}} {count}");
+            t.latency
+                .render_into(&mut out, name, &format!("target=\"{}\"", t.name));
         }
         out.push_str(&self.render_notifiers());
         let now_ms = std::time::SystemTime::now()
