@@ -265,9 +265,11 @@ fn apply_from_cluster(
     match message {
         ToBan::Adopt(bans) => {
             let now = Moment::now();
-            bans.into_iter()
-                .flat_map(|ban| state.adopt(ban, node, now))
-                .collect()
+            let mut ops = Vec::with_capacity(bans.len());
+            for ban in bans {
+                ops.extend(state.adopt(ban, node, now));
+            }
+            ops
         }
         ToBan::Unban(address) => state.unban(address).1,
         ToBan::Yield(bans) => bans

@@ -80,9 +80,14 @@ async fn hand_entries(
     cursor: &mut String,
 ) -> bool {
     let to_ban = &follower.to_ban;
-    let mut adopt = Batch::default();
-    let mut fields = Vec::new();
-    for entry in entries.items() {
+    let entries = entries.items();
+    // Sized once: a storm's read brings hundreds of bans, and each regrowth copies them all.
+    let mut adopt = Batch {
+        bans: Vec::with_capacity(entries.len()),
+        read_to: None,
+    };
+    let mut fields = Vec::with_capacity(16);
+    for entry in entries {
         let Some(id) = read_entry(entry, &mut fields) else {
             continue;
         };
