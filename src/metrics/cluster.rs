@@ -7,8 +7,8 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
+use super::histogram::Histogram;
 use super::last_error::LastError;
-use super::Histogram;
 
 /// One collector as the engine last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

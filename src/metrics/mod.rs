@@ -4,16 +4,16 @@
 //! their own counters and bump atomics; nothing here blocks the hot path. Counters are kept
 //! by listener label and jail name, so a reload keeps the counts of what still exists.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 mod cluster;
+mod histogram;
 mod last_error;
 mod notifiers;
 mod render;
 pub use cluster::{ClusterMetrics, Peer};
+pub use histogram::Histogram;
 pub use last_error::LastError;
 pub use notifiers::{FeedMetrics, NotifierMetrics};
 
@@ -152,63 +152,6 @@ impl StoreMetrics {
         self.failing.store(0, Ordering::Relaxed);
         self.pending.store(0, Ordering::Relaxed);
         self.last_error.set(None);
-    }
-}
-
-/// Upper bounds of the enforcement latency buckets, in seconds.
-const LATENCY_BUCKETS: [f64; 15] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-
-/// A fixed-bucket latency histogram.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, value: Duration) {
-        let secs = value.as_secs_f64();
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(value.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// Appends the histogram's series of family `name` (its HELP and TYPE written by the
-    /// caller), each with `labels` (`target="local"`, or empty) before `le`.
-    fn render_into(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
-                Metrics::get(bucket)
-            );
-        }
-        let count = Metrics::get(&self.count);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let braces = |labels: &str| {
-            if labels.is_empty() {
-                String::new()
-            } else {
-                format!("{{{labels}}}")
-            }
-        };
-        let _ = writeln!(
-            out,
-            "{name}_sum{} {}",
-            braces(labels),
-            Metrics::get(&self.sum_micros) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
     }
 }
 

@@ -1,5 +1,6 @@
 use super::render::label;
 use super::*;
+use std::time::Duration;
 
 #[test]
 fn renders_labelled_counters() {
