@@ -44,12 +44,13 @@ fn write_cursor(path: &Path, id: &str) {
 /// Adoptions read from the stream and not yet with the ban manager, and the id of the last
 /// entry read.
 #[derive(Default)]
-struct Batch {
+struct Batch<'a> {
     bans: Vec<SharedBan>,
-    read_to: Option<String>,
+    /// As in the reply: made text once per read, not per entry.
+    read_to: Option<&'a [u8]>,
 }
 
-impl Batch {
+impl Batch<'_> {
     /// Sends the adoptions (if any) to the ban manager, then moves `cursor` past what was
     /// read; false when the manager is gone (the cursor then stays before them).
     async fn hand_over(&mut self, to_ban: &mpsc::Sender<ToBan>, cursor: &mut String) -> bool {
@@ -62,7 +63,7 @@ impl Batch {
             return false;
         }
         if let Some(id) = self.read_to.take() {
-            *cursor = id;
+            *cursor = String::from_utf8_lossy(id).into_owned();
         }
         true
     }
@@ -110,7 +111,7 @@ async fn hand_entries(
             }
             None => {}
             Some(Err(e)) => {
-                warn!(id, error = %e, "A shared ban entry is unreadable; skipped");
+                warn!(id = %String::from_utf8_lossy(id), error = %e, "A shared ban entry is unreadable; skipped");
             }
         }
         adopt.read_to = Some(id);

@@ -170,9 +170,12 @@ pub fn stream_entries(reply: Frame<'_>) -> Option<Frame<'_>> {
 
 /// One stream entry (`[id, [name, value, ...]]`): its id, its fields put in `fields` (what
 /// is not a string reads as empty). None: no id, the entry is skipped.
-pub fn read_entry<'a>(entry: Frame<'a>, fields: &mut Vec<(&'a [u8], &'a [u8])>) -> Option<String> {
+pub fn read_entry<'a>(
+    entry: Frame<'a>,
+    fields: &mut Vec<(&'a [u8], &'a [u8])>,
+) -> Option<&'a [u8]> {
     let mut parts = entry.items();
-    let id = parts.next().and_then(Frame::text)?;
+    let id = parts.next().and_then(Frame::bytes)?;
     fields.clear();
     let mut values = parts.next().map(Frame::items).into_iter().flatten();
     while let (Some(name), Some(value)) = (values.next(), values.next()) {

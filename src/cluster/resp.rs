@@ -91,12 +91,25 @@ impl Reply {
     }
 }
 
-/// One element of a reply read in place: where its first line starts, and how many elements
-/// its subtree holds (itself included), so that its next sibling is one step away.
+/// One element of a reply read in place: what its first line said (a bulk string's bytes as
+/// a span of the buffer), and how many elements its subtree holds (itself included), so that
+/// its next sibling is one step away. Each line is read once: walking a storm's stream
+/// entries, the follower asks every string for its bytes.
 #[derive(Debug, Clone, Copy)]
 struct Node {
-    at: usize,
+    kind: Kind,
     size: usize,
+}
+
+/// An element's type, and where its content is in the buffer.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A status line's text (`+OK`), or a bulk string's bytes.
+    Bytes { start: usize, len: usize },
+    /// An array of this many elements.
+    Array(usize),
+    /// Anything else: an integer, an error inside an array, nil.
+    Other,
 }
 
 /// Indexes the reply at `buf[at..]`, which [`reply_end`] found whole, into `tape` (elements in
@@ -104,20 +117,33 @@ struct Node {
 /// strings level by level, as the follower does, would read each line again at every level.
 fn index(buf: &[u8], at: usize, tape: &mut Vec<Node>) -> Result<usize, EngineError> {
     let slot = tape.len();
-    tape.push(Node { at, size: 1 });
     let (head, next) =
         head(buf, at)?.ok_or_else(|| EngineError::Protocol("a reply cut short".into()))?;
-    let end = match head {
-        Head::Bulk(Some(n)) => next + n + 2,
-        Head::Array(Some(n)) => {
-            let mut end = next;
-            for _ in 0..n {
-                end = index(buf, end, tape)?;
-            }
-            end
-        }
-        _ => next,
+    let (kind, end) = match head {
+        Head::Status(s) => (
+            Kind::Bytes {
+                start: at + 1,
+                len: s.len(),
+            },
+            next,
+        ),
+        Head::Bulk(Some(n)) => (
+            Kind::Bytes {
+                start: next,
+                len: n,
+            },
+            next + n + 2,
+        ),
+        Head::Array(Some(n)) => (Kind::Array(n), next),
+        _ => (Kind::Other, next),
     };
+    tape.push(Node { kind, size: 1 });
+    let mut end = end;
+    if let Kind::Array(n) = kind {
+        for _ in 0..n {
+            end = index(buf, end, tape)?;
+        }
+    }
     let size = tape.len() - slot;
     if let Some(node) = tape.get_mut(slot) {
         node.size = size;
@@ -136,17 +162,15 @@ pub struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
-    fn head(self) -> Option<(Head<'a>, usize)> {
-        let at = self.tape.get(self.node)?.at;
-        head(self.buf, at).ok().flatten()
+    fn kind(self) -> Option<Kind> {
+        self.tape.get(self.node).map(|n| n.kind)
     }
 
     /// The bytes of a bulk or status reply, as sent.
     pub fn bytes(self) -> Option<&'a [u8]> {
-        match self.head()? {
-            (Head::Status(s), _) => Some(s),
-            (Head::Bulk(Some(n)), next) => self.buf.get(next..next + n),
-            _ => None,
+        match self.kind()? {
+            Kind::Bytes { start, len } => self.buf.get(start..start + len),
+            Kind::Array(_) | Kind::Other => None,
         }
     }
 
@@ -158,8 +182,8 @@ impl<'a> Frame<'a> {
 
     /// The elements of an array reply (nil and others: none).
     pub fn items(self) -> Items<'a> {
-        let left = match self.head() {
-            Some((Head::Array(Some(n)), _)) => n,
+        let left = match self.kind() {
+            Some(Kind::Array(n)) => n,
             _ => 0,
         };
         Items {
@@ -533,7 +557,7 @@ enum Head<'a> {
 fn head(buf: &[u8], at: usize) -> Result<Option<(Head<'_>, usize)>, EngineError> {
     let rest = buf.get(at..).unwrap_or_default();
     let window = rest.get(..MAX_LINE).unwrap_or(rest);
-    let Some(newline) = window.iter().position(|&b| b == b'\n') else {
+    let Some(newline) = memchr::memchr(b'\n', window) else {
         if rest.len() >= MAX_LINE {
             return Err(EngineError::Protocol("a line over the cap".into()));
         }
@@ -562,14 +586,37 @@ fn head(buf: &[u8], at: usize) -> Result<Option<(Head<'_>, usize)>, EngineError>
     Ok(Some((head, next)))
 }
 
-/// The decimal number of a reply line (`what` names it in the error).
+/// The decimal number of a reply line (`what` names it in the error). Read by hand: every
+/// string of a reply has one (its length), and a storm's replies hold tens of thousands.
 fn number(text: &[u8], what: &str) -> Result<i64, EngineError> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(|| {
-            EngineError::Protocol(format!("bad {what} {:?}", String::from_utf8_lossy(text)))
-        })
+    let bad = || EngineError::Protocol(format!("bad {what} {:?}", String::from_utf8_lossy(text)));
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return Err(bad());
+        }
+        // Negative numbers accumulate downwards: i64::MIN has no positive twin.
+        let digit = i64::from(d - b'0');
+        n = n
+            .checked_mul(10)
+            .and_then(|n| {
+                if negative {
+                    n.checked_sub(digit)
+                } else {
+                    n.checked_add(digit)
+                }
+            })
+            .ok_or_else(bad)?;
+    }
+    Ok(n)
 }
 
 fn length(text: &[u8], cap: usize) -> Result<Option<usize>, EngineError> {
@@ -723,6 +770,40 @@ mod tests {
         assert_eq!(took, 20);
         assert_eq!(seen, vec![(Some("OK".to_string()), 0), (None, 2)]);
         assert!(read_whole(b"?\r\n", |_| ()).is_err());
+    }
+
+    #[test]
+    fn numbers_are_read_to_the_limits_and_anything_else_refused() {
+        for (text, n) in [
+            (&b"0"[..], 0),
+            (b"42", 42),
+            (b"-1", -1),
+            (b"+7", 7),
+            (b"9223372036854775807", i64::MAX),
+            (b"-9223372036854775808", i64::MIN),
+        ] {
+            assert_eq!(
+                number(text, "n").unwrap(),
+                n,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        for text in [
+            &b""[..],
+            b"-",
+            b"1a",
+            b" 1",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"\xff",
+        ] {
+            assert!(
+                number(text, "n").is_err(),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
     }
 
     /// Replies that arrive a byte at a time, and several in one read (a pipeline's), are
