@@ -740,6 +740,44 @@ async fn a_paused_engine_never_blinds_a_collector_and_an_emptied_one_gets_the_ba
     drop(engine);
 }
 
+/// A Redis Cluster node for an engine: refused by name (its MOVED redirects are not followed),
+/// and the collector bans alone meanwhile, saying why in `status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_node_is_refused_by_name_and_the_collector_bans_alone() {
+    if !redis_present() {
+        return;
+    }
+    let port = free_port();
+    let nodes = tempfile::tempdir().expect("temp dir");
+    let nodes_file = nodes.path().join("nodes.conf");
+    let engine = Engine::start_with(
+        port,
+        &[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            nodes_file.to_str().expect("a UTF-8 temp path"),
+        ],
+    );
+    let a = up("a", port).await;
+    send_failures(a.port, ATTACKER, 5);
+    assert!(
+        until(Duration::from_secs(1), async || holds(&a.socket, ATTACKER)
+            .await)
+        .await,
+        "a collector on a cluster node did not ban alone"
+    );
+    let status = cluster_status(&a.socket).await;
+    assert!(status.degraded, "{status:?}");
+    let error = status.last_error.unwrap_or_default();
+    assert!(
+        error.contains("Redis Cluster node") && error.contains("[cluster] urls"),
+        "{error}"
+    );
+    a.down().await;
+    drop(engine);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_count_script_names_who_holds_the_claim() {
     use syslog2ban::cluster::engine::{millis, CountArgs, Counted, FailureId, Keys};

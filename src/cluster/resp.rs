@@ -40,6 +40,10 @@ pub enum EngineError {
     /// No server of `urls` could be written to: why, per server.
     #[error("no server takes writes: {0}")]
     NoPrimary(String),
+    /// A node of a Redis Cluster: it holds some slots' keys and redirects (MOVED) for the
+    /// rest, which this client does not follow.
+    #[error("a Redis Cluster node (cluster_enabled:1), whose MOVED redirects syslog2ban does not follow: name a standalone primary (with its replicas, or `sentinels`) in [cluster] urls")]
+    ClusterMode,
 }
 
 /// One reply.

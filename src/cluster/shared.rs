@@ -92,10 +92,20 @@ impl Shared {
             Err(EngineError::Server(_)) => Role::Primary(None),
             Err(e) => return Err(e),
         };
-        Ok(match role {
-            Role::Primary(id) => Some((conn, id)),
-            Role::Replica => None,
-        })
+        let Role::Primary(id) = role else {
+            return Ok(None);
+        };
+        // A Redis Cluster node answers only for its own slots: every count and ban of an
+        // attacker hashed elsewhere would fail, so it is refused as a whole, with the reason
+        // in `status` (a server without INFO is taken as it answers).
+        match conn.call(&[b"INFO", b"cluster"]).await {
+            Ok(reply) if is_cluster_node(&reply.text().unwrap_or_default()) => {
+                return Err(EngineError::ClusterMode)
+            }
+            Ok(_) | Err(EngineError::Server(_)) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Some((conn, id)))
     }
 
     /// The primary the first sentinel that knows it names, reached with the scheme,
@@ -174,9 +184,21 @@ impl Role {
     }
 }
 
+/// Whether `INFO cluster` comes from a node of a Redis Cluster.
+fn is_cluster_node(info: &str) -> bool {
+    info.lines().any(|line| line.trim() == "cluster_enabled:1")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Role;
+    use super::{is_cluster_node, Role};
+
+    #[test]
+    fn a_redis_cluster_node_is_told_from_a_standalone_server() {
+        assert!(is_cluster_node("# Cluster\r\ncluster_enabled:1\r\n"));
+        assert!(!is_cluster_node("# Cluster\r\ncluster_enabled:0\r\n"));
+        assert!(!is_cluster_node(""), "an older server says nothing");
+    }
 
     #[test]
     fn a_replica_is_told_from_a_primary_and_a_primary_by_its_replication_id() {
