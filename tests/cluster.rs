@@ -740,6 +740,39 @@ async fn a_paused_engine_never_blinds_a_collector_and_an_emptied_one_gets_the_ba
     drop(engine);
 }
 
+/// A collector whose state directory is lost comes back (same name, nothing stored) holding
+/// the bans it decided before: they are in the stream under its name, and the others hold
+/// them all the while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_lost_its_state_holds_its_own_earlier_bans_again() {
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let (a, b) = up_pair(&engine).await;
+    send_failures(a.port, ATTACKER, 5);
+    assert!(
+        all_within(Duration::from_secs(3), &[&a, &b], true).await,
+        "the ban did not reach both"
+    );
+    let setup = a.down().await;
+    let state = setup.dir.path().join("state");
+    std::fs::remove_dir_all(&state).expect("remove the state directory");
+    let a = launch(setup).await;
+    assert!(
+        until(Duration::from_secs(5), async || holds(&a.socket, ATTACKER)
+            .await)
+        .await,
+        "a without its state does not hold its own ban: {:?}",
+        cluster_status(&a.socket).await
+    );
+    // Held, not decided again: one ban in the cluster, announced once.
+    assert_eq!(cluster_status(&a.socket).await.published, 0);
+    a.down().await;
+    b.down().await;
+    drop(engine);
+}
+
 /// A Redis Cluster node for an engine: refused by name (its MOVED redirects are not followed),
 /// and the collector bans alone meanwhile, saying why in `status`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

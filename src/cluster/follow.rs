@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::engine::{id_millis, millis};
 use super::messages::{
@@ -71,11 +71,12 @@ impl Batch<'_> {
 
 /// Hands what one read of the stream found to the ban manager: the other collectors' bans
 /// together (counted in `adopted`), an unban in between after the adoptions before it, so
-/// the stream's order is kept; `node`'s own entries need nothing. The position moves past
-/// an entry only once the manager has it. False when the manager is gone.
+/// the stream's order is kept; the entries of `skip` (this collector, unless it is catching
+/// up without a state of its own) need nothing. The position moves past an entry only once
+/// the manager has it. False when the manager is gone.
 async fn hand_entries(
     entries: Frame<'_>,
-    node: &str,
+    skip: Option<&str>,
     adopted: &AtomicU64,
     follower: &Follower,
     cursor: &mut String,
@@ -92,7 +93,8 @@ async fn hand_entries(
         let Some(id) = read_entry(entry, &mut fields) else {
             continue;
         };
-        match (!from_node(&fields, node)).then(|| Published::from_fields(&fields)) {
+        let needs_nothing = skip.is_some_and(|node| from_node(&fields, node));
+        match (!needs_nothing).then(|| Published::from_fields(&fields)) {
             Some(Ok(Published::Ban(ban))) => {
                 Metrics::inc(adopted);
                 adopt.bans.push(ban);
@@ -140,8 +142,15 @@ pub(super) async fn follow(
     stop: CancellationToken,
 ) {
     let path = state_dir.join(CURSOR_FILE);
+    // No position kept: a new collector, or one whose state directory was lost. Its own
+    // earlier bans (still held by the others, and in its table on its targets) are in the
+    // stream under its name: read back with the rest until the end, they are held again.
+    let fresh = !path.exists();
+    if fresh {
+        info!("No cluster position in the state directory: reading the whole ban stream, this collector's own earlier bans included");
+    }
     let mut cursor = read_cursor(&path);
-    read_stream(&shared, &path, &mut cursor, &follower, &stop).await;
+    read_stream(&shared, &path, &mut cursor, &follower, fresh, &stop).await;
     write_cursor(&path, &cursor);
 }
 
@@ -154,6 +163,7 @@ async fn read_stream(
     path: &Path,
     cursor: &mut String,
     follower: &Follower,
+    mut catching_up: bool,
     stop: &CancellationToken,
 ) {
     let mut saved = Instant::now();
@@ -188,12 +198,26 @@ async fn read_stream(
                 key.as_bytes(),
                 cursor.as_bytes(),
             ];
+            // Catching up reads what is there without waiting: its end is the stream's end
+            // at start, and what this collector publishes from then on is not read back.
+            let request: &[&[u8]] = if catching_up {
+                &[
+                    b"XREAD",
+                    b"COUNT",
+                    count.as_bytes(),
+                    b"STREAMS",
+                    key.as_bytes(),
+                    cursor.as_bytes(),
+                ]
+            } else {
+                &request
+            };
             let cm = shared.cm();
             Metrics::inc(&cm.calls);
             Metrics::inc(&cm.round_trips);
             let read = tokio::select! {
                 () = stop.cancelled() => return,
-                r = conn.call_in_place(&request) => r,
+                r = conn.call_in_place(request) => r,
             };
             let reply = match read {
                 Ok(reply) => reply,
@@ -202,21 +226,26 @@ async fn read_stream(
                     break;
                 }
             };
-            let caught_up = || {
+            let caught_up = |catching_up: &mut bool, cursor: &str| {
                 // Nothing more to read: everything published until now is read.
                 shared
                     .cursor_ms
                     .store(millis(SystemTime::now()), Ordering::Relaxed);
+                if std::mem::take(catching_up) {
+                    // Kept at once: a restart (even after kill -9) is no longer a new one.
+                    write_cursor(path, cursor);
+                }
             };
             let Some(entries) = stream_entries(reply) else {
-                caught_up();
+                caught_up(&mut catching_up, cursor);
                 continue;
             };
-            if !hand_entries(entries, &node, &shared.cm().adopted, follower, cursor).await {
+            let skip = (!catching_up).then_some(node.as_str());
+            if !hand_entries(entries, skip, &shared.cm().adopted, follower, cursor).await {
                 return;
             }
             if entries.items().len() < FOLLOW_BATCH {
-                caught_up();
+                caught_up(&mut catching_up, cursor);
             } else {
                 shared.cursor_ms.store(id_millis(cursor), Ordering::Relaxed);
             }
@@ -297,7 +326,7 @@ mod tests {
         let far = std::time::Instant::now() + Duration::from_secs(60);
         claims.note(&sshd, "198.51.100.9".parse().unwrap(), "b", far);
         claims.note(&sshd, "198.51.100.1".parse().unwrap(), "b", far);
-        assert!(hand_entries(read.frame(), "a", &adopted, &follower, &mut cursor).await);
+        assert!(hand_entries(read.frame(), Some("a"), &adopted, &follower, &mut cursor).await);
         // The address lifted by hand is claimed by nobody any more, and the counter is told;
         // the others still are.
         assert_eq!(counter.try_recv().ok(), "198.51.100.9".parse().ok());
@@ -333,6 +362,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn catching_up_without_a_state_this_collectors_own_bans_are_adopted_too() {
+        let (to_ban, mut from_follower) = mpsc::channel(8);
+        let adopted = AtomicU64::new(0);
+        let mut cursor = "0".to_string();
+        let entries = [
+            ban("1-0", "a", "198.51.100.2"),
+            ban("2-0", "b", "198.51.100.3"),
+        ];
+        let read = OwnedReply::read(xread_entries(&entries)).unwrap();
+        let follower = Follower {
+            to_ban,
+            claims: Arc::default(),
+            lifted: mpsc::channel(1).0,
+        };
+        assert!(hand_entries(read.frame(), None, &adopted, &follower, &mut cursor).await);
+        let Ok(ToBan::Adopt(bans)) = from_follower.try_recv() else {
+            panic!("no adoption");
+        };
+        let nodes: Vec<&str> = bans.iter().map(|b| b.node.as_str()).collect();
+        assert_eq!(nodes, ["a", "b"]);
+        assert_eq!(adopted.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
     async fn without_a_manager_the_position_stays_before_what_it_did_not_take() {
         let (to_ban, from_follower) = mpsc::channel(8);
         drop(from_follower);
@@ -349,14 +402,14 @@ mod tests {
             claims: Arc::default(),
             lifted: mpsc::channel(1).0,
         };
-        assert!(!hand_entries(read.frame(), "a", &adopted, &follower, &mut cursor).await);
+        assert!(!hand_entries(read.frame(), Some("a"), &adopted, &follower, &mut cursor).await);
         assert_eq!(
             cursor, "0",
             "an adoption the manager did not take is read again"
         );
         let own = xread_entries(&[ban("1-0", "a", "198.51.100.2")]);
         let read = OwnedReply::read(own).unwrap();
-        assert!(hand_entries(read.frame(), "a", &adopted, &follower, &mut cursor).await);
+        assert!(hand_entries(read.frame(), Some("a"), &adopted, &follower, &mut cursor).await);
         assert_eq!(cursor, "1-0", "an entry that needs nothing is passed");
     }
 }

@@ -26,6 +26,17 @@ impl BanState {
             }
             return Vec::new();
         }
+        // This collector's own earlier decision, read back by a follower without a state of
+        // its own (a new or lost state directory): held again, unless it is; recorded as
+        // decided under this name, so not announced again (it was, when it was decided).
+        if ban.node == node
+            && self
+                .holds
+                .get(&ban.address)
+                .is_some_and(|holds| holds.iter().any(|h| h.jail == jail))
+        {
+            return Vec::new();
+        }
         // Decided here too, and published by both (usually the collector that lost the
         // attacker's claim does not publish, see `yield_to`; both do when the claim could
         // not be taken in time, the engine away, or each holds a claim of its own: two

@@ -741,6 +741,30 @@ fn a_ban_decided_here_and_by_another_collector_is_counted_and_announced_by_one()
     assert_eq!(doubles(&s), 1);
 }
 
+/// Its own earlier ban, read back by collector b without a state of its own: held again, as
+/// decided under its name (announced before, not again); one it holds needs nothing.
+#[test]
+fn a_collectors_own_earlier_ban_is_held_again_once_and_not_decided_again() {
+    let mut s = state();
+    let now = Moment::now();
+    let ops = s.adopt(from_b(addr(), false, now), "b", now);
+    assert!(
+        matches!(ops.as_slice(), [StoreOp::Ban(record, _)]
+            if record.decided_by.as_deref() == Some("b")),
+        "{ops:?}"
+    );
+    assert!(s.is_banned(addr()));
+    assert!(s.adopt(from_b(addr(), false, now), "b", now).is_empty());
+    let mine: Target = "203.0.113.12".parse().unwrap();
+    let decided = Offence {
+        target: mine,
+        ..offence("sshd", now.instant)
+    };
+    s.offence(&decided, now);
+    assert!(s.adopt(from_b(mine, false, now), "b", now).is_empty());
+    assert_eq!(Metrics::get(&s.metrics().cluster.double_decisions), 0);
+}
+
 #[test]
 fn a_ban_whose_claim_another_collector_took_is_that_ones_once() {
     let mut s = state();
