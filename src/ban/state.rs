@@ -392,11 +392,7 @@ impl BanState {
         let policy = self.policy(new.jail)?;
         let rules = new.placement.as_deref().unwrap_or(&policy.placement);
         let places = self.resolve(rules, &new.origin, &new.more_origins);
-        if self
-            .holds
-            .get(&new.address)
-            .is_some_and(|h| h.iter().any(|h| &h.jail == new.jail))
-        {
+        if self.holds(new.jail.as_str(), new.address) {
             return self.widen(new, places, &policy, now);
         }
         let bantime = self.bantime_of(&new, &policy, now)?;

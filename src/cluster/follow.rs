@@ -188,36 +188,19 @@ async fn read_stream(
             }
         };
         loop {
-            let request: [&[u8]; 8] = [
-                b"XREAD",
-                b"COUNT",
-                count.as_bytes(),
-                b"BLOCK",
-                block.as_bytes(),
-                b"STREAMS",
-                key.as_bytes(),
-                cursor.as_bytes(),
-            ];
+            let mut request: Vec<&[u8]> = vec![b"XREAD", b"COUNT", count.as_bytes()];
             // Catching up reads what is there without waiting: its end is the stream's end
             // at start, and what this collector publishes from then on is not read back.
-            let request: &[&[u8]] = if catching_up {
-                &[
-                    b"XREAD",
-                    b"COUNT",
-                    count.as_bytes(),
-                    b"STREAMS",
-                    key.as_bytes(),
-                    cursor.as_bytes(),
-                ]
-            } else {
-                &request
-            };
+            if !catching_up {
+                request.extend([b"BLOCK".as_slice(), block.as_bytes()]);
+            }
+            request.extend([b"STREAMS".as_slice(), key.as_bytes(), cursor.as_bytes()]);
             let cm = shared.cm();
             Metrics::inc(&cm.calls);
             Metrics::inc(&cm.round_trips);
             let read = tokio::select! {
                 () = stop.cancelled() => return,
-                r = conn.call_in_place(request) => r,
+                r = conn.call_in_place(&request) => r,
             };
             let reply = match read {
                 Ok(reply) => reply,

@@ -123,7 +123,7 @@ fn index(buf: &[u8], at: usize, tape: &mut Vec<Node>) -> Result<usize, EngineErr
     let slot = tape.len();
     let (head, next) =
         head(buf, at)?.ok_or_else(|| EngineError::Protocol("a reply cut short".into()))?;
-    let (kind, end) = match head {
+    let (kind, mut end) = match head {
         Head::Status(s) => (
             Kind::Bytes {
                 start: at + 1,
@@ -142,7 +142,6 @@ fn index(buf: &[u8], at: usize, tape: &mut Vec<Node>) -> Result<usize, EngineErr
         _ => (Kind::Other, next),
     };
     tape.push(Node { kind, size: 1 });
-    let mut end = end;
     if let Kind::Array(n) = kind {
         for _ in 0..n {
             end = index(buf, end, tape)?;

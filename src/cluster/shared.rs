@@ -172,21 +172,23 @@ enum Role {
 
 impl Role {
     fn of(info: &str) -> Role {
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
-        };
-        match field("role") {
+        match info_field(info, "role") {
             Some("slave" | "replica") => Role::Replica,
-            _ => Role::Primary(field("master_replid").map(str::to_string)),
+            _ => Role::Primary(info_field(info, "master_replid").map(str::to_string)),
         }
     }
 }
 
+/// The value of `name:value` in an `INFO` reply.
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
 /// Whether `INFO cluster` comes from a node of a Redis Cluster.
 fn is_cluster_node(info: &str) -> bool {
-    info.lines().any(|line| line.trim() == "cluster_enabled:1")
+    info_field(info, "cluster_enabled") == Some("1")
 }
 
 #[cfg(test)]

@@ -29,12 +29,7 @@ impl BanState {
         // This collector's own earlier decision, read back by a follower without a state of
         // its own (a new or lost state directory): held again, unless it is; recorded as
         // decided under this name, so not announced again (it was, when it was decided).
-        if ban.node == node
-            && self
-                .holds
-                .get(&ban.address)
-                .is_some_and(|holds| holds.iter().any(|h| h.jail == jail))
-        {
+        if ban.node == node && self.holds(jail.as_str(), ban.address) {
             return Vec::new();
         }
         // Decided here too, and published by both (usually the collector that lost the
