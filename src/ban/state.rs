@@ -104,14 +104,16 @@ pub struct BanState {
     /// is among them.
     policies: HashMap<JailName, Arc<JailPolicy>>,
     recidive: Option<(JailName, RecidiveConfig)>,
-    holds: HashMap<Target, Vec<Hold>>,
+    /// Keyed by attackers' addresses and looked up several times per ban: foldhash, seeded per
+    /// process (as the store's row index).
+    holds: foldhash::HashMap<Target, Vec<Hold>>,
     deadlines: BTreeSet<(Instant, Target, JailName)>,
     /// Where the holds made by a ban told where to go (`ban --place`) are placed: rare, so
     /// kept beside the holds rather than in each (a storm holds tens of thousands). Kept so
     /// that a republished or widened ban goes on saying so.
     told: HashMap<(Target, JailName), Vec<PlacementRule>>,
     /// Earlier bans per address (jail, start), kept for `retention`.
-    history: HashMap<Target, Vec<(JailName, SystemTime)>>,
+    history: foldhash::HashMap<Target, Vec<(JailName, SystemTime)>>,
     retention: Duration,
     /// Targets, for placement.
     fleet: Fleet,
@@ -139,10 +141,10 @@ impl BanState {
         let mut state = BanState {
             policies: HashMap::new(),
             recidive: None,
-            holds: HashMap::new(),
+            holds: Default::default(),
             deadlines: BTreeSet::new(),
             told: HashMap::new(),
-            history: HashMap::new(),
+            history: Default::default(),
             retention,
             fleet: Fleet::default(),
             metrics,
