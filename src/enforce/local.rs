@@ -9,7 +9,6 @@
 //! so a ban decided while the table was gone lands with the rest. It decides nothing about who
 //! is banned: the desired state is exactly the commands received.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -70,10 +69,10 @@ pub async fn run(
     metrics: Arc<TargetMetrics>,
     interval: Duration,
 ) {
-    let mut desired = Desired::new();
+    let mut desired = Desired::default();
     {
         // Restored bans only set the desired state: the first reconcile applies them.
-        let mut unused = Batch::new();
+        let mut unused = Batch::default();
         for command in restored {
             pending::record(&mut desired, &mut unused, command);
         }
@@ -96,7 +95,7 @@ pub async fn run(
     // another tool busy with nftables would otherwise make each window cost a reconcile.
     let mut unheard_from = crate::clock::now();
     let drift_log = Throttle::new(5, Duration::from_secs(60));
-    let mut pending: Batch = HashMap::new();
+    let mut pending = Batch::default();
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
     let mut reconcile_at = crate::clock::now();
     let mut retry = FIRST_RETRY;
@@ -426,7 +425,7 @@ mod tests {
     #[test]
     fn drift_matters_only_for_addresses_still_wanted() {
         let now = crate::clock::now();
-        let mut desired = Desired::new();
+        let mut desired = Desired::default();
         desired.insert(
             t("198.51.100.1"),
             Wanted {
@@ -455,6 +454,6 @@ mod tests {
             removed: Vec::new(),
             unheard: false,
         };
-        assert!(matters(&structural, &Desired::new(), now));
+        assert!(matters(&structural, &Desired::default(), now));
     }
 }

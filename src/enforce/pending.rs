@@ -5,7 +5,6 @@
 //! Pure bookkeeping: no I/O, no policy. A newer command for an address replaces a pending
 //! older one, so a batch holds at most one change per address.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use super::nft::{self, ElementChange};
@@ -28,8 +27,9 @@ impl Wanted {
     }
 }
 
-/// What each banned target should be held as.
-pub type Desired = HashMap<Target, Wanted>;
+/// What each banned target should be held as. Keyed by attackers' addresses and touched per
+/// ban: foldhash, seeded per process (as the ban state's maps).
+pub type Desired = foldhash::HashMap<Target, Wanted>;
 
 /// One target's change waiting for the next batch.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ pub struct Pending {
 }
 
 /// Changes per target for the next batch.
-pub type Batch = HashMap<Target, Pending>;
+pub type Batch = foldhash::HashMap<Target, Pending>;
 
 /// The elements `wanted` holds for `target`.
 pub fn elements(target: Target, wanted: &Wanted) -> Vec<Element> {
@@ -190,7 +190,7 @@ mod tests {
     #[test]
     fn a_batch_takes_what_one_transaction_carries_and_leaves_the_rest() {
         let now = crate::clock::now();
-        let mut pending = Batch::new();
+        let mut pending = Batch::default();
         for i in 0..10u8 {
             pending.insert(
                 t(&format!("198.51.100.{i}")),
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn a_batch_that_cannot_take_everything_takes_the_oldest_decisions_first() {
         let now = crate::clock::now();
-        let mut pending = Batch::new();
+        let mut pending = Batch::default();
         // Decided in the reverse of their addresses' order, a millisecond apart.
         for i in 0..50u8 {
             let target = t(&format!("198.51.100.{i}"));
@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn the_latest_command_per_address_and_the_desired_state_are_kept() {
         let now = crate::clock::now();
-        let (mut desired, mut pending) = (Desired::new(), Batch::new());
+        let (mut desired, mut pending) = (Desired::default(), Batch::default());
         let until = now + Duration::from_secs(60);
         let ban = |address: &str, expires| BanCommand::Ban {
             place: Place::Local,
@@ -297,7 +297,7 @@ mod tests {
     #[test]
     fn ended_bans_are_not_sent() {
         let now = crate::clock::now();
-        let mut pending = Batch::new();
+        let mut pending = Batch::default();
         pending.insert(
             t("198.51.100.66"),
             Pending {
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn a_ban_that_narrows_to_ports_takes_the_whole_address_out() {
         let now = crate::clock::now();
-        let (mut desired, mut pending) = (Desired::new(), Batch::new());
+        let (mut desired, mut pending) = (Desired::default(), Batch::default());
         let ban = |ports: Option<Ports>| BanCommand::Ban {
             place: Place::Local,
             address: t("198.51.100.66"),

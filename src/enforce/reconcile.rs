@@ -291,7 +291,7 @@ mod tests {
     fn diff_adds_missing_renews_short_and_removes_stray() {
         let now = Instant::now();
         let actual = parse_listing(LISTING).unwrap();
-        let mut desired = HashMap::new();
+        let mut desired = Desired::default();
         // Present with 590 s left of 600: fine.
         desired.insert(
             t("198.51.100.66"),
@@ -362,7 +362,7 @@ mod tests {
         let now = Instant::now();
         let mut actual = Actual::new();
         actual.insert(t("198.51.100.66").into(), None);
-        let mut desired = HashMap::new();
+        let mut desired = Desired::default();
         desired.insert(
             t("198.51.100.66"),
             Wanted {
@@ -371,6 +371,6 @@ mod tests {
             },
         );
         assert!(diff(&desired, &actual, now).is_empty());
-        assert!(diff(&HashMap::new(), &Actual::new(), now).is_empty());
+        assert!(diff(&Desired::default(), &Actual::new(), now).is_empty());
     }
 }

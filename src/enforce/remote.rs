@@ -15,7 +15,6 @@
 //! `nft -j list table inet T`, or the ipset and hosts-deny backends' fixed argv; element
 //! changes travel on stdin.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -53,8 +52,8 @@ pub async fn run(
     let target = Arc::new(target);
     let name = target.name().clone();
     // What the host's sets should hold: the latest deadline per address.
-    let mut desired = pending::Desired::new();
-    let mut pending: Batch = HashMap::new();
+    let mut desired = pending::Desired::default();
+    let mut pending = Batch::default();
     let mut link = Link::new(target.config.reconcile_interval);
     let mut inflight: JoinSet<Outcome> = JoinSet::new();
     // Connection cuts on the host (`kill_connections`), beside the batches.
