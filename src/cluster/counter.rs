@@ -2,12 +2,13 @@
 //! manager an offence when one of them reached maxretry first, publishes the bans decided
 //! here, and keeps the heartbeat and the epoch. Buffers what the engine cannot take.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use foldhash::HashMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -86,7 +87,8 @@ pub(super) struct Counter {
     /// Attackers whose claim is taken, per jail (and sender, in a jail counting per origin):
     /// by this collector (its own count reached maxretry, or the shared count was claimed
     /// here) or by another (its ban is on its way here). Until the claim lapses no failure
-    /// of theirs can take it, so none is sent.
+    /// of theirs can take it, so none is sent. Looked up per failure: foldhash, seeded per
+    /// process, as the keys are attackers.
     settled: HashMap<Attacker, Instant>,
     /// The last failure id given out, and when this run started (ids stay unique across
     /// restarts).
@@ -123,7 +125,7 @@ impl Counter {
             epoch: None,
             primary: None,
             republished_since_beat: false,
-            settled: HashMap::new(),
+            settled: HashMap::default(),
             commands: Vec::new(),
             counted: Vec::new(),
             claims,

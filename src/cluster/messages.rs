@@ -1,10 +1,10 @@
 //! What the cluster exchanges with the pipeline and the ban manager: failures in, bans both
 //! ways, and a ban as the Stream carries it.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use foldhash::HashMap;
 use tokio::sync::mpsc;
 
 use super::engine::millis;
@@ -304,7 +304,8 @@ pub struct Yielded {
 #[derive(Debug, Default)]
 pub struct ClaimedElsewhere(Mutex<Held>);
 
-/// Per jail and attacker: the collector holding the claim, and when it lapses.
+/// Per jail and attacker: the collector holding the claim, and when it lapses. (Its maps,
+/// keyed by attackers and read per decision, hash with foldhash, seeded per process.)
 type Claims = HashMap<(JailName, Target), (Arc<str>, Instant)>;
 
 #[derive(Debug, Default)]

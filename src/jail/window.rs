@@ -11,10 +11,12 @@
 //! only its own kind: an attacker one failure short of maxretry keeps its count unless the
 //! flood's addresses each fail as often, which bans them first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use foldhash::HashMap;
 
 /// Failure times are kept as ticks of 100 ms since the window was created: 4 bytes each
 /// instead of 16, and 13 years before they overflow.
@@ -39,6 +41,9 @@ pub struct FailureWindow<K = IpAddr> {
     max_tracked: usize,
     /// Set by the first failure: later times are ticks after it.
     epoch: Option<Instant>,
+    /// Looked up for every failure and again for each queue entry a compaction or expiry
+    /// step checks (up to 16 per failure): foldhash, seeded per process, as the keys are
+    /// attackers' addresses.
     failures: HashMap<K, Vec<u32>>,
     /// Eviction order: `by_progress[n - 1]` holds addresses in the order they reached n
     /// failures. Entries are never updated in place: each failure queues its address again,
@@ -124,7 +129,7 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
             findtime_ticks: ticks(findtime).max(1),
             max_tracked: max_tracked.max(1),
             epoch: None,
-            failures: HashMap::new(),
+            failures: HashMap::default(),
             by_progress: Vec::new(),
             queued: 0,
             compacting: None,
