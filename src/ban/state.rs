@@ -4,7 +4,7 @@
 //! Pure: every method takes the time (`Moment`) and returns the writes (`StoreOp`) that carry
 //! firewall commands forward; the manager task feeds it and sends the results on.
 
-use crate::target::Target;
+use crate::target::{ByAttacker, Target};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -104,16 +104,14 @@ pub struct BanState {
     /// is among them.
     policies: HashMap<JailName, Arc<JailPolicy>>,
     recidive: Option<(JailName, RecidiveConfig)>,
-    /// Keyed by attackers' addresses and looked up several times per ban: foldhash, seeded per
-    /// process (as the store's row index).
-    holds: foldhash::HashMap<Target, Vec<Hold>>,
+    holds: ByAttacker<Target, Vec<Hold>>,
     deadlines: BTreeSet<(Instant, Target, JailName)>,
     /// Where the holds made by a ban told where to go (`ban --place`) are placed: rare, so
     /// kept beside the holds rather than in each (a storm holds tens of thousands). Kept so
     /// that a republished or widened ban goes on saying so.
     told: HashMap<(Target, JailName), Vec<PlacementRule>>,
     /// Earlier bans per address (jail, start), kept for `retention`.
-    history: foldhash::HashMap<Target, Vec<(JailName, SystemTime)>>,
+    history: ByAttacker<Target, Vec<(JailName, SystemTime)>>,
     retention: Duration,
     /// Targets, for placement.
     fleet: Fleet,

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use foldhash::HashMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -20,7 +19,7 @@ use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, PUBLISH_BATCH, STREAM_CAP};
 use crate::config::JailName;
 use crate::input::Origin;
 use crate::jail::Offence;
-use crate::target::Target;
+use crate::target::{ByAttacker, Target};
 
 /// Longest a stop waits to publish the bans still buffered.
 const STOP_FLUSH: Duration = Duration::from_secs(2);
@@ -55,7 +54,7 @@ fn origin_key(failure: &SharedFailure, node: &str) -> Option<String> {
 }
 
 /// Notes an attacker settled until `until`, within [`SETTLED_CAP`].
-fn remember(settled: &mut HashMap<Attacker, Instant>, key: Attacker, until: Instant) {
+fn remember(settled: &mut ByAttacker<Attacker, Instant>, key: Attacker, until: Instant) {
     if settled.len() < SETTLED_CAP {
         settled.insert(key, until);
     }
@@ -87,9 +86,8 @@ pub(super) struct Counter {
     /// Attackers whose claim is taken, per jail (and sender, in a jail counting per origin):
     /// by this collector (its own count reached maxretry, or the shared count was claimed
     /// here) or by another (its ban is on its way here). Until the claim lapses no failure
-    /// of theirs can take it, so none is sent. Looked up per failure: foldhash, seeded per
-    /// process, as the keys are attackers.
-    settled: HashMap<Attacker, Instant>,
+    /// of theirs can take it, so none is sent.
+    settled: ByAttacker<Attacker, Instant>,
     /// The last failure id given out, and when this run started (ids stay unique across
     /// restarts).
     sequence: u64,
@@ -125,7 +123,7 @@ impl Counter {
             epoch: None,
             primary: None,
             republished_since_beat: false,
-            settled: HashMap::default(),
+            settled: ByAttacker::default(),
             commands: Vec::new(),
             counted: Vec::new(),
             claims,

@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use foldhash::HashMap;
 use tokio::sync::mpsc;
 
 use super::engine::millis;
@@ -12,7 +11,7 @@ use super::resp::Frame;
 use crate::config::JailName;
 use crate::input::Origin;
 use crate::jail::Offence;
-use crate::target::Target;
+use crate::target::{ByAttacker, Target};
 
 /// A failure a jail counted, for the shared count.
 #[derive(Debug, Clone)]
@@ -304,16 +303,15 @@ pub struct Yielded {
 #[derive(Debug, Default)]
 pub struct ClaimedElsewhere(Mutex<Held>);
 
-/// Per jail and attacker: the collector holding the claim, and when it lapses. (Its maps,
-/// keyed by attackers and read per decision, hash with foldhash, seeded per process.)
-type Claims = HashMap<(JailName, Target), (Arc<str>, Instant)>;
+/// Per jail and attacker: the collector holding the claim, and when it lapses.
+type Claims = ByAttacker<(JailName, Target), (Arc<str>, Instant)>;
 
 #[derive(Debug, Default)]
 struct Held {
     claims: Claims,
     /// Bans decided here and not published because another collector holds the claim, per
     /// jail and attacker, with the time by which that collector's ban should have arrived.
-    awaited: HashMap<(JailName, Target), (SharedBan, Instant)>,
+    awaited: ByAttacker<(JailName, Target), (SharedBan, Instant)>,
 }
 
 /// Most attackers remembered as claimed elsewhere, and most bans held back (past it, a

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::nft::{self, ElementChange};
 use crate::ban::BanCommand;
-use crate::target::{Element, Ports, Target};
+use crate::target::{ByAttacker, Element, Ports, Target};
 
 /// What a firewall should hold for one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,9 +27,8 @@ impl Wanted {
     }
 }
 
-/// What each banned target should be held as. Keyed by attackers' addresses and touched per
-/// ban: foldhash, seeded per process (as the ban state's maps).
-pub type Desired = foldhash::HashMap<Target, Wanted>;
+/// What each banned target should be held as.
+pub type Desired = ByAttacker<Target, Wanted>;
 
 /// One target's change waiting for the next batch.
 #[derive(Debug, Clone)]
@@ -47,7 +46,7 @@ pub struct Pending {
 }
 
 /// Changes per target for the next batch.
-pub type Batch = foldhash::HashMap<Target, Pending>;
+pub type Batch = ByAttacker<Target, Pending>;
 
 /// The elements `wanted` holds for `target`.
 pub fn elements(target: Target, wanted: &Wanted) -> Vec<Element> {

@@ -16,7 +16,7 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use foldhash::HashMap;
+use crate::target::ByAttacker;
 
 /// Failure times are kept as ticks of 100 ms since the window was created: 4 bytes each
 /// instead of 16, and 13 years before they overflow.
@@ -42,9 +42,8 @@ pub struct FailureWindow<K = IpAddr> {
     /// Set by the first failure: later times are ticks after it.
     epoch: Option<Instant>,
     /// Looked up for every failure and again for each queue entry a compaction or expiry
-    /// step checks (up to 16 per failure): foldhash, seeded per process, as the keys are
-    /// attackers' addresses.
-    failures: HashMap<K, Vec<u32>>,
+    /// step checks (up to 16 per failure).
+    failures: ByAttacker<K, Vec<u32>>,
     /// Eviction order: `by_progress[n - 1]` holds addresses in the order they reached n
     /// failures. Entries are never updated in place: each failure queues its address again,
     /// and an entry counts only while it describes the address's latest failure (see
@@ -100,7 +99,7 @@ struct Queued<K> {
 impl<K: Hash + Eq> Queued<K> {
     /// Whether the address still has exactly the count it was queued with at level `level`,
     /// from that same failure (a later failure queued it again).
-    fn is_current(&self, level: usize, failures: &HashMap<K, Vec<u32>>) -> bool {
+    fn is_current(&self, level: usize, failures: &ByAttacker<K, Vec<u32>>) -> bool {
         failures
             .get(&self.key)
             .is_some_and(|times| times.len() == level + 1 && times.last() == Some(&self.at))
@@ -129,7 +128,7 @@ impl<K: Hash + Eq + Copy> FailureWindow<K> {
             findtime_ticks: ticks(findtime).max(1),
             max_tracked: max_tracked.max(1),
             epoch: None,
-            failures: HashMap::default(),
+            failures: ByAttacker::default(),
             by_progress: Vec::new(),
             queued: 0,
             compacting: None,

@@ -5,14 +5,8 @@
 //! of store CPU per ban at 40 bans per commit, 3.2 µs without it). Rows are appended instead,
 //! and this map finds them again for a renewal or an end. Owns the map only; the SQL is the
 //! store's.
-//!
-//! Hashed with foldhash, seeded per process: each write looks a ban's key up several times,
-//! and SipHash was 12% of the store thread in a profile of a collector adopting a storm's bans;
-//! the keys are attackers' addresses, so the seed stays random.
 
-use foldhash::HashMap;
-
-use crate::target::Target;
+use crate::target::{ByAttacker, Target};
 
 /// A ban's identity in the map: its address and its jail (as a number, not a string per row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,7 +20,7 @@ pub(super) struct Key {
 pub(super) struct RowIndex {
     /// Jail names by number: a few dozen at most, found faster by comparing than by hashing.
     jails: Vec<String>,
-    rows: HashMap<Key, i64>,
+    rows: ByAttacker<Key, i64>,
 }
 
 impl RowIndex {
@@ -72,7 +66,7 @@ impl RowIndex {
 /// transaction commits (a failed commit is retried from the same map).
 #[derive(Debug, Default)]
 pub(super) struct Changes {
-    rows: HashMap<Key, Option<i64>>,
+    rows: ByAttacker<Key, Option<i64>>,
 }
 
 impl Changes {
