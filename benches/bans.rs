@@ -130,6 +130,40 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.finish();
+
+    // A storm's adopted bans as an adopting collector's store gets them: one stream read's
+    // worth per commit, into a store that starts empty.
+    const STORM: u32 = 35_000;
+    const READ: usize = 175;
+    let mut storm = c.benchmark_group("store");
+    storm.sample_size(10);
+    storm.throughput(Throughput::Elements(u64::from(STORM)));
+    storm.bench_function("a storm's adopted bans (175 per commit)", |b| {
+        b.iter_custom(|iters| {
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let mut store = Store::open(dir.path()).expect("a store");
+                let mut state = state();
+                let ops: Vec<StoreOp> = (0..STORM)
+                    .flat_map(|i| {
+                        state.adopt(
+                            shared(i.wrapping_mul(7919) % (1 << 24)),
+                            "this",
+                            Moment::now(),
+                        )
+                    })
+                    .collect();
+                let t0 = Instant::now();
+                for commit in ops.chunks(READ) {
+                    store.write(commit).expect("a commit");
+                }
+                took += t0.elapsed();
+            }
+            took
+        })
+    });
+    storm.finish();
 }
 
 criterion_group!(benches, bench);

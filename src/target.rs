@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -24,8 +25,23 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub type ByAttacker<K, V> = foldhash::HashMap<K, V>;
 
 /// An address or a prefix, always truncated to its network address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Target(IpNet);
+
+impl Hash for Target {
+    /// Two words whatever the family (equal targets give equal words): the derived hash fed
+    /// the hasher the family, the address's bytes with their length and the prefix, a call
+    /// each, for every lookup of a ban's several maps.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (bits, prefix) = match self.0 {
+            IpNet::V4(net) => (u128::from(u32::from(net.addr())), net.prefix_len()),
+            // IPv6 prefixes after IPv4's (0..=32): the two families' never share a word.
+            IpNet::V6(net) => (u128::from(net.addr()), 33 + net.prefix_len()),
+        };
+        state.write_u128(bits);
+        state.write_u8(prefix);
+    }
+}
 
 impl Target {
     /// `address` truncated to `prefix` bits (clamped to the family's width).
@@ -234,6 +250,38 @@ impl fmt::Display for Element {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `target` feeds a hasher, as bytes.
+    fn hashed(target: Target) -> Vec<u8> {
+        #[derive(Default)]
+        struct Fed(Vec<u8>);
+        impl Hasher for Fed {
+            fn finish(&self) -> u64 {
+                0
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.extend_from_slice(bytes);
+            }
+        }
+        let mut fed = Fed::default();
+        target.hash(&mut fed);
+        fed.0
+    }
+
+    #[test]
+    fn equal_targets_hash_alike_and_families_and_prefixes_apart() {
+        let t = |s: &str| s.parse::<Target>().unwrap();
+        assert_eq!(hashed(t("198.51.100.7")), hashed(t("198.51.100.7")));
+        assert_eq!(hashed(t("2001:db8::/64")), hashed(t("2001:db8::5/64")));
+        // The same 128 bits as an IPv4 host, an IPv6 host and IPv6 prefixes.
+        let same_bits = [t("0.0.0.1"), t("::1"), t("::1/127"), t("::/0")];
+        for (i, a) in same_bits.iter().enumerate() {
+            for b in &same_bits[i + 1..] {
+                assert_ne!(hashed(*a), hashed(*b), "{a} and {b}");
+            }
+        }
+        assert_ne!(hashed(t("0.0.0.0/0")), hashed(t("::/0")));
+    }
 
     #[test]
     fn hosts_and_prefixes_display_and_parse() {

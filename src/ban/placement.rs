@@ -99,15 +99,6 @@ impl Fleet {
     }
 }
 
-/// `local,web3` for logs.
-pub fn join(places: &[Place]) -> String {
-    places
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 fn describe(rules: &[PlacementRule]) -> String {
     rules
         .iter()

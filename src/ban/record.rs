@@ -3,12 +3,12 @@
 //!
 //! Owns the record types and their log report; the SQL is `store`'s, the decisions `state`'s.
 
-use std::time::SystemTime;
+use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use tracing::info;
 
 use super::messages::BanCommand;
-use super::placement::Place;
 use crate::config::BanTime;
 use crate::target::Target;
 
@@ -95,11 +95,8 @@ impl StoreOp {
 pub(super) fn report(op: &StoreOp) {
     match op {
         StoreOp::Ban(r, commands) => {
-            let target = places(commands);
-            let bantime = match r.expires.and_then(|e| e.duration_since(r.started).ok()) {
-                Some(d) => BanTime::For(d).to_string(),
-                None => "permanent".into(),
-            };
+            let target = Places(commands);
+            let bantime = Lasting(r.expires.and_then(|e| e.duration_since(r.started).ok()));
             // Another collector's decision (adopted) says whose it is.
             match &r.decided_by {
                 None => {
@@ -115,7 +112,7 @@ pub(super) fn report(op: &StoreOp) {
             jail,
             commands,
         } if !commands.is_empty() => {
-            let target = places(commands);
+            let target = Places(commands);
             info!(%jail, %address, reason = "unban", %target, "Unbanned")
         }
         StoreOp::Yield { address, jail, to } => {
@@ -130,16 +127,67 @@ pub(super) fn report(op: &StoreOp) {
 }
 
 /// The firewalls a write's commands go to (`local,web3`), or `unchanged` when another ban
-/// already holds the address as long everywhere.
-fn places(commands: &[BanCommand]) -> String {
-    if commands.is_empty() {
-        return "unchanged".into();
+/// already holds the address as long everywhere. Written into the line as it is formatted:
+/// a storm logs tens of thousands, and a string per line cost its allocations.
+struct Places<'a>(&'a [BanCommand]);
+
+impl fmt::Display for Places<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("unchanged");
+        }
+        for (i, command) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            fmt::Display::fmt(command.place(), f)?;
+        }
+        Ok(())
     }
-    let places: Vec<Place> = commands
-        .iter()
-        .map(|c| match c {
-            BanCommand::Ban { place, .. } | BanCommand::Unban { place, .. } => place.clone(),
-        })
-        .collect();
-    super::placement::join(&places)
+}
+
+/// A ban's length in its line: as a bantime is written, or `permanent`.
+struct Lasting(Option<Duration>);
+
+impl fmt::Display for Lasting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => fmt::Display::fmt(&BanTime::For(d), f),
+            None => f.write_str("permanent"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ban::placement::Place;
+    use crate::config::TargetName;
+
+    fn ban(place: Place) -> BanCommand {
+        BanCommand::Unban {
+            place,
+            address: "198.51.100.7".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_line_names_each_firewall_or_says_unchanged() {
+        assert_eq!(Places(&[]).to_string(), "unchanged");
+        assert_eq!(Places(&[ban(Place::Local)]).to_string(), "local");
+        let web3 = Place::Remote(TargetName::new("web3").unwrap());
+        assert_eq!(
+            Places(&[ban(Place::Local), ban(web3)]).to_string(),
+            "local,web3"
+        );
+    }
+
+    #[test]
+    fn a_length_is_written_as_a_bantime_or_permanent() {
+        assert_eq!(Lasting(None).to_string(), "permanent");
+        assert_eq!(
+            Lasting(Some(Duration::from_secs(600))).to_string(),
+            BanTime::For(Duration::from_secs(600)).to_string()
+        );
+    }
 }

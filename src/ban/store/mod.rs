@@ -280,7 +280,9 @@ impl Store {
                  started  INTEGER NOT NULL,
                  expires  INTEGER
              );
-             CREATE INDEX IF NOT EXISTS history_started ON history (started);
+             -- History is read and purged only at start, whole: an index on `started` only
+             -- made each ban's row dearer to write.
+             DROP INDEX IF EXISTS history_started;
              CREATE TABLE IF NOT EXISTS outbox (
                  id       INTEGER PRIMARY KEY,
                  notifier TEXT    NOT NULL,
@@ -609,16 +611,14 @@ impl Store {
         Ok(index)
     }
 
-    /// Ban history since `since`: (address, jail, started), oldest first.
+    /// Ban history since `since`: (address, jail, started), in the order it was written.
     pub fn history_since(
         &self,
         since: SystemTime,
     ) -> Result<Vec<(Target, String, SystemTime)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT address, jail, started FROM history WHERE started >= ?1 ORDER BY started",
-            )
+            .prepare("SELECT address, jail, started FROM history WHERE started >= ?1 ORDER BY id")
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(params![millis(since)], |row| {
