@@ -481,3 +481,55 @@ async fn each_stage_that_dies_ends_the_daemon_with_an_error_naming_it() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_host_name_never_becomes_a_bans_origin() {
+    let setup = Setup::new("");
+    setup.jail_banning_for(3, "1h");
+    let config = setup.dir.path().join("syslog2ban.toml");
+    let main = std::fs::read_to_string(&config).expect("read config");
+    let trusting = main.replace(
+        "address = \"127.0.0.1:0\"\n",
+        "address = \"127.0.0.1:0\"\ntrust_hostname = true\n",
+    );
+    std::fs::write(&config, trusting).expect("write config");
+    let socket = setup.socket();
+    let (run, stop) = setup.start(None);
+    wait_answering(&socket).await;
+    let port = bound_port(&socket).await;
+    // One attacker through a sender naming its host, one through a sender whose host name
+    // carries a line break and a terminal escape (a space would end the host name).
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    for (host, attacker) in [
+        ("web1", "203.0.113.21"),
+        ("web1\nINFO\u{1b}[2Jforged", "203.0.113.22"),
+    ] {
+        for _ in 0..3 {
+            let frame = format!("<38>1 2026-12-03T10:00:00Z {host} sshd 4242 - - Failed password for root from {attacker} port 4242 ssh2");
+            write!(stream, "{} {frame}", frame.len()).expect("send");
+        }
+    }
+    let origins = async || match ask(&socket, Request::Banned).await {
+        Some(Response::Banned { bans }) => bans
+            .into_iter()
+            .map(|b| (b.address.to_string(), b.origin))
+            .collect::<Vec<_>>(),
+        other => panic!("banned: {other:?}"),
+    };
+    assert!(
+        until(Duration::from_secs(10), async || origins().await.len() == 2).await,
+        "both attackers are banned: {:?}",
+        origins().await
+    );
+    let mut got = origins().await;
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("203.0.113.21".to_string(), "web1".to_string()),
+            // No host then: the sender's address names where the attack was seen.
+            ("203.0.113.22".to_string(), "127.0.0.1".to_string()),
+        ]
+    );
+    stop_cleanly(run, stop).await;
+}

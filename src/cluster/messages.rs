@@ -118,7 +118,15 @@ impl SharedBan {
                 .parse()
                 .map_err(|_| format!("{name} is not a number"))
         };
-        let owned = |name: &str| field(fields, name).ok_or_else(|| format!("no {name} field"));
+        // Names go into this collector's log: one with a line break or a terminal escape
+        // is not one (as a sender's forged host name is not, see `parse`).
+        let owned = |name: &str| match field(fields, name) {
+            None => Err(format!("no {name} field")),
+            Some(text) if text.chars().any(char::is_control) => {
+                Err(format!("the {name} has control characters"))
+            }
+            Some(text) => Ok(text),
+        };
         let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
         let expires = number("expires")?;
         Ok(SharedBan {
@@ -483,6 +491,14 @@ mod tests {
         read(&unban.fields(), &|fields| {
             assert_eq!(Published::from_fields(fields).unwrap(), unban);
         });
+        for (name, forged) in [("origin", "web1\nINFO forged"), ("node", "a\u{1b}[2J")] {
+            let mut fields = ban.fields();
+            fields.iter_mut().find(|(n, _)| *n == name).unwrap().1 = forged.into();
+            read(&fields, &|fields| {
+                let error = SharedBan::from_fields(fields).unwrap_err();
+                assert!(error.contains(name), "{error}");
+            });
+        }
         let mut odd = ban.fields();
         odd.push(("event", "renamed".into()));
         read(&odd, &|fields| {

@@ -42,7 +42,10 @@ pub fn to_record(entry: &Entry) -> Option<LogRecord> {
     Some(LogRecord {
         priority,
         timestamp,
-        host: nonempty("_HOSTNAME").map(Cow::into_owned),
+        // Binary-safe fields can carry anything: a forged name is none (`printable_host`).
+        host: nonempty("_HOSTNAME")
+            .filter(|h| !super::forged_host(h))
+            .map(Cow::into_owned),
         program,
         pid,
         message,
@@ -132,6 +135,19 @@ mod tests {
         assert_eq!(r.message, "hi");
         assert_eq!(r.host, None);
         assert_eq!(r.priority, None);
+    }
+
+    #[test]
+    fn a_host_name_with_a_line_break_is_none() {
+        // The export format's binary form: name, newline, 64-bit little-endian length, data.
+        let mut data = b"_COMM=sshd\nMESSAGE=Failed password\n_HOSTNAME\n".to_vec();
+        let forged = b"web1\nINFO forged";
+        data.extend_from_slice(&(forged.len() as u64).to_le_bytes());
+        data.extend_from_slice(forged);
+        data.extend_from_slice(b"\n\n");
+        let r = to_record(&parse_all(&data).unwrap()[0]).unwrap();
+        assert_eq!(r.host, None);
+        assert_eq!(r.program, "sshd");
     }
 
     #[test]

@@ -102,13 +102,33 @@ fn parse_text(text: &str, now: DateTime<Utc>) -> Result<LogRecordRef<'_>, ParseE
     }
     let (priority, rest) = split_priority(text).ok_or(ParseError::BadPriority)?;
     if let Some(after_version) = rest.strip_prefix("1 ") {
-        return rfc5424::parse(text, priority, after_version).map(unwrap_doubled_host);
+        return rfc5424::parse(text, priority, after_version)
+            .map(printable_host)
+            .map(unwrap_doubled_host);
     }
-    Ok(unwrap_doubled_host(rfc3164::parse(
+    Ok(unwrap_doubled_host(printable_host(rfc3164::parse(
         Some(priority),
         rest,
         now,
-    )))
+    ))))
+}
+
+/// Whether `host` has a control character (see [`printable_host`]).
+fn forged_host(host: &str) -> bool {
+    host.chars().any(char::is_control)
+}
+
+/// A host name with a control character (a line break, a terminal escape) is not one: the
+/// host becomes a ban's origin, written into the log and notifications, and a forged one
+/// must not carry its own lines into them. The message then counts as from no named host.
+fn printable_host(record: LogRecordRef<'_>) -> LogRecordRef<'_> {
+    if record.host.is_some_and(forged_host) {
+        return LogRecordRef {
+            host: None,
+            ..record
+        };
+    }
+    record
 }
 
 /// A daemon that writes its own host name into its `/dev/log` datagrams (nginx's
@@ -162,7 +182,9 @@ pub fn parse_line_ref(line: &str, now: DateTime<Utc>) -> Result<LogRecordRef<'_>
     if trimmed.trim().is_empty() {
         return Err(ParseError::Empty);
     }
-    Ok(unwrap_doubled_host(rfc3164::parse(None, trimmed, now)))
+    Ok(unwrap_doubled_host(printable_host(rfc3164::parse(
+        None, trimmed, now,
+    ))))
 }
 
 /// `<38>rest` → (38, "rest").

@@ -279,3 +279,25 @@ fn a_host_name_taken_for_the_tag_gives_way_to_the_real_tag() {
     let r = parse_syslog(b"<13>Dec  3 21:00:25 web1 cron: nginx: x", now).unwrap();
     assert_eq!(r.program, "cron");
 }
+
+#[test]
+fn a_host_with_control_characters_is_no_host() {
+    // A sender's host name becomes a ban's origin, in the `Banned` line and notifications:
+    // a forged one must not carry a line break or a terminal escape into them.
+    for forged in [
+        "<38>1 2026-12-06T07:00:00Z web1\nINFO sshd 1 - - Failed password",
+        "<38>1 2026-12-06T07:00:00Z web1\u{1b}[2J sshd 1 - - Failed password",
+        "<38>Dec  6 07:00:00 web1\rX sshd[1]: Failed password",
+        "<38>Dec  6 07:00:00 web1\u{9b}2J sshd[1]: Failed password",
+    ] {
+        let record = parse(forged);
+        assert_eq!(record.host, None, "{forged:?}");
+        assert_eq!(record.program, "sshd", "{forged:?}");
+    }
+    assert_eq!(
+        parse("<38>Dec  6 07:00:00 wéb-1.example sshd[1]: x")
+            .host
+            .as_deref(),
+        Some("wéb-1.example")
+    );
+}
