@@ -18,7 +18,7 @@ use super::policy::grown_bantime;
 use super::record::{BanRecord, StoreOp};
 use crate::config::{BanTime, JailName, PlacementRule, RecidiveConfig, RECIDIVE_JAIL};
 use crate::jail::{BanFeedback, Offence};
-use crate::metrics::Metrics;
+use crate::metrics::{JailMetrics, Metrics};
 use hold::{
     all_places, before_at, changed_commands, deadline_at, ports_at, reason_at, Decided, Hold,
 };
@@ -372,6 +372,13 @@ impl BanState {
         self.policies.get(jail).cloned()
     }
 
+    /// The jail named `name`, if this collector has it.
+    fn jail_named(&self, name: &str) -> Option<JailName> {
+        self.policies
+            .get_key_value(name)
+            .map(|(jail, _)| jail.clone())
+    }
+
     /// Earlier bans of `address` within the retention window, optionally only in `jail`.
     fn earlier_bans(
         &mut self,
@@ -429,8 +436,7 @@ impl BanState {
             self.told
                 .insert((new.address, new.jail.clone()), rules.clone());
         }
-        self.banned_now(new.jail, new.address, now);
-        let m = self.metrics.jail(new.jail.as_str());
+        let m = self.banned_now(new.jail, new.address, now);
         m.banned.fetch_add(1, Ordering::Relaxed);
         self.update_gauge();
         debug!(jail = %new.jail, address = %new.address, %bantime, "Ban decided");
@@ -494,13 +500,16 @@ impl BanState {
     /// What a ban made now in `jail` leaves behind besides its hold: the windows learn of it
     /// (a ban they did not decide, adopted, claimed by the cluster's count or by hand: the
     /// address's failures need not count again), it joins the history, and it is counted.
-    fn banned_now(&mut self, jail: &JailName, address: Target, now: Moment) {
+    /// Returns the jail's counters (looked up once per ban).
+    fn banned_now(&mut self, jail: &JailName, address: Target, now: Moment) -> Arc<JailMetrics> {
         self.feedback.banned(jail, address.addr());
         self.history
             .entry(address)
             .or_insert_with(one)
             .push((jail.clone(), now.wall));
-        Metrics::inc(&self.metrics.jail(jail.as_str()).bans);
+        let counters = self.metrics.jail(jail.as_str());
+        Metrics::inc(&counters.bans);
+        counters
     }
 
     /// After a ban in another jail: enough bans within recidive's window earn the long ban.

@@ -220,6 +220,13 @@ impl JailName {
     }
 }
 
+/// Maps keyed by jail find a jail by its text (hashes and compares as the text does).
+impl std::borrow::Borrow<str> for JailName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for JailName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

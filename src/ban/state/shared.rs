@@ -16,16 +16,16 @@ impl BanState {
     /// this collector does not have is ignored). `node` is this collector. Taken whole: a
     /// storm adopts tens of thousands, and its strings move into the record.
     pub fn adopt(&mut self, ban: SharedBan, node: &str, now: Moment) -> Vec<StoreOp> {
-        let Ok(jail) = JailName::new(&ban.jail) else {
-            return Vec::new();
-        };
-        if self.policy(&jail).is_none() {
+        // The name this collector's jail already has (no new one per adopted ban).
+        let Some(jail) = self.jail_named(&ban.jail) else {
             // Once per jail: a storm of such bans must not flood the log.
-            if self.unknown_adopted.insert(jail.clone()) {
-                warn!(jail = %jail, node = %ban.node, "Another collector bans in a jail this one does not have; its bans are not held here (the collectors' jails should be the same)");
+            if let Ok(jail) = JailName::new(&ban.jail) {
+                if self.unknown_adopted.insert(jail.clone()) {
+                    warn!(jail = %jail, node = %ban.node, "Another collector bans in a jail this one does not have; its bans are not held here (the collectors' jails should be the same)");
+                }
             }
             return Vec::new();
-        }
+        };
         // This collector's own earlier decision, read back by a follower without a state of
         // its own (a new or lost state directory): held again, unless it is; recorded as
         // decided under this name, so not announced again (it was, when it was decided).

@@ -89,7 +89,7 @@ impl BanState {
             bantime: left,
             kill_connections: policy.kill_connections,
         });
-        self.banned_now(new.jail, new.address, now);
+        let _ = self.banned_now(new.jail, new.address, now);
         debug!(jail = %new.jail, address = %new.address, origin = %new.origin, "Ban widened to another attacked host");
         let commands =
             changed_commands(&self.holds[&new.address], new.address, before, now.instant);
