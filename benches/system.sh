@@ -884,6 +884,7 @@ while True:
         CLUSTER_CPU=$(awk -v a="$CLUSTER_CPU" -v b="$(process_cpu "$p")" 'BEGIN { printf "%.2f", a + b }')
     done
     for ((i = 0; i < n; i++)); do
+        say "  collector $((i + 1)) local firewall: $(metric_at "${mports[$i]}" syslog2ban_enforce_batches_total) batches, $(metric_at "${mports[$i]}" syslog2ban_enforce_unheard_batches_total) of them unheard by its drift monitor ($(metric_at "${mports[$i]}" syslog2ban_enforce_unheard_unsound_total) unsound), $(metric_at "${mports[$i]}" syslog2ban_target_reconciles_total) reconciles"
         say "  collector $((i + 1)) CPU by thread: $(thread_cpu "${pids[$i]}")"
         say "  collector $((i + 1)) context switches (voluntary/involuntary) by thread: $(thread_switches "${pids[$i]}")"
     done
@@ -899,7 +900,8 @@ while True:
 if [[ ${S2B_BENCH_ONLY:-} == cluster2 ]]; then
     command -v redis-server >/dev/null || die "missing redis-server (apt-get install -y redis-server)"
     # Each collector is a host of its own, as in a fleet: a namespace (its own nftables, so
-    # neither hears the other's firewall notifications) linked to the bench's, where the
+    # neither hears the other's firewall notifications; the kernel still builds them for both
+    # while either's drift monitor listens, see benches/README.md) linked to the bench's, where the
     # senders and the engine run, by a veth pair: collector i at 198.51.100.(4i+2), the bench
     # side at 4i+1.
     engine_binds=()
