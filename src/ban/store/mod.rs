@@ -795,6 +795,56 @@ mod tests {
         assert!(store.history_since(t0).unwrap().is_empty());
     }
 
+    #[test]
+    fn history_is_read_and_purged_without_an_index_and_an_old_one_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            // As an earlier version left it.
+            store
+                .conn
+                .execute_batch("CREATE INDEX history_started ON history (started)")
+                .unwrap();
+            // Written out of time order (an adopted ban carries its decider's start).
+            let ops: Vec<StoreOp> = [(1, 300), (2, 100), (3, 200)]
+                .into_iter()
+                .map(|(n, at)| {
+                    let started = t0 + Duration::from_secs(at);
+                    let address = format!("203.0.113.{n}");
+                    StoreOp::Ban(record(&address, "sshd", started, None), Vec::new())
+                })
+                .collect();
+            store.write(&ops).unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let indexes: u32 = store
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'history_started'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0, "the old index is dropped on open");
+        let since = |store: &Store, at| {
+            let mut rows: Vec<String> = store
+                .history_since(t0 + Duration::from_secs(at))
+                .unwrap()
+                .into_iter()
+                .map(|(address, _, _)| address.to_string())
+                .collect();
+            rows.sort();
+            rows
+        };
+        assert_eq!(since(&store, 150), ["203.0.113.1", "203.0.113.3"]);
+        assert_eq!(
+            store.purge_history(t0 + Duration::from_secs(250)).unwrap(),
+            2
+        );
+        assert_eq!(since(&store, 0), ["203.0.113.1"]);
+    }
+
     /// `store` with sshd's bans and unbans queued for notifier `ops`.
     fn notifying_sshd(store: Store) -> Store {
         let mut routes = event::Routes::new();
