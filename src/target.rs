@@ -35,7 +35,7 @@ impl Hash for Target {
     fn hash<H: Hasher>(&self, state: &mut H) {
         let (bits, prefix) = match self.0 {
             IpNet::V4(net) => (u128::from(u32::from(net.addr())), net.prefix_len()),
-            // IPv6 prefixes after IPv4's (0..=32): the two families' never share a word.
+            // IPv6 prefix lengths after IPv4's (0..=32): the two families never share a tag.
             IpNet::V6(net) => (u128::from(net.addr()), 33 + net.prefix_len()),
         };
         state.write_u128(bits);

@@ -118,11 +118,10 @@ impl SharedBan {
                 .parse()
                 .map_err(|_| format!("{name} is not a number"))
         };
-        // Names go into this collector's log: one with a line break or a terminal escape
-        // is not one (as a sender's forged host name is not, see `parse`).
+        // Names go into this collector's log, as a sender's host name does.
         let owned = |name: &str| match field(fields, name) {
             None => Err(format!("no {name} field")),
-            Some(text) if text.chars().any(char::is_control) => {
+            Some(text) if !crate::parse::printable_name(&text) => {
                 Err(format!("the {name} has control characters"))
             }
             Some(text) => Ok(text),

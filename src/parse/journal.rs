@@ -42,9 +42,9 @@ pub fn to_record(entry: &Entry) -> Option<LogRecord> {
     Some(LogRecord {
         priority,
         timestamp,
-        // Binary-safe fields can carry anything: a forged name is none (`printable_host`).
+        // Binary-safe fields can carry anything: a forged name is none.
         host: nonempty("_HOSTNAME")
-            .filter(|h| !super::forged_host(h))
+            .filter(|h| super::printable_name(h))
             .map(Cow::into_owned),
         program,
         pid,

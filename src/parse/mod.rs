@@ -102,27 +102,27 @@ fn parse_text(text: &str, now: DateTime<Utc>) -> Result<LogRecordRef<'_>, ParseE
     }
     let (priority, rest) = split_priority(text).ok_or(ParseError::BadPriority)?;
     if let Some(after_version) = rest.strip_prefix("1 ") {
-        return rfc5424::parse(text, priority, after_version)
-            .map(printable_host)
-            .map(unwrap_doubled_host);
+        return rfc5424::parse(text, priority, after_version).map(settle_host);
     }
-    Ok(unwrap_doubled_host(printable_host(rfc3164::parse(
-        Some(priority),
-        rest,
-        now,
-    ))))
+    Ok(settle_host(rfc3164::parse(Some(priority), rest, now)))
 }
 
-/// Whether `host` has a control character (see [`printable_host`]).
-fn forged_host(host: &str) -> bool {
-    host.chars().any(char::is_control)
+/// What every syslog record's host goes through after its header is read.
+fn settle_host(record: LogRecordRef<'_>) -> LogRecordRef<'_> {
+    unwrap_doubled_host(printable_host(record))
 }
 
-/// A host name with a control character (a line break, a terminal escape) is not one: the
-/// host becomes a ban's origin, written into the log and notifications, and a forged one
-/// must not carry its own lines into them. The message then counts as from no named host.
+/// Whether `name` (a host or collector name from the network) can be one: a name with a
+/// control character (a line break, a terminal escape) cannot. Such names go into the log and
+/// notifications, and a forged one must not carry its own lines into them.
+pub fn printable_name(name: &str) -> bool {
+    !name.chars().any(char::is_control)
+}
+
+/// A host name that is not [`printable_name`] is none: the host becomes a ban's origin. The
+/// message then counts as from no named host.
 fn printable_host(record: LogRecordRef<'_>) -> LogRecordRef<'_> {
-    if record.host.is_some_and(forged_host) {
+    if record.host.is_some_and(|host| !printable_name(host)) {
         return LogRecordRef {
             host: None,
             ..record
@@ -182,9 +182,7 @@ pub fn parse_line_ref(line: &str, now: DateTime<Utc>) -> Result<LogRecordRef<'_>
     if trimmed.trim().is_empty() {
         return Err(ParseError::Empty);
     }
-    Ok(unwrap_doubled_host(printable_host(rfc3164::parse(
-        None, trimmed, now,
-    ))))
+    Ok(settle_host(rfc3164::parse(None, trimmed, now)))
 }
 
 /// `<38>rest` → (38, "rest").
