@@ -106,7 +106,10 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("adopt", |b| {
         per_ban(b, shared, |state, ban| {
-            state.adopt(ban, "this", Moment::now())
+            state
+                .adopt(ban, "this", Moment::now())
+                .into_iter()
+                .collect()
         })
     });
     const BATCH: u32 = 40;

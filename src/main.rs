@@ -2,7 +2,6 @@
 //! 1 runtime failure (or the daemon refused a control command), 2 invalid configuration or
 //! usage.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -467,7 +466,7 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(syslog2ban::log_output::LogOutput)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

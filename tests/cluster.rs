@@ -556,8 +556,14 @@ async fn stream_entries(port: u16, address: &str) -> usize {
         .filter(|entry| {
             entry.items().get(1).is_some_and(|fields| {
                 fields.items().chunks(2).any(|pair| {
-                    pair.iter().map(Reply::text).collect::<Vec<_>>()
-                        == [Some("address".into()), Some(address.into())]
+                    match pair.iter().map(Reply::text).collect::<Vec<_>>().as_slice() {
+                        // A ban in one field: node, jail, address, ... joined by tabs.
+                        [Some(name), Some(value)] if name == "ban" => {
+                            value.split('\t').nth(2) == Some(address)
+                        }
+                        [Some(name), Some(value)] => name == "address" && value == address,
+                        _ => false,
+                    }
                 })
             })
         })

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::engine::{millis, CountArgs, Counted, FailureId};
-use super::messages::{ClaimedElsewhere, Published, SharedFailure, ToBan, Yielded};
+use super::entry::Published;
+use super::messages::{ClaimedElsewhere, SharedFailure, ToBan, Yielded};
 use super::resp::{Connection, EngineError};
 use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, PUBLISH_BATCH, STREAM_CAP};
 use crate::config::JailName;

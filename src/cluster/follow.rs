@@ -12,9 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::engine::{id_millis, millis};
-use super::messages::{
-    from_node, read_entry, stream_entries, ClaimedElsewhere, Published, SharedBan, ToBan,
-};
+use super::entry::{from_node, read_entry, stream_entries, Published, SharedBan};
+use super::messages::{ClaimedElsewhere, ToBan};
 use super::resp::Frame;
 use super::shared::{Shared, CURSOR_FILE, FOLLOW_BATCH, FOLLOW_BLOCK, HEARTBEAT};
 use crate::metrics::Metrics;

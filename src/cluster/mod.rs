@@ -20,6 +20,7 @@
 
 mod counter;
 pub mod engine;
+mod entry;
 mod follow;
 mod messages;
 pub mod resp;
@@ -35,10 +36,8 @@ use tracing::info;
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use engine::Keys;
-pub use messages::{
-    from_node, read_entry, stream_entries, ClaimedElsewhere, Links, Published, SharedBan,
-    SharedFailure, ToBan, Yielded,
-};
+pub use entry::{from_node, read_entry, stream_entries, Published, SharedBan};
+pub use messages::{ClaimedElsewhere, Links, SharedFailure, ToBan, Yielded};
 use shared::Shared;
 
 /// Most lifts by hand waiting for the counter (past it one is missed there: that attacker's

@@ -15,7 +15,7 @@ impl BanState {
     /// Another collector's ban: held here with the same end, under the same jail (a jail
     /// this collector does not have is ignored). `node` is this collector. Taken whole: a
     /// storm adopts tens of thousands, and its strings move into the record.
-    pub fn adopt(&mut self, ban: SharedBan, node: &str, now: Moment) -> Vec<StoreOp> {
+    pub fn adopt(&mut self, ban: SharedBan, node: &str, now: Moment) -> Option<StoreOp> {
         // The name this collector's jail already has (no new one per adopted ban).
         let Some(jail) = self.jail_named(&ban.jail) else {
             // Once per jail: a storm of such bans must not flood the log.
@@ -24,13 +24,13 @@ impl BanState {
                     warn!(jail = %jail, node = %ban.node, "Another collector bans in a jail this one does not have; its bans are not held here (the collectors' jails should be the same)");
                 }
             }
-            return Vec::new();
+            return None;
         };
         // This collector's own earlier decision, read back by a follower without a state of
         // its own (a new or lost state directory): held again, unless it is; recorded as
         // decided under this name, so not announced again (it was, when it was decided).
         if ban.node == node && self.holds(jail.as_str(), ban.address) {
-            return Vec::new();
+            return None;
         }
         // Decided here too, and published by both (usually the collector that lost the
         // attacker's claim does not publish, see `yield_to`; both do when the claim could
@@ -56,11 +56,11 @@ impl BanState {
                 // Counted by the collector that yields: once per double in the cluster.
                 Metrics::inc(&self.metrics.cluster.double_decisions);
                 hold.decided = Decided::Elsewhere;
-                return vec![StoreOp::Yield {
+                return Some(StoreOp::Yield {
                     address: ban.address,
                     jail: ban.jail,
                     to: ban.node,
-                }];
+                });
             }
             hold.decided = Decided::HereAndElsewhere;
         }
@@ -77,7 +77,7 @@ impl BanState {
             decided_by: Some(ban.node),
             more_origins: ban.more_origins,
         };
-        self.ban(new, now).into_iter().collect()
+        self.ban(new, now)
     }
 
     /// A ban decided here whose claim collector `to` took first, so that collector
