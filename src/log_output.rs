@@ -3,13 +3,22 @@
 //! one line per ban once a commit is durable; in a ban storm that was a `write` per ban on
 //! the store thread, which is what gathers them now (a commit's lines in one write).
 //!
-//! Owns only the bytes of formatted lines: the format and the filter are `main.rs`'s
-//! (tracing-subscriber). A gathered line is never dropped: it is written when the gathering
-//! ends, when the buffer reaches [`FLUSH_AT`], or when the thread unwinds through it.
+//! Also the lines' timestamps ([`LineTime`]): the same text as tracing-subscriber's, with the
+//! date and time of day formatted once per second instead of once per line (a storm's store
+//! thread writes a line per ban).
+//!
+//! Owns only the bytes of formatted lines and their timestamps: the rest of the format and
+//! the filter are `main.rs`'s (tracing-subscriber). A gathered line is never dropped: it is
+//! written when the gathering ends, when the buffer reaches [`FLUSH_AT`], or when the thread
+//! unwinds through it.
 
 use std::cell::RefCell;
+use std::fmt;
 use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Gathered bytes that are written at once without waiting for the end.
@@ -18,6 +27,8 @@ const FLUSH_AT: usize = 64 * 1024;
 thread_local! {
     /// This thread's gathered lines, while it is inside [`gathered`].
     static GATHERED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    /// The second this thread last wrote a timestamp in, and its text up to the fraction.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
 /// The log's writer for tracing-subscriber: stderr, or this thread's gathering buffer.
@@ -96,6 +107,74 @@ pub fn gathered<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Timestamps as tracing-subscriber's `SystemTime` writes them (`2026-12-06T10:31:11.123456Z`,
+/// UTC), with the part up to the second kept per thread until the second changes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LineTime;
+
+impl FormatTime for LineTime {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        let now = SystemTime::now();
+        let Some((secs, micros)) = now
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| (d.as_secs(), d.subsec_micros()))
+            .filter(|(secs, _)| *secs <= LAST_SECOND)
+        else {
+            // Before 1970 or after 9999: as tracing-subscriber writes it.
+            return tracing_subscriber::fmt::time::SystemTime.format_time(w);
+        };
+        SECOND.with_borrow_mut(|(at, text)| {
+            if *at != secs {
+                text.clear();
+                if let Some(second) = civil(secs) {
+                    *text = second;
+                }
+                *at = secs;
+            }
+            w.write_str(text)
+        })?;
+        let mut fraction = *b".000000Z";
+        let mut rest = micros;
+        for digit in fraction[1..7].iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        w.write_str(std::str::from_utf8(&fraction).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// 9999-12-31T23:59:59: the last second [`civil`] writes.
+const LAST_SECOND: u64 = 253_402_300_799;
+
+/// `YYYY-MM-DDTHH:MM:SS` for `secs` after 1970 (UTC), or None past the year 9999.
+fn civil(secs: u64) -> Option<String> {
+    let (days, of_day) = (secs / 86_400, secs % 86_400);
+    // Days counted from 0000-03-01, so that a leap day ends its year; 400-year eras of
+    // 146,097 days.
+    let from_march = days + 719_468;
+    let era = from_march / 146_097;
+    let of_era = from_march % 146_097;
+    let year_of_era = (of_era - of_era / 1_460 + of_era / 36_524 - of_era / 146_096) / 365;
+    let of_year = of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * of_year + 2) / 153;
+    let day = of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = era * 400 + year_of_era + u64::from(month <= 2);
+    (year <= 9999).then(|| {
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+            of_day / 3_600,
+            of_day / 60 % 60,
+            of_day % 60
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +239,46 @@ mod tests {
     fn outside_a_gathering_nothing_is_held() {
         LineWriter.write_all(b"").unwrap();
         assert_eq!(held(), None);
+    }
+    #[test]
+    fn dates_are_written_as_the_calendar_has_them() {
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00"),
+            (951_782_400, "2000-02-29T00:00:00"),
+            (1_709_164_800, "2024-02-29T00:00:00"),
+            (1_798_761_599, "2026-12-31T23:59:59"),
+            (4_102_444_800, "2100-01-01T00:00:00"),
+            (253_402_300_799, "9999-12-31T23:59:59"),
+        ] {
+            assert_eq!(civil(secs).as_deref(), Some(text), "{secs}");
+        }
+        assert_eq!(civil(LAST_SECOND + 1), None, "the year 10000");
+    }
+
+    #[test]
+    fn a_timestamp_reads_as_tracing_subscribers_own() {
+        let stamp = |time: &dyn FormatTime| {
+            let mut text = String::new();
+            time.format_time(&mut Writer::new(&mut text)).unwrap();
+            text
+        };
+        // Taken a moment apart: they agree up to the second unless one fell in the next.
+        let agreed = (0..5).any(|_| {
+            let (ours, theirs) = (
+                stamp(&LineTime),
+                stamp(&tracing_subscriber::fmt::time::SystemTime),
+            );
+            ours.len() == theirs.len() && ours[..19] == theirs[..19]
+        });
+        assert!(
+            agreed,
+            "{} against {}",
+            stamp(&LineTime),
+            stamp(&tracing_subscriber::fmt::time::SystemTime)
+        );
+        let ours = stamp(&LineTime);
+        assert_eq!(ours.len(), "2026-12-06T10:31:11.123456Z".len(), "{ours}");
+        assert!(ours.ends_with('Z') && ours.as_bytes()[19] == b'.', "{ours}");
+        assert!(ours[20..26].bytes().all(|b| b.is_ascii_digit()), "{ours}");
     }
 }

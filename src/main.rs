@@ -466,6 +466,7 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(syslog2ban::log_output::LogOutput)
+        .with_timer(syslog2ban::log_output::LineTime)
         .with_ansi(false);
     match format {
         LogFormat::Text => builder.init(),
