@@ -79,12 +79,40 @@ impl Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_host() {
-            write!(f, "{}", self.0.addr())
-        } else {
-            write!(f, "{}", self.0)
+        match self.0 {
+            // A storm writes tens of thousands (log lines, the store, the stream): the dotted
+            // quad goes out at once instead of as four formatted numbers.
+            IpNet::V4(net) if self.is_host() => {
+                let mut text = [0; 15];
+                f.write_str(dotted(net.addr(), &mut text))
+            }
+            _ if self.is_host() => write!(f, "{}", self.0.addr()),
+            _ => write!(f, "{}", self.0),
         }
     }
+}
+
+/// `address` as `198.51.100.7`, written into `out`.
+fn dotted(address: std::net::Ipv4Addr, out: &mut [u8; 15]) -> &str {
+    let mut len = 0;
+    for (i, octet) in address.octets().into_iter().enumerate() {
+        if i > 0 {
+            out[len] = b'.';
+            len += 1;
+        }
+        let digits = [octet / 100, octet / 10 % 10, octet % 10];
+        let first = match octet {
+            100.. => 0,
+            10.. => 1,
+            _ => 2,
+        };
+        for digit in &digits[first..] {
+            out[len] = b'0' + digit;
+            len += 1;
+        }
+    }
+    // Only ASCII digits and dots were written.
+    std::str::from_utf8(&out[..len]).unwrap_or_default()
 }
 
 impl FromStr for Target {
@@ -307,5 +335,23 @@ mod tests {
             serde_json::to_string(&net).unwrap(),
             "\"2001:db8:1:2::/64\""
         );
+    }
+    #[test]
+    fn an_ipv4_host_is_written_as_the_standard_library_writes_it() {
+        for octet in 0..=255u8 {
+            for address in [
+                std::net::Ipv4Addr::new(octet, 0, 0, 0),
+                std::net::Ipv4Addr::new(0, octet, 0, 255),
+                std::net::Ipv4Addr::new(255, 10, octet, 9),
+                std::net::Ipv4Addr::new(1, 100, 99, octet),
+            ] {
+                let target = Target::host(address.into());
+                assert_eq!(target.to_string(), address.to_string());
+            }
+        }
+        let net: Target = "198.51.100.0/24".parse().unwrap();
+        assert_eq!(net.to_string(), "198.51.100.0/24");
+        let v6: Target = "2001:db8::7".parse().unwrap();
+        assert_eq!(v6.to_string(), "2001:db8::7");
     }
 }
