@@ -346,7 +346,7 @@ fn decode(value: &[u8]) -> Result<SharedBan, String> {
 mod tests {
     use super::*;
 
-    fn ban() -> SharedBan {
+    fn shared() -> SharedBan {
         SharedBan {
             node: "a".into(),
             jail: "sshd".into(),
@@ -365,17 +365,10 @@ mod tests {
     #[test]
     fn a_shared_ban_survives_its_stream_fields() {
         let ban = SharedBan {
-            node: "a".into(),
-            jail: "sshd".into(),
             address: "198.51.100.7".parse().unwrap(),
-            failures: 5,
             origin: "web1".into(),
-            started: SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000),
-            expires: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_600_000)),
-            sample: "Failed password".into(),
             republished: false,
-            more_origins: Vec::new(),
-            placement: None,
+            ..shared()
         };
         // As the follower reads them: borrowed name and value pairs.
         let read = |fields: &[(&'static str, String)], check: &dyn Fn(&Fields<'_>)| {
@@ -454,14 +447,14 @@ mod tests {
 
     #[test]
     fn a_ban_survives_its_one_field_and_its_line_may_hold_tabs() {
-        let value = encode(&ban()).unwrap();
-        assert_eq!(decode(value.as_bytes()).unwrap(), ban());
+        let value = encode(&shared()).unwrap();
+        assert_eq!(decode(value.as_bytes()).unwrap(), shared());
         assert_eq!(node_of(value.as_bytes()), b"a");
         let permanent = SharedBan {
             expires: None,
             republished: false,
             sample: String::new(),
-            ..ban()
+            ..shared()
         };
         let value = encode(&permanent).unwrap();
         assert_eq!(decode(value.as_bytes()).unwrap(), permanent);
@@ -470,11 +463,11 @@ mod tests {
     #[test]
     fn a_name_with_a_control_character_is_not_written_and_not_read() {
         for forged in ["web1\tx", "web1\nINFO forged", "\u{1b}[2J"] {
-            let mut bad = ban();
+            let mut bad = shared();
             bad.origin = forged.into();
             assert_eq!(encode(&bad), None, "{forged:?}");
         }
-        let value = encode(&ban()).unwrap();
+        let value = encode(&shared()).unwrap();
         let forged = value.replacen("web1.example", "web1\u{1b}[2J", 1);
         let error = decode(forged.as_bytes()).unwrap_err();
         assert!(error.contains("origin"), "{error}");
@@ -482,7 +475,7 @@ mod tests {
 
     #[test]
     fn a_value_cut_short_or_garbled_is_refused_by_name() {
-        let value = encode(&ban()).unwrap();
+        let value = encode(&shared()).unwrap();
         let cut = value.split('\t').take(4).collect::<Vec<_>>().join("\t");
         assert!(decode(cut.as_bytes()).unwrap_err().contains("values"));
         let garbled = value.replacen("1800000000123", "soon", 1);
