@@ -40,7 +40,8 @@ pub struct SharedBan {
     /// The line that crossed maxretry.
     pub sample: String,
     /// Published again for an engine that lost its data (`node` then holds it, whoever
-    /// decided it). The field is left out of the entry when false, as before it existed.
+    /// decided it): the flag `r` in the one field (in the older form a field of its own, left
+    /// out when false).
     pub republished: bool,
     /// Other attacked hosts the ban covers, when a jail that bans where the attack happened
     /// widened it to them (a JSON array; left out when empty, as before it existed).
@@ -51,7 +52,8 @@ pub struct SharedBan {
 }
 
 impl SharedBan {
-    /// The stream entry's fields: the ban in one (see `entry`), and what only some bans have.
+    /// The stream entry's fields: the ban in one (see [`encode`]), and what only some bans
+    /// have.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
         let mut fields = match encode(self) {
             Some(value) => vec![(FIELD, value)],
