@@ -52,7 +52,7 @@ pub struct SharedBan {
 }
 
 impl SharedBan {
-    /// The stream entry's fields: the ban in one (see [`encode`]), and what only some bans
+    /// The stream entry's fields: the ban in one (see `encode`), and what only some bans
     /// have.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
         let mut fields = match encode(self) {
