@@ -3,7 +3,7 @@
 //! to the ban manager to adopt.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,6 +18,7 @@ use super::resp::Frame;
 use super::shared::{Shared, CURSOR_FILE, FOLLOW_BATCH, FOLLOW_BLOCK, HEARTBEAT};
 use crate::metrics::Metrics;
 use crate::target::Target;
+use crate::throttle::{Decision, Throttle};
 
 /// Longest the saved position lags the one read.
 const CURSOR_SAVE: Duration = Duration::from_secs(1);
@@ -76,7 +77,6 @@ impl Batch<'_> {
 async fn hand_entries(
     entries: Frame<'_>,
     skip: Option<&str>,
-    adopted: &AtomicU64,
     follower: &Follower,
     cursor: &mut String,
 ) -> bool {
@@ -95,7 +95,7 @@ async fn hand_entries(
         let needs_nothing = skip.is_some_and(|node| from_node(&fields, node));
         match (!needs_nothing).then(|| Published::from_fields(&fields)) {
             Some(Ok(Published::Ban(ban))) => {
-                Metrics::inc(adopted);
+                Metrics::inc(&follower.metrics.cluster.adopted);
                 adopt.bans.push(ban);
             }
             Some(Ok(Published::Unban { address, .. })) => {
@@ -112,7 +112,11 @@ async fn hand_entries(
             }
             None => {}
             Some(Err(e)) => {
-                warn!(id = %String::from_utf8_lossy(id), error = %e, "A shared ban entry is unreadable; skipped");
+                Metrics::inc(&follower.metrics.cluster.unreadable_entries);
+                // A collector of another version writes every entry so: one line a minute.
+                if let Decision::Write { held_back } = follower.unreadable_log.check() {
+                    warn!(id = %String::from_utf8_lossy(id), error = %e, earlier_not_logged = held_back, "A shared ban entry is unreadable; skipped (a collector of another version? upgrade every collector together)");
+                }
             }
         }
         adopt.read_to = Some(id);
@@ -122,7 +126,7 @@ async fn hand_entries(
     adopt.hand_over(to_ban, cursor).await
 }
 
-/// Where the follower hands what it reads.
+/// Where the follower hands what it reads, and what it counts.
 pub(super) struct Follower {
     /// The ban manager: adoptions and lifts.
     pub to_ban: mpsc::Sender<ToBan>,
@@ -131,6 +135,10 @@ pub(super) struct Follower {
     /// The counter, told of lifts by hand (their attackers' failures count on the engine
     /// again).
     pub lifted: mpsc::Sender<Target>,
+    /// The daemon's counters (the cluster's adoptions and unreadable entries).
+    pub metrics: Arc<Metrics>,
+    /// Unreadable entries are logged at most once a minute.
+    pub unreadable_log: Throttle,
 }
 
 /// Reads the ban stream and hands the other collectors' bans to the ban manager.
@@ -223,7 +231,7 @@ async fn read_stream(
                 continue;
             };
             let skip = (!catching_up).then_some(node.as_str());
-            if !hand_entries(entries, skip, &shared.cm().adopted, follower, cursor).await {
+            if !hand_entries(entries, skip, follower, cursor).await {
                 return;
             }
             if entries.items().len() < FOLLOW_BATCH {
@@ -282,7 +290,6 @@ mod tests {
     #[tokio::test]
     async fn a_read_reaches_the_manager_as_one_adoption_in_stream_order() {
         let (to_ban, mut from_follower) = mpsc::channel(8);
-        let adopted = AtomicU64::new(0);
         let unban = Published::Unban {
             node: "b".into(),
             address: "198.51.100.9".parse().unwrap(),
@@ -302,13 +309,15 @@ mod tests {
             to_ban,
             claims: Arc::default(),
             lifted,
+            metrics: Arc::default(),
+            unreadable_log: Throttle::new(1, Duration::from_secs(60)),
         };
         let claims = &follower.claims;
         let sshd = crate::config::JailName::new("sshd").unwrap();
         let far = std::time::Instant::now() + Duration::from_secs(60);
         claims.note(&sshd, "198.51.100.9".parse().unwrap(), "b", far);
         claims.note(&sshd, "198.51.100.1".parse().unwrap(), "b", far);
-        assert!(hand_entries(read.frame(), Some("a"), &adopted, &follower, &mut cursor).await);
+        assert!(hand_entries(read.frame(), Some("a"), &follower, &mut cursor).await);
         // The address lifted by hand is claimed by nobody any more, and the counter is told;
         // the others still are.
         assert_eq!(counter.try_recv().ok(), "198.51.100.9".parse().ok());
@@ -339,14 +348,13 @@ mod tests {
                 vec!["198.51.100.5".to_string()],
             ]
         );
-        assert_eq!(adopted.load(Ordering::Relaxed), 3);
+        assert_eq!(follower.metrics.cluster.adopted.load(Ordering::Relaxed), 3);
         assert_eq!(cursor, "5-0", "the position is past the last entry read");
     }
 
     #[tokio::test]
     async fn catching_up_without_a_state_this_collectors_own_bans_are_adopted_too() {
         let (to_ban, mut from_follower) = mpsc::channel(8);
-        let adopted = AtomicU64::new(0);
         let mut cursor = "0".to_string();
         let entries = [
             ban("1-0", "a", "198.51.100.2"),
@@ -357,21 +365,22 @@ mod tests {
             to_ban,
             claims: Arc::default(),
             lifted: mpsc::channel(1).0,
+            metrics: Arc::default(),
+            unreadable_log: Throttle::new(1, Duration::from_secs(60)),
         };
-        assert!(hand_entries(read.frame(), None, &adopted, &follower, &mut cursor).await);
+        assert!(hand_entries(read.frame(), None, &follower, &mut cursor).await);
         let Ok(ToBan::Adopt(bans)) = from_follower.try_recv() else {
             panic!("no adoption");
         };
         let nodes: Vec<&str> = bans.iter().map(|b| b.node.as_str()).collect();
         assert_eq!(nodes, ["a", "b"]);
-        assert_eq!(adopted.load(Ordering::Relaxed), 2);
+        assert_eq!(follower.metrics.cluster.adopted.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test]
     async fn without_a_manager_the_position_stays_before_what_it_did_not_take() {
         let (to_ban, from_follower) = mpsc::channel(8);
         drop(from_follower);
-        let adopted = AtomicU64::new(0);
         let mut cursor = "0".to_string();
         let entries = [
             ban("1-0", "a", "198.51.100.2"),
@@ -383,15 +392,55 @@ mod tests {
             to_ban,
             claims: Arc::default(),
             lifted: mpsc::channel(1).0,
+            metrics: Arc::default(),
+            unreadable_log: Throttle::new(1, Duration::from_secs(60)),
         };
-        assert!(!hand_entries(read.frame(), Some("a"), &adopted, &follower, &mut cursor).await);
+        assert!(!hand_entries(read.frame(), Some("a"), &follower, &mut cursor).await);
         assert_eq!(
             cursor, "0",
             "an adoption the manager did not take is read again"
         );
         let own = xread_entries(&[ban("1-0", "a", "198.51.100.2")]);
         let read = OwnedReply::read(own).unwrap();
-        assert!(hand_entries(read.frame(), Some("a"), &adopted, &follower, &mut cursor).await);
+        assert!(hand_entries(read.frame(), Some("a"), &follower, &mut cursor).await);
         assert_eq!(cursor, "1-0", "an entry that needs nothing is passed");
+    }
+    #[tokio::test]
+    async fn an_unreadable_entry_is_counted_and_passed_and_the_others_adopted() {
+        let (to_ban, mut from_follower) = mpsc::channel(8);
+        let follower = Follower {
+            to_ban,
+            claims: Arc::default(),
+            lifted: mpsc::channel(1).0,
+            metrics: Arc::default(),
+            unreadable_log: Throttle::new(1, Duration::from_secs(60)),
+        };
+        let mut cursor = "0".to_string();
+        // What a collector of another version might write: a ban field this one cannot read.
+        let odd = ("2-0".to_string(), vec![("ban", "b\tsshd".to_string())]);
+        let entries = [
+            ban("1-0", "b", "198.51.100.1"),
+            odd.clone(),
+            ban("3-0", "b", "198.51.100.3"),
+        ];
+        let read = OwnedReply::read(xread_entries(&entries)).unwrap();
+        assert!(hand_entries(read.frame(), Some("a"), &follower, &mut cursor).await);
+        let Ok(ToBan::Adopt(bans)) = from_follower.try_recv() else {
+            panic!("no adoption");
+        };
+        let adopted: Vec<String> = bans.iter().map(|b| b.address.to_string()).collect();
+        assert_eq!(adopted, ["198.51.100.1", "198.51.100.3"]);
+        assert_eq!(cursor, "3-0", "the unreadable entry is passed");
+        let unreadable = || {
+            follower
+                .metrics
+                .cluster
+                .unreadable_entries
+                .load(Ordering::Relaxed)
+        };
+        assert_eq!(unreadable(), 1);
+        let read = OwnedReply::read(xread_entries(&[("4-0".to_string(), odd.1)])).unwrap();
+        assert!(hand_entries(read.frame(), Some("a"), &follower, &mut cursor).await);
+        assert_eq!(unreadable(), 2, "counted even when its line is held back");
     }
 }

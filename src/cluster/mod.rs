@@ -95,6 +95,8 @@ pub async fn run(
         to_ban,
         claims,
         lifted: lifted_tx,
+        metrics: shared.metrics.clone(),
+        unreadable_log: crate::throttle::Throttle::new(1, std::time::Duration::from_secs(60)),
     };
     tokio::join!(
         counter.run(failures, reached, decided, stop.clone()),

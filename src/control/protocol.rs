@@ -160,6 +160,9 @@ pub struct ClusterReport {
     pub published: u64,
     /// Bans of other collectors adopted.
     pub adopted: u64,
+    /// Ban stream entries that could not be read (another version's), skipped.
+    #[serde(default)]
+    pub unreadable_entries: u64,
     /// The last engine error, while failing.
     pub last_error: Option<String>,
     /// Every collector, as of the last heartbeat.

@@ -101,8 +101,16 @@ pub fn render(response: &Response) -> String {
                 } else {
                     String::new()
                 };
+                let unreadable = if c.unreadable_entries > 0 {
+                    format!(
+                        "; NOT ADOPTED: {} ban stream entries unreadable (a collector of another version?)",
+                        c.unreadable_entries
+                    )
+                } else {
+                    String::new()
+                };
                 say!(
-                    "Cluster {} on {}: {state}; {} s degraded so far; decided here {}, published {}, adopted {}{dropped}",
+                    "Cluster {} on {}: {state}; {} s degraded so far; decided here {}, published {}, adopted {}{dropped}{unreadable}",
                     c.node,
                     c.engine.join(", "),
                     c.degraded_secs,
@@ -245,7 +253,7 @@ mod tests {
     use super::*;
     use crate::control::protocol::{ClusterReport, StatusReport};
 
-    fn status_with_cluster(buffer_dropped: u64) -> String {
+    fn status_with_cluster(buffer_dropped: u64, unreadable_entries: u64) -> String {
         let cluster = ClusterReport {
             node: "one".into(),
             engine: vec!["redis://127.0.0.1:6379".into()],
@@ -257,6 +265,7 @@ mod tests {
             shared_offences: 2,
             published: 2,
             adopted: 3,
+            unreadable_entries,
             last_error: None,
             peers: Vec::new(),
         };
@@ -275,16 +284,24 @@ mod tests {
 
     #[test]
     fn status_says_when_failures_were_not_shared_with_the_cluster() {
-        let fine = status_with_cluster(0);
+        let fine = status_with_cluster(0, 0);
         assert!(
             fine.contains("Cluster one on redis://127.0.0.1:6379: connected"),
             "{fine}"
         );
-        assert!(!fine.contains("NOT SHARED"), "{fine}");
-        let dropping = status_with_cluster(7);
+        assert!(
+            !fine.contains("NOT SHARED") && !fine.contains("NOT ADOPTED"),
+            "{fine}"
+        );
+        let dropping = status_with_cluster(7, 0);
         assert!(
             dropping.contains("NOT SHARED: 7 failures or bans dropped"),
             "{dropping}"
+        );
+        let unreadable = status_with_cluster(0, 4);
+        assert!(
+            unreadable.contains("NOT ADOPTED: 4 ban stream entries unreadable"),
+            "{unreadable}"
         );
     }
 }

@@ -454,6 +454,7 @@ impl Running {
                     shared_offences: Metrics::get(&m.shared_offences),
                     published: Metrics::get(&m.published),
                     adopted: Metrics::get(&m.adopted),
+                    unreadable_entries: Metrics::get(&m.unreadable_entries),
                     last_error: m.last_error.get(),
                     peers: m.peers(),
                 })

@@ -59,6 +59,9 @@ pub struct ClusterMetrics {
     pub holder_overdue: AtomicU64,
     /// Bans of other collectors adopted.
     pub adopted: AtomicU64,
+    /// Ban stream entries that could not be read (another version's, or not a collector's):
+    /// skipped.
+    pub unreadable_entries: AtomicU64,
     /// Times this collector republished its active bans (an engine that lost its data).
     pub republished: AtomicU64,
     /// From the failure that made a ban decided here to its publication on the engine: how
@@ -105,7 +108,7 @@ impl ClusterMetrics {
         if !self.enabled.load(Ordering::Relaxed) {
             return out;
         }
-        let rows: [(&str, &str, &str, u64); 15] = [
+        let rows: [(&str, &str, &str, u64); 16] = [
             (
                 "degraded",
                 "1 while the engine is unreachable and this collector counts alone",
@@ -183,6 +186,12 @@ impl ClusterMetrics {
                 "Bans of other collectors adopted",
                 "counter",
                 get(&self.adopted),
+            ),
+            (
+                "unreadable_entries_total",
+                "Ban stream entries that could not be read (another version's, or not a collector's), skipped",
+                "counter",
+                get(&self.unreadable_entries),
             ),
             (
                 "republished_total",
