@@ -126,10 +126,7 @@ impl FormatTime for LineTime {
         };
         SECOND.with_borrow_mut(|(at, text)| {
             if *at != secs {
-                text.clear();
-                if let Some(second) = civil(secs) {
-                    *text = second;
-                }
+                *text = civil(secs).unwrap_or_default();
                 *at = secs;
             }
             w.write_str(text)

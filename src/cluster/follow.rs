@@ -20,6 +20,9 @@ use crate::metrics::Metrics;
 use crate::target::Target;
 use crate::throttle::{Decision, Throttle};
 
+/// How often an unreadable stream entry is logged (every one is counted).
+const UNREADABLE_LOG: Duration = Duration::from_secs(60);
+
 /// Longest the saved position lags the one read.
 const CURSOR_SAVE: Duration = Duration::from_secs(1);
 
@@ -137,8 +140,27 @@ pub(super) struct Follower {
     pub lifted: mpsc::Sender<Target>,
     /// The daemon's counters (the cluster's adoptions and unreadable entries).
     pub metrics: Arc<Metrics>,
-    /// Unreadable entries are logged at most once a minute.
-    pub unreadable_log: Throttle,
+    /// Unreadable entries are logged at most once per [`UNREADABLE_LOG`].
+    unreadable_log: Throttle,
+}
+
+impl Follower {
+    /// A follower handing to `to_ban`, telling `lifted` of lifts by hand, counting in
+    /// `metrics`; its unreadable entries logged at most once a minute.
+    pub(super) fn new(
+        to_ban: mpsc::Sender<ToBan>,
+        claims: Arc<ClaimedElsewhere>,
+        lifted: mpsc::Sender<Target>,
+        metrics: Arc<Metrics>,
+    ) -> Follower {
+        Follower {
+            to_ban,
+            claims,
+            lifted,
+            metrics,
+            unreadable_log: Throttle::new(1, UNREADABLE_LOG),
+        }
+    }
 }
 
 /// Reads the ban stream and hands the other collectors' bans to the ban manager.
@@ -305,13 +327,7 @@ mod tests {
         let bytes = xread_entries(&entries);
         let read = OwnedReply::read(bytes).unwrap();
         let (lifted, mut counter) = mpsc::channel(8);
-        let follower = Follower {
-            to_ban,
-            claims: Arc::default(),
-            lifted,
-            metrics: Arc::default(),
-            unreadable_log: Throttle::new(1, Duration::from_secs(60)),
-        };
+        let follower = Follower::new(to_ban, Arc::default(), lifted, Arc::default());
         let claims = &follower.claims;
         let sshd = crate::config::JailName::new("sshd").unwrap();
         let far = std::time::Instant::now() + Duration::from_secs(60);
@@ -361,13 +377,7 @@ mod tests {
             ban("2-0", "b", "198.51.100.3"),
         ];
         let read = OwnedReply::read(xread_entries(&entries)).unwrap();
-        let follower = Follower {
-            to_ban,
-            claims: Arc::default(),
-            lifted: mpsc::channel(1).0,
-            metrics: Arc::default(),
-            unreadable_log: Throttle::new(1, Duration::from_secs(60)),
-        };
+        let follower = Follower::new(to_ban, Arc::default(), mpsc::channel(1).0, Arc::default());
         assert!(hand_entries(read.frame(), None, &follower, &mut cursor).await);
         let Ok(ToBan::Adopt(bans)) = from_follower.try_recv() else {
             panic!("no adoption");
@@ -388,13 +398,7 @@ mod tests {
         ];
         let bytes = xread_entries(&entries);
         let read = OwnedReply::read(bytes).unwrap();
-        let follower = Follower {
-            to_ban,
-            claims: Arc::default(),
-            lifted: mpsc::channel(1).0,
-            metrics: Arc::default(),
-            unreadable_log: Throttle::new(1, Duration::from_secs(60)),
-        };
+        let follower = Follower::new(to_ban, Arc::default(), mpsc::channel(1).0, Arc::default());
         assert!(!hand_entries(read.frame(), Some("a"), &follower, &mut cursor).await);
         assert_eq!(
             cursor, "0",
@@ -408,13 +412,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_entry_is_counted_and_passed_and_the_others_adopted() {
         let (to_ban, mut from_follower) = mpsc::channel(8);
-        let follower = Follower {
-            to_ban,
-            claims: Arc::default(),
-            lifted: mpsc::channel(1).0,
-            metrics: Arc::default(),
-            unreadable_log: Throttle::new(1, Duration::from_secs(60)),
-        };
+        let follower = Follower::new(to_ban, Arc::default(), mpsc::channel(1).0, Arc::default());
         let mut cursor = "0".to_string();
         // What a collector of another version might write: a ban field this one cannot read.
         let odd = ("2-0".to_string(), vec![("ban", "b\tsshd".to_string())]);

@@ -91,13 +91,7 @@ pub async fn run(
         jails,
         lifted,
     );
-    let follower = follow::Follower {
-        to_ban,
-        claims,
-        lifted: lifted_tx,
-        metrics: shared.metrics.clone(),
-        unreadable_log: crate::throttle::Throttle::new(1, std::time::Duration::from_secs(60)),
-    };
+    let follower = follow::Follower::new(to_ban, claims, lifted_tx, shared.metrics.clone());
     tokio::join!(
         counter.run(failures, reached, decided, stop.clone()),
         follow::follow(shared, state_dir, follower, stop)
