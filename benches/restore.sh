@@ -6,8 +6,8 @@
 #
 # Builds the release binary, creates a private network namespace (nothing is added to the root
 # namespace), writes N active bans (1 h left; 500 IPv4 from 203.0.113.0/24 and 198.51.100.0/24,
-# the rest IPv6 from 2001:db8:1::/64) plus their history rows into a fresh
-# <state dir>/syslog2ban.sqlite3 with the schema of src/ban/store.rs, starts the daemon in the
+# the rest IPv6 from 2001:db8:1::/64), each one row that is its history too, into a fresh
+# <state dir>/syslog2ban.sqlite3 with the schema of src/ban/store/schema.rs, starts the daemon in the
 # namespace and polls `nft -j list set` until both sets hold N elements. Prints N and the
 # seconds from process start until the set was seen complete, with the daemon's own log
 # timestamps. Cleans up the daemon and anything else in the namespace by PID, then the
@@ -80,7 +80,8 @@ echo "writing $N active bans into $DIR/state/syslog2ban.sqlite3 ..." >&2
 import ipaddress, sqlite3, sys, time
 path, n, n4 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 c = sqlite3.connect(path)
-# The schema of src/ban/store/mod.rs (Store::open: no key index on bans, see store/rows.rs).
+# The table of src/ban/store/schema.rs (Store::open: no key index on bans, see store/rows.rs;
+# a ban's row is its history too).
 c.executescript("""
 PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS bans (
@@ -91,17 +92,11 @@ CREATE TABLE IF NOT EXISTS bans (
     expires  INTEGER,
     failures INTEGER NOT NULL,
     sample   TEXT    NOT NULL,
-    decided_by TEXT
+    decided_by TEXT,
+    more_origins TEXT,
+    placement TEXT,
+    ended    INTEGER
 );
-CREATE TABLE IF NOT EXISTS history (
-    id       INTEGER PRIMARY KEY,
-    address  TEXT    NOT NULL,
-    jail     TEXT    NOT NULL,
-    origin   TEXT    NOT NULL,
-    started  INTEGER NOT NULL,
-    expires  INTEGER
-);
-CREATE INDEX IF NOT EXISTS history_started ON history (started);
 """)
 v4 = ["203.0.113.%d" % i for i in range(1, 255)] + ["198.51.100.%d" % i for i in range(1, 255)]
 addrs = v4[:n4] + ["2001:db8:1::%x:%x" % (i >> 16, i & 0xffff) for i in range(1, n - n4 + 1)]
@@ -109,10 +104,9 @@ assert len({ipaddress.ip_address(a) for a in addrs}) == n
 now = int(time.time() * 1000)
 started, expires = now - 60_000, now + 3_600_000
 sample = "Failed password for root from %s port 4242 ssh2"
-c.executemany("INSERT INTO bans VALUES (?, 'sshd', '198.51.100.10', ?, ?, 5, ?, NULL)",
+c.executemany("INSERT INTO bans (address, jail, origin, started, expires, failures, sample)"
+              " VALUES (?, 'sshd', '198.51.100.10', ?, ?, 5, ?)",
               ((a, started, expires, sample % a) for a in addrs))
-c.executemany("INSERT INTO history (address, jail, origin, started, expires) VALUES (?, 'sshd', '198.51.100.10', ?, ?)",
-              ((a, started, expires) for a in addrs))
 c.commit()
 c.close()
 PY

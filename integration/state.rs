@@ -60,16 +60,19 @@ except OSError as e:
     print("aborted after", sent, ":", e, flush=True)
 "#;
 
-/// Runs anywhere. argv: database path. Prints the store as JSON: `{"now_ms", "bans": [...],
-/// "history": [...]}`, opened read-only (URI mode=ro) so it neither checkpoints nor writes.
+/// Runs anywhere. argv: database path. Prints the store as JSON: `{"now_ms", "bans": [the
+/// rows in force at now_ms], "history": [every ban's row]}`, opened read-only (URI mode=ro) so it neither checkpoints nor writes.
 const READ_DB_PY: &str = r#"
 import json, sqlite3, sys, time
 c = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True, timeout=5)
+now = int(time.time() * 1000)
 bans = [dict(address=a, jail=j, origin=o, started=s, expires=e, failures=f)
-        for a, j, o, s, e, f in c.execute("SELECT address, jail, origin, started, expires, failures FROM bans")]
+        for a, j, o, s, e, f in c.execute(
+            "SELECT address, jail, origin, started, expires, failures FROM bans"
+            " WHERE ended IS NULL AND (expires IS NULL OR expires > ?)", (now,))]
 hist = [dict(address=a, jail=j, started=s, expires=e)
         for a, j, s, e in c.execute("SELECT address, jail, started, expires FROM history ORDER BY id")]
-print(json.dumps({"now_ms": int(time.time() * 1000), "bans": bans, "history": hist}))
+print(json.dumps({"now_ms": now, "bans": bans, "history": hist}))
 "#;
 
 /// The `[jail.sshd]` override of a test: maxretry, bantime (TOML value) and extra lines.

@@ -189,7 +189,7 @@ pub async fn run(
         } else {
             Store::open(&state_dir)?
         };
-        let purged = store.purge_history(since)?;
+        let purged = store.purge_history(since, now.wall)?;
         let active = store.active(now.wall)?;
         let history = store.history_since(since)?;
         Ok::<_, StoreError>((store, purged, active, history))
