@@ -157,7 +157,10 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
     // Far enough to never fire; avoids an Option in select!.
     let idle = Duration::from_secs(86400 * 365);
     let mut requests_open = true;
-    let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+    // Start-up purged the store and read only the history it kept: the first prune is due
+    // an interval from now.
+    let mut prune =
+        tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_INTERVAL, PRUNE_INTERVAL);
     loop {
         let mut adopted = false;
         let next = state
@@ -190,10 +193,7 @@ pub async fn run(mut state: BanState, inputs: Inputs) {
                     answer(&mut state, request)
                 }
             },
-            _ = prune.tick() => {
-                state.prune_history(crate::clock::wall_now());
-                Vec::new()
-            }
+            _ = prune.tick() => vec![state.prune_history(crate::clock::wall_now())],
             shared = async { cluster.as_mut()?.from_cluster.recv().await }, if cluster_open => match shared {
                 None => {
                     cluster_open = false;
@@ -596,7 +596,10 @@ mod tests {
             .iter()
             .map(|op| match op {
                 StoreOp::Ban(record, _) => record.decided_by.as_deref(),
-                StoreOp::End { .. } | StoreOp::Yield { .. } | StoreOp::TakeOver { .. } => {
+                StoreOp::End { .. }
+                | StoreOp::Yield { .. }
+                | StoreOp::TakeOver { .. }
+                | StoreOp::Purge { .. } => {
                     panic!("only bans: {op:?}")
                 }
             })

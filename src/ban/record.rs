@@ -48,10 +48,10 @@ pub struct BanRecord {
 /// A write for the store thread.
 #[derive(Debug)]
 pub enum StoreOp {
-    /// Record a new ban (active + history), with the firewall commands it sent (none when the
-    /// firewalls already hold the address at least as long).
+    /// Record a new ban (one row: the active ban, its history once over), with the firewall
+    /// commands it sent (none when the firewalls already hold the address at least as long).
     Ban(BanRecord, Vec<BanCommand>),
-    /// A ban ended (expired, unbanned): remove it from the active table.
+    /// A ban ended (expired, unbanned): its row ends (nothing to write when it ran out).
     End {
         /// Address.
         address: Target,
@@ -79,6 +79,12 @@ pub enum StoreOp {
         /// Jail.
         jail: String,
     },
+    /// The rows of bans that are over and began before `before` (older than `dbpurgeage`):
+    /// deleted, as at start-up, so that a daemon running for months keeps only that much.
+    Purge {
+        /// The earliest start kept.
+        before: SystemTime,
+    },
 }
 
 impl StoreOp {
@@ -86,7 +92,7 @@ impl StoreOp {
     pub fn commands(&self) -> &[BanCommand] {
         match self {
             StoreOp::Ban(_, commands) | StoreOp::End { commands, .. } => commands,
-            StoreOp::Yield { .. } | StoreOp::TakeOver { .. } => &[],
+            StoreOp::Yield { .. } | StoreOp::TakeOver { .. } | StoreOp::Purge { .. } => &[],
         }
     }
 }
@@ -122,7 +128,7 @@ pub(super) fn report(op: &StoreOp) {
         StoreOp::TakeOver { address, jail } => {
             info!(%jail, %address, "Announced here: the collector holding its claim did not publish it in time")
         }
-        StoreOp::End { .. } => {}
+        StoreOp::End { .. } | StoreOp::Purge { .. } => {}
     }
 }
 

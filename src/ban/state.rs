@@ -606,8 +606,8 @@ impl BanState {
         self.holds.len()
     }
 
-    /// Drops history older than the retention window (the store purges its copy too).
-    pub fn prune_history(&mut self, now: SystemTime) {
+    /// Drops history older than the retention window; returns the store's purge of its copy.
+    pub fn prune_history(&mut self, now: SystemTime) -> StoreOp {
         let since = now
             .checked_sub(self.retention)
             .unwrap_or(std::time::UNIX_EPOCH);
@@ -615,6 +615,7 @@ impl BanState {
             list.retain(|(_, t)| *t >= since);
             !list.is_empty()
         });
+        StoreOp::Purge { before: since }
     }
 }
 

@@ -921,3 +921,23 @@ fn another_collectors_widened_ban_widens_this_ones_whoever_decided_first() {
         ("198.51.100.20", ["198.51.100.10".to_string()].as_slice())
     );
 }
+
+#[test]
+fn a_prune_forgets_history_older_than_retention_and_tells_the_store_the_same() {
+    let mut s = state();
+    let now = Moment::now();
+    let ops = s.offence(&offence("sshd", now.instant), now);
+    assert_eq!(ops.len(), 1);
+    let day = Duration::from_secs(86400);
+    match s.prune_history(now.wall + day / 2) {
+        StoreOp::Purge { before } => assert_eq!(before, now.wall - day / 2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.earlier_bans(addr(), None, std::time::UNIX_EPOCH),
+        1,
+        "within a day"
+    );
+    s.prune_history(now.wall + 2 * day);
+    assert_eq!(s.earlier_bans(addr(), None, std::time::UNIX_EPOCH), 0);
+}

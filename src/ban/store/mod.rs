@@ -59,6 +59,14 @@ pub enum StoreError {
     },
 }
 
+/// Deletes the rows of bans begun before `?1` and over at `?2` (ms).
+fn purge_statement() -> String {
+    format!(
+        "DELETE FROM bans WHERE started < ?1 AND NOT ({})",
+        in_force("?2")
+    )
+}
+
 /// How a ban's notifications name it in the outbox.
 fn outbox_ban(jail: &str, address: Target) -> String {
     format!("{jail} {address}")
@@ -255,6 +263,7 @@ impl Store {
                 "INSERT INTO outbox (notifier, body, created, ban) VALUES (?1, ?2, ?3, ?4)",
             )?;
             let mut decided_by = prepare("UPDATE bans SET decided_by = ?2 WHERE rowid = ?1")?;
+            let mut purge = prepare(&purge_statement())?;
             // This ban's, not an earlier one's still waiting for its notifier.
             let mut withdraw = prepare(
                 "DELETE FROM outbox WHERE ban = ?1
@@ -343,6 +352,10 @@ impl Store {
                                     .map_err(sql)?;
                             }
                         }
+                    }
+                    StoreOp::Purge { before } => {
+                        let purged = purge.execute(params![millis(*before), now]).map_err(sql)?;
+                        tracing::debug!(purged, "Ban history purged (dbpurgeage)");
                     }
                     StoreOp::TakeOver { address, jail } => {
                         let key = index.key(*address, jail);
@@ -475,13 +488,7 @@ impl Store {
         now: SystemTime,
     ) -> Result<usize, StoreError> {
         self.conn
-            .execute(
-                &format!(
-                    "DELETE FROM bans WHERE started < ?1 AND NOT ({})",
-                    in_force("?2")
-                ),
-                params![millis(before), millis(now)],
-            )
+            .execute(&purge_statement(), params![millis(before), millis(now)])
             .map_err(|e| self.sql(e))
     }
 

@@ -619,3 +619,46 @@ fn a_ban_taken_over_from_a_claim_holder_is_announced_here_and_its_end_too() {
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(events[1].contains("unban"));
 }
+
+#[test]
+fn a_purge_while_running_deletes_the_old_rows_of_bans_over_only() {
+    let mut store = Store::in_memory().unwrap();
+    let now = SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    let old = now - 10 * day;
+    store
+        .write(&[
+            // Began long ago: one ran out, one is permanent, one was lifted.
+            StoreOp::Ban(
+                record("203.0.113.1", "sshd", old, Some(old + day)),
+                Vec::new(),
+            ),
+            StoreOp::Ban(record("203.0.113.2", "sshd", old, None), Vec::new()),
+            StoreOp::Ban(record("203.0.113.3", "sshd", old, None), Vec::new()),
+            StoreOp::End {
+                address: "203.0.113.3".parse().unwrap(),
+                jail: "sshd".into(),
+                commands: Vec::new(),
+            },
+            // Recent, and over.
+            StoreOp::Ban(
+                record("203.0.113.4", "sshd", now - day, Some(now - day / 2)),
+                Vec::new(),
+            ),
+        ])
+        .unwrap();
+    store
+        .write(&[StoreOp::Purge {
+            before: now - 7 * day,
+        }])
+        .unwrap();
+    let mut left: Vec<String> = store
+        .history_since(UNIX_EPOCH)
+        .unwrap()
+        .into_iter()
+        .map(|(address, _, _)| address.to_string())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["203.0.113.2", "203.0.113.4"]);
+    assert_eq!(store.active(now).unwrap().len(), 1, "the permanent ban");
+}
