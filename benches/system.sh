@@ -655,7 +655,12 @@ rsyslog_storm() { # $1 = messages, $2 = attackers, $3 = pool (default: loadgen's
     stop_pid "$pid"
     rm -f "$r/out.log"
 }
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# The middle value; of an even count the mean of the two middle ones.
+median() {
+    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
+        if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]
+        else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 if part storm; then
     # This VM's speed drifts by ±15% between runs seconds apart: the three runs go in
     # rounds, each ratio is taken within its round, and the median of the rounds is the
