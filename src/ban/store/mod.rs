@@ -249,10 +249,9 @@ impl Store {
             let mut insert = prepare(&format!(
                 "INSERT INTO bans ({BAN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ))?;
-            // A renewal's row, or an end before the deadline: kept as history from now on.
-            let mut end = prepare("UPDATE bans SET ended = ?2 WHERE rowid = ?1")?;
-            // At the deadline the row has ended by itself: nothing to write.
-            let mut end_early = prepare(
+            // A renewal's row, or a lift: kept as history from now on. A row past its
+            // deadline has ended by itself: nothing to write.
+            let mut end = prepare(
                 "UPDATE bans SET ended = ?2 WHERE rowid = ?1 AND (expires IS NULL OR expires > ?2)",
             )?;
             let mut row_of = prepare(
@@ -338,7 +337,7 @@ impl Store {
                                 notify("unban", &record).map_err(sql)?;
                             }
                         }
-                        end_early.execute(params![rowid, now]).map_err(sql)?;
+                        end.execute(params![rowid, now]).map_err(sql)?;
                         changes.set(key, None);
                     }
                     StoreOp::Yield { address, jail, to } => {
