@@ -71,6 +71,7 @@ fn shared(i: u32) -> SharedBan {
         expires: Some(now + Duration::from_secs(3600)),
         sample: format!("Failed password for root from {} port 22 ssh2", attacker(i)),
         republished: false,
+        decided_by: None,
         more_origins: Vec::new(),
         placement: None,
     }

@@ -256,16 +256,20 @@ async fn holds(socket: &Path, address: &str) -> bool {
     banned(socket).await.iter().any(|a| a == address)
 }
 
-/// Failures of the active ban of `address` in the store of `setup` (read after a stop).
-fn stored_failures(setup: &Setup, address: &str) -> Vec<u32> {
+/// The active bans of `address` in the store of `setup` (read after a stop).
+fn stored(setup: &Setup, address: &str) -> Vec<syslog2ban::ban::record::BanRecord> {
     let mut store = Store::open(&setup.dir.path().join("state")).expect("open store");
     store
         .active(SystemTime::now())
         .expect("read")
         .into_iter()
         .filter(|b| b.address.to_string() == address)
-        .map(|b| b.failures)
         .collect()
+}
+
+/// Failures of the active ban of `address` in the store of `setup` (read after a stop).
+fn stored_failures(setup: &Setup, address: &str) -> Vec<u32> {
+    stored(setup, address).iter().map(|b| b.failures).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -726,8 +730,9 @@ async fn a_paused_engine_never_blinds_a_collector_and_an_emptied_one_gets_the_ba
     // The lone attack was A's own to ban; the split one was decided once, by the shared count.
     assert_eq!(ca.shared_offences + cb.shared_offences, 1, "{ca:?} {cb:?}");
 
-    // The engine restarts empty: the collectors publish their bans again, and a third
-    // collector that starts now adopts them.
+    // The engine restarts empty while a is stopped: b publishes the bans again, the lone
+    // attack's as a's decision, and a third collector that starts now adopts them so.
+    let a = a.down().await;
     drop(engine);
     engine = Engine::start(port);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -740,8 +745,13 @@ async fn a_paused_engine_never_blinds_a_collector_and_an_emptied_one_gets_the_ba
         "c: {:?}",
         cluster_status(&c.socket).await
     );
-    c.down().await;
-    a.down().await;
+    let c = c.down().await;
+    let deciders = stored(&c, alone)
+        .into_iter()
+        .map(|b| b.decided_by)
+        .collect::<Vec<_>>();
+    assert_eq!(deciders, vec![Some("a".to_string())]);
+    drop(a);
     b.down().await;
     drop(engine);
 }
@@ -1309,6 +1319,7 @@ async fn a_ban_decided_here_is_published_while_claims_keep_coming() {
         expires: Some(SystemTime::now() + Duration::from_secs(3600)),
         sample: "Failed password for root".into(),
         republished: false,
+        decided_by: None,
         more_origins: Vec::new(),
         placement: None,
     };

@@ -127,6 +127,7 @@ fn publish(
                 expires: record.expires,
                 sample: record.sample.clone(),
                 republished: false,
+                decided_by: None,
                 more_origins: record.more_origins.clone(),
                 placement: record.placement.clone(),
             };

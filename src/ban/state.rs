@@ -120,6 +120,9 @@ pub struct BanState {
     jitter: fn() -> f64,
     /// Jails of adopted bans this collector lacks (warned about once each).
     unknown_adopted: HashSet<JailName>,
+    /// The names of the other collectors whose bans are held: one string per collector,
+    /// shared by its holds (a storm adopts tens of thousands).
+    nodes: HashSet<Arc<str>>,
     /// Told whenever a ban ends, so the jails count its address again.
     feedback: BanFeedback,
 }
@@ -148,6 +151,7 @@ impl BanState {
             metrics,
             jitter: random_jitter,
             unknown_adopted: HashSet::new(),
+            nodes: HashSet::new(),
             feedback: BanFeedback::default(),
         };
         state.reconfigure(policies, recidive);
@@ -234,6 +238,7 @@ impl BanState {
             };
             let kill_connections = policy.as_ref().is_some_and(|p| p.kill_connections);
             let ports = policy.and_then(|p| p.ports.clone());
+            let decided = self.decided(record.decided_by.as_deref());
             let holds = self.holds.entry(record.address).or_insert_with(one);
             if holds.iter().any(|h| h.jail == jail) {
                 continue;
@@ -253,7 +258,7 @@ impl BanState {
                 places,
                 reason,
                 ports,
-                decided: Decided::by(record.decided_by.as_deref()),
+                decided,
                 more_origins: record.more_origins.clone(),
             });
             if let Some(deadline) = expires {
@@ -407,6 +412,7 @@ impl BanState {
             BanTime::Permanent => (None, None),
             BanTime::For(d) => (Some(now.instant + d), Some(now.wall + d)),
         };
+        let decided = self.decided(new.decided_by.as_deref());
         let holds = self.holds.entry(new.address).or_insert_with(one);
         let before = before_at(holds, &places);
         let reason = Arc::new(BanReason {
@@ -425,7 +431,7 @@ impl BanState {
             places,
             reason,
             ports: policy.ports.clone(),
-            decided: Decided::by(new.decided_by.as_deref()),
+            decided,
             more_origins: new.more_origins.clone(),
         });
         if let Some(deadline) = expires {
@@ -501,6 +507,20 @@ impl BanState {
     /// (a ban they did not decide, adopted, claimed by the cluster's count or by hand: the
     /// address's failures need not count again), it joins the history, and it is counted.
     /// Returns the jail's counters (looked up once per ban).
+    /// A new hold's decision: here unless the ban names the collector that decided it,
+    /// whose name is the one string all its holds share.
+    fn decided(&mut self, decided_by: Option<&str>) -> Decided {
+        let Some(name) = decided_by else {
+            return Decided::Here;
+        };
+        if let Some(known) = self.nodes.get(name) {
+            return Decided::Elsewhere(known.clone());
+        }
+        let name: Arc<str> = name.into();
+        self.nodes.insert(name.clone());
+        Decided::Elsewhere(name)
+    }
+
     fn banned_now(&mut self, jail: &JailName, address: Target, now: Moment) -> Arc<JailMetrics> {
         self.feedback.banned(jail, address.addr());
         self.history

@@ -43,6 +43,10 @@ pub struct SharedBan {
     /// decided it): the flag `r` in the one field (in the older form a field of its own, left
     /// out when false).
     pub republished: bool,
+    /// The collector that decided it, when that is not `node`: a ban republished by
+    /// another collector (a field of its own, `decided_by`, left out when None; readers of
+    /// an earlier version skip it and take `node` for the decider).
+    pub decided_by: Option<String>,
     /// Other attacked hosts the ban covers, when a jail that bans where the attack happened
     /// widened it to them (a JSON array; left out when empty, as before it existed).
     pub more_origins: Vec<String>,
@@ -68,6 +72,9 @@ impl SharedBan {
         if let Some(rules) = &self.placement {
             let written: Vec<String> = rules.iter().map(ToString::to_string).collect();
             fields.push(("placement", serde_json::Value::from(written).to_string()));
+        }
+        if let Some(decider) = &self.decided_by {
+            fields.push(("decided_by", decider.clone()));
         }
         fields
     }
@@ -115,6 +122,13 @@ impl SharedBan {
                 Some(rules)
             }
         };
+        ban.decided_by = match field(fields, "decided_by") {
+            // A name that goes into this collector's log, as `node` does.
+            Some(name) if !crate::parse::printable_name(&name) => {
+                return Err("the decided_by has control characters".to_string())
+            }
+            name => name,
+        };
         Ok(ban)
     }
 
@@ -150,6 +164,7 @@ impl SharedBan {
             expires: (expires != 0).then(|| at(expires)),
             sample: field(fields, "sample").unwrap_or_default(),
             republished: value(fields, "republished") == Some(b"1"),
+            decided_by: None,
             more_origins: Vec::new(),
             placement: None,
         })
@@ -339,6 +354,7 @@ fn decode(value: &[u8]) -> Result<SharedBan, String> {
         expires: (expires != 0).then(|| at(expires)),
         sample: String::from_utf8_lossy(rest).into_owned(),
         republished: flags.contains(&b'r'),
+        decided_by: None,
         more_origins: Vec::new(),
         placement: None,
     })
@@ -359,6 +375,7 @@ mod tests {
             expires: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_600_000)),
             sample: "Failed password\tfor root\r\nfrom 198.51.100.7 \u{fffd}".into(),
             republished: true,
+            decided_by: None,
             more_origins: Vec::new(),
             placement: None,
         }
@@ -440,6 +457,31 @@ mod tests {
                 assert!(error.contains(name), "{error}");
             });
         }
+        // A republished ban names its decider in a field of its own, in either form; a
+        // forged one is refused by name.
+        let republished = SharedBan {
+            node: "c".into(),
+            republished: true,
+            decided_by: Some("b".into()),
+            ..ban.clone()
+        };
+        let mut older = republished.fields_one_by_one();
+        older.extend(republished.fields().into_iter().skip(1));
+        for form in [republished.fields(), older] {
+            assert!(form.contains(&("decided_by", "b".to_string())));
+            read(&form, &|fields| {
+                assert_eq!(SharedBan::from_fields(fields).unwrap(), republished);
+                assert!(from_node(fields, "c") && !from_node(fields, "b"));
+            });
+        }
+        let forged = SharedBan {
+            decided_by: Some("b\nINFO forged".into()),
+            ..republished.clone()
+        };
+        read(&forged.fields(), &|fields| {
+            let error = SharedBan::from_fields(fields).unwrap_err();
+            assert!(error.contains("decided_by"), "{error}");
+        });
         let mut odd = ban.fields();
         odd.push(("event", "renamed".into()));
         read(&odd, &|fields| {

@@ -303,6 +303,7 @@ mod tests {
             expires: None,
             sample: "Failed password".into(),
             republished: false,
+            decided_by: None,
             more_origins: Vec::new(),
             placement: None,
         };

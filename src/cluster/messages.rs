@@ -245,6 +245,7 @@ mod tests {
             expires: None,
             sample: String::new(),
             republished: false,
+            decided_by: None,
             more_origins: Vec::new(),
             placement: None,
         };

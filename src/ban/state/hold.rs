@@ -33,23 +33,22 @@ pub(super) struct Hold {
 
 /// Which collector's decision a hold is, as far as this one knows (a ban two collectors
 /// decided at once is announced by one of them: see `adopt` and `yield_to`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Decided {
     /// This collector's.
     Here,
     /// This collector's, and another decided it too: this one announces it.
     HereAndElsewhere,
-    /// Another collector's: adopted, recorded as its decision, or yielded to it.
-    Elsewhere,
+    /// Another collector's, by name: adopted, recorded as its decision, or yielded to it.
+    /// Kept so that a republished ban still names it (the name is shared by all its holds,
+    /// see `BanState::decided`).
+    Elsewhere(Arc<str>),
 }
 
 impl Decided {
-    /// A new hold's: here unless the ban names the collector that decided it.
-    pub(super) fn by(decided_by: Option<&str>) -> Decided {
-        match decided_by {
-            None => Decided::Here,
-            Some(_) => Decided::Elsewhere,
-        }
+    /// Whether another collector's.
+    pub(super) fn elsewhere(&self) -> bool {
+        matches!(self, Decided::Elsewhere(_))
     }
 }
 

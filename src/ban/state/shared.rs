@@ -4,7 +4,7 @@
 
 use tracing::warn;
 
-use super::{BanState, Decided, Moment, NewBan};
+use super::{BanState, Decided, Hold, Moment, NewBan};
 use crate::ban::record::StoreOp;
 use crate::cluster::SharedBan;
 use crate::config::{JailName, FEED_JAIL_PREFIX};
@@ -42,27 +42,29 @@ impl BanState {
         // A ban widened where it was decided to another attacked host widens it here too,
         // whoever decided it first.
         let widens = self.would_widen(&jail, ban.address, &ban.origin, &ban.more_origins);
-        if let Some(hold) = self
-            .holds
-            .get_mut(&ban.address)
-            .and_then(|holds| {
-                holds
-                    .iter_mut()
-                    .find(|h| h.jail == jail && h.decided == Decided::Here)
-            })
-            .filter(|_| !ban.republished && !widens)
-        {
-            if ban.node.as_str() < node {
+        let doubled = !ban.republished
+            && !widens
+            && self
+                .hold_mut(&jail, ban.address)
+                .is_some_and(|h| h.decided == Decided::Here);
+        if doubled {
+            let (decided, yields) = if ban.node.as_str() < node {
+                (self.decided(Some(&ban.node)), true)
+            } else {
+                (Decided::HereAndElsewhere, false)
+            };
+            if let Some(hold) = self.hold_mut(&jail, ban.address) {
+                hold.decided = decided;
+            }
+            if yields {
                 // Counted by the collector that yields: once per double in the cluster.
                 Metrics::inc(&self.metrics.cluster.double_decisions);
-                hold.decided = Decided::Elsewhere;
                 return Some(StoreOp::Yield {
                     address: ban.address,
                     jail: ban.jail,
                     to: ban.node,
                 });
             }
-            hold.decided = Decided::HereAndElsewhere;
         }
         let new = NewBan {
             jail: &jail,
@@ -74,7 +76,9 @@ impl BanState {
             // Lines are for notifications, and another collector's ban is announced there.
             lines: Vec::new(),
             until: Some(ban.expires),
-            decided_by: Some(ban.node),
+            // A republished ban names the collector that decided it, when that was not
+            // the one that published it again.
+            decided_by: Some(ban.decided_by.unwrap_or(ban.node)),
             more_origins: ban.more_origins,
         };
         self.ban(new, now)
@@ -86,12 +90,11 @@ impl BanState {
     /// by name in `adopt` for a ban whose other decision arrived first: that collector never
     /// receives this one's.
     pub fn yield_to(&mut self, jail: &JailName, address: Target, to: &str) -> Option<StoreOp> {
+        let decided = self.decided(Some(to));
         let hold = self
-            .holds
-            .get_mut(&address)?
-            .iter_mut()
-            .find(|h| &h.jail == jail && h.decided != Decided::Elsewhere)?;
-        hold.decided = Decided::Elsewhere;
+            .hold_mut(jail, address)
+            .filter(|h| !h.decided.elsewhere())?;
+        hold.decided = decided;
         Metrics::inc(&self.metrics.cluster.double_decisions);
         Some(StoreOp::Yield {
             address,
@@ -105,15 +108,21 @@ impl BanState {
     /// end). Nothing when the ban ended meanwhile or is no longer recorded as another's.
     pub fn take_over(&mut self, jail: &JailName, address: Target) -> Option<StoreOp> {
         let hold = self
-            .holds
-            .get_mut(&address)?
-            .iter_mut()
-            .find(|h| &h.jail == jail && h.decided == Decided::Elsewhere)?;
+            .hold_mut(jail, address)
+            .filter(|h| h.decided.elsewhere())?;
         hold.decided = Decided::Here;
         Some(StoreOp::TakeOver {
             address,
             jail: jail.to_string(),
         })
+    }
+
+    /// `jail`'s hold on `address`.
+    fn hold_mut(&mut self, jail: &JailName, address: Target) -> Option<&mut Hold> {
+        self.holds
+            .get_mut(&address)?
+            .iter_mut()
+            .find(|h| &h.jail == jail)
     }
 
     /// Every active ban, as the cluster shares it (an engine that lost its data gets them
@@ -138,6 +147,10 @@ impl BanState {
                     expires,
                     sample: String::new(),
                     republished: true,
+                    decided_by: match &hold.decided {
+                        Decided::Elsewhere(by) if **by != *node => Some(by.to_string()),
+                        _ => None,
+                    },
                     more_origins: hold.more_origins.clone(),
                     placement: self.told.get(&(*address, hold.jail.clone())).cloned(),
                 });

@@ -698,6 +698,7 @@ fn from_b(address: Target, republished: bool, now: Moment) -> crate::cluster::Sh
         expires: Some(now.wall + MIN),
         sample: String::new(),
         republished,
+        decided_by: None,
         more_origins: Vec::new(),
         placement: None,
     }
@@ -742,6 +743,78 @@ fn a_ban_decided_here_and_by_another_collector_is_counted_and_announced_by_one()
     assert!(s.adopt(shared(addr(), false), "c", now).is_none());
     assert!(s.is_banned(addr()));
     assert_eq!(doubles(&s), 1);
+}
+
+/// A republish (the engine lost its data) by c names the collector that decided each ban:
+/// b for the one c adopted, for the one c yielded to b, and for the one c restored as b's;
+/// nobody else for c's own. A collector that adopts it records b's decision, not c's.
+#[test]
+fn a_republished_ban_names_the_collector_that_decided_it() {
+    let now = Moment::now();
+    let mut c = state();
+    let adopted: Target = "203.0.113.20".parse().unwrap();
+    let yielded: Target = "203.0.113.21".parse().unwrap();
+    let restored: Target = "203.0.113.22".parse().unwrap();
+    let own: Target = "203.0.113.23".parse().unwrap();
+    assert!(c.adopt(from_b(adopted, false, now), "c", now).is_some());
+    let decided = |target| Offence {
+        target,
+        ..offence("sshd", now.instant)
+    };
+    c.offence(&decided(yielded), now);
+    assert!(c.yield_to(&name("sshd"), yielded, "b").is_some());
+    let record = BanRecord {
+        address: restored,
+        decided_by: Some("b".into()),
+        ..ban_record(&c.offence(&decided(restored), now)).clone()
+    };
+    let mut c_again = state();
+    c_again.restore(vec![record], Vec::new(), now);
+    c.offence(&decided(own), now);
+    let deciders = |bans: &[crate::cluster::SharedBan]| {
+        let mut found: Vec<(Target, Option<String>, String)> = bans
+            .iter()
+            .map(|b| (b.address, b.decided_by.clone(), b.node.clone()))
+            .collect();
+        found.sort();
+        found
+    };
+    let b = Some("b".to_string());
+    let republished = c.shared_bans("c", now);
+    assert_eq!(
+        deciders(&republished),
+        vec![
+            (adopted, b.clone(), "c".into()),
+            (yielded, b.clone(), "c".into()),
+            (restored, None, "c".into()),
+            (own, None, "c".into()),
+        ]
+    );
+    assert_eq!(
+        deciders(&c_again.shared_bans("c", now)),
+        vec![(restored, b.clone(), "c".into())]
+    );
+    // d, which held none of them, adopts them as b's and c's.
+    let mut d = state();
+    let mut recorded: Vec<(Target, Option<String>)> = republished
+        .into_iter()
+        .flat_map(|ban| d.adopt(ban, "d", now))
+        .map(|op| match op {
+            StoreOp::Ban(record, _) => (record.address, record.decided_by),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    recorded.sort();
+    let c_name = Some("c".to_string());
+    assert_eq!(
+        recorded,
+        vec![
+            (adopted, b.clone()),
+            (yielded, b.clone()),
+            (restored, c_name.clone()),
+            (own, c_name),
+        ]
+    );
 }
 
 /// Its own earlier ban, read back by collector b without a state of its own: held again, as
