@@ -20,7 +20,7 @@ use crate::config::{BanTime, JailName, PlacementRule, RecidiveConfig, RECIDIVE_J
 use crate::jail::{BanFeedback, Offence};
 use crate::metrics::{JailMetrics, Metrics};
 use hold::{
-    all_places, before_at, changed_commands, deadline_at, ports_at, reason_at, Decided, Hold,
+    all_places, before_at, changed_commands, deadline_at, ports_at, reason_at, Decided, Hold, Node,
 };
 
 /// The time, both monotonic (timers) and wall clock (what is stored).
@@ -120,9 +120,10 @@ pub struct BanState {
     jitter: fn() -> f64,
     /// Jails of adopted bans this collector lacks (warned about once each).
     unknown_adopted: HashSet<JailName>,
-    /// The names of the other collectors whose bans are held: one string per collector,
-    /// shared by its holds (a storm adopts tens of thousands).
-    nodes: HashSet<Arc<str>>,
+    /// The names of the other collectors whose bans are held, by number ([`Node`]), and
+    /// their numbers by name.
+    nodes: Vec<Box<str>>,
+    node_numbers: HashMap<Box<str>, Node>,
     /// Told whenever a ban ends, so the jails count its address again.
     feedback: BanFeedback,
 }
@@ -151,7 +152,8 @@ impl BanState {
             metrics,
             jitter: random_jitter,
             unknown_adopted: HashSet::new(),
-            nodes: HashSet::new(),
+            nodes: Vec::new(),
+            node_numbers: HashMap::new(),
             feedback: BanFeedback::default(),
         };
         state.reconfigure(policies, recidive);
@@ -507,18 +509,23 @@ impl BanState {
     /// (a ban they did not decide, adopted, claimed by the cluster's count or by hand: the
     /// address's failures need not count again), it joins the history, and it is counted.
     /// Returns the jail's counters (looked up once per ban).
-    /// A new hold's decision: here unless the ban names the collector that decided it,
-    /// whose name is the one string all its holds share.
+    /// A new hold's decision: here unless the ban names the collector that decided it.
     fn decided(&mut self, decided_by: Option<&str>) -> Decided {
         let Some(name) = decided_by else {
             return Decided::Here;
         };
-        if let Some(known) = self.nodes.get(name) {
-            return Decided::Elsewhere(known.clone());
+        if let Some(node) = self.node_numbers.get(name) {
+            return Decided::Elsewhere(*node);
         }
-        let name: Arc<str> = name.into();
-        self.nodes.insert(name.clone());
-        Decided::Elsewhere(name)
+        let node = Node(u32::try_from(self.nodes.len()).unwrap_or(u32::MAX));
+        self.nodes.push(name.into());
+        self.node_numbers.insert(name.into(), node);
+        Decided::Elsewhere(node)
+    }
+
+    /// The name of a collector numbered by [`BanState::decided`].
+    fn node_name(&self, node: Node) -> &str {
+        self.nodes.get(node.0 as usize).map_or("", |name| name)
     }
 
     fn banned_now(&mut self, jail: &JailName, address: Target, now: Moment) -> Arc<JailMetrics> {

@@ -33,24 +33,21 @@ pub(super) struct Hold {
 
 /// Which collector's decision a hold is, as far as this one knows (a ban two collectors
 /// decided at once is announced by one of them: see `adopt` and `yield_to`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Decided {
     /// This collector's.
     Here,
     /// This collector's, and another decided it too: this one announces it.
     HereAndElsewhere,
-    /// Another collector's, by name: adopted, recorded as its decision, or yielded to it.
-    /// Kept so that a republished ban still names it (the name is shared by all its holds,
-    /// see `BanState::decided`).
-    Elsewhere(Arc<str>),
+    /// Another collector's: adopted, recorded as its decision, or yielded to it. Named, so
+    /// that a republished ban still names it.
+    Elsewhere(Node),
 }
 
-impl Decided {
-    /// Whether another collector's.
-    pub(super) fn elsewhere(&self) -> bool {
-        matches!(self, Decided::Elsewhere(_))
-    }
-}
+/// Another collector, by the number `BanState` gave its name (a cluster has a handful, and
+/// a storm's holds share them: a number costs a hold nothing to copy or drop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Node(pub(super) u32);
 
 /// The latest deadline of the holds applied at `place`: None when no hold is, Some(None)
 /// when one of them is permanent.

@@ -93,7 +93,7 @@ impl BanState {
         let decided = self.decided(Some(to));
         let hold = self
             .hold_mut(jail, address)
-            .filter(|h| !h.decided.elsewhere())?;
+            .filter(|h| !matches!(h.decided, Decided::Elsewhere(_)))?;
         hold.decided = decided;
         Metrics::inc(&self.metrics.cluster.double_decisions);
         Some(StoreOp::Yield {
@@ -109,7 +109,7 @@ impl BanState {
     pub fn take_over(&mut self, jail: &JailName, address: Target) -> Option<StoreOp> {
         let hold = self
             .hold_mut(jail, address)
-            .filter(|h| h.decided.elsewhere())?;
+            .filter(|h| matches!(h.decided, Decided::Elsewhere(_)))?;
         hold.decided = Decided::Here;
         Some(StoreOp::TakeOver {
             address,
@@ -147,8 +147,10 @@ impl BanState {
                     expires,
                     sample: String::new(),
                     republished: true,
-                    decided_by: match &hold.decided {
-                        Decided::Elsewhere(by) if **by != *node => Some(by.to_string()),
+                    decided_by: match hold.decided {
+                        Decided::Elsewhere(by) if self.node_name(by) != node => {
+                            Some(self.node_name(by).to_string())
+                        }
                         _ => None,
                     },
                     more_origins: hold.more_origins.clone(),
