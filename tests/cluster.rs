@@ -574,6 +574,99 @@ async fn stream_entries(port: u16, address: &str) -> usize {
         .count()
 }
 
+/// The field names of each entry of the engine's ban stream (default prefix).
+async fn stream_field_names(port: u16) -> Vec<Vec<String>> {
+    use syslog2ban::cluster::resp::{Connection, Reply};
+    let url = syslog2ban::config::EngineUrl::parse(&format!("redis://127.0.0.1:{port}"))
+        .expect("an engine url");
+    let mut conn = Connection::connect(&url, None, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let entries = conn
+        .call(&[b"XRANGE", b"syslog2ban:bans", b"-", b"+"])
+        .await
+        .expect("XRANGE");
+    entries
+        .items()
+        .iter()
+        .map(|entry| {
+            entry.items().get(1).map_or_else(Vec::new, |fields| {
+                fields
+                    .items()
+                    .chunks(2)
+                    .filter_map(|pair| pair.first().and_then(Reply::text))
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+/// A collector of an earlier version in the cluster (its heartbeat without the forms it
+/// reads, as those versions write it) gets bans in the one form it reads, a field per value,
+/// and a collector of this version adopts them; once its heartbeat says it reads one field
+/// (it was upgraded), bans go out in one field again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_go_out_in_a_form_every_collector_of_the_cluster_reads() {
+    if !redis_present() {
+        return;
+    }
+    let port = free_port();
+    let engine = Engine::start(port);
+    let now_ms = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis()
+            .to_string()
+    };
+    let beat = |reads: &str| format!("{} 0 0{reads}", now_ms());
+    engine
+        .command(&["HSET", "syslog2ban:nodes", "old", &beat("")])
+        .await;
+    let (a, b) = up_pair(&engine).await;
+    let old_reads = async |reads: u64| {
+        until(Duration::from_secs(3), async || {
+            cluster_status(&a.socket)
+                .await
+                .peers
+                .iter()
+                .any(|p| p.node == "old" && p.reads == reads)
+        })
+        .await
+    };
+    assert!(old_reads(1).await, "{:?}", cluster_status(&a.socket).await);
+    send_failures(a.port, ATTACKER, 5);
+    assert!(
+        all_within(Duration::from_secs(2), &[&a, &b], true).await,
+        "b did not adopt a's ban in the older form"
+    );
+    let fields = stream_field_names(port).await;
+    assert_eq!(fields.len(), 1, "{fields:?}");
+    assert!(
+        fields[0].iter().any(|f| f == "node") && !fields[0].iter().any(|f| f == "ban"),
+        "not a field per value: {fields:?}"
+    );
+    // Upgraded: its heartbeat says it reads one field.
+    engine
+        .command(&["HSET", "syslog2ban:nodes", "old", &beat(" 2")])
+        .await;
+    assert!(old_reads(2).await, "{:?}", cluster_status(&a.socket).await);
+    let next = "198.51.100.62";
+    send_failures(a.port, next, 5);
+    assert!(
+        until(Duration::from_secs(2), async || holds(&b.socket, next)
+            .await)
+        .await,
+        "b did not adopt a's ban in one field"
+    );
+    let fields = stream_field_names(port).await;
+    assert_eq!(fields.len(), 2, "{fields:?}");
+    assert_eq!(fields[1], vec!["ban".to_string()]);
+    a.down().await;
+    b.down().await;
+    drop(engine);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ban_both_collectors_decided_at_once_is_announced_once() {
     if !redis_present() {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::engine::{millis, CountArgs, Counted, FailureId};
-use super::entry::Published;
+use super::entry::{Form, Published};
 use super::messages::{ClaimedElsewhere, SharedFailure, ToBan, Yielded};
 use super::resp::{Connection, EngineError};
 use super::shared::{Shared, COUNT_BATCH, HEARTBEAT, PUBLISH_BATCH, STREAM_CAP};
@@ -105,6 +105,9 @@ pub(super) struct Counter {
     jails: Vec<JailName>,
     /// Addresses another collector lifted by hand: no longer settled here.
     lifted: mpsc::Receiver<Target>,
+    /// The form bans go out in, as the last heartbeat chose it (None before the first:
+    /// a field per value, which every version reads).
+    form: Option<Form>,
 }
 
 impl Counter {
@@ -124,6 +127,7 @@ impl Counter {
             epoch: None,
             primary: None,
             republished_since_beat: false,
+            form: None,
             settled: ByAttacker::default(),
             commands: Vec::new(),
             counted: Vec::new(),
@@ -593,7 +597,8 @@ impl Counter {
         let cm = self.shared.cm();
         cm.calls.fetch_add(bans.len() as u64, Ordering::Relaxed);
         Metrics::inc(&cm.round_trips);
-        let entries: Vec<_> = bans.iter().map(Published::fields).collect();
+        let form = self.form.unwrap_or(Form::FieldPerValue);
+        let entries: Vec<_> = bans.iter().map(|ban| ban.fields(form)).collect();
         let mut result = self.shared.keys.publish(conn, &entries, STREAM_CAP).await;
         // An address lifted by hand here: its claims and counts go too (after the unban is on
         // the stream; if this fails, both go again with the batch).

@@ -20,6 +20,33 @@ const TAB: u8 = b'\t';
 /// Values before the line: node, jail, address, failures, origin, started, expires, flags.
 const HEAD_VALUES: usize = 8;
 
+/// The forms of a ban entry a collector of this version reads, as its heartbeat tells the
+/// others: 2, a ban in one field as well as a field per value. A heartbeat without the
+/// number is an earlier version's, which may read only a field per value.
+pub const READS: u64 = 2;
+
+/// How bans go out on the stream: in one field, or a field per value while a collector of
+/// the cluster reads no other (an earlier version, during an upgrade).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// The ban in one field (`ban`).
+    OneField,
+    /// A field per value, the form earlier versions wrote and read.
+    FieldPerValue,
+}
+
+impl Form {
+    /// The form every collector can read, from the forms each says it reads (`READS`, or 1
+    /// for a heartbeat without it).
+    pub fn readable_by(reads: impl IntoIterator<Item = u64>) -> Form {
+        if reads.into_iter().all(|r| r >= READS) {
+            Form::OneField
+        } else {
+            Form::FieldPerValue
+        }
+    }
+}
+
 /// A ban as the collectors share it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedBan {
@@ -56,10 +83,14 @@ pub struct SharedBan {
 }
 
 impl SharedBan {
-    /// The stream entry's fields: the ban in one (see `encode`), and what only some bans
-    /// have.
-    pub fn fields(&self) -> Vec<(&'static str, String)> {
-        let mut fields = match encode(self) {
+    /// The stream entry's fields in `form` (a ban whose names one field cannot carry goes
+    /// out a field per value: see `encode`), and what only some bans have.
+    pub fn fields(&self, form: Form) -> Vec<(&'static str, String)> {
+        let one = match form {
+            Form::OneField => encode(self),
+            Form::FieldPerValue => None,
+        };
+        let mut fields = match one {
             Some(value) => vec![(FIELD, value)],
             None => self.fields_one_by_one(),
         };
@@ -253,10 +284,11 @@ impl Published {
         }
     }
 
-    /// The stream entry's fields (a ban's carry no `event`, as before unbans were shared).
-    pub fn fields(&self) -> Vec<(&'static str, String)> {
+    /// The stream entry's fields (a ban's carry no `event`, as before unbans were shared;
+    /// `form` is a ban's).
+    pub fn fields(&self, form: Form) -> Vec<(&'static str, String)> {
         match self {
-            Published::Ban(ban) => ban.fields(),
+            Published::Ban(ban) => ban.fields(form),
             Published::Unban { node, address } => vec![
                 ("event", "unban".to_string()),
                 ("node", node.clone()),
@@ -399,14 +431,14 @@ mod tests {
         };
         // In one field, and in the older form earlier versions wrote (still in a stream
         // a collector catches up on after its upgrade).
-        for form in [ban.fields(), ban.fields_one_by_one()] {
+        for form in [ban.fields(Form::OneField), ban.fields(Form::FieldPerValue)] {
             read(&form, &|fields| {
                 assert_eq!(SharedBan::from_fields(fields).unwrap(), ban);
                 assert!(from_node(fields, "a"));
                 assert!(!from_node(fields, "ab") && !from_node(fields, "sshd"));
             });
         }
-        assert_eq!(ban.fields().len(), 1, "one field");
+        assert_eq!(ban.fields(Form::OneField).len(), 1, "one field");
         let permanent = SharedBan {
             expires: None,
             republished: true,
@@ -417,12 +449,12 @@ mod tests {
             ]),
             ..ban.clone()
         };
-        let mut older = permanent.fields_one_by_one();
-        older.extend(permanent.fields().into_iter().skip(1));
+        let older = permanent.fields(Form::FieldPerValue);
+        assert!(older.iter().any(|(n, _)| *n == "node") && older.len() > 8);
         read(&older, &|fields| {
             assert_eq!(SharedBan::from_fields(fields).unwrap(), permanent);
         });
-        read(&permanent.fields(), &|fields| {
+        read(&permanent.fields(Form::OneField), &|fields| {
             assert_eq!(SharedBan::from_fields(fields).unwrap(), permanent);
             assert!(SharedBan::from_fields(&fields[1..]).is_err(), "no ban");
             let mut garbled: Vec<(&[u8], &[u8])> = fields.to_vec();
@@ -440,7 +472,7 @@ mod tests {
             node: "b".into(),
             address: "198.51.100.0/24".parse().unwrap(),
         };
-        read(&unban.fields(), &|fields| {
+        read(&unban.fields(Form::OneField), &|fields| {
             assert_eq!(Published::from_fields(fields).unwrap(), unban);
         });
         // A forged name goes out in the older form, and is refused there by name.
@@ -450,7 +482,7 @@ mod tests {
                 "origin" => &mut bad.origin,
                 _ => &mut bad.node,
             } = forged.into();
-            let fields = bad.fields();
+            let fields = bad.fields(Form::OneField);
             assert!(fields.iter().any(|(n, _)| *n == name), "the older form");
             read(&fields, &|fields| {
                 let error = SharedBan::from_fields(fields).unwrap_err();
@@ -465,9 +497,10 @@ mod tests {
             decided_by: Some("b".into()),
             ..ban.clone()
         };
-        let mut older = republished.fields_one_by_one();
-        older.extend(republished.fields().into_iter().skip(1));
-        for form in [republished.fields(), older] {
+        for form in [
+            republished.fields(Form::OneField),
+            republished.fields(Form::FieldPerValue),
+        ] {
             assert!(form.contains(&("decided_by", "b".to_string())));
             read(&form, &|fields| {
                 assert_eq!(SharedBan::from_fields(fields).unwrap(), republished);
@@ -478,15 +511,23 @@ mod tests {
             decided_by: Some("b\nINFO forged".into()),
             ..republished.clone()
         };
-        read(&forged.fields(), &|fields| {
+        read(&forged.fields(Form::OneField), &|fields| {
             let error = SharedBan::from_fields(fields).unwrap_err();
             assert!(error.contains("decided_by"), "{error}");
         });
-        let mut odd = ban.fields();
+        let mut odd = ban.fields(Form::OneField);
         odd.push(("event", "renamed".into()));
         read(&odd, &|fields| {
             assert!(Published::from_fields(fields).is_err(), "an unknown event");
         });
+    }
+
+    #[test]
+    fn bans_go_out_in_one_field_only_when_every_collector_reads_it() {
+        assert_eq!(Form::readable_by([READS, READS]), Form::OneField);
+        assert_eq!(Form::readable_by([]), Form::OneField, "alone");
+        assert_eq!(Form::readable_by([READS, 1]), Form::FieldPerValue);
+        assert_eq!(Form::readable_by([READS + 1, READS]), Form::OneField);
     }
 
     #[test]

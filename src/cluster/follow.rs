@@ -307,7 +307,10 @@ mod tests {
             more_origins: Vec::new(),
             placement: None,
         };
-        (id.to_string(), Published::Ban(ban).fields())
+        (
+            id.to_string(),
+            Published::Ban(ban).fields(crate::cluster::entry::Form::OneField),
+        )
     }
 
     #[tokio::test]
@@ -321,7 +324,10 @@ mod tests {
             ban("1-0", "b", "198.51.100.1"),
             ban("2-0", "a", "198.51.100.2"),
             ban("3-0", "b", "198.51.100.3"),
-            ("4-0".to_string(), unban.fields()),
+            (
+                "4-0".to_string(),
+                unban.fields(crate::cluster::entry::Form::OneField),
+            ),
             ban("5-0", "c", "198.51.100.5"),
         ];
         let mut cursor = "0".to_string();

@@ -36,7 +36,7 @@ use tracing::info;
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use engine::Keys;
-pub use entry::{from_node, read_entry, stream_entries, Published, SharedBan};
+pub use entry::{from_node, read_entry, stream_entries, Published, SharedBan, READS};
 pub use messages::{ClaimedElsewhere, Links, SharedFailure, ToBan, Yielded};
 use shared::Shared;
 

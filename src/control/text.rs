@@ -120,11 +120,16 @@ pub fn render(response: &Response) -> String {
                 );
                 for p in &c.peers {
                     say!(
-                        "  collector {:<16} seen {} ms ago, lag {} ms{}",
+                        "  collector {:<16} seen {} ms ago, lag {} ms{}{}",
                         p.node,
                         p.seen_ms_ago,
                         p.lag_ms,
-                        if p.degraded { ", replaying" } else { "" }
+                        if p.degraded { ", replaying" } else { "" },
+                        if p.reads < crate::cluster::READS {
+                            ", an earlier version: bans are published a field per value for it"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }

@@ -21,6 +21,14 @@ pub struct Peer {
     pub lag_ms: u64,
     /// It counts alone (the engine was unreachable for it).
     pub degraded: bool,
+    /// The forms of ban entries it reads (`cluster::entry::READS`; 1: an earlier version,
+    /// whose heartbeat does not say, which reads only a field per value).
+    #[serde(default = "one")]
+    pub reads: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// The cluster's counters.

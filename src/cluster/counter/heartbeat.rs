@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use tracing::{info, warn};
 
 use super::super::engine::{id_millis, millis};
+use super::super::entry::{Form, READS};
 use super::super::messages::ToBan;
 use super::super::resp::{EngineError, Reply};
 use super::Counter;
@@ -28,7 +29,9 @@ impl Counter {
         let now = millis(SystemTime::now());
         let cursor = self.shared.cursor_ms.load(Ordering::Relaxed);
         let degraded = u8::from(!self.failures.is_empty() || !self.bans.is_empty());
-        let beat = format!("{now} {cursor} {degraded}");
+        // The forms of ban entries this collector reads last: earlier versions wrote three
+        // numbers and read past a fourth.
+        let beat = format!("{now} {cursor} {degraded} {READS}");
         let result = async {
             conn.call(&[
                 b"HSET",
@@ -77,11 +80,40 @@ impl Counter {
                     seen_ms_ago: now.saturating_sub(seen),
                     lag_ms: lag(newest_ms, cursor, seen),
                     degraded: degraded == 1,
+                    reads: parts.next().unwrap_or(1),
                 })
             })
             .collect();
+        self.choose_form(&peers);
         self.shared.cm().set_peers(peers);
         self.check_epoch(epoch.text()).await;
+    }
+
+    /// Bans go out in one field once every collector that ever beat on this engine reads
+    /// it, and a field per value while one does not (an earlier version during an upgrade:
+    /// it could not read them, and would not hold them). A collector gone for good keeps its
+    /// heartbeat until it is deleted (README, Several collectors).
+    fn choose_form(&mut self, peers: &[Peer]) {
+        let form = Form::readable_by(peers.iter().map(|p| p.reads));
+        let was = self.form.replace(form);
+        if was == Some(form) {
+            return;
+        }
+        match form {
+            // The first beat's choice needs no line; a change back after an upgrade does.
+            Form::OneField if was.is_none() => {}
+            Form::OneField => {
+                info!("Every collector of the cluster reads bans in one field now: published so")
+            }
+            Form::FieldPerValue => {
+                let older: Vec<&str> = peers
+                    .iter()
+                    .filter(|p| p.reads < READS)
+                    .map(|p| p.node.as_str())
+                    .collect();
+                warn!(collectors = %older.join(","), "Collectors of an earlier version in the cluster read bans only a field per value: published so until they are upgraded (more work for every reader)");
+            }
+        }
     }
 
     /// An engine without our epoch lost its data (or is new): the bans are published again.
