@@ -542,40 +542,8 @@ async fn announced_once(hook: &Receiver) {
     assert_eq!(hook_events(hook), vec![ban]);
 }
 
-/// The entries of the engine's ban stream (default prefix) that ban `address`.
-async fn stream_entries(port: u16, address: &str) -> usize {
-    use syslog2ban::cluster::resp::{Connection, Reply};
-    let url = syslog2ban::config::EngineUrl::parse(&format!("redis://127.0.0.1:{port}"))
-        .expect("an engine url");
-    let mut conn = Connection::connect(&url, None, Duration::from_secs(5))
-        .await
-        .expect("connect");
-    let entries = conn
-        .call(&[b"XRANGE", b"syslog2ban:bans", b"-", b"+"])
-        .await
-        .expect("XRANGE");
-    entries
-        .items()
-        .iter()
-        .filter(|entry| {
-            entry.items().get(1).is_some_and(|fields| {
-                fields.items().chunks(2).any(|pair| {
-                    match pair.iter().map(Reply::text).collect::<Vec<_>>().as_slice() {
-                        // A ban in one field: node, jail, address, ... joined by tabs.
-                        [Some(name), Some(value)] if name == "ban" => {
-                            value.split('\t').nth(2) == Some(address)
-                        }
-                        [Some(name), Some(value)] => name == "address" && value == address,
-                        _ => false,
-                    }
-                })
-            })
-        })
-        .count()
-}
-
-/// The field names of each entry of the engine's ban stream (default prefix).
-async fn stream_field_names(port: u16) -> Vec<Vec<String>> {
+/// Each entry of the engine's ban stream (default prefix): its fields, names and values.
+async fn stream(port: u16) -> Vec<Vec<(String, String)>> {
     use syslog2ban::cluster::resp::{Connection, Reply};
     let url = syslog2ban::config::EngineUrl::parse(&format!("redis://127.0.0.1:{port}"))
         .expect("an engine url");
@@ -594,10 +562,38 @@ async fn stream_field_names(port: u16) -> Vec<Vec<String>> {
                 fields
                     .items()
                     .chunks(2)
-                    .filter_map(|pair| pair.first().and_then(Reply::text))
+                    .map(|pair| {
+                        let text = |i: usize| pair.get(i).and_then(Reply::text).unwrap_or_default();
+                        (text(0), text(1))
+                    })
                     .collect()
             })
         })
+        .collect()
+}
+
+/// The entries of the engine's ban stream (default prefix) that ban `address`.
+async fn stream_entries(port: u16, address: &str) -> usize {
+    stream(port)
+        .await
+        .iter()
+        .filter(|fields| {
+            fields.iter().any(|(name, value)| match name.as_str() {
+                // A ban in one field: node, jail, address, ... joined by tabs.
+                "ban" => value.split('\t').nth(2) == Some(address),
+                "address" => value == address,
+                _ => false,
+            })
+        })
+        .count()
+}
+
+/// The field names of each entry of the engine's ban stream (default prefix).
+async fn stream_field_names(port: u16) -> Vec<Vec<String>> {
+    stream(port)
+        .await
+        .into_iter()
+        .map(|fields| fields.into_iter().map(|(name, _)| name).collect())
         .collect()
 }
 
