@@ -259,6 +259,14 @@ mod tests {
     use crate::control::protocol::{ClusterReport, StatusReport};
 
     fn status_with_cluster(buffer_dropped: u64, unreadable_entries: u64) -> String {
+        status_with_peers(buffer_dropped, unreadable_entries, Vec::new())
+    }
+
+    fn status_with_peers(
+        buffer_dropped: u64,
+        unreadable_entries: u64,
+        peers: Vec<crate::metrics::Peer>,
+    ) -> String {
         let cluster = ClusterReport {
             node: "one".into(),
             engine: vec!["redis://127.0.0.1:6379".into()],
@@ -272,7 +280,7 @@ mod tests {
             adopted: 3,
             unreadable_entries,
             last_error: None,
-            peers: Vec::new(),
+            peers,
         };
         render(&Response::Status(StatusReport {
             version: "test".into(),
@@ -307,6 +315,33 @@ mod tests {
         assert!(
             unreadable.contains("NOT ADOPTED: 4 ban stream entries unreadable"),
             "{unreadable}"
+        );
+    }
+
+    #[test]
+    fn status_marks_a_collector_of_an_earlier_version() {
+        let peer = |node: &str, reads: u64| crate::metrics::Peer {
+            node: node.into(),
+            seen_ms_ago: 300,
+            lag_ms: 0,
+            degraded: false,
+            reads,
+        };
+        let text = status_with_peers(0, 0, vec![peer("one", 2), peer("old", 1)]);
+        let line = |node: &str| {
+            text.lines()
+                .find(|l| l.contains(&format!("collector {node} ")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            !line("one").is_empty() && !line("one").contains("earlier"),
+            "{text}"
+        );
+        assert!(
+            line("old")
+                .ends_with("an earlier version: bans are published a field per value for it"),
+            "{text}"
         );
     }
 }
