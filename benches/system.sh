@@ -13,6 +13,7 @@
 #                                        S2B_BENCH_STORM_ROUNDS=3 (median of the rounds' ratios),
 #                                        S2B_BENCH_CLUSTER_ROUNDS=3 (cluster on/off; cluster2: 5),
 #                                        S2B_BENCH_CLUSTER_SPLIT=connections|mirror (cluster2: how the stream splits),
+#                                        S2B_BENCH_CLUSTER_OLDER_PEER=1 (cluster2: bans published a field per value),
 #                                        S2B_BENCH_STORM_BANTIME=1h (bans that end mid-storm: 1s),
 #                                        (distinct messages cycled; loadgen's default 200000),
 #                                        S2B_BENCH_F2B_LINES=100000,
@@ -811,6 +812,11 @@ metric_at() { # $1 = metrics address (host:port), $2 = metric name prefix
 }
 cluster_storm() { # $1 = collectors (1 or 2), $2 = round, $3 = "adopt": the whole stream to the first
     local n=$1 i pids=() ports=() mports=() adopt=${3:-}
+    if [[ ${S2B_BENCH_CLUSTER_OLDER_PEER:-0} == 1 ]]; then
+        # A heartbeat as a collector of an earlier version writes it (no forms read): bans go
+        # out a field per value, as during a rolling upgrade from such a version.
+        inns redis-cli -h 198.51.100.5 -p 6399 HSET "s2bbench$n-$2::nodes" older "$(date +%s%3N) 0 0" >/dev/null
+    fi
     for ((i = 1; i <= n; i++)); do
         # Collector i's host, and the engine as it reaches it (its link's bench side).
         local d=$DIR/s2b-cluster$n-$i-r$2 host=198.51.100.$((4 * i + 2)) engine=198.51.100.$((4 * i + 1))
