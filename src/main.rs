@@ -54,6 +54,16 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Remove a collector taken out of the cluster for good from the engine (its heartbeat):
+    /// it leaves every collector's `status`, and bans stop going out in the older form for
+    /// it if it was of an earlier version. Uses this configuration's `[cluster]`.
+    ForgetCollector {
+        /// The collector's `node` name.
+        node: String,
+        /// Config file, or a directory holding syslog2ban.toml and conf.d/.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Translate a fail2ban configuration (jail.conf, jail.d, jail.local) into syslog2ban
     /// jails that use its filter files; lists what could not be carried over.
     ImportFail2ban {
@@ -288,6 +298,38 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     "wrote {}; validate with: syslog2ban check --config <dir with syslog2ban.toml>",
                     path.display()
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ForgetCollector { node, config } => {
+            let loaded = match config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let Some(cluster) = loaded.cluster else {
+                bail!(
+                    "{}: no [cluster] section: there is no engine to forget a collector on",
+                    config.display()
+                );
+            };
+            let ours = cluster.node.to_string() == node;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let removed = runtime
+                .block_on(syslog2ban::cluster::forget(cluster, &node))
+                .context("the cluster engine")?;
+            if removed {
+                println!("forgot collector {node}");
+            } else {
+                println!("no collector {node} on the engine (nothing to forget)");
+            }
+            if ours {
+                eprintln!("syslog2ban: {node} is this configuration's own node: while it runs, it writes its heartbeat again within a second");
             }
             Ok(ExitCode::SUCCESS)
         }

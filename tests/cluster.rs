@@ -600,7 +600,7 @@ async fn stream_field_names(port: u16) -> Vec<Vec<String>> {
 /// A collector of an earlier version in the cluster (its heartbeat without the forms it
 /// reads, as those versions write it) gets bans in the one form it reads, a field per value,
 /// and a collector of this version adopts them; once its heartbeat says it reads one field
-/// (it was upgraded), bans go out in one field again.
+/// (it was upgraded), or it is forgotten (taken out), bans go out in one field again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bans_go_out_in_a_form_every_collector_of_the_cluster_reads() {
     if !redis_present() {
@@ -658,6 +658,44 @@ async fn bans_go_out_in_a_form_every_collector_of_the_cluster_reads() {
     let fields = stream_field_names(port).await;
     assert_eq!(fields.len(), 2, "{fields:?}");
     assert_eq!(fields[1], vec!["ban".to_string()]);
+
+    // An earlier version's collector taken out for good (`syslog2ban forget-collector`):
+    // gone from status, and bans go out in one field.
+    engine
+        .command(&["HSET", "syslog2ban:nodes", "old", &beat("")])
+        .await;
+    assert!(old_reads(1).await, "{:?}", cluster_status(&a.socket).await);
+    let cluster = || {
+        syslog2ban::config::load(a.setup.dir.path())
+            .expect("config loads")
+            .cluster
+            .expect("a [cluster]")
+    };
+    assert!(syslog2ban::cluster::forget(cluster(), "old")
+        .await
+        .expect("forget"));
+    assert!(!syslog2ban::cluster::forget(cluster(), "old")
+        .await
+        .expect("forget again"));
+    assert!(
+        until(Duration::from_secs(3), async || !cluster_status(&a.socket)
+            .await
+            .peers
+            .iter()
+            .any(|p| p.node == "old"))
+        .await,
+        "{:?}",
+        cluster_status(&a.socket).await
+    );
+    let third = "198.51.100.63";
+    send_failures(a.port, third, 5);
+    assert!(
+        until(Duration::from_secs(2), async || holds(&b.socket, third)
+            .await)
+        .await
+    );
+    let fields = stream_field_names(port).await;
+    assert_eq!(fields.get(2), Some(&vec!["ban".to_string()]), "{fields:?}");
     a.down().await;
     b.down().await;
     drop(engine);

@@ -44,6 +44,50 @@ use shared::Shared;
 /// failures skip the engine until its old claim lapses; they count locally all the same).
 const LIFTED_QUEUE: usize = 1024;
 
+/// Why a collector's heartbeat could not be removed ([`forget`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ForgetError {
+    /// `[cluster] ca_file` could not be read.
+    #[error("the cluster's CA file {path} cannot be read: {source}")]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The engine could not be reached or refused.
+    #[error(transparent)]
+    Engine(#[from] resp::EngineError),
+}
+
+/// Removes collector `node`'s heartbeat from the engine, for a collector taken out of the
+/// cluster for good: it leaves every collector's `status`, and, if it was of an earlier
+/// version, bans go out in one field again (see `entry::Form`). Ok(false): it had none. A
+/// collector still running writes its heartbeat again within a second.
+pub async fn forget(config: ClusterConfig, node: &str) -> Result<bool, ForgetError> {
+    let ca = match &config.ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|source| ForgetError::Ca {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let timeout = config.timeout;
+    let shared = Shared {
+        keys: Keys::new(&config.prefix),
+        config: Arc::new(config),
+        ca: Arc::new(ca),
+        metrics: Arc::new(Metrics::default()),
+        cursor_ms: Arc::new(AtomicU64::new(0)),
+    };
+    let (mut conn, _) = shared.connect(timeout).await?;
+    let nodes = shared.keys.nodes();
+    let removed = conn
+        .call(&[b"HDEL", nodes.as_bytes(), node.as_bytes()])
+        .await?;
+    Ok(removed.int().is_some_and(|n| n > 0))
+}
+
 /// Runs the counter and the follower until `stop`.
 pub async fn run(
     config: ClusterConfig,
