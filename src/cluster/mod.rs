@@ -27,7 +27,7 @@ pub mod resp;
 mod shared;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -35,7 +35,6 @@ use tracing::info;
 
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
-use engine::Keys;
 pub use entry::{from_node, read_entry, stream_entries, Published, SharedBan, READS};
 pub use messages::{ClaimedElsewhere, Links, SharedFailure, ToBan, Yielded};
 use shared::Shared;
@@ -73,13 +72,7 @@ pub async fn forget(config: ClusterConfig, node: &str) -> Result<bool, ForgetErr
         None => None,
     };
     let timeout = config.timeout;
-    let shared = Shared {
-        keys: Keys::new(&config.prefix),
-        config: Arc::new(config),
-        ca: Arc::new(ca),
-        metrics: Arc::new(Metrics::default()),
-        cursor_ms: Arc::new(AtomicU64::new(0)),
-    };
+    let shared = Shared::new(config, ca, Arc::new(Metrics::default()));
     let (mut conn, _) = shared.connect(timeout).await?;
     let nodes = shared.keys.nodes();
     let removed = conn
@@ -109,13 +102,7 @@ pub async fn run(
     };
     metrics.cluster.enabled.store(true, Ordering::Relaxed);
     info!(node = %config.node, engine = ?config.urls, "Cluster: counting and banning with the other collectors");
-    let shared = Shared {
-        keys: Keys::new(&config.prefix),
-        config: Arc::new(config),
-        ca: Arc::new(ca),
-        metrics,
-        cursor_ms: Arc::new(AtomicU64::new(0)),
-    };
+    let shared = Shared::new(config, ca, metrics);
     let Links {
         failures,
         reached,

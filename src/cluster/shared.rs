@@ -39,6 +39,17 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// For `config`, with its CA certificates (`ca_file`, read) and the daemon's counters.
+    pub(super) fn new(config: ClusterConfig, ca: Option<Vec<u8>>, metrics: Arc<Metrics>) -> Shared {
+        Shared {
+            keys: Keys::new(&config.prefix),
+            config: Arc::new(config),
+            ca: Arc::new(ca),
+            metrics,
+            cursor_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     pub(super) fn cm(&self) -> &ClusterMetrics {
         &self.metrics.cluster
     }
