@@ -7,6 +7,10 @@ use std::fmt::Write as _;
 
 use super::protocol::Response;
 
+/// A collector of the cluster not heard from for this long gets the hint to forget it, if
+/// it is gone for good.
+const SILENT_PEER_MS: u64 = 60_000;
+
 /// What `status`, `banned`, `verify`, a jail's status and the other answers look like on a
 /// terminal (`--json` prints the answer itself). An error is the caller's to print.
 pub fn render(response: &Response) -> String {
@@ -119,8 +123,17 @@ pub fn render(response: &Response) -> String {
                     c.adopted
                 );
                 for p in &c.peers {
+                    // A collector that stopped beating a minute ago may be gone for good.
+                    let silent = if p.seen_ms_ago > SILENT_PEER_MS {
+                        format!(
+                            "; taken out for good? syslog2ban forget-collector {}",
+                            p.node
+                        )
+                    } else {
+                        String::new()
+                    };
                     say!(
-                        "  collector {:<16} seen {} ms ago, lag {} ms{}{}",
+                        "  collector {:<16} seen {} ms ago, lag {} ms{}{}{silent}",
                         p.node,
                         p.seen_ms_ago,
                         p.lag_ms,
@@ -319,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn status_marks_a_collector_of_an_earlier_version() {
+    fn status_marks_a_collector_of_an_earlier_version_and_one_long_silent() {
         let peer = |node: &str, reads: u64| crate::metrics::Peer {
             node: node.into(),
             seen_ms_ago: 300,
@@ -327,7 +340,9 @@ mod tests {
             degraded: false,
             reads,
         };
-        let text = status_with_peers(0, 0, vec![peer("one", 2), peer("old", 1)]);
+        let mut gone = peer("gone", 2);
+        gone.seen_ms_ago = 3_600_000;
+        let text = status_with_peers(0, 0, vec![peer("one", 2), peer("old", 1), gone]);
         let line = |node: &str| {
             text.lines()
                 .find(|l| l.contains(&format!("collector {node} ")))
@@ -343,5 +358,10 @@ mod tests {
                 .ends_with("an earlier version: bans are published a field per value for it"),
             "{text}"
         );
+        assert!(
+            line("gone").ends_with("; taken out for good? syslog2ban forget-collector gone"),
+            "{text}"
+        );
+        assert!(!line("old").contains("forget"), "{text}");
     }
 }
