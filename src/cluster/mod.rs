@@ -37,6 +37,7 @@ use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 pub use entry::{from_node, read_entry, stream_entries, Published, SharedBan, READS};
 pub use messages::{ClaimedElsewhere, Links, SharedFailure, ToBan, Yielded};
+pub use shared::CaFileError;
 use shared::Shared;
 
 /// Most lifts by hand waiting for the counter (past it one is missed there: that attacker's
@@ -47,13 +48,8 @@ const LIFTED_QUEUE: usize = 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ForgetError {
     /// `[cluster] ca_file` could not be read.
-    #[error("the cluster's CA file {path} cannot be read: {source}")]
-    Ca {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Ca(#[from] CaFileError),
     /// The engine could not be reached or refused.
     #[error(transparent)]
     Engine(#[from] resp::EngineError),
@@ -64,15 +60,8 @@ pub enum ForgetError {
 /// version, bans go out in one field again (see `entry::Form`). Ok(false): it had none. A
 /// collector still running writes its heartbeat again within a second.
 pub async fn forget(config: ClusterConfig, node: &str) -> Result<bool, ForgetError> {
-    let ca = match &config.ca_file {
-        Some(path) => Some(std::fs::read(path).map_err(|source| ForgetError::Ca {
-            path: path.clone(),
-            source,
-        })?),
-        None => None,
-    };
     let timeout = config.timeout;
-    let shared = Shared::new(config, ca, Arc::new(Metrics::default()));
+    let shared = Shared::new(config, Arc::new(Metrics::default()))?;
     let (mut conn, _) = shared.connect(timeout).await?;
     let nodes = shared.keys.nodes();
     let removed = conn
@@ -89,20 +78,20 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
-    let ca = match &config.ca_file {
-        Some(path) => match std::fs::read(path) {
-            Ok(pem) => Some(pem),
-            Err(e) => {
-                // The stage ends: the supervisor stops the daemon, saying why.
-                tracing::error!(file = %path.display(), error = %e, "The cluster's CA file cannot be read");
-                return;
-            }
-        },
-        None => None,
+    let shared = match Shared::new(config, metrics) {
+        Ok(shared) => shared,
+        Err(e) => {
+            // The stage ends: the supervisor stops the daemon, saying why.
+            tracing::error!(file = %e.path.display(), error = %e.source, "The cluster's CA file cannot be read");
+            return;
+        }
     };
-    metrics.cluster.enabled.store(true, Ordering::Relaxed);
-    info!(node = %config.node, engine = ?config.urls, "Cluster: counting and banning with the other collectors");
-    let shared = Shared::new(config, ca, metrics);
+    shared
+        .metrics
+        .cluster
+        .enabled
+        .store(true, Ordering::Relaxed);
+    info!(node = %shared.config.node, engine = ?shared.config.urls, "Cluster: counting and banning with the other collectors");
     let Links {
         failures,
         reached,

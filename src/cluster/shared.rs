@@ -28,6 +28,16 @@ pub(super) const STREAM_CAP: usize = 100_000;
 /// The follower's position, in the state directory.
 pub(super) const CURSOR_FILE: &str = "cluster-cursor";
 
+/// `[cluster] ca_file` could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("the cluster's CA file {} cannot be read: {source}", path.display())]
+pub struct CaFileError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
 #[derive(Clone)]
 pub(super) struct Shared {
     pub(super) config: Arc<ClusterConfig>,
@@ -39,15 +49,22 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// For `config`, with its CA certificates (`ca_file`, read) and the daemon's counters.
-    pub(super) fn new(config: ClusterConfig, ca: Option<Vec<u8>>, metrics: Arc<Metrics>) -> Shared {
-        Shared {
+    /// For `config`, its CA certificates (`ca_file`) read, with the daemon's counters.
+    pub(super) fn new(config: ClusterConfig, metrics: Arc<Metrics>) -> Result<Shared, CaFileError> {
+        let ca = match &config.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| CaFileError {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        Ok(Shared {
             keys: Keys::new(&config.prefix),
             config: Arc::new(config),
             ca: Arc::new(ca),
             metrics,
             cursor_ms: Arc::new(AtomicU64::new(0)),
-        }
+        })
     }
 
     pub(super) fn cm(&self) -> &ClusterMetrics {
