@@ -7,6 +7,7 @@
 #                                        S2B_BENCH_CONNECTIONS=4, S2B_BENCH_LINES=200000,
 #                                        S2B_BENCH_ATTACKERS=300 for ban latency,
 #                                        S2B_BENCH_KEEP=1 keeps the temp dir,
+#                                        TMPDIR=/dev/shm puts it (state dirs, stores) on tmpfs,
 #                                        S2B_BENCH_ONLY=ingest|regex|latency|storm|udp|cluster|cluster2|fail2ban|memory
 #                                        runs one part (or several: storm,latency), S2B_BENCH_STORM_MESSAGES=2000000,
 #                                        S2B_BENCH_STORM_ATTACKERS=50000, S2B_BENCH_STORM_POOL=N,
@@ -73,7 +74,7 @@ BIN=${S2B_BENCH_BIN:-$REPO/target/release/syslog2ban}
 LOADGEN=$REPO/target/release/syslog2ban-loadgen
 
 NS=s2bsys-$$
-DIR=$(mktemp -d /tmp/s2bsys.XXXXXX)
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/s2bsys.XXXXXX")
 PIDS=()
 
 stop_pid() {
