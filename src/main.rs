@@ -357,6 +357,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                             .join(", ")
                     );
                 }
+                // Only what the file says: `check` does not reach the engine (the running
+                // daemon's `status` says whether it does).
+                if let Some(cluster) = &c.cluster {
+                    println!("{}", cluster.summary());
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(errors) => {

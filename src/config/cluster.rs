@@ -206,9 +206,85 @@ pub struct ClusterConfig {
     pub announce_delay: Duration,
 }
 
+impl ClusterConfig {
+    /// One line for `check`: this collector's name, the servers it reaches and how (TLS,
+    /// credentials given or not; never the password itself).
+    pub fn summary(&self) -> String {
+        let list = |urls: &[EngineUrl]| {
+            urls.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let first = self.urls.first();
+        let credentials = match first.map(|u| (u.username.as_deref(), u.password.is_some())) {
+            Some((Some(user), true)) => format!("user {user} with a password"),
+            Some((None, true)) => "a password".to_string(),
+            _ => "no password".to_string(),
+        };
+        let tls = if first.is_some_and(|u| u.tls) {
+            match &self.ca_file {
+                Some(ca) => format!("TLS (CA file {})", ca.display()),
+                None => "TLS".to_string(),
+            }
+        } else {
+            "no TLS".to_string()
+        };
+        let sentinel = self.sentinel.as_ref().map_or(String::new(), |s| {
+            format!(
+                ", primary {:?} named by sentinels {}",
+                s.master,
+                list(&s.urls)
+            )
+        });
+        format!(
+            "cluster: node {} on {} ({tls}, {credentials}){sentinel}, keys under {}:",
+            self.node,
+            list(&self.urls),
+            self.prefix
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_names_servers_and_credentials_but_never_the_password() {
+        let config = ClusterConfig {
+            urls: vec![
+                EngineUrl::parse("rediss://s2b:hunter2@cache-a:6380").unwrap(),
+                EngineUrl::parse("rediss://s2b:hunter2@cache-b:6380").unwrap(),
+            ],
+            sentinel: Some(SentinelConfig {
+                urls: vec![EngineUrl::parse("redis://:hunter2@sentinel-a:26379").unwrap()],
+                master: "s2b".to_string(),
+            }),
+            node: NodeName::new("collector-a").unwrap(),
+            prefix: "fleet".to_string(),
+            timeout: Duration::from_millis(250),
+            ca_file: Some(PathBuf::from("/etc/syslog2ban/engine-ca.pem")),
+            buffer: 100_000,
+            announce_delay: Duration::from_secs(3),
+        };
+        let line = config.summary();
+        assert_eq!(
+            line,
+            "cluster: node collector-a on rediss://cache-a:6380/0, rediss://cache-b:6380/0 (TLS (CA file /etc/syslog2ban/engine-ca.pem), user s2b with a password), primary \"s2b\" named by sentinels redis://sentinel-a:26379/0, keys under fleet:"
+        );
+        assert!(!line.contains("hunter2"));
+        let plain = ClusterConfig {
+            urls: vec![EngineUrl::parse("redis://127.0.0.1").unwrap()],
+            sentinel: None,
+            ca_file: None,
+            ..config
+        };
+        assert_eq!(
+            plain.summary(),
+            "cluster: node collector-a on redis://127.0.0.1:6379/0 (no TLS, no password), keys under fleet:"
+        );
+    }
 
     #[test]
     fn engine_urls_are_taken_apart_and_never_print_the_password() {
