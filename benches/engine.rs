@@ -118,6 +118,7 @@ fn bench(c: &mut Criterion) {
                     .block_on(keys.count_all(
                         &mut conn,
                         &mut sha,
+                        SystemTime::now(),
                         &args,
                         &mut commands,
                         &mut counted,

@@ -310,11 +310,15 @@ async fn a_split_attack_adds_up_and_one_collector_bans_for_both() {
         "{ca:?}"
     );
     assert!(!ca.degraded && !cb.degraded);
-    // Both collectors are seen, with no lag once the ban is read.
+    // Both collectors are seen, with no lag once the ban is read, and their clocks (this
+    // machine's) measured against the engine's within a second.
     assert!(
         until(Duration::from_secs(3), async || {
             let peers = cluster_status(&a.socket).await.peers;
-            peers.len() == 2 && peers.iter().all(|p| p.lag_ms == 0)
+            peers.len() == 2
+                && peers
+                    .iter()
+                    .all(|p| p.lag_ms == 0 && p.clock_ahead_ms.is_some_and(|ms| ms.abs() < 1000))
         })
         .await,
         "{:?}",
@@ -988,9 +992,17 @@ async fn the_count_script_names_who_holds_the_claim() {
     };
     let (mut commands, mut counted) = (Vec::new(), Vec::new());
     let mut count = async |failures: &[CountArgs<'_>]| -> Vec<Counted> {
-        keys.count_all(&mut conn, &mut sha, failures, &mut commands, &mut counted)
-            .await
-            .expect("counted");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(now);
+        keys.count_all(
+            &mut conn,
+            &mut sha,
+            now,
+            failures,
+            &mut commands,
+            &mut counted,
+        )
+        .await
+        .expect("counted");
         counted.clone()
     };
     let answers = count(&[failure("a", 1), failure("b", 1), failure("a", 2)]).await;
@@ -1036,6 +1048,7 @@ async fn the_count_script_names_who_holds_the_claim() {
         .count_all(
             &mut conn,
             &mut sha,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(now),
             &[from("a", 12, "192.0.2.2"), from("b", 12, "192.0.2.1")],
             &mut commands,
             &mut counted,
@@ -1048,6 +1061,95 @@ async fn the_count_script_names_who_holds_the_claim() {
         .map(|c| (c.count, c.holder.as_deref()))
         .collect();
     assert_eq!(seen, vec![(1, None), (1, None)]);
+}
+
+/// Collectors whose clocks disagree count together: the window is on the engine's clock.
+/// Collector b's clock runs 20 minutes ahead (a host whose NTP broke); findtime is 10
+/// minutes. With each collector's own clock in the window, b would drop a's two failures
+/// as older than findtime, and the attacker's 4th failure would not reach maxretry 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collectors_whose_clocks_disagree_count_together() {
+    use syslog2ban::cluster::engine::{millis, CountArgs, FailureId, Keys};
+    use syslog2ban::cluster::resp::Connection;
+    use syslog2ban::config::EngineUrl;
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let url = EngineUrl::parse(&format!("redis://127.0.0.1:{}", engine.port)).unwrap();
+    let mut conn = Connection::connect(&url, None, Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let keys = Keys::new("t");
+    let mut sha = keys.load_script(&mut conn).await.expect("load the script");
+    let (mut commands, mut counted) = (Vec::new(), Vec::new());
+    let mut answers = Vec::new();
+    for (node, skew) in [
+        ("a", Duration::ZERO),
+        ("a", Duration::ZERO),
+        ("b", Duration::from_secs(1200)),
+        ("b", Duration::from_secs(1200)),
+    ] {
+        let clock = SystemTime::now() + skew;
+        let failure = CountArgs {
+            jail: "sshd",
+            target: ATTACKER.parse().unwrap(),
+            at_ms: millis(clock),
+            findtime_ms: 600_000,
+            claim_ms: 600_000,
+            maxretry: 4,
+            weight: 1,
+            member: FailureId {
+                node,
+                started_ms: 1,
+                sequence: answers.len() as u64,
+                entry: None,
+            },
+            origin: None,
+        };
+        keys.count_all(
+            &mut conn,
+            &mut sha,
+            clock,
+            &[failure],
+            &mut commands,
+            &mut counted,
+        )
+        .await
+        .expect("counted");
+        answers.push((counted[0].count, counted[0].claimed));
+    }
+    assert_eq!(answers, vec![(1, false), (2, false), (3, false), (4, true)]);
+    // A failure sent late (buffered while the engine was away) counts with its age: one
+    // older than findtime adds nothing.
+    let clock = SystemTime::now();
+    let old = CountArgs {
+        jail: "sshd",
+        target: "198.51.100.99".parse().unwrap(),
+        at_ms: millis(clock - Duration::from_secs(601)),
+        findtime_ms: 600_000,
+        claim_ms: 600_000,
+        maxretry: 4,
+        weight: 1,
+        member: FailureId {
+            node: "a",
+            started_ms: 1,
+            sequence: 100,
+            entry: None,
+        },
+        origin: None,
+    };
+    keys.count_all(
+        &mut conn,
+        &mut sha,
+        clock,
+        &[old],
+        &mut commands,
+        &mut counted,
+    )
+    .await
+    .expect("counted");
+    assert_eq!((counted[0].count, counted[0].claimed), (0, false));
 }
 
 /// The claim on `address` in the sshd jail, taken on the engine at `port` by a collector
@@ -1084,9 +1186,17 @@ async fn claim_as_from(port: u16, address: &str, node: &str, sender: Option<&str
         origin: sender,
     };
     let (mut commands, mut counted) = (Vec::new(), Vec::new());
-    keys.count_all(&mut conn, &mut sha, &[claim], &mut commands, &mut counted)
-        .await
-        .expect("counted");
+    let now = SystemTime::UNIX_EPOCH + Duration::from_millis(claim.at_ms);
+    keys.count_all(
+        &mut conn,
+        &mut sha,
+        now,
+        &[claim],
+        &mut commands,
+        &mut counted,
+    )
+    .await
+    .expect("counted");
     assert!(counted[0].claimed, "{node} takes the claim");
 }
 

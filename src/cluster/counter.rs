@@ -108,6 +108,9 @@ pub(super) struct Counter {
     /// The form bans go out in, as the last heartbeat chose it (None before the first:
     /// a field per value, which every version reads).
     form: Option<Form>,
+    /// The last heartbeat found this collector's clock out of step with the engine's (warned
+    /// once per spell).
+    clock_warned: bool,
 }
 
 impl Counter {
@@ -128,6 +131,7 @@ impl Counter {
             primary: None,
             republished_since_beat: false,
             form: None,
+            clock_warned: false,
             settled: ByAttacker::default(),
             commands: Vec::new(),
             counted: Vec::new(),
@@ -537,7 +541,14 @@ impl Counter {
         let result = self
             .shared
             .keys
-            .count_all(conn, sha, &args, &mut self.commands, &mut counted)
+            .count_all(
+                conn,
+                sha,
+                SystemTime::now(),
+                &args,
+                &mut self.commands,
+                &mut counted,
+            )
             .await;
         if let Err(e) = result {
             self.counted = counted;
@@ -598,7 +609,19 @@ impl Counter {
         cm.calls.fetch_add(bans.len() as u64, Ordering::Relaxed);
         Metrics::inc(&cm.round_trips);
         let form = self.form.unwrap_or(Form::FieldPerValue);
-        let entries: Vec<_> = bans.iter().map(|ban| ban.fields(form)).collect();
+        let clock_ahead = self.shared.clock_out_of_step();
+        let entries: Vec<_> = bans
+            .iter()
+            .map(|message| match (message, clock_ahead) {
+                // A ban's times go out on the engine's clock.
+                (Published::Ban(ban), Some(ahead)) => {
+                    let mut ban = ban.clone();
+                    ban.shift_clock(-ahead);
+                    ban.fields(form)
+                }
+                _ => message.fields(form),
+            })
+            .collect();
         let mut result = self.shared.keys.publish(conn, &entries, STREAM_CAP).await;
         // An address lifted by hand here: its claims and counts go too (after the unban is on
         // the stream; if this fails, both go again with the batch).

@@ -21,40 +21,45 @@ use crate::target::Target;
 
 /// Adds one failure and says whether it made the count reach maxretry first.
 /// KEYS: failures, claim, and for a jail counting per origin the list of the attacker's
-/// per-origin keys. ARGV: failure time (ms), now (ms), findtime (ms), maxretry,
+/// per-origin keys. ARGV: the failure's age when sent (ms), findtime (ms), maxretry,
 /// weight, what the failure counts as (its id, or its journal entry's), the claim's
 /// lifetime (ms), the failure's id (what a claim it takes holds).
+/// Times are the engine's (`TIME`): the collectors' clocks may disagree, and the window on
+/// one collector's clock running ahead would drop the others' failures as too old. The
+/// age is one collector's difference of two readings of its own clock, whatever its skew.
 /// Returns {count, 1 if this failure holds the claim, else 0}, or {count, 2, the holder's
 /// failure id} when another failure holds it.
 /// Idempotent per failure id: a failure sent again (its first reply was lost to a timeout,
 /// but the engine ran it) is not counted twice, and if it took the claim the first time, it
 /// is told so again. A journal entry's failure counts once whichever collectors it reached.
 const COUNT_SCRIPT: &str = r"
-local at = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
-local findtime = tonumber(ARGV[3])
-local maxretry = tonumber(ARGV[4])
-local weight = tonumber(ARGV[5])
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local at = now - tonumber(ARGV[1])
+local findtime = tonumber(ARGV[2])
+local maxretry = tonumber(ARGV[3])
+local weight = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - findtime)
 if at > now - findtime then
   for i = 1, weight do
-    redis.call('ZADD', KEYS[1], at, ARGV[6] .. ':' .. i)
+    redis.call('ZADD', KEYS[1], at, ARGV[5] .. ':' .. i)
   end
 end
 redis.call('PEXPIRE', KEYS[1], findtime)
 if KEYS[3] then
   redis.call('SADD', KEYS[3], KEYS[1], KEYS[2])
-  redis.call('PEXPIRE', KEYS[3], math.max(findtime, tonumber(ARGV[7])))
+  redis.call('PEXPIRE', KEYS[3], math.max(findtime, tonumber(ARGV[6])))
 end
 local count = redis.call('ZCARD', KEYS[1])
 if count >= maxretry then
-  if redis.call('SET', KEYS[2], ARGV[8], 'NX', 'PX', ARGV[7]) then
+  if redis.call('SET', KEYS[2], ARGV[7], 'NX', 'PX', ARGV[6]) then
     redis.call('DEL', KEYS[1])
     return {count, 1}
   end
 end
 local holder = redis.call('GET', KEYS[2])
-if holder == ARGV[8] then
+if holder == ARGV[7] then
   return {count, 1}
 end
 if holder then
@@ -154,7 +159,8 @@ pub struct CountArgs<'a> {
     pub jail: &'a str,
     /// The attacker.
     pub target: Target,
-    /// When the failure happened.
+    /// When the failure happened, on this collector's clock (Unix milliseconds): only its
+    /// age at the call reaches the engine.
     pub at_ms: u64,
     /// The jail's findtime.
     pub findtime_ms: u64,
@@ -221,18 +227,20 @@ impl Keys {
 
     /// Counts `failures` in one round trip, their answers in order into `counted` (Err:
     /// the first reply that was not the script's; every reply is read all the same, so the
-    /// connection stays in step). `commands` is the buffer they are encoded in, kept by the
+    /// connection stays in step). `now` is this collector's clock, which their `at_ms` are
+    /// on. `commands` is the buffer they are encoded in, kept by the
     /// caller between calls: a storm's batches are half a megabyte each. Loads the script
     /// again if the engine lost it.
     pub async fn count_all(
         &self,
         conn: &mut Connection,
         sha: &mut String,
+        now: SystemTime,
         failures: &[CountArgs<'_>],
         commands: &mut Vec<u8>,
         counted: &mut Vec<Counted>,
     ) -> Result<(), EngineError> {
-        let now = millis(SystemTime::now());
+        let now = millis(now);
         let mut reloaded = false;
         loop {
             self.count_commands(sha, now, failures, commands);
@@ -275,7 +283,7 @@ impl Keys {
         // What every call starts with: the command, the script and its two keys.
         let head = |keys: &[u8]| {
             let mut head = Vec::with_capacity(64);
-            resp::array_header(&mut head, 11 + usize::from(keys[0] - b'0'));
+            resp::array_header(&mut head, 10 + usize::from(keys[0] - b'0'));
             resp::bulk(&mut head, b"EVALSHA");
             resp::bulk(&mut head, sha.as_bytes());
             resp::bulk(&mut head, keys);
@@ -305,8 +313,8 @@ impl Keys {
                     resp::bulk_parts(out, &attacker_key(prefix, PER_ORIGIN, target, jail));
                 }
             }
-            resp::bulk_number(out, args.at_ms);
-            resp::bulk_number(out, now_ms);
+            // A failure after `now` (the clock stepped back meanwhile) is new.
+            resp::bulk_number(out, now_ms.saturating_sub(args.at_ms));
             resp::bulk_number(out, args.findtime_ms);
             resp::bulk_number(out, u64::from(args.maxretry));
             resp::bulk_number(out, u64::from(args.weight));
@@ -450,7 +458,6 @@ mod tests {
             b"s2b:f:{198.51.100.7}:sshd",
             b"s2b:c:{198.51.100.7}:sshd",
             b"1000",
-            b"2000",
             b"600000",
             b"5",
             b"1",
@@ -459,6 +466,15 @@ mod tests {
             b"a:17:4",
         ]);
         assert_eq!(bytes, [one.clone(), one].concat());
+        // Only the age goes: a failure stamped after the batch's `now` (the clock stepped
+        // back) is new.
+        keys.count_commands("0123", 500, &[failure], &mut bytes);
+        assert!(
+            String::from_utf8_lossy(&bytes)
+                .contains("}:sshd\r\n$1\r\n0\r\n$6\r\n600000\r\n$1\r\n5\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&bytes)
+        );
         // From a journal entry: it counts as the entry, its claim is still this failure's.
         let mut entry = [0u8; 16];
         entry[0] = 0xab;
@@ -492,7 +508,6 @@ mod tests {
             b"s2b:c:{198.51.100.7}:sshd@192.0.2.4",
             b"s2b:o:{198.51.100.7}:sshd",
             b"1000",
-            b"2000",
             b"600000",
             b"5",
             b"1",

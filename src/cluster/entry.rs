@@ -82,7 +82,25 @@ pub struct SharedBan {
     pub placement: Option<Vec<crate::config::PlacementRule>>,
 }
 
+/// `t` moved `ms` later (earlier when negative), never before the Unix epoch.
+fn shifted(t: SystemTime, ms: i64) -> SystemTime {
+    let by = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        t.checked_add(by).unwrap_or(t)
+    } else {
+        let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        SystemTime::UNIX_EPOCH + since.saturating_sub(by)
+    }
+}
+
 impl SharedBan {
+    /// The ban with its start and end `ms` later (earlier when negative): from one clock
+    /// to another (a collector's and the engine's).
+    pub fn shift_clock(&mut self, ms: i64) {
+        self.started = shifted(self.started, ms);
+        self.expires = self.expires.map(|t| shifted(t, ms));
+    }
+
     /// The stream entry's fields in `form` (a ban whose names one field cannot carry goes
     /// out a field per value: see `encode`), and what only some bans have.
     pub fn fields(&self, form: Form) -> Vec<(&'static str, String)> {
@@ -411,6 +429,34 @@ mod tests {
             more_origins: Vec::new(),
             placement: None,
         }
+    }
+
+    #[test]
+    fn a_ban_moves_between_clocks_by_its_start_and_end() {
+        let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        let mut ban = shared();
+        ban.shift_clock(-1_200_000);
+        assert_eq!(
+            (ban.started, ban.expires),
+            (at(1_799_998_800_123), Some(at(1_799_999_400_000)))
+        );
+        ban.shift_clock(1_200_000);
+        assert_eq!(
+            (ban.started, ban.expires),
+            (shared().started, shared().expires)
+        );
+        let mut permanent = SharedBan {
+            expires: None,
+            ..shared()
+        };
+        permanent.shift_clock(5_000);
+        assert_eq!(
+            (permanent.started, permanent.expires),
+            (at(1_800_000_005_123), None)
+        );
+        // Never before the Unix epoch.
+        permanent.shift_clock(i64::MIN);
+        assert_eq!(permanent.started, SystemTime::UNIX_EPOCH);
     }
 
     #[test]

@@ -75,11 +75,14 @@ impl Batch<'_> {
 /// Hands what one read of the stream found to the ban manager: the other collectors' bans
 /// together (counted in `adopted`), an unban in between after the adoptions before it, so
 /// the stream's order is kept; the entries of `skip` (this collector, unless it is catching
-/// up without a state of its own) need nothing. The position moves past an entry only once
-/// the manager has it. False when the manager is gone.
+/// up without a state of its own) need nothing. A ban's times are on the engine's clock:
+/// with this collector's running `clock_ahead` ms ahead of it, they move by as much. The
+/// position moves past an entry only once the manager has it. False when the manager is
+/// gone.
 async fn hand_entries(
     entries: Frame<'_>,
     skip: Option<&str>,
+    clock_ahead: Option<i64>,
     follower: &Follower,
     cursor: &mut String,
 ) -> bool {
@@ -97,7 +100,10 @@ async fn hand_entries(
         };
         let needs_nothing = skip.is_some_and(|node| from_node(&fields, node));
         match (!needs_nothing).then(|| Published::from_fields(&fields)) {
-            Some(Ok(Published::Ban(ban))) => {
+            Some(Ok(Published::Ban(mut ban))) => {
+                if let Some(ahead) = clock_ahead {
+                    ban.shift_clock(ahead);
+                }
                 Metrics::inc(&follower.metrics.cluster.adopted);
                 adopt.bans.push(ban);
             }
@@ -239,10 +245,11 @@ async fn read_stream(
                 }
             };
             let caught_up = |catching_up: &mut bool, cursor: &str| {
-                // Nothing more to read: everything published until now is read.
-                shared
-                    .cursor_ms
-                    .store(millis(SystemTime::now()), Ordering::Relaxed);
+                // Nothing more to read: everything published until now (on the engine's
+                // clock, as the stream's ids are) is read.
+                let ahead = shared.clock_ahead_ms.load(Ordering::Relaxed);
+                let now = millis(SystemTime::now()).saturating_add_signed(-ahead);
+                shared.cursor_ms.store(now, Ordering::Relaxed);
                 if std::mem::take(catching_up) {
                     // Kept at once: a restart (even after kill -9) is no longer a new one.
                     write_cursor(path, cursor);
@@ -253,7 +260,8 @@ async fn read_stream(
                 continue;
             };
             let skip = (!catching_up).then_some(node.as_str());
-            if !hand_entries(entries, skip, follower, cursor).await {
+            let clock_ahead = shared.clock_out_of_step();
+            if !hand_entries(entries, skip, clock_ahead, follower, cursor).await {
                 return;
             }
             if entries.items().len() < FOLLOW_BATCH {
@@ -340,7 +348,7 @@ mod tests {
         let far = std::time::Instant::now() + Duration::from_secs(60);
         claims.note(&sshd, "198.51.100.9".parse().unwrap(), "b", far);
         claims.note(&sshd, "198.51.100.1".parse().unwrap(), "b", far);
-        assert!(hand_entries(read.frame(), Some("a"), &follower, &mut cursor).await);
+        assert!(hand_entries(read.frame(), Some("a"), None, &follower, &mut cursor).await);
         // The address lifted by hand is claimed by nobody any more, and the counter is told;
         // the others still are.
         assert_eq!(counter.try_recv().ok(), "198.51.100.9".parse().ok());
@@ -376,6 +384,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_collector_whose_clock_is_behind_the_engines_reads_bans_on_its_own_clock() {
+        let (to_ban, mut from_follower) = mpsc::channel(8);
+        let mut cursor = "0".to_string();
+        let read = OwnedReply::read(xread_entries(&[ban("1-0", "b", "198.51.100.2")])).unwrap();
+        let follower = Follower::new(to_ban, Arc::default(), mpsc::channel(1).0, Arc::default());
+        let behind = Some(-90_000);
+        assert!(hand_entries(read.frame(), Some("a"), behind, &follower, &mut cursor).await);
+        let Ok(ToBan::Adopt(bans)) = from_follower.try_recv() else {
+            panic!("no adoption");
+        };
+        let published = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(bans[0].started, published - Duration::from_secs(90));
+    }
+
+    #[tokio::test]
     async fn catching_up_without_a_state_this_collectors_own_bans_are_adopted_too() {
         let (to_ban, mut from_follower) = mpsc::channel(8);
         let mut cursor = "0".to_string();
@@ -385,7 +408,7 @@ mod tests {
         ];
         let read = OwnedReply::read(xread_entries(&entries)).unwrap();
         let follower = Follower::new(to_ban, Arc::default(), mpsc::channel(1).0, Arc::default());
-        assert!(hand_entries(read.frame(), None, &follower, &mut cursor).await);
+        assert!(hand_entries(read.frame(), None, None, &follower, &mut cursor).await);
         let Ok(ToBan::Adopt(bans)) = from_follower.try_recv() else {
             panic!("no adoption");
         };
@@ -406,14 +429,14 @@ mod tests {
         let bytes = xread_entries(&entries);
         let read = OwnedReply::read(bytes).unwrap();
         let follower = Follower::new(to_ban, Arc::default(), mpsc::channel(1).0, Arc::default());
-        assert!(!hand_entries(read.frame(), Some("a"), &follower, &mut cursor).await);
+        assert!(!hand_entries(read.frame(), Some("a"), None, &follower, &mut cursor).await);
         assert_eq!(
             cursor, "0",
             "an adoption the manager did not take is read again"
         );
         let own = xread_entries(&[ban("1-0", "a", "198.51.100.2")]);
         let read = OwnedReply::read(own).unwrap();
-        assert!(hand_entries(read.frame(), Some("a"), &follower, &mut cursor).await);
+        assert!(hand_entries(read.frame(), Some("a"), None, &follower, &mut cursor).await);
         assert_eq!(cursor, "1-0", "an entry that needs nothing is passed");
     }
     #[tokio::test]
@@ -429,7 +452,7 @@ mod tests {
             ban("3-0", "b", "198.51.100.3"),
         ];
         let read = OwnedReply::read(xread_entries(&entries)).unwrap();
-        assert!(hand_entries(read.frame(), Some("a"), &follower, &mut cursor).await);
+        assert!(hand_entries(read.frame(), Some("a"), None, &follower, &mut cursor).await);
         let Ok(ToBan::Adopt(bans)) = from_follower.try_recv() else {
             panic!("no adoption");
         };
@@ -445,7 +468,7 @@ mod tests {
         };
         assert_eq!(unreadable(), 1);
         let read = OwnedReply::read(xread_entries(&[("4-0".to_string(), odd.1)])).unwrap();
-        assert!(hand_entries(read.frame(), Some("a"), &follower, &mut cursor).await);
+        assert!(hand_entries(read.frame(), Some("a"), None, &follower, &mut cursor).await);
         assert_eq!(unreadable(), 2, "counted even when its line is held back");
     }
 }

@@ -1,7 +1,7 @@
 //! What the counter and the follower share: the config, the engine's keys, the counters,
 //! the connection to the engine, and the follower's position for the heartbeat.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,10 @@ pub(super) const COUNT_BATCH: usize = 2048;
 pub(super) const PUBLISH_BATCH: usize = 2048;
 /// Entries the ban stream keeps (approximately).
 pub(super) const STREAM_CAP: usize = 100_000;
+/// A collector's clock within this of the engine's is taken as in step: a ban's times are
+/// not moved between the two for less (the offset is measured to a round trip), and no
+/// warning is due.
+pub(super) const CLOCK_IN_STEP_MS: i64 = 1000;
 /// The follower's position, in the state directory.
 pub(super) const CURSOR_FILE: &str = "cluster-cursor";
 
@@ -46,6 +50,9 @@ pub(super) struct Shared {
     pub(super) metrics: Arc<Metrics>,
     /// The follower's position (stream id milliseconds), for the heartbeat.
     pub(super) cursor_ms: Arc<AtomicU64>,
+    /// How far this collector's clock runs ahead of the engine's (ms; negative: behind), as
+    /// the last heartbeat measured it; 0 before the first.
+    pub(super) clock_ahead_ms: Arc<AtomicI64>,
 }
 
 impl Shared {
@@ -64,7 +71,16 @@ impl Shared {
             ca: Arc::new(ca),
             metrics,
             cursor_ms: Arc::new(AtomicU64::new(0)),
+            clock_ahead_ms: Arc::new(AtomicI64::new(0)),
         })
+    }
+
+    /// How far this collector's clock runs ahead of the engine's, when it is out of step
+    /// (see [`CLOCK_IN_STEP_MS`]): the times of bans published are moved back by as much
+    /// (they go out on the engine's clock), those of bans read forward.
+    pub(super) fn clock_out_of_step(&self) -> Option<i64> {
+        let ahead = self.clock_ahead_ms.load(Ordering::Relaxed);
+        (ahead.abs() >= CLOCK_IN_STEP_MS).then_some(ahead)
     }
 
     pub(super) fn cm(&self) -> &ClusterMetrics {

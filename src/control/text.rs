@@ -10,6 +10,9 @@ use super::protocol::Response;
 /// A collector of the cluster not heard from for this long gets the hint to forget it, if
 /// it is gone for good.
 const SILENT_PEER_MS: u64 = 60_000;
+/// A collector's clock further than this from the engine's is shown (the cluster's own
+/// threshold for moving shared bans' times).
+const CLOCK_SHOWN_MS: i64 = 1000;
 
 /// What `status`, `banned`, `verify`, a jail's status and the other answers look like on a
 /// terminal (`--json` prints the answer itself). An error is the caller's to print.
@@ -132,8 +135,16 @@ pub fn render(response: &Response) -> String {
                     } else {
                         String::new()
                     };
+                    let clock = match p.clock_ahead_ms {
+                        Some(ms) if ms.abs() >= CLOCK_SHOWN_MS => format!(
+                            ", clock {:.1} s {} the engine's: check its time sync",
+                            ms.unsigned_abs() as f64 / 1000.0,
+                            if ms > 0 { "ahead of" } else { "behind" }
+                        ),
+                        _ => String::new(),
+                    };
                     say!(
-                        "  collector {:<16} seen {} ms ago, lag {} ms{}{}{silent}",
+                        "  collector {:<16} seen {} ms ago, lag {} ms{}{clock}{}{silent}",
                         p.node,
                         p.seen_ms_ago,
                         p.lag_ms,
@@ -339,10 +350,13 @@ mod tests {
             lag_ms: 0,
             degraded: false,
             reads,
+            clock_ahead_ms: (reads > 1).then_some(12),
         };
         let mut gone = peer("gone", 2);
         gone.seen_ms_ago = 3_600_000;
-        let text = status_with_peers(0, 0, vec![peer("one", 2), peer("old", 1), gone]);
+        let mut skewed = peer("skewed", 2);
+        skewed.clock_ahead_ms = Some(-1_200_400);
+        let text = status_with_peers(0, 0, vec![peer("one", 2), peer("old", 1), gone, skewed]);
         let line = |node: &str| {
             text.lines()
                 .find(|l| l.contains(&format!("collector {node} ")))
@@ -363,5 +377,10 @@ mod tests {
             "{text}"
         );
         assert!(!line("old").contains("forget"), "{text}");
+        assert!(
+            line("skewed").ends_with(", clock 1200.4 s behind the engine's: check its time sync"),
+            "{text}"
+        );
+        assert!(!line("one").contains("clock"), "{text}");
     }
 }

@@ -25,6 +25,10 @@ pub struct Peer {
     /// whose heartbeat does not say, which reads only a field per value).
     #[serde(default = "one")]
     pub reads: u64,
+    /// How far its clock runs ahead of the engine's, in milliseconds (negative: behind), as
+    /// its last heartbeat measured it; None for an earlier version, which does not say.
+    #[serde(default)]
+    pub clock_ahead_ms: Option<i64>,
 }
 
 fn one() -> u64 {
@@ -231,6 +235,20 @@ impl ClusterMetrics {
                 peer.node,
                 peer.lag_ms as f64 / 1000.0
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP syslog2ban_cluster_peer_clock_ahead_seconds How far each collector's clock runs ahead of the engine's (negative: behind)\n# TYPE syslog2ban_cluster_peer_clock_ahead_seconds gauge"
+        );
+        for peer in self.peers() {
+            if let Some(ahead) = peer.clock_ahead_ms {
+                let _ = writeln!(
+                    out,
+                    "syslog2ban_cluster_peer_clock_ahead_seconds{{node=\"{}\"}} {}",
+                    peer.node,
+                    ahead as f64 / 1000.0
+                );
+            }
         }
         let name = "syslog2ban_cluster_publish_delay_seconds";
         let _ = writeln!(out, "# HELP {name} From the failure that made a ban decided here to its publication on the engine.\n# TYPE {name} histogram");

@@ -1,14 +1,17 @@
 //! The counter's heartbeat: this collector's beat and reading position written to the
 //! engine every second, every collector's read back for `status` (who is there, how far
-//! behind it reads), and the engine's epoch checked (an engine that lost its data gets the
-//! active bans published again); and, on each reconnection, whether the primary changed
-//! (a failover may have lost what the old one took last: the same).
+//! behind it reads, how far its clock is from the engine's), and the engine's epoch checked
+//! (an engine that lost its data gets the active bans published again); and, on each
+//! reconnection, whether the primary changed (a failover may have lost what the old one
+//! took last: the same). Also where this collector's clock is measured against the
+//! engine's (`TIME`), for the times that cross between collectors.
 //!
 //! Owns only that exchange; counting and publishing are the counter's.
 
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use super::super::shared::CLOCK_IN_STEP_MS;
 use tracing::{info, warn};
 
 use super::super::engine::{id_millis, millis};
@@ -26,13 +29,21 @@ impl Counter {
         };
         let keys = self.shared.keys.clone();
         let node = self.shared.config.node.to_string();
-        let now = millis(SystemTime::now());
         let cursor = self.shared.cursor_ms.load(Ordering::Relaxed);
         let degraded = u8::from(!self.failures.is_empty() || !self.bans.is_empty());
-        // The forms of ban entries this collector reads last: earlier versions wrote three
-        // numbers and read past a fourth.
-        let beat = format!("{now} {cursor} {degraded} {READS}");
         let result = async {
+            let before = millis(SystemTime::now());
+            let time = conn.call(&[b"TIME"]).await?;
+            let after = millis(SystemTime::now());
+            let engine_ms = engine_time(&time)
+                .ok_or_else(|| EngineError::Protocol(format!("TIME answered {time:?}")))?;
+            // Read halfway through the round trip, as near as it can be told.
+            let ahead = i64::try_from(before / 2 + after / 2).unwrap_or(i64::MAX)
+                - i64::try_from(engine_ms).unwrap_or(i64::MAX);
+            // The beat's time is the engine's, which every reader compares it with; how far
+            // this clock is from it comes last (earlier versions read the first three numbers,
+            // the forms read fourth).
+            let beat = format!("{engine_ms} {cursor} {degraded} {READS} {ahead}");
             conn.call(&[
                 b"HSET",
                 keys.nodes().as_bytes(),
@@ -52,10 +63,10 @@ impl Counter {
                 ])
                 .await?;
             let epoch = conn.call(&[b"GET", keys.epoch().as_bytes()]).await?;
-            Ok::<_, EngineError>((all, newest, epoch))
+            Ok::<_, EngineError>((all, newest, epoch, engine_ms, ahead))
         }
         .await;
-        let (all, newest, epoch) = match result {
+        let (all, newest, epoch, now, ahead) = match result {
             Ok(r) => r,
             Err(e) => {
                 self.degrade(&e);
@@ -73,20 +84,46 @@ impl Counter {
             .filter_map(|pair| {
                 let node = pair.first()?.text()?;
                 let beat = pair.get(1)?.text()?;
-                let mut parts = beat.split(' ').map(|p| p.parse::<u64>().unwrap_or(0));
-                let (seen, cursor, degraded) = (parts.next()?, parts.next()?, parts.next()?);
+                let mut parts = beat.split(' ');
+                let mut number = || parts.next().map(|p| p.parse::<u64>().unwrap_or(0));
+                let (seen, cursor, degraded) = (number()?, number()?, number()?);
+                let reads = number().unwrap_or(1);
                 Some(Peer {
                     node,
                     seen_ms_ago: now.saturating_sub(seen),
                     lag_ms: lag(newest_ms, cursor, seen),
                     degraded: degraded == 1,
-                    reads: parts.next().unwrap_or(1),
+                    reads,
+                    clock_ahead_ms: parts.next().and_then(|p| p.parse().ok()),
                 })
             })
             .collect();
+        self.note_clock(ahead);
         self.choose_form(&peers);
         self.shared.cm().set_peers(peers);
         self.check_epoch(epoch.text()).await;
+    }
+
+    /// Keeps how far this collector's clock runs ahead of the engine's, and warns once when
+    /// it is out of step (and says when it is back): the shared count runs on the engine's
+    /// clock whatever this one says, and the times of shared bans are moved by as much, but
+    /// this collector's own windows and log lines are on its clock.
+    fn note_clock(&mut self, ahead: i64) {
+        self.shared.clock_ahead_ms.store(ahead, Ordering::Relaxed);
+        let out = ahead.abs() >= CLOCK_IN_STEP_MS;
+        if out == self.clock_warned {
+            return;
+        }
+        self.clock_warned = out;
+        let seconds = ahead as f64 / 1000.0;
+        if out {
+            warn!(ahead_seconds = seconds, "This collector's clock is out of step with the cluster engine's (negative: behind): check its time sync; the shared count keeps to the engine's clock, and the times of shared bans are moved by as much");
+        } else {
+            info!(
+                ahead_seconds = seconds,
+                "This collector's clock is in step with the cluster engine's again"
+            );
+        }
     }
 
     /// Bans go out in one field once every collector that ever beat on this engine reads
@@ -195,6 +232,12 @@ impl Counter {
     }
 }
 
+/// Unix milliseconds of a `TIME` reply (seconds and microseconds, as two strings).
+fn engine_time(reply: &Reply) -> Option<u64> {
+    let number = |i: usize| reply.items().get(i)?.text()?.parse::<u64>().ok();
+    Some(number(0)?.checked_mul(1000)? + number(1)? / 1000)
+}
+
 /// How far behind the newest shared ban (published at `newest_ms`) a collector reads, from
 /// its heartbeat: the time of the last entry it read (`cursor_ms`), or, before its first read
 /// (0), the time it was last seen, so that a collector that stopped before it read anything
@@ -206,7 +249,16 @@ fn lag(newest_ms: u64, cursor_ms: u64, seen_ms: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::lag;
+    use super::{engine_time, lag, Reply};
+
+    #[test]
+    fn the_engines_time_is_read_in_milliseconds() {
+        let bulk = |s: &str| Reply::Bulk(Some(s.as_bytes().to_vec()));
+        let time = Reply::Array(Some(vec![bulk("1796483281"), bulk("466901")]));
+        assert_eq!(engine_time(&time), Some(1_796_483_281_466));
+        assert_eq!(engine_time(&Reply::Array(Some(vec![bulk("x")]))), None);
+        assert_eq!(engine_time(&Reply::Int(5)), None);
+    }
 
     #[test]
     fn a_collector_that_never_read_lags_by_what_was_published_since_it_was_seen() {
