@@ -151,6 +151,18 @@ impl Cluster {
     /// Writes `node`'s config (first time) and starts it in `ns` as process `label`; returns
     /// once its table exists and it listens.
     fn start_collector(&mut self, node: &str, ns: &str, ip: &str, label: &str) -> u32 {
+        self.start_collector_with(node, ns, ip, label, &[])
+    }
+
+    /// As `start_collector`, with `env` added to the daemon's environment.
+    fn start_collector_with(
+        &mut self,
+        node: &str,
+        ns: &str,
+        ip: &str,
+        label: &str,
+        env: &[(&str, &str)],
+    ) -> u32 {
         let dir = self.dir(node);
         let conf_d = dir.join("conf.d");
         fs::create_dir_all(&conf_d).expect("mkdir conf.d");
@@ -196,10 +208,11 @@ impl Cluster {
             "--config".as_ref(),
             dir.as_os_str(),
         ];
-        let pid = self
-            .fleet
-            .lab
-            .spawn(label, ns, &argv, &[("RUST_LOG", "info,syslog2ban=debug")]);
+        let env: Vec<(&str, &str)> = [("RUST_LOG", "info,syslog2ban=debug")]
+            .into_iter()
+            .chain(env.iter().copied())
+            .collect();
+        let pid = self.fleet.lab.spawn(label, ns, &argv, &env);
         let (ns, listen) = (ns.to_string(), format!("{ip}:{SYSLOG_TCP_PORT}"));
         self.fleet.lab.wait_ready(
             label,
@@ -274,6 +287,30 @@ impl Cluster {
             Duration::from_secs(5),
         );
         assert!(out.success(), "logger: {}", out.describe());
+    }
+
+    /// An sshd-style line sent from WEB straight to the collector at `ip` (not through
+    /// rsyslog, whose first choice is ONE).
+    fn log_to(&self, ip: &str, line: &str) {
+        let port = SYSLOG_TCP_PORT.to_string();
+        let out = self.fleet.lab.exec(
+            &self.web,
+            &[
+                tool("logger").as_os_str(),
+                "--server".as_ref(),
+                ip.as_ref(),
+                "--port".as_ref(),
+                port.as_ref(),
+                "--tcp".as_ref(),
+                "--octet-count".as_ref(),
+                "--rfc5424".as_ref(),
+                "-t".as_ref(),
+                "sshd".as_ref(),
+                line.as_ref(),
+            ],
+            Duration::from_secs(5),
+        );
+        assert!(out.success(), "logger --server {ip}: {}", out.describe());
     }
 
     fn failure(&self) {
@@ -483,4 +520,128 @@ fn journal_upload_failing_over_counts_resent_entries_once() {
     c.fleet
         .lab
         .note("entries 1-3 via ONE, 2-4 via TWO: no ban; entry 5: banned on TWO and on A");
+}
+
+/// libfaketime's preload library (Debian's `libfaketime`, any architecture), if installed.
+fn faketime_library() -> Option<PathBuf> {
+    fs::read_dir("/usr/lib")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .find(|lib| lib.exists())
+}
+
+/// A collector whose clock runs 20 minutes ahead (libfaketime in TWO only; findtime 10
+/// minutes): its failures and ONE's still add up to maxretry, both show TWO's clock out of
+/// step, and the ban TWO adopts ends when ONE's does, not 20 minutes early by TWO's clock.
+#[test]
+fn a_collector_whose_clock_runs_ahead_counts_and_bans_with_the_others() {
+    if !crate::lab::preflight(
+        "cluster-clock",
+        &[crate::fleet_lab::TOOLS, MORE_TOOLS].concat(),
+    ) {
+        return;
+    }
+    let Some(faketime) = faketime_library() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "libfaketime is not installed (integration/install-deps.sh installs it)"
+        );
+        eprintln!("skipping: libfaketime is not installed");
+        return;
+    };
+    let attacker = "198.51.100.68";
+    let mut c = Cluster::new("cluster-clock");
+    let (one, two) = (c.one.clone(), c.two.clone());
+    c.start_collector("one", &one, COLLECTOR_IP, "collector-one");
+    let preload = faketime.display().to_string();
+    c.start_collector_with(
+        "two",
+        &two,
+        TWO_IP,
+        "collector-two",
+        &[
+            ("LD_PRELOAD", preload.as_str()),
+            ("FAKETIME", "+20m"),
+            // Timers and deadlines keep the real pace; only the wall clock is off.
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let line = format!("Failed password for root from {attacker} port 4242 ssh2");
+    let counted = |c: &Cluster, node: &str, n: u64| {
+        let seen = wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            c.status(node)["jails"][0]["total_failed"].as_u64() == Some(n)
+        });
+        assert!(
+            seen.is_some(),
+            "{node} did not count {n}: {}",
+            c.status(node)
+        );
+    };
+    // Both measure TWO's clock 20 minutes ahead of the engine's.
+    let two_ahead = |c: &Cluster, node: &str| {
+        c.status(node)["cluster"]["peers"]
+            .as_array()
+            .and_then(|peers| peers.iter().find(|p| p["node"] == "two"))
+            .and_then(|p| p["clock_ahead_ms"].as_i64())
+    };
+    for node in ["one", "two"] {
+        assert!(
+            wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+                two_ahead(&c, node).is_some_and(|ms| (ms - 1_200_000).abs() < 5_000)
+            })
+            .is_some(),
+            "{node} does not see TWO's clock 20 minutes ahead: {}",
+            c.status(node)
+        );
+    }
+
+    // Two failures through ONE, two through TWO: no ban (maxretry 5).
+    c.log_to(COLLECTOR_IP, &line);
+    c.log_to(COLLECTOR_IP, &line);
+    counted(&c, "one", 2);
+    std::thread::sleep(Duration::from_millis(300));
+    c.log_to(TWO_IP, &line);
+    c.log_to(TWO_IP, &line);
+    counted(&c, "two", 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!c.holds(&one, attacker) && !c.holds(&two, attacker));
+    // The fifth, through ONE, bans on both: TWO's window did not drop ONE's failures as
+    // older than findtime by its clock.
+    c.log_to(COLLECTOR_IP, &line);
+    assert!(
+        wait_until(Duration::from_secs(2), Duration::from_millis(25), || {
+            c.holds(&one, attacker) && c.holds(&two, attacker)
+        })
+        .is_some(),
+        "the fifth failure of a split attack did not ban on both: ONE {} TWO {}",
+        c.status("one"),
+        c.status("two")
+    );
+    assert_eq!(
+        c.status("one")["cluster"]["shared_offences"],
+        1,
+        "{}",
+        c.status("one")
+    );
+
+    // TWO holds ONE's ban for the bantime (1 h), not 20 minutes less.
+    let banned = crate::lab::run(
+        crate::lab::command(DAEMON_BIN)
+            .args(["banned", "--json", "--socket"])
+            .arg(c.socket("two")),
+        Duration::from_secs(10),
+    );
+    let banned: Value = serde_json::from_str(&banned.stdout).unwrap_or(Value::Null);
+    let left = banned["bans"]
+        .as_array()
+        .and_then(|bans| bans.iter().find(|b| b["address"] == attacker))
+        .and_then(|b| b["remaining_secs"].as_u64());
+    assert!(
+        left.is_some_and(|s| s > 3500),
+        "TWO holds the adopted ban for {left:?} s: {banned}"
+    );
+    c.fleet
+        .lab
+        .note("TWO 20 min ahead: 2 failures via ONE, 2 via TWO, no ban; the 5th banned on both");
 }

@@ -5,7 +5,8 @@ set -euo pipefail
 # fail2ban: its /etc/fail2ban (jail.conf, paths, jail.d) is the input of the import-fail2ban
 # test; its server is never started. python3-aiosmtpd: the SMTP server the mail notifier test sends to.
 # redis-server: the engine the cluster tests share (each test starts its own on loopback).
-packages=(openssl python3-aiosmtpd redis-server nftables ipset iptables conntrack openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote fail2ban sudo man-db adduser)
+# libfaketime: a collector whose clock runs ahead (LD_PRELOAD into that one process only).
+packages=(openssl python3-aiosmtpd redis-server libfaketime nftables ipset iptables conntrack openssh-server openssh-client sshpass rsyslog rsyslog-gnutls netcat-openbsd iproute2 procps python3 util-linux systemd-journal-remote fail2ban sudo man-db adduser)
 if [ "$(id -u)" != 0 ]; then
   echo "install-deps.sh: run as root (sudo $0)" >&2
   exit 1
