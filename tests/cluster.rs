@@ -960,52 +960,17 @@ async fn a_redis_cluster_node_is_refused_by_name_and_the_collector_bans_alone() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_count_script_names_who_holds_the_claim() {
-    use syslog2ban::cluster::engine::{millis, CountArgs, Counted, FailureId, Keys};
-    use syslog2ban::cluster::resp::Connection;
-    use syslog2ban::config::EngineUrl;
+    use syslog2ban::cluster::engine::CountArgs;
     if !redis_present() {
         return;
     }
     let engine = Engine::start(free_port());
-    let url = EngineUrl::parse(&format!("redis://127.0.0.1:{}", engine.port)).unwrap();
-    let mut conn = Connection::connect(&url, None, Duration::from_secs(5))
-        .await
-        .expect("connect");
-    let keys = Keys::new("t");
-    let mut sha = keys.load_script(&mut conn).await.expect("load the script");
-    let now = millis(SystemTime::now());
-    let failure = |node, sequence| CountArgs {
-        jail: "sshd",
-        target: ATTACKER.parse().unwrap(),
-        at_ms: now,
-        findtime_ms: 600_000,
-        claim_ms: 600_000,
-        maxretry: 3,
-        weight: 1,
-        member: FailureId {
-            node,
-            started_ms: 1,
-            sequence,
-            entry: None,
-        },
-        origin: None,
-    };
-    let (mut commands, mut counted) = (Vec::new(), Vec::new());
-    let mut count = async |failures: &[CountArgs<'_>]| -> Vec<Counted> {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(now);
-        keys.count_all(
-            &mut conn,
-            &mut sha,
-            now,
-            failures,
-            &mut commands,
-            &mut counted,
-        )
-        .await
-        .expect("counted");
-        counted.clone()
-    };
-    let answers = count(&[failure("a", 1), failure("b", 1), failure("a", 2)]).await;
+    let mut script = CountScript::on(engine.port, "t").await;
+    let now = SystemTime::now();
+    let failure = |node, sequence| sshd_failure(node, sequence, ATTACKER, now, 3);
+    let answers = script
+        .count_all(now, &[failure("a", 1), failure("b", 1), failure("a", 2)])
+        .await;
     let claims: Vec<(bool, Option<&str>)> = answers
         .iter()
         .map(|c| (c.claimed, c.holder.as_deref()))
@@ -1014,7 +979,9 @@ async fn the_count_script_names_who_holds_the_claim() {
     // After a's claim: b's next failure is told a holds it (b need not send more, and a
     // ban b decides alone is a's), a's claiming failure sent again that it holds it, and
     // a's next failure that a's earlier one does.
-    let answers = count(&[failure("b", 2), failure("a", 2), failure("a", 3)]).await;
+    let answers = script
+        .count_all(now, &[failure("b", 2), failure("a", 2), failure("a", 3)])
+        .await;
     let claims: Vec<(bool, Option<&str>)> = answers
         .iter()
         .map(|c| (c.claimed, c.holder.as_deref()))
@@ -1030,32 +997,32 @@ async fn the_count_script_names_who_holds_the_claim() {
         origin: Some(origin),
         ..failure(node, sequence)
     };
-    let answers = count(&[
-        from("a", 10, "192.0.2.1"),
-        from("b", 10, "192.0.2.1"),
-        from("a", 11, "192.0.2.2"),
-        from("b", 11, "192.0.2.1"),
-    ])
-    .await;
+    let answers = script
+        .count_all(
+            now,
+            &[
+                from("a", 10, "192.0.2.1"),
+                from("b", 10, "192.0.2.1"),
+                from("a", 11, "192.0.2.2"),
+                from("b", 11, "192.0.2.1"),
+            ],
+        )
+        .await;
     let seen: Vec<(u32, bool)> = answers.iter().map(|c| (c.count, c.claimed)).collect();
     assert_eq!(seen, vec![(1, false), (2, false), (1, false), (3, true)]);
     // A lift by hand takes the per-sender counts and claims too.
     let sshd = syslog2ban::config::JailName::new("sshd").unwrap();
-    keys.lift(&mut conn, ATTACKER.parse().unwrap(), &[sshd])
+    script
+        .keys
+        .lift(&mut script.conn, ATTACKER.parse().unwrap(), &[sshd])
         .await
         .expect("lifted");
-    let answers = keys
+    let answers = script
         .count_all(
-            &mut conn,
-            &mut sha,
-            SystemTime::UNIX_EPOCH + Duration::from_millis(now),
+            now,
             &[from("a", 12, "192.0.2.2"), from("b", 12, "192.0.2.1")],
-            &mut commands,
-            &mut counted,
         )
-        .await
-        .map(|()| counted.clone())
-        .expect("counted");
+        .await;
     let seen: Vec<(u32, Option<&str>)> = answers
         .iter()
         .map(|c| (c.count, c.holder.as_deref()))
@@ -1069,87 +1036,115 @@ async fn the_count_script_names_who_holds_the_claim() {
 /// as older than findtime, and the attacker's 4th failure would not reach maxretry 4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collectors_whose_clocks_disagree_count_together() {
-    use syslog2ban::cluster::engine::{millis, CountArgs, FailureId, Keys};
-    use syslog2ban::cluster::resp::Connection;
-    use syslog2ban::config::EngineUrl;
     if !redis_present() {
         return;
     }
     let engine = Engine::start(free_port());
-    let url = EngineUrl::parse(&format!("redis://127.0.0.1:{}", engine.port)).unwrap();
-    let mut conn = Connection::connect(&url, None, Duration::from_secs(5))
-        .await
-        .expect("connect");
-    let keys = Keys::new("t");
-    let mut sha = keys.load_script(&mut conn).await.expect("load the script");
-    let (mut commands, mut counted) = (Vec::new(), Vec::new());
+    let mut script = CountScript::on(engine.port, "t").await;
     let mut answers = Vec::new();
-    for (node, skew) in [
-        ("a", Duration::ZERO),
-        ("a", Duration::ZERO),
-        ("b", Duration::from_secs(1200)),
-        ("b", Duration::from_secs(1200)),
-    ] {
-        let clock = SystemTime::now() + skew;
-        let failure = CountArgs {
-            jail: "sshd",
-            target: ATTACKER.parse().unwrap(),
-            at_ms: millis(clock),
-            findtime_ms: 600_000,
-            claim_ms: 600_000,
-            maxretry: 4,
-            weight: 1,
-            member: FailureId {
-                node,
-                started_ms: 1,
-                sequence: answers.len() as u64,
-                entry: None,
-            },
-            origin: None,
-        };
-        keys.count_all(
-            &mut conn,
-            &mut sha,
-            clock,
-            &[failure],
-            &mut commands,
-            &mut counted,
-        )
-        .await
-        .expect("counted");
-        answers.push((counted[0].count, counted[0].claimed));
+    for (sequence, (node, skew)) in [("a", 0), ("a", 0), ("b", 1200), ("b", 1200)]
+        .into_iter()
+        .enumerate()
+    {
+        let clock = SystemTime::now() + Duration::from_secs(skew);
+        let failure = sshd_failure(node, sequence as u64, ATTACKER, clock, 4);
+        let counted = script.count(clock, failure).await;
+        answers.push((counted.count, counted.claimed));
     }
     assert_eq!(answers, vec![(1, false), (2, false), (3, false), (4, true)]);
     // A failure sent late (buffered while the engine was away) counts with its age: one
     // older than findtime adds nothing.
     let clock = SystemTime::now();
-    let old = CountArgs {
+    let old = sshd_failure(
+        "a",
+        100,
+        "198.51.100.99",
+        clock - Duration::from_secs(601),
+        4,
+    );
+    let counted = script.count(clock, old).await;
+    assert_eq!((counted.count, counted.claimed), (0, false));
+}
+
+/// The count script on a connection of its own, for the tests that call it directly.
+struct CountScript {
+    conn: syslog2ban::cluster::resp::Connection,
+    keys: syslog2ban::cluster::engine::Keys,
+    sha: String,
+}
+
+impl CountScript {
+    /// Connected to the engine at `port`, for the keys under `prefix`, the script loaded.
+    async fn on(port: u16, prefix: &str) -> CountScript {
+        use syslog2ban::cluster::engine::Keys;
+        use syslog2ban::cluster::resp::Connection;
+        use syslog2ban::config::EngineUrl;
+        let url = EngineUrl::parse(&format!("redis://127.0.0.1:{port}")).expect("an engine url");
+        let mut conn = Connection::connect(&url, None, Duration::from_secs(5))
+            .await
+            .expect("connect");
+        let keys = Keys::new(prefix);
+        let sha = keys.load_script(&mut conn).await.expect("load the script");
+        CountScript { conn, keys, sha }
+    }
+
+    /// Counts `failures` in one call, `now` the sending collector's clock.
+    async fn count_all(
+        &mut self,
+        now: SystemTime,
+        failures: &[syslog2ban::cluster::engine::CountArgs<'_>],
+    ) -> Vec<syslog2ban::cluster::engine::Counted> {
+        let (mut commands, mut counted) = (Vec::new(), Vec::new());
+        self.keys
+            .count_all(
+                &mut self.conn,
+                &mut self.sha,
+                now,
+                failures,
+                &mut commands,
+                &mut counted,
+            )
+            .await
+            .expect("counted");
+        counted
+    }
+
+    /// Counts one failure.
+    async fn count(
+        &mut self,
+        now: SystemTime,
+        failure: syslog2ban::cluster::engine::CountArgs<'_>,
+    ) -> syslog2ban::cluster::engine::Counted {
+        self.count_all(now, &[failure]).await.remove(0)
+    }
+}
+
+/// A failed password of `address` in the sshd jail (findtime 10 minutes), collector `node`'s
+/// `sequence`th, at `at` on its clock.
+fn sshd_failure<'a>(
+    node: &'a str,
+    sequence: u64,
+    address: &str,
+    at: SystemTime,
+    maxretry: u32,
+) -> syslog2ban::cluster::engine::CountArgs<'a> {
+    use syslog2ban::cluster::engine::{millis, CountArgs, FailureId};
+    CountArgs {
         jail: "sshd",
-        target: "198.51.100.99".parse().unwrap(),
-        at_ms: millis(clock - Duration::from_secs(601)),
+        target: address.parse().expect("an address"),
+        at_ms: millis(at),
         findtime_ms: 600_000,
         claim_ms: 600_000,
-        maxretry: 4,
+        maxretry,
         weight: 1,
         member: FailureId {
-            node: "a",
+            node,
             started_ms: 1,
-            sequence: 100,
+            sequence,
             entry: None,
         },
         origin: None,
-    };
-    keys.count_all(
-        &mut conn,
-        &mut sha,
-        clock,
-        &[old],
-        &mut commands,
-        &mut counted,
-    )
-    .await
-    .expect("counted");
-    assert_eq!((counted[0].count, counted[0].claimed), (0, false));
+    }
 }
 
 /// The claim on `address` in the sshd jail, taken on the engine at `port` by a collector
@@ -1160,44 +1155,16 @@ async fn claim_as(port: u16, address: &str, node: &str) {
 
 /// As `claim_as`, in a jail counting per sender: the claim of `sender`'s count.
 async fn claim_as_from(port: u16, address: &str, node: &str, sender: Option<&str>) {
-    use syslog2ban::cluster::engine::{millis, CountArgs, FailureId, Keys};
-    use syslog2ban::cluster::resp::Connection;
-    use syslog2ban::config::EngineUrl;
-    let url = EngineUrl::parse(&format!("redis://127.0.0.1:{port}")).expect("an engine url");
-    let mut conn = Connection::connect(&url, None, Duration::from_secs(5))
-        .await
-        .expect("connect");
-    let keys = Keys::new("syslog2ban");
-    let mut sha = keys.load_script(&mut conn).await.expect("load the script");
-    let claim = CountArgs {
-        jail: "sshd",
-        target: address.parse().expect("an address"),
-        at_ms: millis(SystemTime::now()),
-        findtime_ms: 600_000,
-        claim_ms: 600_000,
-        maxretry: 1,
-        weight: 1,
-        member: FailureId {
-            node,
-            started_ms: 1,
-            sequence: 1,
-            entry: None,
-        },
+    let mut script = CountScript::on(port, "syslog2ban").await;
+    let now = SystemTime::now();
+    let claim = syslog2ban::cluster::engine::CountArgs {
         origin: sender,
+        ..sshd_failure(node, 1, address, now, 1)
     };
-    let (mut commands, mut counted) = (Vec::new(), Vec::new());
-    let now = SystemTime::UNIX_EPOCH + Duration::from_millis(claim.at_ms);
-    keys.count_all(
-        &mut conn,
-        &mut sha,
-        now,
-        &[claim],
-        &mut commands,
-        &mut counted,
-    )
-    .await
-    .expect("counted");
-    assert!(counted[0].claimed, "{node} takes the claim");
+    assert!(
+        script.count(now, claim).await.claimed,
+        "{node} takes the claim"
+    );
 }
 
 /// A collector that took an attacker's claim and stopped before publishing its ban: the
