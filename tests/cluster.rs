@@ -1030,6 +1030,42 @@ async fn the_count_script_names_who_holds_the_claim() {
     assert_eq!(seen, vec![(1, None), (1, None)]);
 }
 
+/// Two running collectors given the same `node` (a cloned machine keeping its host name):
+/// each would skip the other's bans as its own, so each says so in `status` while it lasts,
+/// and a restart under the same name (a new run of the same collector) is no clash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_with_one_node_name_say_so() {
+    if !redis_present() {
+        return;
+    }
+    let engine = Engine::start(free_port());
+    let first = up("twin", engine.port).await;
+    // Beats of one run, then of the next run of the same collector: no clash.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!cluster_status(&first.socket).await.name_clash);
+    let setup = first.down().await;
+    let again = launch(setup).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        !cluster_status(&again.socket).await.name_clash,
+        "a restart under the same name was taken for another collector"
+    );
+    // Another collector under the same name, running beside it: both say so.
+    let twin = up("twin", engine.port).await;
+    for socket in [&again.socket, &twin.socket] {
+        assert!(
+            until(Duration::from_secs(5), async || cluster_status(socket)
+                .await
+                .name_clash)
+            .await,
+            "{:?}",
+            cluster_status(socket).await
+        );
+    }
+    twin.down().await;
+    again.down().await;
+}
+
 /// Collectors whose clocks disagree count together: the window is on the engine's clock.
 /// Collector b's clock runs 20 minutes ahead (a host whose NTP broke); findtime is 10
 /// minutes. With each collector's own clock in the window, b would drop a's two failures

@@ -108,9 +108,8 @@ pub(super) struct Counter {
     /// The form bans go out in, as the last heartbeat chose it (None before the first:
     /// a field per value, which every version reads).
     form: Option<Form>,
-    /// The last heartbeat found this collector's clock out of step with the engine's (warned
-    /// once per spell).
-    clock_warned: bool,
+    /// What the heartbeat keeps between beats.
+    beat: heartbeat::BeatState,
 }
 
 impl Counter {
@@ -131,7 +130,7 @@ impl Counter {
             primary: None,
             republished_since_beat: false,
             form: None,
-            clock_warned: false,
+            beat: heartbeat::BeatState::new(),
             settled: ByAttacker::default(),
             commands: Vec::new(),
             counted: Vec::new(),

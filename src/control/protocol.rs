@@ -165,6 +165,9 @@ pub struct ClusterReport {
     pub unreadable_entries: u64,
     /// The last engine error, while failing.
     pub last_error: Option<String>,
+    /// Another running collector uses this collector's node name.
+    #[serde(default)]
+    pub name_clash: bool,
     /// Every collector, as of the last heartbeat.
     pub peers: Vec<crate::metrics::Peer>,
 }

@@ -116,8 +116,16 @@ pub fn render(response: &Response) -> String {
                 } else {
                     String::new()
                 };
+                let clash = if c.name_clash {
+                    format!(
+                        "; NAME CLASH: another running collector uses node {}: neither adopts the other's bans; give each collector its own [cluster] node",
+                        c.node
+                    )
+                } else {
+                    String::new()
+                };
                 say!(
-                    "Cluster {} on {}: {state}; {} s degraded so far; decided here {}, published {}, adopted {}{dropped}{unreadable}",
+                    "Cluster {} on {}: {state}; {} s degraded so far; decided here {}, published {}, adopted {}{dropped}{unreadable}{clash}",
                     c.node,
                     c.engine.join(", "),
                     c.degraded_secs,
@@ -291,6 +299,15 @@ mod tests {
         unreadable_entries: u64,
         peers: Vec<crate::metrics::Peer>,
     ) -> String {
+        status_with(buffer_dropped, unreadable_entries, peers, false)
+    }
+
+    fn status_with(
+        buffer_dropped: u64,
+        unreadable_entries: u64,
+        peers: Vec<crate::metrics::Peer>,
+        name_clash: bool,
+    ) -> String {
         let cluster = ClusterReport {
             node: "one".into(),
             engine: vec!["redis://127.0.0.1:6379".into()],
@@ -304,6 +321,7 @@ mod tests {
             adopted: 3,
             unreadable_entries,
             last_error: None,
+            name_clash,
             peers,
         };
         render(&Response::Status(StatusReport {
@@ -339,6 +357,12 @@ mod tests {
         assert!(
             unreadable.contains("NOT ADOPTED: 4 ban stream entries unreadable"),
             "{unreadable}"
+        );
+        assert!(!fine.contains("CLASH"), "{fine}");
+        let clash = status_with(0, 0, Vec::new(), true);
+        assert!(
+            clash.contains("; NAME CLASH: another running collector uses node one: neither adopts the other's bans"),
+            "{clash}"
         );
     }
 

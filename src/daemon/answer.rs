@@ -456,6 +456,7 @@ impl Running {
                     adopted: Metrics::get(&m.adopted),
                     unreadable_entries: Metrics::get(&m.unreadable_entries),
                     last_error: m.last_error.get(),
+                    name_clash: m.name_clash.load(std::sync::atomic::Ordering::Relaxed),
                     peers: m.peers(),
                 })
             }),

@@ -42,6 +42,9 @@ pub struct ClusterMetrics {
     pub enabled: AtomicBool,
     /// The engine is unreachable: this collector counts and bans alone (gauge 0/1).
     pub degraded: AtomicBool,
+    /// Another running collector writes heartbeats under this collector's `node`: neither
+    /// adopts the other's bans (gauge 0/1).
+    pub name_clash: AtomicBool,
     /// Unix milliseconds when the current degraded spell began (0: none).
     pub degraded_since_ms: AtomicU64,
     /// Milliseconds spent degraded, all spells ended so far.
@@ -120,12 +123,18 @@ impl ClusterMetrics {
         if !self.enabled.load(Ordering::Relaxed) {
             return out;
         }
-        let rows: [(&str, &str, &str, u64); 16] = [
+        let rows: [(&str, &str, &str, u64); 17] = [
             (
                 "degraded",
                 "1 while the engine is unreachable and this collector counts alone",
                 "gauge",
                 u64::from(self.degraded.load(Ordering::Relaxed)),
+            ),
+            (
+                "node_name_clash",
+                "1 while another running collector uses this collector's node name (neither adopts the other's bans)",
+                "gauge",
+                u64::from(self.name_clash.load(Ordering::Relaxed)),
             ),
             (
                 "degraded_seconds_total",

@@ -4,15 +4,16 @@
 //! (an engine that lost its data gets the active bans published again); and, on each
 //! reconnection, whether the primary changed (a failover may have lost what the old one
 //! took last: the same). Also where this collector's clock is measured against the
-//! engine's (`TIME`), for the times that cross between collectors.
+//! engine's (`TIME`), for the times that cross between collectors, and where another
+//! running collector with this one's `node` is noticed (its beats replace this one's).
 //!
 //! Owns only that exchange; counting and publishing are the counter's.
 
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::super::shared::CLOCK_IN_STEP_MS;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::super::engine::{id_millis, millis};
 use super::super::entry::{Form, READS};
@@ -20,6 +21,36 @@ use super::super::messages::ToBan;
 use super::super::resp::{EngineError, Reply};
 use super::Counter;
 use crate::metrics::{Metrics, Peer};
+
+/// A name clash holds this long after the last beat that showed it: with two collectors
+/// beating each second, a beat now and then falls where the other's write was overwritten.
+const CLASH_HOLDS: Duration = Duration::from_secs(10);
+
+/// What the heartbeat keeps between beats.
+#[derive(Debug)]
+pub(super) struct BeatState {
+    /// This run's mark in its beats (random): a beat under this `node` with another mark was
+    /// written by another process.
+    run: u64,
+    /// A beat of this run is on the engine.
+    wrote: bool,
+    /// The last beat found this collector's clock out of step with the engine's (warned
+    /// once per spell).
+    clock_warned: bool,
+    /// When a beat last found another run's beat under this collector's `node`.
+    clash_seen: Option<Instant>,
+}
+
+impl BeatState {
+    pub(super) fn new() -> BeatState {
+        BeatState {
+            run: rand::random(),
+            wrote: false,
+            clock_warned: false,
+            clash_seen: None,
+        }
+    }
+}
 
 impl Counter {
     /// Writes this collector's heartbeat, reads every collector's, and checks the epoch.
@@ -43,7 +74,15 @@ impl Counter {
             // The beat's time is the engine's, which every reader compares it with; how far
             // this clock is from it comes last (earlier versions read the first three numbers,
             // the forms read fourth).
-            let beat = format!("{engine_ms} {cursor} {degraded} {READS} {ahead}");
+            let beat = format!(
+                "{engine_ms} {cursor} {degraded} {READS} {ahead} {}",
+                self.beat.run
+            );
+            // What is under this collector's name since its last beat: another run's beat
+            // means another collector uses the name.
+            let under_my_name = conn
+                .call(&[b"HGET", keys.nodes().as_bytes(), node.as_bytes()])
+                .await?;
             conn.call(&[
                 b"HSET",
                 keys.nodes().as_bytes(),
@@ -63,10 +102,10 @@ impl Counter {
                 ])
                 .await?;
             let epoch = conn.call(&[b"GET", keys.epoch().as_bytes()]).await?;
-            Ok::<_, EngineError>((all, newest, epoch, engine_ms, ahead))
+            Ok::<_, EngineError>((all, newest, epoch, engine_ms, ahead, under_my_name))
         }
         .await;
-        let (all, newest, epoch, now, ahead) = match result {
+        let (all, newest, epoch, now, ahead, under_my_name) = match result {
             Ok(r) => r,
             Err(e) => {
                 self.degrade(&e);
@@ -99,6 +138,7 @@ impl Counter {
             })
             .collect();
         self.note_clock(ahead);
+        self.note_name_clash(under_my_name.text().as_deref());
         self.choose_form(&peers);
         self.shared.cm().set_peers(peers);
         self.check_epoch(epoch.text()).await;
@@ -111,10 +151,10 @@ impl Counter {
     fn note_clock(&mut self, ahead: i64) {
         self.shared.clock_ahead_ms.store(ahead, Ordering::Relaxed);
         let out = ahead.abs() >= CLOCK_IN_STEP_MS;
-        if out == self.clock_warned {
+        if out == self.beat.clock_warned {
             return;
         }
-        self.clock_warned = out;
+        self.beat.clock_warned = out;
         let seconds = ahead as f64 / 1000.0;
         if out {
             warn!(ahead_seconds = seconds, "This collector's clock is out of step with the cluster engine's (negative: behind): check its time sync; the shared count keeps to the engine's clock, and the times of shared bans are moved by as much");
@@ -123,6 +163,32 @@ impl Counter {
                 ahead_seconds = seconds,
                 "This collector's clock is in step with the cluster engine's again"
             );
+        }
+    }
+
+    /// Notices another running collector with this one's `node`, from what was under the
+    /// name before this beat wrote there (`found`): after a beat of this run, a beat of
+    /// another run (or of an earlier version, which marks none). Each skips the stream's
+    /// entries under its own name, so neither adopts the other's bans: said loudly, in the
+    /// log, `status` and a metric, while it lasts.
+    fn note_name_clash(&mut self, found: Option<&str>) {
+        let other =
+            self.beat.wrote && found.is_some_and(|beat| beat_run(beat) != Some(self.beat.run));
+        self.beat.wrote = true;
+        let now = Instant::now();
+        if other {
+            self.beat.clash_seen = Some(now);
+        }
+        let clash = self
+            .beat
+            .clash_seen
+            .is_some_and(|seen| now.duration_since(seen) < CLASH_HOLDS);
+        let was = self.shared.cm().name_clash.swap(clash, Ordering::Relaxed);
+        let node = &self.shared.config.node;
+        if clash && !was {
+            error!(%node, "Another running collector uses this collector's [cluster] node name: neither adopts the other's bans (each skips the entries under its own name); give each collector its own node");
+        } else if was && !clash {
+            info!(%node, "No other collector has written under this node name for 10 s");
         }
     }
 
@@ -232,6 +298,11 @@ impl Counter {
     }
 }
 
+/// The run mark of a beat (its sixth number), when it has one.
+fn beat_run(beat: &str) -> Option<u64> {
+    beat.split(' ').nth(5)?.parse().ok()
+}
+
 /// Unix milliseconds of a `TIME` reply (seconds and microseconds, as two strings).
 fn engine_time(reply: &Reply) -> Option<u64> {
     let number = |i: usize| reply.items().get(i)?.text()?.parse::<u64>().ok();
@@ -249,7 +320,21 @@ fn lag(newest_ms: u64, cursor_ms: u64, seen_ms: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{engine_time, lag, Reply};
+    use super::{beat_run, engine_time, lag, Reply};
+
+    #[test]
+    fn a_beat_names_its_run_sixth() {
+        assert_eq!(
+            beat_run("1796483281466 1796483281000 0 2 -3 12345"),
+            Some(12345)
+        );
+        assert_eq!(
+            beat_run("1796483281466 1796483281000 0 2"),
+            None,
+            "an earlier version's"
+        );
+        assert_eq!(beat_run("garbage"), None);
+    }
 
     #[test]
     fn the_engines_time_is_read_in_milliseconds() {
