@@ -1,5 +1,6 @@
 //! What the counter and the follower share: the config, the engine's keys, the counters,
-//! the connection to the engine, and the follower's position for the heartbeat.
+//! the connection to the engine, the follower's position for the heartbeat, and how far
+//! this collector's clock is from the engine's (the heartbeat measures it, both use it).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;

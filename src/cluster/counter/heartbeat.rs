@@ -12,13 +12,13 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::super::shared::CLOCK_IN_STEP_MS;
 use tracing::{error, info, warn};
 
 use super::super::engine::{id_millis, millis};
 use super::super::entry::{Form, READS};
 use super::super::messages::ToBan;
 use super::super::resp::{EngineError, Reply};
+use super::super::shared::CLOCK_IN_STEP_MS;
 use super::Counter;
 use crate::metrics::{Metrics, Peer};
 
