@@ -33,6 +33,10 @@ const MORE_TOOLS: &[&str] = &["redis-server", "rsyslogd", "logger", "kill", "ope
 /// The collectors' ACL user and password on the engine.
 const ENGINE_USER: &str = "syslog2ban";
 const ENGINE_PASSWORD: &str = "s2b-cluster-pw";
+/// The user's rules: the README's (Several collectors, the engine's user), word for word.
+const ENGINE_ACL: &str = "resetkeys ~syslog2ban:* resetchannels -@all +ping +info +select +time \
+    +evalsha +script|load +get +set +del +hset +hget +hgetall +hdel +xadd +xread +xrevrange \
+    +smembers +zadd +zremrangebyscore +zcard +pexpire +sadd";
 
 struct Cluster {
     fleet: Fleet,
@@ -109,13 +113,11 @@ impl Cluster {
                 ENGINE_USER,
                 "on",
                 password.as_str(),
-                "~*",
-                "&*",
-                "+@all",
-                "--user",
-                "default",
-                "off",
             ])
+            // The least a collector needs, as the README lists it: its keys only, and its
+            // commands (the count script's included: scripts run under the caller's ACL).
+            .chain(ENGINE_ACL.split(' '))
+            .chain(["--user", "default", "off"])
             .collect();
         let argv: Vec<&std::ffi::OsStr> = argv.iter().map(|a| a.as_ref()).collect();
         lab.spawn("redis-server", &one, &argv, &[]);
