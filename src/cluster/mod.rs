@@ -37,8 +37,8 @@ use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 pub use entry::{from_node, read_entry, stream_entries, Published, SharedBan, READS};
 pub use messages::{ClaimedElsewhere, Links, SharedFailure, ToBan, Yielded};
-pub use shared::CaFileError;
 use shared::Shared;
+pub use shared::{CaFileError, CLOCK_IN_STEP_MS};
 
 /// Most lifts by hand waiting for the counter (past it one is missed there: that attacker's
 /// failures skip the engine until its old claim lapses; they count locally all the same).

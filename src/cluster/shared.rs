@@ -29,7 +29,7 @@ pub(super) const STREAM_CAP: usize = 100_000;
 /// A collector's clock within this of the engine's is taken as in step: a ban's times are
 /// not moved between the two for less (the offset is measured to a round trip), and no
 /// warning is due.
-pub(super) const CLOCK_IN_STEP_MS: i64 = 1000;
+pub const CLOCK_IN_STEP_MS: i64 = 1000;
 /// The follower's position, in the state directory.
 pub(super) const CURSOR_FILE: &str = "cluster-cursor";
 

@@ -10,9 +10,6 @@ use super::protocol::Response;
 /// A collector of the cluster not heard from for this long gets the hint to forget it, if
 /// it is gone for good.
 const SILENT_PEER_MS: u64 = 60_000;
-/// A collector's clock further than this from the engine's is shown (the cluster's own
-/// threshold for moving shared bans' times).
-const CLOCK_SHOWN_MS: i64 = 1000;
 
 /// What `status`, `banned`, `verify`, a jail's status and the other answers look like on a
 /// terminal (`--json` prints the answer itself). An error is the caller's to print.
@@ -144,7 +141,8 @@ pub fn render(response: &Response) -> String {
                         String::new()
                     };
                     let clock = match p.clock_ahead_ms {
-                        Some(ms) if ms.abs() >= CLOCK_SHOWN_MS => format!(
+                        // Out of step as the cluster itself takes it (it moves shared bans' times then).
+                        Some(ms) if ms.abs() >= crate::cluster::CLOCK_IN_STEP_MS => format!(
                             ", clock {:.1} s {} the engine's: check its time sync",
                             ms.unsigned_abs() as f64 / 1000.0,
                             if ms > 0 { "ahead of" } else { "behind" }
